@@ -1,0 +1,222 @@
+"""YAML files -> typed dataclasses, with ``key=value`` command-line overrides.
+
+A config schema is a (nested) dataclass whose fields carry their defaults and a
+comment documenting them; that is the one place a default lives. YAML files in
+``configs/`` only list what they change. Every value is checked against the
+field's type annotation: unknown keys, wrong types and malformed overrides raise
+:class:`ConfigError` naming the key and where it came from.
+
+Supported field types: ``bool`` (a real boolean, never 0/1 or "yes"), ``int``,
+``float`` (ints and numeric strings such as ``1e-3`` are accepted), ``str``,
+``Optional[X]``, ``Literal[...]``, ``list[X]``, ``tuple[X, ...]`` and nested
+dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+import typing
+from typing import Any, Iterable, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+T = TypeVar("T")
+
+_TRUE = {"true", "yes", "on"}
+_FALSE = {"false", "no", "off"}
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid."""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against annotation ``tp``; return it converted where lossless."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, getattr(types, "UnionType", Union)):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} does not match {_type_name(tp)}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(choices)}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _from_dict(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _from_dict(cls: type[T], data: dict, where: str) -> T:
+    types_ = _field_types(cls)
+    unknown = sorted(set(data) - set(types_))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown key(s) {', '.join(prefix + str(k) for k in unknown)}; "
+            f"valid keys{' of ' + where if where else ''}: {', '.join(types_)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(value, types_[name], f"{where}.{name}" if where else name)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config (tuples become lists), e.g. for YAML/JSON dumps."""
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return plain(cfg)
+
+
+def _parse_override_value(text: str, tp: Any, key: str) -> Any:
+    """Parse the right-hand side of ``key=value`` guided by the field type."""
+    origin = get_origin(tp)
+    bare = tp
+    if origin in (Union, getattr(types, "UnionType", Union)):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if text.strip().lower() in ("null", "none", "~"):
+            return None
+        bare = args[0] if len(args) == 1 else tp
+    if bare is bool:
+        low = text.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigError(f"override {key}={text}: expected true or false")
+    if bare is str:
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {key}={text}: cannot parse value ({exc})") from None
+
+
+def _lookup_type(cls: type, dotted: str) -> Any:
+    tp: Any = cls
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(tp):
+            raise ConfigError(f"override {dotted}: {'.'.join(parts[:i])} is not a section")
+        types_ = _field_types(tp)
+        if part not in types_:
+            section = ".".join(parts[:i]) or "the top level"
+            raise ConfigError(f"unknown key {dotted}; valid keys of {section}: {', '.join(types_)}")
+        tp = types_[part]
+    return tp
+
+
+def apply_overrides(data: dict, cls: type, overrides: Iterable[str]) -> dict:
+    """Merge ``a.b=value`` strings into the raw dict ``data`` (returns a new dict)."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        tp = _lookup_type(cls, key)
+        value = _parse_override_value(text, tp, key)
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> T:
+    """Build ``cls`` from its defaults, then the YAML file at ``path``, then ``overrides``."""
+    data: dict = {}
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}")
+        with open(path) as f:
+            try:
+                loaded = yaml.safe_load(f)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys")
+        data = loaded
+    data = apply_overrides(data, cls, overrides)
+    try:
+        return _from_dict(cls, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+
+
+def dump_yaml(cfg: Any) -> str:
+    """YAML text of a resolved config (loadable again by :func:`load_config`)."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Networks: the ResNet encoders, the HVC training model and its heads."""

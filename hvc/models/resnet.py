@@ -1,0 +1,154 @@
+"""Fully-convolutional ResNet encoders with output stride 8.
+
+Parameter names follow torchvision's layout (``conv1``, ``bn1``, ``layer1.0.conv1``,
+``layer3.0.downsample.0`` ...) so that the paper's checkpoints, MoCo v1 and torchvision
+ImageNet files load by name. There is no ``avgpool``/``fc``: loaders drop ``fc.*``
+explicitly.
+
+Both uses share one class:
+
+* training (``with_layer4=True``): layer1..layer4, every conv of layer3 and layer4 at
+  stride 1 -> ResNet-18: 512 channels, stride 8;
+* testing (``with_layer4=False``): layer4 absent -> ResNet-18: 256 channels,
+  ResNet-50: 1024 channels, stride 8.
+
+Initialisation is the paper's (SPEC section 1): conv weights ~ N(0, sqrt(2 / (k*k*out))),
+BatchNorm weight 1 / bias 0, then the last BatchNorm of every residual block zeroed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+Arch = Literal["resnet18", "resnet50"]
+
+
+def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = _conv3x3(cin, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn2
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """torchvision's ResNet v1.5 bottleneck (stride on the 3x3 conv), as in MoCo v1."""
+
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = _conv1x1(cin, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn3
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+_SPECS: dict[str, tuple[type[nn.Module], list[int]]] = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+}
+
+
+class ResNet(nn.Module):
+    """ResNet trunk at output stride 8 (layer3/layer4 at stride 1, no dilation).
+
+    Args:
+        arch: ``"resnet18"`` or ``"resnet50"``.
+        with_layer4: keep layer4 (training encoder) or stop after layer3 (test encoder).
+
+    ``forward(x: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]`` with C = ``out_channels``.
+    """
+
+    def __init__(self, arch: Arch = "resnet18", with_layer4: bool = True):
+        super().__init__()
+        if arch not in _SPECS:
+            raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(_SPECS)}")
+        block, layers = _SPECS[arch]
+        self.arch = arch
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self._cin = 64
+        self.layer1 = self._make_layer(block, 64, layers[0], stride=1)
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        # The paper removes the stride of layer3 and layer4 to keep stride-8 features.
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=1)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=1) if with_layer4 else None
+        self.out_channels = (512 if with_layer4 else 256) * block.expansion
+        self.stride = 8
+        self.reset_parameters()
+
+    def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self._cin != planes * block.expansion:
+            downsample = nn.Sequential(
+                _conv1x1(self._cin, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        mods = [block(self._cin, planes, stride, downsample)]
+        self._cin = planes * block.expansion
+        mods += [block(self._cin, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*mods)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The paper's initialisation (see module docstring)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+                m.weight.normal_(0.0, math.sqrt(2.0 / n))
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+        for m in self.modules():
+            if isinstance(m, (BasicBlock, Bottleneck)):
+                m.last_bn().weight.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        if self.layer4 is not None:
+            x = self.layer4(x)
+        return x

@@ -1,0 +1,1 @@
+"""Embedded demo: synthetic video and the end-to-end `make demo` pipeline."""

@@ -1,0 +1,156 @@
+"""A deterministic synthetic video with exact masks, built from scikit-image's photos.
+
+Two textured objects, each cut from a photo with a smooth random outline, move over a
+slowly panning crop of a third photo (translation, scale and a little rotation). The
+second object is painted over the first where they overlap, so the ground truth is exact
+by construction. Written in the DAVIS layout so that ``test.py`` and ``eval_metrics.py``
+read it like any DAVIS 2017 sequence.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from hvc.fileio import atomic_path
+
+
+def photos() -> dict[str, np.ndarray]:
+    """The colour photographs shipped inside scikit-image (no download), as RGB uint8."""
+    from skimage import data
+
+    out = {}
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
+                 "immunohistochemistry", "retina", "colorwheel", "cat"):
+        out[name] = np.ascontiguousarray(getattr(data, name)()[..., :3])
+    left, right, _ = data.stereo_motorcycle()
+    out["motorcycle_left"], out["motorcycle_right"] = left, right
+    return out
+
+
+@dataclass(frozen=True)
+class ObjectTrack:
+    """How one object moves: centre path (fractions of the frame), scale and rotation ranges."""
+
+    texture: str
+    start: tuple[float, float]  # (x, y) centre at frame 0, fraction of width/height
+    end: tuple[float, float]  # centre at the last frame
+    scale: tuple[float, float]  # size factor at first/last frame
+    rotation: tuple[float, float]  # degrees at first/last frame
+    radius: float  # base radius, fraction of the frame height
+
+
+TRACKS = (
+    ObjectTrack("chelsea", (0.28, 0.45), (0.62, 0.55), (1.0, 1.25), (0.0, 12.0), 0.24),
+    ObjectTrack("astronaut", (0.78, 0.62), (0.40, 0.38), (1.1, 0.85), (0.0, -10.0), 0.18),
+)
+
+
+def _blob_mask(size: int, rng: np.random.RandomState) -> np.ndarray:
+    """A smooth closed random outline filling most of a size x size square: uint8 {0, 1}."""
+    angles = np.linspace(0, 2 * math.pi, 64, endpoint=False)
+    radius = np.ones_like(angles)
+    for freq in (2, 3, 5):  # a few low-frequency harmonics give an organic, non-convex shape
+        radius += rng.uniform(0.05, 0.15) * np.cos(freq * angles + rng.uniform(0, 2 * math.pi))
+    radius *= 0.45 * size / radius.max()
+    pts = np.stack([size / 2 + radius * np.cos(angles), size / 2 + radius * np.sin(angles)], 1)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
+    return mask
+
+
+def _texture_patch(photo: np.ndarray, size: int) -> np.ndarray:
+    """The central square of a photo resized to size x size (RGB uint8)."""
+    h, w = photo.shape[:2]
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    return cv2.resize(photo[y0:y0 + s, x0:x0 + s], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def render_video(num_frames: int = 40, height: int = 240, width: int = 432, seed: int = 0,
+                 background: str = "rocket") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Render the demo video.
+
+    Returns ``frames``: num_frames x [H, W, 3] uint8 RGB, and ``labels``: num_frames x
+    [H, W] uint8 with ids 0 (background), 1, 2.
+    """
+    pics = photos()
+    rng = np.random.RandomState(seed)
+    bg = pics[background]
+    # The background is a window sliding over the photo resized a little wider than the frame.
+    pan = 0.25
+    bh = height
+    bw = int(round(width * (1 + pan)))
+    scale = max(bh / bg.shape[0], bw / bg.shape[1])
+    big = cv2.resize(bg, (int(math.ceil(bg.shape[1] * scale)), int(math.ceil(bg.shape[0] * scale))),
+                     interpolation=cv2.INTER_AREA)
+    sprites = []
+    for track in TRACKS:
+        side = int(round(2 * track.radius * height))
+        sprites.append((_texture_patch(pics[track.texture], side), _blob_mask(side, rng)))
+
+    frames, labels = [], []
+    for t in range(num_frames):
+        a = t / max(num_frames - 1, 1)
+        x_off = int(round(a * (big.shape[1] - width)))
+        y_off = (big.shape[0] - height) // 2
+        frame = big[y_off:y_off + height, x_off:x_off + width].copy()
+        label = np.zeros((height, width), np.uint8)
+        for obj_id, (track, (tex, mask)) in enumerate(zip(TRACKS, sprites), start=1):
+            cx = (track.start[0] + a * (track.end[0] - track.start[0])) * width
+            cy = (track.start[1] + a * (track.end[1] - track.start[1])) * height
+            s = track.scale[0] + a * (track.scale[1] - track.scale[0])
+            r = track.rotation[0] + a * (track.rotation[1] - track.rotation[0])
+            side = tex.shape[0]
+            m = cv2.getRotationMatrix2D((side / 2, side / 2), r, s)
+            m[:, 2] += (cx - side / 2, cy - side / 2)
+            warped_tex = cv2.warpAffine(tex, m, (width, height), flags=cv2.INTER_LINEAR)
+            # Nearest-neighbour for the mask: the painted pixels are exactly the ground truth.
+            warped_mask = cv2.warpAffine(mask, m, (width, height), flags=cv2.INTER_NEAREST).astype(bool)
+            frame[warped_mask] = warped_tex[warped_mask]
+            label[warped_mask] = obj_id
+        frames.append(frame)
+        labels.append(label)
+    return frames, labels
+
+
+def write_davis_sequence(root: str, name: str, frames: list[np.ndarray], labels: list[np.ndarray],
+                         palette: list[int]) -> None:
+    """Write frames/labels in the DAVIS layout under ``root`` and list the sequence in
+    ``ImageSets/2017/val.txt``."""
+    img_dir = os.path.join(root, "JPEGImages", "480p", name)
+    ann_dir = os.path.join(root, "Annotations", "480p", name)
+    os.makedirs(img_dir, exist_ok=True)
+    os.makedirs(ann_dir, exist_ok=True)
+    for t, (frame, label) in enumerate(zip(frames, labels)):
+        with atomic_path(os.path.join(img_dir, f"{t:05d}.jpg")) as tmp:
+            Image.fromarray(frame).save(tmp, quality=95)
+        png = Image.fromarray(label, mode="P")
+        png.putpalette(palette)
+        with atomic_path(os.path.join(ann_dir, f"{t:05d}.png")) as tmp:
+            png.save(tmp)
+    sets = os.path.join(root, "ImageSets", "2017")
+    os.makedirs(sets, exist_ok=True)
+    with atomic_path(os.path.join(sets, "val.txt")) as tmp:
+        with open(tmp, "w") as f:
+            f.write(name + "\n")
+
+
+def write_training_photos(folder: str, size: int = 320) -> list[str]:
+    """Save the scikit-image photos (shorter side ``size``) as JPEGs for training; returns the paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for name, pic in sorted(photos().items()):
+        h, w = pic.shape[:2]
+        s = size / min(h, w)
+        pic = cv2.resize(pic, (int(round(w * s)), int(round(h * s))), interpolation=cv2.INTER_AREA)
+        path = os.path.join(folder, f"{name}.jpg")
+        with atomic_path(path) as tmp:
+            Image.fromarray(pic).save(tmp, quality=95)
+        paths.append(path)
+    return paths

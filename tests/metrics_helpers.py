@@ -1,9 +1,13 @@
-"""Straightforward whole-frame J and F written from golden README 4.5, used as the
-reference for the cropped fast path in hvc.metrics.measures (tests only)."""
+"""Helpers for the metrics tests: a straightforward whole-frame J and F written from
+golden README 4.5 (the reference for the cropped fast path in hvc.metrics.measures), and
+the eval_metrics.py entry point loaded as a module."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -44,3 +48,12 @@ def reference_jf(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
         precision, recall = (bp & dg).sum() / np_, (bg & dp).sum() / ng
     f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
     return float(j), float(f)
+
+
+def load_eval_metrics() -> ModuleType:
+    """The repository's eval_metrics.py, imported from its path (it is not in a package)."""
+    path = Path(__file__).resolve().parents[1] / "eval_metrics.py"
+    spec = importlib.util.spec_from_file_location("eval_metrics", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -146,7 +146,10 @@ class _JsonLog:
     """Append-only JSON-lines log (rank 0); every record carries a wall-clock time."""
 
     def __init__(self, path: Optional[Path]):
-        self.file = open(path, "a", encoding="utf-8") if path is not None else None
+        self.file = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "a", encoding="utf-8")
 
     def write(self, **record) -> None:
         if self.file is not None:
@@ -292,7 +295,9 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
                 epoch_done = global_step % steps_per_epoch == 0
                 every = cfg.output.save_every_steps
                 if epoch_done or global_step == last_step or (every and global_step % every == 0):
+                    t0 = time.perf_counter()
                     save()
+                    window_start += time.perf_counter() - t0  # images/s measures training only
                 if global_step >= last_step:
                     break
             skipped = int(all_reduce_sum(torch.tensor(skipped)).item())

@@ -1,0 +1,113 @@
+"""Random resized crops that remember where they came from (golden README section 2).
+
+A crop is the box ``(i, j, h, w)`` = (top row, left column, height, width) in pixels of a
+``W x H`` image. Its coordinates, in the convention of the hybrid loss, are
+
+    coord = float32([j / (W-1), i / (H-1), (j + w - 1) / (W-1), (i + h - 1) / (H-1)])
+          = [x0, y0, x1, y1]    (end pixel inclusive, relative to the full image)
+
+Boxes are drawn like the official ``RandomResizedCropCoord.get_params``, with Python
+``random`` draws from a caller-supplied ``random.Random`` (so each sample can own its
+generator). There is no flip.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+#: The paper's training normalisation (SPEC section 2); test frames use ImageNet statistics.
+TRAIN_MEAN = (0.4914, 0.4822, 0.4465)
+TRAIN_STD = (0.2023, 0.1994, 0.2010)
+
+Box = tuple[int, int, int, int]
+
+
+def sample_crop_box(width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float],
+                    rng: random.Random) -> Box:
+    """Draw ``(i, j, h, w)``: up to 10 tries of area ~ U(scale), log-aspect ~ U(log ratio).
+
+    The sequence of ``rng`` calls is the official one, so ``random.seed(s)`` in the official
+    code and ``random.Random(s)`` here give the same box. If no try fits inside the image,
+    the central crop of the whole image clipped to the ratio range is returned.
+    """
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = rng.uniform(*scale) * area
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            i = rng.randint(0, height - h)
+            j = rng.randint(0, width - w)
+            return i, j, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        w, h = int(round(height * max(ratio))), height
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def crop_coords(box: Box, width: int, height: int) -> Tensor:
+    """box (i, j, h, w) in a ``width x height`` image -> coord [4] float32 = [x0, y0, x1, y1]."""
+    i, j, h, w = box
+    return torch.tensor([j / (width - 1), i / (height - 1), (j + w - 1) / (width - 1), (i + h - 1) / (height - 1)],
+                        dtype=torch.float32)
+
+
+def resized_crop(img: Image.Image, box: Box, size: int) -> Image.Image:
+    """Crop ``box`` (i, j, h, w) and resize to ``size x size`` with PIL bilinear (aspect not kept)."""
+    i, j, h, w = box
+    return img.crop((j, i, j + w, i + h)).resize((size, size), Image.BILINEAR)
+
+
+def to_normalized_tensor(img: Image.Image, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """RGB PIL image -> [3, H, W] float32, ``(x / 255 - mean) / std`` (ToTensor + Normalize)."""
+    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div(255)
+    m = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+    s = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    return x.sub(m).div(s)
+
+
+class RandomResizedCropCoord:
+    """One training view: random resized crop + normalisation, with its crop coordinates.
+
+    Args:
+        size: output side S (square views).
+        scale: range of the crop area as a fraction of the image area (paper: (0.0, 1.0)).
+        ratio: range of the crop aspect ratio w / h (paper: (3/4, 4/3)).
+        mean, std: normalisation statistics (paper's training statistics by default).
+
+    ``__call__(img, rng) -> (view [3, S, S] float32, coord [4] float32)``.
+    """
+
+    def __init__(self, size: int = 256, scale: tuple[float, float] = (0.0, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                 mean: Sequence[float] = TRAIN_MEAN, std: Sequence[float] = TRAIN_STD):
+        if size <= 0:
+            raise ValueError(f"crop size must be positive, got {size}")
+        if not (0.0 <= scale[0] <= scale[1]) or not (0.0 < ratio[0] <= ratio[1]):
+            raise ValueError(f"need 0 <= scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1]; got scale={scale}, ratio={ratio}")
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std need 3 values each (std > 0); got mean={mean}, std={std}")
+        self.size = size
+        self.scale = tuple(scale)
+        self.ratio = tuple(ratio)
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+
+    def __call__(self, img: Image.Image, rng: random.Random) -> tuple[Tensor, Tensor]:
+        width, height = img.size
+        box = sample_crop_box(width, height, self.scale, self.ratio, rng)
+        view = to_normalized_tensor(resized_crop(img, box, self.size), self.mean, self.std)
+        return view, crop_coords(box, width, height)

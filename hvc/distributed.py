@@ -8,6 +8,7 @@ describe the job and each process joins the default group.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -73,14 +74,28 @@ def all_reduce_sum(value: Tensor) -> Tensor:
     return value
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; the gradient of a sum reaching every process is the sum of the
+    gradients of all processes."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return all_reduce_sum(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return all_reduce_sum(grad.contiguous())
+
+
 class CrossProcessBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are taken over the batches of all processes.
 
-    For CPU / gloo jobs, where ``torch.nn.SyncBatchNorm`` refuses to run. Sums, sums of
-    squares and counts are all-reduced with autograd (``torch.distributed.nn``), so the
-    gradient is that of BatchNorm over the concatenated global batch. Running statistics
-    follow nn.BatchNorm2d exactly: biased variance to normalise, unbiased in the running
-    average. In eval mode, or in a single process, it is a plain BatchNorm2d.
+    For CPU / gloo jobs, where ``torch.nn.SyncBatchNorm`` refuses to run. Per-channel sums,
+    sums of squares and counts are all-reduced with autograd, so values and gradients are
+    those of BatchNorm over the concatenated global batch. The sums are accumulated in
+    float64 (sum-of-squares variance is otherwise less exact than nn.BatchNorm2d's).
+    Running statistics follow nn.BatchNorm2d: biased variance to normalise, unbiased in the
+    running average. In eval mode, or in a single process, it is a plain BatchNorm2d.
 
     ``x: [N, C, H, W] -> [N, C, H, W]``
     """
@@ -88,28 +103,27 @@ class CrossProcessBatchNorm(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         if self.momentum is None:
             raise ValueError("CrossProcessBatchNorm needs a fixed momentum (cumulative averaging is unsupported)")
-        xf = x.float()  # statistics in float32 also under autocast
+        xd = x.double()
         local = torch.stack([
-            xf.sum(dim=(0, 2, 3)),
-            (xf * xf).sum(dim=(0, 2, 3)),
-            xf.new_full((x.shape[1],), float(x.shape[0] * x.shape[2] * x.shape[3])),
+            xd.sum(dim=(0, 2, 3)),
+            (xd * xd).sum(dim=(0, 2, 3)),
+            xd.new_full((x.shape[1],), float(x.shape[0] * x.shape[2] * x.shape[3])),
         ])
-        total = all_reduce(local) if torch.is_grad_enabled() else all_reduce_sum(local.detach())
+        total = _AllReduceSum.apply(local)
         count = total[2, 0]
         mean = total[0] / count
         var = (total[1] / count - mean * mean).clamp_min(0.0)
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                unbiased = var.detach() * (count / (count - 1).clamp_min(1.0))
-                self.running_mean.mul_(1 - self.momentum).add_(mean.detach(), alpha=self.momentum)
+                unbiased = (var * (count / (count - 1).clamp_min(1.0))).to(self.running_var.dtype)
+                self.running_mean.mul_(1 - self.momentum).add_(mean.to(self.running_mean.dtype), alpha=self.momentum)
                 self.running_var.mul_(1 - self.momentum).add_(unbiased, alpha=self.momentum)
         shape = (1, -1, 1, 1)
-        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        scale = torch.rsqrt(var + self.eps).float()
+        y = (x.float() - mean.float().view(shape)) * scale.view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         return y.to(x.dtype)
@@ -124,6 +138,17 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return _swap_batchnorm(model)
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, sync_buffers: bool) -> nn.Module:
+    """DistributedDataParallel around ``model``; ``sync_buffers`` broadcasts rank 0's buffers
+    (BatchNorm running statistics) before every forward."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
+        return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=sync_buffers)
+    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=sync_buffers)
 
 
 def _swap_batchnorm(module: nn.Module) -> nn.Module:

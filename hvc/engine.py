@@ -33,7 +33,6 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
@@ -43,7 +42,7 @@ from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.training import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig, validate
 from hvc.data.static import StaticImagePairs
 from hvc.data.video import VideoFramePairs, collate_pairs
-from hvc.distributed import DistEnv, all_reduce_sum, convert_sync_batchnorm, init_distributed
+from hvc.distributed import DistEnv, all_reduce_sum, convert_sync_batchnorm, init_distributed, wrap_ddp
 from hvc.fileio import atomic_write_text
 from hvc.models.hvc import HVC, momentum_at
 
@@ -223,8 +222,8 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
 
     net: nn.Module = model
     if env.distributed:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      broadcast_buffers=not cfg.dist.sync_bn)
+        # with synchronised BatchNorm every process already holds the same statistics
+        net = wrap_ddp(model, device, sync_buffers=not cfg.dist.sync_bn)
     config_dict = to_dict(cfg)
     jlog = _JsonLog(out_dir / "log.jsonl" if env.is_main else None)
     if env.is_main:

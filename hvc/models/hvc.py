@@ -79,9 +79,8 @@ class HVC(nn.Module):
     def update_target(self, momentum: float) -> None:
         """target = target * m + online * (1 - m), parameters only (BN buffers untouched)."""
         target = self._target_parameters()
-        online = [p.detach() for p in self._online_parameters()]
-        torch._foreach_mul_(target, momentum)
-        torch._foreach_add_(target, online, alpha=1.0 - momentum)
+        torch._foreach_mul_(target, momentum)  # one fused kernel per list, not per tensor
+        torch._foreach_add_(target, self._online_parameters(), alpha=1.0 - momentum)
 
     def _online(self, view: Tensor) -> Tensor:
         """view: [N, 3, H, W] -> q: [N, proj_dim, H/8, W/8], unit norm over channels."""

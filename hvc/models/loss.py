@@ -19,21 +19,18 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 
-def cell_centres(coord: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
-    """Centres of an ``h x w`` grid laid over each crop box, and the cell diagonals.
+def cell_axes(coord: Tensor, h: int, w: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Cell centres of an ``h x w`` grid laid over each crop box, and the cell diagonals.
 
     coord: [N, 4] = [x0, y0, x1, y1] in normalised image coordinates.
-    Returns centres [N, h*w, 2] as (x, y), cells row-major (index y*w + x), and diag [N].
+    Returns xs [N, w] (centre x of each column), ys [N, h] (centre y of each row), diag [N].
     """
     x0, y0, x1, y1 = coord.float().unbind(1)
     bw = (x1 - x0) / w
     bh = (y1 - y0) / h
-    xs = x0[:, None] + (torch.arange(w, device=coord.device) + 0.5)[None] * bw[:, None]  # [N, w]
-    ys = y0[:, None] + (torch.arange(h, device=coord.device) + 0.5)[None] * bh[:, None]  # [N, h]
-    centres = torch.stack(
-        [xs[:, None, :].expand(-1, h, -1), ys[:, :, None].expand(-1, -1, w)], dim=-1
-    )  # [N, h, w, 2]
-    return centres.reshape(coord.shape[0], h * w, 2), torch.hypot(bw, bh)
+    xs = x0[:, None] + (torch.arange(w, device=coord.device) + 0.5)[None] * bw[:, None]
+    ys = y0[:, None] + (torch.arange(h, device=coord.device) + 0.5)[None] * bh[:, None]
+    return xs, ys, torch.hypot(bw, bh)
 
 
 def positive_pairs(coord_q: Tensor, coord_k: Tensor, size_q: tuple[int, int], size_k: tuple[int, int],
@@ -41,14 +38,19 @@ def positive_pairs(coord_q: Tensor, coord_k: Tensor, size_q: tuple[int, int], si
     """Positive-pair mask between the cells of two views.
 
     coord_*: [N, 4]; size_* = (h, w) of each feature grid.
-    Returns a bool mask [N, hq*wq, hk*wk]: centre distance / larger cell diagonal < pos_radius.
+    Returns a bool mask [N, hq*wq, hk*wk] (cells row-major, index y*w + x):
+    centre distance / larger cell diagonal < pos_radius (strict).
     """
-    cq, dq = cell_centres(coord_q, *size_q)
-    ck, dk = cell_centres(coord_k, *size_k)
-    # Direct differences, not torch.cdist: its matrix-product shortcut loses precision
-    # near the (strict) threshold.
-    dist = (cq[:, :, None, :] - ck[:, None, :, :]).norm(dim=-1)  # [N, hq*wq, hk*wk]
-    return dist / torch.maximum(dq, dk)[:, None, None] < pos_radius
+    (hq, wq), (hk, wk) = size_q, size_k
+    xq, yq, dq = cell_axes(coord_q, hq, wq)
+    xk, yk, dk = cell_axes(coord_k, hk, wk)
+    # The grids are separable: squared distance = dy^2 (row pair) + dx^2 (column pair),
+    # which needs one [N, hq*wq, hk*wk] buffer (no [.., 2] difference vectors).
+    dx2 = (xq[:, :, None] - xk[:, None, :]).square()  # [N, wq, wk]
+    dy2 = (yq[:, :, None] - yk[:, None, :]).square()  # [N, hq, hk]
+    dist = (dy2[:, :, None, :, None] + dx2[:, None, :, None, :]).sqrt_()  # [N, hq, wq, hk, wk]
+    dist = dist.view(coord_q.shape[0], hq * wq, hk * wk)
+    return dist.div_(torch.maximum(dq, dk)[:, None, None]) < pos_radius
 
 
 def hybrid_loss(q: Tensor, k: Tensor, coord_q: Tensor, coord_k: Tensor, flow: nn.Module,

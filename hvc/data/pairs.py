@@ -1,0 +1,107 @@
+"""What the static-image and video training sets share: file listing, robust image
+loading, per-sample random generators, the two-view item and its collate function.
+
+Item format: ``(view1 [3, S, S] float32, view2 [3, S, S], coord1 [4] float32, coord2 [4])``,
+or ``None`` when a source file cannot be decoded (a warning names it); ``collate_pairs``
+drops the ``None`` items and counts them.
+
+Randomness: item ``index`` of epoch ``epoch`` draws everything (frame choice, both crops)
+from its own ``random.Random`` seeded by ``SeedSequence([seed, epoch, index])``. The item
+therefore depends on nothing else: not on the worker that loads it, the order of loading,
+or what happened before a resume. ``set_epoch`` must be called before the epoch's
+DataLoader iterator is created (workers receive a copy of the dataset then; with
+``persistent_workers=True`` they would keep the old epoch).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from hvc.data.transforms import TRAIN_MEAN, TRAIN_STD, RandomResizedCropCoord
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+Pair = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[str]:
+    """Image files (by extension, any case) under ``folder``, sorted by path."""
+    pattern = "**/*" if recursive else "*"
+    return sorted(str(p) for p in Path(folder).glob(pattern)
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def load_rgb(path: str) -> Optional[Image.Image]:
+    """Decode an image as RGB; ``None`` (after a warning naming the file) if it is unreadable."""
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: truncated files fail here, not later in a worker
+            return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        warnings.warn(f"skipping unreadable image {path}: {err}", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def item_rng(seed: int, epoch: int, index: int) -> random.Random:
+    """The generator of one item, a function of (seed, epoch, index) only."""
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint64)
+    return random.Random(int(state[0]) << 64 | int(state[1]))
+
+
+class PairDataset(Dataset):
+    """Base class: two independently cropped views with their coordinates (see module doc).
+
+    Args:
+        size: side S of the square views.
+        scale, ratio: crop area fraction and aspect-ratio ranges (``RandomResizedCropCoord``).
+        mean, std: normalisation statistics of the views.
+        seed: base seed of the per-item generators (non-negative).
+    """
+
+    def __init__(self, size: int, scale: tuple[float, float], ratio: tuple[float, float],
+                 mean: Sequence[float], std: Sequence[float], seed: int):
+        if seed < 0:
+            raise ValueError(f"seed must be non-negative, got {seed}")
+        self.crop = RandomResizedCropCoord(size, scale, ratio, mean, std)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the crops of ``epoch`` (call before building the epoch's DataLoader iterator)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be non-negative, got {epoch}")
+        self.epoch = epoch
+
+    def rng(self, index: int) -> random.Random:
+        return item_rng(self.seed, self.epoch, index)
+
+    def make_pair(self, img1: Image.Image, img2: Image.Image, rng: random.Random) -> Pair:
+        """One independent crop of each image (view 1 drawn first)."""
+        view1, coord1 = self.crop(img1, rng)
+        view2, coord2 = self.crop(img2, rng)
+        return view1, view2, coord1, coord2
+
+
+def collate_pairs(items: list[Optional[Pair]]) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+    """Stack the non-None items: (view1 [B, 3, S, S], view2, coord1 [B, 4], coord2 [B, 4], n_skipped).
+
+    If every item is None the tensors have batch size 0 (the caller skips the step).
+    """
+    kept = [item for item in items if item is not None]
+    skipped = len(items) - len(kept)
+    if not kept:
+        empty_views = torch.empty(0, 3, 0, 0)
+        return empty_views, empty_views.clone(), torch.empty(0, 4), torch.empty(0, 4), skipped
+    view1, view2, coord1, coord2 = (torch.stack(parts) for parts in zip(*kept))
+    return view1, view2, coord1, coord2, skipped
+

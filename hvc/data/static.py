@@ -1,0 +1,53 @@
+"""Static-image training pairs (the paper's setting): one image = one sample, two crops.
+
+Every image file (``.jpg/.jpeg/.png/.bmp``, any case, searched recursively) under every
+root is a sample, e.g. ``data/Static/JPEGImages/COCO``. Item format, randomness and
+``set_epoch``: see :mod:`hvc.data.pairs`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+from hvc.data.pairs import IMAGE_EXTENSIONS, Pair, PairDataset, collate_pairs, list_images, load_rgb
+from hvc.data.transforms import TRAIN_MEAN, TRAIN_STD
+
+__all__ = ["StaticImagePairs", "collate_pairs"]
+
+
+class StaticImagePairs(PairDataset):
+    """Two independent random resized crops of each image, with their coordinates.
+
+    Args:
+        roots: image folders (a single path is accepted too). Each must exist and hold at
+            least one image; otherwise ``ValueError`` naming the folder, raised here.
+        size, scale, ratio, mean, std, seed: see :class:`hvc.data.pairs.PairDataset`.
+
+    ``dataset[i] -> (view1 [3, S, S], view2 [3, S, S], coord1 [4], coord2 [4])`` or ``None``.
+    """
+
+    def __init__(self, roots: Sequence[str] | str | os.PathLike, size: int = 256,
+                 scale: tuple[float, float] = (0.0, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+                 mean: Sequence[float] = TRAIN_MEAN, std: Sequence[float] = TRAIN_STD, seed: int = 42):
+        super().__init__(size, scale, ratio, mean, std, seed)
+        roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+        if not roots:
+            raise ValueError("no training image folder given (roots is empty)")
+        self.files: list[str] = []
+        for root in roots:
+            if not os.path.isdir(root):
+                raise ValueError(f"training image folder {root} does not exist or is not a folder")
+            found = list_images(root)
+            if not found:
+                raise ValueError(f"no images ({'/'.join(IMAGE_EXTENSIONS)}) found under training folder {root}")
+            self.files += found
+        self.roots = [str(r) for r in roots]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> Optional[Pair]:
+        rng = self.rng(index)
+        img = load_rgb(self.files[index])
+        return None if img is None else self.make_pair(img, img, rng)

@@ -40,8 +40,9 @@ from tqdm import tqdm
 from hvc import checkpoint as ckpt_io
 from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.training import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig, validate
+from hvc.data.pairs import collate_pairs
 from hvc.data.static import StaticImagePairs
-from hvc.data.video import VideoFramePairs, collate_pairs
+from hvc.data.video import VideoFramePairs
 from hvc.distributed import DistEnv, all_reduce_sum, convert_sync_batchnorm, init_distributed, wrap_ddp
 from hvc.fileio import atomic_write_text
 from hvc.models.hvc import HVC, momentum_at
@@ -74,15 +75,15 @@ def build_model(cfg: ModelConfig) -> HVC:
 
 def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """The training pairs; a missing or empty folder is an error before training starts."""
-    for root in cfg.roots:
-        if not os.path.isdir(root):
-            raise ConfigError(f"data.roots: folder not found: {root}")
     common = dict(size=cfg.size, scale=cfg.scale, ratio=cfg.ratio, mean=cfg.mean, std=cfg.std, seed=seed)
-    if cfg.kind == "static":
-        return StaticImagePairs(cfg.roots, **common)
-    if len(cfg.roots) != 1:
-        raise ConfigError(f"data.roots: video training takes one JPEGImages folder, got {len(cfg.roots)}")
-    return VideoFramePairs(cfg.roots[0], max_gap=cfg.max_gap, **common)
+    try:
+        if cfg.kind == "static":
+            return StaticImagePairs(cfg.roots, **common)
+        if len(cfg.roots) != 1:
+            raise ValueError(f"video training takes one JPEGImages folder, got {len(cfg.roots)}")
+        return VideoFramePairs(cfg.roots[0], max_gap=cfg.max_gap, **common)
+    except ValueError as exc:
+        raise ConfigError(f"data.roots: {exc}") from None
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -266,23 +267,29 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
             epoch_losses: list[float] = []
             for view1, view2, coord1, coord2, n_skipped in loader:
                 skipped += n_skipped
-                if view1.shape[0] == 0:
-                    raise RuntimeError(f"epoch {epoch + 1}: every image of a batch was unreadable")
                 momentum = momentum_at(global_step, total_steps, cfg.model.momentum)
-                try:
-                    loss = train_step(net, (view1, view2, coord1, coord2), optimizer, scaler, momentum,
-                                      device=device, amp_dtype=amp_dtype, channels_last=channels_last)
-                except NonFiniteLossError as exc:
-                    kept = f"the last good checkpoint is {saved}" if saved else "no checkpoint was written"
-                    jlog.write(event="non_finite_loss", step=global_step + 1, epoch=epoch + 1)
-                    raise NonFiniteLossError(f"{exc} at step {global_step + 1} (epoch {epoch + 1}); training "
-                                             f"stopped, {kept}") from None
+                if view1.shape[0] == 0:
+                    # every image of this process's batch was unreadable: one process skips the
+                    # update; in a job the others would wait for it in their collectives
+                    if env.distributed:
+                        raise RuntimeError(f"rank {env.rank}: every image of a batch was unreadable "
+                                           f"(epoch {epoch + 1}, step {global_step + 1})")
+                    log.warning(f"step {global_step + 1}: every image of the batch was unreadable; no update")
+                else:
+                    try:
+                        loss = train_step(net, (view1, view2, coord1, coord2), optimizer, scaler, momentum,
+                                          device=device, amp_dtype=amp_dtype, channels_last=channels_last)
+                    except NonFiniteLossError as exc:
+                        kept = f"the last good checkpoint is {saved}" if saved else "no checkpoint was written"
+                        jlog.write(event="non_finite_loss", step=global_step + 1, epoch=epoch + 1)
+                        raise NonFiniteLossError(f"{exc} at step {global_step + 1} (epoch {epoch + 1}); "
+                                                 f"training stopped, {kept}") from None
+                    losses.append(loss)
+                    epoch_losses.append(loss)
+                    window_losses.append(loss)
                 global_step += 1
-                losses.append(loss)
-                epoch_losses.append(loss)
-                window_losses.append(loss)
                 bar.update(1)
-                if global_step % cfg.output.log_every == 0 or global_step == last_step:
+                if window_losses and (global_step % cfg.output.log_every == 0 or global_step == last_step):
                     elapsed = time.perf_counter() - window_start
                     record = dict(step=global_step, epoch=epoch + 1, loss=sum(window_losses) / len(window_losses),
                                   lr=optimizer.param_groups[0]["lr"], momentum=momentum,
@@ -291,9 +298,9 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2g}", m=f"{momentum:.5f}",
                                     img_s=f"{record['images_per_s']:.1f}")
                     window_losses, window_start = [], time.perf_counter()
-                epoch_done = global_step % steps_per_epoch == 0
                 every = cfg.output.save_every_steps
-                if epoch_done or global_step == last_step or (every and global_step % every == 0):
+                if (global_step % steps_per_epoch == 0 or global_step == last_step
+                        or (every and global_step % every == 0)):
                     t0 = time.perf_counter()
                     save()
                     window_start += time.perf_counter() - t0  # images/s measures training only
@@ -302,7 +309,8 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
             skipped = int(all_reduce_sum(torch.tensor(skipped)).item())
             if skipped and env.is_main:
                 log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")
-            jlog.write(event="epoch_end" if global_step % steps_per_epoch == 0 else "stopped", epoch=epoch + 1, step=global_step, skipped_images=skipped,
+            jlog.write(event="epoch_end" if global_step % steps_per_epoch == 0 else "stopped", epoch=epoch + 1,
+                       step=global_step, skipped_images=skipped,
                        mean_loss=sum(epoch_losses) / len(epoch_losses) if epoch_losses else None)
     finally:
         bar.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -80,7 +81,21 @@ def test_bad_configs_fail_before_training(images, tmp_path, overrides, message):
     assert not (tmp_path / "run" / "checkpoint.pth").exists()
 
 
-def test_missing_data_folder_is_named(images, tmp_path):
-    missing = tmp_path / "nope"
-    with pytest.raises(ConfigError, match=f"folder not found: {missing}"):
-        train(tiny_config(tmp_path / "run", missing))
+def test_missing_or_empty_data_folder_is_named(images, tmp_path):
+    missing, empty = tmp_path / "nope", tmp_path / "empty"
+    empty.mkdir()
+    for folder in (missing, empty):
+        with pytest.raises(ConfigError, match=f"data.roots: .*{folder}"):
+            train(tiny_config(tmp_path / "run", images, f"data.roots=[{images}, {folder}]"))
+    assert not (tmp_path / "run" / "checkpoint.pth").exists()
+
+
+def test_unreadable_images_are_skipped_named_and_counted(static_root, tmp_path, caplog):
+    images = tiny_image_folder(static_root, tmp_path / "imgs", n=11)
+    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="broken.jpg"), caplog.at_level(logging.WARNING, logger="hvc.train"):
+        result = train(tiny_config(out, images, "optim.epochs=1"))
+    assert result.global_step == 3 and all(math.isfinite(v) for v in result.losses)
+    assert "1 unreadable image(s) skipped" in caplog.text
+    assert [r["skipped_images"] for r in read_log(out) if r["event"] == "epoch_end"] == [1]

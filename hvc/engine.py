@@ -92,6 +92,16 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+@contextlib.contextmanager
+def flush_denormal(enabled: bool) -> Iterator[None]:
+    """Treat denormal floats as zero on the CPU inside the block (torch's default, off, after)."""
+    torch.set_flush_denormal(enabled)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def autocast_dtype(runtime: RuntimeConfig, device: torch.device) -> Optional[torch.dtype]:
     """The autocast dtype, or None for float32 (always on CPU)."""
     if not runtime.amp or device.type != "cuda":
@@ -252,7 +262,10 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
     window_losses: list[float] = []
     window_start = time.perf_counter()
     net.train()
-    try:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(jlog.close)
+        cleanup.callback(bar.close)
+        cleanup.enter_context(flush_denormal(cfg.runtime.flush_denormal and device.type == "cpu"))
         for epoch in range(global_step // steps_per_epoch, cfg.optim.epochs):
             if global_step >= last_step:
                 break
@@ -312,7 +325,4 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
             jlog.write(event="epoch_end" if global_step % steps_per_epoch == 0 else "stopped", epoch=epoch + 1,
                        step=global_step, skipped_images=skipped,
                        mean_loss=sum(epoch_losses) / len(epoch_losses) if epoch_losses else None)
-    finally:
-        bar.close()
-        jlog.close()
     return TrainResult(global_step=global_step, checkpoint=saved if env.is_main else None, losses=losses)

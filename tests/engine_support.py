@@ -11,7 +11,7 @@ from hvc.config import load_config
 from hvc.config.training import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-N_IMAGES = 12  # batch 4 -> 3 steps per epoch
+N_IMAGES = 8  # batch 4 -> 2 steps per epoch
 
 
 def tiny_image_folder(static_root: Path, dest: Path, n: int = N_IMAGES) -> Path:

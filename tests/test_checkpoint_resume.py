@@ -15,13 +15,13 @@ from engine_support import REPO, read_log, tiny_config, tiny_image_folder, tiny_
 from hvc.checkpoint import load_checkpoint
 from hvc.engine import train
 
-TOTAL = 6  # 2 epochs x 3 steps
+TOTAL = 4  # 2 epochs x 2 steps
 
 
 def _kill_after_first_checkpoint(out, images) -> int:
     """Start train.py, SIGKILL it once checkpoint.pth exists; return the saved global step."""
     cmd = [sys.executable, "train.py", "--config", "configs/train_img.yaml",
-           *tiny_overrides(out, images, "output.save_every_steps=2")]
+           *tiny_overrides(out, images, "output.save_every_steps=1")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = out / "checkpoint.pth"
@@ -47,7 +47,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(static_root, tmp_path
     killed_at = _kill_after_first_checkpoint(out, images)
     assert 0 < killed_at < TOTAL, f"the run was killed at step {killed_at}, not in the middle"
 
-    resumed = train(tiny_config(out, images, "output.save_every_steps=2", "resume=auto"))
+    resumed = train(tiny_config(out, images, "output.save_every_steps=1", "resume=auto"))
     assert resumed.global_step == TOTAL
     assert resumed.losses == reference.losses[killed_at:]
 

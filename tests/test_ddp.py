@@ -31,7 +31,7 @@ def _worker(rank: int, port: int, images, runs) -> None:
     env = init_distributed("cpu", "gloo")
     try:
         for out, sync in runs:
-            train(tiny_config(out, images, "optim.max_steps=1", f"dist.sync_bn={sync}"), env)
+            train(tiny_config(out, images, "optim.max_steps=1", "runtime.flush_denormal=false", f"dist.sync_bn={sync}"), env)
     finally:
         dist.destroy_process_group()
 
@@ -42,7 +42,7 @@ def _first_loss(out) -> float:
 
 def test_two_processes_with_half_batches_match_one_process(static_root, tmp_path):
     images = tiny_image_folder(static_root, tmp_path / "imgs")
-    single = train(tiny_config(tmp_path / "single", images, "optim.max_steps=1"))
+    single = train(tiny_config(tmp_path / "single", images, "optim.max_steps=1", "runtime.flush_denormal=false"))
     runs = [(tmp_path / "ddp_sync", "true"), (tmp_path / "ddp_local", "false")]
     mp.spawn(_worker, args=(_free_port(), images, runs), nprocs=2, join=True)
 

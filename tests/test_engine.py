@@ -23,24 +23,24 @@ def images(static_root, tmp_path_factory):
 
 def test_short_run_writes_log_config_and_checkpoint(images, tmp_path):
     out = tmp_path / "run"
-    cfg = tiny_config(out, images, "optim.max_steps=4")  # 3 steps per epoch: crosses an epoch end
+    cfg = tiny_config(out, images, "optim.max_steps=3")  # crosses an epoch end
     result = train(cfg)
-    assert result.global_step == 4 and len(result.losses) == 4
+    assert result.global_step == 3 and len(result.losses) == 3
     assert all(math.isfinite(v) for v in result.losses)
 
     records = read_log(out)
     steps = [r for r in records if r["event"] == "step"]
-    assert [r["step"] for r in steps] == [1, 2, 3, 4]
-    assert [r["epoch"] for r in steps] == [1, 1, 1, 2]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert [r["epoch"] for r in steps] == [1, 1, 2]
     assert [r["loss"] for r in steps] == pytest.approx(result.losses)
-    # momentum of step s comes from the global step before it, over 3 x 2 = 6 scheduled steps
-    assert [r["momentum"] for r in steps] == pytest.approx([momentum_at(s, 6, 0.99) for s in range(4)])
+    # momentum of step s comes from the global step before it, over 2 x 2 = 4 scheduled steps
+    assert [r["momentum"] for r in steps] == pytest.approx([momentum_at(s, 4, 0.99) for s in range(3)])
     assert all(r["lr"] == 1e-3 and r["images_per_s"] > 0 for r in steps)
     assert [r["event"] for r in records if r["event"] in ("epoch_end", "stopped")] == ["epoch_end", "stopped"]
 
     assert load_config(TrainConfig, out / "config.yaml") == cfg
     ckpt = load_checkpoint(out / "checkpoint.pth")
-    assert ckpt["global_step"] == 4 and ckpt["epoch"] == 1 and ckpt["format_version"] == FORMAT_VERSION
+    assert ckpt["global_step"] == 3 and ckpt["epoch"] == 1 and ckpt["format_version"] == FORMAT_VERSION
     assert ckpt["args"] == to_dict(cfg)
     reference = HVC(init_forward_size=None).state_dict()
     assert list(ckpt["model"]) == list(reference)  # official keys, official order
@@ -51,17 +51,17 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(images, tmp_pa
     calls = {"n": 0}
     real_forward = HVC.forward
 
-    def forward_nan_at_step_3(self, *args, **kwargs):
+    def forward_nan_at_step_2(self, *args, **kwargs):
         calls["n"] += 1
         loss = real_forward(self, *args, **kwargs)
-        return loss * float("nan") if calls["n"] == 3 else loss
+        return loss * float("nan") if calls["n"] == 2 else loss
 
-    monkeypatch.setattr(HVC, "forward", forward_nan_at_step_3)
+    monkeypatch.setattr(HVC, "forward", forward_nan_at_step_2)
     out = tmp_path / "run"
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at step 3 .*checkpoint\.pth"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at step 2 .*checkpoint\.pth"):
         train(tiny_config(out, images, "output.save_every_steps=1"))
     ckpt = load_checkpoint(out / "checkpoint.pth")
-    assert ckpt["global_step"] == 2
+    assert ckpt["global_step"] == 1
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert read_log(out)[-1]["event"] == "non_finite_loss"
 
@@ -91,11 +91,11 @@ def test_missing_or_empty_data_folder_is_named(images, tmp_path):
 
 
 def test_unreadable_images_are_skipped_named_and_counted(static_root, tmp_path, caplog):
-    images = tiny_image_folder(static_root, tmp_path / "imgs", n=11)
-    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    images = tiny_image_folder(static_root, tmp_path / "imgs", n=3)
+    (images / "broken.jpg").write_bytes(b"not a jpeg")  # 4 files: one batch holds them all
     out = tmp_path / "run"
     with pytest.warns(RuntimeWarning, match="broken.jpg"), caplog.at_level(logging.WARNING, logger="hvc.train"):
         result = train(tiny_config(out, images, "optim.epochs=1"))
-    assert result.global_step == 3 and all(math.isfinite(v) for v in result.losses)
+    assert result.global_step == 1 and all(math.isfinite(v) for v in result.losses)
     assert "1 unreadable image(s) skipped" in caplog.text
     assert [r["skipped_images"] for r in read_log(out) if r["event"] == "epoch_end"] == [1]

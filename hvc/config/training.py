@@ -74,6 +74,9 @@ class RuntimeConfig:
     channels_last: bool = True
     # torch.backends.cudnn.benchmark (CUDA only): fastest conv algorithms for fixed sizes
     cudnn_benchmark: bool = True
+    # CPU: flush denormal floats to zero during training; real images produce denormal
+    # activations that make CPU steps 4-6x slower; numerically negligible
+    flush_denormal: bool = True
     # seeds model initialisation, data sampling and crops (identical on every process)
     seed: int = 42
 

@@ -33,14 +33,14 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from hvc import checkpoint as ckpt_io
 from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.training import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig, validate
-from hvc.data.pairs import collate_pairs
+from hvc.data.pairs import PairDataset, collate_pairs
 from hvc.data.static import StaticImagePairs
 from hvc.data.video import VideoFramePairs
 from hvc.distributed import DistEnv, all_reduce_sum, convert_sync_batchnorm, init_distributed, wrap_ddp
@@ -73,7 +73,7 @@ def build_model(cfg: ModelConfig) -> HVC:
                init_forward_size=cfg.init_forward_size)
 
 
-def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
+def build_dataset(cfg: DataConfig, seed: int) -> PairDataset:
     """The training pairs; a missing or empty folder is an error before training starts."""
     common = dict(size=cfg.size, scale=cfg.scale, ratio=cfg.ratio, mean=cfg.mean, std=cfg.std, seed=seed)
     try:
@@ -171,12 +171,6 @@ class _JsonLog:
             self.file.close()
 
 
-def _set_epoch(dataset: Dataset, epoch: int) -> None:
-    set_epoch = getattr(dataset, "set_epoch", None)
-    if set_epoch is not None:
-        set_epoch(epoch)
-
-
 def _resume_source(resume: Optional[str], out_dir: Path) -> Optional[Path]:
     if resume is None:
         return None
@@ -270,7 +264,7 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
             if global_step >= last_step:
                 break
             sampler.set_epoch(epoch)
-            _set_epoch(dataset, epoch)
+            dataset.set_epoch(epoch)  # before the loader's iterator copies it into workers
             resumable.skip = (global_step - epoch * steps_per_epoch) * per_rank
             loader_gen.manual_seed(cfg.runtime.seed * 1000 + epoch)
             loader = DataLoader(dataset, batch_size=per_rank, sampler=resumable, num_workers=cfg.data.workers,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 
 import pytest
 import torch
 
-from engine_support import read_log, tiny_config, tiny_image_folder
+from engine_support import REPO, read_log, tiny_config, tiny_image_folder
 from hvc.checkpoint import FORMAT_VERSION, load_checkpoint
 from hvc.config import ConfigError, load_config, to_dict
 from hvc.config.training import TrainConfig
@@ -99,3 +100,19 @@ def test_unreadable_images_are_skipped_named_and_counted(static_root, tmp_path, 
     assert result.global_step == 1 and all(math.isfinite(v) for v in result.losses)
     assert "1 unreadable image(s) skipped" in caplog.text
     assert [r["skipped_images"] for r in read_log(out) if r["event"] == "epoch_end"] == [1]
+
+
+def test_video_pairs_train_through_the_same_loop(davis_root, tmp_path):
+    frames = davis_root / "JPEGImages" / "480p"  # 10 sequences: one sample per video
+    out = tmp_path / "run"
+    result = train(tiny_config(out, frames, "data.kind=video", "data.max_gap=3", "optim.max_steps=1"))
+    assert result.global_step == 1 and math.isfinite(result.losses[0])
+    assert read_log(out)[0]["samples"] == 10
+
+
+def test_cli_names_a_bad_key_and_exits_1(capsys):
+    spec = importlib.util.spec_from_file_location("train_cli", REPO / "train.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.main(["--config", str(REPO / "configs" / "train_img.yaml"), "optim.lrr=0.1"]) == 1
+    assert "optim.lrr" in capsys.readouterr().err

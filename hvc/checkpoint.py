@@ -1,0 +1,127 @@
+"""Training checkpoints: the official layout plus what an exact resume needs.
+
+``checkpoint.pth`` is a dict readable by the paper's tools::
+
+    model        HVC state dict, official keys (online_encoder.*, target_encoder.*, ...)
+    optimizer    optimizer state dict
+    epoch        completed epochs (the official meaning: resume starts at the next one)
+    args         the resolved config as a plain dict
+    # additions
+    global_step  optimizer steps taken (drives the momentum schedule and mid-epoch resume)
+    scaler       GradScaler state dict (empty when no scaler is used)
+    rng          torch / CUDA / numpy / python RNG states
+    format_version
+
+The paper's released training checkpoint ``{'model', 'optimizer', 'epoch', 'args'}`` (args
+an argparse.Namespace) loads too; its global step is derived from the epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from hvc.fileio import atomic_path
+
+FORMAT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pth"
+_REQUIRED = ("model", "optimizer", "epoch")
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or not a training checkpoint."""
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of torch (CPU and CUDA), numpy and python, storable with weights_only."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(_as_tuples(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value: Any) -> Any:
+    # random.setstate wants tuples; some pickle round trips turn them into lists
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler, epoch: int, global_step: int, config: dict) -> None:
+    """Write the checkpoint atomically (a crash mid-write keeps the previous file)."""
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "args": config,
+        "global_step": global_step,
+        "scaler": scaler.state_dict(),
+        "rng": rng_state(),
+        "format_version": FORMAT_VERSION,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a training checkpoint onto the CPU, checking its layout.
+
+    Only plain data is unpickled (``weights_only``); argparse.Namespace is admitted for the
+    ``args`` of the paper's checkpoints.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # the unpickler raises many types on garbage input
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED):
+        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path}: not a training checkpoint; expected keys {list(_REQUIRED)}, found {found}")
+    return ckpt
+
+
+def restore(ckpt: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer,
+            scaler: torch.amp.GradScaler, steps_per_epoch: int, source: str,
+            info: Callable[[str], None] = log.info) -> int:
+    """Load model / optimizer / scaler / RNG states from ``ckpt``; return the global step."""
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{source}: model weights do not match this model ({exc})") from None
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    if "rng" in ckpt:
+        set_rng_state(ckpt["rng"])
+    if "global_step" in ckpt:
+        return int(ckpt["global_step"])
+    step = int(ckpt["epoch"]) * steps_per_epoch
+    info(f"{source} has no global_step (official checkpoint): using epoch {ckpt['epoch']} x "
+         f"{steps_per_epoch} steps per epoch = step {step}")
+    return step

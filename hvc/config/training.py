@@ -1,0 +1,144 @@
+"""Schema of ``train.py``: every training default lives here, once, with its meaning.
+
+YAML files in ``configs/`` (``train_img.yaml``, ``train_vid.yaml``) only list what they
+change; any key can be overridden on the command line (``optim.lr=5e-4``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+
+@dataclass
+class DataConfig:
+    # static: one image = one sample, two crops of it; video: two crops of two frames of one video
+    kind: Literal["static", "video"] = "static"
+    # image folders (static: every listed folder is used, searched recursively by the dataset;
+    # video: folders of <video>/<frame>.jpg); relative paths are taken from the working directory
+    roots: list[str] = field(default_factory=list)
+    # crop side in pixels (square crops)
+    size: int = 256
+    # RandomResizedCrop area range and aspect-ratio range (the paper's: (0, 1), (3/4, 4/3))
+    scale: tuple[float, float] = (0.0, 1.0)
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    # training normalisation statistics (SPEC section 2; test time uses ImageNet's)
+    mean: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
+    std: tuple[float, float, float] = (0.2023, 0.1994, 0.2010)
+    # global batch size (split evenly over the processes of a torchrun job)
+    batch_size: int = 128
+    # DataLoader worker processes per training process (0 = load in the main process)
+    workers: int = 4
+    # video only: the two frames of a sample are at most this many frames apart
+    max_gap: int = 10
+
+
+@dataclass
+class ModelConfig:
+    # encoder: resnet18 (paper) or resnet50
+    arch: Literal["resnet18", "resnet50"] = "resnet18"
+    # projector hidden / output channels and predictor hidden channels (paper: 256 / 256 / 256)
+    proj_hidden_dim: int = 256
+    proj_dim: int = 256
+    pred_hidden_dim: int = 256
+    # positive pairs: cell-centre distance / larger cell diagonal strictly below this
+    pos_radius: float = 0.1
+    # EMA momentum at step 0 (m0); cosine schedule to 1 over all training steps
+    momentum: float = 0.99
+    # side of the dummy train-mode forward run when the model is built (official quirk:
+    # one BN statistics update); null skips it
+    init_forward_size: Optional[int] = 256
+
+
+@dataclass
+class OptimConfig:
+    # optimiser (the paper uses Adam without a learning-rate schedule)
+    name: Literal["adam"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    # passes over the data; the momentum schedule spans epochs * steps_per_epoch steps
+    epochs: int = 20
+    # stop after this many steps in total (short runs); the schedule is not rescaled
+    max_steps: Optional[int] = None
+
+
+@dataclass
+class RuntimeConfig:
+    # auto = cuda when available, else cpu; under torchrun each process takes cuda:LOCAL_RANK
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # mixed precision (autocast) on CUDA; CPU runs always train in float32
+    amp: bool = True
+    # autocast dtype on CUDA: fp16 (official; with a GradScaler) or bf16 (no scaler needed)
+    amp_dtype: Literal["fp16", "bf16"] = "fp16"
+    # channels_last memory format for model and inputs (CUDA only)
+    channels_last: bool = True
+    # torch.backends.cudnn.benchmark (CUDA only): fastest conv algorithms for fixed sizes
+    cudnn_benchmark: bool = True
+    # CPU: flush denormal floats to zero during training; real images produce denormal
+    # activations that make CPU steps 4-6x slower; numerically negligible
+    flush_denormal: bool = True
+    # seeds model initialisation, data sampling and crops (identical on every process)
+    seed: int = 42
+
+
+@dataclass
+class DistConfig:
+    # BatchNorm statistics over the global batch across processes (as in the paper's single
+    # GPU training); false keeps per-process statistics
+    sync_bn: bool = True
+    # process-group backend: auto = nccl on CUDA, gloo on CPU
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+
+
+@dataclass
+class OutputConfig:
+    # run folder: checkpoint.pth, config.yaml and log.jsonl
+    dir: str = "runs/hvc"
+    # also write checkpoint.pth every N steps (0 = only at epoch ends and at the end)
+    save_every_steps: int = 1000
+    # one JSON line (and progress-bar update) every N steps
+    log_every: int = 10
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    # null = start fresh; "auto" = continue from <output.dir>/checkpoint.pth when it exists;
+    # a path = continue from that checkpoint (ours or the paper's released training checkpoint)
+    resume: Optional[str] = None
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check value ranges the types cannot express; raise ConfigError naming the key."""
+    from hvc.config.core import ConfigError
+
+    problems = []
+    if not cfg.data.roots:
+        problems.append("data.roots is empty: list at least one image folder")
+    for key, value in [("data.size", cfg.data.size), ("data.batch_size", cfg.data.batch_size),
+                       ("optim.epochs", cfg.optim.epochs), ("output.log_every", cfg.output.log_every),
+                       ("data.max_gap", cfg.data.max_gap)]:
+        if value < 1:
+            problems.append(f"{key} must be >= 1, got {value}")
+    if cfg.optim.max_steps is not None and cfg.optim.max_steps < 1:
+        problems.append(f"optim.max_steps must be >= 1 or null, got {cfg.optim.max_steps}")
+    if cfg.data.workers < 0 or cfg.output.save_every_steps < 0:
+        problems.append("data.workers and output.save_every_steps must be >= 0")
+    if not 0.0 <= cfg.data.scale[0] <= cfg.data.scale[1] <= 1.0:
+        problems.append(f"data.scale must satisfy 0 <= min <= max <= 1, got {list(cfg.data.scale)}")
+    if not 0.0 < cfg.data.ratio[0] <= cfg.data.ratio[1]:
+        problems.append(f"data.ratio must satisfy 0 < min <= max, got {list(cfg.data.ratio)}")
+    if any(s <= 0 for s in cfg.data.std):
+        problems.append(f"data.std must be positive, got {list(cfg.data.std)}")
+    if not 0.0 <= cfg.model.momentum <= 1.0:
+        problems.append(f"model.momentum must lie in [0, 1], got {cfg.model.momentum}")
+    if cfg.optim.lr <= 0:
+        problems.append(f"optim.lr must be positive, got {cfg.optim.lr}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return cfg

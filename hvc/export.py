@@ -1,0 +1,70 @@
+"""Export the inference encoder from a training checkpoint.
+
+    python -m hvc.export CKPT OUT [--drop-layer4] [--half]
+
+Keeps ``online_encoder.*`` of the checkpoint's model and strips the prefix: a bare state
+dict, the official exported format (120 keys for ResNet-18, layer4 included, which the
+test encoder ignores). ``--drop-layer4`` removes layer4 and ``--half`` stores floating
+tensors as float16 (small files, e.g. a committed test checkpoint under 8 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import OrderedDict
+
+import torch
+from torch import Tensor
+
+from hvc.checkpoint import CheckpointError, load_checkpoint
+from hvc.fileio import atomic_path
+
+PREFIX = "online_encoder."
+
+
+def encoder_from_checkpoint(ckpt: dict, *, drop_layer4: bool = False, half: bool = False,
+                            source: str = "checkpoint") -> "OrderedDict[str, Tensor]":
+    """The ``online_encoder.*`` entries of ``ckpt['model']`` without the prefix."""
+    out = OrderedDict()
+    for key, value in ckpt["model"].items():
+        if not key.startswith(PREFIX):
+            continue
+        name = key[len(PREFIX):]
+        if drop_layer4 and name.startswith("layer4."):
+            continue
+        out[name] = value.half() if half and value.is_floating_point() else value
+    if not out:
+        raise CheckpointError(f"{source}: no '{PREFIX}*' weights in its model")
+    return out
+
+
+def export(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, *, drop_layer4: bool = False,
+           half: bool = False) -> int:
+    """Write the encoder of ``ckpt_path`` to ``out_path`` atomically; return the number of keys."""
+    state = encoder_from_checkpoint(load_checkpoint(ckpt_path), drop_layer4=drop_layer4, half=half,
+                                    source=os.fspath(ckpt_path))
+    with atomic_path(out_path) as tmp:
+        torch.save(state, tmp)
+    return len(state)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="training checkpoint (ours or the paper's)")
+    parser.add_argument("out", help="output .pth: bare encoder state dict")
+    parser.add_argument("--drop-layer4", action="store_true", help="leave out layer4 (unused at test time)")
+    parser.add_argument("--half", action="store_true", help="store floating tensors as float16")
+    args = parser.parse_args(argv)
+    try:
+        n = export(args.checkpoint, args.out, drop_layer4=args.drop_layer4, half=args.half)
+    except CheckpointError as exc:
+        print(f"hvc.export: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {n} tensors")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

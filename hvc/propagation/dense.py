@@ -45,14 +45,14 @@ class DenseKernel:
             self._far[(h, w)] = far_mask(h, w, self.radius, query.device)
         far = self._far[(h, w)]
         num = len(context)
-        entries = torch.stack([keys[i].reshape(c, hw) for i in context], dim=1).flatten(1)  # [C, E*hw], duplicates kept
+        entries = torch.cat([keys[i].reshape(c, hw) for i in context], dim=1)  # [C, E*hw], duplicates kept
         q = query.reshape(c, hw)
         chunk = max(1, _BLOCK_ELEMENTS // (num * hw))
         vals, idx = [], []
         for s in range(0, hw, chunk):
             aff = (q[:, s:s + chunk].t() @ entries).view(-1, num, hw)  # [chunk queries, E, hw keys]
             aff[:, 1:].masked_fill_(far[s:s + chunk, None, :], -1e10)
-            aff = aff / self.temperature
+            aff.div_(self.temperature)
             v, i = aff.flatten(1).topk(self.topk, dim=1)  # joint over all entries
             vals.append(v)
             idx.append(i)

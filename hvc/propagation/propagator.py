@@ -81,7 +81,7 @@ class LabelPropagator:
         frames = sorted(set(context))
         slot = {f: i for i, f in enumerate(frames)}
         weights, index = self.kernel(query, [self.store[f].key for f in frames], [slot[f] for f in context])
-        masks = torch.stack([self.store[f].mask for f in frames], dim=1).flatten(1)  # [K, F*hw]
+        masks = torch.cat([self.store[f].mask for f in frames], dim=1)  # [K, F*hw]
         return (masks[:, index] * weights).sum(dim=2)  # [K, hw]
 
     @torch.no_grad()

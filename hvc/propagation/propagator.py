@@ -8,7 +8,7 @@ of embeddings and soft masks, mask down-sampling and the merge of per-reference 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import torch
 from torch import Tensor
@@ -17,7 +17,18 @@ from hvc.propagation.dense import DenseKernel
 from hvc.propagation.local import LocalKernel
 from hvc.propagation.masks import one_hot, resize_masks
 
+Kernel = Union[DenseKernel, LocalKernel]
 KERNELS = {"dense": DenseKernel, "local": LocalKernel}
+
+
+def predict(kernel: Kernel, query: Any, keys: list[Any], masks: list[Tensor], context: list[int]) -> Tensor:
+    """Soft mask [K, hw] of a query frame: the softmax-weighted sum of its top-k neighbours' masks.
+
+    keys / masks ([K, hw]): the distinct context frames; context: the entries as indices into
+    them, entry 0 the long-term one (no radius limit).
+    """
+    weights, index = kernel(query, keys, context)  # [hw, k] each, index = frame * hw + position
+    return (torch.cat(masks, dim=1)[:, index] * weights).sum(dim=2)
 
 
 @dataclass
@@ -74,15 +85,14 @@ class LabelPropagator:
             ids = sorted(set(ids) | {0})  # background always starts at frame 0
         return [i for i in ids if i not in self.seen]
 
-    def _predict(self, t0: int, query: Any, hw: int) -> Tensor:
+    def _predict(self, t0: int, query: Any) -> Tensor:
         """Soft mask [K, hw] of the current frame predicted from reference t0's context."""
         context = self._context(t0, self.t)
         self.last_contexts[t0] = context
         frames = sorted(set(context))
         slot = {f: i for i, f in enumerate(frames)}
-        weights, index = self.kernel(query, [self.store[f].key for f in frames], [slot[f] for f in context])
-        masks = torch.cat([self.store[f].mask for f in frames], dim=1)  # [K, F*hw]
-        return (masks[:, index] * weights).sum(dim=2)  # [K, hw]
+        return predict(self.kernel, query, [self.store[f].key for f in frames],
+                       [self.store[f].mask for f in frames], [slot[f] for f in context])
 
     @torch.no_grad()
     def step(self, emb: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -112,7 +122,7 @@ class LabelPropagator:
             self.valid[0] = mask.sum(dim=1) != 0
             self.references.append(0)
         else:
-            mask = sum(self.valid[t0][:, None] * self._predict(t0, key, h * w) for t0 in self.references)
+            mask = sum(self.valid[t0][:, None] * self._predict(t0, key) for t0 in self.references)
             if init is not None:  # objects starting here: blend them in and open their reference
                 d = resize_masks(init, (h, w)).flatten(1)
                 s = d.sum(dim=0, keepdim=True)

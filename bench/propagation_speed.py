@@ -1,0 +1,131 @@
+"""Speed and peak memory of the two label-propagation kernels, side by side.
+
+Each (kernel, feature size) runs in its own subprocess so that its peak resident memory
+(getrusage maxrss, which sees torch's allocations) can be measured: the figure reported is the
+growth of the peak over the state after the context store is built (51 distinct frames), i.e.
+what one propagation step needs on top of the stored frames. Time is per propagated frame
+(the top-k kernel plus the weighted sum of context masks; wall clock and process CPU time, the
+latter less sensitive to other load on the machine; fastest frame of all runs) in the steady state: a long-term
+frame plus ``--context`` distinct previous frames, random unit-norm embeddings.
+
+    python bench/propagation_speed.py                       # 256x60x107, context 50, both kernels
+    python bench/propagation_speed.py --growth 15x27,30x54,60x107,120x214 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from hvc.fileio import atomic_write_text
+from hvc.propagation import embed
+from hvc.propagation.propagator import KERNELS, predict
+
+
+def _maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def measure(impl: str, channels: int, h: int, w: int, context: int, frames: int, classes: int) -> dict:
+    """Time ``frames`` steady-state steps of one kernel; peak memory growth over the store."""
+    torch.manual_seed(0)
+    kernel = KERNELS[impl](12.0, 0.1, 15)
+    keys, masks = [], []
+    for _ in range(context + 1):  # one at a time: no large temporaries before the baseline
+        keys.append(kernel.prepare(embed(torch.randn(channels, h, w))))
+        masks.append(torch.softmax(torch.randn(classes, h * w), dim=0))
+    queries = [kernel.prepare(embed(torch.randn(channels, h, w))) for _ in range(frames)]
+    entries = list(range(context + 1))  # entry 0 long-term, then `context` distinct frames
+    base = _maxrss_mib()
+    seconds, cpu = [], []
+    with torch.no_grad():
+        for q in queries:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            predict(kernel, q, keys, masks, entries)
+            seconds.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+    return {"impl": impl, "size": f"{channels}x{h}x{w}", "positions": h * w, "context": context,
+            "threads": torch.get_num_threads(), "seconds_per_frame": min(seconds), "seconds_all": seconds,
+            "cpu_seconds_per_frame": min(cpu), "cpu_seconds_all": cpu,
+            "peak_extra_mib": _maxrss_mib() - base}
+
+
+def _run(args: argparse.Namespace, impl: str, h: int, w: int, frames: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", impl, "--size", f"{h}x{w}", "--channels", str(args.channels),
+           "--context", str(args.context), "--frames", str(frames)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{impl} at {h}x{w} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 60x107, got {text!r}") from None
+    return h, w
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=_size, default=(60, 107), help="feature grid h x w (480p at stride 8: 60x107)")
+    ap.add_argument("--channels", type=int, default=256)
+    ap.add_argument("--context", type=int, default=50)
+    ap.add_argument("--frames", type=int, default=2, help="timed frames per kernel run (the fastest is reported)")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="runs of each kernel, alternating dense/local so both see the same machine load")
+    ap.add_argument("--growth", type=str, default="",
+                    help="comma-separated sizes for the memory-growth table (local kernel, and dense up to --size)")
+    ap.add_argument("--json", type=str, default="", help="also write all results to this JSON file")
+    ap.add_argument("--worker", choices=sorted(KERNELS), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    h, w = args.size
+    if args.worker:
+        print(json.dumps(measure(args.worker, args.channels, h, w, args.context, args.frames, 20)))
+        return
+
+    runs = [(impl, h, w, args.frames) for _ in range(args.repeat) for impl in ("dense", "local")]
+    for gh, gw in (_size(s) for s in args.growth.split(",") if s):
+        if (gh, gw) != (h, w):
+            runs += [("local", gh, gw, 1)] + ([("dense", gh, gw, 1)] if gh * gw < h * w else [])
+    done = [_run(args, *r) for r in tqdm(runs, desc="benchmark runs")]
+    results = []  # one entry per (kernel, size): fastest frame, largest peak
+    for r in done:
+        same = [x for x in results if (x["impl"], x["size"]) == (r["impl"], r["size"])]
+        if same:
+            same[0]["seconds_all"] += r["seconds_all"]
+            same[0]["cpu_seconds_all"] += r["cpu_seconds_all"]
+            same[0]["seconds_per_frame"] = min(same[0]["seconds_all"])
+            same[0]["cpu_seconds_per_frame"] = min(same[0]["cpu_seconds_all"])
+            same[0]["peak_extra_mib"] = max(same[0]["peak_extra_mib"], r["peak_extra_mib"])
+        else:
+            results.append(r)
+
+    dense, local = results[0], results[1]
+    print(f"\nlabel propagation, features {dense['size']}, context {args.context}+1, "
+          f"{dense['threads']} threads, {torch.__version__}")
+    print(f"{'kernel':<8}{'s/frame':>10}{'CPU s/frame':>13}{'peak extra MiB':>16}")
+    for r in (dense, local):
+        print(f"{r['impl']:<8}{r['seconds_per_frame']:>10.3f}{r['cpu_seconds_per_frame']:>13.3f}{r['peak_extra_mib']:>16.0f}")
+    print(f"speed-up local vs dense: {dense['seconds_per_frame'] / local['seconds_per_frame']:.1f}x wall, "
+          f"{dense['cpu_seconds_per_frame'] / local['cpu_seconds_per_frame']:.1f}x CPU; "
+          f"peak memory ratio: {dense['peak_extra_mib'] / max(local['peak_extra_mib'], 1):.1f}x")
+    if len(results) > 2:
+        print(f"\n{'kernel':<8}{'size':>14}{'positions':>11}{'s/frame':>10}{'peak extra MiB':>16}{'MiB / 1k pos':>14}")
+        for r in sorted(results, key=lambda r: (r["impl"], r["positions"])):
+            print(f"{r['impl']:<8}{r['size']:>14}{r['positions']:>11}{r['seconds_per_frame']:>10.3f}"
+                  f"{r['peak_extra_mib']:>16.0f}{1000 * r['peak_extra_mib'] / r['positions']:>14.1f}")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

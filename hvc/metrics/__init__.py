@@ -1,1 +1,22 @@
-"""hvc.metrics"""
+"""DAVIS J&F evaluation, numerically identical to the official davis2017-evaluation."""
+
+from hvc.metrics.davis import ObjectScores, evaluate, evaluate_sequence, read_sequence_list
+from hvc.metrics.masks import MetricsError
+from hvc.metrics.measures import jf_scores
+from hvc.metrics.report import format_tables, global_table, sequence_table, write_csvs
+from hvc.metrics.statistics import Statistics, db_statistics
+
+__all__ = [
+    "MetricsError",
+    "ObjectScores",
+    "Statistics",
+    "db_statistics",
+    "evaluate",
+    "evaluate_sequence",
+    "format_tables",
+    "global_table",
+    "jf_scores",
+    "read_sequence_list",
+    "sequence_table",
+    "write_csvs",
+]

@@ -1,0 +1,155 @@
+"""DAVIS semi-supervised evaluation: per-object, per-frame J and F for a results folder.
+
+Protocol of the official ``davis2017-evaluation`` (golden README section 4.5): frames are
+the sorted ground-truth file names without the first and the last; the number of objects
+is the largest id in the first ground-truth frame; a prediction may omit objects (they
+score as empty masks) but may not hold a larger id. DAVIS 2016 masks are 0/255: any
+non-zero value is object 1, in the ground truth and in the predictions.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from hvc.metrics.masks import MetricsError, ground_truth_ids, prediction_ids, read_label_png
+from hvc.metrics.measures import jf_scores
+from hvc.metrics.statistics import Statistics, db_statistics
+
+YEARS = (2016, 2017)
+
+
+@dataclass(frozen=True)
+class ObjectScores:
+    """Per-frame scores of one object of one sequence."""
+
+    sequence: str
+    object_id: int  # 1..N
+    frames: tuple[str, ...]  # evaluated frame names (file stems), [T]
+    J: np.ndarray  # [T] float64
+    F: np.ndarray  # [T] float64
+
+    @property
+    def name(self) -> str:
+        """Row name of the official per-sequence table: ``<sequence>_<id>``."""
+        return f"{self.sequence}_{self.object_id}"
+
+    @property
+    def j_stats(self) -> Statistics:
+        return db_statistics(self.J)
+
+    @property
+    def f_stats(self) -> Statistics:
+        return db_statistics(self.F)
+
+
+def read_sequence_list(davis_root: Path, year: int, split: str) -> list[str]:
+    """Sequence names listed in ``ImageSets/<year>/<split>.txt``, in file order."""
+    path = davis_root / "ImageSets" / str(year) / f"{split}.txt"
+    if not path.is_file():
+        raise MetricsError(f"sequence list {path} not found (is --davis-root a DAVIS root?)")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def evaluate_sequence(gt_dir: Path, pred_dir: Path, binary: bool) -> list[ObjectScores]:
+    """J and F of every object of one sequence (folder names = sequence name).
+
+    gt_dir holds ``<frame>.png`` ground truth, pred_dir the predictions of the same names.
+    """
+    sequence = gt_dir.name
+    frames = sorted(p.stem for p in gt_dir.glob("*.png"))
+    if len(frames) < 3:
+        raise MetricsError(
+            f"sequence {sequence!r}: {len(frames)} annotated frame(s) in {gt_dir}; "
+            "the semi-supervised protocol needs at least 3 (first and last are not scored)"
+        )
+    num_objects = int(ground_truth_ids(read_label_png(gt_dir / f"{frames[0]}.png"), binary).max())
+    evaluated = tuple(frames[1:-1])
+    j = np.zeros((num_objects, len(evaluated)))
+    f = np.zeros((num_objects, len(evaluated)))
+    for t, frame in enumerate(evaluated):
+        gt = ground_truth_ids(read_label_png(gt_dir / f"{frame}.png"), binary)
+        pred_path = pred_dir / f"{frame}.png"
+        if not pred_path.is_file():
+            raise MetricsError(f"sequence {sequence!r}: missing prediction for frame {frame} ({pred_path})")
+        pred = prediction_ids(read_label_png(pred_path), binary)
+        if pred.shape != gt.shape:
+            raise MetricsError(
+                f"sequence {sequence!r}, frame {frame}: prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} "
+                f"but the ground truth is {gt.shape[1]}x{gt.shape[0]} (width x height)"
+            )
+        top = int(pred.max())
+        if top > num_objects:
+            raise MetricsError(
+                f"sequence {sequence!r}, frame {frame}: prediction {pred_path} holds object id {top} "
+                f"but the sequence has {num_objects} object(s)"
+            )
+        for k in range(num_objects):
+            j[k, t], f[k, t] = jf_scores(gt == k + 1, pred == k + 1)
+    return [ObjectScores(sequence, k + 1, evaluated, j[k], f[k]) for k in range(num_objects)]
+
+
+def _check_inputs(davis_root: Path, results: Path, names: Sequence[str]) -> None:
+    """Fail before any work on a missing folder, an empty or repeated sequence list."""
+    if not names:
+        raise MetricsError("no sequences to evaluate: the sequence list is empty")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise MetricsError(f"sequences listed more than once: {repeated}")
+    if not results.is_dir():
+        raise MetricsError(f"results folder {results} not found")
+    for name in names:
+        if not (davis_root / "Annotations" / "480p" / name).is_dir():
+            raise MetricsError(f"sequence {name!r}: no ground truth at {davis_root / 'Annotations' / '480p' / name}")
+        if not (results / name).is_dir():
+            raise MetricsError(f"sequence {name!r}: no results folder {results / name}")
+
+
+def evaluate(
+    davis_root: str | Path,
+    results: str | Path,
+    year: int,
+    split: str = "val",
+    sequences: Optional[Iterable[str]] = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> list[ObjectScores]:
+    """Score a folder of ``<seq>/<frame>.png`` predictions against DAVIS ``year``/``split``.
+
+    sequences: names to evaluate instead of ``ImageSets/<year>/<split>.txt`` (kept in the
+    given order). workers: processes evaluating sequences in parallel (1 = in-process).
+    Returns one ObjectScores per object, in sequence order then id order, the order of the
+    official tables. Raises MetricsError on bad input.
+    """
+    if year not in YEARS:
+        raise MetricsError(f"year must be one of {YEARS}, got {year!r}")
+    davis_root, results = Path(davis_root), Path(results)
+    names = list(sequences) if sequences is not None else read_sequence_list(davis_root, year, split)
+    _check_inputs(davis_root, results, names)
+    jobs = [(davis_root / "Annotations" / "480p" / n, results / n, year == 2016) for n in names]
+    bar = tqdm(total=len(jobs), desc=f"J&F DAVIS {year} {split}", unit="seq", disable=not progress)
+    per_sequence: list[list[ObjectScores]] = []
+    with bar:
+        if workers <= 1:
+            for job in jobs:
+                per_sequence.append(evaluate_sequence(*job))
+                bar.update()
+        else:
+            pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(jobs)))
+            try:
+                futures = [pool.submit(evaluate_sequence, *job) for job in jobs]
+                for done in cf.as_completed(futures):
+                    done.result()  # re-raises a worker's error here, message intact
+                    bar.update()
+                per_sequence = [fut.result() for fut in futures]
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+    objects = [obj for seq in per_sequence for obj in seq]
+    if not objects:
+        raise MetricsError(f"no object to score: the first ground-truth frame of every sequence in {names} is empty")
+    return objects

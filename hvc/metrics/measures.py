@@ -1,0 +1,118 @@
+"""Per-frame DAVIS measures for one object: region similarity J and boundary accuracy F.
+
+Both follow the official ``davis2017-evaluation`` (``db_eval_iou``, ``db_eval_boundary``)
+to the last bit (see golden README section 4.5). They work on the bounding box of the two
+masks, grown by one pixel, instead of the whole frame: every boundary pixel and every
+pixel that the dilation can reach from one lies inside it, so the counts are unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import cv2
+import numpy as np
+
+BOUND_TH = 0.008  # boundary tolerance as a fraction of the image diagonal (official default)
+
+
+def boundary_radius(height: int, width: int, bound_th: float = BOUND_TH) -> int:
+    """Dilation radius in pixels: ceil(bound_th * image diagonal) (8 at 480x854)."""
+    return int(math.ceil(bound_th * math.hypot(height, width)))
+
+
+@functools.lru_cache(maxsize=8)
+def disk(radius: int) -> np.ndarray:
+    """Disk structuring element {(x, y): x^2 + y^2 <= r^2}, as skimage.morphology.disk.
+
+    Returns: [2r+1, 2r+1] uint8.
+    """
+    offsets = np.arange(-radius, radius + 1)
+    return (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).astype(np.uint8)
+
+
+def boundary_map(mask: np.ndarray, at_bottom: bool = True, at_right: bool = True) -> np.ndarray:
+    """Boundary pixels of a binary mask, as the official ``seg2bmap``.
+
+    A pixel is on the boundary when it differs from its right, lower or lower-right
+    neighbour (zero outside). On the image's last row only the right neighbour counts, on
+    its last column only the lower one, and the bottom-right pixel is never a boundary.
+    ``at_bottom`` / ``at_right`` say whether the last row / column of ``mask`` is the image's
+    (False for a crop that has a zero row / column beyond it in the image).
+
+    mask: [H, W] bool. Returns: [H, W] bool.
+    """
+    right = np.zeros_like(mask)
+    below = np.zeros_like(mask)
+    diag = np.zeros_like(mask)
+    right[:, :-1] = mask[:, 1:]
+    below[:-1, :] = mask[1:, :]
+    diag[:-1, :-1] = mask[1:, 1:]
+    bmap = (mask ^ right) | (mask ^ below) | (mask ^ diag)
+    if at_bottom:
+        bmap[-1, :] = mask[-1, :] ^ right[-1, :]
+    if at_right:
+        bmap[:, -1] = mask[:, -1] ^ below[:, -1]
+    if at_bottom and at_right:
+        bmap[-1, -1] = False
+    return bmap
+
+
+def _f_from_counts(n_pred: int, n_gt: int, pred_hits: int, gt_hits: int) -> float:
+    """F from boundary pixel counts, with the official empty-boundary conventions."""
+    if n_pred == 0 and n_gt == 0:
+        return 1.0
+    if n_pred == 0 or n_gt == 0:  # precision or recall is 0: F = 0
+        return 0.0
+    precision = pred_hits / float(n_pred)
+    recall = gt_hits / float(n_gt)
+    if precision + recall == 0:
+        return 0.0
+    return 2 * precision * recall / (precision + recall)
+
+
+def _union_box(gt: np.ndarray, pred: np.ndarray) -> tuple[slice, slice] | None:
+    """Bounding box of gt | pred grown by one pixel and clipped, or None when both are empty."""
+    x, y, w, h = cv2.boundingRect((gt | pred).view(np.uint8))
+    if w == 0:
+        return None
+    height, width = gt.shape
+    return slice(max(y - 1, 0), min(y + h + 1, height)), slice(max(x - 1, 0), min(x + w + 1, width))
+
+
+def jf_scores(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> tuple[float, float]:
+    """J (IoU) and F (boundary F-measure) of one object in one frame.
+
+    J = |P & G| / |P | G|, 1 when the union is empty. F compares the boundary maps of P and
+    G, each dilated by a disk of radius ceil(bound_th * diagonal): precision = matched
+    prediction boundary / prediction boundary, recall likewise for the ground truth.
+
+    gt, pred: [H, W] bool. Returns: (J, F) as Python floats.
+    """
+    if gt.shape != pred.shape:
+        raise ValueError(f"mask shapes differ: ground truth {gt.shape}, prediction {pred.shape}")
+    box = _union_box(gt, pred)
+    if box is None:
+        return 1.0, 1.0
+    rows, cols = box
+    g, p = gt[rows, cols], pred[rows, cols]
+    height, width = gt.shape
+
+    union = np.count_nonzero(g | p)
+    j = np.count_nonzero(g & p) / float(union)
+
+    at_bottom, at_right = rows.stop == height, cols.stop == width
+    bg = boundary_map(g, at_bottom, at_right)
+    bp = boundary_map(p, at_bottom, at_right)
+    kernel = disk(boundary_radius(height, width, bound_th))
+    # cv2.dilate ignores pixels outside the array, so dilating the crop is exact.
+    gt_dil = cv2.dilate(bg.view(np.uint8), kernel).view(bool)
+    pred_dil = cv2.dilate(bp.view(np.uint8), kernel).view(bool)
+    f = _f_from_counts(
+        n_pred=np.count_nonzero(bp),
+        n_gt=np.count_nonzero(bg),
+        pred_hits=np.count_nonzero(bp & gt_dil),
+        gt_hits=np.count_nonzero(bg & pred_dil),
+    )
+    return float(j), float(f)

@@ -1,0 +1,71 @@
+"""The official result tables (global and per object) and their CSV files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from hvc.fileio import atomic_write_text
+from hvc.metrics.davis import ObjectScores
+
+GLOBAL_COLUMNS = ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
+SEQUENCE_COLUMNS = ["Sequence", "J-Mean", "F-Mean"]
+FLOAT_FORMAT = "%.3f"  # the official CSV precision (printf rounding of the float64 value)
+
+
+def global_table(objects: Sequence[ObjectScores]) -> pd.DataFrame:
+    """One row: every statistic averaged over objects (not sequences).
+
+    Means are np.mean over Python lists in table order, as the official script computes
+    them: the printed 3rd decimal depends on the summation order at exact halves.
+    """
+    j = [o.j_stats for o in objects]
+    f = [o.f_stats for o in objects]
+    j_mean, f_mean = np.mean([s.mean for s in j]), np.mean([s.mean for s in f])
+    row = [
+        (j_mean + f_mean) / 2.0,
+        j_mean,
+        np.mean([s.recall for s in j]),
+        np.mean([s.decay for s in j]),
+        f_mean,
+        np.mean([s.recall for s in f]),
+        np.mean([s.decay for s in f]),
+    ]
+    return pd.DataFrame([row], columns=GLOBAL_COLUMNS)
+
+
+def sequence_table(objects: Sequence[ObjectScores]) -> pd.DataFrame:
+    """One row per object, ``<sequence>_<id>``, with its J-Mean and F-Mean."""
+    rows = [(o.name, o.j_stats.mean, o.f_stats.mean) for o in objects]
+    return pd.DataFrame(rows, columns=SEQUENCE_COLUMNS)
+
+
+def csv_paths(output: Path, split: str) -> tuple[Path, Path]:
+    """The official file names: global_results-<split>.csv, per-sequence_results-<split>.csv."""
+    return output / f"global_results-{split}.csv", output / f"per-sequence_results-{split}.csv"
+
+
+def write_csvs(objects: Sequence[ObjectScores], output: str | Path, split: str) -> tuple[Path, Path]:
+    """Write both tables as the official evaluation does; each file appears atomically."""
+    texts = [t.to_csv(index=False, float_format=FLOAT_FORMAT) for t in (global_table(objects), sequence_table(objects))]
+    paths = csv_paths(Path(output), split)
+    for path, text in zip(paths, texts):
+        atomic_write_text(path, text)
+    return paths
+
+
+def format_tables(objects: Sequence[ObjectScores], split: str) -> str:
+    """The global and per-sequence tables as printed at the end of an evaluation."""
+    fmt = (lambda v: FLOAT_FORMAT % v)
+    return "\n".join(
+        [
+            f"--------------------------- Global results for {split} ---------------------------",
+            global_table(objects).to_string(index=False, float_format=fmt),
+            "",
+            f"---------- Per sequence results for {split} ----------",
+            sequence_table(objects).to_string(index=False, float_format=fmt),
+        ]
+    )

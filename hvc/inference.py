@@ -126,15 +126,11 @@ def _protocol(cfg: TestConfig) -> dict:
     return {"model": d["model"], "data": data, "prop": d["prop"]}
 
 
-def _check_protocol(cfg: TestConfig, out: Path) -> None:
+def _check_protocol(cfg: TestConfig, record: Path) -> None:
     """Refuse to mix results of different settings in one folder (unless overwriting)."""
-    record = out / "config.yaml"
-    if record.is_file() and not cfg.run.overwrite:
-        old = load_config(TestConfig, record)
-        if _protocol(old) != _protocol(cfg):
-            raise ConfigError(f"{out} holds results made with other settings (see {record}); "
-                              f"pass --overwrite to redo them or choose another run.output_dir")
-    atomic_write_text(record, dump_yaml(cfg))
+    if record.is_file() and not cfg.run.overwrite and _protocol(load_config(TestConfig, record)) != _protocol(cfg):
+        raise ConfigError(f"{record.parent} holds results made with other settings (see {record}); "
+                          f"pass --overwrite to redo them or choose another run.output_dir")
 
 
 def zip_submission(out: Path) -> Path:
@@ -150,7 +146,8 @@ def run_inference(cfg: TestConfig) -> Path:
     """Run label propagation on every sequence of ``cfg.data``; returns the output folder."""
     sequences = load_sequences(cfg.data.dataset, cfg.data.root, cfg.data.sequences)
     out = output_dir(cfg)
-    _check_protocol(cfg, out)
+    record = out / "config.yaml"
+    _check_protocol(cfg, record)
     todo = [s for s in sequences if cfg.run.overwrite or not is_finished(s, sequence_dir(out, cfg.data.dataset, s.name))]
     if len(todo) < len(sequences):
         log.info("skipping %d finished sequence(s) in %s (--overwrite to redo)", len(sequences) - len(todo), out)
@@ -159,6 +156,7 @@ def run_inference(cfg: TestConfig) -> Path:
         p = cfg.prop
         propagator = LabelPropagator(radius=p.radius, temperature=p.temperature, topk=p.topk, context=p.context,
                                      num_classes=p.num_classes, impl=p.impl)
+        atomic_write_text(record, dump_yaml(cfg))  # only once the settings are known to work
         vis_root = Path(f"{out}_vis") if cfg.run.visualize else None
         for seq in tqdm(todo, desc=f"{result_tag(cfg)} {cfg.data.dataset}", unit="seq"):
             segment_sequence(seq, extractor, propagator, sequence_dir(out, cfg.data.dataset, seq.name), cfg,

@@ -70,7 +70,9 @@ class PropConfig:
 
 @dataclass
 class RunConfig:
-    # Output folder; None = results/<model>[+<merge_model>]/<dataset>.
+    # Root of the default output folders.
+    results_root: str = "results"
+    # Output folder; None = <results_root>/<model>[+<merge_model>]/<dataset>.
     output_dir: Optional[str] = None
     # Torch device: cpu, cuda, cuda:1 ...
     device: str = "cpu"

@@ -38,6 +38,9 @@ def parse_args(argv: list[str]) -> tuple[str, list[str]]:
     parser.add_argument("--visualize", action="store_true", help="sets run.visualize=true")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
+    # --sequences is greedy: key=value items after it are overrides (no sequence name has a '=')
+    args.overrides += [s for s in args.sequences or [] if "=" in s]
+    args.sequences = [s for s in args.sequences or [] if "=" not in s]
     overrides = [f"{key}={getattr(args, flag)}" for flag, key in _SHORTCUTS.items() if getattr(args, flag) is not None]
     if args.sequences:
         overrides.append(f"data.sequences={json.dumps(args.sequences)}")  # quoted: names stay strings

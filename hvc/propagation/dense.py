@@ -1,0 +1,61 @@
+"""Dense reference kernel: the official arithmetic, written to be read, not to be fast.
+
+Every context entry (duplicates included) gets a full [hw, hw] affinity with the query; entries
+other than the first (the long-term reference frame) are masked to keys within ``radius``; the
+top-k is taken jointly over all entries. Time O((CXT+1)·(hw)²); memory is bounded by processing
+the queries in chunks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# Largest affinity block, in elements, built at once (2^27 floats = 512 MiB).
+_BLOCK_ELEMENTS = 1 << 27
+
+
+def far_mask(h: int, w: int, radius: float, device: torch.device) -> Tensor:
+    """[h*w, h*w] bool (symmetric): True where the grid distance of the two cells is NOT < radius."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    grid = torch.stack([ys.flatten(), xs.flatten()], dim=1).double()
+    return torch.cdist(grid, grid) >= radius
+
+
+class DenseKernel:
+    """Top-k neighbours of every query position over a context list, built from full affinities."""
+
+    def __init__(self, radius: float, temperature: float, topk: int):
+        self.radius = radius
+        self.temperature = temperature
+        self.topk = topk
+        self._far: dict[tuple[int, int], Tensor] = {}
+
+    def prepare(self, emb: Tensor) -> Tensor:
+        """emb: [C, h, w] -> the key/query form kept for this frame (the embedding itself)."""
+        return emb
+
+    def __call__(self, query: Tensor, keys: list[Tensor], context: list[int]) -> tuple[Tensor, Tensor]:
+        """query: [C, h, w]; keys: per stored frame [C, h, w]; context: the entries as indices into
+        ``keys`` (entry 0 = long-term, no radius). Returns (weights [hw, k], index [hw, k]) with
+        index = key_frame * hw + key_position."""
+        c, h, w = query.shape
+        hw = h * w
+        if (h, w) not in self._far:
+            self._far[(h, w)] = far_mask(h, w, self.radius, query.device)
+        far = self._far[(h, w)]
+        num = len(context)
+        entries = torch.stack([keys[i].reshape(c, hw) for i in context], dim=1).flatten(1)  # [C, E*hw], duplicates kept
+        q = query.reshape(c, hw)
+        chunk = max(1, _BLOCK_ELEMENTS // (num * hw))
+        vals, idx = [], []
+        for s in range(0, hw, chunk):
+            aff = (q[:, s:s + chunk].t() @ entries).view(-1, num, hw)  # [chunk queries, E, hw keys]
+            aff[:, 1:].masked_fill_(far[s:s + chunk, None, :], -1e10)
+            aff = aff / self.temperature
+            v, i = aff.flatten(1).topk(self.topk, dim=1)  # joint over all entries
+            vals.append(v)
+            idx.append(i)
+        v, i = torch.cat(vals), torch.cat(idx)  # [hw, k]
+        frame = torch.as_tensor(context, device=query.device)[i // hw]
+        return torch.softmax(v, dim=1), frame * hw + i % hw

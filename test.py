@@ -37,7 +37,7 @@ def parse_args(argv: list[str]) -> tuple[str, list[str]]:
     parser.add_argument("--overwrite", action="store_true", help="sets run.overwrite=true")
     parser.add_argument("--visualize", action="store_true", help="sets run.visualize=true")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # key=value items may come before and after flags
     # --sequences is greedy: key=value items after it are overrides (no sequence name has a '=')
     args.overrides += [s for s in args.sequences or [] if "=" in s]
     args.sequences = [s for s in args.sequences or [] if "=" not in s]

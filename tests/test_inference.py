@@ -109,7 +109,7 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     root = make_davis17(tmp_path / "DAVIS", sequences=("alpha",), frames=2)
     config = tmp_path / "c.yaml"
     config.write_text(f"data:\n  dataset: davis17\n  root: {root}\n")
-    args = ["--config", str(config), "--output", str(tmp_path / "res"), "data.workers=0"]
+    args = ["--config", str(config), "data.batch_size=2", "--output", str(tmp_path / "res"), "data.workers=0"]
     assert test_entry.main([*args, "--model", "random18", "--sequences", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
     assert test_entry.main([*args, "--checkpoint", str(tmp_path / "missing.pth")]) == 2

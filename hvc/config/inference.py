@@ -1,0 +1,98 @@
+"""Schema of ``test.py``: label propagation on DAVIS / YouTube-VOS (SPEC section 3).
+
+Defaults follow the paper's test protocol except two options that are off unless asked:
+``model.bn_dummy_forward`` (the official dummy BatchNorm pass, on in the paper-protocol
+configs) and ``model.merge_model`` (the official default merges MoCo v1 features).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+ModelName = Literal["hvc", "mocov1", "imagenet18", "imagenet50", "random18"]
+DatasetName = Literal["davis16", "davis17", "davis17dev", "ytvos", "ytvos19"]
+
+
+@dataclass
+class ModelConfig:
+    # Feature extractor: hvc (ResNet-18), mocov1 (ResNet-50), imagenet18/50 (torchvision), random18.
+    name: ModelName = "hvc"
+    # Weights file; None = the model's default file under checkpoints/ (see checkpoints/README.md).
+    checkpoint: Optional[str] = None
+    # random18 only: seed of the paper's random initialisation.
+    seed: int = 0
+    # Official quirk: one train-mode forward of a 256x256 zero image before eval, which moves
+    # every BatchNorm running stat to 0.9 * stored + 0.1 * batch stat (SPEC section 1).
+    bn_dummy_forward: bool = False
+    # Second extractor whose features are merged: cat(lambda * norm(f), norm(f2)), re-normalised.
+    merge_model: Optional[ModelName] = None
+    # Weights of the merge model; None = its default file under checkpoints/.
+    merge_checkpoint: Optional[str] = None
+    # Weight of the main features in the merge (the paper's 1.05).
+    merge_lambda: float = 1.05
+
+
+@dataclass
+class DataConfig:
+    # Benchmark: davis16 / davis17 (val), davis17dev (2017 test-dev), ytvos (2018 valid), ytvos19.
+    dataset: DatasetName = "davis17"
+    # Dataset root: the DAVIS folder, or data/YTB/<year> for YouTube-VOS.
+    root: str = "data/DAVIS"
+    # Sequences to run; empty = the whole split. Naming a missing sequence is an error.
+    sequences: list[str] = field(default_factory=list)
+    # Shorter side of the frames fed to the encoder (bilinear, align_corners=True); -1 = full size.
+    input_size: int = -1
+    # Test normalisation: ImageNet statistics (SPEC section 3), RGB in [0, 1].
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # DataLoader worker processes reading frames (0 = read in the main process).
+    workers: int = 2
+    # Frames per encoder forward.
+    batch_size: int = 4
+
+
+@dataclass
+class PropConfig:
+    # Spatial radius (feature cells, strict <) of the short-term context.
+    radius: float = 12.0
+    # Softmax temperature of the affinities.
+    temperature: float = 0.1
+    # Neighbours kept per query, jointly over the whole context.
+    topk: int = 15
+    # Short-term context: the previous N frames (the first frame is always added).
+    context: int = 50
+    # Label channels (ids 0..num_classes-1; 0 = background).
+    num_classes: int = 20
+    # "local" (windowed, fast) or "dense" (the official all-pairs affinity; same result).
+    impl: Literal["local", "dense"] = "local"
+
+
+@dataclass
+class RunConfig:
+    # Root of the default output folders.
+    results_root: str = "results"
+    # Output folder; None = <results_root>/<model>[+<merge_model>]/<dataset>.
+    output_dir: Optional[str] = None
+    # Torch device: cpu, cuda, cuda:1 ...
+    device: str = "cpu"
+    # Autocast precision of the encoder on CUDA (ignored on CPU): off, fp16 or bf16.
+    amp: Literal["off", "fp16", "bf16"] = "off"
+    # channels_last memory format for the encoder (faster convolutions on recent GPUs).
+    channels_last: bool = False
+    # Redo sequences whose outputs already exist (default: skip them).
+    overwrite: bool = False
+    # Also write overlay images and an mp4 per sequence into <output_dir>_vis/.
+    visualize: bool = False
+    # Frame rate of the overlay videos.
+    fps: int = 24
+
+
+@dataclass
+class TestConfig:
+    __test__ = False  # not a pytest test class
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prop: PropConfig = field(default_factory=PropConfig)
+    run: RunConfig = field(default_factory=RunConfig)

@@ -1,0 +1,38 @@
+"""The DAVIS colour palette and indexed ('P' mode) PNG masks.
+
+The DAVIS palette is the PASCAL VOC colour map: the bits of an id are spread over the
+three channels, most significant bit first (id 1 -> dark red, 2 -> green, 255 -> the
+void colour (224, 224, 192)).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from hvc.fileio import atomic_path
+
+
+def davis_palette() -> np.ndarray:
+    """The 256-colour DAVIS palette: uint8 [256, 3]."""
+    ids = np.arange(256)
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for bit in range(8):
+        for channel in range(3):
+            palette[:, channel] |= (((ids >> (3 * bit + channel)) & 1) << (7 - bit)).astype(np.uint8)
+    return palette
+
+
+DAVIS_PALETTE = davis_palette()
+
+
+def save_indexed_png(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """Write ``labels`` (uint8 [H, W] ids) as a palette PNG, atomically."""
+    if labels.dtype != np.uint8 or labels.ndim != 2:
+        raise ValueError(f"{path}: expected a uint8 [H, W] label map, got {labels.dtype} {labels.shape}")
+    image = Image.fromarray(labels)
+    image.putpalette(DAVIS_PALETTE.reshape(-1).tolist())  # turns the 'L' image into 'P' mode
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")

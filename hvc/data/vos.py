@@ -1,0 +1,207 @@
+"""Video object segmentation benchmarks: DAVIS 2016/2017 and YouTube-VOS 2018/2019.
+
+A benchmark is read into a list of :class:`VideoSequence` (frame files, annotated frames,
+frames to write); :class:`FrameDataset` turns one sequence into normalised tensors for a
+DataLoader. Folder trees: data/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+MaskFormat = Literal["binary", "palette"]
+
+# dataset name -> (DAVIS ImageSets year, split file, annotation format)
+DAVIS_SPLITS: dict[str, tuple[str, str, MaskFormat]] = {
+    "davis16": ("2016", "val", "binary"),
+    "davis17": ("2017", "val", "palette"),
+    "davis17dev": ("2017", "test-dev", "palette"),
+}
+YTVOS_DATASETS = ("ytvos", "ytvos19")
+
+
+class DatasetError(ValueError):
+    """A dataset folder, file list or annotation is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class VideoSequence:
+    """One video: ``frames[0]`` is annotated; ids first seen in ``annotations[t]`` start at t."""
+
+    name: str
+    frames: tuple[Path, ...]         # in temporal order
+    annotations: dict[int, Path]     # frame index -> label-map file
+    outputs: tuple[int, ...]         # frame indices whose prediction is written
+    mask_format: MaskFormat
+
+    def frame_name(self, t: int) -> str:
+        return self.frames[t].stem
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file, read from its header."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable image ({exc})") from None
+
+
+def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -> np.ndarray:
+    """Object ids of an annotation: int64 [H, W].
+
+    binary (DAVIS 2016): 0/255 -> {0, 1}; palette (DAVIS 2017, YouTube-VOS): the palette
+    index, with 255 (void) -> 0. ``size`` = (H, W) of the frame; a different size is an error.
+    """
+    try:
+        with Image.open(path) as im:
+            if mask_format == "palette" and im.mode != "P":
+                raise DatasetError(f"{path}: expected a palette ('P' mode) mask, got mode {im.mode}")
+            ids = np.array(im.convert("L") if im.mode not in ("P", "L") else im)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{path}: unreadable mask ({exc})") from None
+    if ids.shape != tuple(size):
+        raise DatasetError(f"{path}: mask size {ids.shape[0]}x{ids.shape[1]} differs from the frame "
+                           f"size {size[0]}x{size[1]}")
+    if mask_format == "binary":  # 0/255 ('L') or 0/1 ('P') files: any non-zero pixel is the object
+        return (ids > 0).astype(np.int64)
+    ids = ids.astype(np.int64)
+    ids[ids == 255] = 0
+    return ids
+
+
+def _frames_of(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise DatasetError(f"frame folder not found: {folder}")
+    frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not frames:
+        raise DatasetError(f"no frames (.jpg/.png) in {folder}")
+    return frames
+
+
+def _select(names: list[str], wanted: Sequence[str], where: str) -> list[str]:
+    missing = [s for s in wanted if s not in names]
+    if missing:
+        raise DatasetError(f"sequence(s) {', '.join(missing)} not in {where}")
+    return [s for s in names if s in wanted] if wanted else names
+
+
+def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str] = ()) -> list[VideoSequence]:
+    """DAVIS 2016 / 2017 sequences of ``ImageSets/<year>/<split>.txt`` (480p); all frames written."""
+    root = Path(root)
+    year, split, mask_format = DAVIS_SPLITS[dataset]
+    listing = root / "ImageSets" / year / f"{split}.txt"
+    if not listing.is_file():
+        raise DatasetError(f"sequence list not found: {listing} (is data.root={root} a DAVIS folder?)")
+    names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    sequences = []
+    for name in _select(names, wanted, str(listing)):
+        frames = _frames_of(root / "JPEGImages" / "480p" / name)
+        first = root / "Annotations" / "480p" / name / f"{frames[0].stem}.png"
+        if not first.is_file():
+            raise DatasetError(f"first-frame mask not found: {first}")
+        sequences.append(VideoSequence(name, tuple(frames), {0: first}, tuple(range(len(frames))), mask_format))
+    return sequences
+
+
+def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[VideoSequence]:
+    """YouTube-VOS validation videos from ``valid/meta.json``.
+
+    Frames come from ``valid_all_frames/JPEGImages/<video>/`` starting at the first annotated
+    frame; every file in ``valid/Annotations/<video>/`` introduces the objects first seen there;
+    only the frames listed in meta.json are written (the submission layout).
+    """
+    root = Path(root)
+    meta_path = root / "valid" / "meta.json"
+    if not meta_path.is_file():
+        raise DatasetError(f"YouTube-VOS meta file not found: {meta_path} (is data.root={root} data/YTB/<year>?)")
+    try:
+        videos = json.loads(meta_path.read_text())["videos"]
+    except (ValueError, KeyError) as exc:
+        raise DatasetError(f"{meta_path}: not a YouTube-VOS meta.json ({exc})") from None
+    sequences = []
+    for name in _select(sorted(videos), wanted, str(meta_path)):
+        listed = sorted({f for obj in videos[name]["objects"].values() for f in obj["frames"]})
+        ann_dir = root / "valid" / "Annotations" / name
+        ann = sorted(ann_dir.glob("*.png")) if ann_dir.is_dir() else []
+        if not ann:
+            raise DatasetError(f"no annotation masks in {ann_dir}")
+        frames = _frames_of(root / "valid_all_frames" / "JPEGImages" / name)
+        stems = [p.stem for p in frames]
+        start = stems.index(ann[0].stem) if ann[0].stem in stems else -1
+        if start < 0:
+            raise DatasetError(f"{ann[0]}: its frame is missing from {frames[0].parent}")
+        frames, stems = frames[start:], stems[start:]
+        index = {s: t for t, s in enumerate(stems)}
+        for path in [*ann, *(Path(f) for f in listed)]:
+            if path.stem not in index:
+                raise DatasetError(f"frame {path.stem} of video {name} (listed in {meta_path.name} or "
+                                   f"annotated) is missing from {frames[0].parent}")
+        sequences.append(VideoSequence(name, tuple(frames), {index[p.stem]: p for p in ann},
+                                       tuple(index[f] for f in listed), "palette"))
+    return sequences
+
+
+def load_sequences(dataset: str, root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[VideoSequence]:
+    """The sequences of benchmark ``dataset`` (davis16, davis17, davis17dev, ytvos, ytvos19)."""
+    if dataset in DAVIS_SPLITS:
+        return davis_sequences(root, dataset, wanted)
+    if dataset in YTVOS_DATASETS:
+        return ytvos_sequences(root, wanted)
+    raise DatasetError(f"unknown dataset {dataset!r}; choose one of {[*DAVIS_SPLITS, *YTVOS_DATASETS]}")
+
+
+def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
+    """(h, w) with the shorter side ``shorter`` (truncated like the official scale_smallest);
+    ``shorter`` = -1 keeps ``size``."""
+    h, w = size
+    if shorter < 0:
+        return h, w
+    return (shorter, int(w * shorter / h)) if h <= w else (int(h * shorter / w), shorter)
+
+
+class FrameDataset(Dataset):
+    """Frames of one sequence, ready for the encoder.
+
+    ``dataset[t] -> [3, h, w]`` float32: RGB in [0, 1], resized so that the shorter side is
+    ``input_size`` (bilinear, align_corners=True; -1 = full size), then normalised.
+    """
+
+    def __init__(self, sequence: VideoSequence, input_size: int, mean: Sequence[float], std: Sequence[float],
+                 size: Optional[tuple[int, int]] = None):
+        self.sequence = sequence
+        self.size = size or _image_size(sequence.frames[0])
+        self.out_size = scaled_size(self.size, input_size)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.sequence.frames)
+
+    def __getitem__(self, t: int) -> Tensor:
+        path = self.sequence.frames[t]
+        try:
+            with Image.open(path) as im:
+                rgb = np.array(im.convert("RGB"))  # a writable copy for torch.from_numpy
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{path}: unreadable frame ({exc})") from None
+        if rgb.shape[:2] != self.size:
+            raise DatasetError(f"{path}: frame size {rgb.shape[0]}x{rgb.shape[1]} differs from the "
+                               f"sequence's {self.size[0]}x{self.size[1]}")
+        x = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+        if self.out_size != self.size:
+            x = F.interpolate(x[None], size=self.out_size, mode="bilinear", align_corners=True)[0]
+        return (x - self.mean) / self.std

@@ -1,0 +1,149 @@
+"""Test-time encoders (layer3 output, stride 8) and the loaders of their checkpoints.
+
+Accepted files (SPEC section 4), recognised by their content:
+
+* bare state dict: an HVC export (``hvc_*.pth``, layer4 present) or a torchvision ImageNet
+  ResNet (``fc.*`` present); half-precision exports are cast to float32;
+* HVC training checkpoint ``{'model': {...}}``: the ``online_encoder.*`` entries;
+* MoCo v1 ``{'state_dict': {...}}``: the ``module.encoder_q.*`` entries.
+
+``fc.*`` and ``layer4.*`` are dropped explicitly (unused at test time); everything else
+must match the test encoder exactly. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Mapping, Optional
+
+import torch
+from torch import Tensor
+
+from hvc.models.resnet import ResNet
+
+ARCH = {"hvc": "resnet18", "mocov1": "resnet50", "imagenet18": "resnet18", "imagenet50": "resnet50",
+        "random18": "resnet18"}
+CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
+DEFAULT_CHECKPOINT = {
+    "hvc": "hvc_coco.pth",
+    "mocov1": "moco_v1_200ep_pretrain.pth.tar",
+    "imagenet18": "resnet18-f37072fd.pth",
+    "imagenet50": "resnet50-0676ba61.pth",
+}
+_UNUSED_PREFIXES = ("fc.", "layer4.")
+_SHOWN_KEYS = 8  # keys listed per category in error messages
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable or does not fit the encoder."""
+
+
+def _strip(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _encoder_entries(obj: object, path: str) -> dict[str, Tensor]:
+    """The encoder's entries of a loaded checkpoint, whatever its layout."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, got {type(obj).__name__}")
+    if "state_dict" in obj:  # MoCo v1
+        state = _strip(obj["state_dict"], "module.encoder_q.")
+        if not state:
+            raise CheckpointError(f"{path}: 'state_dict' has no 'module.encoder_q.*' keys (not a MoCo v1 file)")
+        return state
+    if "model" in obj:  # HVC training checkpoint
+        state = _strip(obj["model"], "online_encoder.")
+        if not state:
+            raise CheckpointError(f"{path}: 'model' has no 'online_encoder.*' keys (not an HVC training checkpoint)")
+        return state
+    bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: not a state dict (non-tensor entries {bad[:_SHOWN_KEYS]})")
+    return dict(obj)
+
+
+def read_encoder_state(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Encoder weights from a checkpoint file: float32, without ``fc.*`` / ``layer4.*``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    # The paper's training checkpoints pickle their argparse.Namespace of options.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unreadable file
+            raise CheckpointError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from None
+    state = _encoder_entries(obj, path)
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()
+            if not k.startswith(_UNUSED_PREFIXES)}
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN_KEYS])
+    return shown + (f" ... (+{len(keys) - _SHOWN_KEYS} more)" if len(keys) > _SHOWN_KEYS else "")
+
+
+def load_state_strict(net: ResNet, state: Mapping[str, Tensor], path: str) -> None:
+    """``load_state_dict(strict=True)`` with an error naming the file and every mismatch."""
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = [f"{path} does not fit a {net.arch} test encoder (wrong architecture?)"]
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {_listing(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+        if wrong:
+            parts.append(f"shape mismatches ({len(wrong)}): {_listing(wrong)}")
+        raise CheckpointError("; ".join(parts))
+    net.load_state_dict(state, strict=True)
+
+
+@torch.no_grad()
+def bn_dummy_forward(net: ResNet, device: torch.device | str = "cpu") -> None:
+    """Replicate the official test encoder's set-up pass: one train-mode forward of a
+    256x256 zero image, so every BatchNorm running stat becomes 0.9 * stored + 0.1 * batch stat."""
+    net.train()
+    net(torch.zeros(1, 3, 256, 256, device=device))
+    net.eval()
+
+
+def checkpoint_path(name: str, checkpoint: Optional[str]) -> str:
+    """The file to load for ``name``: ``checkpoint`` or the model's default under checkpoints/."""
+    if checkpoint is not None:
+        return checkpoint
+    if name not in DEFAULT_CHECKPOINT:
+        raise CheckpointError(f"model {name!r} takes no checkpoint")
+    return str(CHECKPOINT_DIR / DEFAULT_CHECKPOINT[name])
+
+
+def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0,
+                 bn_dummy_forward_pass: bool = False, device: torch.device | str = "cpu") -> ResNet:
+    """The eval-mode test encoder of model ``name`` on ``device``.
+
+    ``forward(frames: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]``, C = 256 (ResNet-18)
+    or 1024 (ResNet-50).
+    """
+    if name not in ARCH:
+        raise CheckpointError(f"unknown model {name!r}; choose one of {sorted(ARCH)}")
+    if name == "random18":
+        with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG
+            torch.manual_seed(seed)
+            net = ResNet(ARCH[name], with_layer4=False)
+    else:
+        net = ResNet(ARCH[name], with_layer4=False)
+        path = checkpoint_path(name, checkpoint)
+        if not os.path.isfile(path):
+            raise CheckpointError(
+                f"checkpoint for --model {name} not found: {path}. Weights are never downloaded: put the "
+                f"file there (see checkpoints/README.md) or pass --checkpoint PATH")
+        load_state_strict(net, read_encoder_state(path), path)
+    net.to(device)
+    if bn_dummy_forward_pass:
+        bn_dummy_forward(net, device)
+    return net.eval()

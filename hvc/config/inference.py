@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from hvc.propagation.config import PropagationConfig
+
 ModelName = Literal["hvc", "mocov1", "imagenet18", "imagenet50", "random18"]
 DatasetName = Literal["davis16", "davis17", "davis17dev", "ytvos", "ytvos19"]
 
@@ -53,22 +55,6 @@ class DataConfig:
 
 
 @dataclass
-class PropConfig:
-    # Spatial radius (feature cells, strict <) of the short-term context.
-    radius: float = 12.0
-    # Softmax temperature of the affinities.
-    temperature: float = 0.1
-    # Neighbours kept per query, jointly over the whole context.
-    topk: int = 15
-    # Short-term context: the previous N frames (the first frame is always added).
-    context: int = 50
-    # Label channels (ids 0..num_classes-1; 0 = background).
-    num_classes: int = 20
-    # "local" (windowed, fast) or "dense" (the official all-pairs affinity; same result).
-    impl: Literal["local", "dense"] = "local"
-
-
-@dataclass
 class RunConfig:
     # Root of the default output folders.
     results_root: str = "results"
@@ -94,5 +80,5 @@ class TestConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    prop: PropConfig = field(default_factory=PropConfig)
+    prop: PropagationConfig = field(default_factory=PropagationConfig)
     run: RunConfig = field(default_factory=RunConfig)

@@ -4,10 +4,4 @@
 # Extra arguments are passed on: key=value overrides, --resume auto.
 #   bash scripts/run_train_img.sh data.roots=[data/Static/JPEGImages/COCO] --resume auto
 #   NPROC=4 bash scripts/run_train_img.sh          # 4 GPUs, global batch still 128
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python}
-if [ "${NPROC:-1}" -gt 1 ]; then
-  exec torchrun --standalone --nproc_per_node "$NPROC" train.py --config configs/train_img.yaml "$@"
-fi
-exec "$PYTHON" train.py --config configs/train_img.yaml "$@"
+exec bash "$(dirname "$0")/_train.sh" configs/train_img.yaml "$@"

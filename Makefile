@@ -18,5 +18,9 @@ $(STAMP): requirements.txt pyproject.toml
 test: $(STAMP)
 	$(VPY) -m pytest -q
 
+# end to end on data generated from scikit-image: writes demo_output/
+demo: $(STAMP)
+	$(VPY) -m hvc.demo.run
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from hvc.fileio import atomic_path
+from hvc.data.palette import save_indexed_png
+from hvc.fileio import atomic_path, atomic_write_text
 
 
 def photos() -> dict[str, np.ndarray]:
@@ -119,38 +120,43 @@ def render_video(num_frames: int = 40, height: int = 240, width: int = 432, seed
     return frames, labels
 
 
-def write_davis_sequence(root: str, name: str, frames: list[np.ndarray], labels: list[np.ndarray],
-                         palette: list[int]) -> None:
-    """Write frames/labels in the DAVIS layout under ``root`` and list the sequence in
-    ``ImageSets/2017/val.txt``."""
+def write_davis_sequence(root: str, name: str, frames: list[np.ndarray], labels: list[np.ndarray]) -> None:
+    """Write frames (JPEG) and labels (indexed PNGs, DAVIS palette) in the DAVIS layout under
+    ``root`` and list the sequence in ``ImageSets/2017/val.txt``."""
     img_dir = os.path.join(root, "JPEGImages", "480p", name)
     ann_dir = os.path.join(root, "Annotations", "480p", name)
     os.makedirs(img_dir, exist_ok=True)
     os.makedirs(ann_dir, exist_ok=True)
     for t, (frame, label) in enumerate(zip(frames, labels)):
         with atomic_path(os.path.join(img_dir, f"{t:05d}.jpg")) as tmp:
-            Image.fromarray(frame).save(tmp, quality=95)
-        png = Image.fromarray(label, mode="P")
-        png.putpalette(palette)
-        with atomic_path(os.path.join(ann_dir, f"{t:05d}.png")) as tmp:
-            png.save(tmp)
+            Image.fromarray(frame).save(tmp, format="JPEG", quality=95)
+        save_indexed_png(os.path.join(ann_dir, f"{t:05d}.png"), label)
     sets = os.path.join(root, "ImageSets", "2017")
     os.makedirs(sets, exist_ok=True)
-    with atomic_path(os.path.join(sets, "val.txt")) as tmp:
-        with open(tmp, "w") as f:
-            f.write(name + "\n")
+    atomic_write_text(os.path.join(sets, "val.txt"), name + "\n")
 
 
-def write_training_photos(folder: str, size: int = 320) -> list[str]:
-    """Save the scikit-image photos (shorter side ``size``) as JPEGs for training; returns the paths."""
+def write_training_photos(folder: str, size: int = 320, tile: int = 160) -> list[str]:
+    """Save the scikit-image photos (shorter side ``size``) and their ``tile`` x ``tile`` grid
+    tiles as JPEGs for training; returns the paths.
+
+    The tiles multiply the ~10 photos into ~80 samples, so that an epoch holds several
+    batches (a checkpoint is written at every epoch end)."""
     os.makedirs(folder, exist_ok=True)
     paths = []
+
+    def save(name: str, pic: np.ndarray) -> None:
+        path = os.path.join(folder, f"{name}.jpg")
+        with atomic_path(path) as tmp:
+            Image.fromarray(np.ascontiguousarray(pic)).save(tmp, format="JPEG", quality=95)
+        paths.append(path)
+
     for name, pic in sorted(photos().items()):
         h, w = pic.shape[:2]
         s = size / min(h, w)
         pic = cv2.resize(pic, (int(round(w * s)), int(round(h * s))), interpolation=cv2.INTER_AREA)
-        path = os.path.join(folder, f"{name}.jpg")
-        with atomic_path(path) as tmp:
-            Image.fromarray(pic).save(tmp, quality=95)
-        paths.append(path)
+        save(name, pic)
+        for y in range(0, pic.shape[0] - tile + 1, tile):
+            for x in range(0, pic.shape[1] - tile + 1, tile):
+                save(f"{name}_tile{y:03d}_{x:03d}", pic[y:y + tile, x:x + tile])
     return paths

@@ -1,0 +1,140 @@
+"""``make demo``: the whole HVC pipeline end to end on data generated from scikit-image.
+
+    python -m hvc.demo.run [--output demo_output] [--steps N] [--frames N] [--quick]
+
+Stages, each through the real entry point in a subprocess: (1) write the training photos
+and a two-object demo video in the DAVIS layout, (2) train HVC on the photos (train.py),
+(3) export its encoder (hvc.export), (4) propagate the first-frame masks with the trained
+encoder and with ``random18`` (test.py, overlays + mp4), (5) score both (eval_metrics.py)
+and print a two-row J&F table. Everything is written under ``--output``; seeds are fixed,
+so a rerun gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_CONFIG = REPO / "configs" / "demo_train.yaml"
+TEST_CONFIG = REPO / "configs" / "demo_test.yaml"
+SEQUENCE = "cat-astronaut"
+MODELS = ("hvc", "random18")
+QUICK_STEPS, QUICK_FRAMES = 3, 10  # --quick: the CI smoke run
+
+
+class DemoError(RuntimeError):
+    """A stage failed; the message names it."""
+
+
+def _stage(title: str) -> None:
+    print(f"\n===== {title} =====", flush=True)
+
+
+def _call(name: str, args: list[str]) -> None:
+    """Run ``python <args>`` from the repository root; a non-zero exit stops the demo."""
+    env = dict(os.environ)
+    # the entry points import hvc from the checkout, installed or not
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    if subprocess.run([sys.executable, *args], cwd=REPO, env=env).returncode != 0:
+        raise DemoError(f"stage '{name}' failed: python {' '.join(args)}")
+
+
+def _read_scores(csv_path: Path) -> dict[str, float]:
+    """J&F-Mean, J-Mean and F-Mean from an eval_metrics.py global_results CSV."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if len(rows) != 1:
+        raise DemoError(f"{csv_path}: expected one row of global results, found {len(rows)}")
+    return {k: float(rows[0][k]) for k in ("J&F-Mean", "J-Mean", "F-Mean")}
+
+
+def format_table(scores: dict[str, dict[str, float]]) -> str:
+    """The two-row (one per model) J&F table."""
+    lines = [f"{'model':<10} {'J&F-Mean':>9} {'J-Mean':>7} {'F-Mean':>7}"]
+    for model, s in scores.items():
+        lines.append(f"{model:<10} {s['J&F-Mean']:>9.3f} {s['J-Mean']:>7.3f} {s['F-Mean']:>7.3f}")
+    return "\n".join(lines)
+
+
+def run_demo(output: Path, steps: int | None, frames: int) -> dict[str, dict[str, float]]:
+    """Run every stage into ``output``; returns {model: {J&F-Mean, J-Mean, F-Mean}}.
+
+    steps: training steps (None = configs/demo_train.yaml's optim.max_steps); frames: video length.
+    """
+    from hvc.demo.video import render_video, write_davis_sequence, write_training_photos
+
+    output = output.resolve()
+    photos, davis, train_dir = output / "photos", output / "DAVIS", output / "train"
+    export = output / "checkpoints" / "hvc_demo.pth"
+    # a rerun starts from scratch: stale photos, frames or checkpoints would change the numbers
+    for folder in (photos, davis, train_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+
+    _stage("1/5 data: scikit-image photos and the demo video")
+    n_photos = len(write_training_photos(str(photos)))
+    video, labels = render_video(num_frames=frames)
+    write_davis_sequence(str(davis), SEQUENCE, video, labels)
+    print(f"{n_photos} training images in {photos}; {frames} frames of '{SEQUENCE}' in {davis}")
+
+    _stage("2/5 train HVC on the photos (train.py, CPU)")
+    overrides = [f"output.dir={train_dir}", f"data.roots={json.dumps([str(photos)])}"]
+    if steps is not None:
+        overrides.append(f"optim.max_steps={steps}")
+    _call("train", ["train.py", "--config", str(TRAIN_CONFIG), *overrides])
+
+    _stage("3/5 export the encoder (hvc.export)")
+    _call("export", ["-m", "hvc.export", str(train_dir / "checkpoint.pth"), str(export), "--drop-layer4"])
+
+    scores = {}
+    for i, model in enumerate(MODELS):
+        results = output / "results" / model
+        _stage(f"4/5 label propagation with {model} (test.py)")
+        extra = ["--checkpoint", str(export)] if model == "hvc" else []
+        _call(f"test {model}", ["test.py", "--config", str(TEST_CONFIG), "--model", model, *extra,
+                                "--output", str(results), "--device", "cpu", "--visualize", "--overwrite",
+                                f"data.root={davis}"])
+        _stage(f"5/5 J&F of {model} (eval_metrics.py)")
+        _call(f"metrics {model}", ["eval_metrics.py", "--davis-root", str(davis), "--results", str(results),
+                                   "--year", "2017", "--output", str(results)])
+        scores[model] = _read_scores(results / "global_results-val.csv")
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default="demo_output", help="folder for everything the demo writes")
+    parser.add_argument("--steps", type=int, help="training steps (default: configs/demo_train.yaml)")
+    parser.add_argument("--frames", type=int, help="frames of the demo video (default 40)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: {QUICK_STEPS} steps, {QUICK_FRAMES} frames (unless given)")
+    args = parser.parse_args(argv)
+    steps = args.steps if args.steps is not None else (QUICK_STEPS if args.quick else None)
+    frames = args.frames if args.frames is not None else (QUICK_FRAMES if args.quick else 40)
+    if (steps is not None and steps < 1) or frames < 3:
+        parser.error("--steps must be >= 1 and --frames >= 3 (the first and last frames are not scored)")
+    start = time.perf_counter()
+    output = Path(args.output)
+    try:
+        scores = run_demo(output, steps, frames)
+    except DemoError as exc:
+        print(f"hvc.demo.run: error: {exc}", file=sys.stderr)
+        return 1
+    out = output.resolve()
+    print(f"\n===== J&F on the demo video ({time.perf_counter() - start:.0f} s) =====")
+    print(format_table(scores))
+    print(f"\ntraining run:  {out / 'train'} (log.jsonl, checkpoint.pth)")
+    for model in MODELS:
+        print(f"{model + ':':<14} masks {out / 'results' / model}, overlays + mp4 {out / 'results' / model}_vis")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -145,14 +145,13 @@ def test_gradients_and_grad_norms(golden, runs):
             name = key.split("/", 2)[2]
             early = name.startswith("online_encoder.") and not name.startswith("online_encoder.layer4.")
             err = _rel_l2(params[name].grad, _t(arrays[key]))
-            assert err <= (1e-2 if early else 1e-3), (key, err)
+            assert err <= (1e-3 if early else 1e-4), (key, err)
 
 
 def test_flow_gradients_from_the_recorded_features(golden):
     """The loss alone, fed the official q/k features: its flow gradients are exact.
 
-    (The full-model gradients above carry the float32 kernel noise of the encoder on this
-    CPU, ~3e-6 on the features, which the flow's output BatchNorm amplifies to ~1e-4.)
+    This isolates the loss arithmetic from the encoder: any error here is the loss's own.
     """
     arrays, inp = golden["arrays"], golden["inputs"]
     c1, c2 = (_t(inp[k]).flatten(0, 1) for k in ("coord1", "coord2"))

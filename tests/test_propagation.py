@@ -10,6 +10,8 @@ import torch
 
 from hvc.models.resnet import ResNet
 from hvc.propagation import LabelPropagator, PropagationConfig, embed, upsample_labels
+from hvc.propagation.dense import DenseKernel
+from hvc.propagation.local import LocalKernel
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -88,6 +90,26 @@ def test_kernels_agree_off_defaults():
     soft_l, pred_l = _propagate(emb, labels, (52, 84), impl="local", **kw)
     assert torch.equal(pred_d, pred_l)
     assert (soft_d - soft_l).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("h, w", [(15, 27), (24, 43), (9, 40)])
+def test_local_products_equal_dense_kernel(h, w):
+    """Both products of the local kernel (tiled, and the masked [hw, hw] one it picks for
+    small maps) give the dense kernel's neighbours, with a duplicated frame in the context."""
+    torch.manual_seed(h * w)
+    smooth = torch.nn.functional.avg_pool2d(torch.randn(7, 32, h + 2, w + 2), 3, stride=1)
+    frames = list(embed(smooth + 0.2 * torch.randn(7, 32, h, w)))
+    context = [0, 1, 1, 2, 3, 4, 5]
+    dense = DenseKernel(12.0, 0.1, 15)
+    want_w, want_i = dense(frames[6], frames[:6], context)
+    picked = LocalKernel(12.0, 0.1, 15)
+    chosen_tiled = picked._geo(h, w, torch.device("cpu")).far is None
+    assert chosen_tiled == ((h, w) == (24, 43))  # 15x27 and a thin 9x40 strip: window ~ image
+    for kernel in (picked, LocalKernel(12.0, 0.1, 15, tiled=True), LocalKernel(12.0, 0.1, 15, tiled=False)):
+        got_w, got_i = kernel(kernel.prepare(frames[6]), [kernel.prepare(f) for f in frames[:6]], context)
+        order_w, order_g = want_i.argsort(dim=1), got_i.argsort(dim=1)
+        assert torch.equal(want_i.gather(1, order_w), got_i.gather(1, order_g))
+        assert torch.allclose(want_w.gather(1, order_w), got_w.gather(1, order_g), atol=1e-6)
 
 
 def test_context_bookkeeping_and_store_stays_bounded():

@@ -1,4 +1,5 @@
-"""Fast kernel: the same top-k as :mod:`hvc.propagation.dense` without any [hw, hw] matrix.
+"""Fast kernel: the same top-k as :mod:`hvc.propagation.dense` without the dense path's
+[hw, (CXT+1)·hw] affinities.
 
 Three facts make it exact:
 
@@ -8,11 +9,15 @@ Three facts make it exact:
   over the duplicated list sees each of its candidates min(m, k) times;
 * radius-limited frames only need the keys near each query. The keys are cut into ``tile`` x
   ``tile`` tiles (a layout cached once per frame) and each tile is scored against the queries
-  its radius reaches (gathered once per query frame), one batched matmul per context frame;
-  every query then picks out its exact in-radius keys (strict ``<``) from that product.
+  its radius reaches (gathered once per query frame), one batched matmul per group of context
+  frames; every query then picks out its exact in-radius keys (strict ``<``) from that product.
+  The frames of a group are interleaved (frame index fastest), so each pick copies one
+  contiguous row of the group's scores.
 
 Only the long-term entry is scored against every key, in query chunks. Time
-O(CXT·hw·(tile + 2·radius)²), memory linear in hw.
+O(CXT·hw·(tile + 2·radius)²), memory linear in hw. On maps so small that a tile's query window
+is about the whole image (hw² below the tiled product's size, e.g. 15x27 at radius 12), one
+masked [hw, hw] product per frame is cheaper and is used instead (``tiled=None``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +33,9 @@ from torch import Tensor
 
 # Largest affinity block, in elements, built at once (2^24 floats = 64 MiB).
 _BLOCK_ELEMENTS = 1 << 24
+# Largest tiled product of a frame group, in elements (2^25 floats = 128 MiB): wide groups keep
+# the matmuls and the top-k rows long, which is where the time goes.
+_GROUP_ELEMENTS = 1 << 25
 
 
 @dataclass
@@ -43,11 +52,15 @@ class _Geometry:
     """Index tables of one (h, w) grid, shared by every frame of that size."""
 
     pad: tuple[int, int, int, int]  # F.pad amounts (left, right, top, bottom) up to whole tiles
-    window: Tensor  # [T, W] image position of the queries each key tile can reach (hw = outside)
-    pick_row: Tensor  # [hw, D] row (tile * W + window column) of each query's in-radius keys in
-    #                   the [T*W, tile²] product; T*W (a row of -inf) for keys outside the image
-    pick_col: Tensor  # [hw, D] column (position inside the key tile) of those keys
-    key_pos: Tensor  # [hw, D] image position of those keys (0 outside the image)
+    frame_elements: int  # size of one frame's product (tiled or [hw, hw])
+    key_pos: Tensor  # [hw, D] image position of each query's candidate keys (0 outside the image)
+    # Tiled path (None on the [hw, hw] path):
+    window: Optional[Tensor]  # [T, W] image position of the queries each key tile can reach (hw = outside)
+    pick: Optional[Tensor]  # [hw, D] row ((tile * W + window column) * tile² + position inside the
+    #                         tile) of each query's in-radius keys in the [T*W*tile², F] product of a
+    #                         frame group; T*W*tile² (a row of -inf) for keys outside the image
+    # [hw, hw] path (None on the tiled path): candidates are all hw keys (D = hw), masked here.
+    far: Optional[Tensor]  # [hw, hw] bool, True where the key is NOT within the radius
 
 
 def _grid(n_y: int, n_x: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -58,11 +71,15 @@ def _grid(n_y: int, n_x: int, device: torch.device) -> tuple[Tensor, Tensor]:
 class LocalKernel:
     """Top-k neighbours of every query position over a context list, from local windows."""
 
-    def __init__(self, radius: float, temperature: float, topk: int, tile: int = 8):
+    def __init__(self, radius: float, temperature: float, topk: int, tile: int = 4,
+                 tiled: Optional[bool] = None):
+        """tiled: None picks the tiled or the masked [hw, hw] product per grid size, whichever
+        has fewer elements; True / False force one (both are exact)."""
         self.radius = radius
         self.temperature = temperature
         self.topk = topk
         self.tile = tile
+        self.tiled = tiled
         self.reach = math.ceil(radius) - 1  # largest integer offset strictly inside the radius
         self._geometry: dict[tuple[int, int], _Geometry] = {}
 
@@ -97,14 +114,14 @@ class LocalKernel:
         tile_id = (ky.div(a, rounding_mode="floor")) * tw + kx.div(a, rounding_mode="floor")
         in_tile = (ky % a) * a + kx % a
         column = slot[(y[:, None] - (ky - ky % a) + r) * (a + 2 * r) + (x[:, None] - (kx - kx % a) + r)]
-        width = dy.numel()
-        geo = _Geometry(
-            pad=(0, tw * a - w, 0, th * a - h),
-            window=window,
-            pick_row=torch.where(valid, tile_id * width + column, th * tw * width),
-            pick_col=torch.where(valid, in_tile, 0),
-            key_pos=torch.where(valid, ky * w + kx, 0),
-        )
+        rows = th * tw * dy.numel() * a * a  # of the product, -inf row excluded
+        pad = (0, tw * a - w, 0, th * a - h)
+        if self.tiled or (self.tiled is None and rows < (h * w) ** 2):
+            geo = _Geometry(pad, rows, torch.where(valid, ky * w + kx, 0), window,
+                            torch.where(valid, (tile_id * dy.numel() + column) * a * a + in_tile, rows), None)
+        else:
+            far = ~self._inside(y[:, None] - y[None, :], x[:, None] - x[None, :])
+            geo = _Geometry(pad, (h * w) ** 2, torch.arange(h * w, device=device).expand(h * w, -1), None, None, far)
         self._geometry[(h, w)] = geo
         return geo
 
@@ -118,27 +135,33 @@ class LocalKernel:
         return LocalKey(flat=emb.reshape(c, h * w), tiles=tiles, size=(h, w))
 
     def _long_term(self, query: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
-        """query, key: [C, hw] -> top-k (dot products, key positions) over all keys: [hw, k] each."""
-        hw = query.shape[1]
+        """query: [hw, C], key: [C, hw] -> top-k (dot products, key positions) over all keys:
+        [hw, k] each."""
+        hw = query.shape[0]
         chunk = max(1, _BLOCK_ELEMENTS // hw)
         vals, idx = [], []
         for s in range(0, hw, chunk):
-            v, i = (query[:, s:s + chunk].t() @ key).topk(self.topk, dim=1)
+            v, i = (query[s:s + chunk] @ key).topk(self.topk, dim=1)
             vals.append(v)
             idx.append(i)
         return torch.cat(vals), torch.cat(idx)
 
-    def _in_radius(self, windows: Tensor, keys: list[LocalKey], geo: _Geometry) -> Tensor:
-        """windows: [T, W, C] gathered queries -> [hw, F, D] dot products of each query with the
-        in-radius keys of each of the F frames (-inf where the key lies outside the image)."""
+    def _in_radius(self, query: Tensor, windows: Optional[Tensor], keys: list[LocalKey], geo: _Geometry) -> Tensor:
+        """query: [hw, C]; windows: [T, W, C] its tile windows (tiled path) -> [hw, D*F] dot
+        products of each query with its D candidate keys in each of the F frames, column d*F + f
+        for key d of frame f (-inf where the key is outside the image or the radius)."""
+        n = len(keys)
+        if geo.far is not None:  # small map: every key is a candidate, the far ones masked
+            flat = torch.stack([key.flat for key in keys], dim=2).flatten(1)  # [C, hw*F]
+            out = (query @ flat).view(*geo.far.shape, n)
+            return out.masked_fill_(geo.far[:, :, None], float("-inf")).flatten(1)
         t, width, _ = windows.shape
-        n, a2 = len(keys), self.tile**2
-        out = windows.new_empty(t * width + 1, n, a2)
+        a2 = self.tile**2
+        tiles = torch.stack([key.tiles for key in keys], dim=3).view(t, -1, a2 * n)  # [T, C, tile²*F]
+        out = windows.new_empty(t * width * a2 + 1, n)
         out[-1] = float("-inf")
-        tiles = torch.cat([key.tiles for key in keys], dim=2)  # [T, C, F*tile²]
-        torch.bmm(windows, tiles, out=out[:-1].view(t, width, n * a2))
-        frame = torch.arange(n, device=out.device)
-        return out[geo.pick_row[:, None, :], frame[None, :, None], geo.pick_col[:, None, :]]
+        torch.bmm(windows, tiles, out=out[:-1].view(t, width, a2 * n))
+        return out.index_select(0, geo.pick.flatten()).view(-1, geo.pick.shape[1] * n)
 
     def __call__(self, query: LocalKey, keys: list[LocalKey], context: list[int]) -> tuple[Tensor, Tensor]:
         """Same contract as :meth:`DenseKernel.__call__`: (weights [hw, k], index [hw, k]) with
@@ -146,25 +169,26 @@ class LocalKernel:
         (h, w), k = query.size, self.topk
         c, hw = query.flat.shape
         geo = self._geo(h, w, query.flat.device)
-        rows = torch.cat([query.flat.t(), query.flat.new_zeros(1, c)])  # last row: outside the image
-        windows = rows.index_select(0, geo.window.flatten()).view(*geo.window.shape, c)  # [T, W, C]
+        rows = torch.cat([query.flat.t(), query.flat.new_zeros(1, c)])  # [hw + 1, C], last: outside the image
+        windows = None
+        if geo.window is not None:
+            windows = rows.index_select(0, geo.window.flatten()).view(*geo.window.shape, c)  # [T, W, C]
 
-        v, p = self._long_term(query.flat, keys[context[0]].flat)
+        v, p = self._long_term(rows[:hw], keys[context[0]].flat)
         vals, index, copies = [v], [context[0] * hw + p], [torch.ones_like(p)]
         # Distinct frames are scored once, in groups; a group's best k distinct candidates hold
         # every candidate of the joint top-k, each then counted min(m, k) times for a frame
         # that appears m times in the context.
         counts = Counter(context[1:])
         frames = list(counts)
-        width = geo.pick_row.shape[1]
-        group = max(1, _BLOCK_ELEMENTS // (hw * width))
+        group = max(1, _GROUP_ELEMENTS // geo.frame_elements)
         for s in range(0, len(frames), group):
             part = frames[s:s + group]
-            scores = self._in_radius(windows, [keys[f] for f in part], geo).flatten(1)  # [hw, F*D]
+            scores = self._in_radius(rows[:hw], windows, [keys[f] for f in part], geo)  # [hw, D*F]
             v, j = scores.topk(min(k, scores.shape[1]), dim=1)
-            slot = j // width
+            slot = j % len(part)
             vals.append(v)
-            index.append(torch.as_tensor(part, device=j.device)[slot] * hw + torch.gather(geo.key_pos, 1, j % width))
+            index.append(torch.as_tensor(part, device=j.device)[slot] * hw + torch.gather(geo.key_pos, 1, j // len(part)))
             copies.append(torch.as_tensor([min(counts[f], k) for f in part], device=j.device)[slot])
         v, i, n = torch.cat(vals, dim=1), torch.cat(index, dim=1), torch.cat(copies, dim=1)
         most = int(n.max())

@@ -8,6 +8,11 @@ what one propagation step needs on top of the stored frames. Time is per propaga
 latter less sensitive to other load on the machine; fastest frame of all runs) in the steady state: a long-term
 frame plus ``--context`` distinct previous frames, random unit-norm embeddings.
 
+It also prints the matmul work of each kernel and the least work any exact kernel needs (every
+query against every key of the long-term frame plus its in-radius keys of the other frames),
+with this machine's float32 matmul rate: their ratio bounds the speed-up an exact kernel can
+reach where matmuls dominate.
+
     python bench/propagation_speed.py                       # 256x60x107, context 50, both kernels
     python bench/propagation_speed.py --growth 15x27,30x54,60x107,120x214 --json out.json
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -55,6 +61,36 @@ def measure(impl: str, channels: int, h: int, w: int, context: int, frames: int,
             "threads": torch.get_num_threads(), "seconds_per_frame": min(seconds), "seconds_all": seconds,
             "cpu_seconds_per_frame": min(cpu), "cpu_seconds_all": cpu,
             "peak_extra_mib": _maxrss_mib() - base}
+
+
+def in_radius_pairs(h: int, w: int, radius: float) -> int:
+    """Number of (query, key) position pairs of an h x w grid at distance < radius."""
+    reach = math.ceil(radius) - 1
+    return sum((h - abs(dy)) * (w - abs(dx)) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)
+               if dy * dy + dx * dx < radius * radius and abs(dy) < h and abs(dx) < w)
+
+
+def matmul_work(channels: int, h: int, w: int, context: int, radius: float) -> dict[str, float]:
+    """Multiply-add work per frame, in GFLOP: dense kernel, local kernel, least for an exact kernel."""
+    hw, gflop = h * w, 2 * channels / 1e9
+    geo = KERNELS["local"](radius, 0.1, 15)._geo(h, w, torch.device("cpu"))
+    return {"dense": gflop * (context + 1) * hw * hw,
+            "local": gflop * (hw * hw + context * geo.frame_elements),
+            "least": gflop * (hw * hw + context * in_radius_pairs(h, w, radius))}
+
+
+def matmul_rate(channels: int, hw: int) -> float:
+    """Float32 GFLOP/s of one [hw, C] x [C, hw] matmul on this machine (best of 3)."""
+    a, b = torch.randn(hw, channels), torch.randn(channels, hw)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(3))
+    return 2 * channels * hw * hw / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def _run(args: argparse.Namespace, impl: str, h: int, w: int, frames: int) -> dict:
@@ -118,6 +154,11 @@ def main() -> None:
     print(f"speed-up local vs dense: {dense['seconds_per_frame'] / local['seconds_per_frame']:.1f}x wall, "
           f"{dense['cpu_seconds_per_frame'] / local['cpu_seconds_per_frame']:.1f}x CPU; "
           f"peak memory ratio: {dense['peak_extra_mib'] / max(local['peak_extra_mib'], 1):.1f}x")
+    work, rate = matmul_work(args.channels, h, w, args.context, 12.0), matmul_rate(args.channels, h * w)
+    print(f"matmul work per frame: dense {work['dense']:.0f} GFLOP, local {work['local']:.0f} GFLOP, least for "
+          f"an exact kernel {work['least']:.0f} GFLOP; float32 matmul here: {rate:.0f} GFLOP/s "
+          f"({work['dense'] / rate:.1f} s dense, {work['least'] / rate:.2f} s least); "
+          f"matmul-bound ceiling for an exact kernel: {work['dense'] / work['least']:.1f}x")
     if len(results) > 2:
         print(f"\n{'kernel':<8}{'size':>14}{'positions':>11}{'s/frame':>10}{'peak extra MiB':>16}{'MiB / 1k pos':>14}")
         for r in sorted(results, key=lambda r: (r["impl"], r["positions"])):

@@ -33,9 +33,9 @@ from torch import Tensor
 
 # Largest affinity block, in elements, built at once (2^24 floats = 64 MiB).
 _BLOCK_ELEMENTS = 1 << 24
-# Largest tiled product of a frame group, in elements (2^25 floats = 128 MiB): wide groups keep
-# the matmuls and the top-k rows long, which is where the time goes.
-_GROUP_ELEMENTS = 1 << 25
+# Context frames scored per batched matmul: wide groups keep the matmuls and the top-k rows long,
+# which is where the time goes (the product is 128 MiB at 60x107; memory stays linear in hw).
+_GROUP_FRAMES = 8
 
 
 @dataclass
@@ -181,9 +181,8 @@ class LocalKernel:
         # that appears m times in the context.
         counts = Counter(context[1:])
         frames = list(counts)
-        group = max(1, _GROUP_ELEMENTS // geo.frame_elements)
-        for s in range(0, len(frames), group):
-            part = frames[s:s + group]
+        for s in range(0, len(frames), _GROUP_FRAMES):
+            part = frames[s:s + _GROUP_FRAMES]
             scores = self._in_radius(rows[:hw], windows, [keys[f] for f in part], geo)  # [hw, D*F]
             v, j = scores.topk(min(k, scores.shape[1]), dim=1)
             slot = j % len(part)

@@ -33,9 +33,9 @@ from torch import Tensor
 
 # Largest affinity block, in elements, built at once (2^24 floats = 64 MiB).
 _BLOCK_ELEMENTS = 1 << 24
-# Context frames scored per batched matmul: wide groups keep the matmuls and the top-k rows long,
-# which is where the time goes (the product is 128 MiB at 60x107; memory stays linear in hw).
-_GROUP_FRAMES = 8
+# Most context frames scored per batched matmul: wide groups keep the matmuls and the top-k rows
+# long, which is where the time goes (the product is 144 MiB at 60x107; memory stays linear in hw).
+_GROUP_FRAMES = 10
 
 
 @dataclass
@@ -117,8 +117,9 @@ class LocalKernel:
         rows = th * tw * dy.numel() * a * a  # of the product, -inf row excluded
         pad = (0, tw * a - w, 0, th * a - h)
         if self.tiled or (self.tiled is None and rows < (h * w) ** 2):
-            geo = _Geometry(pad, rows, torch.where(valid, ky * w + kx, 0), window,
-                            torch.where(valid, (tile_id * dy.numel() + column) * a * a + in_tile, rows), None)
+            # Each query's picks in increasing product order: the gather then walks memory forwards.
+            pick, order = torch.where(valid, (tile_id * dy.numel() + column) * a * a + in_tile, rows).sort(dim=1)
+            geo = _Geometry(pad, rows, torch.where(valid, ky * w + kx, 0).gather(1, order), window, pick, None)
         else:
             far = ~self._inside(y[:, None] - y[None, :], x[:, None] - x[None, :])
             geo = _Geometry(pad, (h * w) ** 2, torch.arange(h * w, device=device).expand(h * w, -1), None, None, far)
@@ -181,8 +182,9 @@ class LocalKernel:
         # that appears m times in the context.
         counts = Counter(context[1:])
         frames = list(counts)
-        for s in range(0, len(frames), _GROUP_FRAMES):
-            part = frames[s:s + _GROUP_FRAMES]
+        groups = -(-len(frames) // _GROUP_FRAMES)  # of balanced sizes: no narrow last group
+        for g in range(groups):
+            part = frames[len(frames) * g // groups:len(frames) * (g + 1) // groups]
             scores = self._in_radius(rows[:hw], windows, [keys[f] for f in part], geo)  # [hw, D*F]
             v, j = scores.topk(min(k, scores.shape[1]), dim=1)
             slot = j % len(part)

@@ -43,7 +43,7 @@ class LocalKey:
     """Cached key/query form of one frame."""
 
     flat: Tensor  # [C, hw] the embedding, flattened
-    tiles: Tensor  # [T, C, tile²] the embedding cut into zero-padded tiles
+    tiles: Optional[Tensor]  # [T, C, tile²] the embedding cut into zero-padded tiles (tiled path)
     size: tuple[int, int]  # (h, w)
 
 
@@ -95,9 +95,17 @@ class LocalKernel:
         dy, dx = _grid(a + 2 * r, a + 2 * r, device)
         dy, dx = dy - r, dx - r
         keep = self._inside(dy - dy.clamp(0, a - 1), dx - dx.clamp(0, a - 1))
-        slot = torch.full_like(dy, -1)
-        slot[keep] = torch.arange(int(keep.sum()), device=device)  # offset -> column of the window
-        dy, dx = dy[keep], dx[keep]
+        dy, dx, width = dy[keep], dx[keep], int(keep.sum())
+        product_rows = th * tw * width * a * a  # of the tiled product of one frame, -inf row excluded
+        pad = (0, tw * a - w, 0, th * a - h)
+        y, x = _grid(h, w, device)
+        if not (self.tiled or (self.tiled is None and product_rows < (h * w) ** 2)):
+            far = ~self._inside(y[:, None] - y[None, :], x[:, None] - x[None, :])
+            geo = _Geometry(pad, (h * w) ** 2, torch.arange(h * w, device=device).expand(h * w, -1), None, None, far)
+            self._geometry[(h, w)] = geo
+            return geo
+        slot = torch.full((keep.numel(),), -1, dtype=torch.long, device=device)
+        slot[keep] = torch.arange(width, device=device)  # offset -> column of the window
         oy, ox = _grid(th, tw, device)
         qy, qx = oy[:, None] * a + dy, ox[:, None] * a + dx  # [T, W]
         in_image = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
@@ -108,21 +116,14 @@ class LocalKernel:
         ey, ex = ey - r, ex - r
         disc = self._inside(ey, ex)
         ey, ex = ey[disc], ex[disc]  # [D]
-        y, x = _grid(h, w, device)
         ky, kx = y[:, None] + ey, x[:, None] + ex  # [hw, D]
         valid = (ky >= 0) & (ky < h) & (kx >= 0) & (kx < w)
         tile_id = (ky.div(a, rounding_mode="floor")) * tw + kx.div(a, rounding_mode="floor")
         in_tile = (ky % a) * a + kx % a
         column = slot[(y[:, None] - (ky - ky % a) + r) * (a + 2 * r) + (x[:, None] - (kx - kx % a) + r)]
-        rows = th * tw * dy.numel() * a * a  # of the product, -inf row excluded
-        pad = (0, tw * a - w, 0, th * a - h)
-        if self.tiled or (self.tiled is None and rows < (h * w) ** 2):
-            # Each query's picks in increasing product order: the gather then walks memory forwards.
-            pick, order = torch.where(valid, (tile_id * dy.numel() + column) * a * a + in_tile, rows).sort(dim=1)
-            geo = _Geometry(pad, rows, torch.where(valid, ky * w + kx, 0).gather(1, order), window, pick, None)
-        else:
-            far = ~self._inside(y[:, None] - y[None, :], x[:, None] - x[None, :])
-            geo = _Geometry(pad, (h * w) ** 2, torch.arange(h * w, device=device).expand(h * w, -1), None, None, far)
+        # Each query's picks in increasing product order: the gather then walks memory forwards.
+        pick, order = torch.where(valid, (tile_id * width + column) * a * a + in_tile, product_rows).sort(dim=1)
+        geo = _Geometry(pad, product_rows, torch.where(valid, ky * w + kx, 0).gather(1, order), window, pick, None)
         self._geometry[(h, w)] = geo
         return geo
 
@@ -131,8 +132,10 @@ class LocalKernel:
         c, h, w = emb.shape
         a = self.tile
         geo = self._geo(h, w, emb.device)
-        tiles = F.pad(emb, geo.pad).unfold(1, a, a).unfold(2, a, a)  # [C, th, tw, a, a]
-        tiles = tiles.permute(1, 2, 0, 3, 4).reshape(-1, c, a * a)  # tile-major, row-major inside
+        tiles = None
+        if geo.window is not None:
+            tiles = F.pad(emb, geo.pad).unfold(1, a, a).unfold(2, a, a)  # [C, th, tw, a, a]
+            tiles = tiles.permute(1, 2, 0, 3, 4).reshape(-1, c, a * a)  # tile-major, row-major inside
         return LocalKey(flat=emb.reshape(c, h * w), tiles=tiles, size=(h, w))
 
     def _long_term(self, query: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:

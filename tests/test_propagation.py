@@ -106,10 +106,37 @@ def test_local_products_equal_dense_kernel(h, w):
     chosen_tiled = picked._geo(h, w, torch.device("cpu")).far is None
     assert chosen_tiled == ((h, w) == (24, 43))  # 15x27 and a thin 9x40 strip: window ~ image
     for kernel in (picked, LocalKernel(12.0, 0.1, 15, tiled=True), LocalKernel(12.0, 0.1, 15, tiled=False)):
-        got_w, got_i = kernel(kernel.prepare(frames[6]), [kernel.prepare(f) for f in frames[:6]], context)
-        order_w, order_g = want_i.argsort(dim=1), got_i.argsort(dim=1)
-        assert torch.equal(want_i.gather(1, order_w), got_i.gather(1, order_g))
-        assert torch.allclose(want_w.gather(1, order_w), got_w.gather(1, order_g), atol=1e-6)
+        got = kernel(kernel.prepare(frames[6]), [kernel.prepare(f) for f in frames[:6]], context)
+        _same_neighbours((want_w, want_i), got)
+
+
+def _same_neighbours(want: tuple, got: tuple) -> None:
+    (want_w, want_i), (got_w, got_i) = want, got
+    order_w, order_g = want_i.argsort(dim=1), got_i.argsort(dim=1)
+    assert torch.equal(want_i.gather(1, order_w), got_i.gather(1, order_g))
+    assert torch.allclose(want_w.gather(1, order_w), got_w.gather(1, order_g), atol=1e-6)
+
+
+def test_local_kernel_scores_full_tile_blocks_in_place():
+    """Frames prepared in a row share tile blocks; a context's full blocks are scored in place
+    and its other frames pooled in copied groups, and the neighbours still equal the dense
+    kernel's for contexts in order, shuffled, and with duplicates."""
+    h, w = 24, 43
+    torch.manual_seed(5)
+    smooth = torch.nn.functional.avg_pool2d(torch.randn(26, 32, h + 2, w + 2), 3, stride=1)
+    frames = list(embed(smooth + 0.2 * torch.randn(26, 32, h, w)))
+    kernel = LocalKernel(12.0, 0.1, 15, tiled=True)
+    keys = [kernel.prepare(f) for f in frames]  # blocks hold frames 0-9, 10-19, 20-25
+    assert keys[12].block is keys[19].block and keys[12].block is not keys[20].block
+    groups = kernel._groups(keys[3:25])
+    assert groups[0] == list(range(7, 17))  # frames 10-19: the one full block
+    assert sorted(i for g in groups[1:] for i in g) == list(range(7)) + list(range(17, 22))
+    assert [len(g) for g in groups[1:]] == [6, 6]  # the 12 others, balanced
+    dense = DenseKernel(12.0, 0.1, 15)
+    shuffled = list(range(1, 25))
+    np.random.default_rng(0).shuffle(shuffled)
+    for context in ([0] + list(range(1, 25)), [3] + shuffled, [0, 0, 0, 2, 2, 5] + list(range(6, 25))):
+        _same_neighbours(dense(frames[25], frames[:25], context), kernel(keys[25], keys[:25], context))
 
 
 def test_context_bookkeeping_and_store_stays_bounded():

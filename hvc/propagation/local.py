@@ -1,18 +1,24 @@
 """Fast kernel: the same top-k as :mod:`hvc.propagation.dense` without the dense path's
 [hw, (CXT+1)·hw] affinities.
 
-Three facts make it exact:
+Four facts make it exact:
 
 * the top-k over a union of candidate sets is found among the union of the sets' own top-k,
   so context frames can be scored in groups and merged;
 * a frame repeated m times in the context (early in a video) is scored once: the joint top-k
   over the duplicated list sees each of its candidates min(m, k) times;
 * radius-limited frames only need the keys near each query. The keys are cut into ``tile`` x
-  ``tile`` tiles (a layout cached once per frame) and each tile is scored against the queries
-  its radius reaches (gathered once per query frame), one batched matmul per group of context
-  frames; every query then picks out its exact in-radius keys (strict ``<``) from that product.
-  The frames of a group are interleaved (frame index fastest), so each pick copies one
-  contiguous row of the group's scores.
+  ``tile`` tiles and each tile is scored against the queries its radius reaches (gathered once
+  per query frame), one batched matmul per group of context frames;
+* the k best (query, key, frame) scores of a group lie among the frames of the query's k keys
+  whose best score over the group's frames is highest (k distinct candidates reach the k-th of
+  those maxima). So each query ranks its in-radius keys (strict ``<``) by that maximum, a
+  reduction over frames done once per product entry, and takes the exact top-k from the frames
+  of its k best keys only: no query copies or sorts its whole candidate list.
+
+Tiles are written, frame after frame, into shared blocks of ``_GROUP_FRAMES`` frames as the
+frames are prepared, so a full block of consecutive frames is scored in place; other frames
+are copied into a group.
 
 Only the long-term entry is scored against every key, in query chunks. Time
 O(CXT·hw·(tile + 2·radius)²), memory linear in hw. On maps so small that a tile's query window
@@ -33,8 +39,8 @@ from torch import Tensor
 
 # Largest affinity block, in elements, built at once (2^24 floats = 64 MiB).
 _BLOCK_ELEMENTS = 1 << 24
-# Most context frames scored per batched matmul: wide groups keep the matmuls and the top-k rows
-# long, which is where the time goes (the product is 144 MiB at 60x107; memory stays linear in hw).
+# Most context frames scored per batched matmul, and frames per tile block: wide groups keep the
+# matmuls efficient (the product is 171 MiB at 60x107; memory stays linear in hw).
 _GROUP_FRAMES = 10
 
 
@@ -43,7 +49,10 @@ class LocalKey:
     """Cached key/query form of one frame."""
 
     flat: Tensor  # [C, hw] the embedding, flattened
-    tiles: Optional[Tensor]  # [T, C, tile²] the embedding cut into zero-padded tiles (tiled path)
+    # Tiled path: [T, C, _GROUP_FRAMES, tile²] tiles of frames prepared in a row, zero-padded;
+    # this frame's are block[:, :, slot]. None on the [hw, hw] path.
+    block: Optional[Tensor]
+    slot: int
     size: tuple[int, int]  # (h, w)
 
 
@@ -56,9 +65,9 @@ class _Geometry:
     key_pos: Tensor  # [hw, D] image position of each query's candidate keys (0 outside the image)
     # Tiled path (None on the [hw, hw] path):
     window: Optional[Tensor]  # [T, W] image position of the queries each key tile can reach (hw = outside)
-    pick: Optional[Tensor]  # [hw, D] row ((tile * W + window column) * tile² + position inside the
-    #                         tile) of each query's in-radius keys in the [T*W*tile², F] product of a
-    #                         frame group; T*W*tile² (a row of -inf) for keys outside the image
+    pick: Optional[Tensor]  # [hw, D] entry ((tile * W + window column) * tile² + position inside
+    #                         the tile) of each query's in-radius keys in a frame group's per-key
+    #                         maxima [T*W*tile²]; T*W*tile² (an entry of -inf) outside the image
     # [hw, hw] path (None on the tiled path): candidates are all hw keys (D = hw), masked here.
     far: Optional[Tensor]  # [hw, hw] bool, True where the key is NOT within the radius
 
@@ -82,6 +91,8 @@ class LocalKernel:
         self.tiled = tiled
         self.reach = math.ceil(radius) - 1  # largest integer offset strictly inside the radius
         self._geometry: dict[tuple[int, int], _Geometry] = {}
+        self._block: Optional[Tensor] = None  # the block being filled by prepare()
+        self._filled = 0
 
     def _inside(self, dy: Tensor, dx: Tensor) -> Tensor:
         return (dy**2 + dx**2).double() < self.radius**2
@@ -132,11 +143,18 @@ class LocalKernel:
         c, h, w = emb.shape
         a = self.tile
         geo = self._geo(h, w, emb.device)
-        tiles = None
-        if geo.window is not None:
-            tiles = F.pad(emb, geo.pad).unfold(1, a, a).unfold(2, a, a)  # [C, th, tw, a, a]
-            tiles = tiles.permute(1, 2, 0, 3, 4).reshape(-1, c, a * a)  # tile-major, row-major inside
-        return LocalKey(flat=emb.reshape(c, h * w), tiles=tiles, size=(h, w))
+        if geo.window is None:
+            return LocalKey(flat=emb.reshape(c, h * w), block=None, slot=0, size=(h, w))
+        tiles = F.pad(emb, geo.pad).unfold(1, a, a).unfold(2, a, a)  # [C, th, tw, a, a]
+        tiles = tiles.permute(1, 2, 0, 3, 4).reshape(-1, c, a * a)  # tile-major, row-major inside
+        block = self._block
+        if (block is None or self._filled == _GROUP_FRAMES or block.shape[:2] != tiles.shape[:2]
+                or block.dtype != tiles.dtype or block.device != tiles.device):
+            block = self._block = tiles.new_empty(*tiles.shape[:2], _GROUP_FRAMES, a * a)
+            self._filled = 0
+        block[:, :, self._filled] = tiles
+        self._filled += 1
+        return LocalKey(flat=emb.reshape(c, h * w), block=block, slot=self._filled - 1, size=(h, w))
 
     def _long_term(self, query: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
         """query: [hw, C], key: [C, hw] -> top-k (dot products, key positions) over all keys:
@@ -150,22 +168,49 @@ class LocalKernel:
             idx.append(i)
         return torch.cat(vals), torch.cat(idx)
 
-    def _in_radius(self, query: Tensor, windows: Optional[Tensor], keys: list[LocalKey], geo: _Geometry) -> Tensor:
-        """query: [hw, C]; windows: [T, W, C] its tile windows (tiled path) -> [hw, D*F] dot
-        products of each query with its D candidate keys in each of the F frames, column d*F + f
-        for key d of frame f (-inf where the key is outside the image or the radius)."""
-        n = len(keys)
+    @staticmethod
+    def _groups(keys: list[LocalKey]) -> list[list[int]]:
+        """Indices of ``keys`` in groups of at most ``_GROUP_FRAMES``: each full tile block met
+        in order is a group of its own (scored in place), the other frames are pooled in groups
+        of balanced sizes (no narrow last group)."""
+        groups, pooled, start = [], [], 0
+        for i in range(1, len(keys) + 1):
+            if i < len(keys) and keys[i].block is keys[i - 1].block and keys[i].slot == keys[i - 1].slot + 1:
+                continue
+            (groups.append if i - start == _GROUP_FRAMES else pooled.extend)(list(range(start, i)))
+            start = i
+        n = -(-len(pooled) // _GROUP_FRAMES)
+        return groups + [pooled[len(pooled) * g // n:len(pooled) * (g + 1) // n] for g in range(n)]
+
+    def _group_topk(self, query: Tensor, windows: Optional[Tensor], keys: list[LocalKey],
+                    geo: _Geometry) -> tuple[Tensor, Tensor, Tensor]:
+        """query: [hw, C]; windows: [T, W, C] its tile windows (tiled path) -> the top-k of each
+        query over its in-radius keys of the F frames ``keys``: (dot products, frame slot in
+        ``keys``, key position), [hw, k] each."""
+        n, k = len(keys), self.topk
         if geo.far is not None:  # small map: every key is a candidate, the far ones masked
             flat = torch.stack([key.flat for key in keys], dim=2).flatten(1)  # [C, hw*F]
             out = (query @ flat).view(*geo.far.shape, n)
-            return out.masked_fill_(geo.far[:, :, None], float("-inf")).flatten(1)
+            v, j = out.masked_fill_(geo.far[:, :, None], float("-inf")).flatten(1).topk(k, dim=1)
+            return v, j % n, j // n
         t, width, _ = windows.shape
-        a2 = self.tile**2
-        tiles = torch.stack([key.tiles for key in keys], dim=3).view(t, -1, a2 * n)  # [T, C, tile²*F]
-        out = windows.new_empty(t * width * a2 + 1, n)
-        out[-1] = float("-inf")
-        torch.bmm(windows, tiles, out=out[:-1].view(t, width, a2 * n))
-        return out.index_select(0, geo.pick.flatten()).view(-1, geo.pick.shape[1] * n)
+        a2, first = self.tile**2, keys[0]
+        if all(key.block is first.block and key.slot == first.slot + f for f, key in enumerate(keys)):
+            tiles = first.block[:, :, first.slot:first.slot + n]  # in place: a view
+        else:
+            tiles = torch.stack([key.block[:, :, key.slot] for key in keys], dim=2)
+        out = torch.bmm(windows, tiles.flatten(2))  # [T, W, F*tile²], column frame * tile² + key
+        best = out.new_empty(t * width * a2 + 1)  # each (query, key)'s best frame, then -inf
+        best[-1] = float("-inf")
+        torch.amax(out.view(t * width, n, a2), dim=1, out=best[:-1].view(t * width, a2))
+        v, j = best.index_select(0, geo.pick.flatten()).view_as(geo.pick).topk(k, dim=1)  # [hw, k] of D keys
+        entry = geo.pick.gather(1, j).clamp_(max=t * width * a2 - 1)
+        # The F frames' scores of those k keys: [hw, k, F]; -inf where the key is not a candidate.
+        at = (entry // a2 * (n * a2) + entry % a2)[:, :, None] + torch.arange(0, n * a2, a2, device=out.device)
+        scores = out.view(-1).index_select(0, at.flatten()).view(*at.shape)
+        scores.masked_fill_(v[:, :, None] == float("-inf"), float("-inf"))
+        v, i = scores.flatten(1).topk(k, dim=1)  # [hw, k] of the k keys x F frames
+        return v, i % n, torch.gather(geo.key_pos, 1, j.gather(1, i // n))
 
     def __call__(self, query: LocalKey, keys: list[LocalKey], context: list[int]) -> tuple[Tensor, Tensor]:
         """Same contract as :meth:`DenseKernel.__call__`: (weights [hw, k], index [hw, k]) with
@@ -185,15 +230,12 @@ class LocalKernel:
         # that appears m times in the context.
         counts = Counter(context[1:])
         frames = list(counts)
-        groups = -(-len(frames) // _GROUP_FRAMES)  # of balanced sizes: no narrow last group
-        for g in range(groups):
-            part = frames[len(frames) * g // groups:len(frames) * (g + 1) // groups]
-            scores = self._in_radius(rows[:hw], windows, [keys[f] for f in part], geo)  # [hw, D*F]
-            v, j = scores.topk(min(k, scores.shape[1]), dim=1)
-            slot = j % len(part)
+        for group in self._groups([keys[f] for f in frames]):
+            part = [frames[g] for g in group]
+            v, slot, pos = self._group_topk(rows[:hw], windows, [keys[f] for f in part], geo)
             vals.append(v)
-            index.append(torch.as_tensor(part, device=j.device)[slot] * hw + torch.gather(geo.key_pos, 1, j // len(part)))
-            copies.append(torch.as_tensor([min(counts[f], k) for f in part], device=j.device)[slot])
+            index.append(torch.as_tensor(part, device=v.device)[slot] * hw + pos)
+            copies.append(torch.as_tensor([min(counts[f], k) for f in part], device=v.device)[slot])
         v, i, n = torch.cat(vals, dim=1), torch.cat(index, dim=1), torch.cat(copies, dim=1)
         most = int(n.max())
         if most > 1:  # expand to `most` copies per candidate, the surplus ones at -inf

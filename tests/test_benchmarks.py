@@ -35,6 +35,6 @@ def test_benchmark_prints_both_kernels_and_the_ratio():
                            "--repeat", "1"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "speed-up local vs dense" in out and "matmul-bound ceiling" in out
+    assert "speed-up local vs dense" in out and "matmul work ratio dense / least" in out
     rows = [line.split() for line in out.splitlines() if line.startswith(("dense ", "local "))]
     assert [r[0] for r in rows] == ["dense", "local"] and all(float(r[1]) > 0 for r in rows)

@@ -8,8 +8,9 @@ Four facts make it exact:
 * a frame repeated m times in the context (early in a video) is scored once: the joint top-k
   over the duplicated list sees each of its candidates min(m, k) times;
 * radius-limited frames only need the keys near each query. The keys are cut into ``tile`` x
-  ``tile`` tiles and each tile is scored against the queries its radius reaches (gathered once
-  per query frame), one batched matmul per group of context frames;
+  ``tile`` tiles and each tile is scored against the in-image queries its radius reaches
+  (gathered once per query frame): per group of context frames, one batched matmul for each
+  set of tiles that reach equally many queries;
 * the k best (query, key, frame) scores of a group lie among the frames of the query's k keys
   whose best score over the group's frames is highest (k distinct candidates reach the k-th of
   those maxima). So each query ranks its in-radius keys (strict ``<``) by that maximum, a
@@ -22,8 +23,8 @@ are copied into a group.
 
 Only the long-term entry is scored against every key, in query chunks. Time
 O(CXT·hw·(tile + 2·radius)²), memory linear in hw. On maps so small that a tile's query window
-is about the whole image (hw² below the tiled product's size, e.g. 15x27 at radius 12), one
-masked [hw, hw] product per frame is cheaper and is used instead (``tiled=None``).
+is the whole image (hw² below the tiled product's size, e.g. 6x10 at radius 12), one masked
+[hw, hw] product per frame is cheaper and is used instead (``tiled=None``).
 """
 
 from __future__ import annotations
@@ -63,11 +64,15 @@ class _Geometry:
     pad: tuple[int, int, int, int]  # F.pad amounts (left, right, top, bottom) up to whole tiles
     frame_elements: int  # size of one frame's product (tiled or [hw, hw])
     key_pos: Tensor  # [hw, D] image position of each query's candidate keys (0 outside the image)
-    # Tiled path (None on the [hw, hw] path):
-    window: Optional[Tensor]  # [T, W] image position of the queries each key tile can reach (hw = outside)
-    pick: Optional[Tensor]  # [hw, D] entry ((tile * W + window column) * tile² + position inside
-    #                         the tile) of each query's in-radius keys in a frame group's per-key
-    #                         maxima [T*W*tile²]; T*W*tile² (an entry of -inf) outside the image
+    # Tiled path (None on the [hw, hw] path). Tiles are kept in order of decreasing query window
+    # (the in-image queries their radius reaches); tiles with equal windows form one batched
+    # matmul, and the product's R rows are each tile's window in turn.
+    tile_order: Optional[Tensor]  # [T] tile (row-major over the padded grid) at each place
+    batches: Optional[list[tuple[int, int, int, int]]]  # (first tile, tiles, first row, window size)
+    window: Optional[Tensor]  # [R] image position of the query in each product row
+    pick: Optional[Tensor]  # [hw, D] entry (row * tile² + position inside the tile) of each
+    #                         query's in-radius keys in a frame group's per-key maxima [R*tile²];
+    #                         R*tile² (an entry of -inf) for keys outside the image
     # [hw, hw] path (None on the tiled path): candidates are all hw keys (D = hw), masked here.
     far: Optional[Tensor]  # [hw, hw] bool, True where the key is NOT within the radius
 
@@ -107,22 +112,32 @@ class LocalKernel:
         dy, dx = dy - r, dx - r
         keep = self._inside(dy - dy.clamp(0, a - 1), dx - dx.clamp(0, a - 1))
         dy, dx, width = dy[keep], dx[keep], int(keep.sum())
-        product_rows = th * tw * width * a * a  # of the tiled product of one frame, -inf row excluded
+        oy, ox = _grid(th, tw, device)
+        qy, qx = oy[:, None] * a + dy, ox[:, None] * a + dx  # [T, W] queries of each tile's window
+        in_image = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
+        product_rows = int(in_image.sum()) * a * a  # of the tiled product of one frame
         pad = (0, tw * a - w, 0, th * a - h)
         y, x = _grid(h, w, device)
         if not (self.tiled or (self.tiled is None and product_rows < (h * w) ** 2)):
             far = ~self._inside(y[:, None] - y[None, :], x[:, None] - x[None, :])
-            geo = _Geometry(pad, (h * w) ** 2, torch.arange(h * w, device=device).expand(h * w, -1), None, None, far)
+            geo = _Geometry(pad, (h * w) ** 2, torch.arange(h * w, device=device).expand(h * w, -1),
+                            None, None, None, None, far)
             self._geometry[(h, w)] = geo
             return geo
-        slot = torch.full((keep.numel(),), -1, dtype=torch.long, device=device)
-        slot[keep] = torch.arange(width, device=device)  # offset -> column of the window
-        oy, ox = _grid(th, tw, device)
-        qy, qx = oy[:, None] * a + dy, ox[:, None] * a + dx  # [T, W]
-        in_image = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
-        window = torch.where(in_image, qy * w + qx, h * w)
+        sizes = in_image.sum(dim=1)
+        order = sizes.argsort(descending=True, stable=True)
+        size, count = torch.unique_consecutive(sizes[order], return_counts=True)
+        first_tile = torch.cumsum(count, 0) - count
+        first_row = torch.cumsum(size * count, 0) - size * count
+        batches = list(zip(first_tile.tolist(), count.tolist(), first_row.tolist(), size.tolist()))
+        kept = in_image[order]
+        window = (qy * w + qx)[order][kept]  # [R]
+        row = torch.empty_like(qy)
+        row[order] = (kept.flatten().cumsum(0) - 1).view_as(kept)  # (tile, column) -> product row
 
         # Each query's in-radius keys (fixed offset list) and where their score lands.
+        slot = torch.full((keep.numel(),), -1, dtype=torch.long, device=device)
+        slot[keep] = torch.arange(width, device=device)  # offset -> column of the window
         ey, ex = _grid(2 * r + 1, 2 * r + 1, device)
         ey, ex = ey - r, ex - r
         disc = self._inside(ey, ex)
@@ -132,9 +147,11 @@ class LocalKernel:
         tile_id = (ky.div(a, rounding_mode="floor")) * tw + kx.div(a, rounding_mode="floor")
         in_tile = (ky % a) * a + kx % a
         column = slot[(y[:, None] - (ky - ky % a) + r) * (a + 2 * r) + (x[:, None] - (kx - kx % a) + r)]
+        entry = row[tile_id.clamp(0, th * tw - 1), column] * a * a + in_tile
         # Each query's picks in increasing product order: the gather then walks memory forwards.
-        pick, order = torch.where(valid, (tile_id * width + column) * a * a + in_tile, product_rows).sort(dim=1)
-        geo = _Geometry(pad, product_rows, torch.where(valid, ky * w + kx, 0).gather(1, order), window, pick, None)
+        pick, order_d = torch.where(valid, entry, product_rows).sort(dim=1)
+        geo = _Geometry(pad, product_rows, torch.where(valid, ky * w + kx, 0).gather(1, order_d),
+                        order, batches, window, pick, None)
         self._geometry[(h, w)] = geo
         return geo
 
@@ -146,7 +163,7 @@ class LocalKernel:
         if geo.window is None:
             return LocalKey(flat=emb.reshape(c, h * w), block=None, slot=0, size=(h, w))
         tiles = F.pad(emb, geo.pad).unfold(1, a, a).unfold(2, a, a)  # [C, th, tw, a, a]
-        tiles = tiles.permute(1, 2, 0, 3, 4).reshape(-1, c, a * a)  # tile-major, row-major inside
+        tiles = tiles.permute(1, 2, 0, 3, 4).reshape(-1, c, a * a)[geo.tile_order]  # row-major inside
         block = self._block
         if (block is None or self._filled == _GROUP_FRAMES or block.shape[:2] != tiles.shape[:2]
                 or block.dtype != tiles.dtype or block.device != tiles.device):
@@ -184,27 +201,29 @@ class LocalKernel:
 
     def _group_topk(self, query: Tensor, windows: Optional[Tensor], keys: list[LocalKey],
                     geo: _Geometry) -> tuple[Tensor, Tensor, Tensor]:
-        """query: [hw, C]; windows: [T, W, C] its tile windows (tiled path) -> the top-k of each
-        query over its in-radius keys of the F frames ``keys``: (dot products, frame slot in
-        ``keys``, key position), [hw, k] each."""
+        """query: [hw, C]; windows: [R, C] the query of each product row (tiled path) -> the
+        top-k of each query over its in-radius keys of the F frames ``keys``: (dot products,
+        frame slot in ``keys``, key position), [hw, k] each."""
         n, k = len(keys), self.topk
         if geo.far is not None:  # small map: every key is a candidate, the far ones masked
             flat = torch.stack([key.flat for key in keys], dim=2).flatten(1)  # [C, hw*F]
             out = (query @ flat).view(*geo.far.shape, n)
             v, j = out.masked_fill_(geo.far[:, :, None], float("-inf")).flatten(1).topk(k, dim=1)
             return v, j % n, j // n
-        t, width, _ = windows.shape
-        a2, first = self.tile**2, keys[0]
+        (rows, c), a2, first = windows.shape, self.tile**2, keys[0]
         if all(key.block is first.block and key.slot == first.slot + f for f, key in enumerate(keys)):
             tiles = first.block[:, :, first.slot:first.slot + n]  # in place: a view
         else:
             tiles = torch.stack([key.block[:, :, key.slot] for key in keys], dim=2)
-        out = torch.bmm(windows, tiles.flatten(2))  # [T, W, F*tile²], column frame * tile² + key
-        best = out.new_empty(t * width * a2 + 1)  # each (query, key)'s best frame, then -inf
+        tiles = tiles.flatten(2)  # [T, C, F*tile²], column frame * tile² + key
+        out = windows.new_empty(rows, n * a2)
+        for t0, nt, r0, m in geo.batches:
+            torch.bmm(windows[r0:r0 + nt * m].view(nt, m, c), tiles[t0:t0 + nt], out=out[r0:r0 + nt * m].view(nt, m, -1))
+        best = out.new_empty(rows * a2 + 1)  # each (query, key)'s best frame, then -inf
         best[-1] = float("-inf")
-        torch.amax(out.view(t * width, n, a2), dim=1, out=best[:-1].view(t * width, a2))
+        torch.amax(out.view(rows, n, a2), dim=1, out=best[:-1].view(rows, a2))
         v, j = best.index_select(0, geo.pick.flatten()).view_as(geo.pick).topk(k, dim=1)  # [hw, k] of D keys
-        entry = geo.pick.gather(1, j).clamp_(max=t * width * a2 - 1)
+        entry = geo.pick.gather(1, j).clamp_(max=rows * a2 - 1)
         # The F frames' scores of those k keys: [hw, k, F]; -inf where the key is not a candidate.
         at = (entry // a2 * (n * a2) + entry % a2)[:, :, None] + torch.arange(0, n * a2, a2, device=out.device)
         scores = out.view(-1).index_select(0, at.flatten()).view(*at.shape)
@@ -218,12 +237,10 @@ class LocalKernel:
         (h, w), k = query.size, self.topk
         c, hw = query.flat.shape
         geo = self._geo(h, w, query.flat.device)
-        rows = torch.cat([query.flat.t(), query.flat.new_zeros(1, c)])  # [hw + 1, C], last: outside the image
-        windows = None
-        if geo.window is not None:
-            windows = rows.index_select(0, geo.window.flatten()).view(*geo.window.shape, c)  # [T, W, C]
+        rows = query.flat.t().contiguous()  # [hw, C]
+        windows = None if geo.window is None else rows.index_select(0, geo.window)  # [R, C]
 
-        v, p = self._long_term(rows[:hw], keys[context[0]].flat)
+        v, p = self._long_term(rows, keys[context[0]].flat)
         vals, index, copies = [v], [context[0] * hw + p], [torch.ones_like(p)]
         # Distinct frames are scored once, in groups; a group's best k distinct candidates hold
         # every candidate of the joint top-k, each then counted min(m, k) times for a frame
@@ -232,7 +249,7 @@ class LocalKernel:
         frames = list(counts)
         for group in self._groups([keys[f] for f in frames]):
             part = [frames[g] for g in group]
-            v, slot, pos = self._group_topk(rows[:hw], windows, [keys[f] for f in part], geo)
+            v, slot, pos = self._group_topk(rows, windows, [keys[f] for f in part], geo)
             vals.append(v)
             index.append(torch.as_tensor(part, device=v.device)[slot] * hw + pos)
             copies.append(torch.as_tensor([min(counts[f], k) for f in part], device=v.device)[slot])

@@ -41,7 +41,7 @@ from torch import Tensor
 # Largest affinity block, in elements, built at once (2^24 floats = 64 MiB).
 _BLOCK_ELEMENTS = 1 << 24
 # Most context frames scored per batched matmul, and frames per tile block: wide groups keep the
-# matmuls efficient (the product is 171 MiB at 60x107; memory stays linear in hw).
+# matmuls efficient (the product is 123 MiB at 60x107; memory stays linear in hw).
 _GROUP_FRAMES = 10
 
 
@@ -50,8 +50,8 @@ class LocalKey:
     """Cached key/query form of one frame."""
 
     flat: Tensor  # [C, hw] the embedding, flattened
-    # Tiled path: [T, C, _GROUP_FRAMES, tile²] tiles of frames prepared in a row, zero-padded;
-    # this frame's are block[:, :, slot]. None on the [hw, hw] path.
+    # Tiled path: [T, C, _GROUP_FRAMES, tile²] tiles (in the grid's tile order, zero-padded) of
+    # frames prepared in a row; this frame's are block[:, :, slot]. None on the [hw, hw] path.
     block: Optional[Tensor]
     slot: int
     size: tuple[int, int]  # (h, w)

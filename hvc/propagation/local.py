@@ -186,13 +186,18 @@ class LocalKernel:
         return torch.cat(vals), torch.cat(idx)
 
     @staticmethod
-    def _groups(keys: list[LocalKey]) -> list[list[int]]:
+    def _in_row(keys: list[LocalKey]) -> bool:
+        """True if the frames of ``keys`` sit in consecutive slots of one tile block."""
+        return all(b.block is a.block and b.slot == a.slot + 1 for a, b in zip(keys, keys[1:]))
+
+    @classmethod
+    def _groups(cls, keys: list[LocalKey]) -> list[list[int]]:
         """Indices of ``keys`` in groups of at most ``_GROUP_FRAMES``: each full tile block met
         in order is a group of its own (scored in place), the other frames are pooled in groups
         of balanced sizes (no narrow last group)."""
         groups, pooled, start = [], [], 0
         for i in range(1, len(keys) + 1):
-            if i < len(keys) and keys[i].block is keys[i - 1].block and keys[i].slot == keys[i - 1].slot + 1:
+            if i < len(keys) and cls._in_row(keys[i - 1:i + 1]):
                 continue
             (groups.append if i - start == _GROUP_FRAMES else pooled.extend)(list(range(start, i)))
             start = i
@@ -211,7 +216,7 @@ class LocalKernel:
             v, j = out.masked_fill_(geo.far[:, :, None], float("-inf")).flatten(1).topk(k, dim=1)
             return v, j % n, j // n
         (rows, c), a2, first = windows.shape, self.tile**2, keys[0]
-        if all(key.block is first.block and key.slot == first.slot + f for f, key in enumerate(keys)):
+        if self._in_row(keys):
             tiles = first.block[:, :, first.slot:first.slot + n]  # in place: a view
         else:
             tiles = torch.stack([key.block[:, :, key.slot] for key in keys], dim=2)
@@ -235,7 +240,7 @@ class LocalKernel:
         """Same contract as :meth:`DenseKernel.__call__`: (weights [hw, k], index [hw, k]) with
         index = key_frame * hw + key_position, entry 0 of ``context`` unrestricted."""
         (h, w), k = query.size, self.topk
-        c, hw = query.flat.shape
+        hw = h * w
         geo = self._geo(h, w, query.flat.device)
         rows = query.flat.t().contiguous()  # [hw, C]
         windows = None if geo.window is None else rows.index_select(0, geo.window)  # [R, C]

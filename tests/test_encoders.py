@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 import pytest
@@ -138,8 +137,7 @@ def test_random18_is_seeded_and_leaves_the_global_rng_alone():
 @pytest.mark.parametrize("dummy, key", [(True, "features_official_make_encoder"),
                                         (False, "features_eval_no_dummy_forward")])
 def test_golden_export_features(tmp_path, golden_dir, dummy, key):
-    sys.path.insert(0, str(golden_dir))
-    from golden_io import load_hvc_state
+    from golden_state import load_hvc_state  # the repository's own decoder (tests/golden_state.py)
 
     path = tmp_path / "hvc_golden.pth"
     torch.save(load_hvc_state(str(golden_dir / "hybrid_loss" / "state_codes.npz"), case="A", export=True), path)

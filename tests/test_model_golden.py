@@ -7,7 +7,6 @@ found in the files is checked, with the tolerances of README 1.9.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,7 @@ def _t(arr: np.ndarray) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def golden(golden_dir: Path) -> dict:
     """Everything in hybrid_loss/, the golden states decoded once (23 M values each)."""
-    sys.path.insert(0, str(golden_dir))
-    from golden_io import load_hvc_state
+    from golden_state import load_hvc_state  # the repository's own decoder (tests/golden_state.py)
 
     d = golden_dir / "hybrid_loss"
     expected = json.loads((d / "expected.json").read_text())

@@ -3,7 +3,7 @@
 Writes shifted copies of the ground truth (so that J and F are not trivially 1) to a
 temporary folder, then times hvc.metrics.evaluate over every sequence of the set.
 
-python bench/metrics_speed.py [--davis-root ../shared/data/DAVIS] [--year 2016] [--workers 2]
+python bench/metrics_speed.py [--davis-root $HVC_SHARED_DIR/data/DAVIS] [--year 2016] [--workers 2]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def write_shifted_predictions(davis_root: Path, names: list[str], out: Path) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--davis-root", type=Path, default=REPO.parent / "shared" / "data" / "DAVIS")
+    parser.add_argument("--davis-root", type=Path, default=REPO / "data" / "DAVIS")
     parser.add_argument("--year", type=int, choices=(2016, 2017), default=2016)
     parser.add_argument("--set", dest="split", default="val")
     parser.add_argument("--workers", type=int, default=2)

@@ -1,6 +1,6 @@
 """A PNG strip of overlays: predicted masks of one sequence drawn over its frames.
 
-    python scripts/figure_strip.py --davis-root ../shared/data/DAVIS \
+    python scripts/figure_strip.py --davis-root data/DAVIS \
         --results results/random18/davis16 --sequence blackswan --out docs/figure_blackswan.png
 
 Reads `<results>/<sequence>/<frame>.png` (as test.py writes them) and the matching frames of

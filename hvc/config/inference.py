@@ -1,4 +1,4 @@
-"""Schema of ``test.py``: label propagation on DAVIS / YouTube-VOS (SPEC section 3).
+"""Schema of ``test.py``: label propagation on DAVIS / YouTube-VOS (docs/propagation.md).
 
 Defaults follow the paper's test protocol except two options that are off unless asked:
 ``model.bn_dummy_forward`` (the official dummy BatchNorm pass, on in the paper-protocol
@@ -25,7 +25,7 @@ class ModelConfig:
     # random18 only: seed of the paper's random initialisation.
     seed: int = 0
     # Official quirk: one train-mode forward of a 256x256 zero image before eval, which moves
-    # every BatchNorm running stat to 0.9 * stored + 0.1 * batch stat (SPEC section 1).
+    # every BatchNorm running stat to 0.9 * stored + 0.1 * batch stat (docs/propagation.md).
     bn_dummy_forward: bool = False
     # Second extractor whose features are merged: cat(lambda * norm(f), norm(f2)), re-normalised.
     merge_model: Optional[ModelName] = None
@@ -45,7 +45,7 @@ class DataConfig:
     sequences: list[str] = field(default_factory=list)
     # Shorter side of the frames fed to the encoder (bilinear, align_corners=True); -1 = full size.
     input_size: int = -1
-    # Test normalisation: ImageNet statistics (SPEC section 3), RGB in [0, 1].
+    # Test normalisation: ImageNet statistics (docs/propagation.md), RGB in [0, 1].
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     # DataLoader worker processes reading frames (0 = read in the main process).

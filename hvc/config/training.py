@@ -22,7 +22,7 @@ class DataConfig:
     # RandomResizedCrop area range and aspect-ratio range (the paper's: (0, 1), (3/4, 4/3))
     scale: tuple[float, float] = (0.0, 1.0)
     ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
-    # training normalisation statistics (SPEC section 2; test time uses ImageNet's)
+    # training normalisation statistics (docs/training.md; test time uses ImageNet's)
     mean: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
     std: tuple[float, float, float] = (0.2023, 0.1994, 0.2010)
     # global batch size (split evenly over the processes of a torchrun job)

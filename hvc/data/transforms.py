@@ -1,4 +1,4 @@
-"""Random resized crops that remember where they came from (golden README section 2).
+"""Random resized crops that remember where they came from (docs/crop_coordinates.md).
 
 A crop is the box ``(i, j, h, w)`` = (top row, left column, height, width) in pixels of a
 ``W x H`` image. Its coordinates, in the convention of the hybrid loss, are
@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-#: The paper's training normalisation (SPEC section 2); test frames use ImageNet statistics.
+#: The paper's training normalisation (docs/training.md); test frames use ImageNet statistics.
 TRAIN_MEAN = (0.4914, 0.4822, 0.4465)
 TRAIN_STD = (0.2023, 0.1994, 0.2010)
 

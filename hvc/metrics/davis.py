@@ -1,6 +1,6 @@
 """DAVIS semi-supervised evaluation: per-object, per-frame J and F for a results folder.
 
-Protocol of the official ``davis2017-evaluation`` (golden README section 4.5): frames are
+Protocol of the official ``davis2017-evaluation`` (docs/metrics.md): frames are
 the sorted ground-truth file names without the first and the last; the number of objects
 is the largest id in the first ground-truth frame; a prediction may omit objects (they
 score as empty masks) but may not hold a larger id. DAVIS 2016 masks are 0/255: any

@@ -1,7 +1,7 @@
 """Per-frame DAVIS measures for one object: region similarity J and boundary accuracy F.
 
 Both follow the official ``davis2017-evaluation`` (``db_eval_iou``, ``db_eval_boundary``)
-to the last bit (see golden README section 4.5). They work on the bounding box of the two
+to the last bit (see docs/metrics.md). They work on the bounding box of the two
 masks, grown by one pixel, instead of the whole frame: every boundary pixel and every
 pixel that the dilation can reach from one lies inside it, so the counts are unchanged.
 """

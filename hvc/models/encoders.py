@@ -1,6 +1,6 @@
 """Test-time encoders (layer3 output, stride 8) and the loaders of their checkpoints.
 
-Accepted files (SPEC section 4), recognised by their content:
+Accepted files (docs/checkpoints.md), recognised by their content:
 
 * bare state dict: an HVC export (``hvc_*.pth``, layer4 present) or a torchvision ImageNet
   ResNet (``fc.*`` present); half-precision exports are cast to float32;

@@ -1,4 +1,4 @@
-"""The 1x1-convolution heads of the HVC training model (golden README section 1.1).
+"""The 1x1-convolution heads of the HVC training model (docs/training.md).
 
 Module and attribute names are part of the checkpoint format: the projector and predictor
 keep their layers under ``block`` (``online_space_projector.block.conv1.weight`` ...), the

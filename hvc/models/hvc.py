@@ -1,6 +1,6 @@
 """The HVC training model: online/target encoders and projectors, predictor, flow head.
 
-One training step (golden README 1.4), for two views of the same images:
+One training step (docs/training.md), for two views of the same images:
 
 1. online: ``q_v = normalize(predictor(projector(encoder(view_v))))`` for v = 1, 2, one call
    per view (train-mode BatchNorm uses per-view batch statistics);

@@ -1,4 +1,4 @@
-"""The hybrid (static + dynamic) correspondence loss of HVC (golden README section 1.5).
+"""The hybrid (static + dynamic) correspondence loss of HVC (docs/training.md).
 
 Two crops of one image are two views of the same scene; a cell of view q and a cell of
 view k are a positive pair when their centres, in normalised coordinates of the source

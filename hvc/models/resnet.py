@@ -12,7 +12,7 @@ Both uses share one class:
 * testing (``with_layer4=False``): layer4 absent -> ResNet-18: 256 channels,
   ResNet-50: 1024 channels, stride 8.
 
-Initialisation is the paper's (SPEC section 1): conv weights ~ N(0, sqrt(2 / (k*k*out))),
+Initialisation is the paper's (docs/training.md): conv weights ~ N(0, sqrt(2 / (k*k*out))),
 BatchNorm weight 1 / bias 0, then the last BatchNorm of every residual block zeroed.
 """
 
@@ -84,7 +84,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-_SPECS: dict[str, tuple[type[nn.Module], list[int]]] = {
+_ARCHS: dict[str, tuple[type[nn.Module], list[int]]] = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
     "resnet50": (Bottleneck, [3, 4, 6, 3]),
 }
@@ -102,9 +102,9 @@ class ResNet(nn.Module):
 
     def __init__(self, arch: Arch = "resnet18", with_layer4: bool = True):
         super().__init__()
-        if arch not in _SPECS:
-            raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(_SPECS)}")
-        block, layers = _SPECS[arch]
+        if arch not in _ARCHS:
+            raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(_ARCHS)}")
+        block, layers = _ARCHS[arch]
         self.arch = arch
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

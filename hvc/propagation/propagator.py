@@ -1,4 +1,4 @@
-"""Label propagation through a video, one frame at a time (golden README section 3.3).
+"""Label propagation through a video, one frame at a time (docs/propagation.md).
 
 Shared bookkeeping around an affinity kernel (``dense`` reference or ``local`` fast path):
 references for objects that start at later frames, the per-reference context lists, the store

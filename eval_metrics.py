@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hvc.cli import run_main
 from hvc.metrics import MetricsError, evaluate, format_tables, write_csvs
 
 
@@ -38,4 +39,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

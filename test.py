@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 
+from hvc.cli import run_main
 from hvc.config.core import ConfigError, load_config
 from hvc.config.inference import TestConfig
 from hvc.data.vos import DatasetError
@@ -62,4 +63,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_main(main, sys.argv[1:]))

@@ -13,6 +13,7 @@ import logging
 import sys
 
 from hvc.checkpoint import CheckpointError
+from hvc.cli import run_main
 from hvc.config import ConfigError, load_config
 from hvc.config.training import TrainConfig
 from hvc.distributed import cleanup, init_distributed
@@ -43,4 +44,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

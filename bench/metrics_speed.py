@@ -9,6 +9,7 @@ python bench/metrics_speed.py [--davis-root $HVC_SHARED_DIR/data/DAVIS] [--year 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hvc.cli import run_main
 from hvc.metrics import evaluate, global_table, read_sequence_list
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -30,6 +30,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from hvc.cli import run_main
 from hvc.fileio import atomic_write_text
 from hvc.propagation import embed
 from hvc.propagation.propagator import KERNELS, predict
@@ -169,4 +170,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

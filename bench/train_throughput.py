@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from hvc.cli import run_main  # noqa: E402
 from hvc.config.training import ModelConfig, OptimConfig, RuntimeConfig  # noqa: E402
 from hvc.distributed import resolve_device  # noqa: E402
 from hvc.fileio import atomic_write_text  # noqa: E402
@@ -103,4 +104,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

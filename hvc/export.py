@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from hvc.checkpoint import CheckpointError, load_checkpoint
+from hvc.cli import run_main
 from hvc.fileio import atomic_path
 
 PREFIX = "online_encoder."
@@ -67,4 +68,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from hvc.cli import child_saw_closed_pipe, run_main
+
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_CONFIG = REPO / "configs" / "demo_train.yaml"
 TEST_CONFIG = REPO / "configs" / "demo_test.yaml"
@@ -43,7 +45,10 @@ def _call(name: str, args: list[str]) -> None:
     env = dict(os.environ)
     # the entry points import hvc from the checkout, installed or not
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    if subprocess.run([sys.executable, *args], cwd=REPO, env=env).returncode != 0:
+    returncode = subprocess.run([sys.executable, *args], cwd=REPO, env=env).returncode
+    if child_saw_closed_pipe(returncode):  # our stdout is closed too: end quietly (hvc/cli.py)
+        raise BrokenPipeError(f"stage '{name}': stdout closed")
+    if returncode != 0:
         raise DemoError(f"stage '{name}' failed: python {' '.join(args)}")
 
 
@@ -137,4 +142,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

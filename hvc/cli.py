@@ -1,0 +1,53 @@
+"""Behaviour shared by every command-line entry point.
+
+``sys.exit(run_main(main, *args))`` runs an entry point so that closing its output early, as in
+``python eval_metrics.py ... | head -1``, ends it quietly (exit status 141, what a shell reports
+for a process ended by SIGPIPE) instead of with a BrokenPipeError traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+from typing import Callable, Optional
+
+PIPE_CLOSED_EXIT = 128 + int(signal.SIGPIPE) if hasattr(signal, "SIGPIPE") else 141
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe (or socket) whose reading end has gone away."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return False
+    if not hasattr(select, "poll"):  # no poll(): assume the broken pipe was stdout
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def child_saw_closed_pipe(returncode: int) -> bool:
+    """Whether a child entry point ended because its (shared) stdout pipe closed."""
+    return hasattr(signal, "SIGPIPE") and returncode in (PIPE_CLOSED_EXIT, -int(signal.SIGPIPE))
+
+
+def run_main(main: Callable[..., Optional[int]], *args) -> int:
+    """``main(*args)``, flushing stdout inside; a closed stdout pipe gives PIPE_CLOSED_EXIT quietly.
+
+    A BrokenPipeError from anything other than stdout (a socket, another pipe) is re-raised.
+    """
+    try:
+        code = main(*args)
+        sys.stdout.flush()  # fail here, not in the interpreter's final flush
+        return code or 0
+    except BrokenPipeError:
+        if not stdout_closed():
+            raise
+        # Later writes (and the final flush at exit) go to /dev/null instead of failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return PIPE_CLOSED_EXIT

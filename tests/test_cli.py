@@ -1,0 +1,66 @@
+"""Entry points end quietly when the reader of their output goes away (``... | head -1``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hvc.cli import PIPE_CLOSED_EXIT, run_main
+
+REPO = Path(__file__).resolve().parents[1]
+# every command-line program that prints, and how it is started
+ENTRY_POINTS = ["eval_metrics.py", "test.py", "train.py", "hvc/export.py", "hvc/demo/run.py",
+                "bench/metrics_speed.py", "bench/propagation_speed.py", "bench/train_throughput.py"]
+
+
+def _run_with_closed_stdout(args: list[str]) -> subprocess.CompletedProcess:
+    """Run ``python args`` with stdout a pipe whose reading end is already closed."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    try:
+        return subprocess.run([sys.executable, *args], cwd=REPO, env=env, stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+
+
+def test_eval_metrics_into_a_closed_pipe(golden_dir, tmp_path):
+    metrics = golden_dir / "metrics"
+    done = _run_with_closed_stdout(["eval_metrics.py", "--davis-root", str(metrics / "DAVIS"), "--results",
+                                    str(metrics / "results" / "methodA"), "--year", "2017",
+                                    "--output", str(tmp_path)])
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == PIPE_CLOSED_EXIT
+    assert (tmp_path / "global_results-val.csv").is_file()  # the work was done before printing
+
+
+def test_export_into_a_closed_pipe(tmp_path):
+    ckpt = tmp_path / "checkpoint.pth"
+    torch.save({"model": {"online_encoder.conv1.weight": torch.zeros(64, 3, 7, 7)}, "optimizer": {}, "epoch": 0}, ckpt)
+    done = _run_with_closed_stdout(["-m", "hvc.export", str(ckpt), str(tmp_path / "enc.pth")])
+    assert done.stderr == "" and done.returncode == PIPE_CLOSED_EXIT
+    assert list(torch.load(tmp_path / "enc.pth")) == ["conv1.weight"]
+
+
+def test_open_stdout_and_other_broken_pipes_are_not_hidden(capsys):
+    assert run_main(lambda: 3) == 3
+    assert run_main(print, "hello") == 0 and capsys.readouterr().out == "hello\n"
+
+    def fails_elsewhere():  # e.g. a socket closed by a peer: stdout is fine, so this must surface
+        raise BrokenPipeError("socket")
+
+    with pytest.raises(BrokenPipeError, match="socket"):
+        run_main(fails_elsewhere)
+
+
+@pytest.mark.parametrize("script", ENTRY_POINTS)
+def test_every_entry_point_runs_through_run_main(script):
+    source = (REPO / script).read_text()
+    assert re.search(r'if __name__ == "__main__":\n    sys\.exit\(run_main\(main\b', source), script

@@ -16,17 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from locations import GOLDEN, IN_CI, SHARED
+
 # oneDNN picks its convolution kernels by CPU; its AVX-512 kernels round differently from the
 # AVX2 ones the golden fixtures were made with (8e-7 on the features), and the random golden
 # ResNet amplifies that to 1e-3 on an early gradient. Capping oneDNN at AVX2 gives the fixtures'
 # kernels on every x86 CPU (on an AVX2-only CPU it changes nothing). Matmuls go through MKL, not
 # oneDNN, and are left alone: see tests/README.md. oneDNN reads this at first use, so set it here.
 os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-
-REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(os.environ.get("HVC_GOLDEN_DIR", REPO / "tests" / "golden"))
-SHARED = Path(os.environ.get("HVC_SHARED_DIR", REPO.parent / "shared"))
-IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def require_real_data(path: Path, what: str) -> Path:

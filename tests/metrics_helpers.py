@@ -1,5 +1,5 @@
 """Helpers for the metrics tests: a straightforward whole-frame J and F written from
-golden README 4.5 (the reference for the cropped fast path in hvc.metrics.measures), and
+docs/metrics.md (the reference for the cropped fast path in hvc.metrics.measures), and
 the eval_metrics.py entry point loaded as a module."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DAVIS J&F against the official davis2017-evaluation (golden README section 4).
+"""DAVIS J&F against the official davis2017-evaluation (docs/fixtures.md, docs/metrics.md).
 
 Every method under <golden>/metrics/results/ is evaluated on <golden>/metrics/DAVIS
 (2017 val) and compared with expected/<method>/; methods and objects are discovered from

@@ -1,7 +1,7 @@
 """HVC model, hybrid loss and EMA schedule against the official code's fixtures.
 
-Fixtures: $HVC_GOLDEN_DIR/hybrid_loss (golden README section 1); every case and array key
-found in the files is checked, with the tolerances of README 1.9.
+Fixtures: $HVC_GOLDEN_DIR/hybrid_loss (docs/fixtures.md, "Training objective"); every case and array
+key found in the files is checked, with the tolerances listed there.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _build(golden: dict, case: str) -> HVC:
 
 @pytest.fixture(scope="module")
 def runs(golden: dict) -> dict:
-    """Per case: one forward/backward as in README 1.4, with the hybrid_loss calls recorded."""
+    """Per case: one forward/backward as in docs/training.md, with the hybrid_loss calls recorded."""
     inp = golden["inputs"]
     views = [_t(inp[k]).flatten(0, 1) for k in ("vid1", "vid2")]  # [B*T, 3, H, W], b-major
     coords = [_t(inp[k]).flatten(0, 1) for k in ("coord1", "coord2")]
@@ -203,7 +203,7 @@ def test_positive_pairs_of_the_training_inputs(golden):
 
 
 def test_direct_hybrid_loss_calls(golden):
-    """README 1.6: all radii; train-mode flow, spatial only, eval-mode flow, dloss/dq."""
+    """The direct loss call (docs/fixtures.md): all radii; train-mode flow, spatial only, eval-mode flow, dloss/dq."""
     d = golden["dir"]
     info = json.loads((d / "direct_hybrid_loss.json").read_text())
     arrays = np.load(d / "direct_hybrid_loss.npz")

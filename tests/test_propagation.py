@@ -12,6 +12,9 @@ from hvc.models.resnet import ResNet
 from hvc.propagation import LabelPropagator, PropagationConfig, embed, upsample_labels
 from hvc.propagation.dense import DenseKernel
 from hvc.propagation.local import LocalKernel
+from labels import assert_labels_match
+
+SOFT_ATOL = 1e-5  # dense vs local soft masks: same neighbours, another summation order
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -63,9 +66,9 @@ def test_kernels_agree_on_real_davis(davis_clip, context, late):
     size = tuple(gt[0].shape)
     soft_d, pred_d = _propagate(emb, labels, size, context=context, impl="dense")
     soft_l, pred_l = _propagate(emb, labels, size, context=context, impl="local")
-    assert torch.equal(pred_d, pred_l)
-    # Golden README 3.4 tolerance: an exact or 1-ulp top-k tie may swap one neighbour.
-    assert ((soft_d - soft_l).abs() <= 1e-4).float().mean() >= 0.999
+    # Same neighbours, summed in another order: float32 noise only (measured at most 2.4e-7).
+    assert (soft_d - soft_l).abs().max().item() <= SOFT_ATOL
+    assert_labels_match(pred_l, pred_d, soft_d, f"context {context}")  # exact outside ties
     # Real behaviour, not two identical failures: the object is tracked to the last frame.
     inter = ((pred_l[-1] > 0) & (gt[-1] > 0)).sum().item()
     union = ((pred_l[-1] > 0) | (gt[-1] > 0)).sum().item()
@@ -88,8 +91,8 @@ def test_kernels_agree_off_defaults():
     kw = dict(radius=3.5, temperature=0.05, topk=5, context=3, num_classes=4)
     soft_d, pred_d = _propagate(emb, labels, (52, 84), impl="dense", **kw)
     soft_l, pred_l = _propagate(emb, labels, (52, 84), impl="local", **kw)
-    assert torch.equal(pred_d, pred_l)
-    assert (soft_d - soft_l).abs().max() < 1e-5
+    assert (soft_d - soft_l).abs().max().item() <= SOFT_ATOL
+    assert_labels_match(pred_l, pred_d, soft_d)
 
 
 @pytest.mark.parametrize("h, w", [(15, 27), (24, 43), (9, 40), (6, 10)])

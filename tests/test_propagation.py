@@ -186,6 +186,39 @@ def test_custom_context_policy_dense_equals_local():
     assert (pred_l[-1] == 2).sum() > 0.5 * (ids[-1] == 2).sum()  # the late object is tracked
 
 
+@pytest.mark.parametrize("impl", ["dense", "local"])
+def test_soft_labels_enter_like_id_maps(impl):
+    """Soft label maps that are the one-hot of an id map propagate exactly like the id map;
+    keypoint-style maps at feature resolution (Gaussians plus a background channel) go
+    through both kernels alike."""
+    torch.manual_seed(6)
+    t, h, w = 6, 12, 16
+    base = torch.nn.functional.avg_pool2d(torch.randn(1, 16, h + 4, w + 4), 5, stride=1)[0]
+    emb = embed(base[None] + 0.3 * torch.randn(t, 16, h, w))
+    ids = torch.zeros(48, 64, dtype=torch.long)
+    ids[8:30, 10:40] = 1
+    ids[30:44, 40:60] = 2
+    by_ids = _propagate(emb, [ids] + [None] * (t - 1), (48, 64), num_classes=3, impl=impl)[0]
+    one_hot = torch.stack([(ids == c).float() for c in range(3)])
+    prop = LabelPropagator(num_classes=3, impl=impl)
+    by_soft = torch.stack([prop.step(emb[0], soft_labels=one_hot)] + [prop.step(e) for e in emb[1:]])
+    assert torch.equal(by_ids, by_soft)
+
+    ys, xs = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    joints = torch.stack([torch.exp(-((ys - y) ** 2 + (xs - x) ** 2) / 2) for y, x in [(3, 4), (8, 11)]])
+    heat = torch.cat([(1 - joints.sum(0)).clamp(min=0)[None], joints])  # [3, h, w]: background + 2 joints
+    soft = {}
+    for kernel in ("dense", "local"):
+        prop = LabelPropagator(num_classes=3, topk=5, impl=kernel)
+        soft[kernel] = torch.stack([prop.step(emb[0], soft_labels=heat)] + [prop.step(e) for e in emb[1:]])
+    assert torch.equal(soft["dense"][0], heat)  # at feature resolution the maps are taken as they are
+    assert (soft["dense"] - soft["local"]).abs().max() < 1e-5
+    peak = soft["local"][-1, 1].flatten().argmax().item()
+    assert abs(peak // w - 3) <= 2 and abs(peak % w - 4) <= 2  # joint 1 stays near where it was
+    with pytest.raises(ValueError, match=r"soft_labels must be a float \[3, H, W\]"):
+        LabelPropagator(num_classes=3, impl=impl).step(emb[0], soft_labels=heat[:2])
+
+
 def test_context_bookkeeping_and_store_stays_bounded():
     torch.manual_seed(0)
     emb = embed(torch.randn(12, 8, 6, 7))

@@ -48,7 +48,7 @@ def check_settings(cfg: PropagationConfig) -> None:
 
 
 class LabelPropagator:
-    """Propagates first-frame (and later-frame) object masks by top-k feature affinities.
+    """Propagates first-frame (and later-frame) labels by top-k feature affinities.
 
     ``LabelPropagator(config, policy=None, **changes)``: ``config`` (default
     ``PropagationConfig()``) with ``changes`` to its fields, e.g. ``LabelPropagator(context=3)``.
@@ -71,7 +71,7 @@ class LabelPropagator:
     def reset(self) -> None:
         """Forget the current video."""
         self.t = 0
-        self.seen: set[int] = set()  # object ids that have started
+        self.seen: set[int] = set()  # channels (object ids) that have started
         self.references: list[int] = []  # frames where objects started, in order
         self.valid: dict[int, Tensor] = {}  # reference frame -> [K] bool, the channels it predicts
         self.store: dict[int, Tensor] = {}  # stored frame -> its soft mask [K, h*w]
@@ -93,8 +93,23 @@ class LabelPropagator:
             ids = sorted(set(ids) | {0})  # background always starts at frame 0
         return [i for i in ids if i not in self.seen]
 
-    def _starting_labels(self, labels: Optional[Tensor], device: torch.device) -> tuple[list[int], Optional[Tensor]]:
-        """The ids that start at this frame and their one-hot maps [K, H, W] (other channels 0)."""
+    def _new_channels(self, soft: Tensor) -> list[int]:
+        if soft.dim() != 3 or soft.shape[0] != self.num_classes or not soft.dtype.is_floating_point:
+            raise ValueError(f"frame {self.t}: soft_labels must be a float [{self.num_classes}, H, W] tensor "
+                             f"(num_classes channels), got {soft.dtype} {tuple(soft.shape)}")
+        present = soft.flatten(1).ne(0).any(dim=1).nonzero().flatten().tolist()
+        return [c for c in present if c not in self.seen]
+
+    def _starting_labels(self, labels: Optional[Tensor], soft: Optional[Tensor],
+                         device: torch.device) -> tuple[list[int], Optional[Tensor]]:
+        """The channels that start at this frame and their maps [K, H, W] (other channels 0)."""
+        if labels is not None and soft is not None:
+            raise ValueError(f"frame {self.t}: give labels or soft_labels, not both")
+        if soft is not None:
+            new = self._new_channels(soft)
+            init = torch.zeros(soft.shape, dtype=torch.float32, device=device)
+            init[new] = soft[new].to(device, torch.float32)
+            return new, init if new else None
         new = self._new_ids(labels) if labels is not None else []
         return new, one_hot(labels.to(device), new, self.num_classes) if new else None
 
@@ -117,25 +132,31 @@ class LabelPropagator:
         return predict(self.kernel, query, self.memory, self.store, context)
 
     @torch.no_grad()
-    def step(self, emb: Tensor, labels: Tensor | None = None) -> Tensor:
+    def step(self, emb: Tensor, labels: Tensor | None = None, *, soft_labels: Tensor | None = None) -> Tensor:
         """Process the next frame.
 
-        emb: [C, h, w] L2-normalised embedding of this frame. labels: optional [H, W] int64 id map
-        at full resolution; ids not seen before in this video start here (frame 0 must give
-        labels). Returns the soft mask of this frame at feature resolution: [num_classes, h, w].
+        emb: [C, h, w] L2-normalised embedding of this frame. Labels, optional, at any
+        resolution (bilinearly resized to h x w): ``labels`` an [H, W] integer id map, or
+        ``soft_labels`` a float [num_classes, H, W] map (e.g. keypoint heat maps plus a
+        background channel). Channels not seen before in this video start here, the ones of an
+        id map by its ids; frame 0 must give labels. Channels starting at a later frame replace
+        the prediction in proportion to their sum (at most 1 per position). Returns the soft
+        mask of this frame at feature resolution: [num_classes, h, w].
         """
         self._check_embedding(emb)
-        if self.t == 0 and labels is None:
-            raise ValueError("frame 0 needs labels: the first-frame id map starts the propagation")
-        new, init = self._starting_labels(labels, emb.device)
+        if self.t == 0 and labels is None and soft_labels is None:
+            raise ValueError("frame 0 needs labels: the first-frame id map (or soft label maps) starts the propagation")
+        new, init = self._starting_labels(labels, soft_labels, emb.device)
         _, h, w = emb.shape
         if self.t == 0:
+            if init is None:
+                raise ValueError("frame 0: soft_labels are zero everywhere, so no channel starts")
             mask = resize_masks(init, (h, w)).flatten(1)  # [K, hw]
             self.valid[0] = mask.sum(dim=1) != 0
             self.references.append(0)
         else:
             mask = sum(self.valid[t0][:, None] * self._predict(t0, emb) for t0 in self.references)
-            if init is not None:  # objects starting here: blend them in and open their reference
+            if init is not None:  # channels starting here: blend them in and open their reference
                 d = resize_masks(init, (h, w)).flatten(1)
                 s = d.sum(dim=0, keepdim=True)
                 mask = (1 - s) * mask + s * d

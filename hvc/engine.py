@@ -42,6 +42,7 @@ from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.training import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig, validate
 from hvc.data.pairs import PairDataset, collate_pairs
 from hvc.data.static import StaticImagePairs
+from hvc.data.transforms import RandomResizedCropCoord
 from hvc.data.video import VideoFramePairs
 from hvc.distributed import DistEnv, all_reduce_sum, convert_sync_batchnorm, init_distributed, wrap_ddp
 from hvc.fileio import atomic_write_text
@@ -75,13 +76,13 @@ def build_model(cfg: ModelConfig) -> HVC:
 
 def build_dataset(cfg: DataConfig, seed: int) -> PairDataset:
     """The training pairs; a missing or empty folder is an error before training starts."""
-    common = dict(size=cfg.size, scale=cfg.scale, ratio=cfg.ratio, mean=cfg.mean, std=cfg.std, seed=seed)
+    crop = RandomResizedCropCoord.from_config(cfg)
     try:
         if cfg.kind == "static":
-            return StaticImagePairs(cfg.roots, **common)
+            return StaticImagePairs(cfg.roots, crop, seed)
         if len(cfg.roots) != 1:
             raise ValueError(f"video training takes one JPEGImages folder, got {len(cfg.roots)}")
-        return VideoFramePairs(cfg.roots[0], max_gap=cfg.max_gap, **common)
+        return VideoFramePairs(cfg.roots[0], crop, cfg.max_gap, seed)
     except ValueError as exc:
         raise ConfigError(f"data.roots: {exc}") from None
 

@@ -38,7 +38,27 @@ log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable or not a training checkpoint."""
+    """A checkpoint file is missing, unreadable, or not what it is loaded as (a training
+    checkpoint, an encoder's weights); the message names the file. The one error type of
+    every checkpoint reader (this module, :mod:`hvc.models.encoders`, :mod:`hvc.export`)."""
+
+
+def read_checkpoint_file(path: str | os.PathLike) -> Any:
+    """Unpickle a checkpoint file onto the CPU: the one trusted ``torch.load`` of the package.
+
+    Only plain data is unpickled (``weights_only``: tensors, containers, numbers, strings),
+    plus ``argparse.Namespace``, the ``args`` of the paper's training checkpoints; a file that
+    would run code is refused. Raises CheckpointError naming the file if it is missing or
+    unreadable.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - the unpickler raises many types on garbage input
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 def rng_state() -> dict[str, Any]:
@@ -87,19 +107,9 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: tor
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a training checkpoint onto the CPU, checking its layout.
-
-    Only plain data is unpickled (``weights_only``); argparse.Namespace is admitted for the
-    ``args`` of the paper's checkpoints.
-    """
+    """Read a training checkpoint onto the CPU (:func:`read_checkpoint_file`), checking its layout."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # the unpickler raises many types on garbage input
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+    ckpt = read_checkpoint_file(path)
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not a training checkpoint; expected keys {list(_REQUIRED)}, found {found}")

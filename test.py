@@ -14,12 +14,12 @@ import json
 import logging
 import sys
 
+from hvc.checkpoint import CheckpointError
 from hvc.cli import run_main
 from hvc.config.core import ConfigError, load_config
 from hvc.config.inference import TestConfig
 from hvc.data.vos import DatasetError
 from hvc.inference import run_inference
-from hvc.models.encoders import CheckpointError
 
 # flag -> config key
 _SHORTCUTS = {

@@ -18,8 +18,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from hvc.data.jhmdb import jhmdb_videos
-from hvc.data.vos import DatasetError
 from hvc.metrics.masks import MetricsError
 from hvc.tasks.pose import KeypointFileError, load_keypoints
 
@@ -114,6 +112,16 @@ def keypoint_path(results: Path, name: str) -> Path:
     return results / f"{name}.npz"
 
 
+def default_list(root: str | Path, list_file: Optional[str | Path]) -> Optional[Path]:
+    """The videos to score: ``list_file`` if given, else the official split files in
+    ``<root>/splits`` (split 1 test, the protocol's 268 videos) when present, else None
+    (every video with a joints file)."""
+    if list_file is not None:
+        return Path(list_file)
+    splits = Path(root) / "splits"
+    return splits if splits.is_dir() else None
+
+
 def evaluate(root: str | Path, results: str | Path, list_file: Optional[str | Path] = None,
              videos: Sequence[str] = ()) -> list[PoseDistances]:
     """Normalised distances of every listed JHMDB video (hvc.data.jhmdb for the layout).
@@ -121,6 +129,9 @@ def evaluate(root: str | Path, results: str | Path, list_file: Optional[str | Pa
     results holds ``<class>/<video>.npz`` keypoint files (hvc.tasks.pose.save_keypoints).
     Raises MetricsError naming the file on bad input.
     """
+    from hvc.data.jhmdb import jhmdb_videos  # the dataset readers import torch; only this scorer needs them
+    from hvc.data.vos import DatasetError
+
     results = Path(results)
     try:
         clips = jhmdb_videos(root, list_file, videos)

@@ -129,3 +129,30 @@ def evaluate(annotations: str | Path, results: str | Path, frames: Optional[dict
             total += confusion_matrix(gt, read_prediction(pred_path, gt.shape, num_classes), num_classes)
             count += 1
     return scores(total, count)
+
+
+def evaluate_dataset(root: str | Path, results: str | Path, list_file: Optional[str | Path] = None,
+                     videos: Sequence[str] = ()) -> VIPScores:
+    """Score a VIP root's annotated frames (``Annotations/Category_ids/<video>/<frame>.png``):
+    those of the paper's list file if given (hvc.data.vip.read_frame_list), else all of them;
+    restricted to ``videos`` if given. The frames themselves are not needed."""
+    from hvc.data.vip import LABELS_DIR, read_frame_list  # the dataset readers import torch
+    from hvc.data.vos import DatasetError
+
+    annotations = Path(root) / LABELS_DIR
+    if list_file is None:
+        frames = frames_of(annotations)
+    else:
+        try:
+            pairs = read_frame_list(list_file)
+        except DatasetError as exc:
+            raise MetricsError(str(exc)) from None
+        frames: dict[str, list[str]] = {}
+        for video, frame in pairs:
+            frames.setdefault(video, []).append(frame)
+    missing = [v for v in videos if v not in frames]
+    if missing:
+        raise MetricsError(f"video(s) {', '.join(missing)} not in {list_file or annotations}")
+    if videos:
+        frames = {v: f for v, f in frames.items() if v in videos}
+    return evaluate(annotations, results, frames)

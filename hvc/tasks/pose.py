@@ -14,10 +14,14 @@ import os
 import zipfile
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from hvc.fileio import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 # JHMDB joint order of ``pos_img`` (the dataset's documentation; videowalk's skeleton
 # drawing in ``code/utils/test_utils.py`` links them in this order too).
@@ -97,7 +101,7 @@ def feature_coords(pos_img: np.ndarray, image_wh: tuple[int, int], input_wh: tup
     return coords
 
 
-def decode_keypoints(maps: np.ndarray | torch.Tensor, topk: int = TOPK) -> np.ndarray:
+def decode_keypoints(maps: np.ndarray | "torch.Tensor", topk: int = TOPK) -> np.ndarray:
     """Joint coordinates from propagated label maps (videowalk's ``process_pose``).
 
     Per joint channel: the ``topk`` largest values over all positions, normalised to sum
@@ -108,6 +112,8 @@ def decode_keypoints(maps: np.ndarray | torch.Tensor, topk: int = TOPK) -> np.nd
     maps: [K, h, w] with channel 0 the background, K - 1 joints. Returns: [2, K - 1]
     float32 at feature resolution (x row 0, y row 1).
     """
+    import torch  # here, not at module level: the PCK scorer reads keypoint files without torch
+
     maps = torch.as_tensor(maps)
     if maps.ndim != 3 or maps.shape[0] < 2:
         raise ValueError(f"expected label maps [K, h, w] with a background channel, got shape {tuple(maps.shape)}")

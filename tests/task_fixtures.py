@@ -1,6 +1,8 @@
 """Synthetic JHMDB, VIP and VOST trees (hvc.demo.tasks), written once per test session.
 
-Import the fixture into a test module: ``from task_fixtures import synthetic_tasks``.
+Import the fixture into a test module: ``from task_fixtures import synthetic_tasks``. Each
+importing module registers its own copy of the fixture, so the trees are cached here to be
+written only once. Tests must not modify them (copy a tree before damaging it).
 """
 
 from __future__ import annotations
@@ -25,9 +27,17 @@ class SyntheticTasks:
     vost_frames: tuple[str, ...]  # annotated frame names
 
 
+_CACHE: dict[str, SyntheticTasks] = {}
+
+
 @pytest.fixture(scope="session")
 def synthetic_tasks(tmp_path_factory) -> SyntheticTasks:
-    root = tmp_path_factory.mktemp("tasks")
+    if "trees" not in _CACHE:
+        _CACHE["trees"] = _write(tmp_path_factory.mktemp("tasks"))
+    return _CACHE["trees"]
+
+
+def _write(root: Path) -> SyntheticTasks:
     videos = (write_jhmdb_clip(root / "JHMDB", num_frames=10),
               write_jhmdb_clip(root / "JHMDB", video="synthetic_walk_1", num_frames=8, phase=3))
     vip_frames = write_vip_clip(root / "VIP", video="videos7", annotated=4, every=5)

@@ -1,4 +1,6 @@
-"""DAVIS J&F evaluation, numerically identical to the official davis2017-evaluation."""
+"""Evaluation, numerically identical to each benchmark's reference code: DAVIS J&F (the
+official davis2017-evaluation; this package's top level), JHMDB PCK (``pck``), VIP mIoU
+(``vip``) and VOST J / J_last (``vost``); see docs/tasks.md for the last three."""
 
 from hvc.metrics.davis import ObjectScores, evaluate, evaluate_sequence, read_sequence_list
 from hvc.metrics.masks import MetricsError

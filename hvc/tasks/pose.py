@@ -42,8 +42,8 @@ def gaussian_heatmap(point_xy: tuple[float, float], map_hw: tuple[int, int], sig
     Placement as videowalk's ``draw_labelmap_np``: a (6σ+1)-wide kernel (4 cells at σ 0.5,
     centre at index ``size // 2`` = 2) is pasted with its upper-left corner at
     ``int(pt - 3σ)``. ``int`` truncates toward zero, so the peak is not at round(pt), and
-    left of / above the map the window shrinks to 3 cells. A window that misses the map
-    leaves it empty.
+    near the left / top edge (pt < 1.5) the window shrinks to 3 cells and its peak moves
+    inwards. A window that misses the map leaves it empty.
 
     point_xy: (x, y) at feature resolution, may lie outside. map_hw: (h, w).
     Returns: [h, w] float64.

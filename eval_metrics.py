@@ -32,8 +32,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="folder for the tables and the figure")
     if task == "davis":
         parser.add_argument("--davis-root", required=True, help="DAVIS root with Annotations/480p and ImageSets/<year>")
-        parser.add_argument("--year", type=int, choices=(2016, 2017), required=True, help="2016: 0/255 single-object masks")
-        parser.add_argument("--set", dest="split", choices=("val", "train"), default="val", help="ImageSets list to use")
+        parser.add_argument("--year", type=int, choices=(2016, 2017), required=True,
+                            help="2016: 0/255 single-object masks")
+        parser.add_argument("--set", dest="split", choices=("val", "train"), default="val",
+                            help="ImageSets list to use")
     else:
         parser.add_argument("--root", required=True, help=f"{task.upper()} dataset root")
     if task in ("davis", "vost"):

@@ -161,7 +161,8 @@ def jhmdb_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike]
     if list_file is not None:
         names = read_video_list(list_file)
     else:
-        names = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in (root / JOINTS_DIR).glob(f"*/*/{JOINTS_FILE}"))
+        found = (root / JOINTS_DIR).glob(f"*/*/{JOINTS_FILE}")
+        names = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in found)
     if wanted:
         missing = [w for w in wanted if w not in names]
         if missing:

@@ -49,7 +49,8 @@ def davis_sequences(objects: Sequence["ObjectScores"], title: str) -> bytes:
     ax.bar(x, jf, color="#4c72b0", label="J&F")
     ax.plot(x, j, "o", color="#dd8452", label="J (IoU)")
     ax.plot(x, f, "s", color="#55a868", label="F (boundary)")
-    ax.axhline((np.mean(j) + np.mean(f)) / 2, color="k", lw=1, ls="--", label=f"J&F-Mean {(np.mean(j) + np.mean(f)) / 2:.3f}")
+    overall = (np.mean(j) + np.mean(f)) / 2  # the global J&F-Mean: J and F averaged over objects
+    ax.axhline(overall, color="k", lw=1, ls="--", label=f"J&F-Mean {overall:.3f}")
     ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score")

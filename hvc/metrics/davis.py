@@ -9,17 +9,16 @@ non-zero value is object 1, in the ground truth and in the predictions.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from hvc.data import davis_layout
 from hvc.metrics.masks import MetricsError, ground_truth_ids, prediction_ids, read_label_png
 from hvc.metrics.measures import jf_scores
+from hvc.metrics.parallel import map_sequences
 from hvc.metrics.statistics import Statistics, db_statistics
 
 YEARS = (2016, 2017)
@@ -92,8 +91,11 @@ def evaluate_sequence(gt_dir: Path, pred_dir: Path, binary: bool) -> list[Object
     return [ObjectScores(sequence, k + 1, evaluated, j[k], f[k]) for k in range(num_objects)]
 
 
-def _check_inputs(davis_root: Path, results: Path, names: Sequence[str]) -> None:
-    """Fail before any work on a missing folder, an empty or repeated sequence list."""
+def check_sequence_folders(annotations: Path, results: Path, names: Sequence[str]) -> None:
+    """Fail before any work on a missing folder, an empty or repeated sequence list.
+
+    annotations: the folder holding ``<sequence>/`` ground truth; results: ``<sequence>/`` predictions.
+    """
     if not names:
         raise MetricsError("no sequences to evaluate: the sequence list is empty")
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -102,8 +104,8 @@ def _check_inputs(davis_root: Path, results: Path, names: Sequence[str]) -> None
     if not results.is_dir():
         raise MetricsError(f"results folder {results} not found")
     for name in names:
-        if not (davis_root / davis_layout.ANNOTATIONS / name).is_dir():
-            raise MetricsError(f"sequence {name!r}: no ground truth at {davis_root / davis_layout.ANNOTATIONS / name}")
+        if not (annotations / name).is_dir():
+            raise MetricsError(f"sequence {name!r}: no ground truth at {annotations / name}")
         if not (results / name).is_dir():
             raise MetricsError(f"sequence {name!r}: no results folder {results / name}")
 
@@ -128,25 +130,10 @@ def evaluate(
         raise MetricsError(f"year must be one of {YEARS}, got {year!r}")
     davis_root, results = Path(davis_root), Path(results)
     names = list(sequences) if sequences is not None else read_sequence_list(davis_root, year, split)
-    _check_inputs(davis_root, results, names)
-    jobs = [(davis_root / davis_layout.ANNOTATIONS / n, results / n, year == 2016) for n in names]
-    bar = tqdm(total=len(jobs), desc=f"J&F DAVIS {year} {split}", unit="seq", disable=not progress)
-    per_sequence: list[list[ObjectScores]] = []
-    with bar:
-        if workers <= 1:
-            for job in jobs:
-                per_sequence.append(evaluate_sequence(*job))
-                bar.update()
-        else:
-            pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(jobs)))
-            try:
-                futures = [pool.submit(evaluate_sequence, *job) for job in jobs]
-                for done in cf.as_completed(futures):
-                    done.result()  # re-raises a worker's error here, message intact
-                    bar.update()
-                per_sequence = [fut.result() for fut in futures]
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+    annotations = davis_root / davis_layout.ANNOTATIONS
+    check_sequence_folders(annotations, results, names)
+    jobs = [(annotations / n, results / n, year == 2016) for n in names]
+    per_sequence = map_sequences(evaluate_sequence, jobs, workers, f"J&F DAVIS {year} {split}", progress)
     objects = [obj for seq in per_sequence for obj in seq]
     if not objects:
         raise MetricsError(f"no object to score: the first ground-truth frame of every sequence in {names} is empty")

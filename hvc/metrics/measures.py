@@ -81,6 +81,17 @@ def _union_box(gt: np.ndarray, pred: np.ndarray) -> tuple[slice, slice] | None:
     return slice(max(y - 1, 0), min(y + h + 1, height)), slice(max(x - 1, 0), min(x + w + 1, width))
 
 
+def jaccard(gt: np.ndarray, pred: np.ndarray) -> float:
+    """Region similarity J = |P & G| / |P | G| (official ``db_eval_iou``), 1 when both are empty.
+
+    gt, pred: [H, W] bool of the same shape. Returns: a Python float.
+    """
+    union = np.count_nonzero(gt | pred)
+    if union == 0:
+        return 1.0
+    return np.count_nonzero(gt & pred) / float(union)
+
+
 def jf_scores(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> tuple[float, float]:
     """J (IoU) and F (boundary F-measure) of one object in one frame.
 
@@ -99,8 +110,7 @@ def jf_scores(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> t
     g, p = gt[rows, cols], pred[rows, cols]
     height, width = gt.shape
 
-    union = np.count_nonzero(g | p)
-    j = np.count_nonzero(g & p) / float(union)
+    j = jaccard(g, p)  # the crop holds every pixel of both masks
 
     at_bottom, at_right = rows.stop == height, cols.stop == width
     bg = boundary_map(g, at_bottom, at_right)

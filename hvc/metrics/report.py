@@ -48,9 +48,19 @@ def csv_paths(output: Path, split: str) -> tuple[Path, Path]:
     return output / f"global_results-{split}.csv", output / f"per-sequence_results-{split}.csv"
 
 
+def csv_text(table: pd.DataFrame) -> str:
+    """A table as the official evaluations write it: no index, 3 decimals."""
+    return table.to_csv(index=False, float_format=FLOAT_FORMAT)
+
+
+def table_text(table: pd.DataFrame) -> str:
+    """A table as printed at the end of an evaluation (3 decimals)."""
+    return table.to_string(index=False, float_format=lambda v: FLOAT_FORMAT % v)
+
+
 def write_csvs(objects: Sequence[ObjectScores], output: str | Path, split: str) -> tuple[Path, Path]:
     """Write both tables as the official evaluation does; each file appears atomically."""
-    texts = [t.to_csv(index=False, float_format=FLOAT_FORMAT) for t in (global_table(objects), sequence_table(objects))]
+    texts = [csv_text(t) for t in (global_table(objects), sequence_table(objects))]
     paths = csv_paths(Path(output), split)
     for path, text in zip(paths, texts):
         atomic_write_text(path, text)
@@ -59,13 +69,17 @@ def write_csvs(objects: Sequence[ObjectScores], output: str | Path, split: str) 
 
 def format_tables(objects: Sequence[ObjectScores], split: str) -> str:
     """The global and per-sequence tables as printed at the end of an evaluation."""
-    fmt = (lambda v: FLOAT_FORMAT % v)
+    return results_text(global_table(objects), sequence_table(objects), split)
+
+
+def results_text(global_results: pd.DataFrame, per_sequence: pd.DataFrame, split: str) -> str:
+    """The two tables under the official headings."""
     return "\n".join(
         [
             f"--------------------------- Global results for {split} ---------------------------",
-            global_table(objects).to_string(index=False, float_format=fmt),
+            table_text(global_results),
             "",
             f"---------- Per sequence results for {split} ----------",
-            sequence_table(objects).to_string(index=False, float_format=fmt),
+            table_text(per_sequence),
         ]
     )

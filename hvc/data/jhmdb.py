@@ -1,0 +1,189 @@
+"""JHMDB in its public layout, as videowalk reads it for pose tracking (docs/tasks.md).
+
+    <root>/Rename_Images/<class>/<video>/00001.png ...            frames, numbered from 1
+    <root>/joint_positions/<class>/<video>/joint_positions.mat     ``pos_img`` [2, 15, T], 1-based
+    <root>/splits/<class>_test_split<k>.txt                        ``<video>.avi 1|2`` (2 = test)
+
+A video is named ``<class>/<video>``. Which videos: a list file (videowalk's
+``<frames dir> <joint_positions.mat>`` lines, or one ``<class>/<video>`` per line), the
+official split files, or every video with a joints file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from hvc.data.vos import DatasetError
+
+FRAMES_DIR = "Rename_Images"
+JOINTS_DIR = "joint_positions"
+JOINTS_FILE = "joint_positions.mat"
+NUM_JOINTS = 15
+TEST_LABEL = "2"  # in the official split files, 1 = train and 2 = test
+
+
+@dataclass(frozen=True)
+class JHMDBVideo:
+    """One clip: its frames in order and the file with its ground-truth joints."""
+
+    name: str  # "<class>/<video>"
+    frames: tuple[Path, ...]  # [T] frame files, 00001.png first
+    joints_file: Path
+
+    def joints(self) -> np.ndarray:
+        """Ground-truth joints ``pos_img``: [2, 15, T] float64, 1-based pixels (x row 0)."""
+        return read_joints(self.joints_file)
+
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the first frame (the evaluation reads only its size)."""
+        return image_size(self.frames[0])
+
+
+def read_joints(path: str | os.PathLike) -> np.ndarray:
+    """``pos_img`` of a JHMDB joint_positions.mat: [2, 15, T] float64, 1-based as stored."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"joints file not found: {path}")
+    try:
+        mat = loadmat(str(path))
+    except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError... for broken files
+        raise DatasetError(f"{path}: unreadable .mat file ({exc})") from None
+    if "pos_img" not in mat:
+        raise DatasetError(f"{path}: no 'pos_img' variable (found {sorted(k for k in mat if not k.startswith('__'))})")
+    pos = np.asarray(mat["pos_img"], dtype=np.float64)
+    if pos.ndim != 3 or pos.shape[:2] != (2, NUM_JOINTS) or pos.shape[2] == 0:
+        raise DatasetError(f"{path}: 'pos_img' has shape {pos.shape}, expected (2, {NUM_JOINTS}, T)")
+    if not np.all(np.isfinite(pos)):
+        raise DatasetError(f"{path}: 'pos_img' holds NaN or infinite values")
+    return pos
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image, from its header."""
+    try:
+        with Image.open(path) as im:
+            return im.width, im.height
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable image ({exc})") from None
+
+
+def _frames(folder: Path) -> tuple[Path, ...]:
+    """The PNG frames of a clip, ordered by their number (as videowalk sorts them)."""
+    if not folder.is_dir():
+        raise DatasetError(f"frame folder not found: {folder}")
+    frames = [p for p in folder.iterdir() if p.suffix.lower() == ".png"]
+    bad = [p.name for p in frames if not p.stem.isdigit()]
+    if bad:
+        raise DatasetError(f"{folder}: frame names must be numbers (%05d.png), found {bad[:3]}")
+    if not frames:
+        raise DatasetError(f"no .png frames in {folder}")
+    return tuple(sorted(frames, key=lambda p: int(p.stem)))
+
+
+def _name_from_path(path: str) -> str:
+    """``<class>/<video>`` from a frames folder or joints file path of either layout."""
+    parts = Path(path.rstrip("/")).parts
+    if parts and parts[-1].endswith(".mat"):
+        parts = parts[:-1]
+    if len(parts) < 2:
+        raise ValueError(path)
+    return f"{parts[-2]}/{parts[-1]}"
+
+
+def read_video_list(path: str | os.PathLike) -> list[str]:
+    """Video names from a list file or a folder of official split files.
+
+    A file holds one video per line: ``<frames dir> <joint_positions.mat>`` (videowalk's
+    test list, absolute or relative paths: the last two folder names are used) or
+    ``<class>/<video>``. A folder is read as the official ``<class>_test_split1.txt`` files
+    (see :func:`read_split_folder`).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return read_split_folder(path)
+    if not path.is_file():
+        raise DatasetError(f"video list not found: {path}")
+    names = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) > 2:
+            raise DatasetError(f"{path}, line {number}: expected '<frames dir> <joints .mat>' or "
+                               f"'<class>/<video>', got {line.strip()!r}")
+        try:
+            names.append(_name_from_path(fields[0]))
+        except ValueError:
+            raise DatasetError(f"{path}, line {number}: {fields[0]!r} does not name <class>/<video>") from None
+    return names
+
+
+def read_split_folder(folder: str | os.PathLike, split: int = 1) -> list[str]:
+    """Test videos of the official JHMDB split ``split``: ``<class>_test_split<k>.txt``
+    files with ``<video>.avi <1|2>`` lines (2 = test); classes in name order."""
+    folder = Path(folder)
+    files = sorted(folder.glob(f"*_test_split{split}.txt"))
+    if not files:
+        raise DatasetError(f"no *_test_split{split}.txt files in {folder}")
+    names = []
+    for file in files:
+        cls = re.sub(rf"_test_split{split}\.txt$", "", file.name)
+        for number, line in enumerate(file.read_text().splitlines(), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or fields[1] not in ("1", "2"):
+                raise DatasetError(f"{file}, line {number}: expected '<video>.avi 1|2', got {line.strip()!r}")
+            if fields[1] == TEST_LABEL:
+                names.append(f"{cls}/{Path(fields[0]).stem}")
+    return names
+
+
+def jhmdb_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike] = None,
+                 wanted: Sequence[str] = ()) -> list[JHMDBVideo]:
+    """The clips to evaluate: those of ``list_file`` (default: every ``joint_positions/<class>/<video>``
+    under ``root``, sorted), restricted to ``wanted`` names if given.
+
+    Checks that each clip has its frames and joints file and that their frame counts agree.
+    """
+    root = Path(root)
+    if not (root / JOINTS_DIR).is_dir():
+        raise DatasetError(f"{root / JOINTS_DIR} not found (is {root} a JHMDB root?)")
+    if list_file is not None:
+        names = read_video_list(list_file)
+    else:
+        found = (root / JOINTS_DIR).glob(f"*/*/{JOINTS_FILE}")
+        names = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in found)
+    if wanted:
+        missing = [w for w in wanted if w not in names]
+        if missing:
+            raise DatasetError(f"video(s) {', '.join(missing)} not in {list_file or root / JOINTS_DIR}")
+        names = [n for n in names if n in wanted]
+    if not names:
+        raise DatasetError(f"no JHMDB video to evaluate (list: {list_file or root / JOINTS_DIR})")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DatasetError(f"videos listed more than once: {repeated}")
+    videos = []
+    for name in names:
+        video = JHMDBVideo(name, _frames(root / FRAMES_DIR / name), root / JOINTS_DIR / name / JOINTS_FILE)
+        if not video.joints_file.is_file():
+            raise DatasetError(f"joints file not found: {video.joints_file}")
+        videos.append(video)
+    return videos
+
+
+def check_frame_count(video: JHMDBVideo, joints: np.ndarray) -> None:
+    """The joints file must describe every frame of the clip."""
+    if joints.shape[2] != len(video.frames):
+        raise DatasetError(f"{video.joints_file}: 'pos_img' covers {joints.shape[2]} frames but "
+                           f"{video.frames[0].parent} holds {len(video.frames)}")

@@ -1,0 +1,120 @@
+"""VIP (Video Instance-level Parsing) for part propagation, as the paper's file list reads it
+(HVC ``data/filelists/val_vip.txt``; docs/tasks.md).
+
+    <root>/Images/<video>/<frame>.jpg
+    <root>/Annotations/Category_ids/<video>/<frame>.png     class ids 0..19 (greyscale PNG)
+
+Only every 25th frame is annotated, and the propagation runs over the annotated frames
+only: a video here is its annotated frames in order. The list file holds one frame a line,
+``[<n>] VIP/Images/<video>/<frame>.jpg VIP/Annotations/Category_ids/<video>/<frame>.png``;
+only the ``<video>/<frame>`` part of the paths is used, so the list works for any root.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from hvc.data.vos import DatasetError
+
+IMAGES_DIR = "Images"
+LABELS_DIR = Path("Annotations") / "Category_ids"
+NUM_CLASSES = 20  # background + 19 human parts
+IGNORE_ID = 255  # never a class; left out of the scores
+
+
+@dataclass(frozen=True)
+class VIPVideo:
+    """The annotated frames of one video, in order, with their class-id maps."""
+
+    name: str
+    frames: tuple[Path, ...]  # [T] JPEG frames
+    annotations: tuple[Path, ...]  # [T] class-id PNGs, annotations[0] starts the propagation
+
+    def frame_names(self) -> tuple[str, ...]:
+        return tuple(p.stem for p in self.frames)
+
+
+def read_class_ids(path: str | os.PathLike, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Class ids of a VIP annotation: [H, W] uint8 in 0..num_classes-1 (255 allowed as ignore).
+
+    Greyscale ('L') and palette ('P') PNGs are read as pixel values / indices.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"annotation not found: {path}")
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P"):
+                raise DatasetError(f"{path}: expected a greyscale or palette class-id PNG, got mode {im.mode}")
+            ids = np.array(im)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{path}: unreadable annotation ({exc})") from None
+    bad = np.unique(ids[(ids >= num_classes) & (ids != IGNORE_ID)])
+    if bad.size:
+        raise DatasetError(f"{path}: class ids {bad.tolist()} outside 0..{num_classes - 1}")
+    return ids
+
+
+def read_frame_list(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """(video, frame) pairs of a VIP list file, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"frame list not found: {path}")
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        paths = [f for f in fields if "/" in f]
+        parts = Path(paths[-1]).parts if paths else ()
+        if len(parts) < 2 or not paths:
+            raise DatasetError(f"{path}, line {number}: expected '[n] <...>/<video>/<frame>.jpg "
+                               f"<...>/<video>/<frame>.png', got {line.strip()!r}")
+        pairs.append((parts[-2], Path(parts[-1]).stem))
+    return pairs
+
+
+def vip_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike] = None,
+               wanted: Sequence[str] = ()) -> list[VIPVideo]:
+    """The videos of ``list_file`` (default: every video with annotations under ``root``, its
+    annotated frames sorted), restricted to ``wanted`` if given; every frame must have its
+    JPEG and its annotation."""
+    root = Path(root)
+    labels = root / LABELS_DIR
+    if not labels.is_dir():
+        raise DatasetError(f"{labels} not found (is {root} a VIP root?)")
+    by_video: dict[str, list[str]] = {}
+    if list_file is not None:
+        for video, frame in read_frame_list(list_file):
+            by_video.setdefault(video, []).append(frame)
+    else:
+        for folder in sorted(p for p in labels.iterdir() if p.is_dir()):
+            frames = sorted(p.stem for p in folder.glob("*.png"))
+            if frames:
+                by_video[folder.name] = frames
+    if wanted:
+        missing = [w for w in wanted if w not in by_video]
+        if missing:
+            raise DatasetError(f"video(s) {', '.join(missing)} not in {list_file or labels}")
+        by_video = {v: f for v, f in by_video.items() if v in wanted}
+    if not by_video:
+        raise DatasetError(f"no VIP video found ({list_file or labels})")
+    videos = []
+    for name, frames in by_video.items():
+        if len(set(frames)) != len(frames):
+            raise DatasetError(f"video {name!r}: frames listed more than once in {list_file}")
+        images = tuple(root / IMAGES_DIR / name / f"{f}.jpg" for f in frames)
+        annotations = tuple(labels / name / f"{f}.png" for f in frames)
+        for path in (*images, *annotations):
+            if not path.is_file():
+                raise DatasetError(f"video {name!r}: {path} not found")
+        videos.append(VIPVideo(name, images, annotations))
+    return videos

@@ -1,0 +1,52 @@
+"""VOST (Video Object Segmentation under Transformations), DAVIS-like layout (docs/tasks.md).
+
+    <root>/JPEGImages/<seq>/00000.jpg ...      every frame
+    <root>/Annotations/<seq>/00000.png ...     palette ids, sparse (not every frame)
+    <root>/ImageSets/<split>.txt               sequence names
+
+The first annotation gives the objects to propagate; the later annotations are the ground
+truth that the evaluation reads, so predictions are written for the annotated frames.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from hvc.data.vos import DatasetError, VideoSequence
+
+
+def read_split(root: Path, split: str) -> list[str]:
+    listing = root / "ImageSets" / f"{split}.txt"
+    if not listing.is_file():
+        raise DatasetError(f"sequence list not found: {listing} (is {root} a VOST root?)")
+    return [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+
+
+def vost_sequences(root: str | os.PathLike, split: str = "val", wanted: Sequence[str] = ()) -> list[VideoSequence]:
+    """The sequences of ``ImageSets/<split>.txt``: frames from the first annotated one on,
+    the first annotation as input, the annotated frames as outputs."""
+    root = Path(root)
+    names = read_split(root, split)
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise DatasetError(f"sequence(s) {', '.join(missing)} not in {root / 'ImageSets' / f'{split}.txt'}")
+    sequences = []
+    for name in (n for n in names if not wanted or n in wanted):
+        image_dir, label_dir = root / "JPEGImages" / name, root / "Annotations" / name
+        frames = sorted(image_dir.glob("*.jpg")) if image_dir.is_dir() else []
+        if not frames:
+            raise DatasetError(f"no .jpg frames in {image_dir}")
+        labels = sorted(label_dir.glob("*.png")) if label_dir.is_dir() else []
+        if not labels:
+            raise DatasetError(f"no annotations in {label_dir}")
+        index = {p.stem: t for t, p in enumerate(frames)}
+        orphans = [p for p in labels if p.stem not in index]
+        if orphans:
+            raise DatasetError(f"{orphans[0]}: no frame {orphans[0].stem}.jpg in {image_dir}")
+        start = index[labels[0].stem]
+        frames = frames[start:]
+        outputs = tuple(index[p.stem] - start for p in labels)
+        sequences.append(VideoSequence(name, tuple(frames), {0: labels[0]}, outputs, "palette"))
+    return sequences

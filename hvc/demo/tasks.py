@@ -1,0 +1,293 @@
+"""Small deterministic synthetic clips in the official layouts of JHMDB, VIP and VOST.
+
+None of these datasets ships with the repository; tests and the demo use these instead.
+All clips are drawn from the photographs inside scikit-image over a slowly panning photo
+background, so that propagation has real texture to match, and their labels are exact by
+construction:
+
+* JHMDB: a walking figure whose 15 joints (JHMDB order) are known to sub-pixel precision;
+  frames ``Rename_Images/<class>/<video>/%05d.png``, joints ``joint_positions.mat``.
+* VIP: the same figure, each body part a VIP class (face, hair, arms, legs, ...) with its
+  own texture; frames ``Images/<video>/%012d.jpg``, class-id PNGs every ``every`` frames.
+* VOST: a textured dough that stretches and is then cut into two pieces that drift apart
+  (one object throughout, as VOST labels it), and the blade that cuts it; sparse palette
+  annotations every ``every`` frames.
+
+Layouts and formats: docs/tasks.md. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from hvc.data.palette import save_indexed_png
+from hvc.demo.video import photos
+from hvc.fileio import atomic_path, atomic_write_text
+
+_photos = functools.lru_cache(maxsize=1)(photos)
+
+# VIP class ids (hvc.metrics.vip.CLASS_NAMES) of the figure's parts
+HAIR, UPPER_CLOTHES, PANTS, FACE = 2, 4, 8, 13
+RIGHT_ARM, LEFT_ARM, RIGHT_LEG, LEFT_LEG, RIGHT_SHOE, LEFT_SHOE = 14, 15, 16, 17, 18, 19
+PART_TEXTURES = {  # part -> photo; neighbouring parts look different, as real clothes do
+    HAIR: "hubble_deep_field", FACE: "astronaut", UPPER_CLOTHES: "chelsea", PANTS: "coffee",
+    RIGHT_ARM: "immunohistochemistry", LEFT_ARM: "immunohistochemistry", RIGHT_LEG: "motorcycle_left",
+    LEFT_LEG: "motorcycle_left", RIGHT_SHOE: "colorwheel", LEFT_SHOE: "colorwheel",
+}
+SUBPIXEL = 4  # cv2 drawing with 4 fractional bits: shapes follow the exact joint positions
+
+
+@dataclass(frozen=True)
+class FigureClip:
+    frames: np.ndarray  # [T, H, W, 3] uint8 RGB
+    parts: np.ndarray  # [T, H, W] uint8 VIP class ids (0 = background)
+    joints: np.ndarray  # [T, 15, 2] float64 (x, y) 0-based pixels, JHMDB joint order
+
+
+def _texture(name: str, size: int) -> np.ndarray:
+    """The central square of a photo at size x size (RGB uint8)."""
+    photo = _photos()[name]
+    s = min(photo.shape[:2])
+    y0, x0 = (photo.shape[0] - s) // 2, (photo.shape[1] - s) // 2
+    return cv2.resize(photo[y0:y0 + s, x0:x0 + s], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _background(t: int, num_frames: int, height: int, width: int, name: str = "rocket") -> np.ndarray:
+    """A window panning left to right over a photo a quarter wider than the frame."""
+    photo = _photos()[name]
+    scale = max(height / photo.shape[0], 1.25 * width / photo.shape[1])
+    big = cv2.resize(photo, (math.ceil(photo.shape[1] * scale), math.ceil(photo.shape[0] * scale)),
+                     interpolation=cv2.INTER_AREA)
+    x0 = int(round(t / max(num_frames - 1, 1) * (big.shape[1] - width)))
+    y0 = (big.shape[0] - height) // 2
+    return big[y0:y0 + height, x0:x0 + width].copy()
+
+
+def figure_joints(t: int, num_frames: int, height: int, width: int, phase: int = 0) -> np.ndarray:
+    """The 15 JHMDB joints of the walking figure at frame t: [15, 2] (x, y) float64 pixels.
+
+    The belly walks from 35 % to 65 % of the width and bobs; arms and legs swing in
+    opposite phase, elbows and knees bend, so every joint moves differently. ``phase``
+    starts the walking cycle that many frames later (another clip).
+    """
+    s = height / 240.0  # the figure is designed for a 240-pixel-high frame
+    a = t / max(num_frames - 1, 1)
+    phase = 2 * math.pi * (t + phase) / 10.0
+    belly = np.array([(0.35 + 0.3 * a) * width, 0.5 * height + 3 * s * math.sin(2 * phase)])
+    neck = belly + s * np.array([0.0, -48.0])
+    face = neck + s * np.array([2.0 * math.sin(phase), -20.0])
+    shoulders = [neck + s * np.array([-side * 21.0, 4.0]) for side in (1, -1)]  # right, left
+    hips = [belly + s * np.array([-side * 12.0, 14.0]) for side in (1, -1)]
+
+    def limb(start: np.ndarray, angle: float, length: float) -> np.ndarray:
+        """Angle in degrees from straight down, positive towards +x."""
+        r = math.radians(angle)
+        return start + s * length * np.array([math.sin(r), math.cos(r)])
+
+    swing_arm, swing_leg = 35 * math.sin(phase), 28 * math.sin(phase)
+    elbows, wrists, knees, ankles = [], [], [], []
+    for side, sign in ((0, 1), (1, -1)):  # right, left
+        upper = sign * swing_arm - (1 - 2 * side) * 12  # arms slightly away from the body
+        elbows.append(limb(shoulders[side], upper, 30))
+        wrists.append(limb(elbows[side], upper + 25 + 15 * math.sin(phase + side * math.pi), 27))
+        thigh = -sign * swing_leg
+        knees.append(limb(hips[side], thigh, 36))
+        ankles.append(limb(knees[side], thigh - 10 - 12 * max(0.0, math.sin(phase + side * math.pi)), 34))
+    return np.stack([neck, belly, face, shoulders[0], shoulders[1], hips[0], hips[1], elbows[0], elbows[1],
+                     knees[0], knees[1], wrists[0], wrists[1], ankles[0], ankles[1]])
+
+
+def _pt(p: np.ndarray) -> tuple[int, int]:
+    return int(round(p[0] * (1 << SUBPIXEL))), int(round(p[1] * (1 << SUBPIXEL)))
+
+
+def _part_masks(joints: np.ndarray, height: int, width: int) -> list[tuple[int, np.ndarray]]:
+    """(class id, mask) of every part, in painting order (later parts cover earlier ones)."""
+    s = height / 240.0
+    (neck, belly, face, r_sh, l_sh, r_hip, l_hip, r_el, l_el,
+     r_kn, l_kn, r_wr, l_wr, r_an, l_an) = joints
+    out = []
+
+    def draw(cls: int, fn) -> None:
+        mask = np.zeros((height, width), np.uint8)
+        fn(mask)
+        out.append((cls, mask.astype(bool)))
+
+    def segments(points, thickness):
+        def fn(mask):
+            for a, b in points:
+                cv2.line(mask, _pt(a), _pt(b), 1, max(1, int(round(thickness * s))), cv2.LINE_8, SUBPIXEL)
+        return fn
+
+    for cls, ankle, knee in ((RIGHT_SHOE, r_an, r_kn), (LEFT_SHOE, l_an, l_kn)):
+        toe = ankle + s * np.array([9.0, 3.0])
+        draw(cls, segments([(ankle, toe)], 9))
+    draw(RIGHT_LEG, segments([(r_kn, r_an)], 11))
+    draw(LEFT_LEG, segments([(l_kn, l_an)], 11))
+    draw(PANTS, segments([(r_hip, r_kn), (l_hip, l_kn), (r_hip, l_hip)], 14))
+    torso = np.array([_pt(r_sh), _pt(l_sh), _pt(l_hip), _pt(r_hip)], np.int32)
+    draw(UPPER_CLOTHES, lambda m: cv2.fillConvexPoly(m, torso, 1, cv2.LINE_8, SUBPIXEL))
+    draw(RIGHT_ARM, segments([(r_sh, r_el), (r_el, r_wr)], 9))
+    draw(LEFT_ARM, segments([(l_sh, l_el), (l_el, l_wr)], 9))
+    head_r = int(round(13 * s * (1 << SUBPIXEL)))
+    draw(FACE, lambda m: cv2.circle(m, _pt(face), head_r, 1, -1, cv2.LINE_8, SUBPIXEL))
+    hair = np.zeros((height, width), np.uint8)
+    cv2.ellipse(hair, _pt(face), (head_r, head_r), 0, 180, 360, 1, -1, cv2.LINE_8, SUBPIXEL)
+    hair[int(face[1] - 4 * s):] = 0  # only the top of the head
+    out.append((HAIR, hair.astype(bool)))
+    return out
+
+
+def render_figure_clip(num_frames: int = 12, height: int = 240, width: int = 320, phase: int = 0) -> FigureClip:
+    """The walking figure: frames, VIP part ids and JHMDB joints (all deterministic)."""
+    size = int(round(height * 0.9))
+    textures = {cls: _texture(name, size) for cls, name in PART_TEXTURES.items()}
+    frames, parts, joints = [], [], []
+    for t in range(num_frames):
+        pts = figure_joints(t, num_frames, height, width, phase)
+        frame = _background(t, num_frames, height, width)
+        label = np.zeros((height, width), np.uint8)
+        # Textures ride with the figure: shift each part's photo so that it is anchored at the belly.
+        shift = np.float32([[1, 0, pts[1, 0] - size / 2], [0, 1, pts[1, 1] - size / 2]])
+        for cls, mask in _part_masks(pts, height, width):
+            tex = cv2.warpAffine(textures[cls], shift, (width, height), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REFLECT)
+            frame[mask] = tex[mask]
+            label[mask] = cls
+        frames.append(frame)
+        parts.append(label)
+        joints.append(pts)
+    return FigureClip(np.stack(frames), np.stack(parts), np.stack(joints))
+
+
+def _save_image(path: Path, image: np.ndarray, **kwargs) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, **kwargs)
+
+
+def write_jhmdb_clip(root: str | os.PathLike, cls: str = "walk", video: str = "synthetic_walk_0",
+                     num_frames: int = 12, height: int = 240, width: int = 320, phase: int = 0) -> str:
+    """Write one JHMDB-style clip under ``root`` and list it as a test video (label 2) in
+    ``splits/<cls>_test_split1.txt`` and in ``test_list.txt`` (videowalk's ``<frames dir>
+    <joints .mat>`` lines). Returns its name ``<cls>/<video>``.
+
+    ``pos_img`` is [2, 15, T] float64 in 1-based pixels, as JHMDB stores it.
+    """
+    from scipy.io import savemat
+
+    root = Path(root)
+    clip = render_figure_clip(num_frames, height, width, phase)
+    frame_dir = root / "Rename_Images" / cls / video
+    for t, frame in enumerate(clip.frames):
+        _save_image(frame_dir / f"{t + 1:05d}.png", frame, format="PNG", compress_level=1)
+    joints_path = root / "joint_positions" / cls / video / "joint_positions.mat"
+    pos_img = clip.joints.transpose(2, 1, 0) + 1  # [T, 15, 2] 0-based -> [2, 15, T] 1-based
+    joints_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(joints_path) as tmp:
+        savemat(tmp, {"pos_img": pos_img})
+    _append_line(root / "splits" / f"{cls}_test_split1.txt", f"{video}.avi 2")
+    _append_line(root / "test_list.txt",
+                 f"Rename_Images/{cls}/{video} joint_positions/{cls}/{video}/joint_positions.mat")
+    return f"{cls}/{video}"
+
+
+def _append_line(path: Path, line: str) -> None:
+    """Add ``line`` to a list file unless it is there already."""
+    lines = path.read_text().splitlines() if path.is_file() else []
+    if line not in lines:
+        atomic_write_text(path, "\n".join([*lines, line]) + "\n")
+
+
+def write_vip_clip(root: str | os.PathLike, video: str = "videos1", annotated: int = 5, every: int = 5,
+                   height: int = 240, width: int = 320) -> list[str]:
+    """Write one VIP-style video under the VIP folder ``root``: every frame as
+    ``Images/<video>/%012d.jpg`` (numbered from 1), class ids every ``every`` frames as
+    greyscale ``Annotations/Category_ids/<video>/%012d.png``, and its lines in
+    ``root/val_vip.txt`` (the paper's list format). Returns the annotated frame names.
+    """
+    root = Path(root)
+    num_frames = (annotated - 1) * every + 1
+    clip = render_figure_clip(num_frames, height, width)
+    names = []
+    for t in range(num_frames):
+        name = f"{t + 1:012d}"
+        _save_image(root / "Images" / video / f"{name}.jpg", clip.frames[t], format="JPEG", quality=95)
+        if t % every == 0:
+            _save_image(root / "Annotations" / "Category_ids" / video / f"{name}.png", clip.parts[t], format="PNG")
+            names.append(name)
+    listing = root / "val_vip.txt"
+    lines = [line for line in (listing.read_text().splitlines() if listing.is_file() else [])
+             if f"/{video}/" not in line]
+    lines += [f"1 VIP/Images/{video}/{n}.jpg VIP/Annotations/Category_ids/{video}/{n}.png" for n in names]
+    atomic_write_text(listing, "\n".join(lines) + "\n")
+    return names
+
+
+def render_vost_clip(num_frames: int = 31, height: int = 240, width: int = 320) -> tuple[np.ndarray, np.ndarray]:
+    """A dough (id 1) that stretches, is cut by a blade (id 2) and splits into two pieces.
+
+    Returns frames [T, H, W, 3] uint8 and labels [T, H, W] uint8.
+    """
+    dough_tex = cv2.resize(_texture("coffee", height), (width, height))
+    blade_tex = cv2.resize(_texture("motorcycle_right", height), (width, height))
+    frames, labels = [], []
+    cut_at = num_frames // 3
+    for t in range(num_frames):
+        a = t / max(num_frames - 1, 1)
+        frame = _background(t, num_frames, height, width, name="hubble_deep_field")
+        label = np.zeros((height, width), np.uint8)
+        cx, cy = 0.5 * width, 0.6 * height
+        # Stretches sideways and flattens, then splits at the centre; the halves drift apart.
+        rx, ry = (0.18 + 0.12 * a) * width, (0.22 - 0.08 * a) * height
+        gap = 0.0 if t < cut_at else (t - cut_at) / max(num_frames - 1 - cut_at, 1) * 0.22 * width
+        dough = np.zeros((height, width), np.uint8)
+        cv2.ellipse(dough, _pt((cx, cy)), _pt((rx, ry)), 8 * math.sin(3 * a), 0, 360, 1, -1, cv2.LINE_8, SUBPIXEL)
+        tex = dough_tex
+        if t >= cut_at:  # each half carries its own texture as it drifts away
+            shift, centre = int(round(gap / 2)), int(cx)
+            left, right = dough.copy(), dough.copy()
+            left[:, centre - shift:] = 0  # the blade's kerf widens with the gap
+            right[:, :centre + shift] = 0
+            dough = np.roll(left, -shift, axis=1) | np.roll(right, shift, axis=1)
+            tex = np.where(np.roll(left, -shift, axis=1)[..., None] > 0, np.roll(dough_tex, -shift, axis=1),
+                           np.roll(dough_tex, shift, axis=1))
+        mask = dough.astype(bool)
+        frame[mask] = tex[mask]
+        label[mask] = 1
+        # the blade comes down until the cut, then rises again
+        depth = min(t / max(cut_at, 1), 1.0) if t <= cut_at else max(0.0, 1 - (t - cut_at) / max(cut_at, 1))
+        blade = np.zeros((height, width), np.uint8)
+        bottom = cy - ry - 0.05 * height + depth * (2 * ry + 0.05 * height)
+        cv2.rectangle(blade, _pt((cx - 4, bottom - 0.45 * height)), _pt((cx + 4, bottom)), 1, -1, cv2.LINE_8,
+                      SUBPIXEL)
+        bmask = blade.astype(bool)
+        frame[bmask] = blade_tex[bmask]
+        label[bmask] = 2
+        frames.append(frame)
+        labels.append(label)
+    return np.stack(frames), np.stack(labels)
+
+
+def write_vost_clip(root: str | os.PathLike, name: str = "cut_dough", num_frames: int = 31, every: int = 5,
+                    height: int = 240, width: int = 320, split: str = "val") -> list[str]:
+    """Write one VOST-style sequence under ``root``: every frame as ``JPEGImages/<name>/%05d.jpg``,
+    palette annotations every ``every`` frames (and the last), listed in ``ImageSets/<split>.txt``.
+    Returns the annotated frame names."""
+    root = Path(root)
+    frames, labels = render_vost_clip(num_frames, height, width)
+    names = []
+    for t in range(num_frames):
+        _save_image(root / "JPEGImages" / name / f"{t:05d}.jpg", frames[t], format="JPEG", quality=95)
+        if t % every == 0 or t == num_frames - 1:
+            save_indexed_png(root / "Annotations" / name / f"{t:05d}.png", labels[t])
+            names.append(f"{t:05d}")
+    _append_line(root / "ImageSets" / f"{split}.txt", name)
+    return names

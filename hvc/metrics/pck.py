@@ -1,0 +1,156 @@
+"""PCK of propagated keypoints, numerically identical to videowalk's ``code/eval/eval_pck.py``.
+
+Protocol (docs/tasks.md): ground truth ``pos_img`` is 1-based, predictions are at feature
+resolution and are scaled to the image by ``/ feature size * image size`` per axis. A
+prediction with x < 0 is invisible: it is not scored (not counted as a miss) and its
+ground-truth joint is left out of that frame's normaliser, 0.6 x the diagonal of the box
+around the ground-truth joints whose prediction is visible. Frame 0 (the given labels) is
+not scored. A joint is correct when distance / normaliser <= threshold (inclusive). PCK
+per joint is the percentage of its scored predictions over all videos; the reported number
+is the plain mean over the 15 joints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from hvc.metrics.masks import MetricsError
+from hvc.tasks.pose import KeypointFileError, load_keypoints
+
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
+BOX_FACTOR = 0.6  # normaliser = 0.6 x diagonal of the visible ground-truth joints' box
+# The official box starts from min = 1e6 and max = -1 instead of +-infinity; kept, since
+# these initial values decide the box when ground-truth coordinates lie below -1.
+BOX_MIN_START, BOX_MAX_START = 1e6, -1.0
+
+
+@dataclass(frozen=True)
+class PoseDistances:
+    """Normalised joint errors of one video."""
+
+    name: str
+    distances: np.ndarray  # [J, T] float64: distance / normaliser (inf or NaN on a zero box)
+    scored: np.ndarray  # [J, T] bool: visible prediction and t > 0
+
+
+@dataclass(frozen=True)
+class PCKResult:
+    """PCK in percent at each threshold, per joint and their mean."""
+
+    thresholds: tuple[float, ...]
+    per_joint: np.ndarray  # [n_thresholds, J] float64, NaN for a joint never scored
+    mean: np.ndarray  # [n_thresholds] float64: mean over joints (the reported number)
+    counts: np.ndarray  # [J] int64: scored predictions per joint
+
+    def table(self) -> np.ndarray:
+        """[n_thresholds, J + 1]: per-joint PCK then the mean (the official printout's layout)."""
+        return np.concatenate([self.per_joint, self.mean[:, None]], axis=1)
+
+
+def normalised_distances(pos_img: np.ndarray, pred: np.ndarray, image_wh: tuple[int, int],
+                         feature_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per joint and frame, distance / normaliser, and which entries are scored.
+
+    pos_img: [2, J, T] ground truth, 1-based image pixels (as in joint_positions.mat).
+    pred: [2, J, T] predictions at feature resolution, x < 0 = invisible; scaled in its own
+    dtype as the official numpy code does (float32 predictions stay float32 until the
+    distance). image_wh, feature_wh: (width, height).
+    Returns: distances [J, T] float64, scored [J, T] bool.
+    """
+    gt = np.asarray(pos_img, dtype=np.float64) - 1
+    pred = np.asarray(pred)
+    if gt.shape != pred.shape or gt.ndim != 3 or gt.shape[0] != 2:
+        raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} must both be [2, J, T]")
+    visible = pred[0] >= 0  # the official test is on x only
+    px = pred[0] / float(feature_wh[0]) * image_wh[0]
+    py = pred[1] / float(feature_wh[1]) * image_wh[1]
+
+    min_x = np.minimum(BOX_MIN_START, np.where(visible, gt[0], np.inf).min(axis=0))
+    min_y = np.minimum(BOX_MIN_START, np.where(visible, gt[1], np.inf).min(axis=0))
+    max_x = np.maximum(BOX_MAX_START, np.where(visible, gt[0], -np.inf).max(axis=0))
+    max_y = np.maximum(BOX_MAX_START, np.where(visible, gt[1], -np.inf).max(axis=0))
+    box = BOX_FACTOR * np.sqrt((max_x - min_x) ** 2 + (max_y - min_y) ** 2)  # [T]
+
+    dx = px.astype(np.float64) - gt[0]
+    dy = py.astype(np.float64) - gt[1]
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero box gives inf / NaN, never correct
+        distances = np.sqrt(dx * dx + dy * dy) / box[None, :]
+    scored = visible.copy()
+    scored[:, 0] = False  # frame 0 carries the given labels
+    return distances, scored
+
+
+def pck(videos: Sequence[PoseDistances], thresholds: Sequence[float] = THRESHOLDS) -> PCKResult:
+    """PCK over all scored predictions of all videos.
+
+    A joint without any scored prediction gets NaN and the mean is taken over the other
+    joints (the official script stops with a ZeroDivisionError there).
+    """
+    if not videos:
+        raise ValueError("no video to score")
+    num_joints = videos[0].distances.shape[0]
+    per_joint_values = [np.concatenate([v.distances[j][v.scored[j]] for v in videos]) for j in range(num_joints)]
+    counts = np.array([len(d) for d in per_joint_values], dtype=np.int64)
+    table = np.full((len(thresholds), num_joints), np.nan)
+    for i, threshold in enumerate(thresholds):
+        for j, values in enumerate(per_joint_values):
+            if len(values):
+                table[i, j] = 100.0 * np.count_nonzero(values <= threshold) / len(values)
+    scored = counts > 0
+    mean = np.full(len(thresholds), np.nan)
+    if scored.any():  # row by row: np.mean of a 1-D array sums in the official order
+        mean = np.array([np.mean(row[scored]) for row in table])
+    return PCKResult(tuple(float(t) for t in thresholds), table, mean, counts)
+
+
+def keypoint_path(results: Path, name: str) -> Path:
+    """Where the predictions of video ``<class>/<video>`` live: ``<results>/<class>/<video>.npz``."""
+    return results / f"{name}.npz"
+
+
+def default_list(root: str | Path, list_file: Optional[str | Path]) -> Optional[Path]:
+    """The videos to score: ``list_file`` if given, else the official split files in
+    ``<root>/splits`` (split 1 test, the protocol's 268 videos) when present, else None
+    (every video with a joints file)."""
+    if list_file is not None:
+        return Path(list_file)
+    splits = Path(root) / "splits"
+    return splits if splits.is_dir() else None
+
+
+def evaluate(root: str | Path, results: str | Path, list_file: Optional[str | Path] = None,
+             videos: Sequence[str] = ()) -> list[PoseDistances]:
+    """Normalised distances of every listed JHMDB video (hvc.data.jhmdb for the layout).
+
+    results holds ``<class>/<video>.npz`` keypoint files (hvc.tasks.pose.save_keypoints).
+    Raises MetricsError naming the file on bad input.
+    """
+    from hvc.data.jhmdb import jhmdb_videos  # the dataset readers import torch; only this scorer needs them
+    from hvc.data.vos import DatasetError
+
+    results = Path(results)
+    try:
+        clips = jhmdb_videos(root, list_file, videos)
+    except DatasetError as exc:
+        raise MetricsError(str(exc)) from None
+    if not results.is_dir():
+        raise MetricsError(f"results folder {results} not found")
+    scored = []
+    for clip in clips:
+        path = keypoint_path(results, clip.name)
+        try:
+            gt = clip.joints()
+            keypoints = load_keypoints(path)
+            image_wh = clip.image_size()
+        except (DatasetError, KeypointFileError) as exc:
+            raise MetricsError(f"video {clip.name!r}: {exc}") from None
+        if keypoints.coords.shape != gt.shape:
+            raise MetricsError(f"video {clip.name!r}: {path} holds coordinates {keypoints.coords.shape} but "
+                               f"{clip.joints_file} has {gt.shape} ([2, joints, frames])")
+        distances, mask = normalised_distances(gt, keypoints.coords, image_wh, keypoints.feature_wh)
+        scored.append(PoseDistances(clip.name, distances, mask))
+    return scored

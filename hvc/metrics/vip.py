@@ -1,0 +1,158 @@
+"""VIP part propagation: mean IoU over 20 classes, as videowalk's ``code/eval/eval_vip.py``.
+
+One confusion matrix (ground-truth rows, predicted columns) is summed over every scored
+frame of every video before any ratio is taken (docs/tasks.md). From it: overall pixel
+accuracy, mean class accuracy (nanmean over classes present in the ground truth), mean
+IoU (nanmean: a class absent from both ground truth and prediction is skipped, a class
+present in only one has IoU 0) and frequency-weighted IoU. Ground-truth pixels outside
+0..19 (e.g. 255) are ignored, as the official ``fast_hist`` does; a prediction of another
+size than its ground truth is resized to it with nearest-neighbour sampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from hvc.metrics.masks import MetricsError, read_label_png
+
+NUM_CLASSES = 20
+CLASS_NAMES = (
+    "background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants",
+    "gloves", "scarf", "skirt", "torso-skin", "face", "right-arm", "left-arm", "right-leg",
+    "left-leg", "right-shoe", "left-shoe",
+)
+
+
+@dataclass(frozen=True)
+class VIPScores:
+    """Scores of one confusion matrix; per-class values are NaN where undefined (0 / 0)."""
+
+    confusion: np.ndarray  # [C, C] float64, ground-truth rows, predicted columns
+    frames: int  # number of scored frames
+    overall_accuracy: float
+    mean_accuracy: float
+    mean_iou: float
+    fwavacc: float
+    class_accuracy: np.ndarray  # [C] float64
+    class_iou: np.ndarray  # [C] float64
+
+
+def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Pixel counts by (ground-truth class, predicted class); ground truth outside [0, C) is skipped.
+
+    gt, pred: [H, W] integer class ids of the same shape, pred in [0, C).
+    Returns: [C, C] int64.
+    """
+    keep = (gt >= 0) & (gt < num_classes)
+    codes = num_classes * gt[keep].astype(np.int64) + pred[keep].astype(np.int64)
+    return np.bincount(codes, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def scores(confusion: np.ndarray, frames: int = 0) -> VIPScores:
+    """Accuracy, mean accuracy, mean IoU and fwavacc of a summed confusion matrix (float64,
+    in the official order of operations)."""
+    hist = np.asarray(confusion, dtype=np.float64)
+    correct = np.diag(hist)
+    gt_pixels = hist.sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # classes without pixels: NaN, skipped below
+        class_accuracy = correct / gt_pixels
+        class_iou = correct / (gt_pixels + hist.sum(0) - correct)
+        frequency = gt_pixels / hist.sum()
+        overall = correct.sum() / hist.sum()
+    present = frequency > 0
+    return VIPScores(
+        confusion=hist,
+        frames=frames,
+        overall_accuracy=float(overall),
+        mean_accuracy=float(_nanmean(class_accuracy)),
+        mean_iou=float(_nanmean(class_iou)),
+        fwavacc=float((frequency[present] * class_iou[present]).sum()),
+        class_accuracy=class_accuracy,
+        class_iou=class_iou,
+    )
+
+
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
+
+
+def read_prediction(path: Path, size_hw: tuple[int, int], num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Class ids of a predicted frame, resized (nearest) to the ground truth's size.
+
+    Greyscale and palette PNGs are read as their pixel values / palette indices.
+    Returns: [H, W] uint8. Raises MetricsError naming the file on an id >= num_classes.
+    """
+    ids = read_label_png(path)
+    if ids.shape != tuple(size_hw):
+        ids = np.asarray(Image.fromarray(ids).resize((size_hw[1], size_hw[0]), Image.NEAREST))
+    top = int(ids.max())
+    if top >= num_classes:
+        raise MetricsError(f"{path}: class id {top} outside 0..{num_classes - 1}")
+    return ids
+
+
+def frames_of(annotations: Path) -> dict[str, list[str]]:
+    """Every ``<video>/<frame>.png`` under an annotation folder: video -> sorted frame names."""
+    if not annotations.is_dir():
+        raise MetricsError(f"annotation folder {annotations} not found")
+    found = {v.name: sorted(p.stem for p in v.glob("*.png")) for v in sorted(annotations.iterdir()) if v.is_dir()}
+    return {v: f for v, f in found.items() if f}
+
+
+def evaluate(annotations: str | Path, results: str | Path, frames: Optional[dict[str, Sequence[str]]] = None,
+             num_classes: int = NUM_CLASSES) -> VIPScores:
+    """Score ``<results>/<video>/<frame>.png`` against ``<annotations>/<video>/<frame>.png``.
+
+    frames: video -> frame names to score (default: every annotated frame, the first one
+    included, as the official script scores every prediction it finds). Every listed frame
+    needs its prediction. Raises MetricsError naming the file on bad input.
+    """
+    annotations, results = Path(annotations), Path(results)
+    frames = frames_of(annotations) if frames is None else {v: list(f) for v, f in frames.items()}
+    if not any(frames.values()):
+        raise MetricsError(f"no annotated frame to score under {annotations}")
+    if not results.is_dir():
+        raise MetricsError(f"results folder {results} not found")
+    total = np.zeros((num_classes, num_classes), dtype=np.int64)
+    count = 0
+    for video, names in frames.items():
+        for frame in names:
+            gt = read_label_png(annotations / video / f"{frame}.png")
+            pred_path = results / video / f"{frame}.png"
+            if not pred_path.is_file():
+                raise MetricsError(f"video {video!r}: missing prediction for frame {frame} ({pred_path})")
+            total += confusion_matrix(gt, read_prediction(pred_path, gt.shape, num_classes), num_classes)
+            count += 1
+    return scores(total, count)
+
+
+def evaluate_dataset(root: str | Path, results: str | Path, list_file: Optional[str | Path] = None,
+                     videos: Sequence[str] = ()) -> VIPScores:
+    """Score a VIP root's annotated frames (``Annotations/Category_ids/<video>/<frame>.png``):
+    those of the paper's list file if given (hvc.data.vip.read_frame_list), else all of them;
+    restricted to ``videos`` if given. The frames themselves are not needed."""
+    from hvc.data.vip import LABELS_DIR, read_frame_list  # the dataset readers import torch
+    from hvc.data.vos import DatasetError
+
+    annotations = Path(root) / LABELS_DIR
+    if list_file is None:
+        frames = frames_of(annotations)
+    else:
+        try:
+            pairs = read_frame_list(list_file)
+        except DatasetError as exc:
+            raise MetricsError(str(exc)) from None
+        frames: dict[str, list[str]] = {}
+        for video, frame in pairs:
+            frames.setdefault(video, []).append(frame)
+    missing = [v for v in videos if v not in frames]
+    if missing:
+        raise MetricsError(f"video(s) {', '.join(missing)} not in {list_file or annotations}")
+    if videos:
+        frames = {v: f for v, f in frames.items() if v in videos}
+    return evaluate(annotations, results, frames)

@@ -1,0 +1,174 @@
+"""VOST evaluation (J-Mean and J_last), as the benchmark's ``evaluation/evaluation_method.py``.
+
+VOST derives its evaluation from davis2017-evaluation with these differences (docs/tasks.md):
+
+* Only annotated frames count. VOST annotations are sparse, so a sequence's frames are its
+  sorted annotation PNGs; the first and the last are dropped, as in DAVIS.
+* J only (no F). J_last applies the same statistics to the last quarter of the evaluated
+  frames: from index floor(0.75 n) of the n evaluated frames.
+* Void (255) becomes background in the ground truth and is not excluded from the IoU.
+* A prediction holding an id above the sequence's object count is truncated with a
+  warning (DAVIS refuses it); objects the prediction never holds score as empty masks.
+
+The object count is the largest id of the first annotation; per-object Mean, Recall and
+Decay are DAVIS's; global values are plain means over objects; the CSVs have 3 decimals.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from hvc.metrics.davis import check_sequence_folders
+from hvc.metrics.masks import MetricsError, ground_truth_ids, read_label_png
+from hvc.metrics.measures import jaccard
+from hvc.metrics.parallel import map_sequences
+from hvc.metrics.report import csv_text, results_text
+from hvc.metrics.statistics import Statistics, db_statistics
+
+LAST_FRACTION = 0.75  # J_last: the frames from floor(0.75 n) on
+GLOBAL_COLUMNS = ["J-Mean", "J-Recall", "J-Decay", "J_last-Mean", "J_last-Recall", "J_last-Decay"]
+SEQUENCE_COLUMNS = ["Sequence", "J-Mean", "J_last-Mean"]
+
+
+class TruncatedIdsWarning(UserWarning):
+    """A prediction held object ids above the sequence's object count; they were ignored."""
+
+
+@dataclass(frozen=True)
+class VOSTObject:
+    """Per-frame J of one object over the evaluated (annotated, not first or last) frames."""
+
+    sequence: str
+    object_id: int  # 1..N
+    frames: tuple[str, ...]  # evaluated frame names, [T]
+    J: np.ndarray  # [T] float64
+
+    @property
+    def name(self) -> str:
+        return f"{self.sequence}_{self.object_id}"
+
+    @property
+    def last_start(self) -> int:
+        """First index of the last quarter: floor(0.75 T)."""
+        return int(math.floor(len(self.J) * LAST_FRACTION))
+
+    @property
+    def j_stats(self) -> Statistics:
+        return db_statistics(self.J)
+
+    @property
+    def j_last_stats(self) -> Statistics:
+        return db_statistics(self.J[self.last_start:])
+
+
+@dataclass(frozen=True)
+class VOSTSequenceScores:
+    objects: list[VOSTObject]
+    truncated: Optional[str]  # why ids were truncated, None if they were not
+
+
+def read_sequence_list(root: Path, split: str) -> list[str]:
+    """Sequence names of ``ImageSets/<split>.txt``, in file order."""
+    path = root / "ImageSets" / f"{split}.txt"
+    if not path.is_file():
+        raise MetricsError(f"sequence list {path} not found (is {root} a VOST root?)")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def evaluate_sequence(gt_dir: Path, pred_dir: Path) -> VOSTSequenceScores:
+    """J of every object of one sequence on its annotated frames (folder names = sequence name)."""
+    sequence = gt_dir.name
+    # Sorted by file name, as the official glob + sort.
+    frames = [p.name[: -len(".png")] for p in sorted(gt_dir.glob("*.png"), key=lambda p: p.name)]
+    if len(frames) < 3:
+        raise MetricsError(f"sequence {sequence!r}: {len(frames)} annotated frame(s) in {gt_dir}; "
+                           "at least 3 are needed (first and last are not scored)")
+    num_objects = int(ground_truth_ids(read_label_png(gt_dir / f"{frames[0]}.png"), binary=False).max())
+    evaluated = tuple(frames[1:-1])
+    j = np.zeros((num_objects, len(evaluated)))
+    above: list[tuple[str, int]] = []
+    for t, frame in enumerate(evaluated):
+        gt = ground_truth_ids(read_label_png(gt_dir / f"{frame}.png"), binary=False)
+        pred_path = pred_dir / f"{frame}.png"
+        if not pred_path.is_file():
+            raise MetricsError(f"sequence {sequence!r}: missing prediction for frame {frame} ({pred_path})")
+        pred = read_label_png(pred_path)
+        if pred.shape != gt.shape:
+            raise MetricsError(
+                f"sequence {sequence!r}, frame {frame}: prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} "
+                f"but the ground truth is {gt.shape[1]}x{gt.shape[0]} (width x height)"
+            )
+        top = int(pred.max())
+        if top > num_objects:
+            above.append((frame, top))
+        for k in range(num_objects):  # ids above num_objects are never compared: truncated
+            j[k, t] = jaccard(gt == k + 1, pred == k + 1)
+    truncated = None
+    if above:
+        truncated = (f"sequence {sequence!r}: predictions hold object ids up to {max(i for _, i in above)} but the "
+                     f"sequence has {num_objects} object(s) (frames {', '.join(f for f, _ in above)}); the extra ids "
+                     "are ignored, as the VOST evaluation does")
+    return VOSTSequenceScores([VOSTObject(sequence, k + 1, evaluated, j[k]) for k in range(num_objects)], truncated)
+
+
+def evaluate(root: str | Path, results: str | Path, split: str = "val", sequences: Optional[Iterable[str]] = None,
+             workers: int = 1, progress: bool = True) -> list[VOSTObject]:
+    """Score ``<results>/<seq>/<frame>.png`` against a VOST root (``Annotations/<seq>/``,
+    ``ImageSets/<split>.txt``). Returns one VOSTObject per object in list then id order.
+
+    Truncated ids are reported as TruncatedIdsWarning. Raises MetricsError on bad input.
+    """
+    root, results = Path(root), Path(results)
+    names = list(sequences) if sequences is not None else read_sequence_list(root, split)
+    check_sequence_folders(root / "Annotations", results, names)
+    jobs = [(root / "Annotations" / n, results / n) for n in names]
+    per_sequence = map_sequences(evaluate_sequence, jobs, workers, f"J VOST {split}", progress)
+    for scores in per_sequence:
+        if scores.truncated:
+            warnings.warn(scores.truncated, TruncatedIdsWarning, stacklevel=2)
+    objects = [obj for scores in per_sequence for obj in scores.objects]
+    if not objects:
+        raise MetricsError(f"no object to score: the first annotation of every sequence in {names} is empty")
+    return objects
+
+
+def global_table(objects: Sequence[VOSTObject]) -> pd.DataFrame:
+    """One row: J and J_last statistics averaged over objects (np.mean of lists, as officially)."""
+    j = [o.j_stats for o in objects]
+    last = [o.j_last_stats for o in objects]
+    row = [np.mean([getattr(s, field) for s in stats]) for stats in (j, last) for field in ("mean", "recall", "decay")]
+    return pd.DataFrame([row], columns=GLOBAL_COLUMNS)
+
+
+def sequence_table(objects: Sequence[VOSTObject]) -> pd.DataFrame:
+    """One row per object, ``<sequence>_<id>``: J-Mean and J_last-Mean."""
+    return pd.DataFrame([(o.name, o.j_stats.mean, o.j_last_stats.mean) for o in objects], columns=SEQUENCE_COLUMNS)
+
+
+def raw_results(objects: Sequence[VOSTObject]) -> dict:
+    """The official ``metrics_res`` dictionary (M, R, D lists and per-object means for J and
+    J_last) plus the per-frame J of every object."""
+    out: dict = {}
+    for key, attr in (("J", "j_stats"), ("J_last", "j_last_stats")):
+        stats = [getattr(o, attr) for o in objects]
+        out[key] = {"M": [s.mean for s in stats], "R": [s.recall for s in stats], "D": [s.decay for s in stats],
+                    "M_per_object": {o.name: s.mean for o, s in zip(objects, stats)}}
+    out["per_frame"] = {o.name: {"frames": list(o.frames), "J": o.J.tolist(), "last_start": o.last_start}
+                        for o in objects}
+    return out
+
+
+def csv_texts(objects: Sequence[VOSTObject]) -> tuple[str, str]:
+    """The official ``global_results`` and ``per-sequence_results`` CSV contents."""
+    return csv_text(global_table(objects)), csv_text(sequence_table(objects))
+
+
+def format_tables(objects: Sequence[VOSTObject], split: str) -> str:
+    return results_text(global_table(objects), sequence_table(objects), split)

@@ -1,0 +1,171 @@
+"""Keypoints as label maps: the JHMDB pose-tracking codec of videowalk (docs/tasks.md).
+
+Each of the 15 joints becomes one Gaussian map at feature resolution, plus a background
+channel; the maps are propagated like soft masks, and each propagated joint map is read
+back as the weighted mean of its top-3 positions. Everything here follows videowalk's
+``code/data/jhmdb.py`` (``draw_labelmap_np``, the coordinate scaling of ``JhmdbSet``) and
+``code/utils/test_utils.py`` (``process_pose``), including their quirks, because the
+published PCK numbers were produced with them.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hvc.fileio import atomic_path
+
+if TYPE_CHECKING:
+    import torch
+
+# JHMDB joint order of ``pos_img`` (the dataset's documentation; videowalk's skeleton
+# drawing in ``code/utils/test_utils.py`` links them in this order too).
+JOINT_NAMES = (
+    "neck", "belly", "face", "right shoulder", "left shoulder", "right hip", "left hip",
+    "right elbow", "left elbow", "right knee", "left knee", "right wrist", "left wrist",
+    "right ankle", "left ankle",
+)
+NUM_JOINTS = len(JOINT_NAMES)
+SIGMA = 0.5  # Gaussian width in feature cells (videowalk's JhmdbSet default)
+TOPK = 3  # positions averaged when decoding a joint map
+LOST = -1.0  # coordinate of a joint whose propagated map is all zero
+
+
+def gaussian_heatmap(point_xy: tuple[float, float], map_hw: tuple[int, int], sigma: float = SIGMA) -> np.ndarray:
+    """One joint drawn as an unnormalised Gaussian (peak 1) into an empty map.
+
+    Placement as videowalk's ``draw_labelmap_np``: a (6σ+1)-wide kernel (4 cells at σ 0.5,
+    centre at index ``size // 2`` = 2) is pasted with its upper-left corner at
+    ``int(pt - 3σ)``. ``int`` truncates toward zero, so the peak is not at round(pt), and
+    near the left / top edge (pt < 1.5) the window shrinks to 3 cells and its peak moves
+    inwards. A window that misses the map leaves it empty.
+
+    point_xy: (x, y) at feature resolution, may lie outside. map_hw: (h, w).
+    Returns: [h, w] float64.
+    """
+    h, w = map_hw
+    out = np.zeros((h, w), dtype=np.float64)
+    x, y = float(point_xy[0]), float(point_xy[1])
+    left, top = int(x - 3 * sigma), int(y - 3 * sigma)
+    right, bottom = int(x + 3 * sigma + 1), int(y + 3 * sigma + 1)
+    if left >= w or top >= h or right < 0 or bottom < 0:
+        return out
+    size = 6 * sigma + 1
+    grid = np.arange(0, size, 1, float)
+    centre = size // 2
+    kernel = np.exp(-((grid[None, :] - centre) ** 2 + (grid[:, None] - centre) ** 2) / (2 * sigma**2))
+    # The pasted part: kernel columns [max(0, -left), min(right, w) - left), same for rows.
+    out[max(0, top):min(bottom, h), max(0, left):min(right, w)] = kernel[
+        max(0, -top):min(bottom, h) - top, max(0, -left):min(right, w) - left
+    ]
+    return out
+
+
+def joint_label_maps(points_xy: np.ndarray, map_hw: tuple[int, int], sigma: float = SIGMA) -> np.ndarray:
+    """The label maps of one frame: background then one Gaussian per joint.
+
+    Channel 0 is 1 where no joint map reaches and 0 elsewhere (videowalk adds it as
+    ``sum over joints == 0``); the joint maps are cast to float32 as videowalk's label
+    tensor holds them.
+
+    points_xy: [2, J] (x row 0, y row 1) at feature resolution. Returns: [J + 1, h, w] float32.
+    """
+    points_xy = np.asarray(points_xy, dtype=np.float64)
+    if points_xy.ndim != 2 or points_xy.shape[0] != 2:
+        raise ValueError(f"expected joints as [2, J] (x row, y row), got shape {points_xy.shape}")
+    joints = np.stack([gaussian_heatmap(p, map_hw, sigma) for p in points_xy.T]).astype(np.float32)
+    background = (joints.sum(0) == 0).astype(np.float32)
+    return np.concatenate([background[None], joints])
+
+
+def feature_coords(pos_img: np.ndarray, image_wh: tuple[int, int], input_wh: tuple[int, int],
+                   stride: tuple[int, int] | int) -> np.ndarray:
+    """JHMDB joint positions (1-based image pixels) at feature resolution.
+
+    As videowalk's ``JhmdbSet``: ``(pos - 1) * new_size / old_size / stride`` per axis,
+    in that order of operations (frames are resized to ``input_wh`` without keeping the
+    aspect ratio, 320x320 in the paper's protocol).
+
+    pos_img: [2, J, T] (x row 0, y row 1). image_wh, input_wh: (width, height).
+    stride: feature stride (x, y) or one int. Returns: [2, J, T] float64.
+    """
+    sx, sy = (stride, stride) if np.isscalar(stride) else stride
+    coords = np.asarray(pos_img, dtype=np.float64) - 1
+    coords[0] = coords[0] * float(input_wh[0]) / float(image_wh[0]) / sx
+    coords[1] = coords[1] * float(input_wh[1]) / float(image_wh[1]) / sy
+    return coords
+
+
+def decode_keypoints(maps: np.ndarray | "torch.Tensor", topk: int = TOPK) -> np.ndarray:
+    """Joint coordinates from propagated label maps (videowalk's ``process_pose``).
+
+    Per joint channel: the ``topk`` largest values over all positions, normalised to sum
+    1, weight the (x, y) = (index % w, index // w) of their positions. A joint whose map
+    sums to 0 is lost: (-1, -1). Computed in float32 with torch.topk over the positions of
+    an [h*w, J] view, as the official code, so that ties resolve identically.
+
+    maps: [K, h, w] with channel 0 the background, K - 1 joints. Returns: [2, K - 1]
+    float32 at feature resolution (x row 0, y row 1).
+    """
+    import torch  # here, not at module level: the PCK scorer reads keypoint files without torch
+
+    maps = torch.as_tensor(maps)
+    if maps.ndim != 3 or maps.shape[0] < 2:
+        raise ValueError(f"expected label maps [K, h, w] with a background channel, got shape {tuple(maps.shape)}")
+    joints = maps[1:].permute(1, 2, 0)  # [h, w, J], the official layout
+    flat = joints.flatten(0, 1)  # [h*w, J]
+    vals, ids = torch.topk(flat, k=min(flat.shape[0], topk), dim=0)
+    vals = vals / vals.sum(0)[None]
+    width = joints.shape[1]
+    coords = torch.stack([((ids % width) * vals).sum(0), ((ids // width) * vals).sum(0)])
+    coords[:, flat.sum(0) == 0] = LOST
+    return coords.numpy()
+
+
+# ---- the keypoint prediction file: what the propagation writes and the PCK scorer reads ----
+
+class KeypointFileError(ValueError):
+    """A keypoint prediction file is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Keypoints:
+    """Predicted joints of one clip at feature resolution (videowalk's ``<i>.dat``, plus the map size)."""
+
+    coords: np.ndarray  # [2, J, T] (x row 0, y row 1), -1 = lost
+    feature_wh: tuple[int, int]  # (width, height) of the label maps the coordinates refer to
+
+
+def save_keypoints(path: str | os.PathLike, coords: np.ndarray, feature_wh: tuple[int, int]) -> None:
+    """Write ``<video>.npz`` with ``coords`` [2, J, T] and ``feature_wh``, atomically."""
+    coords = np.asarray(coords)
+    if coords.ndim != 3 or coords.shape[0] != 2:
+        raise ValueError(f"{path}: expected coordinates [2, J, T], got shape {coords.shape}")
+    with atomic_path(path) as tmp:
+        np.savez(tmp, coords=coords, feature_wh=np.asarray(feature_wh, dtype=np.int64))
+
+
+def load_keypoints(path: str | os.PathLike) -> Keypoints:
+    """Read a file written by :func:`save_keypoints`; errors name the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise KeypointFileError(f"missing keypoint file {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            coords, size = data["coords"], data["feature_wh"]
+    except KeyError as exc:
+        raise KeypointFileError(f"{path}: no {exc} array (expected 'coords' and 'feature_wh')") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise KeypointFileError(f"{path}: corrupt or unreadable keypoint file ({exc})") from None
+    if coords.ndim != 3 or coords.shape[0] != 2 or not np.issubdtype(coords.dtype, np.floating):
+        raise KeypointFileError(f"{path}: 'coords' must be float [2, J, T], got {coords.dtype} {coords.shape}")
+    if size.shape != (2,) or np.any(size <= 0):
+        raise KeypointFileError(f"{path}: 'feature_wh' must be two positive sizes, got {size.tolist()}")
+    if not np.all(np.isfinite(coords)):
+        raise KeypointFileError(f"{path}: 'coords' holds NaN or infinite values")
+    return Keypoints(coords, (int(size[0]), int(size[1])))

@@ -29,8 +29,37 @@ def _state(model):
     return opt, make_scaler(torch.device("cpu"), None)
 
 
-def test_round_trip_restores_model_optimizer_step_and_rng(model, tmp_path):
+def _take_a_step(model, opt, seed: int) -> None:
+    """One Adam step on a random linear loss of every trainable parameter: afterwards the
+    optimizer holds per-parameter state (step, exp_avg, exp_avg_sq) that a restore must bring back."""
+    gen = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = sum((p * torch.randn(p.shape, generator=gen)).sum() for p in params)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def _assert_same_optimizer_state(got: dict, expected: dict) -> int:
+    """Equal optimizer state dicts (param groups and every state tensor); returns the tensors compared."""
+    assert got["param_groups"] == expected["param_groups"]
+    assert set(got["state"]) == set(expected["state"])
+    compared = 0
+    for index, state in expected["state"].items():
+        assert set(got["state"][index]) == set(state), index
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(got["state"][index][name]), torch.as_tensor(value)), (index, name)
+            compared += 1
+    return compared
+
+
+def test_round_trip_restores_model_optimizer_step_and_rng(tmp_path):
+    torch.manual_seed(0)
+    model = HVC(init_forward_size=32)
     opt, scaler = _state(model)
+    _take_a_step(model, opt, seed=0)
+    _take_a_step(model, opt, seed=1)  # two steps: Adam's state is not its first-step value
+    assert opt.state_dict()["state"], "the step left no optimizer state"
     path = tmp_path / "checkpoint.pth"
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     ck.save_checkpoint(path, model=model, optimizer=opt, scaler=scaler, epoch=2, global_step=7,
@@ -45,6 +74,14 @@ def test_round_trip_restores_model_optimizer_step_and_rng(model, tmp_path):
     step = ck.restore(data, model=fresh, optimizer=fresh_opt, scaler=fresh_scaler, steps_per_epoch=100, source="x")
     assert step == 7
     assert (random.random(), np.random.rand(), torch.rand(1)) == expected
+    for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), k
+    # every Adam tensor (step, first and second moments of each trained parameter) came back
+    n_trained = sum(p.requires_grad for p in model.parameters())
+    assert _assert_same_optimizer_state(fresh_opt.state_dict(), opt.state_dict()) == 3 * n_trained
+    # and the restored pair continues exactly as the original would
+    _take_a_step(model, opt, seed=2)
+    _take_a_step(fresh, fresh_opt, seed=2)
     for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), k
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +17,12 @@ import torch
 from hvc import checkpoint as ck
 from hvc.engine import build_optimizer, make_scaler
 from hvc.config.training import OptimConfig
-from hvc.export import export, main as export_main
+from hvc.export import main as export_main
+from hvc.models.encoders import load_encoder
 from hvc.models.hvc import HVC
 from hvc.models.resnet import ResNet
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -143,12 +150,21 @@ def test_export_writes_the_official_encoder_format(model, tmp_path, capsys):
     assert all(torch.equal(enc[k], expected[k]) for k in enc)
     ResNet("resnet18", with_layer4=True).load_state_dict(enc)  # strict
 
-    n = export(path, tmp_path / "small.pth", drop_layer4=True, half=True)
+    # the README's command line: python -m hvc.export CKPT OUT --drop-layer4 --half
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-m", "hvc.export", str(path), str(tmp_path / "small.pth"), "--drop-layer4",
+                          "--half"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
     small = torch.load(tmp_path / "small.pth", weights_only=True)
-    assert n == len(small) and not any(k.startswith("layer4.") for k in small)
-    assert {v.dtype for k, v in small.items() if not k.endswith("num_batches_tracked")} == {torch.float16}
-    ResNet("resnet18", with_layer4=False).load_state_dict(small)  # strict; loading casts to float32
+    kept = [k for k in expected if not k.startswith("layer4.")]
+    assert list(small) == kept and len(kept) < len(expected) and f"{len(kept)} tensors" in run.stdout
+    for k in kept:
+        want = expected[k].half() if expected[k].is_floating_point() else expected[k]
+        assert small[k].dtype == want.dtype and torch.equal(small[k], want), k
     assert (tmp_path / "small.pth").stat().st_size < 8 * 2**20
+    net = load_encoder("hvc", str(tmp_path / "small.pth"))  # the test encoder reads it back as float32
+    assert all(torch.equal(v, small[k].float()) for k, v in net.state_dict().items() if v.is_floating_point())
+    ResNet("resnet18", with_layer4=False).load_state_dict(small)  # strict
 
 
 def test_export_of_a_non_hvc_checkpoint_fails_clearly(tmp_path, capsys):

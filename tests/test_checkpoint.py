@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +17,12 @@ import torch
 from hvc import checkpoint as ck
 from hvc.engine import build_optimizer, make_scaler
 from hvc.config.training import OptimConfig
-from hvc.export import export, main as export_main
+from hvc.export import main as export_main
+from hvc.models.encoders import load_encoder
 from hvc.models.hvc import HVC
 from hvc.models.resnet import ResNet
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +36,37 @@ def _state(model):
     return opt, make_scaler(torch.device("cpu"), None)
 
 
-def test_round_trip_restores_model_optimizer_step_and_rng(model, tmp_path):
+def _take_a_step(model, opt, seed: int) -> None:
+    """One Adam step on a random linear loss of every trainable parameter: afterwards the
+    optimizer holds per-parameter state (step, exp_avg, exp_avg_sq) that a restore must bring back."""
+    gen = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = sum((p * torch.randn(p.shape, generator=gen)).sum() for p in params)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def _assert_same_optimizer_state(got: dict, expected: dict) -> int:
+    """Equal optimizer state dicts (param groups and every state tensor); returns the tensors compared."""
+    assert got["param_groups"] == expected["param_groups"]
+    assert set(got["state"]) == set(expected["state"])
+    compared = 0
+    for index, state in expected["state"].items():
+        assert set(got["state"][index]) == set(state), index
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(got["state"][index][name]), torch.as_tensor(value)), (index, name)
+            compared += 1
+    return compared
+
+
+def test_round_trip_restores_model_optimizer_step_and_rng(tmp_path):
+    torch.manual_seed(0)
+    model = HVC(init_forward_size=32)
     opt, scaler = _state(model)
+    _take_a_step(model, opt, seed=0)
+    _take_a_step(model, opt, seed=1)  # two steps: Adam's state is not its first-step value
+    assert opt.state_dict()["state"], "the step left no optimizer state"
     path = tmp_path / "checkpoint.pth"
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     ck.save_checkpoint(path, model=model, optimizer=opt, scaler=scaler, epoch=2, global_step=7,
@@ -45,6 +81,14 @@ def test_round_trip_restores_model_optimizer_step_and_rng(model, tmp_path):
     step = ck.restore(data, model=fresh, optimizer=fresh_opt, scaler=fresh_scaler, steps_per_epoch=100, source="x")
     assert step == 7
     assert (random.random(), np.random.rand(), torch.rand(1)) == expected
+    for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), k
+    # every Adam tensor (step, first and second moments of each trained parameter) came back
+    n_trained = sum(p.requires_grad for p in model.parameters())
+    assert _assert_same_optimizer_state(fresh_opt.state_dict(), opt.state_dict()) == 3 * n_trained
+    # and the restored pair continues exactly as the original would
+    _take_a_step(model, opt, seed=2)
+    _take_a_step(fresh, fresh_opt, seed=2)
     for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), k
 
@@ -106,12 +150,21 @@ def test_export_writes_the_official_encoder_format(model, tmp_path, capsys):
     assert all(torch.equal(enc[k], expected[k]) for k in enc)
     ResNet("resnet18", with_layer4=True).load_state_dict(enc)  # strict
 
-    n = export(path, tmp_path / "small.pth", drop_layer4=True, half=True)
+    # the README's command line: python -m hvc.export CKPT OUT --drop-layer4 --half
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-m", "hvc.export", str(path), str(tmp_path / "small.pth"), "--drop-layer4",
+                          "--half"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
     small = torch.load(tmp_path / "small.pth", weights_only=True)
-    assert n == len(small) and not any(k.startswith("layer4.") for k in small)
-    assert {v.dtype for k, v in small.items() if not k.endswith("num_batches_tracked")} == {torch.float16}
-    ResNet("resnet18", with_layer4=False).load_state_dict(small)  # strict; loading casts to float32
+    kept = [k for k in expected if not k.startswith("layer4.")]
+    assert list(small) == kept and len(kept) < len(expected) and f"{len(kept)} tensors" in run.stdout
+    for k in kept:
+        want = expected[k].half() if expected[k].is_floating_point() else expected[k]
+        assert small[k].dtype == want.dtype and torch.equal(small[k], want), k
     assert (tmp_path / "small.pth").stat().st_size < 8 * 2**20
+    net = load_encoder("hvc", str(tmp_path / "small.pth"))  # the test encoder reads it back as float32
+    assert all(torch.equal(v, small[k].float()) for k, v in net.state_dict().items() if v.is_floating_point())
+    ResNet("resnet18", with_layer4=False).load_state_dict(small)  # strict
 
 
 def test_export_of_a_non_hvc_checkpoint_fails_clearly(tmp_path, capsys):

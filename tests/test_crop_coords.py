@@ -41,10 +41,12 @@ def test_seeded_draws_match_official_get_params(examples):
 
 
 def test_transform_output_size_and_coords(examples):
+    checked = 0
     for e in examples:
         seed = e["python_random_seed"]
         if seed is None:
             continue
+        checked += 1
         w_out, h_out = e["output_image_size_wh"]
         assert w_out == h_out
         img = Image.new("RGB", (e["image_width"], e["image_height"]), (10, 200, 30))
@@ -54,6 +56,7 @@ def test_transform_output_size_and_coords(examples):
         assert coord.tolist() == e["coord_float32"]
         expected_red = (10 / 255 - TRAIN.mean[0]) / TRAIN.std[0]
         assert view[0].sub(expected_red).abs().max().item() < 1e-5
+    assert checked > 0, "crop_coords.json has no seeded example"
 
 
 def test_training_views_match_official_pixels(golden_dir, davis_root):
@@ -63,6 +66,7 @@ def test_training_views_match_official_pixels(golden_dir, davis_root):
     views = [inp[k].reshape(-1, *inp[k].shape[2:]) for k in ("vid1", "vid2")]  # [B*T, 3, S, S]
     coords = [inp[k].reshape(-1, 4) for k in ("coord1", "coord2")]
     size = views[0].shape[-1]
+    assert sources and len(sources) == len(views[0]), "hybrid_loss input_sources do not describe the views"
     for n, src in enumerate(sources):
         img = Image.open(davis_root / "JPEGImages" / "480p" / src).convert("RGB")
         assert list(img.size[::-1]) == inp["image_hw"][n].tolist()

@@ -1,9 +1,13 @@
 """DDP on CPU (gloo, 2 processes, batch 2 each) against one process with batch 4: the same
 first-step loss and the same weights and BatchNorm statistics after the step, with
-BatchNorm synchronised across processes; without synchronisation they differ."""
+BatchNorm synchronised across processes; without synchronisation they differ. Over two
+epochs the two processes see disjoint halves of each global batch of the one-process run."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import socket
 
@@ -16,6 +20,7 @@ from engine_support import read_log, tiny_config, tiny_image_folder
 from hvc.checkpoint import load_checkpoint
 from hvc.distributed import convert_sync_batchnorm, init_distributed
 from hvc.engine import train
+from hvc.models.hvc import HVC
 
 
 def _free_port() -> int:
@@ -24,7 +29,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, port: int, images, runs) -> None:
+@contextlib.contextmanager
+def _recording_batches(path):
+    """Write to ``path`` (JSON) the samples of every training step: per step, a fingerprint of
+    each first view in the batch the model received (a crop is a function of image, epoch and
+    seed only, so the same sample has the same fingerprint in every process)."""
+    steps = []
+    real_forward = HVC.forward
+
+    def forward(self, view1, *args, **kwargs):
+        steps.append([hashlib.sha1(v.numpy().tobytes()).hexdigest() for v in view1])
+        return real_forward(self, view1, *args, **kwargs)
+
+    HVC.forward = forward
+    try:
+        yield
+    finally:
+        HVC.forward = real_forward
+        path.write_text(json.dumps(steps))
+
+
+def _worker(rank: int, port: int, images, runs, epochs_out) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)  # two processes share the two cores
@@ -32,6 +57,8 @@ def _worker(rank: int, port: int, images, runs) -> None:
     try:
         for out, sync in runs:
             train(tiny_config(out, images, "optim.max_steps=1", f"dist.sync_bn={sync}"), env)
+        with _recording_batches(epochs_out / f"batches_rank{rank}.json"):
+            train(tiny_config(epochs_out, images), env)  # 2 epochs x 2 steps
     finally:
         dist.destroy_process_group()
 
@@ -44,7 +71,8 @@ def test_two_processes_with_half_batches_match_one_process(static_root, tmp_path
     images = tiny_image_folder(static_root, tmp_path / "imgs")
     single = train(tiny_config(tmp_path / "single", images, "optim.max_steps=1"))
     runs = [(tmp_path / "ddp_sync", "true"), (tmp_path / "ddp_local", "false")]
-    mp.spawn(_worker, args=(_free_port(), images, runs), nprocs=2, join=True)
+    (tmp_path / "ddp_epochs").mkdir()
+    mp.spawn(_worker, args=(_free_port(), images, runs, tmp_path / "ddp_epochs"), nprocs=2, join=True)
 
     # float32 reductions in another order (1 vs 2 threads alone move this loss by ~5e-6);
     # without synchronised BatchNorm the loss differs by ~0.3
@@ -73,6 +101,22 @@ def test_two_processes_with_half_batches_match_one_process(static_root, tmp_path
     assert (grads(local) - reference).norm() > 0.5 * reference.norm()
     key = "online_encoder.bn1.running_var"
     assert not torch.allclose(local["model"][key], single_ckpt["model"][key], rtol=1e-5, atol=1e-6)
+
+    # Four steps over an epoch boundary: at every step the two processes hold disjoint halves
+    # of the one-process batch, and each epoch visits every image once.
+    with _recording_batches(tmp_path / "batches_single.json"):
+        assert train(tiny_config(tmp_path / "single_epochs", images)).global_step == 4
+    one = json.loads((tmp_path / "batches_single.json").read_text())
+    rank0, rank1 = (json.loads((tmp_path / "ddp_epochs" / f"batches_rank{r}.json").read_text()) for r in (0, 1))
+    assert len(one) == len(rank0) == len(rank1) == 4
+    for step, (full, a, b) in enumerate(zip(one, rank0, rank1)):
+        assert len(full) == 4 and len(a) == len(b) == 2, step
+        assert not set(a) & set(b), f"step {step + 1}: both processes got the same sample"
+        assert set(a) | set(b) == set(full), f"step {step + 1}: not the one-process batch"
+    for epoch in (0, 1):
+        assert len({s for batch in one[2 * epoch:2 * epoch + 2] for s in batch}) == 8, epoch
+    assert not {s for b in one[:2] for s in b} & {s for b in one[2:] for s in b}  # new crops each epoch
+    assert [r["step"] for r in read_log(tmp_path / "ddp_epochs") if r["event"] == "step"] == [1, 2, 3, 4]
 
 
 def _bn_worker(rank: int, port: int) -> None:

@@ -48,23 +48,60 @@ def test_short_run_writes_log_config_and_checkpoint(images, tmp_path):
     assert ckpt["optimizer"]["state"], "Adam state was saved"
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(images, tmp_path, monkeypatch):
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(images, tmp_path, monkeypatch, bad):
     calls = {"n": 0}
     real_forward = HVC.forward
 
-    def forward_nan_at_step_2(self, *args, **kwargs):
+    def forward_bad_at_step_2(self, *args, **kwargs):
         calls["n"] += 1
         loss = real_forward(self, *args, **kwargs)
-        return loss * float("nan") if calls["n"] == 2 else loss
+        return loss + bad if calls["n"] == 2 else loss
 
-    monkeypatch.setattr(HVC, "forward", forward_nan_at_step_2)
+    monkeypatch.setattr(HVC, "forward", forward_bad_at_step_2)
     out = tmp_path / "run"
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at step 2 .*checkpoint\.pth"):
+    with pytest.raises(NonFiniteLossError, match=rf"non-finite loss \({bad}\) at step 2 .*checkpoint\.pth"):
         train(tiny_config(out, images, "output.save_every_steps=1"))
     ckpt = load_checkpoint(out / "checkpoint.pth")
     assert ckpt["global_step"] == 1
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert read_log(out)[-1]["event"] == "non_finite_loss"
+
+
+def _flush_denormal_during_forward() -> tuple[list[bool], object]:
+    """Record, at every HVC forward, whether the CPU flushes denormals (a denormal times 1 is 0)."""
+    seen: list[bool] = []
+
+    def hook(module, args):
+        if isinstance(module, HVC):
+            seen.append((torch.tensor([1e-40]) * 1.0).item() == 0.0)
+
+    return seen, torch.nn.modules.module.register_module_forward_pre_hook(hook)
+
+
+def test_cpu_ignores_amp_and_channels_last_and_flushes_denormals_only_while_training(images, tmp_path):
+    """On the CPU runtime.amp and runtime.channels_last change nothing (float32, bit for bit);
+    runtime.flush_denormal holds during the steps and is undone afterwards."""
+    runs = {"defaults": [],  # train_img.yaml: amp on, channels_last on, flush_denormal on
+            "plain": ["runtime.amp=false", "runtime.channels_last=false"],
+            "no_flush": ["runtime.flush_denormal=false"]}
+    results, flushing = {}, {}
+    for name, extra in runs.items():
+        seen, handle = _flush_denormal_during_forward()
+        try:
+            results[name] = train(tiny_config(tmp_path / name, images, "optim.max_steps=2", *extra))
+        finally:
+            handle.remove()
+        assert len(seen) == 2, name  # one forward per step
+        flushing[name] = set(seen)
+        assert (torch.tensor([1e-40]) * 1.0).item() != 0.0, f"{name}: denormals still flushed after training"
+    assert results["defaults"].losses == results["plain"].losses
+    a = load_checkpoint(tmp_path / "defaults" / "checkpoint.pth")["model"]
+    b = load_checkpoint(tmp_path / "plain" / "checkpoint.pth")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_log(tmp_path / "defaults")[0]["amp"] == "off"
+    assert flushing == {"defaults": {True}, "plain": {True}, "no_flush": {False}}
+    assert results["no_flush"].losses == pytest.approx(results["defaults"].losses, rel=1e-5)
 
 
 @pytest.mark.parametrize(

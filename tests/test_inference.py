@@ -6,6 +6,7 @@ import importlib.util
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -16,11 +17,13 @@ from hvc.config.inference import TestConfig
 from hvc.data.palette import DAVIS_PALETTE
 from hvc.inference import FeatureExtractor, run_inference
 from hvc.models.encoders import load_encoder
-from hvc.propagation import embed
-from vos_trees import H, W, make_davis17, make_ytvos
+from hvc.models.resnet import ResNet
+from vos_trees import H, W, davis17_ids, make_davis17, make_ytvos
+
+REPO = Path(__file__).resolve().parents[1]
 
 # test.py by path: the name "test" is also a standard-library package
-_spec = importlib.util.spec_from_file_location("hvc_test_entry", Path(__file__).resolve().parents[1] / "test.py")
+_spec = importlib.util.spec_from_file_location("hvc_test_entry", REPO / "test.py")
 test_entry = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(test_entry)
 
@@ -37,24 +40,62 @@ def _png(path) -> np.ndarray:
         return np.array(im)
 
 
-def test_davis17_outputs_skip_and_overwrite(tmp_path):
-    root = make_davis17(tmp_path / "DAVIS")
+def _iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    return (pred & truth).sum() / (pred | truth).sum()
+
+
+def _assert_tracks(pred: np.ndarray, t: int, min_iou: float = 0.5) -> None:
+    """Both objects of the synthetic DAVIS scene at frame t: their predicted masks overlap the
+    true boxes (IoU > min_iou) better than the boxes' frame-0 place, so the masks moved with them.
+    Masks are coarse (stride-8 features of a 48x80 frame): a perfect tracker reaches ~0.7."""
+    truth, start = davis17_ids(t), davis17_ids(0)
+    for obj in (1, 2):
+        iou = _iou(pred == obj, truth == obj)
+        assert iou > min_iou, (t, obj, iou)
+        if t > 0:
+            assert iou > _iou(pred == obj, start == obj) + 0.2, (t, obj, "the mask stayed at its frame-0 place")
+
+
+def test_davis17_outputs_track_the_objects_skip_and_overwrite(tmp_path):
+    root = make_davis17(tmp_path / "DAVIS", frames=6)  # the boxes move 10 px right by the last frame
     out = tmp_path / "res"
     run_inference(_config(root, out))
     for name in ("alpha", "beta"):
         files = sorted(p.name for p in (out / name).iterdir())
-        assert files == [f"{t:05d}.png" for t in range(4)]
+        assert files == [f"{t:05d}.png" for t in range(6)]
         first = _png(out / name / "00000.png")
         assert set(np.unique(first)) == {0, 1, 2}  # both objects, void -> background
-    stamp = (out / "alpha" / "00003.png").stat().st_mtime_ns
+        _assert_tracks(first, 0)
+        _assert_tracks(_png(out / name / "00005.png"), 5)
+    stamp = (out / "alpha" / "00005.png").stat().st_mtime_ns
     run_inference(_config(root, out))  # finished: skipped
-    assert (out / "alpha" / "00003.png").stat().st_mtime_ns == stamp
-    (out / "beta" / "00003.png").unlink()  # unfinished: redone
+    assert (out / "alpha" / "00005.png").stat().st_mtime_ns == stamp
+    (out / "beta" / "00005.png").unlink()  # unfinished: redone
     run_inference(_config(root, out))
-    assert (out / "beta" / "00003.png").is_file()
-    assert (out / "alpha" / "00003.png").stat().st_mtime_ns == stamp
+    assert (out / "beta" / "00005.png").is_file()
+    assert (out / "alpha" / "00005.png").stat().st_mtime_ns == stamp
     run_inference(_config(root, out, "davis17", "run.overwrite=true"))
-    assert (out / "alpha" / "00003.png").stat().st_mtime_ns != stamp
+    assert (out / "alpha" / "00005.png").stat().st_mtime_ns != stamp
+
+
+def _outputs(folder: Path) -> dict[str, np.ndarray]:
+    return {str(p.relative_to(folder)): _png(p) for p in sorted(folder.rglob("*.png"))}
+
+
+def test_batch_size_amp_and_channels_last_do_not_change_the_output(tmp_path):
+    """data.batch_size 1 and 3 (4 frames: batches of 3 + 1) give identical PNGs; on the CPU
+    run.amp is ignored (float32, as documented) and channels_last changes no label."""
+    root = make_davis17(tmp_path / "DAVIS", frames=4)
+    runs = {"bs1": ["data.batch_size=1"], "bs3": ["data.batch_size=3"],
+            "cpu_amp_cl": ["data.batch_size=3", "run.amp=fp16", "run.channels_last=true"]}
+    outputs = {}
+    for name, extra in runs.items():
+        outputs[name] = _outputs(run_inference(_config(root, tmp_path / name, "davis17", *extra)))
+    assert len(outputs["bs1"]) == 8
+    for name in ("bs3", "cpu_amp_cl"):
+        assert list(outputs[name]) == list(outputs["bs1"])
+        for key, labels in outputs["bs1"].items():
+            np.testing.assert_array_equal(outputs[name][key], labels, err_msg=f"{name} {key}")
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
@@ -84,25 +125,131 @@ def test_ytvos_submission_layout_and_late_objects(tmp_path):
     assert names == sorted(f"Annotations/{p.parent.name}/{p.name}" for p in ann.rglob("*.png")) and len(names) == 7
 
 
+def _rgb(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32)
+
+
 def test_visualize_writes_overlays_and_mp4(tmp_path):
     root = make_davis17(tmp_path / "DAVIS", sequences=("alpha",), frames=3)
     out = tmp_path / "res"
     run_inference(_config(root, out, "davis17", "run.visualize=true"))
     vis = tmp_path / "res_vis"
     assert sorted(p.name for p in (vis / "alpha").iterdir()) == ["00000.jpg", "00001.jpg", "00002.jpg"]
-    assert (vis / "alpha.mp4").stat().st_size > 0
-    with Image.open(vis / "alpha" / "00000.jpg") as im:
-        assert im.size == (W, H)
+    outside, blend_error, change = [], {1: [], 2: []}, {1: [], 2: []}
+    for t in range(3):
+        shown = _rgb(vis / "alpha" / f"{t:05d}.jpg")
+        raw = _rgb(root / "JPEGImages" / "480p" / "alpha" / f"{t:05d}.jpg")
+        labels = _png(out / "alpha" / f"{t:05d}.png")
+        assert shown.shape == raw.shape == (H, W, 3)
+        # leave out the white borders and the JPEG ringing around them
+        near_edge = cv2.dilate((cv2.Canny(labels * 60, 1, 1) > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        outside.append(np.abs(shown - raw)[(labels == 0) & ~near_edge])
+        for obj in (1, 2):
+            inside = (labels == obj) & ~near_edge
+            blend_error[obj].append(np.abs(shown[inside] - (0.5 * raw[inside] + 0.5 * DAVIS_PALETTE[obj])))
+            change[obj].append(np.abs(shown[inside] - raw[inside]))
+    # outside the masks the overlay is the frame (up to JPEG noise, ~5 levels on this texture) ...
+    assert np.concatenate(outside).mean() < 8
+    # ... inside each object it is half frame, half the object's palette colour, far from the frame
+    for obj in (1, 2):
+        assert sum(e.shape[0] for e in blend_error[obj]) > 40, obj
+        assert np.concatenate(blend_error[obj]).mean() < 8, obj
+        assert np.concatenate(change[obj]).mean() > 20, obj
+    video = cv2.VideoCapture(str(vis / "alpha.mp4"))
+    decoded = []
+    ok, image = video.read()
+    while ok:
+        decoded.append(image)
+        ok, image = video.read()
+    video.release()
+    assert len(decoded) == 3 and decoded[0].shape == (H, W, 3)
+    # the video shows the overlays (BGR), not the raw frames
+    last = decoded[2][..., ::-1].astype(np.float32)
+    masked = _png(out / "alpha" / "00002.png") > 0
+    to_overlay = np.abs(last - _rgb(vis / "alpha" / "00002.jpg"))[masked].mean()
+    to_raw = np.abs(last - _rgb(root / "JPEGImages" / "480p" / "alpha" / "00002.jpg"))[masked].mean()
+    assert to_overlay < 10 < 20 < to_raw, (to_overlay, to_raw)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """x / max(||x||, 1e-12) over the channels of every position: [N, C, h, w]."""
+    return x / x.pow(2).sum(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
 
 
 def test_merged_features_are_the_official_merge():
+    """SPEC section 3 / the official infer_vos.py: cat(1.05 * unit(hvc), unit(merge)), re-normalised."""
     a, b = load_encoder("random18", seed=0), load_encoder("random18", seed=1)
     frames = torch.randn(2, 3, 32, 40)
-    merged = FeatureExtractor(a, b, merge_lambda=1.05)(frames)
     with torch.no_grad():
-        expected = embed(a(frames), merge_feats=b(frames), merge_lambda=1.05)
+        fa, fb = a(frames), b(frames)
+    merged = FeatureExtractor(a, b, merge_lambda=1.05)(frames)
     assert merged.shape == (2, 512, 4, 5)
-    torch.testing.assert_close(merged, expected)
+    expected = _unit(torch.cat([1.05 * _unit(fa), _unit(fb)], dim=1))
+    torch.testing.assert_close(merged, expected, rtol=1e-5, atol=1e-6)
+    # written out: the first 256 channels are 1.05 / sqrt(1.05^2 + 1) of the unit hvc features
+    torch.testing.assert_close(merged[:, :256], _unit(fa) * (1.05 / (1.05**2 + 1) ** 0.5), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(FeatureExtractor(a)(frames), _unit(fa), rtol=1e-5, atol=1e-6)
+
+
+def _zero_hvc_export(path: Path) -> Path:
+    """An HVC export (bare ResNet-18 state dict) of zeros: its features are 0 everywhere."""
+    torch.save({k: torch.zeros_like(v) for k, v in ResNet("resnet18", with_layer4=True).state_dict().items()}, path)
+    return path
+
+
+def _random_moco_checkpoint(path: Path) -> Path:
+    """A MoCo v1 file as the official repository writes it, with the paper's random init."""
+    torch.manual_seed(0)
+    q = ResNet("resnet50", with_layer4=False).state_dict()
+    torch.save({"epoch": 200, "arch": "resnet50", "state_dict": {f"module.encoder_q.{k}": v for k, v in q.items()}},
+               path)
+    return path
+
+
+def test_moco_merge_through_test_py(tmp_path):
+    """--merge-model mocov1 writes <model>+mocov1/<dataset>/ and tracks with the merged
+    features: the main encoder here sees nothing (all-zero weights), so every bit of tracking
+    comes from the MoCo channels concatenated to it."""
+    root = make_davis17(tmp_path / "DAVIS", sequences=("alpha",), frames=6)
+    zero = _zero_hvc_export(tmp_path / "zero_hvc.pth")
+    moco = _random_moco_checkpoint(tmp_path / "moco_v1_200ep_pretrain.pth.tar")
+    args = ["--config", str(REPO / "configs" / "test_davis17.yaml"), "--model", "hvc", "--checkpoint", str(zero),
+            f"data.root={root}", f"run.results_root={tmp_path / 'results'}", "data.workers=0"]
+    assert test_entry.main([*args, "--merge-model", "mocov1", f"model.merge_checkpoint={moco}"]) == 0
+    merged = tmp_path / "results" / "hvc+mocov1" / "davis17"
+    recorded = load_config(TestConfig, merged / "config.yaml").model
+    assert (recorded.merge_model, recorded.merge_lambda) == ("mocov1", 1.05)
+    _assert_tracks(_png(merged / "alpha" / "00005.png"), 5)
+    # the blind encoder alone (control): no tracking without the merged channels
+    assert test_entry.main(args) == 0
+    alone = _png(tmp_path / "results" / "hvc" / "davis17" / "alpha" / "00005.png")
+    assert all(_iou(alone == obj, davis17_ids(5) == obj) < 0.2 for obj in (1, 2))
+
+
+@pytest.mark.parametrize("dataset", ["davis17dev", "ytvos19"])
+def test_davis17dev_and_ytvos19_configs_end_to_end(tmp_path, dataset):
+    if dataset == "davis17dev":
+        root = make_davis17(tmp_path / "DAVIS", sequences=("gamma",), frames=6)
+        (root / "ImageSets" / "2017" / "val.txt").unlink()  # test-dev only: the split file must be the one read
+        (root / "ImageSets" / "2017" / "test-dev.txt").write_text("gamma\n")
+    else:
+        root = make_ytvos(tmp_path / "2019")
+    argv = ["--config", str(REPO / "configs" / f"test_{dataset}.yaml"), "--model", "random18", f"data.root={root}",
+            f"run.results_root={tmp_path / 'results'}", "data.workers=0"]
+    assert test_entry.main(argv) == 0
+    out = tmp_path / "results" / "random18" / dataset
+    assert load_config(TestConfig, out / "config.yaml").data.dataset == dataset
+    if dataset == "davis17dev":
+        assert sorted(p.name for p in (out / "gamma").iterdir()) == [f"{t:05d}.png" for t in range(6)]
+        _assert_tracks(_png(out / "gamma" / "00005.png"), 5)
+        return
+    ann = out / "Annotations"
+    assert sorted(p.name for p in (ann / "vid_a").iterdir()) == ["00000.png", "00002.png", "00004.png", "00006.png"]
+    last = _png(ann / "vid_a" / "00006.png")
+    assert set(np.unique(last)) == {0, 1, 2}  # object 2 started at 00004 and is still there
+    with zipfile.ZipFile(out / "submission.zip") as zf:
+        assert len(zf.namelist()) == 7
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):

@@ -32,7 +32,7 @@ def test_golden_per_frame_scores_and_statistics(golden_dir: Path):
     for method in _methods(golden_dir):
         expected = json.loads((metrics / "expected" / method / "per_frame.json").read_text())
         objects = evaluate(metrics / "DAVIS", metrics / "results" / method, 2017, "val", progress=False)
-        assert {o.name for o in objects} == set(expected["per_object"]), method
+        assert objects and {o.name for o in objects} == set(expected["per_object"]), method
         for obj in objects:
             exp = expected["per_object"][obj.name]
             where = f"{method} {obj.name}"

@@ -4,6 +4,7 @@ better than the random-init baseline under the same protocol."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,9 @@ from hvc.models.encoders import load_encoder
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "checkpoints" / "hvc_bsds_cpu.pth"
 SEQUENCE = "blackswan"
+# The first 15 frames: J&F 0.52 (hvc) against 0.34 (random18) at input size 120, context 10;
+# over all 50 frames 0.37 against 0.15.
+FRAMES = 15
 
 
 def test_file_is_the_small_fp16_test_time_encoder():
@@ -27,8 +31,22 @@ def test_file_is_the_small_fp16_test_time_encoder():
     assert encoder.out_channels == 256
 
 
+def _first_frames(davis_root: Path, dest: Path) -> Path:
+    """A DAVIS 2016 tree of links holding the first FRAMES frames and masks of SEQUENCE."""
+    for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+        folder = dest / sub / "480p" / SEQUENCE
+        folder.mkdir(parents=True)
+        for path in sorted((davis_root / sub / "480p" / SEQUENCE).glob(f"*.{ext}"))[:FRAMES]:
+            os.symlink(path, folder / path.name)
+    assert len(list(folder.iterdir())) == FRAMES
+    (dest / "ImageSets" / "2016").mkdir(parents=True)
+    (dest / "ImageSets" / "2016" / "val.txt").write_text(SEQUENCE + "\n")
+    return dest
+
+
 def test_trained_encoder_beats_random18_on_real_davis(tmp_path, davis_root):
     """test.py --model hvc --checkpoint checkpoints/hvc_bsds_cpu.pth, as on a fresh clone."""
+    davis_root = _first_frames(davis_root, tmp_path / "DAVIS")
     scores = {}
     for model, extra in (("hvc", ["--checkpoint", str(CHECKPOINT.relative_to(REPO))]), ("random18", [])):
         out = tmp_path / model

@@ -29,13 +29,21 @@ def _scene(t: int, boxes: dict[int, tuple[int, int]], size=(H, W)) -> tuple[np.n
     return frame, ids
 
 
+DAVIS17_BOXES = {1: (5, 4), 2: (28, 30)}  # object id -> (top, left) of its 14x16 box at frame 0
+
+
+def davis17_ids(t: int) -> np.ndarray:
+    """The true id map (uint8 [H, W], no void) of frame t of every make_davis17 sequence."""
+    return _scene(t, DAVIS17_BOXES)[1]
+
+
 def make_davis17(root: Path, sequences=("alpha", "beta"), frames: int = 4) -> Path:
     """DAVIS-2017 tree: ImageSets/2017/val.txt, two objects per sequence, a void border in frame 0."""
     (root / "ImageSets" / "2017").mkdir(parents=True)
     (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(sequences) + "\n")
     for name in sequences:
         for t in range(frames):
-            frame, ids = _scene(t, {1: (5, 4), 2: (28, 30)})
+            frame, ids = _scene(t, DAVIS17_BOXES)
             path = root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(frame).save(path, quality=95)

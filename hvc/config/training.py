@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from hvc.config import checks
+
+# Smallest crop side: two feature cells (stride 8) on each side.
+MIN_CROP_SIZE = 16
+
 
 @dataclass
 class DataConfig:
@@ -112,33 +117,40 @@ class TrainConfig:
     # a path = continue from that checkpoint (ours or the paper's released training checkpoint)
     resume: Optional[str] = None
 
+    def validate(self) -> "TrainConfig":
+        """Range checks the types cannot express (``load_config`` calls this); the error names the key."""
+        d, m, o, r, out = self.data, self.model, self.optim, self.runtime, self.output
+        checks.at_least("data.size", d.size, MIN_CROP_SIZE)
+        checks.ordered_range("data.scale", d.scale, 0.0, 1.0)
+        checks.ordered_range("data.ratio", d.ratio, 0.0, float("inf"), open_low=True)
+        checks.finite("data.mean", d.mean)
+        checks.all_positive("data.std", d.std)
+        checks.at_least("data.batch_size", d.batch_size, 1)
+        checks.at_least("data.workers", d.workers, 0)
+        checks.at_least("data.max_gap", d.max_gap, 1)
+        for key in ("proj_hidden_dim", "proj_dim", "pred_hidden_dim"):
+            checks.at_least(f"model.{key}", getattr(m, key), 1)
+        checks.positive("model.pos_radius", m.pos_radius)
+        checks.within("model.momentum", m.momentum, 0.0, 1.0)
+        checks.at_least("model.init_forward_size", m.init_forward_size, MIN_CROP_SIZE, allow_none=True)
+        checks.positive("optim.lr", o.lr)
+        checks.at_least("optim.weight_decay", o.weight_decay, 0.0)
+        checks.at_least("optim.epochs", o.epochs, 1)
+        checks.at_least("optim.max_steps", o.max_steps, 1, allow_none=True)
+        checks.at_least("runtime.seed", r.seed, 0)
+        checks.at_least("output.save_every_steps", out.save_every_steps, 0)
+        checks.at_least("output.log_every", out.log_every, 1)
+        if not out.dir:
+            raise checks.ConfigError("output.dir: must not be empty")
+        return self
+
 
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """Check value ranges the types cannot express; raise ConfigError naming the key."""
+    """What a run needs beyond :meth:`TrainConfig.validate`: at least one image folder
+    (config files leave ``data.roots`` to the command line)."""
     from hvc.config.core import ConfigError
 
-    problems = []
+    cfg.validate()
     if not cfg.data.roots:
-        problems.append("data.roots is empty: list at least one image folder")
-    for key, value in [("data.size", cfg.data.size), ("data.batch_size", cfg.data.batch_size),
-                       ("optim.epochs", cfg.optim.epochs), ("output.log_every", cfg.output.log_every),
-                       ("data.max_gap", cfg.data.max_gap)]:
-        if value < 1:
-            problems.append(f"{key} must be >= 1, got {value}")
-    if cfg.optim.max_steps is not None and cfg.optim.max_steps < 1:
-        problems.append(f"optim.max_steps must be >= 1 or null, got {cfg.optim.max_steps}")
-    if cfg.data.workers < 0 or cfg.output.save_every_steps < 0:
-        problems.append("data.workers and output.save_every_steps must be >= 0")
-    if not 0.0 <= cfg.data.scale[0] <= cfg.data.scale[1] <= 1.0:
-        problems.append(f"data.scale must satisfy 0 <= min <= max <= 1, got {list(cfg.data.scale)}")
-    if not 0.0 < cfg.data.ratio[0] <= cfg.data.ratio[1]:
-        problems.append(f"data.ratio must satisfy 0 < min <= max, got {list(cfg.data.ratio)}")
-    if any(s <= 0 for s in cfg.data.std):
-        problems.append(f"data.std must be positive, got {list(cfg.data.std)}")
-    if not 0.0 <= cfg.model.momentum <= 1.0:
-        problems.append(f"model.momentum must lie in [0, 1], got {cfg.model.momentum}")
-    if cfg.optim.lr <= 0:
-        problems.append(f"optim.lr must be positive, got {cfg.optim.lr}")
-    if problems:
-        raise ConfigError("; ".join(problems))
+        raise ConfigError("data.roots: empty; list at least one image folder")
     return cfg

@@ -102,7 +102,7 @@ def _check_inputs(davis_root: Path, results: Path, names: Sequence[str]) -> None
     if repeated:
         raise MetricsError(f"sequences listed more than once: {repeated}")
     if not results.is_dir():
-        raise MetricsError(f"results folder {results} not found")
+        raise MetricsError(f"{results}: results folder not found")
     for name in names:
         if not (davis_root / "Annotations" / "480p" / name).is_dir():
             raise MetricsError(f"sequence {name!r}: no ground truth at {davis_root / 'Annotations' / '480p' / name}")

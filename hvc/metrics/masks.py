@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hvc.errors import InputError
+
 _SINGLE_CHANNEL_MODES = ("P", "L", "1")  # palette ids, grey values, 1-bit masks
 VOID_ID = 255  # DAVIS 2017 ground truth marks ambiguous pixels with 255
 
 
-class MetricsError(ValueError):
+class MetricsError(InputError, ValueError):
     """Bad evaluation input; the message names the sequence, frame or file at fault."""
 
 

@@ -22,13 +22,16 @@ import argparse
 import logging
 import os
 import random
+import re
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from hvc.fileio import atomic_path
+from hvc.errors import InputError
+from hvc.fileio import atomic_torch_save
+from hvc.finite import describe, non_finite_tensors
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -37,8 +40,17 @@ _REQUIRED = ("model", "optimizer", "epoch")
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError, ValueError):
     """A checkpoint file is missing, unreadable or not a training checkpoint."""
+
+
+def load_problem(exc: Exception) -> str:
+    """A short reason for a failed ``torch.load(weights_only=True)``; a refused global (a pickle
+    that would import or run code) is named instead of torch's long advice text."""
+    refused = re.search(r"unsupported GLOBAL (\S+) ", str(exc)) or re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    if refused:
+        return f"refused to unpickle {refused.group(1)}: the file would import or run code, only plain data is loaded"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def rng_state() -> dict[str, Any]:
@@ -82,8 +94,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: tor
         "rng": rng_state(),
         "format_version": FORMAT_VERSION,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    atomic_torch_save(payload, path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -94,12 +105,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{path}: checkpoint not found")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the unpickler raises many types on garbage input
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({load_problem(exc)})") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not a training checkpoint; expected keys {list(_REQUIRED)}, found {found}")
@@ -109,12 +120,23 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def restore(ckpt: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer,
             scaler: torch.amp.GradScaler, steps_per_epoch: int, source: str,
             info: Callable[[str], None] = log.info) -> int:
-    """Load model / optimizer / scaler / RNG states from ``ckpt``; return the global step."""
+    """Load model / optimizer / scaler / RNG states from ``ckpt``; return the global step.
+
+    A checkpoint holding NaN or inf (weights or optimizer state) is refused: training would
+    continue from garbage.
+    """
+    bad = non_finite_tensors({"model": ckpt["model"], "optimizer": ckpt["optimizer"]})
+    if bad:
+        raise CheckpointError(f"{source}: not resuming from {describe(bad)}")
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise CheckpointError(f"{source}: model weights do not match this model ({exc})") from None
-    optimizer.load_state_dict(ckpt["optimizer"])
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+        raise CheckpointError(f"{source}: its optimizer state does not fit this model's optimizer "
+                              f"({type(exc).__name__}: {exc})") from None
     if ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
     if "rng" in ckpt:

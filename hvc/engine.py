@@ -13,7 +13,9 @@
   ``checkpoint.pth`` (atomically, every ``output.save_every_steps`` steps, at each epoch
   end and at the end);
 * a non-finite loss stops the job before the optimiser step, leaving the last good
-  checkpoint on disk.
+  checkpoint on disk; a checkpoint is written only if every tensor in it is finite, so the
+  one on disk is always a good one;
+* an epoch in which no image could be read stops the job (nothing is saved).
 """
 
 from __future__ import annotations
@@ -44,14 +46,34 @@ from hvc.data.pairs import PairDataset, collate_pairs
 from hvc.data.static import StaticImagePairs
 from hvc.data.video import VideoFramePairs
 from hvc.distributed import DistEnv, all_reduce_sum, convert_sync_batchnorm, init_distributed, wrap_ddp
-from hvc.fileio import atomic_write_text
+from hvc.errors import InputError, NonFiniteError
+from hvc.fileio import atomic_write_text, writable_dir
+from hvc.finite import describe, non_finite_tensors
 from hvc.models.hvc import HVC, momentum_at
 
 log = logging.getLogger("hvc.train")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NonFiniteError, RuntimeError):
     """The loss became NaN or infinite; training stopped without saving."""
+
+
+def check_finite_before_saving(model: nn.Module, optimizer: torch.optim.Optimizer, path: Path, step: int,
+                               kept: str) -> None:
+    """Refuse to save (NonFiniteError) unless every weight and optimizer tensor is finite.
+
+    Runs on every process (DDP keeps the states identical), so all of them stop together.
+    """
+    bad = non_finite_tensors({"model": model.state_dict(), "optimizer": optimizer.state_dict()["state"]})
+    if bad:
+        raise NonFiniteError(f"{path}: not written at step {step}, training produced {describe(bad)}; {kept}")
+
+
+def check_epoch_trained(epoch_losses: list[float], epoch: int, skipped: int) -> None:
+    """An epoch without a single update read no image: stop rather than save untrained weights."""
+    if not epoch_losses:
+        raise InputError(f"data.roots: no image of epoch {epoch} could be used ({skipped} unreadable or "
+                         "degenerate, named in the warnings above); nothing was trained or saved")
 
 
 @dataclass
@@ -171,6 +193,10 @@ class _JsonLog:
             self.file.close()
 
 
+def _kept(saved: Optional[Path]) -> str:
+    return f"the last good checkpoint is {saved}" if saved else "no checkpoint was written"
+
+
 def _resume_source(resume: Optional[str], out_dir: Path) -> Optional[Path]:
     if resume is None:
         return None
@@ -186,7 +212,7 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
     env = env or init_distributed(cfg.runtime.device, cfg.dist.backend)
     device, world = env.device, env.world_size
     if cfg.data.batch_size % world:
-        raise ConfigError(f"data.batch_size={cfg.data.batch_size} does not split over {world} processes")
+        raise ConfigError(f"data.batch_size: {cfg.data.batch_size} does not split over {world} processes")
     per_rank = cfg.data.batch_size // world
     seed_everything(cfg.runtime.seed)
 
@@ -195,7 +221,9 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
                                  seed=cfg.runtime.seed, drop_last=True)
     steps_per_epoch = len(sampler) // per_rank
     if steps_per_epoch == 0:
-        raise ConfigError(f"data.roots hold {len(dataset)} samples, fewer than one batch of {cfg.data.batch_size}")
+        raise ConfigError(f"data.roots: {len(dataset)} samples, fewer than one batch of {cfg.data.batch_size}")
+    if env.is_main:
+        writable_dir(cfg.output.dir, "output.dir")  # before any work, not after hours of it
     total_steps = steps_per_epoch * cfg.optim.epochs
     last_step = min(total_steps, cfg.optim.max_steps or total_steps)
 
@@ -243,6 +271,7 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
 
     def save() -> None:
         nonlocal saved
+        check_finite_before_saving(model, optimizer, ckpt_path, global_step, _kept(saved))
         if env.is_main:
             ckpt_io.save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scaler=scaler,
                                     epoch=global_step // steps_per_epoch, global_step=global_step,
@@ -279,18 +308,17 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
                     # every image of this process's batch was unreadable: one process skips the
                     # update; in a job the others would wait for it in their collectives
                     if env.distributed:
-                        raise RuntimeError(f"rank {env.rank}: every image of a batch was unreadable "
-                                           f"(epoch {epoch + 1}, step {global_step + 1})")
+                        raise InputError(f"data.roots: rank {env.rank}: every image of a batch was unreadable "
+                                         f"(epoch {epoch + 1}, step {global_step + 1})")
                     log.warning(f"step {global_step + 1}: every image of the batch was unreadable; no update")
                 else:
                     try:
                         loss = train_step(net, (view1, view2, coord1, coord2), optimizer, scaler, momentum,
                                           device=device, amp_dtype=amp_dtype, channels_last=channels_last)
                     except NonFiniteLossError as exc:
-                        kept = f"the last good checkpoint is {saved}" if saved else "no checkpoint was written"
                         jlog.write(event="non_finite_loss", step=global_step + 1, epoch=epoch + 1)
                         raise NonFiniteLossError(f"{exc} at step {global_step + 1} (epoch {epoch + 1}); "
-                                                 f"training stopped, {kept}") from None
+                                                 f"training stopped, {_kept(saved)}") from None
                     losses.append(loss)
                     epoch_losses.append(loss)
                     window_losses.append(loss)
@@ -307,13 +335,14 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
                     window_losses, window_start = [], time.perf_counter()
                 every = cfg.output.save_every_steps
                 if (global_step % steps_per_epoch == 0 or global_step == last_step
-                        or (every and global_step % every == 0)):
+                        or (every and global_step % every == 0)) and epoch_losses:
                     t0 = time.perf_counter()
                     save()
                     window_start += time.perf_counter() - t0  # images/s measures training only
                 if global_step >= last_step:
                     break
             skipped = int(all_reduce_sum(torch.tensor(skipped)).item())
+            check_epoch_trained(epoch_losses, epoch + 1, skipped)
             if skipped and env.is_main:
                 log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")
             jlog.write(event="epoch_end" if global_step % steps_per_epoch == 0 else "stopped", epoch=epoch + 1,

@@ -21,6 +21,8 @@ from typing import Mapping, Optional
 import torch
 from torch import Tensor
 
+from hvc.checkpoint import load_problem
+from hvc.errors import InputError
 from hvc.models.resnet import ResNet
 
 ARCH = {"hvc": "resnet18", "mocov1": "resnet50", "imagenet18": "resnet18", "imagenet50": "resnet50",
@@ -36,7 +38,7 @@ _UNUSED_PREFIXES = ("fc.", "layer4.")
 _SHOWN_KEYS = 8  # keys listed per category in error messages
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError, RuntimeError):
     """A checkpoint file is missing, unreadable or does not fit the encoder."""
 
 
@@ -68,13 +70,13 @@ def read_encoder_state(path: str | os.PathLike) -> dict[str, Tensor]:
     """Encoder weights from a checkpoint file: float32, without ``fc.*`` / ``layer4.*``."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{path}: checkpoint not found")
     # The paper's training checkpoints pickle their argparse.Namespace of options.
     with torch.serialization.safe_globals([argparse.Namespace]):
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unreadable file
-            raise CheckpointError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from None
+            raise CheckpointError(f"{path}: cannot read the checkpoint ({load_problem(exc)})") from None
     state = _encoder_entries(obj, path)
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()
             if not k.startswith(_UNUSED_PREFIXES)}
@@ -118,7 +120,7 @@ def checkpoint_path(name: str, checkpoint: Optional[str]) -> str:
     if checkpoint is not None:
         return checkpoint
     if name not in DEFAULT_CHECKPOINT:
-        raise CheckpointError(f"model {name!r} takes no checkpoint")
+        raise CheckpointError(f"model.name: model {name!r} takes no checkpoint")
     return str(CHECKPOINT_DIR / DEFAULT_CHECKPOINT[name])
 
 
@@ -130,7 +132,7 @@ def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0,
     or 1024 (ResNet-50).
     """
     if name not in ARCH:
-        raise CheckpointError(f"unknown model {name!r}; choose one of {sorted(ARCH)}")
+        raise CheckpointError(f"model.name: unknown model {name!r}; choose one of {sorted(ARCH)}")
     if name == "random18":
         with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG
             torch.manual_seed(seed)
@@ -140,7 +142,7 @@ def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0,
         path = checkpoint_path(name, checkpoint)
         if not os.path.isfile(path):
             raise CheckpointError(
-                f"checkpoint for --model {name} not found: {path}. Weights are never downloaded: put the "
+                f"{path}: checkpoint for --model {name} not found. Weights are never downloaded: put the "
                 f"file there (see checkpoints/README.md) or pass --checkpoint PATH")
         load_state_strict(net, read_encoder_state(path), path)
     net.to(device)

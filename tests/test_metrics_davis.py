@@ -158,7 +158,7 @@ def _expect_failure(davis: Path, results: Path, out: Path, sequences, capsys, ne
             "--workers", str(workers)]
     if sequences:
         argv += ["--sequences", *sequences]
-    assert load_eval_metrics().main(argv) == 1
+    assert load_eval_metrics().main(argv) == 3
     message = capsys.readouterr().err
     for needle in needles:
         assert needle in message, (needle, message)

@@ -7,7 +7,9 @@ python eval_metrics.py --task vip --root data/VIP --results R --output R [--list
 python eval_metrics.py --task vost --root data/VOST --results R --output R [--set val] [--sequences s ...] [--workers 2]
 
 Protocols and output files: README (Metrics, Other tasks) and docs/tasks.md. Bad input stops
-the run with a message naming the file, before anything is written.
+the run with a message naming the file, before anything is written. The output folder is
+created and checked to be writable before the evaluation starts. Exit codes: hvc/errors.py
+(README, "Failure behaviour").
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ import sys
 import warnings
 
 from hvc.cli import run_main
-from hvc.metrics import MetricsError, evaluate, outputs, pck, vip, vost
+from hvc.errors import ArgumentParser, UsageError, entry_point
+from hvc.fileio import writable_dir
+from hvc.metrics import evaluate, outputs, pck, vip, vost
 
 TASKS = ("davis", "jhmdb", "vip", "vost")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    first = argparse.ArgumentParser(add_help=False)
+    first = ArgumentParser(add_help=False)
     first.add_argument("--task", choices=TASKS, default="davis")
     task = first.parse_known_args(argv)[0].task
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=TASKS, default="davis", help="benchmark protocol (default: davis)")
     parser.add_argument("--results", required=True, help="folder of predictions (layout per task: docs/tasks.md)")
     parser.add_argument("--output", required=True, help="folder for the tables and the figure")
@@ -52,7 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.add_argument("--list", help="the paper's frame list (val_vip.txt); default every annotated frame")
     if task in ("jhmdb", "vip"):
         parser.add_argument("--videos", nargs="+", default=(), help="score only these videos")
-    return parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    if getattr(args, "workers", 1) < 1:
+        raise UsageError(f"--workers: must be >= 1, got {args.workers}")
+    return args
 
 
 def _run(args: argparse.Namespace) -> tuple[str, list]:
@@ -75,13 +82,11 @@ def _run(args: argparse.Namespace) -> tuple[str, list]:
     return outputs.vost_summary(objects, args.split), outputs.write_vost(objects, args.output, args.split)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        summary, paths = _run(args)
-    except MetricsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    writable_dir(args.output, "--output")  # before the evaluation, not after it
+    summary, paths = _run(args)
     print(summary)
     print("\nwrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -22,6 +22,7 @@ import argparse
 import logging
 import os
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -30,7 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from hvc.fileio import atomic_path
+from hvc.errors import InputError, NonFiniteError
+from hvc.fileio import atomic_torch_save
+from hvc.finite import describe, non_finite_tensors
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -39,7 +42,7 @@ _REQUIRED = ("model", "optimizer", "epoch")
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError, ValueError):
     """A checkpoint file is missing, unreadable, or not what it is loaded as (a training
     checkpoint, an encoder's weights); the message names the file. The one error type of
     every checkpoint reader (this module, :mod:`hvc.models.encoders`, :mod:`hvc.export`)."""
@@ -55,12 +58,21 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{path}: checkpoint not found")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the unpickler raises many types on garbage input
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({load_problem(exc)})") from None
+
+
+def load_problem(exc: Exception) -> str:
+    """A short reason for a failed ``torch.load(weights_only=True)``; a refused global (a pickle
+    that would import or run code) is named instead of torch's long advice text."""
+    refused = re.search(r"unsupported GLOBAL (\S+) ", str(exc)) or re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    if refused:
+        return f"refused to unpickle {refused.group(1)}: the file would import or run code, only plain data is loaded"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def rng_state() -> dict[str, Any]:
@@ -104,8 +116,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: tor
         "rng": rng_state(),
         "format_version": FORMAT_VERSION,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    atomic_torch_save(payload, path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -121,12 +132,23 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def restore(ckpt: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer,
             scaler: torch.amp.GradScaler, steps_per_epoch: int, source: str,
             info: Callable[[str], None] = log.info) -> int:
-    """Load model / optimizer / scaler / RNG states from ``ckpt``; return the global step."""
+    """Load model / optimizer / scaler / RNG states from ``ckpt``; return the global step.
+
+    A checkpoint holding NaN or inf (weights or optimizer state) is refused: training would
+    continue from garbage.
+    """
+    bad = non_finite_tensors({"model": ckpt["model"], "optimizer": ckpt["optimizer"]})
+    if bad:
+        raise CheckpointError(f"{source}: not resuming from {describe(bad)}")
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise CheckpointError(f"{source}: model weights do not match this model ({exc})") from None
-    optimizer.load_state_dict(ckpt["optimizer"])
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+        raise CheckpointError(f"{source}: its optimizer state does not fit this model's optimizer "
+                              f"({type(exc).__name__}: {exc})") from None
     if ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
     if "rng" in ckpt:
@@ -162,6 +184,12 @@ class Checkpointer:
         """Save after optimiser step ``step`` if it is due; returns the seconds it took."""
         if not self.due(step):
             return 0.0
+        # refuse to save unless every tensor is finite; on every process (DDP keeps the states
+        # identical), so all of them stop together
+        bad = non_finite_tensors({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()["state"]})
+        if bad:
+            kept = f"the last good checkpoint is {self.last}" if self.last else "no checkpoint was written"
+            raise NonFiniteError(f"{self.path}: not written at step {step}, training produced {describe(bad)}; {kept}")
         start = time.perf_counter()
         if self.write:
             save_checkpoint(self.path, model=self.model, optimizer=self.optimizer, scaler=self.scaler,

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from hvc.errors import DeviceError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -40,7 +42,7 @@ def resolve_device(choice: Literal["auto", "cpu", "cuda"], local_rank: int = 0) 
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("runtime.device=cuda but no CUDA device is available")
+            raise DeviceError("runtime.device: cuda asked for, but no CUDA device is available; use cpu or auto")
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
 

@@ -15,7 +15,9 @@ of ``optim.epochs`` passes (or until ``optim.max_steps`` steps) of the hybrid-lo
   ``checkpoint.pth`` (atomically, every ``output.save_every_steps`` steps, at each epoch
   end and at the end);
 * a non-finite loss stops the job before the optimiser step, leaving the last good
-  checkpoint on disk.
+  checkpoint on disk; a checkpoint is written only if every tensor in it is finite, so the
+  one on disk is always a good one;
+* an epoch in which no image could be read stops the job (nothing is saved).
 """
 
 from __future__ import annotations
@@ -44,15 +46,23 @@ from hvc.data.static import StaticImagePairs
 from hvc.data.transforms import RandomResizedCropCoord
 from hvc.data.video import VideoFramePairs
 from hvc.distributed import DistEnv, all_reduce_sum, convert_sync_batchnorm, init_distributed, wrap_ddp
-from hvc.fileio import atomic_write_text
+from hvc.errors import InputError, NonFiniteError
+from hvc.fileio import atomic_write_text, writable_dir
 from hvc.meters import JsonLog, StepMeter
 from hvc.models.hvc import HVC, momentum_at
 
 log = logging.getLogger("hvc.train")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NonFiniteError, RuntimeError):
     """The loss became NaN or infinite; training stopped without saving."""
+
+
+def check_epoch_trained(epoch_losses: list[float], epoch: int, skipped: int) -> None:
+    """An epoch without a single update read no image: stop rather than save untrained weights."""
+    if not epoch_losses:
+        raise InputError(f"data.roots: no image of epoch {epoch} could be used ({skipped} unreadable or "
+                         "degenerate, named in the warnings above); nothing was trained or saved")
 
 
 @dataclass
@@ -166,13 +176,13 @@ class StepPlan:
 def plan_steps(cfg: TrainConfig, dataset: PairDataset, env: DistEnv) -> tuple[StepPlan, DistributedSampler]:
     """The step plan and the seeded sampler (a ConfigError if not one batch fits the data)."""
     if cfg.data.batch_size % env.world_size:
-        raise ConfigError(f"data.batch_size={cfg.data.batch_size} does not split over {env.world_size} processes")
+        raise ConfigError(f"data.batch_size: {cfg.data.batch_size} does not split over {env.world_size} processes")
     per_rank = cfg.data.batch_size // env.world_size
     sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                  seed=cfg.runtime.seed, drop_last=True)
     steps_per_epoch = len(sampler) // per_rank
     if steps_per_epoch == 0:
-        raise ConfigError(f"data.roots hold {len(dataset)} samples, fewer than one batch of {cfg.data.batch_size}")
+        raise ConfigError(f"data.roots: {len(dataset)} samples, fewer than one batch of {cfg.data.batch_size}")
     total_steps = steps_per_epoch * cfg.optim.epochs
     return StepPlan(per_rank, steps_per_epoch, total_steps, min(total_steps, cfg.optim.max_steps or total_steps)), sampler
 
@@ -251,6 +261,8 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
     seed_everything(cfg.runtime.seed)
     dataset = build_dataset(cfg.data, cfg.runtime.seed)
     plan, sampler = plan_steps(cfg, dataset, env)
+    if env.is_main:
+        writable_dir(cfg.output.dir, "output.dir")  # before any work, not after hours of it
     model, channels_last = _place_model(cfg, env)
     optimizer = build_optimizer(model, cfg.optim)
     amp_dtype = autocast_dtype(cfg.runtime, env.device)
@@ -307,10 +319,12 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
         run.bar.update(1)
         if run.step % run.cfg.output.log_every == 0 or run.step == run.plan.last_step:
             _report(run, epoch, momentum)
-        run.meter.exclude(run.checkpointer.save_if_due(run.step))  # images/s measures training only
+        if epoch_losses:  # an epoch that trained nothing saves nothing
+            run.meter.exclude(run.checkpointer.save_if_due(run.step))  # images/s measures training only
         if run.step >= run.plan.last_step:
             break
     skipped = int(all_reduce_sum(torch.tensor(skipped)).item())
+    check_epoch_trained(epoch_losses, epoch + 1, skipped)
     if skipped and run.env.is_main:
         log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")
     run.jlog.write(event="epoch_end" if run.step % run.plan.steps_per_epoch == 0 else "stopped", epoch=epoch + 1,
@@ -323,7 +337,7 @@ def _update(run: TrainingRun, batch: Sequence[Tensor], momentum: float, epoch: i
     if batch[0].shape[0] == 0:
         # one process skips the update; in a job the others would wait for it in their collectives
         if run.env.distributed:
-            raise RuntimeError(f"rank {run.env.rank}: every image of a batch was unreadable "
+            raise InputError(f"data.roots: rank {run.env.rank}: every image of a batch was unreadable "
                                f"(epoch {epoch + 1}, step {run.step + 1})")
         log.warning(f"step {run.step + 1}: every image of the batch was unreadable; no update")
         return None

@@ -5,7 +5,8 @@
 Keeps ``online_encoder.*`` of the checkpoint's model and strips the prefix: a bare state
 dict, the official exported format (120 keys for ResNet-18, layer4 included, which the
 test encoder ignores). ``--drop-layer4`` removes layer4 and ``--half`` stores floating
-tensors as float16 (small files, e.g. a committed test checkpoint under 8 MB).
+tensors as float16 (small files, e.g. a committed test checkpoint under 8 MB). Weights
+holding a NaN or an infinity are refused. Exit codes: hvc/errors.py.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import os
 import sys
 from collections import OrderedDict
 
-import torch
 from torch import Tensor
 
 from hvc.checkpoint import CheckpointError, load_checkpoint
 from hvc.cli import run_main
-from hvc.fileio import atomic_path
+from hvc.errors import ArgumentParser, NonFiniteError, entry_point
+from hvc.fileio import atomic_torch_save, writable_dir
+from hvc.finite import describe, non_finite_tensors
 
 PREFIX = "online_encoder."
 
@@ -43,26 +45,30 @@ def encoder_from_checkpoint(ckpt: dict, *, drop_layer4: bool = False, half: bool
 
 def export(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, *, drop_layer4: bool = False,
            half: bool = False) -> int:
-    """Write the encoder of ``ckpt_path`` to ``out_path`` atomically; return the number of keys."""
+    """Write the encoder of ``ckpt_path`` to ``out_path`` atomically; return the number of keys.
+
+    Raises NonFiniteError (nothing written) if an exported tensor holds a NaN or an infinity.
+    """
+    writable_dir(os.path.dirname(os.path.abspath(out_path)), "the output folder")
     state = encoder_from_checkpoint(load_checkpoint(ckpt_path), drop_layer4=drop_layer4, half=half,
                                     source=os.fspath(ckpt_path))
-    with atomic_path(out_path) as tmp:
-        torch.save(state, tmp)
+    bad = non_finite_tensors(state)
+    if bad:
+        raise NonFiniteError(f"{ckpt_path}: not exported, its encoder has {describe(bad)}")
+    atomic_torch_save(state, out_path)
     return len(state)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m hvc.export", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="training checkpoint (ours or the paper's)")
     parser.add_argument("out", help="output .pth: bare encoder state dict")
     parser.add_argument("--drop-layer4", action="store_true", help="leave out layer4 (unused at test time)")
     parser.add_argument("--half", action="store_true", help="store floating tensors as float16")
-    args = parser.parse_args(argv)
-    try:
-        n = export(args.checkpoint, args.out, drop_layer4=args.drop_layer4, half=args.half)
-    except CheckpointError as exc:
-        print(f"hvc.export: error: {exc}", file=sys.stderr)
-        return 1
+    args = parser.parse_intermixed_args(argv)
+    n = export(args.checkpoint, args.out, drop_layer4=args.drop_layer4, half=args.half)
     print(f"wrote {args.out}: {n} tensors")
     return 0
 

@@ -1,12 +1,17 @@
 """Atomic file writes: a reader never sees a half-written file, and a crash
-mid-write leaves the previous version in place."""
+mid-write leaves the previous version in place; a failed write (disk full, not writable)
+is an :class:`~hvc.errors.OutputError` naming the target file."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
-from typing import Iterator
+import uuid
+from typing import Any, Iterator
+
+from hvc.errors import OutputError
 
 
 def _umask() -> int:
@@ -23,18 +28,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     suffix = os.path.splitext(path)[1]  # keep the extension: some writers infer the format from it
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", suffix=suffix, dir=folder)
-    os.close(fd)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", suffix=suffix, dir=folder)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror})") from exc
     try:
         yield tmp
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
         raise
 
 
@@ -46,3 +56,35 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` atomically. Serialised in memory first: torch's zip writer reports a
+    full disk as an opaque RuntimeError, a plain file write as the OSError it is."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(buffer.getbuffer())
+
+
+def writable_dir(path: str | os.PathLike, what: str) -> str:
+    """Create folder ``path`` (and its parents) and check that files can be created in it.
+
+    Called before any work, so a run does not compute for hours and then fail to save.
+    ``what`` names the setting the folder came from (e.g. ``run.output_dir``).
+    Raises OutputError naming the path: it is a file, cannot be created, or is not writable.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputError(f"{path}: {what} is a file, not a folder")
+    probe = os.path.join(path, f".tmp-write-probe-{uuid.uuid4().hex}")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"probe")
+        os.remove(probe)
+    except OSError as exc:
+        raise OutputError(f"{path}: {what} is not writable ({exc.strerror or exc})") from exc
+    return path

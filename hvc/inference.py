@@ -3,28 +3,44 @@
 Frames stream through a DataLoader, the encoder runs on batches of frames and each
 frame's embedding goes straight into the propagator, so memory stays bounded by the
 propagator's context (not the video length).
+
+The output folder follows the rules of :mod:`hvc.completion` (a sequence is finished only
+through its completion record; a folder never mixes two settings) and is checked before any
+work: validated settings, a writable folder, no other settings' results unless
+``run.overwrite``. Features and soft masks are checked to be finite once per frame. The
+sequences can be split over a torchrun job or ``--shard i/n`` processes
+(:mod:`hvc.sharding`); the output is the same, byte for byte, as one process's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import logging
+import math
+import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from hvc.completion import STATE_DIR, Record, ResultsFolder, file_digest, settings_hash
 from hvc.config.core import ConfigError, dump_yaml, load_config, to_dict
 from hvc.config.inference import TestConfig
 from hvc.data.palette import save_indexed_png
-from hvc.data.vos import YTVOS_DATASETS, FrameDataset, VideoSequence, load_sequences, read_label_map
-from hvc.fileio import atomic_path, atomic_write_text
-from hvc.models.encoders import load_encoder
+from hvc.data.vos import YTVOS_DATASETS, DatasetError, FrameDataset, VideoSequence, load_sequences, read_label_map
+from hvc.errors import HvcError, InputError, NonFiniteError, ReportedElsewhere, UsageError
+from hvc.fileio import atomic_path, atomic_write_text, writable_dir
+from hvc.models.encoders import checkpoint_path, load_encoder
 from hvc.propagation import LabelPropagator, embed, upsample_labels
+from hvc.sharding import Job, ShardSpec, job_shard
 from hvc.visualize import SequenceVisualizer
 
 log = logging.getLogger(__name__)
@@ -58,11 +74,10 @@ class FeatureExtractor:
         return embed(feats[0], merge_feats=merge, merge_lambda=self.merge_lambda)
 
 
-def build_extractor(cfg: TestConfig) -> FeatureExtractor:
+def build_extractor(cfg: TestConfig, device: Optional[torch.device] = None) -> FeatureExtractor:
+    """The configured encoder(s) on ``device`` (default: ``run.device``, checked to exist)."""
     m = cfg.model
-    device = torch.device(cfg.run.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"run.device={cfg.run.device} but CUDA is not available; use --device cpu")
+    device = device or Job().device(cfg.run.device)
     main = load_encoder(m.name, m.checkpoint, seed=m.seed, bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
     merge = None
     if m.merge_model is not None:
@@ -85,30 +100,68 @@ def sequence_dir(out: Path, dataset: str, name: str) -> Path:
     return out / "Annotations" / name if dataset in YTVOS_DATASETS else out / name
 
 
-def is_finished(seq: VideoSequence, folder: Path) -> bool:
-    """All output PNGs exist (they are written atomically, so existing files are complete)."""
-    return all((folder / f"{seq.frame_name(t)}.png").is_file() for t in seq.outputs)
+def output_files(seq: VideoSequence) -> list[str]:
+    """The files a finished sequence holds, in frame order."""
+    return [f"{seq.frame_name(t)}.png" for t in seq.outputs]
+
+
+# The encoder's stride: a frame of H x W gives ceil(H/8) x ceil(W/8) feature cells.
+STRIDE = 8
+# Fewer cells than this on a side leave the radius / top-k protocol nothing to choose from.
+MIN_FEATURE_CELLS = 2
+
+
+def check_frame_size(seq: VideoSequence, frames: FrameDataset, topk: int) -> None:
+    """Frames too small for the protocol are an input error naming the sequence."""
+    h, w = frames.out_size
+    fh, fw = math.ceil(h / STRIDE), math.ceil(w / STRIDE)
+    if min(fh, fw) < MIN_FEATURE_CELLS or fh * fw < topk:
+        raise DatasetError(
+            f"{seq.frames[0].parent}: frames of sequence {seq.name} ({frames.size[0]}x{frames.size[1]} px, "
+            f"{h}x{w} at the encoder) give {fh}x{fw} feature cells; need at least "
+            f"{MIN_FEATURE_CELLS}x{MIN_FEATURE_CELLS} and prop.topk={topk} positions")
+
+
+def read_labels(seq: VideoSequence, t: int, size: tuple[int, int], num_classes: int) -> np.ndarray:
+    """The id map annotated at frame t, its ids checked against ``prop.num_classes``."""
+    path = seq.annotations[t]
+    ids = read_label_map(path, seq.mask_format, size)
+    top = int(ids.max())
+    if top >= num_classes:
+        raise DatasetError(f"{path}: label id {top} is not below prop.num_classes={num_classes} "
+                           f"(ids 0..{num_classes - 1}); raise prop.num_classes")
+    return ids
+
+
+def check_finite(values: Tensor, what: str, seq: VideoSequence, t: int, hint: str) -> None:
+    """Stop at the first non-finite value, naming the frame (one reduction per call: cheap)."""
+    if not bool(torch.isfinite(values).all()):
+        raise NonFiniteError(f"{seq.frames[t]}: {what} of frame {t} of sequence {seq.name} hold NaN or inf; {hint}")
 
 
 def segment_sequence(seq: VideoSequence, extractor: FeatureExtractor, propagator: LabelPropagator,
-                     folder: Path, cfg: TestConfig, vis_folder: Optional[Path] = None) -> None:
-    """Propagate the annotations of ``seq`` through all its frames; write the output frames."""
+                     folder: Path, cfg: TestConfig, vis_folder: Optional[Path] = None, progress: bool = True) -> None:
+    """Propagate the annotations of ``seq`` through all its frames; write the output frames to ``folder``."""
     frames = FrameDataset(seq, cfg.data.input_size, cfg.data.mean, cfg.data.std)
+    check_frame_size(seq, frames, cfg.prop.topk)
     loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=cfg.data.workers,
                         pin_memory=extractor.device.type == "cuda")
     outputs = set(seq.outputs)
     propagator.reset()
     with contextlib.ExitStack() as stack:
         vis = stack.enter_context(SequenceVisualizer(vis_folder, cfg.run.fps)) if vis_folder else None
-        bar = stack.enter_context(tqdm(total=len(frames), desc=seq.name, unit="frame", leave=False))
+        bar = stack.enter_context(tqdm(total=len(frames), desc=seq.name, unit="frame", leave=False,
+                                       disable=not progress))
         t = 0
         for batch in loader:
             for emb in extractor(batch):
+                check_finite(emb, "features", seq, t, "check the weights of model.checkpoint")
                 labels = None
                 if t in seq.annotations:
-                    ids = read_label_map(seq.annotations[t], seq.mask_format, frames.size)
+                    ids = read_labels(seq, t, frames.size, cfg.prop.num_classes)
                     labels = torch.from_numpy(ids).to(extractor.device)
                 soft = propagator.step(emb, labels)
+                check_finite(soft, "soft masks", seq, t, "check the prop.* settings")
                 if t in outputs:
                     pred, _ = upsample_labels(soft, frames.size)
                     pred = pred.cpu().numpy()
@@ -126,39 +179,202 @@ def _protocol(cfg: TestConfig) -> dict:
     return {"model": d["model"], "data": data, "prop": d["prop"]}
 
 
-def _check_protocol(cfg: TestConfig, record: Path) -> None:
-    """Refuse to mix results of different settings in one folder (unless overwriting)."""
-    if record.is_file() and not cfg.run.overwrite and _protocol(load_config(TestConfig, record)) != _protocol(cfg):
-        raise ConfigError(f"{record.parent} holds results made with other settings (see {record}); "
-                          f"pass --overwrite to redo them or choose another run.output_dir")
+def run_settings(cfg: TestConfig) -> str:
+    """The settings hash of completion records: the protocol, the autocast precision and the
+    bytes of every checkpoint file (a retrained file at the same path is other settings)."""
+    m = cfg.model
+    digests = {}
+    for name, given in ((m.name, m.checkpoint), (m.merge_model, m.merge_checkpoint)):
+        if name is not None and name != "random18":
+            path = checkpoint_path(name, given)
+            digests[name] = file_digest(path) if Path(path).is_file() else None  # missing: load_encoder says so
+    return settings_hash({"protocol": _protocol(cfg), "amp": cfg.run.amp, "checkpoints": digests})
 
 
-def zip_submission(out: Path) -> Path:
-    """``<out>/submission.zip`` holding ``Annotations/<video>/<frame>.png`` (YouTube-VOS upload)."""
-    target = out / "submission.zip"
+def _legacy_settings_differ(cfg: TestConfig, record: Path) -> bool:
+    """A ``config.yaml`` of other settings (folders written before completion records existed)."""
+    if not record.is_file():
+        return False
+    try:
+        return _protocol(load_config(TestConfig, record)) != _protocol(cfg)
+    except HvcError:
+        return True
+
+
+@dataclass
+class Plan:
+    """What this run does in its output folder."""
+
+    out: Path
+    folder: ResultsFolder
+    sequences: list[VideoSequence]  # every sequence of the benchmark selection, in list order
+    todo: list[str]  # names to segment (not finished with these settings), in list order
+
+
+def prepare_output(cfg: TestConfig, sequences: list[VideoSequence], mine: list[str], partial: bool) -> Plan:
+    """Check and prepare the output folder before any work (see :mod:`hvc.completion`).
+
+    ``mine``: the sequences this process is responsible for; ``partial``: a ``--shard`` run,
+    which removes (with --overwrite) only its own sequences and other settings' results.
+    """
+    out = output_dir(cfg)
+    writable_dir(out, "run.output_dir")
+    if cfg.run.visualize:
+        writable_dir(f"{out}_vis", "run.output_dir (visualisations: <output_dir>_vis)")
+    folder = ResultsFolder(out, run_settings(cfg))
+    config_record = out / "config.yaml"
+    dirs = {s.name: sequence_dir(out, cfg.data.dataset, s.name) for s in sequences}
+    foreign = folder.foreign()
+    legacy = (not folder.records() and _legacy_settings_differ(cfg, config_record)
+              and any(d.is_dir() for d in dirs.values()))
+    if (foreign or legacy) and not cfg.run.overwrite:
+        what = f"{len(foreign)} sequence(s), e.g. {foreign[0]}" if foreign else "sequence folders"
+        raise ConfigError(f"{out}: holds results made with other settings ({what}; see {config_record}); "
+                          f"pass --overwrite to replace them, or choose another run.output_dir")
+    if cfg.run.overwrite:  # remove first: a rerun then never mixes two settings
+        targets = set(foreign) | set(mine if partial else [*dirs, *folder.records()])
+        for name in sorted(targets):
+            folder.forget(name, dirs.get(name, sequence_dir(out, cfg.data.dataset, name)))
+    folder.clear_staging(mine if partial else None)  # frames of killed runs
+    atomic_write_text(config_record, dump_yaml(cfg))
+    todo = [s.name for s in sequences if s.name in set(mine)
+            and not folder.is_finished(s.name, dirs[s.name], output_files(s))]
+    if todo or cfg.run.overwrite:  # summaries and scores of earlier results no longer describe the folder
+        for pattern in STALE_SUMMARIES:
+            for stale in out.glob(pattern):
+                stale.unlink()
+    return Plan(out, folder, sequences, todo)
+
+
+SUMMARY_NAME = "sequences.csv"
+ZIP_NAME = "submission.zip"
+# Written from complete results: ours, and eval_metrics.py's CSVs (scripts/run_metrics puts them here).
+STALE_SUMMARIES = (SUMMARY_NAME, ZIP_NAME, "global_results-*.csv", "per-sequence_results-*.csv")
+
+
+def finished_records(cfg: TestConfig, plan: Plan) -> list[Record]:
+    """Every sequence's record; an InputError naming the unfinished ones if any is not finished."""
+    missing = [s.name for s in plan.sequences
+               if not plan.folder.is_finished(s.name, sequence_dir(plan.out, cfg.data.dataset, s.name),
+                                              output_files(s))]
+    if missing:
+        raise InputError(f"{plan.out}: {len(missing)} sequence(s) not finished with these settings: "
+                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
+                         f"(run the missing shards, or test.py without --shard)")
+    return [plan.folder.record(s.name) for s in plan.sequences]
+
+
+def write_summary(cfg: TestConfig, plan: Plan) -> list[Path]:
+    """``sequences.csv`` (one row a sequence) and, for YouTube-VOS, ``submission.zip``."""
+    records = finished_records(cfg, plan)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["sequence", "frames", "outputs", "seconds", "worker", "settings"])
+    for r in records:
+        writer.writerow([r.sequence, r.frames, len(r.files), f"{r.seconds:.2f}", r.worker, r.settings[:12]])
+    atomic_write_text(plan.out / SUMMARY_NAME, text.getvalue())
+    written = [plan.out / SUMMARY_NAME]
+    if cfg.data.dataset in YTVOS_DATASETS:
+        written.append(zip_submission(plan.out, records, plan.folder.settings))
+    return written
+
+
+def zip_submission(out: Path, records: list[Record], settings: str) -> Path:
+    """``<out>/submission.zip`` holding ``Annotations/<video>/<frame>.png`` (YouTube-VOS upload):
+    exactly the files of the completion records; the zip comment names the settings hash."""
+    target = out / ZIP_NAME
     with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for png in sorted((out / "Annotations").rglob("*.png")):
-            zf.write(png, png.relative_to(out).as_posix())
+        zf.comment = f"hvc settings {settings}".encode()
+        for record in records:
+            for name in record.files:
+                zf.write(out / "Annotations" / record.sequence / name, f"Annotations/{record.sequence}/{name}")
     return target
 
 
-def run_inference(cfg: TestConfig) -> Path:
-    """Run label propagation on every sequence of ``cfg.data``; returns the output folder."""
-    sequences = load_sequences(cfg.data.dataset, cfg.data.root, cfg.data.sequences)
-    out = output_dir(cfg)
-    record = out / "config.yaml"
-    _check_protocol(cfg, record)
-    todo = [s for s in sequences if cfg.run.overwrite or not is_finished(s, sequence_dir(out, cfg.data.dataset, s.name))]
-    if len(todo) < len(sequences):
-        log.info("skipping %d finished sequence(s) in %s (--overwrite to redo)", len(sequences) - len(todo), out)
-    if todo:
-        extractor = build_extractor(cfg)
-        propagator = LabelPropagator(cfg.prop)
-        atomic_write_text(record, dump_yaml(cfg))  # only once the settings are known to work
-        vis_root = Path(f"{out}_vis") if cfg.run.visualize else None
-        for seq in tqdm(todo, desc=f"{result_tag(cfg)} {cfg.data.dataset}", unit="seq"):
-            segment_sequence(seq, extractor, propagator, sequence_dir(out, cfg.data.dataset, seq.name), cfg,
-                             vis_root / seq.name if vis_root else None)
-    if cfg.data.dataset in YTVOS_DATASETS:
-        log.info("wrote %s", zip_submission(out))
-    return out
+def _segment_all(cfg: TestConfig, plan: Plan, names: list[str], job: Job, worker: str) -> None:
+    """Segment ``names`` into staging folders and commit each with its completion record."""
+    if not names:
+        return
+    extractor = build_extractor(cfg, job.device(cfg.run.device))
+    propagator = LabelPropagator(cfg.prop)
+    vis_root = Path(f"{plan.out}_vis") if cfg.run.visualize else None
+    by_name = {s.name: s for s in plan.sequences}
+    for name in tqdm(names, desc=f"{result_tag(cfg)} {cfg.data.dataset} ({worker})", unit="seq",
+                     disable=not job.is_main):
+        seq = by_name[name]
+        staging = plan.folder.start(name)
+        start = time.perf_counter()
+        segment_sequence(seq, extractor, propagator, staging, cfg, vis_root / name if vis_root else None,
+                         progress=job.is_main)
+        record = Record(name, plan.folder.settings, tuple(output_files(seq)), len(seq.frames),
+                        round(time.perf_counter() - start, 3), worker)
+        plan.folder.commit(record, sequence_dir(plan.out, cfg.data.dataset, name))
+
+
+def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shards: bool = False,
+                  job: Optional[Job] = None) -> Path:
+    """Segment every sequence of ``cfg.data`` (or this process's share); returns the output folder.
+
+    ``shard``: segment only shard ``i`` of ``n`` (no summary: ``merge_shards`` writes it once all
+    shards are done). ``job``: the torchrun job this process belongs to (default: one process).
+    Raises an :class:`hvc.errors.HvcError` on any expected failure, before writing anything
+    where the check allows it.
+    """
+    job = job or Job()
+    job.device(cfg.run.device)  # an unavailable device fails before anything is written
+    if merge_shards and (shard is not None or cfg.run.overwrite or job.distributed):
+        raise UsageError("--merge-shards: runs alone, after the shards (no --shard, --overwrite or torchrun)")
+    if shard is not None and job.distributed:
+        raise UsageError("--shard: use either torchrun or --shard i/n, not both")
+    try:
+        sequences = load_sequences(cfg.data.dataset, cfg.data.root, cfg.data.sequences)
+    except HvcError as exc:  # the same on every rank: rank 0 reports it
+        if not job.is_main:
+            raise ReportedElsewhere(exc.exit_code) from None
+        raise
+    names, sizes = [s.name for s in sequences], [len(s.frames) for s in sequences]
+    if merge_shards:
+        plan = Plan(output_dir(cfg), ResultsFolder(output_dir(cfg), run_settings(cfg)), sequences, [])
+        for path in write_summary(cfg, plan):
+            log.info("wrote %s", path)
+        return plan.out
+
+    mine = job_shard(Job(), names, sizes, shard)  # torchrun: rank 0 prepares for the whole job
+    plan, failure = None, None
+    if job.is_main:
+        try:
+            plan = prepare_output(cfg, sequences, mine, partial=shard is not None)
+        except HvcError as exc:
+            failure = exc
+    todo, code = job.broadcast((plan.todo, 0) if plan is not None else (None, getattr(failure, "exit_code", 0)))
+    if failure is not None:
+        raise failure
+    if todo is None:
+        raise ReportedElsewhere(code)
+    if plan is None:
+        out = output_dir(cfg)
+        plan = Plan(out, ResultsFolder(out, run_settings(cfg)), sequences, todo)
+    skipped = len(mine) - len(todo)
+    if skipped and job.is_main:
+        log.info("skipping %d finished sequence(s) in %s (--overwrite to redo)", skipped, plan.out)
+    todo_sizes = [len(s.frames) for s in sequences if s.name in set(todo)]
+    share = job_shard(job, todo, todo_sizes, None) if job.distributed else todo
+    worker = f"shard {shard}" if shard is not None else job.describe()
+
+    code = 0
+    try:
+        _segment_all(cfg, plan, share, job, worker)
+    except HvcError as exc:
+        if not job.distributed:
+            raise
+        code, failure = exc.exit_code, exc
+    worst = job.max_over_ranks(code)  # every rank waits here for the slowest
+    if worst:  # the lowest failing rank reports its error; the others exit with the worst code
+        reporter = -job.max_over_ranks(-job.rank if code else -job.world_size)
+        if failure is not None and job.rank == reporter:
+            raise failure
+        raise ReportedElsewhere(worst)
+    if shard is None and job.is_main:
+        for path in write_summary(cfg, plan):
+            log.info("wrote %s", path)
+    return plan.out

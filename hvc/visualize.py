@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from hvc.data.palette import DAVIS_PALETTE
+from hvc.errors import OutputError
 from hvc.fileio import atomic_path
 
 
@@ -52,7 +53,7 @@ class SequenceVisualizer(contextlib.AbstractContextManager):
             h, w = image.shape[:2]
             self._video = cv2.VideoWriter(self._video_tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not self._video.isOpened():
-                raise RuntimeError(f"OpenCV cannot write mp4 video {self.folder.with_suffix('.mp4')}")
+                raise OutputError(f"{self.folder.with_suffix('.mp4')}: OpenCV cannot write this mp4 video")
         self._video.write(np.ascontiguousarray(image[..., ::-1]))  # OpenCV wants BGR
 
     def __exit__(self, *exc) -> bool | None:

@@ -10,7 +10,7 @@
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
-    echo "usage: bash scripts/run_test.sh <model> <dataset> [test.py arguments]" >&2
+    echo "error: command line: usage: bash scripts/run_test.sh <model> <dataset> [test.py arguments]" >&2
     exit 2
 fi
 model=$1
@@ -21,7 +21,7 @@ case "$dataset" in
     davis16|davis17|davis17dev) root=$data/DAVIS ;;
     ytvos) root=$data/YTB/2018 ;;
     ytvos19) root=$data/YTB/2019 ;;
-    *) echo "run_test: unknown dataset '$dataset' (davis16, davis17, davis17dev, ytvos, ytvos19)" >&2; exit 2 ;;
+    *) echo "error: $dataset: unknown dataset (davis16, davis17, davis17dev, ytvos, ytvos19)" >&2; exit 2 ;;
 esac
 
 cd "$(dirname "$0")/.."

@@ -170,6 +170,6 @@ def test_export_writes_the_official_encoder_format(model, tmp_path, capsys):
 def test_export_of_a_non_hvc_checkpoint_fails_clearly(tmp_path, capsys):
     path = tmp_path / "other.pth"
     torch.save({"model": {"conv1.weight": torch.zeros(1)}, "optimizer": {}, "epoch": 0}, path)
-    assert export_main([str(path), str(tmp_path / "out.pth")]) == 1
+    assert export_main([str(path), str(tmp_path / "out.pth")]) == 3
     assert "online_encoder" in capsys.readouterr().err
     assert not (tmp_path / "out.pth").exists()

@@ -257,11 +257,11 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(f"data:\n  dataset: davis17\n  root: {root}\n")
     args = ["--config", str(config), "data.batch_size=2", "--output", str(tmp_path / "res"), "data.workers=0"]
-    assert test_entry.main([*args, "--model", "random18", "--sequences", "nope"]) == 2
+    assert test_entry.main([*args, "--model", "random18", "--sequences", "nope"]) == 3
     assert "nope" in capsys.readouterr().err
-    assert test_entry.main([*args, "--checkpoint", str(tmp_path / "missing.pth")]) == 2
+    assert test_entry.main([*args, "--checkpoint", str(tmp_path / "missing.pth")]) == 3
     assert "missing.pth" in capsys.readouterr().err
     mask = root / "Annotations" / "480p" / "alpha" / "00000.png"
     Image.fromarray(np.zeros((H + 1, W), dtype=np.uint8)).convert("P").save(mask)
-    assert test_entry.main([*args, "--model", "random18", "--input-size", "24"]) == 2
+    assert test_entry.main([*args, "--model", "random18", "--input-size", "24"]) == 3
     assert "differs from the frame size" in capsys.readouterr().err

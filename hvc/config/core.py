@@ -9,7 +9,9 @@ field's type annotation: unknown keys, wrong types and malformed overrides raise
 Supported field types: ``bool`` (a real boolean, never 0/1 or "yes"), ``int``,
 ``float`` (ints and numeric strings such as ``1e-3`` are accepted), ``str``,
 ``Optional[X]``, ``Literal[...]``, ``list[X]``, ``tuple[X, ...]`` and nested
-dataclasses. Why this and not OmegaConf structured configs (tried, measured): docs/design.md.
+dataclasses. A schema with a ``validate()`` method has it called once loaded: value
+ranges live there, one place per schema. Why this engine and not OmegaConf structured configs
+(tried, measured): docs/design.md.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from typing import Any, Iterable, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from hvc.errors import UsageError
+
 T = TypeVar("T")
 
 _TRUE = {"true", "yes", "on"}
 _FALSE = {"false", "no", "off"}
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A configuration file or override is invalid."""
 
 
@@ -212,9 +216,12 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         data = loaded
     data = apply_overrides(data, cls, overrides)
     try:
-        return _from_dict(cls, data, "")
+        cfg = _from_dict(cls, data, "")
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+    if callable(getattr(cfg, "validate", None)):
+        cfg.validate()  # value ranges, before any caller writes anything
+    return cfg
 
 
 def dump_yaml(cfg: Any) -> str:

@@ -10,7 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from hvc.config import checks
+from hvc.errors import DeviceError
 from hvc.propagation.config import PropagationConfig
+
+# Smallest data.input_size: two feature cells (stride 8) on the shorter side.
+MIN_INPUT_SIZE = 16
 
 ModelName = Literal["hvc", "mocov1", "imagenet18", "imagenet50", "random18"]
 DatasetName = Literal["davis16", "davis17", "davis17dev", "ytvos", "ytvos19"]
@@ -43,7 +48,8 @@ class DataConfig:
     root: str = "data/DAVIS"
     # Sequences to run; empty = the whole split. Naming a missing sequence is an error.
     sequences: list[str] = field(default_factory=list)
-    # Shorter side of the frames fed to the encoder (bilinear, align_corners=True); -1 = full size.
+    # Shorter side of the frames fed to the encoder (bilinear, align_corners=True); -1 = full size,
+    # otherwise at least MIN_INPUT_SIZE.
     input_size: int = -1
     # Test normalisation: ImageNet statistics (docs/propagation.md), RGB in [0, 1].
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -60,13 +66,14 @@ class RunConfig:
     results_root: str = "results"
     # Output folder; None = <results_root>/<model>[+<merge_model>]/<dataset>.
     output_dir: Optional[str] = None
-    # Torch device: cpu, cuda, cuda:1 ...
+    # Torch device: cpu, cuda, cuda:1 ... (under torchrun each process takes cuda:LOCAL_RANK)
     device: str = "cpu"
     # Autocast precision of the encoder on CUDA (ignored on CPU): off, fp16 or bf16.
     amp: Literal["off", "fp16", "bf16"] = "off"
     # channels_last memory format for the encoder (faster convolutions on recent GPUs).
     channels_last: bool = False
-    # Redo sequences whose outputs already exist (default: skip them).
+    # Remove the folder's earlier results (any settings) and redo every sequence (default: keep
+    # the sequences whose completion record names these settings, refuse other settings' results).
     overwrite: bool = False
     # Also write overlay images and an mp4 per sequence into <output_dir>_vis/.
     visualize: bool = False
@@ -82,3 +89,40 @@ class TestConfig:
     data: DataConfig = field(default_factory=DataConfig)
     prop: PropagationConfig = field(default_factory=PropagationConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def validate(self) -> "TestConfig":
+        """Range checks the types cannot express (``load_config`` calls this); the error names the key."""
+        m, d, p, r = self.model, self.data, self.prop, self.run
+        checks.at_least("model.seed", m.seed, 0)
+        checks.positive("model.merge_lambda", m.merge_lambda)
+        checks.no_repeats("data.sequences", d.sequences)
+        if d.input_size != -1:
+            checks.at_least("data.input_size (-1 = full size)", d.input_size, MIN_INPUT_SIZE)
+        checks.finite("data.mean", d.mean)
+        checks.all_positive("data.std", d.std)
+        checks.at_least("data.workers", d.workers, 0)
+        checks.at_least("data.batch_size", d.batch_size, 1)
+        checks.positive("prop.radius", p.radius)
+        checks.positive("prop.temperature", p.temperature)
+        checks.at_least("prop.topk", p.topk, 1)
+        checks.at_least("prop.context", p.context, 1)
+        checks.at_least("prop.num_classes", p.num_classes, 1)
+        if p.num_classes > 256:
+            raise checks.ConfigError(f"prop.num_classes: must be <= 256 (uint8 label PNGs), got {p.num_classes}")
+        checks.at_least("run.fps", r.fps, 1)
+        if r.output_dir == "":
+            raise checks.ConfigError("run.output_dir: must not be empty (null = the default folder)")
+        check_device_name("run.device", r.device)
+        return self
+
+
+def check_device_name(key: str, name: str) -> None:
+    """``cpu``, ``cuda`` or ``cuda:N``; anything else is a DeviceError naming the key."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"{key}: {name!r} is not a device; use cpu, cuda or cuda:N")

@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Sequence
 
+from hvc.config import checks
+
+# Smallest crop side: two feature cells (stride 8) on each side.
+MIN_CROP_SIZE = 16
+
 
 @dataclass
 class DataConfig:
@@ -112,46 +117,51 @@ class TrainConfig:
     # a path = continue from that checkpoint (ours or the paper's released training checkpoint)
     resume: Optional[str] = None
 
+    def validate(self) -> "TrainConfig":
+        """Range checks the types cannot express (``load_config`` calls this); the error names the key."""
+        d, m, o, r, out = self.data, self.model, self.optim, self.runtime, self.output
+        checks.at_least("data.size", d.size, MIN_CROP_SIZE)
+        check_crop(d.size, d.scale, d.ratio, d.mean, d.std, prefix="data.")
+        checks.at_least("data.batch_size", d.batch_size, 1)
+        checks.at_least("data.workers", d.workers, 0)
+        checks.at_least("data.max_gap", d.max_gap, 1)
+        for key in ("proj_hidden_dim", "proj_dim", "pred_hidden_dim"):
+            checks.at_least(f"model.{key}", getattr(m, key), 1)
+        checks.positive("model.pos_radius", m.pos_radius)
+        checks.within("model.momentum", m.momentum, 0.0, 1.0)
+        checks.at_least("model.init_forward_size", m.init_forward_size, MIN_CROP_SIZE, allow_none=True)
+        checks.positive("optim.lr", o.lr)
+        checks.at_least("optim.weight_decay", o.weight_decay, 0.0)
+        checks.at_least("optim.epochs", o.epochs, 1)
+        checks.at_least("optim.max_steps", o.max_steps, 1, allow_none=True)
+        checks.at_least("runtime.seed", r.seed, 0)
+        checks.at_least("output.save_every_steps", out.save_every_steps, 0)
+        checks.at_least("output.log_every", out.log_every, 1)
+        if not out.dir:
+            raise checks.ConfigError("output.dir: must not be empty")
+        return self
 
-def crop_problems(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequence[float],
-                  std: Sequence[float], prefix: str = "") -> list[str]:
-    """What is wrong with these crop settings (empty if nothing); ``prefix`` names their
-    section (``data.``). The one home of the rule: the config and the crop transform use it."""
-    problems = []
-    if size < 1:
-        problems.append(f"{prefix}size must be >= 1, got {size}")
+
+def check_crop(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequence[float],
+               std: Sequence[float], prefix: str = "") -> None:
+    """Raise ConfigError naming the key if these crop settings are unusable; ``prefix`` names
+    their section (``data.``). The one home of the rule: the config and the crop transform use it."""
+    checks.at_least(f"{prefix}size", size, 1)
     # an area above 1 cannot fit; the crop then falls back to the central one, as officially
-    if len(scale) != 2 or not 0.0 <= scale[0] <= scale[1]:
-        problems.append(f"{prefix}scale must satisfy 0 <= min <= max, got {list(scale)}")
-    if len(ratio) != 2 or not 0.0 < ratio[0] <= ratio[1]:
-        problems.append(f"{prefix}ratio must satisfy 0 < min <= max, got {list(ratio)}")
-    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
-        problems.append(f"{prefix}mean and {prefix}std need 3 values each, std positive; got {list(mean)}, {list(std)}")
-    return problems
+    checks.ordered_range(f"{prefix}scale", tuple(scale), 0.0, float("inf"))
+    checks.ordered_range(f"{prefix}ratio", tuple(ratio), 0.0, float("inf"), open_low=True)
+    if len(mean) != 3 or len(std) != 3:
+        raise checks.ConfigError(f"{prefix}mean, {prefix}std: need 3 values each, got {list(mean)}, {list(std)}")
+    checks.finite(f"{prefix}mean", mean)
+    checks.all_positive(f"{prefix}std", std)
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """Check value ranges the types cannot express; raise ConfigError naming the key."""
+    """What a run needs beyond :meth:`TrainConfig.validate`: at least one image folder
+    (config files leave ``data.roots`` to the command line)."""
     from hvc.config.core import ConfigError
 
-    problems = []
+    cfg.validate()
     if not cfg.data.roots:
-        problems.append("data.roots is empty: list at least one image folder")
-    d = cfg.data
-    problems += crop_problems(d.size, d.scale, d.ratio, d.mean, d.std, prefix="data.")
-    for key, value in [("data.batch_size", cfg.data.batch_size),
-                       ("optim.epochs", cfg.optim.epochs), ("output.log_every", cfg.output.log_every),
-                       ("data.max_gap", cfg.data.max_gap)]:
-        if value < 1:
-            problems.append(f"{key} must be >= 1, got {value}")
-    if cfg.optim.max_steps is not None and cfg.optim.max_steps < 1:
-        problems.append(f"optim.max_steps must be >= 1 or null, got {cfg.optim.max_steps}")
-    if cfg.data.workers < 0 or cfg.output.save_every_steps < 0:
-        problems.append("data.workers and output.save_every_steps must be >= 0")
-    if not 0.0 <= cfg.model.momentum <= 1.0:
-        problems.append(f"model.momentum must lie in [0, 1], got {cfg.model.momentum}")
-    if cfg.optim.lr <= 0:
-        problems.append(f"optim.lr must be positive, got {cfg.optim.lr}")
-    if problems:
-        raise ConfigError("; ".join(problems))
+        raise ConfigError("data.roots: empty; list at least one image folder")
     return cfg

@@ -32,7 +32,7 @@ def read_sequence_list(root: Path, year: int | str, split: str, error: type[Exce
     """Names listed in ``<root>/ImageSets/<year>/<split>.txt``, in file order."""
     path = Path(root) / "ImageSets" / str(year) / f"{split}.txt"
     if not path.is_file():
-        raise error(f"sequence list not found: {path}" + (f" ({hint})" if hint else ""))
+        raise error(f"{path}: sequence list not found" + (f" ({hint})" if hint else ""))
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 

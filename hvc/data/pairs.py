@@ -2,8 +2,9 @@
 loading, per-sample random generators, the two-view item and its collate function.
 
 Item format: ``(view1 [3, S, S] float32, view2 [3, S, S], coord1 [4] float32, coord2 [4])``,
-or ``None`` when a source file cannot be decoded (a warning names it); ``collate_pairs``
-drops the ``None`` items and counts them.
+or ``None`` when a source file cannot be decoded or is degenerate (under 2 pixels on a side,
+where crop coordinates divide by zero); a warning names the file. ``collate_pairs`` drops
+the ``None`` items and counts them.
 
 Randomness: item ``index`` of epoch ``epoch`` draws everything (frame choice, both crops)
 from its own ``random.Random`` seeded by ``SeedSequence([seed, epoch, index])``. The item
@@ -30,6 +31,8 @@ from torch.utils.data import Dataset
 from hvc.data.transforms import RandomResizedCropCoord
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+# Crop coordinates are j / (W - 1) and i / (H - 1) (hvc.data.transforms): a side of 1 pixel has none.
+MIN_IMAGE_SIDE = 2
 
 Pair = tuple[Tensor, Tensor, Tensor, Tensor]
 
@@ -42,14 +45,20 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[str]:
 
 
 def load_rgb(path: str) -> Optional[Image.Image]:
-    """Decode an image as RGB; ``None`` (after a warning naming the file) if it is unreadable."""
+    """Decode an image as RGB; ``None`` (after a warning naming the file) if it is unreadable
+    or degenerate (a side under MIN_IMAGE_SIDE pixels)."""
     try:
         with Image.open(path) as img:
             img.load()  # decode now: truncated files fail here, not later in a worker
-            return img.convert("RGB")
+            rgb = img.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         warnings.warn(f"skipping unreadable image {path}: {err}", RuntimeWarning, stacklevel=2)
         return None
+    if min(rgb.size) < MIN_IMAGE_SIDE:
+        warnings.warn(f"skipping degenerate image {path}: {rgb.width}x{rgb.height} pixels, crops need at "
+                      f"least {MIN_IMAGE_SIDE} on each side", RuntimeWarning, stacklevel=2)
+        return None
+    return rgb
 
 
 def item_rng(seed: int, epoch: int, index: int) -> random.Random:

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from hvc.config.training import DataConfig, crop_problems
+from hvc.config.training import DataConfig, check_crop
 
 Box = tuple[int, int, int, int]
 
@@ -93,9 +93,7 @@ class RandomResizedCropCoord:
 
     def __init__(self, size: int, scale: tuple[float, float], ratio: tuple[float, float],
                  mean: Sequence[float], std: Sequence[float]):
-        problems = crop_problems(size, scale, ratio, mean, std)
-        if problems:
-            raise ValueError("; ".join(problems))
+        check_crop(size, scale, ratio, mean, std)
         self.size = size
         self.scale = tuple(scale)
         self.ratio = tuple(ratio)

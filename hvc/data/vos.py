@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hvc.data import davis_layout
+from hvc.errors import InputError
 
 MaskFormat = Literal["binary", "palette"]
 
@@ -33,7 +34,7 @@ DAVIS_SPLITS: dict[str, tuple[str, str, MaskFormat]] = {
 YTVOS_DATASETS = ("ytvos", "ytvos19")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """A dataset folder, file list or annotation is missing or malformed."""
 
 
@@ -76,17 +77,22 @@ def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -
 
 def _frames_of(folder: Path) -> list[Path]:
     if not folder.is_dir():
-        raise DatasetError(f"frame folder not found: {folder}")
+        raise DatasetError(f"{folder}: frame folder not found")
     frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not frames:
-        raise DatasetError(f"no frames (.jpg/.png) in {folder}")
+        raise DatasetError(f"{folder}: no frames (.jpg/.png) in this folder")
+    seen: dict[str, Path] = {}
+    for path in frames:  # 00005.jpg and 00005.png: which one is frame 00005?
+        if path.stem in seen:
+            raise DatasetError(f"{folder}: two files for frame {path.stem}: {seen[path.stem].name} and {path.name}")
+        seen[path.stem] = path
     return frames
 
 
 def _select(names: list[str], wanted: Sequence[str], where: str) -> list[str]:
     missing = [s for s in wanted if s not in names]
     if missing:
-        raise DatasetError(f"sequence(s) {', '.join(missing)} not in {where}")
+        raise DatasetError(f"{where}: does not list sequence(s) {', '.join(missing)}")
     return [s for s in names if s in wanted] if wanted else names
 
 
@@ -94,13 +100,16 @@ def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str]
     """DAVIS 2016 / 2017 sequences of ``ImageSets/<year>/<split>.txt`` (480p); all frames written."""
     root = Path(root)
     year, split, mask_format = DAVIS_SPLITS[dataset]
+    listing = root / "ImageSets" / year / f"{split}.txt"
     names = davis_layout.read_sequence_list(root, year, split, DatasetError, f"is data.root={root} a DAVIS folder?")
+    if not names:
+        raise DatasetError(f"{listing}: the sequence list is empty")
     sequences = []
-    for name in _select(names, wanted, str(root / "ImageSets" / year / f"{split}.txt")):
+    for name in _select(names, wanted, str(listing)):
         frames = _frames_of(root / davis_layout.FRAMES / name)
         first = root / davis_layout.ANNOTATIONS / name / f"{frames[0].stem}.png"
         if not first.is_file():
-            raise DatasetError(f"first-frame mask not found: {first}")
+            raise DatasetError(f"{first}: first-frame mask not found")
         sequences.append(VideoSequence(name, tuple(frames), {0: first}, tuple(range(len(frames))), mask_format))
     return sequences
 
@@ -115,18 +124,15 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
     root = Path(root)
     meta_path = root / "valid" / "meta.json"
     if not meta_path.is_file():
-        raise DatasetError(f"YouTube-VOS meta file not found: {meta_path} (is data.root={root} data/YTB/<year>?)")
-    try:
-        videos = json.loads(meta_path.read_text())["videos"]
-    except (ValueError, KeyError) as exc:
-        raise DatasetError(f"{meta_path}: not a YouTube-VOS meta.json ({exc})") from None
+        raise DatasetError(f"{meta_path}: YouTube-VOS meta file not found (is data.root={root} data/YTB/<year>?)")
+    videos = _read_meta(meta_path)
     sequences = []
     for name in _select(sorted(videos), wanted, str(meta_path)):
-        listed = sorted({f for obj in videos[name]["objects"].values() for f in obj["frames"]})
+        listed = videos[name]
         ann_dir = root / "valid" / "Annotations" / name
         ann = sorted(ann_dir.glob("*.png")) if ann_dir.is_dir() else []
         if not ann:
-            raise DatasetError(f"no annotation masks in {ann_dir}")
+            raise DatasetError(f"{ann_dir}: no annotation masks")
         frames = _frames_of(root / "valid_all_frames" / "JPEGImages" / name)
         stems = [p.stem for p in frames]
         start = stems.index(ann[0].stem) if ann[0].stem in stems else -1
@@ -136,11 +142,35 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
         index = {s: t for t, s in enumerate(stems)}
         for path in [*ann, *(Path(f) for f in listed)]:
             if path.stem not in index:
-                raise DatasetError(f"frame {path.stem} of video {name} (listed in {meta_path.name} or "
-                                   f"annotated) is missing from {frames[0].parent}")
+                raise DatasetError(f"{frames[0].parent}: frame {path.stem} of video {name} (listed in "
+                                   f"{meta_path.name} or annotated) is missing")
         sequences.append(VideoSequence(name, tuple(frames), {index[p.stem]: p for p in ann},
                                        tuple(index[f] for f in listed), "palette"))
     return sequences
+
+
+def _read_meta(meta_path: Path) -> dict[str, list[str]]:
+    """``{video: sorted frame names to write}`` of a YouTube-VOS meta.json, its structure checked:
+    ``{"videos": {video: {"objects": {id: {"frames": [name, ...]}}}}}``."""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{meta_path}: not a YouTube-VOS meta.json (invalid JSON: {exc})") from None
+    videos = meta.get("videos") if isinstance(meta, dict) else None
+    if not isinstance(videos, dict):
+        raise DatasetError(f"{meta_path}: not a YouTube-VOS meta.json (no 'videos' mapping at the top level)")
+    if not videos:
+        raise DatasetError(f"{meta_path}: lists no videos")
+    listed = {}
+    for name, video in videos.items():
+        objects = video.get("objects") if isinstance(video, dict) else None
+        if not isinstance(objects, dict) or not all(
+                isinstance(obj, dict) and isinstance(obj.get("frames"), list)
+                and all(isinstance(f, str) for f in obj["frames"]) for obj in objects.values()):
+            raise DatasetError(f"{meta_path}: video {name!r} is not of the form "
+                               '{"objects": {"<id>": {"frames": ["<name>", ...]}}}')
+        listed[name] = sorted({f for obj in objects.values() for f in obj["frames"]})
+    return listed
 
 
 def load_sequences(dataset: str, root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[VideoSequence]:
@@ -149,7 +179,7 @@ def load_sequences(dataset: str, root: str | os.PathLike, wanted: Sequence[str] 
         return davis_sequences(root, dataset, wanted)
     if dataset in YTVOS_DATASETS:
         return ytvos_sequences(root, wanted)
-    raise DatasetError(f"unknown dataset {dataset!r}; choose one of {[*DAVIS_SPLITS, *YTVOS_DATASETS]}")
+    raise DatasetError(f"data.dataset: unknown dataset {dataset!r}; choose one of {[*DAVIS_SPLITS, *YTVOS_DATASETS]}")
 
 
 def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:

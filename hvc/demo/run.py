@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from hvc.cli import child_saw_closed_pipe, run_main
+from hvc.errors import ArgumentParser, HvcError, entry_point
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_CONFIG = REPO / "configs" / "demo_train.yaml"
@@ -32,8 +33,12 @@ MODELS = ("hvc", "random18")
 QUICK_STEPS, QUICK_FRAMES = 3, 10  # --quick: the CI smoke run
 
 
-class DemoError(RuntimeError):
-    """A stage failed; the message names it."""
+class DemoError(HvcError):
+    """A stage failed; the message names it, the exit code is the stage's (hvc/errors.py)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _stage(title: str) -> None:
@@ -45,11 +50,11 @@ def _call(name: str, args: list[str]) -> None:
     env = dict(os.environ)
     # the entry points import hvc from the checkout, installed or not
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    returncode = subprocess.run([sys.executable, *args], cwd=REPO, env=env).returncode
-    if child_saw_closed_pipe(returncode):  # our stdout is closed too: end quietly (hvc/cli.py)
+    code = subprocess.run([sys.executable, *args], cwd=REPO, env=env).returncode
+    if child_saw_closed_pipe(code):  # our stdout is closed too: end quietly (hvc/cli.py)
         raise BrokenPipeError(f"stage '{name}': stdout closed")
-    if returncode != 0:
-        raise DemoError(f"stage '{name}' failed: python {' '.join(args)}")
+    if code != 0:  # the stage printed its own error; keep its exit code
+        raise DemoError(f"stage {name}: failed with exit code {code}: python {' '.join(args)}", code if code > 0 else 1)
 
 
 def _read_scores(csv_path: Path) -> dict[str, float]:
@@ -113,8 +118,9 @@ def run_demo(output: Path, steps: int | None, frames: int) -> dict[str, dict[str
     return scores
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="demo_output", help="folder for everything the demo writes")
     parser.add_argument("--steps", type=int, help="training steps (default: configs/demo_train.yaml)")
     parser.add_argument("--frames", type=int, help="frames of the demo video (default 40)")
@@ -127,11 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps must be >= 1 and --frames >= 3 (the first and last frames are not scored)")
     start = time.perf_counter()
     output = Path(args.output)
-    try:
-        scores = run_demo(output, steps, frames)
-    except DemoError as exc:
-        print(f"hvc.demo.run: error: {exc}", file=sys.stderr)
-        return 1
+    scores = run_demo(output, steps, frames)
     out = output.resolve()
     print(f"\n===== J&F on the demo video ({time.perf_counter() - start:.0f} s) =====")
     print(format_table(scores))

@@ -102,7 +102,7 @@ def check_sequence_folders(annotations: Path, results: Path, names: Sequence[str
     if repeated:
         raise MetricsError(f"sequences listed more than once: {repeated}")
     if not results.is_dir():
-        raise MetricsError(f"results folder {results} not found")
+        raise MetricsError(f"{results}: results folder not found")
     for name in names:
         if not (annotations / name).is_dir():
             raise MetricsError(f"sequence {name!r}: no ground truth at {annotations / name}")

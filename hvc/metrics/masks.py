@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from hvc.data import davis_layout
+from hvc.errors import InputError
 
 
-class MetricsError(ValueError):
+class MetricsError(InputError, ValueError):
     """Bad evaluation input; the message names the sequence, frame or file at fault."""
 
 

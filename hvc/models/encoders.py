@@ -108,7 +108,7 @@ def checkpoint_path(name: str, checkpoint: Optional[str]) -> str:
     if checkpoint is not None:
         return checkpoint
     if name not in DEFAULT_CHECKPOINT:
-        raise CheckpointError(f"model {name!r} takes no checkpoint")
+        raise CheckpointError(f"model.name: model {name!r} takes no checkpoint")
     return str(CHECKPOINT_DIR / DEFAULT_CHECKPOINT[name])
 
 
@@ -120,7 +120,7 @@ def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0,
     or 1024 (ResNet-50).
     """
     if name not in ARCH:
-        raise CheckpointError(f"unknown model {name!r}; choose one of {sorted(ARCH)}")
+        raise CheckpointError(f"model.name: unknown model {name!r}; choose one of {sorted(ARCH)}")
     if name == "random18":
         with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG
             torch.manual_seed(seed)
@@ -130,7 +130,7 @@ def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0,
         path = checkpoint_path(name, checkpoint)
         if not os.path.isfile(path):
             raise CheckpointError(
-                f"checkpoint for --model {name} not found: {path}. Weights are never downloaded: put the "
+                f"{path}: checkpoint for --model {name} not found. Weights are never downloaded: put the "
                 f"file there (see checkpoints/README.md) or pass --checkpoint PATH")
         load_state_strict(net, read_encoder_state(path), path)
     net.to(device)

@@ -1,0 +1,153 @@
+"""Completion records: which sequences of a results folder are finished, and with which settings.
+
+A sequence counts as finished only through its record ``<out>/.hvc/done/<sequence>.json``,
+written atomically after its last frame. The record names the settings hash the frames
+were made with and lists the files, so a rerun
+
+* keeps a sequence whose record names the current settings and whose files are all there
+  and non-empty;
+* redoes any other sequence of the current settings (no record: killed, failed, or written
+  by an older version), after removing what it left;
+* refuses (without ``--overwrite``) to write into a folder holding results of other settings,
+  and with ``--overwrite`` removes those results first: a folder never mixes two settings.
+
+Frames of a sequence in progress go to ``<out>/.hvc/staging/<sequence>/``; the finished
+folder is renamed into place, then its record is written. A run killed at any point leaves
+either a finished sequence with its record or nothing that counts as finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from hvc.fileio import atomic_write_text
+
+STATE_DIR = ".hvc"  # everything the bookkeeping owns, inside the results folder
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a completion record says about one finished sequence."""
+
+    sequence: str
+    settings: str  # settings hash (settings_hash) the frames were made with
+    files: tuple[str, ...]  # output file names, in frame order
+    frames: int  # frames processed (outputs may be fewer: YouTube-VOS writes listed frames only)
+    seconds: float  # wall time of the sequence
+    worker: str  # who made it: "single", "rank 1/4", "shard 2/8"
+
+
+def settings_hash(settings: Any) -> str:
+    """sha256 (hex) of the JSON form of ``settings`` (keys sorted): equal settings, equal hash."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes: a checkpoint rewritten at the same path is new settings."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ResultsFolder:
+    """The completion bookkeeping of one results folder for one settings hash.
+
+    ``root``: the results folder; ``settings``: the hash of the current run's settings.
+    Sequence output folders are passed in by the caller (the layout is the benchmark's).
+    """
+
+    def __init__(self, root: str | os.PathLike, settings: str):
+        self.root = Path(root)
+        self.settings = settings
+        self.records_dir = self.root / STATE_DIR / "done"
+        self.staging_dir = self.root / STATE_DIR / "staging"
+
+    def record_path(self, name: str) -> Path:
+        return self.records_dir / f"{name}.json"
+
+    def staging(self, name: str) -> Path:
+        return self.staging_dir / name
+
+    def records(self) -> dict[str, Optional[Record]]:
+        """Every record in the folder; None for one that cannot be read (counts as other settings)."""
+        if not self.records_dir.is_dir():
+            return {}
+        found: dict[str, Optional[Record]] = {}
+        for path in sorted(self.records_dir.glob("*.json")):
+            found[path.stem] = self._read(path)
+        return found
+
+    def record(self, name: str) -> Optional[Record]:
+        path = self.record_path(name)
+        return self._read(path) if path.is_file() else None
+
+    @staticmethod
+    def _read(path: Path) -> Optional[Record]:
+        try:
+            data = json.loads(path.read_text())
+            if data.pop("version", None) != RECORD_VERSION:
+                return None
+            data["files"] = tuple(data["files"])
+            return Record(**data)
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def foreign(self) -> list[str]:
+        """Sequences whose record names other settings (or cannot be read)."""
+        return sorted(n for n, r in self.records().items() if r is None or r.settings != self.settings)
+
+    def is_finished(self, name: str, folder: Path, files: Iterable[str]) -> bool:
+        """Record of the current settings for exactly ``files``, each present and non-empty in ``folder``."""
+        record = self.record(name)
+        files = tuple(files)
+        if record is None or record.settings != self.settings or record.files != files:
+            return False
+        for file in files:
+            try:
+                if (folder / file).stat().st_size == 0:
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def start(self, name: str) -> Path:
+        """An empty staging folder for the frames of ``name`` (leftovers of a killed run removed)."""
+        staging = self.staging(name)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        return staging
+
+    def commit(self, record: Record, folder: Path) -> None:
+        """Move the staged frames to ``folder`` (replacing what was there), then write the record."""
+        self.forget(record.sequence, folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.staging(record.sequence), folder)
+        payload = {"version": RECORD_VERSION, **asdict(record), "files": list(record.files)}
+        atomic_write_text(self.record_path(record.sequence), json.dumps(payload, indent=1) + "\n")
+
+    def forget(self, name: str, folder: Optional[Path]) -> None:
+        """Remove the record of ``name`` first (so nothing half-removed counts), then its files."""
+        self.record_path(name).unlink(missing_ok=True)
+        if folder is not None and (folder.is_dir() or folder.is_symlink()):
+            if folder.is_symlink():
+                folder.unlink()
+            else:
+                shutil.rmtree(folder)
+
+    def clear_staging(self, names: Optional[Iterable[str]] = None) -> None:
+        """Remove leftovers of killed runs: the staging folders of ``names`` (None = all)."""
+        if names is None:
+            shutil.rmtree(self.staging_dir, ignore_errors=True)
+        else:
+            for name in names:
+                shutil.rmtree(self.staging(name), ignore_errors=True)

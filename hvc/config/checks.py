@@ -1,0 +1,59 @@
+"""Range checks of config values, for the schemas' ``validate()`` methods.
+
+Each check raises :class:`ConfigError` naming the key, so ``load_config`` stops before a
+run writes anything: ``error: prop.topk: must be >= 1, got 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional
+
+from hvc.config.core import ConfigError
+
+
+def at_least(key: str, value: Optional[int | float], low: int | float, *, allow_none: bool = False) -> None:
+    """``value >= low`` (and finite); None only if ``allow_none``."""
+    if value is None and allow_none:
+        return
+    if value is None or not math.isfinite(value) or value < low:
+        raise ConfigError(f"{key}: must be >= {low}{' or null' if allow_none else ''}, got {value}")
+
+
+def positive(key: str, value: float) -> None:
+    """A finite number > 0 (NaN and inf are refused: they would poison every result silently)."""
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{key}: must be a finite number > 0, got {value}")
+
+
+def finite(key: str, values: Iterable[float]) -> None:
+    values = list(values)
+    if not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"{key}: must be finite numbers, got {values}")
+
+
+def all_positive(key: str, values: Iterable[float]) -> None:
+    values = list(values)
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(f"{key}: must be finite numbers > 0, got {values}")
+
+
+def within(key: str, value: float, low: float, high: float) -> None:
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ConfigError(f"{key}: must lie in [{low}, {high}], got {value}")
+
+
+def ordered_range(key: str, pair: tuple[float, float], low: float, high: float, *, open_low: bool = False) -> None:
+    """``low <= pair[0] <= pair[1] <= high`` (``low < pair[0]`` if ``open_low``)."""
+    a, b = pair
+    first_ok = a > low if open_low else a >= low
+    if not (math.isfinite(a) and math.isfinite(b) and first_ok and a <= b <= high):
+        bound = "<" if open_low else "<="
+        raise ConfigError(f"{key}: must satisfy {low} {bound} min <= max <= {high}, got {list(pair)}")
+
+
+def no_repeats(key: str, values: Iterable[str]) -> None:
+    values = list(values)
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ConfigError(f"{key}: listed more than once: {repeated}")

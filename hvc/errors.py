@@ -1,0 +1,147 @@
+"""Expected failures of the entry points: their kinds, exit codes and one-line report.
+
+Every entry point (``test.py``, ``train.py``, ``eval_metrics.py``, ``python -m hvc.export``,
+``scripts/figure_strip.py``, ``python -m hvc.demo.run``) wraps its ``main`` in
+:func:`entry_point`. An expected failure prints exactly one line to stderr::
+
+    error: <file or key>: <problem>
+
+and the process exits with the code of its kind (README, "Failure behaviour"):
+
+    ====  ==========  ===========================================================
+    code  kind        examples
+    ====  ==========  ===========================================================
+    2     usage       bad command line, unknown config key, out-of-range value,
+                      results of other settings in the output folder (no --overwrite)
+    3     input       missing or corrupt frame / mask / meta.json / checkpoint,
+                      label id >= num_classes, frames too small, nothing to process
+    4     I/O         output path is a file or not writable, disk full, permission
+    5     device      unknown device string, CUDA asked for but not available
+    6     non-finite  NaN or inf in weights, features, soft masks or the loss
+    130   interrupt   Ctrl-C (SIGINT)
+    ====  ==========  ===========================================================
+
+Anything else is a bug and keeps its traceback (Python's exit code 1). The error types of
+the packages (``ConfigError``, ``DatasetError``, ``CheckpointError``, ``MetricsError``, ...)
+derive from one of the kinds below, so callers may also catch them by kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import functools
+import re
+import sys
+from typing import Callable, Optional, Sequence
+
+EXIT_USAGE, EXIT_INPUT, EXIT_IO, EXIT_DEVICE, EXIT_NON_FINITE, EXIT_INTERRUPT = 2, 3, 4, 5, 6, 130
+
+
+class HvcError(Exception):
+    """An expected failure; ``str(exc)`` is ``"<file or key>: <problem>"``."""
+
+    exit_code = 1
+
+
+class UsageError(HvcError):
+    """Bad command line or configuration."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputError(HvcError):
+    """An input file (data, annotation, checkpoint) is missing, malformed or unusable."""
+
+    exit_code = EXIT_INPUT
+
+
+class OutputError(HvcError):
+    """An output cannot be written (not a folder, not writable, disk full)."""
+
+    exit_code = EXIT_IO
+
+
+class DeviceError(HvcError):
+    """The requested device does not exist or is not available."""
+
+    exit_code = EXIT_DEVICE
+
+
+class NonFiniteError(HvcError):
+    """A NaN or infinite value where only finite ones make sense."""
+
+    exit_code = EXIT_NON_FINITE
+
+
+class ReportedElsewhere(HvcError):
+    """Another process of the same job reports this failure; this one exits with its code, silently."""
+
+    def __init__(self, exit_code: int):
+        super().__init__("")
+        self.exit_code = exit_code
+
+
+# File-system refusals reported as I/O errors (with the file the OS names).
+_IO_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR,
+              errno.ENOTDIR, errno.EEXIST, errno.EIO, errno.ENAMETOOLONG}
+
+# DataLoader re-raises a worker's exception as the same type, its message prefixed with this
+# line and the worker's traceback (torch/utils/data/_utils/__init__.py, ExceptionWrapper).
+_WORKER_MESSAGE = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
+_LAST_LINE = re.compile(r"^[\w.]+: (.*)$")
+
+
+def unwrap_worker_message(message: str) -> str:
+    """The original message of an exception re-raised from a DataLoader worker (else unchanged)."""
+    if not _WORKER_MESSAGE.match(message):
+        return message
+    lines = [line for line in message.splitlines() if line.strip()]
+    found = _LAST_LINE.match(lines[-1])
+    return found.group(1) if found else lines[-1]
+
+
+def classify(exc: BaseException) -> Optional[tuple[int, str]]:
+    """(exit code, one-line message) of an expected failure; None for anything else (a bug)."""
+    if isinstance(exc, HvcError):
+        message = unwrap_worker_message(str(exc))
+        code = exc.exit_code
+    elif isinstance(exc, OSError) and exc.errno in _IO_ERRNOS:
+        where = exc.filename if exc.filename is not None else "output"
+        message, code = f"{where}: {exc.strerror}", EXIT_IO
+    else:
+        return None
+    return code, " ".join(message.split())  # exactly one line
+
+
+def report(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def entry_point(main: Callable[[Optional[Sequence[str]]], int]) -> Callable[[Optional[Sequence[str]]], int]:
+    """Wrap ``main(argv) -> exit code``: expected failures become one stderr line and their code."""
+
+    @functools.wraps(main)
+    def run(argv: Optional[Sequence[str]] = None) -> int:
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            report("interrupted (Ctrl-C); finished results are kept, a rerun continues")
+            return EXIT_INTERRUPT
+        except ReportedElsewhere as exc:
+            return exc.exit_code
+        except Exception as exc:
+            kind = classify(exc)
+            if kind is None:
+                raise  # a bug: keep the traceback
+            report(kind[1])
+            return kind[0]
+
+    return run
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are :class:`UsageError` (one line, exit code 2)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        raise UsageError(f"command line: {message} (see {self.prog} --help)")

@@ -1,0 +1,36 @@
+"""Finite or fail: which tensors of a (nested) state hold a NaN or an infinity.
+
+Used where a non-finite value would otherwise pass silently: the trainer before it writes
+a checkpoint, the exporter before it exports one, inference once per frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor
+
+
+def _tensors(obj: Any, prefix: str) -> Iterator[tuple[str, Tensor]]:
+    if isinstance(obj, Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _tensors(value, f"{prefix}.{i}" if prefix else str(i))
+
+
+def non_finite_tensors(state: Any) -> list[str]:
+    """Dotted names of the floating-point tensors in ``state`` (dicts / lists walked) that hold
+    a NaN or an infinity, in traversal order."""
+    return [name for name, t in _tensors(state, "")
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
+def describe(names: list[str], shown: int = 3) -> str:
+    """``"2 tensor(s) with NaN/inf: a.weight, b.bias"`` (the first ``shown`` names)."""
+    more = f" ... (+{len(names) - shown} more)" if len(names) > shown else ""
+    return f"{len(names)} tensor(s) with NaN/inf: {', '.join(names[:shown])}{more}"

@@ -83,19 +83,22 @@ def _outputs(folder: Path) -> dict[str, np.ndarray]:
 
 
 def test_batch_size_amp_and_channels_last_do_not_change_the_output(tmp_path):
-    """data.batch_size 1 and 3 (4 frames: batches of 3 + 1) give identical PNGs; on the CPU
-    run.amp is ignored (float32, as documented) and channels_last changes no label."""
+    """data.batch_size 1 and 3 (4 frames: batches of 3 + 1) give identical PNGs, and so does
+    run.amp on the CPU (ignored there: float32, as documented); run.channels_last reorders the
+    convolutions' sums (features move by ~1e-7), which may flip a label only at an exact tie."""
     root = make_davis17(tmp_path / "DAVIS", frames=4)
     runs = {"bs1": ["data.batch_size=1"], "bs3": ["data.batch_size=3"],
-            "cpu_amp_cl": ["data.batch_size=3", "run.amp=fp16", "run.channels_last=true"]}
-    outputs = {}
-    for name, extra in runs.items():
-        outputs[name] = _outputs(run_inference(_config(root, tmp_path / name, "davis17", *extra)))
+            "cpu_amp": ["data.batch_size=3", "run.amp=fp16"], "channels_last": ["run.channels_last=true"]}
+    outputs = {name: _outputs(run_inference(_config(root, tmp_path / name, "davis17", *extra)))
+               for name, extra in runs.items()}
     assert len(outputs["bs1"]) == 8
-    for name in ("bs3", "cpu_amp_cl"):
+    for name in ("bs3", "cpu_amp", "channels_last"):
         assert list(outputs[name]) == list(outputs["bs1"])
         for key, labels in outputs["bs1"].items():
-            np.testing.assert_array_equal(outputs[name][key], labels, err_msg=f"{name} {key}")
+            if name == "channels_last":
+                assert (outputs[name][key] != labels).mean() <= 1e-3, key
+            else:
+                np.testing.assert_array_equal(outputs[name][key], labels, err_msg=f"{name} {key}")
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):

@@ -43,18 +43,18 @@ def measure(impl: str, channels: int, h: int, w: int, context: int, frames: int,
     """Time ``frames`` steady-state steps of one kernel; peak memory growth over the store."""
     torch.manual_seed(0)
     kernel = KERNELS[impl](12.0, 0.1, 15)
-    keys, masks = [], []
-    for _ in range(context + 1):  # one at a time: no large temporaries before the baseline
-        keys.append(kernel.prepare(embed(torch.randn(channels, h, w))))
-        masks.append(torch.softmax(torch.randn(classes, h * w), dim=0))
-    queries = [kernel.prepare(embed(torch.randn(channels, h, w))) for _ in range(frames)]
+    memory, masks = kernel.memory(), {}
+    for f in range(context + 1):  # one at a time: no large temporaries before the baseline
+        memory.add(f, embed(torch.randn(channels, h, w)))
+        masks[f] = torch.softmax(torch.randn(classes, h * w), dim=0)
+    queries = [embed(torch.randn(channels, h, w)) for _ in range(frames)]
     entries = list(range(context + 1))  # entry 0 long-term, then `context` distinct frames
     base = _maxrss_mib()
     seconds, cpu = [], []
     with torch.no_grad():
         for q in queries:
             start, start_cpu = time.perf_counter(), time.process_time()
-            predict(kernel, q, keys, masks, entries)
+            predict(kernel, q, memory, masks, entries)
             seconds.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
     return {"impl": impl, "size": f"{channels}x{h}x{w}", "positions": h * w, "context": context,
@@ -73,9 +73,9 @@ def in_radius_pairs(h: int, w: int, radius: float) -> int:
 def matmul_work(channels: int, h: int, w: int, context: int, radius: float) -> dict[str, float]:
     """Multiply-add work per frame, in GFLOP: dense kernel, local kernel, least for an exact kernel."""
     hw, gflop = h * w, 2 * channels / 1e9
-    geo = KERNELS["local"](radius, 0.1, 15)._geo(h, w, torch.device("cpu"))
+    tables = KERNELS["local"](radius, 0.1, 15).tables(h, w, torch.device("cpu"))
     return {"dense": gflop * (context + 1) * hw * hw,
-            "local": gflop * (hw * hw + context * geo.frame_elements),
+            "local": gflop * (hw * hw + context * tables.frame_elements),
             "least": gflop * (hw * hw + context * in_radius_pairs(h, w, radius))}
 
 

@@ -153,9 +153,7 @@ def run_inference(cfg: TestConfig) -> Path:
         log.info("skipping %d finished sequence(s) in %s (--overwrite to redo)", len(sequences) - len(todo), out)
     if todo:
         extractor = build_extractor(cfg)
-        p = cfg.prop
-        propagator = LabelPropagator(radius=p.radius, temperature=p.temperature, topk=p.topk, context=p.context,
-                                     num_classes=p.num_classes, impl=p.impl)
+        propagator = LabelPropagator(cfg.prop)
         atomic_write_text(record, dump_yaml(cfg))  # only once the settings are known to work
         vis_root = Path(f"{out}_vis") if cfg.run.visualize else None
         for seq in tqdm(todo, desc=f"{result_tag(cfg)} {cfg.data.dataset}", unit="seq"):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from hvc.models.resnet import ResNet
-from hvc.propagation import LabelPropagator, PropagationConfig, embed, upsample_labels
-from hvc.propagation.dense import DenseKernel
-from hvc.propagation.local import LocalKernel
+from hvc.propagation import (ContextPolicy, DenseKernel, LabelPropagator, LocalKernel, PropagationConfig, embed,
+                             upsample_labels)
+from hvc.propagation.local.tables import TiledTables
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -92,6 +92,14 @@ def test_kernels_agree_off_defaults():
     assert (soft_d - soft_l).abs().max() < 1e-5
 
 
+def _neighbours(kernel, frames: list, query: torch.Tensor, context: list[int]) -> tuple:
+    """The kernel's (weights, index) for ``query`` over ``context``, through its public interface."""
+    memory = kernel.memory()
+    for f in sorted(set(context)):
+        memory.add(f, frames[f])
+    return kernel(query, memory, context)
+
+
 @pytest.mark.parametrize("h, w", [(15, 27), (24, 43), (9, 40), (6, 10)])
 def test_local_products_equal_dense_kernel(h, w):
     """Both products of the local kernel (tiled, and the masked [hw, hw] one it picks for
@@ -100,14 +108,12 @@ def test_local_products_equal_dense_kernel(h, w):
     smooth = torch.nn.functional.avg_pool2d(torch.randn(7, 32, h + 2, w + 2), 3, stride=1)
     frames = list(embed(smooth + 0.2 * torch.randn(7, 32, h, w)))
     context = [0, 1, 1, 2, 3, 4, 5]
-    dense = DenseKernel(12.0, 0.1, 15)
-    want_w, want_i = dense(frames[6], frames[:6], context)
+    want = _neighbours(DenseKernel(12.0, 0.1, 15), frames, frames[6], context)
     picked = LocalKernel(12.0, 0.1, 15)
-    chosen_tiled = picked._geo(h, w, torch.device("cpu")).far is None
+    chosen_tiled = isinstance(picked.tables(h, w, torch.device("cpu")), TiledTables)
     assert chosen_tiled == ((h, w) != (6, 10))  # 6x10: each tile's window is the whole image
     for kernel in (picked, LocalKernel(12.0, 0.1, 15, tiled=True), LocalKernel(12.0, 0.1, 15, tiled=False)):
-        got = kernel(kernel.prepare(frames[6]), [kernel.prepare(f) for f in frames[:6]], context)
-        _same_neighbours((want_w, want_i), got)
+        _same_neighbours(want, _neighbours(kernel, frames, frames[6], context))
 
 
 def _same_neighbours(want: tuple, got: tuple) -> None:
@@ -117,26 +123,100 @@ def _same_neighbours(want: tuple, got: tuple) -> None:
     assert torch.allclose(want_w.gather(1, order_w), got_w.gather(1, order_g), atol=1e-6)
 
 
-def test_local_kernel_scores_full_tile_blocks_in_place():
-    """Frames prepared in a row share tile blocks; a context's full blocks are scored in place
-    and its other frames pooled in copied groups, and the neighbours still equal the dense
-    kernel's for contexts in order, shuffled, and with duplicates."""
+def test_local_kernel_takes_any_context_and_scores_whole_tile_blocks_in_place():
+    """Stored frames sit in tile blocks of 10 consecutive frame numbers; a context's whole
+    blocks are scored in place and its other frames pooled in copied groups. The neighbours
+    equal the dense kernel's for contexts in order, shuffled, with duplicates, and sparse."""
     h, w = 24, 43
     torch.manual_seed(5)
     smooth = torch.nn.functional.avg_pool2d(torch.randn(26, 32, h + 2, w + 2), 3, stride=1)
     frames = list(embed(smooth + 0.2 * torch.randn(26, 32, h, w)))
     kernel = LocalKernel(12.0, 0.1, 15, tiled=True)
-    keys = [kernel.prepare(f) for f in frames]  # blocks hold frames 0-9, 10-19, 20-25
-    assert keys[12].block is keys[19].block and keys[12].block is not keys[20].block
-    groups = kernel._groups(keys[3:25])
-    assert groups[0] == list(range(7, 17))  # frames 10-19: the one full block
-    assert sorted(i for g in groups[1:] for i in g) == list(range(7)) + list(range(17, 22))
+    memory = kernel.memory()
+    for f in range(25):
+        memory.add(f, frames[f])
+    groups = memory.groups(list(range(3, 25)))
+    assert groups[0] == list(range(10, 20))  # the one whole block
+    assert sorted(f for g in groups[1:] for f in g) == list(range(3, 10)) + list(range(20, 25))
     assert [len(g) for g in groups[1:]] == [6, 6]  # the 12 others, balanced
+    memory.remove(12)
+    assert not memory.is_block(list(range(10, 20)))  # a frame of it is gone: copied, still exact
     dense = DenseKernel(12.0, 0.1, 15)
-    shuffled = list(range(1, 25))
+    shuffled = [f for f in range(1, 25) if f != 12]
     np.random.default_rng(0).shuffle(shuffled)
-    for context in ([0] + list(range(1, 25)), [3] + shuffled, [0, 0, 0, 2, 2, 5] + list(range(6, 25))):
-        _same_neighbours(dense(frames[25], frames[:25], context), kernel(keys[25], keys[:25], context))
+    for context in ([0] + [f for f in range(1, 25) if f != 12], [3] + shuffled,
+                    [0, 0, 0, 2, 2, 5] + list(range(6, 12)), [24, 3, 17, 17, 9, 21, 0, 5]):
+        _same_neighbours(_neighbours(dense, frames, frames[25], context), kernel(frames[25], memory, context))
+
+
+class _FixedFrames(ContextPolicy):
+    """A context that is not the paper's: the reference, then fixed frames (every 3rd frame
+    and the previous one), storing only what they name."""
+
+    def context(self, reference: int, t: int) -> list[int]:
+        return [reference] + sorted({max(s, reference) for s in range(0, t, 3)} | {t - 1})
+
+    def store(self, t: int, soft: torch.Tensor) -> bool:
+        return True
+
+    def evict(self, stored, t):
+        return [f for f in stored if f % 3 and f != t]
+
+
+def test_custom_context_policy_dense_equals_local():
+    torch.manual_seed(4)
+    t, h, w = 11, 15, 22
+    ids = torch.zeros(t, 60, 88, dtype=torch.long)
+    ids[:, 10:40, 10:50] = 1
+    ids[5:, 35:55, 55:85] = 2
+    # features that know the objects (one channel each), plus smooth texture and noise
+    objects = torch.nn.functional.one_hot(ids[:, ::4, ::4], 3).permute(0, 3, 1, 2).float()
+    base = torch.nn.functional.avg_pool2d(torch.randn(1, 13, h + 4, w + 4), 5, stride=1)[0]
+    emb = embed(torch.cat([objects, base[None].expand(t, -1, -1, -1)], dim=1) + 0.3 * torch.randn(t, 16, h, w))
+    labels = [ids[0]] + [None] * 4 + [ids[5]] + [None] * 5
+    kw = dict(radius=5.0, topk=7, num_classes=3)
+    soft_d, pred_d = _propagate(emb, labels, (60, 88), impl="dense", policy=_FixedFrames(), **kw)
+    prop = LabelPropagator(impl="local", policy=_FixedFrames(), **kw)
+    soft_l = torch.stack([prop.step(emb[i], labels[i]) for i in range(t)])
+    assert prop.last_contexts == {0: [0, 0, 3, 6, 9], 5: [5, 5, 6, 9]}
+    assert sorted(prop.store) == [0, 3, 5, 6, 9, 10]  # what the policy keeps, and the references
+    assert (soft_d - soft_l).abs().max() < 1e-5
+    pred_l = torch.stack([upsample_labels(s, (60, 88))[0] for s in soft_l])
+    assert torch.equal(pred_d, pred_l)
+    assert (pred_l[-1] == 2).sum() > 0.5 * (ids[-1] == 2).sum()  # the late object is tracked
+
+
+@pytest.mark.parametrize("impl", ["dense", "local"])
+def test_soft_labels_enter_like_id_maps(impl):
+    """Soft label maps that are the one-hot of an id map propagate exactly like the id map;
+    keypoint-style maps at feature resolution (Gaussians plus a background channel) go
+    through both kernels alike."""
+    torch.manual_seed(6)
+    t, h, w = 6, 12, 16
+    base = torch.nn.functional.avg_pool2d(torch.randn(1, 16, h + 4, w + 4), 5, stride=1)[0]
+    emb = embed(base[None] + 0.3 * torch.randn(t, 16, h, w))
+    ids = torch.zeros(48, 64, dtype=torch.long)
+    ids[8:30, 10:40] = 1
+    ids[30:44, 40:60] = 2
+    by_ids = _propagate(emb, [ids] + [None] * (t - 1), (48, 64), num_classes=3, impl=impl)[0]
+    one_hot = torch.stack([(ids == c).float() for c in range(3)])
+    prop = LabelPropagator(num_classes=3, impl=impl)
+    by_soft = torch.stack([prop.step(emb[0], soft_labels=one_hot)] + [prop.step(e) for e in emb[1:]])
+    assert torch.equal(by_ids, by_soft)
+
+    ys, xs = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    joints = torch.stack([torch.exp(-((ys - y) ** 2 + (xs - x) ** 2) / 2) for y, x in [(3, 4), (8, 11)]])
+    heat = torch.cat([(1 - joints.sum(0)).clamp(min=0)[None], joints])  # [3, h, w]: background + 2 joints
+    soft = {}
+    for kernel in ("dense", "local"):
+        prop = LabelPropagator(num_classes=3, topk=5, impl=kernel)
+        soft[kernel] = torch.stack([prop.step(emb[0], soft_labels=heat)] + [prop.step(e) for e in emb[1:]])
+    assert torch.equal(soft["dense"][0], heat)  # at feature resolution the maps are taken as they are
+    assert (soft["dense"] - soft["local"]).abs().max() < 1e-5
+    peak = soft["local"][-1, 1].flatten().argmax().item()
+    assert abs(peak // w - 3) <= 2 and abs(peak % w - 4) <= 2  # joint 1 stays near where it was
+    with pytest.raises(ValueError, match=r"soft_labels must be a float \[3, H, W\]"):
+        LabelPropagator(num_classes=3, impl=impl).step(emb[0], soft_labels=heat[:2])
 
 
 def test_context_bookkeeping_and_store_stays_bounded():

@@ -1,8 +1,14 @@
-"""Label propagation: embeddings, the frame-by-frame propagator and mask up-sampling."""
+"""Label propagation: embeddings, the frame-by-frame propagator, its context policies, the
+affinity kernels and mask up-sampling."""
 
 from hvc.propagation.config import PropagationConfig
+from hvc.propagation.context import ContextPolicy, RecentFrames
+from hvc.propagation.dense import DenseKernel
 from hvc.propagation.embed import embed
+from hvc.propagation.kernel import Kernel, KeyMemory, context_frames
+from hvc.propagation.local import LocalKernel
 from hvc.propagation.masks import upsample_labels
 from hvc.propagation.propagator import LabelPropagator
 
-__all__ = ["LabelPropagator", "PropagationConfig", "embed", "upsample_labels"]
+__all__ = ["ContextPolicy", "DenseKernel", "Kernel", "KeyMemory", "LabelPropagator", "LocalKernel",
+           "PropagationConfig", "RecentFrames", "context_frames", "embed", "upsample_labels"]

@@ -8,8 +8,12 @@ the queries in chunks.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import Tensor
+
+from hvc.propagation.kernel import KeyMemory, context_frames
 
 # Largest affinity block, in elements, built at once (2^27 floats = 512 MiB).
 _BLOCK_ELEMENTS = 1 << 27
@@ -31,21 +35,21 @@ class DenseKernel:
         self.topk = topk
         self._far: dict[tuple[int, int], Tensor] = {}
 
-    def prepare(self, emb: Tensor) -> Tensor:
-        """emb: [C, h, w] -> the key/query form kept for this frame (the embedding itself)."""
-        return emb
+    def memory(self) -> KeyMemory:
+        """Stored frames are kept as their embeddings [C, h, w]."""
+        return KeyMemory()
 
-    def __call__(self, query: Tensor, keys: list[Tensor], context: list[int]) -> tuple[Tensor, Tensor]:
-        """query: [C, h, w]; keys: per stored frame [C, h, w]; context: the entries as indices into
-        ``keys`` (entry 0 = long-term, no radius). Returns (weights [hw, k], index [hw, k]) with
-        index = key_frame * hw + key_position."""
+    def __call__(self, query: Tensor, memory: KeyMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """query: [C, h, w]; context: frame numbers in ``memory`` (entry 0 = long-term, no radius).
+        Returns (weights [hw, k], index [hw, k]) with index = slot * hw + key position, slot the
+        key frame's place in ``context_frames(context)`` (see :mod:`hvc.propagation.kernel`)."""
         c, h, w = query.shape
         hw = h * w
         if (h, w) not in self._far:
             self._far[(h, w)] = far_mask(h, w, self.radius, query.device)
         far = self._far[(h, w)]
         num = len(context)
-        entries = torch.cat([keys[i].reshape(c, hw) for i in context], dim=1)  # [C, E*hw], duplicates kept
+        entries = torch.cat([memory[f].reshape(c, hw) for f in context], dim=1)  # [C, E*hw], duplicates kept
         q = query.reshape(c, hw)
         chunk = max(1, _BLOCK_ELEMENTS // (num * hw))
         vals, idx = [], []
@@ -57,5 +61,6 @@ class DenseKernel:
             vals.append(v)
             idx.append(i)
         v, i = torch.cat(vals), torch.cat(idx)  # [hw, k]
-        frame = torch.as_tensor(context, device=query.device)[i // hw]
+        slot = {f: s for s, f in enumerate(context_frames(context))}
+        frame = torch.as_tensor([slot[f] for f in context], device=query.device)[i // hw]
         return torch.softmax(v, dim=1), frame * hw + i % hw

@@ -1,76 +1,84 @@
-"""Label propagation through a video, one frame at a time (golden README section 3.3).
+"""Label propagation through a video, one frame at a time (docs/propagation.md).
 
 Shared bookkeeping around an affinity kernel (``dense`` reference or ``local`` fast path):
-references for objects that start at later frames, the per-reference context lists, the store
-of embeddings and soft masks, mask down-sampling and the merge of per-reference predictions.
+references for objects that start at later frames, the per-reference contexts a
+:class:`~hvc.propagation.context.ContextPolicy` chooses, the stored frames' keys and soft masks,
+mask down-sampling and the merge of per-reference predictions. Labels enter as integer id maps
+or as soft label maps (e.g. keypoint heat maps); both become the same soft masks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal, Union
+import dataclasses
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
+from hvc.propagation.config import PropagationConfig
+from hvc.propagation.context import ContextPolicy, RecentFrames
 from hvc.propagation.dense import DenseKernel
+from hvc.propagation.kernel import Kernel, KeyMemory, context_frames
 from hvc.propagation.local import LocalKernel
 from hvc.propagation.masks import one_hot, resize_masks
 
-Kernel = Union[DenseKernel, LocalKernel]
 KERNELS = {"dense": DenseKernel, "local": LocalKernel}
 
 
-def predict(kernel: Kernel, query: Any, keys: list[Any], masks: list[Tensor], context: list[int]) -> Tensor:
+def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, Tensor],
+            context: Sequence[int]) -> Tensor:
     """Soft mask [K, hw] of a query frame: the softmax-weighted sum of its top-k neighbours' masks.
 
-    keys / masks ([K, hw]): the distinct context frames; context: the entries as indices into
-    them, entry 0 the long-term one (no radius limit).
+    query: [C, h, w] its embedding; memory / masks ([K, hw]): the stored frames' keys and soft
+    masks; context: frame numbers, entry 0 the long-term one (no radius limit).
     """
-    weights, index = kernel(query, keys, context)  # [hw, k] each, index = frame * hw + position
-    return (torch.cat(masks, dim=1)[:, index] * weights).sum(dim=2)
+    weights, index = kernel(query, memory, context)  # [hw, k] each, index = slot * hw + position
+    return (torch.cat([masks[f] for f in context_frames(context)], dim=1)[:, index] * weights).sum(dim=2)
 
 
-@dataclass
-class _Frame:
-    key: Any  # the kernel's cached form of this frame's embedding
-    mask: Tensor  # [K, h*w] soft mask carried forward
+def check_settings(cfg: PropagationConfig) -> None:
+    """Raise ValueError naming the setting if ``cfg`` cannot run."""
+    if cfg.impl not in KERNELS:
+        raise ValueError(f"impl must be one of {sorted(KERNELS)}, got {cfg.impl!r}")
+    if cfg.radius <= 0 or cfg.temperature <= 0 or cfg.topk < 1 or cfg.context < 1:
+        raise ValueError(f"need radius > 0, temperature > 0, topk >= 1, context >= 1; got "
+                         f"{cfg.radius}, {cfg.temperature}, {cfg.topk}, {cfg.context}")
+    if not 1 <= cfg.num_classes <= 256:
+        raise ValueError(f"num_classes must be in 1..256 (uint8 labels), got {cfg.num_classes}")
 
 
 class LabelPropagator:
-    """Propagates first-frame (and later-frame) object masks by top-k feature affinities.
+    """Propagates first-frame (and later-frame) labels by top-k feature affinities.
 
-    Context of reference frame t0 at frame t: ``[t0] + [max(s, t0) for s in range(t - context, t)]``
-    (duplicates kept), keys of entries after the first limited to grid distance < ``radius``.
+    ``LabelPropagator(config, policy=None, **changes)``: ``config`` (default
+    ``PropagationConfig()``) with ``changes`` to its fields, e.g. ``LabelPropagator(context=3)``.
+    The policy defaults to :class:`~hvc.propagation.context.RecentFrames` of ``config.context``
+    frames: the context of reference frame t0 at frame t is
+    ``[t0] + [max(s, t0) for s in range(t - context, t)]`` (duplicates kept), keys of entries
+    after the first limited to grid distance < ``radius``.
     """
 
-    def __init__(self, radius: float = 12.0, temperature: float = 0.1, topk: int = 15, context: int = 50,
-                 num_classes: int = 20, impl: Literal["local", "dense"] = "local"):
-        if impl not in KERNELS:
-            raise ValueError(f"impl must be one of {sorted(KERNELS)}, got {impl!r}")
-        if radius <= 0 or temperature <= 0 or topk < 1 or context < 1:
-            raise ValueError(f"need radius > 0, temperature > 0, topk >= 1, context >= 1; got "
-                             f"{radius}, {temperature}, {topk}, {context}")
-        if not 1 <= num_classes <= 256:
-            raise ValueError(f"num_classes must be in 1..256 (uint8 labels), got {num_classes}")
-        self.context = context
-        self.num_classes = num_classes
-        self.kernel = KERNELS[impl](radius, temperature, topk)
-        self.topk = topk
+    def __init__(self, config: Optional[PropagationConfig] = None, *, policy: Optional[ContextPolicy] = None,
+                 **changes):
+        self.config = dataclasses.replace(config or PropagationConfig(), **changes)
+        check_settings(self.config)
+        self.num_classes = self.config.num_classes
+        self.kernel: Kernel = KERNELS[self.config.impl](self.config.radius, self.config.temperature,
+                                                       self.config.topk)
+        self.policy = policy or RecentFrames(self.config.context)
         self.reset()
 
     def reset(self) -> None:
         """Forget the current video."""
         self.t = 0
-        self.seen: set[int] = set()  # object ids that have started
+        self.seen: set[int] = set()  # channels (object ids) that have started
         self.references: list[int] = []  # frames where objects started, in order
         self.valid: dict[int, Tensor] = {}  # reference frame -> [K] bool, the channels it predicts
-        self.store: dict[int, _Frame] = {}  # frame -> key and soft mask (window + references)
+        self.store: dict[int, Tensor] = {}  # stored frame -> its soft mask [K, h*w]
+        self.memory = self.kernel.memory()  # stored frame -> its key, in the kernel's form
         self.last_contexts: dict[int, list[int]] = {}  # reference frame -> context used at the last step
         self._shape: tuple[int, int, int] | None = None
-
-    def _context(self, t0: int, t: int) -> list[int]:
-        return [t0] + [max(s, t0) for s in range(t - self.context, t)]
+        self.policy.reset()
 
     def _new_ids(self, labels: Tensor) -> list[int]:
         if labels.dim() != 2 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
@@ -85,55 +93,86 @@ class LabelPropagator:
             ids = sorted(set(ids) | {0})  # background always starts at frame 0
         return [i for i in ids if i not in self.seen]
 
-    def _predict(self, t0: int, query: Any) -> Tensor:
-        """Soft mask [K, hw] of the current frame predicted from reference t0's context."""
-        context = self._context(t0, self.t)
-        self.last_contexts[t0] = context
-        frames = sorted(set(context))
-        slot = {f: i for i, f in enumerate(frames)}
-        return predict(self.kernel, query, [self.store[f].key for f in frames],
-                       [self.store[f].mask for f in frames], [slot[f] for f in context])
+    def _new_channels(self, soft: Tensor) -> list[int]:
+        if soft.dim() != 3 or soft.shape[0] != self.num_classes or not soft.dtype.is_floating_point:
+            raise ValueError(f"frame {self.t}: soft_labels must be a float [{self.num_classes}, H, W] tensor "
+                             f"(num_classes channels), got {soft.dtype} {tuple(soft.shape)}")
+        present = soft.flatten(1).ne(0).any(dim=1).nonzero().flatten().tolist()
+        return [c for c in present if c not in self.seen]
 
-    @torch.no_grad()
-    def step(self, emb: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Process the next frame.
+    def _starting_labels(self, labels: Optional[Tensor], soft: Optional[Tensor],
+                         device: torch.device) -> tuple[list[int], Optional[Tensor]]:
+        """The channels that start at this frame and their maps [K, H, W] (other channels 0)."""
+        if labels is not None and soft is not None:
+            raise ValueError(f"frame {self.t}: give labels or soft_labels, not both")
+        if soft is not None:
+            new = self._new_channels(soft)
+            init = torch.zeros(soft.shape, dtype=torch.float32, device=device)
+            init[new] = soft[new].to(device, torch.float32)
+            return new, init if new else None
+        new = self._new_ids(labels) if labels is not None else []
+        return new, one_hot(labels.to(device), new, self.num_classes) if new else None
 
-        emb: [C, h, w] L2-normalised embedding of this frame. labels: optional [H, W] int64 id map
-        at full resolution; ids not seen before in this video start here (frame 0 must give
-        labels). Returns the soft mask of this frame at feature resolution: [num_classes, h, w].
-        """
+    def _check_embedding(self, emb: Tensor) -> None:
         if emb.dim() != 3 or not emb.dtype.is_floating_point:
             raise ValueError(f"frame {self.t}: emb must be a float [C, h, w] tensor, got {emb.dtype} {tuple(emb.shape)}")
         if self._shape is None:
-            if emb.shape[1] * emb.shape[2] < self.topk:
-                raise ValueError(f"feature map {tuple(emb.shape[1:])} has fewer positions than topk={self.topk}")
+            if emb.shape[1] * emb.shape[2] < self.config.topk:
+                raise ValueError(f"feature map {tuple(emb.shape[1:])} has fewer positions than topk={self.config.topk}")
             self._shape = tuple(emb.shape)
         elif tuple(emb.shape) != self._shape:
             raise ValueError(f"frame {self.t}: emb shape {tuple(emb.shape)} differs from this video's {self._shape}")
-        if self.t == 0 and labels is None:
-            raise ValueError("frame 0 needs labels: the first-frame id map starts the propagation")
-        _, h, w = emb.shape
-        new = self._new_ids(labels) if labels is not None else []
-        init = one_hot(labels.to(emb.device), new, self.num_classes) if new else None
-        key = self.kernel.prepare(emb)
 
+    def _predict(self, t0: int, query: Tensor) -> Tensor:
+        """Soft mask [K, hw] of the current frame predicted from reference t0's context."""
+        context = self.policy.context(t0, self.t)
+        if context[0] != t0:
+            raise ValueError(f"frame {self.t}: the context of reference {t0} must start with it, got {context[:3]}...")
+        self.last_contexts[t0] = context
+        return predict(self.kernel, query, self.memory, self.store, context)
+
+    @torch.no_grad()
+    def step(self, emb: Tensor, labels: Tensor | None = None, *, soft_labels: Tensor | None = None) -> Tensor:
+        """Process the next frame.
+
+        emb: [C, h, w] L2-normalised embedding of this frame. Labels, optional, at any
+        resolution (bilinearly resized to h x w): ``labels`` an [H, W] integer id map, or
+        ``soft_labels`` a float [num_classes, H, W] map (e.g. keypoint heat maps plus a
+        background channel). Channels not seen before in this video start here, the ones of an
+        id map by its ids; frame 0 must give labels. Channels starting at a later frame replace
+        the prediction in proportion to their sum (at most 1 per position). Returns the soft
+        mask of this frame at feature resolution: [num_classes, h, w].
+        """
+        self._check_embedding(emb)
+        if self.t == 0 and labels is None and soft_labels is None:
+            raise ValueError("frame 0 needs labels: the first-frame id map (or soft label maps) starts the propagation")
+        new, init = self._starting_labels(labels, soft_labels, emb.device)
+        _, h, w = emb.shape
         if self.t == 0:
+            if init is None:
+                raise ValueError("frame 0: soft_labels are zero everywhere, so no channel starts")
             mask = resize_masks(init, (h, w)).flatten(1)  # [K, hw]
             self.valid[0] = mask.sum(dim=1) != 0
             self.references.append(0)
         else:
-            mask = sum(self.valid[t0][:, None] * self._predict(t0, key) for t0 in self.references)
-            if init is not None:  # objects starting here: blend them in and open their reference
+            mask = sum(self.valid[t0][:, None] * self._predict(t0, emb) for t0 in self.references)
+            if init is not None:  # channels starting here: blend them in and open their reference
                 d = resize_masks(init, (h, w)).flatten(1)
                 s = d.sum(dim=0, keepdim=True)
                 mask = (1 - s) * mask + s * d
                 self.valid[self.t] = init.flatten(1).any(dim=1)
                 self.references.append(self.t)
         self.seen.update(new)
-
-        self.store[self.t] = _Frame(key, mask)
-        oldest = self.t + 1 - self.context  # the next step's window starts here
-        for f in [f for f in self.store if f < oldest and f not in self.valid]:
-            del self.store[f]
+        self._remember(emb, mask)
         self.t += 1
         return mask.view(self.num_classes, h, w)
+
+    def _remember(self, emb: Tensor, mask: Tensor) -> None:
+        """Store the current frame if the policy (or its being a reference) asks; evict."""
+        if self.policy.store(self.t, mask) or self.t in self.valid:
+            self.memory.add(self.t, emb)
+            self.store[self.t] = mask
+        for f in self.policy.evict(list(self.store), self.t):
+            if f not in self.valid:
+                self.memory.remove(f)
+                del self.store[f]

@@ -1,0 +1,73 @@
+"""What the propagator asks of an affinity kernel, and the memory of stored frames it reads.
+
+A kernel finds, for every query position of the current frame, its ``topk`` neighbours among
+the keys of a context list of stored frames. The context is a list of frame numbers: entry 0
+is the long-term frame (every key a candidate), every other entry is radius-limited (keys at
+grid distance < ``radius``). Entries may repeat and need not be consecutive; a frame repeated
+m times offers each of its keys m times. Two kernels keep this contract:
+:class:`~hvc.propagation.dense.DenseKernel` (the reference) and
+:class:`~hvc.propagation.local.LocalKernel` (fast, exact; docs/local_kernel.md).
+
+The frames a kernel reads live in a :class:`KeyMemory` the caller owns (one per video), in the
+form the kernel scores fastest: the caller says which frame each embedding is, and when it is
+no longer needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Protocol, Sequence
+
+from torch import Tensor
+
+
+class KeyMemory:
+    """Stored frames of one video, by frame number, in a kernel's form (here: the embedding)."""
+
+    def __init__(self) -> None:
+        self._forms: dict[int, Any] = {}
+
+    def add(self, frame: int, emb: Tensor) -> None:
+        """Store frame number ``frame``; emb: [C, h, w] its L2-normalised embedding."""
+        if frame in self._forms:
+            raise ValueError(f"frame {frame} is already stored")
+        self._forms[frame] = self.form(frame, emb)
+
+    def form(self, frame: int, emb: Tensor) -> Any:
+        """What is kept of a frame; kernels with their own layout override this."""
+        return emb
+
+    def remove(self, frame: int) -> None:
+        del self._forms[frame]
+
+    def __getitem__(self, frame: int) -> Any:
+        return self._forms[frame]
+
+    def __contains__(self, frame: object) -> bool:
+        return frame in self._forms
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._forms)
+
+    def __len__(self) -> int:
+        return len(self._forms)
+
+
+class Kernel(Protocol):
+    """The top-k neighbours of every query position over a context of stored frames."""
+
+    topk: int
+
+    def memory(self) -> KeyMemory:
+        """An empty memory for the frames of one video."""
+
+    def __call__(self, query: Tensor, memory: KeyMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """query: [C, h, w] embedding of the current frame; context: frame numbers in ``memory``.
+
+        Returns (weights [hw, k], index [hw, k]): the softmax weights of the neighbours and
+        ``slot * hw + key position``, slot = the neighbour frame's place in ``context_frames(context)``.
+        """
+
+
+def context_frames(context: Sequence[int]) -> list[int]:
+    """The distinct frames of a context, in the order a kernel's ``index`` numbers them."""
+    return sorted(set(context))

@@ -1,0 +1,103 @@
+"""Tile-block storage: the local kernel's memory of stored frames.
+
+Frame t's key tiles are written into block ``t // GROUP_FRAMES`` at slot ``t % GROUP_FRAMES``:
+a block holds the tiles of consecutive frame numbers side by side, [T, C, GROUP_FRAMES, tile²].
+A context that reads a whole block (the usual case: the previous frames of a video) scores it
+in place; the other frames of a context are copied into groups. Where a frame is stored is a
+function of its frame number alone, so which path runs depends only on the context.
+A sparse memory (frames far apart) holds up to GROUP_FRAMES times the tiles it needs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hvc.propagation.kernel import KeyMemory
+from hvc.propagation.local.tables import Tables, TiledTables
+
+# Frames per block, and most frames scored per batched matmul: wide groups keep the matmuls
+# efficient (the product is 123 MiB at 60x107; memory stays linear in hw).
+GROUP_FRAMES = 10
+
+
+class StoredFrame(NamedTuple):
+    flat: Tensor  # [C, hw] the embedding, flattened (the long-term entry and the small-map path)
+    tiled: bool  # whether its tiles are in a block
+
+
+class TileBlockMemory(KeyMemory):
+    """Stored frames of one video: flattened embeddings, and key tiles in blocks of frames."""
+
+    def __init__(self, tables_of: Callable[[int, int, torch.device], Tables]):
+        super().__init__()
+        self._tables_of = tables_of
+        self.blocks: dict[int, Tensor] = {}  # block number -> [T, C, GROUP_FRAMES, tile²]
+        self._stored: dict[int, int] = {}  # block number -> frames stored in it
+
+    def form(self, frame: int, emb: Tensor) -> StoredFrame:
+        c, h, w = emb.shape
+        tables = self._tables_of(h, w, emb.device)
+        if isinstance(tables, TiledTables):
+            self._write_tiles(frame, key_tiles(emb, tables))
+        return StoredFrame(emb.reshape(c, h * w), isinstance(tables, TiledTables))
+
+    def _write_tiles(self, frame: int, tiles: Tensor) -> None:
+        number, slot = divmod(frame, GROUP_FRAMES)
+        if number not in self.blocks:
+            self.blocks[number] = tiles.new_empty(*tiles.shape[:2], GROUP_FRAMES, tiles.shape[2])
+            self._stored[number] = 0
+        block = self.blocks[number]
+        if block.shape[:2] != tiles.shape[:2] or block.dtype != tiles.dtype:
+            raise ValueError(f"frame {frame}: tiles {tuple(tiles.shape)} {tiles.dtype} differ from the other "
+                             f"frames of its block {tuple(block.shape)} {block.dtype} (one video, one size)")
+        block[:, :, slot] = tiles
+        self._stored[number] += 1
+
+    def remove(self, frame: int) -> None:
+        tiled = self[frame].tiled
+        super().remove(frame)
+        number = frame // GROUP_FRAMES
+        if tiled:
+            self._stored[number] -= 1
+            if not self._stored[number]:  # the block's last frame: free it
+                del self.blocks[number], self._stored[number]
+
+    def is_block(self, frames: Sequence[int]) -> bool:
+        """Whether ``frames`` are exactly the frames of one block, in order (scored in place)."""
+        first = frames[0] if frames else -1
+        return (len(frames) == GROUP_FRAMES and first % GROUP_FRAMES == 0
+                and list(frames) == list(range(first, first + GROUP_FRAMES))
+                and all(f in self for f in frames) and self[first].tiled)
+
+    def groups(self, frames: Sequence[int]) -> list[list[int]]:
+        """``frames`` (distinct, stored) in groups of at most GROUP_FRAMES: every whole block
+        met in order is a group of its own, the other frames are pooled in groups of balanced
+        sizes (no narrow last group)."""
+        groups, pooled, start = [], [], 0
+        for i in range(1, len(frames) + 1):
+            if i < len(frames) and frames[i] == frames[i - 1] + 1 and frames[i] % GROUP_FRAMES:
+                continue  # frames[start:i + 1] is still a run of one block
+            run = list(frames[start:i])
+            (groups.append if self.is_block(run) else pooled.extend)(run)
+            start = i
+        n = -(-len(pooled) // GROUP_FRAMES)
+        return groups + [pooled[len(pooled) * g // n:len(pooled) * (g + 1) // n] for g in range(n)]
+
+    def tiles(self, group: Sequence[int]) -> Tensor:
+        """[T, C, F * tile²] key tiles of the F frames of ``group``, column frame * tile² + key:
+        a view of a whole block, or a copy."""
+        if self.is_block(group):
+            return self.blocks[group[0] // GROUP_FRAMES].flatten(2)
+        return torch.stack([self.blocks[f // GROUP_FRAMES][:, :, f % GROUP_FRAMES] for f in group], dim=2).flatten(2)
+
+
+def key_tiles(emb: Tensor, tables: TiledTables) -> Tensor:
+    """emb: [C, h, w] -> [T, C, tile²] its key tiles (zero-padded, row-major inside a tile), in
+    the product's tile order."""
+    c, a = emb.shape[0], tables.tile
+    tiles = F.pad(emb, tables.pad).unfold(1, a, a).unfold(2, a, a)  # [C, th, tw, a, a]
+    return tiles.permute(1, 2, 0, 3, 4).reshape(-1, c, a * a)[tables.tile_order]

@@ -1,0 +1,160 @@
+"""Index tables of the local kernel for one h x w feature grid, shared by every frame of that size.
+
+The keys of a frame are cut into ``tile`` x ``tile`` tiles. A tile's *query window* is the
+set of in-image queries its radius reaches: the tiled product scores every tile against its
+window. Tiles are placed in order of decreasing window size, so tiles with equal windows form
+one batched matmul, and the product's R rows are the windows of the tiles in that order. The
+tables say where everything lands (docs/local_kernel.md has the layout and why it is exact).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Union
+
+import torch
+from torch import Tensor
+
+
+class Batch(NamedTuple):
+    """Tiles with equally large query windows, scored by one batched matmul."""
+
+    first_tile: int  # place of the first tile in the product's tile order
+    tiles: int
+    first_row: int  # product row of the first tile's first query
+    window: int  # queries per tile
+
+
+@dataclass(frozen=True)
+class TiledTables:
+    """Layout of the tiled product of one grid (R rows, each holding ``tile²`` keys)."""
+
+    tile: int
+    pad: tuple[int, int, int, int]  # F.pad amounts (left, right, top, bottom) up to whole tiles
+    tile_order: Tensor  # [T] tile (row-major over the padded grid) at each place of the product
+    batches: list[Batch]
+    row_query: Tensor  # [R] image position of the query of each product row
+    # [hw, D] where each query's in-radius keys land in a frame group's per-key maxima
+    # (row * tile² + position inside the tile), in increasing order; R * tile² (one entry past
+    # the end, holding -inf) for keys outside the image.
+    pick: Tensor
+    key_position: Tensor  # [hw, D] image position of each picked key (0 outside the image)
+
+    @property
+    def frame_elements(self) -> int:
+        """Size of one frame's product."""
+        return self.row_query.numel() * self.tile**2
+
+
+@dataclass(frozen=True)
+class MaskedTables:
+    """Layout of the masked [hw, hw] product used on maps so small that tiling saves nothing."""
+
+    far: Tensor  # [hw, hw] bool, True where the key is NOT within the radius of the query
+
+    @property
+    def frame_elements(self) -> int:
+        return self.far.numel()
+
+
+Tables = Union[TiledTables, MaskedTables]
+
+
+class _Windows(NamedTuple):
+    """The query window of every tile of a grid, as fixed offsets from the tile's origin."""
+
+    query_y: Tensor  # [T, W] row of each tile's window queries (T tiles, W offsets)
+    query_x: Tensor  # [T, W]
+    in_image: Tensor  # [T, W] bool
+    column: Tensor  # [(tile + 2·reach)²] column of each offset in the window, -1 if out of reach
+
+
+def _grid(n_y: int, n_x: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    ys, xs = torch.meshgrid(torch.arange(n_y, device=device), torch.arange(n_x, device=device), indexing="ij")
+    return ys.flatten(), xs.flatten()
+
+
+def _centred_square(half: int, extra: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Offsets (dy, dx) over the square from -half to half + extra, flattened row-major."""
+    dy, dx = _grid(2 * half + 1 + extra, 2 * half + 1 + extra, device)
+    return dy - half, dx - half
+
+
+def within(dy: Tensor, dx: Tensor, radius: float) -> Tensor:
+    """Whether offsets (dy, dx) lie strictly inside ``radius`` (exact: squared, in float64)."""
+    return (dy**2 + dx**2).double() < radius**2
+
+
+def reach(radius: float) -> int:
+    """Largest integer offset strictly inside ``radius``."""
+    return math.ceil(radius) - 1
+
+
+def tile_windows(h: int, w: int, tile: int, radius: float, device: torch.device) -> _Windows:
+    """The queries of each tile's window: offsets from the tile origin that reach a key of it."""
+    r = reach(radius)
+    dy, dx = _centred_square(r, tile - 1, device)
+    # distance from the query to the nearest key of the tile (0 inside it)
+    keep = within(dy - dy.clamp(0, tile - 1), dx - dx.clamp(0, tile - 1), radius)
+    column = torch.full((keep.numel(),), -1, dtype=torch.long, device=device)
+    column[keep] = torch.arange(int(keep.sum()), device=device)
+    origin_y, origin_x = _grid(-(-h // tile), -(-w // tile), device)
+    query_y = origin_y[:, None] * tile + dy[keep]
+    query_x = origin_x[:, None] * tile + dx[keep]
+    in_image = (query_y >= 0) & (query_y < h) & (query_x >= 0) & (query_x < w)
+    return _Windows(query_y, query_x, in_image, column)
+
+
+def _batches(in_image: Tensor) -> tuple[Tensor, list[Batch]]:
+    """Tiles ordered by decreasing window size (stable), and the batches of equal sizes."""
+    sizes = in_image.sum(dim=1)
+    order = sizes.argsort(descending=True, stable=True)
+    size, count = torch.unique_consecutive(sizes[order], return_counts=True)
+    first_tile = torch.cumsum(count, 0) - count
+    first_row = torch.cumsum(size * count, 0) - size * count
+    return order, [Batch(*b) for b in zip(first_tile.tolist(), count.tolist(), first_row.tolist(), size.tolist())]
+
+
+def _product_rows(windows: _Windows, order: Tensor, w: int) -> tuple[Tensor, Tensor]:
+    """(row_query [R]: image position of each product row's query, row [T, W]: product row of
+    each tile's window column; meaningless where the query is outside the image)."""
+    kept = windows.in_image[order]
+    row_query = (windows.query_y * w + windows.query_x)[order][kept]
+    row = torch.empty_like(windows.query_y)
+    row[order] = (kept.flatten().cumsum(0) - 1).view_as(kept)
+    return row_query, row
+
+
+def _key_picks(h: int, w: int, tile: int, radius: float, windows: _Windows, row: Tensor,
+               end: int) -> tuple[Tensor, Tensor]:
+    """(pick, key_position) of :class:`TiledTables`; ``end`` = R * tile², the -inf entry."""
+    r, device = reach(radius), row.device
+    dy, dx = _centred_square(r, 0, device)
+    inside = within(dy, dx, radius)
+    y, x = _grid(h, w, device)
+    key_y, key_x = y[:, None] + dy[inside], x[:, None] + dx[inside]  # [hw, D] in-radius keys
+    valid = (key_y >= 0) & (key_y < h) & (key_x >= 0) & (key_x < w)
+    tile_y, tile_x = key_y.div(tile, rounding_mode="floor"), key_x.div(tile, rounding_mode="floor")
+    tile_id = (tile_y * -(-w // tile) + tile_x).clamp(0, row.shape[0] - 1)
+    # the query's offset from the key's tile origin gives its column in that tile's window
+    offset = (y[:, None] - tile_y * tile + r) * (tile + 2 * r) + (x[:, None] - tile_x * tile + r)
+    entry = row[tile_id, windows.column[offset]] * tile**2 + (key_y % tile) * tile + key_x % tile
+    # in increasing product order: the gather of a query's picks then walks memory forwards
+    pick, order = torch.where(valid, entry, end).sort(dim=1)
+    return pick, torch.where(valid, key_y * w + key_x, 0).gather(1, order)
+
+
+def grid_tables(h: int, w: int, tile: int, radius: float, tiled: bool | None, device: torch.device) -> Tables:
+    """The tables of an h x w grid. tiled: None takes the product with fewer elements (the
+    masked one when a tile's window covers about the whole image), True / False force one."""
+    windows = tile_windows(h, w, tile, radius, device)
+    rows = int(windows.in_image.sum())
+    if tiled is False or (tiled is None and rows * tile**2 >= (h * w) ** 2):
+        y, x = _grid(h, w, device)
+        return MaskedTables(far=~within(y[:, None] - y[None, :], x[:, None] - x[None, :], radius))
+    order, batches = _batches(windows.in_image)
+    row_query, row = _product_rows(windows, order, w)
+    pick, key_position = _key_picks(h, w, tile, radius, windows, row, rows * tile**2)
+    pad = (0, -(-w // tile) * tile - w, 0, -(-h // tile) * tile - h)
+    return TiledTables(tile, pad, order, batches, row_query, pick, key_position)

@@ -1,0 +1,55 @@
+"""The tiled product: each query's top-k over its in-radius keys of a group of F frames.
+
+Every key tile is scored against its query window only, one batched matmul per set of tiles
+with equally large windows (:mod:`hvc.propagation.local.tables`). The exact top-k of a query
+then comes from the frames of its k keys whose best score over the group is highest
+(docs/local_kernel.md): no query copies or sorts its whole candidate list.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from hvc.propagation.local.tables import TiledTables
+
+
+def tile_product(row_queries: Tensor, tiles: Tensor, tables: TiledTables) -> Tensor:
+    """row_queries: [R, C] the query of each product row; tiles: [T, C, F * tile²] key tiles of
+    F frames -> scores [R, F * tile²] (column frame * tile² + key of the row's tile)."""
+    rows, c = row_queries.shape
+    out = row_queries.new_empty(rows, tiles.shape[2])
+    for first_tile, count, first_row, window in tables.batches:
+        queries = row_queries[first_row:first_row + count * window].view(count, window, c)
+        torch.bmm(queries, tiles[first_tile:first_tile + count],
+                  out=out[first_row:first_row + count * window].view(count, window, -1))
+    return out
+
+
+def best_over_frames(scores: Tensor, frames: int, tile_keys: int) -> Tensor:
+    """scores: [R, F * tile²] -> [R * tile² + 1]: each (row, key)'s best score over the F
+    frames, then one -inf entry (where the picks of keys outside the image point)."""
+    rows = scores.shape[0]
+    best = scores.new_empty(rows * tile_keys + 1)
+    best[-1] = float("-inf")
+    torch.amax(scores.view(rows, frames, tile_keys), dim=1, out=best[:-1].view(rows, tile_keys))
+    return best
+
+
+def tiled_topk(row_queries: Tensor, tiles: Tensor, tables: TiledTables, frames: int,
+               k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The top-k of each query over its in-radius keys of the group's F = ``frames`` frames:
+    (dot products, frame slot in the group, key position), [hw, k] each."""
+    tile_keys = tables.tile**2
+    scores = tile_product(row_queries, tiles, tables)
+    best = best_over_frames(scores, frames, tile_keys)
+    # the k keys with the best maxima: [hw, k] of each query's D in-radius keys
+    top, key = best.index_select(0, tables.pick.flatten()).view_as(tables.pick).topk(k, dim=1)
+    entry = tables.pick.gather(1, key).clamp_(max=best.numel() - 2)
+    # the F frames' scores of those k keys: [hw, k, F], -inf where the key is no candidate
+    first = entry // tile_keys * (frames * tile_keys) + entry % tile_keys
+    at = first[:, :, None] + torch.arange(0, frames * tile_keys, tile_keys, device=scores.device)
+    candidates = scores.view(-1).index_select(0, at.flatten()).view(*at.shape)
+    candidates.masked_fill_(top[:, :, None] == float("-inf"), float("-inf"))
+    v, i = candidates.flatten(1).topk(k, dim=1)  # [hw, k] of the k keys x F frames
+    return v, i % frames, torch.gather(tables.key_position, 1, key.gather(1, i // frames))

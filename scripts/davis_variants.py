@@ -21,12 +21,13 @@ Prints a table (J&F, J, F, frame-0 J, propagation ms/frame, context held) and wr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from hvc.config.core import load_config
 from hvc.config.inference import TestConfig
 from hvc.data.palette import save_indexed_png
 from hvc.data.vos import FrameDataset, VideoSequence, load_sequences, read_label_map
-from hvc.fileio import atomic_write_text
+from hvc.fileio import atomic_path, atomic_write_text
 from hvc.inference import build_extractor
 from hvc.metrics import evaluate, global_table
 from hvc.propagation import LabelPropagator, upsample_labels
@@ -54,33 +55,43 @@ class Variant:
     fill: FillConfig = field(default_factory=FillConfig)
 
 
-def _recent(context: Optional[int] = None) -> Callable[[TestConfig], LabelPropagator]:
+def _propagator(**changes) -> Callable[[TestConfig], LabelPropagator]:
+    """The config's propagator with ``changes`` to its fields (quality: a dict of QualityConfig changes)."""
     def make(cfg: TestConfig) -> LabelPropagator:
-        p = cfg.prop
-        return LabelPropagator(radius=p.radius, temperature=p.temperature, topk=p.topk,
-                               context=context or p.context, num_classes=p.num_classes, impl=p.impl)
+        fields = dict(changes)
+        if "quality" in fields:
+            fields["quality"] = dataclasses.replace(cfg.prop.quality, **fields["quality"])
+        return LabelPropagator(cfg.prop, **fields)
     return make
 
 
 VARIANTS: dict[str, Variant] = {
-    "mask": Variant("mask", _recent()),
-    "scribble": Variant("scribble", _recent()),
-    "scribble2": Variant("scribble", _recent(), FillConfig(reliable=0.95)),
+    "mask": Variant("mask", _propagator()),  # the config's protocol: recent, context 50
+    "scribble": Variant("scribble", _propagator()),
+    "scribble2": Variant("scribble", _propagator(), FillConfig(reliable=0.95)),
+    "recent10": Variant("mask", _propagator(context=10)),
+    "quality10": Variant("mask", _propagator(context=10, policy="quality")),
+    "quality10-oldest": Variant("mask", _propagator(context=10, policy="quality", quality={"evict": "oldest"})),
+    "quality10-worst": Variant("mask", _propagator(context=10, policy="quality", quality={"evict": "worst"})),
 }
-# The generator's settings for the scribble variants (docs/scribbles.md).
-SCRIBBLE_ARGS = {"strokes_per_object": 3, "erosion": 0.15}
+# Scribbles are drawn 3 pixels wide (a thin pen on a 480p frame), the generator's defaults.
 SCRIBBLE_THICKNESS = 3
 
 
 def context_mib(prop: LabelPropagator) -> float:
-    """Embeddings and soft masks the propagator holds for its context, in MiB."""
-    return sum(f.key.flat.nbytes + f.mask.nbytes if hasattr(f.key, "flat") else f.key.nbytes + f.mask.nbytes
-               for f in prop.store.values()) / 2**20
+    """What the propagator holds for its context, in MiB: soft masks, keys (embeddings) and,
+    for the local kernel, its blocks of key tiles."""
+    held = sum(m.nbytes for m in prop.store.values())
+    for f in prop.memory:
+        form = prop.memory[f]
+        held += getattr(form, "flat", form).nbytes
+    held += sum(b.nbytes for b in getattr(prop.memory, "blocks", {}).values())
+    return held / 2**20
 
 
 def scribbles_for(seq: VideoSequence, size: tuple[int, int], folder: Path) -> np.ndarray:
     gt = read_label_map(seq.annotations[0], seq.mask_format, size)
-    strokes = scribbles_from_mask(gt.astype(np.uint8), **SCRIBBLE_ARGS)
+    strokes = scribbles_from_mask(gt.astype(np.uint8))
     scribbles = render(strokes, size, SCRIBBLE_THICKNESS)
     save_png(folder / f"{seq.name}.png", scribbles)
     save_davis_json(folder / f"{seq.name}.json", strokes, size, len(seq.frames), seq.name)
@@ -109,7 +120,8 @@ def run_variant(name: str, variant: Variant, cfg: TestConfig, seq: VideoSequence
         labels = first.to(torch.uint8) if t == 0 else upsample_labels(soft, size)[0]
         save_indexed_png(folder / f"{seq.frame_name(t)}.png", labels.cpu().numpy())
     record = {"frames": len(embs), "frame0_J": j0, "propagation_s": sum(seconds[1:]),
-              "context_mib_peak": held}
+              "context_mib_peak": held, "scores": getattr(prop.policy, "scores", None),
+              "long_term": getattr(prop.policy, "long_term", None)}
     atomic_write_text(folder / "done.json", json.dumps(record))
     return record
 
@@ -123,6 +135,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--output", required=True)
     parser.add_argument("--variants", nargs="+", default=["mask", "scribble"], help=f"of {sorted(VARIANTS)}")
     parser.add_argument("--sequences", nargs="+")
+    parser.add_argument("--cache", help="folder to keep each sequence's embeddings in (reused by later runs)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_intermixed_args(argv)
     # --variants / --sequences are greedy: key=value items after them are overrides
@@ -151,11 +164,19 @@ def main(argv: list[str]) -> int:
                 todo.append(v)
         if not todo:
             continue
-        extractor = extractor or build_extractor(cfg)
         frames = FrameDataset(seq, cfg.data.input_size, cfg.data.mean, cfg.data.std)
-        loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=0)
+        tag = f"{cfg.model.name}-{Path(cfg.model.checkpoint or 'default').stem}-{cfg.data.input_size}"
+        cached = Path(args.cache) / f"{seq.name}_{tag}.pt" if args.cache else None
         start = time.perf_counter()
-        embs = [e for batch in loader for e in extractor(batch)]
+        if cached is not None and cached.is_file():
+            embs = list(torch.load(cached))
+        else:
+            extractor = extractor or build_extractor(cfg)
+            loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=0)
+            embs = [e for batch in loader for e in extractor(batch)]
+            if cached is not None:
+                with atomic_path(cached) as tmp:
+                    torch.save(torch.stack(embs), tmp)
         encode_s = time.perf_counter() - start
         scribbles = scribbles_for(seq, frames.size, out / "scribbles")
         for v in todo:

@@ -98,14 +98,15 @@ def skeleton_strokes(mask: np.ndarray, max_strokes: int = 1, min_length: float =
     return strokes
 
 
-def scribbles_from_mask(labels: np.ndarray, erosion: float = 0.3, margin: float = 0.04, strokes_per_object: int = 1,
+def scribbles_from_mask(labels: np.ndarray, erosion: float = 0.15, margin: float = 0.04, strokes_per_object: int = 3,
                         min_background: float = 0.1, max_background: int = 3, void: int = 255) -> list[Stroke]:
     """Strokes for ground-truth ids ``labels`` (uint8/int [H, W], 0 background, ``void`` ignored).
 
-    erosion: object strokes keep this fraction of the object's equivalent radius from its
-    border; strokes_per_object: most skeleton strokes per object (see :func:`skeleton_strokes`); margin: background strokes keep this fraction of the shorter image side from
-    every object; background pieces smaller than ``min_background`` of the largest get no
-    stroke, at most ``max_background`` strokes. Returns object strokes (ids ascending), then
+    erosion: strokes keep this fraction of their region's equivalent radius from its border;
+    strokes_per_object: most skeleton strokes per object (see :func:`skeleton_strokes`);
+    margin: background strokes keep this fraction of the shorter image side from every object;
+    background pieces smaller than ``min_background`` of the largest get no stroke, at most
+    ``max_background`` strokes. Returns object strokes (ids ascending), then
     background strokes (object_id 0).
     """
     labels = np.asarray(labels)

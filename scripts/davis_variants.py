@@ -70,9 +70,9 @@ VARIANTS: dict[str, Variant] = {
     "scribble": Variant("scribble", _propagator()),
     "scribble2": Variant("scribble", _propagator(), FillConfig(reliable=0.95)),
     "recent10": Variant("mask", _propagator(context=10)),
-    "quality10": Variant("mask", _propagator(context=10, policy="quality")),
-    "quality10-oldest": Variant("mask", _propagator(context=10, policy="quality", quality={"evict": "oldest"})),
-    "quality10-worst": Variant("mask", _propagator(context=10, policy="quality", quality={"evict": "worst"})),
+    "quality10": Variant("mask", _propagator(context=10, memory="quality")),
+    "quality10-oldest": Variant("mask", _propagator(context=10, memory="quality", quality={"evict": "oldest"})),
+    "quality10-worst": Variant("mask", _propagator(context=10, memory="quality", quality={"evict": "worst"})),
 }
 # Scribbles are drawn 3 pixels wide (a thin pen on a 480p frame), the generator's defaults.
 SCRIBBLE_THICKNESS = 3

@@ -82,12 +82,12 @@ def test_a_folder_of_frames_and_scribbles(clip, tmp_path):
     scribbles = render(scribbles_from_mask(labels[0]), labels[0].shape, thickness=3)
     save_png(tmp_path / "s.png", scribbles)
     out = tmp_path / "out"
-    summary = segment(Options(video=src, output=out, scribble=tmp_path / "s.png", context=3, policy="quality"))
+    summary = segment(Options(video=src, output=out, scribble=tmp_path / "s.png", context=3, memory="quality"))
     assert sorted(_masks(out)) == ["img_000.png", "img_005.png", "img_010.png", "img_015.png"]
     first = np.array(Image.open(out / "masks" / "img_000.png"))
     assert set(np.unique(first)) <= {0, 1, 2}
     assert (first == labels[0]).mean() > 0.8  # the frame-0 fill from scribbles
-    assert summary["prompt"]["kind"] == "scribble" and summary["propagation"]["policy"] == "quality"
+    assert summary["prompt"]["kind"] == "scribble" and summary["propagation"]["memory"] == "quality"
 
 
 def _error(argv: list[str], capsys) -> str:

@@ -39,7 +39,8 @@ class PropagationConfig:
     # "local": windowed kernel, memory linear in positions (default); "dense": the full-affinity
     # reference that mirrors the official code (slow, for checking).
     impl: Literal["local", "dense"] = "local"
-    # Which frames form the context (docs/memory.md): "recent" (the paper's: the last ``context``
-    # frames) or "quality" (a few recent frames plus confident earlier ones, at most ``context``).
-    policy: Literal["recent", "quality"] = "recent"
+    # Memory policy, which frames form the context (docs/memory.md): "recent" (the paper's: the
+    # last ``context`` frames) or "quality" (a few recent frames plus confident earlier ones, at
+    # most ``context``).
+    memory: Literal["recent", "quality"] = "recent"
     quality: QualityConfig = field(default_factory=QualityConfig)

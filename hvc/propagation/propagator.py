@@ -48,9 +48,9 @@ def check_settings(cfg: PropagationConfig) -> None:
                          f"{cfg.radius}, {cfg.temperature}, {cfg.topk}, {cfg.context}")
     if not 1 <= cfg.num_classes <= 256:
         raise ValueError(f"num_classes must be in 1..256 (uint8 labels), got {cfg.num_classes}")
-    if cfg.policy not in POLICIES:
-        raise ValueError(f"policy must be one of {sorted(POLICIES)}, got {cfg.policy!r}")
-    if cfg.policy == "quality":
+    if cfg.memory not in POLICIES:
+        raise ValueError(f"memory must be one of {sorted(POLICIES)}, got {cfg.memory!r}")
+    if cfg.memory == "quality":
         check_quality(cfg.quality, cfg.context)
 
 
@@ -59,7 +59,7 @@ class LabelPropagator:
 
     ``LabelPropagator(config, policy=None, **changes)``: ``config`` (default
     ``PropagationConfig()``) with ``changes`` to its fields, e.g. ``LabelPropagator(context=3)``.
-    The policy defaults to ``config.policy``: :class:`~hvc.propagation.context.RecentFrames` of
+    The policy defaults to the one ``config.memory`` names: :class:`~hvc.propagation.context.RecentFrames` of
     ``config.context`` frames (the paper's) or :class:`~hvc.propagation.quality.QualityFrames`
     (docs/memory.md). Under the paper's policy the context of reference frame t0 at frame t is
     ``[t0] + [max(s, t0) for s in range(t - context, t)]`` (duplicates kept), keys of entries
@@ -73,7 +73,7 @@ class LabelPropagator:
         self.num_classes = self.config.num_classes
         self.kernel: Kernel = KERNELS[self.config.impl](self.config.radius, self.config.temperature,
                                                        self.config.topk)
-        self.policy = policy or POLICIES[self.config.policy](self.config)
+        self.policy = policy or POLICIES[self.config.memory](self.config)
         self.reset()
 
     def reset(self) -> None:

@@ -2,10 +2,11 @@
 (docs/memory.md).
 
 Training-free analogue of QDMN's quality-aware memory. The context of frame t is the
-reference frame, the ``recent`` frames before t (as the paper's window, duplicates of the
-reference early on), and long-term frames: earlier frames whose prediction scored at least
-``threshold`` relative to frame 0, at least ``gap`` frames apart, at most
-``context - recent`` of them; when there are more, one leaves by a recency + quality rule.
+reference frame, the ``recent`` frames before t, and long-term frames: earlier frames whose
+prediction scored at least ``threshold`` relative to frame 0, at least ``gap`` frames apart,
+at most ``context - recent`` of them; when there are more, one leaves by a recency + quality
+rule. Places not yet filled repeat the reference, as the paper's window does early in a
+video, so the context always has ``context`` entries after the long-term one.
 The score is the mean top-1 probability of the soft mask over the positions predicted as
 an object: a propagated frame whose neighbours disagree has a low one.
 """
@@ -64,9 +65,11 @@ class QualityFrames(ContextPolicy):
         self.scores = {int(f): s for f, s in state["scores"]}
 
     def context(self, reference: int, t: int) -> list[int]:
-        window = [max(s, reference) for s in range(t - self.cfg.recent, t)]
+        window = [s for s in range(t - self.cfg.recent, t) if s > reference]
         older = [f for f in self.long_term if reference < f < t - self.cfg.recent]
-        return [reference] + older + window
+        # Places no frame fills yet go to the reference, as the paper's window repeats the
+        # reference for the frames before it: ``size`` entries after the long-term one.
+        return [reference] * (1 + self.size - len(older) - len(window)) + older + window
 
     def store(self, t: int, soft: Tensor) -> bool:
         score = confidence(soft)

@@ -63,7 +63,7 @@ class Options:
     resize_mask: bool = False
     device: str = "cpu"
     context: int = 50
-    policy: str = "recent"
+    memory: str = "recent"  # the memory policy, docs/memory.md
     overwrite: bool = False
 
 
@@ -128,7 +128,7 @@ class Segmenter:
         self.input_size = scaled_size(self.source.size, size)
         self.checkpoint = opts.checkpoint or (str(DEFAULT_HVC_CHECKPOINT) if opts.model == "hvc" else None)
         # One channel per id present (ids are kept): fewer channels, the same propagation.
-        self.prop_cfg = PropagationConfig(context=opts.context, policy=opts.policy, num_classes=top + 1)
+        self.prop_cfg = PropagationConfig(context=opts.context, memory=opts.memory, num_classes=top + 1)
         self.settings = {
             "video": _video_identity(self.source), "size": list(self.source.size),
             "prompt": {"kind": "mask" if opts.mask else "scribble", "path": str(Path(prompt).resolve()),

@@ -14,11 +14,11 @@ import json
 import logging
 import sys
 
+from hvc.checkpoint import CheckpointError
 from hvc.config.core import ConfigError, load_config
 from hvc.config.inference import TestConfig
 from hvc.data.vos import DatasetError
 from hvc.inference import run_inference
-from hvc.models.encoders import CheckpointError
 
 # flag -> config key
 _SHORTCUTS = {

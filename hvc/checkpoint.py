@@ -22,7 +22,9 @@ import argparse
 import logging
 import os
 import random
-from typing import Any, Callable
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -38,7 +40,27 @@ log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable or not a training checkpoint."""
+    """A checkpoint file is missing, unreadable, or not what it is loaded as (a training
+    checkpoint, an encoder's weights); the message names the file. The one error type of
+    every checkpoint reader (this module, :mod:`hvc.models.encoders`, :mod:`hvc.export`)."""
+
+
+def read_checkpoint_file(path: str | os.PathLike) -> Any:
+    """Unpickle a checkpoint file onto the CPU: the one trusted ``torch.load`` of the package.
+
+    Only plain data is unpickled (``weights_only``: tensors, containers, numbers, strings),
+    plus ``argparse.Namespace``, the ``args`` of the paper's training checkpoints; a file that
+    would run code is refused. Raises CheckpointError naming the file if it is missing or
+    unreadable.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - the unpickler raises many types on garbage input
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 def rng_state() -> dict[str, Any]:
@@ -87,19 +109,9 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: tor
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a training checkpoint onto the CPU, checking its layout.
-
-    Only plain data is unpickled (``weights_only``); argparse.Namespace is admitted for the
-    ``args`` of the paper's checkpoints.
-    """
+    """Read a training checkpoint onto the CPU (:func:`read_checkpoint_file`), checking its layout."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # the unpickler raises many types on garbage input
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
+    ckpt = read_checkpoint_file(path)
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not a training checkpoint; expected keys {list(_REQUIRED)}, found {found}")
@@ -125,3 +137,34 @@ def restore(ckpt: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Op
     info(f"{source} has no global_step (official checkpoint): using epoch {ckpt['epoch']} x "
          f"{steps_per_epoch} steps per epoch = step {step}")
     return step
+
+
+class Checkpointer:
+    """When and where a training run saves: ``<dir>/checkpoint.pth``, every ``every`` steps
+    (0 = never in between), at each epoch end and at the last step. Rank 0 writes; every rank
+    knows the last checkpoint written (for the message of a failed run)."""
+
+    def __init__(self, folder: Path, *, every: int, steps_per_epoch: int, last_step: int, write: bool,
+                 model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, config: dict,
+                 resumed: bool):
+        """resumed: the run continues from a checkpoint (then one already in ``folder`` is the last good one)."""
+        self.path = folder / CHECKPOINT_NAME
+        self.every, self.steps_per_epoch, self.last_step, self.write = every, steps_per_epoch, last_step, write
+        self.model, self.optimizer, self.scaler, self.config = model, optimizer, scaler, config
+        # the last checkpoint written, or the one in the folder of a resumed run
+        self.last: Optional[Path] = self.path if resumed and self.path.is_file() else None
+
+    def due(self, step: int) -> bool:
+        return (step % self.steps_per_epoch == 0 or step == self.last_step
+                or bool(self.every and step % self.every == 0))
+
+    def save_if_due(self, step: int) -> float:
+        """Save after optimiser step ``step`` if it is due; returns the seconds it took."""
+        if not self.due(step):
+            return 0.0
+        start = time.perf_counter()
+        if self.write:
+            save_checkpoint(self.path, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
+                            epoch=step // self.steps_per_epoch, global_step=step, config=self.config)
+        self.last = self.path
+        return time.perf_counter() - start

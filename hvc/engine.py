@@ -1,7 +1,9 @@
 """The training loop: one code path for CPU, one GPU and ``torchrun`` jobs.
 
-``train(cfg)`` builds the data, the HVC model and Adam, resumes when asked, and runs
-``optim.epochs`` passes (or ``optim.max_steps`` steps) of the hybrid-loss objective:
+``train(cfg)`` sets up (data, step plan, the HVC model and Adam, resume, DDP, a
+:class:`~hvc.checkpoint.Checkpointer` that owns when and where to save, a
+:class:`~hvc.meters.StepMeter` for loss and throughput) and calls ``train_one_epoch`` for each
+of ``optim.epochs`` passes (or until ``optim.max_steps`` steps) of the hybrid-loss objective:
 
 * the EMA momentum of every step is ``momentum_at(global_step, total_steps, m0)`` with
   ``total_steps = steps_per_epoch * epochs``, computed here from the saved global step, so
@@ -20,13 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import math
-import os
 import random
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -42,9 +41,11 @@ from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.training import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig, validate
 from hvc.data.pairs import PairDataset, collate_pairs
 from hvc.data.static import StaticImagePairs
+from hvc.data.transforms import RandomResizedCropCoord
 from hvc.data.video import VideoFramePairs
 from hvc.distributed import DistEnv, all_reduce_sum, convert_sync_batchnorm, init_distributed, wrap_ddp
 from hvc.fileio import atomic_write_text
+from hvc.meters import JsonLog, StepMeter
 from hvc.models.hvc import HVC, momentum_at
 
 log = logging.getLogger("hvc.train")
@@ -75,13 +76,13 @@ def build_model(cfg: ModelConfig) -> HVC:
 
 def build_dataset(cfg: DataConfig, seed: int) -> PairDataset:
     """The training pairs; a missing or empty folder is an error before training starts."""
-    common = dict(size=cfg.size, scale=cfg.scale, ratio=cfg.ratio, mean=cfg.mean, std=cfg.std, seed=seed)
+    crop = RandomResizedCropCoord.from_config(cfg)
     try:
         if cfg.kind == "static":
-            return StaticImagePairs(cfg.roots, **common)
+            return StaticImagePairs(cfg.roots, crop, seed)
         if len(cfg.roots) != 1:
             raise ValueError(f"video training takes one JPEGImages folder, got {len(cfg.roots)}")
-        return VideoFramePairs(cfg.roots[0], max_gap=cfg.max_gap, **common)
+        return VideoFramePairs(cfg.roots[0], crop, cfg.max_gap, seed)
     except ValueError as exc:
         raise ConfigError(f"data.roots: {exc}") from None
 
@@ -152,171 +153,198 @@ class _ResumableSampler(Sampler[int]):
         return len(self.base) - self.skip
 
 
-class _JsonLog:
-    """Append-only JSON-lines log (rank 0); every record carries a wall-clock time."""
+@dataclass(frozen=True)
+class StepPlan:
+    """How many steps a run takes, from the data and the config."""
 
-    def __init__(self, path: Optional[Path]):
-        self.file = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(path, "a", encoding="utf-8")
-
-    def write(self, **record) -> None:
-        if self.file is not None:
-            self.file.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
-            self.file.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+    per_rank: int  # samples per process per step
+    steps_per_epoch: int
+    total_steps: int  # steps_per_epoch * epochs: the span of the momentum schedule
+    last_step: int  # where this run stops (optim.max_steps may stop it earlier)
 
 
-def _resume_source(resume: Optional[str], out_dir: Path) -> Optional[Path]:
-    if resume is None:
+def plan_steps(cfg: TrainConfig, dataset: PairDataset, env: DistEnv) -> tuple[StepPlan, DistributedSampler]:
+    """The step plan and the seeded sampler (a ConfigError if not one batch fits the data)."""
+    if cfg.data.batch_size % env.world_size:
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size} does not split over {env.world_size} processes")
+    per_rank = cfg.data.batch_size // env.world_size
+    sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                 seed=cfg.runtime.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // per_rank
+    if steps_per_epoch == 0:
+        raise ConfigError(f"data.roots hold {len(dataset)} samples, fewer than one batch of {cfg.data.batch_size}")
+    total_steps = steps_per_epoch * cfg.optim.epochs
+    return StepPlan(per_rank, steps_per_epoch, total_steps, min(total_steps, cfg.optim.max_steps or total_steps)), sampler
+
+
+def _place_model(cfg: TrainConfig, env: DistEnv) -> tuple[HVC, bool]:
+    """The HVC model on this process's device (BatchNorm synchronised in a job); whether the
+    inputs go channels_last."""
+    if env.device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.runtime.cudnn_benchmark
+    model = build_model(cfg.model)
+    if env.distributed and cfg.dist.sync_bn:
+        # statistics over the global batch; on CPU this is CrossProcessBatchNorm, because
+        # torch's SyncBatchNorm refuses CPU tensors (hvc/distributed.py)
+        model = convert_sync_batchnorm(model, env.device)
+    channels_last = cfg.runtime.channels_last and env.device.type == "cuda"
+    model = model.to(env.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    return model, channels_last
+
+
+def _resume(cfg: TrainConfig, env: DistEnv, model: HVC, optimizer: torch.optim.Optimizer,
+            scaler: torch.amp.GradScaler, steps_per_epoch: int) -> Optional[int]:
+    """Restore the state of ``cfg.resume`` (RNG included); its global step, None if none."""
+    out_dir = Path(cfg.output.dir)
+    source = None if cfg.resume is None else out_dir / ckpt_io.CHECKPOINT_NAME if cfg.resume == "auto" else Path(cfg.resume)
+    if source is None or (cfg.resume == "auto" and not source.is_file()):
+        if cfg.resume == "auto" and env.is_main:
+            log.info(f"no checkpoint in {out_dir}: starting from scratch")
         return None
-    if resume == "auto":
-        path = out_dir / ckpt_io.CHECKPOINT_NAME
-        return path if path.is_file() else None
-    return Path(resume)
+    step = ckpt_io.restore(ckpt_io.load_checkpoint(source), model=model, optimizer=optimizer, scaler=scaler,
+                           steps_per_epoch=steps_per_epoch, source=str(source),
+                           info=log.info if env.is_main else (lambda _msg: None))
+    if env.is_main:
+        log.info(f"resumed from {source} at step {step}")
+    return step
+
+
+@dataclass
+class TrainingRun:
+    """What the steps of one training run share; ``step`` and ``losses`` advance as it runs."""
+
+    cfg: TrainConfig
+    env: DistEnv
+    plan: StepPlan
+    dataset: PairDataset
+    sampler: _ResumableSampler
+    net: nn.Module  # the model, DDP-wrapped in a job
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: Optional[torch.dtype]
+    channels_last: bool
+    checkpointer: ckpt_io.Checkpointer
+    jlog: JsonLog
+    meter: StepMeter
+    bar: tqdm
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+
+
+def _announce(cfg: TrainConfig, env: DistEnv, plan: StepPlan, samples: int, step: int,
+              amp_dtype: Optional[torch.dtype], jlog: JsonLog) -> None:
+    """Rank 0: config.yaml, the log's start record and one line for the console."""
+    if not env.is_main:
+        return
+    atomic_write_text(Path(cfg.output.dir) / "config.yaml", dump_yaml(cfg))
+    jlog.write(event="start", global_step=step, total_steps=plan.total_steps, last_step=plan.last_step,
+               steps_per_epoch=plan.steps_per_epoch, world_size=env.world_size, device=str(env.device),
+               amp=str(amp_dtype).replace("torch.", "") if amp_dtype else "off", samples=samples)
+    log.info(f"{samples} samples, {plan.steps_per_epoch} steps per epoch, steps {step} -> {plan.last_step} of "
+             f"{plan.total_steps}, batch {cfg.data.batch_size} on {env.world_size} process(es), device {env.device}")
 
 
 def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
     """Run (or continue) the training described by ``cfg``; see the module docstring."""
     validate(cfg)
     env = env or init_distributed(cfg.runtime.device, cfg.dist.backend)
-    device, world = env.device, env.world_size
-    if cfg.data.batch_size % world:
-        raise ConfigError(f"data.batch_size={cfg.data.batch_size} does not split over {world} processes")
-    per_rank = cfg.data.batch_size // world
     seed_everything(cfg.runtime.seed)
-
     dataset = build_dataset(cfg.data, cfg.runtime.seed)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=env.rank, shuffle=True,
-                                 seed=cfg.runtime.seed, drop_last=True)
-    steps_per_epoch = len(sampler) // per_rank
-    if steps_per_epoch == 0:
-        raise ConfigError(f"data.roots hold {len(dataset)} samples, fewer than one batch of {cfg.data.batch_size}")
-    total_steps = steps_per_epoch * cfg.optim.epochs
-    last_step = min(total_steps, cfg.optim.max_steps or total_steps)
-
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = cfg.runtime.cudnn_benchmark
-    model = build_model(cfg.model)
-    if env.distributed and cfg.dist.sync_bn:
-        model = convert_sync_batchnorm(model, device)
-    channels_last = cfg.runtime.channels_last and device.type == "cuda"
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    plan, sampler = plan_steps(cfg, dataset, env)
+    model, channels_last = _place_model(cfg, env)
     optimizer = build_optimizer(model, cfg.optim)
-    amp_dtype = autocast_dtype(cfg.runtime, device)
-    scaler = make_scaler(device, amp_dtype)
-
-    out_dir = Path(cfg.output.dir)
-    ckpt_path = out_dir / ckpt_io.CHECKPOINT_NAME
-    global_step = 0
-    source = _resume_source(cfg.resume, out_dir)
-    if source is not None:
-        state = ckpt_io.load_checkpoint(source)
-        global_step = ckpt_io.restore(state, model=model, optimizer=optimizer, scaler=scaler,
-                                      steps_per_epoch=steps_per_epoch, source=str(source),
-                                      info=log.info if env.is_main else (lambda _msg: None))
-        del state
-        if env.is_main:
-            log.info(f"resumed from {source} at step {global_step}")
-    elif cfg.resume == "auto" and env.is_main:
-        log.info(f"no checkpoint in {out_dir}: starting from scratch")
-
-    net: nn.Module = model
-    if env.distributed:
-        # with synchronised BatchNorm every process already holds the same statistics
-        net = wrap_ddp(model, device, sync_buffers=not cfg.dist.sync_bn)
-    config_dict = to_dict(cfg)
-    jlog = _JsonLog(out_dir / "log.jsonl" if env.is_main else None)
-    if env.is_main:
-        atomic_write_text(out_dir / "config.yaml", dump_yaml(cfg))
-        jlog.write(event="start", global_step=global_step, total_steps=total_steps, last_step=last_step,
-                   steps_per_epoch=steps_per_epoch, world_size=world, device=str(device),
-                   amp=str(amp_dtype).replace("torch.", "") if amp_dtype else "off", samples=len(dataset))
-        log.info(f"{len(dataset)} samples, {steps_per_epoch} steps per epoch, steps {global_step} -> {last_step} "
-                 f"of {total_steps}, batch {cfg.data.batch_size} on {world} process(es), device {device}")
-
-    saved: Optional[Path] = ckpt_path if source is not None and ckpt_path.is_file() else None
-
-    def save() -> None:
-        nonlocal saved
-        if env.is_main:
-            ckpt_io.save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scaler=scaler,
-                                    epoch=global_step // steps_per_epoch, global_step=global_step,
-                                    config=config_dict)
-        saved = ckpt_path
-
-    resumable = _ResumableSampler(sampler)
-    loader_gen = torch.Generator()  # worker seeds come from here, not from the global RNG
-    losses: list[float] = []
-    bar = tqdm(total=last_step, initial=global_step, disable=not env.is_main, unit="step", dynamic_ncols=True)
-    window_losses: list[float] = []
-    window_start = time.perf_counter()
+    amp_dtype = autocast_dtype(cfg.runtime, env.device)
+    scaler = make_scaler(env.device, amp_dtype)
+    resumed = _resume(cfg, env, model, optimizer, scaler, plan.steps_per_epoch)
+    # with synchronised BatchNorm every process already holds the same statistics
+    net = wrap_ddp(model, env.device, sync_buffers=not cfg.dist.sync_bn) if env.distributed else model
+    checkpointer = ckpt_io.Checkpointer(Path(cfg.output.dir), every=cfg.output.save_every_steps,
+                                        steps_per_epoch=plan.steps_per_epoch, last_step=plan.last_step,
+                                        write=env.is_main, model=model, optimizer=optimizer, scaler=scaler,
+                                        config=to_dict(cfg), resumed=resumed is not None)
+    step = resumed or 0
+    jlog = JsonLog(Path(cfg.output.dir) / "log.jsonl" if env.is_main else None)
+    _announce(cfg, env, plan, len(dataset), step, amp_dtype, jlog)
+    bar = tqdm(total=plan.last_step, initial=step, disable=not env.is_main, unit="step", dynamic_ncols=True)
+    run = TrainingRun(cfg, env, plan, dataset, _ResumableSampler(sampler), net, optimizer, scaler, amp_dtype,
+                      channels_last, checkpointer, jlog, StepMeter(cfg.data.batch_size), bar, step)
     net.train()
     with contextlib.ExitStack() as cleanup:
-        cleanup.callback(jlog.close)
-        cleanup.callback(bar.close)
-        cleanup.enter_context(flush_denormal(cfg.runtime.flush_denormal and device.type == "cpu"))
-        for epoch in range(global_step // steps_per_epoch, cfg.optim.epochs):
-            if global_step >= last_step:
+        cleanup.callback(run.jlog.close)
+        cleanup.callback(run.bar.close)
+        cleanup.enter_context(flush_denormal(cfg.runtime.flush_denormal and env.device.type == "cpu"))
+        for epoch in range(run.step // plan.steps_per_epoch, cfg.optim.epochs):
+            if run.step >= plan.last_step:
                 break
-            sampler.set_epoch(epoch)
-            dataset.set_epoch(epoch)  # before the loader's iterator copies it into workers
-            resumable.skip = (global_step - epoch * steps_per_epoch) * per_rank
-            loader_gen.manual_seed(cfg.runtime.seed * 1000 + epoch)
-            loader = DataLoader(dataset, batch_size=per_rank, sampler=resumable, num_workers=cfg.data.workers,
-                                collate_fn=collate_pairs, pin_memory=device.type == "cuda", drop_last=True,
-                                generator=loader_gen)
-            skipped = 0
-            epoch_losses: list[float] = []
-            for view1, view2, coord1, coord2, n_skipped in loader:
-                skipped += n_skipped
-                momentum = momentum_at(global_step, total_steps, cfg.model.momentum)
-                if view1.shape[0] == 0:
-                    # every image of this process's batch was unreadable: one process skips the
-                    # update; in a job the others would wait for it in their collectives
-                    if env.distributed:
-                        raise RuntimeError(f"rank {env.rank}: every image of a batch was unreadable "
-                                           f"(epoch {epoch + 1}, step {global_step + 1})")
-                    log.warning(f"step {global_step + 1}: every image of the batch was unreadable; no update")
-                else:
-                    try:
-                        loss = train_step(net, (view1, view2, coord1, coord2), optimizer, scaler, momentum,
-                                          device=device, amp_dtype=amp_dtype, channels_last=channels_last)
-                    except NonFiniteLossError as exc:
-                        kept = f"the last good checkpoint is {saved}" if saved else "no checkpoint was written"
-                        jlog.write(event="non_finite_loss", step=global_step + 1, epoch=epoch + 1)
-                        raise NonFiniteLossError(f"{exc} at step {global_step + 1} (epoch {epoch + 1}); "
-                                                 f"training stopped, {kept}") from None
-                    losses.append(loss)
-                    epoch_losses.append(loss)
-                    window_losses.append(loss)
-                global_step += 1
-                bar.update(1)
-                if window_losses and (global_step % cfg.output.log_every == 0 or global_step == last_step):
-                    elapsed = time.perf_counter() - window_start
-                    record = dict(step=global_step, epoch=epoch + 1, loss=sum(window_losses) / len(window_losses),
-                                  lr=optimizer.param_groups[0]["lr"], momentum=momentum,
-                                  images_per_s=len(window_losses) * cfg.data.batch_size / max(elapsed, 1e-9))
-                    jlog.write(event="step", **record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2g}", m=f"{momentum:.5f}",
-                                    img_s=f"{record['images_per_s']:.1f}")
-                    window_losses, window_start = [], time.perf_counter()
-                every = cfg.output.save_every_steps
-                if (global_step % steps_per_epoch == 0 or global_step == last_step
-                        or (every and global_step % every == 0)):
-                    t0 = time.perf_counter()
-                    save()
-                    window_start += time.perf_counter() - t0  # images/s measures training only
-                if global_step >= last_step:
-                    break
-            skipped = int(all_reduce_sum(torch.tensor(skipped)).item())
-            if skipped and env.is_main:
-                log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")
-            jlog.write(event="epoch_end" if global_step % steps_per_epoch == 0 else "stopped", epoch=epoch + 1,
-                       step=global_step, skipped_images=skipped,
-                       mean_loss=sum(epoch_losses) / len(epoch_losses) if epoch_losses else None)
-    return TrainResult(global_step=global_step, checkpoint=saved if env.is_main else None, losses=losses)
+            train_one_epoch(run, epoch)
+    return TrainResult(global_step=run.step, checkpoint=checkpointer.last if env.is_main else None, losses=run.losses)
+
+
+def _epoch_loader(run: TrainingRun, epoch: int) -> DataLoader:
+    """This process's batches of ``epoch``, without those a resumed run already did."""
+    run.sampler.base.set_epoch(epoch)
+    run.dataset.set_epoch(epoch)  # before the loader's iterator copies it into workers
+    run.sampler.skip = (run.step - epoch * run.plan.steps_per_epoch) * run.plan.per_rank
+    seeds = torch.Generator()  # worker seeds come from here, not from the global RNG
+    seeds.manual_seed(run.cfg.runtime.seed * 1000 + epoch)
+    return DataLoader(run.dataset, batch_size=run.plan.per_rank, sampler=run.sampler,
+                      num_workers=run.cfg.data.workers, collate_fn=collate_pairs,
+                      pin_memory=run.env.device.type == "cuda", drop_last=True, generator=seeds)
+
+
+def train_one_epoch(run: TrainingRun, epoch: int) -> None:
+    """The steps of one epoch (the rest of it after a resume): update, log, save when due."""
+    skipped, epoch_losses = 0, []
+    for view1, view2, coord1, coord2, n_skipped in _epoch_loader(run, epoch):
+        skipped += n_skipped
+        momentum = momentum_at(run.step, run.plan.total_steps, run.cfg.model.momentum)
+        loss = _update(run, (view1, view2, coord1, coord2), momentum, epoch)
+        if loss is not None:
+            run.losses.append(loss)
+            epoch_losses.append(loss)
+            run.meter.add(loss)
+        run.step += 1
+        run.bar.update(1)
+        if run.step % run.cfg.output.log_every == 0 or run.step == run.plan.last_step:
+            _report(run, epoch, momentum)
+        run.meter.exclude(run.checkpointer.save_if_due(run.step))  # images/s measures training only
+        if run.step >= run.plan.last_step:
+            break
+    skipped = int(all_reduce_sum(torch.tensor(skipped)).item())
+    if skipped and run.env.is_main:
+        log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")
+    run.jlog.write(event="epoch_end" if run.step % run.plan.steps_per_epoch == 0 else "stopped", epoch=epoch + 1,
+                   step=run.step, skipped_images=skipped,
+                   mean_loss=sum(epoch_losses) / len(epoch_losses) if epoch_losses else None)
+
+
+def _update(run: TrainingRun, batch: Sequence[Tensor], momentum: float, epoch: int) -> Optional[float]:
+    """One optimiser step on this process's batch; None when every image of it was unreadable."""
+    if batch[0].shape[0] == 0:
+        # one process skips the update; in a job the others would wait for it in their collectives
+        if run.env.distributed:
+            raise RuntimeError(f"rank {run.env.rank}: every image of a batch was unreadable "
+                               f"(epoch {epoch + 1}, step {run.step + 1})")
+        log.warning(f"step {run.step + 1}: every image of the batch was unreadable; no update")
+        return None
+    try:
+        return train_step(run.net, batch, run.optimizer, run.scaler, momentum, device=run.env.device,
+                          amp_dtype=run.amp_dtype, channels_last=run.channels_last)
+    except NonFiniteLossError as exc:
+        last = run.checkpointer.last
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+        run.jlog.write(event="non_finite_loss", step=run.step + 1, epoch=epoch + 1)
+        raise NonFiniteLossError(f"{exc} at step {run.step + 1} (epoch {epoch + 1}); "
+                                 f"training stopped, {kept}") from None
+
+
+def _report(run: TrainingRun, epoch: int, momentum: float) -> None:
+    """A log record and progress-bar figures for the steps since the last report."""
+    stats = run.meter.report()
+    if stats is None:
+        return
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.jlog.write(event="step", step=run.step, epoch=epoch + 1, loss=stats.loss, lr=lr, momentum=momentum,
+                   images_per_s=stats.images_per_s)
+    run.bar.set_postfix(loss=f"{stats.loss:.4f}", lr=f"{lr:.2g}", m=f"{momentum:.5f}",
+                        img_s=f"{stats.images_per_s:.1f}")

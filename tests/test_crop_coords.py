@@ -11,8 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from hvc.data.transforms import (TRAIN_MEAN, TRAIN_STD, RandomResizedCropCoord, crop_coords, resized_crop,
-                                 sample_crop_box, to_normalized_tensor)
+from hvc.config.training import DataConfig
+from hvc.data.transforms import RandomResizedCropCoord, crop_coords, resized_crop, sample_crop_box, to_normalized_tensor
+
+TRAIN = DataConfig()  # the paper's crop ranges and training normalisation
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +48,11 @@ def test_transform_output_size_and_coords(examples):
         w_out, h_out = e["output_image_size_wh"]
         assert w_out == h_out
         img = Image.new("RGB", (e["image_width"], e["image_height"]), (10, 200, 30))
-        crop = RandomResizedCropCoord(w_out, tuple(e["scale"]), tuple(e["ratio"]))
+        crop = RandomResizedCropCoord(w_out, tuple(e["scale"]), tuple(e["ratio"]), TRAIN.mean, TRAIN.std)
         view, coord = crop(img, random.Random(seed))
         assert view.shape == (3, h_out, w_out) and view.dtype == torch.float32
         assert coord.tolist() == e["coord_float32"]
-        expected_red = (10 / 255 - TRAIN_MEAN[0]) / TRAIN_STD[0]
+        expected_red = (10 / 255 - TRAIN.mean[0]) / TRAIN.std[0]
         assert view[0].sub(expected_red).abs().max().item() < 1e-5
 
 
@@ -66,7 +68,7 @@ def test_training_views_match_official_pixels(golden_dir, davis_root):
         assert list(img.size[::-1]) == inp["image_hw"][n].tolist()
         for v in range(2):
             box = tuple(int(x) for x in inp["crop_boxes_ijhw"][n, v])
-            ours = to_normalized_tensor(resized_crop(img, box, size), TRAIN_MEAN, TRAIN_STD)
+            ours = to_normalized_tensor(resized_crop(img, box, size), TRAIN.mean, TRAIN.std)
             assert (ours - torch.from_numpy(views[v][n])).abs().max().item() <= 1e-6, (src, v)
             assert torch.equal(crop_coords(box, *img.size), torch.from_numpy(coords[v][n])), (src, v)
 
@@ -82,6 +84,6 @@ def test_random_boxes_stay_inside_the_image():
 
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="scale"):
-        RandomResizedCropCoord(64, scale=(0.5, 0.1))
+        RandomResizedCropCoord(64, (0.5, 0.1), TRAIN.ratio, TRAIN.mean, TRAIN.std)
     with pytest.raises(ValueError, match="std"):
-        RandomResizedCropCoord(64, std=(0.2, 0.2))
+        RandomResizedCropCoord(64, TRAIN.scale, TRAIN.ratio, TRAIN.mean, (0.2, 0.2))

@@ -10,7 +10,8 @@ import pytest
 import torch
 import torchvision
 
-from hvc.models.encoders import CheckpointError, load_encoder, read_encoder_state
+from hvc.checkpoint import CheckpointError
+from hvc.models.encoders import load_encoder, read_encoder_state
 from hvc.models.resnet import ResNet
 
 
@@ -114,7 +115,7 @@ def test_missing_checkpoint_says_where_to_put_it(tmp_path):
 def test_unreadable_and_foreign_files_are_clear_errors(tmp_path):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         read_encoder_state(garbage)
     foreign = tmp_path / "foreign.pth"
     torch.save({"model": {"backbone.conv1.weight": torch.zeros(1)}}, foreign)

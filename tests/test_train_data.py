@@ -12,12 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
+from hvc.config.training import DataConfig
 from hvc.data.pairs import item_rng
 from hvc.data.static import StaticImagePairs, collate_pairs
-from hvc.data.transforms import TRAIN_MEAN, TRAIN_STD, resized_crop, sample_crop_box, to_normalized_tensor
+from hvc.data.transforms import RandomResizedCropCoord, resized_crop, sample_crop_box, to_normalized_tensor
 from hvc.data.video import VideoFramePairs, pick_frame_pair
 
 SIZE = 32  # small views keep the tests fast
+TRAIN = DataConfig(size=SIZE)  # otherwise the paper's crop ranges and normalisation
+
+
+def _crop(**changes) -> RandomResizedCropCoord:
+    return RandomResizedCropCoord.from_config(DataConfig(size=SIZE, **changes))
 
 
 def _box_from_coord(coord: torch.Tensor, width: int, height: int) -> tuple[int, int, int, int]:
@@ -29,7 +35,7 @@ def _box_from_coord(coord: torch.Tensor, width: int, height: int) -> tuple[int, 
 
 def _expected_view(path: str, coord: torch.Tensor) -> torch.Tensor:
     img = Image.open(path).convert("RGB")
-    return to_normalized_tensor(resized_crop(img, _box_from_coord(coord, *img.size), SIZE), TRAIN_MEAN, TRAIN_STD)
+    return to_normalized_tensor(resized_crop(img, _box_from_coord(coord, *img.size), SIZE), TRAIN.mean, TRAIN.std)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +57,7 @@ def video_root(tmp_path: Path, davis_root: Path) -> Path:
 
 
 def test_static_items_are_crops_described_by_their_coords(bsds):
-    ds = StaticImagePairs([str(bsds)], size=SIZE, seed=3)
+    ds = StaticImagePairs([str(bsds)], _crop(), seed=3)
     assert len(ds) == 500
     for index in (0, 123, 499):
         view1, view2, coord1, coord2 = ds[index]
@@ -65,7 +71,7 @@ def test_static_items_are_crops_described_by_their_coords(bsds):
 
 
 def test_static_items_replay_the_documented_generator(bsds):
-    ds = StaticImagePairs(str(bsds), size=SIZE, scale=(0.2, 1.0), seed=11)
+    ds = StaticImagePairs(str(bsds), _crop(scale=(0.2, 1.0)), seed=11)
     ds.set_epoch(4)
     _, _, coord1, coord2 = ds[7]
     width, height = Image.open(ds.files[7]).size
@@ -77,15 +83,15 @@ def test_static_items_replay_the_documented_generator(bsds):
 
 
 def test_determinism_under_seed_and_epoch(bsds):
-    a = StaticImagePairs([bsds], size=SIZE, seed=5)
-    b = pickle.loads(pickle.dumps(StaticImagePairs([bsds], size=SIZE, seed=5)))  # as sent to workers
+    a = StaticImagePairs([bsds], _crop(), seed=5)
+    b = pickle.loads(pickle.dumps(StaticImagePairs([bsds], _crop(), seed=5)))  # as sent to workers
     first = [a[i] for i in (9, 2)]
     second = [b[i] for i in (2, 9)][::-1]  # another instance, other access order (as in workers)
     for x, y in zip(first, second):
         assert all(torch.equal(u, v) for u, v in zip(x, y))
     a.set_epoch(1)
     assert not torch.equal(a[9][2], first[0][2])  # a new epoch draws new crops
-    assert not torch.equal(StaticImagePairs([bsds], size=SIZE, seed=6)[9][2], first[0][2])
+    assert not torch.equal(StaticImagePairs([bsds], _crop(), seed=6)[9][2], first[0][2])
     a.set_epoch(0)
     assert torch.equal(a[9][0], first[0][0])
 
@@ -97,7 +103,7 @@ def test_corrupt_files_warn_and_are_skipped_by_collate(tmp_path, bsds):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "broken.png").write_bytes(b"not an image at all")
     (tmp_path / "truncated.JPG").write_bytes(good[0].read_bytes()[:2000])
-    ds = StaticImagePairs([tmp_path], size=SIZE)
+    ds = StaticImagePairs([tmp_path], _crop(), seed=42)
     assert len(ds) == 4  # recursive, extensions in any case
     items = []
     for i in range(len(ds)):
@@ -121,16 +127,16 @@ def test_static_bad_roots_fail_early_naming_the_folder(tmp_path, bsds):
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
     with pytest.raises(ValueError, match=str(empty)):
-        StaticImagePairs([str(bsds), str(empty)])
+        StaticImagePairs([str(bsds), str(empty)], _crop(), seed=42)
     with pytest.raises(ValueError, match=str(tmp_path / "missing")):
-        StaticImagePairs([tmp_path / "missing"])
+        StaticImagePairs([tmp_path / "missing"], _crop(), seed=42)
     with pytest.raises(ValueError, match="empty"):
-        StaticImagePairs([])
+        StaticImagePairs([], _crop(), seed=42)
 
 
 def test_video_pairs_come_from_nearby_frames_of_one_video(video_root):
     with pytest.warns(RuntimeWarning, match="empty"):
-        ds = VideoFramePairs(str(video_root), size=SIZE, max_gap=1, seed=2)
+        ds = VideoFramePairs(str(video_root), _crop(), max_gap=1, seed=2)
     assert len(ds) == 2 and [name for name, _ in ds.videos] == ["cow", "swan"]
     for epoch in range(3):
         ds.set_epoch(epoch)
@@ -157,7 +163,7 @@ def test_video_errors(video_root, tmp_path_factory):
     frame = video_root / "swan" / "00010.jpg"
     frame.write_bytes(frame.read_bytes()[:1500])
     with pytest.warns(RuntimeWarning):
-        ds = VideoFramePairs(video_root, size=SIZE, max_gap=2)
+        ds = VideoFramePairs(video_root, _crop(), max_gap=2, seed=42)
     results = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -168,6 +174,6 @@ def test_video_errors(video_root, tmp_path_factory):
     assert any(str(frame) in str(w.message) for w in caught)
     no_videos = tmp_path_factory.mktemp("no_videos")
     with pytest.raises(ValueError, match=str(no_videos)):
-        VideoFramePairs(no_videos)
+        VideoFramePairs(no_videos, _crop(), max_gap=10, seed=42)
     with pytest.raises(ValueError, match="max_gap"):
-        VideoFramePairs(video_root, max_gap=0)
+        VideoFramePairs(video_root, _crop(), max_gap=0, seed=42)

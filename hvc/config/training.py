@@ -7,7 +7,7 @@ change; any key can be overridden on the command line (``optim.lr=5e-4``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 
 @dataclass
@@ -22,7 +22,7 @@ class DataConfig:
     # RandomResizedCrop area range and aspect-ratio range (the paper's: (0, 1), (3/4, 4/3))
     scale: tuple[float, float] = (0.0, 1.0)
     ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
-    # training normalisation statistics (SPEC section 2; test time uses ImageNet's)
+    # training normalisation statistics (docs/training.md; test time uses ImageNet's)
     mean: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
     std: tuple[float, float, float] = (0.2023, 0.1994, 0.2010)
     # global batch size (split evenly over the processes of a torchrun job)
@@ -113,6 +113,23 @@ class TrainConfig:
     resume: Optional[str] = None
 
 
+def crop_problems(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequence[float],
+                  std: Sequence[float], prefix: str = "") -> list[str]:
+    """What is wrong with these crop settings (empty if nothing); ``prefix`` names their
+    section (``data.``). The one home of the rule: the config and the crop transform use it."""
+    problems = []
+    if size < 1:
+        problems.append(f"{prefix}size must be >= 1, got {size}")
+    # an area above 1 cannot fit; the crop then falls back to the central one, as officially
+    if len(scale) != 2 or not 0.0 <= scale[0] <= scale[1]:
+        problems.append(f"{prefix}scale must satisfy 0 <= min <= max, got {list(scale)}")
+    if len(ratio) != 2 or not 0.0 < ratio[0] <= ratio[1]:
+        problems.append(f"{prefix}ratio must satisfy 0 < min <= max, got {list(ratio)}")
+    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
+        problems.append(f"{prefix}mean and {prefix}std need 3 values each, std positive; got {list(mean)}, {list(std)}")
+    return problems
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check value ranges the types cannot express; raise ConfigError naming the key."""
     from hvc.config.core import ConfigError
@@ -120,7 +137,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     problems = []
     if not cfg.data.roots:
         problems.append("data.roots is empty: list at least one image folder")
-    for key, value in [("data.size", cfg.data.size), ("data.batch_size", cfg.data.batch_size),
+    d = cfg.data
+    problems += crop_problems(d.size, d.scale, d.ratio, d.mean, d.std, prefix="data.")
+    for key, value in [("data.batch_size", cfg.data.batch_size),
                        ("optim.epochs", cfg.optim.epochs), ("output.log_every", cfg.output.log_every),
                        ("data.max_gap", cfg.data.max_gap)]:
         if value < 1:
@@ -129,12 +148,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         problems.append(f"optim.max_steps must be >= 1 or null, got {cfg.optim.max_steps}")
     if cfg.data.workers < 0 or cfg.output.save_every_steps < 0:
         problems.append("data.workers and output.save_every_steps must be >= 0")
-    if not 0.0 <= cfg.data.scale[0] <= cfg.data.scale[1] <= 1.0:
-        problems.append(f"data.scale must satisfy 0 <= min <= max <= 1, got {list(cfg.data.scale)}")
-    if not 0.0 < cfg.data.ratio[0] <= cfg.data.ratio[1]:
-        problems.append(f"data.ratio must satisfy 0 < min <= max, got {list(cfg.data.ratio)}")
-    if any(s <= 0 for s in cfg.data.std):
-        problems.append(f"data.std must be positive, got {list(cfg.data.std)}")
     if not 0.0 <= cfg.model.momentum <= 1.0:
         problems.append(f"model.momentum must lie in [0, 1], got {cfg.model.momentum}")
     if cfg.optim.lr <= 0:

@@ -19,7 +19,7 @@ import os
 import random
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from hvc.data.transforms import TRAIN_MEAN, TRAIN_STD, RandomResizedCropCoord
+from hvc.data.transforms import RandomResizedCropCoord
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -62,17 +62,14 @@ class PairDataset(Dataset):
     """Base class: two independently cropped views with their coordinates (see module doc).
 
     Args:
-        size: side S of the square views.
-        scale, ratio: crop area fraction and aspect-ratio ranges (``RandomResizedCropCoord``).
-        mean, std: normalisation statistics of the views.
+        crop: the view transform (crop size, ranges and normalisation).
         seed: base seed of the per-item generators (non-negative).
     """
 
-    def __init__(self, size: int, scale: tuple[float, float], ratio: tuple[float, float],
-                 mean: Sequence[float], std: Sequence[float], seed: int):
+    def __init__(self, crop: RandomResizedCropCoord, seed: int):
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
-        self.crop = RandomResizedCropCoord(size, scale, ratio, mean, std)
+        self.crop = crop
         self.seed = seed
         self.epoch = 0
 

@@ -11,7 +11,7 @@ import os
 from typing import Optional, Sequence
 
 from hvc.data.pairs import IMAGE_EXTENSIONS, Pair, PairDataset, collate_pairs, list_images, load_rgb
-from hvc.data.transforms import TRAIN_MEAN, TRAIN_STD
+from hvc.data.transforms import RandomResizedCropCoord
 
 __all__ = ["StaticImagePairs", "collate_pairs"]
 
@@ -22,15 +22,13 @@ class StaticImagePairs(PairDataset):
     Args:
         roots: image folders (a single path is accepted too). Each must exist and hold at
             least one image; otherwise ``ValueError`` naming the folder, raised here.
-        size, scale, ratio, mean, std, seed: see :class:`hvc.data.pairs.PairDataset`.
+        crop, seed: see :class:`hvc.data.pairs.PairDataset`.
 
     ``dataset[i] -> (view1 [3, S, S], view2 [3, S, S], coord1 [4], coord2 [4])`` or ``None``.
     """
 
-    def __init__(self, roots: Sequence[str] | str | os.PathLike, size: int = 256,
-                 scale: tuple[float, float] = (0.0, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                 mean: Sequence[float] = TRAIN_MEAN, std: Sequence[float] = TRAIN_STD, seed: int = 42):
-        super().__init__(size, scale, ratio, mean, std, seed)
+    def __init__(self, roots: Sequence[str] | str | os.PathLike, crop: RandomResizedCropCoord, seed: int):
+        super().__init__(crop, seed)
         roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
         if not roots:
             raise ValueError("no training image folder given (roots is empty)")

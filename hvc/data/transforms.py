@@ -1,4 +1,4 @@
-"""Random resized crops that remember where they came from (golden README section 2).
+"""Random resized crops that remember where they came from (docs/crop_coordinates.md).
 
 A crop is the box ``(i, j, h, w)`` = (top row, left column, height, width) in pixels of a
 ``W x H`` image. Its coordinates, in the convention of the hybrid loss, are
@@ -22,9 +22,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-#: The paper's training normalisation (SPEC section 2); test frames use ImageNet statistics.
-TRAIN_MEAN = (0.4914, 0.4822, 0.4465)
-TRAIN_STD = (0.2023, 0.1994, 0.2010)
+from hvc.config.training import DataConfig, crop_problems
 
 Box = tuple[int, int, int, int]
 
@@ -86,25 +84,27 @@ class RandomResizedCropCoord:
         size: output side S (square views).
         scale: range of the crop area as a fraction of the image area (paper: (0.0, 1.0)).
         ratio: range of the crop aspect ratio w / h (paper: (3/4, 4/3)).
-        mean, std: normalisation statistics (paper's training statistics by default).
+        mean, std: normalisation statistics.
+    The paper's values are the defaults of :class:`hvc.config.training.DataConfig`
+    (:meth:`from_config`).
 
     ``__call__(img, rng) -> (view [3, S, S] float32, coord [4] float32)``.
     """
 
-    def __init__(self, size: int = 256, scale: tuple[float, float] = (0.0, 1.0),
-                 ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                 mean: Sequence[float] = TRAIN_MEAN, std: Sequence[float] = TRAIN_STD):
-        if size <= 0:
-            raise ValueError(f"crop size must be positive, got {size}")
-        if not (0.0 <= scale[0] <= scale[1]) or not (0.0 < ratio[0] <= ratio[1]):
-            raise ValueError(f"need 0 <= scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1]; got scale={scale}, ratio={ratio}")
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std need 3 values each (std > 0); got mean={mean}, std={std}")
+    def __init__(self, size: int, scale: tuple[float, float], ratio: tuple[float, float],
+                 mean: Sequence[float], std: Sequence[float]):
+        problems = crop_problems(size, scale, ratio, mean, std)
+        if problems:
+            raise ValueError("; ".join(problems))
         self.size = size
         self.scale = tuple(scale)
         self.ratio = tuple(ratio)
         self.mean = tuple(mean)
         self.std = tuple(std)
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig) -> "RandomResizedCropCoord":
+        return cls(cfg.size, cfg.scale, cfg.ratio, cfg.mean, cfg.std)
 
     def __call__(self, img: Image.Image, rng: random.Random) -> tuple[Tensor, Tensor]:
         width, height = img.size

@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import random
 import warnings
-from typing import Optional, Sequence
+from typing import Optional
 
 from hvc.data.pairs import Pair, PairDataset, collate_pairs, list_images, load_rgb
-from hvc.data.transforms import TRAIN_MEAN, TRAIN_STD
+from hvc.data.transforms import RandomResizedCropCoord
 
 __all__ = ["VideoFramePairs", "collate_pairs", "pick_frame_pair"]
 
@@ -37,17 +37,15 @@ class VideoFramePairs(PairDataset):
         root: folder of frame folders. It must exist and hold at least one folder with
             frames; otherwise ``ValueError`` naming it, raised here. Sub-folders without
             frames are ignored (one warning).
-        size, scale, ratio, mean, std, seed: see :class:`hvc.data.pairs.PairDataset`.
+        crop, seed: see :class:`hvc.data.pairs.PairDataset`.
         max_gap: largest frame distance between the two views (>= 1).
 
     ``dataset[i] -> (view1 [3, S, S], view2 [3, S, S], coord1 [4], coord2 [4])`` or ``None``
     when either frame is unreadable.
     """
 
-    def __init__(self, root: str | os.PathLike, size: int = 256, max_gap: int = 10,
-                 scale: tuple[float, float] = (0.0, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                 mean: Sequence[float] = TRAIN_MEAN, std: Sequence[float] = TRAIN_STD, seed: int = 42):
-        super().__init__(size, scale, ratio, mean, std, seed)
+    def __init__(self, root: str | os.PathLike, crop: RandomResizedCropCoord, max_gap: int, seed: int):
+        super().__init__(crop, seed)
         if max_gap < 1:
             raise ValueError(f"max_gap must be at least 1, got {max_gap}")
         if not os.path.isdir(root):

@@ -20,6 +20,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from hvc.data import davis_layout
+
 MaskFormat = Literal["binary", "palette"]
 
 # dataset name -> (DAVIS ImageSets year, split file, annotation format)
@@ -62,25 +64,14 @@ def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -
     """Object ids of an annotation: int64 [H, W].
 
     binary (DAVIS 2016): 0/255 -> {0, 1}; palette (DAVIS 2017, YouTube-VOS): the palette
-    index, with 255 (void) -> 0. ``size`` = (H, W) of the frame; a different size is an error.
+    index, with 255 (void) -> 0 (:mod:`hvc.data.davis_layout`). ``size`` = (H, W) of the frame;
+    a different size is an error.
     """
-    try:
-        with Image.open(path) as im:
-            if mask_format == "palette" and im.mode != "P":
-                raise DatasetError(f"{path}: expected a palette ('P' mode) mask, got mode {im.mode}")
-            ids = np.array(im.convert("L") if im.mode not in ("P", "L") else im)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
-        raise DatasetError(f"{path}: unreadable mask ({exc})") from None
-    if ids.shape != tuple(size):
-        raise DatasetError(f"{path}: mask size {ids.shape[0]}x{ids.shape[1]} differs from the frame "
+    values = davis_layout.read_label_png(path, DatasetError, palette=mask_format == "palette")
+    if values.shape != tuple(size):
+        raise DatasetError(f"{path}: mask size {values.shape[0]}x{values.shape[1]} differs from the frame "
                            f"size {size[0]}x{size[1]}")
-    if mask_format == "binary":  # 0/255 ('L') or 0/1 ('P') files: any non-zero pixel is the object
-        return (ids > 0).astype(np.int64)
-    ids = ids.astype(np.int64)
-    ids[ids == 255] = 0
-    return ids
+    return davis_layout.object_ids(values, binary=mask_format == "binary").astype(np.int64)
 
 
 def _frames_of(folder: Path) -> list[Path]:
@@ -103,14 +94,11 @@ def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str]
     """DAVIS 2016 / 2017 sequences of ``ImageSets/<year>/<split>.txt`` (480p); all frames written."""
     root = Path(root)
     year, split, mask_format = DAVIS_SPLITS[dataset]
-    listing = root / "ImageSets" / year / f"{split}.txt"
-    if not listing.is_file():
-        raise DatasetError(f"sequence list not found: {listing} (is data.root={root} a DAVIS folder?)")
-    names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    names = davis_layout.read_sequence_list(root, year, split, DatasetError, f"is data.root={root} a DAVIS folder?")
     sequences = []
-    for name in _select(names, wanted, str(listing)):
-        frames = _frames_of(root / "JPEGImages" / "480p" / name)
-        first = root / "Annotations" / "480p" / name / f"{frames[0].stem}.png"
+    for name in _select(names, wanted, str(root / "ImageSets" / year / f"{split}.txt")):
+        frames = _frames_of(root / davis_layout.FRAMES / name)
+        first = root / davis_layout.ANNOTATIONS / name / f"{frames[0].stem}.png"
         if not first.is_file():
             raise DatasetError(f"first-frame mask not found: {first}")
         sequences.append(VideoSequence(name, tuple(frames), {0: first}, tuple(range(len(frames))), mask_format))

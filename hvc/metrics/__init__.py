@@ -1,4 +1,9 @@
-"""DAVIS J&F evaluation, numerically identical to the official davis2017-evaluation."""
+"""DAVIS J&F evaluation, numerically identical to the official davis2017-evaluation.
+
+Standalone from the model code: it imports no torch (numpy, PIL, OpenCV and pandas only) and
+shares with the rest of the package only the DAVIS layout readers (:mod:`hvc.data.davis_layout`,
+also used by inference) and atomic file writes (:mod:`hvc.fileio`).
+"""
 
 from hvc.metrics.davis import ObjectScores, evaluate, evaluate_sequence, read_sequence_list
 from hvc.metrics.masks import MetricsError

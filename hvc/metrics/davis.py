@@ -1,6 +1,6 @@
 """DAVIS semi-supervised evaluation: per-object, per-frame J and F for a results folder.
 
-Protocol of the official ``davis2017-evaluation`` (golden README section 4.5): frames are
+Protocol of the official ``davis2017-evaluation`` (docs/metrics.md): frames are
 the sorted ground-truth file names without the first and the last; the number of objects
 is the largest id in the first ground-truth frame; a prediction may omit objects (they
 score as empty masks) but may not hold a larger id. DAVIS 2016 masks are 0/255: any
@@ -17,6 +17,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from hvc.data import davis_layout
 from hvc.metrics.masks import MetricsError, ground_truth_ids, prediction_ids, read_label_png
 from hvc.metrics.measures import jf_scores
 from hvc.metrics.statistics import Statistics, db_statistics
@@ -50,10 +51,7 @@ class ObjectScores:
 
 def read_sequence_list(davis_root: Path, year: int, split: str) -> list[str]:
     """Sequence names listed in ``ImageSets/<year>/<split>.txt``, in file order."""
-    path = davis_root / "ImageSets" / str(year) / f"{split}.txt"
-    if not path.is_file():
-        raise MetricsError(f"sequence list {path} not found (is --davis-root a DAVIS root?)")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return davis_layout.read_sequence_list(davis_root, year, split, MetricsError, "is --davis-root a DAVIS root?")
 
 
 def evaluate_sequence(gt_dir: Path, pred_dir: Path, binary: bool) -> list[ObjectScores]:
@@ -104,8 +102,8 @@ def _check_inputs(davis_root: Path, results: Path, names: Sequence[str]) -> None
     if not results.is_dir():
         raise MetricsError(f"results folder {results} not found")
     for name in names:
-        if not (davis_root / "Annotations" / "480p" / name).is_dir():
-            raise MetricsError(f"sequence {name!r}: no ground truth at {davis_root / 'Annotations' / '480p' / name}")
+        if not (davis_root / davis_layout.ANNOTATIONS / name).is_dir():
+            raise MetricsError(f"sequence {name!r}: no ground truth at {davis_root / davis_layout.ANNOTATIONS / name}")
         if not (results / name).is_dir():
             raise MetricsError(f"sequence {name!r}: no results folder {results / name}")
 
@@ -131,7 +129,7 @@ def evaluate(
     davis_root, results = Path(davis_root), Path(results)
     names = list(sequences) if sequences is not None else read_sequence_list(davis_root, year, split)
     _check_inputs(davis_root, results, names)
-    jobs = [(davis_root / "Annotations" / "480p" / n, results / n, year == 2016) for n in names]
+    jobs = [(davis_root / davis_layout.ANNOTATIONS / n, results / n, year == 2016) for n in names]
     bar = tqdm(total=len(jobs), desc=f"J&F DAVIS {year} {split}", unit="seq", disable=not progress)
     per_sequence: list[list[ObjectScores]] = []
     with bar:

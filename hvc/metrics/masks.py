@@ -1,14 +1,16 @@
-"""Reading DAVIS label maps (ground truth and predictions) with clear errors."""
+"""Reading DAVIS label maps (ground truth and predictions) with clear errors.
+
+The layout and the label decoding are :mod:`hvc.data.davis_layout`'s, shared with inference;
+like the rest of :mod:`hvc.metrics` they need only numpy and PIL (no torch).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-_SINGLE_CHANNEL_MODES = ("P", "L", "1")  # palette ids, grey values, 1-bit masks
-VOID_ID = 255  # DAVIS 2017 ground truth marks ambiguous pixels with 255
+from hvc.data import davis_layout
 
 
 class MetricsError(ValueError):
@@ -21,20 +23,7 @@ def read_label_png(path: Path) -> np.ndarray:
     Returns: [H, W] uint8. Raises MetricsError naming ``path`` if it is missing,
     unreadable, or not a palette/greyscale image.
     """
-    if not path.is_file():
-        raise MetricsError(f"missing file {path}")
-    try:
-        with Image.open(path) as image:
-            if image.format != "PNG" or image.mode not in _SINGLE_CHANNEL_MODES:
-                raise MetricsError(
-                    f"{path}: expected a palette or greyscale PNG, got a {image.format} image in mode {image.mode}"
-                )
-            labels = np.array(image)
-    except MetricsError:
-        raise
-    except (OSError, SyntaxError, ValueError) as exc:  # what PIL raises for broken files
-        raise MetricsError(f"{path}: corrupt or unreadable PNG ({exc})") from None
-    return labels.astype(np.uint8, copy=False)
+    return davis_layout.read_label_png(path, MetricsError)
 
 
 def ground_truth_ids(raw: np.ndarray, binary: bool) -> np.ndarray:
@@ -44,9 +33,7 @@ def ground_truth_ids(raw: np.ndarray, binary: bool) -> np.ndarray:
     Otherwise (DAVIS 2017): void (255) becomes background, as the official
     semi-supervised evaluation does (predictions on void count as false positives).
     """
-    if binary:
-        return (raw != 0).view(np.uint8)
-    return np.where(raw == VOID_ID, np.uint8(0), raw)
+    return davis_layout.object_ids(raw, binary)
 
 
 def prediction_ids(raw: np.ndarray, binary: bool) -> np.ndarray:

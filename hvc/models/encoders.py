@@ -1,6 +1,6 @@
 """Test-time encoders (layer3 output, stride 8) and the loaders of their checkpoints.
 
-Accepted files (SPEC section 4), recognised by their content:
+Accepted files (docs/checkpoints.md), recognised by their content:
 
 * bare state dict: an HVC export (``hvc_*.pth``, layer4 present) or a torchvision ImageNet
   ResNet (``fc.*`` present); half-precision exports are cast to float32;
@@ -8,12 +8,13 @@ Accepted files (SPEC section 4), recognised by their content:
 * MoCo v1 ``{'state_dict': {...}}``: the ``module.encoder_q.*`` entries.
 
 ``fc.*`` and ``layer4.*`` are dropped explicitly (unused at test time); everything else
-must match the test encoder exactly. Nothing is ever downloaded.
+must match the test encoder exactly. Nothing is ever downloaded. Files are read by the
+package's one trusted loader, :func:`hvc.checkpoint.read_checkpoint_file`; every problem is a
+:class:`hvc.checkpoint.CheckpointError`.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Mapping, Optional
@@ -21,6 +22,7 @@ from typing import Mapping, Optional
 import torch
 from torch import Tensor
 
+from hvc.checkpoint import CheckpointError, read_checkpoint_file
 from hvc.models.resnet import ResNet
 
 ARCH = {"hvc": "resnet18", "mocov1": "resnet50", "imagenet18": "resnet18", "imagenet50": "resnet50",
@@ -34,10 +36,6 @@ DEFAULT_CHECKPOINT = {
 }
 _UNUSED_PREFIXES = ("fc.", "layer4.")
 _SHOWN_KEYS = 8  # keys listed per category in error messages
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable or does not fit the encoder."""
 
 
 def _strip(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -67,15 +65,7 @@ def _encoder_entries(obj: object, path: str) -> dict[str, Tensor]:
 def read_encoder_state(path: str | os.PathLike) -> dict[str, Tensor]:
     """Encoder weights from a checkpoint file: float32, without ``fc.*`` / ``layer4.*``."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    # The paper's training checkpoints pickle their argparse.Namespace of options.
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unreadable file
-            raise CheckpointError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from None
-    state = _encoder_entries(obj, path)
+    state = _encoder_entries(read_checkpoint_file(path), path)
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()
             if not k.startswith(_UNUSED_PREFIXES)}
 

@@ -58,11 +58,17 @@ class LocalKernel:
         hw, k = h * w, self.topk
         slot = {f: s for s, f in enumerate(context_frames(context))}
         queries = query.reshape(c, hw).t().contiguous()  # [hw, C]
+        tables = self.tables(h, w, query.device)
+        # tiled product: the query of each product row, gathered once for every group
+        rows = queries.index_select(0, tables.row_query) if isinstance(tables, TiledTables) else None  # [R, C]
         v, position = self._long_term(queries, memory[context[0]].flat)
         vals, index, copies = [v], [slot[context[0]] * hw + position], [torch.ones_like(position)]
         counts = Counter(context[1:])
         for group in memory.groups(list(counts)):
-            v, which, position = self._group_topk(queries, memory, group, (h, w))
+            if rows is not None:
+                v, which, position = tiled_topk(rows, memory.tiles(group), tables, len(group), k)
+            else:
+                v, which, position = masked_topk(queries, [memory[f].flat for f in group], tables, k)
             vals.append(v)
             index.append(torch.as_tensor([slot[f] for f in group], device=v.device)[which] * hw + position)
             copies.append(torch.as_tensor([min(counts[f], k) for f in group], device=v.device)[which])
@@ -78,16 +84,6 @@ class LocalKernel:
             vals.append(v)
             idx.append(i)
         return torch.cat(vals), torch.cat(idx)
-
-    def _group_topk(self, queries: Tensor, memory: TileBlockMemory, group: list[int],
-                    size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
-        """(dot products, frame slot in ``group``, key position) of each query's top-k over its
-        in-radius keys of the frames of ``group``: [hw, k] each."""
-        tables = self.tables(*size, queries.device)
-        if isinstance(tables, TiledTables):
-            rows = queries.index_select(0, tables.row_query)  # [R, C]
-            return tiled_topk(rows, memory.tiles(group), tables, len(group), self.topk)
-        return masked_topk(queries, [memory[f].flat for f in group], tables, self.topk)
 
     def _merge(self, v: Tensor, index: Tensor, copies: Tensor) -> tuple[Tensor, Tensor]:
         """The joint top-k of the candidates (v, index: [hw, n]), each counted ``copies`` times:

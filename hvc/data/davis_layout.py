@@ -1,0 +1,64 @@
+"""The DAVIS folder layout, read one way by inference (:mod:`hvc.data.vos`) and evaluation
+(:mod:`hvc.metrics.davis`)::
+
+    <root>/ImageSets/<year>/<split>.txt          sequence names, one a line
+    <root>/JPEGImages/480p/<sequence>/<frame>.jpg
+    <root>/Annotations/480p/<sequence>/<frame>.png   single-channel label PNGs
+
+Label PNGs hold palette indices (DAVIS 2017, YouTube-VOS, our predictions) or grey values
+(DAVIS 2016: 0/255). Object ids: DAVIS 2016 masks are binary (any non-zero value is object 1);
+otherwise the value is the id, and void (255, ambiguous pixels of the ground truth) counts as
+background, as the official evaluation does.
+
+Only numpy and PIL are needed, so :mod:`hvc.metrics` stays usable without torch. Each reader
+raises the caller's error type (``error``), with a message naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+VOID_ID = 255
+LABEL_MODES = ("P", "L", "1")  # palette indices, grey values, 1-bit masks
+FRAMES = Path("JPEGImages") / "480p"
+ANNOTATIONS = Path("Annotations") / "480p"
+
+
+def read_sequence_list(root: Path, year: int | str, split: str, error: type[Exception] = ValueError,
+                       hint: str = "") -> list[str]:
+    """Names listed in ``<root>/ImageSets/<year>/<split>.txt``, in file order."""
+    path = Path(root) / "ImageSets" / str(year) / f"{split}.txt"
+    if not path.is_file():
+        raise error(f"sequence list not found: {path}" + (f" ({hint})" if hint else ""))
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_label_png(path: Path, error: type[Exception] = ValueError, palette: bool = False) -> np.ndarray:
+    """Pixel values of a single-channel label PNG (palette indices, not colours): [H, W] uint8.
+
+    palette: require palette indices ('P' mode), as multi-object annotations must be.
+    """
+    if not path.is_file():
+        raise error(f"missing file {path}")
+    allowed = ("P",) if palette else LABEL_MODES
+    try:
+        with Image.open(path) as image:
+            kind, mode = image.format, image.mode
+            values = np.array(image) if kind == "PNG" and mode in allowed else None
+    except (OSError, SyntaxError, ValueError) as exc:  # what PIL raises for broken files
+        raise error(f"{path}: corrupt or unreadable PNG ({exc})") from None
+    if values is None:
+        wanted = "a palette ('P' mode)" if palette else "a palette or greyscale"
+        raise error(f"{path}: expected {wanted} PNG, got a {kind} image in mode {mode}")
+    return values.astype(np.uint8, copy=False)
+
+
+def object_ids(values: np.ndarray, binary: bool) -> np.ndarray:
+    """Object ids [H, W] uint8 (0 = background) of label values: binary masks -> {0, 1};
+    otherwise the values, with void (255) as background."""
+    if binary:
+        return (values != 0).view(np.uint8)
+    return np.where(values == VOID_ID, np.uint8(0), values)

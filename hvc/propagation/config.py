@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+
+@dataclass
+class QualityConfig:
+    """Settings of the ``quality`` context policy (docs/memory.md)."""
+
+    # The most recent frames, always read (the short-term part of the context).
+    recent: int = 3
+    # A frame becomes a long-term context frame only if the confidence of its prediction, relative
+    # to frame 0's, reaches this (docs/memory.md: mean top-1 probability inside the objects).
+    threshold: float = 0.8
+    # At least this many frames between two long-term frames (QDMN writes every 5th at most).
+    gap: int = 5
+    # Which long-term frame leaves when they exceed context - recent: "rank" (worst sum of its
+    # quality rank and its recency rank), "oldest", or "worst" (lowest quality).
+    evict: Literal["rank", "oldest", "worst"] = "rank"
 
 
 @dataclass
@@ -16,9 +32,15 @@ class PropagationConfig:
     # Neighbours per query position, chosen jointly over all context entries. Paper: 15.
     topk: int = 15
     # Number of previous frames in the short-term context (duplicates kept early on). Paper: 50.
+    # Under the "quality" policy: the most context frames read besides the reference (the cap).
     context: int = 50
     # Mask channels: object ids 0..num_classes-1, 0 = background (the official code uses 20).
     num_classes: int = 20
     # "local": windowed kernel, memory linear in positions (default); "dense": the full-affinity
     # reference that mirrors the official code (slow, for checking).
     impl: Literal["local", "dense"] = "local"
+    # Memory policy, which frames form the context (docs/memory.md): "recent" (the paper's: the
+    # last ``context`` frames) or "quality" (a few recent frames plus confident earlier ones, at
+    # most ``context``).
+    memory: Literal["recent", "quality"] = "recent"
+    quality: QualityConfig = field(default_factory=QualityConfig)

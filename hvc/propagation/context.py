@@ -30,6 +30,13 @@ class ContextPolicy(ABC):
     def reset(self) -> None:
         """Forget the current video (policies with state override this)."""
 
+    def state(self) -> dict:
+        """What the policy remembers of the current video, JSON-able (to resume it later)."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        """Continue a video from :meth:`state`'s result."""
+
     @abstractmethod
     def context(self, reference: int, t: int) -> list[int]:
         """Frames read for frame t by reference ``reference``'s objects; entry 0 is ``reference``."""

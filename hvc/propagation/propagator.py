@@ -21,8 +21,11 @@ from hvc.propagation.dense import DenseKernel
 from hvc.propagation.kernel import Kernel, KeyMemory, context_frames
 from hvc.propagation.local import LocalKernel
 from hvc.propagation.masks import one_hot, resize_masks
+from hvc.propagation.quality import QualityFrames, check_quality
 
 KERNELS = {"dense": DenseKernel, "local": LocalKernel}
+POLICIES = {"recent": lambda cfg: RecentFrames(cfg.context),
+            "quality": lambda cfg: QualityFrames(cfg.context, cfg.quality)}
 
 
 def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, Tensor],
@@ -45,6 +48,10 @@ def check_settings(cfg: PropagationConfig) -> None:
                          f"{cfg.radius}, {cfg.temperature}, {cfg.topk}, {cfg.context}")
     if not 1 <= cfg.num_classes <= 256:
         raise ValueError(f"num_classes must be in 1..256 (uint8 labels), got {cfg.num_classes}")
+    if cfg.memory not in POLICIES:
+        raise ValueError(f"memory must be one of {sorted(POLICIES)}, got {cfg.memory!r}")
+    if cfg.memory == "quality":
+        check_quality(cfg.quality, cfg.context)
 
 
 class LabelPropagator:
@@ -52,8 +59,9 @@ class LabelPropagator:
 
     ``LabelPropagator(config, policy=None, **changes)``: ``config`` (default
     ``PropagationConfig()``) with ``changes`` to its fields, e.g. ``LabelPropagator(context=3)``.
-    The policy defaults to :class:`~hvc.propagation.context.RecentFrames` of ``config.context``
-    frames: the context of reference frame t0 at frame t is
+    The policy defaults to the one ``config.memory`` names: :class:`~hvc.propagation.context.RecentFrames` of
+    ``config.context`` frames (the paper's) or :class:`~hvc.propagation.quality.QualityFrames`
+    (docs/memory.md). Under the paper's policy the context of reference frame t0 at frame t is
     ``[t0] + [max(s, t0) for s in range(t - context, t)]`` (duplicates kept), keys of entries
     after the first limited to grid distance < ``radius``.
     """
@@ -65,7 +73,7 @@ class LabelPropagator:
         self.num_classes = self.config.num_classes
         self.kernel: Kernel = KERNELS[self.config.impl](self.config.radius, self.config.temperature,
                                                        self.config.topk)
-        self.policy = policy or RecentFrames(self.config.context)
+        self.policy = policy or POLICIES[self.config.memory](self.config)
         self.reset()
 
     def reset(self) -> None:
@@ -166,6 +174,30 @@ class LabelPropagator:
         self._remember(emb, mask)
         self.t += 1
         return mask.view(self.num_classes, h, w)
+
+    def state(self) -> dict:
+        """The bookkeeping of the current video, JSON-able: with the stored frames' soft masks
+        (``self.store``) and embeddings it lets :meth:`restore` continue the video exactly."""
+        return {"t": self.t, "seen": sorted(self.seen), "references": list(self.references),
+                "valid": [[f, v.nonzero().flatten().tolist()] for f, v in self.valid.items()],
+                "stored": sorted(self.store), "shape": list(self._shape) if self._shape else None,
+                "policy": self.policy.state()}
+
+    def restore(self, state: dict, masks: dict[int, Tensor], embeddings: dict[int, Tensor]) -> None:
+        """Continue a video from :meth:`state`'s result, the soft masks [K, hw] and the
+        embeddings [C, h, w] of its stored frames (re-encoded or kept)."""
+        self.reset()
+        if sorted(masks) != state["stored"] or sorted(embeddings) != state["stored"]:
+            raise ValueError(f"restore needs the masks and embeddings of frames {state['stored']}")
+        self.t, self.seen, self.references = state["t"], set(state["seen"]), list(state["references"])
+        for f, channels in state["valid"]:  # reference frames are always stored
+            self.valid[f] = torch.zeros(self.num_classes, dtype=torch.bool, device=masks[f].device)
+            self.valid[f][channels] = True
+        self._shape = tuple(state["shape"]) if state["shape"] else None
+        for f in state["stored"]:
+            self.memory.add(f, embeddings[f])
+            self.store[f] = masks[f]
+        self.policy.load_state(state["policy"])
 
     def _remember(self, emb: Tensor, mask: Tensor) -> None:
         """Store the current frame if the policy (or its being a reference) asks; evict."""

@@ -1,0 +1,131 @@
+"""Frames of anyone's video, read lazily: a video file (mp4, avi, anything OpenCV decodes) or
+a folder of images, one frame in memory at a time.
+
+    source = open_frames("clip.mp4")
+    source.size, source.fps, source.count   # (H, W), frames per second, frame count (estimate for files)
+    for t, rgb in source:                   # uint8 [H, W, 3] RGB, decoded as the loop asks
+        ...
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class VideoError(ValueError):
+    """A video cannot be read, or is not a video this tool can segment."""
+
+
+class FrameSource:
+    """Frames of one video in order; ``name(t)`` is the output file stem of frame t."""
+
+    path: Path
+    size: tuple[int, int]
+    fps: float
+    count: int
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        raise NotImplementedError
+
+    def name(self, t: int) -> str:
+        return f"{t:05d}"
+
+
+class VideoFile(FrameSource):
+    """A video file decoded by OpenCV (FFmpeg backend), frame after frame."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        capture = cv2.VideoCapture(str(path))
+        try:
+            ok, first = capture.read() if capture.isOpened() else (False, None)
+            if not ok:
+                raise VideoError(f"{path}: cannot decode a frame (not a video, or a codec OpenCV lacks)")
+            self.size = first.shape[:2]
+            self.fps = capture.get(cv2.CAP_PROP_FPS) or 24.0
+            self.count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # from the header: may be off
+            if not capture.read()[0]:
+                raise VideoError(f"{path}: the video has one frame; propagation needs at least two")
+        finally:
+            capture.release()
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            t = 0
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    return
+                if bgr.shape[:2] != self.size:
+                    raise VideoError(f"{self.path}: frame {t} is {bgr.shape[1]}x{bgr.shape[0]}, the first "
+                                     f"{self.size[1]}x{self.size[0]}")
+                yield t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                t += 1
+        finally:
+            capture.release()
+
+
+class ImageFolder(FrameSource):
+    """A folder of images, in file-name order; outputs keep the images' names."""
+
+    def __init__(self, path: Path, fps: float = 24.0):
+        self.path = path
+        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise VideoError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
+        if len(self.files) == 1:
+            raise VideoError(f"{path}: the folder holds one frame; propagation needs at least two")
+        self.size = _read_image(self.files[0]).shape[:2]
+        self.fps = fps
+        self.count = len(self.files)
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        for t, f in enumerate(self.files):
+            rgb = _read_image(f)
+            if rgb.shape[:2] != self.size:
+                raise VideoError(f"{f}: frame size {rgb.shape[1]}x{rgb.shape[0]} differs from the first "
+                                 f"frame's {self.size[1]}x{self.size[0]}")
+            yield t, rgb
+
+    def name(self, t: int) -> str:
+        return self.files[t].stem
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise VideoError(f"{path}: unreadable image ({exc})") from None
+
+
+def open_frames(path: str | os.PathLike, fps: float = 24.0) -> FrameSource:
+    """The frames of a video file or an image folder (``fps`` for folders). Raises VideoError
+    for a missing or unreadable input, and for a video of fewer than two frames."""
+    path = Path(path)
+    if path.is_dir():
+        return ImageFolder(path, fps)
+    if not path.is_file():
+        raise VideoError(f"{path}: no such video file or frame folder")
+    return VideoFile(path)
+
+
+def to_input(rgb: np.ndarray, size: tuple[int, int], mean: Tensor, std: Tensor) -> Tensor:
+    """uint8 [H, W, 3] RGB -> the encoder's input [3, h, w]: [0, 1], resized to ``size`` (bilinear,
+    align_corners=True, the test protocol's resize), normalised by ``mean``/``std`` ([3, 1, 1])."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    if tuple(size) != tuple(rgb.shape[:2]):
+        x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=True)[0]
+    return (x - mean) / std

@@ -1,0 +1,104 @@
+"""The ``quality`` context policy: a bounded memory of frames whose prediction looks right
+(docs/memory.md).
+
+Training-free analogue of QDMN's quality-aware memory. The context of frame t is the
+reference frame, the ``recent`` frames before t, and long-term frames: earlier frames whose
+prediction scored at least ``threshold`` relative to frame 0, at least ``gap`` frames apart,
+at most ``context - recent`` of them; when there are more, one leaves by a recency + quality
+rule. Places not yet filled repeat the reference, as the paper's window does early in a
+video, so the context always has ``context`` entries after the long-term one.
+The score is the mean top-1 probability of the soft mask over the positions predicted as
+an object: a propagated frame whose neighbours disagree has a low one.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import Tensor
+
+from hvc.propagation.config import QualityConfig
+from hvc.propagation.context import ContextPolicy
+
+
+def confidence(soft: Tensor) -> float:
+    """Mean top-1 probability of ``soft`` [K, hw] over the positions whose argmax is an object
+    (not channel 0); 0.0 where no position is."""
+    top, label = soft.max(dim=0)
+    inside = label != 0
+    return float(top[inside].mean()) if bool(inside.any()) else 0.0
+
+
+def check_quality(cfg: QualityConfig, context: int) -> None:
+    """Raise ValueError naming the setting if the quality policy cannot run with these values."""
+    if not 0 <= cfg.recent <= context:
+        raise ValueError(f"quality.recent must be in 0..context ({context}), got {cfg.recent}")
+    if cfg.gap < 1 or cfg.threshold < 0:
+        raise ValueError(f"need quality.gap >= 1 and quality.threshold >= 0; got {cfg.gap}, {cfg.threshold}")
+    if cfg.evict not in ("rank", "oldest", "worst"):
+        raise ValueError(f"quality.evict must be rank, oldest or worst, got {cfg.evict!r}")
+
+
+class QualityFrames(ContextPolicy):
+    """Reference + ``recent`` last frames + confident long-term frames, ``size`` frames at most."""
+
+    def __init__(self, size: int, cfg: QualityConfig = QualityConfig()):
+        check_quality(cfg, size)
+        self.size = size
+        self.cfg = cfg
+        self.reset()
+
+    def reset(self) -> None:
+        self.base = 0.0  # frame 0's score
+        self.last = 0.0  # the last frame's score relative to frame 0's
+        self.long_term: list[int] = []  # long-term frames, ascending
+        self.scores: dict[int, float] = {}  # long-term frame -> its relative score
+        self.last_kept = -self.cfg.gap  # the last frame that became long-term
+
+    def state(self) -> dict:
+        return {"base": self.base, "last": self.last, "long_term": list(self.long_term),
+                "scores": [[f, s] for f, s in self.scores.items()], "last_kept": self.last_kept}
+
+    def load_state(self, state: dict) -> None:
+        self.base, self.last, self.last_kept = state["base"], state["last"], state["last_kept"]
+        self.long_term = list(state["long_term"])
+        self.scores = {int(f): s for f, s in state["scores"]}
+
+    def context(self, reference: int, t: int) -> list[int]:
+        window = [s for s in range(t - self.cfg.recent, t) if s > reference]
+        older = [f for f in self.long_term if reference < f < t - self.cfg.recent]
+        # Places no frame fills yet go to the reference, as the paper's window repeats the
+        # reference for the frames before it: ``size`` entries after the long-term one.
+        return [reference] * (1 + self.size - len(older) - len(window)) + older + window
+
+    def store(self, t: int, soft: Tensor) -> bool:
+        score = confidence(soft)
+        if t == 0:
+            self.base = score
+        relative = self.last = score / self.base if self.base > 0 else 0.0
+        if t > 0 and relative >= self.cfg.threshold and t - self.last_kept >= self.cfg.gap:
+            self.long_term.append(t)
+            self.scores[t] = relative
+            if len(self.long_term) > self.size - self.cfg.recent:
+                leaving = self._leaving()
+                self.long_term.remove(leaving)
+                del self.scores[leaving]
+            if t in self.long_term:
+                self.last_kept = t
+        return self.cfg.recent > 0 or t in self.long_term
+
+    def _leaving(self) -> int:
+        """The long-term frame to drop (the list is one over capacity, ascending)."""
+        frames = self.long_term
+        if self.cfg.evict == "oldest":
+            return frames[0]
+        if self.cfg.evict == "worst":  # lowest score, the older of equals
+            return min(frames, key=lambda f: (self.scores[f], f))
+        # rank: 0 = best quality / newest; the worst sum leaves, the older of equals
+        by_quality = sorted(frames, key=lambda f: (-self.scores[f], -f))
+        rank = {f: by_quality.index(f) + (len(frames) - 1 - i) for i, f in enumerate(frames)}
+        return max(frames, key=lambda f: (rank[f], -f))
+
+    def evict(self, stored: Sequence[int], t: int) -> list[int]:
+        needed = set(self.long_term) | set(range(t + 1 - self.cfg.recent, t + 1))
+        return [f for f in stored if f not in needed]

@@ -1,0 +1,163 @@
+"""Scribble files: indexed PNGs and the DAVIS interactive JSON, both read into one label map.
+
+PNG convention (docs/scribbles.md): 0 = unlabelled, 1..254 = objects, 255 = background
+scribbles. In memory a scribble map is int64 [H, W] with -1 = unlabelled, 0 = background and
+1..254 = objects, i.e. the propagator's object ids with "no label" added.
+
+DAVIS interactive JSON (the davis-interactive package's default format, see its
+``docs/pages/user_guide/scribbles_format.md``): ``{"scribbles": [frame 0 strokes, frame 1
+strokes, ...], "sequence": name, "annotated_frame": t (optional)}``; each stroke is
+``{"path": [[x, y], ...], "object_id": i, "start_time", "end_time"}`` with x, y normalised
+to [0, 1] and object_id 0 the background. Its renderer (``utils/scribbles.py``) scales a point
+by (W - 1, H - 1), truncates to integers and joins consecutive points with 1-pixel lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from hvc.data.palette import DAVIS_PALETTE
+from hvc.fileio import atomic_path, atomic_write_text
+
+UNLABELLED = -1  # in memory
+BACKGROUND_PNG = 255  # background scribbles in a PNG file
+MAX_OBJECT_ID = 254
+
+
+class ScribbleError(ValueError):
+    """A scribble file is unreadable or does not describe a usable prompt."""
+
+
+@dataclass(frozen=True)
+class Stroke:
+    """One scribbled line: ``object_id`` (0 = background) and its points, int [n, 2] (x, y) pixels."""
+
+    object_id: int
+    points: np.ndarray
+
+
+def render(strokes: list[Stroke], size: tuple[int, int], thickness: int = 1) -> np.ndarray:
+    """Draw ``strokes`` into a scribble map int64 [H, W] (-1 unlabelled); later strokes on top."""
+    out = np.full(size, UNLABELLED, dtype=np.int16)
+    for s in strokes:
+        pts = np.asarray(s.points, dtype=np.int32).reshape(-1, 1, 2)
+        # 8-connected lines of width 1: the pixels Bresenham's algorithm visits
+        cv2.polylines(out, [pts], isClosed=False, color=int(s.object_id), thickness=thickness, lineType=cv2.LINE_8)
+        if len(pts) == 1:  # a dot: polylines draws nothing for a single point at width 1
+            cv2.circle(out, tuple(int(v) for v in pts[0, 0]), max(thickness // 2, 0), int(s.object_id), -1)
+    return out.astype(np.int64)
+
+
+def to_png_ids(scribbles: np.ndarray) -> np.ndarray:
+    """Scribble map (-1 / 0 / 1..254) -> the PNG's uint8 ids (0 / 255 / 1..254)."""
+    out = np.zeros(scribbles.shape, dtype=np.uint8)
+    out[scribbles == 0] = BACKGROUND_PNG
+    objects = scribbles > 0
+    out[objects] = scribbles[objects]
+    return out
+
+
+def save_png(path: str | os.PathLike, scribbles: np.ndarray) -> None:
+    """Write a scribble map as an indexed PNG in the DAVIS palette (255 shows as (224, 224, 192))."""
+    image = Image.fromarray(to_png_ids(scribbles))
+    image.putpalette(DAVIS_PALETTE.reshape(-1).tolist())
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def read_png(path: str | os.PathLike) -> np.ndarray:
+    """Scribble map int64 [H, W] of a PNG (indexed or greyscale: the value is the id)."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L"):
+                raise ScribbleError(f"{path}: expected an indexed ('P') or greyscale ('L') PNG of ids "
+                                    f"(0 unlabelled, 1..254 objects, 255 background), got mode {im.mode}")
+            ids = np.array(im)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ScribbleError):
+            raise
+        raise ScribbleError(f"{path}: unreadable scribble image ({exc})") from None
+    out = ids.astype(np.int64)
+    out[ids == 0] = UNLABELLED
+    out[ids == BACKGROUND_PNG] = 0
+    return out
+
+
+def read_davis_json(path: str | os.PathLike, size: tuple[int, int]) -> tuple[int, np.ndarray]:
+    """(frame, scribble map [H, W]) of a DAVIS interactive scribble file drawn at ``size`` = (H, W).
+
+    The frame is ``annotated_frame`` or the first frame holding strokes."""
+    try:
+        data = json.loads(Path(path).read_text())
+        frames = data["scribbles"]
+        if not isinstance(frames, list):
+            raise TypeError("'scribbles' is not a list of frames")
+        drawn = [t for t, f in enumerate(frames) if f]
+        if not drawn:
+            raise ScribbleError(f"{path}: no strokes in any frame")
+        frame = int(data.get("annotated_frame", drawn[0]))
+        h, w = size
+        strokes = []
+        for s in frames[frame]:
+            xy = np.asarray(s["path"], dtype=np.float64).reshape(-1, 2)
+            if not np.isfinite(xy).all() or xy.min(initial=0) < 0 or xy.max(initial=0) > 1:
+                raise ScribbleError(f"{path}: frame {frame}: stroke points must be normalised to [0, 1]")
+            pixels = (xy * [w - 1, h - 1]).astype(np.int64)  # truncated, as davis-interactive does
+            strokes.append(Stroke(int(s["object_id"]), pixels))
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        if isinstance(exc, ScribbleError):
+            raise
+        raise ScribbleError(f"{path}: not a DAVIS interactive scribble file ({type(exc).__name__}: {exc})") from None
+    bad = [s.object_id for s in strokes if not 0 <= s.object_id <= MAX_OBJECT_ID]
+    if bad:
+        raise ScribbleError(f"{path}: object ids {sorted(set(bad))} outside 0..{MAX_OBJECT_ID}")
+    return frame, render(strokes, size)
+
+
+def save_davis_json(path: str | os.PathLike, strokes: list[Stroke], size: tuple[int, int], num_frames: int,
+                    sequence: str, frame: int = 0) -> None:
+    """Write ``strokes`` (pixel coordinates at ``size``) on ``frame`` as a DAVIS interactive file."""
+    h, w = size
+    # Points at the pixel centres' normalised positions; reading truncates back to the same pixel
+    # (the +0.5 keeps float rounding from landing just below an integer).
+    lines = [{"path": [[(x + 0.5) / (w - 1) if x < w - 1 else 1.0, (y + 0.5) / (h - 1) if y < h - 1 else 1.0]
+                       for x, y in np.asarray(s.points).tolist()],
+              "object_id": int(s.object_id), "start_time": 0, "end_time": 0} for s in strokes]
+    frames = [[] for _ in range(num_frames)]
+    frames[frame] = lines
+    atomic_write_text(path, json.dumps({"scribbles": frames, "sequence": sequence, "annotated_frame": frame}))
+
+
+def read_scribbles(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Scribble map of a ``.png`` or ``.json`` file, checked: at least one object and one
+    background scribble. ``size`` (H, W) is needed for JSON (normalised coordinates)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScribbleError(f"{path}: scribble file not found")
+    if path.suffix.lower() == ".json":
+        if size is None:
+            raise ScribbleError(f"{path}: a JSON scribble needs the frame size")
+        frame, scribbles = read_davis_json(path, size)
+        if frame != 0:
+            raise ScribbleError(f"{path}: the strokes are on frame {frame}; propagation starts at frame 0, so "
+                                f"trim the video to start at that frame")
+    else:
+        scribbles = read_png(path)
+    check(scribbles, str(path))
+    return scribbles
+
+
+def check(scribbles: np.ndarray, where: str) -> None:
+    """A usable prompt has at least one object stroke and one background stroke."""
+    if not (scribbles > 0).any():
+        raise ScribbleError(f"{where}: no object scribbled (ids 1..{MAX_OBJECT_ID})")
+    if not (scribbles == 0).any():
+        raise ScribbleError(f"{where}: no background scribbled (id {BACKGROUND_PNG} in a PNG, object_id 0 in "
+                            f"JSON); draw at least one stroke on the background")

@@ -1,0 +1,68 @@
+"""Segment the objects of a video from a first-frame mask or scribbles.
+
+    python -m hvc.segment VIDEO (--mask FIRST.png | --scribble S.png|S.json)
+        [--model hvc --checkpoint P] [--output DIR] [--resize-mask] [--input-size N]
+        [--context N] [--memory recent|quality] [--device cpu|cuda] [--overwrite]
+
+VIDEO: a video file (mp4, avi, ... decoded by OpenCV) or a folder of frames (name order).
+FIRST.png: object ids of the first frame (indexed/greyscale PNG, 0 background, 255 void; a
+0/255 greyscale mask is one object). S.png: scribbles, 0 unlabelled, 1..254 objects, 255
+background; S.json: DAVIS interactive scribbles (docs/scribbles.md).
+Writes DIR/masks/<frame>.png, DIR/overlay.mp4 and DIR/summary.json; an interrupted run
+started again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hvc.config.core import ConfigError
+from hvc.data.frames import VideoError
+from hvc.models.encoders import CheckpointError
+from hvc.segment.prompt import PromptError
+from hvc.segment.run import Options, segment
+
+
+def parse_args(argv: list[str]) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m hvc.segment", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("video", type=Path, help="video file or folder of frames")
+    prompt = parser.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--mask", type=Path, help="first-frame mask of object ids (PNG)")
+    prompt.add_argument("--scribble", type=Path, help="first-frame scribbles (PNG or DAVIS interactive JSON)")
+    parser.add_argument("--model", default="hvc", help="encoder (hvc, random18, imagenet18, ...)")
+    parser.add_argument("--checkpoint", help="weights file (default for hvc: checkpoints/hvc_bsds_cpu.pth)")
+    parser.add_argument("--output", type=Path, help="output folder (default: ./<video name>_masks)")
+    parser.add_argument("--resize-mask", action="store_true",
+                        help="scale a mask of another size to the frames (nearest neighbour)")
+    parser.add_argument("--input-size", type=int, help="shorter side fed to the encoder (default: the frames', at most 480)")
+    parser.add_argument("--context", type=int, default=50, help="context frames (default 50, the paper's)")
+    parser.add_argument("--memory", choices=("recent", "quality"), default="recent",
+                        help="memory policy: which frames form the context (docs/memory.md)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--overwrite", action="store_true", help="replace a segmentation of other settings in --output")
+    a = parser.parse_args(argv)
+    if a.input_size is not None and a.input_size < 16:
+        parser.error("--input-size must be at least 16")
+    output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
+    return Options(video=a.video, output=output, mask=a.mask, scribble=a.scribble, model=a.model,
+                   checkpoint=a.checkpoint, input_size=a.input_size, resize_mask=a.resize_mask, device=a.device,
+                   context=a.context, memory=a.memory, overwrite=a.overwrite)
+
+
+def main(argv: list[str]) -> int:
+    opts = parse_args(argv)
+    try:
+        summary = segment(opts)
+    except (VideoError, PromptError, CheckpointError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{summary['frames']} frames in {summary['seconds_per_frame']:.3f} s/frame; masks in {summary['masks']}, "
+          f"overlay {summary['overlay']}, summary {opts.output / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,201 @@
+"""``python -m hvc.segment`` on a synthetic mp4 (the demo video written with OpenCV): end to
+end, each input error, resuming after an interruption and after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import hvc.segment.run as segment_run
+from hvc.data.palette import save_indexed_png
+from hvc.demo.video import render_video
+from hvc.scribbles import render, save_png, scribbles_from_mask
+from hvc.segment import Options, segment
+from hvc.segment.__main__ import main
+
+REPO = Path(__file__).resolve().parents[1]
+FRAMES, H, W = 10, 96, 160
+
+
+def _write_mp4(path: Path, frames: list[np.ndarray], fps: int = 12) -> None:
+    video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    assert video.isOpened()
+    for f in frames:
+        video.write(np.ascontiguousarray(f[..., ::-1]))
+    video.release()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """demo.mp4 (10 frames, 96x160), first.png (its first-frame ids), the ground truth."""
+    folder = tmp_path_factory.mktemp("clip")
+    frames, labels = render_video(num_frames=FRAMES, height=H, width=W)
+    _write_mp4(folder / "demo.mp4", frames)
+    save_indexed_png(folder / "first.png", labels[0])
+    return folder, labels
+
+
+def _masks(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((folder / "masks").glob("*.png"))}
+
+
+def test_segments_an_mp4_end_to_end(clip, tmp_path, capsys):
+    folder, labels = clip
+    out = tmp_path / "out"
+    assert main([str(folder / "demo.mp4"), "--mask", str(folder / "first.png"), "--output", str(out)]) == 0
+    assert "10 frames" in capsys.readouterr().out
+    pngs = sorted((out / "masks").glob("*.png"))
+    assert [p.name for p in pngs] == [f"{t:05d}.png" for t in range(FRAMES)]
+    with Image.open(pngs[0]) as im:
+        assert im.mode == "P" and np.array_equal(np.array(im), labels[0])  # frame 0 is the given mask
+    last = np.array(Image.open(pngs[-1]))
+    ious = [((last == o) & (labels[-1] == o)).sum() / ((last == o) | (labels[-1] == o)).sum() for o in (1, 2)]
+    assert min(ious) > 0.5, ious  # both objects followed to the last frame
+    video = cv2.VideoCapture(str(out / "overlay.mp4"))
+    count = 0
+    while video.read()[0]:
+        count += 1
+    assert count == FRAMES
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == FRAMES and summary["runs"] == 1 and summary["input_size"] == [H, W]
+    assert set(summary["objects"]) == {"1", "2"} and summary["objects"]["1"]["frames_present"] == FRAMES
+    assert summary["checkpoint"].endswith("checkpoints/hvc_bsds_cpu.pth")
+
+
+def test_a_folder_of_frames_and_scribbles(clip, tmp_path):
+    folder, labels = clip
+    frames = render_video(num_frames=4, height=H, width=W)[0]
+    src = tmp_path / "frames"
+    src.mkdir()
+    for t, f in enumerate(frames):
+        Image.fromarray(f).save(src / f"img_{t * 5:03d}.png")
+    scribbles = render(scribbles_from_mask(labels[0]), labels[0].shape, thickness=3)
+    save_png(tmp_path / "s.png", scribbles)
+    out = tmp_path / "out"
+    summary = segment(Options(video=src, output=out, scribble=tmp_path / "s.png", context=3, memory="quality"))
+    assert sorted(_masks(out)) == ["img_000.png", "img_005.png", "img_010.png", "img_015.png"]
+    first = np.array(Image.open(out / "masks" / "img_000.png"))
+    assert set(np.unique(first)) <= {0, 1, 2}
+    assert (first == labels[0]).mean() > 0.8  # the frame-0 fill from scribbles
+    assert summary["prompt"]["kind"] == "scribble" and summary["propagation"]["memory"] == "quality"
+
+
+def _error(argv: list[str], capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_clear_one_line_errors(clip, tmp_path, capsys):
+    folder, labels = clip
+    first = str(folder / "first.png")
+    out = ["--output", str(tmp_path / "out")]
+
+    (tmp_path / "broken.mp4").write_bytes(b"this is not a video")
+    err = _error([str(tmp_path / "broken.mp4"), "--mask", first, *out], capsys)
+    assert "broken.mp4: cannot decode" in err
+    assert "no such video" in _error([str(tmp_path / "missing.mp4"), "--mask", first, *out], capsys)
+
+    _write_mp4(tmp_path / "single.mp4", render_video(num_frames=1, height=H, width=W)[0])
+    assert "one frame" in _error([str(tmp_path / "single.mp4"), "--mask", first, *out], capsys)
+
+    save_indexed_png(tmp_path / "small.png", cv2.resize(labels[0], (W // 2, H // 2), interpolation=cv2.INTER_NEAREST))
+    err = _error([str(folder / "demo.mp4"), "--mask", str(tmp_path / "small.png"), *out], capsys)
+    assert "small.png: mask size 80x48 differs from the video's frames 160x96" in err and "--resize-mask" in err
+
+    save_indexed_png(tmp_path / "empty.png", np.zeros((H, W), np.uint8))
+    assert "empty.png: no object in the mask" in _error([str(folder / "demo.mp4"), "--mask",
+                                                          str(tmp_path / "empty.png"), *out], capsys)
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "rgb.png")
+    assert "rgb.png: the mask is a RGB image" in _error([str(folder / "demo.mp4"), "--mask",
+                                                          str(tmp_path / "rgb.png"), *out], capsys)
+    assert not (tmp_path / "out" / "masks").exists()  # nothing written by a refused run
+
+    # --resize-mask scales the small mask and runs
+    assert main([str(folder / "demo.mp4"), "--mask", str(tmp_path / "small.png"), "--resize-mask",
+                 "--output", str(tmp_path / "resized")]) == 0
+    assert len(_masks(tmp_path / "resized")) == FRAMES
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resumes_after_an_interruption_and_never_redoes_a_finished_run(clip, tmp_path, monkeypatch):
+    folder, _ = clip
+    opts = dict(video=folder / "demo.mp4", mask=folder / "first.png", context=2)
+    segment(Options(output=tmp_path / "whole", **opts))
+
+    encoded = []
+    real_encode = segment_run.Segmenter._encode
+    monkeypatch.setattr(segment_run.Segmenter, "_encode", lambda self, rgb: encoded.append(1) or real_encode(self, rgb))
+
+    def stop_at_4(t):
+        if t == 4:
+            raise _Interrupt
+
+    out = tmp_path / "killed"
+    with pytest.raises(_Interrupt):
+        segment(Options(output=out, **opts), on_frame=stop_at_4)
+    record = json.loads((out / ".hvc" / "progress.json").read_text())
+    assert record["frames_done"] == 5 and not record["finished"]
+    assert sorted(_masks(out)) == [f"{t:05d}.png" for t in range(5)]
+    assert not (out / "overlay.mp4").exists() and not (out / "summary.json").exists()
+    written = {p.name: p.stat().st_mtime_ns for p in (out / "masks").glob("*.png")}
+
+    encoded.clear()
+    summary = segment(Options(output=out, **opts))
+    # re-encoded: the frames the propagator held after frame 4 (the reference 0, frames 3 and 4),
+    # then frames 5..9 once each
+    assert len(encoded) == 3 + 5
+    assert summary["runs"] == 2 and summary["frames"] == FRAMES
+    assert _masks(out) == _masks(tmp_path / "whole")  # byte for byte
+    assert all((out / "masks" / n).stat().st_mtime_ns == m for n, m in written.items())  # not rewritten
+
+    encoded.clear()
+    again = segment(Options(output=out, **opts))
+    assert encoded == [] and again["frames"] == FRAMES  # finished: nothing redone
+    with pytest.raises(Exception, match="other settings"):
+        segment(Options(output=out, **{**opts, "context": 3}))
+    segment(Options(output=out, overwrite=True, **{**opts, "context": 3}))
+    assert json.loads((out / "summary.json").read_text())["propagation"]["context"] == 3
+
+
+def test_resumes_after_sigkill(clip, tmp_path):
+    folder, _ = clip
+    frames = render_video(num_frames=30, height=H, width=W)[0]
+    _write_mp4(tmp_path / "long.mp4", frames)
+    argv = [sys.executable, "-m", "hvc.segment", str(tmp_path / "long.mp4"), "--mask", str(folder / "first.png"),
+            "--context", "4"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    record = tmp_path / "killed" / ".hvc" / "progress.json"
+    proc = subprocess.Popen([*argv, "--output", str(tmp_path / "killed")], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if record.is_file() and json.loads(record.read_text())["frames_done"] >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads(record.read_text())
+    assert 3 <= done["frames_done"] < 30 and not done["finished"], "the run was not stopped midway"
+    assert subprocess.run([*argv, "--output", str(tmp_path / "killed")], env=env, cwd=tmp_path,
+                          capture_output=True).returncode == 0
+    assert subprocess.run([*argv, "--output", str(tmp_path / "whole")], env=env, cwd=tmp_path,
+                          capture_output=True).returncode == 0
+    assert len(_masks(tmp_path / "killed")) == 30
+    assert not list((tmp_path / "killed").rglob(".tmp-*"))  # a killed write's temporary is cleaned up
+    assert _masks(tmp_path / "killed") == _masks(tmp_path / "whole")
+    assert json.loads((tmp_path / "killed" / "summary.json").read_text())["runs"] == 2

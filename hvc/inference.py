@@ -24,7 +24,9 @@ from hvc.data.palette import save_indexed_png
 from hvc.data.vos import YTVOS_DATASETS, FrameDataset, VideoSequence, load_sequences, read_label_map
 from hvc.fileio import atomic_path, atomic_write_text
 from hvc.models.encoders import load_encoder
-from hvc.propagation import LabelPropagator, embed, upsample_labels
+from hvc.models.fast_encoder import wrap_encoder
+from hvc.propagation import LabelPropagator, embed
+from hvc.upsample import upsample_argmax
 from hvc.visualize import SequenceVisualizer
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,11 @@ class FeatureExtractor:
 
     def __init__(self, encoder: torch.nn.Module, merge_encoder: Optional[torch.nn.Module] = None,
                  merge_lambda: float = 1.05, device: torch.device | str = "cpu", amp: str = "off",
-                 channels_last: bool = False):
+                 channels_last: bool = False, mode: str = "exact"):
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.encoders = [e.to(self.device, memory_format=self.memory_format).eval()
+        # mode: "exact" | "fused" | "bf16" (hvc.models.fast_encoder), applied once on the device
+        self.encoders = [wrap_encoder(e.to(self.device, memory_format=self.memory_format), mode)
                          for e in (encoder, merge_encoder) if e is not None]
         self.merge_lambda = merge_lambda
         # Autocast only on CUDA: the golden checks and CPU runs are float32.
@@ -68,7 +71,7 @@ def build_extractor(cfg: TestConfig) -> FeatureExtractor:
     if m.merge_model is not None:
         merge = load_encoder(m.merge_model, m.merge_checkpoint, seed=m.seed,
                              bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
-    return FeatureExtractor(main, merge, m.merge_lambda, device, cfg.run.amp, cfg.run.channels_last)
+    return FeatureExtractor(main, merge, m.merge_lambda, device, cfg.run.amp, cfg.run.channels_last, cfg.run.encoder)
 
 
 def result_tag(cfg: TestConfig) -> str:
@@ -110,8 +113,7 @@ def segment_sequence(seq: VideoSequence, extractor: FeatureExtractor, propagator
                     labels = torch.from_numpy(ids).to(extractor.device)
                 soft = propagator.step(emb, labels)
                 if t in outputs:
-                    pred, _ = upsample_labels(soft, frames.size)
-                    pred = pred.cpu().numpy()
+                    pred = upsample_argmax(soft, frames.size).cpu().numpy()
                     save_indexed_png(folder / f"{seq.frame_name(t)}.png", pred)
                     if vis is not None:
                         vis.add(seq.frames[t], pred)

@@ -81,7 +81,7 @@ def seed_everything(seed: int) -> None:
 def build_model(cfg: ModelConfig) -> HVC:
     return HVC(arch=cfg.arch, proj_hidden_dim=cfg.proj_hidden_dim, proj_dim=cfg.proj_dim,
                pred_hidden_dim=cfg.pred_hidden_dim, pos_radius=cfg.pos_radius,
-               init_forward_size=cfg.init_forward_size)
+               init_forward_size=cfg.init_forward_size, with_layer4=cfg.layer4)
 
 
 def build_dataset(cfg: DataConfig, seed: int) -> PairDataset:
@@ -114,10 +114,17 @@ def flush_denormal(enabled: bool) -> Iterator[None]:
 
 
 def autocast_dtype(runtime: RuntimeConfig, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype, or None for float32 (always on CPU)."""
+    """The autocast dtype, or None for float32 (on the CPU: bfloat16 only with runtime.cpu_bf16)."""
+    if device.type == "cpu":
+        return torch.bfloat16 if runtime.cpu_bf16 else None
     if not runtime.amp or device.type != "cuda":
         return None
     return torch.float16 if runtime.amp_dtype == "fp16" else torch.bfloat16
+
+
+def use_channels_last(runtime: RuntimeConfig, device: torch.device) -> bool:
+    """channels_last layout: runtime.channels_last on CUDA, runtime.cpu_channels_last on the CPU."""
+    return runtime.cpu_channels_last if device.type == "cpu" else runtime.channels_last and device.type == "cuda"
 
 
 def make_scaler(device: torch.device, amp_dtype: Optional[torch.dtype]) -> torch.amp.GradScaler:
@@ -197,7 +204,7 @@ def _place_model(cfg: TrainConfig, env: DistEnv) -> tuple[HVC, bool]:
         # statistics over the global batch; on CPU this is CrossProcessBatchNorm, because
         # torch's SyncBatchNorm refuses CPU tensors (hvc/distributed.py)
         model = convert_sync_batchnorm(model, env.device)
-    channels_last = cfg.runtime.channels_last and env.device.type == "cuda"
+    channels_last = use_channels_last(cfg.runtime, env.device)
     model = model.to(env.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     return model, channels_last
 

@@ -39,8 +39,10 @@ from hvc.data.vos import YTVOS_DATASETS, DatasetError, FrameDataset, VideoSequen
 from hvc.errors import HvcError, InputError, NonFiniteError, ReportedElsewhere, UsageError
 from hvc.fileio import atomic_path, atomic_write_text, writable_dir
 from hvc.models.encoders import checkpoint_path, load_encoder
-from hvc.propagation import LabelPropagator, embed, upsample_labels
+from hvc.models.fast_encoder import wrap_encoder
+from hvc.propagation import LabelPropagator, embed
 from hvc.sharding import Job, ShardSpec, job_shard
+from hvc.upsample import upsample_argmax
 from hvc.visualize import SequenceVisualizer
 
 log = logging.getLogger(__name__)
@@ -56,10 +58,11 @@ class FeatureExtractor:
 
     def __init__(self, encoder: torch.nn.Module, merge_encoder: Optional[torch.nn.Module] = None,
                  merge_lambda: float = 1.05, device: torch.device | str = "cpu", amp: str = "off",
-                 channels_last: bool = False):
+                 channels_last: bool = False, mode: str = "exact"):
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.encoders = [e.to(self.device, memory_format=self.memory_format).eval()
+        # mode: "exact" | "fused" | "bf16" (hvc.models.fast_encoder), applied once on the device
+        self.encoders = [wrap_encoder(e.to(self.device, memory_format=self.memory_format), mode)
                          for e in (encoder, merge_encoder) if e is not None]
         self.merge_lambda = merge_lambda
         # Autocast only on CUDA: the golden checks and CPU runs are float32.
@@ -83,7 +86,7 @@ def build_extractor(cfg: TestConfig, device: Optional[torch.device] = None) -> F
     if m.merge_model is not None:
         merge = load_encoder(m.merge_model, m.merge_checkpoint, seed=m.seed,
                              bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
-    return FeatureExtractor(main, merge, m.merge_lambda, device, cfg.run.amp, cfg.run.channels_last)
+    return FeatureExtractor(main, merge, m.merge_lambda, device, cfg.run.amp, cfg.run.channels_last, cfg.run.encoder)
 
 
 def result_tag(cfg: TestConfig) -> str:
@@ -163,8 +166,7 @@ def segment_sequence(seq: VideoSequence, extractor: FeatureExtractor, propagator
                 soft = propagator.step(emb, labels)
                 check_finite(soft, "soft masks", seq, t, "check the prop.* settings")
                 if t in outputs:
-                    pred, _ = upsample_labels(soft, frames.size)
-                    pred = pred.cpu().numpy()
+                    pred = upsample_argmax(soft, frames.size).cpu().numpy()
                     save_indexed_png(folder / f"{seq.frame_name(t)}.png", pred)
                     if vis is not None:
                         vis.add(seq.frames[t], pred)

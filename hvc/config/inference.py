@@ -72,6 +72,12 @@ class RunConfig:
     amp: Literal["off", "fp16", "bf16"] = "off"
     # channels_last memory format for the encoder (faster convolutions on recent GPUs).
     channels_last: bool = False
+    # How the encoder runs (hvc/models/fast_encoder.py; timings: README "Speed"). "exact": the
+    # float32 eager network, bit for bit the path the golden tests check. "fused": BatchNorm
+    # folded into the convolutions, channels_last, float32 (features within ~1e-5 of exact).
+    # "bf16": fused in bfloat16, for CPUs with AVX512_BF16 / AMX (and GPUs); features ~1e-2
+    # relative from exact, so labels change: opt-in.
+    encoder: Literal["exact", "fused", "bf16"] = "exact"
     # Remove the folder's earlier results (any settings) and redo every sequence (default: keep
     # the sequences whose completion record names these settings, refuse other settings' results).
     overwrite: bool = False

@@ -50,6 +50,10 @@ class ModelConfig:
     pos_radius: float = 0.1
     # EMA momentum at step 0 (m0); cosine schedule to 1 over all training steps
     momentum: float = 0.99
+    # train the encoder's layer4 (the paper); false: the projector reads layer3 (ResNet-18:
+    # 256 channels), the trunk the test-time encoder keeps anyway, for about a third of the
+    # encoder work per step at stride 8 (README "Speed")
+    layer4: bool = True
     # side of the dummy train-mode forward run when the model is built (official quirk:
     # one BN statistics update); null skips it
     init_forward_size: Optional[int] = 256
@@ -71,12 +75,16 @@ class OptimConfig:
 class RuntimeConfig:
     # auto = cuda when available, else cpu; under torchrun each process takes cuda:LOCAL_RANK
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # mixed precision (autocast) on CUDA; CPU runs always train in float32
+    # mixed precision (autocast) on CUDA; CPU runs train in float32 unless cpu_bf16 (below)
     amp: bool = True
     # autocast dtype on CUDA: fp16 (official; with a GradScaler) or bf16 (no scaler needed)
     amp_dtype: Literal["fp16", "bf16"] = "fp16"
     # channels_last memory format for model and inputs (CUDA only)
     channels_last: bool = True
+    # CPU only, off by default (the paper's recipe trains in float32): bfloat16 autocast, for
+    # CPUs with native bf16 (AVX512_BF16 / AMX), and channels_last layout (README "Speed")
+    cpu_bf16: bool = False
+    cpu_channels_last: bool = False
     # torch.backends.cudnn.benchmark (CUDA only): fastest conv algorithms for fixed sizes
     cudnn_benchmark: bool = True
     # CPU: flush denormal floats to zero during training; real images produce denormal

@@ -42,6 +42,9 @@ class HVC(nn.Module):
 
     Args:
         arch: encoder architecture (``hvc.models.resnet``), used with layer4 at stride 8.
+        with_layer4: keep the encoder's layer4 (the paper). ``False`` trains the trunk that the
+            test-time encoder keeps (up to layer3, 256 channels for ResNet-18): the projector
+            then reads layer3, and at stride 8 the step does about a third of the encoder work.
         proj_hidden_dim, proj_dim: projector widths (encoder channels -> hidden -> proj_dim).
         pred_hidden_dim: predictor hidden width (proj_dim -> hidden -> proj_dim).
         pos_radius: positive-pair radius of the hybrid loss (fraction of a cell diagonal).
@@ -52,10 +55,11 @@ class HVC(nn.Module):
     """
 
     def __init__(self, arch: Arch = "resnet18", proj_hidden_dim: int = 256, proj_dim: int = 256,
-                 pred_hidden_dim: int = 256, pos_radius: float = 0.1, init_forward_size: int | None = 256):
+                 pred_hidden_dim: int = 256, pos_radius: float = 0.1, init_forward_size: int | None = 256,
+                 with_layer4: bool = True):
         super().__init__()
         self.pos_radius = pos_radius
-        self.online_encoder = ResNet(arch, with_layer4=True)
+        self.online_encoder = ResNet(arch, with_layer4=with_layer4)
         self.target_encoder = copy.deepcopy(self.online_encoder)
         enc_dim = self.online_encoder.out_channels
         self.online_space_projector = ProjectionHead(enc_dim, proj_hidden_dim, proj_dim)
@@ -108,5 +112,5 @@ class HVC(nn.Module):
                 + hybrid_loss(q2, k1, coord2, coord1, self.flow, self.pos_radius))
 
     def encoder_state_dict(self) -> "OrderedDict[str, Tensor]":
-        """The inference export: ``online_encoder.*`` with the prefix stripped (layer4 included)."""
+        """The inference export: ``online_encoder.*`` with the prefix stripped (layer4 included if trained)."""
         return OrderedDict(self.online_encoder.state_dict())

@@ -1,0 +1,238 @@
+"""test.py's pipeline on real DAVIS frames, stage by stage: where the time of a frame goes.
+
+    python bench/end_to_end.py                                   # dog, 60 frames, 480p, exact vs fused
+    python bench/end_to_end.py --sequences cows --frames 30 --encoder exact fused bf16
+    python bench/end_to_end.py --frames 12 --overlap              # also test.py's own loop, workers 0 / 2
+
+The stages are the pipeline's own functions (configs/test_davis16.yaml, the paper's protocol):
+decode (``FrameDataset[t]``, plus the first-frame mask), encoder (``FeatureExtractor`` of
+``build_extractor``, batches of ``data.batch_size``), propagation (``LabelPropagator.step``),
+up-sampling + argmax (``hvc.upsample.upsample_argmax``, the writer's path; the all-channel
+``upsample_labels`` it replaced is timed beside it) and PNG writing (``save_indexed_png`` to a
+temporary folder). Frames are decoded in the main process here, so stages do not overlap.
+
+Several ``--encoder`` modes run in lockstep on the same decoded batch (each with its own
+propagator), so their times are side by side; their written labels are compared pixel by
+pixel with the first mode's.
+
+The estimate for all frames of the DAVIS root's sequences (the 645 of ../shared/data/DAVIS)
+takes the measured per-frame means of decode, encoder, up-sampling and writing, and for
+propagation a least-squares fit ``a + b * n`` on the number ``n`` of distinct context frames
+(propagation cost grows with n until the context of 50 frames is full), evaluated at every
+frame of every sequence.
+
+``--overlap`` then runs ``hvc.inference.segment_sequence`` itself (test.py's loop, with its
+DataLoader) on the first frames with ``data.workers`` 0 and 2, alternately: whether the
+loader's prefetching hides the decoding behind the compute on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from _timing import load_line  # noqa: E402
+
+from hvc.config.core import load_config  # noqa: E402
+from hvc.config.inference import TestConfig  # noqa: E402
+from hvc.data.palette import save_indexed_png  # noqa: E402
+from hvc.data.vos import FrameDataset, load_sequences, read_label_map  # noqa: E402
+from hvc.inference import build_extractor, segment_sequence  # noqa: E402
+from hvc.propagation import LabelPropagator, upsample_labels  # noqa: E402
+from hvc.upsample import upsample_argmax  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("decode", "encoder", "propagation", "upsample+argmax", "png")
+OFFICIAL_PROPAGATION_S = 23.3  # the paper's code, per 480p frame on 2 cores (README "Speed")
+
+
+def build_config(args: argparse.Namespace, encoder: str, workers: int = 0) -> TestConfig:
+    overrides = [f"data.root={args.davis_root}", f"data.input_size={args.input_size}", f"model.name={args.model}",
+                 f"run.encoder={encoder}", f"data.workers={workers}", f"data.batch_size={args.batch}"]
+    if args.checkpoint:
+        overrides.append(f"model.checkpoint={args.checkpoint}")
+    return load_config(TestConfig, REPO / "configs" / "test_davis16.yaml", overrides + args.overrides)
+
+
+def make_propagator(cfg: TestConfig) -> LabelPropagator:
+    p = cfg.prop
+    return LabelPropagator(radius=p.radius, temperature=p.temperature, topk=p.topk, context=p.context,
+                           num_classes=p.num_classes, impl=p.impl)
+
+
+def distinct_context(t: int, context: int) -> int:
+    """Distinct frames in the context of frame t of a one-reference video (0 at frame 0)."""
+    return 0 if t == 0 else len({0} | {max(s, 0) for s in range(t - context, t)})
+
+
+class Timer:
+    """Accumulates wall seconds per (mode, stage)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
+
+    def time(self, mode: str, stage: str, fn, *args):
+        start = time.perf_counter()
+        out = fn(*args)
+        self.seconds[mode, stage].append(time.perf_counter() - start)
+        return out
+
+
+def staged_run(args: argparse.Namespace, out: Path) -> tuple[Timer, dict, dict]:
+    """The stage-by-stage loop; returns timings, propagation samples (n, s) and label differences per mode."""
+    cfgs = {mode: build_config(args, mode) for mode in args.encoder}
+    extractors = {mode: build_extractor(cfg) for mode, cfg in cfgs.items()}
+    propagators = {mode: make_propagator(cfg) for mode, cfg in cfgs.items()}
+    first = args.encoder[0]
+    cfg = cfgs[first]
+    timer = Timer()
+    prop_samples: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    differing = {mode: [0, 0] for mode in args.encoder}  # pixels differing from the first mode, pixels compared
+    for seq in load_sequences("davis16", cfg.data.root, args.sequences):
+        n = min(len(seq.frames), args.frames or len(seq.frames))
+        frames = FrameDataset(seq, cfg.data.input_size, cfg.data.mean, cfg.data.std)
+        for p in propagators.values():
+            p.reset()
+        for start in range(0, n, cfg.data.batch_size):
+            ts = range(start, min(start + cfg.data.batch_size, n))
+            batch = timer.time("all", "decode", lambda: torch.stack([frames[t] for t in ts]))
+            labels0 = None
+            if start == 0:
+                labels0 = timer.time("all", "decode", lambda: torch.from_numpy(
+                    read_label_map(seq.annotations[0], seq.mask_format, frames.size)))
+            embs = {mode: timer.time(mode, "encoder", extractors[mode], batch) for mode in args.encoder}
+            for i, t in enumerate(ts):
+                written = {}
+                for mode in args.encoder:
+                    before = time.perf_counter()
+                    soft = propagators[mode].step(embs[mode][i], labels0 if t == 0 else None)
+                    prop_samples[mode].append((distinct_context(t, cfg.prop.context), time.perf_counter() - before))
+                    timer.seconds[mode, "propagation"].append(prop_samples[mode][-1][1])
+                    pred = timer.time(mode, "upsample+argmax", lambda: upsample_argmax(soft, frames.size).cpu().numpy())
+                    timer.time(mode, "all-channel upsample_labels",
+                               lambda: upsample_labels(soft, frames.size)[0].cpu().numpy())
+                    timer.time(mode, "png", save_indexed_png, out / mode / seq.name / f"{seq.frame_name(t)}.png", pred)
+                    written[mode] = pred
+                for mode in args.encoder:
+                    differing[mode][0] += int(np.count_nonzero(written[mode] != written[first]))
+                    differing[mode][1] += written[first].size
+            print(f"  {seq.name}: frames {ts.start}-{ts.stop - 1} done", file=sys.stderr, flush=True)
+    return timer, prop_samples, differing
+
+
+def fit_propagation(samples: list[tuple[int, float]]) -> tuple[float, float, float, int]:
+    """Least squares ``s = a + b * n`` over frames with a context (n >= 1); mean time of frame 0; max n seen."""
+    ctx = [(n, s) for n, s in samples if n > 0]
+    first = [s for n, s in samples if n == 0]
+    ns = np.array([n for n, _ in ctx], dtype=float)
+    ss = np.array([s for _, s in ctx])
+    b, a = np.polyfit(ns, ss, 1) if len(set(ns.tolist())) >= 2 else (0.0, 0.0)
+    if b <= 0:  # too few or too noisy samples for a slope: a flat mean
+        a, b = float(ss.mean()) if len(ss) else 0.0, 0.0
+    return float(a), float(b), float(np.mean(first)) if first else 0.0, int(ns.max()) if len(ns) else 0
+
+
+def report(args: argparse.Namespace, timer: Timer, prop_samples: dict, differing: dict) -> None:
+    cfg = build_config(args, args.encoder[0])
+    all_seqs = load_sequences("davis16", cfg.data.root)
+    lengths = [len(s.frames) for s in all_seqs]
+    decode = float(np.sum(timer.seconds["all", "decode"]))
+    frames = len(prop_samples[args.encoder[0]])
+    per = {}
+    for mode in args.encoder:
+        per[mode] = {"decode": decode / frames}
+        for stage in STAGES[1:]:
+            per[mode][stage] = float(np.sum(timer.seconds[mode, stage])) / frames
+    print(f"\n{frames} frames of {', '.join(args.sequences)} at input size {args.input_size}; "
+          f"{torch.get_num_threads()} threads; {load_line()}")
+    header = f"{'stage':<18}" + "".join(f"{mode + ' s/frame':>20}{'share':>7}" for mode in args.encoder)
+    print(header)
+    for stage in STAGES:
+        row = f"{stage:<18}"
+        for mode in args.encoder:
+            total = sum(per[mode].values())
+            row += f"{per[mode][stage]:20.3f}{100 * per[mode][stage] / total:6.1f}%"
+        print(row)
+    print(f"{'total':<18}" + "".join(f"{sum(per[m].values()):20.3f}{'':>7}" for m in args.encoder))
+    for mode in args.encoder:
+        old = float(np.sum(timer.seconds[mode, "all-channel upsample_labels"])) / frames
+        new = per[mode]["upsample+argmax"]
+        print(f"{mode}: up-sampling + argmax {new * 1000:.1f} ms/frame against {old * 1000:.1f} ms for the "
+              f"all-channel upsample_labels ({old / new:.1f}x)")
+    base = args.encoder[0]
+    for mode in args.encoder[1:]:
+        enc = per[base]["encoder"] / per[mode]["encoder"]
+        tot = sum(per[base].values()) / sum(per[mode].values())
+        diff, total = differing[mode]
+        print(f"{mode} vs {base}: encoder {enc:.2f}x, frame {tot:.2f}x faster; labels differ at {diff} of {total} "
+              f"pixels ({100 * diff / total:.4f} %)")
+    print(f"\nestimate for the {sum(lengths)} frames of the {len(lengths)} sequences in {cfg.data.root}:")
+    for mode in args.encoder:
+        a, b, first, n_max = fit_propagation(prop_samples[mode])
+        prop = sum(first if t == 0 else a + b * distinct_context(t, cfg.prop.context)
+                   for length in lengths for t in range(length))
+        rest = sum(lengths) * sum(per[mode][s] for s in STAGES if s != "propagation")
+        note = "" if n_max >= cfg.prop.context + 1 else f" (extrapolated: measured contexts up to {n_max} frames)"
+        print(f"  {mode}: {(prop + rest) / 60:.1f} min = propagation {prop / 60:.1f} min "
+              f"({prop / sum(lengths):.2f} s/frame; fit {a:.3f} + {b:.4f} * n s{note}) + the other stages "
+              f"{rest / 60:.1f} min")
+    print(f"  (the official code's propagation alone: {OFFICIAL_PROPAGATION_S} s/frame on 2 cores, "
+          f"{OFFICIAL_PROPAGATION_S * sum(lengths) / 60:.0f} min)")
+
+
+def overlap_run(args: argparse.Namespace, out: Path) -> None:
+    """test.py's loop (segment_sequence) with 0 and 2 loader workers, alternately."""
+    mode = args.encoder[0]
+    walls: dict[int, list[float]] = defaultdict(list)
+    seq = load_sequences("davis16", args.davis_root, args.sequences[:1])[0]
+    n = min(len(seq.frames), args.frames or len(seq.frames))
+    seq = dataclasses.replace(seq, frames=seq.frames[:n], outputs=tuple(range(n)))
+    extractor = build_extractor(build_config(args, mode))
+    for _ in range(args.overlap_rounds):
+        for workers in (0, 2):
+            cfg = build_config(args, mode, workers)
+            start = time.perf_counter()
+            segment_sequence(seq, extractor, make_propagator(cfg), out / f"overlap{workers}", cfg)
+            walls[workers].append(time.perf_counter() - start)
+    w0, w2 = (float(np.median(walls[w])) / n for w in (0, 2))
+    print(f"\ntest.py's loop on {n} frames of {seq.name} ({mode}; median of {args.overlap_rounds}): "
+          f"workers 0 {w0:.3f} s/frame, workers 2 {w2:.3f} s/frame ({w0 / w2:.3f}x); {load_line()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--davis-root", default=str(REPO.parent / "shared" / "data" / "DAVIS"))
+    parser.add_argument("--sequences", nargs="+", default=["dog"], help="DAVIS 2016 val sequences")
+    parser.add_argument("--frames", type=int, default=60, help="first N frames of each sequence (0 = all)")
+    parser.add_argument("--input-size", type=int, default=-1, help="shorter side; -1 = full 480p (the paper's)")
+    parser.add_argument("--model", default="hvc")
+    parser.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "hvc_bsds_cpu.pth"))
+    parser.add_argument("--encoder", nargs="+", default=["exact", "fused"], choices=["exact", "fused", "bf16"],
+                        help="run.encoder modes, run side by side; the first is the reference")
+    parser.add_argument("--batch", type=int, default=4, help="data.batch_size")
+    parser.add_argument("--overlap", action="store_true", help="also time test.py's loop with 0 and 2 workers")
+    parser.add_argument("--overlap-rounds", type=int, default=2)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="more TestConfig overrides")
+    args = parser.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}; {load_line()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        timer, prop_samples, differing = staged_run(args, Path(tmp))
+        report(args, timer, prop_samples, differing)
+        if args.overlap:
+            overlap_run(args, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

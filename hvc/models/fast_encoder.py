@@ -1,0 +1,88 @@
+"""Faster forms of an eval-mode test encoder, for inference only.
+
+Three forms of the same network (``docs``: README, section *Speed*):
+
+* ``exact``: the float32 eager module as loaded, the path the golden tests check;
+* ``fused``: every BatchNorm folded into the convolution before it, and the weights in
+  channels_last layout. Still float32; the folded weights round differently, so features
+  move by about 1e-6 (max abs) from ``exact``;
+* ``bf16``: ``fused`` with bfloat16 weights and activations (oneDNN's native bf16 kernels on
+  CPUs with AVX512_BF16/AMX, autocast's choice on GPUs); about 1e-2 relative on the
+  features, so labels can change: opt-in.
+
+``wrap_encoder(net, mode) -> module``: ``forward(frames [N, 3, H, W] float32) ->
+[N, C, H/8, W/8] float32`` whatever the mode.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from hvc.models.resnet import BasicBlock, Bottleneck, ResNet
+
+EncoderMode = Literal["exact", "fused", "bf16"]
+ENCODER_MODES: tuple[str, ...] = ("exact", "fused", "bf16")
+
+
+def _conv_bn_pairs(net: ResNet) -> list[tuple[nn.Module, str, str]]:
+    """(parent module, conv attribute, bn attribute) for every conv followed by its BatchNorm."""
+    pairs: list[tuple[nn.Module, str, str]] = [(net, "conv1", "bn1")]
+    for m in net.modules():
+        if isinstance(m, BasicBlock):
+            pairs += [(m, "conv1", "bn1"), (m, "conv2", "bn2")]
+        elif isinstance(m, Bottleneck):
+            pairs += [(m, "conv1", "bn1"), (m, "conv2", "bn2"), (m, "conv3", "bn3")]
+        if isinstance(m, (BasicBlock, Bottleneck)) and m.downsample is not None:
+            pairs.append((m.downsample, "0", "1"))
+    return pairs
+
+
+@torch.no_grad()
+def fold_batchnorm(net: ResNet) -> ResNet:
+    """A copy of the eval-mode ``net`` with each BatchNorm folded into its convolution.
+
+    ``conv(x) * g / sqrt(v + eps) + (b - m * g / sqrt(v + eps))`` is one convolution with
+    scaled weights and a bias; the BatchNorm becomes an identity. Only valid in eval mode
+    (running statistics): a train-mode network is refused.
+    """
+    if net.training:
+        raise ValueError("fold_batchnorm needs an eval-mode network (BatchNorm running statistics)")
+    folded = copy.deepcopy(net)
+    for parent, conv_name, bn_name in _conv_bn_pairs(folded):
+        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+        setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+        setattr(parent, bn_name, nn.Identity())
+    left = [name for name, m in folded.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    if left:  # a new block type whose pairs _conv_bn_pairs does not know
+        raise RuntimeError(f"BatchNorm layers left unfolded: {left}")
+    return folded.eval()
+
+
+class FastEncoder(nn.Module):
+    """A folded encoder in channels_last layout, optionally in bfloat16 (see module doc)."""
+
+    def __init__(self, net: ResNet, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.net = fold_batchnorm(net).to(dtype=dtype, memory_format=torch.channels_last)
+        self.dtype = dtype
+        self.out_channels = net.out_channels
+
+    def forward(self, frames: Tensor) -> Tensor:
+        x = frames.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        # the next steps (normalisation, affinities) read channels contiguously per position
+        return self.net(x).float().contiguous()
+
+
+def wrap_encoder(net: ResNet, mode: EncoderMode) -> nn.Module:
+    """``net`` itself (``exact``) or its :class:`FastEncoder` (``fused``, ``bf16``); eval mode."""
+    if mode not in ENCODER_MODES:
+        raise ValueError(f"encoder mode must be one of {ENCODER_MODES}, got {mode!r}")
+    net = net.eval()
+    if mode == "exact":
+        return net
+    return FastEncoder(net, torch.bfloat16 if mode == "bf16" else torch.float32).eval()

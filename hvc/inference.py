@@ -93,7 +93,7 @@ def is_finished(seq: VideoSequence, folder: Path) -> bool:
 def segment_sequence(seq: VideoSequence, extractor: FeatureExtractor, propagator: LabelPropagator,
                      folder: Path, cfg: TestConfig, vis_folder: Optional[Path] = None) -> None:
     """Propagate the annotations of ``seq`` through all its frames; write the output frames."""
-    frames = FrameDataset(seq, cfg.data.input_size, cfg.data.mean, cfg.data.std)
+    frames = FrameDataset(seq, cfg.data.input_size, cfg.data.mean, cfg.data.std, resize=cfg.data.resize)
     loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=cfg.data.workers,
                         pin_memory=extractor.device.type == "cuda")
     outputs = set(seq.outputs)

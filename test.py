@@ -1,4 +1,5 @@
-"""Label propagation on DAVIS / YouTube-VOS: writes indexed PNGs per sequence.
+"""Label propagation: DAVIS / YouTube-VOS / VOST (indexed PNGs per sequence), JHMDB (keypoint
+files) and VIP (class-id PNGs); the task is data.dataset (configs/test_<dataset>.yaml).
 
     python test.py --config configs/test_davis17.yaml [--model M] [--checkpoint P]
         [--merge-model mocov1] [--merge-lambda 1.05] [--input-size N] [--device cpu|cuda]
@@ -19,7 +20,7 @@ from hvc.cli import run_main
 from hvc.config.core import ConfigError, load_config
 from hvc.config.inference import TestConfig
 from hvc.data.vos import DatasetError
-from hvc.inference import run_inference
+from hvc.tasks.runners import run_test
 
 # flag -> config key
 _SHORTCUTS = {
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
     config_path, overrides = parse_args(argv)
     try:
         cfg = load_config(TestConfig, config_path, overrides)
-        out = run_inference(cfg)
+        out = run_test(cfg)
     except (ConfigError, DatasetError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -122,7 +122,8 @@ def segment_sequence(seq: VideoSequence, extractor: FeatureExtractor, propagator
 def _protocol(cfg: TestConfig) -> dict:
     """The settings that change the results (not where they go or how fast they come)."""
     d = to_dict(cfg)
-    data = {k: v for k, v in d["data"].items() if k not in ("root", "sequences", "workers", "batch_size")}
+    ignored = ("root", "sequences", "video_list", "workers", "batch_size")  # what, where and how fast
+    data = {k: v for k, v in d["data"].items() if k not in ignored}
     return {"model": d["model"], "data": data, "prop": d["prop"]}
 
 

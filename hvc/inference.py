@@ -145,7 +145,7 @@ def check_finite(values: Tensor, what: str, seq: VideoSequence, t: int, hint: st
 def segment_sequence(seq: VideoSequence, extractor: FeatureExtractor, propagator: LabelPropagator,
                      folder: Path, cfg: TestConfig, vis_folder: Optional[Path] = None, progress: bool = True) -> None:
     """Propagate the annotations of ``seq`` through all its frames; write the output frames to ``folder``."""
-    frames = FrameDataset(seq, cfg.data.input_size, cfg.data.mean, cfg.data.std)
+    frames = FrameDataset(seq, cfg.data.input_size, cfg.data.mean, cfg.data.std, resize=cfg.data.resize)
     check_frame_size(seq, frames, cfg.prop.topk)
     loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=cfg.data.workers,
                         pin_memory=extractor.device.type == "cuda")
@@ -177,7 +177,8 @@ def segment_sequence(seq: VideoSequence, extractor: FeatureExtractor, propagator
 def _protocol(cfg: TestConfig) -> dict:
     """The settings that change the results (not where they go or how fast they come)."""
     d = to_dict(cfg)
-    data = {k: v for k, v in d["data"].items() if k not in ("root", "sequences", "workers", "batch_size")}
+    ignored = ("root", "sequences", "video_list", "workers", "batch_size")  # what, where and how fast
+    data = {k: v for k, v in d["data"].items() if k not in ignored}
     return {"model": d["model"], "data": data, "prop": d["prop"]}
 
 

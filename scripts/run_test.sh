@@ -2,11 +2,12 @@
 # Label propagation of one model on one benchmark.
 #   bash scripts/run_test.sh <model> <dataset> [extra test.py arguments]
 # model: hvc, mocov1, imagenet18, imagenet50, random18
-# dataset: davis16, davis17, davis17dev, ytvos (2018), ytvos19
+# dataset: davis16, davis17, davis17dev, ytvos (2018), ytvos19, jhmdb (pose), vip (parts), vost
 # Uses configs/test_<dataset>.yaml and writes results/<model>/<dataset>/ (with --merge-model M:
 # results/<model>+M/<dataset>/), where scripts/run_metrics reads them.
-# Environment: DATA_ROOT (default data), RESULTS_ROOT (default results), PYTHON (default python);
-# relative paths are taken from the repository root.
+# Environment: DATA_ROOT (default data), JHMDB_ROOT / VIP_ROOT / VOST_ROOT (default
+# $DATA_ROOT/JHMDB, /VIP, /VOST, as scripts/run_metrics), RESULTS_ROOT (default results),
+# PYTHON (default python); relative paths are taken from the repository root.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
@@ -21,7 +22,11 @@ case "$dataset" in
     davis16|davis17|davis17dev) root=$data/DAVIS ;;
     ytvos) root=$data/YTB/2018 ;;
     ytvos19) root=$data/YTB/2019 ;;
-    *) echo "error: $dataset: unknown dataset (davis16, davis17, davis17dev, ytvos, ytvos19)" >&2; exit 2 ;;
+    jhmdb) root=${JHMDB_ROOT:-$data/JHMDB} ;;
+    vip) root=${VIP_ROOT:-$data/VIP} ;;
+    vost) root=${VOST_ROOT:-$data/VOST} ;;
+    *) echo "error: $dataset: unknown dataset (davis16, davis17, davis17dev, ytvos, ytvos19, jhmdb, vip, vost)" >&2
+       exit 2 ;;
 esac
 
 cd "$(dirname "$0")/.."

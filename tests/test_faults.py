@@ -628,7 +628,7 @@ def test_eval_metrics_flags_in_any_order(tmp_path, capsys):
 def test_run_test_sh_usage_error_is_one_line():
     run = script(["bash", "scripts/run_test.sh", "random18", "davis18"])
     assert run.returncode == 2 and run.stderr.splitlines() == [
-        "error: davis18: unknown dataset (davis16, davis17, davis17dev, ytvos, ytvos19)"]
+        "error: davis18: unknown dataset (davis16, davis17, davis17dev, ytvos, ytvos19, jhmdb, vip, vost)"]
 
 
 def test_run_test_sh_passes_on_test_py_exit_codes(tmp_path):

@@ -1,4 +1,5 @@
-"""Schema of ``test.py``: label propagation on DAVIS / YouTube-VOS (docs/propagation.md).
+"""Schema of ``test.py``: label propagation on DAVIS / YouTube-VOS (docs/propagation.md) and on
+JHMDB, VIP and VOST (docs/tasks.md).
 
 Defaults follow the paper's test protocol except two options that are off unless asked:
 ``model.bn_dummy_forward`` (the official dummy BatchNorm pass, on in the paper-protocol
@@ -18,7 +19,7 @@ from hvc.propagation.config import PropagationConfig
 MIN_INPUT_SIZE = 16
 
 ModelName = Literal["hvc", "mocov1", "imagenet18", "imagenet50", "random18"]
-DatasetName = Literal["davis16", "davis17", "davis17dev", "ytvos", "ytvos19"]
+DatasetName = Literal["davis16", "davis17", "davis17dev", "ytvos", "ytvos19", "jhmdb", "vip", "vost"]
 
 
 @dataclass
@@ -42,15 +43,26 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    # Benchmark: davis16 / davis17 (val), davis17dev (2017 test-dev), ytvos (2018 valid), ytvos19.
+    # Benchmark: davis16 / davis17 (val), davis17dev (2017 test-dev), ytvos (2018 valid), ytvos19;
+    # jhmdb (pose, keypoint files), vip (parts, class-id PNGs), vost (val, indexed PNGs).
     dataset: DatasetName = "davis17"
-    # Dataset root: the DAVIS folder, or data/YTB/<year> for YouTube-VOS.
+    # Dataset root: the DAVIS folder, data/YTB/<year> for YouTube-VOS, or the JHMDB / VIP / VOST folder.
     root: str = "data/DAVIS"
-    # Sequences to run; empty = the whole split. Naming a missing sequence is an error.
+    # Sequences (JHMDB: <class>/<video>, VIP: videos) to run; empty = the whole split or list.
+    # Naming a missing sequence is an error.
     sequences: list[str] = field(default_factory=list)
-    # Shorter side of the frames fed to the encoder (bilinear, align_corners=True); -1 = full size,
-    # otherwise at least MIN_INPUT_SIZE.
+    # JHMDB / VIP only: the video list (JHMDB: videowalk's list, <class>/<video> lines or a folder
+    # of official split files; VIP: the paper's val_vip.txt). None = what the scorer uses by
+    # default (JHMDB: <root>/splits, split 1 test, if present; VIP: every annotated frame).
+    video_list: Optional[str] = None
+    # Frame size fed to the encoder: the shorter side (keeping the aspect ratio; bilinear,
+    # align_corners=True) or, with resize=square, both sides; -1 = full size, otherwise at least
+    # MIN_INPUT_SIZE.
     input_size: int = -1
+    # How frames are resized to input_size: "shorter" (bilinear, align_corners=True: the official
+    # HVC loader) or "square" (input_size x input_size, aspect not kept, bilinear with half-pixel
+    # centres like cv2.resize: videowalk's JHMDB and VIP loaders).
+    resize: Literal["shorter", "square"] = "shorter"
     # Test normalisation: ImageNet statistics (docs/propagation.md), RGB in [0, 1].
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)

@@ -174,12 +174,16 @@ def _read_meta(meta_path: Path) -> dict[str, list[str]]:
 
 
 def load_sequences(dataset: str, root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[VideoSequence]:
-    """The sequences of benchmark ``dataset`` (davis16, davis17, davis17dev, ytvos, ytvos19)."""
+    """The sequences of benchmark ``dataset`` (davis16, davis17, davis17dev, ytvos, ytvos19, vost)."""
     if dataset in DAVIS_SPLITS:
         return davis_sequences(root, dataset, wanted)
     if dataset in YTVOS_DATASETS:
         return ytvos_sequences(root, wanted)
-    raise DatasetError(f"data.dataset: unknown dataset {dataset!r}; choose one of {[*DAVIS_SPLITS, *YTVOS_DATASETS]}")
+    if dataset == "vost":  # VOST val: DAVIS-like, sparse annotations (hvc.data.vost imports this module)
+        from hvc.data.vost import vost_sequences
+        return vost_sequences(root, "val", wanted)
+    raise DatasetError(f"data.dataset: unknown dataset {dataset!r}; choose one of "
+                       f"{[*DAVIS_SPLITS, *YTVOS_DATASETS, 'vost']}")
 
 
 def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
@@ -191,18 +195,31 @@ def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
     return (shorter, int(w * shorter / h)) if h <= w else (int(h * shorter / w), shorter)
 
 
+ResizeMode = Literal["shorter", "square"]
+
+
 class FrameDataset(Dataset):
     """Frames of one sequence, ready for the encoder.
 
-    ``dataset[t] -> [3, h, w]`` float32: RGB in [0, 1], resized so that the shorter side is
-    ``input_size`` (bilinear, align_corners=True; -1 = full size), then normalised.
+    ``dataset[t] -> [3, h, w]`` float32: RGB in [0, 1], resized, then normalised. Resizing
+    (``input_size`` = -1 keeps the full size):
+
+    * ``"shorter"``: the shorter side becomes ``input_size`` (bilinear, align_corners=True, the
+      official HVC loader);
+    * ``"square"``: ``input_size`` x ``input_size`` whatever the aspect ratio, bilinear with
+      half-pixel centres (align_corners=False), which is what ``cv2.resize`` computes on the
+      float images of videowalk's JHMDB / VIP loaders (``code/data/jhmdb.py``, ``code/data/vos.py``).
     """
 
     def __init__(self, sequence: VideoSequence, input_size: int, mean: Sequence[float], std: Sequence[float],
-                 size: Optional[tuple[int, int]] = None):
+                 size: Optional[tuple[int, int]] = None, resize: ResizeMode = "shorter"):
+        if resize not in ("shorter", "square"):
+            raise ValueError(f"resize must be 'shorter' or 'square', got {resize!r}")
         self.sequence = sequence
         self.size = size or _image_size(sequence.frames[0])
-        self.out_size = scaled_size(self.size, input_size)
+        square = resize == "square" and input_size > 0
+        self.out_size = (input_size, input_size) if square else scaled_size(self.size, input_size)
+        self.align_corners = not square
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
 
@@ -221,5 +238,5 @@ class FrameDataset(Dataset):
                                f"sequence's {self.size[0]}x{self.size[1]}")
         x = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
         if self.out_size != self.size:
-            x = F.interpolate(x[None], size=self.out_size, mode="bilinear", align_corners=True)[0]
+            x = F.interpolate(x[None], size=self.out_size, mode="bilinear", align_corners=self.align_corners)[0]
         return (x - self.mean) / self.std

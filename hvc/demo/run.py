@@ -7,7 +7,9 @@ and a two-object demo video in the DAVIS layout, (2) train HVC on the photos (tr
 (3) export its encoder (hvc.export), (4) propagate the first-frame masks with the trained
 encoder and with ``random18`` (test.py, overlays + mp4), (5) score both (eval_metrics.py)
 and print a two-row J&F table. Everything is written under ``--output``; seeds are fixed,
-so a rerun gives the same numbers.
+so a rerun gives the same numbers. An extra stage propagates the joints of a synthetic JHMDB
+clip (hvc.demo.tasks) with both encoders (test.py --config configs/test_jhmdb.yaml) and prints
+their PCK (eval_metrics.py --task jhmdb).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ TEST_CONFIG = REPO / "configs" / "demo_test.yaml"
 SEQUENCE = "cat-astronaut"
 MODELS = ("hvc", "random18")
 QUICK_STEPS, QUICK_FRAMES = 3, 10  # --quick: the CI smoke run
+KEYPOINT_CONFIG = REPO / "configs" / "test_jhmdb.yaml"
+KEYPOINT_FRAMES, QUICK_KEYPOINT_FRAMES = 10, 4  # frames of the synthetic JHMDB clip
 
 
 class DemoError(HvcError):
@@ -72,6 +76,29 @@ def format_table(scores: dict[str, dict[str, float]]) -> str:
     for model, s in scores.items():
         lines.append(f"{model:<10} {s['J&F-Mean']:>9.3f} {s['J-Mean']:>7.3f} {s['F-Mean']:>7.3f}")
     return "\n".join(lines)
+
+
+def run_keypoints(output: Path, frames: int) -> dict[str, dict[str, float]]:
+    """Extra stage: PCK@0.1 / @0.2 of both encoders on a synthetic JHMDB clip (walking figure)."""
+    from hvc.demo.tasks import write_jhmdb_clip
+
+    root = output.resolve() / "JHMDB"
+    shutil.rmtree(root, ignore_errors=True)
+    write_jhmdb_clip(root, num_frames=frames)
+    pck = {}
+    for model in MODELS:
+        results = output.resolve() / "results" / f"{model}_jhmdb"
+        _stage(f"extra: joints of a {frames}-frame walking figure with {model} (test.py, eval_metrics.py)")
+        extra = ["--checkpoint", str(output.resolve() / "checkpoints" / "hvc_demo.pth")] if model == "hvc" else []
+        _call(f"test {model} jhmdb", ["test.py", "--config", str(KEYPOINT_CONFIG), "--model", model, *extra,
+                                      "--output", str(results), "--device", "cpu", "--overwrite",
+                                      f"data.root={root}", "data.workers=0"])
+        _call(f"metrics {model} jhmdb", ["eval_metrics.py", "--task", "jhmdb", "--root", str(root),
+                                         "--results", str(results), "--output", str(results)])
+        with open(results / "pck_results.csv", newline="") as f:
+            rows = {float(row["Threshold"]): float(row["Mean"]) for row in csv.DictReader(f)}
+        pck[model] = {"PCK@0.1": rows[0.1], "PCK@0.2": rows[0.2]}
+    return pck
 
 
 def run_demo(output: Path, steps: int | None, frames: int) -> dict[str, dict[str, float]]:
@@ -134,12 +161,20 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     output = Path(args.output)
     scores = run_demo(output, steps, frames)
+    middle = time.perf_counter()
+    pck = run_keypoints(output, QUICK_KEYPOINT_FRAMES if args.quick else KEYPOINT_FRAMES)
     out = output.resolve()
-    print(f"\n===== J&F on the demo video ({time.perf_counter() - start:.0f} s) =====")
+    end = time.perf_counter()
+    print(f"\n===== J&F on the demo video ({middle - start:.0f} s) =====")
     print(format_table(scores))
+    print(f"\n===== PCK (%) on the synthetic keypoint clip ({end - middle:.0f} s more) =====")
+    print(f"{'model':<10} {'PCK@0.1':>8} {'PCK@0.2':>8}")
+    for model, p in pck.items():
+        print(f"{model:<10} {p['PCK@0.1']:>8.1f} {p['PCK@0.2']:>8.1f}")
     print(f"\ntraining run:  {out / 'train'} (log.jsonl, checkpoint.pth)")
     for model in MODELS:
-        print(f"{model + ':':<14} masks {out / 'results' / model}, overlays + mp4 {out / 'results' / model}_vis")
+        print(f"{model + ':':<14} masks {out / 'results' / model}, overlays + mp4 {out / 'results' / model}_vis, "
+              f"keypoints {out / 'results' / model}_jhmdb")
     return 0
 
 

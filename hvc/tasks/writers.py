@@ -1,0 +1,78 @@
+"""Output writers of the propagation tasks: what each benchmark's scorer reads (docs/tasks.md).
+
+A writer receives the propagated soft masks of one clip, frame after frame (``add``), and
+writes that task's files; ``close`` ends the clip. Every file is written atomically, so a file
+that exists is complete.
+
+* VOS (DAVIS, YouTube-VOS, VOST): indexed palette PNGs per frame, written by
+  :func:`hvc.data.palette.save_indexed_png` in :mod:`hvc.inference`.
+* JHMDB: :class:`KeypointWriter`, one ``<class>/<video>.npz`` of joint coordinates per clip.
+* VIP: :class:`ClassIdWriter`, one greyscale class-id PNG per annotated frame.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+from torch import Tensor
+
+from hvc.fileio import atomic_path
+from hvc.propagation import upsample_labels
+from hvc.tasks.pose import decode_keypoints, save_keypoints
+
+
+class KeypointWriter:
+    """JHMDB: decodes every propagated frame (frame 0 included, as videowalk's ``test.py``) to
+    joint coordinates at feature resolution and, at ``close``, saves the clip's [2, J, T] array
+    as ``path`` with the label-map size (:func:`hvc.tasks.pose.save_keypoints`)."""
+
+    def __init__(self, path: str | os.PathLike, num_frames: int):
+        self.path = Path(path)
+        self.num_frames = num_frames
+        self.coords: list[np.ndarray] = []  # per frame: [2, J] (x row 0, y row 1), -1 = lost
+        self.feature_wh: tuple[int, int] | None = None
+
+    def add(self, soft: Tensor) -> None:
+        """soft: [1 + J, h, w] propagated maps, channel 0 the background."""
+        self.feature_wh = (soft.shape[2], soft.shape[1])
+        self.coords.append(decode_keypoints(soft.cpu()))
+
+    def close(self) -> None:
+        if len(self.coords) != self.num_frames:  # never write a clip that stopped half-way
+            raise RuntimeError(f"{self.path}: {len(self.coords)} of {self.num_frames} frames propagated")
+        save_keypoints(self.path, np.stack(self.coords, axis=-1), self.feature_wh)
+
+
+class ClassIdWriter:
+    """VIP: the class ids of every frame as a greyscale PNG ``<folder>/<frame>.png`` at the
+    ground truth's size ``size`` (H, W): argmax of the bilinearly up-sampled soft masks, as the
+    VOS path writes its masks (videowalk instead takes the argmax at its 560x560 input size and
+    the scorer resizes it with nearest neighbours; docs/tasks.md)."""
+
+    def __init__(self, folder: str | os.PathLike, frame_names: Sequence[str], size: tuple[int, int]):
+        self.folder = Path(folder)
+        self.names = list(frame_names)
+        self.size = size
+        self.t = 0
+
+    def add(self, soft: Tensor) -> None:
+        """soft: [num_classes, h, w] propagated masks of the next frame."""
+        labels, _ = upsample_labels(soft, self.size)
+        save_class_ids(self.folder / f"{self.names[self.t]}.png", labels.cpu().numpy())
+        self.t += 1
+
+    def close(self) -> None:
+        if self.t != len(self.names):
+            raise RuntimeError(f"{self.folder}: {self.t} of {len(self.names)} frames propagated")
+
+
+def save_class_ids(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """Write ``labels`` (uint8 [H, W] class ids) as a greyscale PNG, atomically."""
+    if labels.dtype != np.uint8 or labels.ndim != 2:
+        raise ValueError(f"{path}: expected a uint8 [H, W] class-id map, got {labels.dtype} {labels.shape}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(labels).save(tmp, format="PNG")  # uint8 [H, W] -> mode L

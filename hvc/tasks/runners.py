@@ -26,14 +26,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hvc.config.core import ConfigError, dump_yaml
+from hvc.config.core import ConfigError, dump_yaml, load_config
 from hvc.config.inference import TestConfig
 from hvc.data.jhmdb import JHMDBVideo, check_frame_count, image_size, jhmdb_videos
 from hvc.data.vip import NUM_CLASSES as VIP_CLASSES
 from hvc.data.vip import VIPVideo, read_class_ids, vip_videos
 from hvc.data.vos import DatasetError, FrameDataset
 from hvc.fileio import atomic_write_text
-from hvc.inference import FeatureExtractor, _check_protocol, build_extractor, output_dir, result_tag, run_inference
+from hvc.inference import FeatureExtractor, _protocol, build_extractor, output_dir, result_tag, run_inference
 from hvc.metrics.pck import default_list
 from hvc.propagation import LabelPropagator
 from hvc.tasks.pose import NUM_JOINTS, feature_coords, joint_label_maps
@@ -179,6 +179,13 @@ def _check_task_settings(cfg: TestConfig) -> None:
                           f"{CHANNELS[task]} (got {cfg.prop.num_classes})")
     if cfg.run.visualize:
         raise ConfigError(f"run.visualize (--visualize) writes VOS overlays; it is not available for {task}")
+
+
+def _check_protocol(cfg: TestConfig, record: Path) -> None:
+    """Refuse to mix clips made with other settings in one folder (unless overwriting)."""
+    if record.is_file() and not cfg.run.overwrite and _protocol(load_config(TestConfig, record)) != _protocol(cfg):
+        raise ConfigError(f"{record.parent}: holds results made with other settings (see {record}); "
+                          f"pass --overwrite to redo them or choose another run.output_dir")
 
 
 def run_task(cfg: TestConfig) -> Path:

@@ -15,6 +15,7 @@ their PCK (eval_metrics.py --task jhmdb).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -22,7 +23,9 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from hvc.cli import child_saw_closed_pipe, run_main
 from hvc.errors import ArgumentParser, HvcError, entry_point
@@ -70,6 +73,44 @@ def _read_scores(csv_path: Path) -> dict[str, float]:
     return {k: float(rows[0][k]) for k in ("J&F-Mean", "J-Mean", "F-Mean")}
 
 
+@dataclass(frozen=True)
+class StageTime:
+    name: str
+    wall: float  # seconds
+    cpu: float  # CPU seconds (user + system) of the demo and the entry points it ran
+
+
+@dataclass
+class DemoResult:
+    scores: dict[str, dict[str, float]]  # model -> {J&F-Mean, J-Mean, F-Mean}
+    stages: list[StageTime] = field(default_factory=list)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@contextlib.contextmanager
+def _timed(stages: list[StageTime], name: str) -> Iterator[None]:
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    yield
+    stages.append(StageTime(name, time.perf_counter() - wall, _cpu_seconds() - cpu))
+
+
+def format_timings(stages: list[StageTime]) -> str:
+    """Stage | seconds | CPU seconds, with the total."""
+    width = max(len(s.name) for s in stages + [StageTime("total", 0, 0)])
+    lines = [f"{'stage':<{width}} {'seconds':>8} {'CPU s':>7}"]
+    lines += [f"{s.name:<{width}} {s.wall:>8.1f} {s.cpu:>7.1f}" for s in stages]
+    lines.append(f"{'total':<{width}} {sum(s.wall for s in stages):>8.1f} {sum(s.cpu for s in stages):>7.1f}")
+    return "\n".join(lines)
+
+
 def format_table(scores: dict[str, dict[str, float]]) -> str:
     """The two-row (one per model) J&F table."""
     lines = [f"{'model':<10} {'J&F-Mean':>9} {'J-Mean':>7} {'F-Mean':>7}"]
@@ -101,8 +142,8 @@ def run_keypoints(output: Path, frames: int) -> dict[str, dict[str, float]]:
     return pck
 
 
-def run_demo(output: Path, steps: int | None, frames: int) -> dict[str, dict[str, float]]:
-    """Run every stage into ``output``; returns {model: {J&F-Mean, J-Mean, F-Mean}}.
+def run_demo(output: Path, steps: int | None, frames: int) -> DemoResult:
+    """Run every stage into ``output``; returns the J&F scores per model and the stage timings.
 
     steps: training steps (None = configs/demo_train.yaml's optim.max_steps); frames: video length.
     """
@@ -114,35 +155,40 @@ def run_demo(output: Path, steps: int | None, frames: int) -> dict[str, dict[str
     # a rerun starts from scratch: stale photos, frames or checkpoints would change the numbers
     for folder in (photos, davis, train_dir):
         shutil.rmtree(folder, ignore_errors=True)
+    result = DemoResult(scores={})
 
     _stage("1/5 data: scikit-image photos and the demo video")
-    n_photos = len(write_training_photos(str(photos)))
-    video, labels = render_video(num_frames=frames)
-    write_davis_sequence(str(davis), SEQUENCE, video, labels)
+    with _timed(result.stages, "1 data"):
+        n_photos = len(write_training_photos(str(photos)))
+        video, labels = render_video(num_frames=frames)
+        write_davis_sequence(str(davis), SEQUENCE, video, labels)
     print(f"{n_photos} training images in {photos}; {frames} frames of '{SEQUENCE}' in {davis}")
 
     _stage("2/5 train HVC on the photos (train.py, CPU)")
     overrides = [f"output.dir={train_dir}", f"data.roots={json.dumps([str(photos)])}"]
     if steps is not None:
         overrides.append(f"optim.max_steps={steps}")
-    _call("train", ["train.py", "--config", str(TRAIN_CONFIG), *overrides])
+    with _timed(result.stages, "2 train"):
+        _call("train", ["train.py", "--config", str(TRAIN_CONFIG), *overrides])
 
     _stage("3/5 export the encoder (hvc.export)")
-    _call("export", ["-m", "hvc.export", str(train_dir / "checkpoint.pth"), str(export), "--drop-layer4"])
+    with _timed(result.stages, "3 export"):
+        _call("export", ["-m", "hvc.export", str(train_dir / "checkpoint.pth"), str(export), "--drop-layer4"])
 
-    scores = {}
-    for i, model in enumerate(MODELS):
+    for model in MODELS:
         results = output / "results" / model
         _stage(f"4/5 label propagation with {model} (test.py)")
         extra = ["--checkpoint", str(export)] if model == "hvc" else []
-        _call(f"test {model}", ["test.py", "--config", str(TEST_CONFIG), "--model", model, *extra,
-                                "--output", str(results), "--device", "cpu", "--visualize", "--overwrite",
-                                f"data.root={davis}"])
+        with _timed(result.stages, f"4 propagate {model}"):
+            _call(f"test {model}", ["test.py", "--config", str(TEST_CONFIG), "--model", model, *extra,
+                                    "--output", str(results), "--device", "cpu", "--visualize", "--overwrite",
+                                    f"data.root={davis}"])
         _stage(f"5/5 J&F of {model} (eval_metrics.py)")
-        _call(f"metrics {model}", ["eval_metrics.py", "--davis-root", str(davis), "--results", str(results),
-                                   "--year", "2017", "--output", str(results)])
-        scores[model] = _read_scores(results / "global_results-val.csv")
-    return scores
+        with _timed(result.stages, f"5 score {model}"):
+            _call(f"metrics {model}", ["eval_metrics.py", "--davis-root", str(davis), "--results", str(results),
+                                       "--year", "2017", "--output", str(results)])
+        result.scores[model] = _read_scores(results / "global_results-val.csv")
+    return result
 
 
 @entry_point
@@ -160,13 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps must be >= 1 and --frames >= 3 (the first and last frames are not scored)")
     start = time.perf_counter()
     output = Path(args.output)
-    scores = run_demo(output, steps, frames)
+    result = run_demo(output, steps, frames)
     middle = time.perf_counter()
     pck = run_keypoints(output, QUICK_KEYPOINT_FRAMES if args.quick else KEYPOINT_FRAMES)
     out = output.resolve()
     end = time.perf_counter()
+    print(f"\n===== stage timings ({_cores()} CPU cores) =====")
+    print(format_timings(result.stages))
     print(f"\n===== J&F on the demo video ({middle - start:.0f} s) =====")
-    print(format_table(scores))
+    print(format_table(result.scores))
     print(f"\n===== PCK (%) on the synthetic keypoint clip ({end - middle:.0f} s more) =====")
     print(f"{'model':<10} {'PCK@0.1':>8} {'PCK@0.2':>8}")
     for model, p in pck.items():

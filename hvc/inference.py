@@ -31,7 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hvc.completion import STATE_DIR, Record, ResultsFolder, file_digest, settings_hash
+from hvc.completion import Record, ResultsFolder, file_digest, settings_hash
 from hvc.config.core import ConfigError, dump_yaml, load_config, to_dict
 from hvc.config.inference import TestConfig
 from hvc.data.palette import save_indexed_png
@@ -40,7 +40,7 @@ from hvc.errors import HvcError, InputError, NonFiniteError, ReportedElsewhere, 
 from hvc.fileio import atomic_path, atomic_write_text, writable_dir
 from hvc.models.encoders import checkpoint_path, load_encoder
 from hvc.propagation import LabelPropagator, embed, upsample_labels
-from hvc.sharding import Job, ShardSpec, job_shard
+from hvc.sharding import Job, ShardSpec, job_shard, shard_of
 from hvc.visualize import SequenceVisualizer
 
 log = logging.getLogger(__name__)
@@ -331,52 +331,56 @@ def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shar
     try:
         sequences = load_sequences(cfg.data.dataset, cfg.data.root, cfg.data.sequences)
     except HvcError as exc:  # the same on every rank: rank 0 reports it
-        if not job.is_main:
-            raise ReportedElsewhere(exc.exit_code) from None
-        raise
-    names, sizes = [s.name for s in sequences], [len(s.frames) for s in sequences]
+        raise exc if job.is_main else ReportedElsewhere(exc.exit_code) from None
     if merge_shards:
         plan = Plan(output_dir(cfg), ResultsFolder(output_dir(cfg), run_settings(cfg)), sequences, [])
+    else:
+        plan = _prepare_job(cfg, sequences, shard, job)
+        worker = f"shard {shard}" if shard is not None else job.describe()
+        sizes = {s.name: len(s.frames) for s in sequences}
+        share = job_shard(job, plan.todo, [sizes[n] for n in plan.todo], None)  # torchrun: this rank's part
+        _segment_in_job(cfg, plan, share, job, worker)
+    if shard is None and job.is_main:
         for path in write_summary(cfg, plan):
             log.info("wrote %s", path)
-        return plan.out
+    return plan.out
 
-    mine = job_shard(Job(), names, sizes, shard)  # torchrun: rank 0 prepares for the whole job
+
+def _prepare_job(cfg: TestConfig, sequences: list[VideoSequence], shard: Optional[ShardSpec], job: Job) -> Plan:
+    """Rank 0 (or the only process) prepares the output folder; every rank gets its plan."""
+    names = [s.name for s in sequences]
+    mine = shard_of(names, [len(s.frames) for s in sequences], shard.index, shard.count) if shard else names
     plan, failure = None, None
     if job.is_main:
         try:
             plan = prepare_output(cfg, sequences, mine, partial=shard is not None)
         except HvcError as exc:
             failure = exc
-    todo, code = job.broadcast((plan.todo, 0) if plan is not None else (None, getattr(failure, "exit_code", 0)))
+    message = (plan.todo, plan.folder.settings, 0) if plan else (None, None, getattr(failure, "exit_code", 0))
+    todo, settings, code = job.broadcast(message)
     if failure is not None:
         raise failure
     if todo is None:
         raise ReportedElsewhere(code)
-    if plan is None:
-        out = output_dir(cfg)
-        plan = Plan(out, ResultsFolder(out, run_settings(cfg)), sequences, todo)
-    skipped = len(mine) - len(todo)
-    if skipped and job.is_main:
-        log.info("skipping %d finished sequence(s) in %s (--overwrite to redo)", skipped, plan.out)
-    todo_sizes = [len(s.frames) for s in sequences if s.name in set(todo)]
-    share = job_shard(job, todo, todo_sizes, None) if job.distributed else todo
-    worker = f"shard {shard}" if shard is not None else job.describe()
+    if job.is_main and len(mine) > len(todo):
+        log.info("skipping %d finished sequence(s) in %s (--overwrite to redo)", len(mine) - len(todo), plan.out)
+    out = output_dir(cfg)
+    return plan or Plan(out, ResultsFolder(out, settings), sequences, todo)
 
-    code = 0
+
+def _segment_in_job(cfg: TestConfig, plan: Plan, share: list[str], job: Job, worker: str) -> None:
+    """Segment this process's share. In a torchrun job every rank then waits for the others;
+    if any failed, the lowest failing rank raises its error, the others exit with its code."""
+    code, failure = 0, None
     try:
         _segment_all(cfg, plan, share, job, worker)
     except HvcError as exc:
         if not job.distributed:
             raise
         code, failure = exc.exit_code, exc
-    worst = job.max_over_ranks(code)  # every rank waits here for the slowest
-    if worst:  # the lowest failing rank reports its error; the others exit with the worst code
+    worst = job.max_over_ranks(code)  # the barrier: every rank waits here for the slowest
+    if worst:
         reporter = -job.max_over_ranks(-job.rank if code else -job.world_size)
         if failure is not None and job.rank == reporter:
             raise failure
         raise ReportedElsewhere(worst)
-    if shard is None and job.is_main:
-        for path in write_summary(cfg, plan):
-            log.info("wrote %s", path)
-    return plan.out

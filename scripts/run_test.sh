@@ -7,6 +7,7 @@
 # results/<model>+M/<dataset>/), where scripts/run_metrics reads them.
 # Environment: DATA_ROOT (default data), RESULTS_ROOT (default results), PYTHON (default python);
 # relative paths are taken from the repository root.
+# Exit codes: test.py's (README, "Failure behaviour"); 2 for a bad command line here.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then

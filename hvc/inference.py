@@ -15,13 +15,9 @@ sequences can be split over a torchrun job or ``--shard i/n`` processes
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import logging
 import math
 import time
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -31,17 +27,17 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hvc.completion import STATE_DIR, Record, ResultsFolder, file_digest, settings_hash
-from hvc.config.core import ConfigError, dump_yaml, load_config, to_dict
+from hvc.completion import Record, ResultsFolder
 from hvc.config.inference import TestConfig
 from hvc.data.palette import save_indexed_png
-from hvc.data.vos import YTVOS_DATASETS, DatasetError, FrameDataset, VideoSequence, load_sequences, read_label_map
-from hvc.errors import HvcError, InputError, NonFiniteError, ReportedElsewhere, UsageError
-from hvc.fileio import atomic_path, atomic_write_text, writable_dir
-from hvc.models.encoders import checkpoint_path, load_encoder
+from hvc.data.vos import DatasetError, FrameDataset, VideoSequence, load_sequences, read_label_map
+from hvc.errors import HvcError, NonFiniteError, ReportedElsewhere, UsageError
+from hvc.models.encoders import load_encoder
 from hvc.models.fast_encoder import wrap_encoder
 from hvc.propagation import LabelPropagator, embed
-from hvc.sharding import Job, ShardSpec, job_shard
+from hvc.results import (Plan, output_dir, output_files, prepare_output, result_tag, run_settings, sequence_dir,
+                         write_summary)
+from hvc.sharding import Job, ShardSpec, job_shard, shard_of
 from hvc.upsample import upsample_argmax
 from hvc.visualize import SequenceVisualizer
 
@@ -87,25 +83,6 @@ def build_extractor(cfg: TestConfig, device: Optional[torch.device] = None) -> F
         merge = load_encoder(m.merge_model, m.merge_checkpoint, seed=m.seed,
                              bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
     return FeatureExtractor(main, merge, m.merge_lambda, device, cfg.run.amp, cfg.run.channels_last, cfg.run.encoder)
-
-
-def result_tag(cfg: TestConfig) -> str:
-    """Folder name of a model's results: ``<model>`` or ``<model>+<merge_model>``."""
-    return cfg.model.name + (f"+{cfg.model.merge_model}" if cfg.model.merge_model else "")
-
-
-def output_dir(cfg: TestConfig) -> Path:
-    return Path(cfg.run.output_dir or Path(cfg.run.results_root) / result_tag(cfg) / cfg.data.dataset)
-
-
-def sequence_dir(out: Path, dataset: str, name: str) -> Path:
-    """DAVIS: ``<out>/<seq>``; YouTube-VOS: the submission layout ``<out>/Annotations/<video>``."""
-    return out / "Annotations" / name if dataset in YTVOS_DATASETS else out / name
-
-
-def output_files(seq: VideoSequence) -> list[str]:
-    """The files a finished sequence holds, in frame order."""
-    return [f"{seq.frame_name(t)}.png" for t in seq.outputs]
 
 
 # The encoder's stride: a frame of H x W gives ceil(H/8) x ceil(W/8) feature cells.
@@ -174,126 +151,6 @@ def segment_sequence(seq: VideoSequence, extractor: FeatureExtractor, propagator
                 bar.update()
 
 
-def _protocol(cfg: TestConfig) -> dict:
-    """The settings that change the results (not where they go or how fast they come)."""
-    d = to_dict(cfg)
-    ignored = ("root", "sequences", "video_list", "workers", "batch_size")  # what, where and how fast
-    data = {k: v for k, v in d["data"].items() if k not in ignored}
-    return {"model": d["model"], "data": data, "prop": d["prop"]}
-
-
-def run_settings(cfg: TestConfig) -> str:
-    """The settings hash of completion records: the protocol, the autocast precision and the
-    bytes of every checkpoint file (a retrained file at the same path is other settings)."""
-    m = cfg.model
-    digests = {}
-    for name, given in ((m.name, m.checkpoint), (m.merge_model, m.merge_checkpoint)):
-        if name is not None and name != "random18":
-            path = checkpoint_path(name, given)
-            digests[name] = file_digest(path) if Path(path).is_file() else None  # missing: load_encoder says so
-    return settings_hash({"protocol": _protocol(cfg), "amp": cfg.run.amp, "checkpoints": digests})
-
-
-def _legacy_settings_differ(cfg: TestConfig, record: Path) -> bool:
-    """A ``config.yaml`` of other settings (folders written before completion records existed)."""
-    if not record.is_file():
-        return False
-    try:
-        return _protocol(load_config(TestConfig, record)) != _protocol(cfg)
-    except HvcError:
-        return True
-
-
-@dataclass
-class Plan:
-    """What this run does in its output folder."""
-
-    out: Path
-    folder: ResultsFolder
-    sequences: list[VideoSequence]  # every sequence of the benchmark selection, in list order
-    todo: list[str]  # names to segment (not finished with these settings), in list order
-
-
-def prepare_output(cfg: TestConfig, sequences: list[VideoSequence], mine: list[str], partial: bool) -> Plan:
-    """Check and prepare the output folder before any work (see :mod:`hvc.completion`).
-
-    ``mine``: the sequences this process is responsible for; ``partial``: a ``--shard`` run,
-    which removes (with --overwrite) only its own sequences and other settings' results.
-    """
-    out = output_dir(cfg)
-    writable_dir(out, "run.output_dir")
-    if cfg.run.visualize:
-        writable_dir(f"{out}_vis", "run.output_dir (visualisations: <output_dir>_vis)")
-    folder = ResultsFolder(out, run_settings(cfg))
-    config_record = out / "config.yaml"
-    dirs = {s.name: sequence_dir(out, cfg.data.dataset, s.name) for s in sequences}
-    foreign = folder.foreign()
-    legacy = (not folder.records() and _legacy_settings_differ(cfg, config_record)
-              and any(d.is_dir() for d in dirs.values()))
-    if (foreign or legacy) and not cfg.run.overwrite:
-        what = f"{len(foreign)} sequence(s), e.g. {foreign[0]}" if foreign else "sequence folders"
-        raise ConfigError(f"{out}: holds results made with other settings ({what}; see {config_record}); "
-                          f"pass --overwrite to replace them, or choose another run.output_dir")
-    if cfg.run.overwrite:  # remove first: a rerun then never mixes two settings
-        targets = set(foreign) | set(mine if partial else [*dirs, *folder.records()])
-        for name in sorted(targets):
-            folder.forget(name, dirs.get(name, sequence_dir(out, cfg.data.dataset, name)))
-    folder.clear_staging(mine if partial else None)  # frames of killed runs
-    atomic_write_text(config_record, dump_yaml(cfg))
-    todo = [s.name for s in sequences if s.name in set(mine)
-            and not folder.is_finished(s.name, dirs[s.name], output_files(s))]
-    if todo or cfg.run.overwrite:  # summaries and scores of earlier results no longer describe the folder
-        for pattern in STALE_SUMMARIES:
-            for stale in out.glob(pattern):
-                stale.unlink()
-    return Plan(out, folder, sequences, todo)
-
-
-SUMMARY_NAME = "sequences.csv"
-ZIP_NAME = "submission.zip"
-# Written from complete results: ours, and eval_metrics.py's CSVs (scripts/run_metrics puts them here).
-STALE_SUMMARIES = (SUMMARY_NAME, ZIP_NAME, "global_results-*.csv", "per-sequence_results-*.csv")
-
-
-def finished_records(cfg: TestConfig, plan: Plan) -> list[Record]:
-    """Every sequence's record; an InputError naming the unfinished ones if any is not finished."""
-    missing = [s.name for s in plan.sequences
-               if not plan.folder.is_finished(s.name, sequence_dir(plan.out, cfg.data.dataset, s.name),
-                                              output_files(s))]
-    if missing:
-        raise InputError(f"{plan.out}: {len(missing)} sequence(s) not finished with these settings: "
-                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
-                         f"(run the missing shards, or test.py without --shard)")
-    return [plan.folder.record(s.name) for s in plan.sequences]
-
-
-def write_summary(cfg: TestConfig, plan: Plan) -> list[Path]:
-    """``sequences.csv`` (one row a sequence) and, for YouTube-VOS, ``submission.zip``."""
-    records = finished_records(cfg, plan)
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["sequence", "frames", "outputs", "seconds", "worker", "settings"])
-    for r in records:
-        writer.writerow([r.sequence, r.frames, len(r.files), f"{r.seconds:.2f}", r.worker, r.settings[:12]])
-    atomic_write_text(plan.out / SUMMARY_NAME, text.getvalue())
-    written = [plan.out / SUMMARY_NAME]
-    if cfg.data.dataset in YTVOS_DATASETS:
-        written.append(zip_submission(plan.out, records, plan.folder.settings))
-    return written
-
-
-def zip_submission(out: Path, records: list[Record], settings: str) -> Path:
-    """``<out>/submission.zip`` holding ``Annotations/<video>/<frame>.png`` (YouTube-VOS upload):
-    exactly the files of the completion records; the zip comment names the settings hash."""
-    target = out / ZIP_NAME
-    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.comment = f"hvc settings {settings}".encode()
-        for record in records:
-            for name in record.files:
-                zf.write(out / "Annotations" / record.sequence / name, f"Annotations/{record.sequence}/{name}")
-    return target
-
-
 def _segment_all(cfg: TestConfig, plan: Plan, names: list[str], job: Job, worker: str) -> None:
     """Segment ``names`` into staging folders and commit each with its completion record."""
     if not names:
@@ -332,52 +189,56 @@ def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shar
     try:
         sequences = load_sequences(cfg.data.dataset, cfg.data.root, cfg.data.sequences)
     except HvcError as exc:  # the same on every rank: rank 0 reports it
-        if not job.is_main:
-            raise ReportedElsewhere(exc.exit_code) from None
-        raise
-    names, sizes = [s.name for s in sequences], [len(s.frames) for s in sequences]
+        raise exc if job.is_main else ReportedElsewhere(exc.exit_code) from None
     if merge_shards:
         plan = Plan(output_dir(cfg), ResultsFolder(output_dir(cfg), run_settings(cfg)), sequences, [])
+    else:
+        plan = _prepare_job(cfg, sequences, shard, job)
+        worker = f"shard {shard}" if shard is not None else job.describe()
+        sizes = {s.name: len(s.frames) for s in sequences}
+        share = job_shard(job, plan.todo, [sizes[n] for n in plan.todo], None)  # torchrun: this rank's part
+        _segment_in_job(cfg, plan, share, job, worker)
+    if shard is None and job.is_main:
         for path in write_summary(cfg, plan):
             log.info("wrote %s", path)
-        return plan.out
+    return plan.out
 
-    mine = job_shard(Job(), names, sizes, shard)  # torchrun: rank 0 prepares for the whole job
+
+def _prepare_job(cfg: TestConfig, sequences: list[VideoSequence], shard: Optional[ShardSpec], job: Job) -> Plan:
+    """Rank 0 (or the only process) prepares the output folder; every rank gets its plan."""
+    names = [s.name for s in sequences]
+    mine = shard_of(names, [len(s.frames) for s in sequences], shard.index, shard.count) if shard else names
     plan, failure = None, None
     if job.is_main:
         try:
             plan = prepare_output(cfg, sequences, mine, partial=shard is not None)
         except HvcError as exc:
             failure = exc
-    todo, code = job.broadcast((plan.todo, 0) if plan is not None else (None, getattr(failure, "exit_code", 0)))
+    message = (plan.todo, plan.folder.settings, 0) if plan else (None, None, getattr(failure, "exit_code", 0))
+    todo, settings, code = job.broadcast(message)
     if failure is not None:
         raise failure
     if todo is None:
         raise ReportedElsewhere(code)
-    if plan is None:
-        out = output_dir(cfg)
-        plan = Plan(out, ResultsFolder(out, run_settings(cfg)), sequences, todo)
-    skipped = len(mine) - len(todo)
-    if skipped and job.is_main:
-        log.info("skipping %d finished sequence(s) in %s (--overwrite to redo)", skipped, plan.out)
-    todo_sizes = [len(s.frames) for s in sequences if s.name in set(todo)]
-    share = job_shard(job, todo, todo_sizes, None) if job.distributed else todo
-    worker = f"shard {shard}" if shard is not None else job.describe()
+    if job.is_main and len(mine) > len(todo):
+        log.info("skipping %d finished sequence(s) in %s (--overwrite to redo)", len(mine) - len(todo), plan.out)
+    out = output_dir(cfg)
+    return plan or Plan(out, ResultsFolder(out, settings), sequences, todo)
 
-    code = 0
+
+def _segment_in_job(cfg: TestConfig, plan: Plan, share: list[str], job: Job, worker: str) -> None:
+    """Segment this process's share. In a torchrun job every rank then waits for the others;
+    if any failed, the lowest failing rank raises its error, the others exit with its code."""
+    code, failure = 0, None
     try:
         _segment_all(cfg, plan, share, job, worker)
     except HvcError as exc:
         if not job.distributed:
             raise
         code, failure = exc.exit_code, exc
-    worst = job.max_over_ranks(code)  # every rank waits here for the slowest
-    if worst:  # the lowest failing rank reports its error; the others exit with the worst code
+    worst = job.max_over_ranks(code)  # the barrier: every rank waits here for the slowest
+    if worst:
         reporter = -job.max_over_ranks(-job.rank if code else -job.world_size)
         if failure is not None and job.rank == reporter:
             raise failure
         raise ReportedElsewhere(worst)
-    if shard is None and job.is_main:
-        for path in write_summary(cfg, plan):
-            log.info("wrote %s", path)
-    return plan.out

@@ -8,6 +8,7 @@
 # Environment: DATA_ROOT (default data), JHMDB_ROOT / VIP_ROOT / VOST_ROOT (default
 # $DATA_ROOT/JHMDB, /VIP, /VOST, as scripts/run_metrics), RESULTS_ROOT (default results),
 # PYTHON (default python); relative paths are taken from the repository root.
+# Exit codes: test.py's (README, "Failure behaviour"); 2 for a bad command line here.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then

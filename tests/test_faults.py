@@ -528,6 +528,7 @@ EXPORT_CASES = [
      3, r"x\.pth: not a training checkpoint"),
     case("output folder is a file", lambda c, t: (t / "f").write_text("x") and [c, t / "f" / "out.pth"], 4,
      r"/f: the output folder is a file"),
+    case("README order: paths, then flags", lambda c, t: [c, t / "out.pth", "--drop-layer4", "--half"], 0, ""),
     case("flags before the paths", lambda c, t: ["--half", "--drop-layer4", c, t / "out.pth"], 0, ""),
 ]
 

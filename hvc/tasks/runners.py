@@ -33,7 +33,8 @@ from hvc.data.vip import NUM_CLASSES as VIP_CLASSES
 from hvc.data.vip import VIPVideo, read_class_ids, vip_videos
 from hvc.data.vos import DatasetError, FrameDataset
 from hvc.fileio import atomic_write_text
-from hvc.inference import FeatureExtractor, _protocol, build_extractor, output_dir, result_tag, run_inference
+from hvc.inference import FeatureExtractor, build_extractor, run_inference
+from hvc.results import _protocol, output_dir, result_tag
 from hvc.metrics.pck import default_list
 from hvc.propagation import LabelPropagator
 from hvc.tasks.pose import NUM_JOINTS, feature_coords, joint_label_maps

@@ -1,0 +1,164 @@
+"""The results folder of ``test.py``: where each sequence goes, which settings made it, and
+the checks and bookkeeping around it (completion records: :mod:`hvc.completion`).
+
+:func:`prepare_output` runs before any work: a writable folder, no results of other settings
+(or, with ``run.overwrite``, those removed first), leftovers of killed runs cleared, the
+resolved ``config.yaml`` written, and the list of sequences still to do. :func:`write_summary`
+runs after all of them: ``sequences.csv`` and the YouTube-VOS ``submission.zip``, both made
+from the completion records.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hvc.completion import Record, ResultsFolder, file_digest, settings_hash
+from hvc.config.core import ConfigError, dump_yaml, load_config, to_dict
+from hvc.config.inference import TestConfig
+from hvc.data.vos import YTVOS_DATASETS, VideoSequence
+from hvc.errors import HvcError, InputError
+from hvc.fileio import atomic_path, atomic_write_text, writable_dir
+from hvc.models.encoders import checkpoint_path
+
+
+def result_tag(cfg: TestConfig) -> str:
+    """Folder name of a model's results: ``<model>`` or ``<model>+<merge_model>``."""
+    return cfg.model.name + (f"+{cfg.model.merge_model}" if cfg.model.merge_model else "")
+
+
+def output_dir(cfg: TestConfig) -> Path:
+    return Path(cfg.run.output_dir or Path(cfg.run.results_root) / result_tag(cfg) / cfg.data.dataset)
+
+
+def sequence_dir(out: Path, dataset: str, name: str) -> Path:
+    """DAVIS: ``<out>/<seq>``; YouTube-VOS: the submission layout ``<out>/Annotations/<video>``."""
+    return out / "Annotations" / name if dataset in YTVOS_DATASETS else out / name
+
+
+def output_files(seq: VideoSequence) -> list[str]:
+    """The files a finished sequence holds, in frame order."""
+    return [f"{seq.frame_name(t)}.png" for t in seq.outputs]
+
+
+def _protocol(cfg: TestConfig) -> dict:
+    """The settings that change the results (not where they go or how fast they come)."""
+    d = to_dict(cfg)
+    ignored = ("root", "sequences", "video_list", "workers", "batch_size")  # what, where and how fast
+    data = {k: v for k, v in d["data"].items() if k not in ignored}
+    return {"model": d["model"], "data": data, "prop": d["prop"]}
+
+
+def run_settings(cfg: TestConfig) -> str:
+    """The settings hash of completion records: the protocol, the autocast precision and the
+    bytes of every checkpoint file (a retrained file at the same path is other settings)."""
+    m = cfg.model
+    digests = {}
+    for name, given in ((m.name, m.checkpoint), (m.merge_model, m.merge_checkpoint)):
+        if name is not None and name != "random18":
+            path = checkpoint_path(name, given)
+            digests[name] = file_digest(path) if Path(path).is_file() else None  # missing: load_encoder says so
+    return settings_hash({"protocol": _protocol(cfg), "amp": cfg.run.amp, "checkpoints": digests})
+
+
+def _legacy_settings_differ(cfg: TestConfig, record: Path) -> bool:
+    """A ``config.yaml`` of other settings (folders written before completion records existed)."""
+    if not record.is_file():
+        return False
+    try:
+        return _protocol(load_config(TestConfig, record)) != _protocol(cfg)
+    except HvcError:
+        return True
+
+
+@dataclass
+class Plan:
+    """What this run does in its output folder."""
+
+    out: Path
+    folder: ResultsFolder
+    sequences: list[VideoSequence]  # every sequence of the benchmark selection, in list order
+    todo: list[str]  # names to segment (not finished with these settings), in list order
+
+
+def prepare_output(cfg: TestConfig, sequences: list[VideoSequence], mine: list[str], partial: bool) -> Plan:
+    """Check and prepare the output folder before any work (see :mod:`hvc.completion`).
+
+    ``mine``: the sequences this process is responsible for; ``partial``: a ``--shard`` run,
+    which removes (with --overwrite) only its own sequences and other settings' results.
+    """
+    out = output_dir(cfg)
+    writable_dir(out, "run.output_dir")
+    if cfg.run.visualize:
+        writable_dir(f"{out}_vis", "run.output_dir (visualisations: <output_dir>_vis)")
+    folder = ResultsFolder(out, run_settings(cfg))
+    config_record = out / "config.yaml"
+    dirs = {s.name: sequence_dir(out, cfg.data.dataset, s.name) for s in sequences}
+    foreign = folder.foreign()
+    legacy = (not folder.records() and _legacy_settings_differ(cfg, config_record)
+              and any(d.is_dir() for d in dirs.values()))
+    if (foreign or legacy) and not cfg.run.overwrite:
+        what = f"{len(foreign)} sequence(s), e.g. {foreign[0]}" if foreign else "sequence folders"
+        raise ConfigError(f"{out}: holds results made with other settings ({what}; see {config_record}); "
+                          f"pass --overwrite to replace them, or choose another run.output_dir")
+    if cfg.run.overwrite:  # remove first: a rerun then never mixes two settings
+        targets = set(foreign) | set(mine if partial else [*dirs, *folder.records()])
+        for name in sorted(targets):
+            folder.forget(name, dirs.get(name, sequence_dir(out, cfg.data.dataset, name)))
+    folder.clear_staging(mine if partial else None)  # frames of killed runs
+    atomic_write_text(config_record, dump_yaml(cfg))
+    todo = [s.name for s in sequences if s.name in set(mine)
+            and not folder.is_finished(s.name, dirs[s.name], output_files(s))]
+    if todo or cfg.run.overwrite:  # summaries and scores of earlier results no longer describe the folder
+        for pattern in STALE_SUMMARIES:
+            for stale in out.glob(pattern):
+                stale.unlink()
+    return Plan(out, folder, sequences, todo)
+
+
+SUMMARY_NAME = "sequences.csv"
+ZIP_NAME = "submission.zip"
+# Written from complete results: ours, and eval_metrics.py's CSVs (scripts/run_metrics puts them here).
+STALE_SUMMARIES = (SUMMARY_NAME, ZIP_NAME, "global_results-*.csv", "per-sequence_results-*.csv")
+
+
+def finished_records(cfg: TestConfig, plan: Plan) -> list[Record]:
+    """Every sequence's record; an InputError naming the unfinished ones if any is not finished."""
+    missing = [s.name for s in plan.sequences
+               if not plan.folder.is_finished(s.name, sequence_dir(plan.out, cfg.data.dataset, s.name),
+                                              output_files(s))]
+    if missing:
+        raise InputError(f"{plan.out}: {len(missing)} sequence(s) not finished with these settings: "
+                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
+                         f"(run the missing shards, or test.py without --shard)")
+    return [plan.folder.record(s.name) for s in plan.sequences]
+
+
+def write_summary(cfg: TestConfig, plan: Plan) -> list[Path]:
+    """``sequences.csv`` (one row a sequence) and, for YouTube-VOS, ``submission.zip``."""
+    records = finished_records(cfg, plan)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["sequence", "frames", "outputs", "seconds", "worker", "settings"])
+    for r in records:
+        writer.writerow([r.sequence, r.frames, len(r.files), f"{r.seconds:.2f}", r.worker, r.settings[:12]])
+    atomic_write_text(plan.out / SUMMARY_NAME, text.getvalue())
+    written = [plan.out / SUMMARY_NAME]
+    if cfg.data.dataset in YTVOS_DATASETS:
+        written.append(zip_submission(plan.out, records, plan.folder.settings))
+    return written
+
+
+def zip_submission(out: Path, records: list[Record], settings: str) -> Path:
+    """``<out>/submission.zip`` holding ``Annotations/<video>/<frame>.png`` (YouTube-VOS upload):
+    exactly the files of the completion records; the zip comment names the settings hash."""
+    target = out / ZIP_NAME
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.comment = f"hvc settings {settings}".encode()
+        for record in records:
+            for name in record.files:
+                zf.write(out / "Annotations" / record.sequence / name, f"Annotations/{record.sequence}/{name}")
+    return target

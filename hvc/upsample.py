@@ -15,11 +15,13 @@ an up-sampled channel that is zero everywhere stays +0 and a non-negative one st
 * where every present channel is 0, ``torch.max`` returns channel 0, which is always kept.
 
 Bilinear interpolation treats channels independently, so the kept channels' values are
-those of the all-channel call. Soft masks with negative or
-non-finite values fall back to the all-channel computation.
+those of the all-channel call. Soft masks with negative or non-finite values fall back to
+the all-channel computation.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -28,9 +30,12 @@ from hvc.propagation import upsample_labels
 from hvc.propagation.masks import resize_masks
 
 
-def present_channels(soft: Tensor) -> list[int]:
-    """Channels of ``soft`` [K, h, w] that are not zero everywhere, and channel 0 in any case."""
-    lo, hi = soft.flatten(1).aminmax(dim=1)
+def present_channels(soft: Tensor) -> Optional[list[int]]:
+    """Channels of ``soft`` [K, h, w] that are not zero everywhere, and channel 0 in any case;
+    None if ``soft`` has a negative or non-finite value (the argument above needs finite values >= 0)."""
+    lo, hi = soft.flatten(1).aminmax(dim=1)  # [K] each: one pass over the low-resolution masks
+    if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all() & (lo >= 0).all()):
+        return None
     present = (lo != 0) | (hi != 0)
     present[0] = True
     return present.nonzero().flatten().tolist()
@@ -40,16 +45,13 @@ def upsample_argmax(soft: Tensor, size: tuple[int, int]) -> Tensor:
     """soft: [K, h, w] non-negative soft masks -> labels [H, W] uint8 = ``upsample_labels(soft, size)[0]``.
 
     Few, large operations: on a shared machine every multi-threaded operation can wait for a
-    descheduled thread, so the count matters as much as the work.
+    descheduled thread, so their count matters as much as the work.
     """
     if soft.dim() != 3:
         raise ValueError(f"soft mask must be [K, h, w], got shape {tuple(soft.shape)}")
-    lo, hi = soft.flatten(1).aminmax(dim=1)  # [K] each: one pass over the low-resolution masks
-    if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all() & (lo >= 0).all()):
-        return upsample_labels(soft, size)[0]  # the argument of the module docstring needs finite values >= 0
-    present = (lo != 0) | (hi != 0)
-    present[0] = True
-    ids = present.nonzero().flatten().tolist()
+    ids = present_channels(soft)
+    if ids is None:
+        return upsample_labels(soft, size)[0]
     if len(ids) == 1:
         return torch.full(size, ids[0], dtype=torch.uint8, device=soft.device)
     up = resize_masks(soft[ids], size)  # [len(ids), H, W]

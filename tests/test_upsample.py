@@ -54,6 +54,7 @@ def test_negative_or_non_finite_masks_take_the_all_channel_path():
     gen = torch.Generator().manual_seed(0)
     soft = torch.zeros(20, 9, 13)
     soft[[2, 5]] = torch.randn(2, 9, 13, generator=gen)  # negative values: a zero channel can win
+    assert present_channels(soft) is None
     _same(soft, (40, 60))
     soft[2, 0, 0] = float("inf")
     _same(soft, (40, 60))

@@ -40,10 +40,21 @@ def test_ties_and_zero_regions_keep_the_first_channel():
     assert present_channels(soft) == [0, 3, 7, 9]
 
 
+@pytest.mark.parametrize("ids", [(0, 1), (0, 3), (2, 5)])  # (2, 5): channel 0 is kept as well
+def test_two_channel_ties_go_to_the_first(ids):
+    soft = torch.zeros(20, 8, 10)
+    soft[ids[0], :, :5] = 0.5
+    soft[ids[1], :, :5] = 0.5  # a tie everywhere on the left half
+    soft[ids[1], :4, 5:] = 1.0  # the second channel alone on the top right; zeros below
+    _same(soft, (64, 80))
+    assert set(upsample_argmax(soft, (64, 80)).unique().tolist()) == {0, *ids}
+
+
 def test_negative_or_non_finite_masks_take_the_all_channel_path():
     gen = torch.Generator().manual_seed(0)
     soft = torch.zeros(20, 9, 13)
     soft[[2, 5]] = torch.randn(2, 9, 13, generator=gen)  # negative values: a zero channel can win
+    assert present_channels(soft) is None
     _same(soft, (40, 60))
     soft[2, 0, 0] = float("inf")
     _same(soft, (40, 60))

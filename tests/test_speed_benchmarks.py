@@ -1,0 +1,55 @@
+"""The speed benchmarks run end to end on real data at toy sizes and print what they claim to."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def _row(out: str, name: str) -> list[str]:
+    rows = [line.split() for line in out.splitlines() if line.startswith(name + " ")]
+    assert rows, f"no row {name!r} in:\n{out}"
+    return rows[0]
+
+
+def test_end_to_end_prints_every_stage_and_the_estimate(davis_root):
+    out = _run("end_to_end.py", "--davis-root", str(davis_root), "--sequences", "libby", "--frames", "5",
+               "--input-size", "64", "--encoder", "exact", "fused", "prop.context=2")
+    for stage in ("decode", "encoder", "propagation", "upsample+argmax", "png"):
+        row = _row(out, stage)
+        assert float(row[1]) > 0 and float(row[3]) > 0  # s/frame of exact and of fused
+    assert re.search(r"fused vs exact: encoder [\d.]+x, frame [\d.]+x faster; labels differ at \d+ of \d+", out)
+    assert re.search(r"estimate for the \d+ frames of the \d+ sequences", out)
+
+
+def test_encoder_speed_prints_speed_up_and_feature_differences(davis_root):
+    out = _run("encoder_speed.py", "--davis-root", str(davis_root), "--input-size", "64", "--batch", "1",
+               "--rounds", "1", "--only", "fused", "bf16")
+    exact, fused, bf16 = (_row(out, name) for name in ("exact", "fused", "bf16"))
+    assert float(exact[3]) == 0.0  # the reference against itself
+    assert 0 < float(fused[4]) < 1e-5 < float(bf16[4]) < 3e-2  # relative L2 differences
+
+
+def test_train_throughput_compares_options_and_real_photos(static_root):
+    out = _run("train_throughput.py", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "1",
+               "--options", "paper", "no_layer4")
+    assert float(_row(out, "paper")[1]) > 0 and float(_row(out, "no_layer4")[1]) > 0
+    out = _run("train_throughput.py", "--size", "32", "--batch", "2", "--steps", "1", "--rounds", "1",
+               "--workers", "1", "--real", str(static_root / "BSDS500"))
+    assert "real, preloaded" in out and "real, DataLoader" in out and float(_row(out, "synthetic")[1]) > 0
+
+
+def test_train_input_measures_each_piece(static_root):
+    out = _run("train_input.py", str(static_root / "BSDS500"), "--images", "4", "--rounds", "1")
+    assert re.search(r"decode, torchvision decode_jpeg\s+[\d.]+\s+pixels identical to PIL on \d/4", out)
+    assert "whole item StaticImagePairs[i]" in out

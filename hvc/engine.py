@@ -85,16 +85,16 @@ def build_model(cfg: ModelConfig) -> HVC:
 
 
 def build_dataset(cfg: DataConfig, seed: int) -> PairDataset:
-    """The training pairs; a missing or empty folder is an error before training starts."""
+    """The training pairs; a missing or empty folder is an input error before training starts."""
     crop = RandomResizedCropCoord.from_config(cfg)
+    if cfg.kind == "video" and len(cfg.roots) != 1:
+        raise ConfigError(f"data.roots: video training takes one JPEGImages folder, got {len(cfg.roots)}")
     try:
         if cfg.kind == "static":
             return StaticImagePairs(cfg.roots, crop, seed)
-        if len(cfg.roots) != 1:
-            raise ValueError(f"video training takes one JPEGImages folder, got {len(cfg.roots)}")
         return VideoFramePairs(cfg.roots[0], crop, cfg.max_gap, seed)
     except ValueError as exc:
-        raise ConfigError(f"data.roots: {exc}") from None
+        raise InputError(f"data.roots: {exc}") from None
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:

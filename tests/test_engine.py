@@ -14,6 +14,7 @@ from hvc.checkpoint import FORMAT_VERSION, load_checkpoint
 from hvc.config import ConfigError, load_config, to_dict
 from hvc.config.training import TrainConfig
 from hvc.engine import NonFiniteLossError, train
+from hvc.errors import InputError
 from hvc.models.hvc import HVC, momentum_at
 
 
@@ -123,7 +124,7 @@ def test_missing_or_empty_data_folder_is_named(images, tmp_path):
     missing, empty = tmp_path / "nope", tmp_path / "empty"
     empty.mkdir()
     for folder in (missing, empty):
-        with pytest.raises(ConfigError, match=f"data.roots: .*{folder}"):
+        with pytest.raises(InputError, match=f"data.roots: .*{folder}"):
             train(tiny_config(tmp_path / "run", images, f"data.roots=[{images}, {folder}]"))
     assert not (tmp_path / "run" / "checkpoint.pth").exists()
 

@@ -179,7 +179,7 @@ TEST_PY_CASES = [
     case("NaN weights", lambda r, t: ["--model", "hvc", "--checkpoint", _encoder_file(t, poison=True)], 6,
      r"alpha/00000\.jpg: features of frame 0 of sequence alpha hold NaN or inf"),
     case("garbage checkpoint", lambda r, t: (t / "g.pth").write_bytes(b"garbage") and ["--model", "hvc", "--checkpoint", t / "g.pth"],
-     3, r"g\.pth: cannot read the checkpoint"),
+     3, r"g\.pth: not a readable checkpoint"),
     case("wrong architecture", lambda r, t: ["--model", "mocov1", "--checkpoint", _encoder_file(t, poison=False)], 3,
      r"enc\.pth does not fit a resnet50 test encoder"),
     case("missing checkpoint", ARGS("--model", "hvc", "--checkpoint", "/nonexistent/x.pth"), 3,
@@ -211,7 +211,7 @@ def test_test_py_refuses_a_code_executing_pickle(tmp_path, capsys):
     marker = tmp_path / "pwned"
     ckpt = poisoned_checkpoint(tmp_path / "evil.pth", marker)
     expect_error(*call(test_py.main, davis_args(root, tmp_path / "res", "--model", "hvc", "--checkpoint", ckpt), capsys),
-                 3, r"evil\.pth: cannot read the checkpoint \(refused to unpickle posix\.system: the file would import or run code")
+                 3, r"evil\.pth: not a readable checkpoint \(refused to unpickle posix\.system: the file would import or run code")
     assert not marker.exists(), "the pickle's payload ran"
 
 

@@ -24,6 +24,11 @@ CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 # dataset -> root of the paper-protocol test configs (README "Testing", data/README.md)
 TEST_CONFIGS = {"davis16": "data/DAVIS", "davis17": "data/DAVIS", "davis17dev": "data/DAVIS",
                 "ytvos": "data/YTB/2018", "ytvos19": "data/YTB/2019"}
+# dataset -> (root, input size, context, top-k, temperature) of the label-propagation tasks
+# beyond VOS: videowalk's test defaults at the paper's input sizes (docs/tasks.md); VOST is
+# scored like DAVIS, so it keeps the DAVIS protocol.
+TASK_CONFIGS = {"jhmdb": ("data/JHMDB", 320, 20, 10, 0.07), "vip": ("data/VIP", 560, 20, 10, 0.07),
+                "vost": ("data/VOST", -1, 50, 15, 0.1)}
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 TRAIN_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 
@@ -39,7 +44,18 @@ def test_config_file_loads(path):
 
 
 def test_every_benchmark_has_a_test_config():
-    assert sorted(p.stem for p in REPO.glob("configs/test_*.yaml")) == sorted(f"test_{d}" for d in TEST_CONFIGS)
+    assert sorted(p.stem for p in REPO.glob("configs/test_*.yaml")) == sorted(
+        f"test_{d}" for d in [*TEST_CONFIGS, *TASK_CONFIGS])
+
+
+@pytest.mark.parametrize("dataset", sorted(TASK_CONFIGS))
+def test_task_configs_hold_their_protocol(dataset):
+    cfg = load_config(TestConfig, REPO / "configs" / f"test_{dataset}.yaml")
+    root, size, context, topk, temperature = TASK_CONFIGS[dataset]
+    assert cfg.data.dataset == dataset and cfg.data.root == root and cfg.data.input_size == size
+    p = cfg.prop
+    assert (p.context, p.radius, p.topk, p.temperature) == (context, 12, topk, temperature)
+    assert cfg.model.bn_dummy_forward is True and cfg.model.name == "hvc"
 
 
 @pytest.mark.parametrize("dataset", sorted(TEST_CONFIGS))

@@ -12,7 +12,8 @@ from hvc.config.inference import TestConfig
 from hvc.data.frames import to_input
 from hvc.demo.video import render_video
 from hvc.inference import build_extractor
-from hvc.propagation import ContextPolicy, LabelPropagator, PropagationConfig, embed, upsample_labels
+from hvc.propagation import (ContextPolicy, DenseKernel, LabelPropagator, LocalKernel, PropagationConfig, embed,
+                             upsample_labels)
 from hvc.propagation.config import QualityConfig
 from hvc.propagation.quality import QualityFrames, confidence
 
@@ -102,6 +103,34 @@ def test_quality_policy_is_label_identical_on_both_kernels():
     assert len(ctx) == 7 and ctx[-2:] == [27, 28] and len(set(ctx)) >= 5 and max(np.diff(sorted(set(ctx)))) > 1
     assert len(local.store) <= 2 + 6  # two references + at most `context` others
     assert ((pred_l[-1] == 2) & (ids[-1] == 2)).sum() > 0.7 * (ids[-1] == 2).sum()
+
+
+def test_sparse_frames_hold_only_their_own_tiles():
+    """The local kernel's tile blocks cover only the slots between their stored frames: frames
+    far apart (a quality memory) cost one frame of tiles each, consecutive ones fill blocks."""
+    torch.manual_seed(1)
+    frames = embed(torch.randn(40, 8, 24, 43))
+    memory = LocalKernel(12.0, 0.1, 5, tiled=True).memory()
+    for f in (0, 13, 27, 39):
+        memory.add(f, frames[f])
+    assert {n: b.shape[2] for n, b in memory.blocks.items()} == {0: 1, 1: 1, 2: 1, 3: 1}
+    memory.add(16, frames[16])  # same block as 13: it widens to cover both
+    assert memory.blocks[1].shape[2] == 4
+    for f in range(20, 26):
+        memory.add(f, frames[f])
+    assert memory.blocks[2].shape[2] == 8  # 20..25 and 27: grown by doubling
+    local, dense = LocalKernel(12.0, 0.1, 5, tiled=True), DenseKernel(12.0, 0.1, 5)
+    for context in ([0, 13, 16, 27, 39], [39, 0, 20, 21, 22, 23, 24, 25, 27, 16]):
+        w_l, i_l = local(frames[30], memory, context)
+        w_d, i_d = dense(frames[30], _dense_memory(frames, context), context)
+        assert torch.equal(i_l, i_d) and torch.allclose(w_l, w_d, atol=1e-6)
+
+
+def _dense_memory(frames, context):
+    memory = DenseKernel(12.0, 0.1, 5).memory()
+    for f in sorted(set(context)):
+        memory.add(f, frames[f])
+    return memory
 
 
 @pytest.mark.parametrize("memory", ["recent", "quality"])

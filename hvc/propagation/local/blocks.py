@@ -5,7 +5,10 @@ a block holds the tiles of consecutive frame numbers side by side, [T, C, GROUP_
 A context that reads a whole block (the usual case: the previous frames of a video) scores it
 in place; the other frames of a context are copied into groups. Where a frame is stored is a
 function of its frame number alone, so which path runs depends only on the context.
-A sparse memory (frames far apart) holds up to GROUP_FRAMES times the tiles it needs.
+A block covers only the slots between its lowest and highest stored frame, growing (by
+doubling, up to GROUP_FRAMES) as frames arrive: a sparse memory (frames far apart, as the
+``quality`` memory policy keeps them, docs/memory.md) holds about the tiles it needs, not
+GROUP_FRAMES times as many.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class TileBlockMemory(KeyMemory):
     def __init__(self, tables_of: Callable[[int, int, torch.device], Tables]):
         super().__init__()
         self._tables_of = tables_of
-        self.blocks: dict[int, Tensor] = {}  # block number -> [T, C, GROUP_FRAMES, tile²]
+        self.blocks: dict[int, Tensor] = {}  # block number -> [T, C, n, tile²], slots first..first+n-1
+        self._first: dict[int, int] = {}  # block number -> its first slot
         self._stored: dict[int, int] = {}  # block number -> frames stored in it
 
     def form(self, frame: int, emb: Tensor) -> StoredFrame:
@@ -48,14 +52,36 @@ class TileBlockMemory(KeyMemory):
     def _write_tiles(self, frame: int, tiles: Tensor) -> None:
         number, slot = divmod(frame, GROUP_FRAMES)
         if number not in self.blocks:
-            self.blocks[number] = tiles.new_empty(*tiles.shape[:2], GROUP_FRAMES, tiles.shape[2])
-            self._stored[number] = 0
-        block = self.blocks[number]
+            self.blocks[number] = tiles.new_empty(*tiles.shape[:2], 1, tiles.shape[2])
+            self._first[number], self._stored[number] = slot, 0
+        block, first = self.blocks[number], self._first[number]
         if block.shape[:2] != tiles.shape[:2] or block.dtype != tiles.dtype:
             raise ValueError(f"frame {frame}: tiles {tuple(tiles.shape)} {tiles.dtype} differ from the other "
                              f"frames of its block {tuple(block.shape)} {block.dtype} (one video, one size)")
-        block[:, :, slot] = tiles
+        if not first <= slot < first + block.shape[2]:
+            block, first = self._grow(number, slot)
+        block[:, :, slot - first] = tiles
         self._stored[number] += 1
+
+    def _grow(self, number: int, slot: int) -> tuple[Tensor, int]:
+        """Widen block ``number`` to cover ``slot``, at least doubling its slots (at most
+        GROUP_FRAMES): frames arriving one by one copy a block's tiles a few times, not ten."""
+        old, first = self.blocks[number], self._first[number]
+        n = old.shape[2]
+        lo, hi = min(first, slot), max(first + n, slot + 1)
+        if slot >= first + n:  # growing upwards (frames in order): room for the next ones too
+            hi = max(hi, min(GROUP_FRAMES, first + 2 * n))
+        else:
+            lo = min(lo, max(0, first + n - 2 * n))
+        block = old.new_empty(*old.shape[:2], hi - lo, old.shape[3])
+        block[:, :, first - lo:first - lo + n] = old
+        self.blocks[number], self._first[number] = block, lo
+        return block, lo
+
+    def _slot(self, frame: int) -> Tensor:
+        """[T, C, tile²] the key tiles of a stored frame (a view into its block)."""
+        number, slot = divmod(frame, GROUP_FRAMES)
+        return self.blocks[number][:, :, slot - self._first[number]]
 
     def remove(self, frame: int) -> None:
         tiled = self[frame].tiled
@@ -64,7 +90,7 @@ class TileBlockMemory(KeyMemory):
         if tiled:
             self._stored[number] -= 1
             if not self._stored[number]:  # the block's last frame: free it
-                del self.blocks[number], self._stored[number]
+                del self.blocks[number], self._stored[number], self._first[number]
 
     def is_block(self, frames: Sequence[int]) -> bool:
         """Whether ``frames`` are exactly the frames of one block, in order (scored in place)."""
@@ -92,7 +118,7 @@ class TileBlockMemory(KeyMemory):
         a view of a whole block, or a copy."""
         if self.is_block(group):
             return self.blocks[group[0] // GROUP_FRAMES].flatten(2)
-        return torch.stack([self.blocks[f // GROUP_FRAMES][:, :, f % GROUP_FRAMES] for f in group], dim=2).flatten(2)
+        return torch.stack([self._slot(f) for f in group], dim=2).flatten(2)
 
 
 def key_tiles(emb: Tensor, tables: TiledTables) -> Tensor:

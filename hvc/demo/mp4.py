@@ -1,0 +1,71 @@
+"""The demo video as an mp4, with its first-frame mask, scribbles and ground truth: input for
+``python -m hvc.segment`` (README, "Your own video").
+
+    python -m hvc.demo.mp4 OUT_DIR [--frames 40]
+    python -m hvc.demo.mp4 OUT_DIR --score MASKS_DIR     # J&F of masks against truth/
+
+Writes ``OUT_DIR/demo.mp4`` (240x432, 24 fps, mp4v), ``first.png`` (the first frame's object
+ids, DAVIS palette), ``scribble.png`` (scribbles generated from it, docs/scribbles.md) and
+``truth/<frame>.png`` (every frame's ids, to score the result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hvc.data.palette import save_indexed_png
+from hvc.demo.video import render_video
+from hvc.fileio import atomic_path
+from hvc.scribbles import render, save_png, scribbles_from_mask
+
+
+def export(folder: Path, frames: int = 40, fps: int = 24) -> Path:
+    video, labels = render_video(num_frames=frames)
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = labels[0].shape
+    target = folder / "demo.mp4"
+    with atomic_path(target) as tmp:
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            raise OSError(f"{target}: OpenCV cannot write mp4 here")
+        for frame in video:
+            writer.write(np.ascontiguousarray(frame[..., ::-1]))
+        writer.release()
+    save_indexed_png(folder / "first.png", labels[0])
+    save_png(folder / "scribble.png", render(scribbles_from_mask(labels[0]), (h, w), thickness=3))
+    for t, label in enumerate(labels):
+        save_indexed_png(folder / "truth" / f"{t:05d}.png", label)
+    return target
+
+
+def score(folder: Path, masks: Path) -> dict[str, float]:
+    """DAVIS J and F of ``masks/<frame>.png`` against ``folder/truth`` (first and last frames
+    not scored, objects averaged)."""
+    from hvc.metrics import evaluate_sequence
+
+    objects = evaluate_sequence(folder / "truth", masks, binary=False)
+    j = float(np.mean([o.j_stats.mean for o in objects]))
+    f = float(np.mean([o.f_stats.mean for o in objects]))
+    return {"J&F": (j + f) / 2, "J": j, "F": f}
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--score", type=Path, metavar="MASKS_DIR", help="score these masks instead of writing")
+    args = ap.parse_args(argv)
+    if args.score:
+        print(" ".join(f"{k} {v:.3f}" for k, v in score(args.out, args.score).items()))
+        return 0
+    print(f"wrote {export(args.out, args.frames)}, first.png, scribble.png, truth/ in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -103,7 +103,7 @@ def staged_run(args: argparse.Namespace, out: Path) -> tuple[Timer, dict, dict]:
     first = args.encoder[0]
     cfg = cfgs[first]
     timer = Timer()
-    prop_samples: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    prop_samples: dict[str, list[tuple[int, float, float]]] = defaultdict(list)  # (n, wall s, CPU s)
     differing = {mode: [0, 0] for mode in args.encoder}  # pixels differing from the first mode, pixels compared
     for seq in load_sequences("davis16", cfg.data.root, args.sequences):
         n = min(len(seq.frames), args.frames or len(seq.frames))
@@ -124,7 +124,8 @@ def staged_run(args: argparse.Namespace, out: Path) -> tuple[Timer, dict, dict]:
                     soft = timer.time(mode, "propagation", propagators[mode].step, embs[mode][i],
                                       labels0 if t == 0 else None)
                     prop_samples[mode].append((distinct_context(t, cfg.prop.context),
-                                               timer.seconds[mode, "propagation"][-1]))
+                                               timer.seconds[mode, "propagation"][-1],
+                                               timer.cpu[mode, "propagation"][-1]))
                     pred = timer.time(mode, "upsample+argmax", lambda: upsample_argmax(soft, frames.size).cpu().numpy())
                     timer.time(mode, "all-channel upsample_labels",
                                lambda: upsample_labels(soft, frames.size)[0].cpu().numpy())
@@ -184,16 +185,18 @@ def report(args: argparse.Namespace, timer: Timer, prop_samples: dict, differing
         diff, total = differing[mode]
         print(f"{mode} vs {base}: encoder {enc:.2f}x, frame {tot:.2f}x faster; labels differ at {diff} of {total} "
               f"pixels ({100 * diff / total:.4f} %)")
-    print(f"\nestimate for the {sum(lengths)} frames of the {len(lengths)} sequences in {cfg.data.root}:")
+    threads = torch.get_num_threads()
+    print(f"\nestimate for the {sum(lengths)} frames of the {len(lengths)} sequences in {cfg.data.root} "
+          f"(as measured: wall time; on idle cores: CPU time / {threads} threads, if the threads scaled perfectly):")
     for mode in args.encoder:
-        a, b, first, n_max = fit_propagation(prop_samples[mode])
-        prop = sum(first if t == 0 else a + b * distinct_context(t, cfg.prop.context)
-                   for length in lengths for t in range(length))
-        rest = sum(lengths) * sum(per[mode][s] for s in STAGES if s != "propagation")
-        note = "" if n_max >= cfg.prop.context + 1 else f" (extrapolated: measured contexts up to {n_max} frames)"
-        print(f"  {mode}: {(prop + rest) / 60:.1f} min = propagation {prop / 60:.1f} min "
-              f"({prop / sum(lengths):.2f} s/frame; fit {a:.3f} + {b:.4f} * n s{note}) + the other stages "
-              f"{rest / 60:.1f} min")
+        for label, column, seconds, scale in (("as measured", 1, per, 1), ("idle cores", 2, cpu, threads)):
+            a, b, first, n_max = fit_propagation([(s[0], s[column]) for s in prop_samples[mode]])
+            prop = sum(first if t == 0 else a + b * distinct_context(t, cfg.prop.context)
+                       for length in lengths for t in range(length)) / scale
+            rest = sum(lengths) * sum(seconds[mode][s] for s in STAGES if s != "propagation") / scale
+            note = "" if n_max >= cfg.prop.context + 1 else f"; extrapolated: measured contexts up to {n_max} frames"
+            print(f"  {mode}, {label}: {(prop + rest) / 60:.1f} min = propagation {prop / 60:.1f} min "
+                  f"({prop / sum(lengths):.2f} s/frame{note}) + the other stages {rest / 60:.1f} min")
     print(f"  (the official code's propagation alone: {OFFICIAL_PROPAGATION_S} s/frame on 2 cores, "
           f"{OFFICIAL_PROPAGATION_S * sum(lengths) / 60:.0f} min)")
 

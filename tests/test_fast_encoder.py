@@ -1,5 +1,6 @@
 """run.encoder: the exact path is the loaded network bit for bit; the fused path is within float32
-rounding of it and writes the same labels on real DAVIS frames; bf16 stays within its tolerance."""
+rounding of it and writes (all but a few near-tie pixels of) the same labels on real DAVIS
+frames; bf16 stays within its tolerance."""
 
 from __future__ import annotations
 
@@ -99,8 +100,13 @@ def _labels(folder: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def test_fused_writes_the_exact_labels_on_a_real_clip(tmp_path, davis_root):
-    """test.py's loop on the first 12 frames of a real sequence, exact against fused."""
+def test_fused_writes_the_same_labels_on_a_real_clip(tmp_path, davis_root):
+    """test.py's loop on the first 12 frames of a real sequence, exact against fused.
+
+    Not bit-identical in general: the folded weights round differently (~1e-6), which can flip
+    a near-tie among the top-k neighbours (97 of 24.6 M pixels over 60 frames of dog at 480p,
+    README "Speed"), so the test allows 1 pixel in 10,000.
+    """
     seq = load_sequences("davis16", davis_root, ["horsejump-high"])[0]
     seq = dataclasses.replace(seq, frames=seq.frames[:12], outputs=tuple(range(12)))
     written = {}
@@ -113,5 +119,5 @@ def test_fused_writes_the_exact_labels_on_a_real_clip(tmp_path, davis_root):
         written[mode] = _labels(tmp_path / mode)
     assert len(written["exact"]) == 12 and written["exact"].keys() == written["fused"].keys()
     assert any(len(np.unique(a)) == 2 for a in written["exact"].values())  # the object is tracked at all
-    for name, labels in written["exact"].items():
-        np.testing.assert_array_equal(written["fused"][name], labels, err_msg=name)
+    differ = sum(int((written["fused"][name] != labels).sum()) for name, labels in written["exact"].items())
+    assert differ <= 1e-4 * sum(labels.size for labels in written["exact"].values()), differ

@@ -49,7 +49,7 @@ def test_short_run_writes_log_config_and_checkpoint(images, tmp_path):
     assert ckpt["optimizer"]["state"], "Adam state was saved"
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(images, tmp_path, monkeypatch, bad):
     calls = {"n": 0}
     real_forward = HVC.forward
@@ -86,11 +86,12 @@ def test_cpu_ignores_amp_and_channels_last_and_flushes_denormals_only_while_trai
     runs = {"defaults": [],  # train_img.yaml: amp on, channels_last on, flush_denormal on
             "plain": ["runtime.amp=false", "runtime.channels_last=false"],
             "no_flush": ["runtime.flush_denormal=false"]}
+    small = ["optim.max_steps=2", "data.size=32", "model.init_forward_size=32"]  # 32x32 crops: 4x4 feature maps
     results, flushing = {}, {}
     for name, extra in runs.items():
         seen, handle = _flush_denormal_during_forward()
         try:
-            results[name] = train(tiny_config(tmp_path / name, images, "optim.max_steps=2", *extra))
+            results[name] = train(tiny_config(tmp_path / name, images, *small, *extra))
         finally:
             handle.remove()
         assert len(seen) == 2, name  # one forward per step

@@ -218,7 +218,8 @@ def test_moco_merge_through_test_py(tmp_path):
     zero = _zero_hvc_export(tmp_path / "zero_hvc.pth")
     moco = _random_moco_checkpoint(tmp_path / "moco_v1_200ep_pretrain.pth.tar")
     args = ["--config", str(REPO / "configs" / "test_davis17.yaml"), "--model", "hvc", "--checkpoint", str(zero),
-            f"data.root={root}", f"run.results_root={tmp_path / 'results'}", "data.workers=0"]
+            f"data.root={root}", f"run.results_root={tmp_path / 'results'}", "data.workers=0",
+            "model.bn_dummy_forward=false"]  # saves a 256x256 ResNet-50 pass; tested in test_recipes.py
     assert test_entry.main([*args, "--merge-model", "mocov1", f"model.merge_checkpoint={moco}"]) == 0
     merged = tmp_path / "results" / "hvc+mocov1" / "davis17"
     recorded = load_config(TestConfig, merged / "config.yaml").model

@@ -6,8 +6,8 @@
 # Uses configs/test_<dataset>.yaml and writes results/<model>/<dataset>/ (with --merge-model M:
 # results/<model>+M/<dataset>/), where scripts/run_metrics reads them.
 # Environment: DATA_ROOT (default data), JHMDB_ROOT / VIP_ROOT / VOST_ROOT (default
-# $DATA_ROOT/JHMDB, /VIP, /VOST, as scripts/run_metrics), RESULTS_ROOT (default results),
-# PYTHON (default python); relative paths are taken from the repository root.
+# $DATA_ROOT/JHMDB, /VIP, /VOST; scripts/run_metrics reads the same variables), RESULTS_ROOT
+# (default results), PYTHON (default python); relative paths are taken from the repository root.
 # Exit codes: test.py's (README, "Failure behaviour"); 2 for a bad command line here.
 set -euo pipefail
 

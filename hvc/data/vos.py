@@ -199,7 +199,8 @@ ResizeMode = Literal["shorter", "square"]
 
 
 class FrameDataset(Dataset):
-    """Frames of one sequence, ready for the encoder.
+    """Frames of one sequence (anything with a ``frames`` tuple of image files: a
+    :class:`VideoSequence`, a JHMDB or VIP video), ready for the encoder.
 
     ``dataset[t] -> [3, h, w]`` float32: RGB in [0, 1], resized, then normalised. Resizing
     (``input_size`` = -1 keeps the full size):

@@ -19,6 +19,7 @@ from PIL import Image
 import hvc.segment.run as segment_run
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
+from hvc.errors import EXIT_INPUT, EXIT_NON_FINITE, EXIT_USAGE
 from hvc.scribbles import render, save_png, scribbles_from_mask
 from hvc.segment import Options, segment
 from hvc.segment.__main__ import main
@@ -90,11 +91,13 @@ def test_a_folder_of_frames_and_scribbles(clip, tmp_path):
     assert summary["prompt"]["kind"] == "scribble" and summary["propagation"]["memory"] == "quality"
 
 
-def _error(argv: list[str], capsys) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
-    return err
+def _error(argv: list[str], capsys, code: int = EXIT_INPUT) -> str:
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    # one line, the last one (a progress bar may come before it), and no traceback
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.rstrip().endswith(errors[0]) and "Traceback" not in err, err
+    return errors[0]
 
 
 def test_clear_one_line_errors(clip, tmp_path, capsys):
@@ -122,10 +125,42 @@ def test_clear_one_line_errors(clip, tmp_path, capsys):
                                                           str(tmp_path / "rgb.png"), *out], capsys)
     assert not (tmp_path / "out" / "masks").exists()  # nothing written by a refused run
 
+    # usage errors exit 2, as in every entry point (hvc/errors.py)
+    assert "--input-size must be at least 16" in _error([str(folder / "demo.mp4"), "--mask", first, "--input-size", "4",
+                                                         *out], capsys, EXIT_USAGE)
+
     # --resize-mask scales the small mask and runs
     assert main([str(folder / "demo.mp4"), "--mask", str(tmp_path / "small.png"), "--resize-mask",
                  "--output", str(tmp_path / "resized")]) == 0
     assert len(_masks(tmp_path / "resized")) == FRAMES
+
+
+def test_other_settings_refused_and_non_finite_features_stop(clip, tmp_path, capsys, monkeypatch):
+    folder, _ = clip
+    argv = [str(folder / "demo.mp4"), "--mask", str(folder / "first.png"), "--output", str(tmp_path / "out")]
+    assert main([*argv, "--context", "2"]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out" / "masks").iterdir()}
+    err = _error([*argv, "--context", "3"], capsys, EXIT_USAGE)
+    assert "made with other settings" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out" / "masks").iterdir()} == before  # untouched
+
+    real_encode = segment_run.Segmenter._encode
+    calls = []
+
+    def poisoned(self, rgb):  # frame 3's features hold a NaN, as from broken weights
+        emb = real_encode(self, rgb)
+        calls.append(1)
+        if len(calls) == 4:
+            emb = emb.clone()
+            emb[0, 0, 0] = float("nan")
+        return emb
+
+    monkeypatch.setattr(segment_run.Segmenter, "_encode", poisoned)
+    err = _error([str(folder / "demo.mp4"), "--mask", str(folder / "first.png"), "--output", str(tmp_path / "nan")],
+                 capsys, EXIT_NON_FINITE)
+    assert "features of frame 3" in err and "NaN or inf" in err
+    assert len(_masks(tmp_path / "nan")) == 3  # frames 0-2 kept, nothing of frame 3
 
 
 class _Interrupt(Exception):

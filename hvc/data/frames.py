@@ -20,10 +20,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from hvc.errors import InputError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-class VideoError(ValueError):
+class VideoError(InputError, ValueError):
     """A video cannot be read, or is not a video this tool can segment."""
 
 

@@ -9,7 +9,9 @@ FIRST.png: object ids of the first frame (indexed/greyscale PNG, 0 background, 2
 0/255 greyscale mask is one object). S.png: scribbles, 0 unlabelled, 1..254 objects, 255
 background; S.json: DAVIS interactive scribbles (docs/scribbles.md).
 Writes DIR/masks/<frame>.png, DIR/overlay.mp4 and DIR/summary.json; an interrupted run
-started again continues where it stopped.
+started again continues where it stopped. Exit codes: hvc/errors.py (README, "Failure
+behaviour"): 2 usage or other settings in --output, 3 unreadable video / prompt / checkpoint,
+4 output not writable, 6 NaN or inf in features or soft masks.
 """
 
 from __future__ import annotations
@@ -17,16 +19,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
-from hvc.config.core import ConfigError
-from hvc.data.frames import VideoError
-from hvc.models.encoders import CheckpointError
-from hvc.segment.prompt import PromptError
+from hvc.cli import run_main
+from hvc.errors import ArgumentParser, entry_point
 from hvc.segment.run import Options, segment
 
 
 def parse_args(argv: list[str]) -> Options:
-    parser = argparse.ArgumentParser(prog="python -m hvc.segment", description=__doc__,
+    parser = ArgumentParser(prog="python -m hvc.segment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, help="video file or folder of frames")
     prompt = parser.add_mutually_exclusive_group(required=True)
@@ -52,17 +53,15 @@ def parse_args(argv: list[str]) -> Options:
                    context=a.context, memory=a.memory, overwrite=a.overwrite)
 
 
-def main(argv: list[str]) -> int:
-    opts = parse_args(argv)
-    try:
-        summary = segment(opts)
-    except (VideoError, PromptError, CheckpointError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+@entry_point
+def main(argv: Optional[list[str]] = None) -> int:
+    """Expected failures print one line and exit with their kind's code (hvc/errors.py)."""
+    opts = parse_args(sys.argv[1:] if argv is None else list(argv))
+    summary = segment(opts)
     print(f"{summary['frames']} frames in {summary['seconds_per_frame']:.3f} s/frame; masks in {summary['masks']}, "
           f"overlay {summary['overlay']}, summary {opts.output / 'summary.json'}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_main(main))

@@ -8,11 +8,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from hvc.errors import InputError
 from hvc.scribbles import ScribbleError, read_scribbles
 from hvc.scribbles.format import check as check_scribbles
 
 
-class PromptError(ValueError):
+class PromptError(InputError, ValueError):
     """A first-frame mask or scribble file is unusable."""
 
 

@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from hvc.config.core import ConfigError
 from hvc.config.inference import TestConfig
 from hvc.data.frames import FrameSource, open_frames, to_input
 from hvc.data.palette import save_indexed_png
@@ -41,6 +42,7 @@ from hvc.fileio import atomic_path, atomic_write_text
 from hvc.inference import FeatureExtractor, build_extractor
 from hvc.propagation import LabelPropagator, PropagationConfig, upsample_labels
 from hvc.scribbles.fill import labels_from_scribbles
+from hvc.errors import NonFiniteError
 from hvc.segment.prompt import PromptError, read_mask, read_scribble
 from hvc.visualize import overlay
 
@@ -115,7 +117,7 @@ class Segmenter:
 
     def __init__(self, opts: Options):
         if (opts.mask is None) == (opts.scribble is None):
-            raise PromptError("give one first-frame prompt: --mask FIRST.png or --scribble S.png")
+            raise ConfigError("give one first-frame prompt: --mask FIRST.png or --scribble S.png")
         self.opts = opts
         self.source = open_frames(opts.video)
         prompt = opts.mask or opts.scribble
@@ -166,12 +168,12 @@ class Segmenter:
         record = self.progress.load()
         if record is not None and record["settings_sha256"] != self.key:
             if not self.opts.overwrite:
-                raise PromptError(f"{self.opts.output}: holds a segmentation made with other settings (see "
+                raise ConfigError(f"{self.opts.output}: holds a segmentation made with other settings (see "
                                   f"{self.progress.path}); pass --overwrite to replace it or choose another --output")
             record = None
         if record is None:
             if self.progress.load() is None and self.masks.is_dir() and any(self.masks.iterdir()):
-                raise PromptError(f"{self.masks}: exists and was not written by hvc.segment; choose another --output")
+                raise ConfigError(f"{self.masks}: exists and was not written by hvc.segment; choose another --output")
             for folder in (self.masks, self.progress.dir):
                 shutil.rmtree(folder, ignore_errors=True)
             for name in ("overlay.mp4", "summary.json"):
@@ -216,9 +218,11 @@ class Segmenter:
                     continue
                 start = time.perf_counter()
                 emb = self._encode(rgb)
+                self._check_finite(emb, "features", t, "check the weights of --checkpoint")
                 encoded = time.perf_counter()
                 labels = self._first_labels(emb) if t == 0 else None
                 soft = prop.step(emb, labels)
+                self._check_finite(soft, "soft masks", t, "check --context and the prompt")
                 pred = labels if t == 0 else upsample_labels(soft, self.source.size)[0]
                 pred = pred.to(torch.uint8).cpu().numpy()
                 propagated = time.perf_counter()
@@ -231,6 +235,12 @@ class Segmenter:
                     on_frame(t)
         record["finished"] = True
         self.progress.save(record)
+
+    def _check_finite(self, values: torch.Tensor, what: str, t: int, hint: str) -> None:
+        """Stop at the first NaN or inf, naming the frame (one reduction per frame: cheap). Nothing
+        of this frame is written, so a rerun after the fix continues from the frame before."""
+        if not bool(torch.isfinite(values).all()):
+            raise NonFiniteError(f"{self.source.path}: {what} of frame {t} ({self.source.name(t)}) hold NaN or inf; {hint}")
 
     def _write_frame(self, t: int, pred: np.ndarray, prop: LabelPropagator, record: dict) -> None:
         """Mask, then the propagator's new stored frame, then the record (the commit), then

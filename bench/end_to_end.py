@@ -15,7 +15,8 @@ Several ``--encoder`` modes run in lockstep on the same decoded batch (each with
 propagator), so their times are side by side; their written labels are compared pixel by
 pixel with the first mode's.
 
-The estimate for all frames of the DAVIS root's sequences (the 645 of ../shared/data/DAVIS)
+The estimate for all frames of the DAVIS root's sequences (645 for the 10 DAVIS 2016
+sequences under $HVC_SHARED_DIR/data/DAVIS)
 takes the measured per-frame means of decode, encoder, up-sampling and writing, and for
 propagation a least-squares fit ``a + b * n`` on the number ``n`` of distinct context frames
 (propagation cost grows with n until the context of 50 frames is full), evaluated at every

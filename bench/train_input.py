@@ -1,6 +1,6 @@
 """Cost of the training input pipeline's pieces, per photo, against a training step.
 
-    python bench/train_input.py ../shared/data/Static/JPEGImages/BSDS500 --size 128
+    python bench/train_input.py $HVC_SHARED_DIR/data/Static/JPEGImages/BSDS500 --size 128
 
 On the first ``--images`` photos of DIR (one thread, CPU time of this thread, median over
 ``--rounds`` passes; the DataLoader workers run single-threaded too):

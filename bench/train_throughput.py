@@ -1,7 +1,7 @@
 """Training throughput: images/s of full HVC training steps, side by side.
 
     python bench/train_throughput.py --size 128 --batch 16                  # random inputs
-    python bench/train_throughput.py --size 128 --batch 16 --real ../shared/data/Static/JPEGImages/BSDS500
+    python bench/train_throughput.py --size 128 --batch 16 --real $HVC_SHARED_DIR/data/Static/JPEGImages/BSDS500
     python bench/train_throughput.py --size 128 --batch 16 --options paper no_layer4 cpu_bf16 cpu_channels_last
     python bench/train_throughput.py --size 256 --batch 128 --amp           # the paper's setting, GPU
 

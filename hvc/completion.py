@@ -11,13 +11,19 @@ were made with and lists the files, so a rerun
 * refuses (without ``--overwrite``) to write into a folder holding results of other settings,
   and with ``--overwrite`` removes those results first: a folder never mixes two settings.
 
-Frames of a sequence in progress go to ``<out>/.hvc/staging/<sequence>/``; the finished
-folder is renamed into place, then its record is written. A run killed at any point leaves
-either a finished sequence with its record or nothing that counts as finished.
+A sequence's files go where its :class:`Outputs` says: a folder of its own (DAVIS, VIP:
+``<out>/<sequence>/<frame>.png``) or a folder shared with other sequences (JHMDB:
+``<out>/<class>/<video>.npz``, the sequence named ``<class>/<video>``; names may hold ``/``,
+their records then lie in sub-folders of ``.hvc/done``). Files of a sequence in progress go
+to ``<out>/.hvc/staging/<sequence>/``; once its last frame is written, its own folder is
+renamed into place, or its files are moved one by one into the shared folder, and then its
+record is written. A run killed at any point leaves either a finished sequence with its
+record or nothing that counts as finished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -44,6 +50,26 @@ class Record:
     worker: str  # who made it: "single", "rank 1/4", "shard 2/8"
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """Where the files of one sequence go: ``folder / file`` for each of ``files``.
+
+    ``shared``: ``folder`` also holds other sequences' files (JHMDB's ``<class>/``), so it is
+    filled and emptied file by file and never moved or removed whole; otherwise it is the
+    sequence's own folder (VOS, VIP).
+    """
+
+    folder: Path
+    files: tuple[str, ...]  # file names inside folder, in frame order
+    shared: bool = False
+
+    def exist(self) -> bool:
+        """Whether anything of it is on disk."""
+        if self.shared:
+            return any((self.folder / file).exists() for file in self.files)
+        return self.folder.is_dir()
+
+
 def settings_hash(settings: Any) -> str:
     """sha256 (hex) of the JSON form of ``settings`` (keys sorted): equal settings, equal hash."""
     text = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
@@ -63,7 +89,8 @@ class ResultsFolder:
     """The completion bookkeeping of one results folder for one settings hash.
 
     ``root``: the results folder; ``settings``: the hash of the current run's settings.
-    Sequence output folders are passed in by the caller (the layout is the benchmark's).
+    Where each sequence's files go is passed in by the caller as :class:`Outputs` (the layout
+    is the benchmark's).
     """
 
     def __init__(self, root: str | os.PathLike, settings: str):
@@ -83,8 +110,9 @@ class ResultsFolder:
         if not self.records_dir.is_dir():
             return {}
         found: dict[str, Optional[Record]] = {}
-        for path in sorted(self.records_dir.glob("*.json")):
-            found[path.stem] = self._read(path)
+        for path in sorted(self.records_dir.rglob("*.json")):  # names with "/" lie in sub-folders
+            if path.is_file():
+                found[path.relative_to(self.records_dir).with_suffix("").as_posix()] = self._read(path)
         return found
 
     def record(self, name: str) -> Optional[Record]:
@@ -106,43 +134,62 @@ class ResultsFolder:
         """Sequences whose record names other settings (or cannot be read)."""
         return sorted(n for n, r in self.records().items() if r is None or r.settings != self.settings)
 
-    def is_finished(self, name: str, folder: Path, files: Iterable[str]) -> bool:
-        """Record of the current settings for exactly ``files``, each present and non-empty in ``folder``."""
+    def is_finished(self, name: str, outputs: Outputs) -> bool:
+        """Record of the current settings for exactly ``outputs.files``, each present and non-empty."""
         record = self.record(name)
-        files = tuple(files)
-        if record is None or record.settings != self.settings or record.files != files:
+        if record is None or record.settings != self.settings or record.files != outputs.files:
             return False
-        for file in files:
+        for file in outputs.files:
             try:
-                if (folder / file).stat().st_size == 0:
+                if (outputs.folder / file).stat().st_size == 0:
                     return False
             except OSError:
                 return False
         return True
 
     def start(self, name: str) -> Path:
-        """An empty staging folder for the frames of ``name`` (leftovers of a killed run removed)."""
+        """An empty staging folder for the files of ``name`` (leftovers of a killed run removed)."""
         staging = self.staging(name)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         return staging
 
-    def commit(self, record: Record, folder: Path) -> None:
-        """Move the staged frames to ``folder`` (replacing what was there), then write the record."""
-        self.forget(record.sequence, folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.staging(record.sequence), folder)
+    def commit(self, record: Record, outputs: Outputs) -> None:
+        """Move the staged files ``record.files`` into ``outputs`` (replacing what was there), then
+        write the record. Its own folder is renamed whole; into a shared folder, file by file."""
+        name = record.sequence
+        self.forget(name, outputs)
+        staged = self.staging(name)
+        if outputs.shared:
+            outputs.folder.mkdir(parents=True, exist_ok=True)
+            for file in record.files:
+                os.replace(staged / file, outputs.folder / file)
+            shutil.rmtree(staged)
+        else:
+            outputs.folder.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, outputs.folder)
         payload = {"version": RECORD_VERSION, **asdict(record), "files": list(record.files)}
-        atomic_write_text(self.record_path(record.sequence), json.dumps(payload, indent=1) + "\n")
+        atomic_write_text(self.record_path(name), json.dumps(payload, indent=1) + "\n")
 
-    def forget(self, name: str, folder: Optional[Path]) -> None:
-        """Remove the record of ``name`` first (so nothing half-removed counts), then its files."""
+    def forget(self, name: str, outputs: Optional[Outputs]) -> None:
+        """Remove the record of ``name`` first (so nothing half-removed counts), then its files:
+        its own folder whole; in a shared folder only its files (those of ``outputs`` and those
+        its record lists), and the folder itself once empty."""
+        old = self.record(name) if outputs is not None and outputs.shared else None
         self.record_path(name).unlink(missing_ok=True)
-        if folder is not None and (folder.is_dir() or folder.is_symlink()):
-            if folder.is_symlink():
-                folder.unlink()
-            else:
-                shutil.rmtree(folder)
+        if outputs is None:
+            return
+        folder = outputs.folder
+        if outputs.shared:
+            listed = [f for f in old.files if Path(f).name == f] if old else []  # plain names only: stay in folder
+            for file in dict.fromkeys([*outputs.files, *listed]):
+                (folder / file).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: other sequences' files (or the user's) stay
+                folder.rmdir()
+        elif folder.is_symlink():
+            folder.unlink()
+        elif folder.is_dir():
+            shutil.rmtree(folder)
 
     def clear_staging(self, names: Optional[Iterable[str]] = None) -> None:
         """Remove leftovers of killed runs: the staging folders of ``names`` (None = all)."""

@@ -35,7 +35,7 @@ from hvc.errors import HvcError, NonFiniteError, ReportedElsewhere, UsageError
 from hvc.models.encoders import load_encoder
 from hvc.models.fast_encoder import wrap_encoder
 from hvc.propagation import LabelPropagator, embed
-from hvc.results import (Plan, output_dir, output_files, prepare_output, result_tag, run_settings, sequence_dir,
+from hvc.results import (Plan, output_dir, output_files, prepare_output, result_tag, run_settings, sequence_outputs,
                          write_summary)
 from hvc.sharding import Job, ShardSpec, job_shard, shard_of
 from hvc.upsample import upsample_argmax
@@ -168,7 +168,7 @@ def _segment_all(cfg: TestConfig, plan: Plan, names: list[str], job: Job, worker
                          progress=job.is_main)
         record = Record(name, plan.folder.settings, tuple(output_files(seq)), len(seq.frames),
                         round(time.perf_counter() - start, 3), worker)
-        plan.folder.commit(record, sequence_dir(plan.out, cfg.data.dataset, name))
+        plan.folder.commit(record, sequence_outputs(plan.out, cfg.data.dataset, seq))
 
 
 def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shards: bool = False,

@@ -1,11 +1,12 @@
 """The results folder of ``test.py``: where each sequence goes, which settings made it, and
 the checks and bookkeeping around it (completion records: :mod:`hvc.completion`).
 
-:func:`prepare_output` runs before any work: a writable folder, no results of other settings
-(or, with ``run.overwrite``, those removed first), leftovers of killed runs cleared, the
-resolved ``config.yaml`` written, and the list of sequences still to do. :func:`write_summary`
-runs after all of them: ``sequences.csv`` and the YouTube-VOS ``submission.zip``, both made
-from the completion records.
+:func:`prepare_results` runs before any work, for VOS (:func:`prepare_output`) and for the
+JHMDB / VIP tasks (:mod:`hvc.tasks.runners`) alike: a writable folder, no results of other
+settings (or, with ``run.overwrite``, those removed first), leftovers of killed runs cleared,
+the resolved ``config.yaml`` written, and the list of sequences still to do.
+:func:`write_summary` runs after all VOS sequences: ``sequences.csv`` and the YouTube-VOS
+``submission.zip``, both made from the completion records.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
-from hvc.completion import Record, ResultsFolder, file_digest, settings_hash
+from hvc.completion import Outputs, Record, ResultsFolder, file_digest, settings_hash
 from hvc.config.core import ConfigError, dump_yaml, load_config, to_dict
 from hvc.config.inference import TestConfig
 from hvc.data.vos import YTVOS_DATASETS, VideoSequence
@@ -42,6 +44,11 @@ def sequence_dir(out: Path, dataset: str, name: str) -> Path:
 def output_files(seq: VideoSequence) -> list[str]:
     """The files a finished sequence holds, in frame order."""
     return [f"{seq.frame_name(t)}.png" for t in seq.outputs]
+
+
+def sequence_outputs(out: Path, dataset: str, seq: VideoSequence) -> Outputs:
+    """Where the PNGs of a VOS sequence go: a folder of its own."""
+    return Outputs(sequence_dir(out, dataset, seq.name), tuple(output_files(seq)))
 
 
 def _protocol(cfg: TestConfig) -> dict:
@@ -84,11 +91,18 @@ class Plan:
     todo: list[str]  # names to segment (not finished with these settings), in list order
 
 
-def prepare_output(cfg: TestConfig, sequences: list[VideoSequence], mine: list[str], partial: bool) -> Plan:
-    """Check and prepare the output folder before any work (see :mod:`hvc.completion`).
+def prepare_results(cfg: TestConfig, outputs: dict[str, Outputs], locate: Callable[[str], Outputs],
+                    mine: Iterable[str], partial: bool, stale: Iterable[str]) -> tuple[ResultsFolder, list[str]]:
+    """Check and prepare the output folder before any work (see :mod:`hvc.completion`); returns
+    its bookkeeping and the names of ``mine`` not finished with these settings, in the order of
+    ``outputs``.
 
-    ``mine``: the sequences this process is responsible for; ``partial``: a ``--shard`` run,
-    which removes (with --overwrite) only its own sequences and other settings' results.
+    ``outputs``: every sequence of the selection and where its files go; ``locate``: where the
+    files of any other name (a record of an earlier selection) went; ``mine``: the sequences
+    this process is responsible for; ``partial``: a ``--shard`` run, which removes (with
+    --overwrite) only its own sequences and other settings' results; ``stale``: glob patterns
+    of summaries and scores made from earlier results, removed once they no longer describe
+    the folder.
     """
     out = output_dir(cfg)
     writable_dir(out, "run.output_dir")
@@ -96,26 +110,34 @@ def prepare_output(cfg: TestConfig, sequences: list[VideoSequence], mine: list[s
         writable_dir(f"{out}_vis", "run.output_dir (visualisations: <output_dir>_vis)")
     folder = ResultsFolder(out, run_settings(cfg))
     config_record = out / "config.yaml"
-    dirs = {s.name: sequence_dir(out, cfg.data.dataset, s.name) for s in sequences}
     foreign = folder.foreign()
     legacy = (not folder.records() and _legacy_settings_differ(cfg, config_record)
-              and any(d.is_dir() for d in dirs.values()))
+              and any(o.exist() for o in outputs.values()))
     if (foreign or legacy) and not cfg.run.overwrite:
-        what = f"{len(foreign)} sequence(s), e.g. {foreign[0]}" if foreign else "sequence folders"
+        what = f"{len(foreign)} sequence(s), e.g. {foreign[0]}" if foreign else "outputs without completion records"
         raise ConfigError(f"{out}: holds results made with other settings ({what}; see {config_record}); "
                           f"pass --overwrite to replace them, or choose another run.output_dir")
+    mine = set(mine)
     if cfg.run.overwrite:  # remove first: a rerun then never mixes two settings
-        targets = set(foreign) | set(mine if partial else [*dirs, *folder.records()])
+        targets = set(foreign) | (mine if partial else {*outputs, *folder.records()})
         for name in sorted(targets):
-            folder.forget(name, dirs.get(name, sequence_dir(out, cfg.data.dataset, name)))
-    folder.clear_staging(mine if partial else None)  # frames of killed runs
+            folder.forget(name, outputs[name] if name in outputs else locate(name))
+    folder.clear_staging(mine if partial else None)  # files of killed runs
     atomic_write_text(config_record, dump_yaml(cfg))
-    todo = [s.name for s in sequences if s.name in set(mine)
-            and not folder.is_finished(s.name, dirs[s.name], output_files(s))]
+    todo = [name for name, where in outputs.items() if name in mine and not folder.is_finished(name, where)]
     if todo or cfg.run.overwrite:  # summaries and scores of earlier results no longer describe the folder
-        for pattern in STALE_SUMMARIES:
-            for stale in out.glob(pattern):
-                stale.unlink()
+        for pattern in stale:
+            for path in out.glob(pattern):
+                path.unlink()
+    return folder, todo
+
+
+def prepare_output(cfg: TestConfig, sequences: list[VideoSequence], mine: list[str], partial: bool) -> Plan:
+    """:func:`prepare_results` for the VOS sequences ``sequences``; ``mine`` and ``partial`` as there."""
+    out, dataset = output_dir(cfg), cfg.data.dataset
+    outputs = {s.name: sequence_outputs(out, dataset, s) for s in sequences}
+    folder, todo = prepare_results(cfg, outputs, lambda name: Outputs(sequence_dir(out, dataset, name), ()),
+                                   mine, partial, STALE_SUMMARIES)
     return Plan(out, folder, sequences, todo)
 
 
@@ -128,8 +150,7 @@ STALE_SUMMARIES = (SUMMARY_NAME, ZIP_NAME, "global_results-*.csv", "per-sequence
 def finished_records(cfg: TestConfig, plan: Plan) -> list[Record]:
     """Every sequence's record; an InputError naming the unfinished ones if any is not finished."""
     missing = [s.name for s in plan.sequences
-               if not plan.folder.is_finished(s.name, sequence_dir(plan.out, cfg.data.dataset, s.name),
-                                              output_files(s))]
+               if not plan.folder.is_finished(s.name, sequence_outputs(plan.out, cfg.data.dataset, s))]
     if missing:
         raise InputError(f"{plan.out}: {len(missing)} sequence(s) not finished with these settings: "
                          f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "

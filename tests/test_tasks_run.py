@@ -2,8 +2,9 @@
 (hvc/demo/tasks.py) with the untrained random18 at a small input size, ``scripts/run_metrics``
 scores them, and the scores must beat what the first frame's labels score when copied to every
 frame (the clips move, so standing still is the baseline to beat). Plus: dense and local
-kernels give the same keypoints, bad input stops before anything is written, and the square
-resize of the JHMDB / VIP protocol is cv2's.
+kernels give the same keypoints, bad input stops before anything is written, the square
+resize of the JHMDB / VIP protocol is cv2's, and JHMDB and VIP follow the completion records of
+the VOS path (a clip is finished only through its record; a folder never mixes two settings).
 
 Input sizes: 160 for JHMDB and VIP (20x20 features; the configs' 320 and 560 take minutes on
 two CPU cores), 120 for VOST; everything else as in configs/test_<task>.yaml.
@@ -25,14 +26,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from PIL import Image
 
 from hvc.config.core import ConfigError, load_config
 from hvc.config.inference import TestConfig
 from hvc.data.jhmdb import read_joints
 from hvc.data.vos import DatasetError, FrameDataset, VideoSequence
+from hvc.demo.tasks import write_vip_clip
+from hvc.tasks import runners
 from hvc.tasks.pose import decode_keypoints, feature_coords, joint_label_maps, load_keypoints
 from hvc.tasks.runners import run_test
+from hvc.tasks.writers import ClassIdWriter, KeypointWriter
 from task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,3 +164,196 @@ def test_square_resize_is_cv2_bilinear(synthetic_tasks):
     expected = F.interpolate(torch.from_numpy(rgb).permute(2, 0, 1)[None], size=(120, 160), mode="bilinear",
                              align_corners=True)[0]
     torch.testing.assert_close(shorter, expected, rtol=0, atol=0)
+
+
+# ---- completion records (README "Failure behaviour", hvc/completion.py) ---------------------
+# The rules of the VOS path (tests/test_faults.py) for the tasks: a clip is finished only
+# through its record naming the settings hash; a folder never mixes two settings. JHMDB's two
+# clips share their class folder walk/; VIP gets a second video so that it has two clips too.
+
+TASKS = ("jhmdb", "vip")
+OTHER = ("prop.topk=5",)  # settings B: another protocol, other results
+
+
+class Interrupted(Exception):
+    """Stands for a run killed mid-way."""
+
+
+@pytest.fixture(scope="module")
+def task_roots(synthetic_tasks, tmp_path_factory) -> dict[str, tuple[Path, tuple[str, ...]]]:
+    """task -> (dataset root, its clip names)."""
+    vip = tmp_path_factory.mktemp("vip2") / "VIP"
+    shutil.copytree(synthetic_tasks.vip, vip)
+    write_vip_clip(vip, video="videos8", annotated=3, every=4)
+    return {"jhmdb": (synthetic_tasks.jhmdb, synthetic_tasks.jhmdb_videos),
+            "vip": (vip, (synthetic_tasks.vip_video, "videos8"))}
+
+
+def _cfg(task: str, root: Path, out: Path, *extra: str) -> TestConfig:
+    return load_config(TestConfig, REPO / "configs" / f"test_{task}.yaml", [
+        f"model.name={MODEL}", f"data.root={root}", f"data.input_size={SMALL[task]}", "data.workers=0",
+        f"run.output_dir={out}", *extra])
+
+
+_FINISHED: dict[str, Path] = {}
+
+
+@pytest.fixture
+def finished(task_roots, tmp_path_factory, tmp_path):
+    """finished(task) -> a copy (in tmp_path/out) of a folder where a run with the config's
+    settings finished every clip; the run itself is made once per module."""
+    def copy(task: str) -> Path:
+        if task not in _FINISHED:
+            _FINISHED[task] = tmp_path_factory.mktemp(f"finished_{task}") / "out"
+            run_test(_cfg(task, task_roots[task][0], _FINISHED[task]))
+        shutil.copytree(_FINISHED[task], tmp_path / "out")  # copy2: modification times kept
+        return tmp_path / "out"
+    return copy
+
+
+def _propagations(monkeypatch) -> list[str]:
+    """The names of the clips propagated from now on, in order."""
+    calls: list[str] = []
+    real = runners.propagate_clip
+
+    def counted(clip, *args, **kwargs):
+        calls.append(clip.name)
+        return real(clip, *args, **kwargs)
+
+    monkeypatch.setattr(runners, "propagate_clip", counted)
+    return calls
+
+
+def _interrupt_in_second_clip(monkeypatch) -> None:
+    """Stop the run at the second frame of its second clip (VIP has then written its first frame)."""
+    seen: list = []
+    frames = [0]
+    for cls in (KeypointWriter, ClassIdWriter):
+        def add(self, soft, real=cls.add):
+            if not seen or seen[-1] is not self:
+                seen.append(self)
+                frames[0] = 0
+            if len(seen) == 2 and frames[0] == 1:
+                raise Interrupted("killed in the second clip")
+            frames[0] += 1
+            real(self, soft)
+        monkeypatch.setattr(cls, "add", add)
+
+
+def _results(out: Path) -> dict[str, object]:
+    """Every result file under ``out`` (not config.yaml, not .hvc/): a PNG's bytes, an .npz's
+    arrays (np.savez stamps the time into the zip, so its bytes differ from run to run)."""
+    found: dict[str, object] = {}
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out)
+        if path.is_dir() or rel.parts[0] == ".hvc" or rel.as_posix() == "config.yaml":
+            continue
+        if path.suffix == ".npz":
+            kp = load_keypoints(path)
+            found[rel.as_posix()] = (kp.coords.tolist(), kp.feature_wh)
+        else:
+            found[rel.as_posix()] = path.read_bytes()
+    return found
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under ``folder``: (modification time, size)."""
+    return {p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(folder.rglob("*"))}
+
+
+def _clip_files(task: str, out: Path, name: str) -> list[Path]:
+    """The output files of clip ``name``: JHMDB ``<class>/<video>.npz``, VIP ``<video>/*.png``."""
+    return [out / f"{name}.npz"] if task == "jhmdb" else sorted((out / name).glob("*.png"))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_interrupted_overwrite_then_rerun_holds_only_the_new_settings(task, task_roots, finished, tmp_path,
+                                                                      monkeypatch):
+    """The issue's case: A finished every clip; B (other settings, --overwrite) is killed in its
+    second clip; B rerun without --overwrite redoes what B did not finish, and the folder then
+    holds exactly what a clean B run writes, none of A's results."""
+    root, names = task_roots[task]
+    out = finished(task)
+    a = _results(out)
+    assert len(a) == (2 if task == "jhmdb" else 4 + 3)
+    theirs = out / "walk" / "notes.txt" if task == "jhmdb" else out / "notes.txt"
+    theirs.write_text("not written by hvc")  # a file of the user's in a results folder
+    with monkeypatch.context() as m:
+        interrupted = _propagations(m)
+        _interrupt_in_second_clip(m)
+        with pytest.raises(Interrupted):
+            run_test(_cfg(task, root, out, *OTHER, "run.overwrite=true"))
+    assert interrupted == list(names)  # the first clip was finished with B, the second was not
+    assert theirs.read_text() == "not written by hvc"
+    theirs.unlink()
+    rerun = _propagations(monkeypatch)
+    run_test(_cfg(task, root, out, *OTHER))
+    assert rerun == [names[1]]  # B's first clip is kept, the second is redone
+    run_test(_cfg(task, root, tmp_path / "ref", *OTHER))
+    b = _results(tmp_path / "ref")
+    assert _results(out) == b
+    second = [k for k in b if k.startswith(names[1])]
+    assert second and any(a[k] != b[k] for k in second)  # A's results of that clip would have shown
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_settings_change_without_overwrite_is_refused_before_anything_is_written(task, task_roots, tmp_path):
+    """Other settings: another protocol, or a checkpoint file rewritten at the same path (the
+    settings hash holds its bytes)."""
+    root, names = task_roots[task]
+    out = tmp_path / "out"
+    checkpoint = tmp_path / "imagenet18.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
+    weights = ("model.name=imagenet18", f"model.checkpoint={checkpoint}")
+    run_test(_cfg(task, root, out, *weights))
+    before = _listing(out)
+    refused = rf"^{re.escape(str(out))}: holds results made with other settings \(2 sequence\(s\), e\.g\. {names[0]};"
+    trained = checkpoint.read_bytes()
+    torch.manual_seed(1)  # retrained: the same path, other weights
+    torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
+    with pytest.raises(ConfigError, match=refused):
+        run_test(_cfg(task, root, out, *weights))
+    checkpoint.write_bytes(trained)
+    with pytest.raises(ConfigError, match=refused):
+        run_test(_cfg(task, root, out, *weights, *OTHER))
+    assert _listing(out) == before
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_empty_or_missing_output_of_a_recorded_clip_is_redone(task, task_roots, finished, monkeypatch):
+    root, names = task_roots[task]
+    out = finished(task)
+    clean = _results(out)
+    stale = out / ("pck_results.csv" if task == "jhmdb" else "vip_results.json")
+    stale.write_text("scores of the old results")
+    calls = _propagations(monkeypatch)
+    _clip_files(task, out, names[0])[0].write_bytes(b"")  # e.g. a disk that filled up
+    kept = {p: p.stat().st_mtime_ns for p in _clip_files(task, out, names[1])}
+    run_test(_cfg(task, root, out))
+    assert calls == [names[0]] and _results(out) == clean
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    assert not stale.exists()  # the scores no longer describe the folder
+    _clip_files(task, out, names[1])[-1].unlink()
+    calls.clear()
+    run_test(_cfg(task, root, out))
+    assert calls == [names[1]] and _results(out) == clean
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_finished_clips_have_records_and_a_rerun_skips_them(task, task_roots, finished, monkeypatch):
+    root, names = task_roots[task]
+    out = finished(task)
+    for name in names:  # JHMDB's "<class>/<video>" in a sub-folder: .hvc/done/walk/<video>.json
+        record = json.loads((out / ".hvc" / "done" / f"{name}.json").read_text())
+        assert record["sequence"] == name and re.fullmatch("[0-9a-f]{64}", record["settings"])
+        assert record["files"] == [p.name for p in _clip_files(task, out, name)]
+    assert not list((out / ".hvc" / "staging").rglob("*.*"))  # nothing left in staging
+    def files():  # results and records (config.yaml is rewritten, staging/ cleared)
+        return {k: v for k, v in _listing(out).items() if (out / k).is_file() and k != "config.yaml"}
+
+    before = files()
+    calls = _propagations(monkeypatch)
+    run_test(_cfg(task, root, out))
+    assert calls == [] and files() == before

@@ -10,12 +10,20 @@ kernels); what differs is how a clip starts and what is written:
   propagation runs over the annotated frames only, as the paper's list does, and every frame
   is written as class ids (:class:`~hvc.tasks.writers.ClassIdWriter`).
 
+The output folder follows the rules of :mod:`hvc.completion`, as VOS inference does: a clip
+is finished only through its completion record, written after its last frame and naming the
+settings hash (:func:`hvc.results.run_settings`); a folder never mixes two settings. The
+writers write into the clip's staging folder; the files are moved into place only once the
+clip is complete. JHMDB clips share their class folder (``<out>/<class>/<video>.npz``), so
+they are moved in and removed file by file; a VIP clip has a folder of its own.
+
 DAVIS, YouTube-VOS and VOST (indexed PNGs) go through :func:`hvc.inference.run_inference`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Union
@@ -26,17 +34,19 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hvc.config.core import ConfigError, dump_yaml, load_config
+from hvc.completion import Outputs, Record
+from hvc.config.core import ConfigError
 from hvc.config.inference import TestConfig
 from hvc.data.jhmdb import JHMDBVideo, check_frame_count, image_size, jhmdb_videos
 from hvc.data.vip import NUM_CLASSES as VIP_CLASSES
 from hvc.data.vip import VIPVideo, read_class_ids, vip_videos
 from hvc.data.vos import DatasetError, FrameDataset
-from hvc.fileio import atomic_write_text
 from hvc.inference import FeatureExtractor, build_extractor, run_inference
-from hvc.results import _protocol, output_dir, result_tag
+from hvc.metrics.outputs import PCK_NAME, VIP_NAME
 from hvc.metrics.pck import default_list
 from hvc.propagation import LabelPropagator
+from hvc.results import output_dir, prepare_results, result_tag
+from hvc.sharding import Job
 from hvc.tasks.pose import NUM_JOINTS, feature_coords, joint_label_maps
 from hvc.tasks.writers import ClassIdWriter, KeypointWriter
 
@@ -44,6 +54,8 @@ log = logging.getLogger(__name__)
 
 TASKS = ("jhmdb", "vip")  # run here; every other dataset by hvc.inference
 CHANNELS = {"jhmdb": 1 + NUM_JOINTS, "vip": VIP_CLASSES}  # label channels = prop.num_classes
+# What eval_metrics.py writes next to the results (hvc/metrics/outputs.py): stale once they change.
+SCORES = {"jhmdb": (f"{PCK_NAME}.csv", f"{PCK_NAME}.png"), "vip": (f"{VIP_NAME}.json", f"{VIP_NAME}.png")}
 
 Writer = Union[KeypointWriter, ClassIdWriter]
 
@@ -53,9 +65,7 @@ class TaskClip(Protocol):
 
     name: str
     video: Union[JHMDBVideo, VIPVideo]  # .frames: the frames propagated through, in order
-
-    def finished(self) -> bool:
-        """Whether its output exists (written atomically, so complete)."""
+    outputs: Outputs  # where its finished files go (hvc.completion)
 
     def check(self) -> None:
         """Read what the clip starts from; DatasetError naming the file if it is bad. Called for
@@ -64,8 +74,9 @@ class TaskClip(Protocol):
     def first_labels(self, frames: FrameDataset, feature_hw: tuple[int, int]) -> Tensor:
         """Soft labels [K, H, W] float32 of frame 0."""
 
-    def writer(self, frames: FrameDataset) -> Writer:
-        """The writer that receives the clip's propagated frames."""
+    def writer(self, frames: FrameDataset, folder: Path) -> Writer:
+        """The writer that receives the clip's propagated frames and writes ``outputs.files``
+        into ``folder`` (its staging folder)."""
 
 
 @dataclass(frozen=True)
@@ -80,11 +91,8 @@ class JHMDBClip:
         return self.video.name
 
     @property
-    def path(self) -> Path:
-        return self.out / f"{self.video.name}.npz"
-
-    def finished(self) -> bool:
-        return self.path.is_file()
+    def outputs(self) -> Outputs:
+        return jhmdb_outputs(self.out, self.name)
 
     def check(self) -> None:
         check_frame_count(self.video, self.video.joints())
@@ -103,8 +111,15 @@ class JHMDBClip:
                                 (in_w / w, in_h / h))
         return torch.from_numpy(joint_label_maps(coords[:, :, 0], (h, w)))
 
-    def writer(self, frames: FrameDataset) -> KeypointWriter:
-        return KeypointWriter(self.path, len(frames))
+    def writer(self, frames: FrameDataset, folder: Path) -> KeypointWriter:
+        return KeypointWriter(folder / self.outputs.files[0], len(frames))
+
+
+def jhmdb_outputs(out: Path, name: str) -> Outputs:
+    """Clip ``<class>/<video>``: ``<out>/<class>/<video>.npz``, the class folder shared by its
+    clips (the scorer's layout, :func:`hvc.metrics.pck.keypoint_path`)."""
+    path = Path(name)
+    return Outputs(out / path.parent, (f"{path.name}.npz",), shared=True)
 
 
 @dataclass(frozen=True)
@@ -118,8 +133,9 @@ class VIPClip:
     def name(self) -> str:
         return self.video.name
 
-    def finished(self) -> bool:
-        return all((self.out / self.name / f"{f}.png").is_file() for f in self.video.frame_names())
+    @property
+    def outputs(self) -> Outputs:
+        return Outputs(self.out / self.name, tuple(f"{f}.png" for f in self.video.frame_names()))
 
     def check(self) -> None:
         self._first_ids()
@@ -141,8 +157,8 @@ class VIPClip:
         onehot = ids[None] == np.arange(VIP_CLASSES, dtype=ids.dtype)[:, None, None]  # 255 matches none
         return torch.from_numpy(onehot.astype(np.float32))
 
-    def writer(self, frames: FrameDataset) -> ClassIdWriter:
-        return ClassIdWriter(self.out / self.name, self.video.frame_names(), frames.size)
+    def writer(self, frames: FrameDataset, folder: Path) -> ClassIdWriter:
+        return ClassIdWriter(folder, self.video.frame_names(), frames.size)
 
 
 def task_clips(cfg: TestConfig, out: Path) -> list[TaskClip]:
@@ -154,13 +170,18 @@ def task_clips(cfg: TestConfig, out: Path) -> list[TaskClip]:
     return [VIPClip(v, out) for v in vip_videos(data.root, data.video_list, data.sequences)]
 
 
+def locate(task: str, out: Path, name: str) -> Outputs:
+    """Where the files of clip ``name`` of ``task`` go, for any name (a record of an earlier run)."""
+    return jhmdb_outputs(out, name) if task == "jhmdb" else Outputs(out / name, ())
+
+
 def propagate_clip(clip: TaskClip, extractor: FeatureExtractor, propagator: LabelPropagator,
-                   cfg: TestConfig) -> None:
-    """Propagate the first labels of ``clip`` through its frames into its writer."""
+                   cfg: TestConfig, folder: Path) -> None:
+    """Propagate the first labels of ``clip`` through its frames; its writer writes into ``folder``."""
     frames = FrameDataset(clip.video, cfg.data.input_size, cfg.data.mean, cfg.data.std, resize=cfg.data.resize)
     loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=cfg.data.workers,
                         pin_memory=extractor.device.type == "cuda")
-    writer = clip.writer(frames)
+    writer = clip.writer(frames, folder)
     propagator.reset()
     t = 0
     with tqdm(total=len(frames), desc=clip.name, unit="frame", leave=False) as bar:
@@ -182,36 +203,39 @@ def _check_task_settings(cfg: TestConfig) -> None:
         raise ConfigError(f"run.visualize (--visualize) writes VOS overlays; it is not available for {task}")
 
 
-def _check_protocol(cfg: TestConfig, record: Path) -> None:
-    """Refuse to mix clips made with other settings in one folder (unless overwriting)."""
-    if record.is_file() and not cfg.run.overwrite and _protocol(load_config(TestConfig, record)) != _protocol(cfg):
-        raise ConfigError(f"{record.parent}: holds results made with other settings (see {record}); "
-                          f"pass --overwrite to redo them or choose another run.output_dir")
-
-
 def run_task(cfg: TestConfig) -> Path:
-    """Propagate every clip of a JHMDB or VIP run; returns the output folder.
+    """Propagate every clip of a JHMDB or VIP run not finished with these settings; returns the
+    output folder.
 
-    As :func:`hvc.inference.run_inference`: clips whose output exists are skipped (unless
-    ``run.overwrite``), and the settings are recorded in ``<out>/config.yaml``, refusing to mix
-    results of other settings in one folder.
+    As :func:`hvc.inference.run_inference` (the rules of :mod:`hvc.completion`): every clip's
+    input is checked and the folder prepared (:func:`hvc.results.prepare_results`: results of
+    other settings refused, or removed first with ``run.overwrite``) before anything is
+    propagated; each clip is written to its staging folder and committed with its completion
+    record after its last frame.
     """
     _check_task_settings(cfg)
+    task = cfg.data.dataset
+    device = Job().device(cfg.run.device)  # an unavailable device fails before anything is written
     out = output_dir(cfg)
     clips = task_clips(cfg, out)
     for clip in clips:
         clip.check()
-    record = out / "config.yaml"
-    _check_protocol(cfg, record)
-    todo = [c for c in clips if cfg.run.overwrite or not c.finished()]
+    folder, todo = prepare_results(cfg, {c.name: c.outputs for c in clips}, lambda name: locate(task, out, name),
+                                   [c.name for c in clips], partial=False, stale=SCORES[task])
     if len(todo) < len(clips):
         log.info("skipping %d finished clip(s) in %s (--overwrite to redo)", len(clips) - len(todo), out)
     if todo:
-        extractor = build_extractor(cfg)
+        extractor = build_extractor(cfg, device)
         propagator = LabelPropagator(cfg.prop)
-        atomic_write_text(record, dump_yaml(cfg))  # only once the settings are known to work
-        for clip in tqdm(todo, desc=f"{result_tag(cfg)} {cfg.data.dataset}", unit="clip"):
-            propagate_clip(clip, extractor, propagator, cfg)
+        by_name = {c.name: c for c in clips}
+        for name in tqdm(todo, desc=f"{result_tag(cfg)} {task}", unit="clip"):
+            clip = by_name[name]
+            staging = folder.start(name)
+            start = time.perf_counter()
+            propagate_clip(clip, extractor, propagator, cfg, staging)
+            record = Record(name, folder.settings, clip.outputs.files, len(clip.video.frames),
+                            round(time.perf_counter() - start, 3), "single")
+            folder.commit(record, clip.outputs)
     return out
 
 

@@ -1,8 +1,9 @@
 """Output writers of the propagation tasks: what each benchmark's scorer reads (docs/tasks.md).
 
 A writer receives the propagated soft masks of one clip, frame after frame (``add``), and
-writes that task's files; ``close`` ends the clip. Every file is written atomically, so a file
-that exists is complete.
+writes that task's files; ``close`` ends the clip. Every file is written atomically, into the
+clip's staging folder: :mod:`hvc.tasks.runners` moves them into place once the clip is
+complete and writes its completion record (:mod:`hvc.completion`).
 
 * VOS (DAVIS, YouTube-VOS, VOST): indexed palette PNGs per frame, written by
   :func:`hvc.data.palette.save_indexed_png` in :mod:`hvc.inference`.

@@ -111,7 +111,7 @@ class ResultsFolder:
             return {}
         found: dict[str, Optional[Record]] = {}
         for path in sorted(self.records_dir.rglob("*.json")):  # names with "/" lie in sub-folders
-            if path.is_file():
+            if path.is_file() and not path.name.startswith(".tmp-"):  # a killed atomic write's leftover
                 found[path.relative_to(self.records_dir).with_suffix("").as_posix()] = self._read(path)
         return found
 

@@ -144,7 +144,8 @@ def prepare_output(cfg: TestConfig, sequences: list[VideoSequence], mine: list[s
 SUMMARY_NAME = "sequences.csv"
 ZIP_NAME = "submission.zip"
 # Written from complete results: ours, and eval_metrics.py's CSVs (scripts/run_metrics puts them here).
-STALE_SUMMARIES = (SUMMARY_NAME, ZIP_NAME, "global_results-*.csv", "per-sequence_results-*.csv")
+STALE_SUMMARIES = (SUMMARY_NAME, ZIP_NAME, "global_results-*.csv", "per-sequence_results-*.csv",
+                   "per-sequence_results-*.png")
 
 
 def finished_records(cfg: TestConfig, plan: Plan) -> list[Record]:

@@ -271,6 +271,8 @@ def test_only_a_completion_record_makes_a_sequence_finished(tmp_path, capsys):
     record = json.loads((out / ".hvc" / "done" / "alpha.json").read_text())
     assert record["files"] == ["00000.png", "00001.png", "00002.png"] and len(record["settings"]) == 64
     kept = (out / "beta" / "00001.png").stat().st_mtime_ns
+    # a record write killed half-way leaves its temporary: not a record, and not other settings
+    (out / ".hvc" / "done" / ".tmp-alpha.json-x1y2.json").write_text('{"version": 1, "sett')
     (out / "alpha" / "00001.png").write_bytes(b"")  # damaged after completion: redone, beta kept
     assert call(test_py.main, davis_args(root, out), capsys)[0] == 0
     assert (out / "alpha" / "00001.png").stat().st_size > 0
@@ -282,11 +284,12 @@ def test_overwrite_removes_other_settings_first(tmp_path, capsys):
     out, ref = tmp_path / "res", tmp_path / "ref"
     assert call(test_py.main, davis_args(root, out), capsys)[0] == 0
     (out / "global_results-val.csv").write_text("stale")  # eval_metrics output of the old results
+    (out / "per-sequence_results-val.png").write_bytes(b"stale figure")  # and its figure
     b = ("prop.topk=5", "--sequences", "alpha")
     assert call(test_py.main, davis_args(root, out, *b, "--overwrite"), capsys)[0] == 0
     assert call(test_py.main, davis_args(root, ref, *b), capsys)[0] == 0
     assert png_bytes(out) == png_bytes(ref) and not (out / "beta").exists()  # no result of the old settings
-    assert not (out / "global_results-val.csv").exists()
+    assert not (out / "global_results-val.csv").exists() and not (out / "per-sequence_results-val.png").exists()
     assert sorted(p.name for p in (out / ".hvc" / "done").iterdir()) == ["alpha.json"]
 
 

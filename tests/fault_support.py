@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,10 +47,17 @@ def script(args: list, timeout: float = 120, **env: str) -> subprocess.Completed
     return subprocess.run(cmd, cwd=REPO, env=_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
+def _default_sigint() -> None:
+    # A process started in the background of a non-interactive shell (nohup ... &, some CI
+    # runners) inherits SIGINT ignored, and Python then leaves it ignored in its children. A user
+    # pressing Ctrl-C in a terminal has it delivered: give the child that disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list) -> subprocess.Popen:
-    """``python args...`` in the background (stderr piped, text)."""
+    """``python args...`` in the background (stderr piped, text), SIGINT deliverable as in a terminal."""
     return subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 def blocking_frame(path: Path) -> bytes:

@@ -43,7 +43,7 @@ from hvc.inference import FeatureExtractor, build_extractor
 from hvc.propagation import LabelPropagator, PropagationConfig, upsample_labels
 from hvc.scribbles.fill import labels_from_scribbles
 from hvc.errors import NonFiniteError
-from hvc.segment.prompt import PromptError, read_mask, read_scribble
+from hvc.segment.prompt import read_mask, read_scribble
 from hvc.visualize import overlay
 
 REPO = Path(__file__).resolve().parents[2]

@@ -2,7 +2,8 @@
 
     python -m hvc.demo.run [--output demo_output] [--steps N] [--frames N] [--quick]
 
-Stages, each through the real entry point in a subprocess: (1) write the training photos
+Stages, each through the real entry point (its ``main(argv)``, called in this process: one
+interpreter start instead of ten saves ~30 s on 2 cores): (1) write the training photos
 and a two-object demo video in the DAVIS layout, (2) train HVC on the photos (train.py),
 (3) export its encoder (hvc.export), (4) propagate the first-frame masks with the trained
 encoder and with ``random18`` (test.py, overlays + mp4), (5) score both (eval_metrics.py)
@@ -17,17 +18,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib
+import importlib.util
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-from hvc.cli import child_saw_closed_pipe, run_main
+from hvc.cli import run_main
 from hvc.errors import ArgumentParser, HvcError, entry_point
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,16 +54,31 @@ def _stage(title: str) -> None:
     print(f"\n===== {title} =====", flush=True)
 
 
+_ENTRY_SCRIPTS = ("train.py", "test.py", "eval_metrics.py")
+
+
+def _entry_main(target: str) -> Callable[[list[str]], int]:
+    """The ``main(argv) -> exit code`` of a root script (``train.py``) or a module (``hvc.export``)."""
+    if target in _ENTRY_SCRIPTS:
+        name = "hvc_entry_" + target[:-3]
+        if name not in sys.modules:  # load each script once, as a module of its own name
+            spec = importlib.util.spec_from_file_location(name, REPO / target)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return sys.modules[name].main
+    return importlib.import_module(target).main
+
+
 def _call(name: str, args: list[str]) -> None:
-    """Run ``python <args>`` from the repository root; a non-zero exit stops the demo."""
-    env = dict(os.environ)
-    # the entry points import hvc from the checkout, installed or not
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    code = subprocess.run([sys.executable, *args], cwd=REPO, env=env).returncode
-    if child_saw_closed_pipe(code):  # our stdout is closed too: end quietly (hvc/cli.py)
-        raise BrokenPipeError(f"stage '{name}': stdout closed")
-    if code != 0:  # the stage printed its own error; keep its exit code
-        raise DemoError(f"stage {name}: failed with exit code {code}: python {' '.join(args)}", code if code > 0 else 1)
+    """Run the entry point ``python <args>`` would run (``train.py ...`` or ``-m hvc.export ...``),
+    here; a non-zero exit code stops the demo. Each entry point seeds what it draws, so the
+    numbers equal those of separate processes."""
+    target, argv = (args[1], args[2:]) if args[0] == "-m" else (args[0], args[1:])
+    code = _entry_main(target)(argv)
+    sys.stdout.flush()
+    if code:  # the stage printed its own error; keep its exit code
+        raise DemoError(f"stage {name}: failed with exit code {code}: python {' '.join(args)}", code)
 
 
 def _read_scores(csv_path: Path) -> dict[str, float]:

@@ -1,7 +1,10 @@
 """DDP on CPU (gloo, 2 processes, batch 2 each) against one process with batch 4: the same
 first-step loss and the same weights and BatchNorm statistics after the step, with
 BatchNorm synchronised across processes; without synchronisation they differ. Over two
-epochs the two processes see disjoint halves of each global batch of the one-process run."""
+epochs the two processes see disjoint halves of each global batch of the one-process run.
+
+Both tests share one start of the two processes (module fixture ``ddp``): a gloo process
+start costs seconds, the checks themselves well under one."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import hashlib
 import json
 import os
 import socket
+import traceback
 
 import pytest
 import torch
@@ -55,6 +59,13 @@ def _worker(rank: int, port: int, images, runs, epochs_out) -> None:
     torch.set_num_threads(1)  # two processes share the two cores
     env = init_distributed("cpu", "gloo")
     try:
+        # the BatchNorm check's verdict goes to a file, for its own test to report
+        try:
+            _batchnorm_check(rank)
+            verdict = "ok"
+        except Exception:  # noqa: BLE001 - reported by test_cross_process_batchnorm_...
+            verdict = traceback.format_exc()
+        (epochs_out / f"batchnorm_rank{rank}.txt").write_text(verdict)
         for out, sync in runs:
             train(tiny_config(out, images, "optim.max_steps=1", f"dist.sync_bn={sync}"), env)
         with _recording_batches(epochs_out / f"batches_rank{rank}.json"):
@@ -67,12 +78,20 @@ def _first_loss(out) -> float:
     return next(r["loss"] for r in read_log(out) if r["event"] == "step")
 
 
-def test_two_processes_with_half_batches_match_one_process(static_root, tmp_path):
+@pytest.fixture(scope="module")
+def ddp(static_root, tmp_path_factory):
+    """One start of two gloo processes; returns the folder with their runs and the images."""
+    tmp_path = tmp_path_factory.mktemp("ddp")
     images = tiny_image_folder(static_root, tmp_path / "imgs")
-    single = train(tiny_config(tmp_path / "single", images, "optim.max_steps=1"))
     runs = [(tmp_path / "ddp_sync", "true"), (tmp_path / "ddp_local", "false")]
     (tmp_path / "ddp_epochs").mkdir()
     mp.spawn(_worker, args=(_free_port(), images, runs, tmp_path / "ddp_epochs"), nprocs=2, join=True)
+    return tmp_path, images
+
+
+def test_two_processes_with_half_batches_match_one_process(ddp):
+    tmp_path, images = ddp
+    single = train(tiny_config(tmp_path / "single", images, "optim.max_steps=1"))
 
     # float32 reductions in another order (1 vs 2 threads alone move this loss by ~5e-6);
     # without synchronised BatchNorm the loss differs by ~0.3
@@ -119,41 +138,41 @@ def test_two_processes_with_half_batches_match_one_process(static_root, tmp_path
     assert [r["step"] for r in read_log(tmp_path / "ddp_epochs") if r["event"] == "step"] == [1, 2, 3, 4]
 
 
-def _bn_worker(rank: int, port: int) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
-    torch.set_num_threads(1)
-    init_distributed("cpu", "gloo")
-    try:
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(4, 8, 5, 5, generator=g) * 3 + 1
-        w = torch.randn(4, 8, 5, 5, generator=g)
-        ref = torch.nn.BatchNorm2d(8)
-        with torch.no_grad():
-            ref.weight.uniform_(0.5, 1.5, generator=g)
-            ref.bias.uniform_(-1, 1, generator=g)
-        synced = convert_sync_batchnorm(torch.nn.Sequential(ref), torch.device("cpu"))[0]
-        assert type(synced).__name__ == "CrossProcessBatchNorm"
+def _batchnorm_check(rank: int) -> None:
+    """Run in each of the two processes: CrossProcessBatchNorm over this process's half of a
+    batch of 4 equals a plain BatchNorm2d over the whole batch (outputs' input gradients,
+    parameter gradients, running statistics)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 8, 5, 5, generator=g) * 3 + 1
+    w = torch.randn(4, 8, 5, 5, generator=g)
+    ref = torch.nn.BatchNorm2d(8)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5, generator=g)
+        ref.bias.uniform_(-1, 1, generator=g)
+    synced = convert_sync_batchnorm(torch.nn.Sequential(ref), torch.device("cpu"))[0]
+    assert type(synced).__name__ == "CrossProcessBatchNorm"
 
-        def run(bn, x, w, n):  # a mean over the samples, like the training loss
-            x = x.clone().requires_grad_(True)
-            (torch.nn.functional.leaky_relu(bn(x), 0.01) * w).sum().div(n).backward()
-            return x.grad
+    def run(bn, x, w, n):  # a mean over the samples, like the training loss
+        x = x.clone().requires_grad_(True)
+        (torch.nn.functional.leaky_relu(bn(x), 0.01) * w).sum().div(n).backward()
+        return x.grad
 
-        # this process's half of the batch vs the whole batch in a plain BatchNorm2d
-        grad_local = run(synced, x[rank::2], w[rank::2], 2)
-        grad_full = run(ref, x, w, 4)
-        for p in synced.parameters():  # what DDP does with parameter gradients
-            dist.all_reduce(p.grad)
-            p.grad /= 2
-        # the local loss averages 2 of the 4 samples: its input gradient is twice the global one
-        torch.testing.assert_close(grad_local / 2, grad_full[rank::2], rtol=1e-5, atol=1e-6)
-        for a, b in [(synced.weight.grad, ref.weight.grad), (synced.bias.grad, ref.bias.grad),
-                     (synced.running_mean, ref.running_mean), (synced.running_var, ref.running_var)]:
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-        assert synced.num_batches_tracked.item() == ref.num_batches_tracked.item() == 1
-    finally:
-        dist.destroy_process_group()
+    # this process's half of the batch vs the whole batch in a plain BatchNorm2d
+    grad_local = run(synced, x[rank::2], w[rank::2], 2)
+    grad_full = run(ref, x, w, 4)
+    for p in synced.parameters():  # what DDP does with parameter gradients
+        dist.all_reduce(p.grad)
+        p.grad /= 2
+    # the local loss averages 2 of the 4 samples: its input gradient is twice the global one
+    torch.testing.assert_close(grad_local / 2, grad_full[rank::2], rtol=1e-5, atol=1e-6)
+    for a, b in [(synced.weight.grad, ref.weight.grad), (synced.bias.grad, ref.bias.grad),
+                 (synced.running_mean, ref.running_mean), (synced.running_var, ref.running_var)]:
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert synced.num_batches_tracked.item() == ref.num_batches_tracked.item() == 1
 
 
-def test_cross_process_batchnorm_equals_batchnorm_over_the_global_batch():
-    mp.spawn(_bn_worker, args=(_free_port(),), nprocs=2, join=True)
+def test_cross_process_batchnorm_equals_batchnorm_over_the_global_batch(ddp):
+    tmp_path, _ = ddp
+    for rank in (0, 1):
+        verdict = (tmp_path / "ddp_epochs" / f"batchnorm_rank{rank}.txt").read_text()
+        assert verdict == "ok", f"rank {rank}:\n{verdict}"

@@ -25,7 +25,8 @@ def images(static_root, tmp_path_factory):
 
 def test_short_run_writes_log_config_and_checkpoint(images, tmp_path):
     out = tmp_path / "run"
-    cfg = tiny_config(out, images, "optim.max_steps=3")  # crosses an epoch end
+    # crosses an epoch end; the paper's encoder (layer4 on), so the checkpoint has the official layout
+    cfg = tiny_config(out, images, "optim.max_steps=3", "model.layer4=true")
     result = train(cfg)
     assert result.global_step == 3 and len(result.losses) == 3
     assert all(math.isfinite(v) for v in result.losses)

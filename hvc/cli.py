@@ -29,11 +29,6 @@ def stdout_closed() -> bool:
     return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
-def child_saw_closed_pipe(returncode: int) -> bool:
-    """Whether a child entry point ended because its (shared) stdout pipe closed."""
-    return hasattr(signal, "SIGPIPE") and returncode in (PIPE_CLOSED_EXIT, -int(signal.SIGPIPE))
-
-
 def run_main(main: Callable[..., Optional[int]], *args) -> int:
     """``main(*args)``, flushing stdout inside; a closed stdout pipe gives PIPE_CLOSED_EXIT quietly.
 

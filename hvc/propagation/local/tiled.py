@@ -32,7 +32,13 @@ def best_over_frames(scores: Tensor, frames: int, tile_keys: int) -> Tensor:
     rows = scores.shape[0]
     best = scores.new_empty(rows * tile_keys + 1)
     best[-1] = float("-inf")
-    torch.amax(scores.view(rows, frames, tile_keys), dim=1, out=best[:-1].view(rows, tile_keys))
+    out = best[:-1].view(rows, tile_keys)
+    # a running element-wise maximum over the frames' column blocks: the same values as
+    # amax(dim=1) of the [rows, frames, tile²] view, whose reduction over a middle dimension
+    # is not vectorised on CPU (measured here: 44 against 119 ms for [240000, 10, 16] float32)
+    out.copy_(scores[:, :tile_keys])
+    for f in range(1, frames):
+        torch.maximum(out, scores[:, f * tile_keys:(f + 1) * tile_keys], out=out)
     return best
 
 

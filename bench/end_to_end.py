@@ -3,6 +3,7 @@
     python bench/end_to_end.py                                   # dog, 60 frames, 480p, exact vs fused
     python bench/end_to_end.py --sequences cows --frames 30 --encoder exact fused bf16
     python bench/end_to_end.py --frames 12 --overlap              # also test.py's own loop, workers 0 / 2
+    python bench/end_to_end.py --encoder exact bf16/bf16          # bf16 encoder + bf16 propagation (opt-in)
 
 The stages are the pipeline's own functions (configs/test_davis16.yaml, the paper's protocol):
 decode (``FrameDataset[t]``, plus the first-frame mask), encoder (``FeatureExtractor`` of
@@ -13,7 +14,8 @@ temporary folder). Frames are decoded in the main process here, so stages do not
 
 Several ``--encoder`` modes run in lockstep on the same decoded batch (each with its own
 propagator), so their times are side by side; their written labels are compared pixel by
-pixel with the first mode's.
+pixel with the first mode's. A mode is ``run.encoder`` (exact, fused, bf16), optionally
+followed by ``/`` and the propagation's ``prop.precision`` (fp32, the default, or bf16).
 
 The estimate for all frames of the DAVIS root's sequences (645 for the 10 DAVIS 2016
 sequences under $HVC_SHARED_DIR/data/DAVIS)
@@ -57,18 +59,22 @@ STAGES = ("decode", "encoder", "propagation", "upsample+argmax", "png")
 OFFICIAL_PROPAGATION_S = 23.3  # the paper's code, per 480p frame on 2 cores (README "Speed")
 
 
-def build_config(args: argparse.Namespace, encoder: str, workers: int = 0) -> TestConfig:
+ENCODERS, PRECISIONS = ("exact", "fused", "bf16"), ("fp32", "bf16")
+
+
+def build_config(args: argparse.Namespace, mode: str, workers: int = 0) -> TestConfig:
+    """The config of a mode ``ENCODER[/PRECISION]``: run.encoder and prop.precision."""
+    encoder, _, precision = mode.partition("/")
     overrides = [f"data.root={args.davis_root}", f"data.input_size={args.input_size}", f"model.name={args.model}",
-                 f"run.encoder={encoder}", f"data.workers={workers}", f"data.batch_size={args.batch}"]
+                 f"data.workers={workers}", f"data.batch_size={args.batch}"]
     if args.checkpoint:
         overrides.append(f"model.checkpoint={args.checkpoint}")
-    return load_config(TestConfig, REPO / "configs" / "test_davis16.yaml", overrides + args.overrides)
+    mode_keys = [f"run.encoder={encoder}"] + ([f"prop.precision={precision}"] if precision else [])
+    return load_config(TestConfig, REPO / "configs" / "test_davis16.yaml", overrides + args.overrides + mode_keys)
 
 
 def make_propagator(cfg: TestConfig) -> LabelPropagator:
-    p = cfg.prop
-    return LabelPropagator(radius=p.radius, temperature=p.temperature, topk=p.topk, context=p.context,
-                           num_classes=p.num_classes, impl=p.impl)
+    return LabelPropagator(cfg.prop)
 
 
 def distinct_context(t: int, context: int) -> int:
@@ -130,7 +136,7 @@ def staged_run(args: argparse.Namespace, out: Path) -> tuple[Timer, dict, dict]:
                     pred = timer.time(mode, "upsample+argmax", lambda: upsample_argmax(soft, frames.size).cpu().numpy())
                     timer.time(mode, "all-channel upsample_labels",
                                lambda: upsample_labels(soft, frames.size)[0].cpu().numpy())
-                    timer.time(mode, "png", save_indexed_png, out / mode / seq.name / f"{seq.frame_name(t)}.png", pred)
+                    timer.time(mode, "png", save_indexed_png, out / mode.replace("/", "+") / seq.name / f"{seq.frame_name(t)}.png", pred)
                     written[mode] = pred
                 for mode in args.encoder:
                     differing[mode][0] += int(np.count_nonzero(written[mode] != written[first]))
@@ -230,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="hvc")
     parser.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "hvc_bsds_cpu.pth"))
     parser.add_argument("--encoder", nargs="+", default=["exact", "fused"],
-                        help="run.encoder modes (exact, fused, bf16), side by side; the first is the reference")
+                        help="modes ENCODER[/PRECISION]: run.encoder (exact, fused, bf16) and prop.precision "
+                             "(fp32, bf16), side by side; the first is the reference")
     parser.add_argument("--batch", type=int, default=4, help="data.batch_size")
     parser.add_argument("--overlap", action="store_true", help="also time test.py's loop with 0 and 2 workers")
     parser.add_argument("--overlap-rounds", type=int, default=2)
@@ -239,9 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("sequences", "encoder"):  # list options are greedy: key=value items after them are overrides
         args.overrides += [v for v in getattr(args, key) if "=" in v]
         setattr(args, key, [v for v in getattr(args, key) if "=" not in v])
-    bad = [m for m in args.encoder if m not in ("exact", "fused", "bf16")]
+    bad = [m for m in args.encoder if m.partition("/")[0] not in ENCODERS
+           or m.partition("/")[2] not in PRECISIONS + ("",)]
     if bad:
-        parser.error(f"--encoder: unknown mode(s) {bad}; choose from exact, fused, bf16")
+        parser.error(f"--encoder: unknown mode(s) {bad}; choose ENCODER[/PRECISION] from {', '.join(ENCODERS)} "
+                     f"and {', '.join(PRECISIONS)}, e.g. fused/bf16")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; {load_line()}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,13 @@ query against every key of the long-term frame plus its in-radius keys of the ot
 with this machine's float32 matmul rate: what skipping work alone buys. The dense kernel also
 masks and sorts its whole [hw, 51·hw] affinity, so the measured speed-up can exceed that ratio.
 
-    python bench/propagation_speed.py                       # 256x60x107, context 50, both kernels
+``local-bf16`` is the local kernel's opt-in approximate mode (``prop.precision=bf16``:
+candidates scored and chosen in bfloat16, weights from float32 scores of the chosen ones); the
+benchmark prints its speed-up over the exact local kernel and on how many query positions
+their predictions' argmax differs on these random inputs (real-video label differences and
+J&F: scripts/davis_variants.py, variant ``bf16``). ``--no-bf16`` leaves it out.
+
+    python bench/propagation_speed.py                       # 256x60x107, context 50, both kernels + bf16
     python bench/propagation_speed.py --growth 15x27,30x54,60x107,120x214 --json out.json
 """
 
@@ -40,10 +46,15 @@ def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+# What the worker runs: kernel name and, for the local kernel, its precision.
+IMPLS = {"dense": ("dense", {}), "local": ("local", {}), "local-bf16": ("local", {"precision": "bf16"})}
+
+
 def measure(impl: str, channels: int, h: int, w: int, context: int, frames: int, classes: int) -> dict:
     """Time ``frames`` steady-state steps of one kernel; peak memory growth over the store."""
     torch.manual_seed(0)
-    kernel = KERNELS[impl](12.0, 0.1, 15)
+    name, options = IMPLS[impl]
+    kernel = KERNELS[name](12.0, 0.1, 15, **options)
     memory, masks = kernel.memory(), {}
     for f in range(context + 1):  # one at a time: no large temporaries before the baseline
         memory.add(f, embed(torch.randn(channels, h, w)))
@@ -55,13 +66,13 @@ def measure(impl: str, channels: int, h: int, w: int, context: int, frames: int,
     with torch.no_grad():
         for q in queries:
             start, start_cpu = time.perf_counter(), time.process_time()
-            predict(kernel, q, memory, masks, entries)
+            soft = predict(kernel, q, memory, masks, entries)
             seconds.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
     return {"impl": impl, "size": f"{channels}x{h}x{w}", "positions": h * w, "context": context,
             "threads": torch.get_num_threads(), "seconds_per_frame": min(seconds), "seconds_all": seconds,
             "cpu_seconds_per_frame": min(cpu), "cpu_seconds_all": cpu,
-            "peak_extra_mib": _maxrss_mib() - base}
+            "peak_extra_mib": _maxrss_mib() - base, "labels": soft.argmax(dim=0).tolist()}
 
 
 def in_radius_pairs(h: int, w: int, radius: float) -> int:
@@ -122,14 +133,16 @@ def main() -> None:
     ap.add_argument("--growth", type=str, default="",
                     help="comma-separated sizes for the memory-growth table (local kernel, and dense up to --size)")
     ap.add_argument("--json", type=str, default="", help="also write all results to this JSON file")
-    ap.add_argument("--worker", choices=sorted(KERNELS), help=argparse.SUPPRESS)
+    ap.add_argument("--no-bf16", action="store_true", help="leave out the local kernel's bf16 mode")
+    ap.add_argument("--worker", choices=sorted(IMPLS), help=argparse.SUPPRESS)
     args = ap.parse_args()
     h, w = args.size
     if args.worker:
         print(json.dumps(measure(args.worker, args.channels, h, w, args.context, args.frames, 20)))
         return
 
-    runs = [(impl, h, w, args.frames) for _ in range(args.repeat) for impl in ("dense", "local")]
+    kernels = ("dense", "local") if args.no_bf16 else ("dense", "local", "local-bf16")
+    runs = [(impl, h, w, args.frames) for _ in range(args.repeat) for impl in kernels]
     for gh, gw in (_size(s) for s in args.growth.split(",") if s):
         if (gh, gw) != (h, w):
             runs += [("local", gh, gw, 1)] + ([("dense", gh, gw, 1)] if gh * gw < h * w else [])
@@ -147,23 +160,31 @@ def main() -> None:
             results.append(r)
 
     dense, local = results[0], results[1]
+    main_size = results[:len(kernels)]
     print(f"\nlabel propagation, features {dense['size']}, context {args.context}+1, "
           f"{dense['threads']} threads, {torch.__version__}")
-    print(f"{'kernel':<8}{'s/frame':>10}{'CPU s/frame':>13}{'peak extra MiB':>16}")
-    for r in (dense, local):
-        print(f"{r['impl']:<8}{r['seconds_per_frame']:>10.3f}{r['cpu_seconds_per_frame']:>13.3f}{r['peak_extra_mib']:>16.0f}")
+    print(f"{'kernel':<11}{'s/frame':>10}{'CPU s/frame':>13}{'peak extra MiB':>16}")
+    for r in main_size:
+        print(f"{r['impl']:<11}{r['seconds_per_frame']:>10.3f}{r['cpu_seconds_per_frame']:>13.3f}"
+              f"{r['peak_extra_mib']:>16.0f}")
     print(f"speed-up local vs dense: {dense['seconds_per_frame'] / local['seconds_per_frame']:.1f}x wall, "
           f"{dense['cpu_seconds_per_frame'] / local['cpu_seconds_per_frame']:.1f}x CPU; "
           f"peak memory ratio: {dense['peak_extra_mib'] / max(local['peak_extra_mib'], 1):.1f}x")
+    if not args.no_bf16:
+        low = results[2]
+        differ = sum(a != b for a, b in zip(local["labels"], low["labels"])) / len(local["labels"])
+        print(f"bf16 mode vs exact local: {local['seconds_per_frame'] / low['seconds_per_frame']:.2f}x wall, "
+              f"{local['cpu_seconds_per_frame'] / low['cpu_seconds_per_frame']:.2f}x CPU; argmax differs at "
+              f"{100 * differ:.2f}% of the query positions (random inputs; real videos: scripts/davis_variants.py)")
     work, rate = matmul_work(args.channels, h, w, args.context, 12.0), matmul_rate(args.channels, h * w)
     print(f"matmul work per frame: dense {work['dense']:.0f} GFLOP, local {work['local']:.0f} GFLOP, least for "
           f"an exact kernel {work['least']:.0f} GFLOP; float32 matmul here: {rate:.0f} GFLOP/s "
           f"({work['dense'] / rate:.1f} s dense, {work['least'] / rate:.2f} s least); "
           f"matmul work ratio dense / least: {work['dense'] / work['least']:.1f}x")
-    if len(results) > 2:
-        print(f"\n{'kernel':<8}{'size':>14}{'positions':>11}{'s/frame':>10}{'peak extra MiB':>16}{'MiB / 1k pos':>14}")
+    if len(results) > len(kernels):
+        print(f"\n{'kernel':<11}{'size':>14}{'positions':>11}{'s/frame':>10}{'peak extra MiB':>16}{'MiB / 1k pos':>14}")
         for r in sorted(results, key=lambda r: (r["impl"], r["positions"])):
-            print(f"{r['impl']:<8}{r['size']:>14}{r['positions']:>11}{r['seconds_per_frame']:>10.3f}"
+            print(f"{r['impl']:<11}{r['size']:>14}{r['positions']:>11}{r['seconds_per_frame']:>10.3f}"
                   f"{r['peak_extra_mib']:>16.0f}{1000 * r['peak_extra_mib'] / r['positions']:>14.1f}")
     if args.json:
         atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")

@@ -13,8 +13,12 @@ embeddings into ``<output>/<variant>/<sequence>/``. Variants:
 - ``scribble``: scribbles generated from the first-frame ground truth (hvc/scribbles/generate.py,
   written to ``<output>/scribbles/<sequence>.png`` and ``.json``), frame 0 filled in from them
   (hvc/scribbles/fill.py), then propagated; ``scribble2``: the same with the two-stage fill.
+- ``recent10``, ``quality10`` (and its eviction rules): other context policies, full mask.
+- ``bf16``: the full mask, propagated by the local kernel's approximate bf16 mode
+  (``prop.precision=bf16``, docs/local_kernel.md).
 
-Prints a table (J&F, J, F, frame-0 J, propagation ms/frame, context held) and writes it to
+Prints a table (J&F, J, F, frame-0 J, propagation ms/frame, context held, and the share of
+pixels whose label differs from the ``mask`` variant's when both ran) and writes it to
 ``<output>/summary.json``. A finished (variant, sequence) is not redone.
 """
 
@@ -31,6 +35,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -73,6 +78,7 @@ VARIANTS: dict[str, Variant] = {
     "quality10": Variant("mask", _propagator(context=10, memory="quality")),
     "quality10-oldest": Variant("mask", _propagator(context=10, memory="quality", quality={"evict": "oldest"})),
     "quality10-worst": Variant("mask", _propagator(context=10, memory="quality", quality={"evict": "worst"})),
+    "bf16": Variant("mask", _propagator(precision="bf16")),
 }
 # Scribbles are drawn 3 pixels wide (a thin pen on a 480p frame), the generator's defaults.
 SCRIBBLE_THICKNESS = 3
@@ -96,6 +102,19 @@ def scribbles_for(seq: VideoSequence, size: tuple[int, int], folder: Path) -> np
     save_png(folder / f"{seq.name}.png", scribbles)
     save_davis_json(folder / f"{seq.name}.json", strokes, size, len(seq.frames), seq.name)
     return scribbles
+
+
+def differing_pixels(out: Path, variant: str, sequences: list[VideoSequence]) -> float:
+    """Share of the pixels of frames 1.. whose label differs between ``variant``'s PNGs and the
+    ``mask`` variant's."""
+    differ = total = 0
+    for seq in sequences:
+        for t in range(1, len(seq.frames)):
+            name = f"{seq.frame_name(t)}.png"
+            a, b = (np.asarray(Image.open(out / v / seq.name / name)) for v in (variant, "mask"))
+            differ += int(np.count_nonzero(a != b))
+            total += a.size
+    return differ / total
 
 
 def run_variant(name: str, variant: Variant, cfg: TestConfig, seq: VideoSequence, embs: list[torch.Tensor],
@@ -193,11 +212,14 @@ def main(argv: list[str]) -> int:
         rows[v] = {"J&F": float(g["J&F-Mean"]), "J": float(g["J-Mean"]), "F": float(g["F-Mean"]),
                    "frame0_J": float(np.mean([r["frame0_J"] for r in recs])),
                    "propagation_ms_per_frame": 1000 * sum(r["propagation_s"] for r in recs) / frames,
-                   "context_mib_peak": max(r["context_mib_peak"] for r in recs)}
-    print(f"\n{'variant':<12} {'J&F':>6} {'J':>6} {'F':>6} {'frame-0 J':>9} {'prop ms/frame':>13} {'context MiB':>11}")
+                   "context_mib_peak": max(r["context_mib_peak"] for r in recs),
+                   "differ_from_mask": differing_pixels(out, v, sequences) if "mask" in args.variants else None}
+    print(f"\n{'variant':<12} {'J&F':>6} {'J':>6} {'F':>6} {'frame-0 J':>9} {'prop ms/frame':>13} {'context MiB':>11}"
+          f" {'px != mask':>10}")
     for v, r in rows.items():
+        differ = "" if r["differ_from_mask"] is None else f"{100 * r['differ_from_mask']:.3f}%"
         print(f"{v:<12} {r['J&F']:>6.3f} {r['J']:>6.3f} {r['F']:>6.3f} {r['frame0_J']:>9.3f} "
-              f"{r['propagation_ms_per_frame']:>13.0f} {r['context_mib_peak']:>11.1f}")
+              f"{r['propagation_ms_per_frame']:>13.0f} {r['context_mib_peak']:>11.1f} {differ:>10}")
     atomic_write_text(out / "summary.json", json.dumps({"config": args.config, "overrides": overrides, "variants": rows},
                                                          indent=2))
     return 0

@@ -280,3 +280,79 @@ def test_upsample_labels_is_align_corners_bilinear_argmax():
 def test_config_defaults_are_the_papers():
     cfg = PropagationConfig()
     assert (cfg.radius, cfg.temperature, cfg.topk, cfg.context, cfg.impl) == (12.0, 0.1, 15, 50, "local")
+
+
+# bf16 mode (prop.precision=bf16): how far a chosen neighbour's exact score can fall below the
+# exact top-k. The search scores q . (k - m) in bf16, m the mean key of the first stored frame
+# (the same shift q . m for every candidate of q). Rounding q and k - m to bf16 (unit roundoff
+# u = 2^-8) moves that product by at most (2u + u^2) |k - m|, rounding it to bf16 by at most
+# u |k - m|, float32 accumulation by ~1e-5: DELTA. A candidate kept over an exact neighbour is
+# at most 2 * DELTA worse, rank by rank (docs/local_kernel.md, "bf16 mode").
+BF16_U = 2.0**-8
+
+
+def _bf16_delta(keys: torch.Tensor, first: torch.Tensor) -> float:
+    """keys [C, n] all stored keys, first [C, hw] those of the first frame stored -> DELTA."""
+    spread = (keys - first.mean(dim=1, keepdim=True)).norm(dim=0).max().item()
+    return (3 * BF16_U + BF16_U**2) * spread + 1e-5
+
+
+@pytest.mark.parametrize("h, w", [(24, 43), (6, 10)])
+def test_bf16_mode_picks_near_best_neighbours_with_exact_weights(h, w):
+    """The approximate mode's neighbours are admissible (any key of the long-term frame, in-radius
+    keys of the others), rank by rank within 2 * DELTA of the exact top-k's scores, and
+    weighted by the softmax of their exact float32 scores, best first."""
+    torch.manual_seed(h + w)
+    smooth = torch.nn.functional.avg_pool2d(torch.randn(7, 32, h + 2, w + 2), 3, stride=1)
+    frames = list(embed(smooth + 0.2 * torch.randn(7, 32, h, w)))
+    context = [0, 1, 1, 2, 3, 4, 5]
+    dense_w, dense_i = _neighbours(DenseKernel(12.0, 0.1, 15), frames, frames[6], context)
+    low_w, low_i = _neighbours(LocalKernel(12.0, 0.1, 15, precision="bf16"), frames, frames[6], context)
+    hw = h * w
+    queries = frames[6].reshape(32, hw).t()
+    keys = torch.cat([f.reshape(32, hw) for f in frames[:6]], dim=1)  # slot s = frame s here
+
+    def exact(index):
+        return (queries[:, None, :] * keys.t()[index]).sum(dim=2)
+
+    scores = exact(low_i)
+    assert torch.allclose(low_w, torch.softmax(scores / 0.1, dim=1), atol=1e-6)
+    assert (scores[:, :-1] >= scores[:, 1:]).all()  # best first
+    ys, xs = torch.arange(hw) // w, torch.arange(hw) % w
+    key = low_i % hw
+    far = (ys[:, None] - ys[key]) ** 2 + (xs[:, None] - xs[key]) ** 2 >= 12.0**2
+    assert not (far & (low_i >= hw)).any()  # outside the radius: only keys of the long-term frame 0
+    best = exact(dense_i).sort(dim=1, descending=True).values
+    worst_gap = (best - scores).max().item()
+    assert worst_gap <= 2 * _bf16_delta(keys, keys[:, :hw]), worst_gap
+    # and it is an approximation that mostly agrees: most neighbours are the exact ones
+    same = (dense_i.sort(dim=1).values == low_i.sort(dim=1).values).float().mean().item()
+    assert same > 0.5, same
+
+
+def test_bf16_mode_tracks_like_exact_on_real_davis(davis_clip):
+    """On real frames the bf16 mode's labels differ from the exact kernel's at few pixels,
+    and it tracks the object as well."""
+    emb, gt = davis_clip
+    labels = [gt[0]] + [None] * (len(gt) - 1)
+    size = tuple(gt[0].shape)
+    soft, pred = _propagate(emb, labels, size, impl="local")
+    soft_b, pred_b = _propagate(emb, labels, size, impl="local", precision="bf16")
+    # This random-init encoder's features are nearly parallel (top-1 cosine ~0.99, top-15 to
+    # top-30 within ~0.005, about one bf16 step), so they are a hard case; measured here:
+    # labels differ at 0.4-0.6 % of the pixels per frame, soft masks by 4e-4 on average.
+    differ = (pred != pred_b).float().mean().item()
+    assert differ < 0.01, differ
+    assert (soft - soft_b).abs().mean().item() < 0.01
+    iou = lambda p: ((p > 0) & (gt[-1] > 0)).sum().item() / ((p > 0) | (gt[-1] > 0)).sum().item()
+    assert abs(iou(pred_b[-1]) - iou(pred[-1])) < 0.02 and iou(pred_b[-1]) > 0.5
+
+
+def test_bf16_mode_settings_are_checked():
+    with pytest.raises(ValueError, match="precision=bf16 is a mode of the local kernel"):
+        LabelPropagator(impl="dense", precision="bf16")
+    with pytest.raises(ValueError, match="precision must be fp32 or bf16"):
+        LabelPropagator(precision="int8")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        LocalKernel(12.0, 0.1, 15, precision="fp16")
+    assert PropagationConfig().precision == "fp32"  # exact unless asked

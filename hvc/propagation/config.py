@@ -39,6 +39,13 @@ class PropagationConfig:
     # "local": windowed kernel, memory linear in positions (default); "dense": the full-affinity
     # reference that mirrors the official code (slow, for checking).
     impl: Literal["local", "dense"] = "local"
+    # Arithmetic of the local kernel's candidate search (docs/local_kernel.md, "bf16 mode").
+    # "fp32": exact, the default and what the golden tests run. "bf16": opt-in approximation;
+    # keys and queries are scored and the top-k chosen in bfloat16 (about 2x less arithmetic
+    # and memory traffic on CPUs with AVX512_BF16 / AMX), the chosen neighbours' weights are
+    # then computed from exact float32 dot products. Near-ties may pick other neighbours, so
+    # labels can differ; README "Propagation speed" gives the measured differences.
+    precision: Literal["fp32", "bf16"] = "fp32"
     # Memory policy, which frames form the context (docs/memory.md): "recent" (the paper's: the
     # last ``context`` frames) or "quality" (a few recent frames plus confident earlier ones, at
     # most ``context``).

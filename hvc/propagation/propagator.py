@@ -48,6 +48,10 @@ def check_settings(cfg: PropagationConfig) -> None:
                          f"{cfg.radius}, {cfg.temperature}, {cfg.topk}, {cfg.context}")
     if not 1 <= cfg.num_classes <= 256:
         raise ValueError(f"num_classes must be in 1..256 (uint8 labels), got {cfg.num_classes}")
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
+    if cfg.precision == "bf16" and cfg.impl != "local":
+        raise ValueError(f"precision=bf16 is a mode of the local kernel; impl={cfg.impl!r} runs fp32 only")
     if cfg.memory not in POLICIES:
         raise ValueError(f"memory must be one of {sorted(POLICIES)}, got {cfg.memory!r}")
     if cfg.memory == "quality":
@@ -71,8 +75,9 @@ class LabelPropagator:
         self.config = dataclasses.replace(config or PropagationConfig(), **changes)
         check_settings(self.config)
         self.num_classes = self.config.num_classes
+        extra = {"precision": self.config.precision} if self.config.impl == "local" else {}
         self.kernel: Kernel = KERNELS[self.config.impl](self.config.radius, self.config.temperature,
-                                                       self.config.topk)
+                                                       self.config.topk, **extra)
         self.policy = policy or POLICIES[self.config.memory](self.config)
         self.reset()
 

@@ -13,7 +13,7 @@ GROUP_FRAMES times as many.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +35,17 @@ class StoredFrame(NamedTuple):
 class TileBlockMemory(KeyMemory):
     """Stored frames of one video: flattened embeddings, and key tiles in blocks of frames."""
 
-    def __init__(self, tables_of: Callable[[int, int, torch.device], Tables]):
+    def __init__(self, tables_of: Callable[[int, int, torch.device], Tables], dtype: Optional[torch.dtype] = None):
+        """dtype: the key tiles' dtype (None: the embeddings'). With a dtype given (the local
+        kernel's bf16 mode) the tiles hold keys minus ``center``, the mean key of the first
+        frame stored: a query's dot products with all keys shift by the same q·center, so
+        their ranking is unchanged, and the much shorter differences lose less to rounding.
+        The flattened embeddings keep their dtype, uncentred, stored position-major ([C, hw]
+        views of [hw, C] tensors) for the float32 rescoring of chosen keys (kernel.rescore)."""
         super().__init__()
         self._tables_of = tables_of
+        self.dtype = dtype
+        self.center: Optional[Tensor] = None  # [C, 1], with a dtype: set by the first frame stored
         self.blocks: dict[int, Tensor] = {}  # block number -> [T, C, n, tile²], slots first..first+n-1
         self._first: dict[int, int] = {}  # block number -> its first slot
         self._stored: dict[int, int] = {}  # block number -> frames stored in it
@@ -45,9 +53,19 @@ class TileBlockMemory(KeyMemory):
     def form(self, frame: int, emb: Tensor) -> StoredFrame:
         c, h, w = emb.shape
         tables = self._tables_of(h, w, emb.device)
+        flat = emb.reshape(c, h * w)
+        if self.dtype is not None and self.center is None:
+            self.center = flat.mean(dim=1, keepdim=True)
         if isinstance(tables, TiledTables):
-            self._write_tiles(frame, key_tiles(emb, tables))
-        return StoredFrame(emb.reshape(c, h * w), isinstance(tables, TiledTables))
+            self._write_tiles(frame, key_tiles(emb if self.dtype is None else self.searched(flat).view(c, h, w),
+                                               tables))
+        if self.dtype is not None:  # keys position-major: the bf16 mode rescores chosen keys by row
+            flat = flat.t().contiguous().t()
+        return StoredFrame(flat, isinstance(tables, TiledTables))
+
+    def searched(self, flat: Tensor) -> Tensor:
+        """[C, hw] keys as the search scores them: as they are, or centred and in ``dtype``."""
+        return flat if self.dtype is None else (flat - self.center).to(self.dtype)
 
     def _write_tiles(self, frame: int, tiles: Tensor) -> None:
         number, slot = divmod(frame, GROUP_FRAMES)

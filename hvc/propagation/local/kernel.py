@@ -6,6 +6,11 @@ masked small-map product); each group's top-k candidates are merged with the lon
 counting a frame repeated m times min(m, k) times. Why this equals the dense top-k, the tile
 layout and the cost: docs/local_kernel.md. Time O(CXT·hw·(tile + 2·radius)²), memory linear
 in hw.
+
+``precision="bf16"`` (opt-in, approximate) runs the same search for the best ``2k`` candidates
+on bfloat16 copies of queries and of keys minus a mean key (blocks.TileBlockMemory), recomputes those candidates' scores in float32 and
+keeps their exact top-k: the result is exact unless a true neighbour ranked below 2k in
+bfloat16, and the weights are exact for the neighbours chosen (docs/local_kernel.md, "bf16 mode").
 """
 
 from __future__ import annotations
@@ -31,14 +36,19 @@ class LocalKernel:
     windows; same contract as :class:`~hvc.propagation.dense.DenseKernel`."""
 
     def __init__(self, radius: float, temperature: float, topk: int, tile: int = 4,
-                 tiled: Optional[bool] = None):
+                 tiled: Optional[bool] = None, precision: str = "fp32"):
         """tiled: None picks the tiled or the masked [hw, hw] product per grid size, whichever
-        has fewer elements; True / False force one (both are exact)."""
+        has fewer elements; True / False force one (both are exact). precision: "fp32" (exact)
+        or "bf16" (candidates scored and chosen in bfloat16, weights from float32 scores)."""
+        if precision not in _SEARCH_DTYPES:
+            raise ValueError(f"precision must be one of {sorted(_SEARCH_DTYPES)}, got {precision!r}")
         self.radius = radius
         self.temperature = temperature
         self.topk = topk
         self.tile = tile
         self.tiled = tiled
+        self.precision = precision
+        self._search_dtype = _SEARCH_DTYPES[precision]
         self._tables: dict[tuple[int, int, torch.device], Tables] = {}
 
     def tables(self, h: int, w: int, device: torch.device) -> Tables:
@@ -49,50 +59,90 @@ class LocalKernel:
 
     def memory(self) -> TileBlockMemory:
         """Stored frames as flattened embeddings plus key tiles in blocks of frames."""
-        return TileBlockMemory(self.tables)
+        return TileBlockMemory(self.tables, self._search_dtype)
 
     def __call__(self, query: Tensor, memory: TileBlockMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
         """query: [C, h, w]; context: frame numbers in ``memory``, entry 0 unrestricted. Returns
         (weights [hw, k], index [hw, k] = slot * hw + key position), see :mod:`hvc.propagation.kernel`."""
         c, h, w = query.shape
-        hw, k = h * w, self.topk
+        hw = h * w
+        k = self.topk if self._search_dtype is None else min(BF16_CANDIDATES * self.topk, hw)  # searched for
         slot = {f: s for s, f in enumerate(context_frames(context))}
         queries = query.reshape(c, hw).t().contiguous()  # [hw, C]
+        low = self._search_dtype
+        searched = queries if low is None else queries.to(low)  # what the candidates are scored with
         tables = self.tables(h, w, query.device)
         # tiled product: the query of each product row, gathered once for every group
-        rows = queries.index_select(0, tables.row_query) if isinstance(tables, TiledTables) else None  # [R, C]
-        v, position = self._long_term(queries, memory[context[0]].flat)
+        rows = searched.index_select(0, tables.row_query) if isinstance(tables, TiledTables) else None  # [R, C]
+        v, position = self._long_term(searched, self._flat(memory, context[0]), k)
         vals, index, copies = [v], [slot[context[0]] * hw + position], [torch.ones_like(position)]
         counts = Counter(context[1:])
         for group in memory.groups(list(counts)):
             if rows is not None:
-                v, which, position = tiled_topk(rows, memory.tiles(group), tables, len(group), k)
+                v, which, position = tiled_topk(rows, memory.tiles(group), tables, len(group),
+                                                min(k, tables.pick.shape[1]))
             else:
-                v, which, position = masked_topk(queries, [memory[f].flat for f in group], tables, k)
+                v, which, position = masked_topk(searched, [self._flat(memory, f) for f in group], tables, k)
             vals.append(v)
             index.append(torch.as_tensor([slot[f] for f in group], device=v.device)[which] * hw + position)
             copies.append(torch.as_tensor([min(counts[f], k) for f in group], device=v.device)[which])
-        return self._merge(torch.cat(vals, dim=1), torch.cat(index, dim=1), torch.cat(copies, dim=1))
+        v, index = self._merge(torch.cat(vals, dim=1), torch.cat(index, dim=1), torch.cat(copies, dim=1), k)
+        if low is not None:  # the exact top-k of the candidates, by their float32 scores
+            exact = rescore(queries, [memory[f].flat for f in context_frames(context)], index)
+            # a -inf candidate (fewer in-radius keys than searched for) is no candidate
+            v, order = exact.masked_fill_(v == float("-inf"), float("-inf")).topk(self.topk, dim=1)
+            index = index.gather(1, order)
+        return torch.softmax(v / self.temperature, dim=1), index
 
-    def _long_term(self, queries: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
+    def _flat(self, memory: TileBlockMemory, frame: int) -> Tensor:
+        """[C, hw] a stored frame's keys as the search scores them (TileBlockMemory.searched)."""
+        return memory.searched(memory[frame].flat)
+
+    def _long_term(self, queries: Tensor, key: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """queries: [hw, C], key: [C, hw] -> top-k (dot products, key positions) over all keys:
         [hw, k] each."""
         chunk = max(1, _BLOCK_ELEMENTS // queries.shape[0])
         vals, idx = [], []
         for s in range(0, queries.shape[0], chunk):
-            v, i = (queries[s:s + chunk] @ key).topk(self.topk, dim=1)
+            v, i = (queries[s:s + chunk] @ key).topk(k, dim=1)
             vals.append(v)
             idx.append(i)
         return torch.cat(vals), torch.cat(idx)
 
-    def _merge(self, v: Tensor, index: Tensor, copies: Tensor) -> tuple[Tensor, Tensor]:
+    def _merge(self, v: Tensor, index: Tensor, copies: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """The joint top-k of the candidates (v, index: [hw, n]), each counted ``copies`` times:
-        (softmax weights, index), [hw, k] each. Every group's best k distinct candidates hold
-        the joint top-k's, so counting each min(m, k) times is exact."""
+        (scores, index), [hw, k] each, best first. Every group's best k distinct candidates
+        hold the joint top-k's, so counting each min(m, k) times is exact."""
         most = int(copies.max())
         if most > 1:  # expand to `most` copies per candidate, the surplus ones at -inf
             surplus = torch.arange(most, device=copies.device) >= copies[:, :, None]
             v = v[:, :, None].expand(-1, -1, most).masked_fill(surplus, float("-inf")).flatten(1)
             index = index[:, :, None].expand(-1, -1, most).flatten(1)
-        v, j = v.topk(self.topk, dim=1)
-        return torch.softmax(v / self.temperature, dim=1), torch.gather(index, 1, j)
+        v, j = v.topk(k, dim=1)
+        return v, torch.gather(index, 1, j)
+
+
+# The dtype candidates are searched in, per precision (None: the embeddings' own).
+# bf16 mode: candidates searched per query, in units of topk, then rescored in float32.
+BF16_CANDIDATES = 2
+_SEARCH_DTYPES: dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def rescore(queries: Tensor, keys: list[Tensor], index: Tensor) -> Tensor:
+    """The dot products of chosen neighbours in the queries' dtype: queries [hw, C], keys: the
+    context frames' flattened embeddings [C, hw] by slot, index [hw, k] = slot * hw + key
+    position -> scores [hw, k]. The entries are grouped by frame, and each frame's chosen keys
+    gathered once (rows of ``key.t()``, contiguous when the memory stores keys that way)."""
+    hw, k = index.shape[0], index.shape[1]
+    slot = index.flatten().div(hw, rounding_mode="floor")
+    order = slot.argsort(stable=True)  # entries frame by frame
+    position = index.flatten().remainder(hw)[order]
+    scores = queries.new_empty(hw * k)
+    start = 0
+    for key, n in zip(keys, torch.bincount(slot, minlength=len(keys)).tolist()):
+        if n:
+            entry = order[start:start + n]
+            chosen = key.t().index_select(0, position[start:start + n])  # [n, C]
+            scores[entry] = torch.linalg.vecdot(queries.index_select(0, entry.div(k, rounding_mode="floor")), chosen)
+            start += n
+    return scores.view(hw, k)

@@ -207,6 +207,28 @@ def test_resumes_after_an_interruption_and_never_redoes_a_finished_run(clip, tmp
     assert json.loads((out / "summary.json").read_text())["propagation"]["context"] == 3
 
 
+def test_bf16_propagation_resumes_exactly_and_is_a_setting_of_its_own(clip, tmp_path):
+    """--precision bf16 (approximate propagation): an interrupted run resumed gives the same
+    bytes as a whole one (the restored memory centres its keys as the original did), and an
+    fp32 output folder refuses it as other settings."""
+    folder, _ = clip
+    opts = dict(video=folder / "demo.mp4", mask=folder / "first.png", context=2, precision="bf16")
+    whole = segment(Options(output=tmp_path / "whole", **opts))
+    assert whole["propagation"]["precision"] == "bf16"
+
+    def stop_at_4(t):
+        if t == 4:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        segment(Options(output=tmp_path / "killed", **opts), on_frame=stop_at_4)
+    assert segment(Options(output=tmp_path / "killed", **opts))["runs"] == 2
+    assert _masks(tmp_path / "killed") == _masks(tmp_path / "whole")  # byte for byte
+    segment(Options(output=tmp_path / "fp32", **{**opts, "precision": "fp32"}))
+    with pytest.raises(Exception, match="other settings"):
+        segment(Options(output=tmp_path / "fp32", **opts))
+
+
 def test_resumes_after_sigkill(clip, tmp_path):
     folder, _ = clip
     frames = render_video(num_frames=30, height=H, width=W)[0]

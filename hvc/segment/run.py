@@ -66,6 +66,7 @@ class Options:
     device: str = "cpu"
     context: int = 50
     memory: str = "recent"  # the memory policy, docs/memory.md
+    precision: str = "fp32"  # the local kernel's arithmetic: fp32 (exact) or bf16 (docs/local_kernel.md)
     overwrite: bool = False
 
 
@@ -130,7 +131,8 @@ class Segmenter:
         self.input_size = scaled_size(self.source.size, size)
         self.checkpoint = opts.checkpoint or (str(DEFAULT_HVC_CHECKPOINT) if opts.model == "hvc" else None)
         # One channel per id present (ids are kept): fewer channels, the same propagation.
-        self.prop_cfg = PropagationConfig(context=opts.context, memory=opts.memory, num_classes=top + 1)
+        self.prop_cfg = PropagationConfig(context=opts.context, memory=opts.memory, num_classes=top + 1,
+                                          precision=opts.precision)
         self.settings = {
             "video": _video_identity(self.source), "size": list(self.source.size),
             "prompt": {"kind": "mask" if opts.mask else "scribble", "path": str(Path(prompt).resolve()),

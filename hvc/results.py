@@ -60,15 +60,21 @@ def _protocol(cfg: TestConfig) -> dict:
 
 
 def run_settings(cfg: TestConfig) -> str:
-    """The settings hash of completion records: the protocol, the autocast precision and the
-    bytes of every checkpoint file (a retrained file at the same path is other settings)."""
+    """The settings hash of completion records: the protocol, the autocast precision, the
+    encoder mode when it is not the exact one (``fused`` and ``bf16`` move the features, so
+    their results never mix with exact ones; left out for ``exact`` so that earlier records
+    keep their hash) and the bytes of every checkpoint file (a retrained file at the same path
+    is other settings)."""
     m = cfg.model
     digests = {}
     for name, given in ((m.name, m.checkpoint), (m.merge_model, m.merge_checkpoint)):
         if name is not None and name != "random18":
             path = checkpoint_path(name, given)
             digests[name] = file_digest(path) if Path(path).is_file() else None  # missing: load_encoder says so
-    return settings_hash({"protocol": _protocol(cfg), "amp": cfg.run.amp, "checkpoints": digests})
+    settings = {"protocol": _protocol(cfg), "amp": cfg.run.amp, "checkpoints": digests}
+    if cfg.run.encoder != "exact":
+        settings["encoder"] = cfg.run.encoder
+    return settings_hash(settings)
 
 
 def _legacy_settings_differ(cfg: TestConfig, record: Path) -> bool:

@@ -136,7 +136,8 @@ def staged_run(args: argparse.Namespace, out: Path) -> tuple[Timer, dict, dict]:
                     pred = timer.time(mode, "upsample+argmax", lambda: upsample_argmax(soft, frames.size).cpu().numpy())
                     timer.time(mode, "all-channel upsample_labels",
                                lambda: upsample_labels(soft, frames.size)[0].cpu().numpy())
-                    timer.time(mode, "png", save_indexed_png, out / mode.replace("/", "+") / seq.name / f"{seq.frame_name(t)}.png", pred)
+                    png = out / mode.replace("/", "+") / seq.name / f"{seq.frame_name(t)}.png"
+                    timer.time(mode, "png", save_indexed_png, png, pred)
                     written[mode] = pred
                 for mode in args.encoder:
                     differing[mode][0] += int(np.count_nonzero(written[mode] != written[first]))

@@ -35,14 +35,14 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hvc.config.core import load_config
 from hvc.config.inference import TestConfig
+from hvc.data.davis_layout import read_label_png
 from hvc.data.palette import save_indexed_png
-from hvc.data.vos import FrameDataset, VideoSequence, load_sequences, read_label_map
+from hvc.data.vos import DatasetError, FrameDataset, VideoSequence, load_sequences, read_label_map
 from hvc.fileio import atomic_path, atomic_write_text
 from hvc.inference import build_extractor
 from hvc.metrics import evaluate, global_table
@@ -111,7 +111,7 @@ def differing_pixels(out: Path, variant: str, sequences: list[VideoSequence]) ->
     for seq in sequences:
         for t in range(1, len(seq.frames)):
             name = f"{seq.frame_name(t)}.png"
-            a, b = (np.asarray(Image.open(out / v / seq.name / name)) for v in (variant, "mask"))
+            a, b = (read_label_png(out / v / seq.name / name, DatasetError) for v in (variant, "mask"))
             differ += int(np.count_nonzero(a != b))
             total += a.size
     return differ / total

@@ -8,9 +8,10 @@ layout and the cost: docs/local_kernel.md. Time O(CXT·hw·(tile + 2·radius)²)
 in hw.
 
 ``precision="bf16"`` (opt-in, approximate) runs the same search for the best ``2k`` candidates
-on bfloat16 copies of queries and of keys minus a mean key (blocks.TileBlockMemory), recomputes those candidates' scores in float32 and
-keeps their exact top-k: the result is exact unless a true neighbour ranked below 2k in
-bfloat16, and the weights are exact for the neighbours chosen (docs/local_kernel.md, "bf16 mode").
+on bfloat16 copies of queries and of keys minus a mean key (blocks.TileBlockMemory),
+recomputes those candidates' scores in float32 and keeps their exact top-k: the result is
+exact unless a true neighbour ranked below 2k in bfloat16, and the weights are exact for the
+neighbours chosen (docs/local_kernel.md, "bf16 mode").
 """
 
 from __future__ import annotations
@@ -65,11 +66,10 @@ class LocalKernel:
         """query: [C, h, w]; context: frame numbers in ``memory``, entry 0 unrestricted. Returns
         (weights [hw, k], index [hw, k] = slot * hw + key position), see :mod:`hvc.propagation.kernel`."""
         c, h, w = query.shape
-        hw = h * w
-        k = self.topk if self._search_dtype is None else min(BF16_CANDIDATES * self.topk, hw)  # searched for
+        hw, low = h * w, self._search_dtype
+        k = self.topk if low is None else min(BF16_CANDIDATES * self.topk, hw)  # candidates searched for
         slot = {f: s for s, f in enumerate(context_frames(context))}
         queries = query.reshape(c, hw).t().contiguous()  # [hw, C]
-        low = self._search_dtype
         searched = queries if low is None else queries.to(low)  # what the candidates are scored with
         tables = self.tables(h, w, query.device)
         # tiled product: the query of each product row, gathered once for every group

@@ -104,8 +104,9 @@ def test_bsds_recipes_keep_the_paper_optimisation():
     _assert_paper_model_and_data(gpu)
     assert (gpu.data.size, gpu.data.batch_size) == (256, 128) and gpu.runtime.amp is True
     cpu = load_config(TrainConfig, REPO / "configs" / "train_bsds_cpu.yaml")
-    _assert_paper_model_and_data(cpu)  # only size, batch, epochs and the device differ
-    assert (cpu.data.size, cpu.data.batch_size, cpu.optim.epochs) == (128, 16, 40)
+    _assert_paper_model_and_data(cpu)  # size, batch, epochs, device and the two CPU switches differ
+    assert (cpu.data.size, cpu.data.batch_size, cpu.optim.epochs) == (128, 16, 180)
+    assert cpu.model.layer4 is False and cpu.runtime.cpu_bf16 is True  # checkpoints/hvc_bsds_cpu.md
 
 
 def _test_entry():

@@ -4,6 +4,7 @@
     python bench/end_to_end.py --sequences cows --frames 30 --encoder exact fused bf16
     python bench/end_to_end.py --frames 12 --overlap              # also test.py's own loop, workers 0 / 2
     python bench/end_to_end.py --encoder exact bf16/bf16          # bf16 encoder + bf16 propagation (opt-in)
+    python bench/end_to_end.py --encoder exact bf16/bf16 bf16/bf16/96   # ... + search on 96 principal axes
 
 The stages are the pipeline's own functions (configs/test_davis16.yaml, the paper's protocol):
 decode (``FrameDataset[t]``, plus the first-frame mask), encoder (``FeatureExtractor`` of
@@ -15,7 +16,8 @@ temporary folder). Frames are decoded in the main process here, so stages do not
 Several ``--encoder`` modes run in lockstep on the same decoded batch (each with its own
 propagator), so their times are side by side; their written labels are compared pixel by
 pixel with the first mode's. A mode is ``run.encoder`` (exact, fused, bf16), optionally
-followed by ``/`` and the propagation's ``prop.precision`` (fp32, the default, or bf16).
+followed by ``/`` and the propagation's ``prop.precision`` (fp32, the default, or bf16), and
+optionally by ``/`` and ``prop.search_dims`` (the reduced search, docs/local_kernel.md).
 
 The estimate for all frames of the DAVIS root's sequences (645 for the 10 DAVIS 2016
 sequences under $HVC_SHARED_DIR/data/DAVIS)
@@ -62,14 +64,23 @@ OFFICIAL_PROPAGATION_S = 23.3  # the paper's code, per 480p frame on 2 cores (RE
 ENCODERS, PRECISIONS = ("exact", "fused", "bf16"), ("fp32", "bf16")
 
 
+def parse_mode(mode: str) -> tuple[str, str, str]:
+    """``ENCODER[/PRECISION[/DIMS]]`` -> (encoder, precision or "", search dims or "")."""
+    encoder, _, rest = mode.partition("/")
+    precision, _, dims = rest.partition("/")
+    return encoder, precision, dims
+
+
 def build_config(args: argparse.Namespace, mode: str, workers: int = 0) -> TestConfig:
-    """The config of a mode ``ENCODER[/PRECISION]``: run.encoder and prop.precision."""
-    encoder, _, precision = mode.partition("/")
+    """The config of a mode ``ENCODER[/PRECISION[/DIMS]]``: run.encoder, prop.precision and
+    prop.search_dims."""
+    encoder, precision, dims = parse_mode(mode)
     overrides = [f"data.root={args.davis_root}", f"data.input_size={args.input_size}", f"model.name={args.model}",
                  f"data.workers={workers}", f"data.batch_size={args.batch}"]
     if args.checkpoint:
         overrides.append(f"model.checkpoint={args.checkpoint}")
-    mode_keys = [f"run.encoder={encoder}"] + ([f"prop.precision={precision}"] if precision else [])
+    mode_keys = ([f"run.encoder={encoder}"] + ([f"prop.precision={precision}"] if precision else [])
+                 + ([f"prop.search_dims={dims}"] if dims else []))
     return load_config(TestConfig, REPO / "configs" / "test_davis16.yaml", overrides + args.overrides + mode_keys)
 
 
@@ -237,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="hvc")
     parser.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "hvc_bsds_cpu.pth"))
     parser.add_argument("--encoder", nargs="+", default=["exact", "fused"],
-                        help="modes ENCODER[/PRECISION]: run.encoder (exact, fused, bf16) and prop.precision "
-                             "(fp32, bf16), side by side; the first is the reference")
+                        help="modes ENCODER[/PRECISION[/DIMS]]: run.encoder (exact, fused, bf16), prop.precision "
+                             "(fp32, bf16) and prop.search_dims (a number), side by side; the first is the "
+                             "reference")
     parser.add_argument("--batch", type=int, default=4, help="data.batch_size")
     parser.add_argument("--overlap", action="store_true", help="also time test.py's loop with 0 and 2 workers")
     parser.add_argument("--overlap-rounds", type=int, default=2)
@@ -247,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("sequences", "encoder"):  # list options are greedy: key=value items after them are overrides
         args.overrides += [v for v in getattr(args, key) if "=" in v]
         setattr(args, key, [v for v in getattr(args, key) if "=" not in v])
-    bad = [m for m in args.encoder if m.partition("/")[0] not in ENCODERS
-           or m.partition("/")[2] not in PRECISIONS + ("",)]
+    bad = [m for m in args.encoder if parse_mode(m)[0] not in ENCODERS or parse_mode(m)[1] not in PRECISIONS + ("",)
+           or not (parse_mode(m)[2] == "" or parse_mode(m)[2].isdigit())]
     if bad:
-        parser.error(f"--encoder: unknown mode(s) {bad}; choose ENCODER[/PRECISION] from {', '.join(ENCODERS)} "
-                     f"and {', '.join(PRECISIONS)}, e.g. fused/bf16")
+        parser.error(f"--encoder: unknown mode(s) {bad}; choose ENCODER[/PRECISION[/DIMS]] from "
+                     f"{', '.join(ENCODERS)}, {', '.join(PRECISIONS)} and a number, e.g. fused/bf16 or bf16/bf16/96")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; {load_line()}")
     with tempfile.TemporaryDirectory() as tmp:

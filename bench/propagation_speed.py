@@ -17,7 +17,12 @@ masks and sorts its whole [hw, 51·hw] affinity, so the measured speed-up can ex
 candidates scored and chosen in bfloat16, weights from float32 scores of the chosen ones); the
 benchmark prints its speed-up over the exact local kernel and on how many query positions
 their predictions' argmax differs on these random inputs (real-video label differences and
-J&F: scripts/davis_variants.py, variant ``bf16``). ``--no-bf16`` leaves it out.
+J&F: scripts/davis_variants.py, variant ``bf16``). ``local-bf16-d96`` adds the reduced search
+(``prop.search_dims=96``: candidates scored on 96 principal axes of the first frame's keys;
+``--search-dims``). On random inputs, whose variance is spread evenly over the channels, that
+search is poor by design, so its argmax differences here say nothing about real videos (on
+real features a few dozen axes hold nearly all of the variance; variant ``bf16-d96``).
+``--no-bf16`` leaves the approximate modes out.
 
     python bench/propagation_speed.py                       # 256x60x107, context 50, both kernels + bf16
     python bench/propagation_speed.py --growth 15x27,30x54,60x107,120x214 --json out.json
@@ -46,14 +51,21 @@ def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-# What the worker runs: kernel name and, for the local kernel, its precision.
+# What the worker runs: kernel name and, for the local kernel, its precision (and search dims,
+# "local-bf16-dD": the reduced search on D principal axes).
 IMPLS = {"dense": ("dense", {}), "local": ("local", {}), "local-bf16": ("local", {"precision": "bf16"})}
+
+
+def impl_options(impl: str) -> tuple[str, dict]:
+    if impl.startswith("local-bf16-d"):
+        return "local", {"precision": "bf16", "search_dims": int(impl.rpartition("-d")[2])}
+    return IMPLS[impl]
 
 
 def measure(impl: str, channels: int, h: int, w: int, context: int, frames: int, classes: int) -> dict:
     """Time ``frames`` steady-state steps of one kernel; peak memory growth over the store."""
     torch.manual_seed(0)
-    name, options = IMPLS[impl]
+    name, options = impl_options(impl)
     kernel = KERNELS[name](12.0, 0.1, 15, **options)
     memory, masks = kernel.memory(), {}
     for f in range(context + 1):  # one at a time: no large temporaries before the baseline
@@ -133,15 +145,18 @@ def main() -> None:
     ap.add_argument("--growth", type=str, default="",
                     help="comma-separated sizes for the memory-growth table (local kernel, and dense up to --size)")
     ap.add_argument("--json", type=str, default="", help="also write all results to this JSON file")
-    ap.add_argument("--no-bf16", action="store_true", help="leave out the local kernel's bf16 mode")
-    ap.add_argument("--worker", choices=sorted(IMPLS), help=argparse.SUPPRESS)
+    ap.add_argument("--no-bf16", action="store_true", help="leave out the local kernel's approximate modes")
+    ap.add_argument("--search-dims", type=int, default=96,
+                    help="the reduced-search mode's principal axes (local-bf16-dD; 0 leaves it out)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     h, w = args.size
     if args.worker:
         print(json.dumps(measure(args.worker, args.channels, h, w, args.context, args.frames, 20)))
         return
 
-    kernels = ("dense", "local") if args.no_bf16 else ("dense", "local", "local-bf16")
+    kernels = ("dense", "local") if args.no_bf16 else ("dense", "local", "local-bf16") + (
+        (f"local-bf16-d{args.search_dims}",) if args.search_dims else ())
     runs = [(impl, h, w, args.frames) for _ in range(args.repeat) for impl in kernels]
     for gh, gw in (_size(s) for s in args.growth.split(",") if s):
         if (gh, gw) != (h, w):
@@ -163,28 +178,30 @@ def main() -> None:
     main_size = results[:len(kernels)]
     print(f"\nlabel propagation, features {dense['size']}, context {args.context}+1, "
           f"{dense['threads']} threads, {torch.__version__}")
-    print(f"{'kernel':<11}{'s/frame':>10}{'CPU s/frame':>13}{'peak extra MiB':>16}")
+    print(f"{'kernel':<15}{'s/frame':>10}{'CPU s/frame':>13}{'peak extra MiB':>16}")
     for r in main_size:
-        print(f"{r['impl']:<11}{r['seconds_per_frame']:>10.3f}{r['cpu_seconds_per_frame']:>13.3f}"
+        print(f"{r['impl']:<15}{r['seconds_per_frame']:>10.3f}{r['cpu_seconds_per_frame']:>13.3f}"
               f"{r['peak_extra_mib']:>16.0f}")
     print(f"speed-up local vs dense: {dense['seconds_per_frame'] / local['seconds_per_frame']:.1f}x wall, "
           f"{dense['cpu_seconds_per_frame'] / local['cpu_seconds_per_frame']:.1f}x CPU; "
           f"peak memory ratio: {dense['peak_extra_mib'] / max(local['peak_extra_mib'], 1):.1f}x")
-    if not args.no_bf16:
-        low = results[2]
+    for low in main_size[2:]:
         differ = sum(a != b for a, b in zip(local["labels"], low["labels"])) / len(local["labels"])
-        print(f"bf16 mode vs exact local: {local['seconds_per_frame'] / low['seconds_per_frame']:.2f}x wall, "
-              f"{local['cpu_seconds_per_frame'] / low['cpu_seconds_per_frame']:.2f}x CPU; argmax differs at "
-              f"{100 * differ:.2f}% of the query positions (random inputs; real videos: scripts/davis_variants.py)")
+        labels = (f"argmax differs at {100 * differ:.2f}% of the query positions (random inputs; real videos: "
+                  f"scripts/davis_variants.py)" if "-d" not in low["impl"] else
+                  "labels: see scripts/davis_variants.py (random inputs spread their variance over all "
+                  "channels, so a search on a few principal axes is meaningless on them)")
+        print(f"{low['impl']} vs exact local: {local['seconds_per_frame'] / low['seconds_per_frame']:.2f}x wall, "
+              f"{local['cpu_seconds_per_frame'] / low['cpu_seconds_per_frame']:.2f}x CPU; {labels}")
     work, rate = matmul_work(args.channels, h, w, args.context, 12.0), matmul_rate(args.channels, h * w)
     print(f"matmul work per frame: dense {work['dense']:.0f} GFLOP, local {work['local']:.0f} GFLOP, least for "
           f"an exact kernel {work['least']:.0f} GFLOP; float32 matmul here: {rate:.0f} GFLOP/s "
           f"({work['dense'] / rate:.1f} s dense, {work['least'] / rate:.2f} s least); "
           f"matmul work ratio dense / least: {work['dense'] / work['least']:.1f}x")
     if len(results) > len(kernels):
-        print(f"\n{'kernel':<11}{'size':>14}{'positions':>11}{'s/frame':>10}{'peak extra MiB':>16}{'MiB / 1k pos':>14}")
+        print(f"\n{'kernel':<15}{'size':>14}{'positions':>11}{'s/frame':>10}{'peak extra MiB':>16}{'MiB / 1k pos':>14}")
         for r in sorted(results, key=lambda r: (r["impl"], r["positions"])):
-            print(f"{r['impl']:<11}{r['size']:>14}{r['positions']:>11}{r['seconds_per_frame']:>10.3f}"
+            print(f"{r['impl']:<15}{r['size']:>14}{r['positions']:>11}{r['seconds_per_frame']:>10.3f}"
                   f"{r['peak_extra_mib']:>16.0f}{1000 * r['peak_extra_mib'] / r['positions']:>14.1f}")
     if args.json:
         atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")

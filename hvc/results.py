@@ -56,7 +56,9 @@ def _protocol(cfg: TestConfig) -> dict:
     d = to_dict(cfg)
     ignored = ("root", "sequences", "video_list", "workers", "batch_size")  # what, where and how fast
     data = {k: v for k, v in d["data"].items() if k not in ignored}
-    return {"model": d["model"], "data": data, "prop": d["prop"]}
+    # settings added later enter only when set, so that earlier records keep their hash
+    prop = {k: v for k, v in d["prop"].items() if not (k == "search_dims" and v is None)}
+    return {"model": d["model"], "data": data, "prop": prop}
 
 
 def run_settings(cfg: TestConfig) -> str:

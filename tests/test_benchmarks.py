@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ def test_benchmark_prints_the_kernels_and_the_ratios():
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "speed-up local vs dense" in out and "matmul work ratio dense / least" in out
-    assert "bf16 mode vs exact local" in out
-    rows = [line.split() for line in out.splitlines() if line.startswith(("dense ", "local ", "local-bf16 "))]
-    assert [r[0] for r in rows] == ["dense", "local", "local-bf16"] and all(float(r[1]) > 0 for r in rows)
+    assert "local-bf16 vs exact local" in out and "local-bf16-d96 vs exact local" in out
+    rows = [line.split() for line in out.splitlines() if re.fullmatch(r"(dense|local\S*)( +[\d.]+){3}", line)]
+    assert [r[0] for r in rows] == ["dense", "local", "local-bf16", "local-bf16-d96"]
+    assert all(float(r[1]) > 0 for r in rows)

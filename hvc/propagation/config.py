@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Optional
 
 
 @dataclass
@@ -46,6 +46,12 @@ class PropagationConfig:
     # then computed from exact float32 dot products. Near-ties may pick other neighbours, so
     # labels can differ; README "Propagation speed" gives the measured differences.
     precision: Literal["fp32", "bf16"] = "fp32"
+    # Channels the local kernel's candidate search scores (docs/local_kernel.md, "Reduced
+    # search"). None: all of them (exact with fp32). d: opt-in approximation; keys and queries
+    # are projected on the d leading principal axes of the video's first frame's keys, the
+    # search keeps twice topk candidates, and their weights come from exact float32 scores.
+    # Combines with precision=bf16; README "Propagation speed" gives the measured differences.
+    search_dims: Optional[int] = None
     # Memory policy, which frames form the context (docs/memory.md): "recent" (the paper's: the
     # last ``context`` frames) or "quality" (a few recent frames plus confident earlier ones, at
     # most ``context``).

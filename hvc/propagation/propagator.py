@@ -52,6 +52,9 @@ def check_settings(cfg: PropagationConfig) -> None:
         raise ValueError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
     if cfg.precision == "bf16" and cfg.impl != "local":
         raise ValueError(f"precision=bf16 is a mode of the local kernel; impl={cfg.impl!r} runs fp32 only")
+    if cfg.search_dims is not None and (cfg.search_dims < 1 or cfg.impl != "local"):
+        raise ValueError(f"search_dims must be None (all channels) or >= 1, and needs impl=local; got "
+                         f"search_dims={cfg.search_dims}, impl={cfg.impl!r}")
     if cfg.memory not in POLICIES:
         raise ValueError(f"memory must be one of {sorted(POLICIES)}, got {cfg.memory!r}")
     if cfg.memory == "quality":
@@ -75,7 +78,8 @@ class LabelPropagator:
         self.config = dataclasses.replace(config or PropagationConfig(), **changes)
         check_settings(self.config)
         self.num_classes = self.config.num_classes
-        extra = {"precision": self.config.precision} if self.config.impl == "local" else {}
+        extra = ({"precision": self.config.precision, "search_dims": self.config.search_dims}
+                 if self.config.impl == "local" else {})
         self.kernel: Kernel = KERNELS[self.config.impl](self.config.radius, self.config.temperature,
                                                        self.config.topk, **extra)
         self.policy = policy or POLICIES[self.config.memory](self.config)

@@ -3,7 +3,8 @@
 Frame t's key tiles are written into block ``t // GROUP_FRAMES`` at slot ``t % GROUP_FRAMES``:
 a block holds the tiles of consecutive frame numbers side by side, [T, C, GROUP_FRAMES, tile²].
 A context that reads a whole block (the usual case: the previous frames of a video) scores it
-in place; the other frames of a context are copied into groups. Where a frame is stored is a
+in place; the other frames of a context are copied into parts of up to GROUP_FRAMES frames,
+and parts are packed into groups (one product and one top-k search each). Where a frame is stored is a
 function of its frame number alone, so which path runs depends only on the context.
 A block covers only the slots between its lowest and highest stored frame, growing (by
 doubling, up to GROUP_FRAMES) as frames arrive: a sparse memory (frames far apart, as the
@@ -22,7 +23,7 @@ from torch import Tensor
 from hvc.propagation.kernel import KeyMemory
 from hvc.propagation.local.tables import Tables, TiledTables
 
-# Frames per block, and most frames scored per batched matmul: wide groups keep the matmuls
+# Frames per block, and most frames scored per batched matmul (a part): wide parts keep the matmuls
 # efficient (the product is 123 MiB at 60x107; memory stays linear in hw).
 GROUP_FRAMES = 10
 
@@ -35,17 +36,24 @@ class StoredFrame(NamedTuple):
 class TileBlockMemory(KeyMemory):
     """Stored frames of one video: flattened embeddings, and key tiles in blocks of frames."""
 
-    def __init__(self, tables_of: Callable[[int, int, torch.device], Tables], dtype: Optional[torch.dtype] = None):
-        """dtype: the key tiles' dtype (None: the embeddings'). With a dtype given (the local
-        kernel's bf16 mode) the tiles hold keys minus ``center``, the mean key of the first
-        frame stored: a query's dot products with all keys shift by the same q·center, so
-        their ranking is unchanged, and the much shorter differences lose less to rounding.
-        The flattened embeddings keep their dtype, uncentred, stored position-major ([C, hw]
-        views of [hw, C] tensors) for the float32 rescoring of chosen keys (kernel.rescore)."""
+    def __init__(self, tables_of: Callable[[int, int, torch.device], Tables], dtype: Optional[torch.dtype] = None,
+                 dims: Optional[int] = None):
+        """dtype: None, keys kept as they are (the exact search), or the dtype of an
+        approximate search (the local kernel's bf16 mode, or float32 with ``dims``). Then the
+        tiles hold keys minus ``center``, the mean key of the first frame stored: a query's dot
+        products with all keys shift by the same q·center, so their ranking is unchanged, and
+        the much shorter differences lose less to rounding. With ``dims`` = d (fewer than the
+        C channels) the centred keys are also projected on ``basis``, the d leading principal
+        axes of the first frame's centred keys, and queries on the same axes: the search then
+        scores d instead of C products per candidate. The flattened embeddings keep their
+        dtype, uncentred and unprojected, stored position-major ([C, hw] views of [hw, C]
+        tensors) for the float32 rescoring of chosen keys (kernel.rescore)."""
         super().__init__()
         self._tables_of = tables_of
         self.dtype = dtype
+        self.dims = dims
         self.center: Optional[Tensor] = None  # [C, 1], with a dtype: set by the first frame stored
+        self.basis: Optional[Tensor] = None  # [C, d], with dims < C: set by the first frame stored
         self.blocks: dict[int, Tensor] = {}  # block number -> [T, C, n, tile²], slots first..first+n-1
         self._first: dict[int, int] = {}  # block number -> its first slot
         self._stored: dict[int, int] = {}  # block number -> frames stored in it
@@ -56,16 +64,29 @@ class TileBlockMemory(KeyMemory):
         flat = emb.reshape(c, h * w)
         if self.dtype is not None and self.center is None:
             self.center = flat.mean(dim=1, keepdim=True)
+            if self.dims is not None and self.dims < c:
+                self.basis = principal_axes(flat - self.center, self.dims)
         if isinstance(tables, TiledTables):
-            self._write_tiles(frame, key_tiles(emb if self.dtype is None else self.searched(flat).view(c, h, w),
-                                               tables))
-        if self.dtype is not None:  # keys position-major: the bf16 mode rescores chosen keys by row
+            keys = emb if self.dtype is None else self.searched(flat).view(-1, h, w)
+            self._write_tiles(frame, key_tiles(keys, tables))
+        if self.dtype is not None:  # keys position-major: the approximate search rescores chosen keys by row
             flat = flat.t().contiguous().t()
         return StoredFrame(flat, isinstance(tables, TiledTables))
 
     def searched(self, flat: Tensor) -> Tensor:
-        """[C, hw] keys as the search scores them: as they are, or centred and in ``dtype``."""
-        return flat if self.dtype is None else (flat - self.center).to(self.dtype)
+        """[C, hw] keys as the search scores them: as they are, or centred, projected (with
+        ``dims``: [d, hw]) and in ``dtype``."""
+        if self.dtype is None:
+            return flat
+        centred = flat - self.center
+        return (centred if self.basis is None else self.basis.t() @ centred).to(self.dtype)
+
+    def searched_queries(self, queries: Tensor) -> Tensor:
+        """[hw, C] queries as the search scores them: as they are, or projected ([hw, d]) and
+        in ``dtype`` (not centred: that would shift all of a query's scores alike)."""
+        if self.dtype is None:
+            return queries
+        return (queries if self.basis is None else queries @ self.basis).to(self.dtype)
 
     def _write_tiles(self, frame: int, tiles: Tensor) -> None:
         number, slot = divmod(frame, GROUP_FRAMES)
@@ -117,26 +138,41 @@ class TileBlockMemory(KeyMemory):
                 and list(frames) == list(range(first, first + GROUP_FRAMES))
                 and all(f in self for f in frames) and self[first].tiled)
 
-    def groups(self, frames: Sequence[int]) -> list[list[int]]:
-        """``frames`` (distinct, stored) in groups of at most GROUP_FRAMES: every whole block
-        met in order is a group of its own, the other frames are pooled in groups of balanced
-        sizes (no narrow last group)."""
-        groups, pooled, start = [], [], 0
+    def parts(self, frames: Sequence[int]) -> list[list[int]]:
+        """``frames`` (distinct, stored) in parts of at most GROUP_FRAMES: every whole block met
+        in order is a part of its own (scored in place), the other frames are pooled in parts
+        of balanced sizes (copied together; no narrow last part)."""
+        parts, pooled, start = [], [], 0
         for i in range(1, len(frames) + 1):
             if i < len(frames) and frames[i] == frames[i - 1] + 1 and frames[i] % GROUP_FRAMES:
                 continue  # frames[start:i + 1] is still a run of one block
             run = list(frames[start:i])
-            (groups.append if self.is_block(run) else pooled.extend)(run)
+            (parts.append if self.is_block(run) else pooled.extend)(run)
             start = i
         n = -(-len(pooled) // GROUP_FRAMES)
-        return groups + [pooled[len(pooled) * g // n:len(pooled) * (g + 1) // n] for g in range(n)]
+        return parts + [pooled[len(pooled) * g // n:len(pooled) * (g + 1) // n] for g in range(n)]
 
-    def tiles(self, group: Sequence[int]) -> Tensor:
-        """[T, C, F * tile²] key tiles of the F frames of ``group``, column frame * tile² + key:
+    def groups(self, frames: Sequence[int], max_frames: int = GROUP_FRAMES) -> list[list[list[int]]]:
+        """The :meth:`parts` of ``frames`` packed in order into groups of at most ``max_frames``
+        frames (a part larger than that is a group of its own). One group is one product and
+        one top-k search: fewer, wider groups repeat less of the per-group selection work
+        (docs/local_kernel.md, "Groups")."""
+        groups: list[list[list[int]]] = []
+        size = 0
+        for part in self.parts(frames):
+            if not groups or size + len(part) > max_frames:
+                groups.append([])
+                size = 0
+            groups[-1].append(part)
+            size += len(part)
+        return groups
+
+    def tiles(self, part: Sequence[int]) -> Tensor:
+        """[T, C, F * tile²] key tiles of the F frames of a part, column frame * tile² + key:
         a view of a whole block, or a copy."""
-        if self.is_block(group):
-            return self.blocks[group[0] // GROUP_FRAMES].flatten(2)
-        return torch.stack([self._slot(f) for f in group], dim=2).flatten(2)
+        if self.is_block(part):
+            return self.blocks[part[0] // GROUP_FRAMES].flatten(2)
+        return torch.stack([self._slot(f) for f in part], dim=2).flatten(2)
 
 
 def key_tiles(emb: Tensor, tables: TiledTables) -> Tensor:
@@ -145,3 +181,11 @@ def key_tiles(emb: Tensor, tables: TiledTables) -> Tensor:
     c, a = emb.shape[0], tables.tile
     tiles = F.pad(emb, tables.pad).unfold(1, a, a).unfold(2, a, a)  # [C, th, tw, a, a]
     return tiles.permute(1, 2, 0, 3, 4).reshape(-1, c, a * a)[tables.tile_order]
+
+
+def principal_axes(centred: Tensor, dims: int) -> Tensor:
+    """centred: [C, n] zero-mean vectors -> [C, dims] the orthonormal axes of their ``dims``
+    largest variances (eigenvectors of the C x C scatter matrix, computed in float64)."""
+    scatter = (centred.double() @ centred.double().t())
+    _, vectors = torch.linalg.eigh(scatter)  # eigenvalues ascending
+    return vectors[:, -dims:].flip(1).to(centred.dtype).contiguous()

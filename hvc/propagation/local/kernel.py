@@ -30,6 +30,10 @@ from hvc.propagation.local.tiled import tiled_topk
 
 # Largest affinity block, in elements, built at once (2^24 floats = 64 MiB).
 _BLOCK_ELEMENTS = 1 << 24
+# Largest product of one group of radius-limited frames, in bytes. Wider groups repeat the
+# per-group selection (gathers, top-ks) fewer times: at 480p one group holds 41 frames'
+# float32 scores or 83 frames' bfloat16 ones (docs/local_kernel.md, "Groups").
+_GROUP_BYTES = 512 << 20
 
 
 class LocalKernel:
@@ -37,12 +41,20 @@ class LocalKernel:
     windows; same contract as :class:`~hvc.propagation.dense.DenseKernel`."""
 
     def __init__(self, radius: float, temperature: float, topk: int, tile: int = 4,
-                 tiled: Optional[bool] = None, precision: str = "fp32"):
+                 tiled: Optional[bool] = None, precision: str = "fp32", search_dims: Optional[int] = None,
+                 candidates: int = 2):
         """tiled: None picks the tiled or the masked [hw, hw] product per grid size, whichever
         has fewer elements; True / False force one (both are exact). precision: "fp32" (exact)
-        or "bf16" (candidates scored and chosen in bfloat16, weights from float32 scores)."""
+        or "bf16" (candidates scored and chosen in bfloat16, weights from float32 scores).
+        search_dims: None (all channels) or d, candidates scored on the embeddings' d leading
+        principal components (blocks.TileBlockMemory), weights again from float32 scores. An
+        approximate search (bf16 or d) keeps ``candidates * topk`` candidates per query."""
         if precision not in _SEARCH_DTYPES:
             raise ValueError(f"precision must be one of {sorted(_SEARCH_DTYPES)}, got {precision!r}")
+        if search_dims is not None and search_dims < 1:
+            raise ValueError(f"search_dims must be None (all channels) or >= 1, got {search_dims}")
+        if candidates < 1:
+            raise ValueError(f"candidates must be >= 1 (in units of topk), got {candidates}")
         self.radius = radius
         self.temperature = temperature
         self.topk = topk
@@ -50,6 +62,10 @@ class LocalKernel:
         self.tiled = tiled
         self.precision = precision
         self._search_dtype = _SEARCH_DTYPES[precision]
+        self.search_dims = search_dims
+        self.candidates = candidates
+        # exact search on the embeddings themselves, or an approximate one then rescored
+        self.approximate = self._search_dtype is not None or search_dims is not None
         self._tables: dict[tuple[int, int, torch.device], Tables] = {}
 
     def tables(self, h: int, w: int, device: torch.device) -> Tables:
@@ -60,26 +76,31 @@ class LocalKernel:
 
     def memory(self) -> TileBlockMemory:
         """Stored frames as flattened embeddings plus key tiles in blocks of frames."""
-        return TileBlockMemory(self.tables, self._search_dtype)
+        if not self.approximate:
+            return TileBlockMemory(self.tables)
+        return TileBlockMemory(self.tables, self._search_dtype or torch.float32, self.search_dims)
 
     def __call__(self, query: Tensor, memory: TileBlockMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
         """query: [C, h, w]; context: frame numbers in ``memory``, entry 0 unrestricted. Returns
         (weights [hw, k], index [hw, k] = slot * hw + key position), see :mod:`hvc.propagation.kernel`."""
         c, h, w = query.shape
-        hw, low = h * w, self._search_dtype
-        k = self.topk if low is None else min(BF16_CANDIDATES * self.topk, hw)  # candidates searched for
+        hw = h * w
+        k = min(self.candidates * self.topk, hw) if self.approximate else self.topk  # candidates searched for
         slot = {f: s for s, f in enumerate(context_frames(context))}
         queries = query.reshape(c, hw).t().contiguous()  # [hw, C]
-        searched = queries if low is None else queries.to(low)  # what the candidates are scored with
+        searched = memory.searched_queries(queries)  # [hw, C or d]: what the candidates are scored with
         tables = self.tables(h, w, query.device)
         # tiled product: the query of each product row, gathered once for every group
         rows = searched.index_select(0, tables.row_query) if isinstance(tables, TiledTables) else None  # [R, C]
         v, position = self._long_term(searched, self._flat(memory, context[0]), k)
         vals, index, copies = [v], [slot[context[0]] * hw + position], [torch.ones_like(position)]
         counts = Counter(context[1:])
-        for group in memory.groups(list(counts)):
+        # frames per group: the most whose scores fit in _GROUP_BYTES (at least one part)
+        max_frames = _GROUP_BYTES // (tables.frame_elements * searched.element_size())
+        for parts in memory.groups(list(counts), max_frames):
+            group = [f for part in parts for f in part]
             if rows is not None:
-                v, which, position = tiled_topk(rows, memory.tiles(group), tables, len(group),
+                v, which, position = tiled_topk(rows, [memory.tiles(part) for part in parts], tables,
                                                 min(k, tables.pick.shape[1]))
             else:
                 v, which, position = masked_topk(searched, [self._flat(memory, f) for f in group], tables, k)
@@ -87,7 +108,7 @@ class LocalKernel:
             index.append(torch.as_tensor([slot[f] for f in group], device=v.device)[which] * hw + position)
             copies.append(torch.as_tensor([min(counts[f], k) for f in group], device=v.device)[which])
         v, index = self._merge(torch.cat(vals, dim=1), torch.cat(index, dim=1), torch.cat(copies, dim=1), k)
-        if low is not None:  # the exact top-k of the candidates, by their float32 scores
+        if self.approximate:  # the exact top-k of the candidates, by their float32 scores
             exact = rescore(queries, [memory[f].flat for f in context_frames(context)], index)
             # a -inf candidate (fewer in-radius keys than searched for) is no candidate
             v, order = exact.masked_fill_(v == float("-inf"), float("-inf")).topk(self.topk, dim=1)
@@ -123,8 +144,6 @@ class LocalKernel:
 
 
 # The dtype candidates are searched in, per precision (None: the embeddings' own).
-# bf16 mode: candidates searched per query, in units of topk, then rescored in float32.
-BF16_CANDIDATES = 2
 _SEARCH_DTYPES: dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16}
 
 

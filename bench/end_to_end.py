@@ -181,14 +181,15 @@ def report(args: argparse.Namespace, timer: Timer, prop_samples: dict, differing
     print(f"\n{frames} frames of {', '.join(args.sequences)} at input size {args.input_size}; "
           f"{torch.get_num_threads()} threads; {load_line()}")
     print("wall seconds per frame (share of the frame) and CPU seconds per frame (all threads), per mode")
-    print(f"{'stage':<18}" + "".join(f"{mode + ' s/frame':>20}{'share':>7}{'CPU s':>8}" for mode in args.encoder))
+    width = max(20, *(len(mode) + 10 for mode in args.encoder))  # each column fits its mode's name
+    print(f"{'stage':<18}" + "".join(f"{mode + ' s/frame':>{width}}{'share':>7}{'CPU s':>8}" for mode in args.encoder))
     for stage in STAGES:
         row = f"{stage:<18}"
         for mode in args.encoder:
             total = sum(per[mode].values())
-            row += f"{per[mode][stage]:20.3f}{100 * per[mode][stage] / total:6.1f}%{cpu[mode][stage]:8.3f}"
+            row += f"{per[mode][stage]:{width}.3f}{100 * per[mode][stage] / total:6.1f}%{cpu[mode][stage]:8.3f}"
         print(row)
-    print(f"{'total':<18}" + "".join(f"{sum(per[m].values()):20.3f}{'':>7}{sum(cpu[m].values()):8.3f}"
+    print(f"{'total':<18}" + "".join(f"{sum(per[m].values()):{width}.3f}{'':>7}{sum(cpu[m].values()):8.3f}"
                                      for m in args.encoder))
     for mode in args.encoder:
         old = float(np.sum(timer.seconds[mode, "all-channel upsample_labels"])) / frames

@@ -207,14 +207,18 @@ def test_resumes_after_an_interruption_and_never_redoes_a_finished_run(clip, tmp
     assert json.loads((out / "summary.json").read_text())["propagation"]["context"] == 3
 
 
-def test_bf16_propagation_resumes_exactly_and_is_a_setting_of_its_own(clip, tmp_path):
-    """--precision bf16 (approximate propagation): an interrupted run resumed gives the same
-    bytes as a whole one (the restored memory centres its keys as the original did), and an
-    fp32 output folder refuses it as other settings."""
+@pytest.mark.parametrize("search_dims", [None, 16], ids=["bf16", "bf16-reduced-search"])
+def test_bf16_propagation_resumes_exactly_and_is_a_setting_of_its_own(clip, tmp_path, search_dims):
+    """--precision bf16 (approximate propagation), alone or with --search-dims: an interrupted
+    run resumed gives the same bytes as a whole one (the restored memory centres its keys, and
+    takes its principal axes, from frame 0 as the original did), and an fp32 output folder
+    refuses it as other settings."""
     folder, _ = clip
-    opts = dict(video=folder / "demo.mp4", mask=folder / "first.png", context=2, precision="bf16")
+    opts = dict(video=folder / "demo.mp4", mask=folder / "first.png", context=2, precision="bf16",
+                search_dims=search_dims)
     whole = segment(Options(output=tmp_path / "whole", **opts))
     assert whole["propagation"]["precision"] == "bf16"
+    assert whole["propagation"].get("search_dims") == search_dims
 
     def stop_at_4(t):
         if t == 4:
@@ -224,7 +228,7 @@ def test_bf16_propagation_resumes_exactly_and_is_a_setting_of_its_own(clip, tmp_
         segment(Options(output=tmp_path / "killed", **opts), on_frame=stop_at_4)
     assert segment(Options(output=tmp_path / "killed", **opts))["runs"] == 2
     assert _masks(tmp_path / "killed") == _masks(tmp_path / "whole")  # byte for byte
-    segment(Options(output=tmp_path / "fp32", **{**opts, "precision": "fp32"}))
+    segment(Options(output=tmp_path / "fp32", **{**opts, "precision": "fp32", "search_dims": None}))
     with pytest.raises(Exception, match="other settings"):
         segment(Options(output=tmp_path / "fp32", **opts))
 

@@ -24,11 +24,11 @@ def _row(out: str, name: str) -> list[str]:
 
 def test_end_to_end_prints_every_stage_and_the_estimate(davis_root):
     out = _run("end_to_end.py", "--davis-root", str(davis_root), "--sequences", "libby", "--frames", "5",
-               "--input-size", "64", "--encoder", "exact", "fused", "exact/bf16", "prop.context=2")
+               "--input-size", "64", "--encoder", "exact", "fused", "exact/bf16", "fused/bf16/16", "prop.context=2")
     for stage in ("decode", "encoder", "propagation", "upsample+argmax", "png"):
         row = _row(out, stage)
-        assert float(row[1]) > 0 and float(row[4]) > 0 and float(row[7]) > 0  # s/frame of each mode
-    for mode in ("fused", "exact/bf16"):
+        assert all(float(row[i]) > 0 for i in (1, 4, 7, 10))  # s/frame of each mode
+    for mode in ("fused", "exact/bf16", "fused/bf16/16"):
         assert re.search(mode + r" vs exact: encoder [\d.]+x, frame [\d.]+x faster; labels differ at \d+ of \d+", out)
     assert re.search(r"estimate for the \d+ frames of the \d+ sequences", out)
 

@@ -67,6 +67,7 @@ class Options:
     context: int = 50
     memory: str = "recent"  # the memory policy, docs/memory.md
     precision: str = "fp32"  # the local kernel's arithmetic: fp32 (exact) or bf16 (docs/local_kernel.md)
+    search_dims: Optional[int] = None  # the reduced search's principal axes (docs/local_kernel.md); None: all
     overwrite: bool = False
 
 
@@ -132,14 +133,17 @@ class Segmenter:
         self.checkpoint = opts.checkpoint or (str(DEFAULT_HVC_CHECKPOINT) if opts.model == "hvc" else None)
         # One channel per id present (ids are kept): fewer channels, the same propagation.
         self.prop_cfg = PropagationConfig(context=opts.context, memory=opts.memory, num_classes=top + 1,
-                                          precision=opts.precision)
+                                          precision=opts.precision, search_dims=opts.search_dims)
+        propagation = dataclasses.asdict(self.prop_cfg)
+        if propagation["search_dims"] is None:  # added later: earlier runs keep their settings hash
+            del propagation["search_dims"]
         self.settings = {
             "video": _video_identity(self.source), "size": list(self.source.size),
             "prompt": {"kind": "mask" if opts.mask else "scribble", "path": str(Path(prompt).resolve()),
                        "sha256": _digest(Path(prompt)), "resized": opts.resize_mask},
             "model": opts.model, "checkpoint": self.checkpoint,
             "checkpoint_sha256": _digest(Path(self.checkpoint)) if self.checkpoint and Path(self.checkpoint).is_file() else None,
-            "input_size": list(self.input_size), "propagation": dataclasses.asdict(self.prop_cfg),
+            "input_size": list(self.input_size), "propagation": propagation,
         }
         self.key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
         self.progress = Progress(opts.output)

@@ -70,6 +70,7 @@ class LocalKernel:
         # exact search on the embeddings themselves, or an approximate one then rescored
         self.approximate = self._search_dtype is not None or search_dims is not None
         self._tables: dict[tuple[int, int, torch.device], Tables] = {}
+        self._buffers: dict[str, Tensor] = {}
 
     def tables(self, h: int, w: int, device: torch.device) -> Tables:
         """The index tables of an h x w grid (built once per size)."""
@@ -94,7 +95,10 @@ class LocalKernel:
         searched = memory.searched_queries(queries)  # [hw, C or d]: what the candidates are scored with
         tables = self.tables(h, w, query.device)
         # tiled product: the query of each product row, gathered once for every group
-        rows = searched.index_select(0, tables.row_query) if isinstance(tables, TiledTables) else None  # [R, C]
+        rows = None
+        if isinstance(tables, TiledTables):  # [R, C]
+            out = self._buffer("rows", (tables.row_query.numel(), searched.shape[1]), searched)
+            rows = torch.index_select(searched, 0, tables.row_query, out=out)
         v, position = self._long_term(searched, self._flat(memory, context[0]), k)
         vals, index, copies = [v], [slot[context[0]] * hw + position], [torch.ones_like(position)]
         counts = Counter(context[1:])
@@ -103,8 +107,9 @@ class LocalKernel:
         for parts in memory.groups(list(counts), max_frames):
             group = [f for part in parts for f in part]
             if rows is not None:
-                v, which, position = tiled_topk(rows, [memory.tiles(part) for part in parts], tables,
-                                                min(k, tables.pick.shape[1]))
+                tiles = [memory.tiles(part) for part in parts]
+                scores = self._buffer("scores", (rows.shape[0], sum(t.shape[2] for t in tiles)), rows)
+                v, which, position = tiled_topk(rows, tiles, tables, min(k, tables.pick.shape[1]), scores)
             else:
                 v, which, position = masked_topk(searched, [self._flat(memory, f) for f in group], tables, k)
             vals.append(v)
@@ -128,10 +133,23 @@ class LocalKernel:
         chunk = max(1, _BLOCK_ELEMENTS // queries.shape[0])
         vals, idx = [], []
         for s in range(0, queries.shape[0], chunk):
-            v, i = (queries[s:s + chunk] @ key).topk(k, dim=1)
+            block = queries[s:s + chunk]
+            out = self._buffer("long_term", (block.shape[0], key.shape[1]), queries)
+            v, i = torch.matmul(block, key, out=out).topk(k, dim=1)
             vals.append(v)
             idx.append(i)
         return torch.cat(vals), torch.cat(idx)
+
+    def _buffer(self, name: str, shape: tuple[int, int], like: Tensor) -> Tensor:
+        """A [shape] scratch tensor of ``like``'s dtype and device, reused from call to call (grown
+        when too small). The products are far above the size where the C allocator hands memory
+        back to the system, so a fresh one at every frame costs page faults on hundreds of MiB;
+        reusing it keeps that memory held between frames instead (docs/local_kernel.md, "Cost")."""
+        numel = shape[0] * shape[1]
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.numel() < numel or buffer.dtype != like.dtype or buffer.device != like.device:
+            buffer = self._buffers[name] = like.new_empty(numel)
+        return buffer[:numel].view(shape)
 
     def _merge(self, v: Tensor, index: Tensor, copies: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """The joint top-k of the candidates (v, index: [hw, n]), each counted ``copies`` times:

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from _timing import alternate, load_line, median  # noqa: E402
 
+from hvc.allocator import keep_freed_memory  # noqa: E402
 from hvc.config.inference import DataConfig  # noqa: E402
 from hvc.data.vos import FrameDataset, load_sequences  # noqa: E402
 from hvc.models.encoders import load_encoder  # noqa: E402
@@ -181,4 +182,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as test.py does (hvc.cli.run_main)
     sys.exit(main())

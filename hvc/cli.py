@@ -13,6 +13,8 @@ import signal
 import sys
 from typing import Callable, Optional
 
+from hvc.allocator import keep_freed_memory
+
 PIPE_CLOSED_EXIT = 128 + int(signal.SIGPIPE) if hasattr(signal, "SIGPIPE") else 141
 
 
@@ -33,7 +35,9 @@ def run_main(main: Callable[..., Optional[int]], *args) -> int:
     """``main(*args)``, flushing stdout inside; a closed stdout pipe gives PIPE_CLOSED_EXIT quietly.
 
     A BrokenPipeError from anything other than stdout (a socket, another pipe) is re-raised.
+    Before ``main`` runs, freed memory is set to stay in the process (:mod:`hvc.allocator`).
     """
+    keep_freed_memory()
     try:
         code = main(*args)
         sys.stdout.flush()  # fail here, not in the interpreter's final flush

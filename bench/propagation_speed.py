@@ -6,7 +6,9 @@ growth of the peak over the state after the context store is built (51 distinct 
 what one propagation step needs on top of the stored frames. Time is per propagated frame
 (the top-k kernel plus the weighted sum of context masks; wall clock and process CPU time, the
 latter less sensitive to other load on the machine; fastest frame of all runs) in the steady state: a long-term
-frame plus ``--context`` distinct previous frames, random unit-norm embeddings.
+frame plus ``--context`` distinct previous frames, random unit-norm embeddings, or with
+``--davis-sequence NAME`` the real embeddings of that DAVIS sequence's first frames (480p, the
+committed checkpoint; the masks stay random).
 
 It also prints the matmul work of each kernel and the least work any exact kernel needs (every
 query against every key of the long-term frame plus its in-radius keys of the other frames),
@@ -26,6 +28,7 @@ real features a few dozen axes hold nearly all of the variance; variant ``bf16-d
 
     python bench/propagation_speed.py                       # 256x60x107, context 50, both kernels + bf16
     python bench/propagation_speed.py --growth 15x27,30x54,60x107,120x214 --json out.json
+    python bench/propagation_speed.py --davis-sequence dog   # real features (committed checkpoint)
 """
 
 from __future__ import annotations
@@ -36,15 +39,24 @@ import math
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from hvc.cli import run_main
+from hvc.config.core import load_config
+from hvc.config.inference import TestConfig
+from hvc.data.vos import FrameDataset, load_sequences
+from hvc.inference import build_extractor
 from hvc.fileio import atomic_write_text
 from hvc.propagation import embed
 from hvc.propagation.propagator import KERNELS, predict
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _maxrss_mib() -> float:
@@ -62,16 +74,22 @@ def impl_options(impl: str) -> tuple[str, dict]:
     return IMPLS[impl]
 
 
-def measure(impl: str, channels: int, h: int, w: int, context: int, frames: int, classes: int) -> dict:
-    """Time ``frames`` steady-state steps of one kernel; peak memory growth over the store."""
+def measure(impl: str, channels: int, h: int, w: int, context: int, frames: int, classes: int,
+            features: str = "") -> dict:
+    """Time ``frames`` steady-state steps of one kernel; peak memory growth over the store.
+    features: a .pt file of real embeddings [T, C, h, w] (stored frames first, then the
+    queries) instead of random ones."""
     torch.manual_seed(0)
     name, options = impl_options(impl)
     kernel = KERNELS[name](12.0, 0.1, 15, **options)
+    real = torch.load(features) if features else None
+    frame = (lambda t: embed(real[t].float()[None])[0]) if real is not None else (
+        lambda t: embed(torch.randn(channels, h, w)))
     memory, masks = kernel.memory(), {}
     for f in range(context + 1):  # one at a time: no large temporaries before the baseline
-        memory.add(f, embed(torch.randn(channels, h, w)))
+        memory.add(f, frame(f))
         masks[f] = torch.softmax(torch.randn(classes, h * w), dim=0)
-    queries = [embed(torch.randn(channels, h, w)) for _ in range(frames)]
+    queries = [frame(context + 1 + i) for i in range(frames)]
     entries = list(range(context + 1))  # entry 0 long-term, then `context` distinct frames
     base = _maxrss_mib()
     seconds, cpu = [], []
@@ -119,7 +137,8 @@ def _timed(fn) -> float:
 
 def _run(args: argparse.Namespace, impl: str, h: int, w: int, frames: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", impl, "--size", f"{h}x{w}", "--channels", str(args.channels),
-           "--context", str(args.context), "--frames", str(frames)]
+           "--context", str(args.context), "--frames", str(frames)] + (
+        ["--features", args.features] if args.features and (h, w) == tuple(args.size) else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{impl} at {h}x{w} failed:\n{done.stderr}")
@@ -148,12 +167,41 @@ def main() -> None:
     ap.add_argument("--no-bf16", action="store_true", help="leave out the local kernel's approximate modes")
     ap.add_argument("--search-dims", type=int, default=96,
                     help="the reduced-search mode's principal axes (local-bf16-dD; 0 leaves it out)")
+    ap.add_argument("--davis-sequence", default="",
+                    help="use real features: this DAVIS 2016 sequence's first frames at 480p through the "
+                         "committed checkpoint (its feature size replaces --size and --channels)")
+    ap.add_argument("--davis-root", default=str(REPO.parent / "shared" / "data" / "DAVIS"))
+    ap.add_argument("--features", default="", help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    h, w = args.size
     if args.worker:
-        print(json.dumps(measure(args.worker, args.channels, h, w, args.context, args.frames, 20)))
+        h, w = args.size
+        print(json.dumps(measure(args.worker, args.channels, h, w, args.context, args.frames, 20, args.features)))
         return
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.davis_sequence:
+            args.features = str(Path(tmp) / "features.pt")
+            feats = davis_features(args.davis_root, args.davis_sequence, args.context + 1 + args.frames)
+            torch.save(feats, args.features)
+            args.channels, args.size = feats.shape[1], tuple(feats.shape[2:])
+        report(args)
+
+
+def davis_features(root: str, name: str, count: int) -> torch.Tensor:
+    """[count, C, h, w] float16 embeddings of a DAVIS 2016 sequence's first frames: 480p, the
+    committed checkpoint, configs/test_davis16.yaml (the frames are reused if it has fewer)."""
+    cfg = load_config(TestConfig, REPO / "configs" / "test_davis16.yaml",
+                      [f"data.root={root}", f"model.checkpoint={REPO / 'checkpoints' / 'hvc_bsds_cpu.pth'}"])
+    extractor = build_extractor(cfg)
+    seq = load_sequences("davis16", cfg.data.root, [name])[0]
+    frames = FrameDataset(seq, cfg.data.input_size, cfg.data.mean, cfg.data.std)
+    with torch.no_grad():
+        out = [extractor(frames[t % len(seq.frames)][None])[0].half() for t in tqdm(range(count), desc=f"encoding {name}")]
+    return torch.stack(out)
+
+
+def report(args: argparse.Namespace) -> None:
+    h, w = args.size
 
     kernels = ("dense", "local") if args.no_bf16 else ("dense", "local", "local-bf16") + (
         (f"local-bf16-d{args.search_dims}",) if args.search_dims else ())
@@ -176,7 +224,8 @@ def main() -> None:
 
     dense, local = results[0], results[1]
     main_size = results[:len(kernels)]
-    print(f"\nlabel propagation, features {dense['size']}, context {args.context}+1, "
+    source = f"real, DAVIS {args.davis_sequence} at 480p" if args.davis_sequence else "random"
+    print(f"\nlabel propagation, features {dense['size']} ({source}), context {args.context}+1, "
           f"{dense['threads']} threads, {torch.__version__}")
     print(f"{'kernel':<15}{'s/frame':>10}{'CPU s/frame':>13}{'peak extra MiB':>16}")
     for r in main_size:
@@ -187,10 +236,14 @@ def main() -> None:
           f"peak memory ratio: {dense['peak_extra_mib'] / max(local['peak_extra_mib'], 1):.1f}x")
     for low in main_size[2:]:
         differ = sum(a != b for a, b in zip(local["labels"], low["labels"])) / len(local["labels"])
-        labels = (f"argmax differs at {100 * differ:.2f}% of the query positions (random inputs; real videos: "
-                  f"scripts/davis_variants.py)" if "-d" not in low["impl"] else
-                  "labels: see scripts/davis_variants.py (random inputs spread their variance over all "
-                  "channels, so a search on a few principal axes is meaningless on them)")
+        if args.davis_sequence:  # real features but random masks: the argmax says nothing about labels
+            labels = "labels on real videos: scripts/davis_variants.py"
+        elif "-d" not in low["impl"]:
+            labels = (f"argmax differs at {100 * differ:.2f}% of the query positions (random inputs; real videos: "
+                      f"scripts/davis_variants.py)")
+        else:
+            labels = ("labels: see --davis-sequence or scripts/davis_variants.py (random inputs spread their "
+                      "variance over all channels, so a search on a few principal axes is meaningless on them)")
         print(f"{low['impl']} vs exact local: {local['seconds_per_frame'] / low['seconds_per_frame']:.2f}x wall, "
               f"{local['cpu_seconds_per_frame'] / low['cpu_seconds_per_frame']:.2f}x CPU; {labels}")
     work, rate = matmul_work(args.channels, h, w, args.context, 12.0), matmul_rate(args.channels, h * w)

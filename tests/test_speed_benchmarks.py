@@ -54,3 +54,13 @@ def test_train_input_measures_each_piece(static_root):
     out = _run("train_input.py", str(static_root / "BSDS500"), "--images", "4", "--rounds", "1")
     assert re.search(r"decode, torchvision decode_jpeg\s+[\d.]+\s+pixels identical to PIL on \d/4", out)
     assert "whole item StaticImagePairs[i]" in out
+
+
+def test_propagation_speed_on_real_features(davis_root):
+    """--davis-sequence: the kernels time real 480p embeddings of the committed checkpoint."""
+    out = _run("propagation_speed.py", "--davis-sequence", "libby", "--davis-root", str(davis_root),
+               "--context", "2", "--frames", "1", "--repeat", "1", "--search-dims", "64")
+    assert "features 256x60x107 (real, DAVIS libby at 480p), context 2+1" in out
+    for kernel in ("dense", "local", "local-bf16", "local-bf16-d64"):
+        assert float(_row(out, kernel)[1]) > 0
+    assert re.search(r"local-bf16-d64 vs exact local: [\d.]+x wall", out)

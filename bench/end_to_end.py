@@ -72,6 +72,11 @@ def parse_mode(mode: str) -> tuple[str, str, str]:
     return encoder, precision, dims
 
 
+def valid_mode(mode: str) -> bool:
+    encoder, precision, dims = parse_mode(mode)
+    return encoder in ENCODERS and precision in PRECISIONS + ("",) and (dims == "" or dims.isdigit())
+
+
 def build_config(args: argparse.Namespace, mode: str, workers: int = 0) -> TestConfig:
     """The config of a mode ``ENCODER[/PRECISION[/DIMS]]``: run.encoder, prop.precision and
     prop.search_dims."""
@@ -261,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("sequences", "encoder"):  # list options are greedy: key=value items after them are overrides
         args.overrides += [v for v in getattr(args, key) if "=" in v]
         setattr(args, key, [v for v in getattr(args, key) if "=" not in v])
-    bad = [m for m in args.encoder if parse_mode(m)[0] not in ENCODERS or parse_mode(m)[1] not in PRECISIONS + ("",)
-           or not (parse_mode(m)[2] == "" or parse_mode(m)[2].isdigit())]
+    bad = [m for m in args.encoder if not valid_mode(m)]
     if bad:
         parser.error(f"--encoder: unknown mode(s) {bad}; choose ENCODER[/PRECISION[/DIMS]] from "
                      f"{', '.join(ENCODERS)}, {', '.join(PRECISIONS)} and a number, e.g. fused/bf16 or bf16/bf16/96")

@@ -50,11 +50,10 @@ from hvc.cli import run_main
 from hvc.config.core import load_config
 from hvc.config.inference import TestConfig
 from hvc.data.vos import FrameDataset, load_sequences
-from hvc.inference import build_extractor
 from hvc.fileio import atomic_write_text
+from hvc.inference import build_extractor
 from hvc.propagation import embed
 from hvc.propagation.propagator import KERNELS, predict
-
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,6 +25,7 @@ from hvc.data.vos import YTVOS_DATASETS, VideoSequence
 from hvc.errors import HvcError, InputError
 from hvc.fileio import atomic_path, atomic_write_text, writable_dir
 from hvc.models.encoders import checkpoint_path
+from hvc.propagation.config import recorded_settings
 
 
 def result_tag(cfg: TestConfig) -> str:
@@ -56,9 +57,7 @@ def _protocol(cfg: TestConfig) -> dict:
     d = to_dict(cfg)
     ignored = ("root", "sequences", "video_list", "workers", "batch_size")  # what, where and how fast
     data = {k: v for k, v in d["data"].items() if k not in ignored}
-    # settings added later enter only when set, so that earlier records keep their hash
-    prop = {k: v for k, v in d["prop"].items() if not (k == "search_dims" and v is None)}
-    return {"model": d["model"], "data": data, "prop": prop}
+    return {"model": d["model"], "data": data, "prop": recorded_settings(d["prop"])}
 
 
 def run_settings(cfg: TestConfig) -> str:

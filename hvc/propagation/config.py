@@ -57,3 +57,14 @@ class PropagationConfig:
     # most ``context``).
     memory: Literal["recent", "quality"] = "recent"
     quality: QualityConfig = field(default_factory=QualityConfig)
+
+
+# Fields added after results were first recorded: omitted from the recorded settings while
+# unset, so that records written before them keep their settings hash.
+LATER_FIELDS = {"search_dims": None}
+
+
+def recorded_settings(prop: dict) -> dict:
+    """``prop`` (a PropagationConfig as a dict) as completion records hash it: the fields of
+    LATER_FIELDS left out while they hold their default."""
+    return {k: v for k, v in prop.items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}

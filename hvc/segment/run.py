@@ -41,6 +41,7 @@ from hvc.data.vos import scaled_size
 from hvc.fileio import atomic_path, atomic_write_text
 from hvc.inference import FeatureExtractor, build_extractor
 from hvc.propagation import LabelPropagator, PropagationConfig, upsample_labels
+from hvc.propagation.config import recorded_settings
 from hvc.scribbles.fill import labels_from_scribbles
 from hvc.errors import NonFiniteError
 from hvc.segment.prompt import read_mask, read_scribble
@@ -134,16 +135,13 @@ class Segmenter:
         # One channel per id present (ids are kept): fewer channels, the same propagation.
         self.prop_cfg = PropagationConfig(context=opts.context, memory=opts.memory, num_classes=top + 1,
                                           precision=opts.precision, search_dims=opts.search_dims)
-        propagation = dataclasses.asdict(self.prop_cfg)
-        if propagation["search_dims"] is None:  # added later: earlier runs keep their settings hash
-            del propagation["search_dims"]
         self.settings = {
             "video": _video_identity(self.source), "size": list(self.source.size),
             "prompt": {"kind": "mask" if opts.mask else "scribble", "path": str(Path(prompt).resolve()),
                        "sha256": _digest(Path(prompt)), "resized": opts.resize_mask},
             "model": opts.model, "checkpoint": self.checkpoint,
             "checkpoint_sha256": _digest(Path(self.checkpoint)) if self.checkpoint and Path(self.checkpoint).is_file() else None,
-            "input_size": list(self.input_size), "propagation": propagation,
+            "input_size": list(self.input_size), "propagation": recorded_settings(dataclasses.asdict(self.prop_cfg)),
         }
         self.key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
         self.progress = Progress(opts.output)

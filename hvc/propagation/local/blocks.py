@@ -186,6 +186,6 @@ def key_tiles(emb: Tensor, tables: TiledTables) -> Tensor:
 def principal_axes(centred: Tensor, dims: int) -> Tensor:
     """centred: [C, n] zero-mean vectors -> [C, dims] the orthonormal axes of their ``dims``
     largest variances (eigenvectors of the C x C scatter matrix, computed in float64)."""
-    scatter = (centred.double() @ centred.double().t())
+    scatter = centred.double() @ centred.double().t()
     _, vectors = torch.linalg.eigh(scatter)  # eigenvalues ascending
     return vectors[:, -dims:].flip(1).to(centred.dtype).contiguous()

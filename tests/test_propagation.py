@@ -222,6 +222,35 @@ def test_custom_context_policy_dense_equals_local():
 
 
 @pytest.mark.parametrize("impl", ["dense", "local"])
+def test_prediction_skips_channels_not_started_at_identical_values(impl, monkeypatch):
+    """Of the official 20 mask channels a two-object video uses three: predicting only the
+    channels a reference has started gives exactly the values of predicting all 20."""
+    import hvc.propagation.propagator as propagator_module
+
+    torch.manual_seed(5)
+    t, h, w = 9, 15, 22
+    ids = torch.zeros(t, 60, 88, dtype=torch.long)
+    ids[:, 10:40, 10:50] = 1
+    ids[4:, 35:55, 55:85] = 7  # starts late, with its own reference
+    objects = torch.stack([(ids[:, ::4, ::4] == c).float() for c in (0, 1, 7)], dim=1)
+    emb = embed(torch.cat([objects, torch.randn(t, 13, h, w)], dim=1))
+    labels = [ids[0]] + [None] * 3 + [ids[4]] + [None] * 4
+
+    def run() -> torch.Tensor:
+        prop = LabelPropagator(impl=impl, radius=5.0, topk=7)  # num_classes 20, the default
+        return torch.stack([prop.step(emb[i], labels[i]) for i in range(t)])
+
+    only_started = run()
+    every = propagator_module.predict
+    monkeypatch.setattr(propagator_module, "predict",
+                        lambda kernel, query, memory, masks, context, channels=None:
+                        every(kernel, query, memory, masks, context))
+    assert torch.equal(run(), only_started)
+    unused = [c for c in range(20) if c not in (0, 1, 7)]
+    assert only_started[:, unused].abs().max() == 0 and only_started[-1, 7].max() > 0.5
+
+
+@pytest.mark.parametrize("impl", ["dense", "local"])
 def test_soft_labels_enter_like_id_maps(impl):
     """Soft label maps that are the one-hot of an id map propagate exactly like the id map;
     keypoint-style maps at feature resolution (Gaussians plus a background channel) go

@@ -29,14 +29,24 @@ POLICIES = {"recent": lambda cfg: RecentFrames(cfg.context),
 
 
 def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, Tensor],
-            context: Sequence[int]) -> Tensor:
+            context: Sequence[int], channels: Optional[Tensor] = None) -> Tensor:
     """Soft mask [K, hw] of a query frame: the softmax-weighted sum of its top-k neighbours' masks.
 
     query: [C, h, w] its embedding; memory / masks ([K, hw]): the stored frames' keys and soft
-    masks; context: frame numbers, entry 0 the long-term one (no radius limit).
+    masks; context: frame numbers, entry 0 the long-term one (no radius limit). channels: None
+    (all K) or the indices of the only channels that can be non-zero (those started so far);
+    the others are returned as zeros without being gathered. A channel's values are the same
+    either way: each is its own weighted sum (the official code's 20 channels cost 10x the two
+    of a single-object video).
     """
     weights, index = kernel(query, memory, context)  # [hw, k] each, index = slot * hw + position
-    return (torch.cat([masks[f] for f in context_frames(context)], dim=1)[:, index] * weights).sum(dim=2)
+    frames = context_frames(context)
+    if channels is None:
+        return (torch.cat([masks[f] for f in frames], dim=1)[:, index] * weights).sum(dim=2)
+    first = masks[frames[0]]
+    out = first.new_zeros(first.shape)
+    out[channels] = (torch.cat([masks[f][channels] for f in frames], dim=1)[:, index] * weights).sum(dim=2)
+    return out
 
 
 def check_settings(cfg: PropagationConfig) -> None:
@@ -146,7 +156,7 @@ class LabelPropagator:
         if context[0] != t0:
             raise ValueError(f"frame {self.t}: the context of reference {t0} must start with it, got {context[:3]}...")
         self.last_contexts[t0] = context
-        return predict(self.kernel, query, self.memory, self.store, context)
+        return predict(self.kernel, query, self.memory, self.store, context, self.valid[t0].nonzero().flatten())
 
     @torch.no_grad()
     def step(self, emb: Tensor, labels: Tensor | None = None, *, soft_labels: Tensor | None = None) -> Tensor:

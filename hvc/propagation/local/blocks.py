@@ -31,6 +31,8 @@ GROUP_FRAMES = 10
 class StoredFrame(NamedTuple):
     flat: Tensor  # [C, hw] the embedding, flattened (the long-term entry and the small-map path)
     tiled: bool  # whether its tiles are in a block
+    search: Tensor  # [C or d, hw] its keys as the search scores them (TileBlockMemory.searched): ``flat`` itself
+    # in the exact search; computed once here, not at every frame whose long-term entry it is
 
 
 class TileBlockMemory(KeyMemory):
@@ -66,12 +68,12 @@ class TileBlockMemory(KeyMemory):
             self.center = flat.mean(dim=1, keepdim=True)
             if self.dims is not None and self.dims < c:
                 self.basis = principal_axes(flat - self.center, self.dims)
+        search = self.searched(flat)
         if isinstance(tables, TiledTables):
-            keys = emb if self.dtype is None else self.searched(flat).view(-1, h, w)
-            self._write_tiles(frame, key_tiles(keys, tables))
+            self._write_tiles(frame, key_tiles(search.view(-1, h, w), tables))
         if self.dtype is not None:  # keys position-major: the approximate search rescores chosen keys by row
             flat = flat.t().contiguous().t()
-        return StoredFrame(flat, isinstance(tables, TiledTables))
+        return StoredFrame(flat, isinstance(tables, TiledTables), search if self.dtype is not None else flat)
 
     def searched(self, flat: Tensor) -> Tensor:
         """[C, hw] keys as the search scores them: as they are, or centred, projected (with

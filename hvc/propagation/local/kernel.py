@@ -124,8 +124,8 @@ class LocalKernel:
         return torch.softmax(v / self.temperature, dim=1), index
 
     def _flat(self, memory: TileBlockMemory, frame: int) -> Tensor:
-        """[C, hw] a stored frame's keys as the search scores them (TileBlockMemory.searched)."""
-        return memory.searched(memory[frame].flat)
+        """[C or d, hw] a stored frame's keys as the search scores them (TileBlockMemory.searched)."""
+        return memory[frame].search
 
     def _long_term(self, queries: Tensor, key: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """queries: [hw, C], key: [C, hw] -> top-k (dot products, key positions) over all keys:

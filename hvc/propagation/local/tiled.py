@@ -69,6 +69,7 @@ def tiled_topk(row_queries: Tensor, parts: list[Tensor], tables: TiledTables, k:
     # building an index per score (half the time of a flat gather of hw·k·F indices)
     by_key = scores.view(-1, frames, tile_keys).transpose(1, 2)  # [R, tile², F], a view
     candidates = by_key[entry // tile_keys, entry % tile_keys].view(*key.shape, frames)
-    candidates.masked_fill_(top[:, :, None] == float("-inf"), float("-inf"))
+    if bool(top[:, -1].eq(float("-inf")).any()):  # (sorted: the last is the least) only on small grids
+        candidates.masked_fill_(top[:, :, None] == float("-inf"), float("-inf"))
     v, i = candidates.flatten(1).topk(k, dim=1)  # [hw, k] of the k keys x F frames
     return v, i % frames, torch.gather(tables.key_position, 1, key.gather(1, i // frames))

@@ -16,7 +16,8 @@ embeddings into ``<output>/<variant>/<sequence>/``. Variants:
 - ``recent10``, ``quality10`` (and its eviction rules): other context policies, full mask.
 - ``bf16``: the full mask, propagated by the local kernel's approximate bf16 mode
   (``prop.precision=bf16``, docs/local_kernel.md); ``bf16-d96``: the same with the search
-  on 96 principal axes (``prop.search_dims=96``).
+  on 96 principal axes (``prop.search_dims=96``); ``bf16-d64-c1.5`` and the like: on 64 axes,
+  rescoring 1.5 x topk candidates (``prop.candidates=1.5``) instead of twice topk.
 
 Prints a table (J&F, J, F, frame-0 J, propagation ms/frame, context held, and the share of
 pixels whose label differs from the ``mask`` variant's when both ran) and writes it to
@@ -81,6 +82,9 @@ VARIANTS: dict[str, Variant] = {
     "quality10-worst": Variant("mask", _propagator(context=10, memory="quality", quality={"evict": "worst"})),
     "bf16": Variant("mask", _propagator(precision="bf16")),
     "bf16-d96": Variant("mask", _propagator(precision="bf16", search_dims=96)),
+    "bf16-d96-c1": Variant("mask", _propagator(precision="bf16", search_dims=96, candidates=1.0)),
+    "bf16-d64-c1.5": Variant("mask", _propagator(precision="bf16", search_dims=64, candidates=1.5)),
+    "bf16-d64-c1": Variant("mask", _propagator(precision="bf16", search_dims=64, candidates=1.0)),
 }
 # Scribbles are drawn 3 pixels wide (a thin pen on a 480p frame), the generator's defaults.
 SCRIBBLE_THICKNESS = 3

@@ -3,6 +3,7 @@ bookkeeping, embeddings, up-sampling and input errors behave as documented."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -409,23 +410,27 @@ def test_bf16_mode_tracks_like_exact_on_real_davis(davis_clip):
     assert abs(iou(pred_b[-1]) - iou(pred[-1])) < 0.02 and iou(pred_b[-1]) > 0.5
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_reduced_search_picks_near_best_neighbours_with_exact_weights(precision):
+@pytest.mark.parametrize("precision, candidates", [("fp32", 2.0), ("bf16", 2.0), ("bf16", 1.0), ("fp32", 1.5)])
+def test_reduced_search_picks_near_best_neighbours_with_exact_weights(precision, candidates):
     """prop.search_dims=d: candidates scored on the d leading principal axes of the first stored
     frame's centred keys. For a query q and key k (centred by that frame's mean m) the projected
     score misses exactly q_perp . (k - m)_perp, the parts off those axes, so with
     E = max |q_perp| * max |(k - m)_perp| (plus bf16 rounding) every kept neighbour is, rank by
-    rank, within 2 E of the exact top-k; weights come from exact float32 scores."""
+    rank, within 2 E of the exact top-k, however many candidates (at least k) are rescored;
+    weights come from exact float32 scores."""
     h, w, c, d = 24, 43, 32, 8
     torch.manual_seed(11)
     smooth = torch.nn.functional.avg_pool2d(torch.randn(7, c, h + 2, w + 2), 3, stride=1)
     frames = list(embed(smooth + 0.2 * torch.randn(7, c, h, w)))
     context = [0, 1, 1, 2, 3, 4, 5]
-    kernel = LocalKernel(12.0, 0.1, 15, precision=precision, search_dims=d)
+    kernel = LocalKernel(12.0, 0.1, 15, precision=precision, search_dims=d, candidates=candidates)
     memory = kernel.memory()
     for f in range(6):
         memory.add(f, frames[f])
+    searched = []
+    kernel._merge = lambda v, index, copies, k, merge=kernel._merge: searched.append(k) or merge(v, index, copies, k)
     low_w, low_i = kernel(frames[6], memory, context)
+    assert searched == [math.ceil(candidates * 15)]  # candidates rescored per query
     dense_w, dense_i = _neighbours(DenseKernel(12.0, 0.1, 15), frames, frames[6], context)
     hw = h * w
     queries = frames[6].reshape(c, hw).t()
@@ -496,6 +501,10 @@ def test_bf16_mode_settings_are_checked():
         LocalKernel(12.0, 0.1, 15, precision="fp16")
     assert PropagationConfig().precision == "fp32"  # exact unless asked
     assert PropagationConfig().search_dims is None
+    assert PropagationConfig().candidates == 2.0
+    for bad in (0.5, float("nan")):
+        with pytest.raises(ValueError, match="candidates must be >= 1"):
+            LabelPropagator(precision="bf16", candidates=bad)
     for bad in ({"search_dims": 0}, {"impl": "dense", "search_dims": 64}):
         with pytest.raises(ValueError, match="search_dims must be None"):
             LabelPropagator(**bad)

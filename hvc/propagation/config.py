@@ -52,6 +52,11 @@ class PropagationConfig:
     # search keeps twice topk candidates, and their weights come from exact float32 scores.
     # Combines with precision=bf16; README "Propagation speed" gives the measured differences.
     search_dims: Optional[int] = None
+    # Candidates an approximate search (precision=bf16 or search_dims set) keeps per query, in
+    # units of topk (ceil(candidates * topk), at least topk): they are rescored exactly in float32
+    # and the best topk kept. More: fewer label changes, slower selection and rescoring; 1: the
+    # search's own top-k, with exact weights (docs/local_kernel.md, "Candidates").
+    candidates: float = 2.0
     # Memory policy, which frames form the context (docs/memory.md): "recent" (the paper's: the
     # last ``context`` frames) or "quality" (a few recent frames plus confident earlier ones, at
     # most ``context``).
@@ -61,7 +66,7 @@ class PropagationConfig:
 
 # Fields added after results were first recorded: omitted from the recorded settings while
 # unset, so that records written before them keep their settings hash.
-LATER_FIELDS = {"search_dims": None}
+LATER_FIELDS = {"search_dims": None, "candidates": 2.0}
 
 
 def recorded_settings(prop: dict) -> dict:

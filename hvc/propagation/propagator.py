@@ -65,6 +65,8 @@ def check_settings(cfg: PropagationConfig) -> None:
     if cfg.search_dims is not None and (cfg.search_dims < 1 or cfg.impl != "local"):
         raise ValueError(f"search_dims must be None (all channels) or >= 1, and needs impl=local; got "
                          f"search_dims={cfg.search_dims}, impl={cfg.impl!r}")
+    if not cfg.candidates >= 1:
+        raise ValueError(f"candidates must be >= 1 (in units of topk), got {cfg.candidates}")
     if cfg.memory not in POLICIES:
         raise ValueError(f"memory must be one of {sorted(POLICIES)}, got {cfg.memory!r}")
     if cfg.memory == "quality":
@@ -88,7 +90,8 @@ class LabelPropagator:
         self.config = dataclasses.replace(config or PropagationConfig(), **changes)
         check_settings(self.config)
         self.num_classes = self.config.num_classes
-        extra = ({"precision": self.config.precision, "search_dims": self.config.search_dims}
+        extra = ({"precision": self.config.precision, "search_dims": self.config.search_dims,
+                  "candidates": self.config.candidates}
                  if self.config.impl == "local" else {})
         self.kernel: Kernel = KERNELS[self.config.impl](self.config.radius, self.config.temperature,
                                                        self.config.topk, **extra)

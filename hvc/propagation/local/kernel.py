@@ -19,6 +19,7 @@ frame's centred keys instead of all C channels, with the same rescoring (docs/lo
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Optional, Sequence
 
@@ -45,18 +46,19 @@ class LocalKernel:
 
     def __init__(self, radius: float, temperature: float, topk: int, tile: int = 4,
                  tiled: Optional[bool] = None, precision: str = "fp32", search_dims: Optional[int] = None,
-                 candidates: int = 2):
+                 candidates: float = 2.0):
         """tiled: None picks the tiled or the masked [hw, hw] product per grid size, whichever
         has fewer elements; True / False force one (both are exact). precision: "fp32" (exact)
         or "bf16" (candidates scored and chosen in bfloat16, weights from float32 scores).
         search_dims: None (all channels) or d, candidates scored on the embeddings' d leading
         principal components (blocks.TileBlockMemory), weights again from float32 scores. An
-        approximate search (bf16 or d) keeps ``candidates * topk`` candidates per query."""
+        approximate search (bf16 or d) keeps ``ceil(candidates * topk)`` candidates per query
+        (candidates >= 1)."""
         if precision not in _SEARCH_DTYPES:
             raise ValueError(f"precision must be one of {sorted(_SEARCH_DTYPES)}, got {precision!r}")
         if search_dims is not None and search_dims < 1:
             raise ValueError(f"search_dims must be None (all channels) or >= 1, got {search_dims}")
-        if candidates < 1:
+        if not candidates >= 1:
             raise ValueError(f"candidates must be >= 1 (in units of topk), got {candidates}")
         self.radius = radius
         self.temperature = temperature
@@ -89,7 +91,7 @@ class LocalKernel:
         (weights [hw, k], index [hw, k] = slot * hw + key position), see :mod:`hvc.propagation.kernel`."""
         c, h, w = query.shape
         hw = h * w
-        k = min(self.candidates * self.topk, hw) if self.approximate else self.topk  # candidates searched for
+        k = min(math.ceil(self.candidates * self.topk), hw) if self.approximate else self.topk  # searched for
         slot = {f: s for s, f in enumerate(context_frames(context))}
         queries = query.reshape(c, hw).t().contiguous()  # [hw, C]
         searched = memory.searched_queries(queries)  # [hw, C or d]: what the candidates are scored with

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -91,6 +92,21 @@ STRIDE = 8
 MIN_FEATURE_CELLS = 2
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def loader_workers(setting: Optional[int]) -> int:
+    """``data.workers`` as a DataLoader takes it: the setting itself, or for None (automatic) 0
+    on at most 2 usable CPUs, else 2. On 2 cores, loader processes decoding ahead compete with
+    the encoder and the kernel: test.py at 480p took 9 min 16 s with 2 workers and 7 min 07 s
+    with none (README "Speed"); with cores to spare they hide the decoding."""
+    if setting is not None:
+        return setting
+    return 0 if usable_cpus() <= 2 else 2
+
+
 def check_frame_size(seq: VideoSequence, frames: FrameDataset, topk: int) -> None:
     """Frames too small for the protocol are an input error naming the sequence."""
     h, w = frames.out_size
@@ -124,7 +140,7 @@ def segment_sequence(seq: VideoSequence, extractor: FeatureExtractor, propagator
     """Propagate the annotations of ``seq`` through all its frames; write the output frames to ``folder``."""
     frames = FrameDataset(seq, cfg.data.input_size, cfg.data.mean, cfg.data.std, resize=cfg.data.resize)
     check_frame_size(seq, frames, cfg.prop.topk)
-    loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=cfg.data.workers,
+    loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=loader_workers(cfg.data.workers),
                         pin_memory=extractor.device.type == "cuda")
     outputs = set(seq.outputs)
     propagator.reset()

@@ -274,3 +274,20 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     Image.fromarray(np.zeros((H + 1, W), dtype=np.uint8)).convert("P").save(mask)
     assert test_entry.main([*args, "--model", "random18", "--input-size", "24"]) == 3
     assert "differs from the frame size" in capsys.readouterr().err
+
+
+def test_loader_workers_default_to_none_on_two_cores(monkeypatch):
+    """data.workers=None (the default) reads frames in the main process where the process may
+    use at most 2 CPUs (workers there compete with the compute), else in 2 workers; a number
+    given is kept; a negative one is refused by name."""
+    import hvc.inference as inference_module
+
+    assert TestConfig().data.workers is None
+    for cpus, workers in ((1, 0), (2, 0), (3, 2), (64, 2)):
+        monkeypatch.setattr(inference_module, "usable_cpus", lambda cpus=cpus: cpus)
+        assert inference_module.loader_workers(None) == workers
+        assert inference_module.loader_workers(3) == 3 and inference_module.loader_workers(0) == 0
+    assert load_config(TestConfig, None, ["data.workers=null"]).data.workers is None
+    assert load_config(TestConfig, None, ["data.workers=4"]).data.workers == 4
+    with pytest.raises(ConfigError, match="data.workers"):
+        load_config(TestConfig, None, ["data.workers=-1"])

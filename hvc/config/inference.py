@@ -66,8 +66,10 @@ class DataConfig:
     # Test normalisation: ImageNet statistics (docs/propagation.md), RGB in [0, 1].
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    # DataLoader worker processes reading frames (0 = read in the main process).
-    workers: int = 2
+    # DataLoader worker processes reading frames (0 = read in the main process). None = automatic:
+    # 0 where this process may use at most 2 CPUs (the workers would take them from the encoder
+    # and the kernel: README "Speed"), otherwise 2 (hvc.inference.loader_workers).
+    workers: Optional[int] = None
     # Frames per encoder forward.
     batch_size: int = 4
 
@@ -118,7 +120,8 @@ class TestConfig:
             checks.at_least("data.input_size (-1 = full size)", d.input_size, MIN_INPUT_SIZE)
         checks.finite("data.mean", d.mean)
         checks.all_positive("data.std", d.std)
-        checks.at_least("data.workers", d.workers, 0)
+        if d.workers is not None:
+            checks.at_least("data.workers (None = automatic)", d.workers, 0)
         checks.at_least("data.batch_size", d.batch_size, 1)
         checks.positive("prop.radius", p.radius)
         checks.positive("prop.temperature", p.temperature)

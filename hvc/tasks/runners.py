@@ -41,7 +41,7 @@ from hvc.data.jhmdb import JHMDBVideo, check_frame_count, image_size, jhmdb_vide
 from hvc.data.vip import NUM_CLASSES as VIP_CLASSES
 from hvc.data.vip import VIPVideo, read_class_ids, vip_videos
 from hvc.data.vos import DatasetError, FrameDataset
-from hvc.inference import FeatureExtractor, build_extractor, run_inference
+from hvc.inference import FeatureExtractor, build_extractor, loader_workers, run_inference
 from hvc.metrics.outputs import PCK_NAME, VIP_NAME
 from hvc.metrics.pck import default_list
 from hvc.propagation import LabelPropagator
@@ -179,7 +179,7 @@ def propagate_clip(clip: TaskClip, extractor: FeatureExtractor, propagator: Labe
                    cfg: TestConfig, folder: Path) -> None:
     """Propagate the first labels of ``clip`` through its frames; its writer writes into ``folder``."""
     frames = FrameDataset(clip.video, cfg.data.input_size, cfg.data.mean, cfg.data.std, resize=cfg.data.resize)
-    loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=cfg.data.workers,
+    loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=loader_workers(cfg.data.workers),
                         pin_memory=extractor.device.type == "cuda")
     writer = clip.writer(frames, folder)
     propagator.reset()

@@ -5,6 +5,7 @@
     python bench/end_to_end.py --frames 12 --overlap              # also test.py's own loop, workers 0 / 2
     python bench/end_to_end.py --encoder exact bf16/bf16          # bf16 encoder + bf16 propagation (opt-in)
     python bench/end_to_end.py --encoder exact bf16/bf16 bf16/bf16/96   # ... + search on 96 principal axes
+    python bench/end_to_end.py --encoder bf16/bf16/96 bf16/bf16/64/1    # ... 64 axes, topk candidates rescored
 
 The stages are the pipeline's own functions (configs/test_davis16.yaml, the paper's protocol):
 decode (``FrameDataset[t]``, plus the first-frame mask), encoder (``FeatureExtractor`` of
@@ -17,7 +18,8 @@ Several ``--encoder`` modes run in lockstep on the same decoded batch (each with
 propagator), so their times are side by side; their written labels are compared pixel by
 pixel with the first mode's. A mode is ``run.encoder`` (exact, fused, bf16), optionally
 followed by ``/`` and the propagation's ``prop.precision`` (fp32, the default, or bf16), and
-optionally by ``/`` and ``prop.search_dims`` (the reduced search, docs/local_kernel.md).
+optionally by ``/`` and ``prop.search_dims`` (the reduced search, docs/local_kernel.md) and
+by ``/`` and ``prop.candidates`` (candidates rescored, in units of topk).
 
 The estimate for all frames of the DAVIS root's sequences (645 for the 10 DAVIS 2016
 sequences under $HVC_SHARED_DIR/data/DAVIS)
@@ -65,28 +67,39 @@ OFFICIAL_PROPAGATION_S = 23.3  # the paper's code, per 480p frame on 2 cores (RE
 ENCODERS, PRECISIONS = ("exact", "fused", "bf16"), ("fp32", "bf16")
 
 
-def parse_mode(mode: str) -> tuple[str, str, str]:
-    """``ENCODER[/PRECISION[/DIMS]]`` -> (encoder, precision or "", search dims or "")."""
+def parse_mode(mode: str) -> tuple[str, str, str, str]:
+    """``ENCODER[/PRECISION[/DIMS[/CANDIDATES]]]`` -> (encoder, precision or "", search dims or
+    "", candidates or "")."""
     encoder, _, rest = mode.partition("/")
-    precision, _, dims = rest.partition("/")
-    return encoder, precision, dims
+    precision, _, rest = rest.partition("/")
+    dims, _, candidates = rest.partition("/")
+    return encoder, precision, dims, candidates
+
+
+def _at_least_one(text: str) -> bool:
+    try:
+        return float(text) >= 1
+    except ValueError:
+        return False
 
 
 def valid_mode(mode: str) -> bool:
-    encoder, precision, dims = parse_mode(mode)
-    return encoder in ENCODERS and precision in PRECISIONS + ("",) and (dims == "" or dims.isdigit())
+    encoder, precision, dims, candidates = parse_mode(mode)
+    return (encoder in ENCODERS and precision in PRECISIONS + ("",) and (dims == "" or dims.isdigit())
+            and (candidates == "" or _at_least_one(candidates)))
 
 
 def build_config(args: argparse.Namespace, mode: str, workers: int = 0) -> TestConfig:
-    """The config of a mode ``ENCODER[/PRECISION[/DIMS]]``: run.encoder, prop.precision and
-    prop.search_dims."""
-    encoder, precision, dims = parse_mode(mode)
+    """The config of a mode ``ENCODER[/PRECISION[/DIMS[/CANDIDATES]]]``: run.encoder,
+    prop.precision, prop.search_dims and prop.candidates (DIMS may be empty: bf16/bf16//1)."""
+    encoder, precision, dims, candidates = parse_mode(mode)
     overrides = [f"data.root={args.davis_root}", f"data.input_size={args.input_size}", f"model.name={args.model}",
                  f"data.workers={workers}", f"data.batch_size={args.batch}"]
     if args.checkpoint:
         overrides.append(f"model.checkpoint={args.checkpoint}")
     mode_keys = ([f"run.encoder={encoder}"] + ([f"prop.precision={precision}"] if precision else [])
-                 + ([f"prop.search_dims={dims}"] if dims else []))
+                 + ([f"prop.search_dims={dims}"] if dims else [])
+                 + ([f"prop.candidates={candidates}"] if candidates else []))
     return load_config(TestConfig, REPO / "configs" / "test_davis16.yaml", overrides + args.overrides + mode_keys)
 
 
@@ -255,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="hvc")
     parser.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "hvc_bsds_cpu.pth"))
     parser.add_argument("--encoder", nargs="+", default=["exact", "fused"],
-                        help="modes ENCODER[/PRECISION[/DIMS]]: run.encoder (exact, fused, bf16), prop.precision "
-                             "(fp32, bf16) and prop.search_dims (a number), side by side; the first is the "
-                             "reference")
+                        help="modes ENCODER[/PRECISION[/DIMS[/CANDIDATES]]]: run.encoder (exact, fused, bf16), "
+                             "prop.precision (fp32, bf16), prop.search_dims (a number) and prop.candidates "
+                             "(at least 1), side by side; the first is the reference")
     parser.add_argument("--batch", type=int, default=4, help="data.batch_size")
     parser.add_argument("--overlap", action="store_true", help="also time test.py's loop with 0 and 2 workers")
     parser.add_argument("--overlap-rounds", type=int, default=2)
@@ -268,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         setattr(args, key, [v for v in getattr(args, key) if "=" not in v])
     bad = [m for m in args.encoder if not valid_mode(m)]
     if bad:
-        parser.error(f"--encoder: unknown mode(s) {bad}; choose ENCODER[/PRECISION[/DIMS]] from "
-                     f"{', '.join(ENCODERS)}, {', '.join(PRECISIONS)} and a number, e.g. fused/bf16 or bf16/bf16/96")
+        parser.error(f"--encoder: unknown mode(s) {bad}; choose ENCODER[/PRECISION[/DIMS[/CANDIDATES]]] from "
+                     f"{', '.join(ENCODERS)}, {', '.join(PRECISIONS)}, a number and a number >= 1, e.g. "
+                     f"fused/bf16, bf16/bf16/96 or bf16/bf16/64/1")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}; {load_line()}")
     with tempfile.TemporaryDirectory() as tmp:

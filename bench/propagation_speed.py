@@ -24,7 +24,8 @@ J&F: scripts/davis_variants.py, variant ``bf16``). ``local-bf16-d96`` adds the r
 ``--search-dims``). On random inputs, whose variance is spread evenly over the channels, that
 search is poor by design, so its argmax differences here say nothing about real videos (on
 real features a few dozen axes hold nearly all of the variance; variant ``bf16-d96``).
-``--no-bf16`` leaves the approximate modes out.
+``--candidates 1`` adds that search rescoring only topk candidates instead of twice as many
+(``prop.candidates=1``, ``local-bf16-d96-c1``). ``--no-bf16`` leaves the approximate modes out.
 
     python bench/propagation_speed.py                       # 256x60x107, context 50, both kernels + bf16
     python bench/propagation_speed.py --growth 15x27,30x54,60x107,120x214 --json out.json
@@ -68,8 +69,11 @@ IMPLS = {"dense": ("dense", {}), "local": ("local", {}), "local-bf16": ("local",
 
 
 def impl_options(impl: str) -> tuple[str, dict]:
+    """A kernel name of IMPLS, or local-bf16-dD[-cX]: bf16, search_dims D, candidates X."""
     if impl.startswith("local-bf16-d"):
-        return "local", {"precision": "bf16", "search_dims": int(impl.rpartition("-d")[2])}
+        dims, _, candidates = impl[len("local-bf16-d"):].partition("-c")
+        return "local", {"precision": "bf16", "search_dims": int(dims), **(
+            {"candidates": float(candidates)} if candidates else {})}
     return IMPLS[impl]
 
 
@@ -166,6 +170,9 @@ def main() -> None:
     ap.add_argument("--no-bf16", action="store_true", help="leave out the local kernel's approximate modes")
     ap.add_argument("--search-dims", type=int, default=96,
                     help="the reduced-search mode's principal axes (local-bf16-dD; 0 leaves it out)")
+    ap.add_argument("--candidates", type=float, nargs="*", default=[],
+                    help="also the reduced search rescoring X x topk candidates instead of 2 (local-bf16-dD-cX), "
+                         "for each X given")
     ap.add_argument("--davis-sequence", default="",
                     help="use real features: this DAVIS 2016 sequence's first frames at 480p through the "
                          "committed checkpoint (its feature size replaces --size and --channels)")
@@ -203,7 +210,8 @@ def report(args: argparse.Namespace) -> None:
     h, w = args.size
 
     kernels = ("dense", "local") if args.no_bf16 else ("dense", "local", "local-bf16") + (
-        (f"local-bf16-d{args.search_dims}",) if args.search_dims else ())
+        (f"local-bf16-d{args.search_dims}",) if args.search_dims else ()) + tuple(
+        f"local-bf16-d{args.search_dims}-c{x:g}" for x in (args.candidates if args.search_dims else []))
     runs = [(impl, h, w, args.frames) for _ in range(args.repeat) for impl in kernels]
     for gh, gw in (_size(s) for s in args.growth.split(",") if s):
         if (gh, gw) != (h, w):

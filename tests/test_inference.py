@@ -111,7 +111,7 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     assert load_config(TestConfig, out / "config.yaml").data.input_size == 24
     # the approximate modes change labels: results of the bf16 encoder, bf16 propagation or the
     # reduced search never join exact ones
-    for mode in ("run.encoder=bf16", "prop.precision=bf16", "prop.search_dims=96"):
+    for mode in ("run.encoder=bf16", "prop.precision=bf16", "prop.search_dims=96", "prop.candidates=1"):
         with pytest.raises(ConfigError, match="other settings"):
             run_inference(_config(root, out, "davis17", "data.input_size=24", mode))
 

@@ -207,18 +207,25 @@ def test_resumes_after_an_interruption_and_never_redoes_a_finished_run(clip, tmp
     assert json.loads((out / "summary.json").read_text())["propagation"]["context"] == 3
 
 
-@pytest.mark.parametrize("search_dims", [None, 16], ids=["bf16", "bf16-reduced-search"])
-def test_bf16_propagation_resumes_exactly_and_is_a_setting_of_its_own(clip, tmp_path, search_dims):
-    """--precision bf16 (approximate propagation), alone or with --search-dims: an interrupted
-    run resumed gives the same bytes as a whole one (the restored memory centres its keys, and
-    takes its principal axes, from frame 0 as the original did), and an fp32 output folder
-    refuses it as other settings."""
+@pytest.mark.parametrize("search_dims, candidates", [(None, 2.0), (16, 2.0), (16, 1.0)],
+                         ids=["bf16", "bf16-reduced-search", "bf16-reduced-search-1x"])
+def test_bf16_propagation_resumes_exactly_and_is_a_setting_of_its_own(clip, tmp_path, search_dims, candidates):
+    """--precision bf16 (approximate propagation), alone or with --search-dims and --candidates:
+    an interrupted run resumed gives the same bytes as a whole one (the restored memory centres
+    its keys, and takes its principal axes, from frame 0 as the original did), and an fp32
+    output folder refuses it as other settings, as one of another candidate count does."""
     folder, _ = clip
     opts = dict(video=folder / "demo.mp4", mask=folder / "first.png", context=2, precision="bf16",
-                search_dims=search_dims)
+                search_dims=search_dims, candidates=candidates)
     whole = segment(Options(output=tmp_path / "whole", **opts))
     assert whole["propagation"]["precision"] == "bf16"
     assert whole["propagation"].get("search_dims") == search_dims
+    # recorded only when not the default 2, so records written before the setting keep their hash
+    assert whole["propagation"].get("candidates", 2.0) == candidates
+    assert ("candidates" in whole["propagation"]) == (candidates != 2.0)
+    if candidates != 2.0:
+        with pytest.raises(Exception, match="other settings"):
+            segment(Options(output=tmp_path / "whole", **{**opts, "candidates": 2.0}))
 
     def stop_at_4(t):
         if t == 4:

@@ -24,11 +24,11 @@ def _row(out: str, name: str) -> list[str]:
 
 def test_end_to_end_prints_every_stage_and_the_estimate(davis_root):
     out = _run("end_to_end.py", "--davis-root", str(davis_root), "--sequences", "libby", "--frames", "5",
-               "--input-size", "64", "--encoder", "exact", "fused", "exact/bf16", "fused/bf16/16", "prop.context=2")
+               "--input-size", "64", "--encoder", "exact", "fused", "exact/bf16", "fused/bf16/16/1.5", "prop.context=2")
     for stage in ("decode", "encoder", "propagation", "upsample+argmax", "png"):
         row = _row(out, stage)
         assert all(float(row[i]) > 0 for i in (1, 4, 7, 10))  # s/frame of each mode
-    for mode in ("fused", "exact/bf16", "fused/bf16/16"):
+    for mode in ("fused", "exact/bf16", "fused/bf16/16/1.5"):
         assert re.search(mode + r" vs exact: encoder [\d.]+x, frame [\d.]+x faster; labels differ at \d+ of \d+", out)
     assert re.search(r"estimate for the \d+ frames of the \d+ sequences", out)
 
@@ -59,8 +59,9 @@ def test_train_input_measures_each_piece(static_root):
 def test_propagation_speed_on_real_features(davis_root):
     """--davis-sequence: the kernels time real 480p embeddings of the committed checkpoint."""
     out = _run("propagation_speed.py", "--davis-sequence", "libby", "--davis-root", str(davis_root),
-               "--context", "2", "--frames", "1", "--repeat", "1", "--search-dims", "64")
+               "--context", "2", "--frames", "1", "--repeat", "1", "--search-dims", "64", "--candidates", "1")
     assert "features 256x60x107 (real, DAVIS libby at 480p), context 2+1" in out
-    for kernel in ("dense", "local", "local-bf16", "local-bf16-d64"):
+    for kernel in ("dense", "local", "local-bf16", "local-bf16-d64", "local-bf16-d64-c1"):
         assert float(_row(out, kernel)[1]) > 0
-    assert re.search(r"local-bf16-d64 vs exact local: [\d.]+x wall", out)
+    for kernel in ("local-bf16-d64", "local-bf16-d64-c1"):
+        assert re.search(kernel + r" vs exact local: [\d.]+x wall", out)

@@ -2,7 +2,7 @@
 
     python -m hvc.segment VIDEO (--mask FIRST.png | --scribble S.png|S.json)
         [--model hvc --checkpoint P] [--output DIR] [--resize-mask] [--input-size N]
-        [--context N] [--memory recent|quality] [--precision fp32|bf16] [--search-dims D] [--device cpu|cuda] [--overwrite]
+        [--context N] [--memory recent|quality] [--precision fp32|bf16] [--search-dims D] [--candidates X] [--device cpu|cuda] [--overwrite]
 
 VIDEO: a video file (mp4, avi, ... decoded by OpenCV) or a folder of frames (name order).
 FIRST.png: object ids of the first frame (indexed/greyscale PNG, 0 background, 255 void; a
@@ -48,6 +48,9 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--search-dims", type=int,
                         help="search candidates on D principal axes of the first frame (opt-in, faster, "
                              "approximate; e.g. 96 with --precision bf16; docs/local_kernel.md)")
+    parser.add_argument("--candidates", type=float, default=2.0,
+                        help="candidates an approximate search rescores, in units of topk (default 2; "
+                             "at least 1; fewer is faster, with more label changes; docs/local_kernel.md)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--overwrite", action="store_true", help="replace a segmentation of other settings in --output")
     a = parser.parse_args(argv)
@@ -55,11 +58,13 @@ def parse_args(argv: list[str]) -> Options:
         parser.error("--input-size must be at least 16")
     if a.search_dims is not None and a.search_dims < 1:
         parser.error("--search-dims must be at least 1")
+    if not a.candidates >= 1:
+        parser.error("--candidates must be at least 1")
     output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
     return Options(video=a.video, output=output, mask=a.mask, scribble=a.scribble, model=a.model,
                    checkpoint=a.checkpoint, input_size=a.input_size, resize_mask=a.resize_mask, device=a.device,
                    context=a.context, memory=a.memory, precision=a.precision, search_dims=a.search_dims,
-                   overwrite=a.overwrite)
+                   candidates=a.candidates, overwrite=a.overwrite)
 
 
 @entry_point

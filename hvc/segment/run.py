@@ -69,6 +69,7 @@ class Options:
     memory: str = "recent"  # the memory policy, docs/memory.md
     precision: str = "fp32"  # the local kernel's arithmetic: fp32 (exact) or bf16 (docs/local_kernel.md)
     search_dims: Optional[int] = None  # the reduced search's principal axes (docs/local_kernel.md); None: all
+    candidates: float = 2.0  # an approximate search's candidates, in units of topk (docs/local_kernel.md)
     overwrite: bool = False
 
 
@@ -134,7 +135,8 @@ class Segmenter:
         self.checkpoint = opts.checkpoint or (str(DEFAULT_HVC_CHECKPOINT) if opts.model == "hvc" else None)
         # One channel per id present (ids are kept): fewer channels, the same propagation.
         self.prop_cfg = PropagationConfig(context=opts.context, memory=opts.memory, num_classes=top + 1,
-                                          precision=opts.precision, search_dims=opts.search_dims)
+                                          precision=opts.precision, search_dims=opts.search_dims,
+                                          candidates=opts.candidates)
         self.settings = {
             "video": _video_identity(self.source), "size": list(self.source.size),
             "prompt": {"kind": "mask" if opts.mask else "scribble", "path": str(Path(prompt).resolve()),

@@ -7,11 +7,12 @@ counting a frame repeated m times min(m, k) times. Why this equals the dense top
 layout and the cost: docs/local_kernel.md. Time O(CXT·hw·(tile + 2·radius)²), memory linear
 in hw.
 
-``precision="bf16"`` (opt-in, approximate) runs the same search for the best ``2k`` candidates
-on bfloat16 copies of queries and of keys minus a mean key (blocks.TileBlockMemory),
-recomputes those candidates' scores in float32 and keeps their exact top-k: the result is
-exact unless a true neighbour ranked below 2k in bfloat16, and the weights are exact for the
-neighbours chosen (docs/local_kernel.md, "bf16 mode"). ``search_dims=d`` (opt-in, approximate,
+``precision="bf16"`` (opt-in, approximate) runs the same search for the best ``c·k``
+candidates (``candidates`` c, 2 by default) on bfloat16 copies of queries and of keys minus a
+mean key (blocks.TileBlockMemory), recomputes those candidates' scores in float32 and keeps
+their exact top-k: the result is exact unless a true neighbour ranked below c·k in bfloat16,
+and the weights are exact for the neighbours chosen (docs/local_kernel.md, "bf16 mode",
+"Candidates"). ``search_dims=d`` (opt-in, approximate,
 alone or with bf16) runs that search on the d leading principal axes of the first stored
 frame's centred keys instead of all C channels, with the same rescoring (docs/local_kernel.md,
 "Reduced search").

@@ -31,8 +31,9 @@ GROUP_FRAMES = 10
 class StoredFrame(NamedTuple):
     flat: Tensor  # [C, hw] the embedding, flattened (the long-term entry and the small-map path)
     tiled: bool  # whether its tiles are in a block
-    search: Tensor  # [C or d, hw] its keys as the search scores them (TileBlockMemory.searched): ``flat`` itself
-    # in the exact search; computed once here, not at every frame whose long-term entry it is
+    # [C or d, hw] its keys as the search scores them (TileBlockMemory.searched; ``flat`` itself
+    # in the exact search), computed once here, not at every frame whose long-term entry it is
+    search: Tensor
 
 
 class TileBlockMemory(KeyMemory):

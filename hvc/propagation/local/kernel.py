@@ -12,10 +12,9 @@ candidates (``candidates`` c, 2 by default) on bfloat16 copies of queries and of
 mean key (blocks.TileBlockMemory), recomputes those candidates' scores in float32 and keeps
 their exact top-k: the result is exact unless a true neighbour ranked below c·k in bfloat16,
 and the weights are exact for the neighbours chosen (docs/local_kernel.md, "bf16 mode",
-"Candidates"). ``search_dims=d`` (opt-in, approximate,
-alone or with bf16) runs that search on the d leading principal axes of the first stored
-frame's centred keys instead of all C channels, with the same rescoring (docs/local_kernel.md,
-"Reduced search").
+"Candidates"). ``search_dims=d`` (opt-in, approximate, alone or with bf16) runs that search on
+the d leading principal axes of the first stored frame's centred keys instead of all C
+channels, with the same rescoring (docs/local_kernel.md, "Reduced search").
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ class TestConfig:
         checks.finite("data.mean", d.mean)
         checks.all_positive("data.std", d.std)
         if d.workers is not None:
-            checks.at_least("data.workers (None = automatic)", d.workers, 0)
+            checks.at_least("data.workers", d.workers, 0)
         checks.at_least("data.batch_size", d.batch_size, 1)
         checks.positive("prop.radius", p.radius)
         checks.positive("prop.temperature", p.temperature)

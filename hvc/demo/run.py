@@ -103,10 +103,6 @@ class DemoResult:
     stages: list[StageTime] = field(default_factory=list)
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
@@ -228,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     pck = run_keypoints(output, QUICK_KEYPOINT_FRAMES if args.quick else KEYPOINT_FRAMES)
     out = output.resolve()
     end = time.perf_counter()
-    print(f"\n===== stage timings ({_cores()} CPU cores) =====")
+    from hvc.inference import usable_cpus  # by now loaded by the stages above
+
+    print(f"\n===== stage timings ({usable_cpus()} CPU cores) =====")
     print(format_timings(result.stages))
     print(f"\n===== J&F on the demo video ({middle - start:.0f} s) =====")
     print(format_table(result.scores))

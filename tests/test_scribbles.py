@@ -144,3 +144,64 @@ def test_fill_recovers_objects_whose_features_differ():
     cells = scribble_cells(scribbles, (h, w), 3)
     scribbled = cells.sum(0) > 0
     assert torch.equal(fill.soft.flatten(1)[:, scribbled], (cells / cells.sum(0).clamp(min=1))[:, scribbled])
+
+
+def _brute_force_fill(emb: np.ndarray, keys: list[int], key_labels: np.ndarray, topk: int, temperature: float,
+                      clamped: dict[int, np.ndarray]) -> np.ndarray:
+    """The fill's definition, cell by cell in float64: each cell takes the softmax (at
+    ``temperature``) of its similarities to exactly its ``min(topk, len(keys))`` most similar key
+    cells, and the weighted sum of their label distributions; cells in ``clamped`` keep theirs.
+    emb [C, N] (unit columns), keys: cell indices, key_labels [K, len(keys)] -> [K, N]."""
+    n = emb.shape[1]
+    out = np.zeros((key_labels.shape[0], n))
+    k = min(topk, len(keys))
+    for q in range(n):
+        sims = [(float(emb[:, q] @ emb[:, cell]), j) for j, cell in enumerate(keys)]
+        nearest = sorted(sims, reverse=True)[:k]
+        logits = np.array([s for s, _ in nearest]) / temperature
+        weights = np.exp(logits - logits.max())
+        weights /= weights.sum()
+        for weight, (_, j) in zip(weights, nearest):
+            out[:, q] += weight * key_labels[:, j]
+    for cell, dist in clamped.items():
+        out[:, cell] = dist
+    return out
+
+
+@pytest.mark.parametrize("topk, reliable", [(15, None), (5, None), (15, 0.6), (40, None)])
+def test_fill_values_equal_a_brute_force_top_k_softmax(topk, reliable):
+    """Soft values, not only the argmax: every cell's distribution is the softmax-weighted labels
+    of exactly ``topk`` nearest scribbled cells (fewer when fewer are scribbled: topk=40 with 30
+    scribbled cells). Random features keep every similarity distinct, so "the k nearest" is one
+    set; the neighbours' labels are mixed, so dropping or adding one neighbour moves the values."""
+    rng = np.random.default_rng(7)
+    c, h, w, classes = 16, 9, 11, 3
+    emb = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(c, h, w))).float(), dim=0)
+    # pixel (4i, 4j) of a (4h-3) x (4w-3) map falls in cell (i, j), and so does (4i, 4j+1)
+    big = np.full((4 * h - 3, 4 * w - 3), -1, dtype=np.int64)
+    cells = rng.choice(h * w, size=30, replace=False)
+    ids = rng.integers(0, classes, size=30)
+    big[4 * (cells // w), 4 * (cells % w)] = ids
+    two = cells[0]  # a cell scribbled with two ids: its distribution is mixed, not one-hot
+    big[4 * (two // w), 4 * (two % w) + 1] = (ids[0] + 1) % classes
+    cfg = FillConfig(topk=topk, reliable=reliable)
+    fill = fill_from_scribbles(emb, big, classes, cfg)
+
+    flat = emb.reshape(c, -1).double().numpy()
+    counts = scribble_cells(big, (h, w), classes).double().numpy()
+    keys = sorted(np.nonzero(counts.sum(0))[0].tolist())
+    assert len(keys) == 30 and counts[:, two].max() == 1 and counts[:, two].sum() == 2
+    dist = counts[:, keys] / counts[:, keys].sum(0)
+    clamped = dict(zip(keys, dist.T))
+    expected = _brute_force_fill(flat, keys, dist, topk, cfg.temperature, clamped)
+    if reliable is not None:  # second stage: confident cells join the keys as one-hot labels
+        confident = [q for q in range(h * w) if q not in clamped and expected[:, q].max() >= reliable]
+        assert 0 < len(confident) < h * w - len(keys), "the case must add some cells, not all"
+        assert fill.reliable.flatten().nonzero().flatten().tolist() == confident
+        labels = np.concatenate([dist, np.eye(classes)[expected[:, confident].argmax(0)].T], axis=1)
+        expected = _brute_force_fill(flat, keys + confident, labels, topk, cfg.temperature, clamped)
+    got = fill.soft.reshape(classes, -1).double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    if reliable is None and topk <= len(keys):  # the case can tell k from k - 1 neighbours
+        fewer = _brute_force_fill(flat, keys, dist, topk - 1, cfg.temperature, clamped)
+        assert np.abs(fewer - expected).max() > 1e-2

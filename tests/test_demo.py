@@ -1,5 +1,6 @@
-"""The shortened `make demo` (--quick) runs every stage, deterministically: exact file counts, the
-training steps it claims, an mp4 of every frame, and the same J&F numbers on every run."""
+"""The shortened `make demo` (--quick) runs every stage: exact file counts, the training steps it
+claims, an mp4 of every frame; the trained encoder beats the untrained one by a margin that holds on
+any CPU; and a second run on the same machine gives the same bytes and numbers."""
 
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ from hvc.demo.run import MODELS, QUICK_FRAMES, QUICK_STEPS, SEQUENCE
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_IMAGES = 63  # README: the scikit-image colour photos and their 160x160 tiles
 EXPORTED_KEYS = 90  # ResNet-18 without fc (120 keys) minus layer4's 30 (--drop-layer4)
-# Quick-mode scores (J&F-Mean, J-Mean, F-Mean, printed with 3 decimals). Seeds are fixed, so they
-# repeat exactly on one machine. Across CPUs, measured with oneDNN capped at AVX2 as the suite
-# runs: ATen's AVX2 and AVX-512 kernels and MKL's compatible code path give bit-identical masks
-# (one tie pixel apart); ATen's generic (non-vector) kernels make the 3 training steps round
-# differently, which moves 0.2 % of the hvc pixels and its scores by up to 0.002. random18 is not
-# trained: only tie pixels can move, so one unit of the last digit covers it.
-EXPECTED = {"hvc": (0.798, 0.810, 0.785), "random18": (0.651, 0.663, 0.638)}
-SCORE_TOL = {"hvc": 3e-3, "random18": 1e-3 + 1e-9}
+# Quick-mode J&F-Mean on AMD EPYC machines with AVX-512, oneDNN capped at AVX2 (as the suite runs)
+# and not: hvc 0.790-0.801, random18 0.651-0.656. The 3 training steps carry each CPU's convolution
+# and matmul rounding into the weights, so hvc's score moves by ~0.01 between machines and is not
+# pinned (determinism is "the same machine twice", checked below). What holds on every CPU: training
+# helps by 0.13-0.15 over random18, asserted with a 0.10 margin, and both stay far above the 0.10
+# that copying the first mask to every frame scores (the figures cross the frame).
+TRAINED_MARGIN = 0.10
+FLOOR = {"hvc": 0.70, "random18": 0.55}
 
 
 def _scores(csv_path: Path) -> tuple[float, float, float]:
@@ -45,12 +46,27 @@ def _video_frames(path: Path) -> int:
     return n
 
 
-def test_quick_demo_is_complete_and_deterministic(tmp_path):
-    out = tmp_path / "demo"
-    # the timeout only guards against a hang: ~30 s on idle cores, over 10 min on a crowded machine
+def _run_demo(out: Path) -> subprocess.CompletedProcess:
+    # the timeout only guards against a hang: ~20 s on idle cores, over 10 min on a crowded machine
     proc = subprocess.run([sys.executable, "-m", "hvc.demo.run", "--quick", "--output", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    """Every file a run writes whose bytes must repeat: the exported encoder, masks, keypoints and
+    scores (not the logs and the completion records with their timings and paths, nor the JPEG
+    overlays and mp4s made from the masks)."""
+    results = out / "results"
+    files = [out / "checkpoints" / "hvc_demo.pth", *sorted(results.rglob("*.png")), *sorted(results.rglob("*.npz")),
+             *sorted(p for p in results.rglob("*.csv") if p.name != "sequences.csv")]
+    return {str(p.relative_to(out)): p.read_bytes() for p in files}
+
+
+def test_quick_demo_is_complete_and_deterministic(tmp_path):
+    out = tmp_path / "demo"
+    proc = _run_demo(out)
 
     # stage 1: the training photos and the video in the DAVIS layout, exact 2-object masks
     assert len(list((out / "photos").glob("*.jpg"))) == TRAINING_IMAGES
@@ -71,20 +87,31 @@ def test_quick_demo_is_complete_and_deterministic(tmp_path):
     encoder = torch.load(out / "checkpoints" / "hvc_demo.pth", map_location="cpu", weights_only=True)
     assert len(encoder) == EXPORTED_KEYS and not any(k.startswith("layer4.") for k in encoder)
 
-    # stages 4-5: masks, overlays and an mp4 of every frame; the fixed scores, in the printed table
+    # stages 4-5: masks, overlays and an mp4 of every frame; the scores, in the printed table
+    scores = {}
     for model in MODELS:
         results = out / "results" / model
         vis = out / "results" / f"{model}_vis"
         assert len(list((results / SEQUENCE).glob("*.png"))) == QUICK_FRAMES
         assert len(list((vis / SEQUENCE).glob("*.jpg"))) == QUICK_FRAMES
         assert _video_frames(vis / f"{SEQUENCE}.mp4") == QUICK_FRAMES
-        got = _scores(results / "global_results-val.csv")
-        assert np.allclose(got, EXPECTED[model], rtol=0, atol=SCORE_TOL[model]), (model, got, EXPECTED[model])
+        scores[model] = _scores(results / "global_results-val.csv")
         row = next(line for line in proc.stdout.splitlines() if line.startswith(model + " "))
-        assert row.split()[1:] == [f"{v:.3f}" for v in got]
+        assert row.split()[1:] == [f"{v:.3f}" for v in scores[model]]
+        assert scores[model][0] >= FLOOR[model], (model, scores[model])
+    assert scores["hvc"][0] >= scores["random18"][0] + TRAINED_MARGIN, scores
 
     # the stage timings table lists every stage
     stages = re.findall(r"^(\d \w+(?: \w+)?)\s+[\d.]+\s+[\d.]+$", proc.stdout, flags=re.M)
     assert stages == ["1 data", "2 train", "3 export", "4 propagate hvc", "5 score hvc",
                       "4 propagate random18", "5 score random18"]
     assert str(out.resolve()) in proc.stdout.splitlines()[-1]
+
+    # determinism: the same machine, a second run, the same bytes
+    again = tmp_path / "again"
+    second = _run_demo(again)
+    first_files, second_files = _outputs(out), _outputs(again)
+    assert len(first_files) > 2 * QUICK_FRAMES and first_files.keys() == second_files.keys()
+    assert [k for k in first_files if first_files[k] != second_files[k]] == []
+    assert [line for line in proc.stdout.splitlines() if line.startswith(MODELS)] == \
+        [line for line in second.stdout.splitlines() if line.startswith(MODELS)]

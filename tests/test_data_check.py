@@ -123,3 +123,19 @@ def test_cli_names_what_was_found_when_the_benchmark_is_missing(tmp_path, capsys
     assert "davis17: not found" in captured.out
     assert captured.err.startswith("error: ") and "found under" in captured.err and "davis16" in captured.err
     assert check.main([str(tmp_path)]) == 3  # an empty folder: nothing runs
+
+
+def test_missing_dataset_error_names_what_was_found(davis_root):
+    """test.py asked for davis17 on a root holding only DAVIS 2016: the error says davis16 would run."""
+    from hvc.data.vos import DatasetError, load_sequences
+    with pytest.raises(DatasetError) as err:
+        load_sequences("davis17", davis_root)
+    assert f"found under {davis_root.parent}: davis16" in str(err.value)
+    assert f"python -m hvc.data.check {davis_root.parent}" in str(err.value)
+
+
+def test_missing_task_root_suggests_the_download(tmp_path):
+    from hvc.data.jhmdb import jhmdb_videos
+    from hvc.data.vos import DatasetError
+    with pytest.raises(DatasetError, match="no benchmark found under .*python -m hvc.download davis17"):
+        jhmdb_videos(tmp_path / "JHMDB")

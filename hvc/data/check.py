@@ -92,6 +92,18 @@ def found_datasets(data_root: Path) -> list[str]:
     return [name for name, sub in FOLDERS.items() if (Path(data_root) / sub / MARKERS[name]).exists()]
 
 
+def missing_dataset_hint(folder: str | Path) -> str:
+    """For an error about a missing dataset folder (a ``data.root``): which benchmarks were found
+    beside it (its parent is the data root; YouTube-VOS roots are one level deeper)."""
+    folder = Path(folder)
+    for root in (folder.parent, folder.parent.parent):
+        found = found_datasets(root)
+        if found:
+            return f"found under {root}: {', '.join(found)} (python -m hvc.data.check {root})"
+    return (f"no benchmark found under {folder.parent}; python -m hvc.download davis17 fetches DAVIS 2017 "
+            f"(docs/download.md)")
+
+
 def _label_problems(path: Path, palette: bool) -> tuple[list[str], set[int]]:
     """(problems, object ids) of one label PNG; palette: ids are expected (not 0/255 masks)."""
     try:

@@ -18,7 +18,7 @@ from PIL import Image
 from hvc.demo.run import MODELS, QUICK_FRAMES, QUICK_STEPS, SEQUENCE
 
 REPO = Path(__file__).resolve().parents[1]
-TRAINING_IMAGES = 63  # README: the scikit-image colour photos and their 160x160 tiles
+TRAINING_IMAGES = 63  # docs/demo.md: the scikit-image colour photos and their 160x160 tiles
 EXPORTED_KEYS = 90  # ResNet-18 without fc (120 keys) minus layer4's 30 (--drop-layer4)
 # Quick-mode scores (J&F-Mean, J-Mean, F-Mean, printed with 3 decimals). Seeds are fixed, so they
 # repeat exactly on one machine. Across CPUs, measured with oneDNN capped at AVX2 as the suite

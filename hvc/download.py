@@ -69,7 +69,7 @@ class Source:
     url: str
     size: Optional[int] = None  # bytes, where known in advance (otherwise the server's Content-Length)
     sha256: Optional[str] = None
-    md5: Optional[str] = None  # some sources (DAVIS 2016) publish only an md5
+    md5: Optional[str] = None  # for sources that publish only an md5
 
     @property
     def filename(self) -> str:
@@ -142,9 +142,8 @@ ITEMS: dict[str, Item] = {item.name: item for item in (
          (Source("https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip"),),
          _under("DAVIS/", "DAVIS/"), expect=("DAVIS/ImageSets/2017/val.txt",), dataset="davis17"),
     Item("davis16", "DAVIS 2016, 480p", "data", "https://davischallenge.org/davis2016/code.html",
-         (Source("https://graphics.ethz.ch/Downloads/Data/Davis/DAVIS-data.zip",
-                 md5="bf73a78af1a44706a885f34363b339f1"),),
-         _under("DAVIS/", "DAVIS/", r"(JPEGImages|Annotations|ImageSets)/.+"),
+         (Source("https://graphics.ethz.ch/Downloads/Data/Davis/DAVIS-data.zip"),),
+         _under("DAVIS/", "DAVIS/", r"(JPEGImages/480p|Annotations/480p|ImageSets)/.+"),  # not the 1080p frames
          expect=("DAVIS/ImageSets/2016/val.txt",), dataset="davis16"),
     Item("jhmdb", "JHMDB frames, joint positions and splits (pose tracking)", "data", "http://jhmdb.is.tue.mpg.de/",
          (Source("http://files.is.tue.mpg.de/jhmdb/Rename_Images.tar.gz"),

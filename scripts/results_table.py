@@ -68,6 +68,19 @@ def replace_table(text: str, table: str) -> str:
     return f"{head}{BEGIN}\n{table}\n{END}{rest.split(END, 1)[1]}"
 
 
+def with_row(rows: list[dict[str, str]], new: dict[str, str]) -> list[dict[str, str]]:
+    """``rows`` with ``new`` in place of the row of the same model, benchmark and protocol (or appended)."""
+    key = tuple(new[k] for k in KEY)
+    out, placed = [], False
+    for r in rows:
+        if tuple(r[k] for k in KEY) == key:
+            out.append(new)
+            placed = True
+        else:
+            out.append(r)
+    return out if placed else out + [new]
+
+
 def scores_of(path: Path) -> tuple[str, str, str]:
     """J&F, J and F of an eval_metrics.py global CSV, as percentages with one decimal."""
     try:
@@ -98,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         new = dict(model=args.model, trained_on=args.trained_on, benchmark=args.benchmark, protocol=args.protocol,
                    metric="J&F", score=score, j=j, f=f, source="ours", date=datetime.date.today().isoformat(),
                    machine=args.machine)
-        keep = [r for r in rows if tuple(r[k] for k in KEY) != tuple(new[k] for k in KEY)]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, FIELDS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(keep + [new])
+        writer.writerows(with_row(rows, new))
         atomic_write_text(RESULTS_CSV, buf.getvalue())
         print(f"{RESULTS_CSV}: {args.model} on {args.benchmark} ({args.protocol}): J&F {score}")
         return 0

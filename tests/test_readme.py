@@ -48,6 +48,20 @@ def test_results_table_is_the_rendering_of_docs_results_csv():
     assert module.readme_table(README) == module.render(module.read_rows())
 
 
+def test_a_new_measurement_replaces_its_row_in_place(tmp_path):
+    module = _results_table()
+    scores = tmp_path / "global_results-val.csv"
+    scores.write_text("J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n"
+                      "0.612,0.634,0.700,0.050,0.590,0.650,0.040\n")  # the layout eval_metrics.py writes
+    assert module.scores_of(scores) == ("61.2", "63.4", "59.0")
+    rows = module.read_rows()
+    ours = next(i for i, r in enumerate(rows) if r["source"] == "ours")
+    new = dict(rows[ours], score="61.2", j="63.4", f="59.0", date="2027-01-01")
+    updated = module.with_row(rows, new)
+    assert len(updated) == len(rows) and updated[ours] == new
+    assert "| 61.2 | 63.4 | 59.0 | ours, 2027-01-01," in module.render(updated)
+
+
 def test_no_number_outside_the_generated_table():
     """Measured numbers live in docs/ (dated) or in docs/results.csv; the README only renders them."""
     module = _results_table()

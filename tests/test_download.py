@@ -17,6 +17,7 @@ import pytest
 from hvc import download
 from hvc.download import DownloadError, Item, Source, fetch, install, unpack
 from hvc.errors import InputError
+from task_fixtures import synthetic_tasks  # noqa: F401 - pytest fixture
 from vos_trees import make_davis17
 
 
@@ -213,3 +214,22 @@ def test_missing_expected_file_after_unpacking_is_an_error(tmp_path):
     item: Item = download.ITEMS["hvc_coco"]
     with pytest.warns(UserWarning), pytest.raises(InputError, match="missing hvc_coco.pth"):
         install(item, tmp_path / "ckpt", mirror.as_uri(), progress=False)
+
+
+def test_jhmdb_from_its_three_archives(tmp_path, synthetic_tasks):  # noqa: F811
+    """Rename_Images.tar.gz, joint_positions.zip and splits.zip unpack side by side into JHMDB/,
+    and the result is a JHMDB root test.py accepts."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    jhmdb = synthetic_tasks.jhmdb
+    with tarfile.open(mirror / "Rename_Images.tar.gz", "w:gz") as tf:
+        tf.add(jhmdb / "Rename_Images", "Rename_Images")
+    _zip_tree(jhmdb / "joint_positions", mirror / "joint_positions.zip", "joint_positions/")
+    _zip_tree(jhmdb / "splits", mirror / "splits.zip", "splits/")
+    root = tmp_path / "data"
+    with pytest.warns(UserWarning):
+        code = download.main(["jhmdb", "--root", str(root), "--mirror", mirror.as_uri(), "--no-progress"])
+    assert code == 0
+    from hvc.data.check import check_dataset
+    report = check_dataset(root, "jhmdb")
+    assert report.runs and report.sequences == sorted(synthetic_tasks.jhmdb_videos)

@@ -233,3 +233,20 @@ def test_jhmdb_from_its_three_archives(tmp_path, synthetic_tasks):  # noqa: F811
     from hvc.data.check import check_dataset
     report = check_dataset(root, "jhmdb")
     assert report.runs and report.sequences == sorted(synthetic_tasks.jhmdb_videos)
+
+
+@pytest.mark.parametrize("args", [["-m", "hvc.download", "--list"], ["-m", "hvc.data.check", "tests"]])
+def test_listing_into_a_closed_pipe_ends_quietly(args):
+    """`python -m hvc.download --list | head -1`: no BrokenPipeError traceback (hvc.cli.run_main)."""
+    import os
+    import subprocess
+    import sys
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        done = subprocess.run([sys.executable, *args], cwd=repo, stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr, done.stderr

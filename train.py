@@ -1,6 +1,6 @@
 """Train HVC.
 
-    python train.py --config configs/train_img.yaml [--resume auto|PATH] [key=value ...]
+    python train.py --config configs/train_img.yaml [--resume auto|PATH] [--steps N] [key=value ...]
     torchrun --nproc_per_node N train.py --config configs/train_img.yaml [...]
 
 Keys and defaults: hvc/config/training.py. Outputs go to ``output.dir``. Flags and
@@ -16,7 +16,7 @@ import sys
 
 from hvc.cli import run_main
 from hvc.config import load_config
-from hvc.config.training import TrainConfig
+from hvc.config.training import TrainConfig, add_length_flag, length_overrides
 from hvc.distributed import cleanup, init_distributed
 from hvc.engine import train
 from hvc.errors import ArgumentParser, entry_point
@@ -27,9 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML file, e.g. configs/train_img.yaml")
     parser.add_argument("--resume", help="'auto' (<output.dir>/checkpoint.pth if present) or a checkpoint path")
+    add_length_flag(parser)
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. optim.lr=5e-4")
     args = parser.parse_intermixed_args(argv)  # README: `--resume auto optim.max_steps=3` and the reverse
-    overrides = args.overrides + ([f"resume={args.resume}"] if args.resume else [])
+    overrides = args.overrides + length_overrides(args) + ([f"resume={args.resume}"] if args.resume else [])
     cfg = load_config(TrainConfig, args.config, overrides)
     try:
         env = init_distributed(cfg.runtime.device, cfg.dist.backend)

@@ -19,7 +19,7 @@ from PIL import Image
 from hvc.demo.run import MODELS, QUICK_FRAMES, QUICK_STEPS, SEQUENCE
 
 REPO = Path(__file__).resolve().parents[1]
-TRAINING_IMAGES = 63  # README: the scikit-image colour photos and their 160x160 tiles
+TRAINING_IMAGES = 63  # docs/demo.md: the scikit-image colour photos and their 160x160 tiles
 EXPORTED_KEYS = 90  # ResNet-18 without fc (120 keys) minus layer4's 30 (--drop-layer4)
 # Quick-mode J&F-Mean on AMD EPYC machines with AVX-512, oneDNN capped at AVX2 (as the suite runs)
 # and not: hvc 0.790-0.801, random18 0.651-0.656. The 3 training steps carry each CPU's convolution

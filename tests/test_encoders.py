@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,6 +110,9 @@ def test_missing_checkpoint_says_where_to_put_it(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoints/README.md") as err:
         load_encoder("hvc", str(path))
     assert str(path) in str(err.value)
+    assert "python -m hvc.download hvc_coco" in str(err.value)
+    assert "--checkpoint checkpoints/hvc_bsds_cpu.pth" in str(err.value)
+    assert (Path(__file__).resolve().parents[1] / "checkpoints" / "hvc_bsds_cpu.pth").is_file()  # the one named
 
 
 def test_unreadable_and_foreign_files_are_clear_errors(tmp_path):

@@ -1,4 +1,4 @@
-"""Failure behaviour of every entry point (README "Failure behaviour", hvc/errors.py).
+"""Failure behaviour of every entry point (docs/exit_codes.md, hvc/errors.py).
 
 An expected failure prints one line ``error: <file or key>: <problem>`` to stderr (no
 traceback) and exits with its documented code: 2 usage/config, 3 input, 4 I/O, 5 device,
@@ -500,8 +500,8 @@ def test_a_checkpoint_is_written_only_if_every_tensor_is_finite(trained, tmp_pat
 
 
 README_TRAIN_ORDERS = [
-    # the orders README and the scripts show; the copied run is at step 3 = max_steps: resume only
-    ["--resume", "auto", "optim.max_steps=3"],  # README: train.py --resume auto optim.max_steps=3
+    # the orders the README, docs/training_runs.md and the scripts show; the copied run is at step 3 = max_steps: resume only
+    ["--resume", "auto", "optim.max_steps=3"],  # train.py --resume auto optim.max_steps=3
     ["optim.max_steps=3", "--resume", "auto"],  # scripts: key=value ... --resume auto
 ]
 

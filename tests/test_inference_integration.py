@@ -36,8 +36,7 @@ def _short_davis(davis_root: Path, dest: Path) -> Path:
 def test_random18_davis16_end_to_end(tmp_path, davis_root):
     davis = _short_davis(davis_root, tmp_path / "data")
     results = tmp_path / "results"
-    env = dict(os.environ, PYTHON=sys.executable, DATA_ROOT=str(davis.parent), DAVIS_ROOT=str(davis),
-               RESULTS_ROOT=str(results))
+    env = dict(os.environ, PYTHON=sys.executable, DATA_ROOT=str(davis.parent), RESULTS_ROOT=str(results))
     run = subprocess.run(["bash", "scripts/run_test.sh", "random18", "davis16", "--input-size", "120",
                           "--sequences", SEQUENCE, "data.workers=1",
                           "prop.context=5"],  # a short context keeps CI fast; the paper's 50 is the default

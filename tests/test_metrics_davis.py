@@ -67,7 +67,7 @@ def test_perturbed_predictions_match_whole_frame_reference(davis_root: Path, tmp
 def test_run_metrics_script_writes_csvs_next_to_results(davis_root: Path, tmp_path: Path):
     for name in PERTURBED[:1]:
         shutil.copytree(davis_root / "Annotations" / "480p" / name, tmp_path / "hvc" / "davis16" / name)
-    env = dict(os.environ, DAVIS_ROOT=str(davis_root), RESULTS_ROOT=str(tmp_path), PYTHON=sys.executable)
+    env = dict(os.environ, DATA_ROOT=str(davis_root.parent), RESULTS_ROOT=str(tmp_path), PYTHON=sys.executable)
     cmd = ["bash", str(REPO / "scripts" / "run_metrics"), "hvc", "davis16", "--sequences", PERTURBED[0]]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -16,7 +16,7 @@ import pytest
 from hvc.metrics import evaluate, global_table
 from metrics_helpers import load_eval_metrics
 
-EXACT = 1e-9  # the README's achievable tolerance (the issue asks for 1e-4)
+EXACT = 1e-9  # the achievable tolerance docs/tests.md states
 STATS = ("mean", "recall", "decay")
 
 

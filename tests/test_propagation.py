@@ -478,7 +478,7 @@ def test_reduced_search_on_all_channels_is_the_plain_search():
 @pytest.mark.parametrize("dims, candidates", [(96, 2.0), (64, 1.5)])
 def test_reduced_search_tracks_like_exact_on_real_davis(trained_clip, dims, candidates):
     """On real frames and trained features the bf16 search on 96 principal axes (or 64, with
-    1.5 x topk candidates rescored: the fastest setting the README shows) changes few labels
+    1.5 x topk candidates rescored: the fastest setting docs/speed.md shows) changes few labels
     and tracks the object as well as the exact kernel."""
     emb, gt = trained_clip
     labels = [gt[0]] + [None] * (len(gt) - 1)

@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from hvc.data.check import missing_dataset_hint
 from hvc.data.vos import DatasetError
 
 FRAMES_DIR = "Rename_Images"
@@ -157,7 +158,7 @@ def jhmdb_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike]
     """
     root = Path(root)
     if not (root / JOINTS_DIR).is_dir():
-        raise DatasetError(f"{root / JOINTS_DIR} not found (is {root} a JHMDB root?)")
+        raise DatasetError(f"{root / JOINTS_DIR} not found (is {root} a JHMDB root? {missing_dataset_hint(root)})")
     if list_file is not None:
         names = read_video_list(list_file)
     else:

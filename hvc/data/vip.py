@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from hvc.data.check import missing_dataset_hint
 from hvc.data.vos import DatasetError
 
 IMAGES_DIR = "Images"
@@ -90,7 +91,7 @@ def vip_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike] =
     root = Path(root)
     labels = root / LABELS_DIR
     if not labels.is_dir():
-        raise DatasetError(f"{labels} not found (is {root} a VIP root?)")
+        raise DatasetError(f"{labels} not found (is {root} a VIP root? {missing_dataset_hint(root)})")
     by_video: dict[str, list[str]] = {}
     if list_file is not None:
         for video, frame in read_frame_list(list_file):

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hvc.data import davis_layout
+from hvc.data.check import missing_dataset_hint
 from hvc.errors import InputError
 
 MaskFormat = Literal["binary", "palette"]
@@ -101,7 +102,8 @@ def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str]
     root = Path(root)
     year, split, mask_format = DAVIS_SPLITS[dataset]
     listing = root / "ImageSets" / year / f"{split}.txt"
-    names = davis_layout.read_sequence_list(root, year, split, DatasetError, f"is data.root={root} a DAVIS folder?")
+    names = davis_layout.read_sequence_list(root, year, split, DatasetError,
+                                            f"is data.root={root} a DAVIS folder? {missing_dataset_hint(root)}")
     if not names:
         raise DatasetError(f"{listing}: the sequence list is empty")
     sequences = []
@@ -124,7 +126,8 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
     root = Path(root)
     meta_path = root / "valid" / "meta.json"
     if not meta_path.is_file():
-        raise DatasetError(f"{meta_path}: YouTube-VOS meta file not found (is data.root={root} data/YTB/<year>?)")
+        raise DatasetError(f"{meta_path}: YouTube-VOS meta file not found (is data.root={root} data/YTB/<year>? "
+                           f"{missing_dataset_hint(root)})")
     videos = _read_meta(meta_path)
     sequences = []
     for name in _select(sorted(videos), wanted, str(meta_path)):

@@ -14,13 +14,14 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from hvc.data.check import missing_dataset_hint
 from hvc.data.vos import DatasetError, VideoSequence
 
 
 def read_split(root: Path, split: str) -> list[str]:
     listing = root / "ImageSets" / f"{split}.txt"
     if not listing.is_file():
-        raise DatasetError(f"sequence list not found: {listing} (is {root} a VOST root?)")
+        raise DatasetError(f"sequence list not found: {listing} (is {root} a VOST root? {missing_dataset_hint(root)})")
     return [line.strip() for line in listing.read_text().splitlines() if line.strip()]
 
 

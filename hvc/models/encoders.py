@@ -103,6 +103,20 @@ def bn_dummy_forward(net: ResNet, device: torch.device | str = "cpu") -> None:
     net.eval()
 
 
+# model -> the hvc.download item of its default file (models without one: checkpoints/README.md)
+DOWNLOAD_ITEM = {"hvc": "hvc_coco", "mocov1": "moco_v1"}
+COMMITTED_CHECKPOINT = "checkpoints/hvc_bsds_cpu.pth"  # the CPU-trained encoder that ships with the clone
+
+
+def missing_checkpoint_hint(name: str) -> str:
+    """What to do about a missing weight file of model ``name``: the download command, and the
+    committed checkpoint that runs without any download."""
+    item = DOWNLOAD_ITEM.get(name)
+    get = f"get it with `python -m hvc.download {item}`" if item else "put the file there"
+    return (f"{get} (see checkpoints/README.md), pass --checkpoint PATH, or run without a download: "
+            f"--model hvc --checkpoint {COMMITTED_CHECKPOINT} (committed, trained on a CPU) or --model random18")
+
+
 def checkpoint_path(name: str, checkpoint: Optional[str]) -> str:
     """The file to load for ``name``: ``checkpoint`` or the model's default under checkpoints/."""
     if checkpoint is not None:
@@ -129,9 +143,7 @@ def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0,
         net = ResNet(ARCH[name], with_layer4=False)
         path = checkpoint_path(name, checkpoint)
         if not os.path.isfile(path):
-            raise CheckpointError(
-                f"{path}: checkpoint for --model {name} not found. Weights are never downloaded: put the "
-                f"file there (see checkpoints/README.md) or pass --checkpoint PATH")
+            raise CheckpointError(f"{path}: checkpoint for --model {name} not found. {missing_checkpoint_hint(name)}")
         load_state_strict(net, read_encoder_state(path), path)
     net.to(device)
     if bn_dummy_forward_pass:

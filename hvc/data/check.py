@@ -1,0 +1,298 @@
+"""What a data folder holds, and which benchmarks will run on it.
+
+    python -m hvc.data.check ROOT [--dataset davis17]
+
+ROOT is the data root that ``scripts/run_test.sh`` takes as ``DATA_ROOT`` (the folder holding
+``DAVIS/``, ``YTB/``, ``JHMDB/``, ``VIP/``, ``VOST/``); a DAVIS folder itself is accepted too.
+For each benchmark (or only ``--dataset``) it reports the sequences found, frames without a
+mask and masks without a frame, masks that are not palette PNGs where ids are expected, gaps
+in the object ids of a first frame (ids 1 and 3 without 2), and whether ``run_test.sh`` will
+accept the folder: that verdict comes from the same loaders ``test.py`` uses.
+
+Exit code 0 when the requested benchmark (or, without ``--dataset``, any benchmark) will run;
+3 (hvc/errors.py) otherwise, after the report.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from PIL import Image
+
+from hvc.cli import run_main
+from hvc.errors import ArgumentParser, InputError, entry_point
+
+# benchmark name of scripts/run_test.sh -> its folder under the data root (as in that script)
+FOLDERS: dict[str, str] = {
+    "davis16": "DAVIS", "davis17": "DAVIS", "davis17dev": "DAVIS",
+    "ytvos": "YTB/2018", "ytvos19": "YTB/2019",
+    "jhmdb": "JHMDB", "vip": "VIP", "vost": "VOST",
+}
+# how the folder of each benchmark is recognised without reading it
+MARKERS: dict[str, str] = {
+    "davis16": "ImageSets/2016/val.txt", "davis17": "ImageSets/2017/val.txt",
+    "davis17dev": "ImageSets/2017/test-dev.txt", "ytvos": "valid/meta.json", "ytvos19": "valid/meta.json",
+    "jhmdb": "joint_positions", "vip": "Annotations/Category_ids", "vost": "ImageSets/val.txt",
+}
+MAX_LISTED = 8  # sequences and problems shown per benchmark before "... and N more"
+
+
+@dataclass
+class DatasetReport:
+    """What one benchmark's folder holds; ``runs`` is the verdict of test.py's own loader."""
+
+    name: str
+    folder: Path
+    present: bool
+    sequences: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    runs: bool = False
+    reason: str = ""  # the loader's error when it does not run
+
+    def text(self) -> str:
+        if not self.present:
+            return f"{self.name}: not found ({self.folder / MARKERS[self.name]} missing)"
+        lines = [f"{self.name}: {self.folder}: {len(self.sequences)} sequences"
+                 + (f": {_shorten(self.sequences)}" if self.sequences else "")]
+        lines += [f"  problem: {p}" for p in self.problems[:MAX_LISTED]]
+        if len(self.problems) > MAX_LISTED:
+            lines.append(f"  ... and {len(self.problems) - MAX_LISTED} more problems")
+        lines.append(f"  bash scripts/run_test.sh <model> {self.name}: "
+                     + ("will run" if self.runs else f"will NOT run ({self.reason})"))
+        return "\n".join(lines)
+
+
+@dataclass
+class RootReport:
+    root: Path
+    datasets: list[DatasetReport]
+    note: str = ""
+
+    def runnable(self) -> list[str]:
+        return [d.name for d in self.datasets if d.runs]
+
+    def text(self) -> str:
+        head = [f"data root {self.root}"] + ([self.note] if self.note else [])
+        found = ", ".join(self.runnable()) or "none"
+        return "\n".join(head + [d.text() for d in self.datasets] + [f"runs on this root: {found}"])
+
+
+def _shorten(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_LISTED])
+    return shown + (f", ... ({len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else "")
+
+
+def found_datasets(data_root: Path) -> list[str]:
+    """Benchmarks whose folder is present under ``data_root`` (existence checks only, cheap):
+    what error messages suggest when the requested one is missing."""
+    return [name for name, sub in FOLDERS.items() if (Path(data_root) / sub / MARKERS[name]).exists()]
+
+
+def missing_dataset_hint(folder: str | Path) -> str:
+    """For an error about a missing dataset folder (a ``data.root``): which benchmarks were found
+    beside it (its parent is the data root; YouTube-VOS roots are one level deeper)."""
+    folder = Path(folder)
+    for root in (folder.parent, folder.parent.parent):
+        found = found_datasets(root)
+        if found:
+            return f"found under {root}: {', '.join(found)} (python -m hvc.data.check {root})"
+    return (f"no benchmark found under {folder.parent}; python -m hvc.download davis17 fetches DAVIS 2017 "
+            f"(docs/download.md)")
+
+
+def _label_problems(path: Path, palette: bool) -> tuple[list[str], set[int]]:
+    """(problems, object ids) of one label PNG; palette: ids are expected (not 0/255 masks)."""
+    try:
+        with Image.open(path) as image:
+            mode, values = image.mode, np.array(image)
+    except (OSError, SyntaxError, ValueError) as exc:
+        return [f"{path}: unreadable ({exc})"], set()
+    if values.ndim != 2:
+        return [f"{path}: palette problem: a {mode} colour image, expected a palette PNG of ids"], set()
+    if palette and mode != "P":
+        return [f"{path}: palette problem: mode {mode}, expected a palette ('P') PNG of object ids"], set()
+    ids = {int(v) for v in np.unique(values)} - {0, 255}
+    return [], ids
+
+
+def _id_gap(path: Path, ids: set[int]) -> list[str]:
+    missing = sorted(set(range(1, max(ids) + 1)) - ids) if ids else []
+    return [f"{path}: id gap: ids {sorted(ids)} without {missing}"] if missing else []
+
+
+def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, every_frame: bool) -> list[str]:
+    """Problems of one DAVIS-like sequence: frames without masks (when every frame is annotated),
+    masks without frames, palette problems, an id gap in the first mask."""
+    frames = sorted(frames_dir.glob("*.jpg")) if frames_dir.is_dir() else []
+    masks = sorted(masks_dir.glob("*.png")) if masks_dir.is_dir() else []
+    if not frames:
+        return [f"{name}: no frames in {frames_dir}"]
+    if not masks:
+        return [f"{name}: no masks in {masks_dir}"]
+    problems = []
+    stems = {p.stem for p in frames}
+    orphans = [p.name for p in masks if p.stem not in stems]
+    if orphans:
+        problems.append(f"{name}: {len(orphans)} masks without a frame ({', '.join(orphans[:3])})")
+    if every_frame:
+        unmasked = sorted(stems - {p.stem for p in masks})
+        if unmasked:
+            problems.append(f"{name}: {len(unmasked)} frames without a mask ({', '.join(unmasked[:3])})")
+    for t, mask in enumerate(masks):
+        found, ids = _label_problems(mask, palette)
+        problems += found
+        if t == 0 and palette and not found:
+            problems += _id_gap(mask, ids)
+        if found and not every_frame:
+            break
+    return problems
+
+
+def _davis(report: DatasetReport) -> None:
+    from hvc.data.vos import DAVIS_SPLITS
+    year, split, fmt = DAVIS_SPLITS[report.name]
+    listing = report.folder / "ImageSets" / year / f"{split}.txt"
+    report.sequences = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
+    for seq in report.sequences:
+        report.problems += _scan_sequence(seq, report.folder / "JPEGImages/480p" / seq,
+                                          report.folder / "Annotations/480p" / seq, palette=fmt == "palette",
+                                          every_frame=report.name != "davis17dev")
+
+
+def _vost(report: DatasetReport) -> None:
+    listing = report.folder / "ImageSets" / "val.txt"
+    report.sequences = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
+    for seq in report.sequences:
+        report.problems += _scan_sequence(seq, report.folder / "JPEGImages" / seq, report.folder / "Annotations" / seq,
+                                          palette=True, every_frame=False)
+
+
+def _ytvos(report: DatasetReport) -> None:
+    import json
+    try:
+        videos = json.loads((report.folder / "valid/meta.json").read_text()).get("videos", {})
+    except (OSError, ValueError, AttributeError) as exc:
+        report.problems.append(f"{report.folder / 'valid/meta.json'}: unreadable ({exc})")
+        return
+    report.sequences = sorted(videos)
+    for name in report.sequences:
+        frames_dir = report.folder / "valid_all_frames/JPEGImages" / name
+        masks_dir = report.folder / "valid/Annotations" / name
+        report.problems += _scan_sequence(name, frames_dir, masks_dir, palette=True, every_frame=False)
+        listed = {f for obj in videos[name].get("objects", {}).values() for f in obj.get("frames", [])}
+        missing = sorted(f for f in listed if not (frames_dir / f"{f}.jpg").is_file())
+        if missing and frames_dir.is_dir():
+            report.problems.append(f"{name}: {len(missing)} frames listed in meta.json are missing ({missing[0]}.jpg)")
+
+
+def _jhmdb(report: DatasetReport) -> None:
+    joints = report.folder / "joint_positions"
+    report.sequences = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in joints.glob("*/*/joint_positions.mat"))
+    for name in report.sequences:
+        frames = report.folder / "Rename_Images" / name
+        if not frames.is_dir() or not any(frames.glob("*.png")):
+            report.problems.append(f"{name}: no frames in {frames}")
+    if not (report.folder / "splits").is_dir():
+        report.problems.append(f"{report.folder / 'splits'}: missing (the default list, split 1 test)")
+
+
+def _vip(report: DatasetReport) -> None:
+    labels = report.folder / "Annotations/Category_ids"
+    report.sequences = sorted(p.name for p in labels.iterdir() if p.is_dir())
+    for name in report.sequences:
+        for mask in sorted((labels / name).glob("*.png")):
+            if not (report.folder / "Images" / name / f"{mask.stem}.jpg").is_file():
+                report.problems.append(f"{name}: mask {mask.name} without a frame in {report.folder / 'Images' / name}")
+            try:
+                with Image.open(mask) as image:
+                    top = int(np.array(image).max())
+            except (OSError, SyntaxError, ValueError) as exc:
+                report.problems.append(f"{mask}: unreadable ({exc})")
+                continue
+            if top > 19:
+                report.problems.append(f"{mask}: class id {top} outside 0..19")
+
+
+SCANS: dict[str, Callable[[DatasetReport], None]] = {
+    "davis16": _davis, "davis17": _davis, "davis17dev": _davis, "ytvos": _ytvos, "ytvos19": _ytvos,
+    "jhmdb": _jhmdb, "vip": _vip, "vost": _vost,
+}
+
+
+def _loader_verdict(name: str, folder: Path) -> Optional[str]:
+    """None if test.py's loader accepts the folder for ``name``, else its error message."""
+    from hvc.data.vos import DatasetError, load_sequences
+    try:
+        if name == "jhmdb":
+            from hvc.data.jhmdb import jhmdb_videos, read_split_folder
+            if (folder / "splits").is_dir():
+                read_split_folder(folder / "splits")
+            jhmdb_videos(folder)
+        elif name == "vip":
+            from hvc.data.vip import vip_videos
+            vip_videos(folder)
+        else:
+            load_sequences(name, folder)
+    except (DatasetError, InputError) as exc:
+        return str(exc)
+    return None
+
+
+def check_dataset(data_root: Path, name: str) -> DatasetReport:
+    folder = Path(data_root) / FOLDERS[name]
+    report = DatasetReport(name, folder, (folder / MARKERS[name]).exists())
+    if not report.present:
+        report.reason = "not found"
+        return report
+    SCANS[name](report)
+    reason = _loader_verdict(name, folder)
+    report.runs, report.reason = reason is None, reason or ""
+    return report
+
+
+def check_root(root: Path, dataset: Optional[str] = None) -> RootReport:
+    """The report of ``root`` for ``dataset`` (every benchmark when None)."""
+    root, note = Path(root), ""
+    if (root / "JPEGImages" / "480p").is_dir() and not (root / "DAVIS").exists():
+        note = f"{root} is a DAVIS folder; checked as such (as DATA_ROOT give its parent, {root.parent})"
+        root = root.parent if root.name == "DAVIS" else _davis_view(root)
+    names = [dataset] if dataset else list(FOLDERS)
+    return RootReport(root, [check_dataset(root, n) for n in names], note)
+
+
+def _davis_view(folder: Path) -> Path:
+    """A DAVIS folder not named DAVIS: a temporary data root holding a link named DAVIS to it."""
+    import atexit
+    import shutil
+    import tempfile
+    view = Path(tempfile.mkdtemp(prefix="hvc-check-"))
+    atexit.register(shutil.rmtree, view, True)
+    (view / "DAVIS").symlink_to(folder.resolve(), target_is_directory=True)
+    return view
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m hvc.data.check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, help="data root (DATA_ROOT of scripts/run_test.sh) or a DAVIS folder")
+    parser.add_argument("--dataset", choices=list(FOLDERS), help="check only this benchmark")
+    args = parser.parse_args(argv)
+    if not args.root.is_dir():
+        raise InputError(f"{args.root}: not a folder")
+    report = check_root(args.root, args.dataset)
+    print(report.text(), flush=True)
+    if args.dataset and not report.datasets[0].runs:
+        found = ", ".join(found_datasets(report.root)) or "no benchmark"
+        raise InputError(f"{args.root}: {args.dataset} will not run: {report.datasets[0].reason} "
+                         f"(found under {report.root}: {found})")
+    if not report.runnable():
+        raise InputError(f"{args.root}: no benchmark will run on this folder (layouts: data/README.md)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,540 @@
+"""Weights and datasets from their official sources, one command each.
+
+    python -m hvc.download NAME [--root DIR] [--mirror URL] [--keep-archive]
+    python -m hvc.download --list
+
+NAME: hvc_coco, hvc_ytb, moco_v1 (weights, default root ``checkpoints/`` of this clone),
+davis16, davis17, jhmdb, coco, bsds500 (datasets, default root ``$DATA_ROOT`` or ``data``);
+ytvos18 and vip have no direct public download: the command says where to get them by hand.
+
+What it guarantees (docs/download.md):
+
+- every file comes from the URL listed in :data:`ITEMS` (``--mirror`` swaps the folder part of
+  each URL, e.g. ``file:///archives``, for a local copy of the same files);
+- a partial download ``<root>/.downloads/<file>.part`` is resumed (HTTP Range, or a seek for
+  ``file://``), never restarted when the server honours the range;
+- its sha256 (or the md5 the source publishes) is checked; where the source publishes none,
+  the sha256 of the first download is recorded in ``<root>/.downloads/checksums.json`` with a
+  warning, and later downloads must match it;
+- an existing file with other content is never overwritten: the archive in ``.downloads/`` and
+  every unpacked file are compared first, and a difference stops the run before anything is
+  written;
+- archive entries with absolute paths, ``..`` components or links are refused;
+- the unpacked tree is checked (:mod:`hvc.data.check` for datasets, a file listing for weights).
+
+Only the standard library's urllib is used. Exit codes: hvc/errors.py (docs/exit_codes.md);
+a failed or interrupted transfer is an input error (3) and keeps the partial file for a rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import tarfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Callable, Iterator, Optional
+
+from tqdm import tqdm
+
+from hvc.cli import run_main
+from hvc.errors import ArgumentParser, InputError, UsageError, entry_point
+from hvc.fileio import atomic_path, atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+CHUNK = 1 << 20
+CACHE = ".downloads"
+RECORD = "checksums.json"
+
+
+class DownloadError(InputError):
+    """A transfer failed, was cut short or delivered other bytes than expected."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file of an item: its official URL and what is known of its content."""
+
+    url: str
+    size: Optional[int] = None  # bytes, where known in advance (otherwise the server's Content-Length)
+    sha256: Optional[str] = None
+    md5: Optional[str] = None  # for sources that publish only an md5
+
+    @property
+    def filename(self) -> str:
+        return PurePosixPath(urllib.parse.urlparse(self.url).path).name
+
+
+# archive entry name -> path under the root, or None to leave it out
+Placement = Callable[[str], Optional[str]]
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    title: str
+    kind: str  # "weights" or "data"
+    page: str  # the official page that names the sources
+    sources: tuple[Source, ...] = ()
+    place: Optional[Placement] = None  # None: the file itself is the result (no archive)
+    expect: tuple[str, ...] = ()  # paths under the root that must exist afterwards
+    dataset: Optional[str] = None  # hvc.data.check name of the unpacked tree
+    by_hand: str = ""  # for items without a direct public download: where to get them
+
+
+def _under(prefix: str, into: str, pattern: str = r".+") -> Placement:
+    """Entries ``<prefix><rest>`` (rest matching ``pattern``) go to ``<into><rest>``."""
+    regex = re.compile(re.escape(prefix) + f"({pattern})")
+
+    def place(name: str) -> Optional[str]:
+        found = regex.fullmatch(name)
+        return into + found.group(1) if found else None
+
+    return place
+
+
+def _flat(pattern: str, into: str) -> Placement:
+    """Entries whose whole name matches ``pattern`` go to ``<into><basename>`` (a flat folder)."""
+    regex = re.compile(pattern)
+
+    def place(name: str) -> Optional[str]:
+        return into + PurePosixPath(name).name if regex.fullmatch(name) else None
+
+    return place
+
+
+def _any_of(*placements: Placement) -> Placement:
+    def place(name: str) -> Optional[str]:
+        for one in placements:
+            target = one(name)
+            if target is not None:
+                return target
+        return None
+
+    return place
+
+
+HVC_RELEASE = Source("https://github.com/PGSmall/HVC/releases/download/v0.1/releases_models.zip")
+ITEMS: dict[str, Item] = {item.name: item for item in (
+    Item("hvc_coco", "HVC encoder trained on COCO (the paper's main model; the release zip holds all four)",
+         "weights", "https://github.com/PGSmall/HVC#model-zoo-and-results", (HVC_RELEASE,),
+         _flat(r"(.*/)?hvc_\w+\.pth", ""), expect=("hvc_coco.pth",)),
+    Item("hvc_ytb", "HVC encoder trained on YouTube-VOS 2018 (from the same release zip)",
+         "weights", "https://github.com/PGSmall/HVC#model-zoo-and-results", (HVC_RELEASE,),
+         _flat(r"(.*/)?hvc_\w+\.pth", ""), expect=("hvc_ytb.pth",)),
+    Item("moco_v1", "MoCo v1 ResNet-50, 200 epochs (--model mocov1, --merge-model mocov1)",
+         "weights", "https://github.com/facebookresearch/moco",
+         (Source("https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v1_200ep/"
+                 "moco_v1_200ep_pretrain.pth.tar"),), expect=("moco_v1_200ep_pretrain.pth.tar",)),
+    Item("davis17", "DAVIS 2017 train+val, 480p (also holds the DAVIS 2016 lists)",
+         "data", "https://davischallenge.org/davis2017/code.html",
+         (Source("https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip"),),
+         _under("DAVIS/", "DAVIS/"), expect=("DAVIS/ImageSets/2017/val.txt",), dataset="davis17"),
+    Item("davis16", "DAVIS 2016, 480p", "data", "https://davischallenge.org/davis2016/code.html",
+         (Source("https://graphics.ethz.ch/Downloads/Data/Davis/DAVIS-data.zip"),),
+         _under("DAVIS/", "DAVIS/", r"(JPEGImages/480p|Annotations/480p|ImageSets)/.+"),  # not the 1080p frames
+         expect=("DAVIS/ImageSets/2016/val.txt",), dataset="davis16"),
+    Item("jhmdb", "JHMDB frames, joint positions and splits (pose tracking)", "data", "http://jhmdb.is.tue.mpg.de/",
+         (Source("http://files.is.tue.mpg.de/jhmdb/Rename_Images.tar.gz"),
+          Source("http://files.is.tue.mpg.de/jhmdb/joint_positions.zip"),
+          Source("http://files.is.tue.mpg.de/jhmdb/splits.zip")),
+         _any_of(_under("Rename_Images/", "JHMDB/Rename_Images/"),
+                 _under("joint_positions/", "JHMDB/joint_positions/"),
+                 _under("splits/", "JHMDB/splits/"), _flat(r"[^/]+_split[123]\.txt", "JHMDB/splits/")),
+         expect=("JHMDB/Rename_Images", "JHMDB/joint_positions", "JHMDB/splits"), dataset="jhmdb"),
+    Item("coco", "COCO 2017 train images (the paper's training set, about 118k images)", "data",
+         "https://cocodataset.org/#download", (Source("http://images.cocodataset.org/zips/train2017.zip"),),
+         _under("train2017/", "Static/JPEGImages/COCO/", r"[^/]+\.jpg"), expect=("Static/JPEGImages/COCO",)),
+    Item("bsds500", "BSDS500 photos (500 images; the committed checkpoint's training set)", "data",
+         "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/resources.html",
+         (Source("http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz"),),
+         _flat(r"BSR/BSDS500/data/images/(train|val|test)/[^/]+\.jpg", "Static/JPEGImages/BSDS500/"),
+         expect=("Static/JPEGImages/BSDS500",)),
+    Item("ytvos18", "YouTube-VOS 2018", "data", "https://youtube-vos.org/dataset/vos/",
+         by_hand="register at https://youtube-vos.org/dataset/vos/ and download from the Google Drive folder it "
+                 "links; unpack to <root>/YTB/2018/{train_all_frames,valid_all_frames,valid} (data/README.md), "
+                 "then run python -m hvc.data.check <root> --dataset ytvos"),
+    Item("vip", "VIP (Video Instance-level Parsing)", "data", "https://sysu-hcp.net/lip/",
+         by_hand="download VIP from the LIP site (https://sysu-hcp.net/lip/, Google Drive or Baidu links); unpack "
+                 "to <root>/VIP/{Images,Annotations/Category_ids} (data/README.md), then run "
+                 "python -m hvc.data.check <root> --dataset vip"),
+)}
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One downloaded file: where it is, its sha256 and how the transfer went."""
+
+    path: Path
+    sha256: str
+    size: int
+    resumed_from: int = 0  # bytes already present in the .part file when this run started
+    transferred: int = 0  # bytes this run read from the source
+    recorded: bool = False  # no published checksum: this download's sha256 was recorded
+
+
+@dataclass
+class Installed:
+    """The result of :func:`install`: the files downloaded, written and already present."""
+
+    item: str
+    root: Path
+    fetched: list[Fetched] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    unchanged: list[Path] = field(default_factory=list)
+
+
+# ---- checksums -----------------------------------------------------------------------------
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _records(cache: Path) -> dict[str, dict]:
+    path = cache / RECORD
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable checksum record ({exc}); fix or remove it") from None
+
+
+def _expected_sha256(source: Source, cache: Path) -> Optional[str]:
+    return source.sha256 or _records(cache).get(source.filename, {}).get("sha256")
+
+
+def _verify(source: Source, path: Path, cache: Path) -> tuple[str, bool]:
+    """(sha256 of ``path``, whether it was recorded now); DownloadError if it differs from the
+    published or recorded checksum."""
+    sha = file_digest(path)
+    if source.md5 and file_digest(path, "md5") != source.md5:
+        raise DownloadError(f"{source.url}: checksum mismatch: md5 is not the published {source.md5}")
+    expected = _expected_sha256(source, cache)
+    if expected and sha != expected:
+        where = "published" if source.sha256 else f"recorded in {cache / RECORD}"
+        raise DownloadError(f"{source.url}: checksum mismatch: sha256 {sha} is not the {where} {expected}")
+    if expected or source.md5:
+        return sha, False
+    records = _records(cache)
+    records[source.filename] = {"sha256": sha, "size": path.stat().st_size, "url": source.url}
+    atomic_write_text(cache / RECORD, json.dumps(records, indent=1, sort_keys=True) + "\n")
+    warnings.warn(f"{source.filename}: the source publishes no checksum; recorded sha256 {sha} in "
+                  f"{cache / RECORD}; later downloads must match it", stacklevel=2)
+    return sha, True
+
+
+# ---- transfer ------------------------------------------------------------------------------
+
+def _mirrored(source: Source, mirror: Optional[str]) -> str:
+    return source.url if not mirror else mirror.rstrip("/") + "/" + source.filename
+
+
+def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
+    """(stream, total size or None, whether the stream starts at ``offset``)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file":
+        path = Path(urllib.request.url2pathname(parsed.path))
+        try:
+            stream = open(path, "rb")
+        except OSError as exc:
+            raise DownloadError(f"{url}: cannot read ({exc.strerror})") from None
+        total = path.stat().st_size
+        stream.seek(min(offset, total))
+        return stream, total, True
+    if parsed.scheme not in ("http", "https"):
+        raise UsageError(f"{url}: only http, https and file URLs are supported")
+    request = urllib.request.Request(url, headers={"User-Agent": "hvc.download"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # the range starts at the end: nothing left to read
+            total = exc.headers.get("Content-Range", "").rpartition("/")[2]
+            return _Empty(), int(total) if total.isdigit() else offset, True
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(f"{url}: cannot connect ({getattr(exc, 'reason', exc)}); "
+                            f"offline? --mirror file:///DIR reads local copies") from None
+    resumed = response.status == 206
+    length = response.headers.get("Content-Length")
+    total = (offset if resumed else 0) + int(length) if length and length.isdigit() else None
+    return response, total, resumed
+
+
+class _Empty:
+    def read(self, n: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: bool = True) -> Fetched:
+    """``cache/<filename>``, downloaded (or resumed from ``cache/<filename>.part``) and verified.
+
+    An existing complete file is verified, not downloaded again; if it differs from the
+    published or recorded checksum, DownloadError: it is never overwritten.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    final = cache / source.filename
+    if final.is_file():
+        expected = _expected_sha256(source, cache)
+        sha = file_digest(final)
+        if (expected and sha != expected) or (source.md5 and file_digest(final, "md5") != source.md5):
+            raise DownloadError(f"{final}: exists with other content than {source.url} (sha256 {sha}); "
+                                f"refusing to overwrite it: move it away to download again")
+        return Fetched(final, sha, final.stat().st_size)
+    part = final.with_name(final.name + ".part")
+    offset = part.stat().st_size if part.is_file() else 0
+    url = _mirrored(source, mirror)
+    stream, total, resumed = _open(url, offset)
+    if not resumed:  # the server sent the whole file: start the partial file again
+        offset = 0
+    if source.size is not None and total is not None and total != source.size:
+        stream.close()
+        raise DownloadError(f"{url}: the source offers {total} bytes, expected {source.size}")
+    done = offset
+    try:
+        with open(part, "ab" if offset else "wb") as out, \
+                tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=source.filename,
+                     disable=not progress, leave=False) as bar:
+            while True:
+                block = stream.read(CHUNK)
+                if not block:
+                    break
+                out.write(block)
+                done += len(block)
+                bar.update(len(block))
+    except (urllib.error.URLError, OSError, ConnectionError) as exc:
+        if isinstance(exc, OSError) and exc.filename is not None:
+            raise  # our own file (disk full, permission): reported as an I/O error
+        raise DownloadError(f"{url}: download interrupted at {done} bytes ({exc}); "
+                            f"run the same command again to resume from {part}") from None
+    finally:
+        stream.close()
+    if total is not None and done != total:
+        raise DownloadError(f"{url}: download interrupted at {done} of {total} bytes; "
+                            f"run the same command again to resume from {part}")
+    try:
+        sha, recorded = _verify(source, part, cache)
+    except DownloadError:
+        part.unlink()  # wrong bytes: a rerun must start from scratch, not resume them
+        raise
+    os.replace(part, final)
+    return Fetched(final, sha, done, resumed_from=offset, transferred=done - offset, recorded=recorded)
+
+
+# ---- unpacking -----------------------------------------------------------------------------
+
+def safe_member_name(name: str) -> bool:
+    """Whether an archive entry name stays inside the folder it is unpacked into."""
+    if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return False
+    return ".." not in re.split(r"[/\\]+", name)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    target: str
+    open: Callable[[], BinaryIO]
+
+
+def _entries(archive: Path) -> Iterator[tuple[str, Optional[Callable[[], BinaryIO]], bool]]:
+    """(name, opener or None for folders, is a link) of every archive entry."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                link = stat.S_ISLNK(info.external_attr >> 16)
+                yield info.filename, None if info.is_dir() else (lambda i=info: zf.open(i)), link
+        return
+    try:
+        tf = tarfile.open(archive, "r:*")
+    except tarfile.TarError as exc:
+        raise InputError(f"{archive}: neither a zip nor a tar archive ({exc})") from None
+    with tf:
+        for member in tf.getmembers():
+            link = member.issym() or member.islnk() or not (member.isfile() or member.isdir())
+            yield member.name, (lambda m=member: tf.extractfile(m)) if member.isfile() else None, link
+
+
+def _same_content(stream: BinaryIO, path: Path) -> bool:
+    digest = hashlib.sha256()
+    for block in iter(lambda: stream.read(CHUNK), b""):
+        digest.update(block)
+    return digest.hexdigest() == file_digest(path)
+
+
+def unpack(archive: Path, root: Path, place: Placement, result: Optional[Installed] = None,
+           progress: bool = True) -> Installed:
+    """Unpack the entries ``place`` maps into ``root``; existing identical files are kept.
+
+    Refused before anything is written (InputError): an entry with an absolute path, a ``..``
+    component or a link; an existing file whose content differs from its entry.
+    """
+    result = result or Installed(archive.name, root)
+    planned: list[tuple[str, Path]] = []
+    for name, opener, link in _entries(archive):
+        if not safe_member_name(name):
+            raise InputError(f"{archive}: entry {name!r} would be written outside {root}; refusing this archive")
+        if link:
+            raise InputError(f"{archive}: entry {name!r} is a link or device; refusing this archive")
+        if opener is None:
+            continue
+        target = place(name.replace("\\", "/"))
+        if target is None:
+            continue
+        if not safe_member_name(target):
+            raise InputError(f"{archive}: entry {name!r} maps outside {root}; refusing this archive")
+        planned.append((name, root / target))
+    if not planned:
+        raise InputError(f"{archive}: none of its entries belongs to the expected layout; is it the right file?")
+    wanted = {name: path for name, path in planned}
+    # First pass: compare the files already there, so that a conflict stops before any write.
+    for name, opener, _ in _entries(archive):
+        path = wanted.get(name)
+        if path is not None and path.exists():
+            with opener() as stream:
+                if not path.is_file() or not _same_content(stream, path):
+                    raise InputError(f"{path}: exists with other content than {archive.name}:{name}; "
+                                     f"refusing to overwrite it (move it away, or choose another --root)")
+            result.unchanged.append(path)
+    bar = tqdm(total=len(planned), unit="file", desc=f"unpack {archive.name}", disable=not progress, leave=False)
+    with bar:
+        for name, opener, _ in _entries(archive):
+            path = wanted.get(name)
+            if path is None:
+                continue
+            bar.update(1)
+            if path.exists():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with opener() as stream, atomic_path(path) as tmp, open(tmp, "wb") as out:
+                shutil.copyfileobj(stream, out, CHUNK)
+            result.written.append(path)
+    return result
+
+
+# ---- items ---------------------------------------------------------------------------------
+
+def default_root(item: Item) -> Path:
+    if item.kind == "weights":
+        return REPO / "checkpoints"
+    return Path(os.environ.get("DATA_ROOT") or "data")
+
+
+def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: bool = True,
+            progress: bool = True) -> Installed:
+    """Download every source of ``item`` into ``root/.downloads``, unpack it into ``root``,
+    and check that the expected paths exist."""
+    if item.by_hand:
+        raise UsageError(f"{item.name}: no direct public download; {item.by_hand}")
+    root.mkdir(parents=True, exist_ok=True)
+    cache = root / CACHE
+    result = Installed(item.name, root)
+    for source in item.sources:
+        got = fetch(source, cache, mirror, progress)
+        result.fetched.append(got)
+        if item.place is None:  # a plain file: it is its own result
+            target = root / source.filename
+            if target.exists():
+                if file_digest(target) != got.sha256:
+                    raise InputError(f"{target}: exists with other content than {source.url}; refusing to overwrite it")
+                result.unchanged.append(target)
+            else:
+                shutil.copyfile(got.path, target) if keep_archive else os.replace(got.path, target)
+                result.written.append(target)
+            continue
+        unpack(got.path, root, item.place, result, progress)
+    _derive_davis16_lists(item, root)
+    missing = [p for p in item.expect if not (root / p).exists()]
+    if missing:
+        raise InputError(f"{root}: after unpacking {item.name}, missing {', '.join(missing)}; the archive's layout "
+                         f"is not the expected one (docs/download.md)")
+    if not keep_archive:
+        for got in result.fetched:
+            if got.path.exists():
+                got.path.unlink()
+    return result
+
+
+def _derive_davis16_lists(item: Item, root: Path) -> None:
+    """DAVIS 2016 lists frames (``ImageSets/480p/val.txt``: "/JPEGImages/480p/<seq>/<frame>.jpg ...");
+    the configs read sequence names from ``ImageSets/2016/val.txt``: written from it if absent."""
+    if item.name != "davis16":
+        return
+    for split in ("train", "val"):
+        src, dst = root / "DAVIS/ImageSets/480p" / f"{split}.txt", root / "DAVIS/ImageSets/2016" / f"{split}.txt"
+        if src.is_file() and not dst.exists():
+            names = []
+            for line in src.read_text().split("\n"):
+                parts = line.split()
+                seq = PurePosixPath(parts[0]).parent.name if parts else ""
+                if seq and seq not in names:
+                    names.append(seq)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(dst, "".join(f"{n}\n" for n in names))
+
+
+def listing() -> str:
+    lines = []
+    for item in ITEMS.values():
+        lines.append(f"{item.name}: {item.title} ({item.kind}; {item.page})")
+        if item.by_hand:
+            lines.append(f"    by hand: {item.by_hand}")
+        for s in item.sources:
+            size = f"{s.size} bytes" if s.size else "size: the server's"
+            check = (f"sha256 {s.sha256}" if s.sha256 else f"md5 {s.md5} (published)" if s.md5
+                     else "sha256 recorded on first download")
+            lines.append(f"    {s.url}  [{size}; {check}]")
+    return "\n".join(lines)
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m hvc.download", description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", nargs="?", help=" | ".join(ITEMS))
+    parser.add_argument("--root", type=Path,
+                        help="where it goes (default: checkpoints/ of this clone for weights, $DATA_ROOT or data "
+                             "for datasets)")
+    parser.add_argument("--mirror", help="a folder URL holding the same files (file:///DIR, https://host/dir)")
+    parser.add_argument("--delete-archive", action="store_true", help="remove the downloaded archives after unpacking")
+    parser.add_argument("--list", action="store_true", help="show every item, its sources and checksums")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.list:
+        print(listing())
+        return 0
+    if args.name not in ITEMS:
+        raise UsageError(f"command line: name {args.name!r}: choose one of {', '.join(ITEMS)} (or --list)")
+    item = ITEMS[args.name]
+    root = args.root or default_root(item)
+    result = install(item, root, args.mirror, keep_archive=not args.delete_archive, progress=not args.no_progress)
+    print(f"{item.name}: {len(result.written)} files written, {len(result.unchanged)} already there, under {root}")
+    if item.dataset:
+        from hvc.data.check import check_root
+        report = check_root(root, item.dataset)
+        print(report.text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -3,13 +3,17 @@
     python -m hvc.segment VIDEO (--mask FIRST.png | --scribble S.png|S.json)
         [--model hvc --checkpoint P] [--output DIR] [--resize-mask] [--input-size N]
         [--context N] [--memory recent|quality] [--precision fp32|bf16] [--search-dims D] [--candidates X] [--device cpu|cuda] [--overwrite]
+        [--save palette binary alpha rle mp4]
 
 VIDEO: a video file (mp4, avi, ... decoded by OpenCV) or a folder of frames (name order).
 FIRST.png: object ids of the first frame (indexed/greyscale PNG, 0 background, 255 void; a
 0/255 greyscale mask is one object). S.png: scribbles, 0 unlabelled, 1..254 objects, 255
 background; S.json: DAVIS interactive scribbles (docs/scribbles.md).
-Writes DIR/masks/<frame>.png, DIR/overlay.mp4 and DIR/summary.json; an interrupted run
-started again continues where it stopped. Exit codes: hvc/errors.py (README, "Failure
+Writes DIR/masks/<frame>.png, the exports of --save (default palette mp4: DIR/overlay.mp4,
+H.264; binary: DIR/binary/<id>/<frame>.png; alpha: DIR/alpha/<id>/<frame>.png, RGBA cut-outs;
+rle: DIR/rle.json, COCO RLE; docs/segment.md) and DIR/summary.json; an interrupted run
+started again continues where it stopped, and a finished one asked for more formats only
+writes those. Exit codes: hvc/errors.py (README, "Failure
 behaviour"): 2 usage or other settings in --output, 3 unreadable video / prompt / checkpoint,
 4 output not writable, 6 NaN or inf in features or soft masks.
 """
@@ -23,6 +27,7 @@ from typing import Optional
 
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, entry_point
+from hvc.exports import FORMATS
 from hvc.segment.run import Options, segment
 
 
@@ -53,6 +58,9 @@ def parse_args(argv: list[str]) -> Options:
                              "at least 1; fewer is faster, with more label changes; docs/local_kernel.md)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--overwrite", action="store_true", help="replace a segmentation of other settings in --output")
+    parser.add_argument("--save", nargs="+", choices=FORMATS, default=["palette", "mp4"], metavar="FORMAT",
+                        help=f"what to write, any of {' '.join(FORMATS)} (default: palette mp4; the palette "
+                             f"PNGs are always written; docs/segment.md)")
     a = parser.parse_args(argv)
     if a.input_size is not None and a.input_size < 16:
         parser.error("--input-size must be at least 16")
@@ -64,7 +72,7 @@ def parse_args(argv: list[str]) -> Options:
     return Options(video=a.video, output=output, mask=a.mask, scribble=a.scribble, model=a.model,
                    checkpoint=a.checkpoint, input_size=a.input_size, resize_mask=a.resize_mask, device=a.device,
                    context=a.context, memory=a.memory, precision=a.precision, search_dims=a.search_dims,
-                   candidates=a.candidates, overwrite=a.overwrite)
+                   candidates=a.candidates, overwrite=a.overwrite, save=tuple(dict.fromkeys(["palette", *a.save])))
 
 
 @entry_point
@@ -72,8 +80,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Expected failures print one line and exit with their kind's code (hvc/errors.py)."""
     opts = parse_args(sys.argv[1:] if argv is None else list(argv))
     summary = segment(opts)
-    print(f"{summary['frames']} frames in {summary['seconds_per_frame']:.3f} s/frame; masks in {summary['masks']}, "
-          f"overlay {summary['overlay']}, summary {opts.output / 'summary.json'}")
+    written = ", ".join(f"{fmt} {path}" for fmt, path in summary["exports"].items())
+    print(f"{summary['frames']} frames in {summary['seconds_per_frame']:.3f} s/frame; {written}; "
+          f"summary {opts.output / 'summary.json'}")
     return 0
 
 

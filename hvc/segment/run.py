@@ -4,7 +4,9 @@ resumable (README, "Your own video").
 The output folder holds::
 
     masks/<frame>.png    indexed PNGs (DAVIS palette), each written atomically as it is produced
-    overlay.mp4          the masks drawn over the frames (made once the last mask is written)
+    overlay.mp4, binary/, alpha/, rle.json
+                         the exports asked for (``save``; hvc/exports), made from the masks once
+                         the last one is written
     summary.json         what ran on what, the objects' presence and area, timings, peak memory
     .hvc/progress.json   the completion record: settings hash, frames finished, propagator state
     .hvc/state/<t>.pt    soft masks of the frames the propagator holds, to resume exactly
@@ -30,7 +32,6 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from hvc.config.core import ConfigError
@@ -44,8 +45,8 @@ from hvc.propagation import LabelPropagator, PropagationConfig, upsample_labels
 from hvc.propagation.config import recorded_settings
 from hvc.scribbles.fill import labels_from_scribbles
 from hvc.errors import NonFiniteError
+from hvc.exports import TARGETS, export_masks, remove_exports
 from hvc.segment.prompt import read_mask, read_scribble
-from hvc.visualize import overlay
 
 REPO = Path(__file__).resolve().parents[2]
 # The committed checkpoint (checkpoints/hvc_bsds_cpu.md): what --model hvc uses unless told.
@@ -71,6 +72,10 @@ class Options:
     search_dims: Optional[int] = None  # the reduced search's principal axes (docs/local_kernel.md); None: all
     candidates: float = 2.0  # an approximate search's candidates, in units of topk (docs/local_kernel.md)
     overwrite: bool = False
+    # Exports (hvc.exports.FORMATS) made after the last frame; the palette PNGs are always written
+    # (the run resumes from them and the other formats are made from them). Not a setting of the
+    # segmentation: a finished run asked for more formats only writes the missing ones.
+    save: tuple[str, ...] = ("palette", "mp4")
 
 
 def _digest(path: Path) -> str:
@@ -178,30 +183,34 @@ class Segmenter:
                                   f"{self.progress.path}); pass --overwrite to replace it or choose another --output")
             record = None
         if record is None:
-            if self.progress.load() is None and self.masks.is_dir() and any(self.masks.iterdir()):
-                raise ConfigError(f"{self.masks}: exists and was not written by hvc.segment; choose another --output")
+            if self.progress.load() is None:  # not our folder: never delete what another tool wrote
+                if self.masks.is_dir() and any(self.masks.iterdir()):
+                    raise ConfigError(f"{self.masks}: exists and was not written by hvc.segment; choose another --output")
+                for name in TARGETS.values():
+                    if name != TARGETS["palette"] and (self.opts.output / name).exists():
+                        raise ConfigError(f"{self.opts.output / name}: exists and was not written by hvc.segment; "
+                                          f"choose another --output")
             for folder in (self.masks, self.progress.dir):
                 shutil.rmtree(folder, ignore_errors=True)
-            for name in ("overlay.mp4", "summary.json"):
-                (self.opts.output / name).unlink(missing_ok=True)
+            remove_exports(self.opts.output)
+            (self.opts.output / "summary.json").unlink(missing_ok=True)
             record = {"settings_sha256": self.key, "settings": self.settings, "frames_done": 0, "finished": False,
                       "state": None, "objects": {}, "seconds": {"encode": 0.0, "propagate": 0.0, "write": 0.0},
-                      "runs": 0}
+                      "runs": 0, "exports": []}
         else:  # a killed run's atomic writes may have left their temporaries
-            for tmp in [*self.masks.glob(".tmp-*"), *self.progress.dir.rglob(".tmp-*")]:
+            for tmp in [*self.masks.glob(".tmp-*"), *self.progress.dir.rglob(".tmp-*"), *self.opts.output.glob(".tmp-*")]:
                 tmp.unlink(missing_ok=True)
         record["runs"] += 1
         return record
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, on_frame: Optional[Callable[[int], None]] = None) -> dict:
-        """Segment every unfinished frame, then write the overlay and the summary; returns the summary."""
+        """Segment every unfinished frame, then write the exports and the summary; returns the summary."""
         record = self._start()
         if not record["finished"]:
             self.extractor = self._extractor()
             self._propagate(record, on_frame)
-        if not (self.opts.output / "overlay.mp4").is_file():
-            self._overlay(record["frames_done"])
+        self._export(record)
         summary = self._summary(record)
         atomic_write_text(self.opts.output / "summary.json", json.dumps(summary, indent=2))
         return summary
@@ -264,25 +273,20 @@ class Segmenter:
         self.progress.save(record)
         self.progress.drop_masks(set(prop.store))
 
-    def _overlay(self, frames: int) -> None:
-        """overlay.mp4: the written masks over the frames, streamed (a second decoding pass)."""
-        import cv2
-
-        path = self.opts.output / "overlay.mp4"
-        h, w = self.source.size
-        with atomic_path(path) as tmp:
-            video = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.source.fps, (w, h))
-            if not video.isOpened():
-                raise OSError(f"{path}: OpenCV cannot write an mp4 video here")
-            try:
-                for t, rgb in self.source:
-                    if t >= frames:
-                        break
-                    with Image.open(self.masks / f"{self.source.name(t)}.png") as im:
-                        labels = np.array(im)
-                    video.write(np.ascontiguousarray(overlay(rgb, labels)[..., ::-1]))
-            finally:
-                video.release()
+    def _export(self, record: dict) -> None:
+        """The formats of ``save`` not yet made (hvc/exports), from the written masks; each one
+        is recorded as done once complete, so a rerun makes only what is missing."""
+        if "exports" not in record:  # a record from before --save: it always made the overlay
+            record["exports"] = ["mp4"] if (self.opts.output / TARGETS["mp4"]).is_file() else []
+        todo = [f for f in self.opts.save if f != "palette" and f not in record["exports"]]
+        if not todo:
+            return
+        frames = record["frames_done"]
+        export_masks(todo, self.opts.output, [self.source.name(t) for t in range(frames)], size=self.source.size,
+                     fps=self.source.fps, objects=sorted(int(i) for i in record["objects"]), frames=iter(self.source),
+                     video=str(self.source.path))
+        record["exports"] += todo
+        self.progress.save(record)
 
     def _summary(self, record: dict) -> dict:
         frames = record["frames_done"]
@@ -298,7 +302,9 @@ class Segmenter:
             "seconds_per_frame": round(sum(s.values()) / max(frames, 1), 4),
             "runs": record["runs"],  # > 1: resumed after an interruption
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "masks": str(self.masks), "overlay": str(self.opts.output / "overlay.mp4"),
+            "masks": str(self.masks),
+            "exports": {f: str(self.opts.output / TARGETS[f]) for f in ["palette", *record["exports"]]},
+            "overlay": str(self.opts.output / TARGETS["mp4"]) if "mp4" in record["exports"] else None,
         }
 
 

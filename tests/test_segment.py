@@ -146,8 +146,8 @@ def test_clear_one_line_errors(clip, tmp_path, capsys):
     assert "empty.png: no object in the mask" in _error([str(folder / "demo.mp4"), "--mask",
                                                           str(tmp_path / "empty.png"), *out], capsys)
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "rgb.png")
-    assert "rgb.png: the mask is a RGB image" in _error([str(folder / "demo.mp4"), "--mask",
-                                                          str(tmp_path / "rgb.png"), *out], capsys)
+    assert "rgb.png: no object in the mask" in _error([str(folder / "demo.mp4"), "--mask",
+                                                        str(tmp_path / "rgb.png"), *out], capsys)
     assert not (tmp_path / "out" / "masks").exists()  # nothing written by a refused run
 
     # usage errors exit 2, as in every entry point (hvc/errors.py)

@@ -1,14 +1,16 @@
 """Segment the objects of a video from a first-frame mask or scribbles.
 
-    python -m hvc.segment VIDEO (--mask FIRST.png | --scribble S.png|S.json)
+    python -m hvc.segment VIDEO (--mask [FRAME:]MASK.png | --scribble [FRAME:]S.png|S.json)
         [--model hvc --checkpoint P] [--output DIR] [--resize-mask] [--input-size N]
         [--context N] [--memory recent|quality] [--precision fp32|bf16] [--search-dims D] [--candidates X] [--device cpu|cuda] [--overwrite]
         [--save palette binary alpha rle mp4]
 
 VIDEO: a video file (mp4, avi, ... decoded by OpenCV) or a folder of frames (name order).
-FIRST.png: object ids of the first frame (indexed/greyscale PNG, 0 background, 255 void; a
-0/255 greyscale mask is one object). S.png: scribbles, 0 unlabelled, 1..254 objects, 255
-background; S.json: DAVIS interactive scribbles (docs/scribbles.md).
+MASK.png: object ids (indexed/greyscale PNG, 0 background, 255 void; a 0/255 greyscale mask
+is one object), or an RGB image of flat colours, black the background: each colour becomes
+an id and the mapping is printed. S.png: scribbles, 0 unlabelled, 1..254 objects, 255
+background; S.json: DAVIS interactive scribbles (docs/scribbles.md). FRAME: the frame the
+prompt is for (default 0); for now one prompt, on frame 0 (docs/segment.md).
 Writes DIR/masks/<frame>.png, the exports of --save (default palette mp4: DIR/overlay.mp4,
 H.264; binary: DIR/binary/<id>/<frame>.png; alpha: DIR/alpha/<id>/<frame>.png, RGBA cut-outs;
 rle: DIR/rle.json, COCO RLE; docs/segment.md) and DIR/summary.json; an interrupted run
@@ -28,6 +30,7 @@ from typing import Optional
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, entry_point
 from hvc.exports import FORMATS
+from hvc.segment.prompt import check_prompts, parse_prompt
 from hvc.segment.run import Options, segment
 
 
@@ -35,9 +38,10 @@ def parse_args(argv: list[str]) -> Options:
     parser = ArgumentParser(prog="python -m hvc.segment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, help="video file or folder of frames")
-    prompt = parser.add_mutually_exclusive_group(required=True)
-    prompt.add_argument("--mask", type=Path, help="first-frame mask of object ids (PNG)")
-    prompt.add_argument("--scribble", type=Path, help="first-frame scribbles (PNG or DAVIS interactive JSON)")
+    parser.add_argument("--mask", action="append", default=[], metavar="[FRAME:]PATH",
+                        help="mask of object ids (PNG) for frame FRAME (default 0)")
+    parser.add_argument("--scribble", action="append", default=[], metavar="[FRAME:]PATH",
+                        help="scribbles (PNG or DAVIS interactive JSON) for frame FRAME (default 0)")
     parser.add_argument("--model", default="hvc", help="encoder (hvc, random18, imagenet18, ...)")
     parser.add_argument("--checkpoint", help="weights file (default for hvc: checkpoints/hvc_bsds_cpu.pth)")
     parser.add_argument("--output", type=Path, help="output folder (default: ./<video name>_masks)")
@@ -68,8 +72,10 @@ def parse_args(argv: list[str]) -> Options:
         parser.error("--search-dims must be at least 1")
     if not a.candidates >= 1:
         parser.error("--candidates must be at least 1")
+    prompts = tuple([parse_prompt(m, "mask") for m in a.mask] + [parse_prompt(m, "scribble") for m in a.scribble])
+    check_prompts(prompts)  # none, or two on one frame: usage errors before anything is read
     output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
-    return Options(video=a.video, output=output, mask=a.mask, scribble=a.scribble, model=a.model,
+    return Options(video=a.video, output=output, prompts=prompts, model=a.model,
                    checkpoint=a.checkpoint, input_size=a.input_size, resize_mask=a.resize_mask, device=a.device,
                    context=a.context, memory=a.memory, precision=a.precision, search_dims=a.search_dims,
                    candidates=a.candidates, overwrite=a.overwrite, save=tuple(dict.fromkeys(["palette", *a.save])))

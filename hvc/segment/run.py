@@ -44,9 +44,9 @@ from hvc.inference import FeatureExtractor, build_extractor
 from hvc.propagation import LabelPropagator, PropagationConfig, upsample_labels
 from hvc.propagation.config import recorded_settings
 from hvc.scribbles.fill import labels_from_scribbles
-from hvc.errors import NonFiniteError
+from hvc.errors import NonFiniteError, UsageError
 from hvc.exports import TARGETS, export_masks, remove_exports
-from hvc.segment.prompt import read_mask, read_scribble
+from hvc.segment.prompt import PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
 
 REPO = Path(__file__).resolve().parents[2]
 # The committed checkpoint (checkpoints/hvc_bsds_cpu.md): what --model hvc uses unless told.
@@ -59,8 +59,8 @@ MAX_INPUT_SIZE = 480
 class Options:
     video: Path
     output: Path
-    mask: Optional[Path] = None  # exactly one of mask / scribble
-    scribble: Optional[Path] = None
+    mask: Optional[Path] = None  # a mask for frame 0 (hvc/segment/prompt.py)
+    scribble: Optional[Path] = None  # scribbles for frame 0
     model: str = "hvc"
     checkpoint: Optional[str] = None  # None: DEFAULT_HVC_CHECKPOINT for hvc, the model's default otherwise
     input_size: Optional[int] = None  # shorter side fed to the encoder; None: min(MAX_INPUT_SIZE, the frames')
@@ -76,6 +76,13 @@ class Options:
     # (the run resumes from them and the other formats are made from them). Not a setting of the
     # segmentation: a finished run asked for more formats only writes the missing ones.
     save: tuple[str, ...] = ("palette", "mp4")
+    # Prompts on any frame, as parsed from --mask / --scribble FRAME:PATH (with mask / scribble:
+    # all of them). For now a run takes exactly one, on frame 0.
+    prompts: tuple[PromptSpec, ...] = ()
+
+    def all_prompts(self) -> list[PromptSpec]:
+        return ([PromptSpec(0, "mask", Path(self.mask))] if self.mask is not None else []) + \
+            ([PromptSpec(0, "scribble", Path(self.scribble))] if self.scribble is not None else []) + list(self.prompts)
 
 
 def _digest(path: Path) -> str:
@@ -125,15 +132,23 @@ class Segmenter:
     """One run of :func:`segment`: the video, prompt, encoder and propagator, and the loop."""
 
     def __init__(self, opts: Options):
-        if (opts.mask is None) == (opts.scribble is None):
-            raise ConfigError("give one first-frame prompt: --mask FIRST.png or --scribble S.png")
         self.opts = opts
         self.source = open_frames(opts.video)
-        prompt = opts.mask or opts.scribble
-        if opts.mask is not None:
-            self.mask, self.scribbles = read_mask(opts.mask, self.source.size, opts.resize_mask), None
+        # Frame counts of video files come from their headers and may be off: checked for folders only.
+        specs = check_prompts(opts.all_prompts(), self.source.count if self.source.path.is_dir() else None)
+        later = [s for s in specs if s.frame != 0]
+        if later:
+            raise UsageError(f"{later[0]}: prompts on frames other than 0 are not supported yet (they "
+                             f"come with the per-frame API); give one prompt, on frame 0")
+        first = specs[0]
+        prompt = first.path
+        if first.kind == "mask":
+            masks, colours = read_masks([prompt], self.source.size, opts.resize_mask)
+            self.mask, self.scribbles = masks[0], None
+            for line in describe_colours(colours):  # an RGB mask: say which colour became which id
+                print(f"{prompt}: {line}", flush=True)
         else:
-            self.mask, self.scribbles = None, read_scribble(opts.scribble, self.source.size, opts.resize_mask)
+            self.mask, self.scribbles = None, read_scribble(prompt, self.source.size, opts.resize_mask)
         top = int((self.mask if self.mask is not None else self.scribbles).max())
         size = opts.input_size or min(MAX_INPUT_SIZE, min(self.source.size))
         self.input_size = scaled_size(self.source.size, size)
@@ -144,7 +159,7 @@ class Segmenter:
                                           candidates=opts.candidates)
         self.settings = {
             "video": _video_identity(self.source), "size": list(self.source.size),
-            "prompt": {"kind": "mask" if opts.mask else "scribble", "path": str(Path(prompt).resolve()),
+            "prompt": {"kind": first.kind, "path": str(Path(prompt).resolve()),
                        "sha256": _digest(Path(prompt)), "resized": opts.resize_mask},
             "model": opts.model, "checkpoint": self.checkpoint,
             "checkpoint_sha256": _digest(Path(self.checkpoint)) if self.checkpoint and Path(self.checkpoint).is_file() else None,

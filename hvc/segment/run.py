@@ -46,6 +46,7 @@ from hvc.propagation.config import recorded_settings
 from hvc.scribbles.fill import labels_from_scribbles
 from hvc.errors import NonFiniteError, UsageError
 from hvc.exports import TARGETS, export_masks, remove_exports
+from hvc.speed import SpeedSettings, mode_of
 from hvc.segment.prompt import PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,6 +69,7 @@ class Options:
     device: str = "cpu"
     context: int = 50
     memory: str = "recent"  # the memory policy, docs/memory.md
+    encoder: str = "exact"  # how the encoder runs: exact, fused or bf16 (hvc/models/fast_encoder.py)
     precision: str = "fp32"  # the local kernel's arithmetic: fp32 (exact) or bf16 (docs/local_kernel.md)
     search_dims: Optional[int] = None  # the reduced search's principal axes (docs/local_kernel.md); None: all
     candidates: float = 2.0  # an approximate search's candidates, in units of topk (docs/local_kernel.md)
@@ -79,6 +81,8 @@ class Options:
     # Prompts on any frame, as parsed from --mask / --scribble FRAME:PATH (with mask / scribble:
     # all of them). For now a run takes exactly one, on frame 0.
     prompts: tuple[PromptSpec, ...] = ()
+    # The command line's account of the speed mode it chose (hvc/speed.py), for the summary.
+    speed_note: str = ""
 
     def all_prompts(self) -> list[PromptSpec]:
         return ([PromptSpec(0, "mask", Path(self.mask))] if self.mask is not None else []) + \
@@ -165,6 +169,8 @@ class Segmenter:
             "checkpoint_sha256": _digest(Path(self.checkpoint)) if self.checkpoint and Path(self.checkpoint).is_file() else None,
             "input_size": list(self.input_size), "propagation": recorded_settings(dataclasses.asdict(self.prop_cfg)),
         }
+        if opts.encoder != "exact":  # recorded only when not the default, so older records keep their hash
+            self.settings["encoder"] = opts.encoder
         self.key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
         self.progress = Progress(opts.output)
         self.masks = opts.output / "masks"
@@ -175,6 +181,7 @@ class Segmenter:
         cfg.model.name, cfg.model.checkpoint = self.opts.model, self.checkpoint
         cfg.model.bn_dummy_forward = True  # the test protocol's (configs/test_*.yaml)
         cfg.run.device = self.opts.device
+        cfg.run.encoder = self.opts.encoder
         self.mean = torch.tensor(cfg.data.mean).view(3, 1, 1)
         self.std = torch.tensor(cfg.data.std).view(3, 1, 1)
         return build_extractor(cfg)
@@ -312,7 +319,10 @@ class Segmenter:
             "video": str(self.source.path), "frames": frames, "size": list(self.source.size),
             "fps": self.source.fps, "prompt": self.settings["prompt"], "model": self.opts.model,
             "checkpoint": self.checkpoint, "input_size": list(self.input_size),
-            "propagation": self.settings["propagation"], "objects": objects,
+            "propagation": self.settings["propagation"], "encoder": self.opts.encoder,
+            "speed": {"mode": mode_of(SpeedSettings(self.opts.encoder, self.opts.precision, self.opts.search_dims,
+                                                    self.opts.candidates)), "note": self.opts.speed_note},
+            "objects": objects,
             "seconds": {k: round(v, 3) for k, v in s.items()},
             "seconds_per_frame": round(sum(s.values()) / max(frames, 1), 4),
             "runs": record["runs"],  # > 1: resumed after an interruption

@@ -18,7 +18,7 @@ from hvc.metrics import evaluate, global_table
 from hvc.metrics.folders import evaluate_folders, is_binary, video_table
 from hvc.metrics.masks import MetricsError
 
-import eval_metrics
+from metrics_helpers import load_eval_metrics
 
 VIDEOS = ("blackswan", "scooter-black")
 
@@ -72,7 +72,7 @@ def test_own_folders_score_as_the_davis_layout(davis_root, folders):
 
 def test_the_command_line_prints_per_video_and_the_mean_and_writes_csvs(folders, tmp_path, capsys):
     pred, gt = folders
-    assert eval_metrics.main(["--pred", str(pred), "--gt", str(gt), "--output", str(tmp_path / "scores")]) == 0
+    assert load_eval_metrics().main(["--pred", str(pred), "--gt", str(gt), "--output", str(tmp_path / "scores")]) == 0
     out = capsys.readouterr().out
     assert "Global results for own" in out and "Per video" in out
     assert all(f"{v} " in out for v in VIDEOS)
@@ -92,7 +92,7 @@ def test_bad_folders_are_one_line_errors(folders, tmp_path, capsys):
         (["--pred", str(pred), "--gt", str(gt), "--videos", "../etc"], EXIT_INPUT, "no ground-truth video '../etc'"),
         (["--pred", str(pred)], EXIT_USAGE, "--gt"),
     ]:
-        assert eval_metrics.main(argv) == code
+        assert load_eval_metrics().main(argv) == code
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (argv, err)
     with pytest.raises(MetricsError, match="no ground-truth video"):

@@ -129,6 +129,7 @@ def test_an_rgb_mask_prints_its_mapping_and_segments_as_the_ids(clip, tmp_path, 
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and all(line.startswith(f"{rgb}: colour #") for line in out)
     assert np.array_equal(run.mask > 0, labels[0] > 0) and sorted(np.unique(run.mask)) == [0, 1, 2]
+    assert sorted(run.settings["prompt"]["colours"]) == ["#00c800", "#ffffff"]  # in the record and the summary
 
 
 def test_prompts_on_later_frames_are_refused_for_now_before_anything_is_written(clip, tmp_path, capsys):

@@ -145,7 +145,7 @@ class Segmenter:
             raise UsageError(f"{later[0]}: prompts on frames other than 0 are not supported yet (they "
                              f"come with the per-frame API); give one prompt, on frame 0")
         first = specs[0]
-        prompt = first.path
+        prompt, colours = first.path, {}
         if first.kind == "mask":
             masks, colours = read_masks([prompt], self.source.size, opts.resize_mask)
             self.mask, self.scribbles = masks[0], None
@@ -171,6 +171,8 @@ class Segmenter:
         }
         if opts.encoder != "exact":  # recorded only when not the default, so older records keep their hash
             self.settings["encoder"] = opts.encoder
+        if colours:  # an RGB mask (refused before, so no older record has it): which colour is which id
+            self.settings["prompt"]["colours"] = {f"#{r:02x}{g:02x}{b:02x}": i for (r, g, b), i in colours.items()}
         self.key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
         self.progress = Progress(opts.output)
         self.masks = opts.output / "masks"

@@ -110,7 +110,8 @@ def _speed(a: argparse.Namespace, parser: ArgumentParser) -> tuple[SpeedSettings
     given = {k: v for k, v in (("encoder", a.encoder), ("precision", a.precision), ("search_dims", a.search_dims),
                                ("candidates", a.candidates)) if v is not None}
     if a.exact and given:
-        parser.error(f"--exact runs the exact arithmetic; leave out {', '.join('--' + k.replace('_', '-') for k in given)}")
+        options = ", ".join("--" + k.replace("_", "-") for k in given)
+        parser.error(f"--exact runs the exact arithmetic; leave out {options}")
     mode, settings, why = default_speed(a.device, a.exact)
     if given:
         if given.get("search_dims") == ALL_DIMS:

@@ -209,7 +209,8 @@ class Segmenter:
         if record is None:
             if self.progress.load() is None:  # not our folder: never delete what another tool wrote
                 if self.masks.is_dir() and any(self.masks.iterdir()):
-                    raise ConfigError(f"{self.masks}: exists and was not written by hvc.segment; choose another --output")
+                    raise ConfigError(f"{self.masks}: exists and was not written by hvc.segment; "
+                                      f"choose another --output")
                 for name in TARGETS.values():
                     if name != TARGETS["palette"] and (self.opts.output / name).exists():
                         raise ConfigError(f"{self.opts.output / name}: exists and was not written by hvc.segment; "
@@ -222,8 +223,10 @@ class Segmenter:
                       "state": None, "objects": {}, "seconds": {"encode": 0.0, "propagate": 0.0, "write": 0.0},
                       "runs": 0, "exports": []}
         else:  # a killed run's atomic writes may have left their temporaries
-            for tmp in [*self.masks.glob(".tmp-*"), *self.progress.dir.rglob(".tmp-*"), *self.opts.output.glob(".tmp-*")]:
-                tmp.unlink(missing_ok=True)
+            leftovers = [*self.masks.glob(".tmp-*"), *self.progress.dir.rglob(".tmp-*"), *self.opts.output.glob(".tmp-*")]
+            for tmp in leftovers:
+                if tmp.is_file():
+                    tmp.unlink(missing_ok=True)
         record["runs"] += 1
         return record
 

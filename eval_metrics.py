@@ -5,10 +5,12 @@ python eval_metrics.py --davis-root data/DAVIS --results results/hvc/davis17 \\
 python eval_metrics.py --task jhmdb --root data/JHMDB --results R --output R [--list FILE|DIR] [--videos c/v ...]
 python eval_metrics.py --task vip --root data/VIP --results R --output R [--list val_vip.txt] [--videos v ...]
 python eval_metrics.py --task vost --root data/VOST --results R --output R [--set val] [--sequences s ...] [--workers 2]
+python eval_metrics.py --pred PRED_DIR --gt GT_DIR [--videos v ...] [--output DIR]   # own <video>/<frame>.png folders
 
-Protocols and output files: README (Metrics, Other tasks) and docs/tasks.md. Bad input stops
-the run with a message naming the file, before anything is written. The output folder is
-created and checked to be writable before the evaluation starts. Exit codes: hvc/errors.py
+Protocols and output files: README (Metrics, Other tasks), docs/tasks.md and, for --pred
+--gt, hvc/metrics/folders.py. Bad input stops the run with a message naming the file,
+before anything is written. The output folder is created and checked to be writable before
+the evaluation starts. Exit codes: hvc/errors.py
 (README, "Failure behaviour").
 """
 
@@ -21,7 +23,7 @@ import warnings
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, UsageError, entry_point
 from hvc.fileio import writable_dir
-from hvc.metrics import evaluate, outputs, pck, vip, vost
+from hvc.metrics import evaluate, folders, outputs, pck, vip, vost
 
 TASKS = ("davis", "jhmdb", "vip", "vost")
 
@@ -84,6 +86,8 @@ def _run(args: argparse.Namespace) -> tuple[str, list]:
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
+    if folders.requested(sys.argv[1:] if argv is None else argv):  # --pred DIR --gt DIR: no benchmark layout
+        return folders.main(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     writable_dir(args.output, "--output")  # before the evaluation, not after it
     summary, paths = _run(args)

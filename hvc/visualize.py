@@ -6,12 +6,11 @@ import contextlib
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from hvc.data.palette import DAVIS_PALETTE
-from hvc.errors import OutputError
+from hvc.exports.mp4 import Mp4Writer
 from hvc.fileio import atomic_path
 
 
@@ -32,14 +31,13 @@ def overlay(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.nda
 
 
 class SequenceVisualizer(contextlib.AbstractContextManager):
-    """Writes ``<folder>/<frame>.jpg`` overlays and ``<folder>.mp4`` (atomically, on exit)."""
+    """Writes ``<folder>/<frame>.jpg`` overlays and ``<folder>.mp4`` (H.264, atomically, on exit)."""
 
     def __init__(self, folder: str | os.PathLike, fps: int = 24):
         self.folder = Path(folder)
         self.fps = fps
         self._stack = contextlib.ExitStack()
-        self._video: cv2.VideoWriter | None = None
-        self._video_tmp = ""
+        self._video: Mp4Writer | None = None
 
     def add(self, frame_path: str | os.PathLike, labels: np.ndarray) -> None:
         """Overlay ``labels`` (uint8 [H, W]) on the frame file and append it to the video."""
@@ -49,14 +47,8 @@ class SequenceVisualizer(contextlib.AbstractContextManager):
         with atomic_path(self.folder / f"{Path(frame_path).stem}.jpg") as tmp:
             Image.fromarray(image).save(tmp, format="JPEG", quality=90)
         if self._video is None:
-            self._video_tmp = self._stack.enter_context(atomic_path(self.folder.with_suffix(".mp4")))
-            h, w = image.shape[:2]
-            self._video = cv2.VideoWriter(self._video_tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not self._video.isOpened():
-                raise OutputError(f"{self.folder.with_suffix('.mp4')}: OpenCV cannot write this mp4 video")
-        self._video.write(np.ascontiguousarray(image[..., ::-1]))  # OpenCV wants BGR
+            self._video = self._stack.enter_context(Mp4Writer(self.folder.with_suffix(".mp4"), self.fps))
+        self._video.write(image)
 
     def __exit__(self, *exc) -> bool | None:
-        if self._video is not None:
-            self._video.release()
         return self._stack.__exit__(*exc)

@@ -1,5 +1,5 @@
-"""``python -m hvc.segment`` on a synthetic mp4 (the demo video written with OpenCV): end to
-end, each input error, resuming after an interruption and after SIGKILL."""
+"""``python -m hvc.segment`` on a synthetic mp4 (the demo video, H.264): end to end, each
+input error, the exports of --save, resuming after an interruption and after SIGKILL."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import hvc.segment.run as segment_run
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import EXIT_INPUT, EXIT_NON_FINITE, EXIT_USAGE
+from hvc.exports.mp4 import Mp4Writer
 from hvc.scribbles import render, save_png, scribbles_from_mask
 from hvc.segment import Options, segment
 from hvc.segment.__main__ import main
@@ -29,11 +30,9 @@ FRAMES, H, W = 10, 96, 160
 
 
 def _write_mp4(path: Path, frames: list[np.ndarray], fps: int = 12) -> None:
-    video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))
-    assert video.isOpened()
-    for f in frames:
-        video.write(np.ascontiguousarray(f[..., ::-1]))
-    video.release()
+    with Mp4Writer(path, fps) as video:
+        for f in frames:
+            video.write(f)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +70,32 @@ def test_segments_an_mp4_end_to_end(clip, tmp_path, capsys):
     assert summary["frames"] == FRAMES and summary["runs"] == 1 and summary["input_size"] == [H, W]
     assert set(summary["objects"]) == {"1", "2"} and summary["objects"]["1"]["frames_present"] == FRAMES
     assert summary["checkpoint"].endswith("checkpoints/hvc_bsds_cpu.pth")
+
+
+def test_save_writes_each_format_once_and_later_only_the_missing_ones(clip, tmp_path, capsys):
+    folder, _ = clip
+    out = tmp_path / "out"
+    argv = [str(folder / "demo.mp4"), "--mask", str(folder / "first.png"), "--output", str(out), "--context", "2"]
+    assert main([*argv, "--save", "rle", "binary"]) == 0
+    printed = capsys.readouterr().out
+    assert f"rle {out / 'rle.json'}" in printed and f"binary {out / 'binary'}" in printed
+    assert not (out / "overlay.mp4").exists() and not (out / "alpha").exists()  # only what was asked for
+    assert sorted(p.name for p in (out / "binary").iterdir()) == ["1", "2"]
+    assert len(json.loads((out / "rle.json").read_text())["annotations"]) == FRAMES
+    rle_written = (out / "rle.json").stat().st_mtime_ns
+    assert main([*argv, "--save", "rle", "alpha", "mp4"]) == 0  # finished: adds alpha and mp4 only
+    assert (out / "rle.json").stat().st_mtime_ns == rle_written
+    assert len(list((out / "alpha" / "2").glob("*.png"))) == FRAMES and (out / "overlay.mp4").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["exports"]) == ["palette", "rle", "binary", "alpha", "mp4"] and summary["runs"] == 2
+    assert main([*argv, "--save", "gif"]) == EXIT_USAGE  # an unknown format is a usage error
+    capsys.readouterr()
+
+    foreign = tmp_path / "foreign"
+    (foreign / "binary").mkdir(parents=True)  # not written by hvc.segment: never deleted
+    err = _error([str(folder / "demo.mp4"), "--mask", str(folder / "first.png"), "--output", str(foreign)], capsys,
+                 EXIT_USAGE)
+    assert "binary: exists and was not written by hvc.segment" in err and (foreign / "binary").is_dir()
 
 
 def test_a_folder_of_frames_and_scribbles(clip, tmp_path):
@@ -121,8 +146,8 @@ def test_clear_one_line_errors(clip, tmp_path, capsys):
     assert "empty.png: no object in the mask" in _error([str(folder / "demo.mp4"), "--mask",
                                                           str(tmp_path / "empty.png"), *out], capsys)
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "rgb.png")
-    assert "rgb.png: the mask is a RGB image" in _error([str(folder / "demo.mp4"), "--mask",
-                                                          str(tmp_path / "rgb.png"), *out], capsys)
+    assert "rgb.png: no object in the mask" in _error([str(folder / "demo.mp4"), "--mask",
+                                                        str(tmp_path / "rgb.png"), *out], capsys)
     assert not (tmp_path / "out" / "masks").exists()  # nothing written by a refused run
 
     # usage errors exit 2, as in every entry point (hvc/errors.py)

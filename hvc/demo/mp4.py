@@ -4,7 +4,7 @@
     python -m hvc.demo.mp4 OUT_DIR [--frames 40]
     python -m hvc.demo.mp4 OUT_DIR --score MASKS_DIR     # J&F of masks against truth/
 
-Writes ``OUT_DIR/demo.mp4`` (240x432, 24 fps, mp4v), ``first.png`` (the first frame's object
+Writes ``OUT_DIR/demo.mp4`` (240x432, 24 fps, H.264), ``first.png`` (the first frame's object
 ids, DAVIS palette), ``scribble.png`` (scribbles generated from it, docs/scribbles.md) and
 ``truth/<frame>.png`` (every frame's ids, to score the result).
 """
@@ -15,12 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
-from hvc.fileio import atomic_path
+from hvc.exports.mp4 import Mp4Writer
 from hvc.scribbles import render, save_png, scribbles_from_mask
 
 
@@ -29,13 +28,9 @@ def export(folder: Path, frames: int = 40, fps: int = 24) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     h, w = labels[0].shape
     target = folder / "demo.mp4"
-    with atomic_path(target) as tmp:
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        if not writer.isOpened():
-            raise OSError(f"{target}: OpenCV cannot write mp4 here")
+    with Mp4Writer(target, fps) as writer:
         for frame in video:
-            writer.write(np.ascontiguousarray(frame[..., ::-1]))
-        writer.release()
+            writer.write(frame)
     save_indexed_png(folder / "first.png", labels[0])
     save_png(folder / "scribble.png", render(scribbles_from_mask(labels[0]), (h, w), thickness=3))
     for t, label in enumerate(labels):

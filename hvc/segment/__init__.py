@@ -1,6 +1,7 @@
-"""``python -m hvc.segment``: label propagation on anyone's video (README, "Your own video")."""
+"""``python -m hvc.segment``: label propagation on anyone's video (README, "Your own video"; docs/segment.md)."""
 
-from hvc.segment.prompt import PromptError, read_mask, read_scribble
+from hvc.segment.prompt import PromptError, PromptSpec, parse_prompt, read_mask, read_masks, read_scribble
 from hvc.segment.run import Options, segment
 
-__all__ = ["Options", "PromptError", "read_mask", "read_scribble", "segment"]
+__all__ = ["Options", "PromptError", "PromptSpec", "parse_prompt", "read_mask", "read_masks", "read_scribble",
+           "segment"]

@@ -1,15 +1,28 @@
 """Segment the objects of a video from a first-frame mask or scribbles.
 
-    python -m hvc.segment VIDEO (--mask FIRST.png | --scribble S.png|S.json)
+    python -m hvc.segment VIDEO (--mask [FRAME:]MASK.png | --scribble [FRAME:]S.png|S.json)
         [--model hvc --checkpoint P] [--output DIR] [--resize-mask] [--input-size N]
-        [--context N] [--memory recent|quality] [--precision fp32|bf16] [--search-dims D] [--candidates X] [--device cpu|cuda] [--overwrite]
+        [--context N] [--memory recent|quality] [--exact | --encoder exact|fused|bf16 --precision fp32|bf16
+        --search-dims D|all --candidates X] [--device cpu|cuda] [--overwrite]
+        [--save palette binary alpha rle mp4]
+
+Speed: where the device computes bfloat16 natively (AVX512_BF16 / AMX CPUs, Ampere+ GPUs) the
+default is the fast mode (bf16 encoder and search, 64 search dims, 1.5x candidates: about 2.3x
+faster, J&F within 0.001 on DAVIS); elsewhere, and with --exact, the paper's exact float32
+arithmetic. The output says which mode ran; --encoder, --precision, --search-dims and
+--candidates change single settings (hvc/speed.py, docs/segment.md).
 
 VIDEO: a video file (mp4, avi, ... decoded by OpenCV) or a folder of frames (name order).
-FIRST.png: object ids of the first frame (indexed/greyscale PNG, 0 background, 255 void; a
-0/255 greyscale mask is one object). S.png: scribbles, 0 unlabelled, 1..254 objects, 255
-background; S.json: DAVIS interactive scribbles (docs/scribbles.md).
-Writes DIR/masks/<frame>.png, DIR/overlay.mp4 and DIR/summary.json; an interrupted run
-started again continues where it stopped. Exit codes: hvc/errors.py (README, "Failure
+MASK.png: object ids (indexed/greyscale PNG, 0 background, 255 void; a 0/255 greyscale mask
+is one object), or an RGB image of flat colours, black the background: each colour becomes
+an id and the mapping is printed. S.png: scribbles, 0 unlabelled, 1..254 objects, 255
+background; S.json: DAVIS interactive scribbles (docs/scribbles.md). FRAME: the frame the
+prompt is for (default 0); for now one prompt, on frame 0 (docs/segment.md).
+Writes DIR/masks/<frame>.png, the exports of --save (default palette mp4: DIR/overlay.mp4,
+H.264; binary: DIR/binary/<id>/<frame>.png; alpha: DIR/alpha/<id>/<frame>.png, RGBA cut-outs;
+rle: DIR/rle.json, COCO RLE; docs/segment.md) and DIR/summary.json; an interrupted run
+started again continues where it stopped, and a finished one asked for more formats only
+writes those. Exit codes: hvc/errors.py (README, "Failure
 behaviour"): 2 usage or other settings in --output, 3 unreadable video / prompt / checkpoint,
 4 output not writable, 6 NaN or inf in features or soft masks.
 """
@@ -17,12 +30,17 @@ behaviour"): 2 usage or other settings in --output, 3 unreadable video / prompt 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Optional
 
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, entry_point
+from hvc.exports import FORMATS
+from hvc.models.fast_encoder import ENCODER_MODES
+from hvc.speed import SpeedSettings, default_speed, mode_of
+from hvc.segment.prompt import check_prompts, parse_prompt
 from hvc.segment.run import Options, segment
 
 
@@ -30,9 +48,10 @@ def parse_args(argv: list[str]) -> Options:
     parser = ArgumentParser(prog="python -m hvc.segment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, help="video file or folder of frames")
-    prompt = parser.add_mutually_exclusive_group(required=True)
-    prompt.add_argument("--mask", type=Path, help="first-frame mask of object ids (PNG)")
-    prompt.add_argument("--scribble", type=Path, help="first-frame scribbles (PNG or DAVIS interactive JSON)")
+    parser.add_argument("--mask", action="append", default=[], metavar="[FRAME:]PATH",
+                        help="mask of object ids (PNG) for frame FRAME (default 0)")
+    parser.add_argument("--scribble", action="append", default=[], metavar="[FRAME:]PATH",
+                        help="scribbles (PNG or DAVIS interactive JSON) for frame FRAME (default 0)")
     parser.add_argument("--model", default="hvc", help="encoder (hvc, random18, imagenet18, ...)")
     parser.add_argument("--checkpoint", help="weights file (default for hvc: checkpoints/hvc_bsds_cpu.pth)")
     parser.add_argument("--output", type=Path, help="output folder (default: ./<video name>_masks)")
@@ -42,38 +61,76 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--context", type=int, default=50, help="context frames (default 50, the paper's)")
     parser.add_argument("--memory", choices=("recent", "quality"), default="recent",
                         help="memory policy: which frames form the context (docs/memory.md)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="propagation arithmetic: fp32 exact (default), bf16 faster and approximate "
-                             "(docs/local_kernel.md)")
-    parser.add_argument("--search-dims", type=int,
-                        help="search candidates on D principal axes of the first frame (opt-in, faster, "
-                             "approximate; e.g. 96 with --precision bf16; docs/local_kernel.md)")
-    parser.add_argument("--candidates", type=float, default=2.0,
-                        help="candidates an approximate search rescores, in units of topk (default 2; "
-                             "at least 1; fewer is faster, with more label changes; docs/local_kernel.md)")
+    parser.add_argument("--exact", action="store_true",
+                        help="the paper's exact float32 arithmetic even where bf16 is native (default there: fast)")
+    parser.add_argument("--encoder", choices=ENCODER_MODES,
+                        help="how the encoder runs: exact, fused or bf16 (default: bf16 in the fast mode, else exact)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"),
+                        help="propagation arithmetic: fp32 exact, bf16 faster and approximate (default: bf16 in "
+                             "the fast mode, else fp32; docs/local_kernel.md)")
+    parser.add_argument("--search-dims", type=_search_dims, metavar="D|all",
+                        help="search candidates on D principal axes of the first frame (approximate; default: "
+                             "64 in the fast mode, else all; docs/local_kernel.md)")
+    parser.add_argument("--candidates", type=float,
+                        help="candidates an approximate search rescores, in units of topk (at least 1; fewer is "
+                             "faster, with more label changes; default: 1.5 in the fast mode, else 2)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--overwrite", action="store_true", help="replace a segmentation of other settings in --output")
+    parser.add_argument("--save", nargs="+", choices=FORMATS, default=["palette", "mp4"], metavar="FORMAT",
+                        help=f"what to write, any of {' '.join(FORMATS)} (default: palette mp4; the palette "
+                             f"PNGs are always written; docs/segment.md)")
     a = parser.parse_args(argv)
     if a.input_size is not None and a.input_size < 16:
         parser.error("--input-size must be at least 16")
-    if a.search_dims is not None and a.search_dims < 1:
-        parser.error("--search-dims must be at least 1")
-    if not a.candidates >= 1:
+    if a.search_dims is not None and a.search_dims < 1 and a.search_dims != ALL_DIMS:
+        parser.error("--search-dims must be at least 1 (or all)")
+    if a.candidates is not None and not a.candidates >= 1:
         parser.error("--candidates must be at least 1")
+    speed, note = _speed(a, parser)
+    prompts = tuple([parse_prompt(m, "mask") for m in a.mask] + [parse_prompt(m, "scribble") for m in a.scribble])
+    check_prompts(prompts)  # none, or two on one frame: usage errors before anything is read
     output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
-    return Options(video=a.video, output=output, mask=a.mask, scribble=a.scribble, model=a.model,
+    return Options(video=a.video, output=output, prompts=prompts, model=a.model,
                    checkpoint=a.checkpoint, input_size=a.input_size, resize_mask=a.resize_mask, device=a.device,
-                   context=a.context, memory=a.memory, precision=a.precision, search_dims=a.search_dims,
-                   candidates=a.candidates, overwrite=a.overwrite)
+                   context=a.context, memory=a.memory, encoder=speed.encoder, precision=speed.precision,
+                   search_dims=speed.search_dims, candidates=speed.candidates, overwrite=a.overwrite,
+                   save=tuple(dict.fromkeys(["palette", *a.save])), speed_note=note)
+
+
+ALL_DIMS = 0  # --search-dims all: search on every channel
+
+
+def _search_dims(text: str) -> int:
+    return ALL_DIMS if text == "all" else int(text)
+
+
+def _speed(a: argparse.Namespace, parser: ArgumentParser) -> tuple[SpeedSettings, str]:
+    """The speed settings (hvc/speed.py: the device's default mode, then single settings given)
+    and the line that says which mode runs and why."""
+    given = {k: v for k, v in (("encoder", a.encoder), ("precision", a.precision), ("search_dims", a.search_dims),
+                               ("candidates", a.candidates)) if v is not None}
+    if a.exact and given:
+        options = ", ".join("--" + k.replace("_", "-") for k in given)
+        parser.error(f"--exact runs the exact arithmetic; leave out {options}")
+    mode, settings, why = default_speed(a.device, a.exact)
+    if given:
+        if given.get("search_dims") == ALL_DIMS:
+            given["search_dims"] = None
+        settings = dataclasses.replace(settings, **given)
+        mode, why = mode_of(settings), f"{mode} by default ({why}), changed by the options given"
+    hint = "; --exact for the paper's exact arithmetic" if mode != "exact" else ""
+    return settings, f"speed: {mode} ({settings.describe()}; {why}){hint}"
 
 
 @entry_point
 def main(argv: Optional[list[str]] = None) -> int:
     """Expected failures print one line and exit with their kind's code (hvc/errors.py)."""
     opts = parse_args(sys.argv[1:] if argv is None else list(argv))
+    print(opts.speed_note, flush=True)
     summary = segment(opts)
-    print(f"{summary['frames']} frames in {summary['seconds_per_frame']:.3f} s/frame; masks in {summary['masks']}, "
-          f"overlay {summary['overlay']}, summary {opts.output / 'summary.json'}")
+    written = ", ".join(f"{fmt} {path}" for fmt, path in summary["exports"].items())
+    print(f"{summary['frames']} frames in {summary['seconds_per_frame']:.3f} s/frame; {written}; "
+          f"summary {opts.output / 'summary.json'}")
     return 0
 
 

@@ -1,20 +1,89 @@
-"""The first-frame prompt of ``python -m hvc.segment``: a mask of object ids, or scribbles."""
+"""The prompts of ``python -m hvc.segment``: masks of object ids, or scribbles, on given frames.
+
+    --mask PATH            a mask for frame 0
+    --mask FRAME:PATH      a mask for frame FRAME (a path that itself holds a colon: 0:a:b.png)
+    --scribble [FRAME:]PATH  scribbles likewise
+
+A mask is an indexed (palette) or greyscale PNG of ids, or an RGB(A) image of flat colours:
+each colour is one object, black the background (:func:`read_masks` gives the mapping, which
+the command prints).
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Optional, Sequence
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from hvc.errors import InputError
+from hvc.data.palette import DAVIS_PALETTE
+from hvc.errors import InputError, UsageError
 from hvc.scribbles import ScribbleError, read_scribbles
 from hvc.scribbles.format import check as check_scribbles
 
+KINDS = ("mask", "scribble")
+MAX_OBJECTS = 254  # ids 1..254: 0 is the background and 255 void in every label PNG
+_FRAME_PREFIX = re.compile(r"^(-?[0-9]+):(.*)$", re.DOTALL)
+
 
 class PromptError(InputError, ValueError):
-    """A first-frame mask or scribble file is unusable."""
+    """A mask or scribble file is unusable."""
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """One prompt of the command line: a mask or scribble file for one frame."""
+
+    frame: int
+    kind: str  # "mask" | "scribble"
+    path: Path
+
+    def __str__(self) -> str:
+        return f"--{self.kind} {self.frame}:{self.path}"
+
+
+def parse_prompt(text: str, kind: str) -> PromptSpec:
+    """``FRAME:PATH`` or ``PATH`` (frame 0) as given to ``--mask`` / ``--scribble``.
+
+    Only ASCII digits before the first colon make a frame number, so a path like ``C:/a.png``
+    or ``a:b.png`` stays a path; ``0:a:b.png`` is frame 0 of ``a:b.png``.
+    Raises UsageError (exit 2) for a negative frame or an empty path.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"prompt kind must be one of {KINDS}, got {kind!r}")
+    found = _FRAME_PREFIX.match(text)
+    if found is None:
+        frame, path = 0, text
+    else:
+        frame, path = int(found.group(1)), found.group(2)
+        if frame < 0:
+            raise UsageError(f"--{kind} {text}: the frame number must be 0 or more (frames count from 0)")
+    if not path:
+        raise UsageError(f"--{kind} {text}: no file after the frame number (expected FRAME:PATH)")
+    return PromptSpec(frame, kind, Path(path))
+
+
+def check_prompts(specs: Iterable[PromptSpec], count: Optional[int] = None) -> list[PromptSpec]:
+    """The prompts in frame order, at least one, at most one per frame; with ``count`` (the
+    video's frame count, when known exactly) every frame must exist.
+
+    Raises UsageError (exit 2) for none or two on one frame, InputError (exit 3) for a frame
+    beyond the video.
+    """
+    specs = sorted(specs, key=lambda s: s.frame)
+    if not specs:
+        raise UsageError("give a prompt: --mask [FRAME:]MASK.png or --scribble [FRAME:]S.png")
+    for a, b in zip(specs, specs[1:]):
+        if a.frame == b.frame:
+            raise UsageError(f"two prompts for frame {a.frame} ({a} and {b}); give one per frame")
+    if count is not None and specs[-1].frame >= count:
+        raise PromptError(f"{specs[-1].path}: given for frame {specs[-1].frame}, but the video has {count} "
+                          f"frames (0..{count - 1})")
+    return specs
 
 
 def _fit(ids: np.ndarray, size: tuple[int, int], resize: bool, path: Path, what: str) -> np.ndarray:
@@ -27,32 +96,102 @@ def _fit(ids: np.ndarray, size: tuple[int, int], resize: bool, path: Path, what:
     return cv2.resize(ids, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
 
 
-def read_mask(path: str | Path, size: tuple[int, int], resize: bool = False) -> np.ndarray:
-    """Object ids int64 [H, W] of a first-frame mask PNG: an indexed (DAVIS palette) or
-    greyscale image of ids, 0 background and 255 void (counted as background); a 0/255
-    greyscale image is one object."""
-    path = Path(path)
+def _open_mask(path: Path) -> tuple[np.ndarray, str]:
+    """(values, mode) of a mask file: [H, W] ids of a palette / greyscale image (mode "P" / "L")
+    or [H, W, 3] colours of an RGB(A) image, transparent pixels black (mode "RGB")."""
     try:
         with Image.open(path) as im:
             if im.mode == "1":
                 im = im.convert("L")
-            if im.mode not in ("P", "L"):
-                raise PromptError(f"{path}: the mask is a {im.mode} image; save it as an indexed (palette) or "
-                                  f"greyscale PNG of object ids (0 = background)")
-            ids, grey = np.array(im), im.mode == "L"
+            if im.mode in ("P", "L"):
+                return np.array(im), im.mode
+            if im.mode in ("RGB", "RGBA", "LA"):
+                rgba = np.array(im.convert("RGBA"))
+                rgb = rgba[..., :3].copy()
+                rgb[rgba[..., 3] < 128] = 0  # transparent: background
+                return rgb, "RGB"
+            raise PromptError(f"{path}: the mask is a {im.mode} image; save it as an indexed (palette) or "
+                              f"greyscale PNG of object ids (0 = background), or an RGB image of flat colours")
     except FileNotFoundError:
         raise PromptError(f"{path}: mask file not found") from None
     except (OSError, ValueError) as exc:
         if isinstance(exc, PromptError):
             raise
         raise PromptError(f"{path}: unreadable mask ({exc})") from None
-    if grey and set(np.unique(ids).tolist()) == {0, 255}:
-        ids = (ids == 255).astype(np.uint8)  # a binary 0/255 greyscale mask: one object
-    ids = _fit(ids, size, resize, path, "mask").astype(np.int64)
-    ids[ids == 255] = 0
-    if not (ids > 0).any():
-        raise PromptError(f"{path}: no object in the mask (every pixel is 0 = background or 255 = void)")
-    return ids
+
+
+def _colours(path: Path, rgb: np.ndarray) -> list[tuple[int, int, int]]:
+    """The colours of ``rgb`` other than black, in the order they first appear (row by row)."""
+    packed = _pack(rgb).reshape(-1)
+    values, first = np.unique(packed, return_index=True)
+    order = [(int(v) >> 16, (int(v) >> 8) & 255, int(v) & 255) for v in values[np.argsort(first)] if v]
+    if len(order) > MAX_OBJECTS:
+        raise PromptError(f"{path}: {len(order)} colours, but a mask holds at most {MAX_OBJECTS} objects; is it "
+                          f"smoothed (anti-aliased edges) or a JPEG? Save flat colours without smoothing as PNG")
+    return order
+
+
+def _pack(rgb: np.ndarray) -> np.ndarray:
+    """uint8 [..., 3] colours as int32 [...] 0xRRGGBB: one comparison per pixel instead of three."""
+    rgb = rgb.astype(np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def colour_ids(colours: Sequence[tuple[int, int, int]]) -> dict[tuple[int, int, int], int]:
+    """Object ids of mask colours (black is the background, 0). When every colour is one of the
+    DAVIS palette (a palette mask saved as RGB), its palette index (the void colour 255, which
+    then counts as background); otherwise 1, 2, ... in the given order (files in command-line
+    order, each row by row)."""
+    palette = {tuple(int(v) for v in DAVIS_PALETTE[i]): i for i in range(1, 256)}
+    if all(c in palette for c in colours):
+        return {c: palette[c] for c in colours}
+    if len(colours) > MAX_OBJECTS:
+        raise PromptError(f"{len(colours)} colours in the masks together, but at most {MAX_OBJECTS} objects")
+    return {c: i + 1 for i, c in enumerate(colours)}
+
+
+def read_masks(paths: Sequence[str | Path], size: tuple[int, int],
+               resize: bool = False) -> tuple[list[np.ndarray], dict[tuple[int, int, int], int]]:
+    """Object ids int64 [H, W] of mask files, and the colour -> id mapping of the RGB ones (empty
+    when none is RGB; one mapping for all files, so a colour is the same object on every frame).
+
+    Palette / greyscale masks hold ids, 0 background and 255 void (counted as background); a
+    0/255 greyscale image is one object. RGB(A) masks hold flat colours (:func:`colour_ids`).
+    """
+    opened = [(Path(p), *_open_mask(Path(p))) for p in paths]
+    seen: dict[tuple[int, int, int], None] = {}
+    for path, values, mode in opened:
+        if mode == "RGB":
+            seen.update(dict.fromkeys(_colours(path, values)))
+    mapping = colour_ids(list(seen))
+    out = []
+    for path, values, mode in opened:
+        if mode == "RGB":
+            packed = _pack(values)
+            ids = np.zeros(values.shape[:2], np.uint8)
+            for (r, g, b), i in mapping.items():
+                ids[packed == (r << 16 | g << 8 | b)] = i
+        else:
+            ids = values
+            if mode == "L" and set(np.unique(ids).tolist()) == {0, 255}:
+                ids = (ids == 255).astype(np.uint8)  # a binary 0/255 greyscale mask: one object
+        ids = _fit(ids, size, resize, path, "mask").astype(np.int64)
+        ids[ids == 255] = 0
+        if not (ids > 0).any():
+            raise PromptError(f"{path}: no object in the mask (every pixel is 0 = background or 255 = void)")
+        out.append(ids)
+    return out, mapping
+
+
+def read_mask(path: str | Path, size: tuple[int, int], resize: bool = False) -> np.ndarray:
+    """Object ids int64 [H, W] of one mask file (:func:`read_masks`)."""
+    return read_masks([path], size, resize)[0][0]
+
+
+def describe_colours(mapping: dict[tuple[int, int, int], int]) -> list[str]:
+    """One line per colour: ``colour #rrggbb (r, g, b) -> object i``."""
+    return [f"colour #{r:02x}{g:02x}{b:02x} ({r}, {g}, {b}) -> " + (f"object {i}" if i < 255 else "void (background)")
+            for (r, g, b), i in sorted(mapping.items(), key=lambda kv: kv[1])]
 
 
 def read_scribble(path: str | Path, size: tuple[int, int], resize: bool = False) -> np.ndarray:

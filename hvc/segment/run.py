@@ -4,7 +4,9 @@ resumable (README, "Your own video").
 The output folder holds::
 
     masks/<frame>.png    indexed PNGs (DAVIS palette), each written atomically as it is produced
-    overlay.mp4          the masks drawn over the frames (made once the last mask is written)
+    overlay.mp4, binary/, alpha/, rle.json
+                         the exports asked for (``save``; hvc/exports), made from the masks once
+                         the last one is written
     summary.json         what ran on what, the objects' presence and area, timings, peak memory
     .hvc/progress.json   the completion record: settings hash, frames finished, propagator state
     .hvc/state/<t>.pt    soft masks of the frames the propagator holds, to resume exactly
@@ -30,7 +32,6 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from hvc.config.core import ConfigError
@@ -43,9 +44,10 @@ from hvc.inference import FeatureExtractor, build_extractor
 from hvc.propagation import LabelPropagator, PropagationConfig, upsample_labels
 from hvc.propagation.config import recorded_settings
 from hvc.scribbles.fill import labels_from_scribbles
-from hvc.errors import NonFiniteError
-from hvc.segment.prompt import read_mask, read_scribble
-from hvc.visualize import overlay
+from hvc.errors import NonFiniteError, UsageError
+from hvc.exports import TARGETS, export_masks, remove_exports
+from hvc.speed import SpeedSettings, mode_of
+from hvc.segment.prompt import PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
 
 REPO = Path(__file__).resolve().parents[2]
 # The committed checkpoint (checkpoints/hvc_bsds_cpu.md): what --model hvc uses unless told.
@@ -58,8 +60,8 @@ MAX_INPUT_SIZE = 480
 class Options:
     video: Path
     output: Path
-    mask: Optional[Path] = None  # exactly one of mask / scribble
-    scribble: Optional[Path] = None
+    mask: Optional[Path] = None  # a mask for frame 0 (hvc/segment/prompt.py)
+    scribble: Optional[Path] = None  # scribbles for frame 0
     model: str = "hvc"
     checkpoint: Optional[str] = None  # None: DEFAULT_HVC_CHECKPOINT for hvc, the model's default otherwise
     input_size: Optional[int] = None  # shorter side fed to the encoder; None: min(MAX_INPUT_SIZE, the frames')
@@ -67,10 +69,24 @@ class Options:
     device: str = "cpu"
     context: int = 50
     memory: str = "recent"  # the memory policy, docs/memory.md
+    encoder: str = "exact"  # how the encoder runs: exact, fused or bf16 (hvc/models/fast_encoder.py)
     precision: str = "fp32"  # the local kernel's arithmetic: fp32 (exact) or bf16 (docs/local_kernel.md)
     search_dims: Optional[int] = None  # the reduced search's principal axes (docs/local_kernel.md); None: all
     candidates: float = 2.0  # an approximate search's candidates, in units of topk (docs/local_kernel.md)
     overwrite: bool = False
+    # Exports (hvc.exports.FORMATS) made after the last frame; the palette PNGs are always written
+    # (the run resumes from them and the other formats are made from them). Not a setting of the
+    # segmentation: a finished run asked for more formats only writes the missing ones.
+    save: tuple[str, ...] = ("palette", "mp4")
+    # Prompts on any frame, as parsed from --mask / --scribble FRAME:PATH (with mask / scribble:
+    # all of them). For now a run takes exactly one, on frame 0.
+    prompts: tuple[PromptSpec, ...] = ()
+    # The command line's account of the speed mode it chose (hvc/speed.py), for the summary.
+    speed_note: str = ""
+
+    def all_prompts(self) -> list[PromptSpec]:
+        return ([PromptSpec(0, "mask", Path(self.mask))] if self.mask is not None else []) + \
+            ([PromptSpec(0, "scribble", Path(self.scribble))] if self.scribble is not None else []) + list(self.prompts)
 
 
 def _digest(path: Path) -> str:
@@ -120,15 +136,23 @@ class Segmenter:
     """One run of :func:`segment`: the video, prompt, encoder and propagator, and the loop."""
 
     def __init__(self, opts: Options):
-        if (opts.mask is None) == (opts.scribble is None):
-            raise ConfigError("give one first-frame prompt: --mask FIRST.png or --scribble S.png")
         self.opts = opts
         self.source = open_frames(opts.video)
-        prompt = opts.mask or opts.scribble
-        if opts.mask is not None:
-            self.mask, self.scribbles = read_mask(opts.mask, self.source.size, opts.resize_mask), None
+        # Frame counts of video files come from their headers and may be off: checked for folders only.
+        specs = check_prompts(opts.all_prompts(), self.source.count if self.source.path.is_dir() else None)
+        later = [s for s in specs if s.frame != 0]
+        if later:
+            raise UsageError(f"{later[0]}: prompts on frames other than 0 are not supported yet (they "
+                             f"come with the per-frame API); give one prompt, on frame 0")
+        first = specs[0]
+        prompt, colours = first.path, {}
+        if first.kind == "mask":
+            masks, colours = read_masks([prompt], self.source.size, opts.resize_mask)
+            self.mask, self.scribbles = masks[0], None
+            for line in describe_colours(colours):  # an RGB mask: say which colour became which id
+                print(f"{prompt}: {line}", flush=True)
         else:
-            self.mask, self.scribbles = None, read_scribble(opts.scribble, self.source.size, opts.resize_mask)
+            self.mask, self.scribbles = None, read_scribble(prompt, self.source.size, opts.resize_mask)
         top = int((self.mask if self.mask is not None else self.scribbles).max())
         size = opts.input_size or min(MAX_INPUT_SIZE, min(self.source.size))
         self.input_size = scaled_size(self.source.size, size)
@@ -139,12 +163,16 @@ class Segmenter:
                                           candidates=opts.candidates)
         self.settings = {
             "video": _video_identity(self.source), "size": list(self.source.size),
-            "prompt": {"kind": "mask" if opts.mask else "scribble", "path": str(Path(prompt).resolve()),
+            "prompt": {"kind": first.kind, "path": str(Path(prompt).resolve()),
                        "sha256": _digest(Path(prompt)), "resized": opts.resize_mask},
             "model": opts.model, "checkpoint": self.checkpoint,
             "checkpoint_sha256": _digest(Path(self.checkpoint)) if self.checkpoint and Path(self.checkpoint).is_file() else None,
             "input_size": list(self.input_size), "propagation": recorded_settings(dataclasses.asdict(self.prop_cfg)),
         }
+        if opts.encoder != "exact":  # recorded only when not the default, so older records keep their hash
+            self.settings["encoder"] = opts.encoder
+        if colours:  # an RGB mask (refused before, so no older record has it): which colour is which id
+            self.settings["prompt"]["colours"] = {f"#{r:02x}{g:02x}{b:02x}": i for (r, g, b), i in colours.items()}
         self.key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
         self.progress = Progress(opts.output)
         self.masks = opts.output / "masks"
@@ -155,6 +183,7 @@ class Segmenter:
         cfg.model.name, cfg.model.checkpoint = self.opts.model, self.checkpoint
         cfg.model.bn_dummy_forward = True  # the test protocol's (configs/test_*.yaml)
         cfg.run.device = self.opts.device
+        cfg.run.encoder = self.opts.encoder
         self.mean = torch.tensor(cfg.data.mean).view(3, 1, 1)
         self.std = torch.tensor(cfg.data.std).view(3, 1, 1)
         return build_extractor(cfg)
@@ -178,30 +207,37 @@ class Segmenter:
                                   f"{self.progress.path}); pass --overwrite to replace it or choose another --output")
             record = None
         if record is None:
-            if self.progress.load() is None and self.masks.is_dir() and any(self.masks.iterdir()):
-                raise ConfigError(f"{self.masks}: exists and was not written by hvc.segment; choose another --output")
+            if self.progress.load() is None:  # not our folder: never delete what another tool wrote
+                if self.masks.is_dir() and any(self.masks.iterdir()):
+                    raise ConfigError(f"{self.masks}: exists and was not written by hvc.segment; "
+                                      f"choose another --output")
+                for name in TARGETS.values():
+                    if name != TARGETS["palette"] and (self.opts.output / name).exists():
+                        raise ConfigError(f"{self.opts.output / name}: exists and was not written by hvc.segment; "
+                                          f"choose another --output")
             for folder in (self.masks, self.progress.dir):
                 shutil.rmtree(folder, ignore_errors=True)
-            for name in ("overlay.mp4", "summary.json"):
-                (self.opts.output / name).unlink(missing_ok=True)
+            remove_exports(self.opts.output)
+            (self.opts.output / "summary.json").unlink(missing_ok=True)
             record = {"settings_sha256": self.key, "settings": self.settings, "frames_done": 0, "finished": False,
                       "state": None, "objects": {}, "seconds": {"encode": 0.0, "propagate": 0.0, "write": 0.0},
-                      "runs": 0}
+                      "runs": 0, "exports": []}
         else:  # a killed run's atomic writes may have left their temporaries
-            for tmp in [*self.masks.glob(".tmp-*"), *self.progress.dir.rglob(".tmp-*")]:
-                tmp.unlink(missing_ok=True)
+            leftovers = [*self.masks.glob(".tmp-*"), *self.progress.dir.rglob(".tmp-*"), *self.opts.output.glob(".tmp-*")]
+            for tmp in leftovers:
+                if tmp.is_file():
+                    tmp.unlink(missing_ok=True)
         record["runs"] += 1
         return record
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, on_frame: Optional[Callable[[int], None]] = None) -> dict:
-        """Segment every unfinished frame, then write the overlay and the summary; returns the summary."""
+        """Segment every unfinished frame, then write the exports and the summary; returns the summary."""
         record = self._start()
         if not record["finished"]:
             self.extractor = self._extractor()
             self._propagate(record, on_frame)
-        if not (self.opts.output / "overlay.mp4").is_file():
-            self._overlay(record["frames_done"])
+        self._export(record)
         summary = self._summary(record)
         atomic_write_text(self.opts.output / "summary.json", json.dumps(summary, indent=2))
         return summary
@@ -264,25 +300,20 @@ class Segmenter:
         self.progress.save(record)
         self.progress.drop_masks(set(prop.store))
 
-    def _overlay(self, frames: int) -> None:
-        """overlay.mp4: the written masks over the frames, streamed (a second decoding pass)."""
-        import cv2
-
-        path = self.opts.output / "overlay.mp4"
-        h, w = self.source.size
-        with atomic_path(path) as tmp:
-            video = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.source.fps, (w, h))
-            if not video.isOpened():
-                raise OSError(f"{path}: OpenCV cannot write an mp4 video here")
-            try:
-                for t, rgb in self.source:
-                    if t >= frames:
-                        break
-                    with Image.open(self.masks / f"{self.source.name(t)}.png") as im:
-                        labels = np.array(im)
-                    video.write(np.ascontiguousarray(overlay(rgb, labels)[..., ::-1]))
-            finally:
-                video.release()
+    def _export(self, record: dict) -> None:
+        """The formats of ``save`` not yet made (hvc/exports), from the written masks; each one
+        is recorded as done once complete, so a rerun makes only what is missing."""
+        if "exports" not in record:  # a record from before --save: it always made the overlay
+            record["exports"] = ["mp4"] if (self.opts.output / TARGETS["mp4"]).is_file() else []
+        todo = [f for f in self.opts.save if f != "palette" and f not in record["exports"]]
+        if not todo:
+            return
+        frames = record["frames_done"]
+        export_masks(todo, self.opts.output, [self.source.name(t) for t in range(frames)], size=self.source.size,
+                     fps=self.source.fps, objects=sorted(int(i) for i in record["objects"]), frames=iter(self.source),
+                     video=str(self.source.path))
+        record["exports"] += todo
+        self.progress.save(record)
 
     def _summary(self, record: dict) -> dict:
         frames = record["frames_done"]
@@ -293,12 +324,17 @@ class Segmenter:
             "video": str(self.source.path), "frames": frames, "size": list(self.source.size),
             "fps": self.source.fps, "prompt": self.settings["prompt"], "model": self.opts.model,
             "checkpoint": self.checkpoint, "input_size": list(self.input_size),
-            "propagation": self.settings["propagation"], "objects": objects,
+            "propagation": self.settings["propagation"], "encoder": self.opts.encoder,
+            "speed": {"mode": mode_of(SpeedSettings(self.opts.encoder, self.opts.precision, self.opts.search_dims,
+                                                    self.opts.candidates)), "note": self.opts.speed_note},
+            "objects": objects,
             "seconds": {k: round(v, 3) for k, v in s.items()},
             "seconds_per_frame": round(sum(s.values()) / max(frames, 1), 4),
             "runs": record["runs"],  # > 1: resumed after an interruption
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "masks": str(self.masks), "overlay": str(self.opts.output / "overlay.mp4"),
+            "masks": str(self.masks),
+            "exports": {f: str(self.opts.output / TARGETS[f]) for f in ["palette", *record["exports"]]},
+            "overlay": str(self.opts.output / TARGETS["mp4"]) if "mp4" in record["exports"] else None,
         }
 
 

@@ -1,0 +1,108 @@
+"""Mask exports in the formats other tools read (``python -m hvc.segment --save``).
+
+Not to be confused with :mod:`hvc.export`, which exports an encoder from a checkpoint. One
+writer per format, each in its own module:
+
+    ========  ==============================  ===========================================
+    format    written to (in the run folder)  writer
+    ========  ==============================  ===========================================
+    palette   masks/<frame>.png               :func:`hvc.data.palette.save_indexed_png`
+    binary    binary/<id>/<frame>.png         :func:`hvc.exports.binary.write_binary`
+    alpha     alpha/<id>/<frame>.png          :func:`hvc.exports.alpha.write_alpha`
+    rle       rle.json                        :class:`hvc.exports.rle.RleWriter`
+    mp4       overlay.mp4                     :class:`hvc.exports.mp4.Mp4Writer`
+    ========  ==============================  ===========================================
+
+The palette PNGs are what a run writes as it goes (and resumes from); the others are made
+from them in one pass after the last frame (:func:`export_masks`). Every file is written
+atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from hvc.errors import InputError
+from hvc.exports.alpha import write_alpha
+from hvc.exports.binary import write_binary
+from hvc.exports.mp4 import Mp4Writer
+from hvc.exports.rle import RleWriter
+
+FORMATS = ("palette", "binary", "alpha", "rle", "mp4")
+TARGETS = {"palette": "masks", "binary": "binary", "alpha": "alpha", "rle": "rle.json", "mp4": "overlay.mp4"}
+NEEDS_FRAMES = ("alpha", "mp4")  # the others need only the masks
+
+__all__ = ["FORMATS", "TARGETS", "Mp4Writer", "RleWriter", "export_masks", "remove_exports", "write_alpha",
+           "write_binary"]
+
+
+def remove_exports(output: Path, formats: Iterable[str] = FORMATS) -> None:
+    """Delete the files / folders of ``formats`` in ``output`` (a run's earlier exports)."""
+    for fmt in formats:
+        target = output / TARGETS[fmt]
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+
+
+def _read_palette_png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.array(im)
+
+
+def export_masks(formats: Sequence[str], output: Path, names: Sequence[str], *, size: tuple[int, int],
+                 fps: float, objects: Sequence[int], frames: Optional[Iterable[tuple[int, np.ndarray]]] = None,
+                 video: str = "") -> dict[str, Path]:
+    """Write ``formats`` (any of :data:`FORMATS` but palette) into ``output`` from the palette
+    PNGs ``output/masks/<name>.png`` of frames ``names`` (in order).
+
+    size: (H, W) of the frames; fps: the overlay's frame rate; objects: the ids to export
+    (one folder each for binary and alpha); frames: ``(t, rgb uint8 [H, W, 3])`` in order,
+    needed for alpha and mp4 (e.g. a :class:`hvc.data.frames.FrameSource`). A format's earlier
+    files are removed first, so a format is either complete or being rewritten.
+    Returns {format: path written}.
+    """
+    wanted = [f for f in formats if f != "palette"]
+    unknown = sorted(set(wanted) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown export format(s) {unknown}; choose from {FORMATS}")
+    if not wanted:
+        return {}
+    if frames is None and any(f in NEEDS_FRAMES for f in wanted):
+        raise ValueError(f"exports {[f for f in wanted if f in NEEDS_FRAMES]} need the video's frames")
+    remove_exports(output, wanted)
+    paths = {f: output / TARGETS[f] for f in wanted}
+    rle = RleWriter(paths["rle"], video, size, fps, objects) if "rle" in wanted else None
+    # imported here: hvc.visualize imports this package's mp4 writer
+    from hvc.visualize import overlay
+
+    rgb_frames = iter(frames) if any(f in NEEDS_FRAMES for f in wanted) else None
+    with contextlib.ExitStack() as stack:
+        if rgb_frames is not None and hasattr(rgb_frames, "close"):
+            stack.callback(rgb_frames.close)  # a decoder generator: release the video file
+        video_out = stack.enter_context(Mp4Writer(paths["mp4"], fps)) if "mp4" in wanted else None
+        for t, name in enumerate(names):
+            labels = _read_palette_png(output / TARGETS["palette"] / f"{name}.png")
+            rgb = None
+            if rgb_frames is not None:
+                got, rgb = next(rgb_frames, (None, None))
+                if got != t:
+                    raise InputError(f"{video}: has no frame {t}, but the masks have (was the video changed?)")
+            if "binary" in wanted:
+                write_binary(paths["binary"], name, labels, objects)
+            if "alpha" in wanted:
+                write_alpha(paths["alpha"], name, rgb, labels, objects)
+            if rle is not None:
+                rle.add(name, labels)
+            if video_out is not None:
+                video_out.write(overlay(rgb, labels))
+    if rle is not None:
+        rle.save()
+    return paths

@@ -1,0 +1,66 @@
+"""One COCO run-length-encoded JSON file for a whole video, via pycocotools.
+
+The layout follows what DEVA writes for a video (one entry per frame with its file name and
+a list of segments, each an object id and a COCO RLE ``{"size": [H, W], "counts": str}``),
+so readers of DEVA's, SAM 2's or Cutie's RLE output decode it with
+``pycocotools.mask.decode(segment["segmentation"])``::
+
+    {"video": "clip.mp4", "height": H, "width": W, "fps": 24.0, "object_ids": [1, 2],
+     "annotations": [{"frame": 0, "file_name": "00000.png",
+                      "segmentations": [{"id": 1, "area": 5120, "bbox": [x, y, w, h],
+                                         "segmentation": {"size": [H, W], "counts": "..."}}]}]}
+
+An object absent from a frame has no segment there (its mask is empty), as in DEVA's files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from hvc.fileio import atomic_write_text
+
+FORMAT = "hvc-video-rle/1"
+
+
+def encode(mask: np.ndarray) -> dict:
+    """COCO compressed RLE of a [H, W] bool mask, JSON-ready (``counts`` a str)."""
+    from pycocotools import mask as coco_mask  # imported here: only this export needs it
+
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))  # pycocotools wants column order
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def bbox(mask: np.ndarray) -> list[int]:
+    """[x, y, width, height] of a non-empty [H, W] bool mask, COCO's box convention."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+
+
+class RleWriter:
+    """Collects every frame's segments (a few bytes per object and frame) and writes the file
+    once, atomically, in :meth:`save`."""
+
+    def __init__(self, path: Path, video: str, size: tuple[int, int], fps: float, objects: Sequence[int]):
+        self.path = path
+        self.header = {"format": FORMAT, "video": video, "height": int(size[0]), "width": int(size[1]),
+                       "fps": float(fps), "object_ids": [int(i) for i in objects]}
+        self.objects = list(objects)
+        self.annotations: list[dict] = []
+
+    def add(self, name: str, labels: np.ndarray) -> None:
+        """Append frame ``name`` (the next in order) with ``labels`` (uint8 [H, W] ids)."""
+        segments = []
+        for i in self.objects:
+            mask = labels == i
+            area = int(mask.sum())
+            if area:
+                segments.append({"id": int(i), "area": area, "bbox": bbox(mask), "segmentation": encode(mask)})
+        self.annotations.append({"frame": len(self.annotations), "file_name": f"{name}.png",
+                                 "segmentations": segments})
+
+    def save(self) -> None:
+        atomic_write_text(self.path, json.dumps({**self.header, "annotations": self.annotations}))

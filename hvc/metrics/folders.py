@@ -1,0 +1,135 @@
+"""Score one's own annotations: a folder of predictions against a folder of ground truth,
+both ``<video>/<frame>.png``, with no benchmark layout (no ImageSets list, no JPEGImages), as
+hkchengrex's vos-benchmark takes them.
+
+    python eval_metrics.py --pred PRED_DIR --gt GT_DIR [--videos v ...] [--workers N] [--output DIR]
+
+The measures are the DAVIS path's, frame for frame (:func:`hvc.metrics.davis.evaluate_sequence`):
+every video of GT_DIR is scored, the first and last frames are not, objects are the ids of the
+first ground-truth frame, and a prediction may not hold a larger id. Ground truth in greyscale
+with only 0 and 255 (DAVIS 2016's masks, a binary mask saved from an editor) is one object,
+any non-zero prediction pixel being that object; palette or other greyscale PNGs hold ids,
+255 being void. Printed: J&F, J and F per video (objects averaged) and the mean over objects,
+as DAVIS reports it; with ``--output`` the same tables as CSV files.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from hvc.errors import ArgumentParser, UsageError
+from hvc.fileio import atomic_write_text, writable_dir
+from hvc.metrics.davis import ObjectScores, check_sequence_folders, evaluate_sequence
+from hvc.metrics.masks import MetricsError
+from hvc.metrics.parallel import map_sequences
+from hvc.metrics.report import FLOAT_FORMAT, csv_text, format_tables, global_table, sequence_table, table_text
+
+LABEL = "own"  # the "split" of the tables and CSV names: global_results-own.csv, ...
+VIDEO_COLUMNS = ["Video", "J&F-Mean", "J-Mean", "F-Mean", "Objects"]
+
+
+def is_binary(gt_dir: Path) -> bool:
+    """Whether a video's ground truth is 0/255 single-object masks: its first frame (in name
+    order) is greyscale with no value but 0 and 255."""
+    first = min(gt_dir.glob("*.png"), default=None)
+    if first is None:
+        return False
+    try:
+        with Image.open(first) as im:
+            return im.mode in ("L", "1") and set(np.unique(np.array(im.convert("L"))).tolist()) <= {0, 255}
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MetricsError(f"{first}: corrupt or unreadable PNG ({exc})") from None
+
+
+def video_names(gt: Path, videos: Optional[Sequence[str]] = None) -> list[str]:
+    """The videos to score: every sub-folder of ``gt`` holding PNGs (name order), or ``videos``,
+    each of which must be one of them (names are looked up, never used as paths)."""
+    if not gt.is_dir():
+        raise MetricsError(f"{gt}: ground-truth folder not found")
+    found = sorted(p.name for p in gt.iterdir() if p.is_dir() and any(p.glob("*.png")))
+    if not videos:
+        if not found:
+            raise MetricsError(f"{gt}: no <video>/<frame>.png ground truth in it")
+        return found
+    unknown = [v for v in videos if v not in found]
+    if unknown:
+        raise MetricsError(f"{gt}: no ground-truth video {unknown[0]!r} (it holds {len(found)}: "
+                           f"{', '.join(found[:5])}{' ...' if len(found) > 5 else ''})")
+    return list(videos)
+
+
+def evaluate_folders(pred: str | Path, gt: str | Path, videos: Optional[Sequence[str]] = None, workers: int = 1,
+                     progress: bool = True) -> list[ObjectScores]:
+    """J and F per object and frame of ``pred/<video>/<frame>.png`` against ``gt/<video>/<frame>.png``.
+
+    Returns one ObjectScores per object, in video order then id order (the DAVIS tables'
+    order). Raises MetricsError on bad input, before any scoring for missing folders.
+    """
+    pred, gt = Path(pred), Path(gt)
+    names = video_names(gt, videos)
+    check_sequence_folders(gt, pred, names)
+    jobs = [(gt / n, pred / n, is_binary(gt / n)) for n in names]
+    per_video = map_sequences(evaluate_sequence, jobs, workers, "J&F", progress)
+    objects = [obj for video in per_video for obj in video]
+    if not objects:
+        raise MetricsError(f"{gt}: no object to score: the first ground-truth frame of every video is empty")
+    return objects
+
+
+def video_table(objects: Sequence[ObjectScores]) -> pd.DataFrame:
+    """One row per video: J&F, J and F averaged over its objects, and their number."""
+    rows = []
+    for video in dict.fromkeys(o.sequence for o in objects):
+        mine = [o for o in objects if o.sequence == video]
+        j, f = np.mean([o.j_stats.mean for o in mine]), np.mean([o.f_stats.mean for o in mine])
+        rows.append((video, (j + f) / 2, j, f, len(mine)))
+    return pd.DataFrame(rows, columns=VIDEO_COLUMNS)
+
+
+def summary_text(objects: Sequence[ObjectScores]) -> str:
+    """The DAVIS tables (mean over objects, per object), then the per-video table."""
+    return "\n".join([format_tables(objects, LABEL), "", "---------- Per video ----------",
+                      table_text(video_table(objects))])
+
+
+def write_tables(objects: Sequence[ObjectScores], output: Path) -> list[Path]:
+    """global_results-own.csv, per-sequence_results-own.csv (per object) and per-video_results-own.csv."""
+    files = {output / f"global_results-{LABEL}.csv": csv_text(global_table(objects)),
+             output / f"per-sequence_results-{LABEL}.csv": csv_text(sequence_table(objects)),
+             output / f"per-video_results-{LABEL}.csv": video_table(objects).to_csv(index=False,
+                                                                                   float_format=FLOAT_FORMAT)}
+    for path, text in files.items():
+        atomic_write_text(path, text)
+    return list(files)
+
+
+def requested(argv: Sequence[str]) -> bool:
+    """Whether an ``eval_metrics.py`` command line asks for this mode (it names --pred or --gt)."""
+    return any(a in ("--pred", "--gt") or a.startswith(("--pred=", "--gt=")) for a in argv)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``eval_metrics.py --pred DIR --gt DIR ...``: print (and with --output write) the tables."""
+    parser = ArgumentParser(prog="eval_metrics.py --pred DIR --gt DIR", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pred", required=True, type=Path, help="predictions: <video>/<frame>.png")
+    parser.add_argument("--gt", required=True, type=Path, help="ground truth: <video>/<frame>.png")
+    parser.add_argument("--videos", nargs="+", help="score only these videos of --gt")
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes over videos (1 = in-process)")
+    parser.add_argument("--output", type=Path, help="also write the tables as CSV files here")
+    args = parser.parse_intermixed_args(list(argv))
+    if args.workers < 1:
+        raise UsageError(f"--workers: must be >= 1, got {args.workers}")
+    if args.output is not None:
+        writable_dir(args.output, "--output")  # before the evaluation, not after it
+    objects = evaluate_folders(args.pred, args.gt, args.videos, args.workers)
+    print(summary_text(objects))
+    if args.output is not None:
+        print("\nwrote " + ", ".join(str(p) for p in write_tables(objects, args.output)))
+    return 0

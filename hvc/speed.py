@@ -1,0 +1,108 @@
+"""Fast by default where users wait: whether a device computes bfloat16 natively, and the
+settings of the two speed modes of ``python -m hvc.segment`` (README "Speed", docs/segment.md).
+
+    ========  ===============================================================  ==============
+    mode      settings                                                          used when
+    ========  ===============================================================  ==============
+    fast      bf16 encoder (run.encoder=bf16), bf16 search (prop.precision),    the device has
+              64 search dims (prop.search_dims), 1.5x candidates               native bf16
+    exact     the paper's float32 arithmetic                                    otherwise, or
+                                                                                asked for
+    ========  ===============================================================  ==============
+
+On a CPU without native bf16 (AVX512_BF16 or AMX) bfloat16 is emulated and slower than
+float32, so the fast mode is only the default where the hardware has it. ``test.py`` is not
+affected: it keeps the paper's exact protocol unless configured otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    encoder: str = "exact"  # run.encoder: exact | fused | bf16 (hvc/models/fast_encoder.py)
+    precision: str = "fp32"  # prop.precision: fp32 | bf16 (docs/local_kernel.md)
+    search_dims: Optional[int] = None  # prop.search_dims: None = all channels
+    candidates: float = 2.0  # prop.candidates, in units of topk
+
+    def describe(self) -> str:
+        if self == EXACT:
+            return "float32 encoder and search"
+        dims = "all search dims" if self.search_dims is None else f"{self.search_dims} search dims"
+        return f"{self.encoder} encoder, {self.precision} search, {dims}, {self.candidates:g}x candidates"
+
+
+EXACT = SpeedSettings()
+# Measured on 80 frames of two DAVIS sequences at 480p: 2.27x faster than exact, J&F 0.518
+# against 0.519 (README "Speed"; issue 28).
+FAST = SpeedSettings(encoder="bf16", precision="bf16", search_dims=64, candidates=1.5)
+
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that still include native bf16 instructions.
+_BF16_ISA_WORDS = ("BF16", "AMX", "AVX10", "FP16", "ALL", "DEFAULT")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: torch.device | str = "cpu") -> tuple[bool, str]:
+    """(whether ``device`` computes bfloat16 natively, the reason in a few words).
+
+    CPU: AVX512_BF16 or AMX (torch's cpuinfo, else /proc/cpuinfo), and oneDNN not capped below
+    them by ``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``. CUDA: compute capability 8.0
+    (Ampere) or later. Anything else: no.
+    """
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError):
+        return False, f"unknown device {device!r}"  # the run itself reports it (exit 5)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return False, "CUDA is not available"
+        major, minor = torch.cuda.get_device_capability(device)
+        if major >= 8:
+            return True, f"a GPU of compute capability {major}.{minor}"
+        return False, f"a GPU of compute capability {major}.{minor} (bf16 needs 8.0 or later)"
+    if device.type != "cpu":
+        return False, f"{device.type} devices are not checked for bf16"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    if cap and not any(word in cap.upper() for word in _BF16_ISA_WORDS):
+        return False, f"oneDNN is capped at {cap} (ONEDNN_MAX_CPU_ISA)"
+    cpu = getattr(torch, "cpu", None)
+    if hasattr(cpu, "_is_avx512_bf16_supported") and hasattr(cpu, "_is_amx_tile_supported"):
+        avx512_bf16, amx = cpu._is_avx512_bf16_supported(), cpu._is_amx_tile_supported()
+    else:  # older torch: the kernel's view of the CPU
+        flags = _cpu_flags()
+        avx512_bf16, amx = "avx512_bf16" in flags, "amx_bf16" in flags
+    if amx:
+        return True, "this CPU has AMX"
+    if avx512_bf16:
+        return True, "this CPU has AVX512_BF16"
+    return False, "this CPU has no native bf16 (AVX512_BF16 or AMX)"
+
+
+def default_speed(device: torch.device | str = "cpu", exact: bool = False) -> tuple[str, SpeedSettings, str]:
+    """(mode name, settings, why) of the default for ``device``: ``fast`` where bf16 is native,
+    ``exact`` otherwise or when ``exact`` is asked for."""
+    if exact:
+        return "exact", EXACT, "asked for (--exact)"
+    native, why = native_bf16(device)
+    return ("fast", FAST, why) if native else ("exact", EXACT, why)
+
+
+def mode_of(settings: SpeedSettings) -> str:
+    """``exact``, ``fast`` or ``custom`` (any other combination)."""
+    return "exact" if settings == EXACT else "fast" if settings == FAST else "custom"

@@ -316,9 +316,11 @@ def test_propagation_on_device_gives_the_golden_labels(labelprop, where, name, i
 # ---------------------------------------------------------------------------------------------
 
 # One process trains steps 1-2, a second one resumes to step 4, against one run of 4 steps.
-# On the CPU resume is bit-exact; on CUDA cuDNN's autotuned (benchmark) algorithms include
-# non-deterministic backward passes, so the losses of two runs agree to float32 noise only.
-RESUME_LOSS_RTOL = 1e-4
+# On the CPU resume is bit-exact. On CUDA the config's AMP (fp16) is on and cuDNN's backward
+# passes may sum with atomics in any order: a one-ulp change of an fp16 activation is 1e-3
+# relative, so the losses agree to that (autotuning is off, so both processes take the same
+# algorithms). A resume that restored the wrong state (RNG, crops, weights) moves them by 1e-1.
+RESUME_LOSS_TOL = 1e-3
 
 
 def _backend(device: torch.device) -> str:
@@ -341,7 +343,7 @@ def test_torchrun_one_process_trains_and_resumes(static_root, tmp_path, device):
     backend = _backend(device)
     images = tiny_image_folder(static_root, tmp_path / "imgs")
     run = tmp_path / "torchrun"
-    common = [f"runtime.device={device.type}", f"dist.backend={backend}"]
+    common = [f"runtime.device={device.type}", f"dist.backend={backend}", "runtime.cudnn_benchmark=false"]
     train_py = [str(REPO / "train.py"), "--config", str(REPO / "configs" / "train_img.yaml")]
     _torchrun([*train_py, *tiny_overrides(run, images, *common, "optim.max_steps=2")], tmp_path)
     _torchrun([*train_py, "--resume", "auto", *tiny_overrides(run, images, *common, "optim.max_steps=4")], tmp_path)
@@ -353,7 +355,7 @@ def test_torchrun_one_process_trains_and_resumes(static_root, tmp_path, device):
     assert all(r["device"].startswith(device.type) and r["world_size"] == 1 for r in starts)
     resumed = [r["loss"] for r in log if r["event"] == "step"]
     assert [r["step"] for r in log if r["event"] == "step"] == [1, 2, 3, 4]
-    np.testing.assert_allclose(resumed, whole.losses, rtol=RESUME_LOSS_RTOL, atol=0)
+    np.testing.assert_allclose(resumed, whole.losses, rtol=RESUME_LOSS_TOL, atol=RESUME_LOSS_TOL)
     assert load_checkpoint(run / "checkpoint.pth")["global_step"] == 4
 
 

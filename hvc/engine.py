@@ -330,7 +330,8 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
             run.meter.exclude(run.checkpointer.save_if_due(run.step))  # images/s measures training only
         if run.step >= run.plan.last_step:
             break
-    skipped = int(all_reduce_sum(torch.tensor(skipped)).item())
+    # on the process's device: NCCL, the backend of a CUDA job, reduces CUDA tensors only
+    skipped = int(all_reduce_sum(torch.tensor(skipped, device=run.env.device)).item())
     check_epoch_trained(epoch_losses, epoch + 1, skipped)
     if skipped and run.env.is_main:
         log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")

@@ -3,6 +3,10 @@
 - Golden fixtures ship with the repository in ``tests/golden`` (see its README);
   ``$HVC_GOLDEN_DIR`` points the same tests at another set in the format of docs/fixtures.md.
   A missing golden folder is always a failure.
+- CUDA tests carry the ``cuda`` marker (``pytest -m cuda``). Without a usable CUDA device they
+  SKIP with the reason, except under ``CI=true`` on a machine where a GPU is visible
+  (``/dev/nvidia0`` or ``nvidia-smi``): there a CUDA test that cannot run FAILS, so a GPU job
+  never passes by skipping (``cuda_unavailable``).
 - Real data (the DAVIS frames, the BSDS500 photos) lives outside the repository, under
   ``$HVC_SHARED_DIR`` (default: ``shared`` beside the checkout, i.e. ``../shared``). Tests that
   need it take the fixtures below, which SKIP with the reason when it is absent, or FAIL when
@@ -12,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -57,3 +62,26 @@ def static_root() -> Path:
     root = SHARED / "data" / "Static" / "JPEGImages"
     require_real_data(root / "BSDS500", "the BSDS500 photos")  # what the tests read below it
     return root
+
+
+def gpu_visible() -> bool:
+    """A GPU is attached to this machine, whether or not torch can use it (a CPU-only torch
+    build, a driver mismatch): the NVIDIA device node or the driver's nvidia-smi exists."""
+    return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+
+
+def cuda_unavailable(reason: str) -> None:
+    """A CUDA test cannot run: skip with ``reason``, or fail under CI=true where a GPU is visible."""
+    if IN_CI and gpu_visible():
+        pytest.fail(f"{reason}; CI=true and a GPU is visible, so CUDA tests must run, not skip", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``cuda`` run only where torch sees a CUDA device (see the module doc)."""
+    if item.get_closest_marker("cuda") is None:
+        return
+    import torch  # here, not at import: collecting the CPU-only tests does not need it
+
+    if not torch.cuda.is_available():
+        cuda_unavailable(f"needs CUDA; torch {torch.__version__} sees no CUDA device")

@@ -72,5 +72,11 @@ def hybrid_loss(q: Tensor, k: Tensor, coord_q: Tensor, coord_k: Tensor, flow: nn
     pos_f = pos.to(b.dtype)
     matched = torch.bmm(pos_f, b)  # [N, hq*wq, C+2]: sum over the positives j of each cell i
     total = (a.float() * matched.float()).sum(dim=(1, 2))  # [N]
-    per_sample = total / (pos.sum(dim=(1, 2)).float() + 1e-6)
+    count = pos.sum(dim=(1, 2)).float()
+    # A sample without positive pairs has total exactly 0 and so per_sample 0 either way, but
+    # through 1 / (0 + 1e-6) it sends a gradient of 1e6 * a into `matched`: harmless in float32
+    # (the bmm's backward multiplies it by the all-zero pos), inf in float16 (max 65504), which
+    # under fp16 autocast made the GradScaler skip every step of a batch holding such a sample.
+    # torch.where keeps the value and cuts that gradient path; samples with pairs are unchanged.
+    per_sample = torch.where(count > 0, total / (count + 1e-6), torch.zeros_like(total))
     return -2.0 * per_sample.mean()

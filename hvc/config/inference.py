@@ -13,7 +13,7 @@ from typing import Literal, Optional
 
 from hvc.config import checks
 from hvc.errors import DeviceError
-from hvc.propagation.config import PropagationConfig
+from hvc.config.propagation import PropagationConfig
 
 # Smallest data.input_size: two feature cells (stride 8) on the shorter side.
 MIN_INPUT_SIZE = 16
@@ -123,13 +123,7 @@ class TestConfig:
         if d.workers is not None:
             checks.at_least("data.workers", d.workers, 0)
         checks.at_least("data.batch_size", d.batch_size, 1)
-        checks.positive("prop.radius", p.radius)
-        checks.positive("prop.temperature", p.temperature)
-        checks.at_least("prop.topk", p.topk, 1)
-        checks.at_least("prop.context", p.context, 1)
-        checks.at_least("prop.num_classes", p.num_classes, 1)
-        if p.num_classes > 256:
-            raise checks.ConfigError(f"prop.num_classes: must be <= 256 (uint8 label PNGs), got {p.num_classes}")
+        p.validate()  # the propagation settings' one check (hvc/config/propagation.py)
         checks.at_least("run.fps", r.fps, 1)
         if r.output_dir == "":
             raise checks.ConfigError("run.output_dir: must not be empty (null = the default folder)")

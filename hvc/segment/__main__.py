@@ -22,8 +22,12 @@ from pathlib import Path
 from typing import Optional
 
 from hvc.cli import run_main
+from hvc.config.propagation import PropagationConfig
 from hvc.errors import ArgumentParser, entry_point
 from hvc.segment.run import Options, segment
+
+# PropagationConfig fields with a flag of their own (--search-dims for search_dims); each is an Options field too.
+PROP_FLAGS = ("context", "memory", "precision", "search_dims", "candidates")
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -56,15 +60,13 @@ def parse_args(argv: list[str]) -> Options:
     a = parser.parse_args(argv)
     if a.input_size is not None and a.input_size < 16:
         parser.error("--input-size must be at least 16")
-    if a.search_dims is not None and a.search_dims < 1:
-        parser.error("--search-dims must be at least 1")
-    if not a.candidates >= 1:
-        parser.error("--candidates must be at least 1")
+    # The propagation settings' one check, before anything is read or written; errors name the flag.
+    prop = {name: getattr(a, name) for name in PROP_FLAGS}
+    PropagationConfig(**prop).validate(lambda name: f"--{name.replace('_', '-')}" if name in PROP_FLAGS else name)
     output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
     return Options(video=a.video, output=output, mask=a.mask, scribble=a.scribble, model=a.model,
                    checkpoint=a.checkpoint, input_size=a.input_size, resize_mask=a.resize_mask, device=a.device,
-                   context=a.context, memory=a.memory, precision=a.precision, search_dims=a.search_dims,
-                   candidates=a.candidates, overwrite=a.overwrite)
+                   overwrite=a.overwrite, **prop)
 
 
 @entry_point

@@ -41,7 +41,7 @@ from hvc.data.vos import scaled_size
 from hvc.fileio import atomic_path, atomic_write_text
 from hvc.inference import FeatureExtractor, build_extractor
 from hvc.propagation import LabelPropagator, PropagationConfig, upsample_labels
-from hvc.propagation.config import recorded_settings
+from hvc.config.propagation import recorded_settings
 from hvc.scribbles.fill import labels_from_scribbles
 from hvc.errors import NonFiniteError
 from hvc.segment.prompt import read_mask, read_scribble

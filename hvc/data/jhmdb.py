@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from hvc.data.vos import DatasetError
+from hvc.data.sequence import DatasetError
 
 FRAMES_DIR = "Rename_Images"
 JOINTS_DIR = "joint_positions"

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from hvc.data.vos import DatasetError, VideoSequence
+from hvc.data.sequence import DatasetError, VideoSequence
 
 
 def read_split(root: Path, split: str) -> list[str]:

@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import csv
 import importlib
-import importlib.util
 import json
 import os
 import shutil
@@ -54,20 +53,13 @@ def _stage(title: str) -> None:
     print(f"\n===== {title} =====", flush=True)
 
 
-_ENTRY_SCRIPTS = ("train.py", "test.py", "eval_metrics.py")
+# The root scripts are thin files over these modules (hvc/entry/); nothing is loaded by path.
+_ENTRY_MODULES = {"train.py": "hvc.entry.train", "test.py": "hvc.entry.test", "eval_metrics.py": "hvc.entry.eval_metrics"}
 
 
 def _entry_main(target: str) -> Callable[[list[str]], int]:
     """The ``main(argv) -> exit code`` of a root script (``train.py``) or a module (``hvc.export``)."""
-    if target in _ENTRY_SCRIPTS:
-        name = "hvc_entry_" + target[:-3]
-        if name not in sys.modules:  # load each script once, as a module of its own name
-            spec = importlib.util.spec_from_file_location(name, REPO / target)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        return sys.modules[name].main
-    return importlib.import_module(target).main
+    return importlib.import_module(_ENTRY_MODULES.get(target, target)).main
 
 
 def _call(name: str, args: list[str]) -> None:

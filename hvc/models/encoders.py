@@ -27,9 +27,15 @@ from hvc.models.resnet import ResNet
 
 ARCH = {"hvc": "resnet18", "mocov1": "resnet50", "imagenet18": "resnet18", "imagenet50": "resnet50",
         "random18": "resnet18"}
-CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
+# The folder of the default weight files: $HVC_CHECKPOINT_DIR, else checkpoints/ in the working
+# directory (a checkout's root). Not found beside the package: an installed package has no such folder.
+CHECKPOINT_DIR_VARIABLE = "HVC_CHECKPOINT_DIR"
+# Each model's default file in that folder, for every entry point (test.py, hvc.segment, ...).
+# hvc: the checkpoint committed to this repository (checkpoints/hvc_bsds_cpu.md), so that
+# --model hvc runs on a fresh clone; the paper's released weights are named explicitly
+# (--checkpoint checkpoints/hvc_coco.pth).
 DEFAULT_CHECKPOINT = {
-    "hvc": "hvc_coco.pth",
+    "hvc": "hvc_bsds_cpu.pth",
     "mocov1": "moco_v1_200ep_pretrain.pth.tar",
     "imagenet18": "resnet18-f37072fd.pth",
     "imagenet50": "resnet50-0676ba61.pth",
@@ -103,13 +109,18 @@ def bn_dummy_forward(net: ResNet, device: torch.device | str = "cpu") -> None:
     net.eval()
 
 
+def checkpoint_dir() -> Path:
+    """Where default weight files are looked for (absolute): $HVC_CHECKPOINT_DIR or ./checkpoints."""
+    return Path(os.environ.get(CHECKPOINT_DIR_VARIABLE) or "checkpoints").resolve()
+
+
 def checkpoint_path(name: str, checkpoint: Optional[str]) -> str:
-    """The file to load for ``name``: ``checkpoint`` or the model's default under checkpoints/."""
+    """The file to load for ``name``: ``checkpoint`` or the model's default in :func:`checkpoint_dir`."""
     if checkpoint is not None:
         return checkpoint
     if name not in DEFAULT_CHECKPOINT:
         raise CheckpointError(f"model.name: model {name!r} takes no checkpoint")
-    return str(CHECKPOINT_DIR / DEFAULT_CHECKPOINT[name])
+    return str(checkpoint_dir() / DEFAULT_CHECKPOINT[name])
 
 
 def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0,
@@ -131,7 +142,8 @@ def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0,
         if not os.path.isfile(path):
             raise CheckpointError(
                 f"{path}: checkpoint for --model {name} not found. Weights are never downloaded: put the "
-                f"file there (see checkpoints/README.md) or pass --checkpoint PATH")
+                f"file there (see checkpoints/README.md), set ${CHECKPOINT_DIR_VARIABLE} to its folder or pass "
+                f"--checkpoint PATH")
         load_state_strict(net, read_encoder_state(path), path)
     net.to(device)
     if bn_dummy_forward_pass:

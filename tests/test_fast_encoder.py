@@ -105,7 +105,7 @@ def test_fused_writes_the_same_labels_on_a_real_clip(tmp_path, davis_root):
 
     Not bit-identical in general: the folded weights round differently (~1e-6), which can flip
     a near-tie among the top-k neighbours (97 of 24.6 M pixels over 60 frames of dog at 480p,
-    README "Speed"), so the test allows 1 pixel in 10,000.
+    docs/speed.md), so the test allows 1 pixel in 10,000.
     """
     seq = load_sequences("davis16", davis_root, ["horsejump-high"])[0]
     seq = dataclasses.replace(seq, frames=seq.frames[:12], outputs=tuple(range(12)))

@@ -86,6 +86,19 @@ def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     return out
 
 
+# hvc's packages and top-level modules, lowest layer first (docs/design.md, "Layers"): each imports
+# only from its own layer or lower ones. A new package or module gets its place here.
+LAYERS = [
+    {"hvc.errors", "hvc.finite", "hvc.allocator"},
+    {"hvc.fileio", "hvc.cli", "hvc.meters"},
+    {"hvc.config", "hvc.checkpoint", "hvc.completion", "hvc.sharding", "hvc.distributed"},
+    {"hvc.data", "hvc.models", "hvc.propagation"},
+    {"hvc.upsample", "hvc.visualize", "hvc.scribbles", "hvc.metrics", "hvc.results"},
+    {"hvc.inference", "hvc.engine", "hvc.export", "hvc.tasks", "hvc.segment"},
+    {"hvc.entry", "hvc.demo"},
+]
+
+
 def test_the_graph_sees_the_imports():
     graph = import_graph()
     assert "hvc.config.core" in graph["hvc.config.propagation"]
@@ -100,6 +113,16 @@ def test_no_module_imports_itself_back():
 
 def test_no_package_imports_itself_back():
     assert cycles(package_graph(import_graph())) == []
+
+
+def test_imports_point_down_the_layers():
+    rank = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+    packages = package_graph(import_graph())
+    unplaced = sorted(set(packages) - set(rank) - {"hvc"})
+    assert unplaced == [], f"place {unplaced} in LAYERS (tests/test_imports.py) and docs/design.md"
+    upward = sorted(f"{source} -> {target}" for source, targets in packages.items() if source != "hvc"
+                    for target in targets if rank[target] > rank[source])
+    assert upward == []
 
 
 # Scoring needs no propagation: these must load without torch.

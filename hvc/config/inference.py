@@ -26,7 +26,7 @@ DatasetName = Literal["davis16", "davis17", "davis17dev", "ytvos", "ytvos19", "j
 class ModelConfig:
     # Feature extractor: hvc (ResNet-18), mocov1 (ResNet-50), imagenet18/50 (torchvision), random18.
     name: ModelName = "hvc"
-    # Weights file; None = the model's default file under checkpoints/ (see checkpoints/README.md).
+    # Weights file; None = the model's default file in $HVC_CHECKPOINT_DIR or ./checkpoints (docs/checkpoints.md).
     checkpoint: Optional[str] = None
     # random18 only: seed of the paper's random initialisation.
     seed: int = 0
@@ -68,7 +68,7 @@ class DataConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     # DataLoader worker processes reading frames (0 = read in the main process). None = automatic:
     # 0 where this process may use at most 2 CPUs (the workers would take them from the encoder
-    # and the kernel: README "Speed"), otherwise 2 (hvc.inference.loader_workers).
+    # and the kernel: docs/speed.md), otherwise 2 (hvc.inference.loader_workers).
     workers: Optional[int] = None
     # Frames per encoder forward.
     batch_size: int = 4
@@ -86,7 +86,7 @@ class RunConfig:
     amp: Literal["off", "fp16", "bf16"] = "off"
     # channels_last memory format for the encoder (faster convolutions on recent GPUs).
     channels_last: bool = False
-    # How the encoder runs (hvc/models/fast_encoder.py; timings: README "Speed"). "exact": the
+    # How the encoder runs (hvc/models/fast_encoder.py; timings: docs/speed.md). "exact": the
     # float32 eager network, bit for bit the path the golden tests check. "fused": BatchNorm
     # folded into the convolutions, channels_last, float32 (features within ~1e-5 of exact).
     # "bf16": fused in bfloat16, for CPUs with AVX512_BF16 / AMX (and GPUs); features ~1e-2

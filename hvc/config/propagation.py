@@ -56,13 +56,13 @@ class PropagationConfig:
     # keys and queries are scored and the top-k chosen in bfloat16 (about 2x less arithmetic
     # and memory traffic on CPUs with AVX512_BF16 / AMX), the chosen neighbours' weights are
     # then computed from exact float32 dot products. Near-ties may pick other neighbours, so
-    # labels can differ; README "Propagation speed" gives the measured differences.
+    # labels can differ; docs/speed.md, "Propagation speed", gives the measured differences.
     precision: Literal["fp32", "bf16"] = "fp32"
     # Channels the local kernel's candidate search scores (docs/local_kernel.md, "Reduced
     # search"). None: all of them (exact with fp32). d: opt-in approximation; keys and queries
     # are projected on the d leading principal axes of the video's first frame's keys, the
     # search keeps twice topk candidates, and their weights come from exact float32 scores.
-    # Combines with precision=bf16; README "Propagation speed" gives the measured differences.
+    # Combines with precision=bf16; docs/speed.md, "Propagation speed", gives the measured differences.
     search_dims: Optional[int] = None
     # Candidates an approximate search (precision=bf16 or search_dims set) keeps per query, in
     # units of topk (ceil(candidates * topk), at least topk): they are rescored exactly in float32

@@ -52,7 +52,7 @@ class ModelConfig:
     momentum: float = 0.99
     # train the encoder's layer4 (the paper); false: the projector reads layer3 (ResNet-18:
     # 256 channels), the trunk the test-time encoder keeps anyway, for about a third of the
-    # encoder work per step at stride 8 (README "Speed")
+    # encoder work per step at stride 8 (docs/speed.md)
     layer4: bool = True
     # side of the dummy train-mode forward run when the model is built (official quirk:
     # one BN statistics update); null skips it
@@ -82,7 +82,7 @@ class RuntimeConfig:
     # channels_last memory format for model and inputs (CUDA only)
     channels_last: bool = True
     # CPU only, off by default (the paper's recipe trains in float32): bfloat16 autocast, for
-    # CPUs with native bf16 (AVX512_BF16 / AMX), and channels_last layout (README "Speed")
+    # CPUs with native bf16 (AVX512_BF16 / AMX), and channels_last layout (docs/speed.md)
     cpu_bf16: bool = False
     cpu_channels_last: bool = False
     # torch.backends.cudnn.benchmark (CUDA only): fastest conv algorithms for fixed sizes

@@ -9,8 +9,8 @@ FIRST.png: object ids of the first frame (indexed/greyscale PNG, 0 background, 2
 0/255 greyscale mask is one object). S.png: scribbles, 0 unlabelled, 1..254 objects, 255
 background; S.json: DAVIS interactive scribbles (docs/scribbles.md).
 Writes DIR/masks/<frame>.png, DIR/overlay.mp4 and DIR/summary.json; an interrupted run
-started again continues where it stopped. Exit codes: hvc/errors.py (README, "Failure
-behaviour"): 2 usage or other settings in --output, 3 unreadable video / prompt / checkpoint,
+started again continues where it stopped. Exit codes (hvc/errors.py, docs/failures.md): 2 usage
+or other settings in --output, 3 unreadable video / prompt / checkpoint,
 4 output not writable, 6 NaN or inf in features or soft masks.
 """
 
@@ -79,5 +79,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
+def command() -> int:
+    """``hvc-segment`` and ``python -m hvc.segment``: ``main`` on sys.argv."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(command())

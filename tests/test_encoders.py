@@ -10,8 +10,10 @@ import torch
 import torchvision
 
 from hvc.checkpoint import CheckpointError
+from hvc.models import encoders
 from hvc.models.encoders import checkpoint_path, load_encoder, read_encoder_state
 from hvc.models.resnet import ResNet
+from locations import REPO
 
 
 def _randomised(net: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -156,9 +158,15 @@ def test_golden_export_features(tmp_path, golden_dir, dummy, key):
 
 def test_default_files_come_from_one_folder(tmp_path, monkeypatch):
     """--model hvc means checkpoints/hvc_bsds_cpu.pth for every entry point; the folder is
-    $HVC_CHECKPOINT_DIR, else checkpoints/ in the working directory, never one beside the package."""
+    $HVC_CHECKPOINT_DIR, else ./checkpoints if it exists, else the source checkout's."""
     monkeypatch.delenv("HVC_CHECKPOINT_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
+    assert encoders.source_checkout() == REPO  # the tests run from a clone
+    assert checkpoint_path("hvc", None) == str(REPO / "checkpoints" / "hvc_bsds_cpu.pth")
+    (tmp_path / "checkpoints").mkdir()
+    assert checkpoint_path("hvc", None) == str(tmp_path / "checkpoints" / "hvc_bsds_cpu.pth")
+    monkeypatch.setattr(encoders, "source_checkout", lambda: None)  # an installed package
+    (tmp_path / "checkpoints").rmdir()
     assert checkpoint_path("hvc", None) == str(tmp_path / "checkpoints" / "hvc_bsds_cpu.pth")
     assert checkpoint_path("hvc", "elsewhere/hvc_coco.pth") == "elsewhere/hvc_coco.pth"  # named: as given
     monkeypatch.setenv("HVC_CHECKPOINT_DIR", str(tmp_path / "weights"))

@@ -26,7 +26,7 @@ DatasetName = Literal["davis16", "davis17", "davis17dev", "ytvos", "ytvos19", "j
 class ModelConfig:
     # Feature extractor: hvc (ResNet-18), mocov1 (ResNet-50), imagenet18/50 (torchvision), random18.
     name: ModelName = "hvc"
-    # Weights file; None = the model's default file in $HVC_CHECKPOINT_DIR or ./checkpoints (docs/checkpoints.md).
+    # Weights file; None = the model's default file in the checkpoint folder (docs/checkpoints.md).
     checkpoint: Optional[str] = None
     # random18 only: seed of the paper's random initialisation.
     seed: int = 0

@@ -27,8 +27,9 @@ from hvc.models.resnet import ResNet
 
 ARCH = {"hvc": "resnet18", "mocov1": "resnet50", "imagenet18": "resnet18", "imagenet50": "resnet50",
         "random18": "resnet18"}
-# The folder of the default weight files: $HVC_CHECKPOINT_DIR, else checkpoints/ in the working
-# directory (a checkout's root). Not found beside the package: an installed package has no such folder.
+# The folder of the default weight files (checkpoint_dir): $HVC_CHECKPOINT_DIR if set, else
+# checkpoints/ of the working directory if it exists, else that of the source checkout the
+# package runs from (a clone, an editable install); an installed package has none.
 CHECKPOINT_DIR_VARIABLE = "HVC_CHECKPOINT_DIR"
 # Each model's default file in that folder, for every entry point (test.py, hvc.segment, ...).
 # hvc: the checkpoint committed to this repository (checkpoints/hvc_bsds_cpu.md), so that
@@ -109,9 +110,24 @@ def bn_dummy_forward(net: ResNet, device: torch.device | str = "cpu") -> None:
     net.eval()
 
 
+def source_checkout() -> Optional[Path]:
+    """The root of the source checkout this package is imported from, if it is one (its
+    pyproject.toml names this distribution); None for an installed package."""
+    root = Path(__file__).resolve().parents[2]
+    project = root / "pyproject.toml"
+    try:
+        return root if 'name = "hvc-vos"' in project.read_text() else None
+    except OSError:
+        return None
+
+
 def checkpoint_dir() -> Path:
-    """Where default weight files are looked for (absolute): $HVC_CHECKPOINT_DIR or ./checkpoints."""
-    return Path(os.environ.get(CHECKPOINT_DIR_VARIABLE) or "checkpoints").resolve()
+    """Where default weight files are looked for (absolute): $HVC_CHECKPOINT_DIR; else ./checkpoints
+    if that folder exists or the package is not run from a checkout; else the checkout's checkpoints/."""
+    if os.environ.get(CHECKPOINT_DIR_VARIABLE):
+        return Path(os.environ[CHECKPOINT_DIR_VARIABLE]).resolve()
+    here, checkout = Path("checkpoints").resolve(), source_checkout()
+    return here if here.is_dir() or checkout is None else checkout / "checkpoints"
 
 
 def checkpoint_path(name: str, checkpoint: Optional[str]) -> str:

@@ -7,9 +7,14 @@ run writes anything: ``error: prop.topk: must be >= 1, got 0``.
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterable, Optional
 
 from hvc.config.core import ConfigError
+from hvc.errors import DeviceError
+
+# What a device setting may name (resolved by hvc.distributed.resolve_device): cpu, cuda, cuda:N.
+_DEVICE_NAME = re.compile(r"cpu|cuda(:\d+)?")
 
 
 def at_least(key: str, value: Optional[int | float], low: int | float, *, allow_none: bool = False) -> None:
@@ -57,3 +62,10 @@ def no_repeats(key: str, values: Iterable[str]) -> None:
     repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:
         raise ConfigError(f"{key}: listed more than once: {repeated}")
+
+
+def check_device_name(key: str, name: str) -> None:
+    """``cpu``, ``cuda`` or ``cuda:N``; anything else is a DeviceError naming the key (no torch
+    needed: the config is checked before anything is loaded)."""
+    if not isinstance(name, str) or not _DEVICE_NAME.fullmatch(name):
+        raise DeviceError(f"{key}: {name!r} is not a device; use cpu, cuda or cuda:N")

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from hvc.config import checks
-from hvc.errors import DeviceError
 from hvc.config.propagation import PropagationConfig
 
 # Smallest data.input_size: two feature cells (stride 8) on the shorter side.
@@ -127,17 +126,5 @@ class TestConfig:
         checks.at_least("run.fps", r.fps, 1)
         if r.output_dir == "":
             raise checks.ConfigError("run.output_dir: must not be empty (null = the default folder)")
-        check_device_name("run.device", r.device)
+        checks.check_device_name("run.device", r.device)
         return self
-
-
-def check_device_name(key: str, name: str) -> None:
-    """``cpu``, ``cuda`` or ``cuda:N``; anything else is a DeviceError naming the key."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise DeviceError(f"{key}: {name!r} is not a device; use cpu, cuda or cuda:N")

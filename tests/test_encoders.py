@@ -10,9 +10,10 @@ import torch
 import torchvision
 
 from hvc.checkpoint import CheckpointError
-from hvc.models import encoders
+from hvc import paths
 from hvc.models.encoders import checkpoint_path, load_encoder, read_encoder_state
 from hvc.models.resnet import ResNet
+from hvc.paths import source_checkout
 from locations import REPO
 
 
@@ -161,11 +162,11 @@ def test_default_files_come_from_one_folder(tmp_path, monkeypatch):
     $HVC_CHECKPOINT_DIR, else ./checkpoints if it exists, else the source checkout's."""
     monkeypatch.delenv("HVC_CHECKPOINT_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert encoders.source_checkout() == REPO  # the tests run from a clone
+    assert source_checkout() == REPO  # the tests run from a clone
     assert checkpoint_path("hvc", None) == str(REPO / "checkpoints" / "hvc_bsds_cpu.pth")
     (tmp_path / "checkpoints").mkdir()
     assert checkpoint_path("hvc", None) == str(tmp_path / "checkpoints" / "hvc_bsds_cpu.pth")
-    monkeypatch.setattr(encoders, "source_checkout", lambda: None)  # an installed package
+    monkeypatch.setattr(paths, "source_checkout", lambda: None)  # an installed package
     (tmp_path / "checkpoints").rmdir()
     assert checkpoint_path("hvc", None) == str(tmp_path / "checkpoints" / "hvc_bsds_cpu.pth")
     assert checkpoint_path("hvc", "elsewhere/hvc_coco.pth") == "elsewhere/hvc_coco.pth"  # named: as given

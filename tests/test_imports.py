@@ -89,7 +89,7 @@ def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 # hvc's packages and top-level modules, lowest layer first (docs/design.md, "Layers"): each imports
 # only from its own layer or lower ones. A new package or module gets its place here.
 LAYERS = [
-    {"hvc.errors", "hvc.finite", "hvc.allocator"},
+    {"hvc.errors", "hvc.finite", "hvc.allocator", "hvc.paths"},
     {"hvc.fileio", "hvc.cli", "hvc.meters"},
     {"hvc.config", "hvc.checkpoint", "hvc.completion", "hvc.sharding", "hvc.distributed"},
     {"hvc.data", "hvc.models", "hvc.propagation"},

@@ -30,14 +30,15 @@ from typing import Callable, Iterator
 
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, HvcError, entry_point
+from hvc.paths import project_folder
 
-REPO = Path(__file__).resolve().parents[2]
-TRAIN_CONFIG = REPO / "configs" / "demo_train.yaml"
-TEST_CONFIG = REPO / "configs" / "demo_test.yaml"
+CONFIGS = project_folder("configs")  # ./configs, else the checkout's (hvc/paths.py)
+TRAIN_CONFIG = CONFIGS / "demo_train.yaml"
+TEST_CONFIG = CONFIGS / "demo_test.yaml"
 SEQUENCE = "cat-astronaut"
 MODELS = ("hvc", "random18")
 QUICK_STEPS, QUICK_FRAMES = 3, 10  # --quick: the CI smoke run
-KEYPOINT_CONFIG = REPO / "configs" / "test_jhmdb.yaml"
+KEYPOINT_CONFIG = CONFIGS / "test_jhmdb.yaml"
 KEYPOINT_FRAMES, QUICK_KEYPOINT_FRAMES = 10, 4  # frames of the synthetic JHMDB clip
 
 

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from hvc.checkpoint import CheckpointError, read_checkpoint_file
 from hvc.models.resnet import ResNet
+from hvc.paths import project_folder
 
 ARCH = {"hvc": "resnet18", "mocov1": "resnet50", "imagenet18": "resnet18", "imagenet50": "resnet50",
         "random18": "resnet18"}
@@ -110,24 +111,12 @@ def bn_dummy_forward(net: ResNet, device: torch.device | str = "cpu") -> None:
     net.eval()
 
 
-def source_checkout() -> Optional[Path]:
-    """The root of the source checkout this package is imported from, if it is one (its
-    pyproject.toml names this distribution); None for an installed package."""
-    root = Path(__file__).resolve().parents[2]
-    project = root / "pyproject.toml"
-    try:
-        return root if 'name = "hvc-vos"' in project.read_text() else None
-    except OSError:
-        return None
-
-
 def checkpoint_dir() -> Path:
     """Where default weight files are looked for (absolute): $HVC_CHECKPOINT_DIR; else ./checkpoints
     if that folder exists or the package is not run from a checkout; else the checkout's checkpoints/."""
     if os.environ.get(CHECKPOINT_DIR_VARIABLE):
         return Path(os.environ[CHECKPOINT_DIR_VARIABLE]).resolve()
-    here, checkout = Path("checkpoints").resolve(), source_checkout()
-    return here if here.is_dir() or checkout is None else checkout / "checkpoints"
+    return project_folder("checkpoints")
 
 
 def checkpoint_path(name: str, checkpoint: Optional[str]) -> str:

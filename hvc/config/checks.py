@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from hvc.config.core import ConfigError
 from hvc.errors import DeviceError
@@ -55,6 +55,21 @@ def ordered_range(key: str, pair: tuple[float, float], low: float, high: float, 
     if not (math.isfinite(a) and math.isfinite(b) and first_ok and a <= b <= high):
         bound = "<" if open_low else "<="
         raise ConfigError(f"{key}: must satisfy {low} {bound} min <= max <= {high}, got {list(pair)}")
+
+
+def crop(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequence[float],
+         std: Sequence[float], prefix: str = "") -> None:
+    """Raise ConfigError naming the key if these crop settings are unusable; ``prefix`` names
+    their section (``data.``). The one home of the rule: TrainConfig.validate and the crop
+    transform (hvc.data.transforms, which so imports no schema) use it."""
+    at_least(f"{prefix}size", size, 1)
+    # an area above 1 cannot fit; the crop then falls back to the central one, as officially
+    ordered_range(f"{prefix}scale", tuple(scale), 0.0, float("inf"))
+    ordered_range(f"{prefix}ratio", tuple(ratio), 0.0, float("inf"), open_low=True)
+    if len(mean) != 3 or len(std) != 3:
+        raise ConfigError(f"{prefix}mean, {prefix}std: need 3 values each, got {list(mean)}, {list(std)}")
+    finite(f"{prefix}mean", mean)
+    all_positive(f"{prefix}std", std)
 
 
 def no_repeats(key: str, values: Iterable[str]) -> None:

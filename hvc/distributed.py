@@ -49,7 +49,8 @@ def resolve_device(name: str, key: str = "runtime.device", local_rank: Optional[
     if device.type == "cpu":
         return device
     if not torch.cuda.is_available():
-        raise DeviceError(f"{key}: {name} asked for, but no CUDA device is available; use cpu")
+        raise DeviceError(f"{key}: {name} asked for, but no CUDA device is available (CUDA not available "
+                          f"to torch); use cpu")
     index = local_rank if local_rank is not None else (device.index or 0)
     if index >= torch.cuda.device_count():
         raise DeviceError(f"{key}: {name} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")

@@ -61,7 +61,7 @@ from hvc.upsample import upsample_argmax  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("decode", "encoder", "propagation", "upsample+argmax", "png")
-OFFICIAL_PROPAGATION_S = 23.3  # the paper's code, per 480p frame on 2 cores (README "Speed")
+OFFICIAL_PROPAGATION_S = 23.3  # the paper's code, per 480p frame on 2 cores (docs/speed.md)
 
 
 ENCODERS, PRECISIONS = ("exact", "fused", "bf16"), ("fp32", "bf16")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import inspect
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from hvc.config.checks import check_device_name
 from hvc.errors import DeviceError
 
 
@@ -36,15 +37,24 @@ class DistEnv:
         return self.world_size > 1
 
 
-def resolve_device(choice: Literal["auto", "cpu", "cuda"], local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA when available; a CUDA process uses GPU ``local_rank``."""
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError("runtime.device: cuda asked for, but no CUDA device is available; use cpu or auto")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+def resolve_device(name: str, key: str = "runtime.device", local_rank: Optional[int] = None) -> torch.device:
+    """The device of this process for a device setting, checked to exist (the one resolver of
+    training, test.py and hvc.segment): ``auto`` (CUDA when available, else the CPU), ``cpu``,
+    ``cuda`` or ``cuda:N``. Under torchrun (``local_rank`` given) CUDA means ``cuda:LOCAL_RANK``.
+    A DeviceError names ``key``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    check_device_name(key, name)
+    device = torch.device(name)
+    if device.type == "cpu":
+        return device
+    if not torch.cuda.is_available():
+        raise DeviceError(f"{key}: {name} asked for, but no CUDA device is available (CUDA not available "
+                          f"to torch); use cpu")
+    index = local_rank if local_rank is not None else (device.index or 0)
+    if index >= torch.cuda.device_count():
+        raise DeviceError(f"{key}: {name} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return torch.device("cuda", index)
 
 
 def init_distributed(device: Literal["auto", "cpu", "cuda"] = "auto",
@@ -53,7 +63,7 @@ def init_distributed(device: Literal["auto", "cpu", "cuda"] = "auto",
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank)
+    dev = resolve_device(device, "runtime.device", local_rank)
     if world_size > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)

@@ -40,7 +40,7 @@ from hvc.results import (Plan, output_dir, output_files, prepare_output, result_
                          write_summary)
 from hvc.sharding import Job, ShardSpec, job_shard, shard_of
 from hvc.upsample import upsample_argmax
-from hvc.visualize import SequenceVisualizer
+from hvc.exports.overlay import SequenceVisualizer
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def loader_workers(setting: Optional[int]) -> int:
     """``data.workers`` as a DataLoader takes it: the setting itself, or for None (automatic) 0
     on at most 2 usable CPUs, else 2. On 2 cores, loader processes decoding ahead compete with
     the encoder and the kernel: test.py at 480p took 9 min 16 s with 2 workers and 7 min 07 s
-    with none (README "Speed"); with cores to spare they hide the decoding."""
+    with none (docs/speed.md); with cores to spare they hide the decoding."""
     if setting is not None:
         return setting
     return 0 if usable_cpus() <= 2 else 2

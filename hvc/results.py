@@ -25,7 +25,7 @@ from hvc.data.vos import YTVOS_DATASETS, VideoSequence
 from hvc.errors import HvcError, InputError
 from hvc.fileio import atomic_path, atomic_write_text, writable_dir
 from hvc.models.encoders import checkpoint_path
-from hvc.propagation.config import recorded_settings
+from hvc.config.propagation import recorded_settings
 
 
 def result_tag(cfg: TestConfig) -> str:

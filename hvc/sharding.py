@@ -21,7 +21,8 @@ from typing import Any, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from hvc.errors import DeviceError, UsageError
+from hvc.distributed import resolve_device
+from hvc.errors import UsageError
 
 # A rank that finishes early waits for the slowest one at the final barrier.
 JOB_TIMEOUT = datetime.timedelta(hours=24)
@@ -83,17 +84,9 @@ class Job:
         return f"rank {self.rank}/{self.world_size}" if self.distributed else "single"
 
     def device(self, name: str) -> torch.device:
-        """The device of this process: under torchrun, ``cuda`` means ``cuda:LOCAL_RANK``."""
-        device = torch.device(name)
-        if device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise DeviceError(f"run.device: {name} asked for, but CUDA is not available; use --device cpu")
-            index = self.local_rank if self.distributed else (device.index or 0)
-            if index >= torch.cuda.device_count():
-                raise DeviceError(f"run.device: {name} asked for, but only {torch.cuda.device_count()} "
-                                  f"CUDA device(s) exist")
-            return torch.device("cuda", index)
-        return device
+        """The device of this process (hvc.distributed.resolve_device): under torchrun, ``cuda``
+        means ``cuda:LOCAL_RANK``."""
+        return resolve_device(name, "run.device", self.local_rank if self.distributed else None)
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""

@@ -5,7 +5,7 @@
 
 Reads `<results>/<sequence>/<frame>.png` (as test.py writes them) and the matching frames of
 `<davis-root>/JPEGImages/480p/<sequence>/`; picks `--count` evenly spaced frames (or `--frames`).
-Exit codes: hvc/errors.py (README, "Failure behaviour").
+Exit codes: hvc/errors.py and docs/failures.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hvc.errors import ArgumentParser, InputError, UsageError, entry_point  # noqa: E402
 from hvc.fileio import atomic_path, writable_dir  # noqa: E402
-from hvc.visualize import overlay  # noqa: E402
+from hvc.exports.overlay import overlay  # noqa: E402
 
 
 @entry_point

@@ -3,7 +3,7 @@ photos and the small training configuration (64x64 crops, batch 4, ResNet-18 wit
 
 These tests check the training loop (steps, logs, checkpoints, resume, DDP), not the network:
 the paper's encoder, layer4 included, is checked against the official code in
-test_model_golden.py and trains a step in test_recipes.py. Without layer4 (``model.layer4``)
+test_golden_model.py and trains a step in test_recipes.py. Without layer4 (``model.layer4``)
 a step costs ~2.5x less and a checkpoint is a quarter of the size."""
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Helpers of the fault tests: entry points loaded by path, tiny synthetic data sets, and
+"""Helpers of the fault tests: the entry points' modules, tiny synthetic data sets, and
 running a CLI in-process or as a subprocess with its exit code and stderr lines."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -23,8 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_entry(filename: str) -> ModuleType:
-    """An entry script (test.py, train.py, ...) as a module; the name ``test`` would clash."""
-    spec = importlib.util.spec_from_file_location(f"hvc_entry_{Path(filename).stem}", REPO / filename)
+    """The module behind a root script (test.py -> hvc.entry.test), or a file of scripts/ (not a
+    package) loaded from its path."""
+    if "/" not in filename:
+        return importlib.import_module(f"hvc.entry.{Path(filename).stem}")
+    spec = importlib.util.spec_from_file_location(f"hvc_script_{Path(filename).stem}", REPO / filename)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,12 +1,11 @@
 """Helpers for the metrics tests: a straightforward whole-frame J and F written from
 docs/metrics.md (the reference for the cropped fast path in hvc.metrics.measures), and
-the eval_metrics.py entry point loaded as a module."""
+the module behind eval_metrics.py."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import math
-from pathlib import Path
 from types import ModuleType
 
 import cv2
@@ -51,9 +50,5 @@ def reference_jf(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
 
 
 def load_eval_metrics() -> ModuleType:
-    """The repository's eval_metrics.py, imported from its path (it is not in a package)."""
-    path = Path(__file__).resolve().parents[1] / "eval_metrics.py"
-    spec = importlib.util.spec_from_file_location("eval_metrics", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module behind eval_metrics.py."""
+    return importlib.import_module("hvc.entry.eval_metrics")

@@ -8,7 +8,7 @@ once at an epoch end.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import logging
 import os
 import signal
@@ -28,7 +28,7 @@ TOTAL = 4  # 2 epochs x 2 steps
 # Runs train.py as typed on the command line (argv below), SIGKILLing the process right after
 # the n-th publication of checkpoint.pth: no cleanup, no flush, no handler runs after it.
 _KILL_AFTER_NTH_CHECKPOINT = """
-import os, runpy, signal, sys
+import os, signal, sys
 n, argv = int(sys.argv[1]), sys.argv[2:]
 real_replace, published = os.replace, []
 def replace(src, dst, *args, **kwargs):
@@ -39,7 +39,8 @@ def replace(src, dst, *args, **kwargs):
             os.kill(os.getpid(), signal.SIGKILL)
 os.replace = replace
 sys.argv = ["train.py", *argv]
-runpy.run_path("train.py", run_name="__main__")
+from hvc.entry.train import command
+sys.exit(command())
 """
 
 
@@ -62,10 +63,7 @@ def reference(images, tmp_path_factory):
 
 
 def _train_cli():
-    spec = importlib.util.spec_from_file_location("train_cli_resume", REPO / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("hvc.entry.train")
 
 
 def _env() -> dict:

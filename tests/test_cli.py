@@ -15,8 +15,11 @@ from hvc.cli import PIPE_CLOSED_EXIT, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 # every command-line program that prints, and how it is started
-ENTRY_POINTS = ["eval_metrics.py", "test.py", "train.py", "hvc/export.py", "hvc/demo/run.py",
-                "bench/metrics_speed.py", "bench/propagation_speed.py", "bench/train_throughput.py"]
+ENTRY_POINTS = ["hvc/entry/eval_metrics.py", "hvc/entry/test.py", "hvc/entry/train.py", "hvc/segment/__main__.py",
+                "hvc/export.py", "hvc/demo/run.py", "bench/metrics_speed.py", "bench/propagation_speed.py",
+                "bench/train_throughput.py"]
+# the root scripts: thin files over hvc/entry/<job>.py
+ROOT_SCRIPTS = ["eval_metrics.py", "test.py", "train.py"]
 
 
 def _run_with_closed_stdout(args: list[str]) -> subprocess.CompletedProcess:
@@ -63,4 +66,28 @@ def test_open_stdout_and_other_broken_pipes_are_not_hidden(capsys):
 @pytest.mark.parametrize("script", ENTRY_POINTS)
 def test_every_entry_point_runs_through_run_main(script):
     source = (REPO / script).read_text()
-    assert re.search(r'if __name__ == "__main__":\n    sys\.exit\(run_main\(main\b', source), script
+    direct = re.search(r'if __name__ == "__main__":\n    sys\.exit\(run_main\(main\b', source)
+    # installed commands (pyproject.toml) call command(), which is run_main(main)
+    through_command = (re.search(r'\ndef command\(\) -> int:\n    """[^"]*"""\n    return run_main\(main\)\n', source)
+                       and 'if __name__ == "__main__":\n    sys.exit(command())' in source)
+    assert direct or through_command, script
+
+
+@pytest.mark.parametrize("script", ROOT_SCRIPTS)
+def test_root_scripts_are_thin(script):
+    """``python test.py`` runs hvc.entry.test's command and nothing else (docs/design.md)."""
+    source = (REPO / script).read_text()
+    assert f"from hvc.entry.{script[:-3]} import command\n" in source
+    assert source.rstrip().endswith('if __name__ == "__main__":\n    sys.exit(command())')
+    assert len(source.splitlines()) < 20
+
+
+def test_console_scripts_name_existing_commands():
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == {"hvc-train", "hvc-test", "hvc-eval-metrics", "hvc-segment"}
+    for target in scripts.values():
+        module, _, name = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), name)), target

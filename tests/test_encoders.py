@@ -11,8 +11,11 @@ import torch
 import torchvision
 
 from hvc.checkpoint import CheckpointError
-from hvc.models.encoders import load_encoder, read_encoder_state
+from hvc import paths
+from hvc.models.encoders import checkpoint_path, load_encoder, read_encoder_state
 from hvc.models.resnet import ResNet
+from hvc.paths import source_checkout
+from locations import REPO
 
 
 def _randomised(net: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -156,3 +159,25 @@ def test_golden_export_features(tmp_path, golden_dir, dummy, key):
     if dummy:
         np.testing.assert_allclose(net.bn1.running_var.numpy(), gold["bn_state_after_make_encoder/bn1.running_var"],
                                    rtol=1e-6)
+
+
+def test_default_files_come_from_one_folder(tmp_path, monkeypatch):
+    """--model hvc means checkpoints/hvc_bsds_cpu.pth for every entry point; the folder is
+    $HVC_CHECKPOINT_DIR, else ./checkpoints if it exists, else the source checkout's."""
+    monkeypatch.delenv("HVC_CHECKPOINT_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert source_checkout() == REPO  # the tests run from a clone
+    assert checkpoint_path("hvc", None) == str(REPO / "checkpoints" / "hvc_bsds_cpu.pth")
+    (tmp_path / "checkpoints").mkdir()
+    assert checkpoint_path("hvc", None) == str(tmp_path / "checkpoints" / "hvc_bsds_cpu.pth")
+    monkeypatch.setattr(paths, "source_checkout", lambda: None)  # an installed package
+    (tmp_path / "checkpoints").rmdir()
+    assert checkpoint_path("hvc", None) == str(tmp_path / "checkpoints" / "hvc_bsds_cpu.pth")
+    assert checkpoint_path("hvc", "elsewhere/hvc_coco.pth") == "elsewhere/hvc_coco.pth"  # named: as given
+    monkeypatch.setenv("HVC_CHECKPOINT_DIR", str(tmp_path / "weights"))
+    assert checkpoint_path("mocov1", None) == str(tmp_path / "weights" / "moco_v1_200ep_pretrain.pth.tar")
+    with pytest.raises(CheckpointError, match="HVC_CHECKPOINT_DIR") as err:
+        load_encoder("hvc")
+    assert str(tmp_path / "weights" / "hvc_bsds_cpu.pth") in str(err.value)
+    with pytest.raises(CheckpointError, match="takes no checkpoint"):
+        checkpoint_path("random18", None)

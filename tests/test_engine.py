@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 
@@ -151,8 +150,7 @@ def test_video_pairs_train_through_the_same_loop(davis_root, tmp_path):
 
 
 def test_cli_names_a_bad_key_and_exits_2(capsys):
-    spec = importlib.util.spec_from_file_location("train_cli", REPO / "train.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    from hvc.entry import train as cli
+
     assert cli.main(["--config", str(REPO / "configs" / "train_img.yaml"), "optim.lrr=0.1"]) == 2
     assert "optim.lrr" in capsys.readouterr().err

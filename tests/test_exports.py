@@ -20,7 +20,7 @@ from hvc.demo.video import render_video
 from hvc.errors import InputError
 from hvc.exports import FORMATS, TARGETS, export_masks
 from hvc.exports.mp4 import Mp4Writer, frame_rate
-from hvc.visualize import overlay
+from hvc.exports.overlay import overlay
 
 FRAMES, H, W = 6, 95, 161  # odd sizes: the mp4 must pad them to even ones
 

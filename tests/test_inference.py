@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from PIL import Image
 from hvc.config.core import ConfigError, load_config
 from hvc.config.inference import TestConfig
 from hvc.data.palette import DAVIS_PALETTE
+from hvc.entry import test as test_entry
 from hvc.inference import FeatureExtractor, run_inference
 from hvc.models.encoders import load_encoder
 from hvc.models.resnet import ResNet
@@ -23,10 +23,6 @@ from vos_trees import H, W, davis17_ids, make_davis17, make_ytvos
 
 REPO = Path(__file__).resolve().parents[1]
 
-# test.py by path: the name "test" is also a standard-library package
-_spec = importlib.util.spec_from_file_location("hvc_test_entry", REPO / "test.py")
-test_entry = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(test_entry)
 
 
 def _config(root, out, dataset="davis17", *extra):

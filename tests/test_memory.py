@@ -14,7 +14,7 @@ from hvc.demo.video import render_video
 from hvc.inference import build_extractor
 from hvc.propagation import (ContextPolicy, DenseKernel, LabelPropagator, LocalKernel, PropagationConfig, embed,
                              upsample_labels)
-from hvc.propagation.config import QualityConfig
+from hvc.config.propagation import QualityConfig
 from hvc.propagation.quality import QualityFrames, confidence
 
 REPO_CHECKPOINT = "checkpoints/hvc_bsds_cpu.pth"

@@ -4,7 +4,7 @@ encoder, and the BSDS recipes train a step on CPU."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import math
 
 import numpy as np
@@ -110,10 +110,7 @@ def test_bsds_recipes_keep_the_paper_optimisation():
 
 
 def _test_entry():
-    spec = importlib.util.spec_from_file_location("hvc_test_entry_recipes", REPO / "test.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("hvc.entry.test")
 
 
 def _train_mode_stem_inputs(argv: list[str]) -> list[tuple[tuple[int, ...], bool]]:

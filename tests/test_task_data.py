@@ -17,7 +17,8 @@ from hvc.data.vos import DatasetError
 from hvc.data.vost import vost_sequences
 from hvc.demo.tasks import FACE, HAIR, UPPER_CLOTHES, figure_joints
 from hvc.metrics.vip import NUM_CLASSES
-from hvc.tasks.pose import NUM_JOINTS, feature_coords, joint_label_maps
+from hvc.data.keypoints import NUM_JOINTS
+from hvc.tasks.pose import feature_coords, joint_label_maps
 from task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 
 

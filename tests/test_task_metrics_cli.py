@@ -19,7 +19,8 @@ from PIL import Image
 from hvc.data.jhmdb import read_joints
 from hvc.demo.tasks import FACE, HAIR
 from hvc.errors import EXIT_INPUT
-from hvc.tasks.pose import JOINT_NAMES, feature_coords, save_keypoints
+from hvc.data.keypoints import JOINT_NAMES, save_keypoints
+from hvc.tasks.pose import feature_coords
 from metrics_helpers import load_eval_metrics
 from task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 

@@ -7,9 +7,14 @@ run writes anything: ``error: prop.topk: must be >= 1, got 0``.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional
+import re
+from typing import Iterable, Optional, Sequence
 
 from hvc.config.core import ConfigError
+from hvc.errors import DeviceError
+
+# What a device setting may name (resolved by hvc.distributed.resolve_device): cpu, cuda, cuda:N.
+_DEVICE_NAME = re.compile(r"cpu|cuda(:\d+)?")
 
 
 def at_least(key: str, value: Optional[int | float], low: int | float, *, allow_none: bool = False) -> None:
@@ -52,8 +57,30 @@ def ordered_range(key: str, pair: tuple[float, float], low: float, high: float, 
         raise ConfigError(f"{key}: must satisfy {low} {bound} min <= max <= {high}, got {list(pair)}")
 
 
+def crop(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequence[float],
+         std: Sequence[float], prefix: str = "") -> None:
+    """Raise ConfigError naming the key if these crop settings are unusable; ``prefix`` names
+    their section (``data.``). The one home of the rule: TrainConfig.validate and the crop
+    transform (hvc.data.transforms, which so imports no schema) use it."""
+    at_least(f"{prefix}size", size, 1)
+    # an area above 1 cannot fit; the crop then falls back to the central one, as officially
+    ordered_range(f"{prefix}scale", tuple(scale), 0.0, float("inf"))
+    ordered_range(f"{prefix}ratio", tuple(ratio), 0.0, float("inf"), open_low=True)
+    if len(mean) != 3 or len(std) != 3:
+        raise ConfigError(f"{prefix}mean, {prefix}std: need 3 values each, got {list(mean)}, {list(std)}")
+    finite(f"{prefix}mean", mean)
+    all_positive(f"{prefix}std", std)
+
+
 def no_repeats(key: str, values: Iterable[str]) -> None:
     values = list(values)
     repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:
         raise ConfigError(f"{key}: listed more than once: {repeated}")
+
+
+def check_device_name(key: str, name: str) -> None:
+    """``cpu``, ``cuda`` or ``cuda:N``; anything else is a DeviceError naming the key (no torch
+    needed: the config is checked before anything is loaded)."""
+    if not isinstance(name, str) or not _DEVICE_NAME.fullmatch(name):
+        raise DeviceError(f"{key}: {name!r} is not a device; use cpu, cuda or cuda:N")

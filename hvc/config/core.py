@@ -21,7 +21,7 @@ import os
 import sys
 import types
 import typing
-from typing import Any, Iterable, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, Callable, Iterable, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
@@ -123,6 +123,20 @@ def _from_dict(cls: type[T], data: dict, where: str) -> T:
     for name, value in data.items():
         kwargs[name] = _coerce(value, types_[name], f"{where}.{name}" if where else name)
     return cls(**kwargs)
+
+
+def check_fields(cfg: Any, key: Callable[[str], str] = str, path: str = "") -> None:
+    """Check every field of the dataclass instance ``cfg`` against its annotation (choices of a
+    ``Literal``, int / float / bool, nested sections), as :func:`load_config` does for files and
+    overrides; for objects built in code (``LabelPropagator(impl="fast")``). ``key(path)`` is
+    the name an error shows for the field at dotted ``path``, e.g. ``prop.impl``."""
+    for name, tp in _field_types(type(cfg)).items():
+        dotted = f"{path}.{name}" if path else name
+        value = getattr(cfg, name)
+        if dataclasses.is_dataclass(tp) and isinstance(value, tp):
+            check_fields(value, key, dotted)
+        else:
+            _coerce(value, tp, key(dotted))
 
 
 def to_dict(cfg: Any) -> dict:

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from hvc.config import checks
-from hvc.errors import DeviceError
-from hvc.propagation.config import PropagationConfig
+from hvc.config.propagation import PropagationConfig
 
 # Smallest data.input_size: two feature cells (stride 8) on the shorter side.
 MIN_INPUT_SIZE = 16
@@ -26,7 +25,7 @@ DatasetName = Literal["davis16", "davis17", "davis17dev", "ytvos", "ytvos19", "j
 class ModelConfig:
     # Feature extractor: hvc (ResNet-18), mocov1 (ResNet-50), imagenet18/50 (torchvision), random18.
     name: ModelName = "hvc"
-    # Weights file; None = the model's default file under checkpoints/ (see checkpoints/README.md).
+    # Weights file; None = the model's default file in the checkpoint folder (docs/checkpoints.md).
     checkpoint: Optional[str] = None
     # random18 only: seed of the paper's random initialisation.
     seed: int = 0
@@ -68,7 +67,7 @@ class DataConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     # DataLoader worker processes reading frames (0 = read in the main process). None = automatic:
     # 0 where this process may use at most 2 CPUs (the workers would take them from the encoder
-    # and the kernel: README "Speed"), otherwise 2 (hvc.inference.loader_workers).
+    # and the kernel: docs/speed.md), otherwise 2 (hvc.inference.loader_workers).
     workers: Optional[int] = None
     # Frames per encoder forward.
     batch_size: int = 4
@@ -86,7 +85,7 @@ class RunConfig:
     amp: Literal["off", "fp16", "bf16"] = "off"
     # channels_last memory format for the encoder (faster convolutions on recent GPUs).
     channels_last: bool = False
-    # How the encoder runs (hvc/models/fast_encoder.py; timings: README "Speed"). "exact": the
+    # How the encoder runs (hvc/models/fast_encoder.py; timings: docs/speed.md). "exact": the
     # float32 eager network, bit for bit the path the golden tests check. "fused": BatchNorm
     # folded into the convolutions, channels_last, float32 (features within ~1e-5 of exact).
     # "bf16": fused in bfloat16, for CPUs with AVX512_BF16 / AMX (and GPUs); features ~1e-2
@@ -123,27 +122,9 @@ class TestConfig:
         if d.workers is not None:
             checks.at_least("data.workers", d.workers, 0)
         checks.at_least("data.batch_size", d.batch_size, 1)
-        checks.positive("prop.radius", p.radius)
-        checks.positive("prop.temperature", p.temperature)
-        checks.at_least("prop.topk", p.topk, 1)
-        checks.at_least("prop.context", p.context, 1)
-        checks.at_least("prop.num_classes", p.num_classes, 1)
-        if p.num_classes > 256:
-            raise checks.ConfigError(f"prop.num_classes: must be <= 256 (uint8 label PNGs), got {p.num_classes}")
+        p.validate()  # the propagation settings' one check (hvc/config/propagation.py)
         checks.at_least("run.fps", r.fps, 1)
         if r.output_dir == "":
             raise checks.ConfigError("run.output_dir: must not be empty (null = the default folder)")
-        check_device_name("run.device", r.device)
+        checks.check_device_name("run.device", r.device)
         return self
-
-
-def check_device_name(key: str, name: str) -> None:
-    """``cpu``, ``cuda`` or ``cuda:N``; anything else is a DeviceError naming the key."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise DeviceError(f"{key}: {name!r} is not a device; use cpu, cuda or cuda:N")

@@ -7,7 +7,7 @@ change; any key can be overridden on the command line (``optim.lr=5e-4``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Sequence
+from typing import Literal, Optional
 
 from hvc.config import checks
 
@@ -52,7 +52,7 @@ class ModelConfig:
     momentum: float = 0.99
     # train the encoder's layer4 (the paper); false: the projector reads layer3 (ResNet-18:
     # 256 channels), the trunk the test-time encoder keeps anyway, for about a third of the
-    # encoder work per step at stride 8 (README "Speed")
+    # encoder work per step at stride 8 (docs/speed.md)
     layer4: bool = True
     # side of the dummy train-mode forward run when the model is built (official quirk:
     # one BN statistics update); null skips it
@@ -82,7 +82,7 @@ class RuntimeConfig:
     # channels_last memory format for model and inputs (CUDA only)
     channels_last: bool = True
     # CPU only, off by default (the paper's recipe trains in float32): bfloat16 autocast, for
-    # CPUs with native bf16 (AVX512_BF16 / AMX), and channels_last layout (README "Speed")
+    # CPUs with native bf16 (AVX512_BF16 / AMX), and channels_last layout (docs/speed.md)
     cpu_bf16: bool = False
     cpu_channels_last: bool = False
     # torch.backends.cudnn.benchmark (CUDA only): fastest conv algorithms for fixed sizes
@@ -129,7 +129,7 @@ class TrainConfig:
         """Range checks the types cannot express (``load_config`` calls this); the error names the key."""
         d, m, o, r, out = self.data, self.model, self.optim, self.runtime, self.output
         checks.at_least("data.size", d.size, MIN_CROP_SIZE)
-        check_crop(d.size, d.scale, d.ratio, d.mean, d.std, prefix="data.")
+        checks.crop(d.size, d.scale, d.ratio, d.mean, d.std, prefix="data.")
         checks.at_least("data.batch_size", d.batch_size, 1)
         checks.at_least("data.workers", d.workers, 0)
         checks.at_least("data.max_gap", d.max_gap, 1)
@@ -148,20 +148,6 @@ class TrainConfig:
         if not out.dir:
             raise checks.ConfigError("output.dir: must not be empty")
         return self
-
-
-def check_crop(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequence[float],
-               std: Sequence[float], prefix: str = "") -> None:
-    """Raise ConfigError naming the key if these crop settings are unusable; ``prefix`` names
-    their section (``data.``). The one home of the rule: the config and the crop transform use it."""
-    checks.at_least(f"{prefix}size", size, 1)
-    # an area above 1 cannot fit; the crop then falls back to the central one, as officially
-    checks.ordered_range(f"{prefix}scale", tuple(scale), 0.0, float("inf"))
-    checks.ordered_range(f"{prefix}ratio", tuple(ratio), 0.0, float("inf"), open_low=True)
-    if len(mean) != 3 or len(std) != 3:
-        raise checks.ConfigError(f"{prefix}mean, {prefix}std: need 3 values each, got {list(mean)}, {list(std)}")
-    checks.finite(f"{prefix}mean", mean)
-    checks.all_positive(f"{prefix}std", std)
 
 
 def add_length_flag(parser) -> None:

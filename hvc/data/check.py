@@ -24,20 +24,9 @@ import numpy as np
 from PIL import Image
 
 from hvc.cli import run_main
+from hvc.data.roots import FOLDERS, MARKERS, found_datasets
 from hvc.errors import ArgumentParser, InputError, entry_point
 
-# benchmark name of scripts/run_test.sh -> its folder under the data root (as in that script)
-FOLDERS: dict[str, str] = {
-    "davis16": "DAVIS", "davis17": "DAVIS", "davis17dev": "DAVIS",
-    "ytvos": "YTB/2018", "ytvos19": "YTB/2019",
-    "jhmdb": "JHMDB", "vip": "VIP", "vost": "VOST",
-}
-# how the folder of each benchmark is recognised without reading it
-MARKERS: dict[str, str] = {
-    "davis16": "ImageSets/2016/val.txt", "davis17": "ImageSets/2017/val.txt",
-    "davis17dev": "ImageSets/2017/test-dev.txt", "ytvos": "valid/meta.json", "ytvos19": "valid/meta.json",
-    "jhmdb": "joint_positions", "vip": "Annotations/Category_ids", "vost": "ImageSets/val.txt",
-}
 MAX_LISTED = 8  # sequences and problems shown per benchmark before "... and N more"
 
 
@@ -84,24 +73,6 @@ class RootReport:
 def _shorten(names: list[str]) -> str:
     shown = ", ".join(names[:MAX_LISTED])
     return shown + (f", ... ({len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else "")
-
-
-def found_datasets(data_root: Path) -> list[str]:
-    """Benchmarks whose folder is present under ``data_root`` (existence checks only, cheap):
-    what error messages suggest when the requested one is missing."""
-    return [name for name, sub in FOLDERS.items() if (Path(data_root) / sub / MARKERS[name]).exists()]
-
-
-def missing_dataset_hint(folder: str | Path) -> str:
-    """For an error about a missing dataset folder (a ``data.root``): which benchmarks were found
-    beside it (its parent is the data root; YouTube-VOS roots are one level deeper)."""
-    folder = Path(folder)
-    for root in (folder.parent, folder.parent.parent):
-        found = found_datasets(root)
-        if found:
-            return f"found under {root}: {', '.join(found)} (python -m hvc.data.check {root})"
-    return (f"no benchmark found under {folder.parent}; python -m hvc.download davis17 fetches DAVIS 2017 "
-            f"(docs/download.md)")
 
 
 def _label_problems(path: Path, palette: bool) -> tuple[list[str], set[int]]:

@@ -20,8 +20,8 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from hvc.data.check import missing_dataset_hint
-from hvc.data.vos import DatasetError
+from hvc.data.roots import missing_dataset_hint
+from hvc.data.sequence import DatasetError
 
 FRAMES_DIR = "Rename_Images"
 JOINTS_DIR = "joint_positions"

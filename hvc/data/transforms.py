@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-from hvc.config.training import DataConfig, check_crop
+from hvc.config import checks
+
+if TYPE_CHECKING:  # the transform needs the training schema's fields, not its module
+    from hvc.config.training import DataConfig
 
 Box = tuple[int, int, int, int]
 
@@ -93,7 +96,7 @@ class RandomResizedCropCoord:
 
     def __init__(self, size: int, scale: tuple[float, float], ratio: tuple[float, float],
                  mean: Sequence[float], std: Sequence[float]):
-        check_crop(size, scale, ratio, mean, std)
+        checks.crop(size, scale, ratio, mean, std)
         self.size = size
         self.scale = tuple(scale)
         self.ratio = tuple(ratio)
@@ -101,7 +104,7 @@ class RandomResizedCropCoord:
         self.std = tuple(std)
 
     @classmethod
-    def from_config(cls, cfg: DataConfig) -> "RandomResizedCropCoord":
+    def from_config(cls, cfg: "DataConfig") -> "RandomResizedCropCoord":
         return cls(cfg.size, cfg.scale, cfg.ratio, cfg.mean, cfg.std)
 
     def __call__(self, img: Image.Image, rng: random.Random) -> tuple[Tensor, Tensor]:

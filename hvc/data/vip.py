@@ -20,8 +20,8 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from hvc.data.check import missing_dataset_hint
-from hvc.data.vos import DatasetError
+from hvc.data.roots import missing_dataset_hint
+from hvc.data.sequence import DatasetError
 
 IMAGES_DIR = "Images"
 LABELS_DIR = Path("Annotations") / "Category_ids"

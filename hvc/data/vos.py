@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
@@ -21,10 +20,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hvc.data import davis_layout
-from hvc.data.check import missing_dataset_hint
-from hvc.errors import InputError
-
-MaskFormat = Literal["binary", "palette"]
+from hvc.data.roots import missing_dataset_hint
+from hvc.data.sequence import DatasetError, MaskFormat, VideoSequence
+from hvc.data.vost import vost_sequences
 
 # dataset name -> (DAVIS ImageSets year, split file, annotation format)
 DAVIS_SPLITS: dict[str, tuple[str, str, MaskFormat]] = {
@@ -33,24 +31,6 @@ DAVIS_SPLITS: dict[str, tuple[str, str, MaskFormat]] = {
     "davis17dev": ("2017", "test-dev", "palette"),
 }
 YTVOS_DATASETS = ("ytvos", "ytvos19")
-
-
-class DatasetError(InputError, ValueError):
-    """A dataset folder, file list or annotation is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class VideoSequence:
-    """One video: ``frames[0]`` is annotated; ids first seen in ``annotations[t]`` start at t."""
-
-    name: str
-    frames: tuple[Path, ...]         # in temporal order
-    annotations: dict[int, Path]     # frame index -> label-map file
-    outputs: tuple[int, ...]         # frame indices whose prediction is written
-    mask_format: MaskFormat
-
-    def frame_name(self, t: int) -> str:
-        return self.frames[t].stem
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -182,8 +162,7 @@ def load_sequences(dataset: str, root: str | os.PathLike, wanted: Sequence[str] 
         return davis_sequences(root, dataset, wanted)
     if dataset in YTVOS_DATASETS:
         return ytvos_sequences(root, wanted)
-    if dataset == "vost":  # VOST val: DAVIS-like, sparse annotations (hvc.data.vost imports this module)
-        from hvc.data.vost import vost_sequences
+    if dataset == "vost":  # VOST val: DAVIS-like, sparse annotations
         return vost_sequences(root, "val", wanted)
     raise DatasetError(f"data.dataset: unknown dataset {dataset!r}; choose one of "
                        f"{[*DAVIS_SPLITS, *YTVOS_DATASETS, 'vost']}")

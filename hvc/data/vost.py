@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from hvc.data.check import missing_dataset_hint
-from hvc.data.vos import DatasetError, VideoSequence
+from hvc.data.roots import missing_dataset_hint
+from hvc.data.sequence import DatasetError, VideoSequence
 
 
 def read_split(root: Path, split: str) -> list[str]:

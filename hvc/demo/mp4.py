@@ -1,5 +1,5 @@
 """The demo video as an mp4, with its first-frame mask, scribbles and ground truth: input for
-``python -m hvc.segment`` (README, "Your own video").
+``python -m hvc.segment`` (docs/own_video.md).
 
     python -m hvc.demo.mp4 OUT_DIR [--frames 40]
     python -m hvc.demo.mp4 OUT_DIR --score MASKS_DIR     # J&F of masks against truth/

@@ -32,6 +32,7 @@ from hvc.errors import InputError
 from hvc.exports.alpha import write_alpha
 from hvc.exports.binary import write_binary
 from hvc.exports.mp4 import Mp4Writer
+from hvc.exports.overlay import overlay
 from hvc.exports.rle import RleWriter
 
 FORMATS = ("palette", "binary", "alpha", "rle", "mp4")
@@ -80,9 +81,6 @@ def export_masks(formats: Sequence[str], output: Path, names: Sequence[str], *, 
     remove_exports(output, wanted)
     paths = {f: output / TARGETS[f] for f in wanted}
     rle = RleWriter(paths["rle"], video, size, fps, objects) if "rle" in wanted else None
-    # imported here: hvc.visualize imports this package's mp4 writer
-    from hvc.visualize import overlay
-
     rgb_frames = iter(frames) if any(f in NEEDS_FRAMES for f in wanted) else None
     with contextlib.ExitStack() as stack:
         if rgb_frames is not None and hasattr(rgb_frames, "close"):

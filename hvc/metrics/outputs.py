@@ -20,7 +20,7 @@ from hvc.metrics.davis import ObjectScores
 from hvc.metrics.pck import PCKResult
 from hvc.metrics.report import csv_paths, csv_text, format_tables, global_table, sequence_table, table_text
 from hvc.metrics.vip import CLASS_NAMES, VIPScores
-from hvc.tasks.pose import JOINT_NAMES
+from hvc.data.keypoints import JOINT_NAMES
 
 
 def _write(files: dict[Path, str | bytes]) -> list[Path]:

@@ -18,8 +18,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from hvc.data.jhmdb import jhmdb_videos
+from hvc.data.keypoints import KeypointFileError, load_keypoints
+from hvc.data.sequence import DatasetError
 from hvc.metrics.masks import MetricsError
-from hvc.tasks.pose import KeypointFileError, load_keypoints
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 BOX_FACTOR = 0.6  # normaliser = 0.6 x diagonal of the visible ground-truth joints' box
@@ -126,12 +128,9 @@ def evaluate(root: str | Path, results: str | Path, list_file: Optional[str | Pa
              videos: Sequence[str] = ()) -> list[PoseDistances]:
     """Normalised distances of every listed JHMDB video (hvc.data.jhmdb for the layout).
 
-    results holds ``<class>/<video>.npz`` keypoint files (hvc.tasks.pose.save_keypoints).
+    results holds ``<class>/<video>.npz`` keypoint files (hvc.data.keypoints.save_keypoints).
     Raises MetricsError naming the file on bad input.
     """
-    from hvc.data.jhmdb import jhmdb_videos  # the dataset readers import torch; only this scorer needs them
-    from hvc.data.vos import DatasetError
-
     results = Path(results)
     try:
         clips = jhmdb_videos(root, list_file, videos)

@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from hvc.data.sequence import DatasetError
+from hvc.data.vip import LABELS_DIR, read_frame_list
 from hvc.metrics.masks import MetricsError, read_label_png
 
 NUM_CLASSES = 20
@@ -136,9 +138,6 @@ def evaluate_dataset(root: str | Path, results: str | Path, list_file: Optional[
     """Score a VIP root's annotated frames (``Annotations/Category_ids/<video>/<frame>.png``):
     those of the paper's list file if given (hvc.data.vip.read_frame_list), else all of them;
     restricted to ``videos`` if given. The frames themselves are not needed."""
-    from hvc.data.vip import LABELS_DIR, read_frame_list  # the dataset readers import torch
-    from hvc.data.vos import DatasetError
-
     annotations = Path(root) / LABELS_DIR
     if list_file is None:
         frames = frames_of(annotations)

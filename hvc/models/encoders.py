@@ -24,12 +24,20 @@ from torch import Tensor
 
 from hvc.checkpoint import CheckpointError, read_checkpoint_file
 from hvc.models.resnet import ResNet
+from hvc.paths import project_folder
 
 ARCH = {"hvc": "resnet18", "mocov1": "resnet50", "imagenet18": "resnet18", "imagenet50": "resnet50",
         "random18": "resnet18"}
-CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
+# The folder of the default weight files (checkpoint_dir): $HVC_CHECKPOINT_DIR if set, else
+# checkpoints/ of the working directory if it exists, else that of the source checkout the
+# package runs from (a clone, an editable install); an installed package has none.
+CHECKPOINT_DIR_VARIABLE = "HVC_CHECKPOINT_DIR"
+# Each model's default file in that folder, for every entry point (test.py, hvc.segment, ...).
+# hvc: the checkpoint committed to this repository (checkpoints/hvc_bsds_cpu.md), so that
+# --model hvc runs on a fresh clone; the paper's released weights are named explicitly
+# (--checkpoint checkpoints/hvc_coco.pth).
 DEFAULT_CHECKPOINT = {
-    "hvc": "hvc_coco.pth",
+    "hvc": "hvc_bsds_cpu.pth",
     "mocov1": "moco_v1_200ep_pretrain.pth.tar",
     "imagenet18": "resnet18-f37072fd.pth",
     "imagenet50": "resnet50-0676ba61.pth",
@@ -103,7 +111,7 @@ def bn_dummy_forward(net: ResNet, device: torch.device | str = "cpu") -> None:
     net.eval()
 
 
-# model -> the hvc.download item of its default file (models without one: checkpoints/README.md)
+# model -> the hvc.download item of its paper file (models without one: checkpoints/README.md)
 DOWNLOAD_ITEM = {"hvc": "hvc_coco", "mocov1": "moco_v1"}
 COMMITTED_CHECKPOINT = "checkpoints/hvc_bsds_cpu.pth"  # the CPU-trained encoder that ships with the clone
 
@@ -113,17 +121,26 @@ def missing_checkpoint_hint(name: str) -> str:
     committed checkpoint that runs without any download."""
     item = DOWNLOAD_ITEM.get(name)
     get = f"get it with `python -m hvc.download {item}`" if item else "put the file there"
-    return (f"{get} (see checkpoints/README.md), pass --checkpoint PATH, or run without a download: "
-            f"--model hvc --checkpoint {COMMITTED_CHECKPOINT} (committed, trained on a CPU) or --model random18")
+    return (f"{get} (see checkpoints/README.md), set ${CHECKPOINT_DIR_VARIABLE} to its folder, pass --checkpoint "
+            f"PATH, or run without a download: --model hvc --checkpoint {COMMITTED_CHECKPOINT} (committed, "
+            f"trained on a CPU) or --model random18")
+
+
+def checkpoint_dir() -> Path:
+    """Where default weight files are looked for (absolute): $HVC_CHECKPOINT_DIR; else ./checkpoints
+    if that folder exists or the package is not run from a checkout; else the checkout's checkpoints/."""
+    if os.environ.get(CHECKPOINT_DIR_VARIABLE):
+        return Path(os.environ[CHECKPOINT_DIR_VARIABLE]).resolve()
+    return project_folder("checkpoints")
 
 
 def checkpoint_path(name: str, checkpoint: Optional[str]) -> str:
-    """The file to load for ``name``: ``checkpoint`` or the model's default under checkpoints/."""
+    """The file to load for ``name``: ``checkpoint`` or the model's default in :func:`checkpoint_dir`."""
     if checkpoint is not None:
         return checkpoint
     if name not in DEFAULT_CHECKPOINT:
         raise CheckpointError(f"model.name: model {name!r} takes no checkpoint")
-    return str(CHECKPOINT_DIR / DEFAULT_CHECKPOINT[name])
+    return str(checkpoint_dir() / DEFAULT_CHECKPOINT[name])
 
 
 def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0,

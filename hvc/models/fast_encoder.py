@@ -1,6 +1,6 @@
 """Faster forms of an eval-mode test encoder, for inference only.
 
-Three forms of the same network (``docs``: README, section *Speed*):
+Three forms of the same network (timings: docs/speed.md):
 
 * ``exact``: the float32 eager module as loaded, the path the golden tests check;
 * ``fused``: every BatchNorm folded into the convolution before it, and the weights in

@@ -1,7 +1,7 @@
 """Label propagation: embeddings, the frame-by-frame propagator, its context policies, the
 affinity kernels and mask up-sampling."""
 
-from hvc.propagation.config import PropagationConfig
+from hvc.config.propagation import PropagationConfig
 from hvc.propagation.context import ContextPolicy, RecentFrames
 from hvc.propagation.dense import DenseKernel
 from hvc.propagation.embed import embed

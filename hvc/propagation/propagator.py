@@ -15,13 +15,13 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from hvc.propagation.config import PropagationConfig
+from hvc.config.propagation import PropagationConfig
 from hvc.propagation.context import ContextPolicy, RecentFrames
 from hvc.propagation.dense import DenseKernel
 from hvc.propagation.kernel import Kernel, KeyMemory, context_frames
 from hvc.propagation.local import LocalKernel
 from hvc.propagation.masks import one_hot, resize_masks
-from hvc.propagation.quality import QualityFrames, check_quality
+from hvc.propagation.quality import QualityFrames
 
 KERNELS = {"dense": DenseKernel, "local": LocalKernel}
 POLICIES = {"recent": lambda cfg: RecentFrames(cfg.context),
@@ -49,30 +49,6 @@ def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, T
     return out
 
 
-def check_settings(cfg: PropagationConfig) -> None:
-    """Raise ValueError naming the setting if ``cfg`` cannot run."""
-    if cfg.impl not in KERNELS:
-        raise ValueError(f"impl must be one of {sorted(KERNELS)}, got {cfg.impl!r}")
-    if cfg.radius <= 0 or cfg.temperature <= 0 or cfg.topk < 1 or cfg.context < 1:
-        raise ValueError(f"need radius > 0, temperature > 0, topk >= 1, context >= 1; got "
-                         f"{cfg.radius}, {cfg.temperature}, {cfg.topk}, {cfg.context}")
-    if not 1 <= cfg.num_classes <= 256:
-        raise ValueError(f"num_classes must be in 1..256 (uint8 labels), got {cfg.num_classes}")
-    if cfg.precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
-    if cfg.precision == "bf16" and cfg.impl != "local":
-        raise ValueError(f"precision=bf16 is a mode of the local kernel; impl={cfg.impl!r} runs fp32 only")
-    if cfg.search_dims is not None and (cfg.search_dims < 1 or cfg.impl != "local"):
-        raise ValueError(f"search_dims must be None (all channels) or >= 1, and needs impl=local; got "
-                         f"search_dims={cfg.search_dims}, impl={cfg.impl!r}")
-    if not cfg.candidates >= 1:
-        raise ValueError(f"candidates must be >= 1 (in units of topk), got {cfg.candidates}")
-    if cfg.memory not in POLICIES:
-        raise ValueError(f"memory must be one of {sorted(POLICIES)}, got {cfg.memory!r}")
-    if cfg.memory == "quality":
-        check_quality(cfg.quality, cfg.context)
-
-
 class LabelPropagator:
     """Propagates first-frame (and later-frame) labels by top-k feature affinities.
 
@@ -87,14 +63,11 @@ class LabelPropagator:
 
     def __init__(self, config: Optional[PropagationConfig] = None, *, policy: Optional[ContextPolicy] = None,
                  **changes):
-        self.config = dataclasses.replace(config or PropagationConfig(), **changes)
-        check_settings(self.config)
+        # the schema's one check (ConfigError, a ValueError, naming prop.<field>); the kernels and
+        # policies below take these values as they are
+        self.config = dataclasses.replace(config or PropagationConfig(), **changes).validate()
         self.num_classes = self.config.num_classes
-        extra = ({"precision": self.config.precision, "search_dims": self.config.search_dims,
-                  "candidates": self.config.candidates}
-                 if self.config.impl == "local" else {})
-        self.kernel: Kernel = KERNELS[self.config.impl](self.config.radius, self.config.temperature,
-                                                       self.config.topk, **extra)
+        self.kernel: Kernel = KERNELS[self.config.impl].from_config(self.config)
         self.policy = policy or POLICIES[self.config.memory](self.config)
         self.reset()
 

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from torch import Tensor
 
-from hvc.propagation.config import QualityConfig
+from hvc.config.propagation import QualityConfig
 from hvc.propagation.context import ContextPolicy
 
 
@@ -29,21 +29,10 @@ def confidence(soft: Tensor) -> float:
     return float(top[inside].mean()) if bool(inside.any()) else 0.0
 
 
-def check_quality(cfg: QualityConfig, context: int) -> None:
-    """Raise ValueError naming the setting if the quality policy cannot run with these values."""
-    if not 0 <= cfg.recent <= context:
-        raise ValueError(f"quality.recent must be in 0..context ({context}), got {cfg.recent}")
-    if cfg.gap < 1 or cfg.threshold < 0:
-        raise ValueError(f"need quality.gap >= 1 and quality.threshold >= 0; got {cfg.gap}, {cfg.threshold}")
-    if cfg.evict not in ("rank", "oldest", "worst"):
-        raise ValueError(f"quality.evict must be rank, oldest or worst, got {cfg.evict!r}")
-
-
 class QualityFrames(ContextPolicy):
     """Reference + ``recent`` last frames + confident long-term frames, ``size`` frames at most."""
 
     def __init__(self, size: int, cfg: QualityConfig = QualityConfig()):
-        check_quality(cfg, size)
         self.size = size
         self.cfg = cfg
         self.reset()

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from hvc.data.palette import DAVIS_PALETTE
+from hvc.errors import InputError
 from hvc.fileio import atomic_path, atomic_write_text
 
 UNLABELLED = -1  # in memory
@@ -31,7 +32,7 @@ BACKGROUND_PNG = 255  # background scribbles in a PNG file
 MAX_OBJECT_ID = 254
 
 
-class ScribbleError(ValueError):
+class ScribbleError(InputError, ValueError):
     """A scribble file is unreadable or does not describe a usable prompt."""
 
 

@@ -1,4 +1,4 @@
-"""``python -m hvc.segment``: label propagation on anyone's video (README, "Your own video"; docs/segment.md)."""
+"""``python -m hvc.segment``: label propagation on anyone's video (docs/own_video.md, docs/segment.md)."""
 
 from hvc.segment.prompt import PromptError, PromptSpec, parse_prompt, read_mask, read_masks, read_scribble
 from hvc.segment.run import Options, segment

@@ -22,8 +22,7 @@ Writes DIR/masks/<frame>.png, the exports of --save (default palette mp4: DIR/ov
 H.264; binary: DIR/binary/<id>/<frame>.png; alpha: DIR/alpha/<id>/<frame>.png, RGBA cut-outs;
 rle: DIR/rle.json, COCO RLE; docs/segment.md) and DIR/summary.json; an interrupted run
 started again continues where it stopped, and a finished one asked for more formats only
-writes those. Exit codes: hvc/errors.py (README, "Failure
-behaviour"): 2 usage or other settings in --output, 3 unreadable video / prompt / checkpoint,
+writes those. Exit codes (hvc/errors.py, docs/failure.md): 2 usage or other settings in --output, 3 unreadable video / prompt / checkpoint,
 4 output not writable, 6 NaN or inf in features or soft masks.
 """
 
@@ -36,12 +35,16 @@ from pathlib import Path
 from typing import Optional
 
 from hvc.cli import run_main
+from hvc.config.propagation import PropagationConfig
 from hvc.errors import ArgumentParser, entry_point
 from hvc.exports import FORMATS
 from hvc.models.fast_encoder import ENCODER_MODES
 from hvc.speed import SpeedSettings, default_speed, mode_of
 from hvc.segment.prompt import check_prompts, parse_prompt
 from hvc.segment.run import Options, segment
+
+# PropagationConfig fields with a flag of their own (--search-dims for search_dims); each is an Options field too.
+PROP_FLAGS = ("context", "memory", "precision", "search_dims", "candidates")
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -82,11 +85,11 @@ def parse_args(argv: list[str]) -> Options:
     a = parser.parse_args(argv)
     if a.input_size is not None and a.input_size < 16:
         parser.error("--input-size must be at least 16")
-    if a.search_dims is not None and a.search_dims < 1 and a.search_dims != ALL_DIMS:
-        parser.error("--search-dims must be at least 1 (or all)")
-    if a.candidates is not None and not a.candidates >= 1:
-        parser.error("--candidates must be at least 1")
     speed, note = _speed(a, parser)
+    # The propagation settings' one check, before anything is read or written; errors name the flag.
+    prop = {"context": a.context, "memory": a.memory, "precision": speed.precision,
+            "search_dims": speed.search_dims, "candidates": speed.candidates}
+    PropagationConfig(**prop).validate(lambda name: f"--{name.replace('_', '-')}" if name in PROP_FLAGS else name)
     prompts = tuple([parse_prompt(m, "mask") for m in a.mask] + [parse_prompt(m, "scribble") for m in a.scribble])
     check_prompts(prompts)  # none, or two on one frame: usage errors before anything is read
     output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
@@ -97,7 +100,7 @@ def parse_args(argv: list[str]) -> Options:
                    save=tuple(dict.fromkeys(["palette", *a.save])), speed_note=note)
 
 
-ALL_DIMS = 0  # --search-dims all: search on every channel
+ALL_DIMS = -1  # --search-dims all: search on every channel (0 stays 0, and is refused)
 
 
 def _search_dims(text: str) -> int:
@@ -134,5 +137,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
+def command() -> int:
+    """``hvc-segment`` and ``python -m hvc.segment``: ``main`` on sys.argv."""
+    return run_main(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(command())

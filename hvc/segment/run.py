@@ -1,5 +1,5 @@
 """Segment anyone's video from a first-frame mask or scribbles: streaming, bounded memory,
-resumable (README, "Your own video").
+resumable (docs/own_video.md).
 
 The output folder holds::
 
@@ -41,17 +41,15 @@ from hvc.data.palette import save_indexed_png
 from hvc.data.vos import scaled_size
 from hvc.fileio import atomic_path, atomic_write_text
 from hvc.inference import FeatureExtractor, build_extractor
+from hvc.models.encoders import checkpoint_path
 from hvc.propagation import LabelPropagator, PropagationConfig, upsample_labels
-from hvc.propagation.config import recorded_settings
+from hvc.config.propagation import recorded_settings
 from hvc.scribbles.fill import labels_from_scribbles
 from hvc.errors import NonFiniteError, UsageError
 from hvc.exports import TARGETS, export_masks, remove_exports
 from hvc.speed import SpeedSettings, mode_of
 from hvc.segment.prompt import PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
 
-REPO = Path(__file__).resolve().parents[2]
-# The committed checkpoint (checkpoints/hvc_bsds_cpu.md): what --model hvc uses unless told.
-DEFAULT_HVC_CHECKPOINT = REPO / "checkpoints" / "hvc_bsds_cpu.pth"
 # Frames with a shorter side above this are encoded at it (the DAVIS protocol's 480p).
 MAX_INPUT_SIZE = 480
 
@@ -63,7 +61,7 @@ class Options:
     mask: Optional[Path] = None  # a mask for frame 0 (hvc/segment/prompt.py)
     scribble: Optional[Path] = None  # scribbles for frame 0
     model: str = "hvc"
-    checkpoint: Optional[str] = None  # None: DEFAULT_HVC_CHECKPOINT for hvc, the model's default otherwise
+    checkpoint: Optional[str] = None  # None: the model's default file (hvc.models.encoders.checkpoint_path)
     input_size: Optional[int] = None  # shorter side fed to the encoder; None: min(MAX_INPUT_SIZE, the frames')
     resize_mask: bool = False
     device: str = "cpu"
@@ -156,7 +154,8 @@ class Segmenter:
         top = int((self.mask if self.mask is not None else self.scribbles).max())
         size = opts.input_size or min(MAX_INPUT_SIZE, min(self.source.size))
         self.input_size = scaled_size(self.source.size, size)
-        self.checkpoint = opts.checkpoint or (str(DEFAULT_HVC_CHECKPOINT) if opts.model == "hvc" else None)
+        # hvc's default file is recorded by its path (the settings hash); other models' defaults as None
+        self.checkpoint = opts.checkpoint or (checkpoint_path("hvc", None) if opts.model == "hvc" else None)
         # One channel per id present (ids are kept): fewer channels, the same propagation.
         self.prop_cfg = PropagationConfig(context=opts.context, memory=opts.memory, num_classes=top + 1,
                                           precision=opts.precision, search_dims=opts.search_dims,

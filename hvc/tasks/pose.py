@@ -5,32 +5,19 @@ channel; the maps are propagated like soft masks, and each propagated joint map 
 back as the weighted mean of its top-3 positions. Everything here follows videowalk's
 ``code/data/jhmdb.py`` (``draw_labelmap_np``, the coordinate scaling of ``JhmdbSet``) and
 ``code/utils/test_utils.py`` (``process_pose``), including their quirks, because the
-published PCK numbers were produced with them.
+published PCK numbers were produced with them. The joints' names and the keypoint file the
+propagation writes: hvc/data/keypoints.py.
 """
 
 from __future__ import annotations
-
-import os
-import zipfile
-from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hvc.fileio import atomic_path
-
 if TYPE_CHECKING:
     import torch
 
-# JHMDB joint order of ``pos_img`` (the dataset's documentation; videowalk's skeleton
-# drawing in ``code/utils/test_utils.py`` links them in this order too).
-JOINT_NAMES = (
-    "neck", "belly", "face", "right shoulder", "left shoulder", "right hip", "left hip",
-    "right elbow", "left elbow", "right knee", "left knee", "right wrist", "left wrist",
-    "right ankle", "left ankle",
-)
-NUM_JOINTS = len(JOINT_NAMES)
 SIGMA = 0.5  # Gaussian width in feature cells (videowalk's JhmdbSet default)
 TOPK = 3  # positions averaged when decoding a joint map
 LOST = -1.0  # coordinate of a joint whose propagated map is all zero
@@ -125,47 +112,3 @@ def decode_keypoints(maps: np.ndarray | "torch.Tensor", topk: int = TOPK) -> np.
     coords = torch.stack([((ids % width) * vals).sum(0), ((ids // width) * vals).sum(0)])
     coords[:, flat.sum(0) == 0] = LOST
     return coords.numpy()
-
-
-# ---- the keypoint prediction file: what the propagation writes and the PCK scorer reads ----
-
-class KeypointFileError(ValueError):
-    """A keypoint prediction file is missing or malformed; the message names it."""
-
-
-@dataclass(frozen=True)
-class Keypoints:
-    """Predicted joints of one clip at feature resolution (videowalk's ``<i>.dat``, plus the map size)."""
-
-    coords: np.ndarray  # [2, J, T] (x row 0, y row 1), -1 = lost
-    feature_wh: tuple[int, int]  # (width, height) of the label maps the coordinates refer to
-
-
-def save_keypoints(path: str | os.PathLike, coords: np.ndarray, feature_wh: tuple[int, int]) -> None:
-    """Write ``<video>.npz`` with ``coords`` [2, J, T] and ``feature_wh``, atomically."""
-    coords = np.asarray(coords)
-    if coords.ndim != 3 or coords.shape[0] != 2:
-        raise ValueError(f"{path}: expected coordinates [2, J, T], got shape {coords.shape}")
-    with atomic_path(path) as tmp:
-        np.savez(tmp, coords=coords, feature_wh=np.asarray(feature_wh, dtype=np.int64))
-
-
-def load_keypoints(path: str | os.PathLike) -> Keypoints:
-    """Read a file written by :func:`save_keypoints`; errors name the file."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise KeypointFileError(f"missing keypoint file {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            coords, size = data["coords"], data["feature_wh"]
-    except KeyError as exc:
-        raise KeypointFileError(f"{path}: no {exc} array (expected 'coords' and 'feature_wh')") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise KeypointFileError(f"{path}: corrupt or unreadable keypoint file ({exc})") from None
-    if coords.ndim != 3 or coords.shape[0] != 2 or not np.issubdtype(coords.dtype, np.floating):
-        raise KeypointFileError(f"{path}: 'coords' must be float [2, J, T], got {coords.dtype} {coords.shape}")
-    if size.shape != (2,) or np.any(size <= 0):
-        raise KeypointFileError(f"{path}: 'feature_wh' must be two positive sizes, got {size.tolist()}")
-    if not np.all(np.isfinite(coords)):
-        raise KeypointFileError(f"{path}: 'coords' holds NaN or infinite values")
-    return Keypoints(coords, (int(size[0]), int(size[1])))

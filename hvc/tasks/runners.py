@@ -38,6 +38,7 @@ from hvc.completion import Outputs, Record
 from hvc.config.core import ConfigError
 from hvc.config.inference import TestConfig
 from hvc.data.jhmdb import JHMDBVideo, check_frame_count, image_size, jhmdb_videos
+from hvc.data.keypoints import NUM_JOINTS
 from hvc.data.vip import NUM_CLASSES as VIP_CLASSES
 from hvc.data.vip import VIPVideo, read_class_ids, vip_videos
 from hvc.data.vos import DatasetError, FrameDataset
@@ -47,7 +48,7 @@ from hvc.metrics.pck import default_list
 from hvc.propagation import LabelPropagator
 from hvc.results import output_dir, prepare_results, result_tag
 from hvc.sharding import Job
-from hvc.tasks.pose import NUM_JOINTS, feature_coords, joint_label_maps
+from hvc.tasks.pose import feature_coords, joint_label_maps
 from hvc.tasks.writers import ClassIdWriter, KeypointWriter
 
 log = logging.getLogger(__name__)

@@ -21,15 +21,16 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
+from hvc.data.keypoints import save_keypoints
 from hvc.fileio import atomic_path
 from hvc.propagation import upsample_labels
-from hvc.tasks.pose import decode_keypoints, save_keypoints
+from hvc.tasks.pose import decode_keypoints
 
 
 class KeypointWriter:
     """JHMDB: decodes every propagated frame (frame 0 included, as videowalk's ``test.py``) to
     joint coordinates at feature resolution and, at ``close``, saves the clip's [2, J, T] array
-    as ``path`` with the label-map size (:func:`hvc.tasks.pose.save_keypoints`)."""
+    as ``path`` with the label-map size (:func:`hvc.data.keypoints.save_keypoints`)."""
 
     def __init__(self, path: str | os.PathLike, num_frames: int):
         self.path = Path(path)

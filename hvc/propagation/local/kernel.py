@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from hvc.config.propagation import PropagationConfig
 from hvc.propagation.kernel import context_frames
 from hvc.propagation.local.blocks import TileBlockMemory
 from hvc.propagation.local.masked import masked_topk
@@ -53,13 +54,8 @@ class LocalKernel:
         search_dims: None (all channels) or d, candidates scored on the embeddings' d leading
         principal components (blocks.TileBlockMemory), weights again from float32 scores. An
         approximate search (bf16 or d) keeps ``ceil(candidates * topk)`` candidates per query
-        (candidates >= 1)."""
-        if precision not in _SEARCH_DTYPES:
-            raise ValueError(f"precision must be one of {sorted(_SEARCH_DTYPES)}, got {precision!r}")
-        if search_dims is not None and search_dims < 1:
-            raise ValueError(f"search_dims must be None (all channels) or >= 1, got {search_dims}")
-        if not candidates >= 1:
-            raise ValueError(f"candidates must be >= 1 (in units of topk), got {candidates}")
+        (candidates >= 1). The values are taken as they are: PropagationConfig.validate checks
+        them (hvc/config/propagation.py)."""
         self.radius = radius
         self.temperature = temperature
         self.topk = topk
@@ -73,6 +69,13 @@ class LocalKernel:
         self.approximate = self._search_dtype is not None or search_dims is not None
         self._tables: dict[tuple[int, int, torch.device], Tables] = {}
         self._buffers: dict[str, Tensor] = {}
+
+    @classmethod
+    def from_config(cls, cfg: PropagationConfig) -> "LocalKernel":
+        """The kernel of validated settings (PropagationConfig.validate): a setting of the local
+        kernel added to the schema is passed on here, and nowhere else."""
+        return cls(cfg.radius, cfg.temperature, cfg.topk, precision=cfg.precision, search_dims=cfg.search_dims,
+                   candidates=cfg.candidates)
 
     def tables(self, h: int, w: int, device: torch.device) -> Tables:
         """The index tables of an h x w grid (built once per size)."""

@@ -35,7 +35,8 @@ from hvc.data.jhmdb import read_joints
 from hvc.data.vos import DatasetError, FrameDataset, VideoSequence
 from hvc.demo.tasks import write_vip_clip
 from hvc.tasks import runners
-from hvc.tasks.pose import decode_keypoints, feature_coords, joint_label_maps, load_keypoints
+from hvc.data.keypoints import load_keypoints
+from hvc.tasks.pose import decode_keypoints, feature_coords, joint_label_maps
 from hvc.tasks.runners import run_test
 from hvc.tasks.writers import ClassIdWriter, KeypointWriter
 from task_fixtures import synthetic_tasks  # noqa: F401 (fixture)

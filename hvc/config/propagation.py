@@ -1,0 +1,117 @@
+"""Schema of label propagation: its settings, their defaults and the one check of their values.
+
+YAML files in configs/ only list changes. :meth:`PropagationConfig.validate` is the only
+place that says which values can run (ranges, NaN, combinations of settings); ``test.py``
+(through ``TestConfig.validate``), ``hvc.segment`` and :class:`~hvc.propagation.LabelPropagator`
+call it, and the kernels and context policies take its values as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Optional
+
+from hvc.config import checks
+from hvc.config.core import ConfigError, check_fields
+
+# Largest num_classes: label maps are written as uint8 PNGs.
+MAX_CLASSES = 256
+
+
+@dataclass
+class QualityConfig:
+    """Settings of the ``quality`` context policy (docs/memory.md)."""
+
+    # The most recent frames, always read (the short-term part of the context).
+    recent: int = 3
+    # A frame becomes a long-term context frame only if the confidence of its prediction, relative
+    # to frame 0's, reaches this (docs/memory.md: mean top-1 probability inside the objects).
+    threshold: float = 0.8
+    # At least this many frames between two long-term frames (QDMN writes every 5th at most).
+    gap: int = 5
+    # Which long-term frame leaves when they exceed context - recent: "rank" (worst sum of its
+    # quality rank and its recency rank), "oldest", or "worst" (lowest quality).
+    evict: Literal["rank", "oldest", "worst"] = "rank"
+
+
+@dataclass
+class PropagationConfig:
+    # Keys of short-term context frames count only if their grid distance (feature cells) to the
+    # query is strictly below this; the long-term reference frame has no limit. Paper: 12.
+    radius: float = 12.0
+    # Softmax temperature applied to the cosine affinities of the selected neighbours. Paper: 0.1.
+    temperature: float = 0.1
+    # Neighbours per query position, chosen jointly over all context entries. Paper: 15.
+    topk: int = 15
+    # Number of previous frames in the short-term context (duplicates kept early on). Paper: 50.
+    # Under the "quality" policy: the most context frames read besides the reference (the cap).
+    context: int = 50
+    # Mask channels: object ids 0..num_classes-1, 0 = background (the official code uses 20).
+    num_classes: int = 20
+    # "local": windowed kernel, memory linear in positions (default); "dense": the full-affinity
+    # reference that mirrors the official code (slow, for checking).
+    impl: Literal["local", "dense"] = "local"
+    # Arithmetic of the local kernel's candidate search (docs/local_kernel.md, "bf16 mode").
+    # "fp32": exact, the default and what the golden tests run. "bf16": opt-in approximation;
+    # keys and queries are scored and the top-k chosen in bfloat16 (about 2x less arithmetic
+    # and memory traffic on CPUs with AVX512_BF16 / AMX), the chosen neighbours' weights are
+    # then computed from exact float32 dot products. Near-ties may pick other neighbours, so
+    # labels can differ; docs/speed.md, "Propagation speed", gives the measured differences.
+    precision: Literal["fp32", "bf16"] = "fp32"
+    # Channels the local kernel's candidate search scores (docs/local_kernel.md, "Reduced
+    # search"). None: all of them (exact with fp32). d: opt-in approximation; keys and queries
+    # are projected on the d leading principal axes of the video's first frame's keys, the
+    # search keeps twice topk candidates, and their weights come from exact float32 scores.
+    # Combines with precision=bf16; docs/speed.md, "Propagation speed", gives the measured differences.
+    search_dims: Optional[int] = None
+    # Candidates an approximate search (precision=bf16 or search_dims set) keeps per query, in
+    # units of topk (ceil(candidates * topk), at least topk): they are rescored exactly in float32
+    # and the best topk kept. More: fewer label changes, slower selection and rescoring; 1: the
+    # search's own top-k, with exact weights (docs/local_kernel.md, "Candidates").
+    candidates: float = 2.0
+    # Memory policy, which frames form the context (docs/memory.md): "recent" (the paper's: the
+    # last ``context`` frames) or "quality" (a few recent frames plus confident earlier ones, at
+    # most ``context``).
+    memory: Literal["recent", "quality"] = "recent"
+    quality: QualityConfig = field(default_factory=QualityConfig)
+
+    def validate(self, key: Callable[[str], str] = lambda name: f"prop.{name}") -> "PropagationConfig":
+        """Raise :class:`ConfigError` naming the key if these settings cannot run; ``key(field)``
+        is the name the error shows for a field (``prop.candidates``; ``hvc.segment``: its flags)."""
+        check_fields(self, key)  # types and choices, for configs built in code
+        checks.positive(key("radius"), self.radius)
+        checks.positive(key("temperature"), self.temperature)
+        checks.at_least(key("topk"), self.topk, 1)
+        checks.at_least(key("context"), self.context, 1)
+        checks.at_least(key("num_classes"), self.num_classes, 1)
+        if self.num_classes > MAX_CLASSES:
+            raise ConfigError(f"{key('num_classes')}: must be <= {MAX_CLASSES} (uint8 label PNGs), "
+                              f"got {self.num_classes}")
+        if self.precision != "fp32" and self.impl != "local":
+            raise ConfigError(f"{key('precision')}: {self.precision} is a mode of the local kernel; "
+                              f"{key('impl')}={self.impl} runs fp32 only")
+        if self.search_dims is not None:
+            checks.at_least(key("search_dims"), self.search_dims, 1)
+            if self.impl != "local":
+                raise ConfigError(f"{key('search_dims')}: the reduced search is a mode of the local kernel; "
+                                  f"{key('impl')}={self.impl} searches all channels")
+        checks.at_least(key("candidates"), self.candidates, 1)  # in units of topk
+        q = self.quality
+        checks.at_least(key("quality.recent"), q.recent, 0)
+        checks.at_least(key("quality.gap"), q.gap, 1)
+        checks.at_least(key("quality.threshold"), q.threshold, 0.0)
+        if self.memory == "quality" and q.recent > self.context:
+            raise ConfigError(f"{key('quality.recent')}: must be <= {key('context')} ({self.context}) "
+                              f"under memory=quality, got {q.recent}")
+        return self
+
+
+# Fields added after results were first recorded: omitted from the recorded settings while
+# unset, so that records written before them keep their settings hash.
+LATER_FIELDS = {"search_dims": None, "candidates": 2.0}
+
+
+def recorded_settings(prop: dict) -> dict:
+    """``prop`` (a PropagationConfig as a dict) as completion records hash it: the fields of
+    LATER_FIELDS left out while they hold their default."""
+    return {k: v for k, v in prop.items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}

@@ -1,0 +1,33 @@
+"""Folders of the project that are not part of the package: ``checkpoints/`` and ``configs/``.
+
+An installed package has neither (its files live in ``site-packages``), so a folder is never
+assumed beside the package: :func:`project_folder` takes the one in the working directory if
+it exists, else the one of the source checkout the package is imported from (a clone on
+``PYTHONPATH``, an editable install), else the working directory's (whose absence the caller
+reports, naming the path).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+# The distribution this package belongs to, as its checkout's pyproject.toml names it.
+DISTRIBUTION = "hvc-vos"
+
+
+def source_checkout() -> Optional[Path]:
+    """The root of the source checkout this package is imported from, if it is one (its
+    pyproject.toml names this distribution); None for an installed package."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return root if f'name = "{DISTRIBUTION}"' in (root / "pyproject.toml").read_text() else None
+    except OSError:
+        return None
+
+
+def project_folder(name: str) -> Path:
+    """``./name`` if that folder exists or the package is not run from a checkout, else the
+    checkout's ``name``; absolute."""
+    here, checkout = Path(name).resolve(), source_checkout()
+    return here if here.is_dir() or checkout is None else checkout / name

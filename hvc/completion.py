@@ -32,10 +32,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from hvc.errors import InputError
 from hvc.fileio import atomic_write_text
+from hvc.names import check_inside, check_name, name_problem
 
 STATE_DIR = ".hvc"  # everything the bookkeeping owns, inside the results folder
 RECORD_VERSION = 1
+NAME_PARTS = 2  # a sequence name: "<sequence>" (VOS, VIP) or "<class>/<video>" (JHMDB)
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,17 @@ class ResultsFolder:
         self.staging_dir = self.root / STATE_DIR / "staging"
 
     def record_path(self, name: str) -> Path:
-        return self.records_dir / f"{name}.json"
+        return self.records_dir / f"{check_name(name, 'sequence name', NAME_PARTS)}.json"
 
     def staging(self, name: str) -> Path:
-        return self.staging_dir / name
+        return self.staging_dir / check_name(name, "sequence name", NAME_PARTS)
+
+    def _check_target(self, outputs: Outputs) -> None:
+        """An output folder of ours lies inside the results folder (a name is data, not a path).
+        The folder itself may be a link (it is then replaced, not followed): its parent is checked."""
+        check_inside(self.root, [outputs.folder], "an output of this run", InputError, follow=False)
+        for file in outputs.files:
+            check_name(file, f"{outputs.folder}: output file name", error=InputError)
 
     def records(self) -> dict[str, Optional[Record]]:
         """Every record in the folder; None for one that cannot be read (counts as other settings)."""
@@ -119,16 +129,21 @@ class ResultsFolder:
         path = self.record_path(name)
         return self._read(path) if path.is_file() else None
 
-    @staticmethod
-    def _read(path: Path) -> Optional[Record]:
+    def _read(self, path: Path) -> Optional[Record]:
+        """The record at ``path``; None if it cannot be read or does not describe the sequence
+        its path names with plain file names (a damaged or foreign record is never trusted)."""
         try:
             data = json.loads(path.read_text())
             if data.pop("version", None) != RECORD_VERSION:
                 return None
             data["files"] = tuple(data["files"])
-            return Record(**data)
-        except (OSError, ValueError, TypeError, KeyError):
+            record = Record(**data)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
+        name = path.relative_to(self.records_dir).with_suffix("").as_posix()
+        if record.sequence != name or any(name_problem(f) is not None for f in record.files):
+            return None
+        return record
 
     def foreign(self) -> list[str]:
         """Sequences whose record names other settings (or cannot be read)."""
@@ -150,6 +165,7 @@ class ResultsFolder:
     def start(self, name: str) -> Path:
         """An empty staging folder for the files of ``name`` (leftovers of a killed run removed)."""
         staging = self.staging(name)
+        check_inside(self.staging_dir.parent, [staging], "a staging folder", InputError)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         return staging
@@ -158,6 +174,7 @@ class ResultsFolder:
         """Move the staged files ``record.files`` into ``outputs`` (replacing what was there), then
         write the record. Its own folder is renamed whole; into a shared folder, file by file."""
         name = record.sequence
+        self._check_target(outputs)
         self.forget(name, outputs)
         staged = self.staging(name)
         if outputs.shared:
@@ -179,6 +196,7 @@ class ResultsFolder:
         self.record_path(name).unlink(missing_ok=True)
         if outputs is None:
             return
+        self._check_target(outputs)
         folder = outputs.folder
         if outputs.shared:
             listed = [f for f in old.files if Path(f).name == f] if old else []  # plain names only: stay in folder

@@ -25,6 +25,7 @@ from hvc.data.vos import YTVOS_DATASETS, VideoSequence
 from hvc.errors import HvcError, InputError
 from hvc.fileio import atomic_path, atomic_write_text, writable_dir
 from hvc.models.encoders import checkpoint_path
+from hvc.names import check_name
 from hvc.propagation.config import recorded_settings
 
 
@@ -188,6 +189,7 @@ def zip_submission(out: Path, records: list[Record], settings: str) -> Path:
     with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.comment = f"hvc settings {settings}".encode()
         for record in records:
-            for name in record.files:
-                zf.write(out / "Annotations" / record.sequence / name, f"Annotations/{record.sequence}/{name}")
+            for name in record.files:  # entries stay relative and inside the archive's root
+                entry = f"Annotations/{check_name(record.sequence, 'sequence name')}/{check_name(name, 'file name')}"
+                zf.write(out / entry, entry)
     return target

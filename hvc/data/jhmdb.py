@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from hvc.data.vos import DatasetError
+from hvc.names import check_name
 
 FRAMES_DIR = "Rename_Images"
 JOINTS_DIR = "joint_positions"
@@ -121,9 +122,10 @@ def read_video_list(path: str | os.PathLike) -> list[str]:
             raise DatasetError(f"{path}, line {number}: expected '<frames dir> <joints .mat>' or "
                                f"'<class>/<video>', got {line.strip()!r}")
         try:
-            names.append(_name_from_path(fields[0]))
+            name = _name_from_path(fields[0])
         except ValueError:
             raise DatasetError(f"{path}, line {number}: {fields[0]!r} does not name <class>/<video>") from None
+        names.append(check_name(name, f"{path}, line {number}", parts=2, error=DatasetError))
     return names
 
 
@@ -144,7 +146,8 @@ def read_split_folder(folder: str | os.PathLike, split: int = 1) -> list[str]:
             if len(fields) != 2 or fields[1] not in ("1", "2"):
                 raise DatasetError(f"{file}, line {number}: expected '<video>.avi 1|2', got {line.strip()!r}")
             if fields[1] == TEST_LABEL:
-                names.append(f"{cls}/{Path(fields[0]).stem}")
+                names.append(check_name(f"{cls}/{Path(fields[0]).stem}", f"{file}, line {number}", parts=2,
+                                        error=DatasetError))
     return names
 
 

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from hvc.data import davis_layout
 from hvc.errors import InputError
+from hvc.names import check_name, short
 
 MaskFormat = Literal["binary", "palette"]
 
@@ -140,9 +141,9 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
             raise DatasetError(f"{ann[0]}: its frame is missing from {frames[0].parent}")
         frames, stems = frames[start:], stems[start:]
         index = {s: t for t, s in enumerate(stems)}
-        for path in [*ann, *(Path(f) for f in listed)]:
-            if path.stem not in index:
-                raise DatasetError(f"{frames[0].parent}: frame {path.stem} of video {name} (listed in "
+        for stem in [*(p.stem for p in ann), *listed]:
+            if stem not in index:
+                raise DatasetError(f"{frames[0].parent}: frame {stem} of video {name} (listed in "
                                    f"{meta_path.name} or annotated) is missing")
         sequences.append(VideoSequence(name, tuple(frames), {index[p.stem]: p for p in ann},
                                        tuple(index[f] for f in listed), "palette"))
@@ -167,10 +168,23 @@ def _read_meta(meta_path: Path) -> dict[str, list[str]]:
         if not isinstance(objects, dict) or not all(
                 isinstance(obj, dict) and isinstance(obj.get("frames"), list)
                 and all(isinstance(f, str) for f in obj["frames"]) for obj in objects.values()):
-            raise DatasetError(f"{meta_path}: video {name!r} is not of the form "
+            raise DatasetError(f"{meta_path}: video {short(name)} is not of the form "
                                '{"objects": {"<id>": {"frames": ["<name>", ...]}}}')
-        listed[name] = sorted({f for obj in objects.values() for f in obj["frames"]})
+        check_name(name, f"{meta_path}, key videos", error=DatasetError)
+        frames = set()
+        for obj_id, obj in objects.items():
+            where = f"{meta_path}, videos.{name}.objects"
+            check_name(obj_id, where, error=DatasetError)
+            frames.update(check_name(frame_stem(f), f"{where}.{obj_id}.frames", error=DatasetError)
+                          for f in obj["frames"])
+        listed[name] = sorted(frames)
     return listed
+
+
+def frame_stem(name: str) -> str:
+    """A frame name as meta.json may give it, ``00005`` or ``00005.jpg``: the stem ``00005``."""
+    stem, ext = os.path.splitext(name)
+    return stem if ext.lower() in (".jpg", ".jpeg", ".png") else name
 
 
 def load_sequences(dataset: str, root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[VideoSequence]:

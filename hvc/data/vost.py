@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Sequence
 
 from hvc.data.vos import DatasetError, VideoSequence
+from hvc.names import read_name_list
 
 
 def read_split(root: Path, split: str) -> list[str]:
     listing = root / "ImageSets" / f"{split}.txt"
     if not listing.is_file():
         raise DatasetError(f"sequence list not found: {listing} (is {root} a VOST root?)")
-    return [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    return read_name_list(listing, DatasetError)  # plain folder names (hvc.names)
 
 
 def vost_sequences(root: str | os.PathLike, split: str = "val", wanted: Sequence[str] = ()) -> list[VideoSequence]:

@@ -1,6 +1,6 @@
 """Train HVC.
 
-    python train.py --config configs/train_img.yaml [--resume auto|PATH] [key=value ...]
+    python train.py --config configs/train_img.yaml [--resume auto|PATH | --overwrite] [key=value ...]
     torchrun --nproc_per_node N train.py --config configs/train_img.yaml [...]
 
 Keys and defaults: hvc/config/training.py. Outputs go to ``output.dir``. Flags and
@@ -27,9 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML file, e.g. configs/train_img.yaml")
     parser.add_argument("--resume", help="'auto' (<output.dir>/checkpoint.pth if present) or a checkpoint path")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh in an output.dir holding a run "
+                        "(sets output.overwrite=true; without it or --resume such a folder is refused)")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. optim.lr=5e-4")
     args = parser.parse_intermixed_args(argv)  # README: `--resume auto optim.max_steps=3` and the reverse
     overrides = args.overrides + ([f"resume={args.resume}"] if args.resume else [])
+    overrides += ["output.overwrite=true"] if args.overwrite else []
     cfg = load_config(TrainConfig, args.config, overrides)
     try:
         env = init_distributed(cfg.runtime.device, cfg.dist.backend)

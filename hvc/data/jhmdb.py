@@ -87,7 +87,11 @@ def _frames(folder: Path) -> tuple[Path, ...]:
         raise DatasetError(f"{folder}: frame names must be numbers (%05d.png), found {bad[:3]}")
     if not frames:
         raise DatasetError(f"no .png frames in {folder}")
-    return tuple(sorted(frames, key=lambda p: int(p.stem)))
+    frames = sorted(frames, key=lambda p: int(p.stem))
+    for a, b in zip(frames, frames[1:]):  # 1.png and 00001.png: which one is frame 1?
+        if int(a.stem) == int(b.stem):
+            raise DatasetError(f"{folder}: two files for frame {int(a.stem)}: {a.name} and {b.name}")
+    return tuple(frames)
 
 
 def _name_from_path(path: str) -> str:

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hvc.data import davis_layout
+from hvc.data.frames import read_rgb
 from hvc.errors import InputError
 from hvc.names import check_name, short
 
@@ -76,6 +77,22 @@ def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -
     return davis_layout.object_ids(values, binary=mask_format == "binary").astype(np.int64)
 
 
+def first_mask_problems(seq: VideoSequence, ids: np.ndarray) -> list[str]:
+    """Warnings (naming the sequence) about the first annotation's object ids ``ids`` [H, W]:
+    what the official tools accept but a user most likely did not mean. No object at all (every
+    prediction will be background), and, where one mask gives every object (DAVIS), ids with
+    gaps (1 and 3 but no 2: the evaluation then scores an empty object 2)."""
+    present = sorted(int(i) for i in np.unique(ids) if i != 0)
+    if not present:
+        return [f"sequence {seq.name}: the first-frame mask {seq.annotations[min(seq.annotations)]} holds no object "
+                f"(all background); every prediction will be background"]
+    missing = sorted(set(range(1, present[-1] + 1)) - set(present))
+    if missing and len(seq.annotations) == 1:
+        return [f"sequence {seq.name}: the first-frame mask {seq.annotations[0]} has object ids {present} "
+                f"without {missing[:10]}; the evaluation counts the missing ids as objects"]
+    return []
+
+
 def _frames_of(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DatasetError(f"{folder}: frame folder not found")
@@ -88,6 +105,23 @@ def _frames_of(folder: Path) -> list[Path]:
             raise DatasetError(f"{folder}: two files for frame {path.stem}: {seen[path.stem].name} and {path.name}")
         seen[path.stem] = path
     return frames
+
+
+def check_no_gaps(frames: Sequence[Path], name: str, last: Optional[int] = None) -> None:
+    """Refuse numbered frames with some missing in the middle: frames ``0..last`` (default all)
+    must be a constant step apart (``00000, 00001, ...`` or ``00000, 00005, ...``). Propagating
+    across a hole would silently treat distant frames as neighbours and leave out predictions
+    the evaluation then misses. Names that are not all numbers are not checked."""
+    stems = [p.stem for p in frames[: None if last is None else last + 1]]
+    if len(stems) < 3 or not all(s.isdigit() for s in stems):
+        return
+    numbers = [int(s) for s in stems]
+    steps = [b - a for a, b in zip(numbers, numbers[1:])]
+    step = min(steps)
+    for i, d in enumerate(steps):
+        if d != step:
+            raise DatasetError(f"{frames[0].parent}: frames missing in sequence {name}: {stems[i]} is followed by "
+                               f"{stems[i + 1]}, the other frames are {step} apart; restore the missing frames")
 
 
 def _select(names: list[str], wanted: Sequence[str], where: str) -> list[str]:
@@ -108,6 +142,7 @@ def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str]
     sequences = []
     for name in _select(names, wanted, str(listing)):
         frames = _frames_of(root / davis_layout.FRAMES / name)
+        check_no_gaps(frames, name)
         first = root / davis_layout.ANNOTATIONS / name / f"{frames[0].stem}.png"
         if not first.is_file():
             raise DatasetError(f"{first}: first-frame mask not found")
@@ -145,8 +180,9 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
             if stem not in index:
                 raise DatasetError(f"{frames[0].parent}: frame {stem} of video {name} (listed in "
                                    f"{meta_path.name} or annotated) is missing")
-        sequences.append(VideoSequence(name, tuple(frames), {index[p.stem]: p for p in ann},
-                                       tuple(index[f] for f in listed), "palette"))
+        outputs = tuple(index[f] for f in listed)
+        check_no_gaps(frames, name, max([*outputs, *(index[p.stem] for p in ann)]))
+        sequences.append(VideoSequence(name, tuple(frames), {index[p.stem]: p for p in ann}, outputs, "palette"))
     return sequences
 
 
@@ -243,11 +279,7 @@ class FrameDataset(Dataset):
 
     def __getitem__(self, t: int) -> Tensor:
         path = self.sequence.frames[t]
-        try:
-            with Image.open(path) as im:
-                rgb = np.array(im.convert("RGB"))  # a writable copy for torch.from_numpy
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{path}: unreadable frame ({exc})") from None
+        rgb = read_rgb(path, DatasetError, "frame")  # a writable copy for torch.from_numpy; 16-bit grey scaled
         if rgb.shape[:2] != self.size:
             raise DatasetError(f"{path}: frame size {rgb.shape[0]}x{rgb.shape[1]} differs from the "
                                f"sequence's {self.size[0]}x{self.size[1]}")

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from hvc.data.vos import DatasetError, VideoSequence
+from hvc.data.vos import DatasetError, VideoSequence, check_no_gaps
 from hvc.names import read_name_list
 
 
@@ -49,5 +49,6 @@ def vost_sequences(root: str | os.PathLike, split: str = "val", wanted: Sequence
         start = index[labels[0].stem]
         frames = frames[start:]
         outputs = tuple(index[p.stem] - start for p in labels)
+        check_no_gaps(frames, name, max(outputs))  # frames between the annotations are all there
         sequences.append(VideoSequence(name, tuple(frames), {0: labels[0]}, outputs, "palette"))
     return sequences

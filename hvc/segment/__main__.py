@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Optional
 
 from hvc.cli import run_main
+from hvc.config.inference import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 from hvc.errors import ArgumentParser, entry_point
 from hvc.segment.run import Options, segment
 
@@ -54,8 +55,8 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--overwrite", action="store_true", help="replace a segmentation of other settings in --output")
     a = parser.parse_args(argv)
-    if a.input_size is not None and a.input_size < 16:
-        parser.error("--input-size must be at least 16")
+    if a.input_size is not None and not MIN_INPUT_SIZE <= a.input_size <= MAX_INPUT_SIZE:
+        parser.error(f"--input-size must lie in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}]")
     if a.search_dims is not None and a.search_dims < 1:
         parser.error("--search-dims must be at least 1")
     if not a.candidates >= 1:

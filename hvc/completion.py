@@ -162,8 +162,9 @@ class ResultsFolder:
         return record
 
     def foreign(self) -> list[str]:
-        """Sequences whose record names other settings (or cannot be read)."""
-        return sorted(n for n, r in self.records().items() if r is None or r.settings != self.settings)
+        """Sequences whose record names other settings. A record that cannot be read (truncated,
+        empty, damaged) is not counted: it costs only its own sequence, which is redone."""
+        return sorted(n for n, r in self.records().items() if r is not None and r.settings != self.settings)
 
     def is_finished(self, name: str, outputs: Outputs) -> bool:
         """Record of the current settings for exactly ``outputs.files``, each present and non-empty."""
@@ -196,7 +197,7 @@ class ResultsFolder:
                              f"wrote it; it is left alone: move it away or choose another output folder")
         payload = {"version": RECORD_VERSION, **asdict(record), "files": list(record.files)}
         text = json.dumps(payload, indent=1) + "\n"
-        atomic_write_text(self.pending_path(name), text)  # from here on, what lies at outputs is ours
+        atomic_write_text(self.pending_path(name), text, durable=True)  # from here on, what lies at outputs is ours
         self.forget(name, outputs, claimed=True)
         staged = self.staging(name)
         if outputs.shared:
@@ -207,7 +208,7 @@ class ResultsFolder:
         else:
             outputs.folder.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, outputs.folder)
-        atomic_write_text(self.record_path(name), text)
+        atomic_write_text(self.record_path(name), text, durable=True)
         self.pending_path(name).unlink()
 
     def forget(self, name: str, outputs: Optional[Outputs], claimed: bool = False) -> None:
@@ -221,7 +222,7 @@ class ResultsFolder:
             return
         old = self.record(name) if outputs is not None and outputs.shared else None
         if not claimed:
-            atomic_write_text(self.pending_path(name), "{}\n")
+            atomic_write_text(self.pending_path(name), "{}\n", durable=True)
         self.record_path(name).unlink(missing_ok=True)
         if outputs is not None:
             self._check_target(outputs)

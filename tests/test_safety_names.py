@@ -239,7 +239,8 @@ def test_records_naming_other_places_are_not_trusted(tmp_path, name, files):
     if files == ["00000.png"]:  # a record copied from another sequence's
         path.rename(path.with_name("beta.json"))
         name = "beta"
-    assert folder.record(name) is None and folder.foreign() == [name]
+    assert folder.record(name) is None and folder.owns(name)  # not trusted, still ours to redo
+    assert folder.foreign() == [] and not folder.is_finished(name, Outputs(tmp_path / "res" / name, ("00000.png",)))
 
 
 UNSAFE_OUTPUTS = [
@@ -271,10 +272,10 @@ def test_zip_entries_stay_inside_the_archive(tmp_path, capsys):
     assert call(test_py.main, argv, capsys)[0] == 0
     record = out / ".hvc" / "done" / "vid_a.json"
     data = json.loads(record.read_text())
-    data["files"].append("../../../../outside.png")  # a tampered record: not ours any more
+    data["files"].append("../../../../outside.png")  # a tampered record: not trusted, the video redone
     record.write_text(json.dumps(data))
-    expect_error(*call(test_py.main, argv, capsys), 2, r"holds results made with other settings \(1 sequence")
-    assert call(test_py.main, [*argv, "--overwrite"], capsys)[0] == 0
+    assert call(test_py.main, argv, capsys)[0] == 0
+    assert json.loads(record.read_text())["files"] == [f"{n:05d}.png" for n in (0, 2, 4, 6)]
     with zipfile.ZipFile(out / "submission.zip") as zf:
         names = zf.namelist()
     assert names and all(n.startswith("Annotations/vid_") and ".." not in n.split("/") for n in names)

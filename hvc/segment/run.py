@@ -119,10 +119,10 @@ class Progress:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def save(self, record: dict) -> None:
-        atomic_write_text(self.path, json.dumps(record))
+        atomic_write_text(self.path, json.dumps(record), durable=True)
 
     def save_mask(self, frame: int, mask: torch.Tensor) -> None:
-        with atomic_path(self.state_dir / f"{frame}.pt") as tmp:
+        with atomic_path(self.state_dir / f"{frame}.pt", durable=True) as tmp:
             torch.save(mask.cpu().clone(), tmp)
 
     def load_mask(self, frame: int, device: torch.device) -> torch.Tensor:

@@ -263,7 +263,7 @@ def test_segment_damaged_state_is_one_line_and_overwrite_recovers(clip, tmp_path
 # ---- train.py ------------------------------------------------------------------------------------
 
 def _step(out: Path) -> int:
-    return torch.load(out / "checkpoint.pth", weights_only=False)["global_step"]
+    return torch.load(out / "checkpoint.pth", weights_only=True)["global_step"]
 
 
 def test_train_py_one_writer_and_no_silent_restart(tmp_path, capsys):

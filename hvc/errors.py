@@ -6,7 +6,7 @@ Every entry point (``test.py``, ``train.py``, ``eval_metrics.py``, ``python -m h
 
     error: <file or key>: <problem>
 
-and the process exits with the code of its kind (README, "Failure behaviour"):
+and the process exits with the code of its kind (docs/failure.md, the home of this table):
 
     ====  ==========  ===========================================================
     code  kind        examples

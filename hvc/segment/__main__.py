@@ -9,9 +9,10 @@ FIRST.png: object ids of the first frame (indexed/greyscale PNG, 0 background, 2
 0/255 greyscale mask is one object). S.png: scribbles, 0 unlabelled, 1..254 objects, 255
 background; S.json: DAVIS interactive scribbles (docs/scribbles.md).
 Writes DIR/masks/<frame>.png, DIR/overlay.mp4 and DIR/summary.json; an interrupted run
-started again continues where it stopped. Exit codes: hvc/errors.py (README, "Failure
-behaviour"): 2 usage or other settings in --output, 3 unreadable video / prompt / checkpoint,
-4 output not writable, 6 NaN or inf in features or soft masks.
+started again continues where it stopped. Exit codes (docs/failure.md): 2 usage, other
+settings or a damaged record in --output, or --output overlapping an input; 3 unreadable video
+/ prompt / checkpoint / state; 4 output not writable; 6 NaN or inf in features or soft masks;
+7 another run writes into --output.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def parse_args(argv: list[str]) -> Options:
                         help="candidates an approximate search rescores, in units of topk (default 2; "
                              "at least 1; fewer is faster, with more label changes; docs/local_kernel.md)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    parser.add_argument("--overwrite", action="store_true", help="replace a segmentation of other settings in --output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a segmentation of other settings (or a damaged one) in --output")
     a = parser.parse_args(argv)
     if a.input_size is not None and not MIN_INPUT_SIZE <= a.input_size <= MAX_INPUT_SIZE:
         parser.error(f"--input-size must lie in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}]")

@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,7 +272,9 @@ def _claim_output(cfg: TrainConfig) -> OutputLock:
     writable_dir(out, "output.dir")
     lock = OutputLock(out, "output.dir")
     ours = [out / name for name in (ckpt_io.CHECKPOINT_NAME, "log.jsonl")]
-    if cfg.resume is None and any(p.exists() for p in ours):
+    continues_it = cfg.resume == "auto" or (cfg.resume is not None and
+                                            os.path.realpath(cfg.resume) == os.path.realpath(ours[0]))
+    if not continues_it and any(p.exists() for p in ours):  # a fresh run, or one resumed from elsewhere
         if not cfg.output.overwrite:
             raise ConfigError(f"{out}: output.dir holds a training run ({ckpt_io.CHECKPOINT_NAME}, log.jsonl); pass "
                               f"--resume auto to continue it, --overwrite to start afresh, or choose another output.dir")

@@ -20,6 +20,7 @@ from hvc.apart import overlap
 from hvc.completion import Outputs, Record, ResultsFolder
 from hvc.data.palette import save_indexed_png
 from hvc.errors import UsageError
+from hvc.models.resnet import ResNet
 from hvc.segment.__main__ import main as segment_main
 from test_faults import case, davis_args, expect_error
 from vos_trees import make_ytvos
@@ -218,3 +219,60 @@ def test_train_py_output_apart_from_inputs(tmp_path, capsys, output, pattern):
     before = _snapshot(tmp_path)
     expect_error(*call(train_py.main, train_args(output(photos, tmp_path), photos), capsys), 2, pattern)
     assert _snapshot(tmp_path) == before
+
+
+TRAIN_HOLDING_A_RUN = [
+    # id, extra argv (tmp -> list), code, pattern
+    case("fresh run", lambda t: [], 2, r"run: output\.dir holds a training run .*--resume auto .*--overwrite"),
+    case("resumed from another checkpoint", lambda t: ["--resume", t / "other.pth"], 2, r"output\.dir holds a training run"),
+    case("--resume auto reads it (here: not a checkpoint)", lambda t: ["--resume", "auto"], 3,
+         r"checkpoint\.pth: not a readable checkpoint"),
+]
+
+
+@pytest.mark.parametrize("extra, code, pattern", TRAIN_HOLDING_A_RUN)
+def test_train_py_never_replaces_a_run_it_does_not_continue(tmp_path, capsys, extra, code, pattern):
+    photos = photo_folder(tmp_path / "photos")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pth").write_bytes(b"another run's checkpoint")
+    (tmp_path / "other.pth").write_bytes(b"x")
+    expect_error(*call(train_py.main, train_args(out, photos, *extra(tmp_path)), capsys), code, pattern)
+    assert (out / "checkpoint.pth").read_bytes() == b"another run's checkpoint"
+
+
+# ---- python -m hvc.export ------------------------------------------------------------------------------
+
+def _training_checkpoint(path: Path) -> Path:
+    import torch
+    state = {f"online_encoder.{k}": v for k, v in ResNet("resnet18", with_layer4=False).state_dict().items()}
+    torch.save({"model": state, "optimizer": {}, "epoch": 1}, path)
+    return path
+
+
+EXPORTS = [
+    # id, OUT (tmp, ckpt) -> path, code, pattern
+    case("OUT is the checkpoint read", lambda t, c: c, 2, r"ckpt\.pth: is the checkpoint being read"),
+    case("OUT is the same file through a link", lambda t, c: t.joinpath("alias.pth").symlink_to(c) or t / "alias.pth", 2,
+         r"alias\.pth: is the checkpoint being read"),
+    case("OUT is another training checkpoint", lambda t, c: _training_checkpoint(t / "run2.pth"), 2,
+         r"run2\.pth: holds a training checkpoint; .* another kind"),
+    case("OUT is an earlier export (same kind)", lambda t, c: t.joinpath("enc.pth").write_bytes(b"old") and t / "enc.pth",
+         0, None),
+]
+
+
+@pytest.mark.parametrize("target, code, pattern", EXPORTS)
+def test_export_never_replaces_its_input_or_a_checkpoint_of_another_kind(tmp_path, capsys, target, code, pattern):
+    from hvc.export import main as export_main
+    ckpt = _training_checkpoint(tmp_path / "ckpt.pth")
+    out = target(tmp_path, ckpt)
+    before, read = out.read_bytes(), ckpt.read_bytes()
+    got, lines = call(export_main, [ckpt, out], capsys)
+    assert ckpt.read_bytes() == read  # the input is never touched
+    if code:
+        expect_error(got, lines, code, pattern)
+        assert out.read_bytes() == before
+    else:
+        assert got == 0, lines
+        assert out.read_bytes() != before

@@ -132,7 +132,7 @@ class ResultsFolder:
             check_name(file, f"{outputs.folder}: output file name", error=InputError)
 
     def records(self) -> dict[str, Optional[Record]]:
-        """Every record in the folder; None for one that cannot be read (counts as other settings)."""
+        """Every record in the folder; None for one that cannot be read (its sequence is redone)."""
         if not self.records_dir.is_dir():
             return {}
         found: dict[str, Optional[Record]] = {}

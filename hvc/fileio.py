@@ -5,8 +5,8 @@ is an :class:`~hvc.errors.OutputError` naming the target file.
 ``durable=True`` (records, state, checkpoints) also survives a power loss: the file's bytes
 are flushed to the disk (fsync) before the rename, and the folder after it, so the name never
 points at a file whose bytes were not yet written (a 0-byte record after a crash). Plain
-outputs (one PNG a frame) skip the two fsyncs: a record written durably after them vouches
-for them, and a rerun checks their sizes."""
+outputs skip the two fsyncs (test.py's PNGs: a rerun checks the sizes of the files a record
+lists)."""
 
 from __future__ import annotations
 

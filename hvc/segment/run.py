@@ -297,7 +297,7 @@ class Segmenter:
     def _write_frame(self, t: int, pred: np.ndarray, prop: LabelPropagator, record: dict) -> None:
         """Mask, then the propagator's new stored frame, then the record (the commit), then
         the soft masks the propagator no longer holds."""
-        save_indexed_png(self.masks / f"{self.source.name(t)}.png", pred)
+        save_indexed_png(self.masks / f"{self.source.name(t)}.png", pred, durable=True)  # the record vouches for it
         if t in prop.store:
             self.progress.save_mask(t, prop.store[t])
         ids, counts = np.unique(pred, return_counts=True)

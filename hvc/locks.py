@@ -105,4 +105,7 @@ class OutputLock:
         self.release()
 
     def __del__(self) -> None:
-        self.release()
+        try:
+            self.release()
+        except Exception:  # at interpreter exit os may be gone; the kernel releases the lock anyway
+            pass

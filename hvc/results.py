@@ -110,7 +110,7 @@ def check_unknown(folder: ResultsFolder, outputs: dict[str, Outputs], config_rec
     unknown = [name for name, where in outputs.items() if where.exist() and not folder.owns(name)]
     if not unknown:
         return
-    if not folder.records() and config_record.is_file() and not _legacy_settings_differ_unreadable(config_record):
+    if not folder.records() and _written_by_us(config_record):
         folder.adopted.update(unknown)
         return
     where = outputs[unknown[0]]
@@ -119,13 +119,15 @@ def check_unknown(folder: ResultsFolder, outputs: dict[str, Outputs], config_rec
                      f"another run.output_dir")
 
 
-def _legacy_settings_differ_unreadable(record: Path) -> bool:
-    """Whether ``config.yaml`` is not a test config of ours."""
+def _written_by_us(config_record: Path) -> bool:
+    """Whether ``config.yaml`` is there and a test config of ours (test.py writes one a run)."""
+    if not config_record.is_file():
+        return False
     try:
-        load_config(TestConfig, record)
+        load_config(TestConfig, config_record)
     except HvcError:
-        return True
-    return False
+        return False
+    return True
 
 
 @dataclass

@@ -276,3 +276,15 @@ def test_export_never_replaces_its_input_or_a_checkpoint_of_another_kind(tmp_pat
     else:
         assert got == 0, lines
         assert out.read_bytes() != before
+
+
+def test_folders_of_older_versions_are_adopted(tmp_path, capsys):
+    """Results of a version before completion records (its config.yaml, no .hvc) are ours: redone."""
+    import shutil
+    root = davis_tree(tmp_path / "DAVIS", {"alpha": 2})
+    out = tmp_path / "res"
+    assert call(test_py.main, davis_args(root, out), capsys)[0] == 0
+    shutil.rmtree(out / ".hvc")
+    (out / "alpha" / "00001.png").write_bytes(b"")
+    assert call(test_py.main, davis_args(root, out), capsys)[0] == 0
+    assert (out / "alpha" / "00001.png").stat().st_size > 0 and (out / ".hvc" / "done" / "alpha.json").is_file()

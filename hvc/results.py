@@ -24,8 +24,8 @@ from hvc.config.core import ConfigError, dump_yaml, load_config, to_dict
 from hvc.config.inference import TestConfig
 from hvc.data.vos import YTVOS_DATASETS, VideoSequence
 from hvc.errors import HvcError, InputError, UsageError
-from hvc.locks import OutputLock
 from hvc.fileio import atomic_path, atomic_write_text, writable_dir
+from hvc.locks import OutputLock
 from hvc.models.encoders import checkpoint_path
 from hvc.names import check_name
 from hvc.propagation.config import recorded_settings

@@ -18,6 +18,7 @@ import argparse
 import sys
 import warnings
 
+from hvc.apart import refuse_overlap
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, UsageError, entry_point
 from hvc.fileio import writable_dir
@@ -85,6 +86,8 @@ def _run(args: argparse.Namespace) -> tuple[str, list]:
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    ground_truth = {"--davis-root": getattr(args, "davis_root", None), "--root": getattr(args, "root", None)}
+    refuse_overlap(args.output, "--output", ground_truth)  # the ground truth is read-only (docs/failure.md)
     writable_dir(args.output, "--output")  # before the evaluation, not after it
     summary, paths = _run(args)
     print(summary)

@@ -288,3 +288,15 @@ def test_folders_of_older_versions_are_adopted(tmp_path, capsys):
     (out / "alpha" / "00001.png").write_bytes(b"")
     assert call(test_py.main, davis_args(root, out), capsys)[0] == 0
     assert (out / "alpha" / "00001.png").stat().st_size > 0 and (out / ".hvc" / "done" / "alpha.json").is_file()
+
+
+# ---- eval_metrics.py -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", [case("inside the ground truth", "Annotations/480p/scores"), case("the root", "")])
+def test_eval_metrics_output_apart_from_the_ground_truth(tmp_path, capsys, where):
+    eval_py = load_entry("eval_metrics.py")
+    root = davis_tree(tmp_path / "DAVIS", {"alpha": 2})
+    before = _snapshot(root)
+    argv = ["--davis-root", root, "--results", tmp_path / "res", "--year", "2017", "--output", root / where]
+    expect_error(*call(eval_py.main, argv, capsys), 2, r"--output (lies inside|is) the input --davis-root")
+    assert _snapshot(root) == before

@@ -165,9 +165,10 @@ def test_test_py_second_process_refused_until_the_first_dies(tmp_path, capsys):
 
 # ---- hvc.segment ---------------------------------------------------------------------------------
 
-@pytest.fixture
-def clip(tmp_path) -> tuple[Path, Path]:
-    """A folder of 4 frames (a box moving right) and its first-frame mask."""
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> tuple[Path, Path]:
+    """A folder of 4 frames (a box moving right) and its first-frame mask (read-only to the tests)."""
+    tmp_path = tmp_path_factory.mktemp("clip")
     folder = tmp_path / "frames"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -226,16 +227,23 @@ def _half_done(clip, out, capsys, monkeypatch):
     monkeypatch.undo()
 
 
+@pytest.fixture(scope="module")
+def reference_masks(clip, tmp_path_factory) -> dict[str, bytes]:
+    """The masks of one uninterrupted run on ``clip``."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    assert segment_main([str(a) for a in _segment(clip, out)]) == 0
+    return {p.name: p.read_bytes() for p in (out / "masks").iterdir()}
+
+
 @pytest.mark.parametrize("damage, pattern", DAMAGE)
-def test_segment_damaged_record_is_refused_and_overwrite_recovers(clip, tmp_path, capsys, monkeypatch, damage, pattern):
-    out, ref = tmp_path / "out", tmp_path / "ref"
+def test_segment_damaged_record_is_refused_and_overwrite_recovers(clip, reference_masks, tmp_path, capsys, monkeypatch,
+                                                                  damage, pattern):
+    out = tmp_path / "out"
     _half_done(clip, out, capsys, monkeypatch)
     damage(out)
     expect_error(*call(segment_main, _segment(clip, out), capsys), 2, pattern)
     assert call(segment_main, _segment(clip, out, "--overwrite"), capsys)[0] == 0
-    assert call(segment_main, _segment(clip, ref), capsys)[0] == 0
-    assert {p.name: p.read_bytes() for p in (out / "masks").iterdir()} == \
-        {p.name: p.read_bytes() for p in (ref / "masks").iterdir()}
+    assert {p.name: p.read_bytes() for p in (out / "masks").iterdir()} == reference_masks
 
 
 STATE_DAMAGE = [
@@ -247,7 +255,8 @@ STATE_DAMAGE = [
 
 
 @pytest.mark.parametrize("damage, code", STATE_DAMAGE)
-def test_segment_damaged_state_is_one_line_and_overwrite_recovers(clip, tmp_path, capsys, monkeypatch, damage, code):
+def test_segment_damaged_state_is_one_line_and_overwrite_recovers(clip, reference_masks, tmp_path, capsys, monkeypatch,
+                                                                 damage, code):
     out = tmp_path / "out"
     _half_done(clip, out, capsys, monkeypatch)
     damage(out / ".hvc" / "state")
@@ -257,7 +266,7 @@ def test_segment_damaged_state_is_one_line_and_overwrite_recovers(clip, tmp_path
         assert call(segment_main, _segment(clip, out, "--overwrite"), capsys)[0] == 0
     else:
         assert got == 0, lines
-    assert len(list((out / "masks").glob("*.png"))) == 4
+    assert {p.name: p.read_bytes() for p in (out / "masks").iterdir()} == reference_masks
 
 
 # ---- train.py ------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ power loss), so a killed run never leaves a folder locked. A second writer gets 
 
 ``shared=True`` is for the ``--shard i/n`` processes of one job, which write disjoint
 sequences of one folder side by side: they share the lock with each other, and exclude a
-whole run (or ``--merge-shards``) and are excluded by it.
+whole run (or ``--merge-shards``) and are excluded by it; :meth:`OutputLock.claim_settings`
+keeps shards of other settings out while they run.
 
 The lock file stays (removing it would let a later writer lock a new file while an earlier
 one still holds the old); nothing else of the folder is needed to lock it.
@@ -17,12 +18,15 @@ one still holds the old); nothing else of the folder is needed to lock it.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from hvc.errors import BusyError, OutputError
+from hvc.fileio import atomic_write_text
 
 LOCK_FILE = Path(".hvc") / "lock"
 
@@ -41,6 +45,23 @@ class _Held:
 # in one process (tests, notebooks) never refuse each other, whatever an earlier failed run's
 # traceback still holds; other processes are excluded all the same.
 _HELD: dict[str, _Held] = {}
+
+
+SHARD_PATIENCE_S = 2.0  # a shard waits this long for another shard's settings check (milliseconds)
+
+
+def _flock(fd: int, shared: bool) -> bool:
+    """Take the flock without waiting; a shard retries briefly, as another shard may hold the
+    lock exclusively for the few milliseconds of its settings check (a whole run holds it longer)."""
+    deadline = time.monotonic() + (SHARD_PATIENCE_S if shared else 0.0)
+    while True:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 class OutputLock:
@@ -77,17 +98,50 @@ class OutputLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
             except OSError as exc:
                 raise OutputError(f"{self.path}: cannot create the lock file of {what} ({exc.strerror or exc})") from exc
-            try:
-                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-            except OSError:
+            if not _flock(fd, shared):
                 os.close(fd)
-                raise busy from None
+                raise busy
             _HELD[key] = _Held(fd, shared, 1)
         self._key = key
 
     @property
     def held(self) -> bool:
         return self._key is not None
+
+    def claim_settings(self, settings: str) -> None:
+        """Shards of one job only: refuse (BusyError) if other shard processes holding this
+        folder write results of other settings. The first shard to arrive (the only holder)
+        records its settings in ``.hvc/shards.json``; the others compare with it. The check runs
+        under a short exclusive lock of ``.hvc/claim.lock`` so that two shards starting together
+        see each other."""
+        held = _HELD[self._key]
+        claim_fd = os.open(self.path.with_name("claim.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        record = self.path.with_name("shards.json")
+        try:
+            fcntl.flock(claim_fd, fcntl.LOCK_EX)  # held for a few milliseconds by each shard
+            mine = json.dumps({"settings": settings}) + "\n"
+            if not held.shared:  # this process holds the folder exclusively already
+                atomic_write_text(record, mine, durable=True)
+                return
+            try:
+                fcntl.flock(held.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # alone: the first shard here
+            except OSError:
+                pass  # other shards hold it: compare with theirs below
+            else:
+                try:
+                    atomic_write_text(record, mine, durable=True)
+                finally:
+                    fcntl.flock(held.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared again, for the next shards
+                return
+            try:
+                theirs = json.loads(record.read_text()).get("settings")
+            except (OSError, ValueError, AttributeError):
+                theirs = None
+            if theirs is not None and theirs != settings:
+                raise BusyError(f"{self.folder}: other shards are writing results of other settings here "
+                                f"(see {record}); wait for them to end, or choose another folder")
+        finally:
+            os.close(claim_fd)
 
     def release(self) -> None:
         key, self._key = self._key, None

@@ -162,6 +162,8 @@ def prepare_results(cfg: TestConfig, outputs: dict[str, Outputs], locate: Callab
     # One writer (the shards of one job share it); held while the caller holds the folder.
     folder.lock = OutputLock(out, "run.output_dir", shared=partial)
     try:
+        if partial:
+            folder.lock.claim_settings(folder.settings)
         config_record = out / "config.yaml"
         foreign = folder.foreign()
         legacy = (not folder.records() and _legacy_settings_differ(cfg, config_record)

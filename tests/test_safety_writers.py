@@ -292,3 +292,22 @@ def test_train_py_one_writer_and_no_silent_restart(tmp_path, capsys):
     starts = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert _step(out) == 1 and [r["event"] for r in starts].count("start") == 1  # the old log went too
     assert not locked_elsewhere(out)  # released when train() returned
+
+
+def test_shards_of_other_settings_are_kept_out(tmp_path, capsys):
+    """A shard of one setting runs (stopped at a frame); a shard of other settings into the
+    same folder is refused (exit 7), one of the same settings goes ahead."""
+    root = davis_tree(tmp_path / "DAVIS", {"alpha": 3, "beta": 3})
+    out = tmp_path / "res"
+    frame = root / "JPEGImages" / "480p" / "alpha" / "00001.jpg"
+    data = blocking_frame(frame)
+    proc = start(["test.py", *davis_args(root, out, "--shard", "0/2", "data.batch_size=1")])
+    try:
+        wait_for(lambda: (out / ".hvc" / "staging").is_dir(), proc, "the first shard's staging folder")
+        expect_error(*call(test_py.main, davis_args(root, out, "--shard", "1/2", "prop.topk=5"), capsys), EXIT_BUSY,
+                     r"res: other shards are writing results of other settings here")
+        assert call(test_py.main, davis_args(root, out, "--shard", "1/2"), capsys)[0] == 0
+    finally:
+        proc.kill()
+        proc.communicate()
+        restore(frame, data)

@@ -85,7 +85,7 @@ def measure(impl: str, channels: int, h: int, w: int, context: int, frames: int,
     torch.manual_seed(0)
     name, options = impl_options(impl)
     kernel = KERNELS[name](12.0, 0.1, 15, **options)
-    real = torch.load(features) if features else None
+    real = torch.load(features, map_location="cpu", weights_only=True) if features else None
     frame = (lambda t: embed(real[t].float()[None])[0]) if real is not None else (
         lambda t: embed(torch.randn(channels, h, w)))
     memory, masks = kernel.memory(), {}

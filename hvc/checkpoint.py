@@ -25,11 +25,11 @@ import random
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from hvc.errors import InputError, NonFiniteError
 from hvc.fileio import atomic_torch_save
@@ -129,6 +129,27 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
+def _kind(t: Tensor) -> str:
+    return "bool" if t.dtype == torch.bool else "float" if t.is_floating_point() or t.is_complex() else "int"
+
+
+def tensor_mismatches(expected: Mapping[str, Tensor], given: Mapping[str, Any]) -> list[str]:
+    """``"<name> <given> vs <expected>"`` for each tensor of ``given`` whose kind of dtype (float,
+    integer, bool) or shape differs from ``expected``'s: weights cast to int64 or bool would
+    otherwise be copied in silently (and segment nothing)."""
+    wrong = []
+    for name, want in expected.items():
+        got = given.get(name)
+        if not isinstance(got, Tensor):
+            continue
+        if _kind(got) != _kind(want):
+            wrong.append(f"{name} dtype {str(got.dtype).replace('torch.', '')} vs "
+                         f"{str(want.dtype).replace('torch.', '')}")
+        elif got.shape != want.shape:
+            wrong.append(f"{name} shape {tuple(got.shape)} vs {tuple(want.shape)}")
+    return wrong
+
+
 def restore(ckpt: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer,
             scaler: torch.amp.GradScaler, steps_per_epoch: int, source: str,
             info: Callable[[str], None] = log.info) -> int:
@@ -140,6 +161,10 @@ def restore(ckpt: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Op
     bad = non_finite_tensors({"model": ckpt["model"], "optimizer": ckpt["optimizer"]})
     if bad:
         raise CheckpointError(f"{source}: not resuming from {describe(bad)}")
+    wrong = tensor_mismatches(model.state_dict(), ckpt["model"]) if isinstance(ckpt["model"], Mapping) else []
+    if wrong:
+        more = f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise CheckpointError(f"{source}: model weights do not match this model: {wrong[0]}{more}")
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

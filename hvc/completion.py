@@ -19,6 +19,11 @@ to ``<out>/.hvc/staging/<sequence>/``; once its last frame is written, its own f
 renamed into place, or its files are moved one by one into the shared folder, and then its
 record is written. A run killed at any point leaves either a finished sequence with its
 record or nothing that counts as finished.
+
+Only what the bookkeeping says we wrote is ever removed or replaced (:meth:`ResultsFolder.owns`):
+a sequence with a record (readable or not) or a claim ``.hvc/pending/<sequence>.json``, written
+before its files are moved into place or removed and deleted after. Anything else at a
+sequence's place is someone else's and is refused, never deleted.
 """
 
 from __future__ import annotations
@@ -32,10 +37,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from hvc.errors import InputError, UsageError
 from hvc.fileio import atomic_write_text
+from hvc.names import check_inside, check_name, name_problem
 
 STATE_DIR = ".hvc"  # everything the bookkeeping owns, inside the results folder
 RECORD_VERSION = 1
+NAME_PARTS = 2  # a sequence name: "<sequence>" (VOS, VIP) or "<class>/<video>" (JHMDB)
 
 
 @dataclass(frozen=True)
@@ -98,15 +106,33 @@ class ResultsFolder:
         self.settings = settings
         self.records_dir = self.root / STATE_DIR / "done"
         self.staging_dir = self.root / STATE_DIR / "staging"
+        self.pending_dir = self.root / STATE_DIR / "pending"  # commits under way: their files are ours
+        self.adopted: set[str] = set()  # outputs of an older version, without records (hvc.results)
+        self.lock = None  # the writer lock (hvc.locks.OutputLock) while a run holds the folder
 
     def record_path(self, name: str) -> Path:
-        return self.records_dir / f"{name}.json"
+        return self.records_dir / f"{check_name(name, 'sequence name', NAME_PARTS)}.json"
 
     def staging(self, name: str) -> Path:
-        return self.staging_dir / name
+        return self.staging_dir / check_name(name, "sequence name", NAME_PARTS)
+
+    def pending_path(self, name: str) -> Path:
+        return self.pending_dir / f"{check_name(name, 'sequence name', NAME_PARTS)}.json"
+
+    def owns(self, name: str) -> bool:
+        """Whether our bookkeeping says we wrote the outputs of ``name``: its record (readable or
+        not), a commit of it under way, or an adopted older folder. Nothing else is ever removed."""
+        return self.record_path(name).is_file() or self.pending_path(name).is_file() or name in self.adopted
+
+    def _check_target(self, outputs: Outputs) -> None:
+        """An output folder of ours lies inside the results folder (a name is data, not a path).
+        The folder itself may be a link (it is then replaced, not followed): its parent is checked."""
+        check_inside(self.root, [outputs.folder], "an output of this run", InputError, follow=False)
+        for file in outputs.files:
+            check_name(file, f"{outputs.folder}: output file name", error=InputError)
 
     def records(self) -> dict[str, Optional[Record]]:
-        """Every record in the folder; None for one that cannot be read (counts as other settings)."""
+        """Every record in the folder; None for one that cannot be read (its sequence is redone)."""
         if not self.records_dir.is_dir():
             return {}
         found: dict[str, Optional[Record]] = {}
@@ -119,20 +145,26 @@ class ResultsFolder:
         path = self.record_path(name)
         return self._read(path) if path.is_file() else None
 
-    @staticmethod
-    def _read(path: Path) -> Optional[Record]:
+    def _read(self, path: Path) -> Optional[Record]:
+        """The record at ``path``; None if it cannot be read or does not describe the sequence
+        its path names with plain file names (a damaged or foreign record is never trusted)."""
         try:
             data = json.loads(path.read_text())
             if data.pop("version", None) != RECORD_VERSION:
                 return None
             data["files"] = tuple(data["files"])
-            return Record(**data)
-        except (OSError, ValueError, TypeError, KeyError):
+            record = Record(**data)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
+        name = path.relative_to(self.records_dir).with_suffix("").as_posix()
+        if record.sequence != name or any(name_problem(f) is not None for f in record.files):
+            return None
+        return record
 
     def foreign(self) -> list[str]:
-        """Sequences whose record names other settings (or cannot be read)."""
-        return sorted(n for n, r in self.records().items() if r is None or r.settings != self.settings)
+        """Sequences whose record names other settings. A record that cannot be read (truncated,
+        empty, damaged) is not counted: it costs only its own sequence, which is redone."""
+        return sorted(n for n, r in self.records().items() if r is not None and r.settings != self.settings)
 
     def is_finished(self, name: str, outputs: Outputs) -> bool:
         """Record of the current settings for exactly ``outputs.files``, each present and non-empty."""
@@ -150,6 +182,7 @@ class ResultsFolder:
     def start(self, name: str) -> Path:
         """An empty staging folder for the files of ``name`` (leftovers of a killed run removed)."""
         staging = self.staging(name)
+        check_inside(self.staging_dir.parent, [staging], "a staging folder", InputError)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         return staging
@@ -158,7 +191,14 @@ class ResultsFolder:
         """Move the staged files ``record.files`` into ``outputs`` (replacing what was there), then
         write the record. Its own folder is renamed whole; into a shared folder, file by file."""
         name = record.sequence
-        self.forget(name, outputs)
+        self._check_target(outputs)
+        if outputs.exist() and not self.owns(name):
+            raise UsageError(f"{outputs.folder}: exists, but no completion record of {self.root} says this tool "
+                             f"wrote it; it is left alone: move it away or choose another output folder")
+        payload = {"version": RECORD_VERSION, **asdict(record), "files": list(record.files)}
+        text = json.dumps(payload, indent=1) + "\n"
+        atomic_write_text(self.pending_path(name), text, durable=True)  # from here on, what lies at outputs is ours
+        self.forget(name, outputs, claimed=True)
         staged = self.staging(name)
         if outputs.shared:
             outputs.folder.mkdir(parents=True, exist_ok=True)
@@ -168,28 +208,38 @@ class ResultsFolder:
         else:
             outputs.folder.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, outputs.folder)
-        payload = {"version": RECORD_VERSION, **asdict(record), "files": list(record.files)}
-        atomic_write_text(self.record_path(name), json.dumps(payload, indent=1) + "\n")
+        atomic_write_text(self.record_path(name), text, durable=True)
+        self.pending_path(name).unlink()
 
-    def forget(self, name: str, outputs: Optional[Outputs]) -> None:
+    def forget(self, name: str, outputs: Optional[Outputs], claimed: bool = False) -> None:
         """Remove the record of ``name`` first (so nothing half-removed counts), then its files:
         its own folder whole; in a shared folder only its files (those of ``outputs`` and those
-        its record lists), and the folder itself once empty."""
-        old = self.record(name) if outputs is not None and outputs.shared else None
-        self.record_path(name).unlink(missing_ok=True)
-        if outputs is None:
+        its record lists), and the folder itself once empty. Files that our bookkeeping does not
+        say we wrote (:meth:`owns`) are left alone. A pending claim is held while removing, so a
+        removal killed half-way is still ours on the next run; ``claimed``: the caller holds it
+        (a commit) and keeps it."""
+        if not self.owns(name):
             return
-        folder = outputs.folder
-        if outputs.shared:
-            listed = [f for f in old.files if Path(f).name == f] if old else []  # plain names only: stay in folder
-            for file in dict.fromkeys([*outputs.files, *listed]):
-                (folder / file).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # not empty: other sequences' files (or the user's) stay
-                folder.rmdir()
-        elif folder.is_symlink():
-            folder.unlink()
-        elif folder.is_dir():
-            shutil.rmtree(folder)
+        old = self.record(name) if outputs is not None and outputs.shared else None
+        if not claimed:
+            atomic_write_text(self.pending_path(name), "{}\n", durable=True)
+        self.record_path(name).unlink(missing_ok=True)
+        if outputs is not None:
+            self._check_target(outputs)
+            folder = outputs.folder
+            if outputs.shared:
+                listed = [f for f in old.files if Path(f).name == f] if old else []  # plain names only: stay in folder
+                for file in dict.fromkeys([*outputs.files, *listed]):
+                    (folder / file).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # not empty: other sequences' files (or the user's) stay
+                    folder.rmdir()
+            elif folder.is_symlink():
+                folder.unlink()
+            elif folder.is_dir():
+                shutil.rmtree(folder)
+        if not claimed:
+            self.pending_path(name).unlink()
+        self.adopted.discard(name)
 
     def clear_staging(self, names: Optional[Iterable[str]] = None) -> None:
         """Remove leftovers of killed runs: the staging folders of ``names`` (None = all)."""

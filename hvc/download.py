@@ -22,7 +22,7 @@ What it guarantees (docs/download.md):
 - archive entries with absolute paths, ``..`` components or links are refused;
 - the unpacked tree is checked (:mod:`hvc.data.check` for datasets, a file listing for weights).
 
-Only the standard library's urllib is used. Exit codes: hvc/errors.py (docs/exit_codes.md);
+Only the standard library's urllib is used. Exit codes: hvc/errors.py (docs/failure.md);
 a failed or interrupted transfer is an input error (3) and keeps the partial file for a rerun.
 """
 

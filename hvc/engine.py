@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from hvc import checkpoint as ckpt_io
+from hvc.apart import refuse_overlap
 from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.training import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig, validate
 from hvc.data.pairs import PairDataset, collate_pairs
@@ -48,6 +50,7 @@ from hvc.data.video import VideoFramePairs
 from hvc.distributed import DistEnv, all_reduce_sum, convert_sync_batchnorm, init_distributed, wrap_ddp
 from hvc.errors import InputError, NonFiniteError
 from hvc.fileio import atomic_write_text, writable_dir
+from hvc.locks import OutputLock
 from hvc.meters import JsonLog, StepMeter
 from hvc.models.hvc import HVC, momentum_at
 
@@ -261,6 +264,25 @@ def _announce(cfg: TrainConfig, env: DistEnv, plan: StepPlan, samples: int, step
              f"{plan.total_steps}, batch {cfg.data.batch_size} on {env.world_size} process(es), device {env.device}")
 
 
+def _claim_output(cfg: TrainConfig) -> OutputLock:
+    """Rank 0, before any work: the output folder apart from the inputs, writable (not after
+    hours of work), locked (one writer), and holding no run unless resumed or overwritten."""
+    out = Path(cfg.output.dir)
+    refuse_overlap(out, "output.dir", {"data.roots": cfg.data.roots})  # inputs are read-only
+    writable_dir(out, "output.dir")
+    lock = OutputLock(out, "output.dir")
+    ours = [out / name for name in (ckpt_io.CHECKPOINT_NAME, "log.jsonl")]
+    continues_it = cfg.resume == "auto" or (cfg.resume is not None and
+                                            os.path.realpath(cfg.resume) == os.path.realpath(ours[0]))
+    if not continues_it and any(p.exists() for p in ours):  # a fresh run, or one resumed from elsewhere
+        if not cfg.output.overwrite:
+            raise ConfigError(f"{out}: output.dir holds a training run ({ckpt_io.CHECKPOINT_NAME}, log.jsonl); pass "
+                              f"--resume auto to continue it, --overwrite to start afresh, or choose another output.dir")
+        for path in ours:  # a fresh run: its checkpoint and log replace the old ones
+            path.unlink(missing_ok=True)
+    return lock
+
+
 def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
     """Run (or continue) the training described by ``cfg``; see the module docstring."""
     validate(cfg)
@@ -268,8 +290,7 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
     seed_everything(cfg.runtime.seed)
     dataset = build_dataset(cfg.data, cfg.runtime.seed)
     plan, sampler = plan_steps(cfg, dataset, env)
-    if env.is_main:
-        writable_dir(cfg.output.dir, "output.dir")  # before any work, not after hours of it
+    lock = _claim_output(cfg) if env.is_main else None  # held until train() returns (or the process dies)
     model, channels_last = _place_model(cfg, env)
     optimizer = build_optimizer(model, cfg.optim)
     amp_dtype = autocast_dtype(cfg.runtime, env.device)
@@ -290,6 +311,8 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
     net.train()
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(run.jlog.close)
+        if lock is not None:
+            cleanup.callback(lock.release)
         cleanup.callback(run.bar.close)
         cleanup.enter_context(flush_denormal(cfg.runtime.flush_denormal and env.device.type == "cpu"))
         for epoch in range(run.step // plan.steps_per_epoch, cfg.optim.epochs):

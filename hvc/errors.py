@@ -6,7 +6,7 @@ Every entry point (``test.py``, ``train.py``, ``eval_metrics.py``, ``python -m h
 
     error: <file or key>: <problem>
 
-and the process exits with the code of its kind (docs/failures.md):
+and the process exits with the code of its kind (docs/failure.md, the home of this table):
 
     ====  ==========  ===========================================================
     code  kind        examples
@@ -18,6 +18,7 @@ and the process exits with the code of its kind (docs/failures.md):
     4     I/O         output path is a file or not writable, disk full, permission
     5     device      unknown device string, CUDA asked for but not available
     6     non-finite  NaN or inf in weights, features, soft masks or the loss
+    7     busy        another run writes into the same output folder (its lock is held)
     130   interrupt   Ctrl-C (SIGINT)
     ====  ==========  ===========================================================
 
@@ -36,6 +37,7 @@ import sys
 from typing import Callable, Optional, Sequence
 
 EXIT_USAGE, EXIT_INPUT, EXIT_IO, EXIT_DEVICE, EXIT_NON_FINITE, EXIT_INTERRUPT = 2, 3, 4, 5, 6, 130
+EXIT_BUSY = 7
 
 
 class HvcError(Exception):
@@ -72,6 +74,12 @@ class NonFiniteError(HvcError):
     """A NaN or infinite value where only finite ones make sense."""
 
     exit_code = EXIT_NON_FINITE
+
+
+class BusyError(HvcError):
+    """Another process holds the writer lock of the output folder (:mod:`hvc.locks`)."""
+
+    exit_code = EXIT_BUSY
 
 
 class ReportedElsewhere(HvcError):

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from hvc.checkpoint import CheckpointError, load_checkpoint
 from hvc.cli import run_main
-from hvc.errors import ArgumentParser, NonFiniteError, entry_point
+from hvc.errors import ArgumentParser, NonFiniteError, UsageError, entry_point
 from hvc.fileio import atomic_torch_save, writable_dir
 from hvc.finite import describe, non_finite_tensors
 
@@ -49,14 +49,30 @@ def export(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, *, drop_la
 
     Raises NonFiniteError (nothing written) if an exported tensor holds a NaN or an infinity.
     """
+    if os.path.realpath(out_path) == os.path.realpath(ckpt_path):
+        raise UsageError(f"{out_path}: is the checkpoint being read; choose another OUT")
     writable_dir(os.path.dirname(os.path.abspath(out_path)), "the output folder")
-    state = encoder_from_checkpoint(load_checkpoint(ckpt_path), drop_layer4=drop_layer4, half=half,
-                                    source=os.fspath(ckpt_path))
+    ckpt = load_checkpoint(ckpt_path)
+    if _is_training_checkpoint(out_path):
+        raise UsageError(f"{out_path}: holds a training checkpoint; an exported encoder would replace it "
+                         f"(a checkpoint of another kind): choose another OUT")
+    state = encoder_from_checkpoint(ckpt, drop_layer4=drop_layer4, half=half, source=os.fspath(ckpt_path))
     bad = non_finite_tensors(state)
     if bad:
         raise NonFiniteError(f"{ckpt_path}: not exported, its encoder has {describe(bad)}")
     atomic_torch_save(state, out_path)
     return len(state)
+
+
+def _is_training_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a readable training checkpoint (which an export must not replace)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        load_checkpoint(path)
+    except CheckpointError:
+        return False
+    return True
 
 
 @entry_point

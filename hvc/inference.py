@@ -31,7 +31,8 @@ from tqdm import tqdm
 from hvc.completion import Record, ResultsFolder
 from hvc.config.inference import TestConfig
 from hvc.data.palette import save_indexed_png
-from hvc.data.vos import DatasetError, FrameDataset, VideoSequence, load_sequences, read_label_map
+from hvc.data.vos import (DatasetError, FrameDataset, VideoSequence, first_mask_problems, load_sequences,
+                          read_label_map)
 from hvc.errors import HvcError, NonFiniteError, ReportedElsewhere, UsageError
 from hvc.models.encoders import load_encoder
 from hvc.models.fast_encoder import wrap_encoder
@@ -122,6 +123,8 @@ def read_labels(seq: VideoSequence, t: int, size: tuple[int, int], num_classes: 
     """The id map annotated at frame t, its ids checked against ``prop.num_classes``."""
     path = seq.annotations[t]
     ids = read_label_map(path, seq.mask_format, size)
+    for problem in first_mask_problems(seq, ids) if t == min(seq.annotations) else []:
+        log.warning("warning: %s", problem)
     top = int(ids.max())
     if top >= num_classes:
         raise DatasetError(f"{path}: label id {top} is not below prop.num_classes={num_classes} "

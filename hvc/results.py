@@ -18,14 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from hvc.apart import refuse_overlap
 from hvc.completion import Outputs, Record, ResultsFolder, file_digest, settings_hash
 from hvc.config.core import ConfigError, dump_yaml, load_config, to_dict
 from hvc.config.inference import TestConfig
 from hvc.data.vos import YTVOS_DATASETS, VideoSequence
-from hvc.errors import HvcError, InputError
+from hvc.errors import HvcError, InputError, UsageError
 from hvc.fileio import atomic_path, atomic_write_text, writable_dir
+from hvc.locks import OutputLock
 from hvc.models.encoders import checkpoint_path
 from hvc.config.propagation import recorded_settings
+from hvc.names import check_name
 
 
 def result_tag(cfg: TestConfig) -> str:
@@ -88,6 +91,45 @@ def _legacy_settings_differ(cfg: TestConfig, record: Path) -> bool:
         return True
 
 
+def check_apart(cfg: TestConfig, out: Path) -> None:
+    """The output folder (and its ``_vis`` sibling) overlaps no input: data root, list file,
+    checkpoints (:mod:`hvc.apart`). Called before anything is created."""
+    m = cfg.model
+    checkpoints = [checkpoint_path(name, given) for name, given in ((m.name, m.checkpoint),
+                   (m.merge_model, m.merge_checkpoint)) if name is not None and (given or name != "random18")]
+    inputs = {"data.root": cfg.data.root, "data.video_list": cfg.data.video_list, "model.checkpoint": checkpoints}
+    refuse_overlap(out, "run.output_dir", inputs)
+    if cfg.run.visualize:
+        refuse_overlap(f"{out}_vis", "run.output_dir (visualisations: <output_dir>_vis)", inputs)
+
+
+def check_unknown(folder: ResultsFolder, outputs: dict[str, Outputs], config_record: Path) -> None:
+    """Refuse outputs on disk that no record of ours describes: they are someone else's, and a
+    run removes only what it wrote. A folder of an older version (a ``config.yaml`` of ours and
+    no records at all) is adopted whole, as those versions wrote no records."""
+    unknown = [name for name, where in outputs.items() if where.exist() and not folder.owns(name)]
+    if not unknown:
+        return
+    if not folder.records() and _written_by_us(config_record):
+        folder.adopted.update(unknown)
+        return
+    where = outputs[unknown[0]]
+    raise UsageError(f"{where.folder}: exists, but no completion record of {folder.root} says this tool wrote it "
+                     f"({len(unknown)} sequence(s), e.g. {unknown[0]}); it is left alone: move it away or choose "
+                     f"another run.output_dir")
+
+
+def _written_by_us(config_record: Path) -> bool:
+    """Whether ``config.yaml`` is there and a test config of ours (test.py writes one a run)."""
+    if not config_record.is_file():
+        return False
+    try:
+        load_config(TestConfig, config_record)
+    except HvcError:
+        return False
+    return True
+
+
 @dataclass
 class Plan:
     """What this run does in its output folder."""
@@ -112,30 +154,40 @@ def prepare_results(cfg: TestConfig, outputs: dict[str, Outputs], locate: Callab
     the folder.
     """
     out = output_dir(cfg)
+    check_apart(cfg, out)
     writable_dir(out, "run.output_dir")
     if cfg.run.visualize:
         writable_dir(f"{out}_vis", "run.output_dir (visualisations: <output_dir>_vis)")
     folder = ResultsFolder(out, run_settings(cfg))
-    config_record = out / "config.yaml"
-    foreign = folder.foreign()
-    legacy = (not folder.records() and _legacy_settings_differ(cfg, config_record)
-              and any(o.exist() for o in outputs.values()))
-    if (foreign or legacy) and not cfg.run.overwrite:
-        what = f"{len(foreign)} sequence(s), e.g. {foreign[0]}" if foreign else "outputs without completion records"
-        raise ConfigError(f"{out}: holds results made with other settings ({what}; see {config_record}); "
-                          f"pass --overwrite to replace them, or choose another run.output_dir")
-    mine = set(mine)
-    if cfg.run.overwrite:  # remove first: a rerun then never mixes two settings
-        targets = set(foreign) | (mine if partial else {*outputs, *folder.records()})
-        for name in sorted(targets):
-            folder.forget(name, outputs[name] if name in outputs else locate(name))
-    folder.clear_staging(mine if partial else None)  # files of killed runs
-    atomic_write_text(config_record, dump_yaml(cfg))
-    todo = [name for name, where in outputs.items() if name in mine and not folder.is_finished(name, where)]
-    if todo or cfg.run.overwrite:  # summaries and scores of earlier results no longer describe the folder
-        for pattern in stale:
-            for path in out.glob(pattern):
-                path.unlink()
+    # One writer (the shards of one job share it); held while the caller holds the folder.
+    folder.lock = OutputLock(out, "run.output_dir", shared=partial)
+    try:
+        if partial:
+            folder.lock.claim_settings(folder.settings)
+        config_record = out / "config.yaml"
+        foreign = folder.foreign()
+        legacy = (not folder.records() and _legacy_settings_differ(cfg, config_record)
+                  and any(o.exist() for o in outputs.values()))
+        if (foreign or legacy) and not cfg.run.overwrite:
+            what = f"{len(foreign)} sequence(s), e.g. {foreign[0]}" if foreign else "outputs without completion records"
+            raise ConfigError(f"{out}: holds results made with other settings ({what}; see {config_record}); "
+                              f"pass --overwrite to replace them, or choose another run.output_dir")
+        check_unknown(folder, outputs, config_record)
+        mine = set(mine)
+        if cfg.run.overwrite:  # remove first: a rerun then never mixes two settings
+            targets = set(foreign) | (mine if partial else {*outputs, *folder.records()})
+            for name in sorted(targets):
+                folder.forget(name, outputs[name] if name in outputs else locate(name))
+        folder.clear_staging(mine if partial else None)  # files of killed runs
+        atomic_write_text(config_record, dump_yaml(cfg))
+        todo = [name for name, where in outputs.items() if name in mine and not folder.is_finished(name, where)]
+        if todo or cfg.run.overwrite:  # summaries and scores of earlier results no longer describe the folder
+            for pattern in stale:
+                for path in out.glob(pattern):
+                    path.unlink()
+    except BaseException:
+        folder.lock.release()  # a refused or failed preparation leaves the folder free at once
+        raise
     return folder, todo
 
 
@@ -168,6 +220,9 @@ def finished_records(cfg: TestConfig, plan: Plan) -> list[Record]:
 
 def write_summary(cfg: TestConfig, plan: Plan) -> list[Path]:
     """``sequences.csv`` (one row a sequence) and, for YouTube-VOS, ``submission.zip``."""
+    check_apart(cfg, plan.out)  # --merge-shards comes here without prepare_results (nor its lock)
+    if plan.folder.lock is None:
+        plan.folder.lock = OutputLock(plan.out, "run.output_dir")
     records = finished_records(cfg, plan)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -188,6 +243,7 @@ def zip_submission(out: Path, records: list[Record], settings: str) -> Path:
     with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.comment = f"hvc settings {settings}".encode()
         for record in records:
-            for name in record.files:
-                zf.write(out / "Annotations" / record.sequence / name, f"Annotations/{record.sequence}/{name}")
+            for name in record.files:  # entries stay relative and inside the archive's root
+                entry = f"Annotations/{check_name(record.sequence, 'sequence name')}/{check_name(name, 'file name')}"
+                zf.write(out / entry, entry)
     return target

@@ -1,5 +1,5 @@
 """Fast by default where users wait: whether a device computes bfloat16 natively, and the
-settings of the two speed modes of ``python -m hvc.segment`` (README "Speed", docs/segment.md).
+settings of the two speed modes of ``python -m hvc.segment`` (docs/speed.md, docs/segment.md).
 
     ========  ===============================================================  ==============
     mode      settings                                                          used when
@@ -40,7 +40,7 @@ class SpeedSettings:
 
 EXACT = SpeedSettings()
 # Measured on 80 frames of two DAVIS sequences at 480p: 2.27x faster than exact, J&F 0.518
-# against 0.519 (README "Speed"; issue 28).
+# against 0.519 (docs/speed.md).
 FAST = SpeedSettings(encoder="bf16", precision="bf16", search_dims=64, candidates=1.5)
 
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that still include native bf16 instructions.

@@ -3,7 +3,7 @@
 #   bash scripts/_train.sh CONFIG [train.py arguments]
 # One process by default; NPROC=N starts N processes with torchrun (DDP), run by the same Python.
 # Environment (scripts/_env.sh): PYTHON (default .venv/bin/python when it exists).
-# Exit codes: train.py's (docs/exit_codes.md); under torchrun, the launcher's.
+# Exit codes: train.py's (docs/failure.md); under torchrun, the launcher's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_env.sh

@@ -194,7 +194,7 @@ def main(argv: list[str]) -> int:
         cached = Path(args.cache) / f"{seq.name}_{tag}.pt" if args.cache else None
         start = time.perf_counter()
         if cached is not None and cached.is_file():
-            embs = list(torch.load(cached))
+            embs = list(torch.load(cached, map_location="cpu", weights_only=True))  # tensors only: no code runs
         else:
             extractor = extractor or build_extractor(cfg)
             loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=0)

@@ -5,7 +5,7 @@
 
 Reads `<results>/<sequence>/<frame>.png` (as test.py writes them) and the matching frames of
 `<davis-root>/JPEGImages/480p/<sequence>/`; picks `--count` evenly spaced frames (or `--frames`).
-Exit codes: hvc/errors.py and docs/failures.md.
+Exit codes: hvc/errors.py and docs/failure.md.
 """
 
 from __future__ import annotations

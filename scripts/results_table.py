@@ -9,7 +9,7 @@
 ``scripts/run_metrics``) wrote, stores them as percentages with today's date and this machine,
 replacing the row of the same model, benchmark and protocol. tests/test_readme.py checks that
 the README's table is the rendering of docs/results.csv.
-Exit codes: hvc/errors.py (docs/exit_codes.md).
+Exit codes: hvc/errors.py (docs/failure.md).
 """
 
 from __future__ import annotations

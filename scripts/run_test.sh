@@ -7,7 +7,7 @@
 # results/<model>+M/<dataset>/), where scripts/run_metrics reads them.
 # Environment (scripts/_env.sh): DATA_ROOT (default data), RESULTS_ROOT (default results),
 # PYTHON (default .venv/bin/python when it exists); relative paths are taken from the repository root.
-# Exit codes: test.py's (docs/exit_codes.md); 2 for a bad command line here.
+# Exit codes: test.py's (docs/failure.md); 2 for a bad command line here.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then

@@ -49,7 +49,7 @@ def test_export_into_a_closed_pipe(tmp_path):
     torch.save({"model": {"online_encoder.conv1.weight": torch.zeros(64, 3, 7, 7)}, "optimizer": {}, "epoch": 0}, ckpt)
     done = _run_with_closed_stdout(["-m", "hvc.export", str(ckpt), str(tmp_path / "enc.pth")])
     assert done.stderr == "" and done.returncode == PIPE_CLOSED_EXIT
-    assert list(torch.load(tmp_path / "enc.pth")) == ["conv1.weight"]
+    assert list(torch.load(tmp_path / "enc.pth", weights_only=True)) == ["conv1.weight"]
 
 
 def test_open_stdout_and_other_broken_pipes_are_not_hidden(capsys):

@@ -26,5 +26,5 @@ def test_no_comment_cites_a_readme_section():
 
 def test_named_docs_pages_exist():
     named = {page for path in SOURCES for page in DOCS_PAGE.findall(path.read_text())}
-    assert {"failures.md", "speed.md", "own_video.md", "design.md"} <= named
+    assert {"failure.md", "speed.md", "own_video.md", "design.md"} <= named
     assert sorted(page for page in named if not (REPO / "docs" / page).is_file()) == []

@@ -167,7 +167,7 @@ def test_square_resize_is_cv2_bilinear(synthetic_tasks):
     torch.testing.assert_close(shorter, expected, rtol=0, atol=0)
 
 
-# ---- completion records (docs/exit_codes.md, hvc/completion.py) ---------------------
+# ---- completion records (docs/failure.md, hvc/completion.py) ---------------------
 # The rules of the VOS path (tests/test_faults.py) for the tasks: a clip is finished only
 # through its record naming the settings hash; a folder never mixes two settings. JHMDB's two
 # clips share their class folder walk/; VIP gets a second video so that it has two clips too.

@@ -105,7 +105,7 @@ def test_wrong_architecture_names_file_and_keys(tmp_path):
     msg = str(err.value)
     assert str(path) in msg and "resnet18" in msg
     assert "unexpected keys" in msg and "layer1.0.conv3.weight" in msg
-    assert "shape mismatches" in msg and "layer1.0.conv1.weight" in msg
+    assert "shape or dtype mismatches" in msg and "layer1.0.conv1.weight" in msg
 
 
 def test_missing_checkpoint_says_where_to_put_it(tmp_path):

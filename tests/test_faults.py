@@ -1,4 +1,4 @@
-"""Failure behaviour of every entry point (docs/exit_codes.md, hvc/errors.py).
+"""Failure behaviour of every entry point (docs/failure.md, hvc/errors.py).
 
 An expected failure prints one line ``error: <file or key>: <problem>`` to stderr (no
 traceback) and exits with its documented code: 2 usage/config, 3 input, 4 I/O, 5 device,
@@ -264,10 +264,16 @@ def test_only_a_completion_record_makes_a_sequence_finished(tmp_path, capsys):
     root = davis_tree(tmp_path / "DAVIS", {"alpha": 3, "beta": 2})
     out = tmp_path / "res"
     (out / "alpha").mkdir(parents=True)
-    for t in range(3):  # 0-byte PNGs without a record (e.g. a disk that filled up)
+    for t in range(3):  # 0-byte PNGs without a record: not ours (docs/failure.md), so refused, not removed
         (out / "alpha" / f"{t:05d}.png").write_bytes(b"")
+    expect_error(*call(test_py.main, davis_args(root, out, "--overwrite"), capsys), 2,
+                 r"res/alpha: exists, but no completion record of .* says this tool wrote it")
+    assert sorted(p.stat().st_size for p in (out / "alpha").glob("*.png")) == [0, 0, 0]
+    (out / ".hvc" / "pending").mkdir(parents=True)  # a commit killed before its record: ours, redone
+    (out / ".hvc" / "pending" / "alpha.json").write_text("{}")
     assert call(test_py.main, davis_args(root, out), capsys)[0] == 0
     assert all(p.stat().st_size > 0 for p in (out / "alpha").glob("*.png"))
+    assert not list((out / ".hvc" / "pending").iterdir())
     record = json.loads((out / ".hvc" / "done" / "alpha.json").read_text())
     assert record["files"] == ["00000.png", "00001.png", "00002.png"] and len(record["settings"]) == 64
     kept = (out / "beta" / "00001.png").stat().st_mtime_ns

@@ -151,7 +151,7 @@ def test_clear_one_line_errors(clip, tmp_path, capsys):
     assert not (tmp_path / "out" / "masks").exists()  # nothing written by a refused run
 
     # usage errors exit 2, as in every entry point (hvc/errors.py)
-    assert "--input-size must be at least 16" in _error([str(folder / "demo.mp4"), "--mask", first, "--input-size", "4",
+    assert "--input-size must lie in [16, 4096]" in _error([str(folder / "demo.mp4"), "--mask", first, "--input-size", "4",
                                                          *out], capsys, EXIT_USAGE)
 
     # --resize-mask scales the small mask and runs

@@ -99,5 +99,5 @@ def test_switches_train_through_the_engine(photos, tmp_path):
     assert result.global_step == 2 and all(torch.isfinite(torch.tensor(result.losses)))
     log = read_log(Path(cfg.output.dir))
     assert log[0]["event"] == "start" and log[0]["amp"] == "bfloat16"
-    state = torch.load(result.checkpoint, map_location="cpu", weights_only=False)["model"]
+    state = torch.load(result.checkpoint, map_location="cpu", weights_only=True)["model"]
     assert not any(".layer4." in k for k in state) and all(v.dtype != torch.bfloat16 for v in state.values())

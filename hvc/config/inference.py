@@ -16,6 +16,9 @@ from hvc.config.propagation import PropagationConfig
 
 # Smallest data.input_size: two feature cells (stride 8) on the shorter side.
 MIN_INPUT_SIZE = 16
+# Largest data.input_size: a 16:9 frame at 4096 is 4096x7281 px, 0.36 GB as float32 and ~6 GB of
+# features per stored context frame; beyond it a run cannot fit, so it is refused before any allocation.
+MAX_INPUT_SIZE = 4096
 
 ModelName = Literal["hvc", "mocov1", "imagenet18", "imagenet50", "random18"]
 DatasetName = Literal["davis16", "davis17", "davis17dev", "ytvos", "ytvos19", "jhmdb", "vip", "vost"]
@@ -117,6 +120,7 @@ class TestConfig:
         checks.no_repeats("data.sequences", d.sequences)
         if d.input_size != -1:
             checks.at_least("data.input_size (-1 = full size)", d.input_size, MIN_INPUT_SIZE)
+            checks.within("data.input_size (-1 = full size)", d.input_size, MIN_INPUT_SIZE, MAX_INPUT_SIZE)
         checks.finite("data.mean", d.mean)
         checks.all_positive("data.std", d.std)
         if d.workers is not None:

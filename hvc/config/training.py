@@ -111,6 +111,8 @@ class OutputConfig:
     save_every_steps: int = 1000
     # one JSON line (and progress-bar update) every N steps
     log_every: int = 10
+    # start afresh in an output.dir that holds a run (without it and without resume: refused)
+    overwrite: bool = False
 
 
 @dataclass

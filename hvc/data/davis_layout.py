@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hvc.names import read_name_list
+
 VOID_ID = 255
 LABEL_MODES = ("P", "L", "1")  # palette indices, grey values, 1-bit masks
 FRAMES = Path("JPEGImages") / "480p"
@@ -29,11 +31,12 @@ ANNOTATIONS = Path("Annotations") / "480p"
 
 def read_sequence_list(root: Path, year: int | str, split: str, error: type[Exception] = ValueError,
                        hint: str = "") -> list[str]:
-    """Names listed in ``<root>/ImageSets/<year>/<split>.txt``, in file order."""
+    """Names listed in ``<root>/ImageSets/<year>/<split>.txt``, in file order; each a plain
+    folder name (:mod:`hvc.names`: no ``/``, no ``..``), else ``error`` naming the line."""
     path = Path(root) / "ImageSets" / str(year) / f"{split}.txt"
     if not path.is_file():
         raise error(f"{path}: sequence list not found" + (f" ({hint})" if hint else ""))
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return read_name_list(path, error)
 
 
 def read_label_png(path: Path, error: type[Exception] = ValueError, palette: bool = False) -> np.ndarray:

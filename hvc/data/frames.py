@@ -85,6 +85,11 @@ class ImageFolder(FrameSource):
     def __init__(self, path: Path, fps: float = 24.0):
         self.path = path
         self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        seen: dict[str, Path] = {}
+        for f in self.files:  # 00001.jpg and 00001.png would both write masks/00001.png
+            if f.stem in seen:
+                raise VideoError(f"{path}: two files for frame {f.stem}: {seen[f.stem].name} and {f.name}; keep one")
+            seen[f.stem] = f
         if not self.files:
             raise VideoError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
         if len(self.files) == 1:
@@ -106,11 +111,35 @@ class ImageFolder(FrameSource):
 
 
 def _read_image(path: Path) -> np.ndarray:
+    return read_rgb(path, VideoError)
+
+
+# Modes PIL converts to RGB without losing what the picture shows (alpha is dropped).
+_RGB_MODES = ("RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV")
+_WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit greyscale PNGs open as one of these
+
+
+def read_rgb(path: Path, error: type[Exception] = VideoError, what: str = "image") -> np.ndarray:
+    """An image file as uint8 [H, W, 3] RGB; a copy (writable).
+
+    16-bit greyscale (what a 16-bit PNG opens as) is scaled to 8 bits (``v / 257``, rounded);
+    PIL's own conversion would clip every value above 255 to white. Modes that cannot be
+    turned into RGB faithfully (32-bit floats, integers outside 0..65535) are refused with
+    ``error`` naming the file, as are unreadable files (``what``: the word for it in the message).
+    """
     try:
         with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
+            mode = im.mode
+            if mode in _RGB_MODES:
+                return np.array(im.convert("RGB"))
+            values = np.array(im) if mode in _WIDE_GREY else None
     except (OSError, ValueError) as exc:
-        raise VideoError(f"{path}: unreadable image ({exc})") from None
+        raise error(f"{path}: unreadable {what} ({exc})") from None
+    if values is None or values.ndim != 2 or (values.size and (values.min() < 0 or values.max() > 65535)):
+        raise error(f"{path}: image mode {mode} cannot be read as RGB faithfully; save the frames as 8-bit RGB or "
+                    f"greyscale (or 16-bit greyscale PNG)")
+    grey = np.rint(values.astype(np.float64) / 257.0).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 def open_frames(path: str | os.PathLike, fps: float = 24.0) -> FrameSource:

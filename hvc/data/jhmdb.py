@@ -22,6 +22,7 @@ from PIL import Image
 
 from hvc.data.roots import missing_dataset_hint
 from hvc.data.sequence import DatasetError
+from hvc.names import check_name
 
 FRAMES_DIR = "Rename_Images"
 JOINTS_DIR = "joint_positions"
@@ -87,7 +88,11 @@ def _frames(folder: Path) -> tuple[Path, ...]:
         raise DatasetError(f"{folder}: frame names must be numbers (%05d.png), found {bad[:3]}")
     if not frames:
         raise DatasetError(f"no .png frames in {folder}")
-    return tuple(sorted(frames, key=lambda p: int(p.stem)))
+    frames = sorted(frames, key=lambda p: int(p.stem))
+    for a, b in zip(frames, frames[1:]):  # 1.png and 00001.png: which one is frame 1?
+        if int(a.stem) == int(b.stem):
+            raise DatasetError(f"{folder}: two files for frame {int(a.stem)}: {a.name} and {b.name}")
+    return tuple(frames)
 
 
 def _name_from_path(path: str) -> str:
@@ -122,9 +127,10 @@ def read_video_list(path: str | os.PathLike) -> list[str]:
             raise DatasetError(f"{path}, line {number}: expected '<frames dir> <joints .mat>' or "
                                f"'<class>/<video>', got {line.strip()!r}")
         try:
-            names.append(_name_from_path(fields[0]))
+            name = _name_from_path(fields[0])
         except ValueError:
             raise DatasetError(f"{path}, line {number}: {fields[0]!r} does not name <class>/<video>") from None
+        names.append(check_name(name, f"{path}, line {number}", parts=2, error=DatasetError))
     return names
 
 
@@ -145,7 +151,8 @@ def read_split_folder(folder: str | os.PathLike, split: int = 1) -> list[str]:
             if len(fields) != 2 or fields[1] not in ("1", "2"):
                 raise DatasetError(f"{file}, line {number}: expected '<video>.avi 1|2', got {line.strip()!r}")
             if fields[1] == TEST_LABEL:
-                names.append(f"{cls}/{Path(fields[0]).stem}")
+                names.append(check_name(f"{cls}/{Path(fields[0]).stem}", f"{file}, line {number}", parts=2,
+                                        error=DatasetError))
     return names
 
 

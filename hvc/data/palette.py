@@ -28,11 +28,12 @@ def davis_palette() -> np.ndarray:
 DAVIS_PALETTE = davis_palette()
 
 
-def save_indexed_png(path: str | os.PathLike, labels: np.ndarray) -> None:
-    """Write ``labels`` (uint8 [H, W] ids) as a palette PNG, atomically."""
+def save_indexed_png(path: str | os.PathLike, labels: np.ndarray, durable: bool = False) -> None:
+    """Write ``labels`` (uint8 [H, W] ids) as a palette PNG, atomically (``durable``: fsync'ed,
+    for a file a record will vouch for; hvc/fileio.py)."""
     if labels.dtype != np.uint8 or labels.ndim != 2:
         raise ValueError(f"{path}: expected a uint8 [H, W] label map, got {labels.dtype} {labels.shape}")
     image = Image.fromarray(labels)
     image.putpalette(DAVIS_PALETTE.reshape(-1).tolist())  # turns the 'L' image into 'P' mode
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable) as tmp:
         image.save(tmp, format="PNG")

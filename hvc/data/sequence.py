@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional, Sequence
 
 from hvc.errors import InputError
 
@@ -32,3 +32,20 @@ class VideoSequence:
 
     def frame_name(self, t: int) -> str:
         return self.frames[t].stem
+
+
+def check_no_gaps(frames: Sequence[Path], name: str, last: Optional[int] = None) -> None:
+    """Refuse numbered frames with some missing in the middle: frames ``0..last`` (default all)
+    must be a constant step apart (``00000, 00001, ...`` or ``00000, 00005, ...``). Propagating
+    across a hole would silently treat distant frames as neighbours and leave out predictions
+    the evaluation then misses. Names that are not all numbers are not checked."""
+    stems = [p.stem for p in frames[: None if last is None else last + 1]]
+    if len(stems) < 3 or not all(s.isdigit() for s in stems):
+        return
+    numbers = [int(s) for s in stems]
+    steps = [b - a for a, b in zip(numbers, numbers[1:])]
+    step = min(steps)
+    for i, d in enumerate(steps):
+        if d != step:
+            raise DatasetError(f"{frames[0].parent}: frames missing in sequence {name}: {stems[i]} is followed by "
+                               f"{stems[i + 1]}, the other frames are {step} apart; restore the missing frames")

@@ -22,6 +22,7 @@ from PIL import Image
 
 from hvc.data.roots import missing_dataset_hint
 from hvc.data.sequence import DatasetError
+from hvc.names import check_name
 
 IMAGES_DIR = "Images"
 LABELS_DIR = Path("Annotations") / "Category_ids"
@@ -79,7 +80,9 @@ def read_frame_list(path: str | os.PathLike) -> list[tuple[str, str]]:
         if len(parts) < 2 or not paths:
             raise DatasetError(f"{path}, line {number}: expected '[n] <...>/<video>/<frame>.jpg "
                                f"<...>/<video>/<frame>.png', got {line.strip()!r}")
-        pairs.append((parts[-2], Path(parts[-1]).stem))
+        where = f"{path}, line {number}"
+        pairs.append((check_name(parts[-2], where, error=DatasetError),
+                      check_name(Path(parts[-1]).stem, where, error=DatasetError)))
     return pairs
 
 

@@ -20,9 +20,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hvc.data import davis_layout
+from hvc.data.frames import read_rgb
 from hvc.data.roots import missing_dataset_hint
-from hvc.data.sequence import DatasetError, MaskFormat, VideoSequence
+from hvc.data.sequence import DatasetError, MaskFormat, VideoSequence, check_no_gaps
 from hvc.data.vost import vost_sequences
+from hvc.names import check_name, short
 
 # dataset name -> (DAVIS ImageSets year, split file, annotation format)
 DAVIS_SPLITS: dict[str, tuple[str, str, MaskFormat]] = {
@@ -54,6 +56,22 @@ def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -
         raise DatasetError(f"{path}: mask size {values.shape[0]}x{values.shape[1]} differs from the frame "
                            f"size {size[0]}x{size[1]}")
     return davis_layout.object_ids(values, binary=mask_format == "binary").astype(np.int64)
+
+
+def first_mask_problems(seq: VideoSequence, ids: np.ndarray) -> list[str]:
+    """Warnings (naming the sequence) about the first annotation's object ids ``ids`` [H, W]:
+    what the official tools accept but a user most likely did not mean. No object at all (every
+    prediction will be background), and, where one mask gives every object (DAVIS), ids with
+    gaps (1 and 3 but no 2: the evaluation then scores an empty object 2)."""
+    present = sorted(int(i) for i in np.unique(ids) if i != 0)
+    if not present:
+        return [f"sequence {seq.name}: the first-frame mask {seq.annotations[min(seq.annotations)]} holds no object "
+                f"(all background); every prediction will be background"]
+    missing = sorted(set(range(1, present[-1] + 1)) - set(present))
+    if missing and len(seq.annotations) == 1:
+        return [f"sequence {seq.name}: the first-frame mask {seq.annotations[0]} has object ids {present} "
+                f"without {missing[:10]}; the evaluation counts the missing ids as objects"]
+    return []
 
 
 def _frames_of(folder: Path) -> list[Path]:
@@ -89,6 +107,7 @@ def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str]
     sequences = []
     for name in _select(names, wanted, str(listing)):
         frames = _frames_of(root / davis_layout.FRAMES / name)
+        check_no_gaps(frames, name)
         first = root / davis_layout.ANNOTATIONS / name / f"{frames[0].stem}.png"
         if not first.is_file():
             raise DatasetError(f"{first}: first-frame mask not found")
@@ -123,12 +142,13 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
             raise DatasetError(f"{ann[0]}: its frame is missing from {frames[0].parent}")
         frames, stems = frames[start:], stems[start:]
         index = {s: t for t, s in enumerate(stems)}
-        for path in [*ann, *(Path(f) for f in listed)]:
-            if path.stem not in index:
-                raise DatasetError(f"{frames[0].parent}: frame {path.stem} of video {name} (listed in "
+        for stem in [*(p.stem for p in ann), *listed]:
+            if stem not in index:
+                raise DatasetError(f"{frames[0].parent}: frame {stem} of video {name} (listed in "
                                    f"{meta_path.name} or annotated) is missing")
-        sequences.append(VideoSequence(name, tuple(frames), {index[p.stem]: p for p in ann},
-                                       tuple(index[f] for f in listed), "palette"))
+        outputs = tuple(index[f] for f in listed)
+        check_no_gaps(frames, name, max([*outputs, *(index[p.stem] for p in ann)]))
+        sequences.append(VideoSequence(name, tuple(frames), {index[p.stem]: p for p in ann}, outputs, "palette"))
     return sequences
 
 
@@ -150,10 +170,23 @@ def _read_meta(meta_path: Path) -> dict[str, list[str]]:
         if not isinstance(objects, dict) or not all(
                 isinstance(obj, dict) and isinstance(obj.get("frames"), list)
                 and all(isinstance(f, str) for f in obj["frames"]) for obj in objects.values()):
-            raise DatasetError(f"{meta_path}: video {name!r} is not of the form "
+            raise DatasetError(f"{meta_path}: video {short(name)} is not of the form "
                                '{"objects": {"<id>": {"frames": ["<name>", ...]}}}')
-        listed[name] = sorted({f for obj in objects.values() for f in obj["frames"]})
+        check_name(name, f"{meta_path}, key videos", error=DatasetError)
+        frames = set()
+        for obj_id, obj in objects.items():
+            where = f"{meta_path}, videos.{name}.objects"
+            check_name(obj_id, where, error=DatasetError)
+            frames.update(check_name(frame_stem(f), f"{where}.{obj_id}.frames", error=DatasetError)
+                          for f in obj["frames"])
+        listed[name] = sorted(frames)
     return listed
+
+
+def frame_stem(name: str) -> str:
+    """A frame name as meta.json may give it, ``00005`` or ``00005.jpg``: the stem ``00005``."""
+    stem, ext = os.path.splitext(name)
+    return stem if ext.lower() in (".jpg", ".jpeg", ".png") else name
 
 
 def load_sequences(dataset: str, root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[VideoSequence]:
@@ -211,11 +244,7 @@ class FrameDataset(Dataset):
 
     def __getitem__(self, t: int) -> Tensor:
         path = self.sequence.frames[t]
-        try:
-            with Image.open(path) as im:
-                rgb = np.array(im.convert("RGB"))  # a writable copy for torch.from_numpy
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{path}: unreadable frame ({exc})") from None
+        rgb = read_rgb(path, DatasetError, "frame")  # a writable copy for torch.from_numpy; 16-bit grey scaled
         if rgb.shape[:2] != self.size:
             raise DatasetError(f"{path}: frame size {rgb.shape[0]}x{rgb.shape[1]} differs from the "
                                f"sequence's {self.size[0]}x{self.size[1]}")

@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Sequence
 
 from hvc.data.roots import missing_dataset_hint
-from hvc.data.sequence import DatasetError, VideoSequence
+from hvc.data.sequence import DatasetError, VideoSequence, check_no_gaps
+from hvc.names import read_name_list
 
 
 def read_split(root: Path, split: str) -> list[str]:
     listing = root / "ImageSets" / f"{split}.txt"
     if not listing.is_file():
         raise DatasetError(f"sequence list not found: {listing} (is {root} a VOST root? {missing_dataset_hint(root)})")
-    return [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    return read_name_list(listing, DatasetError)  # plain folder names (hvc.names)
 
 
 def vost_sequences(root: str | os.PathLike, split: str = "val", wanted: Sequence[str] = ()) -> list[VideoSequence]:
@@ -49,5 +50,6 @@ def vost_sequences(root: str | os.PathLike, split: str = "val", wanted: Sequence
         start = index[labels[0].stem]
         frames = frames[start:]
         outputs = tuple(index[p.stem] - start for p in labels)
+        check_no_gaps(frames, name, max(outputs))  # frames between the annotations are all there
         sequences.append(VideoSequence(name, tuple(frames), {0: labels[0]}, outputs, "palette"))
     return sequences

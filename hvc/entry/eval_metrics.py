@@ -11,7 +11,7 @@ Protocols and output files: docs/metrics.md, docs/tasks.md and, for --pred --gt,
 hvc/metrics/folders.py. Bad input stops
 the run with a message naming the file, before anything is written. The output folder is
 created and checked to be writable before the evaluation starts. Exit codes: hvc/errors.py
-(docs/failures.md).
+(docs/failure.md).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import argparse
 import sys
 import warnings
 
+from hvc.apart import refuse_overlap
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, UsageError, entry_point
 from hvc.fileio import writable_dir
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     if folders.requested(sys.argv[1:] if argv is None else argv):  # --pred DIR --gt DIR: no benchmark layout
         return folders.main(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    ground_truth = {"--davis-root": getattr(args, "davis_root", None), "--root": getattr(args, "root", None)}
+    refuse_overlap(args.output, "--output", ground_truth)  # the ground truth is read-only (docs/failure.md)
     writable_dir(args.output, "--output")  # before the evaluation, not after it
     summary, paths = _run(args)
     print(summary)

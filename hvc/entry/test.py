@@ -9,7 +9,7 @@ files) and VIP (class-id PNGs); the task is data.dataset (configs/test_<dataset>
     python test.py --config ... --merge-shards (after all shards: summary and zip)
 
 The flags are shortcuts for config keys (hvc/config/inference.py); key=value sets any key.
-Flags and key=value items may come in any order. Exit codes: hvc/errors.py and docs/failures.md.
+Flags and key=value items may come in any order. Exit codes: hvc/errors.py and docs/failure.md.
 """
 
 from __future__ import annotations

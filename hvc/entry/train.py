@@ -1,10 +1,10 @@
 """Train HVC.
 
-    python train.py --config configs/train_img.yaml [--resume auto|PATH] [--steps N] [key=value ...]
+    python train.py --config configs/train_img.yaml [--resume auto|PATH | --overwrite] [--steps N] [key=value ...]
     torchrun --nproc_per_node N train.py --config configs/train_img.yaml [...]
 
 Keys and defaults: hvc/config/training.py. Outputs go to ``output.dir``. Flags and
-key=value overrides may come in any order. Exit codes: hvc/errors.py and docs/failures.md.
+key=value overrides may come in any order. Exit codes: hvc/errors.py and docs/failure.md.
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML file, e.g. configs/train_img.yaml")
     parser.add_argument("--resume", help="'auto' (<output.dir>/checkpoint.pth if present) or a checkpoint path")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh in an output.dir holding a run "
+                        "(sets output.overwrite=true; without it or --resume such a folder is refused)")
     add_length_flag(parser)
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. optim.lr=5e-4")
     args = parser.parse_intermixed_args(argv)  # `--resume auto optim.max_steps=3` and the reverse
     overrides = args.overrides + length_overrides(args) + ([f"resume={args.resume}"] if args.resume else [])
+    overrides += ["output.overwrite=true"] if args.overwrite else []
     cfg = load_config(TrainConfig, args.config, overrides)
     try:
         env = init_distributed(cfg.runtime.device, cfg.dist.backend)

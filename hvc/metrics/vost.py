@@ -28,6 +28,7 @@ import pandas as pd
 from hvc.metrics.davis import check_sequence_folders
 from hvc.metrics.masks import MetricsError, ground_truth_ids, read_label_png
 from hvc.metrics.measures import jaccard
+from hvc.names import read_name_list
 from hvc.metrics.parallel import map_sequences
 from hvc.metrics.report import csv_text, results_text
 from hvc.metrics.statistics import Statistics, db_statistics
@@ -79,7 +80,7 @@ def read_sequence_list(root: Path, split: str) -> list[str]:
     path = root / "ImageSets" / f"{split}.txt"
     if not path.is_file():
         raise MetricsError(f"sequence list {path} not found (is {root} a VOST root?)")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return read_name_list(path, MetricsError)  # plain folder names (hvc.names)
 
 
 def evaluate_sequence(gt_dir: Path, pred_dir: Path) -> VOSTSequenceScores:

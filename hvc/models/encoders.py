@@ -22,7 +22,7 @@ from typing import Mapping, Optional
 import torch
 from torch import Tensor
 
-from hvc.checkpoint import CheckpointError, read_checkpoint_file
+from hvc.checkpoint import CheckpointError, read_checkpoint_file, tensor_mismatches
 from hvc.models.resnet import ResNet
 from hvc.paths import project_folder
 
@@ -88,8 +88,7 @@ def load_state_strict(net: ResNet, state: Mapping[str, Tensor], path: str) -> No
     expected = net.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
+    wrong = tensor_mismatches(expected, state)  # shapes, and dtypes that cannot be weights (int64, bool)
     if missing or unexpected or wrong:
         parts = [f"{path} does not fit a {net.arch} test encoder (wrong architecture?)"]
         if missing:
@@ -97,7 +96,7 @@ def load_state_strict(net: ResNet, state: Mapping[str, Tensor], path: str) -> No
         if unexpected:
             parts.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
         if wrong:
-            parts.append(f"shape mismatches ({len(wrong)}): {_listing(wrong)}")
+            parts.append(f"shape or dtype mismatches ({len(wrong)}): {_listing(wrong)}")
         raise CheckpointError("; ".join(parts))
     net.load_state_dict(state, strict=True)
 

@@ -22,8 +22,9 @@ Writes DIR/masks/<frame>.png, the exports of --save (default palette mp4: DIR/ov
 H.264; binary: DIR/binary/<id>/<frame>.png; alpha: DIR/alpha/<id>/<frame>.png, RGBA cut-outs;
 rle: DIR/rle.json, COCO RLE; docs/segment.md) and DIR/summary.json; an interrupted run
 started again continues where it stopped, and a finished one asked for more formats only
-writes those. Exit codes (hvc/errors.py, docs/failure.md): 2 usage or other settings in --output, 3 unreadable video / prompt / checkpoint,
-4 output not writable, 6 NaN or inf in features or soft masks.
+writes those. Exit codes (docs/failure.md): 2 usage, other settings or a damaged record in
+--output, or --output overlapping an input; 3 unreadable video / prompt / checkpoint / state;
+4 output not writable; 6 NaN or inf in features or soft masks; 7 another run writes into --output.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 from hvc.cli import run_main
+from hvc.config.inference import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 from hvc.config.propagation import PropagationConfig
 from hvc.errors import ArgumentParser, entry_point
 from hvc.exports import FORMATS
@@ -78,13 +80,14 @@ def parse_args(argv: list[str]) -> Options:
                         help="candidates an approximate search rescores, in units of topk (at least 1; fewer is "
                              "faster, with more label changes; default: 1.5 in the fast mode, else 2)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    parser.add_argument("--overwrite", action="store_true", help="replace a segmentation of other settings in --output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a segmentation of other settings (or a damaged one) in --output")
     parser.add_argument("--save", nargs="+", choices=FORMATS, default=["palette", "mp4"], metavar="FORMAT",
                         help=f"what to write, any of {' '.join(FORMATS)} (default: palette mp4; the palette "
                              f"PNGs are always written; docs/segment.md)")
     a = parser.parse_args(argv)
-    if a.input_size is not None and a.input_size < 16:
-        parser.error("--input-size must be at least 16")
+    if a.input_size is not None and not MIN_INPUT_SIZE <= a.input_size <= MAX_INPUT_SIZE:
+        parser.error(f"--input-size must lie in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}]")
     speed, note = _speed(a, parser)
     # The propagation settings' one check, before anything is read or written; errors name the flag.
     prop = {"context": a.context, "memory": a.memory, "precision": speed.precision,

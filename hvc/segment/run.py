@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hvc.apart import refuse_overlap
 from hvc.config.core import ConfigError
 from hvc.config.inference import TestConfig
 from hvc.data.frames import FrameSource, open_frames, to_input
@@ -45,13 +46,16 @@ from hvc.models.encoders import checkpoint_path
 from hvc.propagation import LabelPropagator, PropagationConfig, upsample_labels
 from hvc.config.propagation import recorded_settings
 from hvc.scribbles.fill import labels_from_scribbles
-from hvc.errors import NonFiniteError, UsageError
+from hvc.errors import InputError, NonFiniteError, UsageError
 from hvc.exports import TARGETS, export_masks, remove_exports
+from hvc.locks import OutputLock
 from hvc.speed import SpeedSettings, mode_of
 from hvc.segment.prompt import PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
 
 # Frames with a shorter side above this are encoded at it (the DAVIS protocol's 480p).
 MAX_INPUT_SIZE = 480
+DAMAGED = {"settings_sha256": None}  # Progress.load: a record that cannot be read
+RECORD_KEYS = {"settings_sha256", "settings", "frames_done", "finished", "state", "objects", "seconds", "runs"}
 
 
 @dataclass
@@ -112,21 +116,40 @@ class Progress:
         self.state_dir = self.dir / "state"
 
     def load(self) -> Optional[dict]:
-        return json.loads(self.path.read_text()) if self.path.is_file() else None
+        """The record; None if there is none; DAMAGED if it cannot be read (a truncated or
+        empty file after a crash): the run then starts afresh with --overwrite."""
+        if not self.path.is_file():
+            return None
+        try:
+            record = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return DAMAGED
+        complete = isinstance(record, dict) and RECORD_KEYS <= record.keys() and isinstance(record["settings_sha256"], str)
+        return record if complete else DAMAGED
+
+    def clear(self) -> None:
+        """Remove the record and the state files (ours); the folder's lock file stays."""
+        self.path.unlink(missing_ok=True)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def save(self, record: dict) -> None:
-        atomic_write_text(self.path, json.dumps(record))
+        atomic_write_text(self.path, json.dumps(record), durable=True)
 
     def save_mask(self, frame: int, mask: torch.Tensor) -> None:
-        with atomic_path(self.state_dir / f"{frame}.pt") as tmp:
+        with atomic_path(self.state_dir / f"{frame}.pt", durable=True) as tmp:
             torch.save(mask.cpu().clone(), tmp)
 
     def load_mask(self, frame: int, device: torch.device) -> torch.Tensor:
-        return torch.load(self.state_dir / f"{frame}.pt", map_location=device, weights_only=True)
+        path = self.state_dir / f"{frame}.pt"
+        try:
+            return torch.load(path, map_location=device, weights_only=True)
+        except Exception as exc:  # missing, truncated, not a tensor file: torch raises several kinds
+            raise InputError(f"{path}: the saved state of frame {frame} is damaged ({type(exc).__name__}); "
+                             f"pass --overwrite to segment the video afresh") from None
 
     def drop_masks(self, keep: set[int]) -> None:
         for f in self.state_dir.glob("*.pt") if self.state_dir.is_dir() else []:
-            if int(f.stem) not in keep:
+            if f.stem.isdigit() and int(f.stem) not in keep:  # stray files are not ours: left alone
                 f.unlink()
 
 
@@ -156,6 +179,8 @@ class Segmenter:
         self.input_size = scaled_size(self.source.size, size)
         # hvc's default file is recorded by its path (the settings hash); other models' defaults as None
         self.checkpoint = opts.checkpoint or (checkpoint_path("hvc", None) if opts.model == "hvc" else None)
+        refuse_overlap(opts.output, "--output", {"VIDEO": opts.video, "--checkpoint": self.checkpoint,
+                                                 **{str(p): p.path for p in opts.prompts}})
         # One channel per id present (ids are kept): fewer channels, the same propagation.
         self.prop_cfg = PropagationConfig(context=opts.context, memory=opts.memory, num_classes=top + 1,
                                           precision=opts.precision, search_dims=opts.search_dims,
@@ -200,13 +225,17 @@ class Segmenter:
     def _start(self) -> dict:
         """The record to continue from: a fresh one, or the one a killed run left."""
         record = self.progress.load()
-        if record is not None and record["settings_sha256"] != self.key:
+        if record is not None and record is not DAMAGED and self.opts.overwrite and not self._state_readable(record):
+            record = DAMAGED  # --overwrite always recovers: a damaged state starts the video afresh
+        if record is not None and (record is DAMAGED or record["settings_sha256"] != self.key):
             if not self.opts.overwrite:
-                raise ConfigError(f"{self.opts.output}: holds a segmentation made with other settings (see "
-                                  f"{self.progress.path}); pass --overwrite to replace it or choose another --output")
+                what = "a damaged record" if record is DAMAGED else "a segmentation made with other settings"
+                raise ConfigError(f"{self.opts.output}: holds {what} (see {self.progress.path}); pass --overwrite "
+                                  f"to replace it or choose another --output")
             record = None
         if record is None:
-            if self.progress.load() is None:  # not our folder: never delete what another tool wrote
+            ours = self.progress.path.is_file()  # removes only what a record of ours says we wrote
+            if not ours:  # not our folder: never delete what another tool wrote
                 if self.masks.is_dir() and any(self.masks.iterdir()):
                     raise ConfigError(f"{self.masks}: exists and was not written by hvc.segment; "
                                       f"choose another --output")
@@ -214,10 +243,11 @@ class Segmenter:
                     if name != TARGETS["palette"] and (self.opts.output / name).exists():
                         raise ConfigError(f"{self.opts.output / name}: exists and was not written by hvc.segment; "
                                           f"choose another --output")
-            for folder in (self.masks, self.progress.dir):
-                shutil.rmtree(folder, ignore_errors=True)
-            remove_exports(self.opts.output)
-            (self.opts.output / "summary.json").unlink(missing_ok=True)
+            shutil.rmtree(self.masks, ignore_errors=True)
+            self.progress.clear()
+            if ours:
+                remove_exports(self.opts.output)
+                (self.opts.output / "summary.json").unlink(missing_ok=True)
             record = {"settings_sha256": self.key, "settings": self.settings, "frames_done": 0, "finished": False,
                       "state": None, "objects": {}, "seconds": {"encode": 0.0, "propagate": 0.0, "write": 0.0},
                       "runs": 0, "exports": []}
@@ -229,9 +259,25 @@ class Segmenter:
         record["runs"] += 1
         return record
 
+    def _state_readable(self, record: dict) -> bool:
+        """Whether the soft masks an unfinished record needs can be read back."""
+        if record["finished"] or not record["state"]:
+            return True
+        try:
+            for frame in record["state"]["stored"]:
+                self.progress.load_mask(frame, torch.device("cpu"))
+        except (InputError, KeyError, TypeError):
+            return False
+        return True
+
     # -- the loop ----------------------------------------------------------------------------
     def run(self, on_frame: Optional[Callable[[int], None]] = None) -> dict:
-        """Segment every unfinished frame, then write the exports and the summary; returns the summary."""
+        """Segment every unfinished frame, then write the exports and the summary; returns the summary.
+        The output folder's lock (:mod:`hvc.locks`) is held throughout: one writer per folder."""
+        with OutputLock(self.opts.output, "--output"):
+            return self._run(on_frame)
+
+    def _run(self, on_frame: Optional[Callable[[int], None]]) -> dict:
         record = self._start()
         if not record["finished"]:
             self.extractor = self._extractor()
@@ -286,7 +332,7 @@ class Segmenter:
     def _write_frame(self, t: int, pred: np.ndarray, prop: LabelPropagator, record: dict) -> None:
         """Mask, then the propagator's new stored frame, then the record (the commit), then
         the soft masks the propagator no longer holds."""
-        save_indexed_png(self.masks / f"{self.source.name(t)}.png", pred)
+        save_indexed_png(self.masks / f"{self.source.name(t)}.png", pred, durable=True)  # the record vouches for it
         if t in prop.store:
             self.progress.save_mask(t, prop.store[t])
         ids, counts = np.unique(pred, return_counts=True)

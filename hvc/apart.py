@@ -1,0 +1,48 @@
+"""Inputs are read-only to us: an output folder never overlaps an input.
+
+An output folder that equals, contains or lies inside an input (a data root or any of its
+sub-folders, a checkpoint file, a frame folder, a prompt file) would let a run overwrite or
+remove what it reads: ``--output <DAVIS>/Annotations/480p`` replaced the ground truth by
+predictions. :func:`refuse_overlap` checks this before anything is created or written, with
+paths resolved (symlinks followed, ``..`` removed), and raises a
+:class:`~hvc.errors.UsageError` (exit code 2) naming the output and the input.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Mapping, Optional, Union
+
+from hvc.errors import UsageError
+
+PathLike = Union[str, os.PathLike]
+
+
+def _below(parent: str, child: str) -> bool:
+    return child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def overlap(output: PathLike, given: PathLike) -> Optional[str]:
+    """How folder ``output`` overlaps input ``given`` ("is", "lies inside", "contains"); None if apart."""
+    out, source = os.path.realpath(output), os.path.realpath(given)
+    if out == source:
+        return "is"
+    if _below(source, out):
+        return "lies inside"
+    if _below(out, source):
+        return "contains"
+    return None
+
+
+def refuse_overlap(output: PathLike, what: str, inputs: Mapping[str, Union[None, PathLike, Iterable[PathLike]]]) -> None:
+    """Raise UsageError if output folder ``output`` (the setting ``what``) overlaps any of ``inputs``
+    (``{setting: path, list of paths or None}``)."""
+    for key, value in inputs.items():
+        if value is None:
+            continue
+        paths = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+        for path in paths:
+            relation = overlap(output, path)
+            if relation is not None:
+                raise UsageError(f"{output}: {what} {relation} the input {key} ({path}); inputs are read-only, "
+                                 f"choose an output folder apart from them")

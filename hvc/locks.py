@@ -1,0 +1,165 @@
+"""One writer per output folder: an OS lock on ``<folder>/.hvc/lock``.
+
+``test.py``, ``hvc.segment`` and ``train.py`` take the lock of their output folder before they
+write anything into it, and hold it until the run ends. It is an ``flock`` lock, not a file
+that merely exists: the kernel releases it when the process dies, however it dies (SIGKILL,
+power loss), so a killed run never leaves a folder locked. A second writer gets a
+:class:`~hvc.errors.BusyError`: one line, exit code 7.
+
+``shared=True`` is for the ``--shard i/n`` processes of one job, which write disjoint
+sequences of one folder side by side: they share the lock with each other, and exclude a
+whole run (or ``--merge-shards``) and are excluded by it; :meth:`OutputLock.claim_settings`
+keeps shards of other settings out while they run.
+
+The lock file stays (removing it would let a later writer lock a new file while an earlier
+one still holds the old); nothing else of the folder is needed to lock it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from hvc.errors import BusyError, OutputError
+from hvc.fileio import atomic_write_text
+
+LOCK_FILE = Path(".hvc") / "lock"
+
+
+@dataclass
+class _Held:
+    """One flock of this process: its descriptor, mode and the OutputLock objects using it."""
+
+    fd: int
+    shared: bool
+    users: int
+
+
+# Locks this process holds, by lock file. Within one process a folder's lock is re-entrant (a
+# second OutputLock of the same folder shares the first's flock): runs called one after another
+# in one process (tests, notebooks) never refuse each other, whatever an earlier failed run's
+# traceback still holds; other processes are excluded all the same.
+_HELD: dict[str, _Held] = {}
+
+
+SHARD_PATIENCE_S = 2.0  # a shard waits this long for another shard's settings check (milliseconds)
+
+
+def _flock(fd: int, shared: bool) -> bool:
+    """Take the flock without waiting; a shard retries briefly, as another shard may hold the
+    lock exclusively for the few milliseconds of its settings check (a whole run holds it longer)."""
+    deadline = time.monotonic() + (SHARD_PATIENCE_S if shared else 0.0)
+    while True:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+class OutputLock:
+    """The writer lock of ``folder`` (created with its ``.hvc`` if missing), held until
+    :meth:`release`, the end of a ``with`` block, garbage collection or process exit.
+
+    ``what`` names the setting the folder came from, for the error line.
+    Raises BusyError if another process holds it (exclusively, or shared when ``shared`` is
+    False); OutputError if the lock file cannot be created.
+    """
+
+    def __init__(self, folder: str | os.PathLike, what: str, shared: bool = False):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self._key: Optional[str] = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot create the lock file of {what} ({exc.strerror or exc})") from exc
+        key = os.path.realpath(self.path)
+        busy = BusyError(f"{self.folder}: {what} is being written by another run (it holds {self.path}); "
+                         f"wait for it to end, or choose another folder")
+        held = _HELD.get(key)
+        if held is not None:
+            if held.shared and not shared:  # a shard's lock made exclusive (e.g. --merge-shards after it)
+                try:
+                    fcntl.flock(held.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    raise busy from None
+                held.shared = False
+            held.users += 1
+        else:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError as exc:
+                raise OutputError(f"{self.path}: cannot create the lock file of {what} ({exc.strerror or exc})") from exc
+            if not _flock(fd, shared):
+                os.close(fd)
+                raise busy
+            _HELD[key] = _Held(fd, shared, 1)
+        self._key = key
+
+    @property
+    def held(self) -> bool:
+        return self._key is not None
+
+    def claim_settings(self, settings: str) -> None:
+        """Shards of one job only: refuse (BusyError) if other shard processes holding this
+        folder write results of other settings. The first shard to arrive (the only holder)
+        records its settings in ``.hvc/shards.json``; the others compare with it. The check runs
+        under a short exclusive lock of ``.hvc/claim.lock`` so that two shards starting together
+        see each other."""
+        held = _HELD[self._key]
+        claim_fd = os.open(self.path.with_name("claim.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        record = self.path.with_name("shards.json")
+        try:
+            fcntl.flock(claim_fd, fcntl.LOCK_EX)  # held for a few milliseconds by each shard
+            mine = json.dumps({"settings": settings}) + "\n"
+            if not held.shared:  # this process holds the folder exclusively already
+                atomic_write_text(record, mine, durable=True)
+                return
+            try:
+                fcntl.flock(held.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # alone: the first shard here
+            except OSError:
+                pass  # other shards hold it: compare with theirs below
+            else:
+                try:
+                    atomic_write_text(record, mine, durable=True)
+                finally:
+                    fcntl.flock(held.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared again, for the next shards
+                return
+            try:
+                theirs = json.loads(record.read_text()).get("settings")
+            except (OSError, ValueError, AttributeError):
+                theirs = None
+            if theirs is not None and theirs != settings:
+                raise BusyError(f"{self.folder}: other shards are writing results of other settings here "
+                                f"(see {record}); wait for them to end, or choose another folder")
+        finally:
+            os.close(claim_fd)
+
+    def release(self) -> None:
+        key, self._key = self._key, None
+        held = _HELD.get(key) if key is not None else None
+        if held is not None:
+            held.users -= 1
+            if held.users == 0:
+                del _HELD[key]
+                os.close(held.fd)  # closing the descriptor releases the flock
+
+    def __enter__(self) -> "OutputLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:  # at interpreter exit os may be gone; the kernel releases the lock anyway
+            pass

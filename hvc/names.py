@@ -1,0 +1,92 @@
+"""Names read from dataset files are data, never paths.
+
+A sequence list, a ``meta.json``, a JHMDB or VIP list names videos and frames; those names are
+joined onto the data root (to read) and onto the output folder (to write). A name such as
+``../../x`` or ``/home/me`` would make such a join leave its folder, so every name is checked
+here before any use: :func:`check_name` refuses an empty name, an absolute one, ``.`` and
+``..`` parts, more ``/``-separated parts than the layout has (``parts``: 1 for a DAVIS
+sequence, 2 for a JHMDB ``<class>/<video>``), backslashes, and control characters. The error
+names the file and the line (or key) the name came from, and is the caller's error type
+(an :class:`~hvc.errors.InputError`: exit code 3).
+
+:func:`inside` is the second line of defence for writers: a path built from a checked name
+still has to resolve to a place inside its root (a symlink may point elsewhere).
+
+Only the standard library is used, so :mod:`hvc.metrics` can check names without torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Optional
+
+from hvc.errors import InputError
+
+MAX_NAME_CHARS = 255  # a longer part cannot be a file name on common file systems
+
+
+def name_problem(name: object, parts: int = 1) -> Optional[str]:
+    """Why ``name`` cannot be used as a (``parts``-part) name under a folder; None if it can."""
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a text name"
+    if not name or name != name.strip():
+        return "is empty or has leading or trailing spaces"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "holds control characters"
+    if "\\" in name:
+        return "holds a backslash (names are not paths)"
+    if name.startswith("/") or (len(name) > 1 and name[0].isalpha() and name[1] == ":"):  # /x, C:x
+        return "is an absolute path (names are not paths)"
+    pieces = name.split("/")
+    if any(p in ("", ".", "..") for p in pieces):
+        return "holds '..', '.' or an empty part (names are not paths)"
+    if len(pieces) > parts:
+        allowed = "no '/'" if parts == 1 else f"at most {parts} parts separated by '/'"
+        return f"has {len(pieces)} parts separated by '/' (the layout allows {allowed})"
+    if any(len(p) > MAX_NAME_CHARS for p in pieces):
+        return f"has a part longer than {MAX_NAME_CHARS} characters"
+    return None
+
+
+def short(name: object, limit: int = 80) -> str:
+    """``repr(name)``, cut to ``limit`` characters: error lines stay short whatever the data holds."""
+    text = repr(name)
+    return text if len(text) <= limit else text[:limit - 4] + "...'"
+
+
+def check_name(name: object, where: str, parts: int = 1, error: type[Exception] = InputError) -> str:
+    """``name`` if it is a safe name of at most ``parts`` parts; else ``error`` naming ``where``
+    (the file and line or key it came from)."""
+    problem = name_problem(name, parts)
+    if problem is not None:
+        raise error(f"{where}: name {short(name)} {problem}")
+    return name  # type: ignore[return-value]
+
+
+def read_name_list(path: Path, error: type[Exception] = InputError, parts: int = 1) -> list[str]:
+    """The names of a list file, one a line (blank lines skipped), each checked; in file order."""
+    names = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        name = line.strip()
+        if name:
+            names.append(check_name(name, f"{path}, line {number}", parts, error))
+    return names
+
+
+def inside(root: str | os.PathLike, path: str | os.PathLike, follow: bool = True) -> bool:
+    """Whether ``path`` resolves (symlinks followed; with ``follow=False`` all but its last part)
+    to ``root`` or a place below it."""
+    base = os.path.realpath(root)
+    path = os.path.abspath(path)
+    target = os.path.realpath(path) if follow else os.path.join(os.path.realpath(os.path.dirname(path)),
+                                                                 os.path.basename(path))
+    return target == base or target.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def check_inside(root: str | os.PathLike, paths: Iterable[str | os.PathLike], what: str,
+                 error: type[Exception] = InputError, follow: bool = True) -> None:
+    """Refuse any of ``paths`` that resolves outside ``root`` (``what`` names the writer)."""
+    for path in paths:
+        if not inside(root, path, follow):
+            raise error(f"{path}: {what} would leave {root}; refused")

@@ -57,8 +57,8 @@ from hvc.models.loss import hybrid_loss, positive_pairs
 from hvc.models.resnet import ResNet
 from hvc.propagation import LabelPropagator, embed, upsample_labels
 from labels import assert_labels_match
-from test_model_golden import _build, _rel_l2, _t, golden  # noqa: F401 - golden is a fixture
-from test_propagation_golden import SOFT_ATOL, _case_names, labelprop  # noqa: F401 - labelprop is a fixture
+from test_golden_model import _build, _rel_l2, _t, golden  # noqa: F401 - golden is a fixture
+from test_golden_propagation import SOFT_ATOL, _case_names, labelprop  # noqa: F401 - labelprop is a fixture
 
 CUDA = pytest.mark.cuda
 COMMITTED = REPO / "checkpoints" / "hvc_bsds_cpu.pth"
@@ -98,7 +98,7 @@ def _davis_frame(davis_root: Path, name: str = "blackswan") -> torch.Tensor:
 # One training step against the official CPU fixtures
 # ---------------------------------------------------------------------------------------------
 
-# test_model_golden.py holds the CPU to 1e-5 on the loss and 1e-4 / 1e-3 (early encoder layers)
+# test_golden_model.py holds the CPU to 1e-5 on the loss and 1e-4 / 1e-3 (early encoder layers)
 # on the gradients, measured on oneDNN's AVX2 kernels. cuDNN sums convolutions in other orders;
 # the random golden ResNet amplifies a 1e-7 change of the features to 1e-3 on an early gradient
 # (tests/conftest.py), so the bands here are ten times the CPU's. A logic error (a wrong term,
@@ -276,7 +276,7 @@ def test_channels_last_gives_the_same_outputs(davis_root, static_root, tmp_path,
 
 def _propagation_params() -> list:
     """Every golden case and both kernels on CUDA; the CPU dry run takes the first case only
-    (test_propagation_golden.py runs them all on the CPU)."""
+    (test_golden_propagation.py runs them all on the CPU)."""
     cases = _case_names()
     params = []
     for impl in ("dense", "local"):

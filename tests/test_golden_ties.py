@@ -27,7 +27,7 @@ import torch
 
 from hvc.propagation import LabelPropagator, embed
 from labels import TIE_MARGIN, assert_labels_match, compare_labels, upsampled
-from test_propagation_golden import _run, check_case
+from test_golden_propagation import _run, check_case
 
 CASE = "late_block_cxt50"
 CONTEXT = 50

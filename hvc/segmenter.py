@@ -181,7 +181,7 @@ class VideoSegmenter:
         """The embedding [C, h, w] of an RGB image (uint8 [H, W, 3] or PIL), checked to be finite."""
         if self.extractor is None:
             raise UsageError("this VideoSegmenter has no encoder: use step_features, or from_checkpoint")
-        rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+        rgb = np.array(image.convert("RGB")) if isinstance(image, Image.Image) else np.asarray(image)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise UsageError(f"an image must be uint8 [H, W, 3] RGB, got {rgb.dtype} {rgb.shape}")
         shorter = self.input_size if self.input_size is not None else min(MAX_INPUT_SIZE, *rgb.shape[:2])

@@ -155,6 +155,9 @@ class Segmenter:
                                   f"{hints[what]}")
         return seg
 
+    def _encode(self, rgb: np.ndarray) -> torch.Tensor:
+        return self.segmenter.encode(rgb)
+
     def _first_labels(self, emb: torch.Tensor) -> torch.Tensor:
         if self.mask is not None:
             return torch.from_numpy(self.mask).to(emb.device)
@@ -209,18 +212,18 @@ class Segmenter:
             for t, rgb in self.source:
                 if t < done:  # resuming: re-encode only the frames the propagator held
                     if t in resume.stored:
-                        held[t] = seg.encode(rgb)
+                        held[t] = self._encode(rgb)
                     if t == done - 1:
                         resume.masks = {f: self.progress.load_mask(f, seg.extractor.device) for f in resume.stored}
                         seg.restore(resume, held)
                         held = {}
                     continue
                 start = time.perf_counter()
-                emb = seg.encode(rgb)
+                emb = self._encode(rgb)
                 encoded = time.perf_counter()
                 if t == 0:
                     seg.add_mask(0, self._first_labels(emb))
-                pred = seg.ids(seg.step_features(emb, checked=True), self.source.size)
+                pred = seg.ids(seg.step_features(emb), self.source.size)
                 propagated = time.perf_counter()
                 self._write_frame(t, pred, record)
                 seconds["encode"] += encoded - start

@@ -215,8 +215,9 @@ class VideoSegmenter:
         """
         if not checked:
             self._check(emb, "features")
+        added = self.pending.pop(self.frame, None)  # labels given here take its place
         if labels is None and soft_labels is None:
-            labels = self.pending.pop(self.frame, None)
+            labels = added
         self._given = labels
         t, self.frame = self.frame, self.frame + 1
         if self.start is None:

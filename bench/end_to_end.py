@@ -9,7 +9,7 @@
 
 The stages are the pipeline's own functions (configs/test_davis16.yaml, the paper's protocol):
 decode (``FrameDataset[t]``, plus the first-frame mask), encoder (``FeatureExtractor`` of
-``build_extractor``, batches of ``data.batch_size``), propagation (``LabelPropagator.step``),
+``build_extractor``, batches of ``data.batch_size``), propagation (``VideoSegmenter.step_features``),
 up-sampling + argmax (``hvc.upsample.upsample_argmax``, the writer's path; the all-channel
 ``upsample_labels`` it replaced is timed beside it) and PNG writing (``save_indexed_png`` to a
 temporary folder). Frames are decoded in the main process here, so stages do not overlap.
@@ -56,7 +56,8 @@ from hvc.config.inference import TestConfig  # noqa: E402
 from hvc.data.palette import save_indexed_png  # noqa: E402
 from hvc.data.vos import FrameDataset, load_sequences, read_label_map  # noqa: E402
 from hvc.inference import build_extractor, segment_sequence  # noqa: E402
-from hvc.propagation import LabelPropagator, upsample_labels  # noqa: E402
+from hvc.propagation import upsample_labels  # noqa: E402
+from hvc.segmenter import VideoSegmenter  # noqa: E402
 from hvc.upsample import upsample_argmax  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,8 +104,8 @@ def build_config(args: argparse.Namespace, mode: str, workers: int = 0) -> TestC
     return load_config(TestConfig, REPO / "configs" / "test_davis16.yaml", overrides + args.overrides + mode_keys)
 
 
-def make_propagator(cfg: TestConfig) -> LabelPropagator:
-    return LabelPropagator(cfg.prop)
+def make_segmenter(cfg: TestConfig) -> VideoSegmenter:
+    return VideoSegmenter(cfg.prop)
 
 
 def distinct_context(t: int, context: int) -> int:
@@ -136,7 +137,7 @@ def staged_run(args: argparse.Namespace, out: Path) -> tuple[Timer, dict, dict]:
     """The stage-by-stage loop; returns timings, propagation samples (n, s) and label differences per mode."""
     cfgs = {mode: build_config(args, mode) for mode in args.encoder}
     extractors = {mode: build_extractor(cfg) for mode, cfg in cfgs.items()}
-    propagators = {mode: make_propagator(cfg) for mode, cfg in cfgs.items()}
+    segmenters = {mode: make_segmenter(cfg) for mode, cfg in cfgs.items()}
     first = args.encoder[0]
     cfg = cfgs[first]
     timer = Timer()
@@ -145,7 +146,7 @@ def staged_run(args: argparse.Namespace, out: Path) -> tuple[Timer, dict, dict]:
     for seq in load_sequences("davis16", cfg.data.root, args.sequences):
         n = min(len(seq.frames), args.frames or len(seq.frames))
         frames = FrameDataset(seq, cfg.data.input_size, cfg.data.mean, cfg.data.std)
-        for p in propagators.values():
+        for p in segmenters.values():
             p.reset()
         for start in range(0, n, cfg.data.batch_size):
             ts = range(start, min(start + cfg.data.batch_size, n))
@@ -158,7 +159,7 @@ def staged_run(args: argparse.Namespace, out: Path) -> tuple[Timer, dict, dict]:
             for i, t in enumerate(ts):
                 written = {}
                 for mode in args.encoder:
-                    soft = timer.time(mode, "propagation", propagators[mode].step, embs[mode][i],
+                    soft = timer.time(mode, "propagation", segmenters[mode].step_features, embs[mode][i],
                                       labels0 if t == 0 else None)
                     prop_samples[mode].append((distinct_context(t, cfg.prop.context),
                                                timer.seconds[mode, "propagation"][-1],
@@ -252,7 +253,7 @@ def overlap_run(args: argparse.Namespace, out: Path) -> None:
         for workers in (0, 2):
             cfg = build_config(args, mode, workers)
             start = time.perf_counter()
-            segment_sequence(seq, extractor, make_propagator(cfg), out / f"overlap{workers}", cfg)
+            segment_sequence(seq, VideoSegmenter(cfg.prop, extractor), out / f"overlap{workers}", cfg)
             walls[workers].append(time.perf_counter() - start)
     w0, w2 = (float(np.median(walls[w])) / n for w in (0, 2))
     print(f"\ntest.py's loop on {n} frames of {seq.name} ({mode}; median of {args.overlap_rounds}): "

@@ -1,7 +1,7 @@
 """An hour-long video through the propagator: time per frame and resident memory stay flat.
 
 Streams a synthetic video (default 10,000 frames at 480p feature size, 256x60x107) through
-``LabelPropagator`` under a capped memory policy and prints, at frames 100, 1,000 and 10,000
+the propagator (``hvc.VideoSegmenter.step_features``) under a capped memory policy and prints, at frames 100, 1,000 and 10,000
 (those reached), the mean time per frame over the frames since the previous report (wall
 clock, and process CPU time, which other load on the machine disturbs less) and the process's
 resident memory (RSS) right then, plus the peak RSS. Features are random but
@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hvc.propagation import LabelPropagator, embed, upsample_labels
+from hvc.propagation import PropagationConfig, embed, upsample_labels
+from hvc.segmenter import VideoSegmenter
 
 
 def rss_mib() -> float:
@@ -79,7 +80,8 @@ def main(argv: list[str]) -> int:
     reports = sorted({int(r) for r in args.report.split(",") if int(r) <= args.frames} | {args.frames})
 
     features = SmoothFeatures(args.channels, h, w)
-    prop = LabelPropagator(context=args.context, memory=args.memory, num_classes=2)
+    seg = VideoSegmenter(PropagationConfig(context=args.context, memory=args.memory, num_classes=2))
+    prop = seg.propagator  # read only: its store
     labels = first_labels(h, w)
     print(f"{args.frames} frames, features {args.channels}x{h}x{w}, memory {args.memory}, cap {args.context}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
@@ -90,7 +92,7 @@ def main(argv: list[str]) -> int:
         for t in range(args.frames):
             emb = features.next()
             start, start_cpu = time.perf_counter(), time.process_time()
-            soft = prop.step(emb, labels if t == 0 else None)
+            soft = seg.step_features(emb, labels if t == 0 else None)
             if args.upsample:
                 upsample_labels(soft, (8 * h, 8 * w))
             elapsed += time.perf_counter() - start

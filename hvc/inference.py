@@ -20,7 +20,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -33,59 +33,15 @@ from hvc.config.inference import TestConfig
 from hvc.data.palette import save_indexed_png
 from hvc.data.vos import (DatasetError, FrameDataset, VideoSequence, first_mask_problems, load_sequences,
                           read_label_map)
-from hvc.errors import HvcError, NonFiniteError, ReportedElsewhere, UsageError
-from hvc.models.encoders import load_encoder
-from hvc.models.fast_encoder import wrap_encoder
-from hvc.propagation import LabelPropagator, embed
+from hvc.errors import HvcError, ReportedElsewhere, UsageError
 from hvc.results import (Plan, output_dir, output_files, prepare_output, result_tag, run_settings, sequence_outputs,
                          write_summary)
+from hvc.segmenter import FeatureExtractor, VideoSegmenter, build_extractor  # noqa: F401 (FeatureExtractor: here too)
 from hvc.sharding import Job, ShardSpec, job_shard, shard_of
 from hvc.upsample import upsample_argmax
 from hvc.exports.overlay import SequenceVisualizer
 
 log = logging.getLogger(__name__)
-
-_AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class FeatureExtractor:
-    """Frames -> L2-normalised embeddings, optionally merged with a second encoder's features.
-
-    ``extractor(frames: [B, 3, h, w]) -> [B, C, h/8, w/8]`` float32 on ``device``.
-    """
-
-    def __init__(self, encoder: torch.nn.Module, merge_encoder: Optional[torch.nn.Module] = None,
-                 merge_lambda: float = 1.05, device: torch.device | str = "cpu", amp: str = "off",
-                 channels_last: bool = False, mode: str = "exact"):
-        self.device = torch.device(device)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        # mode: "exact" | "fused" | "bf16" (hvc.models.fast_encoder), applied once on the device
-        self.encoders = [wrap_encoder(e.to(self.device, memory_format=self.memory_format), mode)
-                         for e in (encoder, merge_encoder) if e is not None]
-        self.merge_lambda = merge_lambda
-        # Autocast only on CUDA: the golden checks and CPU runs are float32.
-        self.amp_dtype = _AMP_DTYPES.get(amp) if self.device.type == "cuda" else None
-
-    @torch.no_grad()
-    def __call__(self, frames: Tensor) -> Tensor:
-        x = frames.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            feats = [enc(x).float() for enc in self.encoders]
-        merge = feats[1] if len(feats) > 1 else None
-        return embed(feats[0], merge_feats=merge, merge_lambda=self.merge_lambda)
-
-
-def build_extractor(cfg: TestConfig, device: Optional[torch.device] = None) -> FeatureExtractor:
-    """The configured encoder(s) on ``device`` (default: ``run.device``, checked to exist)."""
-    m = cfg.model
-    device = device or Job().device(cfg.run.device)
-    main = load_encoder(m.name, m.checkpoint, seed=m.seed, bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
-    merge = None
-    if m.merge_model is not None:
-        merge = load_encoder(m.merge_model, m.merge_checkpoint, seed=m.seed,
-                             bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
-    return FeatureExtractor(main, merge, m.merge_lambda, device, cfg.run.amp, cfg.run.channels_last, cfg.run.encoder)
-
 
 # The encoder's stride: a frame of H x W gives ceil(H/8) x ceil(W/8) feature cells.
 STRIDE = 8
@@ -132,50 +88,57 @@ def read_labels(seq: VideoSequence, t: int, size: tuple[int, int], num_classes: 
     return ids
 
 
-def check_finite(values: Tensor, what: str, seq: VideoSequence, t: int, hint: str) -> None:
-    """Stop at the first non-finite value, naming the frame (one reduction per call: cheap)."""
-    if not bool(torch.isfinite(values).all()):
-        raise NonFiniteError(f"{seq.frames[t]}: {what} of frame {t} of sequence {seq.name} hold NaN or inf; {hint}")
+Labels = Callable[[int, Tensor], tuple[Optional[Tensor], Optional[Tensor]]]
 
 
-def segment_sequence(seq: VideoSequence, extractor: FeatureExtractor, propagator: LabelPropagator,
-                     folder: Path, cfg: TestConfig, vis_folder: Optional[Path] = None, progress: bool = True) -> None:
+def propagate_frames(frames: FrameDataset, segmenter: VideoSegmenter, cfg: TestConfig, labels_at: Labels,
+                     write: Callable[[int, Tensor], None], desc: str, progress: bool = True) -> None:
+    """The benchmarks' loop (VOS, JHMDB, VIP): frames decoded by a DataLoader, encoded in batches,
+    each embedding stepped as it comes. ``labels_at(t, emb)``: frame t's (ids, soft labels), each
+    None or a map; ids seen before are not corrected (the protocol). ``write(t, soft [K, h, w])``."""
+    loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=loader_workers(cfg.data.workers),
+                        pin_memory=segmenter.extractor.device.type == "cuda")
+    with tqdm(total=len(frames), desc=desc, unit="frame", leave=False, disable=not progress) as bar:
+        for batch in loader:
+            for emb in segmenter.extractor(batch):
+                t = segmenter.frame
+                labels, soft_labels = labels_at(t, emb)
+                write(t, segmenter.step_features(emb, labels, soft_labels=soft_labels, correct=False))
+                bar.update()
+
+
+def segment_sequence(seq: VideoSequence, segmenter: VideoSegmenter, folder: Path, cfg: TestConfig,
+                     vis_folder: Optional[Path] = None, progress: bool = True) -> None:
     """Propagate the annotations of ``seq`` through all its frames; write the output frames to ``folder``."""
     frames = FrameDataset(seq, cfg.data.input_size, cfg.data.mean, cfg.data.std, resize=cfg.data.resize)
     check_frame_size(seq, frames, cfg.prop.topk)
-    loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=loader_workers(cfg.data.workers),
-                        pin_memory=extractor.device.type == "cuda")
     outputs = set(seq.outputs)
-    propagator.reset()
+    hints = {"features": "check the weights of model.checkpoint", "soft masks": "check the prop.* settings"}
+    segmenter.reset(lambda t, what: f"{seq.frames[t]}: {what} of frame {t} of sequence {seq.name} hold NaN or inf; "
+                                    f"{hints[what]}")
+
+    def labels_at(t: int, emb: Tensor) -> tuple[Optional[Tensor], None]:
+        annotated = t in seq.annotations
+        return torch.from_numpy(read_labels(seq, t, frames.size, cfg.prop.num_classes)) if annotated else None, None
+
     with contextlib.ExitStack() as stack:
         vis = stack.enter_context(SequenceVisualizer(vis_folder, cfg.run.fps)) if vis_folder else None
-        bar = stack.enter_context(tqdm(total=len(frames), desc=seq.name, unit="frame", leave=False,
-                                       disable=not progress))
-        t = 0
-        for batch in loader:
-            for emb in extractor(batch):
-                check_finite(emb, "features", seq, t, "check the weights of model.checkpoint")
-                labels = None
-                if t in seq.annotations:
-                    ids = read_labels(seq, t, frames.size, cfg.prop.num_classes)
-                    labels = torch.from_numpy(ids).to(extractor.device)
-                soft = propagator.step(emb, labels)
-                check_finite(soft, "soft masks", seq, t, "check the prop.* settings")
-                if t in outputs:
-                    pred = upsample_argmax(soft, frames.size).cpu().numpy()
-                    save_indexed_png(folder / f"{seq.frame_name(t)}.png", pred)
-                    if vis is not None:
-                        vis.add(seq.frames[t], pred)
-                t += 1
-                bar.update()
+
+        def write(t: int, soft: Tensor) -> None:
+            if t in outputs:
+                pred = upsample_argmax(soft, frames.size).cpu().numpy()
+                save_indexed_png(folder / f"{seq.frame_name(t)}.png", pred)
+                if vis is not None:
+                    vis.add(seq.frames[t], pred)
+
+        propagate_frames(frames, segmenter, cfg, labels_at, write, seq.name, progress)
 
 
 def _segment_all(cfg: TestConfig, plan: Plan, names: list[str], job: Job, worker: str) -> None:
     """Segment ``names`` into staging folders and commit each with its completion record."""
     if not names:
         return
-    extractor = build_extractor(cfg, job.device(cfg.run.device))
-    propagator = LabelPropagator(cfg.prop)
+    segmenter = VideoSegmenter(cfg.prop, build_extractor(cfg, job.device(cfg.run.device)))
     vis_root = Path(f"{plan.out}_vis") if cfg.run.visualize else None
     by_name = {s.name: s for s in plan.sequences}
     for name in tqdm(names, desc=f"{result_tag(cfg)} {cfg.data.dataset} ({worker})", unit="seq",
@@ -183,8 +146,7 @@ def _segment_all(cfg: TestConfig, plan: Plan, names: list[str], job: Job, worker
         seq = by_name[name]
         staging = plan.folder.start(name)
         start = time.perf_counter()
-        segment_sequence(seq, extractor, propagator, staging, cfg, vis_root / name if vis_root else None,
-                         progress=job.is_main)
+        segment_sequence(seq, segmenter, staging, cfg, vis_root / name if vis_root else None, progress=job.is_main)
         record = Record(name, plan.folder.settings, tuple(output_files(seq)), len(seq.frames),
                         round(time.perf_counter() - start, 3), worker)
         plan.folder.commit(record, sequence_outputs(plan.out, cfg.data.dataset, seq))

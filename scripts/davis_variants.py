@@ -48,9 +48,10 @@ from hvc.data.vos import DatasetError, FrameDataset, VideoSequence, load_sequenc
 from hvc.fileio import atomic_path, atomic_write_text
 from hvc.inference import build_extractor
 from hvc.metrics import evaluate, global_table
-from hvc.propagation import LabelPropagator, upsample_labels
+from hvc.propagation import LabelPropagator
 from hvc.scribbles import render, save_davis_json, save_png, scribbles_from_mask
 from hvc.scribbles.fill import FillConfig, labels_from_scribbles
+from hvc.segmenter import VideoSegmenter
 
 
 @dataclass
@@ -58,17 +59,17 @@ class Variant:
     """How one variant starts (prompt) and which propagator it runs."""
 
     prompt: str  # "mask" or "scribble"
-    make: Callable[[TestConfig], LabelPropagator]
+    make: Callable[[TestConfig], VideoSegmenter]
     fill: FillConfig = field(default_factory=FillConfig)
 
 
-def _propagator(**changes) -> Callable[[TestConfig], LabelPropagator]:
-    """The config's propagator with ``changes`` to its fields (quality: a dict of QualityConfig changes)."""
-    def make(cfg: TestConfig) -> LabelPropagator:
+def _propagator(**changes) -> Callable[[TestConfig], VideoSegmenter]:
+    """The config's propagation with ``changes`` to its fields (quality: a dict of QualityConfig changes)."""
+    def make(cfg: TestConfig) -> VideoSegmenter:
         fields = dict(changes)
         if "quality" in fields:
             fields["quality"] = dataclasses.replace(cfg.prop.quality, **fields["quality"])
-        return LabelPropagator(cfg.prop, **fields)
+        return VideoSegmenter(dataclasses.replace(cfg.prop, **fields))
     return make
 
 
@@ -126,7 +127,8 @@ def differing_pixels(out: Path, variant: str, sequences: list[VideoSequence]) ->
 def run_variant(name: str, variant: Variant, cfg: TestConfig, seq: VideoSequence, embs: list[torch.Tensor],
                 size: tuple[int, int], out: Path, scribbles: np.ndarray) -> dict:
     """Propagate one sequence; write its PNGs; return timing and frame-0 agreement."""
-    prop = variant.make(cfg)
+    seg = variant.make(cfg)
+    prop = seg.propagator  # read only: what it holds, its policy's scores
     gt = torch.from_numpy(read_label_map(seq.annotations[0], seq.mask_format, size))
     if variant.prompt == "mask":
         first = gt
@@ -139,11 +141,10 @@ def run_variant(name: str, variant: Variant, cfg: TestConfig, seq: VideoSequence
     seconds, held = [], 0.0
     for t, emb in enumerate(embs):
         start = time.perf_counter()
-        soft = prop.step(emb, first if t == 0 else None)
+        soft = seg.step_features(emb, first if t == 0 else None)
         seconds.append(time.perf_counter() - start)
         held = max(held, context_mib(prop))
-        labels = first.to(torch.uint8) if t == 0 else upsample_labels(soft, size)[0]
-        save_indexed_png(folder / f"{seq.frame_name(t)}.png", labels.cpu().numpy())
+        save_indexed_png(folder / f"{seq.frame_name(t)}.png", seg.ids(soft, size))
     record = {"frames": len(embs), "frame0_J": j0, "propagation_s": sum(seconds[1:]),
               "context_mib_peak": held, "scores": getattr(prop.policy, "scores", None),
               "long_term": getattr(prop.policy, "long_term", None)}

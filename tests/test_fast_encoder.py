@@ -19,7 +19,8 @@ from hvc.inference import FeatureExtractor, build_extractor, segment_sequence
 from hvc.models.encoders import load_encoder
 from hvc.models.fast_encoder import fold_batchnorm, wrap_encoder
 from hvc.models.resnet import ResNet
-from hvc.propagation import LabelPropagator, embed
+from hvc.propagation import PropagationConfig, embed
+from hvc.segmenter import VideoSegmenter
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "checkpoints" / "hvc_bsds_cpu.pth"
@@ -114,8 +115,8 @@ def test_fused_writes_the_same_labels_on_a_real_clip(tmp_path, davis_root):
         cfg = load_config(TestConfig, REPO / "configs" / "test_davis16.yaml",
                           [f"data.root={davis_root}", "data.input_size=160", "data.workers=0",
                            f"model.checkpoint={CHECKPOINT}", f"run.encoder={mode}", "prop.context=6"])
-        propagator = LabelPropagator(context=cfg.prop.context)
-        segment_sequence(seq, build_extractor(cfg), propagator, tmp_path / mode, cfg)
+        segmenter = VideoSegmenter(PropagationConfig(context=cfg.prop.context), build_extractor(cfg))
+        segment_sequence(seq, segmenter, tmp_path / mode, cfg)
         written[mode] = _labels(tmp_path / mode)
     assert len(written["exact"]) == 12 and written["exact"].keys() == written["fused"].keys()
     assert any(len(np.unique(a)) == 2 for a in written["exact"].values())  # the object is tracked at all

@@ -3,6 +3,8 @@ variable, running from the clone's parent folder, --steps, the CPU preset, the C
 
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 import stat
@@ -105,13 +107,13 @@ def test_steps_flag_is_max_steps(tmp_path):
     photos.mkdir()
     for i in range(4):
         Image.effect_mandelbrot((160, 120), (-2.0 + i * 0.1, -1.2, 1.0, 1.2), 60).convert("RGB").save(photos / f"{i}.jpg")
-    import train
+    from hvc.entry import train
+
     out = tmp_path / "run"
     code = train.main(["--config", "configs/train_img_cpu.yaml", "--steps", "2", f"data.roots=[{photos}]",
                        "data.batch_size=2", "data.workers=0", f"output.dir={out}",
                        "data.size=64", "model.init_forward_size=64"])  # small crops keep the test short
     assert code == 0
-    import json
     steps = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert max(r.get("step", 0) for r in steps) == 2
     assert load_config(TrainConfig, out / "config.yaml").optim.max_steps == 2

@@ -39,6 +39,10 @@ class KeyMemory:
     def remove(self, frame: int) -> None:
         del self._forms[frame]
 
+    def embedding(self, frame: int, shape: tuple[int, int, int]) -> Tensor:
+        """The embedding [C, h, w] (``shape``) that ``add`` stored as ``frame``."""
+        return self._forms[frame].reshape(shape)
+
     def __getitem__(self, frame: int) -> Any:
         return self._forms[frame]
 

@@ -83,7 +83,8 @@ class LabelPropagator:
         self._shape: tuple[int, int, int] | None = None
         self.policy.reset()
 
-    def _new_ids(self, labels: Tensor) -> list[int]:
+    def _ids(self, labels: Tensor) -> list[int]:
+        """The ids of an id map (with background at frame 0), checked against num_classes."""
         if labels.dim() != 2 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
             raise ValueError(f"frame {self.t}: labels must be an [H, W] integer id map, "
                              f"got {labels.dtype} {tuple(labels.shape)}")
@@ -92,29 +93,30 @@ class LabelPropagator:
             raise ValueError(f"frame {self.t}: label ids span {lo}..{hi}, outside 0..{self.num_classes - 1} "
                              f"(raise num_classes, or map void pixels first)")
         ids = torch.bincount(labels.flatten(), minlength=self.num_classes).nonzero().flatten().tolist()
-        if self.t == 0:
-            ids = sorted(set(ids) | {0})  # background always starts at frame 0
-        return [i for i in ids if i not in self.seen]
+        return sorted(set(ids) | {0}) if self.t == 0 else ids  # background always starts at frame 0
 
-    def _new_channels(self, soft: Tensor) -> list[int]:
+    def _channels(self, soft: Tensor) -> list[int]:
         if soft.dim() != 3 or soft.shape[0] != self.num_classes or not soft.dtype.is_floating_point:
             raise ValueError(f"frame {self.t}: soft_labels must be a float [{self.num_classes}, H, W] tensor "
                              f"(num_classes channels), got {soft.dtype} {tuple(soft.shape)}")
-        present = soft.flatten(1).ne(0).any(dim=1).nonzero().flatten().tolist()
-        return [c for c in present if c not in self.seen]
+        return soft.flatten(1).ne(0).any(dim=1).nonzero().flatten().tolist()
 
-    def _starting_labels(self, labels: Optional[Tensor], soft: Optional[Tensor],
-                         device: torch.device) -> tuple[list[int], Optional[Tensor]]:
-        """The channels that start at this frame and their maps [K, H, W] (other channels 0)."""
+    def _starting_labels(self, labels: Optional[Tensor], soft: Optional[Tensor], device: torch.device,
+                         correct: bool) -> tuple[list[int], list[int], Optional[Tensor]]:
+        """The channels that start at this frame, those corrected at it (seen before, not the
+        background; only with ``correct``) and their maps [K, H, W] (other channels 0)."""
         if labels is not None and soft is not None:
             raise ValueError(f"frame {self.t}: give labels or soft_labels, not both")
+        given = self._channels(soft) if soft is not None else self._ids(labels) if labels is not None else []
+        new = [c for c in given if c not in self.seen]
+        fixed = [c for c in given if c in self.seen and c != 0] if correct else []
+        if not new and not fixed:
+            return new, fixed, None
         if soft is not None:
-            new = self._new_channels(soft)
             init = torch.zeros(soft.shape, dtype=torch.float32, device=device)
-            init[new] = soft[new].to(device, torch.float32)
-            return new, init if new else None
-        new = self._new_ids(labels) if labels is not None else []
-        return new, one_hot(labels.to(device), new, self.num_classes) if new else None
+            init[new + fixed] = soft[new + fixed].to(device, torch.float32)
+            return new, fixed, init
+        return new, fixed, one_hot(labels.to(device), new + fixed, self.num_classes)
 
     def _check_embedding(self, emb: Tensor) -> None:
         if emb.dim() != 3 or not emb.dtype.is_floating_point:
@@ -135,7 +137,8 @@ class LabelPropagator:
         return predict(self.kernel, query, self.memory, self.store, context, self.valid[t0].nonzero().flatten())
 
     @torch.no_grad()
-    def step(self, emb: Tensor, labels: Tensor | None = None, *, soft_labels: Tensor | None = None) -> Tensor:
+    def step(self, emb: Tensor, labels: Tensor | None = None, *, soft_labels: Tensor | None = None,
+             correct: bool = False) -> Tensor:
         """Process the next frame.
 
         emb: [C, h, w] L2-normalised embedding of this frame. Labels, optional, at any
@@ -143,13 +146,16 @@ class LabelPropagator:
         ``soft_labels`` a float [num_classes, H, W] map (e.g. keypoint heat maps plus a
         background channel). Channels not seen before in this video start here, the ones of an
         id map by its ids; frame 0 must give labels. Channels starting at a later frame replace
-        the prediction in proportion to their sum (at most 1 per position). Returns the soft
+        the prediction in proportion to their sum (at most 1 per position). With ``correct``,
+        channels given again (not the background) are corrected: they become the given maps,
+        their old prediction's share goes to the background, and this frame becomes their only
+        reference; without it (the benchmarks' protocol) they are ignored. Returns the soft
         mask of this frame at feature resolution: [num_classes, h, w].
         """
         self._check_embedding(emb)
         if self.t == 0 and labels is None and soft_labels is None:
             raise ValueError("frame 0 needs labels: the first-frame id map (or soft label maps) starts the propagation")
-        new, init = self._starting_labels(labels, soft_labels, emb.device)
+        new, fixed, init = self._starting_labels(labels, soft_labels, emb.device, correct)
         _, h, w = emb.shape
         if self.t == 0:
             if init is None:
@@ -162,13 +168,31 @@ class LabelPropagator:
             if init is not None:  # channels starting here: blend them in and open their reference
                 d = resize_masks(init, (h, w)).flatten(1)
                 s = d.sum(dim=0, keepdim=True)
-                mask = (1 - s) * mask + s * d
+                blended = (1 - s) * mask + s * d
+                if fixed:
+                    blended[0] += ((1 - s) * mask[fixed]).sum(dim=0)
+                    blended[fixed] = s * d[fixed]
+                    self._move_references(fixed)
+                mask = blended
                 self.valid[self.t] = init.flatten(1).any(dim=1)
                 self.references.append(self.t)
         self.seen.update(new)
         self._remember(emb, mask)
         self.t += 1
         return mask.view(self.num_classes, h, w)
+
+    def _move_references(self, channels: list[int]) -> None:
+        """Earlier references stop predicting ``channels``; one left with none is dropped."""
+        for t0 in list(self.references):
+            self.valid[t0][channels] = False
+            if not bool(self.valid[t0].any()):
+                self.references.remove(t0)
+                del self.valid[t0]
+
+    def embeddings(self) -> dict[int, Tensor]:
+        """The embeddings [C, h, w] of the stored frames (what :meth:`restore` takes), from the
+        kernel's memory: no copy of them is kept besides."""
+        return {f: self.memory.embedding(f, self._shape) for f in sorted(self.store)}
 
     def state(self) -> dict:
         """The bookkeeping of the current video, JSON-able: with the stored frames' soft masks

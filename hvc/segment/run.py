@@ -36,24 +36,21 @@ from tqdm import tqdm
 
 from hvc.apart import refuse_overlap
 from hvc.config.core import ConfigError
-from hvc.config.inference import TestConfig
-from hvc.data.frames import FrameSource, open_frames, to_input
+from hvc.config.propagation import recorded_settings
+from hvc.data.frames import FrameSource, open_frames
 from hvc.data.palette import save_indexed_png
 from hvc.data.vos import scaled_size
-from hvc.fileio import atomic_path, atomic_write_text
-from hvc.inference import FeatureExtractor, build_extractor
-from hvc.models.encoders import checkpoint_path
-from hvc.propagation import LabelPropagator, PropagationConfig, upsample_labels
-from hvc.config.propagation import recorded_settings
-from hvc.scribbles.fill import labels_from_scribbles
-from hvc.errors import InputError, NonFiniteError, UsageError
+from hvc.errors import InputError, UsageError
 from hvc.exports import TARGETS, export_masks, remove_exports
+from hvc.fileio import atomic_path, atomic_write_text
 from hvc.locks import OutputLock
-from hvc.speed import SpeedSettings, mode_of
+from hvc.models.encoders import checkpoint_path
+from hvc.propagation import PropagationConfig
+from hvc.scribbles.fill import labels_from_scribbles
 from hvc.segment.prompt import PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
+from hvc.segmenter import MAX_INPUT_SIZE, SegmenterState, VideoSegmenter
+from hvc.speed import SpeedSettings, mode_of
 
-# Frames with a shorter side above this are encoded at it (the DAVIS protocol's 480p).
-MAX_INPUT_SIZE = 480
 DAMAGED = {"settings_sha256": None}  # Progress.load: a record that cannot be read
 RECORD_KEYS = {"settings_sha256", "settings", "frames_done", "finished", "state", "objects", "seconds", "runs"}
 
@@ -202,20 +199,18 @@ class Segmenter:
         self.masks = opts.output / "masks"
 
     # -- the pieces of the loop ------------------------------------------------------------
-    def _extractor(self) -> FeatureExtractor:
-        cfg = TestConfig()
-        cfg.model.name, cfg.model.checkpoint = self.opts.model, self.checkpoint
-        cfg.model.bn_dummy_forward = True  # the test protocol's (configs/test_*.yaml)
-        cfg.run.device = self.opts.device
-        cfg.run.encoder = self.opts.encoder
-        self.mean = torch.tensor(cfg.data.mean).view(3, 1, 1)
-        self.std = torch.tensor(cfg.data.std).view(3, 1, 1)
-        return build_extractor(cfg)
+    def _segmenter(self) -> VideoSegmenter:
+        seg = VideoSegmenter.from_checkpoint(self.checkpoint, self.prop_cfg, model=self.opts.model,
+                                             device=self.opts.device, input_size=self.opts.input_size or None,
+                                             encoder=self.opts.encoder)
+        hints = {"features": "check the weights of --checkpoint", "soft masks": "check --context and the prompt"}
+        # Nothing of a frame with NaN or inf is written, so a rerun after the fix continues from the frame before.
+        seg.reset(lambda t, what: f"{self.source.path}: {what} of frame {t} ({self.source.name(t)}) hold NaN or inf; "
+                                  f"{hints[what]}")
+        return seg
 
     def _encode(self, rgb: np.ndarray) -> torch.Tensor:
-        """One frame at a time: a frame's embedding never depends on its neighbours in a batch,
-        so frames re-encoded on resume are bit-identical."""
-        return self.extractor(to_input(rgb, self.input_size, self.mean, self.std)[None])[0]
+        return self.segmenter.encode(rgb)
 
     def _first_labels(self, emb: torch.Tensor) -> torch.Tensor:
         if self.mask is not None:
@@ -280,7 +275,7 @@ class Segmenter:
     def _run(self, on_frame: Optional[Callable[[int], None]]) -> dict:
         record = self._start()
         if not record["finished"]:
-            self.extractor = self._extractor()
+            self.segmenter = self._segmenter()
             self._propagate(record, on_frame)
         self._export(record)
         summary = self._summary(record)
@@ -288,32 +283,31 @@ class Segmenter:
         return summary
 
     def _propagate(self, record: dict, on_frame: Optional[Callable[[int], None]]) -> None:
-        prop = LabelPropagator(self.prop_cfg)
+        seg = self.segmenter
         done, state = record["frames_done"], record["state"]
+        # The record keeps the propagator's bookkeeping (a video starts at frame 0 here).
+        resume = SegmenterState({"frame": done, "start": 0, "propagator": state}, {}) if state else None
         held: dict[int, torch.Tensor] = {}
         seconds = record["seconds"]
         bar = tqdm(total=self.source.count or None, initial=done, unit="frame", desc=self.source.path.name)
         with bar:
             for t, rgb in self.source:
                 if t < done:  # resuming: re-encode only the frames the propagator held
-                    if t in state["stored"]:
+                    if t in resume.stored:
                         held[t] = self._encode(rgb)
                     if t == done - 1:
-                        masks = {f: self.progress.load_mask(f, self.extractor.device) for f in state["stored"]}
-                        prop.restore(state, masks, held)
+                        resume.masks = {f: self.progress.load_mask(f, seg.extractor.device) for f in resume.stored}
+                        seg.restore(resume, held)
                         held = {}
                     continue
                 start = time.perf_counter()
                 emb = self._encode(rgb)
-                self._check_finite(emb, "features", t, "check the weights of --checkpoint")
                 encoded = time.perf_counter()
-                labels = self._first_labels(emb) if t == 0 else None
-                soft = prop.step(emb, labels)
-                self._check_finite(soft, "soft masks", t, "check --context and the prompt")
-                pred = labels if t == 0 else upsample_labels(soft, self.source.size)[0]
-                pred = pred.to(torch.uint8).cpu().numpy()
+                if t == 0:
+                    seg.add_mask(0, self._first_labels(emb))
+                pred = seg.ids(seg.step_features(emb), self.source.size)
                 propagated = time.perf_counter()
-                self._write_frame(t, pred, prop, record)
+                self._write_frame(t, pred, record)
                 seconds["encode"] += encoded - start
                 seconds["propagate"] += propagated - encoded
                 seconds["write"] += time.perf_counter() - propagated
@@ -323,27 +317,22 @@ class Segmenter:
         record["finished"] = True
         self.progress.save(record)
 
-    def _check_finite(self, values: torch.Tensor, what: str, t: int, hint: str) -> None:
-        """Stop at the first NaN or inf, naming the frame (one reduction per frame: cheap). Nothing
-        of this frame is written, so a rerun after the fix continues from the frame before."""
-        if not bool(torch.isfinite(values).all()):
-            raise NonFiniteError(f"{self.source.path}: {what} of frame {t} ({self.source.name(t)}) hold NaN or inf; {hint}")
-
-    def _write_frame(self, t: int, pred: np.ndarray, prop: LabelPropagator, record: dict) -> None:
+    def _write_frame(self, t: int, pred: np.ndarray, record: dict) -> None:
         """Mask, then the propagator's new stored frame, then the record (the commit), then
         the soft masks the propagator no longer holds."""
         save_indexed_png(self.masks / f"{self.source.name(t)}.png", pred, durable=True)  # the record vouches for it
-        if t in prop.store:
-            self.progress.save_mask(t, prop.store[t])
+        state = self.segmenter.state(embeddings=False)
+        if t in state.masks:
+            self.progress.save_mask(t, state.masks[t])
         ids, counts = np.unique(pred, return_counts=True)
         for i, n in zip(ids.tolist(), counts.tolist()):
             if i:
                 seen = record["objects"].setdefault(str(i), {"frames": 0, "area": 0.0})
                 seen["frames"] += 1
                 seen["area"] += n / pred.size
-        record["frames_done"], record["state"] = t + 1, prop.state()
+        record["frames_done"], record["state"] = t + 1, state.record["propagator"]
         self.progress.save(record)
-        self.progress.drop_masks(set(prop.store))
+        self.progress.drop_masks(set(state.masks))
 
     def _export(self, record: dict) -> None:
         """The formats of ``save`` not yet made (hvc/exports), from the written masks; each one

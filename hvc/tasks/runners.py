@@ -1,7 +1,7 @@
 """``test.py`` beyond VOS: JHMDB pose tracking and VIP part propagation (docs/tasks.md).
 
-Both run on the engine of the VOS path (the same encoders, :class:`LabelPropagator` and its
-kernels); what differs is how a clip starts and what is written:
+Both run on the engine of the VOS path (:class:`hvc.segmenter.VideoSegmenter`: the same
+encoders, propagator and kernels); what differs is how a clip starts and what is written:
 
 * JHMDB: the 15 joints of frame 0 become Gaussian maps plus a background channel at feature
   resolution (:func:`hvc.tasks.pose.joint_label_maps`), enter the propagator as soft labels,
@@ -26,12 +26,11 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Union
+from typing import Optional, Protocol, Union
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hvc.completion import Outputs, Record
@@ -42,11 +41,11 @@ from hvc.data.keypoints import NUM_JOINTS
 from hvc.data.vip import NUM_CLASSES as VIP_CLASSES
 from hvc.data.vip import VIPVideo, read_class_ids, vip_videos
 from hvc.data.vos import DatasetError, FrameDataset
-from hvc.inference import FeatureExtractor, build_extractor, loader_workers, run_inference
+from hvc.inference import propagate_frames, run_inference
 from hvc.metrics.outputs import PCK_NAME, VIP_NAME
 from hvc.metrics.pck import default_list
-from hvc.propagation import LabelPropagator
 from hvc.results import output_dir, prepare_results, result_tag
+from hvc.segmenter import VideoSegmenter, build_extractor
 from hvc.sharding import Job
 from hvc.tasks.pose import feature_coords, joint_label_maps
 from hvc.tasks.writers import ClassIdWriter, KeypointWriter
@@ -176,22 +175,18 @@ def locate(task: str, out: Path, name: str) -> Outputs:
     return jhmdb_outputs(out, name) if task == "jhmdb" else Outputs(out / name, ())
 
 
-def propagate_clip(clip: TaskClip, extractor: FeatureExtractor, propagator: LabelPropagator,
-                   cfg: TestConfig, folder: Path) -> None:
+def propagate_clip(clip: TaskClip, segmenter: VideoSegmenter, cfg: TestConfig, folder: Path) -> None:
     """Propagate the first labels of ``clip`` through its frames; its writer writes into ``folder``."""
     frames = FrameDataset(clip.video, cfg.data.input_size, cfg.data.mean, cfg.data.std, resize=cfg.data.resize)
-    loader = DataLoader(frames, batch_size=cfg.data.batch_size, num_workers=loader_workers(cfg.data.workers),
-                        pin_memory=extractor.device.type == "cuda")
     writer = clip.writer(frames, folder)
-    propagator.reset()
-    t = 0
-    with tqdm(total=len(frames), desc=clip.name, unit="frame", leave=False) as bar:
-        for batch in loader:
-            for emb in extractor(batch):
-                first = clip.first_labels(frames, tuple(emb.shape[1:])).to(emb.device) if t == 0 else None
-                writer.add(propagator.step(emb, soft_labels=first))
-                t += 1
-                bar.update()
+    hints = {"features": "check the weights of model.checkpoint", "soft masks": "check the prop.* settings"}
+    segmenter.reset(lambda t, what: f"{clip.video.frames[t]}: {what} of frame {t} of clip {clip.name} hold NaN or inf; "
+                                    f"{hints[what]}")
+
+    def labels_at(t: int, emb: Tensor) -> tuple[None, Optional[Tensor]]:
+        return None, clip.first_labels(frames, tuple(emb.shape[1:])).to(emb.device) if t == 0 else None
+
+    propagate_frames(frames, segmenter, cfg, labels_at, lambda t, soft: writer.add(soft), clip.name)
     writer.close()
 
 
@@ -226,14 +221,13 @@ def run_task(cfg: TestConfig) -> Path:
     if len(todo) < len(clips):
         log.info("skipping %d finished clip(s) in %s (--overwrite to redo)", len(clips) - len(todo), out)
     if todo:
-        extractor = build_extractor(cfg, device)
-        propagator = LabelPropagator(cfg.prop)
+        segmenter = VideoSegmenter(cfg.prop, build_extractor(cfg, device))
         by_name = {c.name: c for c in clips}
         for name in tqdm(todo, desc=f"{result_tag(cfg)} {task}", unit="clip"):
             clip = by_name[name]
             staging = folder.start(name)
             start = time.perf_counter()
-            propagate_clip(clip, extractor, propagator, cfg, staging)
+            propagate_clip(clip, segmenter, cfg, staging)
             record = Record(name, folder.settings, clip.outputs.files, len(clip.video.frames),
                             round(time.perf_counter() - start, 3), "single")
             folder.commit(record, clip.outputs)

@@ -76,6 +76,9 @@ class TileBlockMemory(KeyMemory):
             flat = flat.t().contiguous().t()
         return StoredFrame(flat, isinstance(tables, TiledTables), search if self.dtype is not None else flat)
 
+    def embedding(self, frame: int, shape: tuple[int, int, int]) -> Tensor:
+        return self[frame].flat.reshape(shape)  # the flattened embedding, perhaps position-major
+
     def searched(self, flat: Tensor) -> Tensor:
         """[C, hw] keys as the search scores them: as they are, or centred, projected (with
         ``dims``: [d, hw]) and in ``dtype``."""

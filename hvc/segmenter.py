@@ -1,0 +1,270 @@
+"""Video object segmentation one frame at a time: images in, object ids out (docs/api.md).
+
+    seg = VideoSegmenter.from_checkpoint("checkpoints/hvc_bsds_cpu.pth")
+    seg.add_mask(0, first_ids)          # [H, W] ids, any frame; later objects start later
+    for image in frames:                # uint8 [H, W, 3] RGB arrays or PIL images
+        ids = seg.step(image).ids       # [H, W] uint8
+
+A step encodes the frame, checks the features and the soft masks for NaN and infinity,
+propagates (:class:`~hvc.propagation.LabelPropagator`) and up-samples to the frame's size.
+:meth:`VideoSegmenter.step_features` is the same step on an embedding computed elsewhere,
+with id maps or soft label maps (heat maps, part one-hots) in and the soft masks at feature
+resolution out: the loops of test.py (VOS, JHMDB, VIP), hvc.segment, bench/ and scripts/ all
+run on it. This is the one module that constructs a ``LabelPropagator`` and steps it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from hvc.config.inference import TestConfig
+from hvc.data.frames import to_input
+from hvc.data.vos import scaled_size
+from hvc.errors import NonFiniteError, UsageError
+from hvc.models.encoders import load_encoder
+from hvc.models.fast_encoder import wrap_encoder
+from hvc.propagation import LabelPropagator, PropagationConfig, embed
+from hvc.propagation.context import ContextPolicy
+from hvc.propagation.masks import resize_masks
+from hvc.sharding import Job
+from hvc.upsample import upsample_argmax
+
+_AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# Frames with a shorter side above this are encoded at it (the DAVIS protocol's 480p).
+MAX_INPUT_SIZE = 480
+
+ImageLike = Union[np.ndarray, Image.Image]
+
+
+class FeatureExtractor:
+    """Frames -> L2-normalised embeddings, optionally merged with a second encoder's features.
+
+    ``extractor(frames: [B, 3, h, w]) -> [B, C, h/8, w/8]`` float32 on ``device``.
+    """
+
+    def __init__(self, encoder: torch.nn.Module, merge_encoder: Optional[torch.nn.Module] = None,
+                 merge_lambda: float = 1.05, device: torch.device | str = "cpu", amp: str = "off",
+                 channels_last: bool = False, mode: str = "exact"):
+        self.device = torch.device(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # mode: "exact" | "fused" | "bf16" (hvc.models.fast_encoder), applied once on the device
+        self.encoders = [wrap_encoder(e.to(self.device, memory_format=self.memory_format), mode)
+                         for e in (encoder, merge_encoder) if e is not None]
+        self.merge_lambda = merge_lambda
+        # Autocast only on CUDA: the golden checks and CPU runs are float32.
+        self.amp_dtype = _AMP_DTYPES.get(amp) if self.device.type == "cuda" else None
+
+    @torch.no_grad()
+    def __call__(self, frames: Tensor) -> Tensor:
+        x = frames.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            feats = [enc(x).float() for enc in self.encoders]
+        merge = feats[1] if len(feats) > 1 else None
+        return embed(feats[0], merge_feats=merge, merge_lambda=self.merge_lambda)
+
+
+def build_extractor(cfg: TestConfig, device: Optional[torch.device] = None) -> FeatureExtractor:
+    """The configured encoder(s) on ``device`` (default: ``run.device``, checked to exist)."""
+    m = cfg.model
+    device = device or Job().device(cfg.run.device)
+    main = load_encoder(m.name, m.checkpoint, seed=m.seed, bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
+    merge = None
+    if m.merge_model is not None:
+        merge = load_encoder(m.merge_model, m.merge_checkpoint, seed=m.seed,
+                             bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
+    return FeatureExtractor(main, merge, m.merge_lambda, device, cfg.run.amp, cfg.run.channels_last, cfg.run.encoder)
+
+
+def _nan_message(t: int, what: str) -> str:
+    hint = "check the encoder's weights" if what == "features" else "check the propagation settings and the masks"
+    return f"{what} of frame {t} hold NaN or inf; {hint}"
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """One frame's result: ``ids`` uint8 [H, W]; ``soft`` float32 [K, H, W] when asked for."""
+
+    ids: np.ndarray
+    soft: Optional[np.ndarray] = None
+
+
+@dataclass
+class SegmenterState:
+    """What :meth:`VideoSegmenter.restore` continues from. Frames are the video's.
+
+    record: JSON-able bookkeeping; masks: soft masks [K, h*w] of the frames the propagator
+    holds; embeddings: their embeddings [C, h, w] (None: pass them to ``restore``, e.g. the
+    frames encoded again); pending: id maps added for frames not reached yet. The tensors are
+    the segmenter's own (never changed in place): copy them to keep them past the video.
+    """
+
+    record: dict
+    masks: dict[int, Tensor]
+    embeddings: Optional[dict[int, Tensor]] = None
+    pending: Optional[dict[int, Tensor]] = None
+
+    @property
+    def stored(self) -> list[int]:
+        """The frames whose masks and embeddings a restore needs."""
+        shift = self.record["start"] or 0
+        return [f + shift for f in self.record["propagator"]["stored"]] if self.record["start"] is not None else []
+
+
+class VideoSegmenter:
+    """Segments one video at a time, frame after frame (:meth:`reset` starts the next one).
+
+    ``VideoSegmenter(prop, extractor, input_size=None, policy=None)``: ``prop`` the propagation
+    settings (default ``PropagationConfig()``; ``num_classes`` bounds the ids), ``extractor``
+    the encoder (needed by :meth:`step` and :meth:`encode`, not by :meth:`step_features`),
+    ``input_size`` the shorter side images are encoded at (None: theirs, at most 480; -1: theirs),
+    ``policy`` a :class:`~hvc.propagation.context.ContextPolicy` replacing ``prop.memory``'s.
+    """
+
+    def __init__(self, prop: Optional[PropagationConfig] = None, extractor: Optional[FeatureExtractor] = None, *,
+                 input_size: Optional[int] = None, mean: tuple[float, ...] = TestConfig().data.mean,
+                 std: tuple[float, ...] = TestConfig().data.std, policy: Optional[ContextPolicy] = None):
+        self.propagator = LabelPropagator(prop, policy=policy)
+        self.extractor = extractor
+        self.input_size = input_size
+        self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+        self.reset()
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Optional[str], prop: Optional[PropagationConfig] = None, *,
+                        model: str = "hvc", device: str = "cpu", input_size: Optional[int] = None,
+                        encoder: str = "exact", policy: Optional[ContextPolicy] = None) -> "VideoSegmenter":
+        """An encoder ``model`` with the weights ``checkpoint`` (None: the model's default
+        file) under the test protocol (the dummy BatchNorm pass of configs/test_*.yaml);
+        ``encoder``: how it runs (exact, fused or bf16; hvc/models/fast_encoder.py)."""
+        cfg = TestConfig()
+        cfg.model.name, cfg.model.checkpoint, cfg.model.bn_dummy_forward = model, checkpoint, True
+        cfg.run.device, cfg.run.encoder = device, encoder
+        return cls(prop, build_extractor(cfg), input_size=input_size, mean=cfg.data.mean, std=cfg.data.std,
+                   policy=policy)
+
+    @property
+    def num_classes(self) -> int:
+        return self.propagator.num_classes
+
+    def reset(self, describe: Callable[[int, str], str] = _nan_message) -> None:
+        """Start a new video. ``describe(t, what)``: the error message when ``what``
+        ("features" or "soft masks") of frame t hold NaN or inf."""
+        self.propagator.reset()
+        self.describe = describe
+        self.frame = 0  # the next frame to step
+        self.start: Optional[int] = None  # the first frame with a mask: the propagator's frame 0
+        self.pending: dict[int, Tensor] = {}
+        self._given: Optional[Tensor] = None  # the id map applied at the last step
+
+    # -- input ---------------------------------------------------------------------------------
+    def add_mask(self, frame: int, ids: Union[ImageLike, Tensor]) -> None:
+        """Object ids [H, W] (0 background) of ``frame``, this one or a later one. Ids new to the
+        video start there; an id already tracked is corrected to this mask. Frames before the
+        first mask come out as background."""
+        if frame < self.frame:
+            raise UsageError(f"add_mask: frame {frame} is already segmented (the next frame is {self.frame})")
+        ids = torch.as_tensor(np.asarray(ids) if not isinstance(ids, Tensor) else ids)
+        if ids.dim() != 2 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+            raise UsageError(f"add_mask: ids must be an [H, W] integer map, got {ids.dtype} {tuple(ids.shape)}")
+        ids = ids.long()
+        if int(ids.min()) < 0 or int(ids.max()) >= self.num_classes:
+            raise UsageError(f"add_mask: ids span {int(ids.min())}..{int(ids.max())}; the propagation "
+                             f"settings allow 0..{self.num_classes - 1} (raise num_classes)")
+        self.pending[frame] = ids
+
+    def encode(self, image: ImageLike) -> Tensor:
+        """The embedding [C, h, w] of an RGB image (uint8 [H, W, 3] or PIL), checked to be finite."""
+        if self.extractor is None:
+            raise UsageError("this VideoSegmenter has no encoder: use step_features, or from_checkpoint")
+        rgb = np.array(image.convert("RGB")) if isinstance(image, Image.Image) else np.asarray(image)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise UsageError(f"an image must be uint8 [H, W, 3] RGB, got {rgb.dtype} {rgb.shape}")
+        shorter = self.input_size if self.input_size is not None else min(MAX_INPUT_SIZE, *rgb.shape[:2])
+        # One frame at a time: an embedding never depends on batch neighbours, so a frame
+        # encoded again on resume is bit-identical.
+        emb = self.extractor(to_input(rgb, scaled_size(rgb.shape[:2], shorter), self.mean, self.std)[None])[0]
+        self._check(emb, "features")
+        return emb
+
+    # -- one frame -----------------------------------------------------------------------------
+    def step(self, image: ImageLike, soft: bool = False) -> Segmentation:
+        """Segment the next frame: ids [H, W] uint8 at the image's size (a frame given a mask
+        shows its ids), with ``soft`` also the soft masks [K, H, W]."""
+        size = image.size[::-1] if isinstance(image, Image.Image) else np.asarray(image).shape[:2]
+        if self.start is None and self.frame not in self.pending:  # nothing to follow yet
+            self.frame += 1
+            zeros = np.zeros((self.num_classes, *size), np.float32) if soft else None
+            return Segmentation(np.zeros(size, np.uint8), zeros)
+        masks = self.step_features(self.encode(image), checked=True)
+        ids = self.ids(masks, size)
+        return Segmentation(ids, resize_masks(masks, size).cpu().numpy() if soft else None)
+
+    def step_features(self, emb: Tensor, labels: Optional[Tensor] = None, *, soft_labels: Optional[Tensor] = None,
+                      correct: bool = True, checked: bool = False) -> Tensor:
+        """Propagate to the next frame from its embedding [C, h, w]: its soft masks [K, h, w].
+
+        Labels of this frame, at any size: ``labels`` [H, W] ids or ``soft_labels`` float
+        [K, H, W] (default: a mask :meth:`add_mask` gave for it). ``correct``: ids already
+        tracked are corrected (False: ignored, the benchmarks' protocol). ``checked``: ``emb``
+        comes from :meth:`encode`, which checked it. Before the first labels: zeros.
+        """
+        if not checked:
+            self._check(emb, "features")
+        added = self.pending.pop(self.frame, None)  # labels given here take its place
+        if labels is None and soft_labels is None:
+            labels = added
+        self._given = labels
+        t, self.frame = self.frame, self.frame + 1
+        if self.start is None:
+            if labels is None and soft_labels is None:
+                return emb.new_zeros((self.num_classes, *emb.shape[1:]))
+            self.start = t
+        masks = self.propagator.step(emb, None if labels is None else labels.to(emb.device),
+                                     soft_labels=soft_labels, correct=correct)
+        self._check(masks, "soft masks", t)
+        return masks
+
+    def ids(self, masks: Tensor, size: tuple[int, int]) -> np.ndarray:
+        """Ids uint8 [H, W] of the last step's soft masks [K, h, w] at ``size``; where that
+        frame was given an id map, its ids (the whole map at the first mask)."""
+        ids = upsample_argmax(masks, tuple(size))
+        given = self._given
+        if given is not None and tuple(given.shape) == tuple(ids.shape):
+            given = given.to(ids.device)
+            ids = given.to(torch.uint8) if self.frame - 1 == self.start else torch.where(given > 0, given, ids)
+        return ids.to(torch.uint8).cpu().numpy()
+
+    def _check(self, values: Tensor, what: str, t: Optional[int] = None) -> None:
+        """Stop at the first NaN or inf, naming the frame (one reduction per call: cheap)."""
+        if not bool(torch.isfinite(values).all()):
+            raise NonFiniteError(self.describe(self.frame if t is None else t, what))
+
+    # -- resume --------------------------------------------------------------------------------
+    def state(self, embeddings: bool = True) -> SegmenterState:
+        """Where this video stands; :meth:`restore` continues from it exactly. ``embeddings``:
+        include the stored frames' embeddings (False: the caller re-encodes them)."""
+        shift = self.start or 0
+        masks = {f + shift: m for f, m in self.propagator.store.items()}
+        embs = {f + shift: e for f, e in self.propagator.embeddings().items()} if embeddings else None
+        record = {"frame": self.frame, "start": self.start, "propagator": self.propagator.state()}
+        return SegmenterState(record, masks, embs, dict(self.pending))
+
+    def restore(self, state: SegmenterState, embeddings: Optional[dict[int, Tensor]] = None) -> None:
+        """Continue a video from :meth:`state` (in this process or another, with the same
+        settings); ``embeddings``: those of ``state.stored``, if the state has none."""
+        embeddings = embeddings if embeddings is not None else state.embeddings
+        if embeddings is None:
+            raise UsageError(f"restore needs the embeddings of frames {state.stored}")
+        self.reset(self.describe)
+        self.frame, self.start = state.record["frame"], state.record["start"]
+        self.pending = dict(state.pending or {})
+        if self.start is not None:
+            shift = self.start
+            self.propagator.restore(state.record["propagator"], {f - shift: m for f, m in state.masks.items()},
+                                    {f - shift: e for f, e in embeddings.items()})

@@ -401,7 +401,7 @@ def test_process_group_of_one_matches_the_plain_model(tmp_path, device):
     backend = _backend(device)
     out = tmp_path / "group.pt"
     mp.spawn(_group_of_one, args=(_free_port(), backend, str(device), str(out)), nprocs=1, join=True)
-    found = torch.load(out, weights_only=False)
+    found = torch.load(out, weights_only=True)
     assert found["all_reduce"] == 1.0
     assert found["bn"] == ("SyncBatchNorm" if device.type == "cuda" else "CrossProcessBatchNorm")
     (plain_loss, plain_grads), (ddp_loss, ddp_grads) = found["results"]["plain"], found["results"]["ddp"]

@@ -100,6 +100,9 @@ _WORKER_MESSAGE = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
 _LAST_LINE = re.compile(r"^[\w.]+: (.*)$")
 
 
+MAX_MESSAGE = 400  # characters of an error line; longer ones are cut
+
+
 def unwrap_worker_message(message: str) -> str:
     """The original message of an exception re-raised from a DataLoader worker (else unchanged)."""
     if not _WORKER_MESSAGE.match(message):
@@ -119,7 +122,9 @@ def classify(exc: BaseException) -> Optional[tuple[int, str]]:
         message, code = f"{where}: {exc.strerror}", EXIT_IO
     else:
         return None
-    return code, " ".join(message.split())  # exactly one line
+    line = " ".join(message.split())  # exactly one line
+    # and a short one, whatever a file or a name from the data put into it
+    return code, line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE - 3] + "..."
 
 
 def report(message: str) -> None:

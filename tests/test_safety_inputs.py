@@ -233,3 +233,45 @@ def test_the_torch_floor_has_what_the_loader_uses():
                 if l.startswith("torch>="))
     floor = tuple(int(x) for x in line.split(">=")[1].split(",")[0].split(".")[:2])
     assert floor >= (2, 5) and hasattr(torch.serialization, "safe_globals")
+
+
+# ---- bounded configs and messages ---------------------------------------------------------------
+
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(20))
+
+
+@pytest.mark.parametrize("text, message", [
+    (ALIAS_BOMB, "YAML aliases"),  # 9 * 4**20 leaves if expanded: refused at the first alias
+    ("data: {size: [1, 2\n", "invalid YAML"),  # the parser's multi-line message, on one line
+    ("x: !!python/object/apply:os.system ['true']\n", "invalid YAML"),
+])
+def test_config_files_that_could_run_away_are_refused_in_one_line(tmp_path, text, message):
+    from hvc.config import load_config
+    from hvc.config.core import ConfigError
+    from hvc.config.training import TrainConfig
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(TrainConfig, path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_config_file_too_large_is_refused_before_parsing(tmp_path):
+    from hvc.config import load_config
+    from hvc.config.core import MAX_CONFIG_BYTES, ConfigError
+    from hvc.config.training import TrainConfig
+
+    path = tmp_path / "huge.yaml"
+    path.write_text("# " + "x" * MAX_CONFIG_BYTES + "\n")
+    with pytest.raises(ConfigError, match="more than a config file holds"):
+        load_config(TrainConfig, path)
+
+
+def test_every_error_line_is_short():
+    from hvc.errors import MAX_MESSAGE, InputError, classify
+
+    code, line = classify(InputError("data/" + "x" * 5000 + ": unreadable\nsecond line"))
+    assert code == InputError.exit_code and len(line) == MAX_MESSAGE and "\n" not in line
+    assert classify(InputError("short: fine")) == (InputError.exit_code, "short: fine")

@@ -37,6 +37,31 @@ class ConfigError(UsageError, ValueError):
     """A configuration file or override is invalid."""
 
 
+# Config files are a few kB; a larger one is refused before parsing, and so are YAML aliases
+# (no config needs them, and an alias chain makes a file of a few lines expand exponentially).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """The safe loader without aliases: what a config file cannot do, it cannot make us do."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(f"line {event.start_mark.line + 1}: YAML aliases (*name) are not allowed in configs")
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``text`` parsed with the alias-free safe loader; errors as one-line ConfigErrors naming ``where``."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML ({' '.join(str(exc).split())})") from None
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -168,10 +193,7 @@ def _parse_override_value(text: str, tp: Any, key: str) -> Any:
         raise ConfigError(f"override {key}={text}: expected true or false")
     if bare is str:
         return text
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {key}={text}: cannot parse value ({exc})") from None
+    return parse_yaml(text, f"override {key}={text}")
 
 
 def _lookup_type(cls: type, dotted: str) -> Any:
@@ -218,11 +240,11 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
     if path is not None:
         if not os.path.isfile(path):
             raise ConfigError(f"config file not found: {path}")
+        if os.path.getsize(path) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {os.path.getsize(path)} bytes, more than a config file holds "
+                              f"(at most {MAX_CONFIG_BYTES})")
         with open(path) as f:
-            try:
-                loaded = yaml.safe_load(f)
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+            loaded = parse_yaml(f.read(), str(path))
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -79,6 +79,17 @@ def davis_args(root: Path, out: Path, *extra) -> list:
             "data.workers=0", "model.bn_dummy_forward=false", *extra]
 
 
+def ytvos_run(tmp_path: Path, capsys) -> tuple[Path, Path, list]:
+    """A finished test.py run of random18 on the synthetic YouTube-VOS 2018 tree: its data root,
+    output folder and command line (to run again)."""
+    root = make_ytvos(tmp_path / "2018")
+    out = tmp_path / "res"
+    argv = ["--config", REPO / "configs" / "test_ytvos.yaml", "--model", "random18", f"data.root={root}",
+            "--output", out, "data.workers=0"]
+    assert call(test_py.main, argv, capsys)[0] == 0
+    return root, out, argv
+
+
 def _frame(root, seq="alpha", t=1, ext="jpg") -> Path:
     return root / "JPEGImages" / "480p" / seq / f"{t:05d}.{ext}"
 
@@ -322,11 +333,7 @@ def test_killed_run_with_other_settings_is_redone_not_mixed(tmp_path, capsys):
 
 
 def test_ytvos_zip_holds_exactly_the_finished_frames(tmp_path, capsys):
-    root = make_ytvos(tmp_path / "2018")
-    out = tmp_path / "res"
-    argv = ["--config", REPO / "configs" / "test_ytvos.yaml", "--model", "random18", f"data.root={root}",
-            "--output", out, "data.workers=0"]
-    assert call(test_py.main, argv, capsys)[0] == 0
+    root, out, argv = ytvos_run(tmp_path, capsys)
     records = [json.loads(p.read_text()) for p in sorted((out / ".hvc" / "done").glob("*.json"))]
     with zipfile.ZipFile(out / "submission.zip") as zf:
         assert sorted(zf.namelist()) == sorted(f"Annotations/{r['sequence']}/{f}" for r in records for f in r["files"])

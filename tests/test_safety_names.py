@@ -23,7 +23,7 @@ from hvc.data.vos import DatasetError, ytvos_sequences
 from hvc.data.vost import vost_sequences
 from hvc.errors import InputError
 from hvc.names import check_name, inside, name_problem
-from test_faults import case, davis_args, expect_error
+from test_faults import case, davis_args, expect_error, ytvos_run
 from vos_trees import make_ytvos
 
 test_py, eval_py = load_entry("test.py"), load_entry("eval_metrics.py")
@@ -265,11 +265,7 @@ def test_commit_and_start_stay_inside_the_folder(tmp_path, make):
 
 
 def test_zip_entries_stay_inside_the_archive(tmp_path, capsys):
-    root = make_ytvos(tmp_path / "2018")
-    out = tmp_path / "res"
-    argv = ["--config", REPO / "configs" / "test_ytvos.yaml", "--model", "random18", f"data.root={root}",
-            "--output", out, "data.workers=0"]
-    assert call(test_py.main, argv, capsys)[0] == 0
+    _, out, argv = ytvos_run(tmp_path, capsys)
     record = out / ".hvc" / "done" / "vid_a.json"
     data = json.loads(record.read_text())
     data["files"].append("../../../../outside.png")  # a tampered record: not trusted, the video redone

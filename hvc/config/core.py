@@ -153,7 +153,7 @@ def _from_dict(cls: type[T], data: dict, where: str) -> T:
 def check_fields(cfg: Any, key: Callable[[str], str] = str, path: str = "") -> None:
     """Check every field of the dataclass instance ``cfg`` against its annotation (choices of a
     ``Literal``, int / float / bool, nested sections), as :func:`load_config` does for files and
-    overrides; for objects built in code (``LabelPropagator(impl="fast")``). ``key(path)`` is
+    overrides; for objects built in code (a propagation config with ``impl="fast"``). ``key(path)`` is
     the name an error shows for the field at dotted ``path``, e.g. ``prop.impl``."""
     for name, tp in _field_types(type(cfg)).items():
         dotted = f"{path}.{name}" if path else name

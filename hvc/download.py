@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import re
@@ -96,33 +97,18 @@ class Item:
 def _under(prefix: str, into: str, pattern: str = r".+") -> Placement:
     """Entries ``<prefix><rest>`` (rest matching ``pattern``) go to ``<into><rest>``."""
     regex = re.compile(re.escape(prefix) + f"({pattern})")
-
-    def place(name: str) -> Optional[str]:
-        found = regex.fullmatch(name)
-        return into + found.group(1) if found else None
-
-    return place
+    return lambda name: into + found.group(1) if (found := regex.fullmatch(name)) else None
 
 
 def _flat(pattern: str, into: str) -> Placement:
     """Entries whose whole name matches ``pattern`` go to ``<into><basename>`` (a flat folder)."""
     regex = re.compile(pattern)
-
-    def place(name: str) -> Optional[str]:
-        return into + PurePosixPath(name).name if regex.fullmatch(name) else None
-
-    return place
+    return lambda name: into + PurePosixPath(name).name if regex.fullmatch(name) else None
 
 
 def _any_of(*placements: Placement) -> Placement:
-    def place(name: str) -> Optional[str]:
-        for one in placements:
-            target = one(name)
-            if target is not None:
-                return target
-        return None
-
-    return place
+    """The target of the first placement that takes the entry."""
+    return lambda name: next((t for t in (one(name) for one in placements) if t is not None), None)
 
 
 HVC_RELEASE = Source("https://github.com/PGSmall/HVC/releases/download/v0.1/releases_models.zip")
@@ -197,12 +183,16 @@ class Installed:
 
 # ---- checksums -----------------------------------------------------------------------------
 
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
+def _digest(stream: BinaryIO, algorithm: str = "sha256") -> str:
     digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
+    for block in iter(lambda: stream.read(CHUNK), b""):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    with open(path, "rb") as f:
+        return _digest(f, algorithm)
 
 
 def _records(cache: Path) -> dict[str, dict]:
@@ -241,10 +231,6 @@ def _verify(source: Source, path: Path, cache: Path) -> tuple[str, bool]:
 
 # ---- transfer ------------------------------------------------------------------------------
 
-def _mirrored(source: Source, mirror: Optional[str]) -> str:
-    return source.url if not mirror else mirror.rstrip("/") + "/" + source.filename
-
-
 def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
     """(stream, total size or None, whether the stream starts at ``offset``)."""
     parsed = urllib.parse.urlparse(url)
@@ -267,7 +253,7 @@ def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:  # the range starts at the end: nothing left to read
             total = exc.headers.get("Content-Range", "").rpartition("/")[2]
-            return _Empty(), int(total) if total.isdigit() else offset, True
+            return io.BytesIO(), int(total) if total.isdigit() else offset, True
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise DownloadError(f"{url}: cannot connect ({getattr(exc, 'reason', exc)}); "
@@ -276,14 +262,6 @@ def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
     length = response.headers.get("Content-Length")
     total = (offset if resumed else 0) + int(length) if length and length.isdigit() else None
     return response, total, resumed
-
-
-class _Empty:
-    def read(self, n: int = -1) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
 
 
 def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: bool = True) -> Fetched:
@@ -303,7 +281,7 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
         return Fetched(final, sha, final.stat().st_size)
     part = final.with_name(final.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
-    url = _mirrored(source, mirror)
+    url = mirror.rstrip("/") + "/" + source.filename if mirror else source.url
     stream, total, resumed = _open(url, offset)
     if not resumed:  # the server sent the whole file: start the partial file again
         offset = 0
@@ -350,13 +328,6 @@ def safe_member_name(name: str) -> bool:
     return ".." not in re.split(r"[/\\]+", name)
 
 
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    target: str
-    open: Callable[[], BinaryIO]
-
-
 def _entries(archive: Path) -> Iterator[tuple[str, Optional[Callable[[], BinaryIO]], bool]]:
     """(name, opener or None for folders, is a link) of every archive entry."""
     if zipfile.is_zipfile(archive):
@@ -373,13 +344,6 @@ def _entries(archive: Path) -> Iterator[tuple[str, Optional[Callable[[], BinaryI
         for member in tf.getmembers():
             link = member.issym() or member.islnk() or not (member.isfile() or member.isdir())
             yield member.name, (lambda m=member: tf.extractfile(m)) if member.isfile() else None, link
-
-
-def _same_content(stream: BinaryIO, path: Path) -> bool:
-    digest = hashlib.sha256()
-    for block in iter(lambda: stream.read(CHUNK), b""):
-        digest.update(block)
-    return digest.hexdigest() == file_digest(path)
 
 
 def unpack(archive: Path, root: Path, place: Placement, result: Optional[Installed] = None,
@@ -412,7 +376,7 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
         path = wanted.get(name)
         if path is not None and path.exists():
             with opener() as stream:
-                if not path.is_file() or not _same_content(stream, path):
+                if not path.is_file() or _digest(stream) != file_digest(path):
                     raise InputError(f"{path}: exists with other content than {archive.name}:{name}; "
                                      f"refusing to overwrite it (move it away, or choose another --root)")
             result.unchanged.append(path)
@@ -433,12 +397,6 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
 
 
 # ---- items ---------------------------------------------------------------------------------
-
-def default_root(item: Item) -> Path:
-    if item.kind == "weights":
-        return REPO / "checkpoints"
-    return Path(os.environ.get("DATA_ROOT") or "data")
-
 
 def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: bool = True,
             progress: bool = True) -> Installed:
@@ -470,8 +428,7 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
                          f"is not the expected one (docs/download.md)")
     if not keep_archive:
         for got in result.fetched:
-            if got.path.exists():
-                got.path.unlink()
+            got.path.unlink(missing_ok=True)
     return result
 
 
@@ -483,12 +440,8 @@ def _derive_davis16_lists(item: Item, root: Path) -> None:
     for split in ("train", "val"):
         src, dst = root / "DAVIS/ImageSets/480p" / f"{split}.txt", root / "DAVIS/ImageSets/2016" / f"{split}.txt"
         if src.is_file() and not dst.exists():
-            names = []
-            for line in src.read_text().split("\n"):
-                parts = line.split()
-                seq = PurePosixPath(parts[0]).parent.name if parts else ""
-                if seq and seq not in names:
-                    names.append(seq)
+            lines = (line.split() for line in src.read_text().split("\n"))
+            names = [n for n in dict.fromkeys(PurePosixPath(p[0]).parent.name for p in lines if p) if n]
             dst.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(dst, "".join(f"{n}\n" for n in names))
 
@@ -526,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.name not in ITEMS:
         raise UsageError(f"command line: name {args.name!r}: choose one of {', '.join(ITEMS)} (or --list)")
     item = ITEMS[args.name]
-    root = args.root or default_root(item)
+    default = REPO / "checkpoints" if item.kind == "weights" else Path(os.environ.get("DATA_ROOT") or "data")
+    root = args.root or default
     result = install(item, root, args.mirror, keep_archive=not args.delete_archive, progress=not args.no_progress)
     print(f"{item.name}: {len(result.written)} files written, {len(result.unchanged)} already there, under {root}")
     if item.dataset:

@@ -16,6 +16,7 @@ ranges live there, one place per schema. Why this engine and not OmegaConf struc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -31,6 +32,9 @@ T = TypeVar("T")
 
 _TRUE = {"true", "yes", "on"}
 _FALSE = {"false", "no", "off"}
+# scalar field type -> (what the error says it expected, the Python types it accepts)
+_SCALARS = {bool: ("true or false", bool), int: ("an integer", int), float: ("a number", (int, float)),
+            str: ("a string", str)}
 
 
 class ConfigError(UsageError, ValueError):
@@ -106,27 +110,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
         return _from_dict(tp, value, where)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
+    if tp in _SCALARS:
+        expected, kinds = _SCALARS[tp]
+        if isinstance(value, kinds) and (tp is bool or not isinstance(value, bool)):  # True is no number
+            return float(value) if tp is float else value
+        if tp is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            with contextlib.suppress(ValueError):
                 return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        raise ConfigError(f"{where}: expected {expected}, got {value!r}")
     raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")
 
 
@@ -140,14 +131,10 @@ def _from_dict(cls: type[T], data: dict, where: str) -> T:
     unknown = sorted(set(data) - set(types_))
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown key(s) {', '.join(prefix + str(k) for k in unknown)}; "
-            f"valid keys{' of ' + where if where else ''}: {', '.join(types_)}"
-        )
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(value, types_[name], f"{where}.{name}" if where else name)
-    return cls(**kwargs)
+        raise ConfigError(f"unknown key(s) {', '.join(prefix + str(k) for k in unknown)}; "
+                          f"valid keys{' of ' + where if where else ''}: {', '.join(types_)}")
+    return cls(**{name: _coerce(value, types_[name], f"{where}.{name}" if where else name)
+                  for name, value in data.items()})
 
 
 def check_fields(cfg: Any, key: Callable[[str], str] = str, path: str = "") -> None:

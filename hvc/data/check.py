@@ -90,11 +90,6 @@ def _label_problems(path: Path, palette: bool) -> tuple[list[str], set[int]]:
     return [], ids
 
 
-def _id_gap(path: Path, ids: set[int]) -> list[str]:
-    missing = sorted(set(range(1, max(ids) + 1)) - ids) if ids else []
-    return [f"{path}: id gap: ids {sorted(ids)} without {missing}"] if missing else []
-
-
 def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, every_frame: bool) -> list[str]:
     """Problems of one DAVIS-like sequence: frames without masks (when every frame is annotated),
     masks without frames, palette problems, an id gap in the first mask."""
@@ -116,30 +111,33 @@ def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, 
     for t, mask in enumerate(masks):
         found, ids = _label_problems(mask, palette)
         problems += found
-        if t == 0 and palette and not found:
-            problems += _id_gap(mask, ids)
+        missing = sorted(set(range(1, max(ids) + 1)) - ids) if t == 0 and palette and ids else []
+        if missing:
+            problems.append(f"{mask}: id gap: ids {sorted(ids)} without {missing}")
         if found and not every_frame:
             break
     return problems
 
 
+def _scan_listed(report: DatasetReport, listing: str, frames: str, masks: str, palette: bool = True,
+                 every_frame: bool = False) -> None:
+    """The sequences of list file ``listing``, each scanned in ``frames/<seq>`` and ``masks/<seq>``."""
+    lines = (report.folder / listing).read_text().splitlines()
+    report.sequences = [s.strip() for s in lines if s.strip()]
+    for seq in report.sequences:
+        report.problems += _scan_sequence(seq, report.folder / frames / seq, report.folder / masks / seq, palette,
+                                          every_frame)
+
+
 def _davis(report: DatasetReport) -> None:
     from hvc.data.vos import DAVIS_SPLITS
     year, split, fmt = DAVIS_SPLITS[report.name]
-    listing = report.folder / "ImageSets" / year / f"{split}.txt"
-    report.sequences = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
-    for seq in report.sequences:
-        report.problems += _scan_sequence(seq, report.folder / "JPEGImages/480p" / seq,
-                                          report.folder / "Annotations/480p" / seq, palette=fmt == "palette",
-                                          every_frame=report.name != "davis17dev")
+    _scan_listed(report, f"ImageSets/{year}/{split}.txt", "JPEGImages/480p", "Annotations/480p", fmt == "palette",
+                 every_frame=report.name != "davis17dev")
 
 
 def _vost(report: DatasetReport) -> None:
-    listing = report.folder / "ImageSets" / "val.txt"
-    report.sequences = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
-    for seq in report.sequences:
-        report.problems += _scan_sequence(seq, report.folder / "JPEGImages" / seq, report.folder / "Annotations" / seq,
-                                          palette=True, every_frame=False)
+    _scan_listed(report, "ImageSets/val.txt", "JPEGImages", "Annotations")
 
 
 def _ytvos(report: DatasetReport) -> None:

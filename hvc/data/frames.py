@@ -94,13 +94,11 @@ class ImageFolder(FrameSource):
             raise VideoError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
         if len(self.files) == 1:
             raise VideoError(f"{path}: the folder holds one frame; propagation needs at least two")
-        self.size = _read_image(self.files[0]).shape[:2]
-        self.fps = fps
-        self.count = len(self.files)
+        self.size, self.fps, self.count = read_rgb(self.files[0]).shape[:2], fps, len(self.files)
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         for t, f in enumerate(self.files):
-            rgb = _read_image(f)
+            rgb = read_rgb(f)
             if rgb.shape[:2] != self.size:
                 raise VideoError(f"{f}: frame size {rgb.shape[1]}x{rgb.shape[0]} differs from the first "
                                  f"frame's {self.size[1]}x{self.size[0]}")
@@ -108,10 +106,6 @@ class ImageFolder(FrameSource):
 
     def name(self, t: int) -> str:
         return self.files[t].stem
-
-
-def _read_image(path: Path) -> np.ndarray:
-    return read_rgb(path, VideoError)
 
 
 # Modes PIL converts to RGB without losing what the picture shows (alpha is dropped).
@@ -122,10 +116,10 @@ _WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit greyscale PNGs o
 def read_rgb(path: Path, error: type[Exception] = VideoError, what: str = "image") -> np.ndarray:
     """An image file as uint8 [H, W, 3] RGB; a copy (writable).
 
-    16-bit greyscale (what a 16-bit PNG opens as) is scaled to 8 bits (``v / 257``, rounded);
-    PIL's own conversion would clip every value above 255 to white. Modes that cannot be
-    turned into RGB faithfully (32-bit floats, integers outside 0..65535) are refused with
-    ``error`` naming the file, as are unreadable files (``what``: the word for it in the message).
+    16-bit greyscale is scaled to 8 bits (``v / 257``, rounded; PIL's own conversion would clip
+    every value above 255 to white). Unreadable files and modes that cannot be turned into RGB
+    faithfully (32-bit floats, integers outside 0..65535) are refused with ``error`` naming the
+    file (``what``: the word for it in the message).
     """
     try:
         with Image.open(path) as im:
@@ -143,8 +137,8 @@ def read_rgb(path: Path, error: type[Exception] = VideoError, what: str = "image
 
 
 def open_frames(path: str | os.PathLike, fps: float = 24.0) -> FrameSource:
-    """The frames of a video file or an image folder (``fps`` for folders). Raises VideoError
-    for a missing or unreadable input, and for a video of fewer than two frames."""
+    """The frames of a video file or an image folder (``fps`` for folders); VideoError for a
+    missing or unreadable input or one of fewer than two frames."""
     path = Path(path)
     if path.is_dir():
         return ImageFolder(path, fps)

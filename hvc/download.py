@@ -1,26 +1,20 @@
 """Weights and datasets from their official sources, one command each.
 
-    python -m hvc.download NAME [--root DIR] [--mirror URL] [--keep-archive]
+    python -m hvc.download NAME [--root DIR] [--mirror URL] [--delete-archive]
     python -m hvc.download --list
 
 NAME: hvc_coco, hvc_ytb, moco_v1 (weights, default root ``checkpoints/`` of this clone),
 davis16, davis17, jhmdb, coco, bsds500 (datasets, default root ``$DATA_ROOT`` or ``data``);
 ytvos18 and vip have no direct public download: the command says where to get them by hand.
 
-What it guarantees (docs/download.md):
-
-- every file comes from the URL listed in :data:`ITEMS` (``--mirror`` swaps the folder part of
-  each URL, e.g. ``file:///archives``, for a local copy of the same files);
-- a partial download ``<root>/.downloads/<file>.part`` is resumed (HTTP Range, or a seek for
-  ``file://``), never restarted when the server honours the range;
-- its sha256 (or the md5 the source publishes) is checked; where the source publishes none,
-  the sha256 of the first download is recorded in ``<root>/.downloads/checksums.json`` with a
-  warning, and later downloads must match it;
-- an existing file with other content is never overwritten: the archive in ``.downloads/`` and
-  every unpacked file are compared first, and a difference stops the run before anything is
-  written;
-- archive entries with absolute paths, ``..`` components or links are refused;
-- the unpacked tree is checked (:mod:`hvc.data.check` for datasets, a file listing for weights).
+What it guarantees (docs/download.md): every file comes from its URL in :data:`ITEMS`
+(``--mirror`` swaps the folder part for a local copy of the same files, e.g. ``file:///archives``);
+a partial ``<root>/.downloads/<file>.part`` is resumed (HTTP Range, or a seek for ``file://``);
+the sha256 (or the md5 a source publishes) is checked, and where none is published the first
+download's sha256 is recorded in ``.downloads/checksums.json`` (with a warning) for later ones to
+match; an existing file with other content is never overwritten, a conflict stopping the run
+before any write; archive entries with absolute paths, ``..`` parts or links are refused; the
+unpacked tree is checked (:mod:`hvc.data.check` for datasets, the expected paths for weights).
 
 Only the standard library's urllib is used. Exit codes: hvc/errors.py (docs/failure.md);
 a failed or interrupted transfer is an input error (3) and keeps the partial file for a rerun.
@@ -67,8 +61,7 @@ class DownloadError(InputError):
 class Source:
     """One file of an item: its official URL and what is known of its content."""
 
-    url: str
-    size: Optional[int] = None  # bytes, where known in advance (otherwise the server's Content-Length)
+    url: str  # sizes are not known in advance: a transfer must deliver the server's Content-Length
     sha256: Optional[str] = None
     md5: Optional[str] = None  # for sources that publish only an md5
 
@@ -167,7 +160,6 @@ class Fetched:
     size: int
     resumed_from: int = 0  # bytes already present in the .part file when this run started
     transferred: int = 0  # bytes this run read from the source
-    recorded: bool = False  # no published checksum: this download's sha256 was recorded
 
 
 @dataclass
@@ -209,9 +201,9 @@ def _expected_sha256(source: Source, cache: Path) -> Optional[str]:
     return source.sha256 or _records(cache).get(source.filename, {}).get("sha256")
 
 
-def _verify(source: Source, path: Path, cache: Path) -> tuple[str, bool]:
-    """(sha256 of ``path``, whether it was recorded now); DownloadError if it differs from the
-    published or recorded checksum."""
+def _verify(source: Source, path: Path, cache: Path) -> str:
+    """The sha256 of ``path``, recorded if the source publishes no checksum; DownloadError if it
+    differs from the published or recorded checksum."""
     sha = file_digest(path)
     if source.md5 and file_digest(path, "md5") != source.md5:
         raise DownloadError(f"{source.url}: checksum mismatch: md5 is not the published {source.md5}")
@@ -220,13 +212,13 @@ def _verify(source: Source, path: Path, cache: Path) -> tuple[str, bool]:
         where = "published" if source.sha256 else f"recorded in {cache / RECORD}"
         raise DownloadError(f"{source.url}: checksum mismatch: sha256 {sha} is not the {where} {expected}")
     if expected or source.md5:
-        return sha, False
+        return sha
     records = _records(cache)
     records[source.filename] = {"sha256": sha, "size": path.stat().st_size, "url": source.url}
     atomic_write_text(cache / RECORD, json.dumps(records, indent=1, sort_keys=True) + "\n")
     warnings.warn(f"{source.filename}: the source publishes no checksum; recorded sha256 {sha} in "
                   f"{cache / RECORD}; later downloads must match it", stacklevel=2)
-    return sha, True
+    return sha
 
 
 # ---- transfer ------------------------------------------------------------------------------
@@ -285,9 +277,6 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
     stream, total, resumed = _open(url, offset)
     if not resumed:  # the server sent the whole file: start the partial file again
         offset = 0
-    if source.size is not None and total is not None and total != source.size:
-        stream.close()
-        raise DownloadError(f"{url}: the source offers {total} bytes, expected {source.size}")
     done = offset
     try:
         with open(part, "ab" if offset else "wb") as out, \
@@ -311,12 +300,12 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
         raise DownloadError(f"{url}: download interrupted at {done} of {total} bytes; "
                             f"run the same command again to resume from {part}")
     try:
-        sha, recorded = _verify(source, part, cache)
+        sha = _verify(source, part, cache)
     except DownloadError:
         part.unlink()  # wrong bytes: a rerun must start from scratch, not resume them
         raise
     os.replace(part, final)
-    return Fetched(final, sha, done, resumed_from=offset, transferred=done - offset, recorded=recorded)
+    return Fetched(final, sha, done, resumed_from=offset, transferred=done - offset)
 
 
 # ---- unpacking -----------------------------------------------------------------------------
@@ -453,10 +442,9 @@ def listing() -> str:
         if item.by_hand:
             lines.append(f"    by hand: {item.by_hand}")
         for s in item.sources:
-            size = f"{s.size} bytes" if s.size else "size: the server's"
             check = (f"sha256 {s.sha256}" if s.sha256 else f"md5 {s.md5} (published)" if s.md5
                      else "sha256 recorded on first download")
-            lines.append(f"    {s.url}  [{size}; {check}]")
+            lines.append(f"    {s.url}  [size: the server's; {check}]")
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ ranges live there, one place per schema. Why this engine and not OmegaConf struc
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import sys
@@ -173,10 +174,8 @@ def _parse_override_value(text: str, tp: Any, key: str) -> Any:
         bare = args[0] if len(args) == 1 else tp
     if bare is bool:
         low = text.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
+        if low in _TRUE | _FALSE:
+            return low in _TRUE
         raise ConfigError(f"override {key}={text}: expected true or false")
     if bare is str:
         return text
@@ -199,25 +198,20 @@ def _lookup_type(cls: type, dotted: str) -> Any:
 
 def apply_overrides(data: dict, cls: type, overrides: Iterable[str]) -> dict:
     """Merge ``a.b=value`` strings into the raw dict ``data`` (returns a new dict)."""
-    import copy
-
     data = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, text = item.split("=", 1)
         key = key.strip()
-        tp = _lookup_type(cls, key)
-        value = _parse_override_value(text, tp, key)
+        value = _parse_override_value(text, _lookup_type(cls, key), key)
+        *sections, last = key.split(".")
         node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = value
+        for part in sections:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[last] = value
     return data
 
 
@@ -232,11 +226,9 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
                               f"(at most {MAX_CONFIG_BYTES})")
         with open(path) as f:
             loaded = parse_yaml(f.read(), str(path))
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
+        data = {} if loaded is None else loaded
+        if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys")
-        data = loaded
     data = apply_overrides(data, cls, overrides)
     try:
         cfg = _from_dict(cls, data, "")

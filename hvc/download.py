@@ -282,10 +282,7 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
         with open(part, "ab" if offset else "wb") as out, \
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=source.filename,
                      disable=not progress, leave=False) as bar:
-            while True:
-                block = stream.read(CHUNK)
-                if not block:
-                    break
+            for block in iter(lambda: stream.read(CHUNK), b""):
                 out.write(block)
                 done += len(block)
                 bar.update(len(block))
@@ -343,7 +340,7 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
     component or a link; an existing file whose content differs from its entry.
     """
     result = result or Installed(archive.name, root)
-    planned: list[tuple[str, Path]] = []
+    wanted: dict[str, Path] = {}  # entry name -> its file under the root
     for name, opener, link in _entries(archive):
         if not safe_member_name(name):
             raise InputError(f"{archive}: entry {name!r} would be written outside {root}; refusing this archive")
@@ -356,10 +353,9 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
             continue
         if not safe_member_name(target):
             raise InputError(f"{archive}: entry {name!r} maps outside {root}; refusing this archive")
-        planned.append((name, root / target))
-    if not planned:
+        wanted[name] = root / target
+    if not wanted:
         raise InputError(f"{archive}: none of its entries belongs to the expected layout; is it the right file?")
-    wanted = {name: path for name, path in planned}
     # First pass: compare the files already there, so that a conflict stops before any write.
     for name, opener, _ in _entries(archive):
         path = wanted.get(name)
@@ -369,7 +365,7 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
                     raise InputError(f"{path}: exists with other content than {archive.name}:{name}; "
                                      f"refusing to overwrite it (move it away, or choose another --root)")
             result.unchanged.append(path)
-    bar = tqdm(total=len(planned), unit="file", desc=f"unpack {archive.name}", disable=not progress, leave=False)
+    bar = tqdm(total=len(wanted), unit="file", desc=f"unpack {archive.name}", disable=not progress, leave=False)
     with bar:
         for name, opener, _ in _entries(archive):
             path = wanted.get(name)

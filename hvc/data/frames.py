@@ -147,10 +147,10 @@ def open_frames(path: str | os.PathLike, fps: float = 24.0) -> FrameSource:
     return VideoFile(path)
 
 
-def to_input(rgb: np.ndarray, size: tuple[int, int], mean: Tensor, std: Tensor) -> Tensor:
-    """uint8 [H, W, 3] RGB -> the encoder's input [3, h, w]: [0, 1], resized to ``size`` (bilinear,
-    align_corners=True, the test protocol's resize), normalised by ``mean``/``std`` ([3, 1, 1])."""
+def to_input(rgb: np.ndarray, size: tuple[int, int], mean: Tensor, std: Tensor, align_corners: bool = True) -> Tensor:
+    """uint8 [H, W, 3] RGB -> the encoder's input [3, h, w]: [0, 1], resized to ``size`` (bilinear;
+    align_corners=True is the test protocol's resize), normalised by ``mean``/``std`` ([3, 1, 1])."""
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
     if tuple(size) != tuple(rgb.shape[:2]):
-        x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=True)[0]
+        x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=align_corners)[0]
     return (x - mean) / std

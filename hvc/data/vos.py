@@ -14,13 +14,12 @@ from typing import Literal, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from hvc.data import davis_layout
-from hvc.data.frames import read_rgb
+from hvc.data.frames import read_rgb, to_input
 from hvc.data.roots import missing_dataset_hint
 from hvc.data.sequence import DatasetError, MaskFormat, VideoSequence, check_no_gaps
 from hvc.data.vost import vost_sequences
@@ -236,7 +235,4 @@ class FrameDataset(Dataset):
         if rgb.shape[:2] != self.size:
             raise DatasetError(f"{path}: frame size {rgb.shape[0]}x{rgb.shape[1]} differs from the "
                                f"sequence's {self.size[0]}x{self.size[1]}")
-        x = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
-        if self.out_size != self.size:
-            x = F.interpolate(x[None], size=self.out_size, mode="bilinear", align_corners=self.align_corners)[0]
-        return (x - self.mean) / self.std
+        return to_input(rgb, self.out_size, self.mean, self.std, self.align_corners)

@@ -94,8 +94,7 @@ def unwrap_worker_message(message: str) -> str:
 def classify(exc: BaseException) -> Optional[tuple[int, str]]:
     """(exit code, one-line message) of an expected failure; None for anything else (a bug)."""
     if isinstance(exc, HvcError):
-        message = unwrap_worker_message(str(exc))
-        code = exc.exit_code
+        message, code = unwrap_worker_message(str(exc)), exc.exit_code
     elif isinstance(exc, OSError) and exc.errno in _IO_ERRNOS:
         where = exc.filename if exc.filename is not None else "output"
         message, code = f"{where}: {exc.strerror}", EXIT_IO

@@ -9,6 +9,7 @@ a folder of images, one frame in memory at a time.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Iterator
@@ -65,8 +66,7 @@ class VideoFile(FrameSource):
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         capture = cv2.VideoCapture(str(self.path))
         try:
-            t = 0
-            while True:
+            for t in itertools.count():
                 ok, bgr = capture.read()
                 if not ok:
                     return
@@ -74,7 +74,6 @@ class VideoFile(FrameSource):
                     raise VideoError(f"{self.path}: frame {t} is {bgr.shape[1]}x{bgr.shape[0]}, the first "
                                      f"{self.size[1]}x{self.size[0]}")
                 yield t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                t += 1
         finally:
             capture.release()
 

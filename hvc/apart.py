@@ -1,10 +1,9 @@
 """Inputs are read-only to us: an output folder never overlaps an input.
 
-An output folder that equals, contains or lies inside an input (a data root or any of its
-sub-folders, a checkpoint file, a frame folder, a prompt file) would let a run overwrite or
-remove what it reads: ``--output <DAVIS>/Annotations/480p`` replaced the ground truth by
-predictions. :func:`refuse_overlap` checks this before anything is created or written, with
-paths resolved (symlinks followed, ``..`` removed), and raises a
+An output folder that is, contains or lies inside an input (a data root or a sub-folder, a
+checkpoint, a frame folder, a prompt file) would let a run overwrite what it reads
+(``--output <DAVIS>/Annotations/480p`` replaced the ground truth by predictions).
+:func:`refuse_overlap` checks resolved paths before anything is written: a
 :class:`~hvc.errors.UsageError` (exit code 2) naming the output and the input.
 """
 
@@ -34,7 +33,8 @@ def overlap(output: PathLike, given: PathLike) -> Optional[str]:
     return None
 
 
-def refuse_overlap(output: PathLike, what: str, inputs: Mapping[str, Union[None, PathLike, Iterable[PathLike]]]) -> None:
+def refuse_overlap(output: PathLike, what: str,
+                   inputs: Mapping[str, Union[None, PathLike, Iterable[PathLike]]]) -> None:
     """Raise UsageError if output folder ``output`` (the setting ``what``) overlaps any of ``inputs``
     (``{setting: path, list of paths or None}``)."""
     for key, value in inputs.items():

@@ -49,12 +49,10 @@ class CheckpointError(InputError, ValueError):
 
 
 def read_checkpoint_file(path: str | os.PathLike) -> Any:
-    """Unpickle a checkpoint file onto the CPU: the one trusted ``torch.load`` of the package.
+    """Unpickle a checkpoint file onto the CPU: the one ``torch.load`` of the package.
 
-    Only plain data is unpickled (``weights_only``: tensors, containers, numbers, strings),
-    plus ``argparse.Namespace``, the ``args`` of the paper's training checkpoints; a file that
-    would run code is refused. Raises CheckpointError naming the file if it is missing or
-    unreadable.
+    Only plain data (``weights_only``) plus ``argparse.Namespace`` (the ``args`` of the paper's
+    training checkpoints); a file that would run code, is missing or unreadable: CheckpointError.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -78,12 +76,9 @@ def load_problem(exc: Exception) -> str:
 def rng_state() -> dict[str, Any]:
     """RNG states of torch (CPU and CUDA), numpy and python, storable with weights_only."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "python": random.getstate(),
-    }
+    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -106,17 +101,9 @@ def _as_tuples(value: Any) -> Any:
 def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, epoch: int, global_step: int, config: dict) -> None:
     """Write the checkpoint atomically (a crash mid-write keeps the previous file)."""
-    payload = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "epoch": epoch,
-        "args": config,
-        "global_step": global_step,
-        "scaler": scaler.state_dict(),
-        "rng": rng_state(),
-        "format_version": FORMAT_VERSION,
-    }
-    atomic_torch_save(payload, path)
+    atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                       "args": config, "global_step": global_step, "scaler": scaler.state_dict(),
+                       "rng": rng_state(), "format_version": FORMAT_VERSION}, path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -194,11 +181,10 @@ class Checkpointer:
     def __init__(self, folder: Path, *, every: int, steps_per_epoch: int, last_step: int, write: bool,
                  model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, config: dict,
                  resumed: bool):
-        """resumed: the run continues from a checkpoint (then one already in ``folder`` is the last good one)."""
         self.path = folder / CHECKPOINT_NAME
         self.every, self.steps_per_epoch, self.last_step, self.write = every, steps_per_epoch, last_step, write
         self.model, self.optimizer, self.scaler, self.config = model, optimizer, scaler, config
-        # the last checkpoint written, or the one in the folder of a resumed run
+        # the last checkpoint written, or (``resumed``: the run continues) the one already in the folder
         self.last: Optional[Path] = self.path if resumed and self.path.is_file() else None
 
     def due(self, step: int) -> bool:

@@ -32,11 +32,8 @@ def stdout_closed() -> bool:
 
 
 def run_main(main: Callable[..., Optional[int]], *args) -> int:
-    """``main(*args)``, flushing stdout inside; a closed stdout pipe gives PIPE_CLOSED_EXIT quietly.
-
-    A BrokenPipeError from anything other than stdout (a socket, another pipe) is re-raised.
-    Before ``main`` runs, freed memory is set to stay in the process (:mod:`hvc.allocator`).
-    """
+    """``main(*args)`` after :func:`hvc.allocator.keep_freed_memory`, flushing stdout inside; a
+    closed stdout pipe gives PIPE_CLOSED_EXIT quietly (other BrokenPipeErrors are re-raised)."""
     keep_freed_memory()
     try:
         code = main(*args)

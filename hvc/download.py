@@ -1,26 +1,20 @@
 """Weights and datasets from their official sources, one command each.
 
-    python -m hvc.download NAME [--root DIR] [--mirror URL] [--keep-archive]
+    python -m hvc.download NAME [--root DIR] [--mirror URL] [--delete-archive]
     python -m hvc.download --list
 
 NAME: hvc_coco, hvc_ytb, moco_v1 (weights, default root ``checkpoints/`` of this clone),
 davis16, davis17, jhmdb, coco, bsds500 (datasets, default root ``$DATA_ROOT`` or ``data``);
 ytvos18 and vip have no direct public download: the command says where to get them by hand.
 
-What it guarantees (docs/download.md):
-
-- every file comes from the URL listed in :data:`ITEMS` (``--mirror`` swaps the folder part of
-  each URL, e.g. ``file:///archives``, for a local copy of the same files);
-- a partial download ``<root>/.downloads/<file>.part`` is resumed (HTTP Range, or a seek for
-  ``file://``), never restarted when the server honours the range;
-- its sha256 (or the md5 the source publishes) is checked; where the source publishes none,
-  the sha256 of the first download is recorded in ``<root>/.downloads/checksums.json`` with a
-  warning, and later downloads must match it;
-- an existing file with other content is never overwritten: the archive in ``.downloads/`` and
-  every unpacked file are compared first, and a difference stops the run before anything is
-  written;
-- archive entries with absolute paths, ``..`` components or links are refused;
-- the unpacked tree is checked (:mod:`hvc.data.check` for datasets, a file listing for weights).
+What it guarantees (docs/download.md): every file comes from its URL in :data:`ITEMS`
+(``--mirror`` swaps the folder part for a local copy of the same files, e.g. ``file:///archives``);
+a partial ``<root>/.downloads/<file>.part`` is resumed (HTTP Range, or a seek for ``file://``);
+the sha256 (or the md5 a source publishes) is checked, and where none is published the first
+download's sha256 is recorded in ``.downloads/checksums.json`` (with a warning) for later ones to
+match; an existing file with other content is never overwritten, a conflict stopping the run
+before any write; archive entries with absolute paths, ``..`` parts or links are refused; the
+unpacked tree is checked (:mod:`hvc.data.check` for datasets, the expected paths for weights).
 
 Only the standard library's urllib is used. Exit codes: hvc/errors.py (docs/failure.md);
 a failed or interrupted transfer is an input error (3) and keeps the partial file for a rerun.
@@ -30,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import re
@@ -66,8 +61,7 @@ class DownloadError(InputError):
 class Source:
     """One file of an item: its official URL and what is known of its content."""
 
-    url: str
-    size: Optional[int] = None  # bytes, where known in advance (otherwise the server's Content-Length)
+    url: str  # sizes are not known in advance: a transfer must deliver the server's Content-Length
     sha256: Optional[str] = None
     md5: Optional[str] = None  # for sources that publish only an md5
 
@@ -96,33 +90,18 @@ class Item:
 def _under(prefix: str, into: str, pattern: str = r".+") -> Placement:
     """Entries ``<prefix><rest>`` (rest matching ``pattern``) go to ``<into><rest>``."""
     regex = re.compile(re.escape(prefix) + f"({pattern})")
-
-    def place(name: str) -> Optional[str]:
-        found = regex.fullmatch(name)
-        return into + found.group(1) if found else None
-
-    return place
+    return lambda name: into + found.group(1) if (found := regex.fullmatch(name)) else None
 
 
 def _flat(pattern: str, into: str) -> Placement:
     """Entries whose whole name matches ``pattern`` go to ``<into><basename>`` (a flat folder)."""
     regex = re.compile(pattern)
-
-    def place(name: str) -> Optional[str]:
-        return into + PurePosixPath(name).name if regex.fullmatch(name) else None
-
-    return place
+    return lambda name: into + PurePosixPath(name).name if regex.fullmatch(name) else None
 
 
 def _any_of(*placements: Placement) -> Placement:
-    def place(name: str) -> Optional[str]:
-        for one in placements:
-            target = one(name)
-            if target is not None:
-                return target
-        return None
-
-    return place
+    """The target of the first placement that takes the entry."""
+    return lambda name: next((t for t in (one(name) for one in placements) if t is not None), None)
 
 
 HVC_RELEASE = Source("https://github.com/PGSmall/HVC/releases/download/v0.1/releases_models.zip")
@@ -181,7 +160,6 @@ class Fetched:
     size: int
     resumed_from: int = 0  # bytes already present in the .part file when this run started
     transferred: int = 0  # bytes this run read from the source
-    recorded: bool = False  # no published checksum: this download's sha256 was recorded
 
 
 @dataclass
@@ -197,12 +175,16 @@ class Installed:
 
 # ---- checksums -----------------------------------------------------------------------------
 
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
+def _digest(stream: BinaryIO, algorithm: str = "sha256") -> str:
     digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
+    for block in iter(lambda: stream.read(CHUNK), b""):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    with open(path, "rb") as f:
+        return _digest(f, algorithm)
 
 
 def _records(cache: Path) -> dict[str, dict]:
@@ -219,9 +201,9 @@ def _expected_sha256(source: Source, cache: Path) -> Optional[str]:
     return source.sha256 or _records(cache).get(source.filename, {}).get("sha256")
 
 
-def _verify(source: Source, path: Path, cache: Path) -> tuple[str, bool]:
-    """(sha256 of ``path``, whether it was recorded now); DownloadError if it differs from the
-    published or recorded checksum."""
+def _verify(source: Source, path: Path, cache: Path) -> str:
+    """The sha256 of ``path``, recorded if the source publishes no checksum; DownloadError if it
+    differs from the published or recorded checksum."""
     sha = file_digest(path)
     if source.md5 and file_digest(path, "md5") != source.md5:
         raise DownloadError(f"{source.url}: checksum mismatch: md5 is not the published {source.md5}")
@@ -230,20 +212,16 @@ def _verify(source: Source, path: Path, cache: Path) -> tuple[str, bool]:
         where = "published" if source.sha256 else f"recorded in {cache / RECORD}"
         raise DownloadError(f"{source.url}: checksum mismatch: sha256 {sha} is not the {where} {expected}")
     if expected or source.md5:
-        return sha, False
+        return sha
     records = _records(cache)
     records[source.filename] = {"sha256": sha, "size": path.stat().st_size, "url": source.url}
     atomic_write_text(cache / RECORD, json.dumps(records, indent=1, sort_keys=True) + "\n")
     warnings.warn(f"{source.filename}: the source publishes no checksum; recorded sha256 {sha} in "
                   f"{cache / RECORD}; later downloads must match it", stacklevel=2)
-    return sha, True
+    return sha
 
 
 # ---- transfer ------------------------------------------------------------------------------
-
-def _mirrored(source: Source, mirror: Optional[str]) -> str:
-    return source.url if not mirror else mirror.rstrip("/") + "/" + source.filename
-
 
 def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
     """(stream, total size or None, whether the stream starts at ``offset``)."""
@@ -267,7 +245,7 @@ def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:  # the range starts at the end: nothing left to read
             total = exc.headers.get("Content-Range", "").rpartition("/")[2]
-            return _Empty(), int(total) if total.isdigit() else offset, True
+            return io.BytesIO(), int(total) if total.isdigit() else offset, True
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise DownloadError(f"{url}: cannot connect ({getattr(exc, 'reason', exc)}); "
@@ -276,14 +254,6 @@ def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
     length = response.headers.get("Content-Length")
     total = (offset if resumed else 0) + int(length) if length and length.isdigit() else None
     return response, total, resumed
-
-
-class _Empty:
-    def read(self, n: int = -1) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
 
 
 def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: bool = True) -> Fetched:
@@ -303,22 +273,16 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
         return Fetched(final, sha, final.stat().st_size)
     part = final.with_name(final.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
-    url = _mirrored(source, mirror)
+    url = mirror.rstrip("/") + "/" + source.filename if mirror else source.url
     stream, total, resumed = _open(url, offset)
     if not resumed:  # the server sent the whole file: start the partial file again
         offset = 0
-    if source.size is not None and total is not None and total != source.size:
-        stream.close()
-        raise DownloadError(f"{url}: the source offers {total} bytes, expected {source.size}")
     done = offset
     try:
         with open(part, "ab" if offset else "wb") as out, \
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=source.filename,
                      disable=not progress, leave=False) as bar:
-            while True:
-                block = stream.read(CHUNK)
-                if not block:
-                    break
+            for block in iter(lambda: stream.read(CHUNK), b""):
                 out.write(block)
                 done += len(block)
                 bar.update(len(block))
@@ -333,12 +297,12 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
         raise DownloadError(f"{url}: download interrupted at {done} of {total} bytes; "
                             f"run the same command again to resume from {part}")
     try:
-        sha, recorded = _verify(source, part, cache)
+        sha = _verify(source, part, cache)
     except DownloadError:
         part.unlink()  # wrong bytes: a rerun must start from scratch, not resume them
         raise
     os.replace(part, final)
-    return Fetched(final, sha, done, resumed_from=offset, transferred=done - offset, recorded=recorded)
+    return Fetched(final, sha, done, resumed_from=offset, transferred=done - offset)
 
 
 # ---- unpacking -----------------------------------------------------------------------------
@@ -348,13 +312,6 @@ def safe_member_name(name: str) -> bool:
     if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
         return False
     return ".." not in re.split(r"[/\\]+", name)
-
-
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    target: str
-    open: Callable[[], BinaryIO]
 
 
 def _entries(archive: Path) -> Iterator[tuple[str, Optional[Callable[[], BinaryIO]], bool]]:
@@ -375,13 +332,6 @@ def _entries(archive: Path) -> Iterator[tuple[str, Optional[Callable[[], BinaryI
             yield member.name, (lambda m=member: tf.extractfile(m)) if member.isfile() else None, link
 
 
-def _same_content(stream: BinaryIO, path: Path) -> bool:
-    digest = hashlib.sha256()
-    for block in iter(lambda: stream.read(CHUNK), b""):
-        digest.update(block)
-    return digest.hexdigest() == file_digest(path)
-
-
 def unpack(archive: Path, root: Path, place: Placement, result: Optional[Installed] = None,
            progress: bool = True) -> Installed:
     """Unpack the entries ``place`` maps into ``root``; existing identical files are kept.
@@ -390,7 +340,7 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
     component or a link; an existing file whose content differs from its entry.
     """
     result = result or Installed(archive.name, root)
-    planned: list[tuple[str, Path]] = []
+    wanted: dict[str, Path] = {}  # entry name -> its file under the root
     for name, opener, link in _entries(archive):
         if not safe_member_name(name):
             raise InputError(f"{archive}: entry {name!r} would be written outside {root}; refusing this archive")
@@ -403,20 +353,19 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
             continue
         if not safe_member_name(target):
             raise InputError(f"{archive}: entry {name!r} maps outside {root}; refusing this archive")
-        planned.append((name, root / target))
-    if not planned:
+        wanted[name] = root / target
+    if not wanted:
         raise InputError(f"{archive}: none of its entries belongs to the expected layout; is it the right file?")
-    wanted = {name: path for name, path in planned}
     # First pass: compare the files already there, so that a conflict stops before any write.
     for name, opener, _ in _entries(archive):
         path = wanted.get(name)
         if path is not None and path.exists():
             with opener() as stream:
-                if not path.is_file() or not _same_content(stream, path):
+                if not path.is_file() or _digest(stream) != file_digest(path):
                     raise InputError(f"{path}: exists with other content than {archive.name}:{name}; "
                                      f"refusing to overwrite it (move it away, or choose another --root)")
             result.unchanged.append(path)
-    bar = tqdm(total=len(planned), unit="file", desc=f"unpack {archive.name}", disable=not progress, leave=False)
+    bar = tqdm(total=len(wanted), unit="file", desc=f"unpack {archive.name}", disable=not progress, leave=False)
     with bar:
         for name, opener, _ in _entries(archive):
             path = wanted.get(name)
@@ -433,12 +382,6 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
 
 
 # ---- items ---------------------------------------------------------------------------------
-
-def default_root(item: Item) -> Path:
-    if item.kind == "weights":
-        return REPO / "checkpoints"
-    return Path(os.environ.get("DATA_ROOT") or "data")
-
 
 def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: bool = True,
             progress: bool = True) -> Installed:
@@ -470,8 +413,7 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
                          f"is not the expected one (docs/download.md)")
     if not keep_archive:
         for got in result.fetched:
-            if got.path.exists():
-                got.path.unlink()
+            got.path.unlink(missing_ok=True)
     return result
 
 
@@ -483,12 +425,8 @@ def _derive_davis16_lists(item: Item, root: Path) -> None:
     for split in ("train", "val"):
         src, dst = root / "DAVIS/ImageSets/480p" / f"{split}.txt", root / "DAVIS/ImageSets/2016" / f"{split}.txt"
         if src.is_file() and not dst.exists():
-            names = []
-            for line in src.read_text().split("\n"):
-                parts = line.split()
-                seq = PurePosixPath(parts[0]).parent.name if parts else ""
-                if seq and seq not in names:
-                    names.append(seq)
+            lines = (line.split() for line in src.read_text().split("\n"))
+            names = [n for n in dict.fromkeys(PurePosixPath(p[0]).parent.name for p in lines if p) if n]
             dst.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(dst, "".join(f"{n}\n" for n in names))
 
@@ -500,10 +438,9 @@ def listing() -> str:
         if item.by_hand:
             lines.append(f"    by hand: {item.by_hand}")
         for s in item.sources:
-            size = f"{s.size} bytes" if s.size else "size: the server's"
             check = (f"sha256 {s.sha256}" if s.sha256 else f"md5 {s.md5} (published)" if s.md5
                      else "sha256 recorded on first download")
-            lines.append(f"    {s.url}  [{size}; {check}]")
+            lines.append(f"    {s.url}  [size: the server's; {check}]")
     return "\n".join(lines)
 
 
@@ -526,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.name not in ITEMS:
         raise UsageError(f"command line: name {args.name!r}: choose one of {', '.join(ITEMS)} (or --list)")
     item = ITEMS[args.name]
-    root = args.root or default_root(item)
+    default = REPO / "checkpoints" if item.kind == "weights" else Path(os.environ.get("DATA_ROOT") or "data")
+    root = args.root or default
     result = install(item, root, args.mirror, keep_archive=not args.delete_archive, progress=not args.no_progress)
     print(f"{item.name}: {len(result.written)} files written, {len(result.unchanged)} already there, under {root}")
     if item.dataset:

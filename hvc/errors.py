@@ -1,29 +1,11 @@
 """Expected failures of the entry points: their kinds, exit codes and one-line report.
 
-Every entry point (``test.py``, ``train.py``, ``eval_metrics.py``, ``python -m hvc.export``,
-``scripts/figure_strip.py``, ``python -m hvc.demo.run``) wraps its ``main`` in
-:func:`entry_point`. An expected failure prints exactly one line to stderr::
-
-    error: <file or key>: <problem>
-
-and the process exits with the code of its kind (docs/failure.md, the home of this table):
-
-    ====  ==========  ===========================================================
-    code  kind        examples
-    ====  ==========  ===========================================================
-    2     usage       bad command line, unknown config key, out-of-range value,
-                      results of other settings in the output folder (no --overwrite)
-    3     input       missing or corrupt frame / mask / meta.json / checkpoint,
-                      label id >= num_classes, frames too small, nothing to process
-    4     I/O         output path is a file or not writable, disk full, permission
-    5     device      unknown device string, CUDA asked for but not available
-    6     non-finite  NaN or inf in weights, features, soft masks or the loss
-    7     busy        another run writes into the same output folder (its lock is held)
-    130   interrupt   Ctrl-C (SIGINT)
-    ====  ==========  ===========================================================
-
-Anything else is a bug and keeps its traceback (Python's exit code 1). The error types of
-the packages (``ConfigError``, ``DatasetError``, ``CheckpointError``, ``MetricsError``, ...)
+Every entry point (``test.py``, ``train.py``, ``eval_metrics.py``, ``python -m hvc.export``, ...)
+wraps its ``main`` in :func:`entry_point`. An expected failure prints exactly one line to stderr,
+``error: <file or key>: <problem>``, and the process exits with the code of its kind: 2 usage,
+3 input, 4 I/O, 5 device, 6 non-finite, 7 busy, 130 interrupt (docs/failure.md, the home of
+the table with examples). Anything else is a bug and keeps its traceback (exit code 1). The
+error types of the packages (``ConfigError``, ``DatasetError``, ``CheckpointError``, ...)
 derive from one of the kinds below, so callers may also catch them by kind.
 """
 
@@ -36,8 +18,7 @@ import re
 import sys
 from typing import Callable, Optional, Sequence
 
-EXIT_USAGE, EXIT_INPUT, EXIT_IO, EXIT_DEVICE, EXIT_NON_FINITE, EXIT_INTERRUPT = 2, 3, 4, 5, 6, 130
-EXIT_BUSY = 7
+EXIT_USAGE, EXIT_INPUT, EXIT_IO, EXIT_DEVICE, EXIT_NON_FINITE, EXIT_BUSY, EXIT_INTERRUPT = 2, 3, 4, 5, 6, 7, 130
 
 
 class HvcError(Exception):
@@ -98,8 +79,6 @@ _IO_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM
 # line and the worker's traceback (torch/utils/data/_utils/__init__.py, ExceptionWrapper).
 _WORKER_MESSAGE = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
 _LAST_LINE = re.compile(r"^[\w.]+: (.*)$")
-
-
 MAX_MESSAGE = 400  # characters of an error line; longer ones are cut
 
 
@@ -115,8 +94,7 @@ def unwrap_worker_message(message: str) -> str:
 def classify(exc: BaseException) -> Optional[tuple[int, str]]:
     """(exit code, one-line message) of an expected failure; None for anything else (a bug)."""
     if isinstance(exc, HvcError):
-        message = unwrap_worker_message(str(exc))
-        code = exc.exit_code
+        message, code = unwrap_worker_message(str(exc)), exc.exit_code
     elif isinstance(exc, OSError) and exc.errno in _IO_ERRNOS:
         where = exc.filename if exc.filename is not None else "output"
         message, code = f"{where}: {exc.strerror}", EXIT_IO

@@ -30,14 +30,10 @@ PREFIX = "online_encoder."
 def encoder_from_checkpoint(ckpt: dict, *, drop_layer4: bool = False, half: bool = False,
                             source: str = "checkpoint") -> "OrderedDict[str, Tensor]":
     """The ``online_encoder.*`` entries of ``ckpt['model']`` without the prefix."""
-    out = OrderedDict()
-    for key, value in ckpt["model"].items():
-        if not key.startswith(PREFIX):
-            continue
-        name = key[len(PREFIX):]
-        if drop_layer4 and name.startswith("layer4."):
-            continue
-        out[name] = value.half() if half and value.is_floating_point() else value
+    skip = PREFIX + "layer4." if drop_layer4 else None  # layer4 is unused at test time
+    out = OrderedDict((key[len(PREFIX):], value.half() if half and value.is_floating_point() else value)
+                      for key, value in ckpt["model"].items()
+                      if key.startswith(PREFIX) and not (skip and key.startswith(skip)))
     if not out:
         raise CheckpointError(f"{source}: no '{PREFIX}*' weights in its model")
     return out

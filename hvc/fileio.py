@@ -1,12 +1,11 @@
-"""Atomic file writes: a reader never sees a half-written file, and a crash
-mid-write leaves the previous version in place; a failed write (disk full, not writable)
-is an :class:`~hvc.errors.OutputError` naming the target file.
+"""Atomic file writes: a reader never sees a half-written file, a crash mid-write leaves the
+previous version, and a failed write (disk full, not writable) is an
+:class:`~hvc.errors.OutputError` naming the file.
 
-``durable=True`` (records, state, checkpoints) also survives a power loss: the file's bytes
-are flushed to the disk (fsync) before the rename, and the folder after it, so the name never
-points at a file whose bytes were not yet written (a 0-byte record after a crash). Plain
-outputs skip the two fsyncs (test.py's PNGs: a rerun checks the sizes of the files a record
-lists)."""
+``durable=True`` (records, state, checkpoints) also survives a power loss: the file is fsync'ed
+before the rename and the folder after it, so the name never points at bytes not yet written.
+Plain outputs skip both (test.py's PNGs: a rerun checks the sizes of the files a record lists).
+"""
 
 from __future__ import annotations
 
@@ -37,11 +36,8 @@ def fsync_path(path: str | os.PathLike, folder: bool = False) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[str]:
-    """Yield a temporary path in the target's folder; rename it onto ``path`` on success
-    (``durable``: the file fsync'ed before, the folder after).
-
-    On an exception the temporary file is removed and ``path`` is untouched.
-    """
+    """Yield a temporary path in the target's folder, renamed onto ``path`` on success; on an
+    exception the temporary is removed and ``path`` untouched."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     suffix = os.path.splitext(path)[1]  # keep the extension: some writers infer the format from it
@@ -69,9 +65,8 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[str]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = False) -> None:
-    with atomic_path(path, durable) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
+    with atomic_path(path, durable) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = False) -> None:
@@ -85,18 +80,14 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    with atomic_path(path, durable=True) as tmp:  # a checkpoint is state: it must survive a power loss
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
+    with atomic_path(path, durable=True) as tmp, open(tmp, "wb") as f:  # a checkpoint must survive a power loss
+        f.write(buffer.getbuffer())
 
 
 def writable_dir(path: str | os.PathLike, what: str) -> str:
-    """Create folder ``path`` (and its parents) and check that files can be created in it.
-
-    Called before any work, so a run does not compute for hours and then fail to save.
-    ``what`` names the setting the folder came from (e.g. ``run.output_dir``).
-    Raises OutputError naming the path: it is a file, cannot be created, or is not writable.
-    """
+    """Create folder ``path`` (and parents) and check that files can be created in it, before any
+    work, so a run does not compute for hours and then fail to save. OutputError naming the path
+    and ``what`` (the setting it came from, e.g. ``run.output_dir``) if it is not usable."""
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputError(f"{path}: {what} is a file, not a folder")

@@ -1,8 +1,5 @@
-"""Finite or fail: which tensors of a (nested) state hold a NaN or an infinity.
-
-Used where a non-finite value would otherwise pass silently: the trainer before it writes
-a checkpoint, the exporter before it exports one, inference once per frame.
-"""
+"""Finite or fail: which tensors of a (nested) state hold a NaN or an infinity; checked where
+one would otherwise pass silently (checkpoint writes, exports, inference once per frame)."""
 
 from __future__ import annotations
 
@@ -27,9 +24,8 @@ def non_finite_tensors(state: Any) -> list[str]:
     """Dotted names of the floating-point tensors in ``state`` (dicts / lists walked) that hold
     a NaN or an infinity, in traversal order.
 
-    One max-abs reduction per tensor (the inf-norm: NaN propagates, finite values cannot
-    overflow) and a single host sync; 3x faster than ``isfinite(t).all()``, which writes a
-    boolean copy of every tensor.
+    One inf-norm per tensor (NaN propagates, finite values cannot overflow) and one host sync
+    per device: 3x faster than ``isfinite(t).all()``, which writes a boolean copy of each tensor.
     """
     named = [(name, t) for name, t in _tensors(state, "") if t.is_floating_point() and t.numel()]
     by_device: dict[torch.device, list[int]] = {}

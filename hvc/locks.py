@@ -1,18 +1,16 @@
 """One writer per output folder: an OS lock on ``<folder>/.hvc/lock``.
 
-``test.py``, ``hvc.segment`` and ``train.py`` take the lock of their output folder before they
-write anything into it, and hold it until the run ends. It is an ``flock`` lock, not a file
-that merely exists: the kernel releases it when the process dies, however it dies (SIGKILL,
-power loss), so a killed run never leaves a folder locked. A second writer gets a
-:class:`~hvc.errors.BusyError`: one line, exit code 7.
+``test.py``, ``hvc.segment`` and ``train.py`` take it before they write anything into their
+output folder and hold it until the run ends. It is an ``flock``, not a file that merely
+exists: the kernel releases it when the process dies, however it dies, so a killed run never
+leaves a folder locked. A second writer gets a :class:`~hvc.errors.BusyError` (exit code 7).
 
-``shared=True`` is for the ``--shard i/n`` processes of one job, which write disjoint
-sequences of one folder side by side: they share the lock with each other, and exclude a
-whole run (or ``--merge-shards``) and are excluded by it; :meth:`OutputLock.claim_settings`
-keeps shards of other settings out while they run.
+``shared=True`` is for the ``--shard i/n`` processes of one job, which write disjoint sequences
+of one folder: they share the lock, and exclude a whole run (or ``--merge-shards``) and are
+excluded by it; :meth:`OutputLock.claim_settings` keeps shards of other settings out.
 
 The lock file stays (removing it would let a later writer lock a new file while an earlier
-one still holds the old); nothing else of the folder is needed to lock it.
+one still holds the old).
 """
 
 from __future__ import annotations
@@ -40,13 +38,10 @@ class _Held:
     users: int
 
 
-# Locks this process holds, by lock file. Within one process a folder's lock is re-entrant (a
-# second OutputLock of the same folder shares the first's flock): runs called one after another
-# in one process (tests, notebooks) never refuse each other, whatever an earlier failed run's
-# traceback still holds; other processes are excluded all the same.
+# Locks this process holds, by lock file. Within one process a folder's lock is re-entrant, so
+# runs called one after another (tests, notebooks) never refuse each other, whatever an earlier
+# failed run's traceback still holds; other processes are excluded all the same.
 _HELD: dict[str, _Held] = {}
-
-
 SHARD_PATIENCE_S = 2.0  # a shard waits this long for another shard's settings check (milliseconds)
 
 
@@ -68,9 +63,8 @@ class OutputLock:
     """The writer lock of ``folder`` (created with its ``.hvc`` if missing), held until
     :meth:`release`, the end of a ``with`` block, garbage collection or process exit.
 
-    ``what`` names the setting the folder came from, for the error line.
-    Raises BusyError if another process holds it (exclusively, or shared when ``shared`` is
-    False); OutputError if the lock file cannot be created.
+    ``what`` names the folder's setting in errors: BusyError if another process holds the lock
+    (exclusively, or at all when not ``shared``), OutputError if the lock file cannot be created.
     """
 
     def __init__(self, folder: str | os.PathLike, what: str, shared: bool = False):
@@ -79,12 +73,13 @@ class OutputLock:
         self._key: Optional[str] = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            key = os.path.realpath(self.path)
+            held = _HELD.get(key)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666) if held is None else -1
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot create the lock file of {what} ({exc.strerror or exc})") from exc
-        key = os.path.realpath(self.path)
         busy = BusyError(f"{self.folder}: {what} is being written by another run (it holds {self.path}); "
                          f"wait for it to end, or choose another folder")
-        held = _HELD.get(key)
         if held is not None:
             if held.shared and not shared:  # a shard's lock made exclusive (e.g. --merge-shards after it)
                 try:
@@ -94,10 +89,6 @@ class OutputLock:
                 held.shared = False
             held.users += 1
         else:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            except OSError as exc:
-                raise OutputError(f"{self.path}: cannot create the lock file of {what} ({exc.strerror or exc})") from exc
             if not _flock(fd, shared):
                 os.close(fd)
                 raise busy

@@ -42,8 +42,8 @@ class StepMeter:
 
 
 class JsonLog:
-    """Append-only JSON-lines log (rank 0; a log without a path writes nothing); every record
-    carries a wall-clock time."""
+    """Append-only JSON-lines log, each record with its wall-clock time; without a path (ranks
+    other than 0) it writes nothing."""
 
     def __init__(self, path: Optional[Path]):
         self.file = None

@@ -1,18 +1,13 @@
 """Names read from dataset files are data, never paths.
 
-A sequence list, a ``meta.json``, a JHMDB or VIP list names videos and frames; those names are
-joined onto the data root (to read) and onto the output folder (to write). A name such as
-``../../x`` or ``/home/me`` would make such a join leave its folder, so every name is checked
-here before any use: :func:`check_name` refuses an empty name, an absolute one, ``.`` and
-``..`` parts, more ``/``-separated parts than the layout has (``parts``: 1 for a DAVIS
-sequence, 2 for a JHMDB ``<class>/<video>``), backslashes, and control characters. The error
-names the file and the line (or key) the name came from, and is the caller's error type
-(an :class:`~hvc.errors.InputError`: exit code 3).
-
-:func:`inside` is the second line of defence for writers: a path built from a checked name
-still has to resolve to a place inside its root (a symlink may point elsewhere).
-
-Only the standard library is used, so :mod:`hvc.metrics` can check names without torch.
+A sequence list, a ``meta.json``, a JHMDB or VIP list names videos and frames that are joined
+onto the data root (to read) and the output folder (to write); ``../../x`` or ``/home/me``
+would leave them. :func:`check_name` refuses such a name before any use (empty, absolute,
+``.`` or ``..`` parts, backslashes, control characters, more ``/``-separated parts than the
+layout has: 1 for a DAVIS sequence, 2 for a JHMDB ``<class>/<video>``), with the caller's error
+type (an :class:`~hvc.errors.InputError`, exit code 3) naming the file and line or key.
+:func:`inside` is the writers' second line of defence: a symlink may still point elsewhere.
+Standard library only, so :mod:`hvc.metrics` can check names without torch.
 """
 
 from __future__ import annotations
@@ -77,8 +72,7 @@ def read_name_list(path: Path, error: type[Exception] = InputError, parts: int =
 def inside(root: str | os.PathLike, path: str | os.PathLike, follow: bool = True) -> bool:
     """Whether ``path`` resolves (symlinks followed; with ``follow=False`` all but its last part)
     to ``root`` or a place below it."""
-    base = os.path.realpath(root)
-    path = os.path.abspath(path)
+    base, path = os.path.realpath(root), os.path.abspath(path)
     target = os.path.realpath(path) if follow else os.path.join(os.path.realpath(os.path.dirname(path)),
                                                                  os.path.basename(path))
     return target == base or target.startswith(base.rstrip(os.sep) + os.sep)

@@ -1,10 +1,9 @@
 """Folders of the project that are not part of the package: ``checkpoints/`` and ``configs/``.
 
-An installed package has neither (its files live in ``site-packages``), so a folder is never
-assumed beside the package: :func:`project_folder` takes the one in the working directory if
-it exists, else the one of the source checkout the package is imported from (a clone on
-``PYTHONPATH``, an editable install), else the working directory's (whose absence the caller
-reports, naming the path).
+An installed package has neither (its files live in ``site-packages``), so :func:`project_folder`
+takes the working directory's if it exists, else the one of the source checkout the package is
+imported from (a clone on ``PYTHONPATH``, an editable install), else the working directory's
+(whose absence the caller reports, naming the path).
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ DISTRIBUTION = "hvc-vos"
 
 
 def source_checkout() -> Optional[Path]:
-    """The root of the source checkout this package is imported from, if it is one (its
-    pyproject.toml names this distribution); None for an installed package."""
+    """The root of the source checkout (its pyproject.toml names this distribution) this package
+    is imported from; None for an installed package."""
     root = Path(__file__).resolve().parent.parent
     try:
         return root if f'name = "{DISTRIBUTION}"' in (root / "pyproject.toml").read_text() else None
@@ -27,7 +26,6 @@ def source_checkout() -> Optional[Path]:
 
 
 def project_folder(name: str) -> Path:
-    """``./name`` if that folder exists or the package is not run from a checkout, else the
-    checkout's ``name``; absolute."""
+    """Absolute ``./name`` if that folder exists or there is no checkout, else the checkout's ``name``."""
     here, checkout = Path(name).resolve(), source_checkout()
     return here if here.is_dir() or checkout is None else checkout / name

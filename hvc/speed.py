@@ -1,18 +1,10 @@
 """Fast by default where users wait: whether a device computes bfloat16 natively, and the
-settings of the two speed modes of ``python -m hvc.segment`` (docs/speed.md, docs/segment.md).
+settings of the two speed modes of ``python -m hvc.segment`` (table: docs/segment.md).
 
-    ========  ===============================================================  ==============
-    mode      settings                                                          used when
-    ========  ===============================================================  ==============
-    fast      bf16 encoder (run.encoder=bf16), bf16 search (prop.precision),    the device has
-              64 search dims (prop.search_dims), 1.5x candidates               native bf16
-    exact     the paper's float32 arithmetic                                    otherwise, or
-                                                                                asked for
-    ========  ===============================================================  ==============
-
-On a CPU without native bf16 (AVX512_BF16 or AMX) bfloat16 is emulated and slower than
-float32, so the fast mode is only the default where the hardware has it. ``test.py`` is not
-affected: it keeps the paper's exact protocol unless configured otherwise.
+``fast`` (bf16 encoder and search, 64 search dims, 1.5x candidates) is the default only where
+bf16 is native: on a CPU without AVX512_BF16 or AMX it is emulated and slower than float32, so
+``exact`` (the paper's float32 arithmetic) is the default there. ``test.py`` is not affected:
+it keeps the paper's exact protocol unless configured otherwise.
 """
 
 from __future__ import annotations
@@ -47,21 +39,10 @@ FAST = SpeedSettings(encoder="bf16", precision="bf16", search_dims=64, candidate
 _BF16_ISA_WORDS = ("BF16", "AMX", "AVX10", "FP16", "ALL", "DEFAULT")
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def native_bf16(device: torch.device | str = "cpu") -> tuple[bool, str]:
     """(whether ``device`` computes bfloat16 natively, the reason in a few words).
 
-    CPU: AVX512_BF16 or AMX (torch's cpuinfo, else /proc/cpuinfo), and oneDNN not capped below
+    CPU: AVX512_BF16 or AMX (torch's cpuinfo), and oneDNN not capped below
     them by ``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``. CUDA: compute capability 8.0
     (Ampere) or later. Anything else: no.
     """
@@ -81,15 +62,9 @@ def native_bf16(device: torch.device | str = "cpu") -> tuple[bool, str]:
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
     if cap and not any(word in cap.upper() for word in _BF16_ISA_WORDS):
         return False, f"oneDNN is capped at {cap} (ONEDNN_MAX_CPU_ISA)"
-    cpu = getattr(torch, "cpu", None)
-    if hasattr(cpu, "_is_avx512_bf16_supported") and hasattr(cpu, "_is_amx_tile_supported"):
-        avx512_bf16, amx = cpu._is_avx512_bf16_supported(), cpu._is_amx_tile_supported()
-    else:  # older torch: the kernel's view of the CPU
-        flags = _cpu_flags()
-        avx512_bf16, amx = "avx512_bf16" in flags, "amx_bf16" in flags
-    if amx:
+    if torch.cpu._is_amx_tile_supported():  # torch's cpuinfo (torch >= 2.2)
         return True, "this CPU has AMX"
-    if avx512_bf16:
+    if torch.cpu._is_avx512_bf16_supported():
         return True, "this CPU has AVX512_BF16"
     return False, "this CPU has no native bf16 (AVX512_BF16 or AMX)"
 

@@ -1,8 +1,5 @@
-"""Range checks of config values, for the schemas' ``validate()`` methods.
-
-Each check raises :class:`ConfigError` naming the key, so ``load_config`` stops before a
-run writes anything: ``error: prop.topk: must be >= 1, got 0``.
-"""
+"""Range checks of config values for the schemas' ``validate()`` methods: each raises
+:class:`ConfigError` naming the key (``error: prop.topk: must be >= 1, got 0``) before a run writes."""
 
 from __future__ import annotations
 
@@ -59,9 +56,8 @@ def ordered_range(key: str, pair: tuple[float, float], low: float, high: float, 
 
 def crop(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequence[float],
          std: Sequence[float], prefix: str = "") -> None:
-    """Raise ConfigError naming the key if these crop settings are unusable; ``prefix`` names
-    their section (``data.``). The one home of the rule: TrainConfig.validate and the crop
-    transform (hvc.data.transforms, which so imports no schema) use it."""
+    """ConfigError naming the key (``prefix``: its section, ``data.``) if these crop settings are
+    unusable; the one home of the rule (TrainConfig.validate; hvc.data.transforms, importing no schema)."""
     at_least(f"{prefix}size", size, 1)
     # an area above 1 cannot fit; the crop then falls back to the central one, as officially
     ordered_range(f"{prefix}scale", tuple(scale), 0.0, float("inf"))
@@ -80,7 +76,6 @@ def no_repeats(key: str, values: Iterable[str]) -> None:
 
 
 def check_device_name(key: str, name: str) -> None:
-    """``cpu``, ``cuda`` or ``cuda:N``; anything else is a DeviceError naming the key (no torch
-    needed: the config is checked before anything is loaded)."""
+    """``cpu``, ``cuda`` or ``cuda:N``, else a DeviceError naming the key (checked without torch)."""
     if not isinstance(name, str) or not _DEVICE_NAME.fullmatch(name):
         raise DeviceError(f"{key}: {name!r} is not a device; use cpu, cuda or cuda:N")

@@ -16,6 +16,8 @@ ranges live there, one place per schema. Why this engine and not OmegaConf struc
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import os
 import sys
@@ -31,6 +33,9 @@ T = TypeVar("T")
 
 _TRUE = {"true", "yes", "on"}
 _FALSE = {"false", "no", "off"}
+# scalar field type -> (what the error says it expected, the Python types it accepts)
+_SCALARS = {bool: ("true or false", bool), int: ("an integer", int), float: ("a number", (int, float)),
+            str: ("a string", str)}
 
 
 class ConfigError(UsageError, ValueError):
@@ -106,27 +111,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
         return _from_dict(tp, value, where)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
+    if tp in _SCALARS:
+        expected, kinds = _SCALARS[tp]
+        if isinstance(value, kinds) and (tp is bool or not isinstance(value, bool)):  # True is no number
+            return float(value) if tp is float else value
+        if tp is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            with contextlib.suppress(ValueError):
                 return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        raise ConfigError(f"{where}: expected {expected}, got {value!r}")
     raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")
 
 
@@ -140,14 +132,10 @@ def _from_dict(cls: type[T], data: dict, where: str) -> T:
     unknown = sorted(set(data) - set(types_))
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown key(s) {', '.join(prefix + str(k) for k in unknown)}; "
-            f"valid keys{' of ' + where if where else ''}: {', '.join(types_)}"
-        )
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(value, types_[name], f"{where}.{name}" if where else name)
-    return cls(**kwargs)
+        raise ConfigError(f"unknown key(s) {', '.join(prefix + str(k) for k in unknown)}; "
+                          f"valid keys{' of ' + where if where else ''}: {', '.join(types_)}")
+    return cls(**{name: _coerce(value, types_[name], f"{where}.{name}" if where else name)
+                  for name, value in data.items()})
 
 
 def check_fields(cfg: Any, key: Callable[[str], str] = str, path: str = "") -> None:
@@ -186,10 +174,8 @@ def _parse_override_value(text: str, tp: Any, key: str) -> Any:
         bare = args[0] if len(args) == 1 else tp
     if bare is bool:
         low = text.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
+        if low in _TRUE | _FALSE:
+            return low in _TRUE
         raise ConfigError(f"override {key}={text}: expected true or false")
     if bare is str:
         return text
@@ -212,25 +198,20 @@ def _lookup_type(cls: type, dotted: str) -> Any:
 
 def apply_overrides(data: dict, cls: type, overrides: Iterable[str]) -> dict:
     """Merge ``a.b=value`` strings into the raw dict ``data`` (returns a new dict)."""
-    import copy
-
     data = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, text = item.split("=", 1)
         key = key.strip()
-        tp = _lookup_type(cls, key)
-        value = _parse_override_value(text, tp, key)
+        value = _parse_override_value(text, _lookup_type(cls, key), key)
+        *sections, last = key.split(".")
         node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = value
+        for part in sections:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[last] = value
     return data
 
 
@@ -245,11 +226,9 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
                               f"(at most {MAX_CONFIG_BYTES})")
         with open(path) as f:
             loaded = parse_yaml(f.read(), str(path))
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
+        data = {} if loaded is None else loaded
+        if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys")
-        data = loaded
     data = apply_overrides(data, cls, overrides)
     try:
         cfg = _from_dict(cls, data, "")

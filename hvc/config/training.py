@@ -166,9 +166,7 @@ def length_overrides(args) -> list[str]:
 def validate(cfg: TrainConfig) -> TrainConfig:
     """What a run needs beyond :meth:`TrainConfig.validate`: at least one image folder
     (config files leave ``data.roots`` to the command line)."""
-    from hvc.config.core import ConfigError
-
     cfg.validate()
     if not cfg.data.roots:
-        raise ConfigError("data.roots: empty; list at least one image folder")
+        raise checks.ConfigError("data.roots: empty; list at least one image folder")
     return cfg

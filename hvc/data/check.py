@@ -45,8 +45,9 @@ class DatasetReport:
     def text(self) -> str:
         if not self.present:
             return f"{self.name}: not found ({self.folder / MARKERS[self.name]} missing)"
+        more = f", ... ({len(self.sequences) - MAX_LISTED} more)" if len(self.sequences) > MAX_LISTED else ""
         lines = [f"{self.name}: {self.folder}: {len(self.sequences)} sequences"
-                 + (f": {_shorten(self.sequences)}" if self.sequences else "")]
+                 + (f": {', '.join(self.sequences[:MAX_LISTED])}{more}" if self.sequences else "")]
         lines += [f"  problem: {p}" for p in self.problems[:MAX_LISTED]]
         if len(self.problems) > MAX_LISTED:
             lines.append(f"  ... and {len(self.problems) - MAX_LISTED} more problems")
@@ -70,11 +71,6 @@ class RootReport:
         return "\n".join(head + [d.text() for d in self.datasets] + [f"runs on this root: {found}"])
 
 
-def _shorten(names: list[str]) -> str:
-    shown = ", ".join(names[:MAX_LISTED])
-    return shown + (f", ... ({len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else "")
-
-
 def _label_problems(path: Path, palette: bool) -> tuple[list[str], set[int]]:
     """(problems, object ids) of one label PNG; palette: ids are expected (not 0/255 masks)."""
     try:
@@ -86,13 +82,7 @@ def _label_problems(path: Path, palette: bool) -> tuple[list[str], set[int]]:
         return [f"{path}: palette problem: a {mode} colour image, expected a palette PNG of ids"], set()
     if palette and mode != "P":
         return [f"{path}: palette problem: mode {mode}, expected a palette ('P') PNG of object ids"], set()
-    ids = {int(v) for v in np.unique(values)} - {0, 255}
-    return [], ids
-
-
-def _id_gap(path: Path, ids: set[int]) -> list[str]:
-    missing = sorted(set(range(1, max(ids) + 1)) - ids) if ids else []
-    return [f"{path}: id gap: ids {sorted(ids)} without {missing}"] if missing else []
+    return [], {int(v) for v in np.unique(values)} - {0, 255}
 
 
 def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, every_frame: bool) -> list[str]:
@@ -116,30 +106,33 @@ def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, 
     for t, mask in enumerate(masks):
         found, ids = _label_problems(mask, palette)
         problems += found
-        if t == 0 and palette and not found:
-            problems += _id_gap(mask, ids)
+        missing = sorted(set(range(1, max(ids) + 1)) - ids) if t == 0 and palette and ids else []
+        if missing:
+            problems.append(f"{mask}: id gap: ids {sorted(ids)} without {missing}")
         if found and not every_frame:
             break
     return problems
 
 
+def _scan_listed(report: DatasetReport, listing: str, frames: str, masks: str, palette: bool = True,
+                 every_frame: bool = False) -> None:
+    """The sequences of list file ``listing``, each scanned in ``frames/<seq>`` and ``masks/<seq>``."""
+    lines = (report.folder / listing).read_text().splitlines()
+    report.sequences = [s.strip() for s in lines if s.strip()]
+    for seq in report.sequences:
+        report.problems += _scan_sequence(seq, report.folder / frames / seq, report.folder / masks / seq, palette,
+                                          every_frame)
+
+
 def _davis(report: DatasetReport) -> None:
     from hvc.data.vos import DAVIS_SPLITS
     year, split, fmt = DAVIS_SPLITS[report.name]
-    listing = report.folder / "ImageSets" / year / f"{split}.txt"
-    report.sequences = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
-    for seq in report.sequences:
-        report.problems += _scan_sequence(seq, report.folder / "JPEGImages/480p" / seq,
-                                          report.folder / "Annotations/480p" / seq, palette=fmt == "palette",
-                                          every_frame=report.name != "davis17dev")
+    _scan_listed(report, f"ImageSets/{year}/{split}.txt", "JPEGImages/480p", "Annotations/480p", fmt == "palette",
+                 every_frame=report.name != "davis17dev")
 
 
 def _vost(report: DatasetReport) -> None:
-    listing = report.folder / "ImageSets" / "val.txt"
-    report.sequences = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
-    for seq in report.sequences:
-        report.problems += _scan_sequence(seq, report.folder / "JPEGImages" / seq, report.folder / "Annotations" / seq,
-                                          palette=True, every_frame=False)
+    _scan_listed(report, "ImageSets/val.txt", "JPEGImages", "Annotations")
 
 
 def _ytvos(report: DatasetReport) -> None:
@@ -196,7 +189,7 @@ SCANS: dict[str, Callable[[DatasetReport], None]] = {
 
 def _loader_verdict(name: str, folder: Path) -> Optional[str]:
     """None if test.py's loader accepts the folder for ``name``, else its error message."""
-    from hvc.data.vos import DatasetError, load_sequences
+    from hvc.data.vos import load_sequences
     try:
         if name == "jhmdb":
             from hvc.data.jhmdb import jhmdb_videos, read_split_folder
@@ -208,7 +201,7 @@ def _loader_verdict(name: str, folder: Path) -> Optional[str]:
             vip_videos(folder)
         else:
             load_sequences(name, folder)
-    except (DatasetError, InputError) as exc:
+    except InputError as exc:  # DatasetError among them
         return str(exc)
     return None
 

@@ -6,12 +6,9 @@
     <root>/Annotations/480p/<sequence>/<frame>.png   single-channel label PNGs
 
 Label PNGs hold palette indices (DAVIS 2017, YouTube-VOS, our predictions) or grey values
-(DAVIS 2016: 0/255). Object ids: DAVIS 2016 masks are binary (any non-zero value is object 1);
-otherwise the value is the id, and void (255, ambiguous pixels of the ground truth) counts as
-background, as the official evaluation does.
-
-Only numpy and PIL are needed, so :mod:`hvc.metrics` stays usable without torch. Each reader
-raises the caller's error type (``error``), with a message naming the file.
+(DAVIS 2016: 0/255, any non-zero value is object 1). Void (255, ambiguous ground-truth pixels)
+counts as background, as in the official evaluation. numpy and PIL only (:mod:`hvc.metrics`
+needs no torch); each reader raises the caller's error type (``error``) naming the file.
 """
 
 from __future__ import annotations
@@ -40,10 +37,8 @@ def read_sequence_list(root: Path, year: int | str, split: str, error: type[Exce
 
 
 def read_label_png(path: Path, error: type[Exception] = ValueError, palette: bool = False) -> np.ndarray:
-    """Pixel values of a single-channel label PNG (palette indices, not colours): [H, W] uint8.
-
-    palette: require palette indices ('P' mode), as multi-object annotations must be.
-    """
+    """Pixel values (palette indices, not colours) of a single-channel label PNG: [H, W] uint8;
+    ``palette`` requires 'P' mode, as multi-object annotations must be."""
     if not path.is_file():
         raise error(f"missing file {path}")
     allowed = ("P",) if palette else LABEL_MODES

@@ -9,6 +9,7 @@ a folder of images, one frame in memory at a time.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Iterator
@@ -65,8 +66,7 @@ class VideoFile(FrameSource):
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         capture = cv2.VideoCapture(str(self.path))
         try:
-            t = 0
-            while True:
+            for t in itertools.count():
                 ok, bgr = capture.read()
                 if not ok:
                     return
@@ -74,7 +74,6 @@ class VideoFile(FrameSource):
                     raise VideoError(f"{self.path}: frame {t} is {bgr.shape[1]}x{bgr.shape[0]}, the first "
                                      f"{self.size[1]}x{self.size[0]}")
                 yield t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                t += 1
         finally:
             capture.release()
 
@@ -94,13 +93,11 @@ class ImageFolder(FrameSource):
             raise VideoError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
         if len(self.files) == 1:
             raise VideoError(f"{path}: the folder holds one frame; propagation needs at least two")
-        self.size = _read_image(self.files[0]).shape[:2]
-        self.fps = fps
-        self.count = len(self.files)
+        self.size, self.fps, self.count = read_rgb(self.files[0]).shape[:2], fps, len(self.files)
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         for t, f in enumerate(self.files):
-            rgb = _read_image(f)
+            rgb = read_rgb(f)
             if rgb.shape[:2] != self.size:
                 raise VideoError(f"{f}: frame size {rgb.shape[1]}x{rgb.shape[0]} differs from the first "
                                  f"frame's {self.size[1]}x{self.size[0]}")
@@ -108,10 +105,6 @@ class ImageFolder(FrameSource):
 
     def name(self, t: int) -> str:
         return self.files[t].stem
-
-
-def _read_image(path: Path) -> np.ndarray:
-    return read_rgb(path, VideoError)
 
 
 # Modes PIL converts to RGB without losing what the picture shows (alpha is dropped).
@@ -122,10 +115,10 @@ _WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit greyscale PNGs o
 def read_rgb(path: Path, error: type[Exception] = VideoError, what: str = "image") -> np.ndarray:
     """An image file as uint8 [H, W, 3] RGB; a copy (writable).
 
-    16-bit greyscale (what a 16-bit PNG opens as) is scaled to 8 bits (``v / 257``, rounded);
-    PIL's own conversion would clip every value above 255 to white. Modes that cannot be
-    turned into RGB faithfully (32-bit floats, integers outside 0..65535) are refused with
-    ``error`` naming the file, as are unreadable files (``what``: the word for it in the message).
+    16-bit greyscale is scaled to 8 bits (``v / 257``, rounded; PIL's own conversion would clip
+    every value above 255 to white). Unreadable files and modes that cannot be turned into RGB
+    faithfully (32-bit floats, integers outside 0..65535) are refused with ``error`` naming the
+    file (``what``: the word for it in the message).
     """
     try:
         with Image.open(path) as im:
@@ -143,8 +136,8 @@ def read_rgb(path: Path, error: type[Exception] = VideoError, what: str = "image
 
 
 def open_frames(path: str | os.PathLike, fps: float = 24.0) -> FrameSource:
-    """The frames of a video file or an image folder (``fps`` for folders). Raises VideoError
-    for a missing or unreadable input, and for a video of fewer than two frames."""
+    """The frames of a video file or an image folder (``fps`` for folders); VideoError for a
+    missing or unreadable input or one of fewer than two frames."""
     path = Path(path)
     if path.is_dir():
         return ImageFolder(path, fps)
@@ -153,10 +146,10 @@ def open_frames(path: str | os.PathLike, fps: float = 24.0) -> FrameSource:
     return VideoFile(path)
 
 
-def to_input(rgb: np.ndarray, size: tuple[int, int], mean: Tensor, std: Tensor) -> Tensor:
-    """uint8 [H, W, 3] RGB -> the encoder's input [3, h, w]: [0, 1], resized to ``size`` (bilinear,
-    align_corners=True, the test protocol's resize), normalised by ``mean``/``std`` ([3, 1, 1])."""
+def to_input(rgb: np.ndarray, size: tuple[int, int], mean: Tensor, std: Tensor, align_corners: bool = True) -> Tensor:
+    """uint8 [H, W, 3] RGB -> the encoder's input [3, h, w]: [0, 1], resized to ``size`` (bilinear;
+    align_corners=True is the test protocol's resize), normalised by ``mean``/``std`` ([3, 1, 1])."""
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
     if tuple(size) != tuple(rgb.shape[:2]):
-        x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=True)[0]
+        x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=align_corners)[0]
     return (x - mean) / std

@@ -39,9 +39,8 @@ Pair = tuple[Tensor, Tensor, Tensor, Tensor]
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[str]:
     """Image files (by extension, any case) under ``folder``, sorted by path."""
-    pattern = "**/*" if recursive else "*"
-    return sorted(str(p) for p in Path(folder).glob(pattern)
-                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    found = Path(folder).glob("**/*" if recursive else "*")
+    return sorted(str(p) for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
 def load_rgb(path: str) -> Optional[Image.Image]:
@@ -68,12 +67,8 @@ def item_rng(seed: int, epoch: int, index: int) -> random.Random:
 
 
 class PairDataset(Dataset):
-    """Base class: two independently cropped views with their coordinates (see module doc).
-
-    Args:
-        crop: the view transform (crop size, ranges and normalisation).
-        seed: base seed of the per-item generators (non-negative).
-    """
+    """Base class: two independently cropped views with their coordinates (see module doc);
+    ``crop`` is the view transform, ``seed`` (>= 0) the base seed of the per-item generators."""
 
     def __init__(self, crop: RandomResizedCropCoord, seed: int):
         if seed < 0:
@@ -99,15 +94,11 @@ class PairDataset(Dataset):
 
 
 def collate_pairs(items: list[Optional[Pair]]) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
-    """Stack the non-None items: (view1 [B, 3, S, S], view2, coord1 [B, 4], coord2 [B, 4], n_skipped).
-
-    If every item is None the tensors have batch size 0 (the caller skips the step).
-    """
+    """Stack the non-None items: (view1 [B, 3, S, S], view2, coord1 [B, 4], coord2 [B, 4], n_skipped);
+    B = 0 if every item is None (the caller skips the step)."""
     kept = [item for item in items if item is not None]
     skipped = len(items) - len(kept)
     if not kept:
-        empty_views = torch.empty(0, 3, 0, 0)
-        return empty_views, empty_views.clone(), torch.empty(0, 4), torch.empty(0, 4), skipped
-    view1, view2, coord1, coord2 = (torch.stack(parts) for parts in zip(*kept))
-    return view1, view2, coord1, coord2, skipped
-
+        views = torch.empty(0, 3, 0, 0)
+        return views, views.clone(), torch.empty(0, 4), torch.empty(0, 4), skipped
+    return (*(torch.stack(parts) for parts in zip(*kept)), skipped)

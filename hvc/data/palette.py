@@ -29,8 +29,7 @@ DAVIS_PALETTE = davis_palette()
 
 
 def save_indexed_png(path: str | os.PathLike, labels: np.ndarray, durable: bool = False) -> None:
-    """Write ``labels`` (uint8 [H, W] ids) as a palette PNG, atomically (``durable``: fsync'ed,
-    for a file a record will vouch for; hvc/fileio.py)."""
+    """Write ``labels`` (uint8 [H, W] ids) as a palette PNG, atomically (``durable``: hvc/fileio.py)."""
     if labels.dtype != np.uint8 or labels.ndim != 2:
         raise ValueError(f"{path}: expected a uint8 [H, W] label map, got {labels.dtype} {labels.shape}")
     image = Image.fromarray(labels)

@@ -27,8 +27,8 @@ def found_datasets(data_root: Path) -> list[str]:
 
 
 def missing_dataset_hint(folder: str | Path) -> str:
-    """For an error about a missing dataset folder (a ``data.root``): which benchmarks were found
-    beside it (its parent is the data root; YouTube-VOS roots are one level deeper)."""
+    """For an error about a missing dataset folder ``folder`` (a ``data.root``): the benchmarks found
+    beside it (under its parent, or one level up for YouTube-VOS's ``YTB/<year>``)."""
     folder = Path(folder)
     for root in (folder.parent, folder.parent.parent):
         found = found_datasets(root)

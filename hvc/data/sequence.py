@@ -1,8 +1,5 @@
 """What a benchmark's reader returns: one :class:`VideoSequence` per video, or a :class:`DatasetError`.
-
-Torch-free, so the readers of JHMDB, VIP and VOST, and the scorers that use them
-(hvc.metrics), import no torch; :mod:`hvc.data.vos` turns a sequence into tensors.
-"""
+Torch-free, for the readers and the scorers (hvc.metrics); :mod:`hvc.data.vos` makes tensors."""
 
 from __future__ import annotations
 
@@ -35,10 +32,9 @@ class VideoSequence:
 
 
 def check_no_gaps(frames: Sequence[Path], name: str, last: Optional[int] = None) -> None:
-    """Refuse numbered frames with some missing in the middle: frames ``0..last`` (default all)
-    must be a constant step apart (``00000, 00001, ...`` or ``00000, 00005, ...``). Propagating
-    across a hole would silently treat distant frames as neighbours and leave out predictions
-    the evaluation then misses. Names that are not all numbers are not checked."""
+    """Refuse numbered frames ``0..last`` (default all) that are not a constant step apart
+    (``00000, 00001, ...`` or ``00000, 00005, ...``): propagating across a hole would treat distant
+    frames as neighbours and leave out predictions. Names not all numbers are not checked."""
     stems = [p.stem for p in frames[: None if last is None else last + 1]]
     if len(stems) < 3 or not all(s.isdigit() for s in stems):
         return

@@ -19,12 +19,8 @@ __all__ = ["StaticImagePairs", "collate_pairs"]
 class StaticImagePairs(PairDataset):
     """Two independent random resized crops of each image, with their coordinates.
 
-    Args:
-        roots: image folders (a single path is accepted too). Each must exist and hold at
-            least one image; otherwise ``ValueError`` naming the folder, raised here.
-        crop, seed: see :class:`hvc.data.pairs.PairDataset`.
-
-    ``dataset[i] -> (view1 [3, S, S], view2 [3, S, S], coord1 [4], coord2 [4])`` or ``None``.
+    ``roots``: image folders (or one path), each existing and holding an image, else ValueError
+    naming it; ``crop``, ``seed``: :class:`hvc.data.pairs.PairDataset`. ``dataset[i]``: a Pair or None.
     """
 
     def __init__(self, roots: Sequence[str] | str | os.PathLike, crop: RandomResizedCropCoord, seed: int):

@@ -81,15 +81,10 @@ def to_normalized_tensor(img: Image.Image, mean: Sequence[float], std: Sequence[
 
 
 class RandomResizedCropCoord:
-    """One training view: random resized crop + normalisation, with its crop coordinates.
-
-    Args:
-        size: output side S (square views).
-        scale: range of the crop area as a fraction of the image area (paper: (0.0, 1.0)).
-        ratio: range of the crop aspect ratio w / h (paper: (3/4, 4/3)).
-        mean, std: normalisation statistics.
-    The paper's values are the defaults of :class:`hvc.config.training.DataConfig`
-    (:meth:`from_config`).
+    """One training view: a random resized crop to ``size`` x ``size`` (S), normalised by ``mean``
+    and ``std``, with its crop coordinates. ``scale``: range of the crop area as a fraction of the
+    image's (paper: (0, 1)); ``ratio``: range of its aspect ratio w / h (paper: (3/4, 4/3)); the
+    paper's values are the defaults of :class:`hvc.config.training.DataConfig` (:meth:`from_config`).
 
     ``__call__(img, rng) -> (view [3, S, S] float32, coord [4] float32)``.
     """
@@ -97,11 +92,8 @@ class RandomResizedCropCoord:
     def __init__(self, size: int, scale: tuple[float, float], ratio: tuple[float, float],
                  mean: Sequence[float], std: Sequence[float]):
         checks.crop(size, scale, ratio, mean, std)
-        self.size = size
-        self.scale = tuple(scale)
-        self.ratio = tuple(ratio)
-        self.mean = tuple(mean)
-        self.std = tuple(std)
+        self.size, self.scale, self.ratio = size, tuple(scale), tuple(ratio)
+        self.mean, self.std = tuple(mean), tuple(std)
 
     @classmethod
     def from_config(cls, cfg: "DataConfig") -> "RandomResizedCropCoord":

@@ -31,17 +31,11 @@ def pick_frame_pair(num_frames: int, max_gap: int, rng: random.Random) -> tuple[
 
 
 class VideoFramePairs(PairDataset):
-    """Two frames of one video, at most ``max_gap`` apart, each with its own random crop.
+    """Two frames of one video, at most ``max_gap`` (>= 1) apart, each with its own random crop.
 
-    Args:
-        root: folder of frame folders. It must exist and hold at least one folder with
-            frames; otherwise ``ValueError`` naming it, raised here. Sub-folders without
-            frames are ignored (one warning).
-        crop, seed: see :class:`hvc.data.pairs.PairDataset`.
-        max_gap: largest frame distance between the two views (>= 1).
-
-    ``dataset[i] -> (view1 [3, S, S], view2 [3, S, S], coord1 [4], coord2 [4])`` or ``None``
-    when either frame is unreadable.
+    ``root``: folder of frame folders, holding at least one with frames, else ValueError naming
+    it (sub-folders without frames are ignored, one warning); ``crop``, ``seed``:
+    :class:`hvc.data.pairs.PairDataset`. ``dataset[i]``: a Pair, or None if a frame is unreadable.
     """
 
     def __init__(self, root: str | os.PathLike, crop: RandomResizedCropCoord, max_gap: int, seed: int):

@@ -14,13 +14,12 @@ from typing import Literal, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from hvc.data import davis_layout
-from hvc.data.frames import read_rgb
+from hvc.data.frames import read_rgb, to_input
 from hvc.data.roots import missing_dataset_hint
 from hvc.data.sequence import DatasetError, MaskFormat, VideoSequence, check_no_gaps
 from hvc.data.vost import vost_sequences
@@ -45,12 +44,8 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -> np.ndarray:
-    """Object ids of an annotation: int64 [H, W].
-
-    binary (DAVIS 2016): 0/255 -> {0, 1}; palette (DAVIS 2017, YouTube-VOS): the palette
-    index, with 255 (void) -> 0 (:mod:`hvc.data.davis_layout`). ``size`` = (H, W) of the frame;
-    a different size is an error.
-    """
+    """Object ids int64 [H, W] of an annotation (:mod:`hvc.data.davis_layout`: binary 0/255 -> {0, 1},
+    palette: the index, void 255 -> 0); a size other than the frame's ``size`` (H, W) is an error."""
     values = davis_layout.read_label_png(path, DatasetError, palette=mask_format == "palette")
     if values.shape != tuple(size):
         raise DatasetError(f"{path}: mask size {values.shape[0]}x{values.shape[1]} differs from the frame "
@@ -116,12 +111,9 @@ def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str]
 
 
 def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[VideoSequence]:
-    """YouTube-VOS validation videos from ``valid/meta.json``.
-
-    Frames come from ``valid_all_frames/JPEGImages/<video>/`` starting at the first annotated
-    frame; every file in ``valid/Annotations/<video>/`` introduces the objects first seen there;
-    only the frames listed in meta.json are written (the submission layout).
-    """
+    """YouTube-VOS validation videos of ``valid/meta.json``: frames of ``valid_all_frames/JPEGImages/<video>/``
+    from the first annotated one on; each file of ``valid/Annotations/<video>/`` introduces the objects
+    first seen there; only the frames meta.json lists are written (the submission layout)."""
     root = Path(root)
     meta_path = root / "valid" / "meta.json"
     if not meta_path.is_file():
@@ -137,11 +129,10 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
             raise DatasetError(f"{ann_dir}: no annotation masks")
         frames = _frames_of(root / "valid_all_frames" / "JPEGImages" / name)
         stems = [p.stem for p in frames]
-        start = stems.index(ann[0].stem) if ann[0].stem in stems else -1
-        if start < 0:
+        if ann[0].stem not in stems:
             raise DatasetError(f"{ann[0]}: its frame is missing from {frames[0].parent}")
-        frames, stems = frames[start:], stems[start:]
-        index = {s: t for t, s in enumerate(stems)}
+        frames = frames[stems.index(ann[0].stem):]
+        index = {p.stem: t for t, p in enumerate(frames)}
         for stem in [*(p.stem for p in ann), *listed]:
             if stem not in index:
                 raise DatasetError(f"{frames[0].parent}: frame {stem} of video {name} (listed in "
@@ -217,14 +208,10 @@ class FrameDataset(Dataset):
     """Frames of one sequence (anything with a ``frames`` tuple of image files: a
     :class:`VideoSequence`, a JHMDB or VIP video), ready for the encoder.
 
-    ``dataset[t] -> [3, h, w]`` float32: RGB in [0, 1], resized, then normalised. Resizing
-    (``input_size`` = -1 keeps the full size):
-
-    * ``"shorter"``: the shorter side becomes ``input_size`` (bilinear, align_corners=True, the
-      official HVC loader);
-    * ``"square"``: ``input_size`` x ``input_size`` whatever the aspect ratio, bilinear with
-      half-pixel centres (align_corners=False), which is what ``cv2.resize`` computes on the
-      float images of videowalk's JHMDB / VIP loaders (``code/data/jhmdb.py``, ``code/data/vos.py``).
+    ``dataset[t] -> [3, h, w]`` float32: RGB in [0, 1], resized, then normalised. ``"shorter"``:
+    the shorter side becomes ``input_size`` (bilinear, align_corners=True, the official HVC
+    loader); ``"square"``: ``input_size`` x ``input_size`` with half-pixel centres, what
+    ``cv2.resize`` computes in videowalk's JHMDB / VIP loaders. ``input_size`` = -1 keeps the size.
     """
 
     def __init__(self, sequence: VideoSequence, input_size: int, mean: Sequence[float], std: Sequence[float],
@@ -248,7 +235,4 @@ class FrameDataset(Dataset):
         if rgb.shape[:2] != self.size:
             raise DatasetError(f"{path}: frame size {rgb.shape[0]}x{rgb.shape[1]} differs from the "
                                f"sequence's {self.size[0]}x{self.size[1]}")
-        x = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
-        if self.out_size != self.size:
-            x = F.interpolate(x[None], size=self.out_size, mode="bilinear", align_corners=self.align_corners)[0]
-        return (x - self.mean) / self.std
+        return to_input(rgb, self.out_size, self.mean, self.std, self.align_corners)

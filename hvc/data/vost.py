@@ -19,21 +19,17 @@ from hvc.data.sequence import DatasetError, VideoSequence, check_no_gaps
 from hvc.names import read_name_list
 
 
-def read_split(root: Path, split: str) -> list[str]:
-    listing = root / "ImageSets" / f"{split}.txt"
-    if not listing.is_file():
-        raise DatasetError(f"sequence list not found: {listing} (is {root} a VOST root? {missing_dataset_hint(root)})")
-    return read_name_list(listing, DatasetError)  # plain folder names (hvc.names)
-
-
 def vost_sequences(root: str | os.PathLike, split: str = "val", wanted: Sequence[str] = ()) -> list[VideoSequence]:
     """The sequences of ``ImageSets/<split>.txt``: frames from the first annotated one on,
     the first annotation as input, the annotated frames as outputs."""
     root = Path(root)
-    names = read_split(root, split)
+    listing = root / "ImageSets" / f"{split}.txt"
+    if not listing.is_file():
+        raise DatasetError(f"sequence list not found: {listing} (is {root} a VOST root? {missing_dataset_hint(root)})")
+    names = read_name_list(listing, DatasetError)  # plain folder names (hvc.names)
     missing = [w for w in wanted if w not in names]
     if missing:
-        raise DatasetError(f"sequence(s) {', '.join(missing)} not in {root / 'ImageSets' / f'{split}.txt'}")
+        raise DatasetError(f"sequence(s) {', '.join(missing)} not in {listing}")
     sequences = []
     for name in (n for n in names if not wanted or n in wanted):
         image_dir, label_dir = root / "JPEGImages" / name, root / "Annotations" / name
@@ -48,8 +44,7 @@ def vost_sequences(root: str | os.PathLike, split: str = "val", wanted: Sequence
         if orphans:
             raise DatasetError(f"{orphans[0]}: no frame {orphans[0].stem}.jpg in {image_dir}")
         start = index[labels[0].stem]
-        frames = frames[start:]
-        outputs = tuple(index[p.stem] - start for p in labels)
+        frames, outputs = frames[start:], tuple(index[p.stem] - start for p in labels)
         check_no_gaps(frames, name, max(outputs))  # frames between the annotations are all there
         sequences.append(VideoSequence(name, tuple(frames), {0: labels[0]}, outputs, "palette"))
     return sequences

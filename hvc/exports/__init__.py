@@ -53,22 +53,16 @@ def remove_exports(output: Path, formats: Iterable[str] = FORMATS) -> None:
             target.unlink(missing_ok=True)
 
 
-def _read_palette_png(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.array(im)
-
-
 def export_masks(formats: Sequence[str], output: Path, names: Sequence[str], *, size: tuple[int, int],
                  fps: float, objects: Sequence[int], frames: Optional[Iterable[tuple[int, np.ndarray]]] = None,
                  video: str = "") -> dict[str, Path]:
     """Write ``formats`` (any of :data:`FORMATS` but palette) into ``output`` from the palette
-    PNGs ``output/masks/<name>.png`` of frames ``names`` (in order).
+    PNGs ``output/masks/<name>.png`` of frames ``names`` (in order); returns {format: path}.
 
-    size: (H, W) of the frames; fps: the overlay's frame rate; objects: the ids to export
-    (one folder each for binary and alpha); frames: ``(t, rgb uint8 [H, W, 3])`` in order,
-    needed for alpha and mp4 (e.g. a :class:`hvc.data.frames.FrameSource`). A format's earlier
-    files are removed first, so a format is either complete or being rewritten.
-    Returns {format: path written}.
+    size: (H, W) of the frames; fps: the overlay's frame rate; objects: the ids to export;
+    frames: ``(t, rgb uint8 [H, W, 3])`` in order, for alpha and mp4 (e.g. a
+    :class:`hvc.data.frames.FrameSource`). A format's earlier files are removed first, so a
+    format is either complete or being rewritten.
     """
     wanted = [f for f in formats if f != "palette"]
     unknown = sorted(set(wanted) - set(FORMATS))
@@ -87,7 +81,8 @@ def export_masks(formats: Sequence[str], output: Path, names: Sequence[str], *, 
             stack.callback(rgb_frames.close)  # a decoder generator: release the video file
         video_out = stack.enter_context(Mp4Writer(paths["mp4"], fps)) if "mp4" in wanted else None
         for t, name in enumerate(names):
-            labels = _read_palette_png(output / TARGETS["palette"] / f"{name}.png")
+            with Image.open(output / TARGETS["palette"] / f"{name}.png") as im:
+                labels = np.array(im)
             rgb = None
             if rgb_frames is not None:
                 got, rgb = next(rgb_frames, (None, None))

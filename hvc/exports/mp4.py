@@ -49,12 +49,9 @@ class Mp4Writer(contextlib.AbstractContextManager):
     """Streams RGB frames into an H.264 (yuv420p) mp4 at ``path``, written atomically on exit."""
 
     def __init__(self, path: str | os.PathLike, fps: float = 24.0):
-        self.path = Path(path)
-        self.rate = frame_rate(fps)
-        self.frames = 0
+        self.path, self.rate, self.frames = Path(path), frame_rate(fps), 0
         self._stack = contextlib.ExitStack()
-        self._container = None
-        self._stream = None
+        self._container = self._stream = None
         self._size: Optional[tuple[int, int]] = None
 
     def _open(self, height: int, width: int) -> None:

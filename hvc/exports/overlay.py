@@ -34,8 +34,7 @@ class SequenceVisualizer(contextlib.AbstractContextManager):
     """Writes ``<folder>/<frame>.jpg`` overlays and ``<folder>.mp4`` (H.264, atomically, on exit)."""
 
     def __init__(self, folder: str | os.PathLike, fps: int = 24):
-        self.folder = Path(folder)
-        self.fps = fps
+        self.folder, self.fps = Path(folder), fps
         self._stack = contextlib.ExitStack()
         self._video: Mp4Writer | None = None
 

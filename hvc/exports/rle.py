@@ -45,11 +45,9 @@ class RleWriter:
     once, atomically, in :meth:`save`."""
 
     def __init__(self, path: Path, video: str, size: tuple[int, int], fps: float, objects: Sequence[int]):
-        self.path = path
+        self.path, self.objects, self.annotations = path, list(objects), []
         self.header = {"format": FORMAT, "video": video, "height": int(size[0]), "width": int(size[1]),
                        "fps": float(fps), "object_ids": [int(i) for i in objects]}
-        self.objects = list(objects)
-        self.annotations: list[dict] = []
 
     def add(self, name: str, labels: np.ndarray) -> None:
         """Append frame ``name`` (the next in order) with ``labels`` (uint8 [H, W] ids)."""

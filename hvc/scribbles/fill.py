@@ -37,11 +37,9 @@ class Fill:
 
 
 def scribble_cells(scribbles: np.ndarray, size: tuple[int, int], num_classes: int) -> Tensor:
-    """Per-cell counts [K, h*w] of the scribbled pixels of each id at feature size (h, w).
-
-    Pixel (y, x) of the [H, W] map falls in the cell whose centre is nearest under the
-    align_corners=True correspondence the masks use (cell i <-> pixel i * (H - 1) / (h - 1)).
-    """
+    """Per-cell counts [K, h*w] of the scribbled pixels of each id at feature size (h, w): pixel
+    (y, x) of the [H, W] map falls in the nearest cell under the masks' align_corners=True
+    correspondence (cell i <-> pixel i * (H - 1) / (h - 1))."""
     big_h, big_w = scribbles.shape
     h, w = size
     ys, xs = np.nonzero(scribbles >= 0)

@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from hvc.data.palette import DAVIS_PALETTE
+from hvc.data.palette import save_indexed_png
 from hvc.errors import InputError
-from hvc.fileio import atomic_path, atomic_write_text
+from hvc.fileio import atomic_write_text
 
 UNLABELLED = -1  # in memory
 BACKGROUND_PNG = 255  # background scribbles in a PNG file
@@ -67,24 +67,19 @@ def to_png_ids(scribbles: np.ndarray) -> np.ndarray:
 
 def save_png(path: str | os.PathLike, scribbles: np.ndarray) -> None:
     """Write a scribble map as an indexed PNG in the DAVIS palette (255 shows as (224, 224, 192))."""
-    image = Image.fromarray(to_png_ids(scribbles))
-    image.putpalette(DAVIS_PALETTE.reshape(-1).tolist())
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+    save_indexed_png(path, to_png_ids(scribbles))
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:
     """Scribble map int64 [H, W] of a PNG (indexed or greyscale: the value is the id)."""
     try:
         with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise ScribbleError(f"{path}: expected an indexed ('P') or greyscale ('L') PNG of ids "
-                                    f"(0 unlabelled, 1..254 objects, 255 background), got mode {im.mode}")
-            ids = np.array(im)
+            mode, ids = im.mode, np.array(im) if im.mode in ("P", "L") else None
     except (OSError, ValueError) as exc:
-        if isinstance(exc, ScribbleError):
-            raise
         raise ScribbleError(f"{path}: unreadable scribble image ({exc})") from None
+    if ids is None:
+        raise ScribbleError(f"{path}: expected an indexed ('P') or greyscale ('L') PNG of ids "
+                            f"(0 unlabelled, 1..254 objects, 255 background), got mode {mode}")
     out = ids.astype(np.int64)
     out[ids == 0] = UNLABELLED
     out[ids == BACKGROUND_PNG] = 0

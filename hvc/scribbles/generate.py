@@ -57,9 +57,8 @@ def _farthest(start: tuple[int, int], pixels: set[tuple[int, int]]) -> tuple[tup
 
 
 def _longest_path(pixels: set[tuple[int, int]]) -> list[tuple[int, int]]:
-    """A longest path through 8-connected ``pixels`` (one piece), as (y, x) from end to end: the
-    two ends of a double breadth-first search, the classic diameter estimate (exact on a tree,
-    which a skeleton nearly is)."""
+    """A longest path (y, x) through 8-connected ``pixels`` (one piece): the ends of a double
+    breadth-first search, the classic diameter estimate (exact on a tree, as a skeleton nearly is)."""
     a, _ = _farthest(min(pixels), pixels)  # deterministic start: the top-left pixel
     b, parent = _farthest(a, pixels)
     path = [b]
@@ -71,10 +70,9 @@ def _longest_path(pixels: set[tuple[int, int]]) -> list[tuple[int, int]]:
 def skeleton_strokes(mask: np.ndarray, max_strokes: int = 1, min_length: float = 0.25) -> list[np.ndarray]:
     """Strokes along the skeleton of ``mask`` (one connected piece): int [n, 2] (x, y) pixels each.
 
-    The first is a longest path through the skeleton. Each further one is the longest path
-    through what is left of it once the pixels drawn so far and their neighbours are taken
-    out, kept if at least ``min_length`` times the first stroke's length: a person drawing
-    the body, then the neck, then a wing.
+    The first is a longest path through the skeleton; each further one the longest through what
+    is left once the pixels drawn so far and their neighbours are taken out, kept if at least
+    ``min_length`` times the first's length: a person drawing the body, then the neck, a wing.
     """
     skeleton = skeletonize(mask)
     ys, xs = np.nonzero(skeleton)
@@ -100,14 +98,13 @@ def skeleton_strokes(mask: np.ndarray, max_strokes: int = 1, min_length: float =
 
 def scribbles_from_mask(labels: np.ndarray, erosion: float = 0.15, margin: float = 0.04, strokes_per_object: int = 3,
                         min_background: float = 0.1, max_background: int = 3, void: int = 255) -> list[Stroke]:
-    """Strokes for ground-truth ids ``labels`` (uint8/int [H, W], 0 background, ``void`` ignored).
+    """Strokes for ground-truth ids ``labels`` (uint8/int [H, W], 0 background, ``void`` ignored):
+    object strokes (ids ascending), then background strokes (object_id 0).
 
     erosion: strokes keep this fraction of their region's equivalent radius from its border;
-    strokes_per_object: most skeleton strokes per object (see :func:`skeleton_strokes`);
-    margin: background strokes keep this fraction of the shorter image side from every object;
-    background pieces smaller than ``min_background`` of the largest get no stroke, at most
-    ``max_background`` strokes. Returns object strokes (ids ascending), then
-    background strokes (object_id 0).
+    strokes_per_object: most skeleton strokes per object (:func:`skeleton_strokes`); margin:
+    background strokes keep this fraction of the shorter image side from every object; background
+    pieces under ``min_background`` of the largest get no stroke, at most ``max_background`` do.
     """
     labels = np.asarray(labels)
     strokes = []

@@ -42,7 +42,7 @@ class _Held:
 # runs called one after another (tests, notebooks) never refuse each other, whatever an earlier
 # failed run's traceback still holds; other processes are excluded all the same.
 _HELD: dict[str, _Held] = {}
-SHARD_PATIENCE_S = 2.0  # a shard waits this long for another shard's settings check (milliseconds)
+SHARD_PATIENCE_S = 2.0  # seconds a shard waits for another shard's settings check (which takes milliseconds)
 
 
 def _flock(fd: int, shared: bool) -> bool:

@@ -155,10 +155,11 @@ def test_bad_uploads_are_refused(client, tmp_path):
     assert status == 413 and "over the limit" in error["error"]
     status, error = client.json("POST", "/api/video", b"not a video at all", {"X-File-Name": "../../evil.mp4"})
     assert status == 400 and "cannot decode a frame" in error["error"]
+    assert "video-2/upload.mp4" in error["error"] and "evil" not in error["error"]  # stored under our name
     assert client.workspace.video is before  # the open video stays
     # the name was data: nothing was written outside the tool's folder, under a name of ours
     assert not (tmp_path / "evil.mp4").exists() and not (tmp_path.parent / "evil.mp4").exists()
-    assert sorted(p.name for p in (tmp_path / "app").glob("video-*/upload*")) == ["upload.mp4"]
+    assert sorted(p.name for p in (tmp_path / "app").iterdir()) == [".hvc", "video-1"]  # the failed one removed
 
 
 def test_an_upload_opens_a_new_video(client, clip):

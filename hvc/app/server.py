@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import threading
 import traceback
 import zipfile
@@ -199,15 +200,19 @@ class Workspace:
             self._idle()
             folder = self._new_folder()
             path = folder / ("upload" + (suffix if suffix in VIDEO_SUFFIXES else ".mp4"))
-            with open(path, "wb") as f:
-                left = length
-                while left:
-                    block = read(min(left, 1 << 20))
-                    if not block:
-                        raise RequestError(HTTPStatus.BAD_REQUEST, f"{name}: the upload ended early")
-                    f.write(block)
-                    left -= len(block)
-            return self._open(folder, path, name)
+            try:
+                with open(path, "wb") as f:
+                    left = length
+                    while left:
+                        block = read(min(left, 1 << 20))
+                        if not block:
+                            raise RequestError(HTTPStatus.BAD_REQUEST, f"{name}: the upload ended early")
+                        f.write(block)
+                        left -= len(block)
+                return self._open(folder, path, name)
+            except BaseException:
+                shutil.rmtree(folder)  # created empty just above: all in it is ours
+                raise
 
     def _open(self, folder: Path, path: Path, label: str) -> Video:
         self.video = Video(folder, path, label)

@@ -21,6 +21,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -33,7 +34,7 @@ from locations import IN_CI, REPO
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOT = os.environ.get("HVC_APP_SCREENSHOT")
 # a small clip keeps the test short; the screenshot shows a larger one
-FRAMES, H, W = (24, 240, 432) if SCREENSHOT else (8, 96, 160)
+FRAMES, H, W = (16, 240, 432) if SCREENSHOT else (8, 96, 160)
 # Without the background-networking switches Chromium's own connections are refused on a closed network.
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
          "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -109,6 +110,7 @@ def test_paint_propagate_play_and_download_in_chromium(app, tmp_path):
     _browser_or_skip()
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
 
     url, folder, clip, labels = app
     downloads = tmp_path / "downloads"
@@ -119,14 +121,23 @@ def test_paint_propagate_play_and_download_in_chromium(app, tmp_path):
         canvas = driver.find_element(By.ID, "view")
         _wait(lambda: driver.execute_script("return document.getElementById('view').width") == W)
         _wait(lambda: driver.execute_script("const i = images.get(0); return i && i.complete && i.naturalWidth"))
-        # a stroke across object 1 of frame 0, in the canvas's CSS pixels from its centre
-        ys, xs = np.nonzero(labels[0] == 1)
-        box = driver.execute_script("const r = document.getElementById('view').getBoundingClientRect();"
-                                    "return [r.width, r.height];")
-        scale = box[0] / W
-        start = ((xs.mean() - W / 2) * scale, (ys.mean() - H / 2) * scale)
-        ActionChains(driver).move_to_element_with_offset(canvas, int(start[0]), int(start[1])).click_and_hold() \
-            .move_by_offset(int(6 * scale), 0).move_by_offset(0, int(4 * scale)).release().perform()
+        # dabs of the brush inside each object of frame 0 (object 1 then 2, chosen in the page), and
+        # one stroke, in the canvas's CSS pixels from its centre
+        scale = driver.execute_script("return document.getElementById('view').getBoundingClientRect().width") / W
+        radius = int(driver.find_element(By.ID, "brush").get_attribute("value"))
+        at = lambda x, y: (int(round((x + 0.5 - W / 2) * scale)), int(round((y + 0.5 - H / 2) * scale)))  # noqa: E731
+        for obj in (1, 2):
+            Select(driver.find_element(By.ID, "object")).select_by_value(str(obj))
+            inside = cv2.distanceTransform((labels[0] == obj).astype(np.uint8), cv2.DIST_L2, 3)
+            points = [(x, y) for y in range(0, H, radius) for x in range(0, W, radius) if inside[y, x] > radius + 2]
+            assert points, obj
+            actions = ActionChains(driver)
+            for x, y in points:
+                actions.move_to_element_with_offset(canvas, *at(x, y)).click()
+            actions.perform()
+        x, y = points[0]
+        ActionChains(driver).move_to_element_with_offset(canvas, *at(x, y)).click_and_hold() \
+            .move_to_element_with_offset(canvas, *at(*points[-1])).release().perform()
         assert driver.find_element(By.ID, "promptlist").text == "0 (mask)"
         driver.find_element(By.ID, "run").click()
         _wait(lambda: driver.find_element(By.ID, "status").text.startswith("done")
@@ -151,11 +162,12 @@ def test_paint_propagate_play_and_download_in_chromium(app, tmp_path):
     finally:
         driver.quit()
 
-    # the prompt the page saved is the stroke, on object 1
+    # the prompt the page saved: both objects, painted inside them
     prompt = folder / "video-1" / "prompts" / "0.png"
     ids = np.asarray(Image.open(prompt))
-    assert set(np.unique(ids)) == {0, 1} and (ids == 1).sum() > 20
-    assert ((ids == 1) & (labels[0] == 1)).sum() > 0.5 * (ids == 1).sum()
+    assert set(np.unique(ids)) == {0, 1, 2}
+    for obj in (1, 2):  # each painted inside its object
+        assert ((ids == obj) & (labels[0] == obj)).sum() > 0.8 * (ids == obj).sum() > 0
     # the same masks as the command line's, for that prompt, byte for byte
     reference = tmp_path / "reference"
     assert segment_main([str(clip), "--mask", str(prompt), "--output", str(reference)]) == 0

@@ -313,6 +313,8 @@ class Handler(BaseHTTPRequestHandler):
             allowed = any(p.fullmatch(path) for _, p, _ in ROUTES)
             raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND, f"{method} {path}: "
                                + ("method not allowed" if allowed else "no such page"))
+        except (BrokenPipeError, ConnectionResetError):  # the browser went away (a video player seeking, a reload)
+            self.close_connection = True
         except Exception as exc:
             kind = classify(exc)
             if kind is None:

@@ -57,6 +57,7 @@ def _browser_or_skip():
 @pytest.fixture
 def app(tmp_path):
     """The tool serving the demo clip on a free port: (url, its folder, the clip, its ids)."""
+    _browser_or_skip()  # before anything starts
     frames, labels = render_video(num_frames=FRAMES, height=H, width=W)
     clip = tmp_path / "demo.mp4"
     with Mp4Writer(clip, 12) as video:
@@ -107,7 +108,6 @@ def _wait(what, timeout: float = 60, step: float = 0.1):
 
 
 def test_paint_propagate_play_and_download_in_chromium(app, tmp_path):
-    _browser_or_skip()
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select

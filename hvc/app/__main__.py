@@ -34,13 +34,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("video", type=Path, nargs="?", help="video file or folder of frames to open at start")
     parser.add_argument("--output", type=Path, default=Path("hvc_app_output"),
                         help="the tool's folder: one folder per video opened (default ./hvc_app_output)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
     parser.add_argument("--model", default="hvc", help="encoder (hvc, random18, imagenet18, ...)")
     parser.add_argument("--checkpoint", help="weights file (default for hvc: checkpoints/hvc_bsds_cpu.pth)")
-    parser.add_argument("--input-size", type=int, help="shorter side fed to the encoder (default: the frames', at most 480)")
+    parser.add_argument("--input-size", type=int,
+                        help="shorter side fed to the encoder (default: the frames', at most 480)")
     parser.add_argument("--context", type=int, default=50, help="context frames (default 50)")
-    parser.add_argument("--memory", choices=("recent", "quality"), default="recent", help="memory policy (docs/memory.md)")
+    parser.add_argument("--memory", choices=("recent", "quality"), default="recent",
+                        help="memory policy (docs/memory.md)")
     parser.add_argument("--exact", action="store_true", help="the paper's exact float32 arithmetic everywhere")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--max-upload-mib", type=int, default=2048, help="largest video upload accepted (default 2048)")

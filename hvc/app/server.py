@@ -87,7 +87,7 @@ class Video:
         frames = folder / "frames"
         frames.mkdir()
         for t, rgb in source:  # the page scrubs any frame at once: each is decoded here, once
-            ok, jpeg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+            _, jpeg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
             (frames / f"{t}.jpg").write_bytes(jpeg.tobytes())
             self.names.append(source.name(t))
         self.prompts: dict[int, PromptSpec] = {}
@@ -103,7 +103,8 @@ class Video:
 
     def _index(self, t: int) -> int:
         if not 0 <= t < self.count:
-            raise RequestError(HTTPStatus.NOT_FOUND, f"frame {t}: the video has {self.count} frames (0..{self.count - 1})")
+            raise RequestError(HTTPStatus.NOT_FOUND,
+                               f"frame {t}: the video has {self.count} frames (0..{self.count - 1})")
         return t
 
     def set_prompt(self, t: int, kind: str, body: bytes) -> None:
@@ -241,7 +242,8 @@ class Workspace:
                                                        f"{' or '.join(directions())}")
         unknown = [f for f in save if f not in FORMATS]
         if unknown:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"save: unknown format {unknown[0]} (known: {' '.join(FORMATS)})")
+            raise RequestError(HTTPStatus.BAD_REQUEST,
+                               f"save: unknown format {unknown[0]} (known: {' '.join(FORMATS)})")
         with self.guard:
             self._idle()
             video = self.current()
@@ -319,7 +321,8 @@ class Handler(BaseHTTPRequestHandler):
             kind = classify(exc)
             if kind is None:
                 traceback.print_exc()
-                status, message = HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error ({type(exc).__name__}); see the terminal"
+                status = HTTPStatus.INTERNAL_SERVER_ERROR
+                message = f"internal error ({type(exc).__name__}); see the terminal"
             else:
                 status = getattr(exc, "status", None) or STATUS.get(kind[0], HTTPStatus.INTERNAL_SERVER_ERROR)
                 message = kind[1]
@@ -360,7 +363,8 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "the request needs a Content-Length")
         length = int(text)
         if length > limit:
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body of {length} bytes, over the limit of {limit}")
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                               f"body of {length} bytes, over the limit of {limit}")
         return length
 
     def _body(self) -> bytes:
@@ -375,7 +379,8 @@ class Handler(BaseHTTPRequestHandler):
             a, b = found.groups()
             start, end = (int(a), min(int(b or size - 1), size - 1)) if a else (max(size - int(b), 0), size - 1)
             if start > end:
-                raise RequestError(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, f"Range {a}-{b}: the file has {size} bytes")
+                raise RequestError(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+                                   f"Range {a}-{b}: the file has {size} bytes")
             status = HTTPStatus.PARTIAL_CONTENT
         self.send_response(status)
         self.send_header("Content-Type", kind)

@@ -164,6 +164,21 @@ def test_bad_uploads_are_refused(client, tmp_path):
     assert sorted(p.name for p in (tmp_path / "app").iterdir()) == [".hvc", "video-1"]  # the failed one removed
 
 
+def test_a_folder_of_frames_opens_read_in_place(clip, tmp_path):
+    _, frames, _ = clip
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, name in enumerate(["a", "b", "c"]):
+        Image.fromarray(frames[t]).save(folder / f"{name}.png")
+    workspace = Workspace(tmp_path / "app", {}, max_upload=1 << 20)
+    video = workspace.open_path(folder)
+    assert (video.count, video.size, video.names, video.path) == (3, (H, W), ["a", "b", "c"], folder)
+    shown = np.asarray(Image.open(video.frame(1)).convert("RGB")).astype(int)
+    assert np.abs(shown - frames[1].astype(int)).mean() < 8
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.png", "c.png"]  # nothing written there
+    workspace.lock.release()
+
+
 def test_an_upload_opens_a_new_video(client, clip):
     status, state = client.json("POST", "/api/video", clip[0].read_bytes(), {"X-File-Name": "my%20clip.MP4"})
     assert status == 200 and state["video"]["label"] == "my clip.MP4" and state["video"]["frames"] == FRAMES

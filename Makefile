@@ -16,12 +16,12 @@ TORCH_REQS := $(shell sed -n -E 's/^(torch(vision)?[<>=!][^ #]*).*/"\1"/p' requi
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 ifneq ($(CPU),)
 	$(VPY) -m pip install -q --index-url $(TORCH_CPU_INDEX) $(TORCH_REQS)
 endif
-	$(VPY) -m pip install -q -r requirements.txt
+	$(VPY) -m pip install -q -r requirements.txt -r requirements-test.txt
 	$(VPY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 

@@ -16,6 +16,7 @@ from hvc.cli import PIPE_CLOSED_EXIT, run_main
 REPO = Path(__file__).resolve().parents[1]
 # every command-line program that prints, and how it is started
 ENTRY_POINTS = ["hvc/entry/eval_metrics.py", "hvc/entry/test.py", "hvc/entry/train.py", "hvc/segment/__main__.py",
+                "hvc/app/__main__.py",
                 "hvc/export.py", "hvc/demo/run.py", "bench/metrics_speed.py", "bench/propagation_speed.py",
                 "bench/train_throughput.py"]
 # the root scripts: thin files over hvc/entry/<job>.py
@@ -87,7 +88,7 @@ def test_console_scripts_name_existing_commands():
 
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"hvc-train", "hvc-test", "hvc-eval-metrics", "hvc-segment"}
+    assert set(scripts) == {"hvc-train", "hvc-test", "hvc-eval-metrics", "hvc-segment", "hvc-app"}
     for target in scripts.values():
         module, _, name = target.partition(":")
         assert callable(getattr(importlib.import_module(module), name)), target

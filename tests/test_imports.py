@@ -95,7 +95,7 @@ LAYERS = [
     {"hvc.data", "hvc.models", "hvc.propagation"},
     {"hvc.upsample", "hvc.exports", "hvc.scribbles", "hvc.metrics", "hvc.results", "hvc.segmenter"},
     {"hvc.inference", "hvc.engine", "hvc.export", "hvc.tasks", "hvc.segment"},
-    {"hvc.entry", "hvc.demo", "hvc.download"},
+    {"hvc.entry", "hvc.demo", "hvc.download", "hvc.app"},
 ]
 
 

@@ -1,0 +1,103 @@
+"""Segment a video in the browser: a page served on this machine (docs/app.md).
+
+    python -m hvc.app [VIDEO] [--output DIR] [--host 127.0.0.1] [--port 8765]
+        [--model hvc --checkpoint P] [--input-size N] [--context N] [--memory recent|quality]
+        [--exact] [--device cpu|cuda] [--max-upload-mib N]
+
+VIDEO: a video file or a folder of frames, opened at start (another can be uploaded from the
+page). Open the address printed, paint a mask or scribbles on a frame, propagate, correct a
+frame and propagate again, download the exports. Runs are ``python -m hvc.segment``'s, with its
+defaults (the fast or exact speed mode of the device, hvc/speed.py). DIR (default
+./hvc_app_output) gets one folder per video opened; one tool per DIR. Exit codes
+(docs/failure.md): 2 usage, 3 unreadable video, 4 DIR not writable, 7 another tool uses DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+from hvc.apart import refuse_overlap
+from hvc.app.server import Workspace, make_server
+from hvc.cli import run_main
+from hvc.config.inference import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+from hvc.config.propagation import PropagationConfig
+from hvc.errors import ArgumentParser, UsageError, entry_point
+from hvc.speed import default_speed
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = ArgumentParser(prog="python -m hvc.app", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("video", type=Path, nargs="?", help="video file or folder of frames to open at start")
+    parser.add_argument("--output", type=Path, default=Path("hvc_app_output"),
+                        help="the tool's folder: one folder per video opened (default ./hvc_app_output)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
+    parser.add_argument("--model", default="hvc", help="encoder (hvc, random18, imagenet18, ...)")
+    parser.add_argument("--checkpoint", help="weights file (default for hvc: checkpoints/hvc_bsds_cpu.pth)")
+    parser.add_argument("--input-size", type=int,
+                        help="shorter side fed to the encoder (default: the frames', at most 480)")
+    parser.add_argument("--context", type=int, default=50, help="context frames (default 50)")
+    parser.add_argument("--memory", choices=("recent", "quality"), default="recent",
+                        help="memory policy (docs/memory.md)")
+    parser.add_argument("--exact", action="store_true", help="the paper's exact float32 arithmetic everywhere")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--max-upload-mib", type=int, default=2048, help="largest video upload accepted (default 2048)")
+    a = parser.parse_args(argv)
+    if a.input_size is not None and not MIN_INPUT_SIZE <= a.input_size <= MAX_INPUT_SIZE:
+        parser.error(f"--input-size must lie in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}]")
+    if not 0 <= a.port <= 65535:
+        parser.error("--port must lie in [0, 65535]")
+    if a.max_upload_mib < 1:
+        parser.error("--max-upload-mib must be >= 1")
+    return a
+
+
+def run_options(a: argparse.Namespace) -> dict:
+    """The hvc.segment Options every run of the tool shares: hvc.segment's defaults, the same
+    speed mode (hvc/speed.py), checked by the propagation schema before anything is served."""
+    mode, speed, why = default_speed(a.device, a.exact)
+    PropagationConfig(context=a.context, memory=a.memory, precision=speed.precision, search_dims=speed.search_dims,
+                      candidates=speed.candidates).validate(lambda name: f"--{name}")
+    return {"model": a.model, "checkpoint": a.checkpoint, "input_size": a.input_size, "device": a.device,
+            "context": a.context, "memory": a.memory, "encoder": speed.encoder, "precision": speed.precision,
+            "search_dims": speed.search_dims, "candidates": speed.candidates,
+            "speed_note": f"speed: {mode} ({speed.describe()}; {why})"}
+
+
+@entry_point
+def main(argv: Optional[list[str]] = None) -> int:
+    """Serve until Ctrl-C; expected failures print one line and exit with their kind's code."""
+    a = parse_args(sys.argv[1:] if argv is None else list(argv))
+    options = run_options(a)
+    if a.video is not None:  # before the folder is locked, i.e. written
+        refuse_overlap(a.output, "--output", {"VIDEO": a.video})
+    workspace = Workspace(a.output, options, a.max_upload_mib << 20)
+    if a.video is not None:
+        workspace.open_path(a.video)
+    try:
+        server = make_server(workspace, a.host, a.port)
+    except OSError as exc:
+        raise UsageError(f"--host {a.host} --port {a.port}: cannot listen there ({exc.strerror or exc})") from None
+    host, port = server.server_address[:2]
+    print(options["speed_note"], flush=True)
+    print(f"hvc.app: open http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/ (Ctrl-C to stop); "
+          f"files in {a.output}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+    return 0
+
+
+def command() -> int:
+    """``hvc-app`` and ``python -m hvc.app``: ``main`` on sys.argv."""
+    return run_main(main)
+
+
+if __name__ == "__main__":
+    sys.exit(command())

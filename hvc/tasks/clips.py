@@ -107,10 +107,8 @@ class VOSClip:
 
 
 def vos_outputs(out: Path, dataset: str, seq: VideoSequence) -> Outputs:
-    """A folder of its own: DAVIS, VOST ``<out>/<seq>``; YouTube-VOS the submission layout
-    ``<out>/Annotations/<video>``."""
-    return Outputs(out / "Annotations" / seq.name if dataset in YTVOS_DATASETS else out / seq.name,
-                   tuple(f"{seq.frame_name(t)}.png" for t in seq.outputs))
+    """A folder of its own (:func:`locate`), a PNG per output frame."""
+    return Outputs(locate(dataset, out, seq.name).folder, tuple(f"{seq.frame_name(t)}.png" for t in seq.outputs))
 
 
 @dataclass(frozen=True)
@@ -217,7 +215,9 @@ def load_clips(cfg: TestConfig, out: Path) -> list[Clip]:
 
 
 def locate(dataset: str, out: Path, name: str) -> Outputs:
-    """Where the files of ``name`` went, for any name (a record of an earlier selection)."""
+    """Where the files of ``name`` go, for any name (a record of an earlier selection too): JHMDB
+    :func:`jhmdb_outputs`; DAVIS, VOST, VIP ``<out>/<name>``; YouTube-VOS the submission layout
+    ``<out>/Annotations/<video>``."""
     if dataset == "jhmdb":
         return jhmdb_outputs(out, name)
     return Outputs(out / "Annotations" / name if dataset in YTVOS_DATASETS else out / name, ())

@@ -28,7 +28,7 @@ propagation a least-squares fit ``a + b * n`` on the number ``n`` of distinct co
 (propagation cost grows with n until the context of 50 frames is full), evaluated at every
 frame of every sequence.
 
-``--overlap`` then runs ``hvc.inference.segment_sequence`` itself (test.py's loop, with its
+``--overlap`` then runs ``hvc.inference.segment_clip`` itself (test.py's loop, with its
 DataLoader) on the first frames with ``data.workers`` 0 and 2, alternately: whether the
 loader's prefetching hides the decoding behind the compute on this machine.
 """
@@ -55,9 +55,10 @@ from hvc.config.core import load_config  # noqa: E402
 from hvc.config.inference import TestConfig  # noqa: E402
 from hvc.data.palette import save_indexed_png  # noqa: E402
 from hvc.data.vos import FrameDataset, load_sequences, read_label_map  # noqa: E402
-from hvc.inference import build_extractor, segment_sequence  # noqa: E402
+from hvc.inference import build_extractor, segment_clip  # noqa: E402
 from hvc.propagation import upsample_labels  # noqa: E402
 from hvc.segmenter import VideoSegmenter  # noqa: E402
+from hvc.tasks.clips import VOSClip, vos_outputs  # noqa: E402
 from hvc.upsample import upsample_argmax  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -242,7 +243,7 @@ def report(args: argparse.Namespace, timer: Timer, prop_samples: dict, differing
 
 
 def overlap_run(args: argparse.Namespace, out: Path) -> None:
-    """test.py's loop (segment_sequence) with 0 and 2 loader workers, alternately."""
+    """test.py's loop (segment_clip) with 0 and 2 loader workers, alternately."""
     mode = args.encoder[0]
     walls: dict[int, list[float]] = defaultdict(list)
     seq = load_sequences("davis16", args.davis_root, args.sequences[:1])[0]
@@ -253,7 +254,8 @@ def overlap_run(args: argparse.Namespace, out: Path) -> None:
         for workers in (0, 2):
             cfg = build_config(args, mode, workers)
             start = time.perf_counter()
-            segment_sequence(seq, VideoSegmenter(cfg.prop, extractor), out / f"overlap{workers}", cfg)
+            clip = VOSClip(seq, vos_outputs(out, "davis16", seq), cfg.prop.num_classes)
+            segment_clip(clip, VideoSegmenter(cfg.prop, extractor), out / f"overlap{workers}", cfg)
             walls[workers].append(time.perf_counter() - start)
     w0, w2 = (float(np.median(walls[w])) / n for w in (0, 2))
     print(f"\ntest.py's loop on {n} frames of {seq.name} ({mode}; median of {args.overlap_rounds}): "

@@ -6,8 +6,8 @@ were made with and lists the files, so a rerun
 
 * keeps a sequence whose record names the current settings and whose files are all there
   and non-empty;
-* redoes any other sequence of the current settings (no record: killed, failed, or written
-  by an older version), after removing what it left;
+* redoes any other sequence of the current settings (no record: killed or failed), after
+  removing what it left;
 * refuses (without ``--overwrite``) to write into a folder holding results of other settings,
   and with ``--overwrite`` removes those results first: a folder never mixes two settings.
 
@@ -107,7 +107,6 @@ class ResultsFolder:
         self.records_dir = self.root / STATE_DIR / "done"
         self.staging_dir = self.root / STATE_DIR / "staging"
         self.pending_dir = self.root / STATE_DIR / "pending"  # commits under way: their files are ours
-        self.adopted: set[str] = set()  # outputs of an older version, without records (hvc.results)
         self.lock = None  # the writer lock (hvc.locks.OutputLock) while a run holds the folder
 
     def record_path(self, name: str) -> Path:
@@ -121,8 +120,8 @@ class ResultsFolder:
 
     def owns(self, name: str) -> bool:
         """Whether our bookkeeping says we wrote the outputs of ``name``: its record (readable or
-        not), a commit of it under way, or an adopted older folder. Nothing else is ever removed."""
-        return self.record_path(name).is_file() or self.pending_path(name).is_file() or name in self.adopted
+        not) or a commit of it under way. Nothing else is ever removed."""
+        return self.record_path(name).is_file() or self.pending_path(name).is_file()
 
     def _check_target(self, outputs: Outputs) -> None:
         """An output folder of ours lies inside the results folder (a name is data, not a path).
@@ -239,7 +238,6 @@ class ResultsFolder:
                 shutil.rmtree(folder)
         if not claimed:
             self.pending_path(name).unlink()
-        self.adopted.discard(name)
 
     def clear_staging(self, names: Optional[Iterable[str]] = None) -> None:
         """Remove leftovers of killed runs: the staging folders of ``names`` (None = all)."""

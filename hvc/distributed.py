@@ -1,5 +1,5 @@
-"""One code path for one process or a ``torchrun`` job: process-group setup, the device of
-each process, rank-0 helpers and BatchNorm synchronised across processes.
+"""One code path for one process or a ``torchrun`` job: the job (:class:`Job`: process-group
+setup, the device of each process, rank-0 helpers) and BatchNorm synchronised across processes.
 
 A plain ``python train.py`` is a job of one process (no process group is created). Under
 ``torchrun --nproc_per_node N`` the environment variables RANK / WORLD_SIZE / LOCAL_RANK
@@ -8,10 +8,11 @@ describe the job and each process joins the default group.
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import os
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import torch
 import torch.distributed as dist
@@ -19,22 +20,6 @@ from torch import Tensor, nn
 
 from hvc.config.checks import check_device_name
 from hvc.errors import DeviceError
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
 
 def resolve_device(name: str, key: str = "runtime.device", local_rank: Optional[int] = None) -> torch.device:
@@ -57,23 +42,68 @@ def resolve_device(name: str, key: str = "runtime.device", local_rank: Optional[
     return torch.device("cuda", index)
 
 
-def init_distributed(device: Literal["auto", "cpu", "cuda"] = "auto",
-                     backend: Literal["auto", "nccl", "gloo"] = "auto") -> DistEnv:
-    """Join the torchrun job described by the environment, or describe a single process."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, "runtime.device", local_rank)
-    if world_size > 1 and not dist.is_initialized():
+# A rank that finishes early waits for the slowest one at a barrier (test.py's last one).
+JOB_TIMEOUT = datetime.timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Job:
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun): training and test.py."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def describe(self) -> str:
+        return f"rank {self.rank}/{self.world_size}" if self.distributed else "single"
+
+    def device(self, name: str, key: str = "run.device") -> torch.device:
+        """The device of this process (:func:`resolve_device`): under torchrun, ``cuda`` means
+        ``cuda:LOCAL_RANK``."""
+        return resolve_device(name, key, self.local_rank if self.distributed else None)
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def max_over_ranks(self, value: int) -> int:
+        """The largest ``value`` of all ranks; also a barrier."""
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
+
+def join_job(device: str, key: str = "run.device", backend: Literal["auto", "nccl", "gloo"] = "auto") -> Job:
+    """Join the torchrun job described by the environment (a single process without one: no
+    process group). ``auto``: gloo on CPU; on CUDA ``cpu:gloo,cuda:nccl``, so that control
+    messages (CPU tensors) go over gloo and the rest over NCCL."""
+    job = Job(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+              int(os.environ.get("LOCAL_RANK", "0")))
+    if job.distributed and not dist.is_initialized():
+        dev = job.device(device, key)
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
         if backend == "auto":
-            backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
-    return DistEnv(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+            backend = "cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, rank=job.rank, world_size=job.world_size, timeout=JOB_TIMEOUT)
+    return job
 
 
-def cleanup() -> None:
+def leave_job() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -47,7 +47,7 @@ from hvc.data.pairs import PairDataset, collate_pairs
 from hvc.data.static import StaticImagePairs
 from hvc.data.transforms import RandomResizedCropCoord
 from hvc.data.video import VideoFramePairs
-from hvc.distributed import DistEnv, all_reduce_sum, convert_sync_batchnorm, init_distributed, wrap_ddp
+from hvc.distributed import Job, all_reduce_sum, convert_sync_batchnorm, join_job, wrap_ddp
 from hvc.errors import InputError, NonFiniteError
 from hvc.fileio import atomic_write_text, writable_dir
 from hvc.locks import OutputLock
@@ -183,7 +183,7 @@ class StepPlan:
     last_step: int  # where this run stops (optim.max_steps may stop it earlier)
 
 
-def plan_steps(cfg: TrainConfig, dataset: PairDataset, env: DistEnv) -> tuple[StepPlan, DistributedSampler]:
+def plan_steps(cfg: TrainConfig, dataset: PairDataset, env: Job) -> tuple[StepPlan, DistributedSampler]:
     """The step plan and the seeded sampler (a ConfigError if not one batch fits the data)."""
     if cfg.data.batch_size % env.world_size:
         raise ConfigError(f"data.batch_size: {cfg.data.batch_size} does not split over {env.world_size} processes")
@@ -197,22 +197,22 @@ def plan_steps(cfg: TrainConfig, dataset: PairDataset, env: DistEnv) -> tuple[St
     return StepPlan(per_rank, steps_per_epoch, total_steps, min(total_steps, cfg.optim.max_steps or total_steps)), sampler
 
 
-def _place_model(cfg: TrainConfig, env: DistEnv) -> tuple[HVC, bool]:
+def _place_model(cfg: TrainConfig, env: Job, device: torch.device) -> tuple[HVC, bool]:
     """The HVC model on this process's device (BatchNorm synchronised in a job); whether the
     inputs go channels_last."""
-    if env.device.type == "cuda":
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.runtime.cudnn_benchmark
     model = build_model(cfg.model)
     if env.distributed and cfg.dist.sync_bn:
         # statistics over the global batch; on CPU this is CrossProcessBatchNorm, because
         # torch's SyncBatchNorm refuses CPU tensors (hvc/distributed.py)
-        model = convert_sync_batchnorm(model, env.device)
-    channels_last = use_channels_last(cfg.runtime, env.device)
-    model = model.to(env.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+        model = convert_sync_batchnorm(model, device)
+    channels_last = use_channels_last(cfg.runtime, device)
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     return model, channels_last
 
 
-def _resume(cfg: TrainConfig, env: DistEnv, model: HVC, optimizer: torch.optim.Optimizer,
+def _resume(cfg: TrainConfig, env: Job, model: HVC, optimizer: torch.optim.Optimizer,
             scaler: torch.amp.GradScaler, steps_per_epoch: int) -> Optional[int]:
     """Restore the state of ``cfg.resume`` (RNG included); its global step, None if none."""
     out_dir = Path(cfg.output.dir)
@@ -234,7 +234,8 @@ class TrainingRun:
     """What the steps of one training run share; ``step`` and ``losses`` advance as it runs."""
 
     cfg: TrainConfig
-    env: DistEnv
+    env: Job
+    device: torch.device  # this process's
     plan: StepPlan
     dataset: PairDataset
     sampler: _ResumableSampler
@@ -251,17 +252,17 @@ class TrainingRun:
     losses: list[float] = field(default_factory=list)
 
 
-def _announce(cfg: TrainConfig, env: DistEnv, plan: StepPlan, samples: int, step: int,
+def _announce(cfg: TrainConfig, env: Job, device: torch.device, plan: StepPlan, samples: int, step: int,
               amp_dtype: Optional[torch.dtype], jlog: JsonLog) -> None:
     """Rank 0: config.yaml, the log's start record and one line for the console."""
     if not env.is_main:
         return
     atomic_write_text(Path(cfg.output.dir) / "config.yaml", dump_yaml(cfg))
     jlog.write(event="start", global_step=step, total_steps=plan.total_steps, last_step=plan.last_step,
-               steps_per_epoch=plan.steps_per_epoch, world_size=env.world_size, device=str(env.device),
+               steps_per_epoch=plan.steps_per_epoch, world_size=env.world_size, device=str(device),
                amp=str(amp_dtype).replace("torch.", "") if amp_dtype else "off", samples=samples)
     log.info(f"{samples} samples, {plan.steps_per_epoch} steps per epoch, steps {step} -> {plan.last_step} of "
-             f"{plan.total_steps}, batch {cfg.data.batch_size} on {env.world_size} process(es), device {env.device}")
+             f"{plan.total_steps}, batch {cfg.data.batch_size} on {env.world_size} process(es), device {device}")
 
 
 def _claim_output(cfg: TrainConfig) -> OutputLock:
@@ -283,30 +284,31 @@ def _claim_output(cfg: TrainConfig) -> OutputLock:
     return lock
 
 
-def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
+def train(cfg: TrainConfig, env: Optional[Job] = None) -> TrainResult:
     """Run (or continue) the training described by ``cfg``; see the module docstring."""
     validate(cfg)
-    env = env or init_distributed(cfg.runtime.device, cfg.dist.backend)
+    env = env or join_job(cfg.runtime.device, "runtime.device", cfg.dist.backend)
+    device = env.device(cfg.runtime.device, "runtime.device")
     seed_everything(cfg.runtime.seed)
     dataset = build_dataset(cfg.data, cfg.runtime.seed)
     plan, sampler = plan_steps(cfg, dataset, env)
     lock = _claim_output(cfg) if env.is_main else None  # held until train() returns (or the process dies)
-    model, channels_last = _place_model(cfg, env)
+    model, channels_last = _place_model(cfg, env, device)
     optimizer = build_optimizer(model, cfg.optim)
-    amp_dtype = autocast_dtype(cfg.runtime, env.device)
-    scaler = make_scaler(env.device, amp_dtype)
+    amp_dtype = autocast_dtype(cfg.runtime, device)
+    scaler = make_scaler(device, amp_dtype)
     resumed = _resume(cfg, env, model, optimizer, scaler, plan.steps_per_epoch)
     # with synchronised BatchNorm every process already holds the same statistics
-    net = wrap_ddp(model, env.device, sync_buffers=not cfg.dist.sync_bn) if env.distributed else model
+    net = wrap_ddp(model, device, sync_buffers=not cfg.dist.sync_bn) if env.distributed else model
     checkpointer = ckpt_io.Checkpointer(Path(cfg.output.dir), every=cfg.output.save_every_steps,
                                         steps_per_epoch=plan.steps_per_epoch, last_step=plan.last_step,
                                         write=env.is_main, model=model, optimizer=optimizer, scaler=scaler,
                                         config=to_dict(cfg), resumed=resumed is not None)
     step = resumed or 0
     jlog = JsonLog(Path(cfg.output.dir) / "log.jsonl" if env.is_main else None)
-    _announce(cfg, env, plan, len(dataset), step, amp_dtype, jlog)
+    _announce(cfg, env, device, plan, len(dataset), step, amp_dtype, jlog)
     bar = tqdm(total=plan.last_step, initial=step, disable=not env.is_main, unit="step", dynamic_ncols=True)
-    run = TrainingRun(cfg, env, plan, dataset, _ResumableSampler(sampler), net, optimizer, scaler, amp_dtype,
+    run = TrainingRun(cfg, env, device, plan, dataset, _ResumableSampler(sampler), net, optimizer, scaler, amp_dtype,
                       channels_last, checkpointer, jlog, StepMeter(cfg.data.batch_size), bar, step)
     net.train()
     with contextlib.ExitStack() as cleanup:
@@ -314,7 +316,7 @@ def train(cfg: TrainConfig, env: Optional[DistEnv] = None) -> TrainResult:
         if lock is not None:
             cleanup.callback(lock.release)
         cleanup.callback(run.bar.close)
-        cleanup.enter_context(flush_denormal(cfg.runtime.flush_denormal and env.device.type == "cpu"))
+        cleanup.enter_context(flush_denormal(cfg.runtime.flush_denormal and device.type == "cpu"))
         for epoch in range(run.step // plan.steps_per_epoch, cfg.optim.epochs):
             if run.step >= plan.last_step:
                 break
@@ -331,7 +333,7 @@ def _epoch_loader(run: TrainingRun, epoch: int) -> DataLoader:
     seeds.manual_seed(run.cfg.runtime.seed * 1000 + epoch)
     return DataLoader(run.dataset, batch_size=run.plan.per_rank, sampler=run.sampler,
                       num_workers=run.cfg.data.workers, collate_fn=collate_pairs,
-                      pin_memory=run.env.device.type == "cuda", drop_last=True, generator=seeds)
+                      pin_memory=run.device.type == "cuda", drop_last=True, generator=seeds)
 
 
 def train_one_epoch(run: TrainingRun, epoch: int) -> None:
@@ -354,7 +356,7 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
         if run.step >= run.plan.last_step:
             break
     # on the process's device: NCCL, the backend of a CUDA job, reduces CUDA tensors only
-    skipped = int(all_reduce_sum(torch.tensor(skipped, device=run.env.device)).item())
+    skipped = int(all_reduce_sum(torch.tensor(skipped, device=run.device)).item())
     check_epoch_trained(epoch_losses, epoch + 1, skipped)
     if skipped and run.env.is_main:
         log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")
@@ -373,7 +375,7 @@ def _update(run: TrainingRun, batch: Sequence[Tensor], momentum: float, epoch: i
         log.warning(f"step {run.step + 1}: every image of the batch was unreadable; no update")
         return None
     try:
-        return train_step(run.net, batch, run.optimizer, run.scaler, momentum, device=run.env.device,
+        return train_step(run.net, batch, run.optimizer, run.scaler, momentum, device=run.device,
                           amp_dtype=run.amp_dtype, channels_last=run.channels_last)
     except NonFiniteLossError as exc:
         last = run.checkpointer.last

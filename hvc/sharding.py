@@ -12,20 +12,12 @@ Two ways, one assignment rule (:func:`balanced_shards`):
 
 from __future__ import annotations
 
-import datetime
-import os
 import re
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Sequence
 
-import torch
-import torch.distributed as dist
-
-from hvc.distributed import resolve_device
+from hvc.distributed import Job  # noqa: F401 (hvc.segmenter takes it from here)
 from hvc.errors import UsageError
-
-# A rank that finishes early waits for the slowest one at the final barrier.
-JOB_TIMEOUT = datetime.timedelta(hours=24)
 
 
 def balanced_shards(sizes: Sequence[int], n: int) -> list[list[int]]:
@@ -64,74 +56,7 @@ def parse_shard(text: str) -> ShardSpec:
     return ShardSpec(int(found.group(1)), int(found.group(2)))
 
 
-@dataclass(frozen=True)
-class Job:
-    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    def describe(self) -> str:
-        return f"rank {self.rank}/{self.world_size}" if self.distributed else "single"
-
-    def device(self, name: str) -> torch.device:
-        """The device of this process (hvc.distributed.resolve_device): under torchrun, ``cuda``
-        means ``cuda:LOCAL_RANK``."""
-        return resolve_device(name, "run.device", self.local_rank if self.distributed else None)
-
-    def broadcast(self, obj: Any) -> Any:
-        """Rank 0's ``obj`` on every rank."""
-        if not self.distributed:
-            return obj
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def max_over_ranks(self, value: int) -> int:
-        """The largest ``value`` of all ranks; also a barrier."""
-        if not self.distributed:
-            return value
-        t = torch.tensor([value], dtype=torch.int64)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return int(t.item())
-
-
-def join_job(device_name: str) -> Job:
-    """Join the torchrun job described by the environment (a single process without one)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    job = Job(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if job.distributed and not dist.is_initialized():
-        device = job.device(device_name)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=job.rank, world_size=job.world_size, timeout=JOB_TIMEOUT)
-    return job
-
-
-def leave_job() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def shard_of(names: Sequence[str], sizes: Sequence[int], part: int, count: int) -> list[str]:
     """The names of shard ``part`` of ``count`` (see :func:`balanced_shards`)."""
     return [names[i] for i in balanced_shards(sizes, count)[part]]
 
-
-def job_shard(job: Job, names: Sequence[str], sizes: Sequence[int], spec: Optional[ShardSpec]) -> list[str]:
-    """Names this process segments: its ``--shard``, its torchrun rank's share, or all."""
-    if spec is not None:
-        return shard_of(names, sizes, spec.index, spec.count)
-    if job.distributed:
-        return shard_of(names, sizes, job.rank, job.world_size)
-    return list(names)

@@ -9,9 +9,8 @@ import torch
 
 from hvc.config import load_config
 from hvc.config.inference import TestConfig
-from hvc.distributed import resolve_device
+from hvc.distributed import Job, resolve_device
 from hvc.errors import DeviceError
-from hvc.sharding import Job
 
 
 @pytest.fixture

@@ -34,10 +34,11 @@ from hvc.config.inference import TestConfig
 from hvc.data.jhmdb import read_joints
 from hvc.data.vos import DatasetError, FrameDataset, VideoSequence
 from hvc.demo.tasks import write_vip_clip
-from hvc.tasks import runners
+from hvc import inference
 from hvc.data.keypoints import load_keypoints
 from hvc.tasks.pose import decode_keypoints, feature_coords, joint_label_maps
-from hvc.tasks.runners import run_test
+from hvc.inference import run_inference
+from hvc.sharding import ShardSpec
 from hvc.tasks.writers import ClassIdWriter, KeypointWriter
 from task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 
@@ -96,7 +97,7 @@ def test_jhmdb_dense_and_local_kernels_give_the_same_keypoints(synthetic_tasks, 
         f"model.name={MODEL}", f"data.root={synthetic_tasks.jhmdb}", f"data.input_size={SMALL['jhmdb']}",
         "data.workers=0", "prop.impl=dense", f"run.output_dir={tmp_path}",
         f"data.sequences=[{synthetic_tasks.jhmdb_videos[1]}]"])  # the shorter clip: dense is slow
-    run_test(cfg)
+    run_inference(cfg)
     for name in synthetic_tasks.jhmdb_videos[1:]:
         local, dense = load_keypoints(jhmdb_results / f"{name}.npz"), load_keypoints(tmp_path / f"{name}.npz")
         # the kernels' soft masks agree to ~1e-7 (tests/test_propagation.py); decoded positions
@@ -138,15 +139,15 @@ def test_bad_input_names_the_file_and_writes_nothing(synthetic_tasks, tmp_path):
     out = tmp_path / "out"
     overrides = [f"model.name={MODEL}", f"data.root={root}", f"run.output_dir={out}"]
     with pytest.raises(DatasetError, match=re.escape(str(mat))):
-        run_test(load_config(TestConfig, REPO / "configs" / "test_jhmdb.yaml", overrides))
+        run_inference(load_config(TestConfig, REPO / "configs" / "test_jhmdb.yaml", overrides))
     with pytest.raises(ConfigError, match="prop.num_classes=16"):
-        run_test(load_config(TestConfig, REPO / "configs" / "test_jhmdb.yaml", [*overrides, "prop.num_classes=20"]))
+        run_inference(load_config(TestConfig, REPO / "configs" / "test_jhmdb.yaml", [*overrides, "prop.num_classes=20"]))
     vip = tmp_path / "VIP"
     shutil.copytree(synthetic_tasks.vip, vip)
     first = vip / "Annotations" / "Category_ids" / synthetic_tasks.vip_video / f"{synthetic_tasks.vip_frames[0]}.png"
     Image.fromarray(np.full((240, 320), 33, np.uint8)).save(first)
     with pytest.raises(DatasetError, match=re.escape(f"{first}: class ids [33]")):
-        run_test(load_config(TestConfig, REPO / "configs" / "test_vip.yaml",
+        run_inference(load_config(TestConfig, REPO / "configs" / "test_vip.yaml",
                              [f"model.name={MODEL}", f"data.root={vip}", f"run.output_dir={out}"]))
     assert not out.exists()
 
@@ -206,7 +207,7 @@ def finished(task_roots, tmp_path_factory, tmp_path):
     def copy(task: str) -> Path:
         if task not in _FINISHED:
             _FINISHED[task] = tmp_path_factory.mktemp(f"finished_{task}") / "out"
-            run_test(_cfg(task, task_roots[task][0], _FINISHED[task]))
+            run_inference(_cfg(task, task_roots[task][0], _FINISHED[task]))
         shutil.copytree(_FINISHED[task], tmp_path / "out")  # copy2: modification times kept
         return tmp_path / "out"
     return copy
@@ -215,13 +216,13 @@ def finished(task_roots, tmp_path_factory, tmp_path):
 def _propagations(monkeypatch) -> list[str]:
     """The names of the clips propagated from now on, in order."""
     calls: list[str] = []
-    real = runners.propagate_clip
+    real = inference.segment_clip
 
     def counted(clip, *args, **kwargs):
         calls.append(clip.name)
         return real(clip, *args, **kwargs)
 
-    monkeypatch.setattr(runners, "propagate_clip", counted)
+    monkeypatch.setattr(inference, "segment_clip", counted)
     return calls
 
 
@@ -230,24 +231,24 @@ def _interrupt_in_second_clip(monkeypatch) -> None:
     seen: list = []
     frames = [0]
     for cls in (KeypointWriter, ClassIdWriter):
-        def add(self, soft, real=cls.add):
+        def add(self, t, soft, real=cls.add):
             if not seen or seen[-1] is not self:
                 seen.append(self)
                 frames[0] = 0
             if len(seen) == 2 and frames[0] == 1:
                 raise Interrupted("killed in the second clip")
             frames[0] += 1
-            real(self, soft)
+            real(self, t, soft)
         monkeypatch.setattr(cls, "add", add)
 
 
 def _results(out: Path) -> dict[str, object]:
-    """Every result file under ``out`` (not config.yaml, not .hvc/): a PNG's bytes, an .npz's
+    """Every result file under ``out`` (not config.yaml, sequences.csv, .hvc/): a PNG's bytes, an .npz's
     arrays (np.savez stamps the time into the zip, so its bytes differ from run to run)."""
     found: dict[str, object] = {}
     for path in sorted(out.rglob("*")):
         rel = path.relative_to(out)
-        if path.is_dir() or rel.parts[0] == ".hvc" or rel.as_posix() == "config.yaml":
+        if path.is_dir() or rel.parts[0] == ".hvc" or rel.as_posix() in ("config.yaml", "sequences.csv"):
             continue
         if path.suffix == ".npz":
             kp = load_keypoints(path)
@@ -284,14 +285,14 @@ def test_interrupted_overwrite_then_rerun_holds_only_the_new_settings(task, task
         interrupted = _propagations(m)
         _interrupt_in_second_clip(m)
         with pytest.raises(Interrupted):
-            run_test(_cfg(task, root, out, *OTHER, "run.overwrite=true"))
+            run_inference(_cfg(task, root, out, *OTHER, "run.overwrite=true"))
     assert interrupted == list(names)  # the first clip was finished with B, the second was not
     assert theirs.read_text() == "not written by hvc"
     theirs.unlink()
     rerun = _propagations(monkeypatch)
-    run_test(_cfg(task, root, out, *OTHER))
+    run_inference(_cfg(task, root, out, *OTHER))
     assert rerun == [names[1]]  # B's first clip is kept, the second is redone
-    run_test(_cfg(task, root, tmp_path / "ref", *OTHER))
+    run_inference(_cfg(task, root, tmp_path / "ref", *OTHER))
     b = _results(tmp_path / "ref")
     assert _results(out) == b
     second = [k for k in b if k.startswith(names[1])]
@@ -308,17 +309,17 @@ def test_settings_change_without_overwrite_is_refused_before_anything_is_written
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
     weights = ("model.name=imagenet18", f"model.checkpoint={checkpoint}")
-    run_test(_cfg(task, root, out, *weights))
+    run_inference(_cfg(task, root, out, *weights))
     before = _listing(out)
     refused = rf"^{re.escape(str(out))}: holds results made with other settings \(2 sequence\(s\), e\.g\. {names[0]};"
     trained = checkpoint.read_bytes()
     torch.manual_seed(1)  # retrained: the same path, other weights
     torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
     with pytest.raises(ConfigError, match=refused):
-        run_test(_cfg(task, root, out, *weights))
+        run_inference(_cfg(task, root, out, *weights))
     checkpoint.write_bytes(trained)
     with pytest.raises(ConfigError, match=refused):
-        run_test(_cfg(task, root, out, *weights, *OTHER))
+        run_inference(_cfg(task, root, out, *weights, *OTHER))
     assert _listing(out) == before
 
 
@@ -332,13 +333,13 @@ def test_empty_or_missing_output_of_a_recorded_clip_is_redone(task, task_roots, 
     calls = _propagations(monkeypatch)
     _clip_files(task, out, names[0])[0].write_bytes(b"")  # e.g. a disk that filled up
     kept = {p: p.stat().st_mtime_ns for p in _clip_files(task, out, names[1])}
-    run_test(_cfg(task, root, out))
+    run_inference(_cfg(task, root, out))
     assert calls == [names[0]] and _results(out) == clean
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert not stale.exists()  # the scores no longer describe the folder
     _clip_files(task, out, names[1])[-1].unlink()
     calls.clear()
-    run_test(_cfg(task, root, out))
+    run_inference(_cfg(task, root, out))
     assert calls == [names[1]] and _results(out) == clean
 
 
@@ -351,10 +352,27 @@ def test_finished_clips_have_records_and_a_rerun_skips_them(task, task_roots, fi
         assert record["sequence"] == name and re.fullmatch("[0-9a-f]{64}", record["settings"])
         assert record["files"] == [p.name for p in _clip_files(task, out, name)]
     assert not list((out / ".hvc" / "staging").rglob("*.*"))  # nothing left in staging
-    def files():  # results and records (config.yaml is rewritten, staging/ cleared)
-        return {k: v for k, v in _listing(out).items() if (out / k).is_file() and k != "config.yaml"}
+    def files():  # results and records (config.yaml and sequences.csv are rewritten, staging/ cleared)
+        return {k: v for k, v in _listing(out).items()
+                if (out / k).is_file() and k not in ("config.yaml", "sequences.csv")}
 
     before = files()
     calls = _propagations(monkeypatch)
-    run_test(_cfg(task, root, out))
+    run_inference(_cfg(task, root, out))
     assert calls == [] and files() == before
+
+
+def test_two_shards_then_merge_write_the_files_of_one_run(task_roots, finished, tmp_path):
+    """JHMDB's clips share their class folder; split over two --shard runs, then --merge-shards,
+    they give the files of one unsharded run, each clip made by one shard."""
+    root, names = task_roots["jhmdb"]
+    one, out = finished("jhmdb"), tmp_path / "sharded"
+    for index in range(2):
+        run_inference(_cfg("jhmdb", root, out), shard=ShardSpec(index, 2))
+    assert not (out / "sequences.csv").exists()  # the summary waits for every shard
+    run_inference(_cfg("jhmdb", root, out), merge_shards=True)
+    workers = [json.loads((out / ".hvc" / "done" / f"{n}.json").read_text())["worker"] for n in names]
+    assert sorted(workers) == ["shard 0/2", "shard 1/2"]
+    summary = list(csv.DictReader((out / "sequences.csv").open()))
+    assert sorted(row["sequence"] for row in summary) == sorted(names)
+    assert _results(out) == _results(one) and len(_results(one)) == len(names)

@@ -15,12 +15,13 @@ from PIL import Image
 from hvc.config.core import load_config
 from hvc.config.inference import TestConfig
 from hvc.data.vos import FrameDataset, load_sequences
-from hvc.inference import FeatureExtractor, build_extractor, segment_sequence
+from hvc.inference import FeatureExtractor, build_extractor, segment_clip
 from hvc.models.encoders import load_encoder
 from hvc.models.fast_encoder import fold_batchnorm, wrap_encoder
 from hvc.models.resnet import ResNet
 from hvc.propagation import PropagationConfig, embed
 from hvc.segmenter import VideoSegmenter
+from hvc.tasks.clips import VOSClip, vos_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "checkpoints" / "hvc_bsds_cpu.pth"
@@ -116,7 +117,8 @@ def test_fused_writes_the_same_labels_on_a_real_clip(tmp_path, davis_root):
                           [f"data.root={davis_root}", "data.input_size=160", "data.workers=0",
                            f"model.checkpoint={CHECKPOINT}", f"run.encoder={mode}", "prop.context=6"])
         segmenter = VideoSegmenter(PropagationConfig(context=cfg.prop.context), build_extractor(cfg))
-        segment_sequence(seq, segmenter, tmp_path / mode, cfg)
+        segment_clip(VOSClip(seq, vos_outputs(tmp_path, "davis16", seq), cfg.prop.num_classes), segmenter,
+                     tmp_path / mode, cfg)
         written[mode] = _labels(tmp_path / mode)
     assert len(written["exact"]) == 12 and written["exact"].keys() == written["fused"].keys()
     assert any(len(np.unique(a)) == 2 for a in written["exact"].values())  # the object is tracked at all

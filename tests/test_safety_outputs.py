@@ -9,6 +9,7 @@ wrote, with or without --overwrite. Grouped by entry point; tiny synthetic trees
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -278,16 +279,20 @@ def test_export_never_replaces_its_input_or_a_checkpoint_of_another_kind(tmp_pat
         assert out.read_bytes() != before
 
 
-def test_folders_of_older_versions_are_adopted(tmp_path, capsys):
-    """Results of a version before completion records (its config.yaml, no .hvc) are ours: redone."""
+@pytest.mark.parametrize("extra", [case("plain", ()), case("--overwrite", ("--overwrite",))])
+def test_folders_of_older_versions_are_refused_not_converted(tmp_path, capsys, extra):
+    """Results of a version before completion records (its config.yaml, no .hvc): one line naming
+    the folder, exit 2, with or without --overwrite, and every file left as it was."""
     import shutil
     root = davis_tree(tmp_path / "DAVIS", {"alpha": 2})
     out = tmp_path / "res"
     assert call(test_py.main, davis_args(root, out), capsys)[0] == 0
     shutil.rmtree(out / ".hvc")
-    (out / "alpha" / "00001.png").write_bytes(b"")
-    assert call(test_py.main, davis_args(root, out), capsys)[0] == 0
-    assert (out / "alpha" / "00001.png").stat().st_size > 0 and (out / ".hvc" / "done" / "alpha.json").is_file()
+    before = _snapshot(out)
+    got, lines = call(test_py.main, [*davis_args(root, out), *extra], capsys)
+    expect_error(got, lines, 2, re.escape(f"{out / 'alpha'}: exists, but no completion record of {out}") +
+                 ".*an older version's, not converted.*choose another run.output_dir")
+    assert {k: v for k, v in _snapshot(out).items() if not k.startswith(".hvc/")} == before  # the lock aside
 
 
 # ---- eval_metrics.py -----------------------------------------------------------------------------------

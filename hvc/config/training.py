@@ -99,7 +99,7 @@ class DistConfig:
     # BatchNorm statistics over the global batch across processes (as in the paper's single
     # GPU training); false keeps per-process statistics
     sync_bn: bool = True
-    # process-group backend: auto = nccl on CUDA, gloo on CPU
+    # process-group backend: auto = nccl on CUDA (gloo beside it for CPU tensors), gloo on CPU
     backend: Literal["auto", "nccl", "gloo"] = "auto"
 
 

@@ -4,7 +4,7 @@ files) and VIP (class-id PNGs); the task is data.dataset (configs/test_<dataset>
     python test.py --config configs/test_davis17.yaml [--model M] [--checkpoint P]
         [--merge-model mocov1] [--merge-lambda 1.05] [--input-size N] [--device cpu|cuda]
         [--sequences a b ...] [--output DIR] [--overwrite] [--visualize] [key=value ...]
-    torchrun --nproc_per_node N test.py --config ... (the sequences split over N processes)
+    torchrun --nproc_per_node N test.py --config ... (the sequences or clips split over N processes)
     python test.py --config ... --shard i/n (one of n independent shards, e.g. a SLURM array)
     python test.py --config ... --merge-shards (after all shards: summary and zip)
 
@@ -22,10 +22,10 @@ import sys
 from hvc.cli import run_main
 from hvc.config.core import load_config
 from hvc.config.inference import TestConfig
-from hvc.errors import ArgumentParser, UsageError, entry_point
+from hvc.distributed import join_job, leave_job
+from hvc.errors import ArgumentParser, entry_point
 from hvc.inference import run_inference
-from hvc.sharding import join_job, leave_job, parse_shard
-from hvc.tasks.runners import TASKS, run_task
+from hvc.sharding import parse_shard
 
 # flag -> config key
 _SHORTCUTS = {
@@ -66,12 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         job = join_job(cfg.run.device)
         logging.basicConfig(level=logging.INFO if job.is_main else logging.WARNING, format="%(message)s")
-        if cfg.data.dataset in TASKS:  # JHMDB / VIP: one process (hvc/tasks/runners.py)
-            if job.distributed or args.shard is not None or args.merge_shards:
-                raise UsageError(f"data.dataset: {cfg.data.dataset} runs in one process (no torchrun or --shard)")
-            out = run_task(cfg)
-        else:
-            out = run_inference(cfg, shard=args.shard, merge_shards=args.merge_shards, job=job)
+        out = run_inference(cfg, shard=args.shard, merge_shards=args.merge_shards, job=job)
     finally:
         leave_job()
     if job.is_main:

@@ -16,7 +16,7 @@ import sys
 from hvc.cli import run_main
 from hvc.config import load_config
 from hvc.config.training import TrainConfig, add_length_flag, length_overrides
-from hvc.distributed import cleanup, init_distributed
+from hvc.distributed import join_job, leave_job
 from hvc.engine import train
 from hvc.errors import ArgumentParser, entry_point
 
@@ -35,14 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     overrides += ["output.overwrite=true"] if args.overwrite else []
     cfg = load_config(TrainConfig, args.config, overrides)
     try:
-        env = init_distributed(cfg.runtime.device, cfg.dist.backend)
+        env = join_job(cfg.runtime.device, "runtime.device", cfg.dist.backend)
         logging.basicConfig(level=logging.INFO if env.is_main else logging.WARNING,
                             format=f"%(asctime)s [rank {env.rank}] %(message)s", datefmt="%H:%M:%S")
         result = train(cfg, env)
         if env.is_main:
             logging.getLogger("hvc.train").info(f"done at step {result.global_step}; checkpoint {result.checkpoint}")
     finally:
-        cleanup()
+        leave_job()
     return 0
 
 

@@ -1,2 +1,2 @@
-"""Label codecs of the propagation tasks beyond VOS (docs/tasks.md): what a label is before
-propagation and how a propagated soft map is read back."""
+"""What differs between the benchmarks of ``test.py`` (docs/tasks.md): the labels a clip starts
+from (pose: joint maps), where its files go (clips) and how they are written (writers)."""

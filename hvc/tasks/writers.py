@@ -1,12 +1,11 @@
-"""Output writers of the propagation tasks: what each benchmark's scorer reads (docs/tasks.md).
+"""Output writers of the benchmarks: what each benchmark's scorer reads (docs/tasks.md).
 
-A writer receives the propagated soft masks of one clip, frame after frame (``add``), and
-writes that task's files; ``close`` ends the clip. Every file is written atomically, into the
-clip's staging folder: :mod:`hvc.tasks.runners` moves them into place once the clip is
-complete and writes its completion record (:mod:`hvc.completion`).
+A writer receives the propagated soft masks of one clip, frame after frame (``add(t, soft)``),
+and writes that benchmark's files; ``close`` ends the clip. Every file is written atomically,
+into the clip's staging folder: :func:`hvc.inference.run_inference` moves them into place once
+the clip is complete and writes its completion record (:mod:`hvc.completion`).
 
-* VOS (DAVIS, YouTube-VOS, VOST): indexed palette PNGs per frame, written by
-  :func:`hvc.data.palette.save_indexed_png` in :mod:`hvc.inference`.
+* VOS (DAVIS, YouTube-VOS, VOST): :class:`IndexedPngWriter`, indexed palette PNGs per frame.
 * JHMDB: :class:`KeypointWriter`, one ``<class>/<video>.npz`` of joint coordinates per clip.
 * VIP: :class:`ClassIdWriter`, one greyscale class-id PNG per annotated frame.
 """
@@ -15,16 +14,41 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
 from torch import Tensor
 
 from hvc.data.keypoints import save_keypoints
+from hvc.data.palette import save_indexed_png
+from hvc.data.sequence import VideoSequence
+from hvc.exports.overlay import SequenceVisualizer
 from hvc.fileio import atomic_path
 from hvc.propagation import upsample_labels
 from hvc.tasks.pose import decode_keypoints
+from hvc.upsample import upsample_argmax
+
+
+class IndexedPngWriter:
+    """VOS: the object ids of the frames ``seq.outputs`` as indexed palette PNGs
+    ``<folder>/<frame>.png`` at the frame size ``size`` (H, W), the argmax of the bilinearly
+    up-sampled soft masks; each also goes to the overlay writer ``vis`` when given."""
+
+    def __init__(self, folder: Path, seq: VideoSequence, size: tuple[int, int], vis: Optional[SequenceVisualizer]):
+        self.folder, self.seq, self.size, self.vis = folder, seq, size, vis
+        self.outputs = set(seq.outputs)
+
+    def add(self, t: int, soft: Tensor) -> None:
+        """soft: [num_classes, h, w] propagated masks of frame t."""
+        if t in self.outputs:
+            pred = upsample_argmax(soft, self.size).cpu().numpy()
+            save_indexed_png(self.folder / f"{self.seq.frame_name(t)}.png", pred)
+            if self.vis is not None:
+                self.vis.add(self.seq.frames[t], pred)
+
+    def close(self) -> None:
+        """Every output frame was written as it came."""
 
 
 class KeypointWriter:
@@ -38,8 +62,8 @@ class KeypointWriter:
         self.coords: list[np.ndarray] = []  # per frame: [2, J] (x row 0, y row 1), -1 = lost
         self.feature_wh: tuple[int, int] | None = None
 
-    def add(self, soft: Tensor) -> None:
-        """soft: [1 + J, h, w] propagated maps, channel 0 the background."""
+    def add(self, t: int, soft: Tensor) -> None:
+        """soft: [1 + J, h, w] propagated maps of frame t, channel 0 the background."""
         self.feature_wh = (soft.shape[2], soft.shape[1])
         self.coords.append(decode_keypoints(soft.cpu()))
 
@@ -52,7 +76,7 @@ class KeypointWriter:
 class ClassIdWriter:
     """VIP: the class ids of every frame as a greyscale PNG ``<folder>/<frame>.png`` at the
     ground truth's size ``size`` (H, W): argmax of the bilinearly up-sampled soft masks, as the
-    VOS path writes its masks (videowalk instead takes the argmax at its 560x560 input size and
+    VOS writes its masks (videowalk instead takes the argmax at its 560x560 input size and
     the scorer resizes it with nearest neighbours; docs/tasks.md)."""
 
     def __init__(self, folder: str | os.PathLike, frame_names: Sequence[str], size: tuple[int, int]):
@@ -61,8 +85,8 @@ class ClassIdWriter:
         self.size = size
         self.t = 0
 
-    def add(self, soft: Tensor) -> None:
-        """soft: [num_classes, h, w] propagated masks of the next frame."""
+    def add(self, t: int, soft: Tensor) -> None:
+        """soft: [num_classes, h, w] propagated masks of frame t (the next one)."""
         labels, _ = upsample_labels(soft, self.size)
         save_class_ids(self.folder / f"{self.names[self.t]}.png", labels.cpu().numpy())
         self.t += 1

@@ -1,10 +1,9 @@
 """Full-resolution label maps for writing, up-sampling only the channels that can win.
 
-``hvc.propagation.upsample_labels`` up-samples all ``num_classes`` (20) soft-mask channels
-to the frame size and takes the argmax: at 480p that is 8.2 M interpolated values and a
-20-way reduction per frame, although a DAVIS 2016 video has two objects (background and
-foreground) and every other channel is zero everywhere. :func:`upsample_argmax` gives the
-same labels, bit for bit, from the channels that are not identically zero.
+``hvc.propagation.upsample_labels`` up-samples all ``num_classes`` (20) soft-mask channels to
+the frame size and takes the argmax (8.2 M values per frame at 480p), although a DAVIS 2016
+video has two objects and every other channel is zero everywhere. :func:`upsample_argmax` gives
+the same labels, bit for bit, from the channels that are not identically zero.
 
 Why it is the same (bilinear weights are non-negative and float rounding is monotone, so
 an up-sampled channel that is zero everywhere stays +0 and a non-negative one stays >= 0):
@@ -43,10 +42,7 @@ def present_channels(soft: Tensor) -> Optional[list[int]]:
 
 def upsample_argmax(soft: Tensor, size: tuple[int, int]) -> Tensor:
     """soft: [K, h, w] non-negative soft masks -> labels [H, W] uint8 = ``upsample_labels(soft, size)[0]``.
-
-    Few, large operations: on a shared machine every multi-threaded operation can wait for a
-    descheduled thread, so their count matters as much as the work.
-    """
+    Few, large operations: on a shared machine each multi-threaded one can wait for a descheduled thread."""
     if soft.dim() != 3:
         raise ValueError(f"soft mask must be [K, h, w], got shape {tuple(soft.shape)}")
     ids = present_channels(soft)

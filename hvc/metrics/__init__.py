@@ -13,17 +13,5 @@ from hvc.metrics.measures import jf_scores
 from hvc.metrics.report import format_tables, global_table, sequence_table, write_csvs
 from hvc.metrics.statistics import Statistics, db_statistics
 
-__all__ = [
-    "MetricsError",
-    "ObjectScores",
-    "Statistics",
-    "db_statistics",
-    "evaluate",
-    "evaluate_sequence",
-    "format_tables",
-    "global_table",
-    "jf_scores",
-    "read_sequence_list",
-    "sequence_table",
-    "write_csvs",
-]
+__all__ = ["MetricsError", "ObjectScores", "Statistics", "db_statistics", "evaluate", "evaluate_sequence",
+           "format_tables", "global_table", "jf_scores", "read_sequence_list", "sequence_table", "write_csvs"]

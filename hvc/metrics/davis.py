@@ -25,14 +25,13 @@ YEARS = (2016, 2017)
 
 
 @dataclass(frozen=True)
-class ObjectScores:
-    """Per-frame scores of one object of one sequence."""
+class ObjectJ:
+    """Per-frame J of one object of one sequence (VOST scores only J)."""
 
     sequence: str
     object_id: int  # 1..N
     frames: tuple[str, ...]  # evaluated frame names (file stems), [T]
     J: np.ndarray  # [T] float64
-    F: np.ndarray  # [T] float64
 
     @property
     def name(self) -> str:
@@ -42,6 +41,13 @@ class ObjectScores:
     @property
     def j_stats(self) -> Statistics:
         return db_statistics(self.J)
+
+
+@dataclass(frozen=True)
+class ObjectScores(ObjectJ):
+    """Per-frame J and F of one object of one sequence."""
+
+    F: np.ndarray  # [T] float64
 
     @property
     def f_stats(self) -> Statistics:
@@ -53,42 +59,46 @@ def read_sequence_list(davis_root: Path, year: int, split: str) -> list[str]:
     return davis_layout.read_sequence_list(davis_root, year, split, MetricsError, "is --davis-root a DAVIS root?")
 
 
-def evaluate_sequence(gt_dir: Path, pred_dir: Path, binary: bool) -> list[ObjectScores]:
-    """J and F of every object of one sequence (folder names = sequence name).
-
-    gt_dir holds ``<frame>.png`` ground truth, pred_dir the predictions of the same names.
-    """
-    sequence = gt_dir.name
-    frames = sorted(p.stem for p in gt_dir.glob("*.png"))
+def count_objects(gt_dir: Path, frames: Sequence[str], binary: bool) -> int:
+    """The number of objects of a sequence of annotated ``frames``: the largest id of the first."""
     if len(frames) < 3:
-        raise MetricsError(
-            f"sequence {sequence!r}: {len(frames)} annotated frame(s) in {gt_dir}; "
-            "the semi-supervised protocol needs at least 3 (first and last are not scored)"
-        )
-    num_objects = int(ground_truth_ids(read_label_png(gt_dir / f"{frames[0]}.png"), binary).max())
+        raise MetricsError(f"sequence {gt_dir.name!r}: {len(frames)} annotated frame(s) in {gt_dir}; "
+                           "the semi-supervised protocol needs at least 3 (first and last are not scored)")
+    return int(ground_truth_ids(read_label_png(gt_dir / f"{frames[0]}.png"), binary).max())
+
+
+def read_frame(gt_dir: Path, pred_dir: Path, frame: str, binary: bool) -> tuple[np.ndarray, np.ndarray, Path]:
+    """(ground-truth ids, prediction pixel values, prediction path) of one frame, [H, W] uint8 each."""
+    gt = ground_truth_ids(read_label_png(gt_dir / f"{frame}.png"), binary)
+    pred_path = pred_dir / f"{frame}.png"
+    if not pred_path.is_file():
+        raise MetricsError(f"sequence {gt_dir.name!r}: missing prediction for frame {frame} ({pred_path})")
+    pred = read_label_png(pred_path)
+    if pred.shape != gt.shape:
+        raise MetricsError(f"sequence {gt_dir.name!r}, frame {frame}: prediction {pred_path} is "
+                           f"{pred.shape[1]}x{pred.shape[0]} but the ground truth is {gt.shape[1]}x{gt.shape[0]} "
+                           "(width x height)")
+    return gt, pred, pred_path
+
+
+def evaluate_sequence(gt_dir: Path, pred_dir: Path, binary: bool) -> list[ObjectScores]:
+    """J and F of every object of one sequence: ``gt_dir`` (named after the sequence) holds
+    ``<frame>.png`` ground truth, ``pred_dir`` the predictions of the same names."""
+    frames = sorted(p.stem for p in gt_dir.glob("*.png"))
+    num_objects = count_objects(gt_dir, frames, binary)
     evaluated = tuple(frames[1:-1])
     j = np.zeros((num_objects, len(evaluated)))
     f = np.zeros((num_objects, len(evaluated)))
     for t, frame in enumerate(evaluated):
-        gt = ground_truth_ids(read_label_png(gt_dir / f"{frame}.png"), binary)
-        pred_path = pred_dir / f"{frame}.png"
-        if not pred_path.is_file():
-            raise MetricsError(f"sequence {sequence!r}: missing prediction for frame {frame} ({pred_path})")
-        pred = prediction_ids(read_label_png(pred_path), binary)
-        if pred.shape != gt.shape:
-            raise MetricsError(
-                f"sequence {sequence!r}, frame {frame}: prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} "
-                f"but the ground truth is {gt.shape[1]}x{gt.shape[0]} (width x height)"
-            )
+        gt, raw, pred_path = read_frame(gt_dir, pred_dir, frame, binary)
+        pred = prediction_ids(raw, binary)
         top = int(pred.max())
         if top > num_objects:
-            raise MetricsError(
-                f"sequence {sequence!r}, frame {frame}: prediction {pred_path} holds object id {top} "
-                f"but the sequence has {num_objects} object(s)"
-            )
+            raise MetricsError(f"sequence {gt_dir.name!r}, frame {frame}: prediction {pred_path} holds object id "
+                               f"{top} but the sequence has {num_objects} object(s)")
         for k in range(num_objects):
             j[k, t], f[k, t] = jf_scores(gt == k + 1, pred == k + 1)
-    return [ObjectScores(sequence, k + 1, evaluated, j[k], f[k]) for k in range(num_objects)]
+    return [ObjectScores(gt_dir.name, k + 1, evaluated, j[k], f[k]) for k in range(num_objects)]
 
 
 def check_sequence_folders(annotations: Path, results: Path, names: Sequence[str]) -> None:
@@ -110,15 +120,8 @@ def check_sequence_folders(annotations: Path, results: Path, names: Sequence[str
             raise MetricsError(f"sequence {name!r}: no results folder {results / name}")
 
 
-def evaluate(
-    davis_root: str | Path,
-    results: str | Path,
-    year: int,
-    split: str = "val",
-    sequences: Optional[Iterable[str]] = None,
-    workers: int = 1,
-    progress: bool = True,
-) -> list[ObjectScores]:
+def evaluate(davis_root: str | Path, results: str | Path, year: int, split: str = "val",
+             sequences: Optional[Iterable[str]] = None, workers: int = 1, progress: bool = True) -> list[ObjectScores]:
     """Score a folder of ``<seq>/<frame>.png`` predictions against DAVIS ``year``/``split``.
 
     sequences: names to evaluate instead of ``ImageSets/<year>/<split>.txt`` (kept in the

@@ -21,19 +21,22 @@ if TYPE_CHECKING:
     from hvc.metrics.vost import VOSTObject
 
 
-def _figure(width: float, height: float):
+def _axes(width: float, height: float):
     # Figure + FigureCanvasAgg directly: no pyplot state, no GUI backend, safe in workers.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    return fig
+    return fig.add_subplot()
 
 
-def _png(fig) -> bytes:
+def _png(ax, title: str, **legend) -> bytes:
+    """The figure of ``ax`` with its title and legend, as PNG bytes."""
+    ax.set_title(title)
+    ax.legend(**legend)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    ax.figure.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
 
 
@@ -43,8 +46,7 @@ def davis_sequences(objects: Sequence["ObjectScores"], title: str) -> bytes:
     j = np.array([o.j_stats.mean for o in objects])
     f = np.array([o.f_stats.mean for o in objects])
     jf = (j + f) / 2
-    fig = _figure(max(5.0, 0.45 * len(names) + 2), 4.0)
-    ax = fig.add_subplot()
+    ax = _axes(max(5.0, 0.45 * len(names) + 2), 4.0)
     x = np.arange(len(names))
     ax.bar(x, jf, color="#4c72b0", label="J&F")
     ax.plot(x, j, "o", color="#dd8452", label="J (IoU)")
@@ -54,15 +56,12 @@ def davis_sequences(objects: Sequence["ObjectScores"], title: str) -> bytes:
     ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score")
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
-    return _png(fig)
+    return _png(ax, title, fontsize=8, loc="lower right")
 
 
 def pck_curves(result: "PCKResult", joint_names: Sequence[str], title: str) -> bytes:
     """PCK against the threshold: one line per joint, their mean in bold."""
-    fig = _figure(7.0, 4.5)
-    ax = fig.add_subplot()
+    ax = _axes(7.0, 4.5)
     from matplotlib import colormaps
 
     colors = [colormaps["tab20"](i % 20) for i in range(len(joint_names))]
@@ -73,15 +72,12 @@ def pck_curves(result: "PCKResult", joint_names: Sequence[str], title: str) -> b
     ax.set_ylabel("PCK (%)")
     ax.set_ylim(0, 102)
     ax.set_xticks(result.thresholds)
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
-    return _png(fig)
+    return _png(ax, title, fontsize=7, ncol=2, loc="lower right")
 
 
 def vip_class_iou(result: "VIPScores", title: str) -> bytes:
     """IoU per class; classes absent from ground truth and prediction are marked n/a."""
-    fig = _figure(8.0, 4.0)
-    ax = fig.add_subplot()
+    ax = _axes(8.0, 4.0)
     x = np.arange(len(CLASS_NAMES))
     iou = np.nan_to_num(result.class_iou, nan=0.0)
     ax.bar(x, iou, color="#4c72b0")
@@ -91,17 +87,14 @@ def vip_class_iou(result: "VIPScores", title: str) -> bytes:
     ax.set_xticks(x, CLASS_NAMES, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("IoU")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return _png(fig)
+    return _png(ax, title, fontsize=8)
 
 
 def vost_j_by_position(objects: Sequence["VOSTObject"], title: str, bins: int = 10) -> bytes:
     """J against the relative position of the frame in its sequence (0 = first evaluated,
     1 = last): one thin line per object, the mean over objects per position bin in bold,
     and the start of the last quarter (J_last)."""
-    fig = _figure(7.0, 4.0)
-    ax = fig.add_subplot()
+    ax = _axes(7.0, 4.0)
     xs, ys = [], []
     for obj in objects:
         pos = np.linspace(0, 1, len(obj.J)) if len(obj.J) > 1 else np.zeros(1)
@@ -118,6 +111,4 @@ def vost_j_by_position(objects: Sequence["VOSTObject"], title: str, bins: int = 
     ax.set_ylabel("J (IoU)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.05)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return _png(fig)
+    return _png(ax, title, fontsize=8)

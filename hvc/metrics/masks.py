@@ -19,21 +19,15 @@ class MetricsError(InputError, ValueError):
 
 
 def read_label_png(path: Path) -> np.ndarray:
-    """Pixel values of a single-channel PNG (palette indices, not colours).
-
-    Returns: [H, W] uint8. Raises MetricsError naming ``path`` if it is missing,
-    unreadable, or not a palette/greyscale image.
-    """
+    """[H, W] uint8 pixel values of a single-channel PNG (palette indices, not colours); a
+    MetricsError naming ``path`` if it is missing, unreadable, or not a palette/greyscale image."""
     return davis_layout.read_label_png(path, MetricsError)
 
 
 def ground_truth_ids(raw: np.ndarray, binary: bool) -> np.ndarray:
-    """Object ids of a ground-truth frame: [H, W] uint8, 0 = background.
-
-    binary (DAVIS 2016, 0/255 masks): any non-zero value is object 1.
-    Otherwise (DAVIS 2017): void (255) becomes background, as the official
-    semi-supervised evaluation does (predictions on void count as false positives).
-    """
+    """Object ids [H, W] uint8 (0 = background) of a ground-truth frame. binary (DAVIS 2016, 0/255
+    masks): any non-zero value is object 1. Otherwise void (255) becomes background, as the
+    official semi-supervised evaluation does (predictions on void count as false positives)."""
     return davis_layout.object_ids(raw, binary)
 
 

@@ -119,10 +119,6 @@ def jf_scores(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> t
     # cv2.dilate ignores pixels outside the array, so dilating the crop is exact.
     gt_dil = cv2.dilate(bg.view(np.uint8), kernel).view(bool)
     pred_dil = cv2.dilate(bp.view(np.uint8), kernel).view(bool)
-    f = _f_from_counts(
-        n_pred=np.count_nonzero(bp),
-        n_gt=np.count_nonzero(bg),
-        pred_hits=np.count_nonzero(bp & gt_dil),
-        gt_hits=np.count_nonzero(bg & pred_dil),
-    )
+    f = _f_from_counts(n_pred=np.count_nonzero(bp), n_gt=np.count_nonzero(bg),
+                       pred_hits=np.count_nonzero(bp & gt_dil), gt_hits=np.count_nonzero(bg & pred_dil))
     return float(j), float(f)

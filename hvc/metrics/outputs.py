@@ -39,11 +39,8 @@ def write_davis(objects: Sequence[ObjectScores], output: str | Path, split: str)
     """The official CSVs and ``per-sequence_results-<split>.png`` (J&F bars per object)."""
     global_path, sequence_path = csv_paths(Path(output), split)
     figure = figures.davis_sequences(objects, f"DAVIS {split}: J&F per object")
-    return _write({
-        global_path: csv_text(global_table(objects)),
-        sequence_path: csv_text(sequence_table(objects)),
-        sequence_path.with_suffix(".png"): figure,
-    })
+    return _write({global_path: csv_text(global_table(objects)), sequence_path: csv_text(sequence_table(objects)),
+                   sequence_path.with_suffix(".png"): figure})
 
 
 def davis_summary(objects: Sequence[ObjectScores], split: str) -> str:
@@ -125,12 +122,9 @@ def write_vost(objects: Sequence[vost.VOSTObject], output: str | Path, split: st
     global_path, sequence_path = csv_paths(Path(output), split)
     global_csv, sequence_csv = vost.csv_texts(objects)
     figure = figures.vost_j_by_position(objects, f"VOST {split}: J along the sequences")
-    return _write({
-        global_path: global_csv,
-        sequence_path: sequence_csv,
-        Path(output) / f"raw-{split}.json": json.dumps(vost.raw_results(objects), indent=1) + "\n",
-        Path(output) / f"per-frame_J-{split}.png": figure,
-    })
+    return _write({global_path: global_csv, sequence_path: sequence_csv,
+                   Path(output) / f"raw-{split}.json": json.dumps(vost.raw_results(objects), indent=1) + "\n",
+                   Path(output) / f"per-frame_J-{split}.png": figure})
 
 
 def vost_summary(objects: Sequence[vost.VOSTObject], split: str) -> str:

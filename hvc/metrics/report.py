@@ -10,6 +10,7 @@ import pandas as pd
 
 from hvc.fileio import atomic_write_text
 from hvc.metrics.davis import ObjectScores
+from hvc.metrics.statistics import Statistics
 
 GLOBAL_COLUMNS = ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
 SEQUENCE_COLUMNS = ["Sequence", "J-Mean", "F-Mean"]
@@ -22,25 +23,18 @@ def global_table(objects: Sequence[ObjectScores]) -> pd.DataFrame:
     Means are np.mean over Python lists in table order, as the official script computes
     them: the printed 3rd decimal depends on the summation order at exact halves.
     """
-    j = [o.j_stats for o in objects]
-    f = [o.f_stats for o in objects]
-    j_mean, f_mean = np.mean([s.mean for s in j]), np.mean([s.mean for s in f])
-    row = [
-        (j_mean + f_mean) / 2.0,
-        j_mean,
-        np.mean([s.recall for s in j]),
-        np.mean([s.decay for s in j]),
-        f_mean,
-        np.mean([s.recall for s in f]),
-        np.mean([s.decay for s in f]),
-    ]
-    return pd.DataFrame([row], columns=GLOBAL_COLUMNS)
+    j, f = mean_statistics([o.j_stats for o in objects]), mean_statistics([o.f_stats for o in objects])
+    return pd.DataFrame([[(j[0] + f[0]) / 2.0, *j, *f]], columns=GLOBAL_COLUMNS)
+
+
+def mean_statistics(stats: Sequence[Statistics]) -> list[float]:
+    """[Mean, Recall, Decay], each averaged over the objects' ``stats``."""
+    return [np.mean([getattr(s, field) for s in stats]) for field in Statistics._fields]
 
 
 def sequence_table(objects: Sequence[ObjectScores]) -> pd.DataFrame:
     """One row per object, ``<sequence>_<id>``, with its J-Mean and F-Mean."""
-    rows = [(o.name, o.j_stats.mean, o.f_stats.mean) for o in objects]
-    return pd.DataFrame(rows, columns=SEQUENCE_COLUMNS)
+    return pd.DataFrame([(o.name, o.j_stats.mean, o.f_stats.mean) for o in objects], columns=SEQUENCE_COLUMNS)
 
 
 def csv_paths(output: Path, split: str) -> tuple[Path, Path]:
@@ -74,12 +68,6 @@ def format_tables(objects: Sequence[ObjectScores], split: str) -> str:
 
 def results_text(global_results: pd.DataFrame, per_sequence: pd.DataFrame, split: str) -> str:
     """The two tables under the official headings."""
-    return "\n".join(
-        [
-            f"--------------------------- Global results for {split} ---------------------------",
-            table_text(global_results),
-            "",
-            f"---------- Per sequence results for {split} ----------",
-            table_text(per_sequence),
-        ]
-    )
+    return "\n".join([f"--------------------------- Global results for {split} ---------------------------",
+                      table_text(global_results), "",
+                      f"---------- Per sequence results for {split} ----------", table_text(per_sequence)])

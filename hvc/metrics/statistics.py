@@ -35,8 +35,5 @@ def db_statistics(values: np.ndarray) -> Statistics:
         raise ValueError(f"expected a non-empty 1-D array of per-frame values, got shape {values.shape}")
     edges = decay_bin_edges(values.size)
     bins = [values[edges[k] : edges[k + 1] + 1] for k in range(N_DECAY_BINS)]
-    return Statistics(
-        mean=float(np.nanmean(values)),
-        recall=float(np.nanmean(values > 0.5)),
-        decay=float(np.nanmean(bins[0]) - np.nanmean(bins[-1])),
-    )
+    return Statistics(mean=float(np.nanmean(values)), recall=float(np.nanmean(values > 0.5)),
+                      decay=float(np.nanmean(bins[0]) - np.nanmean(bins[-1])))

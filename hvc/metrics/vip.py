@@ -67,16 +67,9 @@ def scores(confusion: np.ndarray, frames: int = 0) -> VIPScores:
         frequency = gt_pixels / hist.sum()
         overall = correct.sum() / hist.sum()
     present = frequency > 0
-    return VIPScores(
-        confusion=hist,
-        frames=frames,
-        overall_accuracy=float(overall),
-        mean_accuracy=float(_nanmean(class_accuracy)),
-        mean_iou=float(_nanmean(class_iou)),
-        fwavacc=float((frequency[present] * class_iou[present]).sum()),
-        class_accuracy=class_accuracy,
-        class_iou=class_iou,
-    )
+    return VIPScores(hist, frames, overall_accuracy=float(overall), mean_accuracy=_nanmean(class_accuracy),
+                     mean_iou=_nanmean(class_iou), fwavacc=float((frequency[present] * class_iou[present]).sum()),
+                     class_accuracy=class_accuracy, class_iou=class_iou)
 
 
 def _nanmean(values: np.ndarray) -> float:

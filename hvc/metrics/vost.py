@@ -25,12 +25,12 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from hvc.metrics.davis import check_sequence_folders
-from hvc.metrics.masks import MetricsError, ground_truth_ids, read_label_png
+from hvc.metrics.davis import ObjectJ, check_sequence_folders, count_objects, read_frame
+from hvc.metrics.masks import MetricsError
 from hvc.metrics.measures import jaccard
 from hvc.names import read_name_list
 from hvc.metrics.parallel import map_sequences
-from hvc.metrics.report import csv_text, results_text
+from hvc.metrics.report import csv_text, mean_statistics, results_text
 from hvc.metrics.statistics import Statistics, db_statistics
 
 LAST_FRACTION = 0.75  # J_last: the frames from floor(0.75 n) on
@@ -43,26 +43,13 @@ class TruncatedIdsWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class VOSTObject:
+class VOSTObject(ObjectJ):
     """Per-frame J of one object over the evaluated (annotated, not first or last) frames."""
-
-    sequence: str
-    object_id: int  # 1..N
-    frames: tuple[str, ...]  # evaluated frame names, [T]
-    J: np.ndarray  # [T] float64
-
-    @property
-    def name(self) -> str:
-        return f"{self.sequence}_{self.object_id}"
 
     @property
     def last_start(self) -> int:
         """First index of the last quarter: floor(0.75 T)."""
         return int(math.floor(len(self.J) * LAST_FRACTION))
-
-    @property
-    def j_stats(self) -> Statistics:
-        return db_statistics(self.J)
 
     @property
     def j_last_stats(self) -> Statistics:
@@ -85,27 +72,14 @@ def read_sequence_list(root: Path, split: str) -> list[str]:
 
 def evaluate_sequence(gt_dir: Path, pred_dir: Path) -> VOSTSequenceScores:
     """J of every object of one sequence on its annotated frames (folder names = sequence name)."""
-    sequence = gt_dir.name
     # Sorted by file name, as the official glob + sort.
     frames = [p.name[: -len(".png")] for p in sorted(gt_dir.glob("*.png"), key=lambda p: p.name)]
-    if len(frames) < 3:
-        raise MetricsError(f"sequence {sequence!r}: {len(frames)} annotated frame(s) in {gt_dir}; "
-                           "at least 3 are needed (first and last are not scored)")
-    num_objects = int(ground_truth_ids(read_label_png(gt_dir / f"{frames[0]}.png"), binary=False).max())
+    num_objects = count_objects(gt_dir, frames, binary=False)
     evaluated = tuple(frames[1:-1])
     j = np.zeros((num_objects, len(evaluated)))
     above: list[tuple[str, int]] = []
     for t, frame in enumerate(evaluated):
-        gt = ground_truth_ids(read_label_png(gt_dir / f"{frame}.png"), binary=False)
-        pred_path = pred_dir / f"{frame}.png"
-        if not pred_path.is_file():
-            raise MetricsError(f"sequence {sequence!r}: missing prediction for frame {frame} ({pred_path})")
-        pred = read_label_png(pred_path)
-        if pred.shape != gt.shape:
-            raise MetricsError(
-                f"sequence {sequence!r}, frame {frame}: prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} "
-                f"but the ground truth is {gt.shape[1]}x{gt.shape[0]} (width x height)"
-            )
+        gt, pred, _ = read_frame(gt_dir, pred_dir, frame, binary=False)
         top = int(pred.max())
         if top > num_objects:
             above.append((frame, top))
@@ -113,10 +87,10 @@ def evaluate_sequence(gt_dir: Path, pred_dir: Path) -> VOSTSequenceScores:
             j[k, t] = jaccard(gt == k + 1, pred == k + 1)
     truncated = None
     if above:
-        truncated = (f"sequence {sequence!r}: predictions hold object ids up to {max(i for _, i in above)} but the "
+        truncated = (f"sequence {gt_dir.name!r}: predictions hold object ids up to {max(i for _, i in above)} but the "
                      f"sequence has {num_objects} object(s) (frames {', '.join(f for f, _ in above)}); the extra ids "
                      "are ignored, as the VOST evaluation does")
-    return VOSTSequenceScores([VOSTObject(sequence, k + 1, evaluated, j[k]) for k in range(num_objects)], truncated)
+    return VOSTSequenceScores([VOSTObject(gt_dir.name, k + 1, evaluated, j[k]) for k in range(num_objects)], truncated)
 
 
 def evaluate(root: str | Path, results: str | Path, split: str = "val", sequences: Optional[Iterable[str]] = None,
@@ -142,9 +116,7 @@ def evaluate(root: str | Path, results: str | Path, split: str = "val", sequence
 
 def global_table(objects: Sequence[VOSTObject]) -> pd.DataFrame:
     """One row: J and J_last statistics averaged over objects (np.mean of lists, as officially)."""
-    j = [o.j_stats for o in objects]
-    last = [o.j_last_stats for o in objects]
-    row = [np.mean([getattr(s, field) for s in stats]) for stats in (j, last) for field in ("mean", "recall", "decay")]
+    row = mean_statistics([o.j_stats for o in objects]) + mean_statistics([o.j_last_stats for o in objects])
     return pd.DataFrame([row], columns=GLOBAL_COLUMNS)
 
 

@@ -7,10 +7,9 @@ Accepted files (docs/checkpoints.md), recognised by their content:
 * HVC training checkpoint ``{'model': {...}}``: the ``online_encoder.*`` entries;
 * MoCo v1 ``{'state_dict': {...}}``: the ``module.encoder_q.*`` entries.
 
-``fc.*`` and ``layer4.*`` are dropped explicitly (unused at test time); everything else
-must match the test encoder exactly. Nothing is ever downloaded. Files are read by the
-package's one trusted loader, :func:`hvc.checkpoint.read_checkpoint_file`; every problem is a
-:class:`hvc.checkpoint.CheckpointError`.
+``fc.*`` and ``layer4.*`` are dropped (unused at test time); everything else must match the test
+encoder exactly. Nothing is downloaded; files are read by :func:`hvc.checkpoint.read_checkpoint_file`
+and every problem is a :class:`hvc.checkpoint.CheckpointError`.
 """
 
 from __future__ import annotations
@@ -28,14 +27,10 @@ from hvc.paths import project_folder
 
 ARCH = {"hvc": "resnet18", "mocov1": "resnet50", "imagenet18": "resnet18", "imagenet50": "resnet50",
         "random18": "resnet18"}
-# The folder of the default weight files (checkpoint_dir): $HVC_CHECKPOINT_DIR if set, else
-# checkpoints/ of the working directory if it exists, else that of the source checkout the
-# package runs from (a clone, an editable install); an installed package has none.
-CHECKPOINT_DIR_VARIABLE = "HVC_CHECKPOINT_DIR"
-# Each model's default file in that folder, for every entry point (test.py, hvc.segment, ...).
-# hvc: the checkpoint committed to this repository (checkpoints/hvc_bsds_cpu.md), so that
-# --model hvc runs on a fresh clone; the paper's released weights are named explicitly
-# (--checkpoint checkpoints/hvc_coco.pth).
+CHECKPOINT_DIR_VARIABLE = "HVC_CHECKPOINT_DIR"  # overrides checkpoint_dir()
+# Each model's default file in checkpoint_dir(), for every entry point. hvc: the checkpoint
+# committed to this repository (checkpoints/hvc_bsds_cpu.md), so that --model hvc runs on a fresh
+# clone; the paper's released weights are named explicitly (--checkpoint checkpoints/hvc_coco.pth).
 DEFAULT_CHECKPOINT = {
     "hvc": "hvc_bsds_cpu.pth",
     "mocov1": "moco_v1_200ep_pretrain.pth.tar",
@@ -44,26 +39,21 @@ DEFAULT_CHECKPOINT = {
 }
 _UNUSED_PREFIXES = ("fc.", "layer4.")
 _SHOWN_KEYS = 8  # keys listed per category in error messages
-
-
-def _strip(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+# checkpoint dicts: (key of the encoder's entries, their prefix, what the file is)
+_LAYOUTS = (("state_dict", "module.encoder_q.", "a MoCo v1 file"),
+            ("model", "online_encoder.", "an HVC training checkpoint"))
 
 
 def _encoder_entries(obj: object, path: str) -> dict[str, Tensor]:
     """The encoder's entries of a loaded checkpoint, whatever its layout."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, got {type(obj).__name__}")
-    if "state_dict" in obj:  # MoCo v1
-        state = _strip(obj["state_dict"], "module.encoder_q.")
-        if not state:
-            raise CheckpointError(f"{path}: 'state_dict' has no 'module.encoder_q.*' keys (not a MoCo v1 file)")
-        return state
-    if "model" in obj:  # HVC training checkpoint
-        state = _strip(obj["model"], "online_encoder.")
-        if not state:
-            raise CheckpointError(f"{path}: 'model' has no 'online_encoder.*' keys (not an HVC training checkpoint)")
-        return state
+    for key, prefix, what in _LAYOUTS:
+        if key in obj:
+            state = {k[len(prefix):]: v for k, v in obj[key].items() if k.startswith(prefix)}
+            if not state:
+                raise CheckpointError(f"{path}: {key!r} has no '{prefix}*' keys (not {what})")
+            return state
     bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
     if bad:
         raise CheckpointError(f"{path}: not a state dict (non-tensor entries {bad[:_SHOWN_KEYS]})")
@@ -90,21 +80,16 @@ def load_state_strict(net: ResNet, state: Mapping[str, Tensor], path: str) -> No
     unexpected = [k for k in state if k not in expected]
     wrong = tensor_mismatches(expected, state)  # shapes, and dtypes that cannot be weights (int64, bool)
     if missing or unexpected or wrong:
-        parts = [f"{path} does not fit a {net.arch} test encoder (wrong architecture?)"]
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {_listing(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-        if wrong:
-            parts.append(f"shape or dtype mismatches ({len(wrong)}): {_listing(wrong)}")
-        raise CheckpointError("; ".join(parts))
+        found = (("missing keys", missing), ("unexpected keys", unexpected), ("shape or dtype mismatches", wrong))
+        raise CheckpointError("; ".join([f"{path} does not fit a {net.arch} test encoder (wrong architecture?)"]
+                                        + [f"{what} ({len(keys)}): {_listing(keys)}" for what, keys in found if keys]))
     net.load_state_dict(state, strict=True)
 
 
 @torch.no_grad()
 def bn_dummy_forward(net: ResNet, device: torch.device | str = "cpu") -> None:
-    """Replicate the official test encoder's set-up pass: one train-mode forward of a
-    256x256 zero image, so every BatchNorm running stat becomes 0.9 * stored + 0.1 * batch stat."""
+    """The official test encoder's set-up pass: one train-mode forward of a 256x256 zero image
+    (every BatchNorm running stat becomes 0.9 * stored + 0.1 * batch stat)."""
     net.train()
     net(torch.zeros(1, 3, 256, 256, device=device))
     net.eval()
@@ -116,8 +101,7 @@ COMMITTED_CHECKPOINT = "checkpoints/hvc_bsds_cpu.pth"  # the CPU-trained encoder
 
 
 def missing_checkpoint_hint(name: str) -> str:
-    """What to do about a missing weight file of model ``name``: the download command, and the
-    committed checkpoint that runs without any download."""
+    """What to do about a missing weight file of model ``name``."""
     item = DOWNLOAD_ITEM.get(name)
     get = f"get it with `python -m hvc.download {item}`" if item else "put the file there"
     return (f"{get} (see checkpoints/README.md), set ${CHECKPOINT_DIR_VARIABLE} to its folder, pass --checkpoint "
@@ -127,7 +111,7 @@ def missing_checkpoint_hint(name: str) -> str:
 
 def checkpoint_dir() -> Path:
     """Where default weight files are looked for (absolute): $HVC_CHECKPOINT_DIR; else ./checkpoints
-    if that folder exists or the package is not run from a checkout; else the checkout's checkpoints/."""
+    if it exists or the package is not run from a checkout; else the checkout's checkpoints/."""
     if os.environ.get(CHECKPOINT_DIR_VARIABLE):
         return Path(os.environ[CHECKPOINT_DIR_VARIABLE]).resolve()
     return project_folder("checkpoints")
@@ -144,11 +128,8 @@ def checkpoint_path(name: str, checkpoint: Optional[str]) -> str:
 
 def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0,
                  bn_dummy_forward_pass: bool = False, device: torch.device | str = "cpu") -> ResNet:
-    """The eval-mode test encoder of model ``name`` on ``device``.
-
-    ``forward(frames: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]``, C = 256 (ResNet-18)
-    or 1024 (ResNet-50).
-    """
+    """The eval-mode test encoder of model ``name`` on ``device``:
+    ``forward(frames: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]``, C = 256 (ResNet-18) or 1024 (ResNet-50)."""
     if name not in ARCH:
         raise CheckpointError(f"model.name: unknown model {name!r}; choose one of {sorted(ARCH)}")
     if name == "random18":

@@ -18,9 +18,7 @@ def _conv1x1(cin: int, cout: int) -> nn.Conv2d:
 
 class ResidualConvBlock(nn.Module):
     """``conv3(act(bn2(conv2(r) + r)))`` with ``r = act(bn1(conv1(x)))``; act = LeakyReLU(0.01).
-
-    ``forward(x: [N, in_dim, h, w]) -> [N, out_dim, h, w]``.
-    """
+    ``forward(x: [N, in_dim, h, w]) -> [N, out_dim, h, w]``."""
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
         super().__init__()
@@ -37,11 +35,8 @@ class ResidualConvBlock(nn.Module):
 
 
 class ProjectionHead(nn.Module):
-    """Projector (512 -> 256 -> 256) or predictor (256 -> 256 -> 256) of HVC.
-
-    The wrapper only exists to put the layers under the official ``block.`` prefix.
-    ``forward(x: [N, in_dim, h, w]) -> [N, out_dim, h, w]`` (not normalised).
-    """
+    """Projector (512 -> 256 -> 256) or predictor (256 -> 256 -> 256) of HVC: a
+    :class:`ResidualConvBlock` under the official ``block.`` prefix (not normalised)."""
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
         super().__init__()

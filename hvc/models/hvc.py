@@ -40,18 +40,13 @@ def momentum_at(step: int, total_steps: int, base: float = 0.99) -> float:
 class HVC(nn.Module):
     """Self-supervised HVC model; ``forward`` returns the training loss.
 
-    Args:
-        arch: encoder architecture (``hvc.models.resnet``), used with layer4 at stride 8.
-        with_layer4: keep the encoder's layer4 (the paper). ``False`` trains the trunk that the
-            test-time encoder keeps (up to layer3, 256 channels for ResNet-18): the projector
-            then reads layer3, and at stride 8 the step does about a third of the encoder work.
-        proj_hidden_dim, proj_dim: projector widths (encoder channels -> hidden -> proj_dim).
-        pred_hidden_dim: predictor hidden width (proj_dim -> hidden -> proj_dim).
-        pos_radius: positive-pair radius of the hybrid loss (fraction of a cell diagonal).
-        init_forward_size: side of the all-zero image that the online encoder sees once in
-            train mode at construction, as the official ``__init__`` does (its BatchNorm
-            statistics move once, ``num_batches_tracked`` = 1; the target copy is taken
-            before, so it keeps fresh statistics). ``None`` skips it.
+    with_layer4: keep the encoder's layer4 (the paper); ``False`` trains the trunk that the
+    test-time encoder keeps (up to layer3): about a third of the encoder work at stride 8.
+    Projector: encoder channels -> proj_hidden_dim -> proj_dim; predictor: proj_dim ->
+    pred_hidden_dim -> proj_dim. pos_radius: see :func:`hybrid_loss`. init_forward_size: side
+    of the all-zero image the online encoder sees once in train mode at construction, as the
+    official ``__init__`` does (its BatchNorm statistics move once; the target copy is taken
+    before). ``None`` skips it.
     """
 
     def __init__(self, arch: Arch = "resnet18", proj_hidden_dim: int = 256, proj_dim: int = 256,
@@ -75,16 +70,13 @@ class HVC(nn.Module):
     def _target_parameters(self) -> list[nn.Parameter]:
         return [*self.target_encoder.parameters(), *self.target_space_projector.parameters()]
 
-    def _online_parameters(self) -> list[nn.Parameter]:
-        """Online counterparts of :meth:`_target_parameters`, in the same order."""
-        return [*self.online_encoder.parameters(), *self.online_space_projector.parameters()]
-
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
         """target = target * m + online * (1 - m), parameters only (BN buffers untouched)."""
         target = self._target_parameters()
+        online = [*self.online_encoder.parameters(), *self.online_space_projector.parameters()]  # in the same order
         torch._foreach_mul_(target, momentum)  # one fused kernel per list, not per tensor
-        torch._foreach_add_(target, self._online_parameters(), alpha=1.0 - momentum)
+        torch._foreach_add_(target, online, alpha=1.0 - momentum)
 
     def _online(self, view: Tensor) -> Tensor:
         """view: [N, 3, H, W] -> q: [N, proj_dim, H/8, W/8], unit norm over channels."""

@@ -1,16 +1,9 @@
-"""Fully-convolutional ResNet encoders with output stride 8.
+"""Fully-convolutional ResNet encoders with output stride 8 (layer3 and layer4 at stride 1).
 
-Parameter names follow torchvision's layout (``conv1``, ``bn1``, ``layer1.0.conv1``,
-``layer3.0.downsample.0`` ...) so that the paper's checkpoints, MoCo v1 and torchvision
-ImageNet files load by name. There is no ``avgpool``/``fc``: loaders drop ``fc.*``
-explicitly.
-
-Both uses share one class:
-
-* training (``with_layer4=True``): layer1..layer4, every conv of layer3 and layer4 at
-  stride 1 -> ResNet-18: 512 channels, stride 8;
-* testing (``with_layer4=False``): layer4 absent -> ResNet-18: 256 channels,
-  ResNet-50: 1024 channels, stride 8.
+Parameter names follow torchvision's layout (``conv1``, ``layer3.0.downsample.0`` ...) so that
+the paper's checkpoints, MoCo v1 and torchvision ImageNet files load by name; there is no
+``avgpool``/``fc`` (loaders drop ``fc.*``). Training keeps layer4 (ResNet-18: 512 channels),
+testing stops after layer3 (ResNet-18: 256, ResNet-50: 1024 channels).
 
 Initialisation is the paper's (docs/training.md): conv weights ~ N(0, sqrt(2 / (k*k*out))),
 BatchNorm weight 1 / bias 0, then the last BatchNorm of every residual block zeroed.
@@ -37,6 +30,7 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 
 class BasicBlock(nn.Module):
     expansion = 1
+    last_bn = "bn2"  # zeroed at initialisation
 
     def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -46,9 +40,6 @@ class BasicBlock(nn.Module):
         self.conv2 = _conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
-
-    def last_bn(self) -> nn.BatchNorm2d:
-        return self.bn2
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -61,6 +52,7 @@ class Bottleneck(nn.Module):
     """torchvision's ResNet v1.5 bottleneck (stride on the 3x3 conv), as in MoCo v1."""
 
     expansion = 4
+    last_bn = "bn3"
 
     def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -72,9 +64,6 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
-
-    def last_bn(self) -> nn.BatchNorm2d:
-        return self.bn3
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -91,11 +80,7 @@ _ARCHS: dict[str, tuple[type[nn.Module], list[int]]] = {
 
 
 class ResNet(nn.Module):
-    """ResNet trunk at output stride 8 (layer3/layer4 at stride 1, no dilation).
-
-    Args:
-        arch: ``"resnet18"`` or ``"resnet50"``.
-        with_layer4: keep layer4 (training encoder) or stop after layer3 (test encoder).
+    """ResNet trunk at output stride 8; ``with_layer4`` False stops after layer3 (test encoder).
 
     ``forward(x: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]`` with C = ``out_channels``.
     """
@@ -117,16 +102,13 @@ class ResNet(nn.Module):
         self.layer3 = self._make_layer(block, 256, layers[2], stride=1)
         self.layer4 = self._make_layer(block, 512, layers[3], stride=1) if with_layer4 else None
         self.out_channels = (512 if with_layer4 else 256) * block.expansion
-        self.stride = 8
         self.reset_parameters()
 
     def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
         if stride != 1 or self._cin != planes * block.expansion:
-            downsample = nn.Sequential(
-                _conv1x1(self._cin, planes * block.expansion, stride),
-                nn.BatchNorm2d(planes * block.expansion),
-            )
+            downsample = nn.Sequential(_conv1x1(self._cin, planes * block.expansion, stride),
+                                       nn.BatchNorm2d(planes * block.expansion))
         mods = [block(self._cin, planes, stride, downsample)]
         self._cin = planes * block.expansion
         mods += [block(self._cin, planes) for _ in range(1, blocks)]
@@ -144,7 +126,7 @@ class ResNet(nn.Module):
                 m.bias.zero_()
         for m in self.modules():
             if isinstance(m, (BasicBlock, Bottleneck)):
-                m.last_bn().weight.zero_()
+                getattr(m, m.last_bn).weight.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

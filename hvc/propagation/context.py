@@ -1,19 +1,6 @@
-"""Context policies: which stored frames each step reads, which frames are stored, which evicted.
-
-The propagator asks its policy three things, frame after frame (docs/propagation.md):
-
-* ``context(reference, t)``: the frames read to predict frame t for the objects that started
-  at frame ``reference``. Entry 0 must be ``reference`` (the long-term entry: every key is a
-  candidate); the other entries are radius-limited, may repeat (a frame listed m times offers
-  its keys m times) and may be any stored frames, in any order.
-* ``store(t, soft)``: after frame t is predicted, whether to keep it for later steps. ``soft``
-  is its soft mask [K, hw] (frame 0: the given labels), so a policy can judge its quality.
-  Reference frames are kept whatever the answer.
-* ``evict(stored, t)``: after frame t, the stored frames no later step will read (reference
-  frames are never dropped).
-
-A policy that stores selectively (e.g. by the confidence of a frame's prediction, with a cap
-on stored frames) subclasses :class:`ContextPolicy`; the kernels accept any context.
+"""Context policies: which stored frames each step reads, which frames are stored, which evicted
+(docs/memory.md). A policy that stores selectively subclasses :class:`ContextPolicy`; the kernels
+accept any context.
 """
 
 from __future__ import annotations
@@ -25,7 +12,7 @@ from torch import Tensor
 
 
 class ContextPolicy(ABC):
-    """Decides the context of every step and the lifetime of stored frames (see module doc)."""
+    """Decides the context of every step and the lifetime of stored frames."""
 
     def reset(self) -> None:
         """Forget the current video (policies with state override this)."""
@@ -39,15 +26,19 @@ class ContextPolicy(ABC):
 
     @abstractmethod
     def context(self, reference: int, t: int) -> list[int]:
-        """Frames read for frame t by reference ``reference``'s objects; entry 0 is ``reference``."""
+        """Frames read to predict frame t for the objects that started at frame ``reference``.
+        Entry 0 is ``reference`` (the long-term entry: every key a candidate); the others are
+        radius-limited, may repeat (a frame listed m times offers its keys m times) and may be
+        any stored frames, in any order."""
 
     def store(self, t: int, soft: Tensor) -> bool:
-        """Whether frame t, whose soft mask is ``soft`` [K, hw], is kept for later steps."""
+        """After frame t is predicted (frame 0: given), whether it is kept for later steps; ``soft``
+        [K, hw] is its soft mask, to judge its quality. Reference frames are kept whatever the answer."""
         return True
 
     @abstractmethod
     def evict(self, stored: Sequence[int], t: int) -> list[int]:
-        """The frames of ``stored`` that no step after frame t reads."""
+        """The frames of ``stored`` that no step after frame t reads (reference frames are never dropped)."""
 
 
 class RecentFrames(ContextPolicy):

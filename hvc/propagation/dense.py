@@ -42,13 +42,10 @@ class DenseKernel:
         return cls(cfg.radius, cfg.temperature, cfg.topk)
 
     def memory(self) -> KeyMemory:
-        """Stored frames are kept as their embeddings [C, h, w]."""
-        return KeyMemory()
+        return KeyMemory()  # the embeddings [C, h, w] as they are
 
     def __call__(self, query: Tensor, memory: KeyMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """query: [C, h, w]; context: frame numbers in ``memory`` (entry 0 = long-term, no radius).
-        Returns (weights [hw, k], index [hw, k]) with index = slot * hw + key position, slot the
-        key frame's place in ``context_frames(context)`` (see :mod:`hvc.propagation.kernel`)."""
+        """See :class:`~hvc.propagation.kernel.Kernel`: (weights [hw, k], index [hw, k] = slot * hw + key)."""
         c, h, w = query.shape
         hw = h * w
         if (h, w) not in self._far:

@@ -21,10 +21,8 @@ def embed(feats: Tensor, merge_feats: Tensor | None = None, merge_lambda: float 
     if merge_feats is None:
         return out
     if merge_feats.dim() != feats.dim() or merge_feats.shape[:dim] + merge_feats.shape[dim + 1:] != (
-        feats.shape[:dim] + feats.shape[dim + 1:]
-    ):
-        raise ValueError(
-            f"merge_feats {tuple(merge_feats.shape)} must match feats {tuple(feats.shape)} in all but channels"
-        )
+            feats.shape[:dim] + feats.shape[dim + 1:]):
+        raise ValueError(f"merge_feats {tuple(merge_feats.shape)} must match feats {tuple(feats.shape)} "
+                         "in all but channels")
     merged = torch.cat([merge_lambda * out, F.normalize(merge_feats, dim=dim)], dim=dim)
     return F.normalize(merged, dim=dim)

@@ -1,21 +1,12 @@
-"""What the propagator asks of an affinity kernel, and the memory of stored frames it reads.
-
-A kernel finds, for every query position of the current frame, its ``topk`` neighbours among
-the keys of a context list of stored frames. The context is a list of frame numbers: entry 0
-is the long-term frame (every key a candidate), every other entry is radius-limited (keys at
-grid distance < ``radius``). Entries may repeat and need not be consecutive; a frame repeated
-m times offers each of its keys m times. Two kernels keep this contract:
-:class:`~hvc.propagation.dense.DenseKernel` (the reference) and
-:class:`~hvc.propagation.local.LocalKernel` (fast, exact; docs/local_kernel.md).
-
-The frames a kernel reads live in a :class:`KeyMemory` the caller owns (one per video), in the
-form the kernel scores fastest: the caller says which frame each embedding is, and when it is
-no longer needed.
+"""What the propagator asks of an affinity kernel (docs/design.md, "Label propagation: two seams"),
+and the memory of stored frames it reads: a :class:`KeyMemory` the caller owns (one per video), in
+the form the kernel scores fastest. Two kernels keep the contract: :class:`~hvc.propagation.dense.DenseKernel`
+(the reference) and :class:`~hvc.propagation.local.LocalKernel` (fast, exact; docs/local_kernel.md).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from torch import Tensor
 
@@ -49,15 +40,12 @@ class KeyMemory:
     def __contains__(self, frame: object) -> bool:
         return frame in self._forms
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._forms)
-
-    def __len__(self) -> int:
-        return len(self._forms)
-
 
 class Kernel(Protocol):
-    """The top-k neighbours of every query position over a context of stored frames."""
+    """The top-k neighbours of every query position over a context of stored frames. The context is
+    a list of frame numbers: entry 0 the long-term frame (every key a candidate), every other entry
+    radius-limited (keys at grid distance < ``radius``); entries may repeat (a frame repeated m
+    times offers each of its keys m times) and need not be consecutive."""
 
     topk: int
 

@@ -1,10 +1,6 @@
-"""Label propagation through a video, one frame at a time (docs/propagation.md).
-
-Shared bookkeeping around an affinity kernel (``dense`` reference or ``local`` fast path):
-references for objects that start at later frames, the per-reference contexts a
-:class:`~hvc.propagation.context.ContextPolicy` chooses, the stored frames' keys and soft masks,
-mask down-sampling and the merge of per-reference predictions. Labels enter as integer id maps
-or as soft label maps (e.g. keypoint heat maps); both become the same soft masks.
+"""Label propagation through a video, one frame at a time (docs/propagation.md): the bookkeeping
+around an affinity kernel (``dense`` reference or ``local`` fast path) of references for objects
+that start at later frames, per-reference contexts, stored frames and the merge of predictions.
 """
 
 from __future__ import annotations
@@ -33,11 +29,9 @@ def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, T
     """Soft mask [K, hw] of a query frame: the softmax-weighted sum of its top-k neighbours' masks.
 
     query: [C, h, w] its embedding; memory / masks ([K, hw]): the stored frames' keys and soft
-    masks; context: frame numbers, entry 0 the long-term one (no radius limit). channels: None
-    (all K) or the indices of the only channels that can be non-zero (those started so far);
-    the others are returned as zeros without being gathered. A channel's values are the same
-    either way: each is its own weighted sum (the official code's 20 channels cost 10x the two
-    of a single-object video).
+    masks; context: frame numbers, entry 0 the long-term one. channels: None (all K) or the only
+    channels that can be non-zero (those started so far); the others are zeros without being
+    gathered, the same values (the official code's 20 channels cost 10x the two of one object).
     """
     weights, index = kernel(query, memory, context)  # [hw, k] each, index = slot * hw + position
     frames = context_frames(context)
@@ -52,19 +46,15 @@ def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, T
 class LabelPropagator:
     """Propagates first-frame (and later-frame) labels by top-k feature affinities.
 
-    ``LabelPropagator(config, policy=None, **changes)``: ``config`` (default
-    ``PropagationConfig()``) with ``changes`` to its fields, e.g. ``LabelPropagator(context=3)``.
-    The policy defaults to the one ``config.memory`` names: :class:`~hvc.propagation.context.RecentFrames` of
-    ``config.context`` frames (the paper's) or :class:`~hvc.propagation.quality.QualityFrames`
-    (docs/memory.md). Under the paper's policy the context of reference frame t0 at frame t is
-    ``[t0] + [max(s, t0) for s in range(t - context, t)]`` (duplicates kept), keys of entries
-    after the first limited to grid distance < ``radius``.
+    ``LabelPropagator(config, policy=None, **changes)``: ``config`` (default ``PropagationConfig()``)
+    with ``changes`` to its fields. The policy defaults to the one ``config.memory`` names: the
+    paper's :class:`~hvc.propagation.context.RecentFrames` of ``config.context`` frames or
+    :class:`~hvc.propagation.quality.QualityFrames` (docs/memory.md).
     """
 
     def __init__(self, config: Optional[PropagationConfig] = None, *, policy: Optional[ContextPolicy] = None,
                  **changes):
-        # the schema's one check (ConfigError, a ValueError, naming prop.<field>); the kernels and
-        # policies below take these values as they are
+        # the schema's one check (ConfigError naming prop.<field>); kernels and policies take the values as they are
         self.config = dataclasses.replace(config or PropagationConfig(), **changes).validate()
         self.num_classes = self.config.num_classes
         self.kernel: Kernel = KERNELS[self.config.impl].from_config(self.config)
@@ -139,18 +129,15 @@ class LabelPropagator:
     @torch.no_grad()
     def step(self, emb: Tensor, labels: Tensor | None = None, *, soft_labels: Tensor | None = None,
              correct: bool = False) -> Tensor:
-        """Process the next frame.
+        """Process the next frame; returns its soft mask at feature resolution, [num_classes, h, w].
 
-        emb: [C, h, w] L2-normalised embedding of this frame. Labels, optional, at any
+        emb: [C, h, w] L2-normalised embedding. Labels, optional (frame 0 must give them), at any
         resolution (bilinearly resized to h x w): ``labels`` an [H, W] integer id map, or
-        ``soft_labels`` a float [num_classes, H, W] map (e.g. keypoint heat maps plus a
-        background channel). Channels not seen before in this video start here, the ones of an
-        id map by its ids; frame 0 must give labels. Channels starting at a later frame replace
-        the prediction in proportion to their sum (at most 1 per position). With ``correct``,
-        channels given again (not the background) are corrected: they become the given maps,
-        their old prediction's share goes to the background, and this frame becomes their only
-        reference; without it (the benchmarks' protocol) they are ignored. Returns the soft
-        mask of this frame at feature resolution: [num_classes, h, w].
+        ``soft_labels`` a float [num_classes, H, W] map (e.g. keypoint heat maps). Channels new
+        to the video start here, replacing the prediction in proportion to their sum (at most 1
+        per position). With ``correct``, channels given again (not the background) become the
+        given maps, their old prediction's share goes to the background, and this frame becomes
+        their only reference; without it (the benchmarks' protocol) they are ignored.
         """
         self._check_embedding(emb)
         if self.t == 0 and labels is None and soft_labels is None:
@@ -190,13 +177,12 @@ class LabelPropagator:
                 del self.valid[t0]
 
     def embeddings(self) -> dict[int, Tensor]:
-        """The embeddings [C, h, w] of the stored frames (what :meth:`restore` takes), from the
-        kernel's memory: no copy of them is kept besides."""
+        """The embeddings [C, h, w] of the stored frames (what :meth:`restore` takes), from the kernel's memory."""
         return {f: self.memory.embedding(f, self._shape) for f in sorted(self.store)}
 
     def state(self) -> dict:
         """The bookkeeping of the current video, JSON-able: with the stored frames' soft masks
-        (``self.store``) and embeddings it lets :meth:`restore` continue the video exactly."""
+        (``self.store``) and embeddings, :meth:`restore` continues the video exactly."""
         return {"t": self.t, "seen": sorted(self.seen), "references": list(self.references),
                 "valid": [[f, v.nonzero().flatten().tolist()] for f, v in self.valid.items()],
                 "stored": sorted(self.store), "shape": list(self._shape) if self._shape else None,

@@ -1,13 +1,8 @@
-"""The ``quality`` context policy: a bounded memory of frames whose prediction looks right
-(docs/memory.md).
-
-Training-free analogue of QDMN's quality-aware memory. The context of frame t is the
-reference frame, the ``recent`` frames before t, and long-term frames: earlier frames whose
-prediction scored at least ``threshold`` relative to frame 0, at least ``gap`` frames apart,
-at most ``context - recent`` of them; when there are more, one leaves by a recency + quality
-rule. Places not yet filled repeat the reference, as the paper's window does early in a
-video, so the context always has ``context`` entries after the long-term one.
-The score is the mean top-1 probability of the soft mask over the positions predicted as
+"""The ``quality`` context policy, a training-free analogue of QDMN's quality-aware memory
+(docs/memory.md): the reference frame, the ``recent`` frames before t, and at most
+``context - recent`` long-term frames whose prediction scored at least ``threshold`` relative to
+frame 0, at least ``gap`` frames apart, one leaving by a recency + quality rule when there are
+more. The score is the mean top-1 probability of the soft mask over the positions predicted as
 an object: a propagated frame whose neighbours disagree has a low one.
 """
 
@@ -56,8 +51,7 @@ class QualityFrames(ContextPolicy):
     def context(self, reference: int, t: int) -> list[int]:
         window = [s for s in range(t - self.cfg.recent, t) if s > reference]
         older = [f for f in self.long_term if reference < f < t - self.cfg.recent]
-        # Places no frame fills yet go to the reference, as the paper's window repeats the
-        # reference for the frames before it: ``size`` entries after the long-term one.
+        # places no frame fills yet repeat the reference, as the paper's window does early in a video
         return [reference] * (1 + self.size - len(older) - len(window)) + older + window
 
     def store(self, t: int, soft: Tensor) -> bool:

@@ -1,15 +1,12 @@
 """Tile-block storage: the local kernel's memory of stored frames.
 
-Frame t's key tiles are written into block ``t // GROUP_FRAMES`` at slot ``t % GROUP_FRAMES``:
-a block holds the tiles of consecutive frame numbers side by side, [T, C, GROUP_FRAMES, tile²].
-A context that reads a whole block (the usual case: the previous frames of a video) scores it
-in place; the other frames of a context are copied into parts of up to GROUP_FRAMES frames,
-and parts are packed into groups (one product and one top-k search each). Where a frame is stored is a
-function of its frame number alone, so which path runs depends only on the context.
-A block covers only the slots between its lowest and highest stored frame, growing (by
-doubling, up to GROUP_FRAMES) as frames arrive: a sparse memory (frames far apart, as the
-``quality`` memory policy keeps them, docs/memory.md) holds about the tiles it needs, not
-GROUP_FRAMES times as many.
+Frame t's key tiles are written into block ``t // GROUP_FRAMES`` at slot ``t % GROUP_FRAMES``, so
+a block holds the tiles of consecutive frame numbers side by side, [T, C, slots, tile²], and which
+path runs depends only on the context: a context reading a whole block (the usual case: the
+previous frames of a video) scores it in place; its other frames are copied into parts of up to
+GROUP_FRAMES frames, packed into groups (one product and one top-k search each). A block covers
+only the slots between its lowest and highest stored frame, growing by doubling: a sparse memory
+(the ``quality`` policy's, docs/memory.md) holds about the tiles it needs.
 """
 
 from __future__ import annotations
@@ -29,11 +26,9 @@ GROUP_FRAMES = 10
 
 
 class StoredFrame(NamedTuple):
-    flat: Tensor  # [C, hw] the embedding, flattened (the long-term entry and the small-map path)
+    flat: Tensor  # [C, hw] the embedding, flattened
     tiled: bool  # whether its tiles are in a block
-    # [C or d, hw] its keys as the search scores them (TileBlockMemory.searched; ``flat`` itself
-    # in the exact search), computed once here, not at every frame whose long-term entry it is
-    search: Tensor
+    search: Tensor  # [C or d, hw] its keys as the search scores them (TileBlockMemory.searched), computed once
 
 
 class TileBlockMemory(KeyMemory):
@@ -41,16 +36,13 @@ class TileBlockMemory(KeyMemory):
 
     def __init__(self, tables_of: Callable[[int, int, torch.device], Tables], dtype: Optional[torch.dtype] = None,
                  dims: Optional[int] = None):
-        """dtype: None, keys kept as they are (the exact search), or the dtype of an
-        approximate search (the local kernel's bf16 mode, or float32 with ``dims``). Then the
-        tiles hold keys minus ``center``, the mean key of the first frame stored: a query's dot
-        products with all keys shift by the same q·center, so their ranking is unchanged, and
-        the much shorter differences lose less to rounding. With ``dims`` = d (fewer than the
-        C channels) the centred keys are also projected on ``basis``, the d leading principal
-        axes of the first frame's centred keys, and queries on the same axes: the search then
-        scores d instead of C products per candidate. The flattened embeddings keep their
-        dtype, uncentred and unprojected, stored position-major ([C, hw] views of [hw, C]
-        tensors) for the float32 rescoring of chosen keys (kernel.rescore)."""
+        """dtype: None, keys kept as they are (the exact search), or the dtype of an approximate
+        search (bf16, or float32 with ``dims``). Then the tiles hold keys minus ``center``, the
+        first stored frame's mean key: a query's dot products all shift by q·center, so their
+        ranking is unchanged, and the shorter differences lose less to rounding. With ``dims`` = d
+        < C the centred keys and the queries are also projected on ``basis``, the d leading
+        principal axes of the first frame's centred keys. The flattened embeddings stay as they
+        are, position-major ([C, hw] views of [hw, C]), for the float32 rescoring (kernel.rescore)."""
         super().__init__()
         self._tables_of = tables_of
         self.dtype = dtype
@@ -80,16 +72,15 @@ class TileBlockMemory(KeyMemory):
         return self[frame].flat.reshape(shape)  # the flattened embedding, perhaps position-major
 
     def searched(self, flat: Tensor) -> Tensor:
-        """[C, hw] keys as the search scores them: as they are, or centred, projected (with
-        ``dims``: [d, hw]) and in ``dtype``."""
+        """[C, hw] keys as the search scores them: as they are, or centred, projected ([d, hw]), in ``dtype``."""
         if self.dtype is None:
             return flat
         centred = flat - self.center
         return (centred if self.basis is None else self.basis.t() @ centred).to(self.dtype)
 
     def searched_queries(self, queries: Tensor) -> Tensor:
-        """[hw, C] queries as the search scores them: as they are, or projected ([hw, d]) and
-        in ``dtype`` (not centred: that would shift all of a query's scores alike)."""
+        """[hw, C] queries as the search scores them: as they are, or projected ([hw, d]), in ``dtype``
+        (not centred: that would shift all of a query's scores alike)."""
         if self.dtype is None:
             return queries
         return (queries if self.basis is None else queries @ self.basis).to(self.dtype)
@@ -109,8 +100,8 @@ class TileBlockMemory(KeyMemory):
         self._stored[number] += 1
 
     def _grow(self, number: int, slot: int) -> tuple[Tensor, int]:
-        """Widen block ``number`` to cover ``slot``, at least doubling its slots (at most
-        GROUP_FRAMES): frames arriving one by one copy a block's tiles a few times, not ten."""
+        """Widen block ``number`` to cover ``slot``, at least doubling it (at most GROUP_FRAMES slots):
+        frames arriving one by one copy a block's tiles a few times, not ten."""
         old, first = self.blocks[number], self._first[number]
         n = old.shape[2]
         lo, hi = min(first, slot), max(first + n, slot + 1)
@@ -160,9 +151,7 @@ class TileBlockMemory(KeyMemory):
 
     def groups(self, frames: Sequence[int], max_frames: int = GROUP_FRAMES) -> list[list[list[int]]]:
         """The :meth:`parts` of ``frames`` packed in order into groups of at most ``max_frames``
-        frames (a part larger than that is a group of its own). One group is one product and
-        one top-k search: fewer, wider groups repeat less of the per-group selection work
-        (docs/local_kernel.md, "Groups")."""
+        frames (a larger part is a group of its own): one product and one top-k search each."""
         groups: list[list[list[int]]] = []
         size = 0
         for part in self.parts(frames):
@@ -174,8 +163,8 @@ class TileBlockMemory(KeyMemory):
         return groups
 
     def tiles(self, part: Sequence[int]) -> Tensor:
-        """[T, C, F * tile²] key tiles of the F frames of a part, column frame * tile² + key:
-        a view of a whole block, or a copy."""
+        """[T, C, F * tile²] key tiles of a part's F frames, column frame * tile² + key (a view of a
+        whole block, or a copy)."""
         if self.is_block(part):
             return self.blocks[part[0] // GROUP_FRAMES].flatten(2)
         return torch.stack([self._slot(f) for f in part], dim=2).flatten(2)

@@ -7,14 +7,10 @@ counting a frame repeated m times min(m, k) times. Why this equals the dense top
 layout and the cost: docs/local_kernel.md. Time O(CXT·hw·(tile + 2·radius)²), memory linear
 in hw.
 
-``precision="bf16"`` (opt-in, approximate) runs the same search for the best ``c·k``
-candidates (``candidates`` c, 2 by default) on bfloat16 copies of queries and of keys minus a
-mean key (blocks.TileBlockMemory), recomputes those candidates' scores in float32 and keeps
-their exact top-k: the result is exact unless a true neighbour ranked below c·k in bfloat16,
-and the weights are exact for the neighbours chosen (docs/local_kernel.md, "bf16 mode",
-"Candidates"). ``search_dims=d`` (opt-in, approximate, alone or with bf16) runs that search on
-the d leading principal axes of the first stored frame's centred keys instead of all C
-channels, with the same rescoring (docs/local_kernel.md, "Reduced search").
+An approximate search (opt-in: ``precision="bf16"`` and / or ``search_dims=d``, see
+blocks.TileBlockMemory) looks for the best ``c·k`` candidates, rescores them in float32 and keeps
+their exact top-k: exact unless a true neighbour ranked below c·k in the search, with exact
+weights for the neighbours chosen (docs/local_kernel.md, "bf16 mode", "Candidates", "Reduced search").
 """
 
 from __future__ import annotations
@@ -48,21 +44,18 @@ class LocalKernel:
     def __init__(self, radius: float, temperature: float, topk: int, tile: int = 4,
                  tiled: Optional[bool] = None, precision: str = "fp32", search_dims: Optional[int] = None,
                  candidates: float = 2.0):
-        """tiled: None picks the tiled or the masked [hw, hw] product per grid size, whichever
-        has fewer elements; True / False force one (both are exact). precision: "fp32" (exact)
-        or "bf16" (candidates scored and chosen in bfloat16, weights from float32 scores).
-        search_dims: None (all channels) or d, candidates scored on the embeddings' d leading
-        principal components (blocks.TileBlockMemory), weights again from float32 scores. An
-        approximate search (bf16 or d) keeps ``ceil(candidates * topk)`` candidates per query
-        (candidates >= 1). The values are taken as they are: PropagationConfig.validate checks
-        them (hvc/config/propagation.py)."""
+        """tiled: None picks the tiled or the masked [hw, hw] product per grid size, whichever has
+        fewer elements; True / False force one (both exact). precision: "fp32" (exact) or "bf16"
+        (candidates chosen in bfloat16). search_dims: None (all channels) or d, candidates chosen
+        on the embeddings' d leading principal components. An approximate search keeps
+        ``ceil(candidates * topk)`` candidates per query. Values are checked by PropagationConfig.validate."""
         self.radius = radius
         self.temperature = temperature
         self.topk = topk
         self.tile = tile
         self.tiled = tiled
         self.precision = precision
-        self._search_dtype = _SEARCH_DTYPES[precision]
+        self._search_dtype = torch.bfloat16 if precision == "bf16" else None  # None: the embeddings' own
         self.search_dims = search_dims
         self.candidates = candidates
         # exact search on the embeddings themselves, or an approximate one then rescored
@@ -72,8 +65,7 @@ class LocalKernel:
 
     @classmethod
     def from_config(cls, cfg: PropagationConfig) -> "LocalKernel":
-        """The kernel of validated settings (PropagationConfig.validate): a setting of the local
-        kernel added to the schema is passed on here, and nowhere else."""
+        """The kernel of validated settings: a setting added to the schema is passed on here only."""
         return cls(cfg.radius, cfg.temperature, cfg.topk, precision=cfg.precision, search_dims=cfg.search_dims,
                    candidates=cfg.candidates)
 
@@ -90,8 +82,7 @@ class LocalKernel:
         return TileBlockMemory(self.tables, self._search_dtype or torch.float32, self.search_dims)
 
     def __call__(self, query: Tensor, memory: TileBlockMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """query: [C, h, w]; context: frame numbers in ``memory``, entry 0 unrestricted. Returns
-        (weights [hw, k], index [hw, k] = slot * hw + key position), see :mod:`hvc.propagation.kernel`."""
+        """See :class:`~hvc.propagation.kernel.Kernel`: (weights [hw, k], index [hw, k] = slot * hw + key)."""
         c, h, w = query.shape
         hw = h * w
         k = min(math.ceil(self.candidates * self.topk), hw) if self.approximate else self.topk  # searched for
@@ -104,7 +95,7 @@ class LocalKernel:
         if isinstance(tables, TiledTables):  # [R, C]
             out = self._buffer("rows", (tables.row_query.numel(), searched.shape[1]), searched)
             rows = torch.index_select(searched, 0, tables.row_query, out=out)
-        v, position = self._long_term(searched, self._flat(memory, context[0]), k)
+        v, position = self._long_term(searched, memory[context[0]].search, k)
         vals, index, copies = [v], [slot[context[0]] * hw + position], [torch.ones_like(position)]
         counts = Counter(context[1:])
         # frames per group: the most whose scores fit in _GROUP_BYTES (at least one part)
@@ -116,7 +107,7 @@ class LocalKernel:
                 scores = self._buffer("scores", (rows.shape[0], sum(t.shape[2] for t in tiles)), rows)
                 v, which, position = tiled_topk(rows, tiles, tables, min(k, tables.pick.shape[1]), scores)
             else:
-                v, which, position = masked_topk(searched, [self._flat(memory, f) for f in group], tables, k)
+                v, which, position = masked_topk(searched, [memory[f].search for f in group], tables, k)
             vals.append(v)
             index.append(torch.as_tensor([slot[f] for f in group], device=v.device)[which] * hw + position)
             copies.append(torch.as_tensor([min(counts[f], k) for f in group], device=v.device)[which])
@@ -128,13 +119,8 @@ class LocalKernel:
             index = index.gather(1, order)
         return torch.softmax(v / self.temperature, dim=1), index
 
-    def _flat(self, memory: TileBlockMemory, frame: int) -> Tensor:
-        """[C or d, hw] a stored frame's keys as the search scores them (TileBlockMemory.searched)."""
-        return memory[frame].search
-
     def _long_term(self, queries: Tensor, key: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """queries: [hw, C], key: [C, hw] -> top-k (dot products, key positions) over all keys:
-        [hw, k] each."""
+        """queries: [hw, C], key: [C, hw] -> top-k (dot products, key positions) over all keys, [hw, k] each."""
         chunk = max(1, _BLOCK_ELEMENTS // queries.shape[0])
         vals, idx = [], []
         for s in range(0, queries.shape[0], chunk):
@@ -167,10 +153,6 @@ class LocalKernel:
             index = index[:, :, None].expand(-1, -1, most).flatten(1)
         v, j = v.topk(k, dim=1)
         return v, torch.gather(index, 1, j)
-
-
-# The dtype candidates are searched in, per precision (None: the embeddings' own).
-_SEARCH_DTYPES: dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def rescore(queries: Tensor, keys: list[Tensor], index: Tensor) -> Tensor:

@@ -42,8 +42,7 @@ class TiledTables:
     key_position: Tensor  # [hw, D] image position of each picked key (0 outside the image)
 
     @property
-    def frame_elements(self) -> int:
-        """Size of one frame's product."""
+    def frame_elements(self) -> int:  # size of one frame's product
         return self.row_query.numel() * self.tile**2
 
 
@@ -76,19 +75,16 @@ def _grid(n_y: int, n_x: int, device: torch.device) -> tuple[Tensor, Tensor]:
 
 
 def _centred_square(half: int, extra: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Offsets (dy, dx) over the square from -half to half + extra, flattened row-major."""
-    dy, dx = _grid(2 * half + 1 + extra, 2 * half + 1 + extra, device)
+    dy, dx = _grid(2 * half + 1 + extra, 2 * half + 1 + extra, device)  # from -half to half + extra, row-major
     return dy - half, dx - half
 
 
 def within(dy: Tensor, dx: Tensor, radius: float) -> Tensor:
-    """Whether offsets (dy, dx) lie strictly inside ``radius`` (exact: squared, in float64)."""
-    return (dy**2 + dx**2).double() < radius**2
+    return (dy**2 + dx**2).double() < radius**2  # strictly inside radius, exact: squared, in float64
 
 
 def reach(radius: float) -> int:
-    """Largest integer offset strictly inside ``radius``."""
-    return math.ceil(radius) - 1
+    return math.ceil(radius) - 1  # the largest integer offset strictly inside radius
 
 
 def tile_windows(h: int, w: int, tile: int, radius: float, device: torch.device) -> _Windows:

@@ -8,22 +8,17 @@ then comes from the frames of its k keys whose best score over the group is high
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
 from hvc.propagation.local.tables import TiledTables
 
 
-def tile_product(row_queries: Tensor, parts: list[Tensor], tables: TiledTables,
-                 out: Optional[Tensor] = None) -> Tensor:
+def tile_product(row_queries: Tensor, parts: list[Tensor], tables: TiledTables, out: Tensor) -> Tensor:
     """row_queries: [R, C] the query of each product row; parts: key tiles [T, C, F_p * tile²]
-    of F_p frames each -> scores [R, F * tile²], F = sum of F_p (column frame * tile² + key of
-    the row's tile, frames numbered part after part), written into ``out`` if given."""
-    rows, c = row_queries.shape
-    if out is None:
-        out = row_queries.new_empty(rows, sum(p.shape[2] for p in parts))
+    of F_p frames each -> scores [R, F * tile²] written into ``out``, F = sum of F_p (column
+    frame * tile² + key of the row's tile, frames numbered part after part)."""
+    c = row_queries.shape[1]
     column = 0
     for tiles in parts:
         # each part's matmuls write straight into its columns (strided output, no copy)
@@ -53,10 +48,10 @@ def best_over_frames(scores: Tensor, frames: int, tile_keys: int) -> Tensor:
 
 
 def tiled_topk(row_queries: Tensor, parts: list[Tensor], tables: TiledTables, k: int,
-               out: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+               out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The top-k of each query over its in-radius keys of a group's F frames (the key tiles of
-    its parts, :func:`tile_product`, whose scores go to ``out`` if given): (dot products, frame
-    slot in the group, key position), [hw, k] each."""
+    its parts, scored by :func:`tile_product` into ``out``): (dot products, frame slot in the
+    group, key position), [hw, k] each."""
     tile_keys = tables.tile**2
     scores = tile_product(row_queries, parts, tables, out)
     frames = scores.shape[1] // tile_keys

@@ -191,7 +191,7 @@ def test_the_command_with_prompts_on_two_frames_both_ways_resumes_after_sigkill(
     for name in ("clip.mp4", "a.png", "b.png"):
         (tmp_path / name).write_bytes((folder / name).read_bytes())
     argv = [sys.executable, "-m", "hvc.segment", "clip.mp4", "--mask", "0:a.png", "--mask", "20:b.png",
-            "--direction", "both", "--save", "palette", "binary", "rle", "mp4", "--context", "4"]
+            "--direction", "both", "--save", "palette", "binary", "rle", "mp4"]  # exactly as docs/segment.md has it
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     progress = tmp_path / "clip_masks" / PROGRESS
     proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -25,7 +25,11 @@ from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import EXIT_USAGE
 from hvc.exports.mp4 import Mp4Writer
-from hvc.segment import Options, PromptSpec, segment
+from hvc.propagation import PropagationConfig
+from hvc.scribbles import render, save_png, scribbles_from_mask
+from hvc.scribbles.fill import labels_from_scribbles
+from hvc.segment import Options, PromptSpec, read_scribble, segment
+from hvc.segmenter import VideoSegmenter
 from hvc.segment.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,6 +128,24 @@ def test_an_object_starts_later_and_a_later_mask_corrects_from_its_frame_on(clip
     corrected = np.mean([_iou(m, lab, 2) for m, lab in zip(ids[20:], labels[20:])])
     uncorrected = np.mean([_iou(_ids(m), lab, 2) for m, lab in zip(only_a[20:], labels[20:])])
     assert forward[20:] != only_a[20:] and corrected >= uncorrected - 0.02, (corrected, uncorrected)
+
+
+def test_scribbles_on_a_later_frame_are_filled_on_that_frame(clip, runs, tmp_path):
+    """Scribbles for frame 20 start object 1 there, filled in on frame 20's own features: where
+    the fill has an object, frame 20's mask is the fill computed from that frame directly."""
+    folder, labels = clip
+    scribbles = render(scribbles_from_mask(np.where(labels[20] == 1, 1, 0)), (H, W), thickness=2)
+    save_png(tmp_path / "s20.png", scribbles)
+    prompts = (*_prompts(folder, (0, "a.png")), PromptSpec(20, "scribble", tmp_path / "s20.png"))
+    segment(Options(video=folder / "decoded", output=tmp_path / "out", prompts=prompts, save=("palette",), **RUN))
+    masks = _masks(tmp_path / "out")
+    assert masks[:20] == runs["only_a"][:20]
+    seg = VideoSegmenter.from_checkpoint(None, PropagationConfig(num_classes=3))
+    emb = seg.encode(np.array(Image.open(folder / "decoded" / "00020.png").convert("RGB")))
+    fill = labels_from_scribbles(emb, read_scribble(tmp_path / "s20.png", (H, W)), 3).numpy()
+    ids = _ids(masks[20])
+    assert (fill == 1).any() and np.array_equal(ids[fill > 0], fill[fill > 0])
+    assert _iou(ids, labels[20], 1) > 0.5 and (_ids(masks[-1]) == 1).any()
 
 
 def test_backward_from_a_last_frame_mask_on_a_video_file_and_a_frame_folder(clip, tmp_path):

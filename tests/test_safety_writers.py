@@ -200,14 +200,15 @@ def test_segment_one_writer(clip, tmp_path, capsys):
     assert sorted(p.name for p in (out / "masks").iterdir()) == masks and (out / ".hvc" / "lock").is_file()
 
 
+PROGRESS = Path(".hvc") / "staging" / "progress" / "progress.json"  # hvc.segment's run in progress
 DAMAGE = [
     # id, damage(out), error pattern without --overwrite
-    case("empty record", lambda o: (o / ".hvc" / "progress.json").write_text(""), r"holds a damaged record"),
-    case("truncated record", lambda o: (o / ".hvc" / "progress.json").write_text('{"settings_sha256": "ab'),
+    case("empty record", lambda o: (o / PROGRESS).write_text(""), r"holds a damaged record"),
+    case("truncated record", lambda o: (o / PROGRESS).write_text('{"settings_sha256": "ab'),
          r"holds a damaged record"),
-    case("record of another shape", lambda o: (o / ".hvc" / "progress.json").write_text("[1, 2]"),
+    case("record of another shape", lambda o: (o / PROGRESS).write_text("[1, 2]"),
          r"holds a damaged record"),
-    case("record missing keys", lambda o: (o / ".hvc" / "progress.json").write_text('{"settings_sha256": "x"}'),
+    case("record missing keys", lambda o: (o / PROGRESS).write_text('{"settings_sha256": "x"}'),
          r"holds a damaged record"),
 ]
 
@@ -259,7 +260,7 @@ def test_segment_damaged_state_is_one_line_and_overwrite_recovers(clip, referenc
                                                                  damage, code):
     out = tmp_path / "out"
     _half_done(clip, out, capsys, monkeypatch)
-    damage(out / ".hvc" / "state")
+    damage(out / PROGRESS.parent / "state")
     got, lines = call(segment_main, _segment(clip, out), capsys)
     if code:
         expect_error(got, lines, code, r"\.pt: the saved state of frame \d+ is damaged .*pass --overwrite")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from hvc.data.palette import DAVIS_PALETTE, save_indexed_png
 from hvc.demo.video import render_video
-from hvc.errors import EXIT_USAGE, UsageError
+from hvc.errors import EXIT_INPUT, EXIT_USAGE, UsageError
 from hvc.exports.mp4 import Mp4Writer
 from hvc.segment.__main__ import main
 from hvc.segment.prompt import (PromptError, PromptSpec, check_prompts, colour_ids, describe_colours, parse_prompt,
@@ -128,22 +128,38 @@ def test_an_rgb_mask_prints_its_mapping_and_segments_as_the_ids(clip, tmp_path, 
     run = Segmenter(Options(video=folder / "demo.mp4", output=tmp_path / "out", mask=rgb))
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and all(line.startswith(f"{rgb}: colour #") for line in out)
-    assert np.array_equal(run.mask > 0, labels[0] > 0) and sorted(np.unique(run.mask)) == [0, 1, 2]
-    assert sorted(run.settings["prompt"]["colours"]) == ["#00c800", "#ffffff"]  # in the record and the summary
+    mask = run.masks_given[0]
+    assert np.array_equal(mask > 0, labels[0] > 0) and sorted(np.unique(mask)) == [0, 1, 2]
+    assert sorted(run.settings["colours"]) == ["#00c800", "#ffffff"]  # part of the settings
 
 
-def test_prompts_on_later_frames_are_refused_for_now_before_anything_is_written(clip, tmp_path, capsys):
+def test_prompt_usage_errors_come_before_anything_is_written(clip, tmp_path, capsys):
     folder, _ = clip
     first = str(folder / "first.png")
     out = tmp_path / "out"
     for argv, message in [
-        (["--mask", first, "--mask", f"2:{first}"], f"--mask 2:{first}: prompts on frames other than 0 are not supported"),
-        (["--scribble", f"1:{first}"], f"--scribble 1:{first}: prompts on frames other than 0"),
         (["--mask", first, "--scribble", f"0:{first}"], "two prompts for frame 0"),
         ([], "give a prompt"),
         (["--mask=-2:x.png"], "must be 0 or more"),  # argparse takes "-2:x.png" for an option
+        (["--mask", first, "--direction", "sideways"], "--direction: invalid choice"),
     ]:
         assert main([str(folder / "demo.mp4"), *argv, "--output", str(out)]) == EXIT_USAGE
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (argv, err)
     assert not out.exists()
+
+
+def test_prompts_on_later_frames_are_taken_and_one_beyond_a_video_file_is_refused(clip, tmp_path, capsys):
+    """A video file's frame count is known once decoded: a prompt beyond its last frame is an
+    input error (exit 3) before any mask is written; one on its last frame is taken."""
+    folder, _ = clip
+    first = str(folder / "first.png")
+    run = Segmenter(Options(video=folder / "demo.mp4", output=tmp_path / "ok", mask=folder / "first.png",
+                            prompts=(PromptSpec(3, "mask", folder / "first.png"),), direction="both"))
+    assert run.prompt_frames == [0, 3] and sorted(run.masks_given) == [0, 3]
+    out = tmp_path / "out"
+    assert main([str(folder / "demo.mp4"), "--mask", f"9:{first}", "--direction", "backward", "--context", "2",
+                 "--output", str(out)]) == EXIT_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "given for frame 9, but the video has 4 frames (0..3)" in err[-1], err
+    assert not (out / "masks").exists() and not list((out / ".hvc" / "staging" / "video").glob("*.png"))

@@ -100,6 +100,6 @@ def test_a_fast_run_follows_the_objects_and_records_its_mode(tmp_path):
         a, b = (np.array(Image.open(tmp_path / run / "masks" / f"{t:05d}.png")) for run in ("fast", "exact"))
         ious = [((a == o) & (b == o)).sum() / ((a == o) | (b == o)).sum() for o in (1, 2)]
         assert min(ious) > 0.8, (t, ious)
-    assert json.loads((tmp_path / "fast" / ".hvc" / "progress.json").read_text())["settings"]["encoder"] == "bf16"
+    assert json.loads((tmp_path / "fast" / ".hvc" / "segment.json").read_text())["settings"]["encoder"] == "bf16"
     with pytest.raises(Exception, match="other settings"):
         segment(Options(output=tmp_path / "exact", **opts, **fast))

@@ -1,10 +1,24 @@
-"""Segment the objects of a video from a first-frame mask or scribbles.
+"""Segment the objects of a video from masks or scribbles on any of its frames.
 
-    python -m hvc.segment VIDEO (--mask [FRAME:]MASK.png | --scribble [FRAME:]S.png|S.json)
-        [--model hvc --checkpoint P] [--output DIR] [--resize-mask] [--input-size N]
-        [--context N] [--memory recent|quality] [--exact | --encoder exact|fused|bf16 --precision fp32|bf16
-        --search-dims D|all --candidates X] [--device cpu|cuda] [--overwrite]
+    python -m hvc.segment VIDEO (--mask [FRAME:]MASK.png | --scribble [FRAME:]S.png|S.json) ...
+        [--direction forward|backward|both] [--model hvc --checkpoint P] [--output DIR] [--resize-mask]
+        [--input-size N] [--context N] [--memory recent|quality] [--exact | --encoder exact|fused|bf16
+        --precision fp32|bf16 --search-dims D|all --candidates X] [--device cpu|cuda] [--overwrite]
         [--save palette binary alpha rle mp4]
+
+Prompts (docs/segment.md): --mask and --scribble may be repeated, one prompt per frame; FRAME
+counts from 0 (default 0). An object may start on any frame; a later mask of an object already
+followed corrects it from that frame on. MASK.png: object ids (indexed/greyscale PNG, 0
+background, 255 void; a 0/255 greyscale mask is one object), or an RGB image of flat colours,
+black the background: each colour becomes an id and the mapping is printed. S.png: scribbles,
+0 unlabelled, 1..254 objects, 255 background; S.json: DAVIS interactive scribbles
+(docs/scribbles.md), filled on their own frame.
+
+--direction: forward (default) follows the objects from each prompt to the end, frames before
+the first prompt being background; backward from the last prompt down to frame 0 (the frames
+in reverse order), frames after it background; both runs the two passes and gives each frame
+the result of the pass whose nearest prompt is nearer (forward: the latest prompt at or before
+the frame; backward: the earliest at or after it), forward on a tie.
 
 Speed: where the device computes bfloat16 natively (AVX512_BF16 / AMX CPUs, Ampere+ GPUs) the
 default is the fast mode (bf16 encoder and search, 64 search dims, 1.5x candidates: about 2.3x
@@ -13,18 +27,15 @@ arithmetic. The output says which mode ran; --encoder, --precision, --search-dim
 --candidates change single settings (hvc/speed.py, docs/segment.md).
 
 VIDEO: a video file (mp4, avi, ... decoded by OpenCV) or a folder of frames (name order).
-MASK.png: object ids (indexed/greyscale PNG, 0 background, 255 void; a 0/255 greyscale mask
-is one object), or an RGB image of flat colours, black the background: each colour becomes
-an id and the mapping is printed. S.png: scribbles, 0 unlabelled, 1..254 objects, 255
-background; S.json: DAVIS interactive scribbles (docs/scribbles.md). FRAME: the frame the
-prompt is for (default 0); for now one prompt, on frame 0 (docs/segment.md).
 Writes DIR/masks/<frame>.png, the exports of --save (default palette mp4: DIR/overlay.mp4,
 H.264; binary: DIR/binary/<id>/<frame>.png; alpha: DIR/alpha/<id>/<frame>.png, RGBA cut-outs;
-rle: DIR/rle.json, COCO RLE; docs/segment.md) and DIR/summary.json; an interrupted run
-started again continues where it stopped, and a finished one asked for more formats only
-writes those. Exit codes (docs/failure.md): 2 usage, other settings or a damaged record in
---output, or --output overlapping an input; 3 unreadable video / prompt / checkpoint / state;
-4 output not writable; 6 NaN or inf in features or soft masks; 7 another run writes into --output.
+rle: DIR/rle.json, COCO RLE; docs/segment.md) and DIR/summary.json; DIR/.hvc/ holds the
+completion record, the lock and the state of a run in progress (docs/segment.md). An
+interrupted run started again continues where it stopped, and a finished one asked for more
+formats only writes those. Exit codes (docs/failure.md): 2 usage, other settings, a damaged
+record or an earlier version's folder in --output, or --output overlapping an input; 3
+unreadable video / prompt / checkpoint / state; 4 output not writable; 6 NaN or inf in
+features or soft masks; 7 another run writes into --output.
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ from hvc.exports import FORMATS
 from hvc.models.fast_encoder import ENCODER_MODES
 from hvc.speed import SpeedSettings, default_speed, mode_of
 from hvc.segment.prompt import check_prompts, parse_prompt
-from hvc.segment.run import Options, segment
+from hvc.segment.run import DIRECTIONS, Options, segment
 
 # PropagationConfig fields with a flag of their own (--search-dims for search_dims); each is an Options field too.
 PROP_FLAGS = ("context", "memory", "precision", "search_dims", "candidates")
@@ -54,9 +65,12 @@ def parse_args(argv: list[str]) -> Options:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, help="video file or folder of frames")
     parser.add_argument("--mask", action="append", default=[], metavar="[FRAME:]PATH",
-                        help="mask of object ids (PNG) for frame FRAME (default 0)")
+                        help="mask of object ids (PNG) for frame FRAME (default 0); repeat for other frames")
     parser.add_argument("--scribble", action="append", default=[], metavar="[FRAME:]PATH",
-                        help="scribbles (PNG or DAVIS interactive JSON) for frame FRAME (default 0)")
+                        help="scribbles (PNG or DAVIS interactive JSON) for frame FRAME (default 0); repeatable")
+    parser.add_argument("--direction", choices=DIRECTIONS, default="forward",
+                        help="propagate from the prompts forward (default), backward, or both ways (each frame "
+                             "from its nearer prompt, forward on a tie)")
     parser.add_argument("--model", default="hvc", help="encoder (hvc, random18, imagenet18, ...)")
     parser.add_argument("--checkpoint", help="weights file (default for hvc: checkpoints/hvc_bsds_cpu.pth)")
     parser.add_argument("--output", type=Path, help="output folder (default: ./<video name>_masks)")
@@ -100,7 +114,7 @@ def parse_args(argv: list[str]) -> Options:
                    checkpoint=a.checkpoint, input_size=a.input_size, resize_mask=a.resize_mask, device=a.device,
                    context=a.context, memory=a.memory, encoder=speed.encoder, precision=speed.precision,
                    search_dims=speed.search_dims, candidates=speed.candidates, overwrite=a.overwrite,
-                   save=tuple(dict.fromkeys(["palette", *a.save])), speed_note=note)
+                   save=tuple(dict.fromkeys(["palette", *a.save])), direction=a.direction, speed_note=note)
 
 
 ALL_DIMS = -1  # --search-dims all: search on every channel (0 stays 0, and is refused)

@@ -1,27 +1,39 @@
-"""Segment anyone's video from a first-frame mask or scribbles: streaming, bounded memory,
-resumable (docs/own_video.md).
+"""Segment anyone's video from masks or scribbles on any frames, forward, backward or both
+ways: streaming, bounded memory, resumable (docs/segment.md, docs/own_video.md).
 
-The output folder holds::
+The output folder is a results folder of :mod:`hvc.completion`, as test.py's are, with the
+video as its one sequence ``video``::
 
-    masks/<frame>.png    indexed PNGs (DAVIS palette), each written atomically as it is produced
+    masks/<frame>.png    indexed PNGs (DAVIS palette): the video's files (its Outputs)
     overlay.mp4, binary/, alpha/, rle.json
                          the exports asked for (``save``; hvc/exports), made from the masks once
-                         the last one is written
+                         the video is finished
     summary.json         what ran on what, the objects' presence and area, timings, peak memory
-    .hvc/progress.json   the completion record: settings hash, frames finished, propagator state
-    .hvc/state/<t>.pt    soft masks of the frames the propagator holds, to resume exactly
+    .hvc/lock            one writer at a time (hvc/locks.py)
+    .hvc/done/video.json the completion record: settings hash and files, written once the last
+                         mask is in place (hvc/completion.py)
+    .hvc/segment.json    the finished run's settings, objects, timings and the exports made
+    .hvc/staging/video/  the masks of a run in progress, renamed to masks/ at the end
+    .hvc/staging/progress/
+                         the run in progress: progress.json (pass, frames done, propagator
+                         state), state/<i>.pt (soft masks the propagator holds), frames/<t>.png
+                         (backward over a video file: its frames decoded once, lossless)
 
-A frame counts as finished only once the record says so (written after its mask and state).
+A frame counts as done only once progress.json says so (written after its mask and state).
 A killed run started again with the same settings re-encodes the few frames the propagator
-held, restores its state and continues with the next unfinished frame; the masks are then the
-same, byte for byte, as an uninterrupted run's. A finished run is not redone; other settings
-in the same folder are refused unless ``overwrite``.
+held, restores its state and continues with the next frame; the masks are then the same,
+byte for byte, as an uninterrupted run's. A finished run is not redone; other settings in
+the same folder are refused unless ``overwrite``.
+
+Directions (docs/segment.md): a forward pass runs from the first prompt's frame to the end, a
+backward pass from the last prompt's frame down to frame 0 (the same engine over the frames in
+reverse order). With both, each frame takes the pass whose nearest prompt is nearer (forward:
+the latest prompt at or before it; backward: the earliest at or after it), forward on a tie.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import resource
 import shutil
@@ -30,29 +42,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from hvc.apart import refuse_overlap
+from hvc.completion import STATE_DIR, Outputs, Record, ResultsFolder, file_digest, settings_hash
 from hvc.config.core import ConfigError
-from hvc.config.propagation import recorded_settings
-from hvc.data.frames import FrameSource, open_frames
+from hvc.data.frames import FrameSource, VideoError, open_frames, read_rgb
 from hvc.data.palette import save_indexed_png
 from hvc.data.vos import scaled_size
 from hvc.errors import InputError, UsageError
 from hvc.exports import TARGETS, export_masks, remove_exports
-from hvc.fileio import atomic_path, atomic_write_text
+from hvc.fileio import atomic_path, atomic_write_bytes, atomic_write_text
 from hvc.locks import OutputLock
 from hvc.models.encoders import checkpoint_path
 from hvc.propagation import PropagationConfig
 from hvc.scribbles.fill import labels_from_scribbles
-from hvc.segment.prompt import PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
+from hvc.segment.prompt import PromptError, PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
 from hvc.segmenter import MAX_INPUT_SIZE, SegmenterState, VideoSegmenter
 from hvc.speed import SpeedSettings, mode_of
 
-DAMAGED = {"settings_sha256": None}  # Progress.load: a record that cannot be read
-RECORD_KEYS = {"settings_sha256", "settings", "frames_done", "finished", "state", "objects", "seconds", "runs"}
+DIRECTIONS = ("forward", "backward", "both")
+SEQUENCE = "video"  # the one sequence of the results folder
+PROGRESS = "progress"  # the staging folder of the run in progress (beside the sequence's)
+INFO = "segment.json"  # in .hvc/: the finished run's settings, objects, timings and exports
+DAMAGED = {"settings_sha256": None}  # InProgress.load: a file that cannot be read
+PROGRESS_KEYS = {"settings_sha256", "pass", "done", "propagator", "frames", "objects", "seconds", "runs"}
 
 
 @dataclass
@@ -77,9 +94,11 @@ class Options:
     # (the run resumes from them and the other formats are made from them). Not a setting of the
     # segmentation: a finished run asked for more formats only writes the missing ones.
     save: tuple[str, ...] = ("palette", "mp4")
-    # Prompts on any frame, as parsed from --mask / --scribble FRAME:PATH (with mask / scribble:
-    # all of them). For now a run takes exactly one, on frame 0.
+    # Prompts on any frames, as parsed from --mask / --scribble FRAME:PATH (with mask / scribble
+    # above: all of them); at most one per frame.
     prompts: tuple[PromptSpec, ...] = ()
+    # Which way masks propagate from the prompts: forward, backward or both (DIRECTIONS).
+    direction: str = "forward"
     # The command line's account of the speed mode it chose (hvc/speed.py), for the summary.
     speed_note: str = ""
 
@@ -88,12 +107,17 @@ class Options:
             ([PromptSpec(0, "scribble", Path(self.scribble))] if self.scribble is not None else []) + list(self.prompts)
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def pass_for(t: int, prompt_frames: list[int], direction: str) -> Optional[str]:
+    """Which pass gives frame ``t`` its mask: "forward", "backward", or None (no prompt in the
+    direction(s) run: background). With both, the pass whose nearest prompt is nearer (forward:
+    the latest prompt frame <= t; backward: the earliest >= t), forward on a tie."""
+    before = [p for p in prompt_frames if p <= t] if direction != "backward" else []
+    after = [p for p in prompt_frames if p >= t] if direction != "forward" else []
+    if not before and not after:
+        return None
+    if not after or (before and t - max(before) <= min(after) - t):
+        return "forward"
+    return "backward"
 
 
 def _video_identity(source: FrameSource) -> dict:
@@ -104,16 +128,19 @@ def _video_identity(source: FrameSource) -> dict:
     return {"path": str(source.path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-class Progress:
-    """The completion record ``.hvc/progress.json`` and the state files next to it."""
+class InProgress:
+    """The staging folder of a run in progress (``.hvc/staging/progress``): ``progress.json``,
+    the soft masks ``state/<i>.pt`` of the frames the propagator holds (``i``: the frame's place
+    in its pass) and, for a backward pass over a video file, its frames ``frames/<t>.png``."""
 
-    def __init__(self, output: Path):
-        self.dir = output / ".hvc"
+    def __init__(self, folder: ResultsFolder):
+        self.dir = folder.staging(PROGRESS)
         self.path = self.dir / "progress.json"
         self.state_dir = self.dir / "state"
+        self.frames_dir = self.dir / "frames"
 
     def load(self) -> Optional[dict]:
-        """The record; None if there is none; DAMAGED if it cannot be read (a truncated or
+        """The progress; None if there is none; DAMAGED if it cannot be read (a truncated or
         empty file after a crash): the run then starts afresh with --overwrite."""
         if not self.path.is_file():
             return None
@@ -121,258 +148,435 @@ class Progress:
             record = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return DAMAGED
-        complete = isinstance(record, dict) and RECORD_KEYS <= record.keys() and isinstance(record["settings_sha256"], str)
+        complete = (isinstance(record, dict) and PROGRESS_KEYS <= record.keys()
+                    and isinstance(record["settings_sha256"], str))
         return record if complete else DAMAGED
-
-    def clear(self) -> None:
-        """Remove the record and the state files (ours); the folder's lock file stays."""
-        self.path.unlink(missing_ok=True)
-        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def save(self, record: dict) -> None:
         atomic_write_text(self.path, json.dumps(record), durable=True)
 
-    def save_mask(self, frame: int, mask: torch.Tensor) -> None:
-        with atomic_path(self.state_dir / f"{frame}.pt", durable=True) as tmp:
+    def save_mask(self, i: int, mask: torch.Tensor) -> None:
+        with atomic_path(self.state_dir / f"{i}.pt", durable=True) as tmp:
             torch.save(mask.cpu().clone(), tmp)
 
-    def load_mask(self, frame: int, device: torch.device) -> torch.Tensor:
-        path = self.state_dir / f"{frame}.pt"
+    def load_mask(self, i: int, device: torch.device, frame: Optional[int] = None) -> torch.Tensor:
+        """The soft masks of the pass's i-th frame (video frame ``frame``, for the message)."""
+        path = self.state_dir / f"{i}.pt"
         try:
             return torch.load(path, map_location=device, weights_only=True)
         except Exception as exc:  # missing, truncated, not a tensor file: torch raises several kinds
-            raise InputError(f"{path}: the saved state of frame {frame} is damaged ({type(exc).__name__}); "
-                             f"pass --overwrite to segment the video afresh") from None
+            raise InputError(f"{path}: the saved state of frame {i if frame is None else frame} is damaged "
+                             f"({type(exc).__name__}); pass --overwrite to segment the video afresh") from None
 
     def drop_masks(self, keep: set[int]) -> None:
         for f in self.state_dir.glob("*.pt") if self.state_dir.is_dir() else []:
             if f.stem.isdigit() and int(f.stem) not in keep:  # stray files are not ours: left alone
                 f.unlink()
 
+    def cache_frames(self, source: FrameSource, last: int) -> int:
+        """Decode the video once, keeping frames 0..``last`` as lossless PNGs (what a backward
+        pass reads, one at a time); returns its exact frame count. A cache a killed run
+        completed is kept, one it left half-written is completed (each file is atomic)."""
+        marker = self.frames_dir / "count.json"
+        if marker.is_file():
+            try:
+                return int(json.loads(marker.read_text())["frames"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # damaged: made again below
+        count = 0
+        for t, rgb in tqdm(source, total=source.count or None, unit="frame", desc="decoding for the backward pass"):
+            count = t + 1
+            path = self.frames_dir / f"{t}.png"
+            if t <= last and not path.is_file():
+                ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                atomic_write_bytes(path, data.tobytes(), durable=True)
+        atomic_write_text(marker, json.dumps({"frames": count}), durable=True)
+        return count
+
+    def read_frame(self, t: int) -> np.ndarray:
+        """Frame t (uint8 [H, W, 3] RGB) of :meth:`cache_frames`."""
+        path = self.frames_dir / f"{t}.png"
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InputError(f"{path}: a decoded frame of the run in progress is missing or damaged; "
+                             f"pass --overwrite to segment the video afresh")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def drop_frames(self) -> None:
+        shutil.rmtree(self.frames_dir, ignore_errors=True)
+
 
 class Segmenter:
-    """One run of :func:`segment`: the video, prompt, encoder and propagator, and the loop."""
+    """One run of :func:`segment`: the video, prompts, encoder and propagator, and the passes."""
 
     def __init__(self, opts: Options):
         self.opts = opts
+        if opts.direction not in DIRECTIONS:
+            raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {opts.direction!r}")
         self.source = open_frames(opts.video)
-        # Frame counts of video files come from their headers and may be off: checked for folders only.
-        specs = check_prompts(opts.all_prompts(), self.source.count if self.source.path.is_dir() else None)
-        later = [s for s in specs if s.frame != 0]
-        if later:
-            raise UsageError(f"{later[0]}: prompts on frames other than 0 are not supported yet (they "
-                             f"come with the per-frame API); give one prompt, on frame 0")
-        first = specs[0]
-        prompt, colours = first.path, {}
-        if first.kind == "mask":
-            masks, colours = read_masks([prompt], self.source.size, opts.resize_mask)
-            self.mask, self.scribbles = masks[0], None
-            for line in describe_colours(colours):  # an RGB mask: say which colour became which id
-                print(f"{prompt}: {line}", flush=True)
-        else:
-            self.mask, self.scribbles = None, read_scribble(prompt, self.source.size, opts.resize_mask)
-        top = int((self.mask if self.mask is not None else self.scribbles).max())
+        # Frame counts of video files come from their headers and may be off: checked for folders
+        # only (a video file's once it is decoded).
+        self.specs = check_prompts(opts.all_prompts(), self.source.count if self._is_folder else None)
+        self.prompt_frames = [s.frame for s in self.specs]
+        mask_specs = [s for s in self.specs if s.kind == "mask"]
+        masks, colours = read_masks([s.path for s in mask_specs], self.source.size, opts.resize_mask) \
+            if mask_specs else ([], {})
+        for line in describe_colours(colours):  # RGB masks: say which colour became which id
+            print(f"{', '.join(str(s.path) for s in mask_specs)}: {line}", flush=True)
+        self.masks_given = {s.frame: m for s, m in zip(mask_specs, masks)}
+        self.scribbles_given = {s.frame: read_scribble(s.path, self.source.size, opts.resize_mask)
+                                for s in self.specs if s.kind == "scribble"}
+        top = max(int(m.max()) for m in [*self.masks_given.values(), *self.scribbles_given.values()])
         size = opts.input_size or min(MAX_INPUT_SIZE, min(self.source.size))
         self.input_size = scaled_size(self.source.size, size)
         # hvc's default file is recorded by its path (the settings hash); other models' defaults as None
         self.checkpoint = opts.checkpoint or (checkpoint_path("hvc", None) if opts.model == "hvc" else None)
         refuse_overlap(opts.output, "--output", {"VIDEO": opts.video, "--checkpoint": self.checkpoint,
-                                                 **{str(p): p.path for p in opts.prompts}})
+                                                 **{str(p): p.path for p in self.specs}})
         # One channel per id present (ids are kept): fewer channels, the same propagation.
         self.prop_cfg = PropagationConfig(context=opts.context, memory=opts.memory, num_classes=top + 1,
                                           precision=opts.precision, search_dims=opts.search_dims,
                                           candidates=opts.candidates)
+        prompts = [{"frame": s.frame, "kind": s.kind, "path": str(s.path.resolve()), "sha256": file_digest(s.path)}
+                   for s in self.specs]
+        has_weights = self.checkpoint and Path(self.checkpoint).is_file()
         self.settings = {
-            "video": _video_identity(self.source), "size": list(self.source.size),
-            "prompt": {"kind": first.kind, "path": str(Path(prompt).resolve()),
-                       "sha256": _digest(Path(prompt)), "resized": opts.resize_mask},
-            "model": opts.model, "checkpoint": self.checkpoint,
-            "checkpoint_sha256": _digest(Path(self.checkpoint)) if self.checkpoint and Path(self.checkpoint).is_file() else None,
-            "input_size": list(self.input_size), "propagation": recorded_settings(dataclasses.asdict(self.prop_cfg)),
+            "video": _video_identity(self.source), "size": list(self.source.size), "prompts": prompts,
+            "resize_mask": opts.resize_mask, "direction": opts.direction, "model": opts.model,
+            "checkpoint": self.checkpoint, "checkpoint_sha256": file_digest(self.checkpoint) if has_weights else None,
+            "input_size": list(self.input_size), "propagation": dataclasses.asdict(self.prop_cfg),
+            "encoder": opts.encoder,
+            # RGB masks: which colour is which id
+            "colours": {f"#{r:02x}{g:02x}{b:02x}": i for (r, g, b), i in colours.items()},
         }
-        if opts.encoder != "exact":  # recorded only when not the default, so older records keep their hash
-            self.settings["encoder"] = opts.encoder
-        if colours:  # an RGB mask (refused before, so no older record has it): which colour is which id
-            self.settings["prompt"]["colours"] = {f"#{r:02x}{g:02x}{b:02x}": i for (r, g, b), i in colours.items()}
-        self.key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
-        self.progress = Progress(opts.output)
-        self.masks = opts.output / "masks"
+        self.key = settings_hash(self.settings)
+        self.folder = ResultsFolder(opts.output, self.key)
+        self.progress = InProgress(self.folder)
+        self.masks = opts.output / TARGETS["palette"]
+        self.staged = self.folder.staging(SEQUENCE)
+        self.info_path = opts.output / STATE_DIR / INFO
+        # The passes this direction needs: with both, a backward pass only if it gives some frame
+        # its mask, and only down to the lowest such frame.
+        first, last = self.prompt_frames[0], self.prompt_frames[-1]
+        backward = [t for t in range(last + 1) if pass_for(t, self.prompt_frames, opts.direction) == "backward"]
+        self.passes = ([] if opts.direction == "backward" else ["forward"]) + (["backward"] if backward else [])
+        self.backward_stop = backward[0] if backward else 0
+        self.first, self.last = first, last
 
-    # -- the pieces of the loop ------------------------------------------------------------
+    @property
+    def _is_folder(self) -> bool:
+        return self.source.path.is_dir()
+
+    def owner(self, t: int) -> Optional[str]:
+        """The pass whose result is frame t's mask (None: background), :func:`pass_for`."""
+        return pass_for(t, self.prompt_frames, self.opts.direction)
+
+    # -- the pieces of a pass --------------------------------------------------------------
     def _segmenter(self) -> VideoSegmenter:
-        seg = VideoSegmenter.from_checkpoint(self.checkpoint, self.prop_cfg, model=self.opts.model,
-                                             device=self.opts.device, input_size=self.opts.input_size or None,
-                                             encoder=self.opts.encoder)
-        hints = {"features": "check the weights of --checkpoint", "soft masks": "check --context and the prompt"}
+        return VideoSegmenter.from_checkpoint(self.checkpoint, self.prop_cfg, model=self.opts.model,
+                                              device=self.opts.device, input_size=self.opts.input_size or None,
+                                              encoder=self.opts.encoder)
+
+    def _reset(self, frame_of: Callable[[int], int]) -> VideoSegmenter:
+        """The segmenter, reset for a pass whose i-th frame is video frame ``frame_of(i)``."""
+        hints = {"features": "check the weights of --checkpoint", "soft masks": "check --context and the prompts"}
         # Nothing of a frame with NaN or inf is written, so a rerun after the fix continues from the frame before.
-        seg.reset(lambda t, what: f"{self.source.path}: {what} of frame {t} ({self.source.name(t)}) hold NaN or inf; "
-                                  f"{hints[what]}")
-        return seg
+        self.segmenter.reset(lambda i, what: f"{self.source.path}: {what} of frame {frame_of(i)} "
+                                             f"({self.source.name(frame_of(i))}) hold NaN or inf; {hints[what]}")
+        return self.segmenter
 
     def _encode(self, rgb: np.ndarray) -> torch.Tensor:
         return self.segmenter.encode(rgb)
 
-    def _first_labels(self, emb: torch.Tensor) -> torch.Tensor:
-        if self.mask is not None:
-            return torch.from_numpy(self.mask).to(emb.device)
-        return labels_from_scribbles(emb, self.scribbles, self.prop_cfg.num_classes).to(emb.device)
+    def _labels(self, t: int, emb: torch.Tensor) -> Optional[torch.Tensor]:
+        """The prompt of frame t as ids [H, W] (scribbles filled on its embedding ``emb``), or None."""
+        if t in self.masks_given:
+            return torch.from_numpy(self.masks_given[t]).to(emb.device)
+        if t in self.scribbles_given:
+            return labels_from_scribbles(emb, self.scribbles_given[t], self.prop_cfg.num_classes).to(emb.device)
+        return None
 
-    def _start(self) -> dict:
-        """The record to continue from: a fresh one, or the one a killed run left."""
-        record = self.progress.load()
-        if record is not None and record is not DAMAGED and self.opts.overwrite and not self._state_readable(record):
-            record = DAMAGED  # --overwrite always recovers: a damaged state starts the video afresh
-        if record is not None and (record is DAMAGED or record["settings_sha256"] != self.key):
-            if not self.opts.overwrite:
-                what = "a damaged record" if record is DAMAGED else "a segmentation made with other settings"
-                raise ConfigError(f"{self.opts.output}: holds {what} (see {self.progress.path}); pass --overwrite "
-                                  f"to replace it or choose another --output")
-            record = None
-        if record is None:
-            ours = self.progress.path.is_file()  # removes only what a record of ours says we wrote
-            if not ours:  # not our folder: never delete what another tool wrote
-                if self.masks.is_dir() and any(self.masks.iterdir()):
-                    raise ConfigError(f"{self.masks}: exists and was not written by hvc.segment; "
-                                      f"choose another --output")
-                for name in TARGETS.values():
-                    if name != TARGETS["palette"] and (self.opts.output / name).exists():
-                        raise ConfigError(f"{self.opts.output / name}: exists and was not written by hvc.segment; "
-                                          f"choose another --output")
-            shutil.rmtree(self.masks, ignore_errors=True)
-            self.progress.clear()
-            if ours:
-                remove_exports(self.opts.output)
-                (self.opts.output / "summary.json").unlink(missing_ok=True)
-            record = {"settings_sha256": self.key, "settings": self.settings, "frames_done": 0, "finished": False,
-                      "state": None, "objects": {}, "seconds": {"encode": 0.0, "propagate": 0.0, "write": 0.0},
-                      "runs": 0, "exports": []}
-        else:  # a killed run's atomic writes may have left their temporaries
-            leftovers = [*self.masks.glob(".tmp-*"), *self.progress.dir.rglob(".tmp-*"), *self.opts.output.glob(".tmp-*")]
-            for tmp in leftovers:
-                if tmp.is_file():
-                    tmp.unlink(missing_ok=True)
-        record["runs"] += 1
-        return record
+    def _frame(self, t: int) -> np.ndarray:
+        """Frame t read on its own (a backward pass): the image file, or the decoded copy of a video's."""
+        if not self._is_folder:
+            return self.progress.read_frame(t)
+        path = self.source.files[t]
+        rgb = read_rgb(path, VideoError)
+        if rgb.shape[:2] != tuple(self.source.size):
+            raise VideoError(f"{path}: frame size {rgb.shape[1]}x{rgb.shape[0]} differs from the first frame's "
+                             f"{self.source.size[1]}x{self.source.size[0]}")
+        return rgb
 
-    def _state_readable(self, record: dict) -> bool:
-        """Whether the soft masks an unfinished record needs can be read back."""
-        if record["finished"] or not record["state"]:
-            return True
+    def _check_count(self, count: int) -> None:
+        """A prompt beyond the last frame of a video file (its count known once decoded)."""
+        if self.last >= count:
+            spec = self.specs[-1]
+            raise PromptError(f"{spec.path}: given for frame {spec.frame}, but the video has {count} frames "
+                              f"(0..{count - 1})")
+
+    # -- the output folder ---------------------------------------------------------------------
+    def _info(self) -> Optional[dict]:
+        """``.hvc/segment.json`` of a finished run of these settings; None if absent or not that."""
         try:
-            for frame in record["state"]["stored"]:
-                self.progress.load_mask(frame, torch.device("cpu"))
-        except (InputError, KeyError, TypeError):
+            info = json.loads(self.info_path.read_text())
+        except (OSError, ValueError):
+            return None
+        fits = isinstance(info, dict) and info.get("settings_sha256") == self.key
+        return info if fits and {"frames", "objects", "seconds", "runs", "exports"} <= info.keys() else None
+
+    def _refuse_earlier_layout(self) -> None:
+        """A folder an earlier version of hvc.segment wrote (``.hvc/progress.json`` at its top):
+        refused, or with --overwrite its files (which that record says it wrote) removed."""
+        old = self.opts.output / STATE_DIR / "progress.json"
+        if not old.is_file():
+            return
+        if not self.opts.overwrite:
+            raise ConfigError(f"{old}: this folder was written by an earlier version of hvc.segment, whose layout "
+                              f"this one does not read; pass --overwrite to replace it or choose another --output")
+        remove_exports(self.opts.output)
+        shutil.rmtree(self.masks, ignore_errors=True)
+        (self.opts.output / "summary.json").unlink(missing_ok=True)
+        shutil.rmtree(self.opts.output / STATE_DIR / "state", ignore_errors=True)
+        old.unlink()
+
+    def _start(self) -> tuple[Optional[dict], Optional[dict]]:
+        """(progress, None) to continue from, a fresh one or a killed run's; or (None, info) when
+        the video is finished with these settings (hvc/completion.py)."""
+        self._refuse_earlier_layout()
+        record = self.folder.record(SEQUENCE)
+        info = self._info()
+        if (record is not None and record.settings == self.key and info is not None
+                and self.folder.is_finished(SEQUENCE, Outputs(self.masks, record.files))):
+            self.folder.clear_staging()  # what a run killed after its commit left
+            info["runs"] += 1
+            atomic_write_text(self.info_path, json.dumps(info), durable=True)
+            return None, info
+        progress = self.progress.load()
+        if progress not in (None, DAMAGED) and self.opts.overwrite and not self._state_readable(progress):
+            progress = DAMAGED  # --overwrite always recovers: a damaged state starts the video afresh
+        # A record that cannot be read is not another settings': its video is redone (hvc/completion.py).
+        foreign = record is not None and record.settings != self.key
+        other = progress is not None and (progress is DAMAGED or progress["settings_sha256"] != self.key)
+        if (foreign or other) and not self.opts.overwrite:
+            what = "a damaged record" if progress is DAMAGED else "a segmentation made with other settings"
+            where = self.progress.path if other else self.folder.record_path(SEQUENCE)
+            raise ConfigError(f"{self.opts.output}: holds {what} (see {where}); pass --overwrite to replace it or "
+                              f"choose another --output")
+        if progress is not None and not other and self.staged.is_dir():
+            for folder in (self.staged, self.progress.dir, self.opts.output / STATE_DIR, self.opts.output):
+                for tmp in folder.rglob(".tmp-*") if folder != self.opts.output else folder.glob(".tmp-*"):
+                    if tmp.is_file():  # a killed run's atomic write left its temporary
+                        tmp.unlink(missing_ok=True)
+            progress["runs"] += 1
+            return progress, None
+        return self._fresh(), None
+
+    def _fresh(self) -> dict:
+        """Remove what an earlier run of ours left (nothing else) and start the video afresh."""
+        out = self.opts.output
+        ours = self.folder.owns(SEQUENCE) or self.info_path.is_file()
+        if not ours:  # not our folder: never delete what another tool wrote
+            for target in [self.masks] + [out / name for name in TARGETS.values() if name != TARGETS["palette"]]:
+                if target.exists() or target.is_symlink():
+                    raise ConfigError(f"{target}: exists and was not written by hvc.segment; choose another --output")
+        self.folder.forget(SEQUENCE, Outputs(self.masks, ()))
+        if ours:
+            remove_exports(out)
+            (out / "summary.json").unlink(missing_ok=True)
+            self.info_path.unlink(missing_ok=True)
+        self.folder.clear_staging()
+        self.folder.start(SEQUENCE)
+        return {"settings_sha256": self.key, "pass": 0, "done": 0, "propagator": None,
+                "frames": self.source.count if self._is_folder else None, "objects": {},
+                "seconds": {"encode": 0.0, "propagate": 0.0, "write": 0.0}, "runs": 1}
+
+    def _state_readable(self, progress: dict) -> bool:
+        """Whether the soft masks an unfinished pass needs can be read back."""
+        try:
+            for i in (progress["propagator"] or {}).get("stored", []):
+                self.progress.load_mask(i, torch.device("cpu"))
+        except (InputError, AttributeError, TypeError):
             return False
         return True
 
-    # -- the loop ----------------------------------------------------------------------------
+    # -- the run ---------------------------------------------------------------------------------
     def run(self, on_frame: Optional[Callable[[int], None]] = None) -> dict:
-        """Segment every unfinished frame, then write the exports and the summary; returns the summary.
-        The output folder's lock (:mod:`hvc.locks`) is held throughout: one writer per folder."""
+        """Segment every frame not done, commit the video, write the exports and the summary;
+        returns the summary. The output folder's lock (:mod:`hvc.locks`) is held throughout."""
         with OutputLock(self.opts.output, "--output"):
             return self._run(on_frame)
 
     def _run(self, on_frame: Optional[Callable[[int], None]]) -> dict:
-        record = self._start()
-        if not record["finished"]:
+        progress, info = self._start()
+        if progress is not None:
             self.segmenter = self._segmenter()
-            self._propagate(record, on_frame)
-        self._export(record)
-        summary = self._summary(record)
+            self._propagate(progress, on_frame)
+            info = self._commit(progress)
+        self._export(info)
+        summary = self._summary(info)
         atomic_write_text(self.opts.output / "summary.json", json.dumps(summary, indent=2))
         return summary
 
-    def _propagate(self, record: dict, on_frame: Optional[Callable[[int], None]]) -> None:
-        seg = self.segmenter
-        done, state = record["frames_done"], record["state"]
-        # The record keeps the propagator's bookkeeping (a video starts at frame 0 here).
-        resume = SegmenterState({"frame": done, "start": 0, "propagator": state}, {}) if state else None
+    def _propagate(self, progress: dict, on_frame: Optional[Callable[[int], None]]) -> None:
+        """The passes not done, each from where the progress says it stopped."""
+        if "backward" in self.passes[progress["pass"]:] and not self._is_folder:
+            progress["frames"] = self.progress.cache_frames(self.source, self.last)
+            self._check_count(progress["frames"])
+            self.progress.save(progress)
+        written = sum(1 for _ in self.staged.glob("*.png"))
+        with tqdm(total=progress["frames"] or self.source.count or None, initial=written, unit="frame",
+                  desc=self.source.path.name) as bar:
+            while progress["pass"] < len(self.passes):
+                name = self.passes[progress["pass"]]
+                (self._forward if name == "forward" else self._backward)(progress, on_frame, bar)
+                progress.update({"pass": progress["pass"] + 1, "done": 0, "propagator": None})
+                self.progress.save(progress)
+                self.progress.drop_masks(set())
+                if name == "backward":
+                    self.progress.drop_frames()
+
+    def _forward(self, progress: dict, on_frame: Optional[Callable[[int], None]], bar: tqdm) -> None:
+        """Frames first..end in order (the i-th of the pass is frame first + i), streamed from the
+        source; before the first prompt, background (forward only) or nothing (both)."""
+        first = self.first
+        seg = self._reset(lambda i: first + i)
+        done, state = progress["done"], progress["propagator"]
+        resume = SegmenterState({"frame": done - first, "start": 0, "propagator": state}, {}) if state else None
         held: dict[int, torch.Tensor] = {}
-        seconds = record["seconds"]
-        bar = tqdm(total=self.source.count or None, initial=done, unit="frame", desc=self.source.path.name)
-        with bar:
-            for t, rgb in self.source:
-                if t < done:  # resuming: re-encode only the frames the propagator held
-                    if t in resume.stored:
-                        held[t] = self._encode(rgb)
+        t = -1
+        for t, rgb in self.source:
+            if t < done:  # resuming: re-encode only the frames the propagator held
+                if resume is not None and t >= first:
+                    if t - first in resume.stored:
+                        held[t - first] = self._encode(rgb)
                     if t == done - 1:
-                        resume.masks = {f: self.progress.load_mask(f, seg.extractor.device) for f in resume.stored}
+                        resume.masks = {i: self.progress.load_mask(i, seg.extractor.device, first + i)
+                                        for i in resume.stored}
                         seg.restore(resume, held)
                         held = {}
-                    continue
-                start = time.perf_counter()
-                emb = self._encode(rgb)
-                encoded = time.perf_counter()
-                if t == 0:
-                    seg.add_mask(0, self._first_labels(emb))
-                pred = seg.ids(seg.step_features(emb), self.source.size)
-                propagated = time.perf_counter()
-                self._write_frame(t, pred, record)
-                seconds["encode"] += encoded - start
-                seconds["propagate"] += propagated - encoded
-                seconds["write"] += time.perf_counter() - propagated
-                bar.update()
-                if on_frame is not None:
-                    on_frame(t)
-        record["finished"] = True
-        self.progress.save(record)
+                continue
+            if t < first:
+                background = np.zeros(self.source.size, np.uint8) if self.owner(t) is None else None
+                self._write(t, background, progress, t + 1, None, on_frame, bar)
+                continue
+            pred = self._step(seg, t, rgb, progress)
+            self._write(t, pred if self.owner(t) == "forward" else None, progress, t + 1, seg, on_frame, bar)
+        progress["frames"] = max(t + 1, done)
+        self._check_count(progress["frames"])
 
-    def _write_frame(self, t: int, pred: np.ndarray, record: dict) -> None:
-        """Mask, then the propagator's new stored frame, then the record (the commit), then
-        the soft masks the propagator no longer holds."""
-        save_indexed_png(self.masks / f"{self.source.name(t)}.png", pred, durable=True)  # the record vouches for it
-        state = self.segmenter.state(embeddings=False)
-        if t in state.masks:
-            self.progress.save_mask(t, state.masks[t])
-        ids, counts = np.unique(pred, return_counts=True)
-        for i, n in zip(ids.tolist(), counts.tolist()):
-            if i:
-                seen = record["objects"].setdefault(str(i), {"frames": 0, "area": 0.0})
-                seen["frames"] += 1
-                seen["area"] += n / pred.size
-        record["frames_done"], record["state"] = t + 1, state.record["propagator"]
-        self.progress.save(record)
-        self.progress.drop_masks(set(state.masks))
+    def _backward(self, progress: dict, on_frame: Optional[Callable[[int], None]], bar: tqdm) -> None:
+        """Frames last..stop in reverse order (the i-th of the pass is frame last - i), each read on
+        its own; after the last prompt, background (backward only)."""
+        last = self.last
+        seg = self._reset(lambda i: last - i)
+        done, state = progress["done"], progress["propagator"]
+        if done == 0:
+            for t in range(last + 1, progress["frames"]):
+                if self.owner(t) is None and not (self.staged / f"{self.source.name(t)}.png").is_file():
+                    self._write(t, np.zeros(self.source.size, np.uint8), progress, 0, None, on_frame, bar)
+        if state:  # resuming: re-encode only the frames the propagator held
+            resume = SegmenterState({"frame": done, "start": 0, "propagator": state}, {})
+            held = {i: self._encode(self._frame(last - i)) for i in resume.stored}
+            resume.masks = {i: self.progress.load_mask(i, seg.extractor.device, last - i) for i in resume.stored}
+            seg.restore(resume, held)
+        for i in range(done, last - self.backward_stop + 1):
+            t = last - i
+            pred = self._step(seg, t, self._frame(t), progress)
+            self._write(t, pred if self.owner(t) == "backward" else None, progress, i + 1, seg, on_frame, bar)
 
-    def _export(self, record: dict) -> None:
-        """The formats of ``save`` not yet made (hvc/exports), from the written masks; each one
-        is recorded as done once complete, so a rerun makes only what is missing."""
-        if "exports" not in record:  # a record from before --save: it always made the overlay
-            record["exports"] = ["mp4"] if (self.opts.output / TARGETS["mp4"]).is_file() else []
-        todo = [f for f in self.opts.save if f != "palette" and f not in record["exports"]]
+    def _step(self, seg: VideoSegmenter, t: int, rgb: np.ndarray, progress: dict) -> np.ndarray:
+        """Frame t through the engine: ids uint8 [H, W]; its prompt, if any, given there."""
+        seconds = progress["seconds"]
+        start = time.perf_counter()
+        emb = self._encode(rgb)
+        encoded = time.perf_counter()
+        pred = seg.ids(seg.step_features(emb, self._labels(t, emb)), self.source.size)
+        seconds["encode"] += encoded - start
+        seconds["propagate"] += time.perf_counter() - encoded
+        return pred
+
+    def _write(self, t: int, pred: Optional[np.ndarray], progress: dict, done: int, seg: Optional[VideoSegmenter],
+               on_frame: Optional[Callable[[int], None]], bar: tqdm) -> None:
+        """Frame t's mask ``pred`` (None: another pass gives it), then the propagator's new stored
+        frame, then the progress (the commit of the frame), then the soft masks no longer held."""
+        start = time.perf_counter()
+        if pred is not None:  # the progress vouches for it: durable before the progress says so
+            save_indexed_png(self.staged / f"{self.source.name(t)}.png", pred, durable=True)
+            ids, counts = np.unique(pred, return_counts=True)
+            for k, n in zip(ids.tolist(), counts.tolist()):
+                if k:
+                    seen = progress["objects"].setdefault(str(k), {"frames": 0, "area": 0.0})
+                    seen["frames"] += 1
+                    seen["area"] += n / pred.size
+        state = seg.state(embeddings=False) if seg is not None else None
+        if state is not None:
+            if seg.frame - 1 in state.masks:
+                self.progress.save_mask(seg.frame - 1, state.masks[seg.frame - 1])
+            progress["propagator"] = state.record["propagator"]
+        progress["done"] = done
+        progress["seconds"]["write"] += time.perf_counter() - start
+        self.progress.save(progress)
+        if state is not None:
+            self.progress.drop_masks(set(state.masks))
+        if pred is not None:
+            bar.update()
+            if on_frame is not None:
+                on_frame(t)
+
+    def _commit(self, progress: dict) -> dict:
+        """The staged masks renamed to masks/ and the completion record written (hvc/completion.py),
+        after ``.hvc/segment.json``; the staging folders removed. Returns the run's info."""
+        count = progress["frames"]
+        files = tuple(f"{self.source.name(t)}.png" for t in range(count))
+        missing = [f for f in files if not (self.staged / f).is_file()]
+        if missing:  # every frame has a pass or is background: a missing mask is a bug, never committed
+            raise RuntimeError(f"{self.staged}: no mask for {missing[0]} after every pass")
+        info = {"settings_sha256": self.key, "settings": self.settings, "frames": count, "objects": progress["objects"],
+                "seconds": progress["seconds"], "runs": progress["runs"], "exports": []}
+        atomic_write_text(self.info_path, json.dumps(info), durable=True)
+        record = Record(SEQUENCE, self.key, files, count, round(sum(progress["seconds"].values()), 3), "single")
+        self.folder.commit(record, Outputs(self.masks, files))
+        self.folder.clear_staging()
+        return info
+
+    def _export(self, info: dict) -> None:
+        """The formats of ``save`` not yet made (hvc/exports), from the masks; each one is
+        recorded as done once complete, so a rerun makes only what is missing."""
+        todo = [f for f in self.opts.save if f != "palette" and f not in info["exports"]]
         if not todo:
             return
-        frames = record["frames_done"]
-        export_masks(todo, self.opts.output, [self.source.name(t) for t in range(frames)], size=self.source.size,
-                     fps=self.source.fps, objects=sorted(int(i) for i in record["objects"]), frames=iter(self.source),
-                     video=str(self.source.path))
-        record["exports"] += todo
-        self.progress.save(record)
+        export_masks(todo, self.opts.output, [self.source.name(t) for t in range(info["frames"])],
+                     size=self.source.size, fps=self.source.fps, objects=sorted(int(i) for i in info["objects"]),
+                     frames=iter(self.source), video=str(self.source.path))
+        info["exports"] += todo
+        atomic_write_text(self.info_path, json.dumps(info), durable=True)
 
-    def _summary(self, record: dict) -> dict:
-        frames = record["frames_done"]
-        s = record["seconds"]
+    def _summary(self, info: dict) -> dict:
+        frames = info["frames"]
+        s = info["seconds"]
         objects = {i: {"frames_present": o["frames"], "mean_area": o["area"] / frames}
-                   for i, o in sorted(record["objects"].items(), key=lambda kv: int(kv[0]))}
+                   for i, o in sorted(info["objects"].items(), key=lambda kv: int(kv[0]))}
+        prompts = [{**p, "resized": self.opts.resize_mask} for p in self.settings["prompts"]]
         return {
             "video": str(self.source.path), "frames": frames, "size": list(self.source.size),
-            "fps": self.source.fps, "prompt": self.settings["prompt"], "model": self.opts.model,
-            "checkpoint": self.checkpoint, "input_size": list(self.input_size),
+            "fps": self.source.fps, "prompt": prompts[0], "prompts": prompts, "direction": self.opts.direction,
+            "model": self.opts.model, "checkpoint": self.checkpoint, "input_size": list(self.input_size),
             "propagation": self.settings["propagation"], "encoder": self.opts.encoder,
             "speed": {"mode": mode_of(SpeedSettings(self.opts.encoder, self.opts.precision, self.opts.search_dims,
                                                     self.opts.candidates)), "note": self.opts.speed_note},
             "objects": objects,
             "seconds": {k: round(v, 3) for k, v in s.items()},
             "seconds_per_frame": round(sum(s.values()) / max(frames, 1), 4),
-            "runs": record["runs"],  # > 1: resumed after an interruption
+            "runs": info["runs"],  # > 1: resumed after an interruption, or asked again
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "masks": str(self.masks),
-            "exports": {f: str(self.opts.output / TARGETS[f]) for f in ["palette", *record["exports"]]},
-            "overlay": str(self.opts.output / TARGETS["mp4"]) if "mp4" in record["exports"] else None,
+            "exports": {f: str(self.opts.output / TARGETS[f]) for f in ["palette", *info["exports"]]},
+            "overlay": str(self.opts.output / TARGETS["mp4"]) if "mp4" in info["exports"] else None,
         }
 
 
 def segment(opts: Options, on_frame: Optional[Callable[[int], None]] = None) -> dict:
     """Segment ``opts.video`` into ``opts.output``; returns the summary (also summary.json).
-    ``on_frame(t)`` is called after frame t is finished (recorded)."""
+    ``on_frame(t)`` is called once frame t's mask is written and recorded (in the order the
+    passes reach the frames: descending in a backward pass)."""
     return Segmenter(opts).run(on_frame)

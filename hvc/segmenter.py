@@ -32,7 +32,7 @@ from hvc.models.fast_encoder import wrap_encoder
 from hvc.propagation import LabelPropagator, PropagationConfig, embed
 from hvc.propagation.context import ContextPolicy
 from hvc.propagation.masks import resize_masks
-from hvc.sharding import Job
+from hvc.distributed import Job
 from hvc.upsample import upsample_argmax
 
 _AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}

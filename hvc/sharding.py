@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from hvc.distributed import Job  # noqa: F401 (hvc.segmenter takes it from here)
 from hvc.errors import UsageError
 
 

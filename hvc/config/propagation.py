@@ -105,13 +105,3 @@ class PropagationConfig:
                               f"under memory=quality, got {q.recent}")
         return self
 
-
-# Fields added after results were first recorded: omitted from the recorded settings while
-# unset, so that records written before them keep their settings hash.
-LATER_FIELDS = {"search_dims": None, "candidates": 2.0}
-
-
-def recorded_settings(prop: dict) -> dict:
-    """``prop`` (a PropagationConfig as a dict) as completion records hash it: the fields of
-    LATER_FIELDS left out while they hold their default."""
-    return {k: v for k, v in prop.items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}

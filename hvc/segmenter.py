@@ -161,6 +161,7 @@ class VideoSegmenter:
         self.start: Optional[int] = None  # the first frame with a mask: the propagator's frame 0
         self.pending: dict[int, Tensor] = {}
         self._given: Optional[Tensor] = None  # the id map applied at the last step
+        self._corrected = False  # whether that map corrected the ids it holds (step_features' correct)
 
     # -- input ---------------------------------------------------------------------------------
     def add_mask(self, frame: int, ids: Union[ImageLike, Tensor]) -> None:
@@ -219,7 +220,7 @@ class VideoSegmenter:
         added = self.pending.pop(self.frame, None)  # labels given here take its place
         if labels is None and soft_labels is None:
             labels = added
-        self._given = labels
+        self._given, self._corrected = labels, correct
         t, self.frame = self.frame, self.frame + 1
         if self.start is None:
             if labels is None and soft_labels is None:
@@ -232,12 +233,19 @@ class VideoSegmenter:
 
     def ids(self, masks: Tensor, size: tuple[int, int]) -> np.ndarray:
         """Ids uint8 [H, W] of the last step's soft masks [K, h, w] at ``size``; where that
-        frame was given an id map, its ids (the whole map at the first mask)."""
+        frame was given an id map, its ids (the whole map at the first mask). A corrected id
+        is exactly its mask there: its propagated pixels outside the map become background."""
         ids = upsample_argmax(masks, tuple(size))
         given = self._given
         if given is not None and tuple(given.shape) == tuple(ids.shape):
             given = given.to(ids.device)
-            ids = given.to(torch.uint8) if self.frame - 1 == self.start else torch.where(given > 0, given, ids)
+            if self.frame - 1 == self.start:
+                ids = given
+            else:
+                if self._corrected:  # without correction (the benchmarks') a given id only adds pixels
+                    named = torch.unique(given[given > 0])
+                    ids = torch.where(torch.isin(ids, named), torch.zeros_like(ids), ids)
+                ids = torch.where(given > 0, given, ids)
         return ids.to(torch.uint8).cpu().numpy()
 
     def _check(self, values: Tensor, what: str, t: Optional[int] = None) -> None:

@@ -3,7 +3,6 @@ the demo video (docs/app.md). The page in a real browser: tests/test_app_browser
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import io
 import json
@@ -254,13 +253,6 @@ def test_the_direction_is_passed_where_hvc_segment_has_one(client, clip, monkeyp
     calls: list = []
     monkeypatch.setattr(server_module, "segment", _fake_segment(calls))
     assert client.json("PUT", "/api/prompt/0?kind=mask", labels[0].tobytes())[0] == 200
-    if "direction" not in {f.name for f in dataclasses.fields(server_module.Options)}:
-        status, error = client.json("POST", "/api/run", b'{"direction": "backward"}')
-        assert status == 400 and error["error"] == "direction backward: this version propagates forward"
-        # an Options with the field (as hvc.segment will have): the direction chosen reaches it
-        with_direction = dataclasses.make_dataclass("Options", [("direction", str, "forward")],
-                                                    bases=(server_module.Options,))
-        monkeypatch.setattr(server_module, "Options", with_direction)
     assert client.json("GET", "/api/state")[1]["directions"] == ["forward", "backward", "both"]
     assert client.json("POST", "/api/run", b'{"direction": "both"}')[0] == 200
     assert client.wait()["state"] == "done" and calls[0].direction == "both"
@@ -268,21 +260,14 @@ def test_the_direction_is_passed_where_hvc_segment_has_one(client, clip, monkeyp
 
 
 def test_a_correction_on_a_later_frame_with_the_engine(client, clip):
-    """The real engine on prompts on frames 0 and 5: where hvc.segment takes prompts on frame 0
-    only, its one-line refusal reaches the page; where it takes them anywhere, frame 5's mask is
-    the correction."""
+    """The real engine on prompts on frames 0 and 5: frame 5's mask is the correction."""
     _, _, labels = clip
     assert client.json("PUT", "/api/prompt/0?kind=mask", labels[0].tobytes())[0] == 200
     assert client.json("PUT", "/api/prompt/5?kind=mask", labels[5].tobytes())[0] == 200
     assert client.json("POST", "/api/run", b'{"save": []}')[0] == 200
     progress = client.wait()
-    if progress["state"] == "error":
-        assert "prompts on frames other than 0 are not supported yet" in progress["message"]
-        assert "\n" not in progress["message"] and "Traceback" not in progress["message"]
-        assert client.json("GET", "/api/mask/0")[0] == 404
-    else:
-        assert progress["state"] == "done", progress
-        assert client.request("GET", "/api/mask/5")[2] == labels[5].tobytes()
+    assert progress["state"] == "done", progress
+    assert client.request("GET", "/api/mask/5")[2] == labels[5].tobytes()
 
 
 def test_a_failed_run_reports_one_line(client, clip, tmp_path):

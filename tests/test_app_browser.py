@@ -168,12 +168,13 @@ def test_paint_propagate_play_and_download_in_chromium(app, tmp_path):
         driver.find_element(By.ID, "run").click()
         _wait(lambda: driver.find_element(By.ID, "status").text in ("stopped", f"done: {FRAMES} frames")
               and not driver.find_element(By.ID, "run").get_attribute("disabled"), timeout=240)
-        error = driver.find_element(By.ID, "error").text
-        if driver.find_element(By.ID, "status").text == "stopped":  # hvc.segment takes frame 0 prompts only
-            assert "prompts on frames other than 0 are not supported yet" in error and "\n" not in error
-        else:
-            assert error == ""
+        assert driver.find_element(By.ID, "error").text == ""
+        assert driver.find_element(By.ID, "status").text == f"done: {FRAMES} frames"
         assert sorted(p.name for p in (folder / "video-1" / "prompts").iterdir()) == ["0.png", f"{FRAMES // 2}.png"]
+        # the corrected frame's result is the correction painted there
+        corrected = folder / "video-1" / "results" / "masks" / f"{FRAMES // 2:05d}.png"
+        correction = folder / "video-1" / "prompts" / f"{FRAMES // 2}.png"
+        assert np.array_equal(np.asarray(Image.open(corrected)), np.asarray(Image.open(correction)))
     finally:
         driver.quit()
 

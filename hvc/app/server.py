@@ -23,7 +23,6 @@ Nothing outside the folders it created is written or deleted.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shutil
@@ -48,10 +47,9 @@ from hvc.exports import FORMATS
 from hvc.fileio import atomic_path
 from hvc.locks import OutputLock
 from hvc.segment.prompt import KINDS, MAX_OBJECTS, PromptSpec
-from hvc.segment.run import Options, segment
+from hvc.segment.run import DIRECTIONS, Options, segment
 
 PAGE = Path(__file__).with_name("page.html")
-DIRECTIONS = ("forward", "backward", "both")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 # the HTTP status of an expected failure, by its exit code (docs/failure.md); others: 500
@@ -64,11 +62,6 @@ class RequestError(UsageError):
     def __init__(self, status: HTTPStatus, message: str):
         super().__init__(message)
         self.status = status
-
-
-def directions() -> tuple[str, ...]:
-    """The propagation directions ``hvc.segment`` offers: forward only until Options has ``direction``."""
-    return DIRECTIONS if "direction" in {f.name for f in dataclasses.fields(Options)} else DIRECTIONS[:1]
 
 
 class Video:
@@ -237,9 +230,8 @@ class Workspace:
 
     def start(self, direction: str = "forward", save: tuple[str, ...] = ("palette", "mp4")) -> Options:
         """Start ``hvc.segment`` on the prompts, in a background thread; returns its Options."""
-        if direction not in directions():
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"direction {direction}: this version propagates "
-                                                       f"{' or '.join(directions())}")
+        if direction not in DIRECTIONS:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"direction {direction}: one of {', '.join(DIRECTIONS)}")
         unknown = [f for f in save if f not in FORMATS]
         if unknown:
             raise RequestError(HTTPStatus.BAD_REQUEST,
@@ -249,11 +241,10 @@ class Workspace:
             video = self.current()
             if not video.prompts:
                 raise RequestError(HTTPStatus.BAD_REQUEST, "no prompt: paint a mask or scribbles on a frame first")
-            extra = {"direction": direction} if len(directions()) > 1 else {}  # Options has the field
             # overwrite: the results folder lies in a folder this tool created, so all in it is ours
             opts = Options(video=video.path, output=video.results, overwrite=True,
                            prompts=tuple(video.prompts[t] for t in sorted(video.prompts)),
-                           save=tuple(dict.fromkeys(["palette", *save])), **self.options, **extra)
+                           save=tuple(dict.fromkeys(["palette", *save])), direction=direction, **self.options)
             video.summary = None
             (video.folder / "results.zip").unlink(missing_ok=True)  # ours, of the previous run
             self.progress = {"state": "running", "done": 0, "total": video.count, "message": ""}
@@ -278,7 +269,7 @@ class Workspace:
         self.progress = {**self.progress, "state": "done", "done": summary["frames"], "message": ""}
 
     def state(self) -> dict:
-        return {"video": self.video.state() if self.video else None, "directions": list(directions()),
+        return {"video": self.video.state() if self.video else None, "directions": list(DIRECTIONS),
                 "formats": list(FORMATS), "progress": self.progress, "max_upload": self.max_upload}
 
 

@@ -14,7 +14,7 @@ from hvc.config import ConfigError, load_config
 from hvc.config.inference import TestConfig
 from hvc.config.propagation import PropagationConfig, QualityConfig
 from hvc.propagation import LabelPropagator
-from locations import REPO
+from helpers.locations import REPO
 
 # (override items, the key the error names, what the error says about it)
 BAD_SETTINGS = [

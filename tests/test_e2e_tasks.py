@@ -39,7 +39,7 @@ from hvc.data.keypoints import load_keypoints
 from hvc.tasks.pose import decode_keypoints, feature_coords, joint_label_maps
 from hvc.tasks.runners import run_test
 from hvc.tasks.writers import ClassIdWriter, KeypointWriter
-from task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
+from helpers.task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable  # the scripts run this interpreter (scripts/run_test.sh: $PYTHON)

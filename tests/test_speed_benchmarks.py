@@ -18,7 +18,9 @@ def _run(script: str, *args: str) -> str:
     return done.stdout
 
 
-def _bench_module(script: str):
+def _bench_module(script: str, monkeypatch):
+    """bench/<script> loaded as a module, with bench/ on sys.path as when it runs as a script."""
+    monkeypatch.syspath_prepend(str(BENCH))
     spec = importlib.util.spec_from_file_location(f"bench_{Path(script).stem}", BENCH / script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -71,7 +73,7 @@ def test_propagation_speed_on_real_features(davis_root, monkeypatch, capsys):
     Run in this process, each kernel's worker too (its ``measure``, with the arguments the worker
     process gets): six interpreter starts with their torch import fewer. The real worker processes
     and their JSON line run in test_benchmarks.py."""
-    bench = _bench_module("propagation_speed.py")
+    bench = _bench_module("propagation_speed.py", monkeypatch)
 
     def worker_here(args, impl, h, w, frames):  # what bench._run's subprocess prints, parsed the same way
         features = args.features if args.features and (h, w) == tuple(args.size) else ""

@@ -1,3 +1,4 @@
 """Support code shared by the tests (tests/README.md, "Where things come from"): not tests
-themselves. pytest puts ``tests/`` on ``sys.path`` (it has no ``__init__.py``: rootdir-based
-"prepend" import mode), so test modules import these as ``helpers.<module>``."""
+themselves. pyproject.toml puts ``tests/`` on ``sys.path`` for pytest (``pythonpath``), so test
+modules import these as ``helpers.<module>`` from the repository root, from ``tests/`` and under
+``make test``."""

@@ -5,7 +5,7 @@
     python scripts/task_figures.py --model random18 --no-figures
 
 Writes two demo videos in the DAVIS 2017 layout (hvc/demo/video.py) and the JHMDB, VIP and VOST
-clips that the tests use (hvc/demo/tasks.py, tests/task_fixtures.py) under --work, then for
+clips that the tests use (hvc/demo/tasks.py, tests/helpers/task_fixtures.py) under --work, then for
 each task runs ``bash scripts/run_test.sh <model> <task>`` (configs/test_<task>.yaml: the
 tasks' protocols) and ``bash scripts/run_metrics <model> <task>``, prints the scores, and copies
 the scorers' figures to <docs>/figure_<task>.png.
@@ -43,7 +43,7 @@ def write_data(data: Path) -> None:
         frames, labels = render_video(num_frames=20, seed=seed, background=background)
         write_davis_sequence(str(data / "DAVIS"), name, frames, labels)
     atomic_write_text(data / "DAVIS" / "ImageSets" / "2017" / "val.txt", "".join(f"{v[0]}\n" for v in VIDEOS))
-    write_jhmdb_clip(data / "JHMDB", num_frames=10)  # as tests/task_fixtures.py
+    write_jhmdb_clip(data / "JHMDB", num_frames=10)  # as tests/helpers/task_fixtures.py
     write_jhmdb_clip(data / "JHMDB", video="synthetic_walk_1", num_frames=8, phase=3)
     write_vip_clip(data / "VIP", video="videos7", annotated=4, every=5)
     write_vost_clip(data / "VOST", name="cut_dough", num_frames=26, every=5)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from locations import GOLDEN, IN_CI, SHARED
+from helpers.locations import GOLDEN, IN_CI, SHARED
 
 # oneDNN picks its convolution kernels by CPU; its AVX-512 kernels round differently from the
 # AVX2 ones the golden fixtures were made with (8e-7 on the features), and the random golden

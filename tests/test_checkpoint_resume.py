@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine_support import REPO, read_log, tiny_config, tiny_image_folder, tiny_overrides
+from helpers.engine_support import REPO, read_log, tiny_config, tiny_image_folder, tiny_overrides
 from hvc.checkpoint import load_checkpoint
 from hvc.engine import train
 

@@ -14,7 +14,7 @@ from hvc.config import ConfigError, load_config
 from hvc.config.inference import TestConfig
 from hvc.config.propagation import PropagationConfig, QualityConfig
 from hvc.propagation import LabelPropagator
-from locations import REPO
+from helpers.locations import REPO
 
 # (override items, the key the error names, what the error says about it)
 BAD_SETTINGS = [
@@ -64,9 +64,21 @@ def test_configs_built_in_code_get_the_same_check():
     assert LabelPropagator(precision="bf16", candidates=1.5).kernel.candidates == 1.5
 
 
-def _run(args: list[str], cwd) -> subprocess.CompletedProcess:
+def _run(args: list[str], cwd) -> tuple[int, str]:
+    """``python args...`` in a subprocess: (exit code, stderr)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stderr
+
+
+def _call(main, argv: list[str], cwd, capsys, monkeypatch) -> tuple[int, str]:
+    """The entry point's ``main(argv)`` in this process, from ``cwd``: (exit code, stderr). The first
+    case of each table below runs the real command in a subprocess; the others call ``main`` here,
+    which is the same code without a second interpreter and torch import (~2-4 s each)."""
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    code = main(argv)
+    return code, capsys.readouterr().err
 
 
 COMMANDS = {
@@ -77,22 +89,36 @@ COMMANDS = {
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_test_py_exits_2_before_writing(name, tmp_path):
+def test_test_py_exits_2_before_writing(name, tmp_path, capsys, monkeypatch):
     overrides, key = COMMANDS[name]
-    done = _run([str(REPO / "test.py"), "--config", str(REPO / "configs" / "test_davis16.yaml"),
-                 f"data.root={tmp_path / 'DAVIS'}", f"run.results_root={tmp_path / 'results'}", *overrides], tmp_path)
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith(f"error: {key}: ") and done.stderr.count("\n") == 1, done.stderr
+    argv = ["--config", str(REPO / "configs" / "test_davis16.yaml"), f"data.root={tmp_path / 'DAVIS'}",
+            f"run.results_root={tmp_path / 'results'}", *overrides]
+    if name == next(iter(COMMANDS)):  # the real command line once
+        code, stderr = _run([str(REPO / "test.py"), *argv], tmp_path)
+    else:
+        from hvc.entry.test import main
+
+        code, stderr = _call(main, argv, tmp_path, capsys, monkeypatch)
+    assert code == 2, stderr
+    assert stderr.startswith(f"error: {key}: ") and stderr.count("\n") == 1, stderr
     assert list(tmp_path.iterdir()) == []  # not even config.yaml
 
 
-@pytest.mark.parametrize("flags, key", [(["--context", "0"], "--context"), (["--candidates", "0.5"], "--candidates"),
-                                        (["--search-dims", "0"], "--search-dims")])
-def test_segment_exits_2_before_writing(flags, key, tmp_path):
-    done = _run(["-m", "hvc.segment", str(tmp_path / "clip.mp4"), "--mask", str(tmp_path / "first.png"), *flags],
-                tmp_path)
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith(f"error: {key}: ") and done.stderr.count("\n") == 1, done.stderr
+SEGMENT_FLAGS = [(["--context", "0"], "--context"), (["--candidates", "0.5"], "--candidates"),
+                 (["--search-dims", "0"], "--search-dims")]
+
+
+@pytest.mark.parametrize("flags, key", SEGMENT_FLAGS)
+def test_segment_exits_2_before_writing(flags, key, tmp_path, capsys, monkeypatch):
+    argv = [str(tmp_path / "clip.mp4"), "--mask", str(tmp_path / "first.png"), *flags]
+    if (flags, key) == SEGMENT_FLAGS[0]:  # the real command line once
+        code, stderr = _run(["-m", "hvc.segment", *argv], tmp_path)
+    else:
+        from hvc.segment.__main__ import main
+
+        code, stderr = _call(main, argv, tmp_path, capsys, monkeypatch)
+    assert code == 2, stderr
+    assert stderr.startswith(f"error: {key}: ") and stderr.count("\n") == 1, stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -42,7 +42,7 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader
 
 from conftest import cuda_unavailable
-from engine_support import REPO, read_log, tiny_config, tiny_image_folder, tiny_overrides
+from helpers.engine_support import REPO, read_log, tiny_config, tiny_image_folder, tiny_overrides
 from hvc.checkpoint import load_checkpoint
 from hvc.data.pairs import collate_pairs
 from hvc.data.vos import FrameDataset, load_sequences
@@ -56,7 +56,7 @@ from hvc.models.hvc import momentum_at
 from hvc.models.loss import hybrid_loss, positive_pairs
 from hvc.models.resnet import ResNet
 from hvc.propagation import LabelPropagator, embed, upsample_labels
-from labels import assert_labels_match
+from helpers.labels import assert_labels_match
 from test_golden_model import _build, _rel_l2, _t, golden  # noqa: F401 - golden is a fixture
 from test_golden_propagation import SOFT_ATOL, _case_names, labelprop  # noqa: F401 - labelprop is a fixture
 

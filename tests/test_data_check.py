@@ -13,8 +13,8 @@ from PIL import Image
 
 from hvc.data import check
 from hvc.data.palette import save_indexed_png
-from task_fixtures import synthetic_tasks  # noqa: F401 - pytest fixture
-from vos_trees import make_davis17, make_ytvos
+from helpers.task_fixtures import synthetic_tasks  # noqa: F401 - pytest fixture
+from helpers.vos_trees import make_davis17, make_ytvos
 
 SEQUENCES = ("blackswan", "dog")  # the damaged copy links two real sequences
 

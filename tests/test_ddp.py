@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from engine_support import read_log, tiny_config, tiny_image_folder
+from helpers.engine_support import read_log, tiny_config, tiny_image_folder
 from hvc.checkpoint import load_checkpoint
 from hvc.distributed import convert_sync_batchnorm, join_job
 from hvc.engine import train

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from locations import REPO
+from helpers.locations import REPO
 
 SOURCES = sorted([*REPO.glob("hvc/**/*.py"), *REPO.glob("*.py"), *REPO.glob("scripts/*.py"), *REPO.glob("bench/*.py")])
 # README followed by a quoted or starred section title: README "Speed", (README, "Failure behaviour"), README, section *Speed*

@@ -17,8 +17,8 @@ import pytest
 from hvc import download
 from hvc.download import DownloadError, Item, Source, fetch, install, unpack
 from hvc.errors import InputError
-from task_fixtures import synthetic_tasks  # noqa: F401 - pytest fixture
-from vos_trees import make_davis17
+from helpers.task_fixtures import synthetic_tasks  # noqa: F401 - pytest fixture
+from helpers.vos_trees import make_davis17
 
 
 def _zip_tree(tree: Path, archive: Path, prefix: str) -> Path:

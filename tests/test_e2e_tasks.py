@@ -40,7 +40,7 @@ from hvc.tasks.pose import decode_keypoints, feature_coords, joint_label_maps
 from hvc.inference import run_inference
 from hvc.sharding import ShardSpec
 from hvc.tasks.writers import ClassIdWriter, KeypointWriter
-from task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
+from helpers.task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable  # the scripts run this interpreter (scripts/run_test.sh: $PYTHON)

@@ -15,7 +15,7 @@ from hvc import paths
 from hvc.models.encoders import checkpoint_path, load_encoder, read_encoder_state
 from hvc.models.resnet import ResNet
 from hvc.paths import source_checkout
-from locations import REPO
+from helpers.locations import REPO
 
 
 def _randomised(net: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -145,7 +145,7 @@ def test_random18_is_seeded_and_leaves_the_global_rng_alone():
 @pytest.mark.parametrize("dummy, key", [(True, "features_official_make_encoder"),
                                         (False, "features_eval_no_dummy_forward")])
 def test_golden_export_features(tmp_path, golden_dir, dummy, key):
-    from golden_state import load_hvc_state  # the repository's own decoder (tests/golden_state.py)
+    from helpers.golden_state import load_hvc_state  # the repository's own decoder (tests/helpers/golden_state.py)
 
     path = tmp_path / "hvc_golden.pth"
     torch.save(load_hvc_state(str(golden_dir / "hybrid_loss" / "state_codes.npz"), case="A", export=True), path)

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from engine_support import REPO, read_log, tiny_config, tiny_image_folder
+from helpers.engine_support import REPO, read_log, tiny_config, tiny_image_folder
 from hvc.checkpoint import FORMAT_VERSION, load_checkpoint
 from hvc.config import ConfigError, load_config, to_dict
 from hvc.config.training import TrainConfig

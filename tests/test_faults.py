@@ -24,11 +24,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fault_support import (REPO, blocking_frame, call, davis_tree, error_lines, load_entry, photo_folder, png_bytes,
+from helpers.fault_support import (REPO, blocking_frame, call, davis_tree, error_lines, load_entry, photo_folder, png_bytes,
                            poisoned_checkpoint, restore, scene, script, start, train_args, wait_for, write_meta)
 from hvc.data.palette import save_indexed_png
 from hvc.models.resnet import ResNet
-from vos_trees import make_ytvos
+from helpers.vos_trees import make_ytvos
 
 test_py, train_py, eval_py = load_entry("test.py"), load_entry("train.py"), load_entry("eval_metrics.py")
 figure_strip = load_entry("scripts/figure_strip.py")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hvc.metrics import evaluate, global_table
-from metrics_helpers import load_eval_metrics
+from helpers.metrics_helpers import load_eval_metrics
 
 EXACT = 1e-9  # the achievable tolerance docs/tests.md states
 STATS = ("mean", "recall", "decay")

@@ -37,7 +37,7 @@ def _t(arr: np.ndarray) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def golden(golden_dir: Path) -> dict:
     """Everything in hybrid_loss/, the golden states decoded once (23 M values each)."""
-    from golden_state import load_hvc_state  # the repository's own decoder (tests/golden_state.py)
+    from helpers.golden_state import load_hvc_state  # the repository's own decoder (tests/helpers/golden_state.py)
 
     d = golden_dir / "hybrid_loss"
     expected = json.loads((d / "expected.json").read_text())

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from hvc.propagation import LabelPropagator, embed, upsample_labels
-from labels import assert_labels_match
-from locations import GOLDEN
+from helpers.labels import assert_labels_match
+from helpers.locations import GOLDEN
 
 # Measured max abs error of the soft masks, all cases, both kernels, AVX-512 / AVX2 / generic ATen
 # kernels and MKL's compatible mode: 8.3e-7 (docs/fixtures.md); a 1e-6 relative perturbation of

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from hvc.propagation import LabelPropagator, embed
-from labels import TIE_MARGIN, assert_labels_match, compare_labels, upsampled
+from helpers.labels import TIE_MARGIN, assert_labels_match, compare_labels, upsampled
 from test_golden_propagation import _run, check_case
 
 CASE = "late_block_cxt50"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from hvc.metrics.vost import TruncatedIdsWarning, csv_texts, evaluate, raw_results
-from metrics_helpers import load_eval_metrics
+from helpers.metrics_helpers import load_eval_metrics
 
 EXACT = 1e-9
 CSVS = ("global_results-val.csv", "per-sequence_results-val.csv")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from engine_support import REPO
+from helpers.engine_support import REPO
 
 STAGES = ["tests", "throughput", "train", "test.py", "propagation"]
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from locations import REPO
+from helpers.locations import REPO
 
 PACKAGE = REPO / "hvc"
 

@@ -19,7 +19,7 @@ from hvc.entry import test as test_entry
 from hvc.inference import FeatureExtractor, run_inference
 from hvc.models.encoders import load_encoder
 from hvc.models.resnet import ResNet
-from vos_trees import H, W, davis17_ids, make_davis17, make_ytvos
+from helpers.vos_trees import H, W, davis17_ids, make_davis17, make_ytvos
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from hvc.metrics import MetricsError, evaluate, read_sequence_list
-from metrics_helpers import load_eval_metrics, reference_jf
+from helpers.metrics_helpers import load_eval_metrics, reference_jf
 
 REPO = Path(__file__).resolve().parents[1]
 PERTURBED = ("scooter-black", "libby")  # the two shortest sequences: 43 and 49 frames

@@ -18,7 +18,7 @@ from hvc.metrics import evaluate, global_table
 from hvc.metrics.folders import evaluate_folders, is_binary, video_table
 from hvc.metrics.masks import MetricsError
 
-from metrics_helpers import load_eval_metrics
+from helpers.metrics_helpers import load_eval_metrics
 
 VIDEOS = ("blackswan", "scooter-black")
 

@@ -10,7 +10,7 @@ from skimage.morphology import disk as skimage_disk
 
 from hvc.metrics.measures import boundary_map, boundary_radius, disk, jf_scores
 from hvc.metrics.statistics import db_statistics, decay_bin_edges
-from metrics_helpers import reference_jf, seg2bmap
+from helpers.metrics_helpers import reference_jf, seg2bmap
 
 
 def test_disk_matches_skimage_and_radius_is_eight_at_480p():

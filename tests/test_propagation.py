@@ -17,7 +17,7 @@ from hvc.models.resnet import ResNet
 from hvc.propagation import (ContextPolicy, DenseKernel, LabelPropagator, LocalKernel, PropagationConfig, embed,
                              upsample_labels)
 from hvc.propagation.local.tables import TiledTables
-from labels import assert_labels_match
+from helpers.labels import assert_labels_match
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,8 @@ from hvc.config.inference import TestConfig
 from hvc.config.training import TrainConfig, validate
 from hvc.engine import train
 
-from engine_support import REPO
-from vos_trees import make_davis17
+from helpers.engine_support import REPO
+from helpers.vos_trees import make_davis17
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 # dataset -> root of the paper-protocol test configs (README "Testing", data/README.md)

@@ -21,7 +21,7 @@ def test_output_is_stride_8(arch, layer4, channels):
 
 
 def test_golden_export_loads_strictly(golden_dir):
-    from golden_state import load_hvc_state  # the repository's own decoder (tests/golden_state.py)
+    from helpers.golden_state import load_hvc_state  # the repository's own decoder (tests/helpers/golden_state.py)
 
     state = load_hvc_state(str(golden_dir / "hybrid_loss" / "state_codes.npz"), case="A", export=True)
     assert len(state) == 120

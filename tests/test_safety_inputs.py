@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fault_support import call, davis_tree, load_entry, scene
+from helpers.fault_support import call, davis_tree, load_entry, scene
 from hvc.checkpoint import CheckpointError, tensor_mismatches
 from hvc.data.frames import VideoError, open_frames, read_rgb
 from hvc.data.jhmdb import _frames as jhmdb_frames

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fault_support import REPO, call, davis_tree, load_entry, write_meta
+from helpers.fault_support import REPO, call, davis_tree, load_entry, write_meta
 from hvc.completion import Outputs, Record, ResultsFolder
 from hvc.data.jhmdb import read_video_list
 from hvc.data.vip import read_frame_list
@@ -24,7 +24,7 @@ from hvc.data.vost import vost_sequences
 from hvc.errors import InputError
 from hvc.names import check_name, inside, name_problem
 from test_faults import case, davis_args, expect_error, ytvos_run
-from vos_trees import make_ytvos
+from helpers.vos_trees import make_ytvos
 
 test_py, eval_py = load_entry("test.py"), load_entry("eval_metrics.py")
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fault_support import REPO, call, davis_tree, load_entry, photo_folder, train_args
+from helpers.fault_support import REPO, call, davis_tree, load_entry, photo_folder, train_args
 from hvc.apart import overlap
 from hvc.completion import Outputs, Record, ResultsFolder
 from hvc.data.palette import save_indexed_png
@@ -24,7 +24,7 @@ from hvc.errors import UsageError
 from hvc.models.resnet import ResNet
 from hvc.segment.__main__ import main as segment_main
 from test_faults import case, davis_args, expect_error
-from vos_trees import make_ytvos
+from helpers.vos_trees import make_ytvos
 
 test_py, train_py = load_entry("test.py"), load_entry("train.py")
 

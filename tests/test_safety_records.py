@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fault_support import call, davis_tree, load_entry
+from helpers.fault_support import call, davis_tree, load_entry
 from hvc.fileio import atomic_write_text
 from test_faults import case, davis_args
 

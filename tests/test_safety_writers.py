@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fault_support import (REPO, blocking_frame, call, davis_tree, load_entry, photo_folder, restore, start,
+from helpers.fault_support import (REPO, blocking_frame, call, davis_tree, load_entry, photo_folder, restore, start,
                            train_args, wait_for)
 from hvc.data.palette import save_indexed_png
 from hvc.errors import BusyError, EXIT_BUSY

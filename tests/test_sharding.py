@@ -9,9 +9,9 @@ import zipfile
 
 import pytest
 
-from fault_support import REPO, call, davis_tree, error_lines, load_entry, png_bytes, script
+from helpers.fault_support import REPO, call, davis_tree, error_lines, load_entry, png_bytes, script
 from hvc.sharding import balanced_shards, parse_shard
-from vos_trees import make_ytvos
+from helpers.vos_trees import make_ytvos
 
 test_py = load_entry("test.py")
 SEQUENCES = {"long": 9, "mid": 6, "short": 4, "tiny": 3}  # frames: greedy split 9+3 / 6+4

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -14,6 +16,15 @@ def _run(script: str, *args: str) -> str:
     done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
+
+
+def _bench_module(script: str, monkeypatch):
+    """bench/<script> loaded as a module, with bench/ on sys.path as when it runs as a script."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{Path(script).stem}", BENCH / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _row(out: str, name: str) -> list[str]:
@@ -56,10 +67,24 @@ def test_train_input_measures_each_piece(static_root):
     assert "whole item StaticImagePairs[i]" in out
 
 
-def test_propagation_speed_on_real_features(davis_root):
-    """--davis-sequence: the kernels time real 480p embeddings of the committed checkpoint."""
-    out = _run("propagation_speed.py", "--davis-sequence", "libby", "--davis-root", str(davis_root),
-               "--context", "2", "--frames", "1", "--repeat", "1", "--search-dims", "64", "--candidates", "1")
+def test_propagation_speed_on_real_features(davis_root, monkeypatch, capsys):
+    """--davis-sequence: the kernels time real 480p embeddings of the committed checkpoint.
+
+    Run in this process, each kernel's worker too (its ``measure``, with the arguments the worker
+    process gets): six interpreter starts with their torch import fewer. The real worker processes
+    and their JSON line run in test_benchmarks.py."""
+    bench = _bench_module("propagation_speed.py", monkeypatch)
+
+    def worker_here(args, impl, h, w, frames):  # what bench._run's subprocess prints, parsed the same way
+        features = args.features if args.features and (h, w) == tuple(args.size) else ""
+        return json.loads(json.dumps(bench.measure(impl, args.channels, h, w, args.context, frames, 20, features)))
+
+    monkeypatch.setattr(bench, "_run", worker_here)
+    monkeypatch.setattr(sys, "argv", ["propagation_speed.py", "--davis-sequence", "libby", "--davis-root",
+                                      str(davis_root), "--context", "2", "--frames", "1", "--repeat", "1",
+                                      "--search-dims", "64", "--candidates", "1"])
+    assert bench.main() is None
+    out = capsys.readouterr().out
     assert "features 256x60x107 (real, DAVIS libby at 480p), context 2+1" in out
     for kernel in ("dense", "local", "local-bf16", "local-bf16-d64", "local-bf16-d64-c1"):
         assert float(_row(out, kernel)[1]) > 0

@@ -19,7 +19,7 @@ from hvc.demo.tasks import FACE, HAIR, UPPER_CLOTHES, figure_joints
 from hvc.metrics.vip import NUM_CLASSES
 from hvc.data.keypoints import NUM_JOINTS
 from hvc.tasks.pose import feature_coords, joint_label_maps
-from task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
+from helpers.task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 
 
 def test_jhmdb_layout_lists_and_joints(synthetic_tasks):

@@ -21,8 +21,8 @@ from hvc.demo.tasks import FACE, HAIR
 from hvc.errors import EXIT_INPUT
 from hvc.data.keypoints import JOINT_NAMES, save_keypoints
 from hvc.tasks.pose import feature_coords
-from metrics_helpers import load_eval_metrics
-from task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
+from helpers.metrics_helpers import load_eval_metrics
+from helpers.task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 STRIDE, INPUT = 8, (320, 320)  # the paper's JHMDB protocol: 320x320 frames, 40x40 feature maps

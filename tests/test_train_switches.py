@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine_support import read_log, tiny_config, tiny_image_folder
+from helpers.engine_support import read_log, tiny_config, tiny_image_folder
 from hvc.config.training import DataConfig, ModelConfig, OptimConfig, RuntimeConfig
 from hvc.data.static import StaticImagePairs, collate_pairs
 from hvc.data.transforms import RandomResizedCropCoord

@@ -9,7 +9,7 @@ from PIL import Image
 
 from hvc.data.palette import DAVIS_PALETTE, save_indexed_png
 from hvc.data.vos import DatasetError, FrameDataset, load_sequences, read_label_map, scaled_size
-from vos_trees import H, W, make_davis17, make_ytvos
+from helpers.vos_trees import H, W, make_davis17, make_ytvos
 
 
 def test_palette_is_the_davis_palette(golden_dir):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(os.environ.get("HVC_GOLDEN_DIR", REPO / "tests" / "golden"))
 SHARED = Path(os.environ.get("HVC_SHARED_DIR", REPO.parent / "shared"))
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")

@@ -15,7 +15,8 @@ from pathlib import Path
 from hvc.config import load_config
 from hvc.config.training import TrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
+from .locations import REPO  # noqa: F401 - also imported from here by the tests
+
 N_IMAGES = 8  # batch 4 -> 2 steps per epoch
 
 

@@ -1,6 +1,6 @@
 """Synthetic JHMDB, VIP and VOST trees (hvc.demo.tasks), written once per test session.
 
-Import the fixture into a test module: ``from task_fixtures import synthetic_tasks``. Each
+Import the fixture into a test module: ``from helpers.task_fixtures import synthetic_tasks``. Each
 importing module registers its own copy of the fixture, so the trees are cached here to be
 written only once. Tests must not modify them (copy a tree before damaging it).
 """

@@ -20,7 +20,8 @@ from PIL import Image
 
 from hvc.data.palette import save_indexed_png
 
-REPO = Path(__file__).resolve().parents[1]
+from .locations import REPO  # noqa: F401 - also imported from here by the tests
+
 
 
 def load_entry(filename: str) -> ModuleType:

@@ -27,7 +27,7 @@ from hvc.errors import EXIT_BUSY, EXIT_USAGE
 from hvc.exports.mp4 import Mp4Writer
 from hvc.segment.__main__ import main as segment_main
 from hvc.segment.prompt import PromptSpec
-from locations import REPO
+from helpers.locations import REPO
 
 FRAMES, H, W = 8, 96, 160
 

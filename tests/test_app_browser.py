@@ -29,7 +29,7 @@ from PIL import Image
 from hvc.demo.video import render_video
 from hvc.exports.mp4 import Mp4Writer
 from hvc.segment.__main__ import main as segment_main
-from locations import IN_CI, REPO
+from helpers.locations import IN_CI, REPO
 
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOT = os.environ.get("HVC_APP_SCREENSHOT")

@@ -31,8 +31,8 @@ from hvc.scribbles.fill import labels_from_scribbles
 from hvc.segment import Options, PromptSpec, read_scribble, segment
 from hvc.segmenter import VideoSegmenter
 from hvc.segment.__main__ import main
+from helpers.locations import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 FRAMES, H, W = 24, 96, 160
 PROGRESS = Path(".hvc") / "staging" / "progress" / "progress.json"  # the state of a run in progress
 RUN = dict(context=4)

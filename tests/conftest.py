@@ -30,6 +30,15 @@ from helpers.locations import GOLDEN, IN_CI, SHARED
 # oneDNN, and are left alone: see tests/README.md. oneDNN reads this at first use, so set it here.
 os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
 
+# Under pytest-xdist (`make test` runs one worker per core) each worker computes with one
+# thread: workers that each started a thread per core would oversubscribe the cores, and
+# OpenMP threads waiting for a busy core slow a step many times over. Set before torch is
+# imported, and inherited by the commands tests start, so a test comparing its own results
+# with a subprocess's compares runs of the same thread count.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 
 def require_real_data(path: Path, what: str) -> Path:
     """``path`` if it exists; otherwise skip the test with the reason (fail under CI=true)."""

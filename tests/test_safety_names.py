@@ -85,7 +85,7 @@ def _victim(tmp: Path) -> Path:
 DAVIS_LINES = [
     # id, the bad line (tmp -> text), pattern of the error
     case("../ escape", lambda t: "../../../escape1", r"val\.txt, line 2: name '\.\./\.\./\.\./escape1' holds '\.\.'"),
-    case("absolute folder", lambda t: str(t / "victim"), r"val\.txt, line 2: name '/.*victim' is an absolute path"),
+    case("absolute folder", lambda t: str(t / "victim"), r"val\.txt, line 2: name '/[^']*' is an absolute path"),
     case("sub-folder", lambda t: "alpha/sub", r"val\.txt, line 2: name 'alpha/sub' has 2 parts"),
     case("lone ..", lambda t: "..", r"val\.txt, line 2: name '\.\.' holds"),
     case("backslash", lambda t: "..\\..\\x", r"val\.txt, line 2: name .* holds a backslash"),

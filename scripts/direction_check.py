@@ -1,8 +1,10 @@
 """Backward against forward propagation on DAVIS: the same engine from the last frame's
 ground truth down to frame 0, and from the first frame's up to the last (docs/segment.md).
 
-    python scripts/direction_check.py [--davis ../shared/data/DAVIS] [--sequences a b ...]
-        [--input-size 240] [--frames N] [--output DIR]
+    python scripts/direction_check.py [--davis DIR] [--sequences a b ...] [--input-size 240]
+        [--frames N] [--output DIR]
+
+--davis: a DAVIS 2016 root (default: $HVC_SHARED_DIR/data/DAVIS).
 
 For each sequence (default: every one under JPEGImages/480p), ``python -m hvc.segment``'s
 engine (hvc.segment.run.segment, the committed checkpoint, the exact float32 arithmetic)

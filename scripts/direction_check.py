@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from hvc.data.davis_layout import object_ids  # noqa: E402
 from hvc.errors import ArgumentParser, InputError, entry_point  # noqa: E402
-from hvc.metrics.masks import ground_truth_ids, read_label_png  # noqa: E402
+from hvc.metrics.masks import read_label_png  # noqa: E402
 from hvc.metrics.measures import jaccard  # noqa: E402
 from hvc.segment.prompt import PromptSpec  # noqa: E402
 from hvc.segment.run import Options, segment  # noqa: E402
@@ -70,7 +71,7 @@ def _mean_j(masks: Path, images: list[Path], annotations: list[Path], skip: int)
     for t, (image, gt_path) in enumerate(zip(images, annotations)):
         if t == skip:
             continue
-        gt = ground_truth_ids(read_label_png(gt_path), binary=True) > 0
+        gt = object_ids(read_label_png(gt_path), binary=True) > 0
         with Image.open(masks / f"{image.stem}.png") as im:
             pred = np.array(im) > 0
         scores.append(jaccard(gt, pred))

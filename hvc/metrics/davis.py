@@ -1,11 +1,5 @@
-"""DAVIS semi-supervised evaluation: per-object, per-frame J and F for a results folder.
-
-Protocol of the official ``davis2017-evaluation`` (docs/metrics.md): frames are
-the sorted ground-truth file names without the first and the last; the number of objects
-is the largest id in the first ground-truth frame; a prediction may omit objects (they
-score as empty masks) but may not hold a larger id. DAVIS 2016 masks are 0/255: any
-non-zero value is object 1, in the ground truth and in the predictions.
-"""
+"""DAVIS semi-supervised evaluation: per-object, per-frame J and F for a results folder, by the
+protocol of the official ``davis2017-evaluation`` (docs/metrics.md, "Which frames and objects")."""
 
 from __future__ import annotations
 
@@ -16,7 +10,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from hvc.data import davis_layout
-from hvc.metrics.masks import MetricsError, ground_truth_ids, prediction_ids, read_label_png
+from hvc.metrics.masks import MetricsError, prediction_ids, read_label_png
 from hvc.metrics.measures import jf_scores
 from hvc.metrics.parallel import map_sequences
 from hvc.metrics.statistics import Statistics, db_statistics
@@ -64,12 +58,12 @@ def count_objects(gt_dir: Path, frames: Sequence[str], binary: bool) -> int:
     if len(frames) < 3:
         raise MetricsError(f"sequence {gt_dir.name!r}: {len(frames)} annotated frame(s) in {gt_dir}; "
                            "the semi-supervised protocol needs at least 3 (first and last are not scored)")
-    return int(ground_truth_ids(read_label_png(gt_dir / f"{frames[0]}.png"), binary).max())
+    return int(davis_layout.object_ids(read_label_png(gt_dir / f"{frames[0]}.png"), binary).max())
 
 
 def read_frame(gt_dir: Path, pred_dir: Path, frame: str, binary: bool) -> tuple[np.ndarray, np.ndarray, Path]:
     """(ground-truth ids, prediction pixel values, prediction path) of one frame, [H, W] uint8 each."""
-    gt = ground_truth_ids(read_label_png(gt_dir / f"{frame}.png"), binary)
+    gt = davis_layout.object_ids(read_label_png(gt_dir / f"{frame}.png"), binary)
     pred_path = pred_dir / f"{frame}.png"
     if not pred_path.is_file():
         raise MetricsError(f"sequence {gt_dir.name!r}: missing prediction for frame {frame} ({pred_path})")

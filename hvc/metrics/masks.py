@@ -1,8 +1,5 @@
-"""Reading DAVIS label maps (ground truth and predictions) with clear errors.
-
-The layout and the label decoding are :mod:`hvc.data.davis_layout`'s, shared with inference;
-like the rest of :mod:`hvc.metrics` they need only numpy and PIL (no torch).
-"""
+"""Reading DAVIS label maps (ground truth and predictions) with clear errors; the layout and the
+label decoding are :mod:`hvc.data.davis_layout`'s, shared with inference."""
 
 from __future__ import annotations
 
@@ -22,13 +19,6 @@ def read_label_png(path: Path) -> np.ndarray:
     """[H, W] uint8 pixel values of a single-channel PNG (palette indices, not colours); a
     MetricsError naming ``path`` if it is missing, unreadable, or not a palette/greyscale image."""
     return davis_layout.read_label_png(path, MetricsError)
-
-
-def ground_truth_ids(raw: np.ndarray, binary: bool) -> np.ndarray:
-    """Object ids [H, W] uint8 (0 = background) of a ground-truth frame. binary (DAVIS 2016, 0/255
-    masks): any non-zero value is object 1. Otherwise void (255) becomes background, as the
-    official semi-supervised evaluation does (predictions on void count as false positives)."""
-    return davis_layout.object_ids(raw, binary)
 
 
 def prediction_ids(raw: np.ndarray, binary: bool) -> np.ndarray:

@@ -1,10 +1,6 @@
-"""Per-frame DAVIS measures for one object: region similarity J and boundary accuracy F.
-
-Both follow the official ``davis2017-evaluation`` (``db_eval_iou``, ``db_eval_boundary``)
-to the last bit (see docs/metrics.md). They work on the bounding box of the two
-masks, grown by one pixel, instead of the whole frame: every boundary pixel and every
-pixel that the dilation can reach from one lies inside it, so the counts are unchanged.
-"""
+"""Per-frame DAVIS measures for one object: region similarity J and boundary accuracy F, as the
+official ``db_eval_iou`` and ``db_eval_boundary`` to the last bit, on the bounding box of the two
+masks grown by one pixel (docs/metrics.md, "Per object and frame", says why the counts are equal)."""
 
 from __future__ import annotations
 
@@ -33,14 +29,10 @@ def disk(radius: int) -> np.ndarray:
 
 
 def boundary_map(mask: np.ndarray, at_bottom: bool = True, at_right: bool = True) -> np.ndarray:
-    """Boundary pixels of a binary mask, as the official ``seg2bmap``.
+    """Boundary pixels of a binary mask, as the official ``seg2bmap`` (the rule: docs/metrics.md).
 
-    A pixel is on the boundary when it differs from its right, lower or lower-right
-    neighbour (zero outside). On the image's last row only the right neighbour counts, on
-    its last column only the lower one, and the bottom-right pixel is never a boundary.
     ``at_bottom`` / ``at_right`` say whether the last row / column of ``mask`` is the image's
     (False for a crop that has a zero row / column beyond it in the image).
-
     mask: [H, W] bool. Returns: [H, W] bool.
     """
     right = np.zeros_like(mask)
@@ -93,13 +85,8 @@ def jaccard(gt: np.ndarray, pred: np.ndarray) -> float:
 
 
 def jf_scores(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> tuple[float, float]:
-    """J (IoU) and F (boundary F-measure) of one object in one frame.
-
-    J = |P & G| / |P | G|, 1 when the union is empty. F compares the boundary maps of P and
-    G, each dilated by a disk of radius ceil(bound_th * diagonal): precision = matched
-    prediction boundary / prediction boundary, recall likewise for the ground truth.
-
-    gt, pred: [H, W] bool. Returns: (J, F) as Python floats.
+    """J (IoU) and F (boundary F-measure, disk dilation of radius ceil(bound_th * diagonal)) of one
+    object in one frame. gt, pred: [H, W] bool. Returns: (J, F) as Python floats.
     """
     if gt.shape != pred.shape:
         raise ValueError(f"mask shapes differ: ground truth {gt.shape}, prediction {pred.shape}")

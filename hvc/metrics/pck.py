@@ -1,14 +1,5 @@
-"""PCK of propagated keypoints, numerically identical to videowalk's ``code/eval/eval_pck.py``.
-
-Protocol (docs/tasks.md): ground truth ``pos_img`` is 1-based, predictions are at feature
-resolution and are scaled to the image by ``/ feature size * image size`` per axis. A
-prediction with x < 0 is invisible: it is not scored (not counted as a miss) and its
-ground-truth joint is left out of that frame's normaliser, 0.6 x the diagonal of the box
-around the ground-truth joints whose prediction is visible. Frame 0 (the given labels) is
-not scored. A joint is correct when distance / normaliser <= threshold (inclusive). PCK
-per joint is the percentage of its scored predictions over all videos; the reported number
-is the plain mean over the 15 joints.
-"""
+"""PCK of propagated keypoints, numerically identical to videowalk's ``code/eval/eval_pck.py``
+(the protocol: docs/metrics.md, "JHMDB keypoints (PCK)")."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""VIP part propagation: mean IoU over 20 classes, as videowalk's ``code/eval/eval_vip.py``.
-
-One confusion matrix (ground-truth rows, predicted columns) is summed over every scored
-frame of every video before any ratio is taken (docs/tasks.md). From it: overall pixel
-accuracy, mean class accuracy (nanmean over classes present in the ground truth), mean
-IoU (nanmean: a class absent from both ground truth and prediction is skipped, a class
-present in only one has IoU 0) and frequency-weighted IoU. Ground-truth pixels outside
-0..19 (e.g. 255) are ignored, as the official ``fast_hist`` does; a prediction of another
-size than its ground truth is resized to it with nearest-neighbour sampling.
-"""
+"""VIP part propagation: mean IoU over 20 classes, as videowalk's ``code/eval/eval_vip.py``, from one
+confusion matrix summed over every scored frame (docs/tasks.md, "Metric (`eval_vip.py`), reproduced")."""
 
 from __future__ import annotations
 

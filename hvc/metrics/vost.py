@@ -1,18 +1,5 @@
-"""VOST evaluation (J-Mean and J_last), as the benchmark's ``evaluation/evaluation_method.py``.
-
-VOST derives its evaluation from davis2017-evaluation with these differences (docs/tasks.md):
-
-* Only annotated frames count. VOST annotations are sparse, so a sequence's frames are its
-  sorted annotation PNGs; the first and the last are dropped, as in DAVIS.
-* J only (no F). J_last applies the same statistics to the last quarter of the evaluated
-  frames: from index floor(0.75 n) of the n evaluated frames.
-* Void (255) becomes background in the ground truth and is not excluded from the IoU.
-* A prediction holding an id above the sequence's object count is truncated with a
-  warning (DAVIS refuses it); objects the prediction never holds score as empty masks.
-
-The object count is the largest id of the first annotation; per-object Mean, Recall and
-Decay are DAVIS's; global values are plain means over objects; the CSVs have 3 decimals.
-"""
+"""VOST evaluation (J-Mean and J_last), as the benchmark's ``evaluation/evaluation_method.py``: DAVIS's
+on the annotated frames, J only, ids above the object count truncated (docs/tasks.md, "VOST")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
 """Context policies: which stored frames each step reads, which frames are stored, which evicted
-(docs/memory.md). A policy that stores selectively subclasses :class:`ContextPolicy`; the kernels
-accept any context.
-"""
+(docs/memory.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Dense reference kernel: the official arithmetic, written to be read, not to be fast.
-
-Every context entry (duplicates included) gets a full [hw, hw] affinity with the query; entries
-other than the first (the long-term reference frame) are masked to keys within ``radius``; the
-top-k is taken jointly over all entries. Time O((CXT+1)·(hw)²); memory is bounded by processing
-the queries in chunks.
-"""
+"""Dense reference kernel: the official arithmetic, written to be read, not to be fast: a full
+[hw, hw] affinity per context entry, the top-k joint over all (docs/local_kernel.md, "What is computed")."""
 
 from __future__ import annotations
 

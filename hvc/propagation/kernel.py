@@ -1,8 +1,5 @@
-"""What the propagator asks of an affinity kernel (docs/design.md, "Label propagation: two seams"),
-and the memory of stored frames it reads: a :class:`KeyMemory` the caller owns (one per video), in
-the form the kernel scores fastest. Two kernels keep the contract: :class:`~hvc.propagation.dense.DenseKernel`
-(the reference) and :class:`~hvc.propagation.local.LocalKernel` (fast, exact; docs/local_kernel.md).
-"""
+"""What the propagator asks of an affinity kernel, and the memory of stored frames it reads, one
+:class:`KeyMemory` per video (docs/design.md, "Label propagation: two seams for later tasks")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Label propagation through a video, one frame at a time (docs/propagation.md): the bookkeeping
-around an affinity kernel (``dense`` reference or ``local`` fast path) of references for objects
-that start at later frames, per-reference contexts, stored frames and the merge of predictions.
-"""
+"""Label propagation through a video, one frame at a time: the bookkeeping of references, contexts
+and stored frames around an affinity kernel (docs/propagation.md)."""
 
 from __future__ import annotations
 

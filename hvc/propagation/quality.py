@@ -1,10 +1,5 @@
-"""The ``quality`` context policy, a training-free analogue of QDMN's quality-aware memory
-(docs/memory.md): the reference frame, the ``recent`` frames before t, and at most
-``context - recent`` long-term frames whose prediction scored at least ``threshold`` relative to
-frame 0, at least ``gap`` frames apart, one leaving by a recency + quality rule when there are
-more. The score is the mean top-1 probability of the soft mask over the positions predicted as
-an object: a propagated frame whose neighbours disagree has a low one.
-"""
+"""The ``quality`` context policy, a training-free analogue of QDMN's quality-aware memory: recent
+frames plus confident long-term ones (docs/memory.md, "`quality`")."""
 
 from __future__ import annotations
 

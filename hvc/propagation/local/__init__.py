@@ -1,5 +1,4 @@
-"""The local kernel (fast and exact) and its parts: index tables, tile-block storage, the tiled
-product and the masked small-map product. The interface is :class:`LocalKernel`."""
+"""The local kernel (fast and exact, docs/local_kernel.md); the interface is :class:`LocalKernel`."""
 
 from hvc.propagation.local.kernel import LocalKernel
 

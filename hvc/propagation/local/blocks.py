@@ -1,13 +1,5 @@
-"""Tile-block storage: the local kernel's memory of stored frames.
-
-Frame t's key tiles are written into block ``t // GROUP_FRAMES`` at slot ``t % GROUP_FRAMES``, so
-a block holds the tiles of consecutive frame numbers side by side, [T, C, slots, tile²], and which
-path runs depends only on the context: a context reading a whole block (the usual case: the
-previous frames of a video) scores it in place; its other frames are copied into parts of up to
-GROUP_FRAMES frames, packed into groups (one product and one top-k search each). A block covers
-only the slots between its lowest and highest stored frame, growing by doubling: a sparse memory
-(the ``quality`` policy's, docs/memory.md) holds about the tiles it needs.
-"""
+"""Tile-block storage, the local kernel's memory of stored frames: frame t's key tiles sit in block
+``t // GROUP_FRAMES`` at slot ``t % GROUP_FRAMES`` (docs/local_kernel.md, "Tile-block storage")."""
 
 from __future__ import annotations
 

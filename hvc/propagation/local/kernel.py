@@ -1,17 +1,6 @@
-"""The local kernel: the dense kernel's top-k without its [hw, (CXT+1)·hw] affinities.
-
-The long-term entry is scored against every key, in query chunks. The other context frames
-are scored once each, in groups, against their in-radius keys only (the tiled product, or the
-masked small-map product); each group's top-k candidates are merged with the long-term ones,
-counting a frame repeated m times min(m, k) times. Why this equals the dense top-k, the tile
-layout and the cost: docs/local_kernel.md. Time O(CXT·hw·(tile + 2·radius)²), memory linear
-in hw.
-
-An approximate search (opt-in: ``precision="bf16"`` and / or ``search_dims=d``, see
-blocks.TileBlockMemory) looks for the best ``c·k`` candidates, rescores them in float32 and keeps
-their exact top-k: exact unless a true neighbour ranked below c·k in the search, with exact
-weights for the neighbours chosen (docs/local_kernel.md, "bf16 mode", "Candidates", "Reduced search").
-"""
+"""The local kernel: the dense kernel's top-k without its [hw, (CXT+1)·hw] affinities, from the
+long-term entry's full product and the other frames' in-radius keys. Why it is exact, the layout,
+the cost and the approximate searches: docs/local_kernel.md."""
 
 from __future__ import annotations
 

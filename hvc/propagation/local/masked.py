@@ -1,8 +1,5 @@
-"""The masked small-map product: one [hw, hw] product per frame, keys beyond the radius masked.
-
-Used on maps so small that a tile's query window is about the whole image (e.g. 6x10 at
-radius 12), where tiling would score more pairs than this.
-"""
+"""The masked small-map product: one [hw, hw] product per frame, keys beyond the radius masked, for
+maps so small that tiling would score more pairs (docs/local_kernel.md, "Layout")."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Index tables of the local kernel for one h x w feature grid, shared by every frame of that size.
-
-The keys of a frame are cut into ``tile`` x ``tile`` tiles. A tile's *query window* is the
-set of in-image queries its radius reaches: the tiled product scores every tile against its
-window. Tiles are placed in order of decreasing window size, so tiles with equal windows form
-one batched matmul, and the product's R rows are the windows of the tiles in that order. The
-tables say where everything lands (docs/local_kernel.md has the layout and why it is exact).
-"""
+"""Index tables of the local kernel for one h x w feature grid, shared by every frame of that size:
+tiles, their query windows, batches and picks (docs/local_kernel.md, "Layout")."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""The tiled product: each query's top-k over its in-radius keys of a group of F frames.
-
-Every key tile is scored against its query window only, one batched matmul per set of tiles
-with equally large windows (:mod:`hvc.propagation.local.tables`). The exact top-k of a query
-then comes from the frames of its k keys whose best score over the group is highest
-(docs/local_kernel.md): no query copies or sorts its whole candidate list.
-"""
+"""The tiled product: each query's top-k over its in-radius keys of a group of F frames, every key
+tile scored against its query window only (docs/local_kernel.md, "Layout")."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from hvc.apart import refuse_overlap
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, UsageError, entry_point
 from hvc.fileio import writable_dir
-from hvc.metrics import evaluate, folders, outputs, pck, vip, vost
+from hvc.metrics import evaluate, folders, format_tables, outputs, pck, vip, vost
 
 TASKS = ("davis", "jhmdb", "vip", "vost")
 
@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> tuple[str, list]:
     """Evaluate, write the files, and return the summary to print and the written paths."""
     if args.task == "davis":
         objects = evaluate(args.davis_root, args.results, args.year, args.split, args.sequences, args.workers)
-        return outputs.davis_summary(objects, args.split), outputs.write_davis(objects, args.output, args.split)
+        return format_tables(objects, args.split), outputs.write_davis(objects, args.output, args.split)
     if args.task == "jhmdb":
         videos = pck.evaluate(args.root, args.results, pck.default_list(args.root, args.list), args.videos)
         result = pck.pck(videos)
@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> tuple[str, list]:
         objects = vost.evaluate(args.root, args.results, args.split, args.sequences, args.workers)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    return outputs.vost_summary(objects, args.split), outputs.write_vost(objects, args.output, args.split)
+    return vost.format_tables(objects, args.split), outputs.write_vost(objects, args.output, args.split)
 
 
 @entry_point

@@ -24,11 +24,11 @@ import pandas as pd
 from PIL import Image
 
 from hvc.errors import ArgumentParser, UsageError
-from hvc.fileio import atomic_write_text, writable_dir
+from hvc.fileio import writable_dir
 from hvc.metrics.davis import ObjectScores, check_sequence_folders, evaluate_sequence
 from hvc.metrics.masks import MetricsError
 from hvc.metrics.parallel import map_sequences
-from hvc.metrics.report import csv_text, format_tables, global_table, sequence_table, table_text
+from hvc.metrics.report import csv_text, format_tables, global_table, sequence_table, table_text, write_files
 
 LABEL = "own"  # the "split" of the tables and CSV names: global_results-own.csv, ...
 VIDEO_COLUMNS = ["Video", "J&F-Mean", "J-Mean", "F-Mean", "Objects"]
@@ -100,12 +100,9 @@ def summary_text(objects: Sequence[ObjectScores]) -> str:
 
 def write_tables(objects: Sequence[ObjectScores], output: Path) -> list[Path]:
     """global_results-own.csv, per-sequence_results-own.csv (per object) and per-video_results-own.csv."""
-    files = {output / f"global_results-{LABEL}.csv": csv_text(global_table(objects)),
-             output / f"per-sequence_results-{LABEL}.csv": csv_text(sequence_table(objects)),
-             output / f"per-video_results-{LABEL}.csv": csv_text(video_table(objects))}
-    for path, text in files.items():
-        atomic_write_text(path, text)
-    return list(files)
+    return write_files({output / f"global_results-{LABEL}.csv": csv_text(global_table(objects)),
+                        output / f"per-sequence_results-{LABEL}.csv": csv_text(sequence_table(objects)),
+                        output / f"per-video_results-{LABEL}.csv": csv_text(video_table(objects))})
 
 
 def requested(argv: Sequence[str]) -> bool:

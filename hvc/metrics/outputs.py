@@ -14,19 +14,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from hvc.fileio import atomic_write_bytes
 from hvc.metrics import figures, vost
 from hvc.metrics.davis import ObjectScores
 from hvc.metrics.pck import PCKResult
-from hvc.metrics.report import csv_paths, csv_text, format_tables, global_table, sequence_table, table_text
+from hvc.metrics.report import csv_paths, csv_text, table_text, write_csvs, write_files
 from hvc.metrics.vip import CLASS_NAMES, VIPScores
 from hvc.data.keypoints import JOINT_NAMES
-
-
-def _write(files: dict[Path, str | bytes]) -> list[Path]:
-    for path, content in files.items():
-        atomic_write_bytes(path, content.encode("utf-8") if isinstance(content, str) else content)
-    return list(files)
 
 
 def _json_number(value: float) -> float | None:
@@ -37,14 +30,9 @@ def _json_number(value: float) -> float | None:
 
 def write_davis(objects: Sequence[ObjectScores], output: str | Path, split: str) -> list[Path]:
     """The official CSVs and ``per-sequence_results-<split>.png`` (J&F bars per object)."""
-    global_path, sequence_path = csv_paths(Path(output), split)
     figure = figures.davis_sequences(objects, f"DAVIS {split}: J&F per object")
-    return _write({global_path: csv_text(global_table(objects)), sequence_path: csv_text(sequence_table(objects)),
-                   sequence_path.with_suffix(".png"): figure})
-
-
-def davis_summary(objects: Sequence[ObjectScores], split: str) -> str:
-    return format_tables(objects, split)
+    global_path, sequence_path = write_csvs(objects, output, split)
+    return [global_path, sequence_path, *write_files({sequence_path.with_suffix(".png"): figure})]
 
 
 # ---- JHMDB ----------------------------------------------------------------------------------
@@ -63,7 +51,7 @@ def write_jhmdb(result: PCKResult, output: str | Path, n_videos: int) -> list[Pa
     """``pck_results.csv`` (thresholds x joints + mean) and ``pck_results.png`` (PCK curves)."""
     output = Path(output)
     figure = figures.pck_curves(result, JOINT_NAMES, f"JHMDB: PCK per joint ({n_videos} video(s))")
-    return _write({output / f"{PCK_NAME}.csv": csv_text(pck_table(result)), output / f"{PCK_NAME}.png": figure})
+    return write_files({output / f"{PCK_NAME}.csv": csv_text(pck_table(result)), output / f"{PCK_NAME}.png": figure})
 
 
 def jhmdb_summary(result: PCKResult, n_videos: int) -> str:
@@ -103,7 +91,7 @@ def write_vip(result: VIPScores, output: str | Path) -> list[Path]:
     output = Path(output)
     figure = figures.vip_class_iou(result, f"VIP: IoU per class ({result.frames} frames)")
     text = json.dumps(vip_json(result), indent=1) + "\n"
-    return _write({output / f"{VIP_NAME}.json": text, output / f"{VIP_NAME}.png": figure})
+    return write_files({output / f"{VIP_NAME}.json": text, output / f"{VIP_NAME}.png": figure})
 
 
 def vip_summary(result: VIPScores) -> str:
@@ -122,11 +110,7 @@ def write_vost(objects: Sequence[vost.VOSTObject], output: str | Path, split: st
     global_path, sequence_path = csv_paths(Path(output), split)
     global_csv, sequence_csv = vost.csv_texts(objects)
     figure = figures.vost_j_by_position(objects, f"VOST {split}: J along the sequences")
-    return _write({global_path: global_csv, sequence_path: sequence_csv,
-                   Path(output) / f"raw-{split}.json": json.dumps(vost.raw_results(objects), indent=1) + "\n",
-                   Path(output) / f"per-frame_J-{split}.png": figure})
-
-
-def vost_summary(objects: Sequence[vost.VOSTObject], split: str) -> str:
-    return vost.format_tables(objects, split)
+    return write_files({global_path: global_csv, sequence_path: sequence_csv,
+                        Path(output) / f"raw-{split}.json": json.dumps(vost.raw_results(objects), indent=1) + "\n",
+                        Path(output) / f"per-frame_J-{split}.png": figure})
 

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from hvc.fileio import atomic_write_text
+from hvc.fileio import atomic_write_bytes
 from hvc.metrics.davis import ObjectScores
 from hvc.metrics.statistics import Statistics
 
@@ -52,13 +52,18 @@ def table_text(table: pd.DataFrame) -> str:
     return table.to_string(index=False, float_format=lambda v: FLOAT_FORMAT % v)
 
 
+def write_files(files: dict[Path, str | bytes]) -> list[Path]:
+    """Write each of ``files`` (path -> text or bytes) atomically, in order; returns the paths."""
+    for path, content in files.items():
+        atomic_write_bytes(path, content.encode("utf-8") if isinstance(content, str) else content)
+    return list(files)
+
+
 def write_csvs(objects: Sequence[ObjectScores], output: str | Path, split: str) -> tuple[Path, Path]:
     """Write both tables as the official evaluation does; each file appears atomically."""
-    texts = [csv_text(t) for t in (global_table(objects), sequence_table(objects))]
-    paths = csv_paths(Path(output), split)
-    for path, text in zip(paths, texts):
-        atomic_write_text(path, text)
-    return paths
+    global_path, sequence_path = csv_paths(Path(output), split)
+    write_files({global_path: csv_text(global_table(objects)), sequence_path: csv_text(sequence_table(objects))})
+    return global_path, sequence_path
 
 
 def format_tables(objects: Sequence[ObjectScores], split: str) -> str:

@@ -24,10 +24,8 @@ class ContextPolicy(ABC):
 
     @abstractmethod
     def context(self, reference: int, t: int) -> list[int]:
-        """Frames read to predict frame t for the objects that started at frame ``reference``.
-        Entry 0 is ``reference`` (the long-term entry: every key a candidate); the others are
-        radius-limited, may repeat (a frame listed m times offers its keys m times) and may be
-        any stored frames, in any order."""
+        """Frames read to predict frame t for the objects that started at frame ``reference``: entry 0
+        is ``reference`` (every key a candidate), the others radius-limited, any stored frames (docs/memory.md)."""
 
     def store(self, t: int, soft: Tensor) -> bool:
         """After frame t is predicted (frame 0: given), whether it is kept for later steps; ``soft``
@@ -45,9 +43,7 @@ class RecentFrames(ContextPolicy):
     ``[t0] + [max(s, t0) for s in range(t - size, t)]``."""
 
     def __init__(self, size: int):
-        if size < 1:
-            raise ValueError(f"context size must be >= 1, got {size}")
-        self.size = size
+        self.size = size  # >= 1, checked by PropagationConfig.validate
 
     def context(self, reference: int, t: int) -> list[int]:
         return [reference] + [max(s, reference) for s in range(t - self.size, t)]

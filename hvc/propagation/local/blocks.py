@@ -28,13 +28,11 @@ class TileBlockMemory(KeyMemory):
 
     def __init__(self, tables_of: Callable[[int, int, torch.device], Tables], dtype: Optional[torch.dtype] = None,
                  dims: Optional[int] = None):
-        """dtype: None, keys kept as they are (the exact search), or the dtype of an approximate
-        search (bf16, or float32 with ``dims``). Then the tiles hold keys minus ``center``, the
-        first stored frame's mean key: a query's dot products all shift by q·center, so their
-        ranking is unchanged, and the shorter differences lose less to rounding. With ``dims`` = d
-        < C the centred keys and the queries are also projected on ``basis``, the d leading
-        principal axes of the first frame's centred keys. The flattened embeddings stay as they
-        are, position-major ([C, hw] views of [hw, C]), for the float32 rescoring (kernel.rescore)."""
+        """dtype: None, keys kept as they are (the exact search), or the dtype of an approximate search
+        (bf16, or float32 with ``dims``): the tiles then hold keys minus ``center`` (the first stored frame's
+        mean key) and, with ``dims`` = d < C, projected on ``basis`` (its d leading principal axes); see
+        docs/local_kernel.md, "bf16 mode", "Reduced search". The flattened embeddings stay as they are,
+        position-major ([C, hw] views of [hw, C]), for the float32 rescoring (kernel.rescore)."""
         super().__init__()
         self._tables_of = tables_of
         self.dtype = dtype
@@ -83,9 +81,6 @@ class TileBlockMemory(KeyMemory):
             self.blocks[number] = tiles.new_empty(*tiles.shape[:2], 1, tiles.shape[2])
             self._first[number], self._stored[number] = slot, 0
         block, first = self.blocks[number], self._first[number]
-        if block.shape[:2] != tiles.shape[:2] or block.dtype != tiles.dtype:
-            raise ValueError(f"frame {frame}: tiles {tuple(tiles.shape)} {tiles.dtype} differ from the other "
-                             f"frames of its block {tuple(block.shape)} {block.dtype} (one video, one size)")
         if not first <= slot < first + block.shape[2]:
             block, first = self._grow(number, slot)
         block[:, :, slot - first] = tiles

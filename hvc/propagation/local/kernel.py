@@ -20,9 +20,7 @@ from hvc.propagation.local.tiled import tiled_topk
 
 # Largest affinity block, in elements, built at once (2^24 floats = 64 MiB).
 _BLOCK_ELEMENTS = 1 << 24
-# Largest product of one group of radius-limited frames, in bytes. Wider groups repeat the
-# per-group selection (gathers, top-ks) fewer times: at 480p one group holds 41 frames'
-# float32 scores or 83 frames' bfloat16 ones (docs/local_kernel.md, "Groups").
+# Largest product of one group of radius-limited frames, in bytes (docs/local_kernel.md, "Groups").
 _GROUP_BYTES = 512 << 20
 
 
@@ -33,17 +31,13 @@ class LocalKernel:
     def __init__(self, radius: float, temperature: float, topk: int, tile: int = 4,
                  tiled: Optional[bool] = None, precision: str = "fp32", search_dims: Optional[int] = None,
                  candidates: float = 2.0):
-        """tiled: None picks the tiled or the masked [hw, hw] product per grid size, whichever has
-        fewer elements; True / False force one (both exact). precision: "fp32" (exact) or "bf16"
-        (candidates chosen in bfloat16). search_dims: None (all channels) or d, candidates chosen
-        on the embeddings' d leading principal components. An approximate search keeps
-        ``ceil(candidates * topk)`` candidates per query. Values are checked by PropagationConfig.validate."""
+        """Settings as PropagationConfig's, checked by its validate. tiled: None picks the tiled or the masked
+        [hw, hw] product per grid size, whichever has fewer elements; True / False force one (both exact)."""
         self.radius = radius
         self.temperature = temperature
         self.topk = topk
         self.tile = tile
         self.tiled = tiled
-        self.precision = precision
         self._search_dtype = torch.bfloat16 if precision == "bf16" else None  # None: the embeddings' own
         self.search_dims = search_dims
         self.candidates = candidates
@@ -121,10 +115,8 @@ class LocalKernel:
         return torch.cat(vals), torch.cat(idx)
 
     def _buffer(self, name: str, shape: tuple[int, int], like: Tensor) -> Tensor:
-        """A [shape] scratch tensor of ``like``'s dtype and device, reused from call to call (grown
-        when too small). The products are far above the size where the C allocator hands memory
-        back to the system, so a fresh one at every frame costs page faults on hundreds of MiB;
-        reusing it keeps that memory held between frames instead (docs/local_kernel.md, "Cost")."""
+        """A [shape] scratch tensor of ``like``'s dtype and device, reused from call to call (grown when
+        too small): a fresh one at every frame costs page faults on hundreds of MiB (docs/local_kernel.md, "Cost")."""
         numel = shape[0] * shape[1]
         buffer = self._buffers.get(name)
         if buffer is None or buffer.numel() < numel or buffer.dtype != like.dtype or buffer.device != like.device:

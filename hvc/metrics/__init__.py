@@ -1,11 +1,6 @@
-"""Evaluation, numerically identical to each benchmark's reference code: DAVIS J&F (the
-official davis2017-evaluation; this package's top level), JHMDB PCK (``pck``), VIP mIoU
-(``vip``) and VOST J / J_last (``vost``); see docs/tasks.md for the last three.
-
-Standalone from the model code: it imports no torch (numpy, PIL, OpenCV, pandas and matplotlib
-only) and shares with the rest of the package only the DAVIS layout readers
-(:mod:`hvc.data.davis_layout`, also used by inference) and atomic file writes (:mod:`hvc.fileio`).
-"""
+"""Evaluation, numerically identical to each benchmark's reference code: DAVIS J&F (this package's top
+level), JHMDB PCK (``pck``), VIP mIoU (``vip``) and VOST J / J_last (``vost``); docs/metrics.md. It imports
+no torch (docs/design.md, "Layers")."""
 
 from hvc.metrics.davis import ObjectScores, evaluate, evaluate_sequence, read_sequence_list
 from hvc.metrics.masks import MetricsError

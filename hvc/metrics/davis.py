@@ -10,7 +10,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from hvc.data import davis_layout
-from hvc.metrics.masks import MetricsError, prediction_ids, read_label_png
+from hvc.metrics.masks import MetricsError, read_label_png
 from hvc.metrics.measures import jf_scores
 from hvc.metrics.parallel import map_sequences
 from hvc.metrics.statistics import Statistics, db_statistics
@@ -85,7 +85,7 @@ def evaluate_sequence(gt_dir: Path, pred_dir: Path, binary: bool) -> list[Object
     f = np.zeros((num_objects, len(evaluated)))
     for t, frame in enumerate(evaluated):
         gt, raw, pred_path = read_frame(gt_dir, pred_dir, frame, binary)
-        pred = prediction_ids(raw, binary)
+        pred = (raw != 0).view(np.uint8) if binary else raw  # DAVIS 2016: any non-zero value is object 1
         top = int(pred.max())
         if top > num_objects:
             raise MetricsError(f"sequence {gt_dir.name!r}, frame {frame}: prediction {pred_path} holds object id "
@@ -96,10 +96,8 @@ def evaluate_sequence(gt_dir: Path, pred_dir: Path, binary: bool) -> list[Object
 
 
 def check_sequence_folders(annotations: Path, results: Path, names: Sequence[str]) -> None:
-    """Fail before any work on a missing folder, an empty or repeated sequence list.
-
-    annotations: the folder holding ``<sequence>/`` ground truth; results: ``<sequence>/`` predictions.
-    """
+    """Fail before any work on a missing folder, an empty or repeated sequence list. annotations: the
+    folder holding ``<sequence>/`` ground truth; results: ``<sequence>/`` predictions."""
     if not names:
         raise MetricsError("no sequences to evaluate: the sequence list is empty")
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -118,11 +116,9 @@ def evaluate(davis_root: str | Path, results: str | Path, year: int, split: str 
              sequences: Optional[Iterable[str]] = None, workers: int = 1, progress: bool = True) -> list[ObjectScores]:
     """Score a folder of ``<seq>/<frame>.png`` predictions against DAVIS ``year``/``split``.
 
-    sequences: names to evaluate instead of ``ImageSets/<year>/<split>.txt`` (kept in the
-    given order). workers: processes evaluating sequences in parallel (1 = in-process).
-    Returns one ObjectScores per object, in sequence order then id order, the order of the
-    official tables. Raises MetricsError on bad input.
-    """
+    sequences: names to evaluate instead of ``ImageSets/<year>/<split>.txt`` (kept in the given
+    order). workers: processes evaluating sequences in parallel (1 = in-process). Returns one
+    ObjectScores per object, in sequence then id order (the official tables'). Raises MetricsError."""
     if year not in YEARS:
         raise MetricsError(f"year must be one of {YEARS}, got {year!r}")
     davis_root, results = Path(davis_root), Path(results)

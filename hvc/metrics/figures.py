@@ -1,24 +1,17 @@
-"""One figure per scorer, written next to its tables (matplotlib, Agg backend, no display).
-
-Each function returns the PNG bytes, so that an evaluation can check everything before it
-writes any file.
-"""
+"""One figure per scorer, written next to its tables (matplotlib, Agg backend, no display), as PNG
+bytes, so that an evaluation can check everything before it writes any file."""
 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from hvc.metrics.vip import CLASS_NAMES
-from hvc.metrics.vost import LAST_FRACTION
-
-if TYPE_CHECKING:
-    from hvc.metrics.davis import ObjectScores
-    from hvc.metrics.pck import PCKResult
-    from hvc.metrics.vip import VIPScores
-    from hvc.metrics.vost import VOSTObject
+from hvc.metrics.davis import ObjectScores
+from hvc.metrics.pck import PCKResult
+from hvc.metrics.vip import CLASS_NAMES, VIPScores
+from hvc.metrics.vost import LAST_FRACTION, VOSTObject
 
 
 def _axes(width: float, height: float):
@@ -40,7 +33,7 @@ def _png(ax, title: str, **legend) -> bytes:
     return buf.getvalue()
 
 
-def davis_sequences(objects: Sequence["ObjectScores"], title: str) -> bytes:
+def davis_sequences(objects: Sequence[ObjectScores], title: str) -> bytes:
     """Per object (``<seq>_<id>``): J&F-Mean as a bar, J and F as markers; the global mean as a line."""
     names = [o.name for o in objects]
     j = np.array([o.j_stats.mean for o in objects])
@@ -59,7 +52,7 @@ def davis_sequences(objects: Sequence["ObjectScores"], title: str) -> bytes:
     return _png(ax, title, fontsize=8, loc="lower right")
 
 
-def pck_curves(result: "PCKResult", joint_names: Sequence[str], title: str) -> bytes:
+def pck_curves(result: PCKResult, joint_names: Sequence[str], title: str) -> bytes:
     """PCK against the threshold: one line per joint, their mean in bold."""
     ax = _axes(7.0, 4.5)
     from matplotlib import colormaps
@@ -75,7 +68,7 @@ def pck_curves(result: "PCKResult", joint_names: Sequence[str], title: str) -> b
     return _png(ax, title, fontsize=7, ncol=2, loc="lower right")
 
 
-def vip_class_iou(result: "VIPScores", title: str) -> bytes:
+def vip_class_iou(result: VIPScores, title: str) -> bytes:
     """IoU per class; classes absent from ground truth and prediction are marked n/a."""
     ax = _axes(8.0, 4.0)
     x = np.arange(len(CLASS_NAMES))
@@ -90,18 +83,15 @@ def vip_class_iou(result: "VIPScores", title: str) -> bytes:
     return _png(ax, title, fontsize=8)
 
 
-def vost_j_by_position(objects: Sequence["VOSTObject"], title: str, bins: int = 10) -> bytes:
+def vost_j_by_position(objects: Sequence[VOSTObject], title: str, bins: int = 10) -> bytes:
     """J against the relative position of the frame in its sequence (0 = first evaluated,
     1 = last): one thin line per object, the mean over objects per position bin in bold,
     and the start of the last quarter (J_last)."""
     ax = _axes(7.0, 4.0)
-    xs, ys = [], []
-    for obj in objects:
-        pos = np.linspace(0, 1, len(obj.J)) if len(obj.J) > 1 else np.zeros(1)
+    positions = [np.linspace(0, 1, len(obj.J)) if len(obj.J) > 1 else np.zeros(1) for obj in objects]
+    for pos, obj in zip(positions, objects):
         ax.plot(pos, obj.J, lw=0.8, alpha=0.5)
-        xs.append(pos)
-        ys.append(obj.J)
-    x, y = np.concatenate(xs), np.concatenate(ys)
+    x, y = np.concatenate(positions), np.concatenate([obj.J for obj in objects])
     which = np.minimum((x * bins).astype(int), bins - 1)
     centres = (np.arange(bins) + 0.5) / bins
     means = np.array([y[which == b].mean() if np.any(which == b) else np.nan for b in range(bins)])

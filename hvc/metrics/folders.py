@@ -66,11 +66,8 @@ def video_names(gt: Path, videos: Optional[Sequence[str]] = None) -> list[str]:
 
 def evaluate_folders(pred: str | Path, gt: str | Path, videos: Optional[Sequence[str]] = None, workers: int = 1,
                      progress: bool = True) -> list[ObjectScores]:
-    """J and F per object and frame of ``pred/<video>/<frame>.png`` against ``gt/<video>/<frame>.png``.
-
-    Returns one ObjectScores per object, in video order then id order (the DAVIS tables'
-    order). Raises MetricsError on bad input, before any scoring for missing folders.
-    """
+    """J and F per object and frame of ``pred/<video>/<frame>.png`` against ``gt/<video>/<frame>.png``: one
+    ObjectScores per object, in video then id order. Raises MetricsError, before any scoring for missing folders."""
     pred, gt = Path(pred), Path(gt)
     names = video_names(gt, videos)
     check_sequence_folders(gt, pred, names)

@@ -19,8 +19,3 @@ def read_label_png(path: Path) -> np.ndarray:
     """[H, W] uint8 pixel values of a single-channel PNG (palette indices, not colours); a
     MetricsError naming ``path`` if it is missing, unreadable, or not a palette/greyscale image."""
     return davis_layout.read_label_png(path, MetricsError)
-
-
-def prediction_ids(raw: np.ndarray, binary: bool) -> np.ndarray:
-    """Object ids of a predicted frame; for DAVIS 2016 any non-zero value is object 1."""
-    return (raw != 0).view(np.uint8) if binary else raw

@@ -20,10 +20,7 @@ def boundary_radius(height: int, width: int, bound_th: float = BOUND_TH) -> int:
 
 @functools.lru_cache(maxsize=8)
 def disk(radius: int) -> np.ndarray:
-    """Disk structuring element {(x, y): x^2 + y^2 <= r^2}, as skimage.morphology.disk.
-
-    Returns: [2r+1, 2r+1] uint8.
-    """
+    """Disk structuring element {(x, y): x^2 + y^2 <= r^2}, as skimage.morphology.disk: [2r+1, 2r+1] uint8."""
     offsets = np.arange(-radius, radius + 1)
     return (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).astype(np.uint8)
 
@@ -75,9 +72,7 @@ def _union_box(gt: np.ndarray, pred: np.ndarray) -> tuple[slice, slice] | None:
 
 def jaccard(gt: np.ndarray, pred: np.ndarray) -> float:
     """Region similarity J = |P & G| / |P | G| (official ``db_eval_iou``), 1 when both are empty.
-
-    gt, pred: [H, W] bool of the same shape. Returns: a Python float.
-    """
+    gt, pred: [H, W] bool of the same shape. Returns: a Python float."""
     union = np.count_nonzero(gt | pred)
     if union == 0:
         return 1.0

@@ -1,8 +1,5 @@
-"""What each evaluation writes next to its results, and the summary it prints.
-
-Every writer first builds all of its files in memory (tables, JSON, figure), then writes
-each atomically, so that bad input or a failing figure leaves no partial output behind.
-"""
+"""What each evaluation writes next to its results, and the summary it prints. Every writer builds all of
+its files in memory first, so that bad input or a failing figure leaves no partial output behind."""
 
 from __future__ import annotations
 
@@ -72,18 +69,13 @@ VIP_NAME = "vip_results"
 
 def vip_json(result: VIPScores) -> dict:
     """Field names of videowalk's printout (``mean_iu``); NaN (undefined) -> null."""
-    return {
-        "n_classes": len(CLASS_NAMES),
-        "classes": list(CLASS_NAMES),
-        "frames": result.frames,
-        "confusion_matrix_gt_rows_pred_cols": result.confusion.astype(np.int64).tolist(),
-        "overall_accuracy": _json_number(result.overall_accuracy),
-        "mean_accuracy": _json_number(result.mean_accuracy),
-        "mean_iu": _json_number(result.mean_iou),
-        "fwavacc": _json_number(result.fwavacc),
-        "per_class_accuracy": [_json_number(v) for v in result.class_accuracy],
-        "per_class_iu": [_json_number(v) for v in result.class_iou],
-    }
+    return {"n_classes": len(CLASS_NAMES), "classes": list(CLASS_NAMES), "frames": result.frames,
+            "confusion_matrix_gt_rows_pred_cols": result.confusion.astype(np.int64).tolist(),
+            "overall_accuracy": _json_number(result.overall_accuracy),
+            "mean_accuracy": _json_number(result.mean_accuracy), "mean_iu": _json_number(result.mean_iou),
+            "fwavacc": _json_number(result.fwavacc),
+            "per_class_accuracy": [_json_number(v) for v in result.class_accuracy],
+            "per_class_iu": [_json_number(v) for v in result.class_iou]}
 
 
 def write_vip(result: VIPScores, output: str | Path) -> list[Path]:

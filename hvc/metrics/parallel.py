@@ -11,13 +11,9 @@ T = TypeVar("T")
 
 
 def map_sequences(fn: Callable[..., T], jobs: Sequence[tuple], workers: int, desc: str, progress: bool) -> list[T]:
-    """``[fn(*job) for job in jobs]``, in ``workers`` processes when above 1.
-
-    Results keep the order of ``jobs``. The first error a worker raises is re-raised here
-    with its message intact, and the remaining jobs are cancelled.
-    """
-    bar = tqdm(total=len(jobs), desc=desc, unit="seq", disable=not progress)
-    with bar:
+    """``[fn(*job) for job in jobs]``, in ``workers`` processes when above 1, in the order of ``jobs``.
+    The first error a worker raises is re-raised here, message intact, and the remaining jobs cancelled."""
+    with tqdm(total=len(jobs), desc=desc, unit="seq", disable=not progress) as bar:
         if workers <= 1 or len(jobs) <= 1:
             results = []
             for job in jobs:

@@ -48,12 +48,10 @@ def normalised_distances(pos_img: np.ndarray, pred: np.ndarray, image_wh: tuple[
                          feature_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Per joint and frame, distance / normaliser, and which entries are scored.
 
-    pos_img: [2, J, T] ground truth, 1-based image pixels (as in joint_positions.mat).
-    pred: [2, J, T] predictions at feature resolution, x < 0 = invisible; scaled in its own
-    dtype as the official numpy code does (float32 predictions stay float32 until the
-    distance). image_wh, feature_wh: (width, height).
-    Returns: distances [J, T] float64, scored [J, T] bool.
-    """
+    pos_img: [2, J, T] ground truth, 1-based image pixels (as in joint_positions.mat). pred: [2, J, T]
+    predictions at feature resolution, x < 0 = invisible; scaled in its own dtype as the official numpy
+    code does (float32 predictions stay float32 until the distance). image_wh, feature_wh: (width, height).
+    Returns: distances [J, T] float64, scored [J, T] bool."""
     gt = np.asarray(pos_img, dtype=np.float64) - 1
     pred = np.asarray(pred)
     if gt.shape != pred.shape or gt.ndim != 3 or gt.shape[0] != 2:
@@ -78,11 +76,8 @@ def normalised_distances(pos_img: np.ndarray, pred: np.ndarray, image_wh: tuple[
 
 
 def pck(videos: Sequence[PoseDistances], thresholds: Sequence[float] = THRESHOLDS) -> PCKResult:
-    """PCK over all scored predictions of all videos.
-
-    A joint without any scored prediction gets NaN and the mean is taken over the other
-    joints (the official script stops with a ZeroDivisionError there).
-    """
+    """PCK over all scored predictions of all videos. A joint without any scored prediction gets NaN and
+    the mean is taken over the other joints (the official script stops with a ZeroDivisionError there)."""
     if not videos:
         raise ValueError("no video to score")
     num_joints = videos[0].distances.shape[0]
@@ -106,9 +101,8 @@ def keypoint_path(results: Path, name: str) -> Path:
 
 
 def default_list(root: str | Path, list_file: Optional[str | Path]) -> Optional[Path]:
-    """The videos to score: ``list_file`` if given, else the official split files in
-    ``<root>/splits`` (split 1 test, the protocol's 268 videos) when present, else None
-    (every video with a joints file)."""
+    """The videos to score: ``list_file`` if given, else the official split files in ``<root>/splits``
+    (split 1 test, the protocol's 268 videos) when present, else None (every video with a joints file)."""
     if list_file is not None:
         return Path(list_file)
     splits = Path(root) / "splits"
@@ -117,11 +111,8 @@ def default_list(root: str | Path, list_file: Optional[str | Path]) -> Optional[
 
 def evaluate(root: str | Path, results: str | Path, list_file: Optional[str | Path] = None,
              videos: Sequence[str] = ()) -> list[PoseDistances]:
-    """Normalised distances of every listed JHMDB video (hvc.data.jhmdb for the layout).
-
-    results holds ``<class>/<video>.npz`` keypoint files (hvc.data.keypoints.save_keypoints).
-    Raises MetricsError naming the file on bad input.
-    """
+    """Normalised distances of every listed JHMDB video (hvc.data.jhmdb for the layout); results holds
+    ``<class>/<video>.npz`` keypoint files (hvc.data.keypoints.save_keypoints). Raises MetricsError."""
     results = Path(results)
     try:
         clips = jhmdb_videos(root, list_file, videos)

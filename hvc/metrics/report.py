@@ -18,11 +18,8 @@ FLOAT_FORMAT = "%.3f"  # the official CSV precision (printf rounding of the floa
 
 
 def global_table(objects: Sequence[ObjectScores]) -> pd.DataFrame:
-    """One row: every statistic averaged over objects (not sequences).
-
-    Means are np.mean over Python lists in table order, as the official script computes
-    them: the printed 3rd decimal depends on the summation order at exact halves.
-    """
+    """One row: every statistic averaged over objects (not sequences), np.mean over Python lists in
+    table order as officially: the printed 3rd decimal depends on the summation order at exact halves."""
     j, f = mean_statistics([o.j_stats for o in objects]), mean_statistics([o.f_stats for o in objects])
     return pd.DataFrame([[(j[0] + f[0]) / 2.0, *j, *f]], columns=GLOBAL_COLUMNS)
 

@@ -16,20 +16,14 @@ class Statistics(NamedTuple):
 
 
 def decay_bin_edges(n: int) -> np.ndarray:
-    """First index of each bin and the last index: round(linspace(1, n, 5) + 1e-10) - 1.
-
-    Bin k is ``values[edges[k] : edges[k + 1] + 1]``, so neighbouring bins share an
-    element (n = 10 gives [0, 2, 5, 7, 9]). The official code casts the edges to uint8,
-    which would wrap above 256 frames; DAVIS sequences have at most 104.
-    """
+    """First index of each bin and the last index: round(linspace(1, n, 5) + 1e-10) - 1; bin k is
+    ``values[edges[k] : edges[k + 1] + 1]`` (docs/metrics.md, "Statistics and tables"). The official
+    code casts the edges to uint8, which would wrap above 256 frames; DAVIS sequences have at most 104."""
     return (np.round(np.linspace(1, n, N_DECAY_BINS + 1) + 1e-10) - 1).astype(np.int64)
 
 
 def db_statistics(values: np.ndarray) -> Statistics:
-    """Mean, Recall and Decay of one object's per-frame J or F.
-
-    values: [T] float64, T >= 1.
-    """
+    """Mean, Recall and Decay of one object's per-frame J or F; values: [T] float64, T >= 1."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1 or values.size == 0:
         raise ValueError(f"expected a non-empty 1-D array of per-frame values, got shape {values.shape}")

@@ -38,10 +38,7 @@ class VIPScores:
 
 def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Pixel counts by (ground-truth class, predicted class); ground truth outside [0, C) is skipped.
-
-    gt, pred: [H, W] integer class ids of the same shape, pred in [0, C).
-    Returns: [C, C] int64.
-    """
+    gt, pred: [H, W] integer class ids of the same shape, pred in [0, C). Returns: [C, C] int64."""
     keep = (gt >= 0) & (gt < num_classes)
     codes = num_classes * gt[keep].astype(np.int64) + pred[keep].astype(np.int64)
     return np.bincount(codes, minlength=num_classes**2).reshape(num_classes, num_classes)
@@ -69,11 +66,8 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def read_prediction(path: Path, size_hw: tuple[int, int], num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Class ids of a predicted frame, resized (nearest) to the ground truth's size.
-
-    Greyscale and palette PNGs are read as their pixel values / palette indices.
-    Returns: [H, W] uint8. Raises MetricsError naming the file on an id >= num_classes.
-    """
+    """Class ids [H, W] uint8 of a predicted frame (greyscale values or palette indices), resized
+    (nearest) to the ground truth's size. Raises MetricsError naming the file on an id >= num_classes."""
     ids = read_label_png(path)
     if ids.shape != tuple(size_hw):
         ids = np.asarray(Image.fromarray(ids).resize((size_hw[1], size_hw[0]), Image.NEAREST))
@@ -93,12 +87,9 @@ def frames_of(annotations: Path) -> dict[str, list[str]]:
 
 def evaluate(annotations: str | Path, results: str | Path, frames: Optional[dict[str, Sequence[str]]] = None,
              num_classes: int = NUM_CLASSES) -> VIPScores:
-    """Score ``<results>/<video>/<frame>.png`` against ``<annotations>/<video>/<frame>.png``.
-
-    frames: video -> frame names to score (default: every annotated frame, the first one
-    included, as the official script scores every prediction it finds). Every listed frame
-    needs its prediction. Raises MetricsError naming the file on bad input.
-    """
+    """Score ``<results>/<video>/<frame>.png`` against ``<annotations>/<video>/<frame>.png``; frames:
+    video -> frame names to score (default: every annotated frame, the first one included, as the
+    official script scores every prediction it finds), each needing its prediction. Raises MetricsError."""
     annotations, results = Path(annotations), Path(results)
     frames = frames_of(annotations) if frames is None else {v: list(f) for v, f in frames.items()}
     if not any(frames.values()):

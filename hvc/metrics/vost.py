@@ -82,11 +82,8 @@ def evaluate_sequence(gt_dir: Path, pred_dir: Path) -> VOSTSequenceScores:
 
 def evaluate(root: str | Path, results: str | Path, split: str = "val", sequences: Optional[Iterable[str]] = None,
              workers: int = 1, progress: bool = True) -> list[VOSTObject]:
-    """Score ``<results>/<seq>/<frame>.png`` against a VOST root (``Annotations/<seq>/``,
-    ``ImageSets/<split>.txt``). Returns one VOSTObject per object in list then id order.
-
-    Truncated ids are reported as TruncatedIdsWarning. Raises MetricsError on bad input.
-    """
+    """Score ``<results>/<seq>/<frame>.png`` against a VOST root (``Annotations/<seq>/``, ``ImageSets/<split>.txt``):
+    one VOSTObject per object in list then id order. Truncated ids: TruncatedIdsWarning; bad input: MetricsError."""
     root, results = Path(root), Path(results)
     names = list(sequences) if sequences is not None else read_sequence_list(root, split)
     check_sequence_folders(root / "Annotations", results, names)

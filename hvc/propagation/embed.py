@@ -9,11 +9,9 @@ from torch import Tensor
 
 def embed(feats: Tensor, merge_feats: Tensor | None = None, merge_lambda: float = 1.05) -> Tensor:
     """L2-normalise features over channels, optionally merged with a second feature set.
-
     feats: [C, h, w] or [T, C, h, w] raw features; merge_feats: [C2, h, w] / [T, C2, h, w].
     Returns normalize(feats), or normalize(cat(merge_lambda * normalize(feats), normalize(merge_feats)))
-    over channels: [C(+C2), h, w] / [T, C(+C2), h, w].
-    """
+    over channels: [C(+C2), h, w] / [T, C(+C2), h, w]."""
     if feats.dim() not in (3, 4):
         raise ValueError(f"feats must be [C, h, w] or [T, C, h, w], got shape {tuple(feats.shape)}")
     dim = feats.dim() - 3  # channel axis

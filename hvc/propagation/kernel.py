@@ -39,10 +39,8 @@ class KeyMemory:
 
 
 class Kernel(Protocol):
-    """The top-k neighbours of every query position over a context of stored frames. The context is
-    a list of frame numbers: entry 0 the long-term frame (every key a candidate), every other entry
-    radius-limited (keys at grid distance < ``radius``); entries may repeat (a frame repeated m
-    times offers each of its keys m times) and need not be consecutive."""
+    """The top-k neighbours of every query position over a context of stored frames: entry 0 the long-term
+    frame, the others radius-limited, repeats counted (docs/local_kernel.md, "What is computed")."""
 
     topk: int
 
@@ -50,11 +48,9 @@ class Kernel(Protocol):
         """An empty memory for the frames of one video."""
 
     def __call__(self, query: Tensor, memory: KeyMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """query: [C, h, w] embedding of the current frame; context: frame numbers in ``memory``.
-
-        Returns (weights [hw, k], index [hw, k]): the softmax weights of the neighbours and
-        ``slot * hw + key position``, slot = the neighbour frame's place in ``context_frames(context)``.
-        """
+        """query: [C, h, w] embedding of the current frame; context: frame numbers in ``memory``. Returns
+        (weights [hw, k], index [hw, k]): the neighbours' softmax weights and ``slot * hw + key position``,
+        slot = the neighbour frame's place in ``context_frames(context)``."""
 
 
 def context_frames(context: Sequence[int]) -> list[int]:

@@ -25,12 +25,10 @@ POLICIES = {"recent": lambda cfg: RecentFrames(cfg.context),
 def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, Tensor],
             context: Sequence[int], channels: Optional[Tensor] = None) -> Tensor:
     """Soft mask [K, hw] of a query frame: the softmax-weighted sum of its top-k neighbours' masks.
-
     query: [C, h, w] its embedding; memory / masks ([K, hw]): the stored frames' keys and soft
     masks; context: frame numbers, entry 0 the long-term one. channels: None (all K) or the only
     channels that can be non-zero (those started so far); the others are zeros without being
-    gathered, the same values (the official code's 20 channels cost 10x the two of one object).
-    """
+    gathered, the same values (the official code's 20 channels cost 10x the two of one object)."""
     weights, index = kernel(query, memory, context)  # [hw, k] each, index = slot * hw + position
     frames = context_frames(context)
     if channels is None:
@@ -42,13 +40,9 @@ def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, T
 
 
 class LabelPropagator:
-    """Propagates first-frame (and later-frame) labels by top-k feature affinities.
-
-    ``LabelPropagator(config, policy=None, **changes)``: ``config`` (default ``PropagationConfig()``)
-    with ``changes`` to its fields. The policy defaults to the one ``config.memory`` names: the
-    paper's :class:`~hvc.propagation.context.RecentFrames` of ``config.context`` frames or
-    :class:`~hvc.propagation.quality.QualityFrames` (docs/memory.md).
-    """
+    """Propagates first-frame (and later-frame) labels by top-k feature affinities: ``config`` (default
+    ``PropagationConfig()``) with ``changes`` to its fields; the policy defaults to the one ``config.memory``
+    names, RecentFrames or QualityFrames (docs/memory.md)."""
 
     def __init__(self, config: Optional[PropagationConfig] = None, *, policy: Optional[ContextPolicy] = None,
                  **changes):
@@ -108,7 +102,8 @@ class LabelPropagator:
 
     def _check_embedding(self, emb: Tensor) -> None:
         if emb.dim() != 3 or not emb.dtype.is_floating_point:
-            raise ValueError(f"frame {self.t}: emb must be a float [C, h, w] tensor, got {emb.dtype} {tuple(emb.shape)}")
+            raise ValueError(f"frame {self.t}: emb must be a float [C, h, w] tensor, "
+                             f"got {emb.dtype} {tuple(emb.shape)}")
         if self._shape is None:
             if emb.shape[1] * emb.shape[2] < self.config.topk:
                 raise ValueError(f"feature map {tuple(emb.shape[1:])} has fewer positions than topk={self.config.topk}")

@@ -56,7 +56,7 @@ class TileBlockMemory(KeyMemory):
             self._write_tiles(frame, key_tiles(search.view(-1, h, w), tables))
         if self.dtype is not None:  # keys position-major: the approximate search rescores chosen keys by row
             flat = flat.t().contiguous().t()
-        return StoredFrame(flat, isinstance(tables, TiledTables), search if self.dtype is not None else flat)
+        return StoredFrame(flat, isinstance(tables, TiledTables), search)  # search is flat itself if exact
 
     def embedding(self, frame: int, shape: tuple[int, int, int]) -> Tensor:
         return self[frame].flat.reshape(shape)  # the flattened embedding, perhaps position-major

@@ -1,10 +1,5 @@
-"""Inputs are read-only to us: an output folder never overlaps an input.
-
-An output folder that is, contains or lies inside an input (a data root or a sub-folder, a
-checkpoint, a frame folder, a prompt file) would let a run overwrite what it reads
-(``--output <DAVIS>/Annotations/480p`` replaced the ground truth by predictions).
-:func:`refuse_overlap` checks resolved paths before anything is written: a
-:class:`~hvc.errors.UsageError` (exit code 2) naming the output and the input.
+"""Inputs are read-only to us: :func:`refuse_overlap` refuses, before anything is written, an output
+folder that is, contains or lies inside an input (docs/failure.md, "What is refused").
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""Behaviour shared by every command-line entry point.
-
-``sys.exit(run_main(main, *args))`` runs an entry point so that closing its output early, as in
-``python eval_metrics.py ... | head -1``, ends it quietly (exit status 141, what a shell reports
-for a process ended by SIGPIPE) instead of with a BrokenPipeError traceback.
-"""
+"""Behaviour shared by every command-line entry point: ``sys.exit(run_main(main, *args))`` ends
+quietly (exit status 141, as a shell reports SIGPIPE) when its output is closed early, as in
+``python eval_metrics.py ... | head -1``, instead of with a BrokenPipeError traceback."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""Atomic file writes: a reader never sees a half-written file, a crash mid-write leaves the
-previous version, and a failed write (disk full, not writable) is an
-:class:`~hvc.errors.OutputError` naming the file.
-
-``durable=True`` (records, state, checkpoints) also survives a power loss: the file is fsync'ed
-before the rename and the folder after it, so the name never points at bytes not yet written.
-Plain outputs skip both (test.py's PNGs: a rerun checks the sizes of the files a record lists).
+"""Atomic file writes (docs/failure.md, "Durable records"): a reader never sees a half-written file,
+and a failed write is an :class:`~hvc.errors.OutputError` naming the file. ``durable=True`` also
+fsyncs the file before the rename and the folder after it, so a power loss keeps it whole.
 """
 
 from __future__ import annotations

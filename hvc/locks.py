@@ -1,16 +1,7 @@
-"""One writer per output folder: an OS lock on ``<folder>/.hvc/lock``.
-
-``test.py``, ``hvc.segment`` and ``train.py`` take it before they write anything into their
-output folder and hold it until the run ends. It is an ``flock``, not a file that merely
-exists: the kernel releases it when the process dies, however it dies, so a killed run never
-leaves a folder locked. A second writer gets a :class:`~hvc.errors.BusyError` (exit code 7).
-
-``shared=True`` is for the ``--shard i/n`` processes of one job, which write disjoint sequences
-of one folder: they share the lock, and exclude a whole run (or ``--merge-shards``) and are
-excluded by it; :meth:`OutputLock.claim_settings` keeps shards of other settings out.
-
-The lock file stays (removing it would let a later writer lock a new file while an earlier
-one still holds the old).
+"""One writer per output folder: an OS lock (``flock``, released by the kernel when the process
+dies) on ``<folder>/.hvc/lock``; a second writer gets a :class:`~hvc.errors.BusyError` (exit 7).
+``shared=True``: the ``--shard i/n`` processes of one job share it (docs/failure.md, "One writer").
+The lock file stays: removing it would let a later writer lock a new file while one holds the old.
 """
 
 from __future__ import annotations
@@ -94,10 +85,6 @@ class OutputLock:
                 raise busy
             _HELD[key] = _Held(fd, shared, 1)
         self._key = key
-
-    @property
-    def held(self) -> bool:
-        return self._key is not None
 
     def claim_settings(self, settings: str) -> None:
         """Shards of one job only: refuse (BusyError) if other shard processes holding this

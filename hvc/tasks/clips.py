@@ -1,19 +1,8 @@
 """What each benchmark of ``test.py`` starts from and writes: its clips (docs/tasks.md).
 
-One driver, :func:`hvc.inference.run_inference`, propagates every benchmark; a clip tells it
-what differs: which frames, the labels that start it (:meth:`labels_at`), where its finished
-files go (``outputs``, :mod:`hvc.completion`) and the writer of those files
-(:mod:`hvc.tasks.writers`).
-
-* DAVIS, YouTube-VOS, VOST (:class:`VOSClip`): the annotated object ids enter as id maps, at
-  frame 0 and wherever new objects appear; indexed PNGs per output frame.
-* JHMDB (:class:`JHMDBClip`): the 15 joints of frame 0 become Gaussian maps plus a background
-  channel at feature resolution (:func:`hvc.tasks.pose.joint_label_maps`) and enter as soft
-  labels; every frame is decoded back to coordinates, ``<out>/<class>/<video>.npz``, the class
-  folder shared by its clips (the scorer's layout, :func:`hvc.metrics.pck.keypoint_path`).
-* VIP (:class:`VIPClip`): the class ids of the first annotated frame enter as a 20-channel
-  one-hot map; the propagation runs over the annotated frames only, as the paper's list does,
-  and every frame is written as class ids.
+One driver, :func:`hvc.inference.run_inference`, propagates every benchmark; a clip tells it what
+differs: which frames, the labels that start it (:meth:`labels_at`), where its finished files go
+(``outputs``, :mod:`hvc.completion`) and their writer (:mod:`hvc.tasks.writers`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
-"""Keypoints as label maps: the JHMDB pose-tracking codec of videowalk (docs/tasks.md).
-
-Each of the 15 joints becomes one Gaussian map at feature resolution, plus a background
-channel; the maps are propagated like soft masks, and each propagated joint map is read
-back as the weighted mean of its top-3 positions. Everything here follows videowalk's
-``code/data/jhmdb.py`` (``draw_labelmap_np``, the coordinate scaling of ``JhmdbSet``) and
-``code/utils/test_utils.py`` (``process_pose``), including their quirks, because the
-published PCK numbers were produced with them. The joints' names and the keypoint file the
-propagation writes: hvc/data/keypoints.py.
+"""Keypoints as label maps: the JHMDB pose-tracking codec of videowalk (docs/tasks.md). Each of the
+15 joints becomes a Gaussian map at feature resolution, plus a background channel; the propagated
+maps are read back as the weighted mean of their top-3 positions. It follows videowalk's
+``code/data/jhmdb.py`` and ``code/utils/test_utils.py`` quirks included, as the published PCK
+numbers were produced with them; the keypoint file: hvc/data/keypoints.py.
 """
 
 from __future__ import annotations

@@ -8,24 +8,16 @@ import os
 from typing import Iterable, Mapping, Optional, Union
 
 from hvc.errors import UsageError
+from hvc.names import inside
 
 PathLike = Union[str, os.PathLike]
 
 
-def _below(parent: str, child: str) -> bool:
-    return child.startswith(parent.rstrip(os.sep) + os.sep)
-
-
 def overlap(output: PathLike, given: PathLike) -> Optional[str]:
     """How folder ``output`` overlaps input ``given`` ("is", "lies inside", "contains"); None if apart."""
-    out, source = os.path.realpath(output), os.path.realpath(given)
-    if out == source:
-        return "is"
-    if _below(source, out):
-        return "lies inside"
-    if _below(out, source):
-        return "contains"
-    return None
+    if inside(given, output):
+        return "is" if os.path.realpath(output) == os.path.realpath(given) else "lies inside"
+    return "contains" if inside(output, given) else None
 
 
 def refuse_overlap(output: PathLike, what: str,

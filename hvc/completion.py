@@ -104,13 +104,12 @@ class ResultsFolder:
 
     def records(self) -> dict[str, Optional[Record]]:
         """Every record in the folder; None for one that cannot be read (its sequence is redone)."""
-        if not self.records_dir.is_dir():
-            return {}
-        found: dict[str, Optional[Record]] = {}
-        for path in sorted(self.records_dir.rglob("*.json")):  # names with "/" lie in sub-folders
-            if path.is_file() and not path.name.startswith(".tmp-"):  # a killed atomic write's leftover
-                found[path.relative_to(self.records_dir).with_suffix("").as_posix()] = self._read(path)
-        return found
+        paths = sorted(self.records_dir.rglob("*.json"))  # names with "/" lie in sub-folders; none: no folder
+        return {self._name(path): self._read(path) for path in paths
+                if path.is_file() and not path.name.startswith(".tmp-")}  # .tmp-: a killed atomic write's leftover
+
+    def _name(self, path: Path) -> str:
+        return path.relative_to(self.records_dir).with_suffix("").as_posix()
 
     def record(self, name: str) -> Optional[Record]:
         path = self.record_path(name)
@@ -127,8 +126,7 @@ class ResultsFolder:
             record = Record(**data)
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
-        name = path.relative_to(self.records_dir).with_suffix("").as_posix()
-        if record.sequence != name or any(name_problem(f) is not None for f in record.files):
+        if record.sequence != self._name(path) or any(name_problem(f) is not None for f in record.files):
             return None
         return record
 
@@ -178,30 +176,29 @@ class ResultsFolder:
         atomic_write_text(self.record_path(name), text, durable=True)
         self.pending_path(name).unlink()
 
-    def forget(self, name: str, outputs: Optional[Outputs], claimed: bool = False) -> None:
+    def forget(self, name: str, outputs: Outputs, claimed: bool = False) -> None:
         """Remove the record of ``name`` first (so nothing half-removed counts), then its files (in a
         shared folder those of ``outputs`` and of its record, and the folder once empty), if :meth:`owns`.
         A pending claim is held meanwhile, so a removal killed half-way is still ours on the next
         run; ``claimed``: the caller (a commit) holds it and keeps it."""
         if not self.owns(name):
             return
-        old = self.record(name) if outputs is not None and outputs.shared else None
+        old = self.record(name) if outputs.shared else None
         if not claimed:
             atomic_write_text(self.pending_path(name), "{}\n", durable=True)
         self.record_path(name).unlink(missing_ok=True)
-        if outputs is not None:
-            self._check_target(outputs)
-            folder = outputs.folder
-            if outputs.shared:
-                listed = [f for f in old.files if Path(f).name == f] if old else []  # plain names only: stay in folder
-                for file in dict.fromkeys([*outputs.files, *listed]):
-                    (folder / file).unlink(missing_ok=True)
-                with contextlib.suppress(OSError):  # not empty: other sequences' files (or the user's) stay
-                    folder.rmdir()
-            elif folder.is_symlink():
-                folder.unlink()
-            elif folder.is_dir():
-                shutil.rmtree(folder)
+        self._check_target(outputs)
+        folder = outputs.folder
+        if outputs.shared:
+            listed = [f for f in old.files if Path(f).name == f] if old else []  # plain names only: stay in folder
+            for file in dict.fromkeys([*outputs.files, *listed]):
+                (folder / file).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: other sequences' files (or the user's) stay
+                folder.rmdir()
+        elif folder.is_symlink():
+            folder.unlink()
+        elif folder.is_dir():
+            shutil.rmtree(folder)
         if not claimed:
             self.pending_path(name).unlink()
 

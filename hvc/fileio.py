@@ -15,12 +15,6 @@ from typing import Any, Iterator
 from hvc.errors import OutputError
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def fsync_path(path: str | os.PathLike, folder: bool = False) -> None:
     """Flush a file's (or a folder's entries') writes to the disk."""
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if folder else 0))
@@ -46,7 +40,9 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[str]
     try:
         yield tmp
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         if durable:
             fsync_path(tmp)
         os.replace(tmp, path)
@@ -80,7 +76,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         f.write(buffer.getbuffer())
 
 
-def writable_dir(path: str | os.PathLike, what: str) -> str:
+def writable_dir(path: str | os.PathLike, what: str) -> None:
     """Create folder ``path`` (and parents) and check that files can be created in it, before any
     work, so a run does not compute for hours and then fail to save. OutputError naming the path
     and ``what`` (the setting it came from, e.g. ``run.output_dir``) if it is not usable."""
@@ -95,4 +91,3 @@ def writable_dir(path: str | os.PathLike, what: str) -> str:
         os.remove(probe)
     except OSError as exc:
         raise OutputError(f"{path}: {what} is not writable ({exc.strerror or exc})") from exc
-    return path

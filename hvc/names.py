@@ -54,13 +54,13 @@ def check_name(name: object, where: str, parts: int = 1, error: type[Exception] 
     return name  # type: ignore[return-value]
 
 
-def read_name_list(path: Path, error: type[Exception] = InputError, parts: int = 1) -> list[str]:
+def read_name_list(path: Path, error: type[Exception] = InputError) -> list[str]:
     """The names of a list file, one a line (blank lines skipped), each checked; in file order."""
     names = []
     for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
         name = line.strip()
         if name:
-            names.append(check_name(name, f"{path}, line {number}", parts, error))
+            names.append(check_name(name, f"{path}, line {number}", error=error))
     return names
 
 

@@ -68,19 +68,6 @@ def check_apart(cfg: TestConfig, out: Path) -> None:
         refuse_overlap(f"{out}_vis", "run.output_dir (visualisations: <output_dir>_vis)", inputs)
 
 
-def check_unknown(folder: ResultsFolder, outputs: dict[str, Outputs]) -> None:
-    """Refuse outputs on disk that no record of ours describes: someone else's, or an older
-    version's (which wrote no records; not converted). A run removes only what it wrote."""
-    unknown = [name for name, where in outputs.items() if where.exist() and not folder.owns(name)]
-    if not unknown:
-        return
-    where = outputs[unknown[0]]
-    raise UsageError(f"{where.folder}: exists, but no completion record of {folder.root} says this tool wrote it "
-                     f"({len(unknown)} sequence(s), e.g. {unknown[0]}: another program's, or an older version's, "
-                     f"not converted); it is left alone, also with --overwrite: move it away or choose another "
-                     f"run.output_dir")
-
-
 @dataclass
 class Plan:
     """What this run does in its output folder."""
@@ -120,7 +107,13 @@ def prepare_results(cfg: TestConfig, outputs: dict[str, Outputs], locate: Callab
             raise ConfigError(f"{out}: holds results made with other settings ({len(foreign)} sequence(s), e.g. "
                               f"{foreign[0]}; see {config_record}); pass --overwrite to replace them, or choose "
                               f"another run.output_dir")
-        check_unknown(folder, outputs)
+        # Outputs no record of ours describes: someone else's, or an older version's (not converted).
+        unknown = [name for name, where in outputs.items() if where.exist() and not folder.owns(name)]
+        if unknown:
+            raise UsageError(f"{outputs[unknown[0]].folder}: exists, but no completion record of {out} says this "
+                             f"tool wrote it ({len(unknown)} sequence(s), e.g. {unknown[0]}: another program's, or "
+                             f"an older version's, not converted); it is left alone, also with --overwrite: move it "
+                             f"away or choose another run.output_dir")
         mine = set(mine)
         if cfg.run.overwrite:  # remove first: a rerun then never mixes two settings
             targets = set(foreign) | (mine if partial else {*outputs, *folder.records()})

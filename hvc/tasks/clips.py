@@ -113,7 +113,7 @@ class JHMDBClip:
 
     @property
     def outputs(self) -> Outputs:
-        return jhmdb_outputs(self.out, self.name)
+        return locate("jhmdb", self.out, self.name)
 
     def check(self) -> None:
         check_frame_count(self.video, self.video.joints())
@@ -136,12 +136,6 @@ class JHMDBClip:
 
     def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> KeypointWriter:
         return KeypointWriter(folder / self.outputs.files[0], len(frames))
-
-
-def jhmdb_outputs(out: Path, name: str) -> Outputs:
-    """Clip ``<class>/<video>``: ``<out>/<class>/<video>.npz``, the class folder shared by its clips."""
-    path = Path(name)
-    return Outputs(out / path.parent, (f"{path.name}.npz",), shared=True)
 
 
 @dataclass(frozen=True)
@@ -205,8 +199,9 @@ def load_clips(cfg: TestConfig, out: Path) -> list[Clip]:
 
 def locate(dataset: str, out: Path, name: str) -> Outputs:
     """Where the files of ``name`` go, for any name (a record of an earlier selection too): JHMDB
-    :func:`jhmdb_outputs`; DAVIS, VOST, VIP ``<out>/<name>``; YouTube-VOS the submission layout
-    ``<out>/Annotations/<video>``."""
+    ``<out>/<class>/<video>.npz``, the class folder shared by its clips; DAVIS, VOST, VIP
+    ``<out>/<name>``; YouTube-VOS the submission layout ``<out>/Annotations/<video>``."""
     if dataset == "jhmdb":
-        return jhmdb_outputs(out, name)
+        path = Path(name)
+        return Outputs(out / path.parent, (f"{path.name}.npz",), shared=True)
     return Outputs(out / "Annotations" / name if dataset in YTVOS_DATASETS else out / name, ())

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 from hvc.allocator import keep_freed_memory
 
-PIPE_CLOSED_EXIT = 128 + int(signal.SIGPIPE) if hasattr(signal, "SIGPIPE") else 141
+PIPE_CLOSED_EXIT = 128 + int(signal.SIGPIPE)
 
 
 def stdout_closed() -> bool:
@@ -21,8 +21,6 @@ def stdout_closed() -> bool:
         fd = sys.stdout.fileno()
     except (AttributeError, ValueError, OSError):
         return False
-    if not hasattr(select, "poll"):  # no poll(): assume the broken pipe was stdout
-        return True
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     return any(events & select.POLLERR for _, events in poller.poll(0))

@@ -37,8 +37,8 @@ SHARD_PATIENCE_S = 2.0  # seconds a shard waits for another shard's settings che
 
 
 def _flock(fd: int, shared: bool) -> bool:
-    """Take the flock without waiting; a shard retries briefly, as another shard may hold the
-    lock exclusively for the few milliseconds of its settings check (a whole run holds it longer)."""
+    """Take the flock without waiting (True if taken); a shard retries briefly, as another shard may
+    hold the lock exclusively for the few milliseconds of its settings check (a whole run holds it longer)."""
     deadline = time.monotonic() + (SHARD_PATIENCE_S if shared else 0.0)
     while True:
         try:
@@ -73,10 +73,8 @@ class OutputLock:
                          f"wait for it to end, or choose another folder")
         if held is not None:
             if held.shared and not shared:  # a shard's lock made exclusive (e.g. --merge-shards after it)
-                try:
-                    fcntl.flock(held.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    raise busy from None
+                if not _flock(held.fd, shared=False):
+                    raise busy
                 held.shared = False
             held.users += 1
         else:
@@ -97,21 +95,15 @@ class OutputLock:
         record = self.path.with_name("shards.json")
         try:
             fcntl.flock(claim_fd, fcntl.LOCK_EX)  # held for a few milliseconds by each shard
-            mine = json.dumps({"settings": settings}) + "\n"
-            if not held.shared:  # this process holds the folder exclusively already
-                atomic_write_text(record, mine, durable=True)
-                return
-            try:
-                fcntl.flock(held.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # alone: the first shard here
-            except OSError:
-                pass  # other shards hold it: compare with theirs below
-            else:
+            # This process holds the folder exclusively already, or is alone in it (the first shard here).
+            if not held.shared or _flock(held.fd, shared=False):
                 try:
-                    atomic_write_text(record, mine, durable=True)
+                    atomic_write_text(record, json.dumps({"settings": settings}) + "\n", durable=True)
                 finally:
-                    fcntl.flock(held.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared again, for the next shards
+                    if held.shared:  # shared again, for the next shards
+                        fcntl.flock(held.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 return
-            try:
+            try:  # other shards hold it: compare with theirs
                 theirs = json.loads(record.read_text()).get("settings")
             except (OSError, ValueError, AttributeError):
                 theirs = None

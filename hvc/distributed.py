@@ -104,12 +104,9 @@ def leave_job() -> None:
 
 
 def balanced_shards(sizes: Sequence[int], n: int) -> list[list[int]]:
-    """Indices of ``sizes`` split into ``n`` shards of about equal total size.
-
-    Greedy longest-first: items by decreasing size (ties: lower index first), each to the
-    shard with the least total so far (ties: lower shard). Deterministic, so independent
-    processes compute the same split. Each shard lists its indices in increasing order.
-    """
+    """Indices of ``sizes`` split into ``n`` shards of about equal total size, each in increasing order.
+    Greedy longest-first: items by decreasing size (ties: lower index first), each to the shard with the
+    least total so far (ties: lower shard); deterministic, so independent processes split alike."""
     if n < 1:
         raise ValueError(f"need at least one shard, got {n}")
     loads = [0] * n

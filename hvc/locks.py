@@ -51,12 +51,10 @@ def _flock(fd: int, shared: bool) -> bool:
 
 
 class OutputLock:
-    """The writer lock of ``folder`` (created with its ``.hvc`` if missing), held until
-    :meth:`release`, the end of a ``with`` block, garbage collection or process exit.
-
-    ``what`` names the folder's setting in errors: BusyError if another process holds the lock
-    (exclusively, or at all when not ``shared``), OutputError if the lock file cannot be created.
-    """
+    """The writer lock of ``folder`` (created with its ``.hvc`` if missing), held until :meth:`release`,
+    the end of a ``with`` block, garbage collection or process exit. ``what`` names the folder's setting
+    in errors: BusyError if another process holds the lock (exclusively, or at all when not ``shared``),
+    OutputError if the lock file cannot be created."""
 
     def __init__(self, folder: str | os.PathLike, what: str, shared: bool = False):
         self.folder = Path(folder)
@@ -85,11 +83,9 @@ class OutputLock:
         self._key = key
 
     def claim_settings(self, settings: str) -> None:
-        """Shards of one job only: refuse (BusyError) if other shard processes holding this
-        folder write results of other settings. The first shard to arrive (the only holder)
-        records its settings in ``.hvc/shards.json``; the others compare with it. The check runs
-        under a short exclusive lock of ``.hvc/claim.lock`` so that two shards starting together
-        see each other."""
+        """Shards of one job only: refuse (BusyError) if other shards holding this folder write results of
+        other settings. The first shard to arrive records its settings in ``.hvc/shards.json``, the others
+        compare, under a short exclusive lock of ``.hvc/claim.lock`` (two shards starting together meet)."""
         held = _HELD[self._key]
         claim_fd = os.open(self.path.with_name("claim.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         record = self.path.with_name("shards.json")

@@ -119,12 +119,9 @@ class JHMDBClip:
         check_frame_count(self.video, self.video.joints())
 
     def labels_at(self, t: int, frames: FrameDataset, emb: Tensor) -> Labels:
-        """Frame 0: background + 15 Gaussian joint maps at feature resolution (videowalk's ``JhmdbSet``).
-
-        The joints go from image pixels to the input size the frames were resized to, then to
-        feature cells by the encoder's stride, input size / feature size (videowalk infers it
-        the same way from its encoder: 8 for 320 -> 40).
-        """
+        """Frame 0: background + 15 Gaussian joint maps at feature resolution (videowalk's ``JhmdbSet``):
+        image pixels to the input size, then to feature cells by the encoder's stride, input size /
+        feature size (videowalk infers it the same way from its encoder: 8 for 320 -> 40)."""
         if t:
             return None, None
         joints = self.video.joints()  # [2, 15, T], 1-based pixels
@@ -180,8 +177,7 @@ class VIPClip:
 
 
 def load_clips(cfg: TestConfig, out: Path) -> list[Clip]:
-    """The clips of ``cfg.data``, their outputs under ``out``; a ConfigError for settings the
-    task cannot run."""
+    """The clips of ``cfg.data``, their outputs under ``out``; a ConfigError for settings the task cannot run."""
     data, task = cfg.data, cfg.data.dataset
     if task not in TASKS:
         return [VOSClip(s, vos_outputs(out, task, s), cfg.prop.num_classes)

@@ -2,7 +2,8 @@
 
 A sequence counts as finished only through its record ``<out>/.hvc/done/<sequence>.json``;
 its files are staged in ``.hvc/staging/<sequence>/`` and moved into place before the record is
-written; only what the bookkeeping says we wrote is ever removed (docs/failure.md, "Reruns").
+written; only what the bookkeeping says we wrote is ever removed (docs/failure.md, "Reruns, `--resume`,
+`--overwrite`" and "What is refused").
 """
 
 from __future__ import annotations

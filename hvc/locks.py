@@ -1,6 +1,6 @@
-"""One writer per output folder: an OS lock (``flock``, released by the kernel when the process
-dies) on ``<folder>/.hvc/lock``; a second writer gets a :class:`~hvc.errors.BusyError` (exit 7).
-``shared=True``: the ``--shard i/n`` processes of one job share it (docs/failure.md, "One writer").
+"""One writer per output folder (docs/failure.md, "One writer per output folder"): an OS lock
+(``flock``, released by the kernel when the process dies) on ``<folder>/.hvc/lock``; a second writer
+gets a :class:`~hvc.errors.BusyError` (exit 7). ``shared=True``: the ``--shard i/n`` processes of one job.
 The lock file stays: removing it would let a later writer lock a new file while one holds the old.
 """
 

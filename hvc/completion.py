@@ -105,7 +105,7 @@ class ResultsFolder:
 
     def records(self) -> dict[str, Optional[Record]]:
         """Every record in the folder; None for one that cannot be read (its sequence is redone)."""
-        paths = sorted(self.records_dir.rglob("*.json"))  # names with "/" lie in sub-folders; none: no folder
+        paths = sorted(self.records_dir.rglob("*.json"))  # names with "/" lie in sub-folders; no folder: none
         return {self._name(path): self._read(path) for path in paths
                 if path.is_file() and not path.name.startswith(".tmp-")}  # .tmp-: a killed atomic write's leftover
 

@@ -1,10 +1,5 @@
-"""Inputs are read-only to us: an output folder never overlaps an input.
-
-An output folder that is, contains or lies inside an input (a data root or a sub-folder, a
-checkpoint, a frame folder, a prompt file) would let a run overwrite what it reads
-(``--output <DAVIS>/Annotations/480p`` replaced the ground truth by predictions).
-:func:`refuse_overlap` checks resolved paths before anything is written: a
-:class:`~hvc.errors.UsageError` (exit code 2) naming the output and the input.
+"""Inputs are read-only to us: :func:`refuse_overlap` refuses, before anything is written, an output
+folder that is, contains or lies inside an input (docs/failure.md, "What is refused").
 """
 
 from __future__ import annotations
@@ -13,24 +8,16 @@ import os
 from typing import Iterable, Mapping, Optional, Union
 
 from hvc.errors import UsageError
+from hvc.names import inside
 
 PathLike = Union[str, os.PathLike]
 
 
-def _below(parent: str, child: str) -> bool:
-    return child.startswith(parent.rstrip(os.sep) + os.sep)
-
-
 def overlap(output: PathLike, given: PathLike) -> Optional[str]:
     """How folder ``output`` overlaps input ``given`` ("is", "lies inside", "contains"); None if apart."""
-    out, source = os.path.realpath(output), os.path.realpath(given)
-    if out == source:
-        return "is"
-    if _below(source, out):
-        return "lies inside"
-    if _below(out, source):
-        return "contains"
-    return None
+    if inside(given, output):
+        return "is" if os.path.realpath(output) == os.path.realpath(given) else "lies inside"
+    return "contains" if inside(output, given) else None
 
 
 def refuse_overlap(output: PathLike, what: str,

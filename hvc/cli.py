@@ -1,9 +1,6 @@
-"""Behaviour shared by every command-line entry point.
-
-``sys.exit(run_main(main, *args))`` runs an entry point so that closing its output early, as in
-``python eval_metrics.py ... | head -1``, ends it quietly (exit status 141, what a shell reports
-for a process ended by SIGPIPE) instead of with a BrokenPipeError traceback.
-"""
+"""Behaviour shared by every command-line entry point: ``sys.exit(run_main(main, *args))`` ends
+quietly (exit status 141, as a shell reports SIGPIPE) when its output is closed early, as in
+``python eval_metrics.py ... | head -1``, instead of with a BrokenPipeError traceback."""
 
 from __future__ import annotations
 
@@ -15,7 +12,7 @@ from typing import Callable, Optional
 
 from hvc.allocator import keep_freed_memory
 
-PIPE_CLOSED_EXIT = 128 + int(signal.SIGPIPE) if hasattr(signal, "SIGPIPE") else 141
+PIPE_CLOSED_EXIT = 128 + int(signal.SIGPIPE)
 
 
 def stdout_closed() -> bool:
@@ -24,8 +21,6 @@ def stdout_closed() -> bool:
         fd = sys.stdout.fileno()
     except (AttributeError, ValueError, OSError):
         return False
-    if not hasattr(select, "poll"):  # no poll(): assume the broken pipe was stdout
-        return True
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     return any(events & select.POLLERR for _, events in poller.poll(0))

@@ -1,29 +1,9 @@
 """Completion records: which sequences of a results folder are finished, and with which settings.
 
-A sequence counts as finished only through its record ``<out>/.hvc/done/<sequence>.json``,
-written atomically after its last frame. The record names the settings hash the frames
-were made with and lists the files, so a rerun
-
-* keeps a sequence whose record names the current settings and whose files are all there
-  and non-empty;
-* redoes any other sequence of the current settings (no record: killed or failed), after
-  removing what it left;
-* refuses (without ``--overwrite``) to write into a folder holding results of other settings,
-  and with ``--overwrite`` removes those results first: a folder never mixes two settings.
-
-A sequence's files go where its :class:`Outputs` says: a folder of its own (DAVIS, VIP:
-``<out>/<sequence>/<frame>.png``) or a folder shared with other sequences (JHMDB:
-``<out>/<class>/<video>.npz``, the sequence named ``<class>/<video>``; names may hold ``/``,
-their records then lie in sub-folders of ``.hvc/done``). Files of a sequence in progress go
-to ``<out>/.hvc/staging/<sequence>/``; once its last frame is written, its own folder is
-renamed into place, or its files are moved one by one into the shared folder, and then its
-record is written. A run killed at any point leaves either a finished sequence with its
-record or nothing that counts as finished.
-
-Only what the bookkeeping says we wrote is ever removed or replaced (:meth:`ResultsFolder.owns`):
-a sequence with a record (readable or not) or a claim ``.hvc/pending/<sequence>.json``, written
-before its files are moved into place or removed and deleted after. Anything else at a
-sequence's place is someone else's and is refused, never deleted.
+A sequence counts as finished only through its record ``<out>/.hvc/done/<sequence>.json``;
+its files are staged in ``.hvc/staging/<sequence>/`` and moved into place before the record is
+written; only what the bookkeeping says we wrote is ever removed (docs/failure.md, "Reruns, `--resume`,
+`--overwrite`" and "What is refused").
 """
 
 from __future__ import annotations
@@ -60,12 +40,9 @@ class Record:
 
 @dataclass(frozen=True)
 class Outputs:
-    """Where the files of one sequence go: ``folder / file`` for each of ``files``.
-
-    ``shared``: ``folder`` also holds other sequences' files (JHMDB's ``<class>/``), so it is
-    filled and emptied file by file and never moved or removed whole; otherwise it is the
-    sequence's own folder (VOS, VIP).
-    """
+    """Where the files of one sequence go: ``folder / file`` for each of ``files``. ``shared``: ``folder``
+    also holds other sequences' files (JHMDB's ``<class>/``), so it is filled and emptied file by file;
+    otherwise it is the sequence's own folder (VOS, VIP), moved and removed whole."""
 
     folder: Path
     files: tuple[str, ...]  # file names inside folder, in frame order
@@ -94,12 +71,8 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 class ResultsFolder:
-    """The completion bookkeeping of one results folder for one settings hash.
-
-    ``root``: the results folder; ``settings``: the hash of the current run's settings.
-    Where each sequence's files go is passed in by the caller as :class:`Outputs` (the layout
-    is the benchmark's).
-    """
+    """The completion bookkeeping of results folder ``root`` for the settings hash ``settings``; where
+    each sequence's files go is the caller's :class:`Outputs` (the layout is the benchmark's)."""
 
     def __init__(self, root: str | os.PathLike, settings: str):
         self.root = Path(root)
@@ -132,13 +105,12 @@ class ResultsFolder:
 
     def records(self) -> dict[str, Optional[Record]]:
         """Every record in the folder; None for one that cannot be read (its sequence is redone)."""
-        if not self.records_dir.is_dir():
-            return {}
-        found: dict[str, Optional[Record]] = {}
-        for path in sorted(self.records_dir.rglob("*.json")):  # names with "/" lie in sub-folders
-            if path.is_file() and not path.name.startswith(".tmp-"):  # a killed atomic write's leftover
-                found[path.relative_to(self.records_dir).with_suffix("").as_posix()] = self._read(path)
-        return found
+        paths = sorted(self.records_dir.rglob("*.json"))  # names with "/" lie in sub-folders; no folder: none
+        return {self._name(path): self._read(path) for path in paths
+                if path.is_file() and not path.name.startswith(".tmp-")}  # .tmp-: a killed atomic write's leftover
+
+    def _name(self, path: Path) -> str:
+        return path.relative_to(self.records_dir).with_suffix("").as_posix()
 
     def record(self, name: str) -> Optional[Record]:
         path = self.record_path(name)
@@ -155,8 +127,7 @@ class ResultsFolder:
             record = Record(**data)
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
-        name = path.relative_to(self.records_dir).with_suffix("").as_posix()
-        if record.sequence != name or any(name_problem(f) is not None for f in record.files):
+        if record.sequence != self._name(path) or any(name_problem(f) is not None for f in record.files):
             return None
         return record
 
@@ -170,13 +141,10 @@ class ResultsFolder:
         record = self.record(name)
         if record is None or record.settings != self.settings or record.files != outputs.files:
             return False
-        for file in outputs.files:
-            try:
-                if (outputs.folder / file).stat().st_size == 0:
-                    return False
-            except OSError:
-                return False
-        return True
+        try:
+            return all((outputs.folder / file).stat().st_size > 0 for file in outputs.files)
+        except OSError:
+            return False
 
     def start(self, name: str) -> Path:
         """An empty staging folder for the files of ``name`` (leftovers of a killed run removed)."""
@@ -194,8 +162,7 @@ class ResultsFolder:
         if outputs.exist() and not self.owns(name):
             raise UsageError(f"{outputs.folder}: exists, but no completion record of {self.root} says this tool "
                              f"wrote it; it is left alone: move it away or choose another output folder")
-        payload = {"version": RECORD_VERSION, **asdict(record), "files": list(record.files)}
-        text = json.dumps(payload, indent=1) + "\n"
+        text = json.dumps({"version": RECORD_VERSION, **asdict(record), "files": list(record.files)}, indent=1) + "\n"
         atomic_write_text(self.pending_path(name), text, durable=True)  # from here on, what lies at outputs is ours
         self.forget(name, outputs, claimed=True)
         staged = self.staging(name)
@@ -210,32 +177,29 @@ class ResultsFolder:
         atomic_write_text(self.record_path(name), text, durable=True)
         self.pending_path(name).unlink()
 
-    def forget(self, name: str, outputs: Optional[Outputs], claimed: bool = False) -> None:
-        """Remove the record of ``name`` first (so nothing half-removed counts), then its files:
-        its own folder whole; in a shared folder only its files (those of ``outputs`` and those
-        its record lists), and the folder itself once empty. Files that our bookkeeping does not
-        say we wrote (:meth:`owns`) are left alone. A pending claim is held while removing, so a
-        removal killed half-way is still ours on the next run; ``claimed``: the caller holds it
-        (a commit) and keeps it."""
+    def forget(self, name: str, outputs: Outputs, claimed: bool = False) -> None:
+        """Remove the record of ``name`` first (so nothing half-removed counts), then its files (in a
+        shared folder those of ``outputs`` and of its record, and the folder once empty), if :meth:`owns`.
+        A pending claim is held meanwhile, so a removal killed half-way is still ours on the next
+        run; ``claimed``: the caller (a commit) holds it and keeps it."""
         if not self.owns(name):
             return
-        old = self.record(name) if outputs is not None and outputs.shared else None
+        old = self.record(name) if outputs.shared else None
         if not claimed:
             atomic_write_text(self.pending_path(name), "{}\n", durable=True)
         self.record_path(name).unlink(missing_ok=True)
-        if outputs is not None:
-            self._check_target(outputs)
-            folder = outputs.folder
-            if outputs.shared:
-                listed = [f for f in old.files if Path(f).name == f] if old else []  # plain names only: stay in folder
-                for file in dict.fromkeys([*outputs.files, *listed]):
-                    (folder / file).unlink(missing_ok=True)
-                with contextlib.suppress(OSError):  # not empty: other sequences' files (or the user's) stay
-                    folder.rmdir()
-            elif folder.is_symlink():
-                folder.unlink()
-            elif folder.is_dir():
-                shutil.rmtree(folder)
+        self._check_target(outputs)
+        folder = outputs.folder
+        if outputs.shared:
+            listed = [f for f in old.files if Path(f).name == f] if old else []  # plain names only: stay in folder
+            for file in dict.fromkeys([*outputs.files, *listed]):
+                (folder / file).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: other sequences' files (or the user's) stay
+                folder.rmdir()
+        elif folder.is_symlink():
+            folder.unlink()
+        elif folder.is_dir():
+            shutil.rmtree(folder)
         if not claimed:
             self.pending_path(name).unlink()
 

@@ -1,32 +1,28 @@
-"""One code path for one process or a ``torchrun`` job: the job (:class:`Job`: process-group
-setup, the device of each process, rank-0 helpers) and BatchNorm synchronised across processes.
-
-A plain ``python train.py`` is a job of one process (no process group is created). Under
-``torchrun --nproc_per_node N`` the environment variables RANK / WORLD_SIZE / LOCAL_RANK
-describe the job and each process joins the default group.
-"""
+"""One code path for one process or a ``torchrun`` job (:class:`Job`; a plain run is a job of one
+process, without a process group), BatchNorm synchronised across processes, and the split of a
+benchmark's sequences over the ranks of a job or ``--shard i/n`` processes (docs/multi_gpu.md)."""
 
 from __future__ import annotations
 
 import datetime
 import inspect
 import os
+import re
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from hvc.config.checks import check_device_name
-from hvc.errors import DeviceError
+from hvc.errors import DeviceError, UsageError
 
 
 def resolve_device(name: str, key: str = "runtime.device", local_rank: Optional[int] = None) -> torch.device:
-    """The device of this process for a device setting, checked to exist (the one resolver of
-    training, test.py and hvc.segment): ``auto`` (CUDA when available, else the CPU), ``cpu``,
-    ``cuda`` or ``cuda:N``. Under torchrun (``local_rank`` given) CUDA means ``cuda:LOCAL_RANK``.
-    A DeviceError names ``key``."""
+    """The device of this process for a device setting ``auto`` (CUDA when available), ``cpu``, ``cuda``
+    or ``cuda:N``, checked to exist (a DeviceError names ``key``); under torchrun (``local_rank``
+    given) CUDA means ``cuda:LOCAL_RANK``."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     check_device_name(key, name)
@@ -66,8 +62,7 @@ class Job:
         return f"rank {self.rank}/{self.world_size}" if self.distributed else "single"
 
     def device(self, name: str, key: str = "run.device") -> torch.device:
-        """The device of this process (:func:`resolve_device`): under torchrun, ``cuda`` means
-        ``cuda:LOCAL_RANK``."""
+        """The device of this process (:func:`resolve_device`)."""
         return resolve_device(name, key, self.local_rank if self.distributed else None)
 
     def broadcast(self, obj: Any) -> Any:
@@ -108,6 +103,44 @@ def leave_job() -> None:
         dist.destroy_process_group()
 
 
+def balanced_shards(sizes: Sequence[int], n: int) -> list[list[int]]:
+    """Indices of ``sizes`` split into ``n`` shards of about equal total size, each in increasing order.
+    Greedy longest-first: items by decreasing size (ties: lower index first), each to the shard with the
+    least total so far (ties: lower shard); deterministic, so independent processes split alike."""
+    if n < 1:
+        raise ValueError(f"need at least one shard, got {n}")
+    loads = [0] * n
+    shards: list[list[int]] = [[] for _ in range(n)]
+    for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        target = min(range(n), key=lambda s: (loads[s], s))
+        shards[target].append(i)
+        loads[target] += sizes[i]
+    return [sorted(s) for s in shards]
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """``--shard i/n``: this process takes shard ``index`` (0-based) of ``count``."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> ShardSpec:
+    found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not found or not int(found.group(1)) < int(found.group(2)):
+        raise UsageError(f"--shard: expected i/n with 0 <= i < n (e.g. 0/4 ... 3/4), got {text!r}")
+    return ShardSpec(int(found.group(1)), int(found.group(2)))
+
+
+def shard_of(names: Sequence[str], sizes: Sequence[int], part: int, count: int) -> list[str]:
+    """The names of shard ``part`` of ``count`` (see :func:`balanced_shards`)."""
+    return [names[i] for i in balanced_shards(sizes, count)[part]]
+
+
 def all_reduce_sum(value: Tensor) -> Tensor:
     """Sum over processes (returns the input unchanged in a single process)."""
     if dist.is_initialized() and dist.get_world_size() > 1:
@@ -130,16 +163,12 @@ class _AllReduceSum(torch.autograd.Function):
 
 
 class CrossProcessBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics are taken over the batches of all processes.
+    """BatchNorm2d over the batches of all processes, for CPU / gloo jobs (docs/design.md); in eval
+    mode or in one process a plain BatchNorm2d. ``x: [N, C, H, W] -> [N, C, H, W]``.
 
-    For CPU / gloo jobs, where ``torch.nn.SyncBatchNorm`` refuses to run. Per-channel sums,
-    sums of squares and counts are all-reduced with autograd, so values and gradients are
-    those of BatchNorm over the concatenated global batch. The sums are accumulated in
-    float64 (sum-of-squares variance is otherwise less exact than nn.BatchNorm2d's).
-    Running statistics follow nn.BatchNorm2d: biased variance to normalise, unbiased in the
-    running average. In eval mode, or in a single process, it is a plain BatchNorm2d.
-
-    ``x: [N, C, H, W] -> [N, C, H, W]``
+    Per-channel sums, sums of squares and counts are all-reduced with autograd (values and gradients
+    those of the concatenated global batch), in float64: sum-of-squares variance is otherwise less
+    exact than nn.BatchNorm2d's. Biased variance normalises, the unbiased one goes to the running average.
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -148,11 +177,8 @@ class CrossProcessBatchNorm(nn.BatchNorm2d):
         if self.momentum is None:
             raise ValueError("CrossProcessBatchNorm needs a fixed momentum (cumulative averaging is unsupported)")
         xd = x.double()
-        local = torch.stack([
-            xd.sum(dim=(0, 2, 3)),
-            (xd * xd).sum(dim=(0, 2, 3)),
-            xd.new_full((x.shape[1],), float(x.shape[0] * x.shape[2] * x.shape[3])),
-        ])
+        cells = xd.new_full((x.shape[1],), float(x.shape[0] * x.shape[2] * x.shape[3]))  # per channel
+        local = torch.stack([xd.sum(dim=(0, 2, 3)), (xd * xd).sum(dim=(0, 2, 3)), cells])
         total = _AllReduceSum.apply(local)
         count = total[2, 0]
         mean = total[0] / count
@@ -172,11 +198,8 @@ class CrossProcessBatchNorm(nn.BatchNorm2d):
 
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    """Make every BatchNorm2d synchronise its statistics across processes.
-
-    CUDA: ``torch.nn.SyncBatchNorm``; CPU: :class:`CrossProcessBatchNorm`. Parameters and
-    buffers are kept (same state-dict keys, so checkpoints are unchanged).
-    """
+    """Make every BatchNorm2d synchronise its statistics across processes (CUDA: ``torch.nn.SyncBatchNorm``,
+    CPU: :class:`CrossProcessBatchNorm`), keeping parameters and buffers (same state-dict keys)."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return _swap_batchnorm(model)

@@ -1,12 +1,7 @@
-"""Expected failures of the entry points: their kinds, exit codes and one-line report.
-
-Every entry point (``test.py``, ``train.py``, ``eval_metrics.py``, ``python -m hvc.export``, ...)
-wraps its ``main`` in :func:`entry_point`. An expected failure prints exactly one line to stderr,
-``error: <file or key>: <problem>``, and the process exits with the code of its kind: 2 usage,
-3 input, 4 I/O, 5 device, 6 non-finite, 7 busy, 130 interrupt (docs/failure.md, the home of
-the table with examples). Anything else is a bug and keeps its traceback (exit code 1). The
-error types of the packages (``ConfigError``, ``DatasetError``, ``CheckpointError``, ...)
-derive from one of the kinds below, so callers may also catch them by kind.
+"""Expected failures of the entry points: their kinds and exit codes (docs/failure.md, the table's
+home). An entry point wrapped in :func:`entry_point` prints one line ``error: <file or key>: <problem>``
+and exits with its kind's code; anything else is a bug and keeps its traceback (exit code 1). The
+packages' error types (``ConfigError``, ``DatasetError``, ...) derive from these kinds.
 """
 
 from __future__ import annotations

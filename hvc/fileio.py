@@ -1,10 +1,6 @@
-"""Atomic file writes: a reader never sees a half-written file, a crash mid-write leaves the
-previous version, and a failed write (disk full, not writable) is an
-:class:`~hvc.errors.OutputError` naming the file.
-
-``durable=True`` (records, state, checkpoints) also survives a power loss: the file is fsync'ed
-before the rename and the folder after it, so the name never points at bytes not yet written.
-Plain outputs skip both (test.py's PNGs: a rerun checks the sizes of the files a record lists).
+"""Atomic file writes (docs/failure.md, "Durable records"): a reader never sees a half-written file,
+and a failed write is an :class:`~hvc.errors.OutputError` naming the file. ``durable=True`` also
+fsyncs the file before the rename and the folder after it, so a power loss keeps it whole.
 """
 
 from __future__ import annotations
@@ -17,12 +13,6 @@ import uuid
 from typing import Any, Iterator
 
 from hvc.errors import OutputError
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def fsync_path(path: str | os.PathLike, folder: bool = False) -> None:
@@ -50,7 +40,9 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[str]
     try:
         yield tmp
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         if durable:
             fsync_path(tmp)
         os.replace(tmp, path)
@@ -84,7 +76,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         f.write(buffer.getbuffer())
 
 
-def writable_dir(path: str | os.PathLike, what: str) -> str:
+def writable_dir(path: str | os.PathLike, what: str) -> None:
     """Create folder ``path`` (and parents) and check that files can be created in it, before any
     work, so a run does not compute for hours and then fail to save. OutputError naming the path
     and ``what`` (the setting it came from, e.g. ``run.output_dir``) if it is not usable."""
@@ -99,4 +91,3 @@ def writable_dir(path: str | os.PathLike, what: str) -> str:
         os.remove(probe)
     except OSError as exc:
         raise OutputError(f"{path}: {what} is not writable ({exc.strerror or exc})") from exc
-    return path

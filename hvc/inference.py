@@ -10,7 +10,7 @@ The output folder follows the rules of :mod:`hvc.completion` (a clip is finished
 through its completion record; a folder never mixes two settings) and is checked before any
 work: validated settings, every clip's input, a writable folder, no other settings' results
 unless ``run.overwrite``. Features and soft masks are checked to be finite once per frame.
-The clips can be split over a torchrun job or ``--shard i/n`` processes (:mod:`hvc.sharding`);
+The clips can be split over a torchrun job or ``--shard i/n`` processes (:mod:`hvc.distributed`);
 the output is the same, byte for byte, as one process's.
 """
 
@@ -30,12 +30,11 @@ from tqdm import tqdm
 from hvc.completion import Record, ResultsFolder
 from hvc.config.inference import TestConfig
 from hvc.data.vos import DatasetError, FrameDataset
-from hvc.distributed import Job
+from hvc.distributed import Job, ShardSpec, shard_of
 from hvc.errors import HvcError, ReportedElsewhere, UsageError
 from hvc.exports.overlay import SequenceVisualizer
 from hvc.results import STALE_SUMMARIES, Plan, output_dir, prepare_results, result_tag, run_settings, write_summary
 from hvc.segmenter import FeatureExtractor, VideoSegmenter, build_extractor  # noqa: F401 (FeatureExtractor: here too)
-from hvc.sharding import ShardSpec, shard_of
 from hvc.tasks.clips import SCORES, VOS_SCORES, Clip, load_clips, locate
 
 log = logging.getLogger(__name__)

@@ -1,16 +1,7 @@
-"""One writer per output folder: an OS lock on ``<folder>/.hvc/lock``.
-
-``test.py``, ``hvc.segment`` and ``train.py`` take it before they write anything into their
-output folder and hold it until the run ends. It is an ``flock``, not a file that merely
-exists: the kernel releases it when the process dies, however it dies, so a killed run never
-leaves a folder locked. A second writer gets a :class:`~hvc.errors.BusyError` (exit code 7).
-
-``shared=True`` is for the ``--shard i/n`` processes of one job, which write disjoint sequences
-of one folder: they share the lock, and exclude a whole run (or ``--merge-shards``) and are
-excluded by it; :meth:`OutputLock.claim_settings` keeps shards of other settings out.
-
-The lock file stays (removing it would let a later writer lock a new file while an earlier
-one still holds the old).
+"""One writer per output folder (docs/failure.md, "One writer per output folder"): an OS lock
+(``flock``, released by the kernel when the process dies) on ``<folder>/.hvc/lock``; a second writer
+gets a :class:`~hvc.errors.BusyError` (exit 7). ``shared=True``: the ``--shard i/n`` processes of one job.
+The lock file stays: removing it would let a later writer lock a new file while one holds the old.
 """
 
 from __future__ import annotations
@@ -46,8 +37,8 @@ SHARD_PATIENCE_S = 2.0  # seconds a shard waits for another shard's settings che
 
 
 def _flock(fd: int, shared: bool) -> bool:
-    """Take the flock without waiting; a shard retries briefly, as another shard may hold the
-    lock exclusively for the few milliseconds of its settings check (a whole run holds it longer)."""
+    """Take the flock without waiting (True if taken); a shard retries briefly, as another shard may
+    hold the lock exclusively for the few milliseconds of its settings check (a whole run holds it longer)."""
     deadline = time.monotonic() + (SHARD_PATIENCE_S if shared else 0.0)
     while True:
         try:
@@ -60,12 +51,10 @@ def _flock(fd: int, shared: bool) -> bool:
 
 
 class OutputLock:
-    """The writer lock of ``folder`` (created with its ``.hvc`` if missing), held until
-    :meth:`release`, the end of a ``with`` block, garbage collection or process exit.
-
-    ``what`` names the folder's setting in errors: BusyError if another process holds the lock
-    (exclusively, or at all when not ``shared``), OutputError if the lock file cannot be created.
-    """
+    """The writer lock of ``folder`` (created with its ``.hvc`` if missing), held until :meth:`release`,
+    the end of a ``with`` block, garbage collection or process exit. ``what`` names the folder's setting
+    in errors: BusyError if another process holds the lock (exclusively, or at all when not ``shared``),
+    OutputError if the lock file cannot be created."""
 
     def __init__(self, folder: str | os.PathLike, what: str, shared: bool = False):
         self.folder = Path(folder)
@@ -82,10 +71,8 @@ class OutputLock:
                          f"wait for it to end, or choose another folder")
         if held is not None:
             if held.shared and not shared:  # a shard's lock made exclusive (e.g. --merge-shards after it)
-                try:
-                    fcntl.flock(held.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    raise busy from None
+                if not _flock(held.fd, shared=False):
+                    raise busy
                 held.shared = False
             held.users += 1
         else:
@@ -95,36 +82,24 @@ class OutputLock:
             _HELD[key] = _Held(fd, shared, 1)
         self._key = key
 
-    @property
-    def held(self) -> bool:
-        return self._key is not None
-
     def claim_settings(self, settings: str) -> None:
-        """Shards of one job only: refuse (BusyError) if other shard processes holding this
-        folder write results of other settings. The first shard to arrive (the only holder)
-        records its settings in ``.hvc/shards.json``; the others compare with it. The check runs
-        under a short exclusive lock of ``.hvc/claim.lock`` so that two shards starting together
-        see each other."""
+        """Shards of one job only: refuse (BusyError) if other shards holding this folder write results of
+        other settings. The first shard to arrive records its settings in ``.hvc/shards.json``, the others
+        compare, under a short exclusive lock of ``.hvc/claim.lock`` (two shards starting together meet)."""
         held = _HELD[self._key]
         claim_fd = os.open(self.path.with_name("claim.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         record = self.path.with_name("shards.json")
         try:
             fcntl.flock(claim_fd, fcntl.LOCK_EX)  # held for a few milliseconds by each shard
-            mine = json.dumps({"settings": settings}) + "\n"
-            if not held.shared:  # this process holds the folder exclusively already
-                atomic_write_text(record, mine, durable=True)
-                return
-            try:
-                fcntl.flock(held.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # alone: the first shard here
-            except OSError:
-                pass  # other shards hold it: compare with theirs below
-            else:
+            # This process holds the folder exclusively already, or is alone in it (the first shard here).
+            if not held.shared or _flock(held.fd, shared=False):
                 try:
-                    atomic_write_text(record, mine, durable=True)
+                    atomic_write_text(record, json.dumps({"settings": settings}) + "\n", durable=True)
                 finally:
-                    fcntl.flock(held.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared again, for the next shards
+                    if held.shared:  # shared again, for the next shards
+                        fcntl.flock(held.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 return
-            try:
+            try:  # other shards hold it: compare with theirs
                 theirs = json.loads(record.read_text()).get("settings")
             except (OSError, ValueError, AttributeError):
                 theirs = None

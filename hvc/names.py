@@ -1,13 +1,8 @@
-"""Names read from dataset files are data, never paths.
+"""Names read from dataset files are data, never paths (docs/failure.md, "What is refused").
 
-A sequence list, a ``meta.json``, a JHMDB or VIP list names videos and frames that are joined
-onto the data root (to read) and the output folder (to write); ``../../x`` or ``/home/me``
-would leave them. :func:`check_name` refuses such a name before any use (empty, absolute,
-``.`` or ``..`` parts, backslashes, control characters, more ``/``-separated parts than the
-layout has: 1 for a DAVIS sequence, 2 for a JHMDB ``<class>/<video>``), with the caller's error
-type (an :class:`~hvc.errors.InputError`, exit code 3) naming the file and line or key.
-:func:`inside` is the writers' second line of defence: a symlink may still point elsewhere.
-Standard library only, so :mod:`hvc.metrics` can check names without torch.
+:func:`check_name` refuses a name that would leave the folder it is joined onto, with the caller's
+error type naming the file and line or key; :func:`inside` is the writers' second line of defence
+(a symlink may still point elsewhere). Standard library only: :mod:`hvc.metrics` uses it without torch.
 """
 
 from __future__ import annotations
@@ -59,13 +54,13 @@ def check_name(name: object, where: str, parts: int = 1, error: type[Exception] 
     return name  # type: ignore[return-value]
 
 
-def read_name_list(path: Path, error: type[Exception] = InputError, parts: int = 1) -> list[str]:
+def read_name_list(path: Path, error: type[Exception] = InputError) -> list[str]:
     """The names of a list file, one a line (blank lines skipped), each checked; in file order."""
     names = []
     for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
         name = line.strip()
         if name:
-            names.append(check_name(name, f"{path}, line {number}", parts, error))
+            names.append(check_name(name, f"{path}, line {number}", error=error))
     return names
 
 

@@ -1,10 +1,5 @@
-"""Folders of the project that are not part of the package: ``checkpoints/`` and ``configs/``.
-
-An installed package has neither (its files live in ``site-packages``), so :func:`project_folder`
-takes the working directory's if it exists, else the one of the source checkout the package is
-imported from (a clone on ``PYTHONPATH``, an editable install), else the working directory's
-(whose absence the caller reports, naming the path).
-"""
+"""Where ``checkpoints/`` and ``configs/`` are: the working directory's, else those of the source
+checkout the package is imported from (docs/design.md, "Entry points")."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""The results folder of ``test.py``: where each sequence goes, which settings made it, and
-the checks and bookkeeping around it (completion records: :mod:`hvc.completion`).
-
-:func:`prepare_results` runs before any work (:func:`hvc.inference.run_inference`, every
-benchmark): a writable folder, no results of other settings (or, with ``run.overwrite``, those
-removed first), no outputs that no completion record says we wrote (a folder of an older
-version, without records, is refused, never converted), leftovers of killed runs cleared, the
-resolved ``config.yaml`` written, and the list of sequences still to do. :func:`write_summary`
-runs after all sequences: ``sequences.csv`` and the YouTube-VOS ``submission.zip``, both made
-from the completion records.
+"""The results folder of ``test.py``: where each sequence goes, which settings made it, the checks
+before any work (:func:`prepare_results`) and the summaries after (:func:`write_summary`); its
+completion records: :mod:`hvc.completion`, docs/failure.md.
 """
 
 from __future__ import annotations
@@ -75,19 +68,6 @@ def check_apart(cfg: TestConfig, out: Path) -> None:
         refuse_overlap(f"{out}_vis", "run.output_dir (visualisations: <output_dir>_vis)", inputs)
 
 
-def check_unknown(folder: ResultsFolder, outputs: dict[str, Outputs]) -> None:
-    """Refuse outputs on disk that no record of ours describes: someone else's, or an older
-    version's (which wrote no records; not converted). A run removes only what it wrote."""
-    unknown = [name for name, where in outputs.items() if where.exist() and not folder.owns(name)]
-    if not unknown:
-        return
-    where = outputs[unknown[0]]
-    raise UsageError(f"{where.folder}: exists, but no completion record of {folder.root} says this tool wrote it "
-                     f"({len(unknown)} sequence(s), e.g. {unknown[0]}: another program's, or an older version's, "
-                     f"not converted); it is left alone, also with --overwrite: move it away or choose another "
-                     f"run.output_dir")
-
-
 @dataclass
 class Plan:
     """What this run does in its output folder."""
@@ -100,16 +80,15 @@ class Plan:
 
 def prepare_results(cfg: TestConfig, outputs: dict[str, Outputs], locate: Callable[[str], Outputs],
                     mine: Iterable[str], partial: bool, stale: Iterable[str]) -> tuple[ResultsFolder, list[str]]:
-    """Check and prepare the output folder before any work (see :mod:`hvc.completion`); returns
-    its bookkeeping and the names of ``mine`` not finished with these settings, in the order of
-    ``outputs``.
+    """Check and prepare the output folder before any work: a writable folder, its lock, no results of
+    other settings (with ``run.overwrite``: removed), no outputs that no record says we wrote, leftovers
+    of killed runs cleared, ``config.yaml`` written. Returns its bookkeeping and the names of ``mine``
+    not finished with these settings, in the order of ``outputs``.
 
-    ``outputs``: every sequence of the selection and where its files go; ``locate``: where the
-    files of any other name (a record of an earlier selection) went; ``mine``: the sequences
-    this process is responsible for; ``partial``: a ``--shard`` run, which removes (with
-    --overwrite) only its own sequences and other settings' results; ``stale``: glob patterns
-    of summaries and scores made from earlier results, removed once they no longer describe
-    the folder.
+    ``outputs``: every sequence of the selection and where its files go; ``locate``: where the files of
+    any other name (a record of an earlier selection) went; ``mine``: this process's sequences;
+    ``partial``: a ``--shard`` run, which removes (with --overwrite) only its own sequences and other
+    settings' results; ``stale``: glob patterns of summaries and scores made from earlier results.
     """
     out = output_dir(cfg)
     check_apart(cfg, out)
@@ -128,7 +107,13 @@ def prepare_results(cfg: TestConfig, outputs: dict[str, Outputs], locate: Callab
             raise ConfigError(f"{out}: holds results made with other settings ({len(foreign)} sequence(s), e.g. "
                               f"{foreign[0]}; see {config_record}); pass --overwrite to replace them, or choose "
                               f"another run.output_dir")
-        check_unknown(folder, outputs)
+        # Outputs no record of ours describes: someone else's, or an older version's (not converted).
+        unknown = [name for name, where in outputs.items() if where.exist() and not folder.owns(name)]
+        if unknown:
+            raise UsageError(f"{outputs[unknown[0]].folder}: exists, but no completion record of {out} says this "
+                             f"tool wrote it ({len(unknown)} sequence(s), e.g. {unknown[0]}: another program's, or "
+                             f"an older version's, not converted); it is left alone, also with --overwrite: move it "
+                             f"away or choose another run.output_dir")
         mine = set(mine)
         if cfg.run.overwrite:  # remove first: a rerun then never mixes two settings
             targets = set(foreign) | (mine if partial else {*outputs, *folder.records()})
@@ -152,22 +137,18 @@ ZIP_NAME = "submission.zip"
 STALE_SUMMARIES = (SUMMARY_NAME, ZIP_NAME)  # written from complete results (the scores too: hvc.tasks.clips)
 
 
-def finished_records(cfg: TestConfig, plan: Plan) -> list[Record]:
-    """Every sequence's record; an InputError naming the unfinished ones if any is not finished."""
+def write_summary(cfg: TestConfig, plan: Plan) -> list[Path]:
+    """``sequences.csv`` (one row a sequence) and, for YouTube-VOS, ``submission.zip``, from the
+    records; an InputError naming the unfinished sequences if any is not finished."""
+    check_apart(cfg, plan.out)  # --merge-shards comes here without prepare_results (nor its lock)
+    if plan.folder.lock is None:
+        plan.folder.lock = OutputLock(plan.out, "run.output_dir")
     missing = [c.name for c in plan.clips if not plan.folder.is_finished(c.name, c.outputs)]
     if missing:
         raise InputError(f"{plan.out}: {len(missing)} sequence(s) not finished with these settings: "
                          f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
                          f"(run the missing shards, or test.py without --shard)")
-    return [plan.folder.record(c.name) for c in plan.clips]
-
-
-def write_summary(cfg: TestConfig, plan: Plan) -> list[Path]:
-    """``sequences.csv`` (one row a sequence) and, for YouTube-VOS, ``submission.zip``."""
-    check_apart(cfg, plan.out)  # --merge-shards comes here without prepare_results (nor its lock)
-    if plan.folder.lock is None:
-        plan.folder.lock = OutputLock(plan.out, "run.output_dir")
-    records = finished_records(cfg, plan)
+    records = [plan.folder.record(c.name) for c in plan.clips]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["sequence", "frames", "outputs", "seconds", "worker", "settings"])

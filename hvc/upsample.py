@@ -1,21 +1,5 @@
-"""Full-resolution label maps for writing, up-sampling only the channels that can win.
-
-``hvc.propagation.upsample_labels`` up-samples all ``num_classes`` (20) soft-mask channels to
-the frame size and takes the argmax (8.2 M values per frame at 480p), although a DAVIS 2016
-video has two objects and every other channel is zero everywhere. :func:`upsample_argmax` gives
-the same labels, bit for bit, from the channels that are not identically zero.
-
-Why it is the same (bilinear weights are non-negative and float rounding is monotone, so
-an up-sampled channel that is zero everywhere stays +0 and a non-negative one stays >= 0):
-
-* where the largest present channel is > 0, an all-zero channel cannot reach the maximum,
-  and among present channels the first maximal one wins in both (``torch.max`` returns the
-  first index of the maximum; with two channels, the second wins only when strictly larger);
-* where every present channel is 0, ``torch.max`` returns channel 0, which is always kept.
-
-Bilinear interpolation treats channels independently, so the kept channels' values are
-those of the all-channel call. Soft masks with negative or non-finite values fall back to
-the all-channel computation.
+"""Full-resolution label maps for writing, up-sampling only the channels that can win: the labels of
+``hvc.propagation.upsample_labels``, bit for bit (why: docs/speed.md), at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -31,7 +15,7 @@ from hvc.propagation.masks import resize_masks
 
 def present_channels(soft: Tensor) -> Optional[list[int]]:
     """Channels of ``soft`` [K, h, w] that are not zero everywhere, and channel 0 in any case;
-    None if ``soft`` has a negative or non-finite value (the argument above needs finite values >= 0)."""
+    None if ``soft`` has a negative or non-finite value (the argument, docs/speed.md, needs finite values >= 0)."""
     lo, hi = soft.flatten(1).aminmax(dim=1)  # [K] each: one pass over the low-resolution masks
     if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all() & (lo >= 0).all()):
         return None

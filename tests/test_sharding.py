@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from helpers.fault_support import REPO, call, davis_tree, error_lines, load_entry, png_bytes, script
-from hvc.sharding import balanced_shards, parse_shard
+from hvc.distributed import balanced_shards, parse_shard
 from helpers.vos_trees import make_ytvos
 
 test_py = load_entry("test.py")

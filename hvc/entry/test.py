@@ -22,10 +22,9 @@ import sys
 from hvc.cli import run_main
 from hvc.config.core import load_config
 from hvc.config.inference import TestConfig
-from hvc.distributed import join_job, leave_job
+from hvc.distributed import join_job, leave_job, parse_shard
 from hvc.errors import ArgumentParser, entry_point
 from hvc.inference import run_inference
-from hvc.sharding import parse_shard
 
 # flag -> config key
 _SHORTCUTS = {

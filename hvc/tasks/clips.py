@@ -1,19 +1,8 @@
 """What each benchmark of ``test.py`` starts from and writes: its clips (docs/tasks.md).
 
-One driver, :func:`hvc.inference.run_inference`, propagates every benchmark; a clip tells it
-what differs: which frames, the labels that start it (:meth:`labels_at`), where its finished
-files go (``outputs``, :mod:`hvc.completion`) and the writer of those files
-(:mod:`hvc.tasks.writers`).
-
-* DAVIS, YouTube-VOS, VOST (:class:`VOSClip`): the annotated object ids enter as id maps, at
-  frame 0 and wherever new objects appear; indexed PNGs per output frame.
-* JHMDB (:class:`JHMDBClip`): the 15 joints of frame 0 become Gaussian maps plus a background
-  channel at feature resolution (:func:`hvc.tasks.pose.joint_label_maps`) and enter as soft
-  labels; every frame is decoded back to coordinates, ``<out>/<class>/<video>.npz``, the class
-  folder shared by its clips (the scorer's layout, :func:`hvc.metrics.pck.keypoint_path`).
-* VIP (:class:`VIPClip`): the class ids of the first annotated frame enter as a 20-channel
-  one-hot map; the propagation runs over the annotated frames only, as the paper's list does,
-  and every frame is written as class ids.
+One driver, :func:`hvc.inference.run_inference`, propagates every benchmark; a clip tells it what
+differs: which frames, the labels that start it (:meth:`labels_at`), where its finished files go
+(``outputs``, :mod:`hvc.completion`) and their writer (:mod:`hvc.tasks.writers`).
 """
 
 from __future__ import annotations
@@ -124,18 +113,15 @@ class JHMDBClip:
 
     @property
     def outputs(self) -> Outputs:
-        return jhmdb_outputs(self.out, self.name)
+        return locate("jhmdb", self.out, self.name)
 
     def check(self) -> None:
         check_frame_count(self.video, self.video.joints())
 
     def labels_at(self, t: int, frames: FrameDataset, emb: Tensor) -> Labels:
-        """Frame 0: background + 15 Gaussian joint maps at feature resolution (videowalk's ``JhmdbSet``).
-
-        The joints go from image pixels to the input size the frames were resized to, then to
-        feature cells by the encoder's stride, input size / feature size (videowalk infers it
-        the same way from its encoder: 8 for 320 -> 40).
-        """
+        """Frame 0: background + 15 Gaussian joint maps at feature resolution (videowalk's ``JhmdbSet``):
+        image pixels to the input size, then to feature cells by the encoder's stride, input size /
+        feature size (videowalk infers it the same way from its encoder: 8 for 320 -> 40)."""
         if t:
             return None, None
         joints = self.video.joints()  # [2, 15, T], 1-based pixels
@@ -147,12 +133,6 @@ class JHMDBClip:
 
     def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> KeypointWriter:
         return KeypointWriter(folder / self.outputs.files[0], len(frames))
-
-
-def jhmdb_outputs(out: Path, name: str) -> Outputs:
-    """Clip ``<class>/<video>``: ``<out>/<class>/<video>.npz``, the class folder shared by its clips."""
-    path = Path(name)
-    return Outputs(out / path.parent, (f"{path.name}.npz",), shared=True)
 
 
 @dataclass(frozen=True)
@@ -197,8 +177,7 @@ class VIPClip:
 
 
 def load_clips(cfg: TestConfig, out: Path) -> list[Clip]:
-    """The clips of ``cfg.data``, their outputs under ``out``; a ConfigError for settings the
-    task cannot run."""
+    """The clips of ``cfg.data``, their outputs under ``out``; a ConfigError for settings the task cannot run."""
     data, task = cfg.data, cfg.data.dataset
     if task not in TASKS:
         return [VOSClip(s, vos_outputs(out, task, s), cfg.prop.num_classes)
@@ -216,8 +195,9 @@ def load_clips(cfg: TestConfig, out: Path) -> list[Clip]:
 
 def locate(dataset: str, out: Path, name: str) -> Outputs:
     """Where the files of ``name`` go, for any name (a record of an earlier selection too): JHMDB
-    :func:`jhmdb_outputs`; DAVIS, VOST, VIP ``<out>/<name>``; YouTube-VOS the submission layout
-    ``<out>/Annotations/<video>``."""
+    ``<out>/<class>/<video>.npz``, the class folder shared by its clips; DAVIS, VOST, VIP
+    ``<out>/<name>``; YouTube-VOS the submission layout ``<out>/Annotations/<video>``."""
     if dataset == "jhmdb":
-        return jhmdb_outputs(out, name)
+        path = Path(name)
+        return Outputs(out / path.parent, (f"{path.name}.npz",), shared=True)
     return Outputs(out / "Annotations" / name if dataset in YTVOS_DATASETS else out / name, ())

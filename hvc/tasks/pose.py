@@ -1,12 +1,6 @@
-"""Keypoints as label maps: the JHMDB pose-tracking codec of videowalk (docs/tasks.md).
-
-Each of the 15 joints becomes one Gaussian map at feature resolution, plus a background
-channel; the maps are propagated like soft masks, and each propagated joint map is read
-back as the weighted mean of its top-3 positions. Everything here follows videowalk's
-``code/data/jhmdb.py`` (``draw_labelmap_np``, the coordinate scaling of ``JhmdbSet``) and
-``code/utils/test_utils.py`` (``process_pose``), including their quirks, because the
-published PCK numbers were produced with them. The joints' names and the keypoint file the
-propagation writes: hvc/data/keypoints.py.
+"""Keypoints as label maps: the JHMDB pose-tracking codec of videowalk (``code/data/jhmdb.py``,
+``code/utils/test_utils.py``), its quirks included, as the published PCK numbers were produced with
+them (docs/tasks.md, "Quirks of the reference code"). The keypoint file: hvc/data/keypoints.py.
 """
 
 from __future__ import annotations
@@ -24,16 +18,11 @@ LOST = -1.0  # coordinate of a joint whose propagated map is all zero
 
 
 def gaussian_heatmap(point_xy: tuple[float, float], map_hw: tuple[int, int], sigma: float = SIGMA) -> np.ndarray:
-    """One joint drawn as an unnormalised Gaussian (peak 1) into an empty map.
+    """One joint drawn as an unnormalised Gaussian (peak 1) into an empty map, placed as videowalk's
+    ``draw_labelmap_np``: a (6σ+1)-wide kernel pasted with its upper-left corner at ``int(pt - 3σ)``
+    (truncated toward zero; docs/tasks.md). A window that misses the map leaves it empty.
 
-    Placement as videowalk's ``draw_labelmap_np``: a (6σ+1)-wide kernel (4 cells at σ 0.5,
-    centre at index ``size // 2`` = 2) is pasted with its upper-left corner at
-    ``int(pt - 3σ)``. ``int`` truncates toward zero, so the peak is not at round(pt), and
-    near the left / top edge (pt < 1.5) the window shrinks to 3 cells and its peak moves
-    inwards. A window that misses the map leaves it empty.
-
-    point_xy: (x, y) at feature resolution, may lie outside. map_hw: (h, w).
-    Returns: [h, w] float64.
+    point_xy: (x, y) at feature resolution, may lie outside. map_hw: (h, w). Returns: [h, w] float64.
     """
     h, w = map_hw
     out = np.zeros((h, w), dtype=np.float64)
@@ -54,11 +43,8 @@ def gaussian_heatmap(point_xy: tuple[float, float], map_hw: tuple[int, int], sig
 
 
 def joint_label_maps(points_xy: np.ndarray, map_hw: tuple[int, int], sigma: float = SIGMA) -> np.ndarray:
-    """The label maps of one frame: background then one Gaussian per joint.
-
-    Channel 0 is 1 where no joint map reaches and 0 elsewhere (videowalk adds it as
-    ``sum over joints == 0``); the joint maps are cast to float32 as videowalk's label
-    tensor holds them.
+    """The label maps of one frame: background (1 where no joint map reaches, as videowalk's) then one
+    Gaussian per joint, in float32 as videowalk's label tensor holds them.
 
     points_xy: [2, J] (x row 0, y row 1) at feature resolution. Returns: [J + 1, h, w] float32.
     """
@@ -72,11 +58,8 @@ def joint_label_maps(points_xy: np.ndarray, map_hw: tuple[int, int], sigma: floa
 
 def feature_coords(pos_img: np.ndarray, image_wh: tuple[int, int], input_wh: tuple[int, int],
                    stride: tuple[int, int] | int) -> np.ndarray:
-    """JHMDB joint positions (1-based image pixels) at feature resolution.
-
-    As videowalk's ``JhmdbSet``: ``(pos - 1) * new_size / old_size / stride`` per axis,
-    in that order of operations (frames are resized to ``input_wh`` without keeping the
-    aspect ratio, 320x320 in the paper's protocol).
+    """JHMDB joint positions (1-based image pixels) at feature resolution, as videowalk's ``JhmdbSet``:
+    ``(pos - 1) * new_size / old_size / stride`` per axis, in that order of operations.
 
     pos_img: [2, J, T] (x row 0, y row 1). image_wh, input_wh: (width, height).
     stride: feature stride (x, y) or one int. Returns: [2, J, T] float64.
@@ -89,15 +72,11 @@ def feature_coords(pos_img: np.ndarray, image_wh: tuple[int, int], input_wh: tup
 
 
 def decode_keypoints(maps: np.ndarray | "torch.Tensor", topk: int = TOPK) -> np.ndarray:
-    """Joint coordinates from propagated label maps (videowalk's ``process_pose``).
+    """Joint coordinates from propagated label maps (videowalk's ``process_pose``): per joint, the
+    ``topk`` largest values, normalised to sum 1, weight their positions; a map summing to 0 is lost,
+    (-1, -1). float32 and torch.topk over an [h*w, J] view as the official code, so ties resolve alike.
 
-    Per joint channel: the ``topk`` largest values over all positions, normalised to sum
-    1, weight the (x, y) = (index % w, index // w) of their positions. A joint whose map
-    sums to 0 is lost: (-1, -1). Computed in float32 with torch.topk over the positions of
-    an [h*w, J] view, as the official code, so that ties resolve identically.
-
-    maps: [K, h, w] with channel 0 the background, K - 1 joints. Returns: [2, K - 1]
-    float32 at feature resolution (x row 0, y row 1).
+    maps: [K, h, w], channel 0 the background. Returns: [2, K - 1] float32 at feature resolution (x row 0, y row 1).
     """
     import torch  # here, not at module level: the PCK scorer reads keypoint files without torch
 

@@ -1,13 +1,6 @@
-"""Output writers of the benchmarks: what each benchmark's scorer reads (docs/tasks.md).
-
-A writer receives the propagated soft masks of one clip, frame after frame (``add(t, soft)``),
-and writes that benchmark's files; ``close`` ends the clip. Every file is written atomically,
-into the clip's staging folder: :func:`hvc.inference.run_inference` moves them into place once
-the clip is complete and writes its completion record (:mod:`hvc.completion`).
-
-* VOS (DAVIS, YouTube-VOS, VOST): :class:`IndexedPngWriter`, indexed palette PNGs per frame.
-* JHMDB: :class:`KeypointWriter`, one ``<class>/<video>.npz`` of joint coordinates per clip.
-* VIP: :class:`ClassIdWriter`, one greyscale class-id PNG per annotated frame.
+"""Output writers of the benchmarks: what each benchmark's scorer reads (docs/tasks.md). A writer
+gets a clip's propagated soft masks frame after frame (``add(t, soft)``) and writes its files
+atomically into the clip's staging folder; ``close`` ends the clip (:mod:`hvc.completion`).
 """
 
 from __future__ import annotations
@@ -88,17 +81,11 @@ class ClassIdWriter:
     def add(self, t: int, soft: Tensor) -> None:
         """soft: [num_classes, h, w] propagated masks of frame t (the next one)."""
         labels, _ = upsample_labels(soft, self.size)
-        save_class_ids(self.folder / f"{self.names[self.t]}.png", labels.cpu().numpy())
+        with atomic_path(self.folder / f"{self.names[self.t]}.png") as tmp:
+            Image.fromarray(labels.cpu().numpy()).save(tmp, format="PNG")  # uint8 [H, W] -> mode L
         self.t += 1
 
     def close(self) -> None:
         if self.t != len(self.names):
             raise RuntimeError(f"{self.folder}: {self.t} of {len(self.names)} frames propagated")
 
-
-def save_class_ids(path: str | os.PathLike, labels: np.ndarray) -> None:
-    """Write ``labels`` (uint8 [H, W] class ids) as a greyscale PNG, atomically."""
-    if labels.dtype != np.uint8 or labels.ndim != 2:
-        raise ValueError(f"{path}: expected a uint8 [H, W] class-id map, got {labels.dtype} {labels.shape}")
-    with atomic_path(path) as tmp:
-        Image.fromarray(labels).save(tmp, format="PNG")  # uint8 [H, W] -> mode L

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from hvc.cli import run_main
-from hvc.data.roots import FOLDERS, MARKERS, found_datasets
+from hvc.data.sequence import FOLDERS, MARKERS, found_datasets
 from hvc.errors import ArgumentParser, InputError, entry_point
 
 MAX_LISTED = 8  # sequences and problems shown per benchmark before "... and N more"

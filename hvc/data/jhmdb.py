@@ -1,13 +1,5 @@
-"""JHMDB in its public layout, as videowalk reads it for pose tracking (docs/tasks.md).
-
-    <root>/Rename_Images/<class>/<video>/00001.png ...            frames, numbered from 1
-    <root>/joint_positions/<class>/<video>/joint_positions.mat     ``pos_img`` [2, 15, T], 1-based
-    <root>/splits/<class>_test_split<k>.txt                        ``<video>.avi 1|2`` (2 = test)
-
-A video is named ``<class>/<video>``. Which videos: a list file (videowalk's
-``<frames dir> <joint_positions.mat>`` lines, or one ``<class>/<video>`` per line), the
-official split files, or every video with a joints file.
-"""
+"""JHMDB in its public layout, as videowalk reads it for pose tracking: the folders, the list files
+and which videos are read are in docs/tasks.md. A video is named ``<class>/<video>``."""
 
 from __future__ import annotations
 
@@ -18,16 +10,14 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
-from hvc.data.roots import missing_dataset_hint
-from hvc.data.sequence import DatasetError
+from hvc.data.keypoints import NUM_JOINTS
+from hvc.data.sequence import DatasetError, image_size, missing_dataset_hint
 from hvc.names import check_name
 
 FRAMES_DIR = "Rename_Images"
 JOINTS_DIR = "joint_positions"
 JOINTS_FILE = "joint_positions.mat"
-NUM_JOINTS = 15
 TEST_LABEL = "2"  # in the official split files, 1 = train and 2 = test
 
 
@@ -45,7 +35,7 @@ class JHMDBVideo:
 
     def image_size(self) -> tuple[int, int]:
         """(width, height) of the first frame (the evaluation reads only its size)."""
-        return image_size(self.frames[0])
+        return image_size(self.frames[0])[::-1]
 
 
 def read_joints(path: str | os.PathLike) -> np.ndarray:
@@ -67,15 +57,6 @@ def read_joints(path: str | os.PathLike) -> np.ndarray:
     if not np.all(np.isfinite(pos)):
         raise DatasetError(f"{path}: 'pos_img' holds NaN or infinite values")
     return pos
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image, from its header."""
-    try:
-        with Image.open(path) as im:
-            return im.width, im.height
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable image ({exc})") from None
 
 
 def _frames(folder: Path) -> tuple[Path, ...]:

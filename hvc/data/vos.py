@@ -14,14 +14,12 @@ from typing import Literal, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from hvc.data import davis_layout
 from hvc.data.frames import read_rgb, to_input
-from hvc.data.roots import missing_dataset_hint
-from hvc.data.sequence import DatasetError, MaskFormat, VideoSequence, check_no_gaps
+from hvc.data.sequence import DatasetError, MaskFormat, VideoSequence, check_no_gaps, image_size, missing_dataset_hint
 from hvc.data.vost import vost_sequences
 from hvc.names import check_name, short
 
@@ -32,15 +30,6 @@ DAVIS_SPLITS: dict[str, tuple[str, str, MaskFormat]] = {
     "davis17dev": ("2017", "test-dev", "palette"),
 }
 YTVOS_DATASETS = ("ytvos", "ytvos19")
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file, read from its header."""
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable image ({exc})") from None
 
 
 def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -> np.ndarray:
@@ -219,7 +208,7 @@ class FrameDataset(Dataset):
         if resize not in ("shorter", "square"):
             raise ValueError(f"resize must be 'shorter' or 'square', got {resize!r}")
         self.sequence = sequence
-        self.size = size or _image_size(sequence.frames[0])
+        self.size = size or image_size(sequence.frames[0])
         square = resize == "square" and input_size > 0
         self.out_size = (input_size, input_size) if square else scaled_size(self.size, input_size)
         self.align_corners = not square

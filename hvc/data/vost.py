@@ -1,12 +1,5 @@
-"""VOST (Video Object Segmentation under Transformations), DAVIS-like layout (docs/tasks.md).
-
-    <root>/JPEGImages/<seq>/00000.jpg ...      every frame
-    <root>/Annotations/<seq>/00000.png ...     palette ids, sparse (not every frame)
-    <root>/ImageSets/<split>.txt               sequence names
-
-The first annotation gives the objects to propagate; the later annotations are the ground
-truth that the evaluation reads, so predictions are written for the annotated frames.
-"""
+"""VOST (Video Object Segmentation under Transformations): a DAVIS-like layout with sparse annotations
+(docs/tasks.md). The later annotations are the ground truth, so predictions are written for them only."""
 
 from __future__ import annotations
 
@@ -14,8 +7,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from hvc.data.roots import missing_dataset_hint
-from hvc.data.sequence import DatasetError, VideoSequence, check_no_gaps
+from hvc.data.sequence import DatasetError, VideoSequence, check_no_gaps, missing_dataset_hint
 from hvc.names import read_name_list
 
 

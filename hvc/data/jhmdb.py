@@ -4,7 +4,6 @@ and which videos are read are in docs/tasks.md. A video is named ``<class>/<vide
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -76,16 +75,6 @@ def _frames(folder: Path) -> tuple[Path, ...]:
     return tuple(frames)
 
 
-def _name_from_path(path: str) -> str:
-    """``<class>/<video>`` from a frames folder or joints file path of either layout."""
-    parts = Path(path.rstrip("/")).parts
-    if parts and parts[-1].endswith(".mat"):
-        parts = parts[:-1]
-    if len(parts) < 2:
-        raise ValueError(path)
-    return f"{parts[-2]}/{parts[-1]}"
-
-
 def read_video_list(path: str | os.PathLike) -> list[str]:
     """Video names from a list file or a folder of official split files.
 
@@ -107,24 +96,25 @@ def read_video_list(path: str | os.PathLike) -> list[str]:
         if len(fields) > 2:
             raise DatasetError(f"{path}, line {number}: expected '<frames dir> <joints .mat>' or "
                                f"'<class>/<video>', got {line.strip()!r}")
-        try:
-            name = _name_from_path(fields[0])
-        except ValueError:
-            raise DatasetError(f"{path}, line {number}: {fields[0]!r} does not name <class>/<video>") from None
-        names.append(check_name(name, f"{path}, line {number}", parts=2, error=DatasetError))
+        parts = Path(fields[0].rstrip("/")).parts  # a frames folder, a joints file or <class>/<video>
+        if parts and parts[-1].endswith(".mat"):
+            parts = parts[:-1]
+        if len(parts) < 2:
+            raise DatasetError(f"{path}, line {number}: {fields[0]!r} does not name <class>/<video>")
+        names.append(check_name(f"{parts[-2]}/{parts[-1]}", f"{path}, line {number}", parts=2, error=DatasetError))
     return names
 
 
-def read_split_folder(folder: str | os.PathLike, split: int = 1) -> list[str]:
-    """Test videos of the official JHMDB split ``split``: ``<class>_test_split<k>.txt``
+def read_split_folder(folder: str | os.PathLike) -> list[str]:
+    """Test videos of the official JHMDB split 1 (the protocol's): ``<class>_test_split1.txt``
     files with ``<video>.avi <1|2>`` lines (2 = test); classes in name order."""
     folder = Path(folder)
-    files = sorted(folder.glob(f"*_test_split{split}.txt"))
+    files = sorted(folder.glob("*_test_split1.txt"))
     if not files:
-        raise DatasetError(f"no *_test_split{split}.txt files in {folder}")
+        raise DatasetError(f"no *_test_split1.txt files in {folder}")
     names = []
     for file in files:
-        cls = re.sub(rf"_test_split{split}\.txt$", "", file.name)
+        cls = file.name.removesuffix("_test_split1.txt")
         for number, line in enumerate(file.read_text().splitlines(), start=1):
             fields = line.split()
             if not fields:

@@ -4,14 +4,7 @@ or of two nearby frames of one video (:class:`VideoFramePairs`), and their colla
 Item format: ``(view1 [3, S, S] float32, view2 [3, S, S], coord1 [4] float32, coord2 [4])``,
 or ``None`` when a source file cannot be decoded or is degenerate (under 2 pixels on a side,
 where crop coordinates divide by zero); a warning names the file. ``collate_pairs`` drops
-the ``None`` items and counts them.
-
-Randomness: item ``index`` of epoch ``epoch`` draws everything (frame choice, both crops)
-from its own ``random.Random`` seeded by ``SeedSequence([seed, epoch, index])``. The item
-therefore depends on nothing else: not on the worker that loads it, the order of loading,
-or what happened before a resume. ``set_epoch`` must be called before the epoch's
-DataLoader iterator is created (workers receive a copy of the dataset then; with
-``persistent_workers=True`` they would keep the old epoch).
+the ``None`` items and counts them. Randomness: one generator per (seed, epoch, item), docs/training.md.
 """
 
 from __future__ import annotations

@@ -154,8 +154,6 @@ class Fetched:
 class Installed:
     """The result of :func:`install`: the files downloaded, written and already present."""
 
-    item: str
-    root: Path
     fetched: list[Fetched] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
@@ -314,7 +312,7 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
     Refused before anything is written (InputError): an entry with an absolute path, a ``..``
     component or a link; an existing file whose content differs from its entry.
     """
-    result = result or Installed(archive.name, root)
+    result = result or Installed()
     wanted: dict[str, Path] = {}  # entry name -> its file under the root
     for name, opener, link in _entries(archive):
         if not safe_member_name(name):
@@ -364,7 +362,7 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
         raise UsageError(f"{item.name}: no direct public download; {item.by_hand}")
     root.mkdir(parents=True, exist_ok=True)
     cache = root / CACHE
-    result = Installed(item.name, root)
+    result = Installed()
     for source in item.sources:
         got = fetch(source, cache, mirror, progress)
         result.fetched.append(got)

@@ -118,7 +118,6 @@ class StaticImagePairs(PairDataset):
             if not found:
                 raise ValueError(f"no images ({'/'.join(IMAGE_EXTENSIONS)}) found under training folder {root}")
             self.files += found
-        self.roots = [str(r) for r in roots]
 
     def __len__(self) -> int:
         return len(self.files)
@@ -153,7 +152,6 @@ class VideoFramePairs(PairDataset):
             raise ValueError(f"max_gap must be at least 1, got {max_gap}")
         if not os.path.isdir(root):
             raise ValueError(f"video frame folder {root} does not exist or is not a folder")
-        self.root = str(root)
         self.max_gap = max_gap
         self.videos: list[tuple[str, list[str]]] = []
         empty = []

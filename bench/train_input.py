@@ -38,8 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from _timing import load_line  # noqa: E402
 
-from hvc.data.pairs import item_rng, load_rgb  # noqa: E402
-from hvc.data.static import StaticImagePairs, collate_pairs  # noqa: E402
+from hvc.data.pairs import StaticImagePairs, collate_pairs, item_rng, load_rgb  # noqa: E402
 from hvc.config.training import DataConfig  # noqa: E402
 from hvc.data.transforms import RandomResizedCropCoord, resized_crop, sample_crop_box, to_normalized_tensor  # noqa: E402
 

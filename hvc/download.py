@@ -3,21 +3,9 @@
     python -m hvc.download NAME [--root DIR] [--mirror URL] [--delete-archive]
     python -m hvc.download --list
 
-NAME: hvc_coco, hvc_ytb, moco_v1 (weights, default root ``checkpoints/`` of this clone),
-davis16, davis17, jhmdb, coco, bsds500 (datasets, default root ``$DATA_ROOT`` or ``data``);
-ytvos18 and vip have no direct public download: the command says where to get them by hand.
-
-What it guarantees (docs/download.md): every file comes from its URL in :data:`ITEMS`
-(``--mirror`` swaps the folder part for a local copy of the same files, e.g. ``file:///archives``);
-a partial ``<root>/.downloads/<file>.part`` is resumed (HTTP Range, or a seek for ``file://``);
-the sha256 (or the md5 a source publishes) is checked, and where none is published the first
-download's sha256 is recorded in ``.downloads/checksums.json`` (with a warning) for later ones to
-match; an existing file with other content is never overwritten, a conflict stopping the run
-before any write; archive entries with absolute paths, ``..`` parts or links are refused; the
-unpacked tree is checked (:mod:`hvc.data.check` for datasets, the expected paths for weights).
-
-Only the standard library's urllib is used. Exit codes: hvc/errors.py (docs/failure.md);
-a failed or interrupted transfer is an input error (3) and keeps the partial file for a rerun.
+Items, resuming, checksums, what is never overwritten and safe unpacking: docs/download.md.
+Exit codes: docs/failure.md; a failed or interrupted transfer is an input error (3) and keeps the
+partial file for a rerun.
 """
 
 from __future__ import annotations
@@ -166,25 +154,14 @@ class Fetched:
 class Installed:
     """The result of :func:`install`: the files downloaded, written and already present."""
 
-    item: str
-    root: Path
     fetched: list[Fetched] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
 
 
-# ---- checksums -----------------------------------------------------------------------------
-
-def _digest(stream: BinaryIO, algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
-    for block in iter(lambda: stream.read(CHUNK), b""):
-        digest.update(block)
-    return digest.hexdigest()
-
-
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
     with open(path, "rb") as f:
-        return _digest(f, algorithm)
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def _records(cache: Path) -> dict[str, dict]:
@@ -220,8 +197,6 @@ def _verify(source: Source, path: Path, cache: Path) -> str:
                   f"{cache / RECORD}; later downloads must match it", stacklevel=2)
     return sha
 
-
-# ---- transfer ------------------------------------------------------------------------------
 
 def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
     """(stream, total size or None, whether the stream starts at ``offset``)."""
@@ -305,8 +280,6 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
     return Fetched(final, sha, done, resumed_from=offset, transferred=done - offset)
 
 
-# ---- unpacking -----------------------------------------------------------------------------
-
 def safe_member_name(name: str) -> bool:
     """Whether an archive entry name stays inside the folder it is unpacked into."""
     if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
@@ -339,7 +312,7 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
     Refused before anything is written (InputError): an entry with an absolute path, a ``..``
     component or a link; an existing file whose content differs from its entry.
     """
-    result = result or Installed(archive.name, root)
+    result = result or Installed()
     wanted: dict[str, Path] = {}  # entry name -> its file under the root
     for name, opener, link in _entries(archive):
         if not safe_member_name(name):
@@ -361,7 +334,7 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
         path = wanted.get(name)
         if path is not None and path.exists():
             with opener() as stream:
-                if not path.is_file() or _digest(stream) != file_digest(path):
+                if not path.is_file() or hashlib.file_digest(stream, "sha256").hexdigest() != file_digest(path):
                     raise InputError(f"{path}: exists with other content than {archive.name}:{name}; "
                                      f"refusing to overwrite it (move it away, or choose another --root)")
             result.unchanged.append(path)
@@ -381,8 +354,6 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
     return result
 
 
-# ---- items ---------------------------------------------------------------------------------
-
 def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: bool = True,
             progress: bool = True) -> Installed:
     """Download every source of ``item`` into ``root/.downloads``, unpack it into ``root``,
@@ -391,7 +362,7 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
         raise UsageError(f"{item.name}: no direct public download; {item.by_hand}")
     root.mkdir(parents=True, exist_ok=True)
     cache = root / CACHE
-    result = Installed(item.name, root)
+    result = Installed()
     for source in item.sources:
         got = fetch(source, cache, mirror, progress)
         result.fetched.append(got)
@@ -449,9 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m hvc.download", description=__doc__.split("\n\n")[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", help=" | ".join(ITEMS))
-    parser.add_argument("--root", type=Path,
-                        help="where it goes (default: checkpoints/ of this clone for weights, $DATA_ROOT or data "
-                             "for datasets)")
+    parser.add_argument("--root", type=Path, help="where it goes (default: checkpoints/ of this clone for weights, "
+                                                  "$DATA_ROOT or data for datasets)")
     parser.add_argument("--mirror", help="a folder URL holding the same files (file:///DIR, https://host/dir)")
     parser.add_argument("--delete-archive", action="store_true", help="remove the downloaded archives after unpacking")
     parser.add_argument("--list", action="store_true", help="show every item, its sources and checksums")
@@ -469,8 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{item.name}: {len(result.written)} files written, {len(result.unchanged)} already there, under {root}")
     if item.dataset:
         from hvc.data.check import check_root
-        report = check_root(root, item.dataset)
-        print(report.text())
+        print(check_root(root, item.dataset).text())
     return 0
 
 

@@ -19,8 +19,7 @@ from helpers.fault_support import REPO, call, davis_tree, load_entry, write_meta
 from hvc.completion import Outputs, Record, ResultsFolder
 from hvc.data.jhmdb import read_video_list
 from hvc.data.vip import read_frame_list
-from hvc.data.vos import DatasetError, ytvos_sequences
-from hvc.data.vost import vost_sequences
+from hvc.data.vos import DatasetError, vost_sequences, ytvos_sequences
 from hvc.errors import InputError
 from hvc.names import check_name, inside, name_problem
 from test_faults import case, davis_args, expect_error, ytvos_run
@@ -169,7 +168,7 @@ def test_vost_list_names_are_checked(tmp_path):
     (tmp_path / "ImageSets").mkdir()
     (tmp_path / "ImageSets" / "val.txt").write_text("ok\n\n/abs/seq\n")
     with pytest.raises(DatasetError, match=r"val\.txt, line 3: name '/abs/seq' is an absolute path"):
-        vost_sequences(tmp_path, "val")
+        vost_sequences(tmp_path)
 
 
 JHMDB_LINES = [

@@ -2,15 +2,8 @@
 
     python -m hvc.data.check ROOT [--dataset davis17]
 
-ROOT is the data root that ``scripts/run_test.sh`` takes as ``DATA_ROOT`` (the folder holding
-``DAVIS/``, ``YTB/``, ``JHMDB/``, ``VIP/``, ``VOST/``); a DAVIS folder itself is accepted too.
-For each benchmark (or only ``--dataset``) it reports the sequences found, frames without a
-mask and masks without a frame, masks that are not palette PNGs where ids are expected, gaps
-in the object ids of a first frame (ids 1 and 3 without 2), and whether ``run_test.sh`` will
-accept the folder: that verdict comes from the same loaders ``test.py`` uses.
-
-Exit code 0 when the requested benchmark (or, without ``--dataset``, any benchmark) will run;
-3 (hvc/errors.py) otherwise, after the report.
+ROOT is ``DATA_ROOT`` of ``scripts/run_test.sh``, or a DAVIS folder. What it reports: docs/download.md.
+Exit code 0 when the requested benchmark (without ``--dataset``: any benchmark) will run, else 3.
 """
 
 from __future__ import annotations
@@ -24,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from hvc.cli import run_main
-from hvc.data.roots import FOLDERS, MARKERS, found_datasets
+from hvc.data.sequence import FOLDERS, MARKERS, found_datasets
 from hvc.errors import ArgumentParser, InputError, entry_point
 
 MAX_LISTED = 8  # sequences and problems shown per benchmark before "... and N more"

@@ -1,13 +1,5 @@
-"""The DAVIS folder layout, read one way by inference (:mod:`hvc.data.vos`) and evaluation
-(:mod:`hvc.metrics.davis`)::
-
-    <root>/ImageSets/<year>/<split>.txt          sequence names, one a line
-    <root>/JPEGImages/480p/<sequence>/<frame>.jpg
-    <root>/Annotations/480p/<sequence>/<frame>.png   single-channel label PNGs
-
-Label PNGs hold palette indices (DAVIS 2017, YouTube-VOS, our predictions) or grey values
-(DAVIS 2016: 0/255, any non-zero value is object 1). Void (255, ambiguous ground-truth pixels)
-counts as background, as in the official evaluation. numpy and PIL only (:mod:`hvc.metrics`
+"""The DAVIS folder layout (data/README.md), read one way by inference (:mod:`hvc.data.vos`) and evaluation
+(:mod:`hvc.metrics.davis`); label values and void as docs/metrics.md says. numpy and PIL only (:mod:`hvc.metrics`
 needs no torch); each reader raises the caller's error type (``error``) naming the file.
 """
 

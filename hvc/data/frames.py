@@ -81,7 +81,7 @@ class VideoFile(FrameSource):
 class ImageFolder(FrameSource):
     """A folder of images, in file-name order; outputs keep the images' names."""
 
-    def __init__(self, path: Path, fps: float = 24.0):
+    def __init__(self, path: Path):
         self.path = path
         self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         seen: dict[str, Path] = {}
@@ -93,7 +93,7 @@ class ImageFolder(FrameSource):
             raise VideoError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
         if len(self.files) == 1:
             raise VideoError(f"{path}: the folder holds one frame; propagation needs at least two")
-        self.size, self.fps, self.count = read_rgb(self.files[0]).shape[:2], fps, len(self.files)
+        self.size, self.fps, self.count = read_rgb(self.files[0]).shape[:2], 24.0, len(self.files)
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         for t, f in enumerate(self.files):
@@ -135,12 +135,12 @@ def read_rgb(path: Path, error: type[Exception] = VideoError, what: str = "image
     return np.repeat(grey[..., None], 3, axis=2)
 
 
-def open_frames(path: str | os.PathLike, fps: float = 24.0) -> FrameSource:
-    """The frames of a video file or an image folder (``fps`` for folders); VideoError for a
+def open_frames(path: str | os.PathLike) -> FrameSource:
+    """The frames of a video file or an image folder (24 frames per second); VideoError for a
     missing or unreadable input or one of fewer than two frames."""
     path = Path(path)
     if path.is_dir():
-        return ImageFolder(path, fps)
+        return ImageFolder(path)
     if not path.is_file():
         raise VideoError(f"{path}: no such video file or frame folder")
     return VideoFile(path)

@@ -1,33 +1,22 @@
-"""JHMDB in its public layout, as videowalk reads it for pose tracking (docs/tasks.md).
-
-    <root>/Rename_Images/<class>/<video>/00001.png ...            frames, numbered from 1
-    <root>/joint_positions/<class>/<video>/joint_positions.mat     ``pos_img`` [2, 15, T], 1-based
-    <root>/splits/<class>_test_split<k>.txt                        ``<video>.avi 1|2`` (2 = test)
-
-A video is named ``<class>/<video>``. Which videos: a list file (videowalk's
-``<frames dir> <joint_positions.mat>`` lines, or one ``<class>/<video>`` per line), the
-official split files, or every video with a joints file.
-"""
+"""JHMDB in its public layout, as videowalk reads it for pose tracking: the folders, the list files
+and which videos are read are in docs/tasks.md. A video is named ``<class>/<video>``."""
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
-from hvc.data.roots import missing_dataset_hint
-from hvc.data.sequence import DatasetError
+from hvc.data.keypoints import NUM_JOINTS
+from hvc.data.sequence import DatasetError, image_size, missing_dataset_hint
 from hvc.names import check_name
 
 FRAMES_DIR = "Rename_Images"
 JOINTS_DIR = "joint_positions"
 JOINTS_FILE = "joint_positions.mat"
-NUM_JOINTS = 15
 TEST_LABEL = "2"  # in the official split files, 1 = train and 2 = test
 
 
@@ -45,7 +34,7 @@ class JHMDBVideo:
 
     def image_size(self) -> tuple[int, int]:
         """(width, height) of the first frame (the evaluation reads only its size)."""
-        return image_size(self.frames[0])
+        return image_size(self.frames[0])[::-1]
 
 
 def read_joints(path: str | os.PathLike) -> np.ndarray:
@@ -69,15 +58,6 @@ def read_joints(path: str | os.PathLike) -> np.ndarray:
     return pos
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image, from its header."""
-    try:
-        with Image.open(path) as im:
-            return im.width, im.height
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable image ({exc})") from None
-
-
 def _frames(folder: Path) -> tuple[Path, ...]:
     """The PNG frames of a clip, ordered by their number (as videowalk sorts them)."""
     if not folder.is_dir():
@@ -93,16 +73,6 @@ def _frames(folder: Path) -> tuple[Path, ...]:
         if int(a.stem) == int(b.stem):
             raise DatasetError(f"{folder}: two files for frame {int(a.stem)}: {a.name} and {b.name}")
     return tuple(frames)
-
-
-def _name_from_path(path: str) -> str:
-    """``<class>/<video>`` from a frames folder or joints file path of either layout."""
-    parts = Path(path.rstrip("/")).parts
-    if parts and parts[-1].endswith(".mat"):
-        parts = parts[:-1]
-    if len(parts) < 2:
-        raise ValueError(path)
-    return f"{parts[-2]}/{parts[-1]}"
 
 
 def read_video_list(path: str | os.PathLike) -> list[str]:
@@ -126,24 +96,25 @@ def read_video_list(path: str | os.PathLike) -> list[str]:
         if len(fields) > 2:
             raise DatasetError(f"{path}, line {number}: expected '<frames dir> <joints .mat>' or "
                                f"'<class>/<video>', got {line.strip()!r}")
-        try:
-            name = _name_from_path(fields[0])
-        except ValueError:
-            raise DatasetError(f"{path}, line {number}: {fields[0]!r} does not name <class>/<video>") from None
-        names.append(check_name(name, f"{path}, line {number}", parts=2, error=DatasetError))
+        parts = Path(fields[0].rstrip("/")).parts  # a frames folder, a joints file or <class>/<video>
+        if parts and parts[-1].endswith(".mat"):
+            parts = parts[:-1]
+        if len(parts) < 2:
+            raise DatasetError(f"{path}, line {number}: {fields[0]!r} does not name <class>/<video>")
+        names.append(check_name(f"{parts[-2]}/{parts[-1]}", f"{path}, line {number}", parts=2, error=DatasetError))
     return names
 
 
-def read_split_folder(folder: str | os.PathLike, split: int = 1) -> list[str]:
-    """Test videos of the official JHMDB split ``split``: ``<class>_test_split<k>.txt``
+def read_split_folder(folder: str | os.PathLike) -> list[str]:
+    """Test videos of the official JHMDB split 1 (the protocol's): ``<class>_test_split1.txt``
     files with ``<video>.avi <1|2>`` lines (2 = test); classes in name order."""
     folder = Path(folder)
-    files = sorted(folder.glob(f"*_test_split{split}.txt"))
+    files = sorted(folder.glob("*_test_split1.txt"))
     if not files:
-        raise DatasetError(f"no *_test_split{split}.txt files in {folder}")
+        raise DatasetError(f"no *_test_split1.txt files in {folder}")
     names = []
     for file in files:
-        cls = re.sub(rf"_test_split{split}\.txt$", "", file.name)
+        cls = file.name.removesuffix("_test_split1.txt")
         for number, line in enumerate(file.read_text().splitlines(), start=1):
             fields = line.split()
             if not fields:

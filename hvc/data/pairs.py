@@ -1,17 +1,10 @@
-"""What the static-image and video training sets share: file listing, robust image
-loading, per-sample random generators, the two-view item and its collate function.
+"""Training pairs: two cropped views of one image (:class:`StaticImagePairs`, the paper's setting)
+or of two nearby frames of one video (:class:`VideoFramePairs`), and their collate function.
 
 Item format: ``(view1 [3, S, S] float32, view2 [3, S, S], coord1 [4] float32, coord2 [4])``,
 or ``None`` when a source file cannot be decoded or is degenerate (under 2 pixels on a side,
 where crop coordinates divide by zero); a warning names the file. ``collate_pairs`` drops
-the ``None`` items and counts them.
-
-Randomness: item ``index`` of epoch ``epoch`` draws everything (frame choice, both crops)
-from its own ``random.Random`` seeded by ``SeedSequence([seed, epoch, index])``. The item
-therefore depends on nothing else: not on the worker that loads it, the order of loading,
-or what happened before a resume. ``set_epoch`` must be called before the epoch's
-DataLoader iterator is created (workers receive a copy of the dataset then; with
-``persistent_workers=True`` they would keep the old epoch).
+the ``None`` items and counts them. Randomness: one generator per (seed, epoch, item), docs/training.md.
 """
 
 from __future__ import annotations
@@ -20,7 +13,7 @@ import os
 import random
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -102,3 +95,86 @@ def collate_pairs(items: list[Optional[Pair]]) -> tuple[Tensor, Tensor, Tensor, 
         views = torch.empty(0, 3, 0, 0)
         return views, views.clone(), torch.empty(0, 4), torch.empty(0, 4), skipped
     return (*(torch.stack(parts) for parts in zip(*kept)), skipped)
+
+
+class StaticImagePairs(PairDataset):
+    """Two independent random resized crops of each image, with their coordinates.
+
+    ``roots``: image folders (or one path), each existing and holding an image, else ValueError
+    naming it; every image file under them (searched recursively) is a sample, e.g.
+    ``data/Static/JPEGImages/COCO``. ``crop``, ``seed``: :class:`PairDataset`. ``dataset[i]``: a Pair or None.
+    """
+
+    def __init__(self, roots: Sequence[str] | str | os.PathLike, crop: RandomResizedCropCoord, seed: int):
+        super().__init__(crop, seed)
+        roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
+        if not roots:
+            raise ValueError("no training image folder given (roots is empty)")
+        self.files: list[str] = []
+        for root in roots:
+            if not os.path.isdir(root):
+                raise ValueError(f"training image folder {root} does not exist or is not a folder")
+            found = list_images(root)
+            if not found:
+                raise ValueError(f"no images ({'/'.join(IMAGE_EXTENSIONS)}) found under training folder {root}")
+            self.files += found
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> Optional[Pair]:
+        rng = self.rng(index)
+        img = load_rgb(self.files[index])
+        return None if img is None else self.make_pair(img, img, rng)
+
+
+def pick_frame_pair(num_frames: int, max_gap: int, rng: random.Random) -> tuple[int, int]:
+    """(t1, t2): t1 uniform, t2 != t1 uniform within ``max_gap`` of t1 (t1 if there is none)."""
+    t1 = rng.randrange(num_frames)
+    near = [t for t in range(max(0, t1 - max_gap), min(num_frames, t1 + max_gap + 1)) if t != t1]
+    return t1, (rng.choice(near) if near else t1)
+
+
+class VideoFramePairs(PairDataset):
+    """Two frames of one video, at most ``max_gap`` (>= 1) apart, each with its own random crop.
+
+    ``root`` holds one folder of frames per video, ordered by file name (``<root>/<video>/<frame>.jpg``:
+    YouTube-VOS ``train_all_frames/JPEGImages``, DAVIS ``JPEGImages/480p``, any such tree), at least one
+    with frames, else ValueError naming it (sub-folders without frames are ignored, one warning).
+    One sample per video (an epoch visits each video once, as static training visits each image once):
+    item i draws t1 uniformly among the frames of video i, then t2 with :func:`pick_frame_pair`.
+    ``crop``, ``seed``: :class:`PairDataset`. ``dataset[i]``: a Pair, or None if a frame is unreadable.
+    """
+
+    def __init__(self, root: str | os.PathLike, crop: RandomResizedCropCoord, max_gap: int, seed: int):
+        super().__init__(crop, seed)
+        if max_gap < 1:
+            raise ValueError(f"max_gap must be at least 1, got {max_gap}")
+        if not os.path.isdir(root):
+            raise ValueError(f"video frame folder {root} does not exist or is not a folder")
+        self.max_gap = max_gap
+        self.videos: list[tuple[str, list[str]]] = []
+        empty = []
+        for entry in sorted(os.scandir(root), key=lambda e: e.name):
+            if entry.is_dir():
+                frames = list_images(entry.path, recursive=False)
+                if frames:
+                    self.videos.append((entry.name, frames))
+                else:
+                    empty.append(entry.name)
+        if not self.videos:
+            raise ValueError(f"no <video>/<frame> image folders found under video frame folder {root}")
+        if empty:
+            warnings.warn(f"{len(empty)} folder(s) without frames under {root} ignored, e.g. {empty[0]}",
+                          RuntimeWarning, stacklevel=2)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, index: int) -> Optional[Pair]:
+        rng = self.rng(index)
+        frames = self.videos[index][1]
+        t1, t2 = pick_frame_pair(len(frames), self.max_gap, rng)
+        img1 = load_rgb(frames[t1])
+        img2 = load_rgb(frames[t2]) if img1 is not None else None
+        return None if img2 is None else self.make_pair(img1, img2, rng)

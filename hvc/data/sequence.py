@@ -1,5 +1,7 @@
-"""What a benchmark's reader returns: one :class:`VideoSequence` per video, or a :class:`DatasetError`.
-Torch-free, for the readers and the scorers (hvc.metrics); :mod:`hvc.data.vos` makes tensors."""
+"""What the benchmark readers share: where each benchmark lies under a data root, what a reader returns
+(one :class:`VideoSequence` per video) or raises (:class:`DatasetError`). Torch-free and reading nothing
+at import, for the readers, the scorers (hvc.metrics) and ``python -m hvc.data.check``; :mod:`hvc.data.vos`
+makes tensors."""
 
 from __future__ import annotations
 
@@ -7,10 +9,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
+from PIL import Image
+
 from hvc.errors import InputError
 
 # How an annotation PNG stores ids: "binary" (DAVIS 2016, 0/255) or "palette" (palette indices).
 MaskFormat = Literal["binary", "palette"]
+# benchmark name of scripts/run_test.sh -> its folder under the data root (as in that script)
+FOLDERS: dict[str, str] = {
+    "davis16": "DAVIS", "davis17": "DAVIS", "davis17dev": "DAVIS",
+    "ytvos": "YTB/2018", "ytvos19": "YTB/2019",
+    "jhmdb": "JHMDB", "vip": "VIP", "vost": "VOST",
+}
+# how the folder of each benchmark is recognised without reading it
+MARKERS: dict[str, str] = {
+    "davis16": "ImageSets/2016/val.txt", "davis17": "ImageSets/2017/val.txt",
+    "davis17dev": "ImageSets/2017/test-dev.txt", "ytvos": "valid/meta.json", "ytvos19": "valid/meta.json",
+    "jhmdb": "joint_positions", "vip": "Annotations/Category_ids", "vost": "ImageSets/val.txt",
+}
 
 
 class DatasetError(InputError, ValueError):
@@ -45,3 +61,30 @@ def check_no_gaps(frames: Sequence[Path], name: str, last: Optional[int] = None)
         if d != step:
             raise DatasetError(f"{frames[0].parent}: frames missing in sequence {name}: {stems[i]} is followed by "
                                f"{stems[i + 1]}, the other frames are {step} apart; restore the missing frames")
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file, read from its header."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable image ({exc})") from None
+
+
+def found_datasets(data_root: Path) -> list[str]:
+    """Benchmarks whose folder is present under ``data_root`` (existence checks only, cheap):
+    what error messages suggest when the requested one is missing."""
+    return [name for name, sub in FOLDERS.items() if (Path(data_root) / sub / MARKERS[name]).exists()]
+
+
+def missing_dataset_hint(folder: str | Path) -> str:
+    """For an error about a missing dataset folder ``folder`` (a ``data.root``): the benchmarks found
+    beside it (under its parent, or one level up for YouTube-VOS's ``YTB/<year>``)."""
+    folder = Path(folder)
+    for root in (folder.parent, folder.parent.parent):
+        found = found_datasets(root)
+        if found:
+            return f"found under {root}: {', '.join(found)} (python -m hvc.data.check {root})"
+    return (f"no benchmark found under {folder.parent}; python -m hvc.download davis17 fetches DAVIS 2017 "
+            f"(docs/download.md)")

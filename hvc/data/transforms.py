@@ -1,14 +1,6 @@
-"""Random resized crops that remember where they came from (docs/crop_coordinates.md).
-
-A crop is the box ``(i, j, h, w)`` = (top row, left column, height, width) in pixels of a
-``W x H`` image. Its coordinates, in the convention of the hybrid loss, are
-
-    coord = float32([j / (W-1), i / (H-1), (j + w - 1) / (W-1), (i + h - 1) / (H-1)])
-          = [x0, y0, x1, y1]    (end pixel inclusive, relative to the full image)
-
-Boxes are drawn like the official ``RandomResizedCropCoord.get_params``, with Python
-``random`` draws from a caller-supplied ``random.Random`` (so each sample can own its
-generator). There is no flip.
+"""Random resized crops that remember where they came from. A crop is the box ``(i, j, h, w)`` (top row,
+left column, height, width in pixels); its coordinates ``[x0, y0, x1, y1]`` and the official draw, repeated
+on a caller's ``random.Random``, are fixed in docs/crop_coordinates.md. There is no flip.
 """
 
 from __future__ import annotations

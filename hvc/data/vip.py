@@ -1,14 +1,5 @@
-"""VIP (Video Instance-level Parsing) for part propagation, as the paper's file list reads it
-(HVC ``data/filelists/val_vip.txt``; docs/tasks.md).
-
-    <root>/Images/<video>/<frame>.jpg
-    <root>/Annotations/Category_ids/<video>/<frame>.png     class ids 0..19 (greyscale PNG)
-
-Only every 25th frame is annotated, and the propagation runs over the annotated frames
-only: a video here is its annotated frames in order. The list file holds one frame a line,
-``[<n>] VIP/Images/<video>/<frame>.jpg VIP/Annotations/Category_ids/<video>/<frame>.png``;
-only the ``<video>/<frame>`` part of the paths is used, so the list works for any root.
-"""
+"""VIP (Video Instance-level Parsing) for part propagation, as the paper's list file reads it (layout and
+list: docs/tasks.md). Only every 25th frame is annotated: a video here is its annotated frames in order."""
 
 from __future__ import annotations
 
@@ -20,8 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from hvc.data.roots import missing_dataset_hint
-from hvc.data.sequence import DatasetError
+from hvc.data.sequence import DatasetError, missing_dataset_hint
 from hvc.names import check_name
 
 IMAGES_DIR = "Images"
@@ -52,13 +42,11 @@ def read_class_ids(path: str | os.PathLike, num_classes: int = NUM_CLASSES) -> n
         raise DatasetError(f"annotation not found: {path}")
     try:
         with Image.open(path) as im:
-            if im.mode not in ("L", "P"):
-                raise DatasetError(f"{path}: expected a greyscale or palette class-id PNG, got mode {im.mode}")
-            ids = np.array(im)
+            mode, ids = im.mode, (np.array(im) if im.mode in ("L", "P") else None)
     except (OSError, ValueError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
         raise DatasetError(f"{path}: unreadable annotation ({exc})") from None
+    if ids is None:
+        raise DatasetError(f"{path}: expected a greyscale or palette class-id PNG, got mode {mode}")
     bad = np.unique(ids[(ids >= num_classes) & (ids != IGNORE_ID)])
     if bad.size:
         raise DatasetError(f"{path}: class ids {bad.tolist()} outside 0..{num_classes - 1}")

@@ -1,8 +1,5 @@
-"""Video object segmentation benchmarks: DAVIS 2016/2017 and YouTube-VOS 2018/2019.
-
-A benchmark is read into a list of :class:`VideoSequence` (frame files, annotated frames,
-frames to write); :class:`FrameDataset` turns one sequence into normalised tensors for a
-DataLoader. Folder trees: data/README.md.
+"""Video object segmentation benchmarks (DAVIS 2016/2017, YouTube-VOS 2018/2019, VOST) read into
+:class:`VideoSequence` lists; :class:`FrameDataset` turns one into normalised tensors. Folder trees: data/README.md.
 """
 
 from __future__ import annotations
@@ -10,20 +7,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from hvc.data import davis_layout
 from hvc.data.frames import read_rgb, to_input
-from hvc.data.roots import missing_dataset_hint
-from hvc.data.sequence import DatasetError, MaskFormat, VideoSequence, check_no_gaps
-from hvc.data.vost import vost_sequences
-from hvc.names import check_name, short
+from hvc.data.sequence import DatasetError, MaskFormat, VideoSequence, check_no_gaps, image_size, missing_dataset_hint
+from hvc.names import check_name, read_name_list, short
 
 # dataset name -> (DAVIS ImageSets year, split file, annotation format)
 DAVIS_SPLITS: dict[str, tuple[str, str, MaskFormat]] = {
@@ -32,15 +26,6 @@ DAVIS_SPLITS: dict[str, tuple[str, str, MaskFormat]] = {
     "davis17dev": ("2017", "test-dev", "palette"),
 }
 YTVOS_DATASETS = ("ytvos", "ytvos19")
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file, read from its header."""
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable image ({exc})") from None
 
 
 def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -> np.ndarray:
@@ -143,6 +128,38 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
     return sequences
 
 
+def vost_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[VideoSequence]:
+    """VOST (Video Object Segmentation under Transformations) val, DAVIS-like with sparse annotations
+    (docs/tasks.md): the sequences of ``ImageSets/val.txt``, frames from the first annotated one on, the
+    first annotation as input, the annotated frames (the ground truth) as outputs."""
+    root = Path(root)
+    listing = root / "ImageSets" / "val.txt"
+    if not listing.is_file():
+        raise DatasetError(f"sequence list not found: {listing} (is {root} a VOST root? {missing_dataset_hint(root)})")
+    names = read_name_list(listing, DatasetError)  # plain folder names (hvc.names)
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise DatasetError(f"sequence(s) {', '.join(missing)} not in {listing}")
+    sequences = []
+    for name in (n for n in names if not wanted or n in wanted):
+        image_dir, label_dir = root / "JPEGImages" / name, root / "Annotations" / name
+        frames = sorted(image_dir.glob("*.jpg")) if image_dir.is_dir() else []
+        if not frames:
+            raise DatasetError(f"no .jpg frames in {image_dir}")
+        labels = sorted(label_dir.glob("*.png")) if label_dir.is_dir() else []
+        if not labels:
+            raise DatasetError(f"no annotations in {label_dir}")
+        index = {p.stem: t for t, p in enumerate(frames)}
+        orphans = [p for p in labels if p.stem not in index]
+        if orphans:
+            raise DatasetError(f"{orphans[0]}: no frame {orphans[0].stem}.jpg in {image_dir}")
+        start = index[labels[0].stem]
+        frames, outputs = frames[start:], tuple(index[p.stem] - start for p in labels)
+        check_no_gaps(frames, name, max(outputs))  # frames between the annotations are all there
+        sequences.append(VideoSequence(name, tuple(frames), {0: labels[0]}, outputs, "palette"))
+    return sequences
+
+
 def _read_meta(meta_path: Path) -> dict[str, list[str]]:
     """``{video: sorted frame names to write}`` of a YouTube-VOS meta.json, its structure checked:
     ``{"videos": {video: {"objects": {id: {"frames": [name, ...]}}}}}``."""
@@ -187,7 +204,7 @@ def load_sequences(dataset: str, root: str | os.PathLike, wanted: Sequence[str] 
     if dataset in YTVOS_DATASETS:
         return ytvos_sequences(root, wanted)
     if dataset == "vost":  # VOST val: DAVIS-like, sparse annotations
-        return vost_sequences(root, "val", wanted)
+        return vost_sequences(root, wanted)
     raise DatasetError(f"data.dataset: unknown dataset {dataset!r}; choose one of "
                        f"{[*DAVIS_SPLITS, *YTVOS_DATASETS, 'vost']}")
 
@@ -201,9 +218,6 @@ def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
     return (shorter, int(w * shorter / h)) if h <= w else (int(h * shorter / w), shorter)
 
 
-ResizeMode = Literal["shorter", "square"]
-
-
 class FrameDataset(Dataset):
     """Frames of one sequence (anything with a ``frames`` tuple of image files: a
     :class:`VideoSequence`, a JHMDB or VIP video), ready for the encoder.
@@ -215,11 +229,9 @@ class FrameDataset(Dataset):
     """
 
     def __init__(self, sequence: VideoSequence, input_size: int, mean: Sequence[float], std: Sequence[float],
-                 size: Optional[tuple[int, int]] = None, resize: ResizeMode = "shorter"):
-        if resize not in ("shorter", "square"):
-            raise ValueError(f"resize must be 'shorter' or 'square', got {resize!r}")
+                 resize: Literal["shorter", "square"] = "shorter"):
         self.sequence = sequence
-        self.size = size or _image_size(sequence.frames[0])
+        self.size = image_size(sequence.frames[0])
         square = resize == "square" and input_size > 0
         self.out_size = (input_size, input_size) if square else scaled_size(self.size, input_size)
         self.align_corners = not square

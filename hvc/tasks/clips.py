@@ -19,12 +19,13 @@ from torch import Tensor
 from hvc.completion import Outputs
 from hvc.config.core import ConfigError
 from hvc.config.inference import TestConfig
-from hvc.data.jhmdb import JHMDBVideo, check_frame_count, image_size, jhmdb_videos
+from hvc.data.jhmdb import JHMDBVideo, check_frame_count, jhmdb_videos
 from hvc.data.keypoints import NUM_JOINTS
 from hvc.data.vip import NUM_CLASSES as VIP_CLASSES
 from hvc.data.vip import VIPVideo, read_class_ids, vip_videos
 from hvc.data.vos import (YTVOS_DATASETS, DatasetError, FrameDataset, VideoSequence, first_mask_problems,
                           load_sequences, read_label_map)
+from hvc.data.sequence import image_size
 from hvc.exports.overlay import SequenceVisualizer
 from hvc.metrics.outputs import PCK_NAME, VIP_NAME
 from hvc.metrics.pck import default_list
@@ -157,7 +158,7 @@ class VIPClip:
         """Class ids of the first annotated frame, [H, W] uint8, checked against the frame's size."""
         path, frame = self.video.annotations[0], self.video.frames[0]
         ids = read_class_ids(path)
-        width, height = image_size(frame)
+        height, width = image_size(frame)
         if ids.shape != (height, width):
             raise DatasetError(f"{path}: annotation size {ids.shape[0]}x{ids.shape[1]} differs from the "
                                f"size of its frame {frame} ({height}x{width})")

@@ -152,17 +152,6 @@ class TrainConfig:
         return self
 
 
-def add_length_flag(parser) -> None:
-    """``--steps N`` on a training command line: a short run without knowing the key's name."""
-    parser.add_argument("--steps", type=int, metavar="N",
-                        help="stop after N optimiser steps in all (the key optim.max_steps; default: optim.epochs)")
-
-
-def length_overrides(args) -> list[str]:
-    """The ``key=value`` overrides of the flag :func:`add_length_flag` adds."""
-    return [f"optim.max_steps={args.steps}"] if getattr(args, "steps", None) is not None else []
-
-
 def validate(cfg: TrainConfig) -> TrainConfig:
     """What a run needs beyond :meth:`TrainConfig.validate`: at least one image folder
     (config files leave ``data.roots`` to the command line)."""

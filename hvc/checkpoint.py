@@ -1,19 +1,6 @@
-"""Training checkpoints: the official layout plus what an exact resume needs.
-
-``checkpoint.pth`` is a dict readable by the paper's tools::
-
-    model        HVC state dict, official keys (online_encoder.*, target_encoder.*, ...)
-    optimizer    optimizer state dict
-    epoch        completed epochs (the official meaning: resume starts at the next one)
-    args         the resolved config as a plain dict
-    # additions
-    global_step  optimizer steps taken (drives the momentum schedule and mid-epoch resume)
-    scaler       GradScaler state dict (empty when no scaler is used)
-    rng          torch / CUDA / numpy / python RNG states
-    format_version
-
-The paper's released training checkpoint ``{'model', 'optimizer', 'epoch', 'args'}`` (args
-an argparse.Namespace) loads too; its global step is derived from the epoch.
+"""Training checkpoints: the official layout (``model``, ``optimizer``, ``epoch``, ``args``) plus what an
+exact resume needs (``global_step``, ``scaler``, ``rng``, ``format_version``); the paper's released training
+checkpoints load too. Keys, resume and the reading rules: docs/checkpoints.md.
 """
 
 from __future__ import annotations

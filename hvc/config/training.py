@@ -1,8 +1,5 @@
-"""Schema of ``train.py``: every training default lives here, once, with its meaning.
-
-YAML files in ``configs/`` (``train_img.yaml``, ``train_vid.yaml``) only list what they
-change; any key can be overridden on the command line (``optim.lr=5e-4``).
-"""
+"""Schema of ``train.py``: every training default lives here, once, with its meaning. YAML files in ``configs/``
+list only changes; any key can be overridden on the command line (``optim.lr=5e-4``)."""
 
 from __future__ import annotations
 

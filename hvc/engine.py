@@ -185,9 +185,9 @@ def _resume(cfg: TrainConfig, env: Job, model: HVC, optimizer: torch.optim.Optim
         if env.is_main:
             log.info(f"no checkpoint in {source.parent}: starting from scratch")
         return None
+    # on ranks other than 0 the logging level (train.py) silences what restore() says
     step = ckpt_io.restore(ckpt_io.load_checkpoint(source), model=model, optimizer=optimizer, scaler=scaler,
-                           steps_per_epoch=steps_per_epoch, source=str(source),
-                           info=log.info if env.is_main else (lambda _msg: None))
+                           steps_per_epoch=steps_per_epoch, source=str(source))
     if env.is_main:
         log.info(f"resumed from {source} at step {step}")
     return step
@@ -304,10 +304,10 @@ def _epoch_loader(run: TrainingRun, epoch: int) -> DataLoader:
 def train_one_epoch(run: TrainingRun, epoch: int) -> None:
     """The steps of one epoch (the rest of it after a resume): update, log, save when due."""
     skipped, epoch_losses = 0, []
-    for view1, view2, coord1, coord2, n_skipped in _epoch_loader(run, epoch):
+    for *batch, n_skipped in _epoch_loader(run, epoch):
         skipped += n_skipped
         momentum = momentum_at(run.step, run.plan.total_steps, run.cfg.model.momentum)
-        loss = _update(run, (view1, view2, coord1, coord2), momentum, epoch)
+        loss = _update(run, batch, momentum, epoch)
         if loss is not None:
             run.losses.append(loss)
             epoch_losses.append(loss)
@@ -328,8 +328,7 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
     if skipped and run.env.is_main:
         log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")
     run.jlog.write(event="epoch_end" if run.step % run.plan.steps_per_epoch == 0 else "stopped", epoch=epoch + 1,
-                   step=run.step, skipped_images=skipped,
-                   mean_loss=sum(epoch_losses) / len(epoch_losses) if epoch_losses else None)
+                   step=run.step, skipped_images=skipped, mean_loss=sum(epoch_losses) / len(epoch_losses))
 
 
 def _update(run: TrainingRun, batch: Sequence[Tensor], momentum: float, epoch: int) -> Optional[float]:
@@ -345,11 +344,9 @@ def _update(run: TrainingRun, batch: Sequence[Tensor], momentum: float, epoch: i
         return train_step(run.net, batch, run.optimizer, run.scaler, momentum, device=run.device,
                           amp_dtype=run.amp_dtype, channels_last=run.channels_last)
     except NonFiniteLossError as exc:
-        last = run.checkpointer.last
-        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
         run.jlog.write(event="non_finite_loss", step=run.step + 1, epoch=epoch + 1)
         raise NonFiniteLossError(f"{exc} at step {run.step + 1} (epoch {epoch + 1}); "
-                                 f"training stopped, {kept}") from None
+                                 f"training stopped, {run.checkpointer.kept()}") from None
 
 
 def _report(run: TrainingRun, epoch: int, momentum: float) -> None:

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from hvc.models.resnet import ResNet
 
 EncoderMode = Literal["exact", "fused", "bf16"]
-ENCODER_MODES: tuple[str, ...] = ("exact", "fused", "bf16")
+ENCODER_MODES: tuple[str, ...] = get_args(EncoderMode)
 
 
 def _conv_bn_pairs(net: ResNet) -> list[tuple[nn.Module, str, str]]:

@@ -161,8 +161,7 @@ def plan_steps(cfg: TrainConfig, dataset: PairDataset, env: Job) -> tuple[StepPl
 
 
 def _place_model(cfg: TrainConfig, env: Job, device: torch.device) -> tuple[HVC, bool]:
-    """The HVC model on this process's device (BatchNorm synchronised in a job); whether the
-    inputs go channels_last."""
+    """The HVC model on this process's device (BatchNorm synchronised in a job); whether the inputs go channels_last."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.runtime.cudnn_benchmark
     model = build_model(cfg.model)

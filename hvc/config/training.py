@@ -47,9 +47,8 @@ class ModelConfig:
     pos_radius: float = 0.1
     # EMA momentum at step 0 (m0); cosine schedule to 1 over all training steps
     momentum: float = 0.99
-    # train the encoder's layer4 (the paper); false: the projector reads layer3 (ResNet-18:
-    # 256 channels), the trunk the test-time encoder keeps anyway, for about a third of the
-    # encoder work per step at stride 8 (docs/speed.md)
+    # train the encoder's layer4 (the paper); false: the projector reads layer3 (ResNet-18: 256 channels), the trunk
+    # the test-time encoder keeps anyway, for about a third of the encoder work per step at stride 8 (docs/speed.md)
     layer4: bool = True
     # side of the dummy train-mode forward run when the model is built (official quirk:
     # one BN statistics update); null skips it

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections import OrderedDict
 
 import torch
 from torch import Tensor, nn
@@ -94,7 +93,3 @@ class HVC(nn.Module):
         k2 = self._target(view2)
         return (hybrid_loss(q1, k2, coord1, coord2, self.flow, self.pos_radius)
                 + hybrid_loss(q2, k1, coord2, coord1, self.flow, self.pos_radius))
-
-    def encoder_state_dict(self) -> "OrderedDict[str, Tensor]":
-        """The inference export: ``online_encoder.*`` with the prefix stripped (layer4 included if trained)."""
-        return OrderedDict(self.online_encoder.state_dict())

@@ -91,7 +91,7 @@ def bn_dummy_forward(net: ResNet, device: torch.device | str = "cpu") -> None:
 
 # model -> the hvc.download item of its paper file (models without one: checkpoints/README.md)
 DOWNLOAD_ITEM = {"hvc": "hvc_coco", "mocov1": "moco_v1"}
-COMMITTED_CHECKPOINT = "checkpoints/hvc_bsds_cpu.pth"  # the CPU-trained encoder that ships with the clone
+COMMITTED_CHECKPOINT = f"checkpoints/{DEFAULT_CHECKPOINT['hvc']}"  # the CPU-trained encoder that ships with the clone
 
 
 def missing_checkpoint_hint(name: str) -> str:

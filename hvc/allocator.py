@@ -1,15 +1,10 @@
 """Keep freed memory in the process instead of handing it back to the system at every step.
 
-glibc serves a block above its mmap threshold with fresh pages and unmaps them on free, and
-trims the heap top once more than twice the threshold is free there. Inference and training
-allocate and free tensors of the same few sizes (several MiB) at every step, so with those
-defaults each step page-faults on memory the previous one handed back. :func:`keep_freed_memory`
-fixes the mmap threshold at glibc's ceiling (32 MiB) and the trim threshold at 1 GiB, so freed
-blocks are reused; results do not change, the process keeps about its peak memory. Measured at
-480p on 2 cores (docs/local_kernel.md, "Cost"): 0.06 instead of 0.13 s of system time per frame.
-
-Linux (glibc's ``mallopt``) only; ``HVC_KEEP_FREED_MEMORY=0`` turns it off. Every command-line
-entry point calls it (:func:`hvc.cli.run_main`); DataLoader workers forked after it inherit it.
+Steps allocate and free tensors of the same few sizes (several MiB); with glibc's defaults blocks above its mmap
+threshold are unmapped on free and the heap top trimmed, so each step page-faults on memory the previous one handed
+back. Fixing the mmap threshold at glibc's ceiling (32 MiB) and the trim threshold at 1 GiB reuses freed blocks;
+results do not change (measured: docs/local_kernel.md, "Cost"). Linux (glibc's ``mallopt``) only;
+``HVC_KEEP_FREED_MEMORY=0`` turns it off. Every entry point calls it (:func:`hvc.cli.run_main`).
 """
 
 from __future__ import annotations

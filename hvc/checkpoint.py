@@ -1,19 +1,6 @@
-"""Training checkpoints: the official layout plus what an exact resume needs.
-
-``checkpoint.pth`` is a dict readable by the paper's tools::
-
-    model        HVC state dict, official keys (online_encoder.*, target_encoder.*, ...)
-    optimizer    optimizer state dict
-    epoch        completed epochs (the official meaning: resume starts at the next one)
-    args         the resolved config as a plain dict
-    # additions
-    global_step  optimizer steps taken (drives the momentum schedule and mid-epoch resume)
-    scaler       GradScaler state dict (empty when no scaler is used)
-    rng          torch / CUDA / numpy / python RNG states
-    format_version
-
-The paper's released training checkpoint ``{'model', 'optimizer', 'epoch', 'args'}`` (args
-an argparse.Namespace) loads too; its global step is derived from the epoch.
+"""Training checkpoints: the official layout (``model``, ``optimizer``, ``epoch``, ``args``) plus what an
+exact resume needs (``global_step``, ``scaler``, ``rng``, ``format_version``); the paper's released training
+checkpoints load too. Keys, resume and the reading rules: docs/checkpoints.md.
 """
 
 from __future__ import annotations
@@ -25,7 +12,7 @@ import random
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
@@ -67,7 +54,8 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
 def load_problem(exc: Exception) -> str:
     """A short reason for a failed ``torch.load(weights_only=True)``; a refused global (a pickle
     that would import or run code) is named instead of torch's long advice text."""
-    refused = re.search(r"unsupported GLOBAL (\S+) ", str(exc)) or re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    text = str(exc)
+    refused = re.search(r"unsupported GLOBAL (\S+) ", text) or re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if refused:
         return f"refused to unpickle {refused.group(1)}: the file would import or run code, only plain data is loaded"
     return f"{type(exc).__name__}: {exc}"
@@ -138,13 +126,9 @@ def tensor_mismatches(expected: Mapping[str, Tensor], given: Mapping[str, Any]) 
 
 
 def restore(ckpt: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer,
-            scaler: torch.amp.GradScaler, steps_per_epoch: int, source: str,
-            info: Callable[[str], None] = log.info) -> int:
-    """Load model / optimizer / scaler / RNG states from ``ckpt``; return the global step.
-
-    A checkpoint holding NaN or inf (weights or optimizer state) is refused: training would
-    continue from garbage.
-    """
+            scaler: torch.amp.GradScaler, steps_per_epoch: int, source: str) -> int:
+    """Load model / optimizer / scaler / RNG states from ``ckpt``; return the global step. A checkpoint holding
+    NaN or inf (weights or optimizer state) is refused: training would continue from garbage."""
     bad = non_finite_tensors({"model": ckpt["model"], "optimizer": ckpt["optimizer"]})
     if bad:
         raise CheckpointError(f"{source}: not resuming from {describe(bad)}")
@@ -168,8 +152,8 @@ def restore(ckpt: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Op
     if "global_step" in ckpt:
         return int(ckpt["global_step"])
     step = int(ckpt["epoch"]) * steps_per_epoch
-    info(f"{source} has no global_step (official checkpoint): using epoch {ckpt['epoch']} x "
-         f"{steps_per_epoch} steps per epoch = step {step}")
+    log.info(f"{source} has no global_step (official checkpoint): using epoch {ckpt['epoch']} x "
+             f"{steps_per_epoch} steps per epoch = step {step}")
     return step
 
 
@@ -187,20 +171,20 @@ class Checkpointer:
         # the last checkpoint written, or (``resumed``: the run continues) the one already in the folder
         self.last: Optional[Path] = self.path if resumed and self.path.is_file() else None
 
-    def due(self, step: int) -> bool:
-        return (step % self.steps_per_epoch == 0 or step == self.last_step
-                or bool(self.every and step % self.every == 0))
+    def kept(self) -> str:
+        """What a failed run leaves on disk, for its message."""
+        return f"the last good checkpoint is {self.last}" if self.last else "no checkpoint was written"
 
     def save_if_due(self, step: int) -> float:
         """Save after optimiser step ``step`` if it is due; returns the seconds it took."""
-        if not self.due(step):
+        if not (step % self.steps_per_epoch == 0 or step == self.last_step or self.every and step % self.every == 0):
             return 0.0
         # refuse to save unless every tensor is finite; on every process (DDP keeps the states
         # identical), so all of them stop together
         bad = non_finite_tensors({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()["state"]})
         if bad:
-            kept = f"the last good checkpoint is {self.last}" if self.last else "no checkpoint was written"
-            raise NonFiniteError(f"{self.path}: not written at step {step}, training produced {describe(bad)}; {kept}")
+            raise NonFiniteError(f"{self.path}: not written at step {step}, training produced {describe(bad)}; "
+                                 f"{self.kept()}")
         start = time.perf_counter()
         if self.write:
             save_checkpoint(self.path, model=self.model, optimizer=self.optimizer, scaler=self.scaler,

@@ -1,23 +1,7 @@
 """The training loop: one code path for CPU, one GPU and ``torchrun`` jobs.
 
-``train(cfg)`` sets up (data, step plan, the HVC model and Adam, resume, DDP, a
-:class:`~hvc.checkpoint.Checkpointer` that owns when and where to save, a
-:class:`~hvc.meters.StepMeter` for loss and throughput) and calls ``train_one_epoch`` for each
-of ``optim.epochs`` passes (or until ``optim.max_steps`` steps) of the hybrid-loss objective:
-
-* the EMA momentum of every step is ``momentum_at(global_step, total_steps, m0)`` with
-  ``total_steps = steps_per_epoch * epochs``, computed here from the saved global step, so
-  the schedule survives a resume;
-* samples are drawn by a seeded DistributedSampler (also in one process), so a job of N
-  processes with batch B/N each sees the same global batches as one process with batch B,
-  and a resumed run skips exactly the batches its interrupted epoch had already done;
-* rank 0 writes ``config.yaml``, ``log.jsonl`` (one JSON object a line) and
-  ``checkpoint.pth`` (atomically, every ``output.save_every_steps`` steps, at each epoch
-  end and at the end);
-* a non-finite loss stops the job before the optimiser step, leaving the last good
-  checkpoint on disk; a checkpoint is written only if every tensor in it is finite, so the
-  one on disk is always a good one;
-* an epoch in which no image could be read stops the job (nothing is saved).
+``train(cfg)`` sets up and runs ``train_one_epoch`` per epoch; one update is ``train_step``. Shape of the loop:
+docs/design.md, "The training loop"; outputs, resume, devices and failures: docs/training_runs.md.
 """
 
 from __future__ import annotations
@@ -35,7 +19,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
@@ -57,13 +41,6 @@ log = logging.getLogger("hvc.train")
 
 class NonFiniteLossError(NonFiniteError, RuntimeError):
     """The loss became NaN or infinite; training stopped without saving."""
-
-
-def check_epoch_trained(epoch_losses: list[float], epoch: int, skipped: int) -> None:
-    """An epoch without a single update read no image: stop rather than save untrained weights."""
-    if not epoch_losses:
-        raise InputError(f"data.roots: no image of epoch {epoch} could be used ({skipped} unreadable or "
-                         "degenerate, named in the warnings above); nothing was trained or saved")
 
 
 @dataclass
@@ -157,20 +134,6 @@ def train_step(model: nn.Module, batch: Sequence[Tensor], optimizer: torch.optim
     return value
 
 
-class _ResumableSampler(Sampler[int]):
-    """This process's DistributedSampler indices for an epoch, minus the first ``skip``."""
-
-    def __init__(self, base: DistributedSampler):
-        self.base = base
-        self.skip = 0
-
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(iter(self.base), self.skip, None)
-
-    def __len__(self) -> int:
-        return len(self.base) - self.skip
-
-
 @dataclass(frozen=True)
 class StepPlan:
     """How many steps a run takes, from the data and the config."""
@@ -191,13 +154,12 @@ def plan_steps(cfg: TrainConfig, dataset: PairDataset, env: Job) -> tuple[StepPl
     steps_per_epoch = len(sampler) // per_rank
     if steps_per_epoch == 0:
         raise ConfigError(f"data.roots: {len(dataset)} samples, fewer than one batch of {cfg.data.batch_size}")
-    total_steps = steps_per_epoch * cfg.optim.epochs
-    return StepPlan(per_rank, steps_per_epoch, total_steps, min(total_steps, cfg.optim.max_steps or total_steps)), sampler
+    total = steps_per_epoch * cfg.optim.epochs
+    return StepPlan(per_rank, steps_per_epoch, total, min(total, cfg.optim.max_steps or total)), sampler
 
 
 def _place_model(cfg: TrainConfig, env: Job, device: torch.device) -> tuple[HVC, bool]:
-    """The HVC model on this process's device (BatchNorm synchronised in a job); whether the
-    inputs go channels_last."""
+    """The HVC model on this process's device (BatchNorm synchronised in a job); whether the inputs go channels_last."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.runtime.cudnn_benchmark
     model = build_model(cfg.model)
@@ -213,15 +175,16 @@ def _place_model(cfg: TrainConfig, env: Job, device: torch.device) -> tuple[HVC,
 def _resume(cfg: TrainConfig, env: Job, model: HVC, optimizer: torch.optim.Optimizer,
             scaler: torch.amp.GradScaler, steps_per_epoch: int) -> Optional[int]:
     """Restore the state of ``cfg.resume`` (RNG included); its global step, None if none."""
-    out_dir = Path(cfg.output.dir)
-    source = None if cfg.resume is None else out_dir / ckpt_io.CHECKPOINT_NAME if cfg.resume == "auto" else Path(cfg.resume)
-    if source is None or (cfg.resume == "auto" and not source.is_file()):
-        if cfg.resume == "auto" and env.is_main:
-            log.info(f"no checkpoint in {out_dir}: starting from scratch")
+    if cfg.resume is None:
         return None
+    source = Path(cfg.output.dir) / ckpt_io.CHECKPOINT_NAME if cfg.resume == "auto" else Path(cfg.resume)
+    if cfg.resume == "auto" and not source.is_file():
+        if env.is_main:
+            log.info(f"no checkpoint in {source.parent}: starting from scratch")
+        return None
+    # on ranks other than 0 the logging level (train.py) silences what restore() says
     step = ckpt_io.restore(ckpt_io.load_checkpoint(source), model=model, optimizer=optimizer, scaler=scaler,
-                           steps_per_epoch=steps_per_epoch, source=str(source),
-                           info=log.info if env.is_main else (lambda _msg: None))
+                           steps_per_epoch=steps_per_epoch, source=str(source))
     if env.is_main:
         log.info(f"resumed from {source} at step {step}")
     return step
@@ -236,7 +199,7 @@ class TrainingRun:
     device: torch.device  # this process's
     plan: StepPlan
     dataset: PairDataset
-    sampler: _ResumableSampler
+    sampler: DistributedSampler
     net: nn.Module  # the model, DDP-wrapped in a job
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
@@ -306,7 +269,7 @@ def train(cfg: TrainConfig, env: Optional[Job] = None) -> TrainResult:
     jlog = JsonLog(Path(cfg.output.dir) / "log.jsonl" if env.is_main else None)
     _announce(cfg, env, device, plan, len(dataset), step, amp_dtype, jlog)
     bar = tqdm(total=plan.last_step, initial=step, disable=not env.is_main, unit="step", dynamic_ncols=True)
-    run = TrainingRun(cfg, env, device, plan, dataset, _ResumableSampler(sampler), net, optimizer, scaler, amp_dtype,
+    run = TrainingRun(cfg, env, device, plan, dataset, sampler, net, optimizer, scaler, amp_dtype,
                       channels_last, checkpointer, jlog, StepMeter(cfg.data.batch_size), bar, step)
     net.train()
     with contextlib.ExitStack() as cleanup:
@@ -324,23 +287,24 @@ def train(cfg: TrainConfig, env: Optional[Job] = None) -> TrainResult:
 
 def _epoch_loader(run: TrainingRun, epoch: int) -> DataLoader:
     """This process's batches of ``epoch``, without those a resumed run already did."""
-    run.sampler.base.set_epoch(epoch)
+    run.sampler.set_epoch(epoch)
     run.dataset.set_epoch(epoch)  # before the loader's iterator copies it into workers
-    run.sampler.skip = (run.step - epoch * run.plan.steps_per_epoch) * run.plan.per_rank
+    done = (run.step - epoch * run.plan.steps_per_epoch) * run.plan.per_rank  # samples a resumed run already did
     seeds = torch.Generator()  # worker seeds come from here, not from the global RNG
     seeds.manual_seed(run.cfg.runtime.seed * 1000 + epoch)
-    return DataLoader(run.dataset, batch_size=run.plan.per_rank, sampler=run.sampler,
-                      num_workers=run.cfg.data.workers, collate_fn=collate_pairs,
-                      pin_memory=run.device.type == "cuda", drop_last=True, generator=seeds)
+    order = list(itertools.islice(run.sampler, done, None))  # this process's sample indices, in sampler order
+    return DataLoader(run.dataset, batch_size=run.plan.per_rank, sampler=order,
+                      num_workers=run.cfg.data.workers, collate_fn=collate_pairs, pin_memory=run.device.type == "cuda",
+                      drop_last=True, generator=seeds)
 
 
 def train_one_epoch(run: TrainingRun, epoch: int) -> None:
     """The steps of one epoch (the rest of it after a resume): update, log, save when due."""
     skipped, epoch_losses = 0, []
-    for view1, view2, coord1, coord2, n_skipped in _epoch_loader(run, epoch):
+    for *batch, n_skipped in _epoch_loader(run, epoch):
         skipped += n_skipped
         momentum = momentum_at(run.step, run.plan.total_steps, run.cfg.model.momentum)
-        loss = _update(run, (view1, view2, coord1, coord2), momentum, epoch)
+        loss = _update(run, batch, momentum, epoch)
         if loss is not None:
             run.losses.append(loss)
             epoch_losses.append(loss)
@@ -355,12 +319,13 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> None:
             break
     # on the process's device: NCCL, the backend of a CUDA job, reduces CUDA tensors only
     skipped = int(all_reduce_sum(torch.tensor(skipped, device=run.device)).item())
-    check_epoch_trained(epoch_losses, epoch + 1, skipped)
+    if not epoch_losses:  # an epoch without a single update read no image: stop rather than save untrained weights
+        raise InputError(f"data.roots: no image of epoch {epoch + 1} could be used ({skipped} unreadable or "
+                         "degenerate, named in the warnings above); nothing was trained or saved")
     if skipped and run.env.is_main:
         log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")
     run.jlog.write(event="epoch_end" if run.step % run.plan.steps_per_epoch == 0 else "stopped", epoch=epoch + 1,
-                   step=run.step, skipped_images=skipped,
-                   mean_loss=sum(epoch_losses) / len(epoch_losses) if epoch_losses else None)
+                   step=run.step, skipped_images=skipped, mean_loss=sum(epoch_losses) / len(epoch_losses))
 
 
 def _update(run: TrainingRun, batch: Sequence[Tensor], momentum: float, epoch: int) -> Optional[float]:
@@ -376,11 +341,9 @@ def _update(run: TrainingRun, batch: Sequence[Tensor], momentum: float, epoch: i
         return train_step(run.net, batch, run.optimizer, run.scaler, momentum, device=run.device,
                           amp_dtype=run.amp_dtype, channels_last=run.channels_last)
     except NonFiniteLossError as exc:
-        last = run.checkpointer.last
-        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written"
         run.jlog.write(event="non_finite_loss", step=run.step + 1, epoch=epoch + 1)
         raise NonFiniteLossError(f"{exc} at step {run.step + 1} (epoch {epoch + 1}); "
-                                 f"training stopped, {kept}") from None
+                                 f"training stopped, {run.checkpointer.kept()}") from None
 
 
 def _report(run: TrainingRun, epoch: int, momentum: float) -> None:

@@ -1,10 +1,5 @@
-"""Fast by default where users wait: whether a device computes bfloat16 natively, and the
-settings of the two speed modes of ``python -m hvc.segment`` (table: docs/segment.md).
-
-``fast`` (bf16 encoder and search, 64 search dims, 1.5x candidates) is the default only where
-bf16 is native: on a CPU without AVX512_BF16 or AMX it is emulated and slower than float32, so
-``exact`` (the paper's float32 arithmetic) is the default there. ``test.py`` is not affected:
-it keeps the paper's exact protocol unless configured otherwise.
+"""Fast by default where users wait: whether a device computes bfloat16 natively, and the ``fast`` and ``exact``
+modes of ``python -m hvc.segment`` (docs/segment.md, "Speed"; ``test.py`` keeps the paper's exact protocol).
 """
 
 from __future__ import annotations
@@ -31,8 +26,7 @@ class SpeedSettings:
 
 
 EXACT = SpeedSettings()
-# Measured on 80 frames of two DAVIS sequences at 480p: 2.27x faster than exact, J&F 0.518
-# against 0.519 (docs/speed.md).
+# 2.27x faster than exact at about the same J&F (docs/segment.md, "Speed"; docs/speed.md)
 FAST = SpeedSettings(encoder="bf16", precision="bf16", search_dims=64, candidates=1.5)
 
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that still include native bf16 instructions.
@@ -40,12 +34,9 @@ _BF16_ISA_WORDS = ("BF16", "AMX", "AVX10", "FP16", "ALL", "DEFAULT")
 
 
 def native_bf16(device: torch.device | str = "cpu") -> tuple[bool, str]:
-    """(whether ``device`` computes bfloat16 natively, the reason in a few words).
-
-    CPU: AVX512_BF16 or AMX (torch's cpuinfo), and oneDNN not capped below
-    them by ``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``. CUDA: compute capability 8.0
-    (Ampere) or later. Anything else: no.
-    """
+    """(whether ``device`` computes bfloat16 natively, the reason in a few words): a CPU with AVX512_BF16 or AMX
+    (torch's cpuinfo) and oneDNN not capped below them (``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``), or a GPU of
+    compute capability 8.0 (Ampere) or later."""
     try:
         device = torch.device(device)
     except (RuntimeError, ValueError):
@@ -54,9 +45,8 @@ def native_bf16(device: torch.device | str = "cpu") -> tuple[bool, str]:
         if not torch.cuda.is_available():
             return False, "CUDA is not available"
         major, minor = torch.cuda.get_device_capability(device)
-        if major >= 8:
-            return True, f"a GPU of compute capability {major}.{minor}"
-        return False, f"a GPU of compute capability {major}.{minor} (bf16 needs 8.0 or later)"
+        too_old = "" if major >= 8 else " (bf16 needs 8.0 or later)"
+        return major >= 8, f"a GPU of compute capability {major}.{minor}{too_old}"
     if device.type != "cpu":
         return False, f"{device.type} devices are not checked for bf16"
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")

@@ -138,7 +138,7 @@ def test_export_writes_the_official_encoder_format(model, tmp_path, capsys):
     assert export_main([str(path), str(tmp_path / "enc.pth")]) == 0
     assert "120 tensors" in capsys.readouterr().out
     enc = torch.load(tmp_path / "enc.pth", weights_only=True)
-    expected = model.encoder_state_dict()
+    expected = model.online_encoder.state_dict()
     assert list(enc) == list(expected) and len(enc) == 120
     assert all(torch.equal(enc[k], expected[k]) for k in enc)
     ResNet("resnet18", with_layer4=True).load_state_dict(enc)  # strict

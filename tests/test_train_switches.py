@@ -59,7 +59,7 @@ def test_without_layer4_the_projector_reads_layer3_and_the_export_loads(batch, t
     assert torch.isfinite(torch.tensor(loss))
     assert model.online_encoder.layer4 is None and model.target_encoder.layer4 is None
     assert model.online_space_projector.block.conv1.in_channels == 256
-    state = model.encoder_state_dict()
+    state = model.online_encoder.state_dict()
     assert not any(k.startswith("layer4.") for k in state)
     torch.save(state, tmp_path / "enc.pth")
     encoder = load_encoder("hvc", str(tmp_path / "enc.pth"))  # the test-time encoder is the same trunk

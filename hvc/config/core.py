@@ -1,17 +1,10 @@
 """YAML files -> typed dataclasses, with ``key=value`` command-line overrides.
 
-A config schema is a (nested) dataclass whose fields carry their defaults and a
-comment documenting them; that is the one place a default lives. YAML files in
-``configs/`` only list what they change. Every value is checked against the
-field's type annotation: unknown keys, wrong types and malformed overrides raise
-:class:`ConfigError` naming the key and where it came from.
-
-Supported field types: ``bool`` (a real boolean, never 0/1 or "yes"), ``int``,
-``float`` (ints and numeric strings such as ``1e-3`` are accepted), ``str``,
-``Optional[X]``, ``Literal[...]``, ``list[X]``, ``tuple[X, ...]`` and nested
-dataclasses. A schema with a ``validate()`` method has it called once loaded: value
-ranges live there, one place per schema. Why this engine and not OmegaConf structured configs
-(tried, measured): docs/design.md.
+A schema is a (nested) dataclass whose fields carry the defaults; ``configs/`` files list only changes. Each
+value is checked against its field's type (``bool`` is a real boolean; ``float`` takes ints and "1e-3"; also
+``str``, ``int``, ``Optional[X]``, ``Literal[...]``, ``list[X]``, ``tuple[X, ...]``, nested dataclasses): a
+bad key, type or override is a :class:`ConfigError` naming the key. A schema's ``validate()`` (value ranges)
+runs once loaded. Why not OmegaConf: docs/design.md.
 """
 
 from __future__ import annotations
@@ -74,21 +67,10 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against annotation ``tp``; return it converted where lossless."""
     origin = get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (Union, getattr(types, "UnionType", Union)):
-        args = get_args(tp)
-        if value is None and type(None) in args:
+    if origin in (Union, getattr(types, "UnionType", Union)):  # Optional[X], the one union schemas use
+        if value is None and type(None) in get_args(tp):
             return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} does not match {_type_name(tp)}")
+        return _coerce(value, next(a for a in get_args(tp) if a is not type(None)), where)
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
@@ -102,8 +84,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if len(args) != len(value):
                 raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
             return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        item = args[0] if args else Any
-        items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
@@ -165,19 +146,16 @@ def to_dict(cfg: Any) -> dict:
 
 def _parse_override_value(text: str, tp: Any, key: str) -> Any:
     """Parse the right-hand side of ``key=value`` guided by the field type."""
-    origin = get_origin(tp)
-    bare = tp
-    if origin in (Union, getattr(types, "UnionType", Union)):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        if text.strip().lower() in ("null", "none", "~"):
+    low = text.strip().lower()
+    if get_origin(tp) in (Union, getattr(types, "UnionType", Union)):  # Optional[X]
+        if low in ("null", "none", "~"):
             return None
-        bare = args[0] if len(args) == 1 else tp
-    if bare is bool:
-        low = text.strip().lower()
+        tp = next(a for a in get_args(tp) if a is not type(None))
+    if tp is bool:
         if low in _TRUE | _FALSE:
             return low in _TRUE
         raise ConfigError(f"override {key}={text}: expected true or false")
-    if bare is str:
+    if tp is str:
         return text
     return parse_yaml(text, f"override {key}={text}")
 

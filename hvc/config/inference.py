@@ -1,9 +1,5 @@
-"""Schema of ``test.py``: label propagation on DAVIS / YouTube-VOS (docs/propagation.md) and on
-JHMDB, VIP and VOST (docs/tasks.md).
-
-Defaults follow the paper's test protocol except two options that are off unless asked:
-``model.bn_dummy_forward`` (the official dummy BatchNorm pass, on in the paper-protocol
-configs) and ``model.merge_model`` (the official default merges MoCo v1 features).
+"""Schema of ``test.py``: label propagation on DAVIS / YouTube-VOS (docs/propagation.md) and on JHMDB, VIP and
+VOST (docs/tasks.md). Defaults follow the paper's protocol; its official quirks are opt-in (docs/official_quirks.md).
 """
 
 from __future__ import annotations
@@ -16,8 +12,8 @@ from hvc.config.propagation import PropagationConfig
 
 # Smallest data.input_size: two feature cells (stride 8) on the shorter side.
 MIN_INPUT_SIZE = 16
-# Largest data.input_size: a 16:9 frame at 4096 is 4096x7281 px, 0.36 GB as float32 and ~6 GB of
-# features per stored context frame; beyond it a run cannot fit, so it is refused before any allocation.
+# Largest data.input_size: a 16:9 frame at 4096 is 4096x7281 px, ~6 GB of features per stored context frame;
+# beyond it a run cannot fit, so it is refused before any allocation.
 MAX_INPUT_SIZE = 4096
 
 ModelName = Literal["hvc", "mocov1", "imagenet18", "imagenet50", "random18"]
@@ -32,8 +28,7 @@ class ModelConfig:
     checkpoint: Optional[str] = None
     # random18 only: seed of the paper's random initialisation.
     seed: int = 0
-    # Official quirk: one train-mode forward of a 256x256 zero image before eval, which moves
-    # every BatchNorm running stat to 0.9 * stored + 0.1 * batch stat (docs/propagation.md).
+    # Official quirk: one train-mode forward of a 256x256 zero image before eval (docs/propagation.md).
     bn_dummy_forward: bool = False
     # Second extractor whose features are merged: cat(lambda * norm(f), norm(f2)), re-normalised.
     merge_model: Optional[ModelName] = None
@@ -53,24 +48,22 @@ class DataConfig:
     # Sequences (JHMDB: <class>/<video>, VIP: videos) to run; empty = the whole split or list.
     # Naming a missing sequence is an error.
     sequences: list[str] = field(default_factory=list)
-    # JHMDB / VIP only: the video list (JHMDB: videowalk's list, <class>/<video> lines or a folder
-    # of official split files; VIP: the paper's val_vip.txt). None = what the scorer uses by
-    # default (JHMDB: <root>/splits, split 1 test, if present; VIP: every annotated frame).
+    # JHMDB / VIP only: the video list (JHMDB: videowalk's list, <class>/<video> lines or a folder of official split
+    # files; VIP: the paper's val_vip.txt). None = the scorer's default (JHMDB: <root>/splits, split 1 test, if
+    # present; VIP: every annotated frame).
     video_list: Optional[str] = None
-    # Frame size fed to the encoder: the shorter side (keeping the aspect ratio; bilinear,
-    # align_corners=True) or, with resize=square, both sides; -1 = full size, otherwise at least
-    # MIN_INPUT_SIZE.
+    # Frame size fed to the encoder: the shorter side or, with resize=square, both sides; -1 = full size, otherwise
+    # MIN_INPUT_SIZE to MAX_INPUT_SIZE.
     input_size: int = -1
-    # How frames are resized to input_size: "shorter" (bilinear, align_corners=True: the official
-    # HVC loader) or "square" (input_size x input_size, aspect not kept, bilinear with half-pixel
-    # centres like cv2.resize: videowalk's JHMDB and VIP loaders).
+    # How frames are resized to input_size: "shorter" (aspect kept, bilinear, align_corners=True: the official HVC
+    # loader) or "square" (aspect not kept, bilinear with half-pixel centres like cv2.resize: videowalk's JHMDB and
+    # VIP loaders).
     resize: Literal["shorter", "square"] = "shorter"
     # Test normalisation: ImageNet statistics (docs/propagation.md), RGB in [0, 1].
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    # DataLoader worker processes reading frames (0 = read in the main process). None = automatic:
-    # 0 where this process may use at most 2 CPUs (the workers would take them from the encoder
-    # and the kernel: docs/speed.md), otherwise 2 (hvc.inference.loader_workers).
+    # DataLoader worker processes reading frames (0 = read in the main process). None = automatic: 0 where this
+    # process may use at most 2 CPUs (docs/speed.md), otherwise 2 (hvc.inference.loader_workers).
     workers: Optional[int] = None
     # Frames per encoder forward.
     batch_size: int = 4
@@ -88,14 +81,12 @@ class RunConfig:
     amp: Literal["off", "fp16", "bf16"] = "off"
     # channels_last memory format for the encoder (faster convolutions on recent GPUs).
     channels_last: bool = False
-    # How the encoder runs (hvc/models/fast_encoder.py; timings: docs/speed.md). "exact": the
-    # float32 eager network, bit for bit the path the golden tests check. "fused": BatchNorm
-    # folded into the convolutions, channels_last, float32 (features within ~1e-5 of exact).
-    # "bf16": fused in bfloat16, for CPUs with AVX512_BF16 / AMX (and GPUs); features ~1e-2
-    # relative from exact, so labels change: opt-in.
+    # How the encoder runs (hvc/models/fast_encoder.py; timings: docs/speed.md): "exact" (the float32 network the
+    # golden tests check), "fused" (BatchNorm folded, channels_last, float32) or "bf16" (fused in bfloat16: labels
+    # can change, opt-in).
     encoder: Literal["exact", "fused", "bf16"] = "exact"
-    # Remove the folder's earlier results (any settings) and redo every sequence (default: keep
-    # the sequences whose completion record names these settings, refuse other settings' results).
+    # Remove the folder's earlier results (any settings) and redo every sequence (default: keep the sequences whose
+    # completion record names these settings, refuse other settings' results).
     overwrite: bool = False
     # Also write overlay images and an mp4 per sequence into <output_dir>_vis/.
     visualize: bool = False

@@ -1,9 +1,7 @@
 """Schema of label propagation: its settings, their defaults and the one check of their values.
 
-YAML files in configs/ only list changes. :meth:`PropagationConfig.validate` is the only
-place that says which values can run (ranges, NaN, combinations of settings); ``test.py``
-(through ``TestConfig.validate``), ``hvc.segment`` and :class:`~hvc.propagation.LabelPropagator`
-call it, and the kernels and context policies take its values as they are.
+:meth:`PropagationConfig.validate` is the only place that says which values can run; ``test.py``, ``hvc.segment``
+and :class:`~hvc.propagation.LabelPropagator` call it (docs/design.md, "Adding a propagation setting").
 """
 
 from __future__ import annotations
@@ -51,27 +49,19 @@ class PropagationConfig:
     # "local": windowed kernel, memory linear in positions (default); "dense": the full-affinity
     # reference that mirrors the official code (slow, for checking).
     impl: Literal["local", "dense"] = "local"
-    # Arithmetic of the local kernel's candidate search (docs/local_kernel.md, "bf16 mode").
-    # "fp32": exact, the default and what the golden tests run. "bf16": opt-in approximation;
-    # keys and queries are scored and the top-k chosen in bfloat16 (about 2x less arithmetic
-    # and memory traffic on CPUs with AVX512_BF16 / AMX), the chosen neighbours' weights are
-    # then computed from exact float32 dot products. Near-ties may pick other neighbours, so
-    # labels can differ; docs/speed.md, "Propagation speed", gives the measured differences.
+    # Arithmetic of the local kernel's candidate search. "fp32": exact, the default and what the golden tests run.
+    # "bf16": opt-in approximation, the search in bfloat16 and the weights from exact float32 scores; labels can
+    # differ (docs/local_kernel.md, "bf16 mode"; measured differences: docs/speed.md, "Propagation speed").
     precision: Literal["fp32", "bf16"] = "fp32"
-    # Channels the local kernel's candidate search scores (docs/local_kernel.md, "Reduced
-    # search"). None: all of them (exact with fp32). d: opt-in approximation; keys and queries
-    # are projected on the d leading principal axes of the video's first frame's keys, the
-    # search keeps twice topk candidates, and their weights come from exact float32 scores.
-    # Combines with precision=bf16; docs/speed.md, "Propagation speed", gives the measured differences.
+    # Channels the local kernel's candidate search scores. None: all (exact with fp32). d: opt-in approximation,
+    # the search on the d leading principal axes of the first frame's keys, the weights from exact float32 scores;
+    # combines with precision=bf16 (docs/local_kernel.md, "Reduced search"; docs/speed.md, "Propagation speed").
     search_dims: Optional[int] = None
-    # Candidates an approximate search (precision=bf16 or search_dims set) keeps per query, in
-    # units of topk (ceil(candidates * topk), at least topk): they are rescored exactly in float32
-    # and the best topk kept. More: fewer label changes, slower selection and rescoring; 1: the
-    # search's own top-k, with exact weights (docs/local_kernel.md, "Candidates").
+    # Candidates an approximate search (precision=bf16 or search_dims set) keeps per query, in units of topk
+    # (ceil(candidates * topk)), rescored exactly in float32 for the best topk (docs/local_kernel.md, "Candidates").
     candidates: float = 2.0
-    # Memory policy, which frames form the context (docs/memory.md): "recent" (the paper's: the
-    # last ``context`` frames) or "quality" (a few recent frames plus confident earlier ones, at
-    # most ``context``).
+    # Which frames form the context (docs/memory.md): "recent" (the paper's: the last ``context`` frames) or
+    # "quality" (a few recent frames plus confident earlier ones, at most ``context``).
     memory: Literal["recent", "quality"] = "recent"
     quality: QualityConfig = field(default_factory=QualityConfig)
 

@@ -1,8 +1,5 @@
-"""Schema of ``train.py``: every training default lives here, once, with its meaning.
-
-YAML files in ``configs/`` (``train_img.yaml``, ``train_vid.yaml``) only list what they
-change; any key can be overridden on the command line (``optim.lr=5e-4``).
-"""
+"""Schema of ``train.py``: every training default lives here, once, with its meaning. YAML files in ``configs/``
+list only changes; any key can be overridden on the command line (``optim.lr=5e-4``)."""
 
 from __future__ import annotations
 
@@ -50,9 +47,8 @@ class ModelConfig:
     pos_radius: float = 0.1
     # EMA momentum at step 0 (m0); cosine schedule to 1 over all training steps
     momentum: float = 0.99
-    # train the encoder's layer4 (the paper); false: the projector reads layer3 (ResNet-18:
-    # 256 channels), the trunk the test-time encoder keeps anyway, for about a third of the
-    # encoder work per step at stride 8 (docs/speed.md)
+    # train the encoder's layer4 (the paper); false: the projector reads layer3 (ResNet-18: 256 channels), the trunk
+    # the test-time encoder keeps anyway, for about a third of the encoder work per step at stride 8 (docs/speed.md)
     layer4: bool = True
     # side of the dummy train-mode forward run when the model is built (official quirk:
     # one BN statistics update); null skips it
@@ -150,17 +146,6 @@ class TrainConfig:
         if not out.dir:
             raise checks.ConfigError("output.dir: must not be empty")
         return self
-
-
-def add_length_flag(parser) -> None:
-    """``--steps N`` on a training command line: a short run without knowing the key's name."""
-    parser.add_argument("--steps", type=int, metavar="N",
-                        help="stop after N optimiser steps in all (the key optim.max_steps; default: optim.epochs)")
-
-
-def length_overrides(args) -> list[str]:
-    """The ``key=value`` overrides of the flag :func:`add_length_flag` adds."""
-    return [f"optim.max_steps={args.steps}"] if getattr(args, "steps", None) is not None else []
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:

@@ -27,11 +27,9 @@ from hvc.errors import ArgumentParser, entry_point
 from hvc.inference import run_inference
 
 # flag -> config key
-_SHORTCUTS = {
-    "model": "model.name", "checkpoint": "model.checkpoint", "merge_model": "model.merge_model",
-    "merge_lambda": "model.merge_lambda", "input_size": "data.input_size", "device": "run.device",
-    "output": "run.output_dir",
-}
+_SHORTCUTS = {"model": "model.name", "checkpoint": "model.checkpoint", "merge_model": "model.merge_model",
+              "merge_lambda": "model.merge_lambda", "input_size": "data.input_size", "device": "run.device",
+              "output": "run.output_dir"}
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -15,7 +15,7 @@ import sys
 
 from hvc.cli import run_main
 from hvc.config import load_config
-from hvc.config.training import TrainConfig, add_length_flag, length_overrides
+from hvc.config.training import TrainConfig
 from hvc.distributed import join_job, leave_job
 from hvc.engine import train
 from hvc.errors import ArgumentParser, entry_point
@@ -28,10 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", help="'auto' (<output.dir>/checkpoint.pth if present) or a checkpoint path")
     parser.add_argument("--overwrite", action="store_true", help="start afresh in an output.dir holding a run "
                         "(sets output.overwrite=true; without it or --resume such a folder is refused)")
-    add_length_flag(parser)
+    parser.add_argument("--steps", type=int, metavar="N",
+                        help="stop after N optimiser steps in all (the key optim.max_steps; default: optim.epochs)")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. optim.lr=5e-4")
     args = parser.parse_intermixed_args(argv)  # `--resume auto optim.max_steps=3` and the reverse
-    overrides = args.overrides + length_overrides(args) + ([f"resume={args.resume}"] if args.resume else [])
+    overrides = args.overrides + ([f"optim.max_steps={args.steps}"] if args.steps is not None else [])
+    overrides += [f"resume={args.resume}"] if args.resume else []
     overrides += ["output.overwrite=true"] if args.overwrite else []
     cfg = load_config(TrainConfig, args.config, overrides)
     try:

@@ -1,15 +1,9 @@
 """Test-time encoders (layer3 output, stride 8) and the loaders of their checkpoints.
 
-Accepted files (docs/checkpoints.md), recognised by their content:
-
-* bare state dict: an HVC export (``hvc_*.pth``, layer4 present) or a torchvision ImageNet
-  ResNet (``fc.*`` present); half-precision exports are cast to float32;
-* HVC training checkpoint ``{'model': {...}}``: the ``online_encoder.*`` entries;
-* MoCo v1 ``{'state_dict': {...}}``: the ``module.encoder_q.*`` entries.
-
-``fc.*`` and ``layer4.*`` are dropped (unused at test time); everything else must match the test
-encoder exactly. Nothing is downloaded; files are read by :func:`hvc.checkpoint.read_checkpoint_file`
-and every problem is a :class:`hvc.checkpoint.CheckpointError`.
+A file's layout (a bare state dict: an HVC export or torchvision ResNet; an HVC training checkpoint; MoCo v1) is
+recognised by its content (docs/checkpoints.md, "What the test encoder accepts"). ``fc.*`` and ``layer4.*`` are
+dropped, float16 becomes float32, everything else must match the test encoder exactly. Files are read by
+:func:`hvc.checkpoint.read_checkpoint_file`; every problem is a :class:`hvc.checkpoint.CheckpointError`.
 """
 
 from __future__ import annotations
@@ -97,7 +91,7 @@ def bn_dummy_forward(net: ResNet, device: torch.device | str = "cpu") -> None:
 
 # model -> the hvc.download item of its paper file (models without one: checkpoints/README.md)
 DOWNLOAD_ITEM = {"hvc": "hvc_coco", "mocov1": "moco_v1"}
-COMMITTED_CHECKPOINT = "checkpoints/hvc_bsds_cpu.pth"  # the CPU-trained encoder that ships with the clone
+COMMITTED_CHECKPOINT = f"checkpoints/{DEFAULT_CHECKPOINT['hvc']}"  # the CPU-trained encoder that ships with the clone
 
 
 def missing_checkpoint_hint(name: str) -> str:

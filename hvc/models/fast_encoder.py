@@ -1,21 +1,18 @@
 """Faster forms of an eval-mode test encoder, for inference only (timings: docs/speed.md):
 
 * ``exact``: the float32 eager module as loaded, the path the golden tests check;
-* ``fused``: every BatchNorm folded into the convolution before it, and the weights in
-  channels_last layout. Still float32; the folded weights round differently, so features
-  move by about 1e-6 (max abs) from ``exact``;
-* ``bf16``: ``fused`` with bfloat16 weights and activations (oneDNN's native bf16 kernels on
-  CPUs with AVX512_BF16/AMX, autocast's choice on GPUs); about 1e-2 relative on the
-  features, so labels can change: opt-in.
+* ``fused``: every BatchNorm folded into the convolution before it, channels_last weights; float32, features
+  about 1e-6 (max abs) from ``exact`` (the folded weights round differently);
+* ``bf16``: ``fused`` in bfloat16 (oneDNN's native kernels on AVX512_BF16/AMX CPUs, autocast's choice on GPUs);
+  about 1e-2 relative on the features, so labels can change: opt-in.
 
-``wrap_encoder(net, mode) -> module``: ``forward(frames [N, 3, H, W] float32) ->
-[N, C, H/8, W/8] float32`` whatever the mode.
+``wrap_encoder(net, mode) -> module``: ``forward(frames [N, 3, H, W] float32) -> [N, C, H/8, W/8] float32``.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +21,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from hvc.models.resnet import ResNet
 
 EncoderMode = Literal["exact", "fused", "bf16"]
-ENCODER_MODES: tuple[str, ...] = ("exact", "fused", "bf16")
+ENCODER_MODES: tuple[str, ...] = get_args(EncoderMode)
 
 
 def _conv_bn_pairs(net: ResNet) -> list[tuple[nn.Module, str, str]]:

@@ -1,23 +1,14 @@
 """The HVC training model: online/target encoders and projectors, predictor, flow head.
 
-One training step (docs/training.md), for two views of the same images:
-
-1. online: ``q_v = normalize(predictor(projector(encoder(view_v))))`` for v = 1, 2, one call
-   per view (train-mode BatchNorm uses per-view batch statistics);
-2. EMA of the target encoder/projector *parameters* with the step's momentum;
-3. target, train mode, no_grad: ``k_v = normalize(target_projector(target_encoder(view_v)))``;
-4. ``loss = H(q1, k2, c1, c2) + H(q2, k1, c2, c1)`` with H = :func:`hybrid_loss`.
-
-State-dict keys are those of the official checkpoints (``online_encoder.*``,
-``target_encoder.*``, ``online_space_projector.block.*``, ``target_space_projector.block.*``,
-``space_predictor.block.*``, ``flow.*``), in the official order.
+One step, in order (docs/training.md, "Order inside one step"): online predictions of both views, the EMA update
+of the target parameters, target projections (train mode, no_grad), then the symmetric :func:`hybrid_loss`.
+State-dict keys and their order are those of the official checkpoints (docs/checkpoints.md).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections import OrderedDict
 
 import torch
 from torch import Tensor, nn
@@ -102,7 +93,3 @@ class HVC(nn.Module):
         k2 = self._target(view2)
         return (hybrid_loss(q1, k2, coord1, coord2, self.flow, self.pos_radius)
                 + hybrid_loss(q2, k1, coord2, coord1, self.flow, self.pos_radius))
-
-    def encoder_state_dict(self) -> "OrderedDict[str, Tensor]":
-        """The inference export: ``online_encoder.*`` with the prefix stripped (layer4 included if trained)."""
-        return OrderedDict(self.online_encoder.state_dict())

@@ -1,17 +1,10 @@
 """Label propagation over a benchmark: frames -> features -> propagated labels -> files.
 
-One driver for every benchmark of ``test.py`` (DAVIS, YouTube-VOS, VOST, JHMDB, VIP): what
-differs lies in its clips (:mod:`hvc.tasks.clips`: the labels that start a clip, where its
-files go) and their writers (:mod:`hvc.tasks.writers`). Frames stream through a DataLoader,
-the encoder runs on batches of frames and each frame's embedding goes straight into the
-propagator, so memory stays bounded by the propagator's context (not the video length).
-
-The output folder follows the rules of :mod:`hvc.completion` (a clip is finished only
-through its completion record; a folder never mixes two settings) and is checked before any
-work: validated settings, every clip's input, a writable folder, no other settings' results
-unless ``run.overwrite``. Features and soft masks are checked to be finite once per frame.
-The clips can be split over a torchrun job or ``--shard i/n`` processes (:mod:`hvc.sharding`);
-the output is the same, byte for byte, as one process's.
+One driver for every benchmark of ``test.py``; what differs lies in its clips
+(:mod:`hvc.tasks.clips`) and writers (:mod:`hvc.tasks.writers`). Each frame's embedding goes
+straight into the propagator, so memory is bounded by its context, not the video length. The
+output folder follows :mod:`hvc.completion` and is checked before any work; clips can be split
+over torchrun or ``--shard i/n`` (:mod:`hvc.sharding`), the output the same byte for byte.
 """
 
 from __future__ import annotations

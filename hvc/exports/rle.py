@@ -1,16 +1,6 @@
-"""One COCO run-length-encoded JSON file for a whole video, via pycocotools.
-
-The layout follows what DEVA writes for a video (one entry per frame with its file name and
-a list of segments, each an object id and a COCO RLE ``{"size": [H, W], "counts": str}``),
-so readers of DEVA's, SAM 2's or Cutie's RLE output decode it with
-``pycocotools.mask.decode(segment["segmentation"])``::
-
-    {"video": "clip.mp4", "height": H, "width": W, "fps": 24.0, "object_ids": [1, 2],
-     "annotations": [{"frame": 0, "file_name": "00000.png",
-                      "segmentations": [{"id": 1, "area": 5120, "bbox": [x, y, w, h],
-                                         "segmentation": {"size": [H, W], "counts": "..."}}]}]}
-
-An object absent from a frame has no segment there (its mask is empty), as in DEVA's files.
+"""One COCO run-length-encoded JSON file for a whole video, via pycocotools, in the layout DEVA
+writes for a video (docs/segment.md shows it): one entry per frame, each object present there a
+segment with its id and a COCO RLE ``{"size": [H, W], "counts": str}``.
 """
 
 from __future__ import annotations

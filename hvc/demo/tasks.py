@@ -81,38 +81,28 @@ def _pt(p: np.ndarray) -> tuple[int, int]:
 def _part_masks(joints: np.ndarray, height: int, width: int) -> list[tuple[int, np.ndarray]]:
     """(class id, mask) of every part, in painting order (later parts cover earlier ones)."""
     s = height / 240.0
-    (neck, belly, face, r_sh, l_sh, r_hip, l_hip, r_el, l_el,
-     r_kn, l_kn, r_wr, l_wr, r_an, l_an) = joints
-    out = []
+    neck, belly, face, r_sh, l_sh, r_hip, l_hip, r_el, l_el, r_kn, l_kn, r_wr, l_wr, r_an, l_an = joints
 
-    def draw(cls: int, fn) -> None:
+    def lines(points: list[tuple[np.ndarray, np.ndarray]], thickness: float) -> np.ndarray:
         mask = np.zeros((height, width), np.uint8)
-        fn(mask)
-        out.append((cls, mask.astype(bool)))
+        for a, b in points:
+            cv2.line(mask, _pt(a), _pt(b), 1, max(1, int(round(thickness * s))), cv2.LINE_8, SUBPIXEL)
+        return mask
 
-    def segments(points, thickness):
-        def fn(mask):
-            for a, b in points:
-                cv2.line(mask, _pt(a), _pt(b), 1, max(1, int(round(thickness * s))), cv2.LINE_8, SUBPIXEL)
-        return fn
-
-    for cls, ankle, knee in ((RIGHT_SHOE, r_an, r_kn), (LEFT_SHOE, l_an, l_kn)):
-        toe = ankle + s * np.array([9.0, 3.0])
-        draw(cls, segments([(ankle, toe)], 9))
-    draw(RIGHT_LEG, segments([(r_kn, r_an)], 11))
-    draw(LEFT_LEG, segments([(l_kn, l_an)], 11))
-    draw(PANTS, segments([(r_hip, r_kn), (l_hip, l_kn), (r_hip, l_hip)], 14))
-    torso = np.array([_pt(r_sh), _pt(l_sh), _pt(l_hip), _pt(r_hip)], np.int32)
-    draw(UPPER_CLOTHES, lambda m: cv2.fillConvexPoly(m, torso, 1, cv2.LINE_8, SUBPIXEL))
-    draw(RIGHT_ARM, segments([(r_sh, r_el), (r_el, r_wr)], 9))
-    draw(LEFT_ARM, segments([(l_sh, l_el), (l_el, l_wr)], 9))
+    torso, head, hair = (np.zeros((height, width), np.uint8) for _ in range(3))
+    cv2.fillConvexPoly(torso, np.array([_pt(r_sh), _pt(l_sh), _pt(l_hip), _pt(r_hip)], np.int32), 1, cv2.LINE_8,
+                       SUBPIXEL)
     head_r = int(round(13 * s * (1 << SUBPIXEL)))
-    draw(FACE, lambda m: cv2.circle(m, _pt(face), head_r, 1, -1, cv2.LINE_8, SUBPIXEL))
-    hair = np.zeros((height, width), np.uint8)
+    cv2.circle(head, _pt(face), head_r, 1, -1, cv2.LINE_8, SUBPIXEL)
     cv2.ellipse(hair, _pt(face), (head_r, head_r), 0, 180, 360, 1, -1, cv2.LINE_8, SUBPIXEL)
     hair[int(face[1] - 4 * s):] = 0  # only the top of the head
-    out.append((HAIR, hair.astype(bool)))
-    return out
+    toe = s * np.array([9.0, 3.0])
+    parts = [(RIGHT_SHOE, lines([(r_an, r_an + toe)], 9)), (LEFT_SHOE, lines([(l_an, l_an + toe)], 9)),
+             (RIGHT_LEG, lines([(r_kn, r_an)], 11)), (LEFT_LEG, lines([(l_kn, l_an)], 11)),
+             (PANTS, lines([(r_hip, r_kn), (l_hip, l_kn), (r_hip, l_hip)], 14)), (UPPER_CLOTHES, torso),
+             (RIGHT_ARM, lines([(r_sh, r_el), (r_el, r_wr)], 9)), (LEFT_ARM, lines([(l_sh, l_el), (l_el, l_wr)], 9)),
+             (FACE, head), (HAIR, hair)]
+    return [(cls, mask.astype(bool)) for cls, mask in parts]
 
 
 def render_figure_clip(num_frames: int = 12, height: int = 240, width: int = 320, phase: int = 0) -> FigureClip:
@@ -227,8 +217,7 @@ def render_vost_clip(num_frames: int = 31, height: int = 240, width: int = 320) 
         depth = min(t / max(cut_at, 1), 1.0) if t <= cut_at else max(0.0, 1 - (t - cut_at) / max(cut_at, 1))
         blade = np.zeros((height, width), np.uint8)
         bottom = cy - ry - 0.05 * height + depth * (2 * ry + 0.05 * height)
-        cv2.rectangle(blade, _pt((cx - 4, bottom - 0.45 * height)), _pt((cx + 4, bottom)), 1, -1, cv2.LINE_8,
-                      SUBPIXEL)
+        cv2.rectangle(blade, _pt((cx - 4, bottom - 0.45 * height)), _pt((cx + 4, bottom)), 1, -1, cv2.LINE_8, SUBPIXEL)
         bmask = blade.astype(bool)
         frame[bmask] = blade_tex[bmask]
         label[bmask] = 2

@@ -47,8 +47,7 @@ class RleWriter:
             area = int(mask.sum())
             if area:
                 segments.append({"id": int(i), "area": area, "bbox": bbox(mask), "segmentation": encode(mask)})
-        self.annotations.append({"frame": len(self.annotations), "file_name": f"{name}.png",
-                                 "segmentations": segments})
+        self.annotations.append({"frame": len(self.annotations), "file_name": f"{name}.png", "segmentations": segments})
 
     def save(self) -> None:
         atomic_write_text(self.path, json.dumps({**self.header, "annotations": self.annotations}))

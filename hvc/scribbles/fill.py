@@ -59,8 +59,7 @@ def _propagate(queries: Tensor, keys: Tensor, labels: Tensor, topk: int, tempera
     return (labels[:, i] * weights).sum(dim=2)
 
 
-def fill_from_scribbles(emb: Tensor, scribbles: np.ndarray, num_classes: int,
-                        cfg: FillConfig = FillConfig()) -> Fill:
+def fill_from_scribbles(emb: Tensor, scribbles: np.ndarray, num_classes: int, cfg: FillConfig = FillConfig()) -> Fill:
     """emb: [C, h, w] L2-normalised frame-0 embedding; scribbles: int [H, W] (-1 unlabelled,
     0 background, 1.. objects) -> the filled soft labels of frame 0 (:class:`Fill`)."""
     c, h, w = emb.shape

@@ -45,10 +45,8 @@ def usable_cpus() -> int:
 
 
 def loader_workers(setting: Optional[int]) -> int:
-    """``data.workers`` as a DataLoader takes it: the setting itself, or for None (automatic) 0
-    on at most 2 usable CPUs, else 2. On 2 cores, loader processes decoding ahead compete with
-    the encoder and the kernel: test.py at 480p took 9 min 16 s with 2 workers and 7 min 07 s
-    with none (docs/speed.md); with cores to spare they hide the decoding."""
+    """``data.workers`` as a DataLoader takes it: the setting itself, or for None (automatic) 0 on
+    at most 2 usable CPUs (where loader processes slow test.py down: docs/speed.md), else 2."""
     if setting is not None:
         return setting
     return 0 if usable_cpus() <= 2 else 2

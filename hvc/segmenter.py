@@ -134,8 +134,7 @@ class VideoSegmenter:
         cfg = TestConfig()
         cfg.model.name, cfg.model.checkpoint, cfg.model.bn_dummy_forward = model, checkpoint, True
         cfg.run.device, cfg.run.encoder = device, encoder
-        return cls(prop, build_extractor(cfg), input_size=input_size, mean=cfg.data.mean, std=cfg.data.std,
-                   policy=policy)
+        return cls(prop, build_extractor(cfg), input_size=input_size, policy=policy)  # mean, std: TestConfig's
 
     @property
     def num_classes(self) -> int:

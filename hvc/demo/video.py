@@ -1,10 +1,6 @@
-"""A deterministic synthetic video with exact masks, built from scikit-image's photos.
-
-Two textured objects, each cut from a photo with a smooth random outline, move over a
-slowly panning crop of a third photo (translation, scale and a little rotation). The
-second object is painted over the first where they overlap, so the ground truth is exact
-by construction. Written in the DAVIS layout so that ``test.py`` and ``eval_metrics.py``
-read it like any DAVIS 2017 sequence.
+"""A deterministic synthetic video with exact masks, built from scikit-image's photos (docs/demo.md):
+two textured objects moving over a panning photo, the second painted over the first, written in
+the DAVIS layout so that ``test.py`` and ``eval_metrics.py`` read it like any DAVIS 2017 sequence.
 """
 
 from __future__ import annotations

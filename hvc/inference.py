@@ -1,17 +1,10 @@
 """Label propagation over a benchmark: frames -> features -> propagated labels -> files.
 
-One driver for every benchmark of ``test.py`` (DAVIS, YouTube-VOS, VOST, JHMDB, VIP): what
-differs lies in its clips (:mod:`hvc.tasks.clips`: the labels that start a clip, where its
-files go) and their writers (:mod:`hvc.tasks.writers`). Frames stream through a DataLoader,
-the encoder runs on batches of frames and each frame's embedding goes straight into the
-propagator, so memory stays bounded by the propagator's context (not the video length).
-
-The output folder follows the rules of :mod:`hvc.completion` (a clip is finished only
-through its completion record; a folder never mixes two settings) and is checked before any
-work: validated settings, every clip's input, a writable folder, no other settings' results
-unless ``run.overwrite``. Features and soft masks are checked to be finite once per frame.
-The clips can be split over a torchrun job or ``--shard i/n`` processes (:mod:`hvc.distributed`);
-the output is the same, byte for byte, as one process's.
+One driver for every benchmark of ``test.py``; what differs lies in its clips
+(:mod:`hvc.tasks.clips`) and writers (:mod:`hvc.tasks.writers`). Each frame's embedding goes
+straight into the propagator, so memory is bounded by its context, not the video length. The
+output folder follows :mod:`hvc.completion` and is checked before any work; clips can be split
+over torchrun or ``--shard i/n`` (:mod:`hvc.distributed`), the output the same byte for byte.
 """
 
 from __future__ import annotations
@@ -51,10 +44,8 @@ def usable_cpus() -> int:
 
 
 def loader_workers(setting: Optional[int]) -> int:
-    """``data.workers`` as a DataLoader takes it: the setting itself, or for None (automatic) 0
-    on at most 2 usable CPUs, else 2. On 2 cores, loader processes decoding ahead compete with
-    the encoder and the kernel: test.py at 480p took 9 min 16 s with 2 workers and 7 min 07 s
-    with none (docs/speed.md); with cores to spare they hide the decoding."""
+    """``data.workers`` as a DataLoader takes it: the setting itself, or for None (automatic) 0 on
+    at most 2 usable CPUs (where loader processes slow test.py down: docs/speed.md), else 2."""
     if setting is not None:
         return setting
     return 0 if usable_cpus() <= 2 else 2

@@ -1,16 +1,9 @@
 """Video object segmentation one frame at a time: images in, object ids out (docs/api.md).
 
-    seg = VideoSegmenter.from_checkpoint("checkpoints/hvc_bsds_cpu.pth")
-    seg.add_mask(0, first_ids)          # [H, W] ids, any frame; later objects start later
-    for image in frames:                # uint8 [H, W, 3] RGB arrays or PIL images
-        ids = seg.step(image).ids       # [H, W] uint8
-
-A step encodes the frame, checks the features and the soft masks for NaN and infinity,
-propagates (:class:`~hvc.propagation.LabelPropagator`) and up-samples to the frame's size.
-:meth:`VideoSegmenter.step_features` is the same step on an embedding computed elsewhere,
-with id maps or soft label maps (heat maps, part one-hots) in and the soft masks at feature
-resolution out: the loops of test.py (VOS, JHMDB, VIP), hvc.segment, bench/ and scripts/ all
-run on it. This is the one module that constructs a ``LabelPropagator`` and steps it.
+:class:`VideoSegmenter` encodes a frame, checks the features and soft masks for NaN and
+infinity, propagates and up-samples; :meth:`VideoSegmenter.step_features` is the same step on an
+embedding computed elsewhere, which every loop runs on. This is the one module that constructs a
+``LabelPropagator`` and steps it.
 """
 
 from __future__ import annotations
@@ -96,12 +89,11 @@ class Segmentation:
 
 @dataclass
 class SegmenterState:
-    """What :meth:`VideoSegmenter.restore` continues from. Frames are the video's.
+    """What :meth:`VideoSegmenter.restore` continues from, by the video's frame numbers.
 
-    record: JSON-able bookkeeping; masks: soft masks [K, h*w] of the frames the propagator
-    holds; embeddings: their embeddings [C, h, w] (None: pass them to ``restore``, e.g. the
-    frames encoded again); pending: id maps added for frames not reached yet. The tensors are
-    the segmenter's own (never changed in place): copy them to keep them past the video.
+    masks: soft masks [K, h*w] of the frames the propagator holds; embeddings: theirs [C, h, w]
+    (None: pass them to ``restore``); pending: id maps [H, W] added for frames not reached yet. The
+    tensors are the segmenter's own (never changed in place): copy them to keep them past the video.
     """
 
     record: dict
@@ -112,18 +104,16 @@ class SegmenterState:
     @property
     def stored(self) -> list[int]:
         """The frames whose masks and embeddings a restore needs."""
-        shift = self.record["start"] or 0
-        return [f + shift for f in self.record["propagator"]["stored"]] if self.record["start"] is not None else []
+        start = self.record["start"]
+        return [] if start is None else [f + start for f in self.record["propagator"]["stored"]]
 
 
 class VideoSegmenter:
     """Segments one video at a time, frame after frame (:meth:`reset` starts the next one).
 
-    ``VideoSegmenter(prop, extractor, input_size=None, policy=None)``: ``prop`` the propagation
-    settings (default ``PropagationConfig()``; ``num_classes`` bounds the ids), ``extractor``
-    the encoder (needed by :meth:`step` and :meth:`encode`, not by :meth:`step_features`),
-    ``input_size`` the shorter side images are encoded at (None: theirs, at most 480; -1: theirs),
-    ``policy`` a :class:`~hvc.propagation.context.ContextPolicy` replacing ``prop.memory``'s.
+    ``prop``: the propagation settings (``num_classes`` bounds the ids); ``extractor``: needed by
+    :meth:`step` and :meth:`encode`; ``input_size``: the shorter side images are encoded at (None:
+    theirs, at most 480; -1: theirs); ``policy``: replaces ``prop.memory``'s (docs/api.md).
     """
 
     def __init__(self, prop: Optional[PropagationConfig] = None, extractor: Optional[FeatureExtractor] = None, *,
@@ -139,14 +129,12 @@ class VideoSegmenter:
     def from_checkpoint(cls, checkpoint: Optional[str], prop: Optional[PropagationConfig] = None, *,
                         model: str = "hvc", device: str = "cpu", input_size: Optional[int] = None,
                         encoder: str = "exact", policy: Optional[ContextPolicy] = None) -> "VideoSegmenter":
-        """An encoder ``model`` with the weights ``checkpoint`` (None: the model's default
-        file) under the test protocol (the dummy BatchNorm pass of configs/test_*.yaml);
-        ``encoder``: how it runs (exact, fused or bf16; hvc/models/fast_encoder.py)."""
+        """An encoder ``model`` with the weights ``checkpoint`` (None: the model's default file) under
+        the test protocol (docs/api.md); ``encoder``: exact, fused or bf16 (hvc/models/fast_encoder.py)."""
         cfg = TestConfig()
         cfg.model.name, cfg.model.checkpoint, cfg.model.bn_dummy_forward = model, checkpoint, True
         cfg.run.device, cfg.run.encoder = device, encoder
-        return cls(prop, build_extractor(cfg), input_size=input_size, mean=cfg.data.mean, std=cfg.data.std,
-                   policy=policy)
+        return cls(prop, build_extractor(cfg), input_size=input_size, policy=policy)  # mean, std: TestConfig's
 
     @property
     def num_classes(self) -> int:
@@ -273,6 +261,5 @@ class VideoSegmenter:
         self.frame, self.start = state.record["frame"], state.record["start"]
         self.pending = dict(state.pending or {})
         if self.start is not None:
-            shift = self.start
-            self.propagator.restore(state.record["propagator"], {f - shift: m for f, m in state.masks.items()},
-                                    {f - shift: e for f, e in embeddings.items()})
+            self.propagator.restore(state.record["propagator"], {f - self.start: m for f, m in state.masks.items()},
+                                    {f - self.start: e for f, e in embeddings.items()})

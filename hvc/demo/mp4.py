@@ -25,17 +25,14 @@ from hvc.scribbles import render, save_png, scribbles_from_mask
 
 def export(folder: Path, frames: int = 40, fps: int = 24) -> Path:
     video, labels = render_video(num_frames=frames)
-    folder.mkdir(parents=True, exist_ok=True)
-    h, w = labels[0].shape
-    target = folder / "demo.mp4"
-    with Mp4Writer(target, fps) as writer:
+    with Mp4Writer(folder / "demo.mp4", fps) as writer:
         for frame in video:
             writer.write(frame)
     save_indexed_png(folder / "first.png", labels[0])
-    save_png(folder / "scribble.png", render(scribbles_from_mask(labels[0]), (h, w), thickness=3))
+    save_png(folder / "scribble.png", render(scribbles_from_mask(labels[0]), labels[0].shape, thickness=3))
     for t, label in enumerate(labels):
         save_indexed_png(folder / "truth" / f"{t:05d}.png", label)
-    return target
+    return folder / "demo.mp4"
 
 
 def score(folder: Path, masks: Path) -> dict[str, float]:

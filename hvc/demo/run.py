@@ -24,9 +24,9 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, HvcError, entry_point
@@ -55,20 +55,16 @@ def _stage(title: str) -> None:
 
 
 # The root scripts are thin files over these modules (hvc/entry/); nothing is loaded by path.
-_ENTRY_MODULES = {"train.py": "hvc.entry.train", "test.py": "hvc.entry.test", "eval_metrics.py": "hvc.entry.eval_metrics"}
-
-
-def _entry_main(target: str) -> Callable[[list[str]], int]:
-    """The ``main(argv) -> exit code`` of a root script (``train.py``) or a module (``hvc.export``)."""
-    return importlib.import_module(_ENTRY_MODULES.get(target, target)).main
+_ENTRY_MODULES = {"train.py": "hvc.entry.train", "test.py": "hvc.entry.test",
+                  "eval_metrics.py": "hvc.entry.eval_metrics"}
 
 
 def _call(name: str, args: list[str]) -> None:
-    """Run the entry point ``python <args>`` would run (``train.py ...`` or ``-m hvc.export ...``),
+    """Run the ``main(argv)`` that ``python <args>`` would run (``train.py ...`` or ``-m hvc.export ...``),
     here; a non-zero exit code stops the demo. Each entry point seeds what it draws, so the
     numbers equal those of separate processes."""
     target, argv = (args[1], args[2:]) if args[0] == "-m" else (args[0], args[1:])
-    code = _entry_main(target)(argv)
+    code = importlib.import_module(_ENTRY_MODULES.get(target, target)).main(argv)
     sys.stdout.flush()
     if code:  # the stage printed its own error; keep its exit code
         raise DemoError(f"stage {name}: failed with exit code {code}: python {' '.join(args)}", code)
@@ -90,12 +86,6 @@ class StageTime:
     cpu: float  # CPU seconds (user + system) of the demo and the entry points it ran
 
 
-@dataclass
-class DemoResult:
-    scores: dict[str, dict[str, float]]  # model -> {J&F-Mean, J-Mean, F-Mean}
-    stages: list[StageTime] = field(default_factory=list)
-
-
 def _cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
@@ -110,7 +100,7 @@ def _timed(stages: list[StageTime], name: str) -> Iterator[None]:
 
 def format_timings(stages: list[StageTime]) -> str:
     """Stage | seconds | CPU seconds, with the total."""
-    width = max(len(s.name) for s in stages + [StageTime("total", 0, 0)])
+    width = max(len(s.name) for s in [*stages, StageTime("total", 0, 0)])
     lines = [f"{'stage':<{width}} {'seconds':>8} {'CPU s':>7}"]
     lines += [f"{s.name:<{width}} {s.wall:>8.1f} {s.cpu:>7.1f}" for s in stages]
     lines.append(f"{'total':<{width}} {sum(s.wall for s in stages):>8.1f} {sum(s.cpu for s in stages):>7.1f}")
@@ -148,8 +138,9 @@ def run_keypoints(output: Path, frames: int) -> dict[str, dict[str, float]]:
     return pck
 
 
-def run_demo(output: Path, steps: int | None, frames: int) -> DemoResult:
-    """Run every stage into ``output``; returns the J&F scores per model and the stage timings.
+def run_demo(output: Path, steps: int | None, frames: int) -> tuple[dict[str, dict[str, float]], list[StageTime]]:
+    """Run every stage into ``output``; returns the J&F scores {model: {J&F-Mean, J-Mean, F-Mean}}
+    and the stage timings.
 
     steps: training steps (None = configs/demo_train.yaml's optim.max_steps); frames: video length.
     """
@@ -161,10 +152,10 @@ def run_demo(output: Path, steps: int | None, frames: int) -> DemoResult:
     # a rerun starts from scratch: stale photos, frames or checkpoints would change the numbers
     for folder in (photos, davis, train_dir):
         shutil.rmtree(folder, ignore_errors=True)
-    result = DemoResult(scores={})
+    scores, stages = {}, []
 
     _stage("1/5 data: scikit-image photos and the demo video")
-    with _timed(result.stages, "1 data"):
+    with _timed(stages, "1 data"):
         n_photos = len(write_training_photos(str(photos)))
         video, labels = render_video(num_frames=frames)
         write_davis_sequence(str(davis), SEQUENCE, video, labels)
@@ -174,27 +165,27 @@ def run_demo(output: Path, steps: int | None, frames: int) -> DemoResult:
     overrides = [f"output.dir={train_dir}", f"data.roots={json.dumps([str(photos)])}"]
     if steps is not None:
         overrides.append(f"optim.max_steps={steps}")
-    with _timed(result.stages, "2 train"):
+    with _timed(stages, "2 train"):
         _call("train", ["train.py", "--config", str(TRAIN_CONFIG), *overrides])
 
     _stage("3/5 export the encoder (hvc.export)")
-    with _timed(result.stages, "3 export"):
+    with _timed(stages, "3 export"):
         _call("export", ["-m", "hvc.export", str(train_dir / "checkpoint.pth"), str(export), "--drop-layer4"])
 
     for model in MODELS:
         results = output / "results" / model
         _stage(f"4/5 label propagation with {model} (test.py)")
         extra = ["--checkpoint", str(export)] if model == "hvc" else []
-        with _timed(result.stages, f"4 propagate {model}"):
+        with _timed(stages, f"4 propagate {model}"):
             _call(f"test {model}", ["test.py", "--config", str(TEST_CONFIG), "--model", model, *extra,
                                     "--output", str(results), "--device", "cpu", "--visualize", "--overwrite",
                                     f"data.root={davis}"])
         _stage(f"5/5 J&F of {model} (eval_metrics.py)")
-        with _timed(result.stages, f"5 score {model}"):
+        with _timed(stages, f"5 score {model}"):
             _call(f"metrics {model}", ["eval_metrics.py", "--davis-root", str(davis), "--results", str(results),
                                        "--year", "2017", "--output", str(results)])
-        result.scores[model] = _read_scores(results / "global_results-val.csv")
-    return result
+        scores[model] = _read_scores(results / "global_results-val.csv")
+    return scores, stages
 
 
 @entry_point
@@ -212,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps must be >= 1 and --frames >= 3 (the first and last frames are not scored)")
     start = time.perf_counter()
     output = Path(args.output)
-    result = run_demo(output, steps, frames)
+    scores, stages = run_demo(output, steps, frames)
     middle = time.perf_counter()
     pck = run_keypoints(output, QUICK_KEYPOINT_FRAMES if args.quick else KEYPOINT_FRAMES)
     out = output.resolve()
@@ -220,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     from hvc.inference import usable_cpus  # by now loaded by the stages above
 
     print(f"\n===== stage timings ({usable_cpus()} CPU cores) =====")
-    print(format_timings(result.stages))
+    print(format_timings(stages))
     print(f"\n===== J&F on the demo video ({middle - start:.0f} s) =====")
-    print(format_table(result.scores))
+    print(format_table(scores))
     print(f"\n===== PCK (%) on the synthetic keypoint clip ({end - middle:.0f} s more) =====")
     print(f"{'model':<10} {'PCK@0.1':>8} {'PCK@0.2':>8}")
     for model, p in pck.items():

@@ -1,19 +1,8 @@
-"""Small deterministic synthetic clips in the official layouts of JHMDB, VIP and VOST.
+"""Small deterministic synthetic clips in the official layouts of JHMDB, VIP and VOST (docs/tasks.md).
 
-None of these datasets ships with the repository; tests and the demo use these instead.
-All clips are drawn from the photographs inside scikit-image over a slowly panning photo
-background, so that propagation has real texture to match, and their labels are exact by
-construction:
-
-* JHMDB: a walking figure whose 15 joints (JHMDB order) are known to sub-pixel precision;
-  frames ``Rename_Images/<class>/<video>/%05d.png``, joints ``joint_positions.mat``.
-* VIP: the same figure, each body part a VIP class (face, hair, arms, legs, ...) with its
-  own texture; frames ``Images/<video>/%012d.jpg``, class-id PNGs every ``every`` frames.
-* VOST: a textured dough that stretches and is then cut into two pieces that drift apart
-  (one object throughout, as VOST labels it), and the blade that cuts it; sparse palette
-  annotations every ``every`` frames.
-
-Layouts and formats: docs/tasks.md. Every file is written atomically.
+Drawn from scikit-image's photographs over a slowly panning photo, with labels exact by
+construction: a walking figure with 15 known joints (JHMDB) whose body parts are VIP classes,
+and a dough that is stretched and cut in two by a blade (VOST). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -26,10 +15,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from hvc.data.palette import save_indexed_png
-from hvc.demo.video import photos
+from hvc.demo.video import panning_background, photos, save_image, texture_patch
 from hvc.fileio import atomic_path, atomic_write_text
 
 _photos = functools.lru_cache(maxsize=1)(photos)
@@ -50,25 +38,6 @@ class FigureClip:
     frames: np.ndarray  # [T, H, W, 3] uint8 RGB
     parts: np.ndarray  # [T, H, W] uint8 VIP class ids (0 = background)
     joints: np.ndarray  # [T, 15, 2] float64 (x, y) 0-based pixels, JHMDB joint order
-
-
-def _texture(name: str, size: int) -> np.ndarray:
-    """The central square of a photo at size x size (RGB uint8)."""
-    photo = _photos()[name]
-    s = min(photo.shape[:2])
-    y0, x0 = (photo.shape[0] - s) // 2, (photo.shape[1] - s) // 2
-    return cv2.resize(photo[y0:y0 + s, x0:x0 + s], (size, size), interpolation=cv2.INTER_AREA)
-
-
-def _background(t: int, num_frames: int, height: int, width: int, name: str = "rocket") -> np.ndarray:
-    """A window panning left to right over a photo a quarter wider than the frame."""
-    photo = _photos()[name]
-    scale = max(height / photo.shape[0], 1.25 * width / photo.shape[1])
-    big = cv2.resize(photo, (math.ceil(photo.shape[1] * scale), math.ceil(photo.shape[0] * scale)),
-                     interpolation=cv2.INTER_AREA)
-    x0 = int(round(t / max(num_frames - 1, 1) * (big.shape[1] - width)))
-    y0 = (big.shape[0] - height) // 2
-    return big[y0:y0 + height, x0:x0 + width].copy()
 
 
 def figure_joints(t: int, num_frames: int, height: int, width: int, phase: int = 0) -> np.ndarray:
@@ -112,48 +81,37 @@ def _pt(p: np.ndarray) -> tuple[int, int]:
 def _part_masks(joints: np.ndarray, height: int, width: int) -> list[tuple[int, np.ndarray]]:
     """(class id, mask) of every part, in painting order (later parts cover earlier ones)."""
     s = height / 240.0
-    (neck, belly, face, r_sh, l_sh, r_hip, l_hip, r_el, l_el,
-     r_kn, l_kn, r_wr, l_wr, r_an, l_an) = joints
-    out = []
+    neck, belly, face, r_sh, l_sh, r_hip, l_hip, r_el, l_el, r_kn, l_kn, r_wr, l_wr, r_an, l_an = joints
 
-    def draw(cls: int, fn) -> None:
+    def lines(points: list[tuple[np.ndarray, np.ndarray]], thickness: float) -> np.ndarray:
         mask = np.zeros((height, width), np.uint8)
-        fn(mask)
-        out.append((cls, mask.astype(bool)))
+        for a, b in points:
+            cv2.line(mask, _pt(a), _pt(b), 1, max(1, int(round(thickness * s))), cv2.LINE_8, SUBPIXEL)
+        return mask
 
-    def segments(points, thickness):
-        def fn(mask):
-            for a, b in points:
-                cv2.line(mask, _pt(a), _pt(b), 1, max(1, int(round(thickness * s))), cv2.LINE_8, SUBPIXEL)
-        return fn
-
-    for cls, ankle, knee in ((RIGHT_SHOE, r_an, r_kn), (LEFT_SHOE, l_an, l_kn)):
-        toe = ankle + s * np.array([9.0, 3.0])
-        draw(cls, segments([(ankle, toe)], 9))
-    draw(RIGHT_LEG, segments([(r_kn, r_an)], 11))
-    draw(LEFT_LEG, segments([(l_kn, l_an)], 11))
-    draw(PANTS, segments([(r_hip, r_kn), (l_hip, l_kn), (r_hip, l_hip)], 14))
-    torso = np.array([_pt(r_sh), _pt(l_sh), _pt(l_hip), _pt(r_hip)], np.int32)
-    draw(UPPER_CLOTHES, lambda m: cv2.fillConvexPoly(m, torso, 1, cv2.LINE_8, SUBPIXEL))
-    draw(RIGHT_ARM, segments([(r_sh, r_el), (r_el, r_wr)], 9))
-    draw(LEFT_ARM, segments([(l_sh, l_el), (l_el, l_wr)], 9))
+    torso, head, hair = (np.zeros((height, width), np.uint8) for _ in range(3))
+    cv2.fillConvexPoly(torso, np.array([_pt(r_sh), _pt(l_sh), _pt(l_hip), _pt(r_hip)], np.int32), 1, cv2.LINE_8,
+                       SUBPIXEL)
     head_r = int(round(13 * s * (1 << SUBPIXEL)))
-    draw(FACE, lambda m: cv2.circle(m, _pt(face), head_r, 1, -1, cv2.LINE_8, SUBPIXEL))
-    hair = np.zeros((height, width), np.uint8)
+    cv2.circle(head, _pt(face), head_r, 1, -1, cv2.LINE_8, SUBPIXEL)
     cv2.ellipse(hair, _pt(face), (head_r, head_r), 0, 180, 360, 1, -1, cv2.LINE_8, SUBPIXEL)
     hair[int(face[1] - 4 * s):] = 0  # only the top of the head
-    out.append((HAIR, hair.astype(bool)))
-    return out
+    toe = s * np.array([9.0, 3.0])
+    parts = [(RIGHT_SHOE, lines([(r_an, r_an + toe)], 9)), (LEFT_SHOE, lines([(l_an, l_an + toe)], 9)),
+             (RIGHT_LEG, lines([(r_kn, r_an)], 11)), (LEFT_LEG, lines([(l_kn, l_an)], 11)),
+             (PANTS, lines([(r_hip, r_kn), (l_hip, l_kn), (r_hip, l_hip)], 14)), (UPPER_CLOTHES, torso),
+             (RIGHT_ARM, lines([(r_sh, r_el), (r_el, r_wr)], 9)), (LEFT_ARM, lines([(l_sh, l_el), (l_el, l_wr)], 9)),
+             (FACE, head), (HAIR, hair)]
+    return [(cls, mask.astype(bool)) for cls, mask in parts]
 
 
 def render_figure_clip(num_frames: int = 12, height: int = 240, width: int = 320, phase: int = 0) -> FigureClip:
     """The walking figure: frames, VIP part ids and JHMDB joints (all deterministic)."""
     size = int(round(height * 0.9))
-    textures = {cls: _texture(name, size) for cls, name in PART_TEXTURES.items()}
+    textures = {cls: texture_patch(_photos()[name], size) for cls, name in PART_TEXTURES.items()}
     frames, parts, joints = [], [], []
-    for t in range(num_frames):
+    for t, frame in enumerate(panning_background(_photos()["rocket"], num_frames, height, width)):
         pts = figure_joints(t, num_frames, height, width, phase)
-        frame = _background(t, num_frames, height, width)
         label = np.zeros((height, width), np.uint8)
         # Textures ride with the figure: shift each part's photo so that it is anchored at the belly.
         shift = np.float32([[1, 0, pts[1, 0] - size / 2], [0, 1, pts[1, 1] - size / 2]])
@@ -166,11 +124,6 @@ def render_figure_clip(num_frames: int = 12, height: int = 240, width: int = 320
         parts.append(label)
         joints.append(pts)
     return FigureClip(np.stack(frames), np.stack(parts), np.stack(joints))
-
-
-def _save_image(path: Path, image: np.ndarray, **kwargs) -> None:
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, **kwargs)
 
 
 def write_jhmdb_clip(root: str | os.PathLike, cls: str = "walk", video: str = "synthetic_walk_0",
@@ -187,10 +140,9 @@ def write_jhmdb_clip(root: str | os.PathLike, cls: str = "walk", video: str = "s
     clip = render_figure_clip(num_frames, height, width, phase)
     frame_dir = root / "Rename_Images" / cls / video
     for t, frame in enumerate(clip.frames):
-        _save_image(frame_dir / f"{t + 1:05d}.png", frame, format="PNG", compress_level=1)
+        save_image(frame_dir / f"{t + 1:05d}.png", frame, format="PNG", compress_level=1)
     joints_path = root / "joint_positions" / cls / video / "joint_positions.mat"
     pos_img = clip.joints.transpose(2, 1, 0) + 1  # [T, 15, 2] 0-based -> [2, 15, T] 1-based
-    joints_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(joints_path) as tmp:
         savemat(tmp, {"pos_img": pos_img})
     _append_line(root / "splits" / f"{cls}_test_split1.txt", f"{video}.avi 2")
@@ -219,9 +171,9 @@ def write_vip_clip(root: str | os.PathLike, video: str = "videos1", annotated: i
     names = []
     for t in range(num_frames):
         name = f"{t + 1:012d}"
-        _save_image(root / "Images" / video / f"{name}.jpg", clip.frames[t], format="JPEG", quality=95)
+        save_image(root / "Images" / video / f"{name}.jpg", clip.frames[t], format="JPEG", quality=95)
         if t % every == 0:
-            _save_image(root / "Annotations" / "Category_ids" / video / f"{name}.png", clip.parts[t], format="PNG")
+            save_image(root / "Annotations" / "Category_ids" / video / f"{name}.png", clip.parts[t], format="PNG")
             names.append(name)
     listing = root / "val_vip.txt"
     lines = [line for line in (listing.read_text().splitlines() if listing.is_file() else [])
@@ -236,13 +188,12 @@ def render_vost_clip(num_frames: int = 31, height: int = 240, width: int = 320) 
 
     Returns frames [T, H, W, 3] uint8 and labels [T, H, W] uint8.
     """
-    dough_tex = cv2.resize(_texture("coffee", height), (width, height))
-    blade_tex = cv2.resize(_texture("motorcycle_right", height), (width, height))
+    dough_tex = cv2.resize(texture_patch(_photos()["coffee"], height), (width, height))
+    blade_tex = cv2.resize(texture_patch(_photos()["motorcycle_right"], height), (width, height))
     frames, labels = [], []
     cut_at = num_frames // 3
-    for t in range(num_frames):
+    for t, frame in enumerate(panning_background(_photos()["hubble_deep_field"], num_frames, height, width)):
         a = t / max(num_frames - 1, 1)
-        frame = _background(t, num_frames, height, width, name="hubble_deep_field")
         label = np.zeros((height, width), np.uint8)
         cx, cy = 0.5 * width, 0.6 * height
         # Stretches sideways and flattens, then splits at the centre; the halves drift apart.
@@ -266,8 +217,7 @@ def render_vost_clip(num_frames: int = 31, height: int = 240, width: int = 320) 
         depth = min(t / max(cut_at, 1), 1.0) if t <= cut_at else max(0.0, 1 - (t - cut_at) / max(cut_at, 1))
         blade = np.zeros((height, width), np.uint8)
         bottom = cy - ry - 0.05 * height + depth * (2 * ry + 0.05 * height)
-        cv2.rectangle(blade, _pt((cx - 4, bottom - 0.45 * height)), _pt((cx + 4, bottom)), 1, -1, cv2.LINE_8,
-                      SUBPIXEL)
+        cv2.rectangle(blade, _pt((cx - 4, bottom - 0.45 * height)), _pt((cx + 4, bottom)), 1, -1, cv2.LINE_8, SUBPIXEL)
         bmask = blade.astype(bool)
         frame[bmask] = blade_tex[bmask]
         label[bmask] = 2
@@ -285,7 +235,7 @@ def write_vost_clip(root: str | os.PathLike, name: str = "cut_dough", num_frames
     frames, labels = render_vost_clip(num_frames, height, width)
     names = []
     for t in range(num_frames):
-        _save_image(root / "JPEGImages" / name / f"{t:05d}.jpg", frames[t], format="JPEG", quality=95)
+        save_image(root / "JPEGImages" / name / f"{t:05d}.jpg", frames[t], format="JPEG", quality=95)
         if t % every == 0 or t == num_frames - 1:
             save_indexed_png(root / "Annotations" / name / f"{t:05d}.png", labels[t])
             names.append(f"{t:05d}")

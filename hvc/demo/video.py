@@ -1,10 +1,6 @@
-"""A deterministic synthetic video with exact masks, built from scikit-image's photos.
-
-Two textured objects, each cut from a photo with a smooth random outline, move over a
-slowly panning crop of a third photo (translation, scale and a little rotation). The
-second object is painted over the first where they overlap, so the ground truth is exact
-by construction. Written in the DAVIS layout so that ``test.py`` and ``eval_metrics.py``
-read it like any DAVIS 2017 sequence.
+"""A deterministic synthetic video with exact masks, built from scikit-image's photos (docs/demo.md):
+two textured objects moving over a panning photo, the second painted over the first, written in
+the DAVIS layout so that ``test.py`` and ``eval_metrics.py`` read it like any DAVIS 2017 sequence.
 """
 
 from __future__ import annotations
@@ -12,6 +8,8 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -65,12 +63,24 @@ def _blob_mask(size: int, rng: np.random.RandomState) -> np.ndarray:
     return mask
 
 
-def _texture_patch(photo: np.ndarray, size: int) -> np.ndarray:
+def texture_patch(photo: np.ndarray, size: int) -> np.ndarray:
     """The central square of a photo resized to size x size (RGB uint8)."""
     h, w = photo.shape[:2]
     s = min(h, w)
     y0, x0 = (h - s) // 2, (w - s) // 2
     return cv2.resize(photo[y0:y0 + s, x0:x0 + s], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def panning_background(photo: np.ndarray, num_frames: int, height: int, width: int) -> Iterator[np.ndarray]:
+    """num_frames x [H, W, 3] uint8: a window panning left to right over ``photo`` resized to cover
+    a quarter more than the frame's width."""
+    scale = max(height / photo.shape[0], round(1.25 * width) / photo.shape[1])
+    big = cv2.resize(photo, (math.ceil(photo.shape[1] * scale), math.ceil(photo.shape[0] * scale)),
+                     interpolation=cv2.INTER_AREA)
+    y0 = (big.shape[0] - height) // 2
+    for t in range(num_frames):
+        x0 = int(round(t / max(num_frames - 1, 1) * (big.shape[1] - width)))
+        yield big[y0:y0 + height, x0:x0 + width].copy()
 
 
 def render_video(num_frames: int = 40, height: int = 240, width: int = 432, seed: int = 0,
@@ -82,25 +92,13 @@ def render_video(num_frames: int = 40, height: int = 240, width: int = 432, seed
     """
     pics = photos()
     rng = np.random.RandomState(seed)
-    bg = pics[background]
-    # The background is a window sliding over the photo resized a little wider than the frame.
-    pan = 0.25
-    bh = height
-    bw = int(round(width * (1 + pan)))
-    scale = max(bh / bg.shape[0], bw / bg.shape[1])
-    big = cv2.resize(bg, (int(math.ceil(bg.shape[1] * scale)), int(math.ceil(bg.shape[0] * scale))),
-                     interpolation=cv2.INTER_AREA)
     sprites = []
     for track in TRACKS:
         side = int(round(2 * track.radius * height))
-        sprites.append((_texture_patch(pics[track.texture], side), _blob_mask(side, rng)))
-
+        sprites.append((texture_patch(pics[track.texture], side), _blob_mask(side, rng)))
     frames, labels = [], []
-    for t in range(num_frames):
+    for t, frame in enumerate(panning_background(pics[background], num_frames, height, width)):
         a = t / max(num_frames - 1, 1)
-        x_off = int(round(a * (big.shape[1] - width)))
-        y_off = (big.shape[0] - height) // 2
-        frame = big[y_off:y_off + height, x_off:x_off + width].copy()
         label = np.zeros((height, width), np.uint8)
         for obj_id, (track, (tex, mask)) in enumerate(zip(TRACKS, sprites), start=1):
             cx = (track.start[0] + a * (track.end[0] - track.start[0])) * width
@@ -120,20 +118,20 @@ def render_video(num_frames: int = 40, height: int = 240, width: int = 432, seed
     return frames, labels
 
 
+def save_image(path: str | os.PathLike, image: np.ndarray, **kwargs) -> None:
+    """Write ``image`` (uint8 [H, W] or [H, W, 3]) atomically; ``kwargs``: PIL's ``save`` options."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp, **kwargs)
+
+
 def write_davis_sequence(root: str, name: str, frames: list[np.ndarray], labels: list[np.ndarray]) -> None:
     """Write frames (JPEG) and labels (indexed PNGs, DAVIS palette) in the DAVIS layout under
     ``root`` and list the sequence in ``ImageSets/2017/val.txt``."""
-    img_dir = os.path.join(root, "JPEGImages", "480p", name)
-    ann_dir = os.path.join(root, "Annotations", "480p", name)
-    os.makedirs(img_dir, exist_ok=True)
-    os.makedirs(ann_dir, exist_ok=True)
+    root = Path(root)
     for t, (frame, label) in enumerate(zip(frames, labels)):
-        with atomic_path(os.path.join(img_dir, f"{t:05d}.jpg")) as tmp:
-            Image.fromarray(frame).save(tmp, format="JPEG", quality=95)
-        save_indexed_png(os.path.join(ann_dir, f"{t:05d}.png"), label)
-    sets = os.path.join(root, "ImageSets", "2017")
-    os.makedirs(sets, exist_ok=True)
-    atomic_write_text(os.path.join(sets, "val.txt"), name + "\n")
+        save_image(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", frame, format="JPEG", quality=95)
+        save_indexed_png(root / "Annotations" / "480p" / name / f"{t:05d}.png", label)
+    atomic_write_text(root / "ImageSets" / "2017" / "val.txt", name + "\n")
 
 
 def write_training_photos(folder: str, size: int = 320, tile: int = 160) -> list[str]:
@@ -142,14 +140,11 @@ def write_training_photos(folder: str, size: int = 320, tile: int = 160) -> list
 
     The tiles multiply the ~10 photos into ~80 samples, so that an epoch holds several
     batches (a checkpoint is written at every epoch end)."""
-    os.makedirs(folder, exist_ok=True)
     paths = []
 
     def save(name: str, pic: np.ndarray) -> None:
-        path = os.path.join(folder, f"{name}.jpg")
-        with atomic_path(path) as tmp:
-            Image.fromarray(np.ascontiguousarray(pic)).save(tmp, format="JPEG", quality=95)
-        paths.append(path)
+        paths.append(os.path.join(folder, f"{name}.jpg"))
+        save_image(paths[-1], pic, format="JPEG", quality=95)
 
     for name, pic in sorted(photos().items()):
         h, w = pic.shape[:2]

@@ -1,21 +1,8 @@
-"""Mask exports in the formats other tools read (``python -m hvc.segment --save``).
-
-Not to be confused with :mod:`hvc.export`, which exports an encoder from a checkpoint. One
-writer per format, each in its own module:
-
-    ========  ==============================  ===========================================
-    format    written to (in the run folder)  writer
-    ========  ==============================  ===========================================
-    palette   masks/<frame>.png               :func:`hvc.data.palette.save_indexed_png`
-    binary    binary/<id>/<frame>.png         :func:`hvc.exports.binary.write_binary`
-    alpha     alpha/<id>/<frame>.png          :func:`hvc.exports.alpha.write_alpha`
-    rle       rle.json                        :class:`hvc.exports.rle.RleWriter`
-    mp4       overlay.mp4                     :class:`hvc.exports.mp4.Mp4Writer`
-    ========  ==============================  ===========================================
+"""Mask exports in the formats other tools read (``python -m hvc.segment --save``; formats and
+files: docs/segment.md). Not to be confused with :mod:`hvc.export` (an encoder from a checkpoint).
 
 The palette PNGs are what a run writes as it goes (and resumes from); the others are made
-from them in one pass after the last frame (:func:`export_masks`). Every file is written
-atomically.
+from them in one pass after the last frame (:func:`export_masks`), every file atomically.
 """
 
 from __future__ import annotations
@@ -29,18 +16,28 @@ import numpy as np
 from PIL import Image
 
 from hvc.errors import InputError
-from hvc.exports.alpha import write_alpha
-from hvc.exports.binary import write_binary
 from hvc.exports.mp4 import Mp4Writer
 from hvc.exports.overlay import overlay
 from hvc.exports.rle import RleWriter
+from hvc.fileio import atomic_path
 
 FORMATS = ("palette", "binary", "alpha", "rle", "mp4")
 TARGETS = {"palette": "masks", "binary": "binary", "alpha": "alpha", "rle": "rle.json", "mp4": "overlay.mp4"}
 NEEDS_FRAMES = ("alpha", "mp4")  # the others need only the masks
 
-__all__ = ["FORMATS", "TARGETS", "Mp4Writer", "RleWriter", "export_masks", "remove_exports", "write_alpha",
-           "write_binary"]
+__all__ = ["FORMATS", "TARGETS", "Mp4Writer", "RleWriter", "export_masks", "remove_exports", "write_object_pngs"]
+
+
+def write_object_pngs(folder: Path, name: str, labels: np.ndarray, objects: Sequence[int],
+                      rgb: Optional[np.ndarray] = None) -> None:
+    """Write ``folder/<id>/<name>.png`` for each id of ``objects`` (an absent one too: every object
+    folder holds every frame): 255 where ``labels`` (uint8 [H, W] ids) is the id, 0 elsewhere, as a
+    greyscale mask (binary) or, with the frame ``rgb`` (uint8 [H, W, 3]), as its alpha (RGBA [H, W, 4])."""
+    for i in objects:
+        mask = np.where(labels == i, np.uint8(255), np.uint8(0))
+        image = Image.fromarray(mask, mode="L") if rgb is None else Image.fromarray(np.dstack([rgb, mask]), mode="RGBA")
+        with atomic_path(folder / str(i) / f"{name}.png") as tmp:
+            image.save(tmp, format="PNG")
 
 
 def remove_exports(output: Path, formats: Iterable[str] = FORMATS) -> None:
@@ -89,9 +86,9 @@ def export_masks(formats: Sequence[str], output: Path, names: Sequence[str], *, 
                 if got != t:
                     raise InputError(f"{video}: has no frame {t}, but the masks have (was the video changed?)")
             if "binary" in wanted:
-                write_binary(paths["binary"], name, labels, objects)
+                write_object_pngs(paths["binary"], name, labels, objects)
             if "alpha" in wanted:
-                write_alpha(paths["alpha"], name, rgb, labels, objects)
+                write_object_pngs(paths["alpha"], name, labels, objects, rgb)
             if rle is not None:
                 rle.add(name, labels)
             if video_out is not None:

@@ -1,8 +1,5 @@
-"""The one mp4 writer of the package: H.264 video in yuv420p, which browsers play.
-
-We encode through PyAV (FFmpeg's libraries with libx264, in its wheels) rather than OpenCV's
-``VideoWriter``: the OpenCV wheels can only write MPEG-4 Part 2 (``mp4v``), which Chrome and
-Firefox do not play, and PyAV is a well-kept binding that needs no system FFmpeg.
+"""The one mp4 writer of the package: H.264 video in yuv420p, which browsers play, through PyAV
+(why not OpenCV: docs/segment.md).
 
     with Mp4Writer("overlay.mp4", fps=24) as video:
         for rgb in frames:          # uint8 [H, W, 3] RGB, every frame the same size
@@ -76,8 +73,7 @@ class Mp4Writer(contextlib.AbstractContextManager):
             raise ValueError(f"{self.path}: expected a uint8 [H, W, 3] RGB frame, got {rgb.dtype} {rgb.shape}")
         if self._size is None:
             self._size = rgb.shape[:2]
-            padded = even_size(rgb).shape
-            self._open(padded[0], padded[1])
+            self._open(*even_size(rgb).shape[:2])
         elif rgb.shape[:2] != self._size:
             raise ValueError(f"{self.path}: frame {self.frames} is {rgb.shape[1]}x{rgb.shape[0]}, "
                              f"the first {self._size[1]}x{self._size[0]}")

@@ -1,16 +1,6 @@
-"""One COCO run-length-encoded JSON file for a whole video, via pycocotools.
-
-The layout follows what DEVA writes for a video (one entry per frame with its file name and
-a list of segments, each an object id and a COCO RLE ``{"size": [H, W], "counts": str}``),
-so readers of DEVA's, SAM 2's or Cutie's RLE output decode it with
-``pycocotools.mask.decode(segment["segmentation"])``::
-
-    {"video": "clip.mp4", "height": H, "width": W, "fps": 24.0, "object_ids": [1, 2],
-     "annotations": [{"frame": 0, "file_name": "00000.png",
-                      "segmentations": [{"id": 1, "area": 5120, "bbox": [x, y, w, h],
-                                         "segmentation": {"size": [H, W], "counts": "..."}}]}]}
-
-An object absent from a frame has no segment there (its mask is empty), as in DEVA's files.
+"""One COCO run-length-encoded JSON file for a whole video, via pycocotools, in the layout DEVA
+writes for a video (docs/segment.md shows it): one entry per frame, each object present there a
+segment with its id and a COCO RLE ``{"size": [H, W], "counts": str}``.
 """
 
 from __future__ import annotations
@@ -26,18 +16,14 @@ from hvc.fileio import atomic_write_text
 FORMAT = "hvc-video-rle/1"
 
 
-def encode(mask: np.ndarray) -> dict:
-    """COCO compressed RLE of a [H, W] bool mask, JSON-ready (``counts`` a str)."""
+def segment(i: int, mask: np.ndarray) -> dict:
+    """Object ``i``'s segment on a non-empty [H, W] bool mask: its area, COCO box [x, y, width, height]
+    and COCO compressed RLE, JSON-ready (``counts`` a str)."""
     from pycocotools import mask as coco_mask  # imported here: only this export needs it
 
     rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))  # pycocotools wants column order
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
-
-
-def bbox(mask: np.ndarray) -> list[int]:
-    """[x, y, width, height] of a non-empty [H, W] bool mask, COCO's box convention."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+    return {"id": int(i), "area": int(coco_mask.area(rle)), "bbox": [int(v) for v in coco_mask.toBbox(rle)],
+            "segmentation": {"size": [int(n) for n in rle["size"]], "counts": rle["counts"].decode("ascii")}}
 
 
 class RleWriter:
@@ -51,14 +37,9 @@ class RleWriter:
 
     def add(self, name: str, labels: np.ndarray) -> None:
         """Append frame ``name`` (the next in order) with ``labels`` (uint8 [H, W] ids)."""
-        segments = []
-        for i in self.objects:
-            mask = labels == i
-            area = int(mask.sum())
-            if area:
-                segments.append({"id": int(i), "area": area, "bbox": bbox(mask), "segmentation": encode(mask)})
-        self.annotations.append({"frame": len(self.annotations), "file_name": f"{name}.png",
-                                 "segmentations": segments})
+        masks = ((i, labels == i) for i in self.objects)
+        segments = [segment(i, mask) for i, mask in masks if mask.any()]
+        self.annotations.append({"frame": len(self.annotations), "file_name": f"{name}.png", "segmentations": segments})
 
     def save(self) -> None:
         atomic_write_text(self.path, json.dumps({**self.header, "annotations": self.annotations}))

@@ -1,11 +1,9 @@
 """First-frame labels from scribbles: label propagation inside frame 0 (docs/scribbles.md).
 
-The scribbled feature cells are the keys; every cell of the frame is a query that takes the
-softmax-weighted labels of its top-k most similar scribbled cells, exactly as a propagation
-step takes them from the context frames (same temperature, same top-k). The scribbled cells
-keep their own labels. Optionally a second stage (the reliable-region idea of RHMNet, done
-without training) adds the cells the first stage labelled confidently as extra scribbles and
-fills again.
+Every cell of the frame takes the softmax-weighted labels of its top-k most similar scribbled
+cells, as a propagation step does from its context; the scribbled cells keep their own. An
+optional second stage (RHMNet's reliable regions, without training) adds the confident cells as
+scribbles and fills again.
 """
 
 from __future__ import annotations
@@ -61,8 +59,7 @@ def _propagate(queries: Tensor, keys: Tensor, labels: Tensor, topk: int, tempera
     return (labels[:, i] * weights).sum(dim=2)
 
 
-def fill_from_scribbles(emb: Tensor, scribbles: np.ndarray, num_classes: int,
-                        cfg: FillConfig = FillConfig()) -> Fill:
+def fill_from_scribbles(emb: Tensor, scribbles: np.ndarray, num_classes: int, cfg: FillConfig = FillConfig()) -> Fill:
     """emb: [C, h, w] L2-normalised frame-0 embedding; scribbles: int [H, W] (-1 unlabelled,
     0 background, 1.. objects) -> the filled soft labels of frame 0 (:class:`Fill`)."""
     c, h, w = emb.shape

@@ -1,15 +1,6 @@
-"""Scribble files: indexed PNGs and the DAVIS interactive JSON, both read into one label map.
-
-PNG convention (docs/scribbles.md): 0 = unlabelled, 1..254 = objects, 255 = background
-scribbles. In memory a scribble map is int64 [H, W] with -1 = unlabelled, 0 = background and
-1..254 = objects, i.e. the propagator's object ids with "no label" added.
-
-DAVIS interactive JSON (the davis-interactive package's default format, see its
-``docs/pages/user_guide/scribbles_format.md``): ``{"scribbles": [frame 0 strokes, frame 1
-strokes, ...], "sequence": name, "annotated_frame": t (optional)}``; each stroke is
-``{"path": [[x, y], ...], "object_id": i, "start_time", "end_time"}`` with x, y normalised
-to [0, 1] and object_id 0 the background. Its renderer (``utils/scribbles.py``) scales a point
-by (W - 1, H - 1), truncates to integers and joins consecutive points with 1-pixel lines.
+"""Scribble files: indexed PNGs and the DAVIS interactive JSON, both read into one label map
+(formats: docs/scribbles.md). In memory a scribble map is int64 [H, W]: -1 unlabelled, 0
+background, 1..254 objects, i.e. the propagator's object ids with "no label" added.
 """
 
 from __future__ import annotations
@@ -56,18 +47,10 @@ def render(strokes: list[Stroke], size: tuple[int, int], thickness: int = 1) -> 
     return out.astype(np.int64)
 
 
-def to_png_ids(scribbles: np.ndarray) -> np.ndarray:
-    """Scribble map (-1 / 0 / 1..254) -> the PNG's uint8 ids (0 / 255 / 1..254)."""
-    out = np.zeros(scribbles.shape, dtype=np.uint8)
-    out[scribbles == 0] = BACKGROUND_PNG
-    objects = scribbles > 0
-    out[objects] = scribbles[objects]
-    return out
-
-
 def save_png(path: str | os.PathLike, scribbles: np.ndarray) -> None:
-    """Write a scribble map as an indexed PNG in the DAVIS palette (255 shows as (224, 224, 192))."""
-    save_indexed_png(path, to_png_ids(scribbles))
+    """Write a scribble map as an indexed PNG in the DAVIS palette: unlabelled 0, background 255
+    (shows as (224, 224, 192)), objects their ids."""
+    save_indexed_png(path, np.where(scribbles == 0, BACKGROUND_PNG, np.maximum(scribbles, 0)).astype(np.uint8))
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:

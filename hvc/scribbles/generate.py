@@ -1,10 +1,6 @@
-"""Plausible scribbles from ground-truth masks, deterministically (docs/scribbles.md).
-
-A person asked to scribble an object draws one stroke along its middle, and a stroke or two
-over the background around it. The generator imitates that: per object, the longest path
-through the skeleton of the (eroded) largest piece of its mask; for the background, the same
-on the background kept away from every object by a margin, one stroke per large piece.
-No randomness: the same mask always gives the same strokes.
+"""Plausible scribbles from ground-truth masks, deterministically (docs/scribbles.md): per object
+the longest path through the skeleton of its eroded largest piece, and the same on the background
+kept away from every object by a margin, one stroke per large piece.
 """
 
 from __future__ import annotations

@@ -1,28 +1,10 @@
-"""The browser tool's server: the open video, its prompts, runs of ``hvc.segment``, the results
-(docs/app.md). Standard library HTTP; the page is ``page.html`` next to this file.
-
-    GET    /                        the page
-    GET    /api/state               the video (frames, size), prompts, directions, formats, progress
-    GET    /api/frame/<t>           frame t, JPEG
-    GET    /api/prompt/<t>          the prompt of frame t: H*W bytes of ids, row-major
-    PUT    /api/prompt/<t>?kind=K   body: H*W bytes of ids; K mask (0 background, 1..254 objects) or
-                                    scribble (0 unlabelled, 1..254 objects, 255 background)
-    DELETE /api/prompt/<t>
-    GET    /api/mask/<t>            the result of frame t, H*W bytes of ids (after a run)
-    POST   /api/video               body: a video file; replaces the open video
-    POST   /api/run                 body: {"direction": D, "save": [formats]}: propagates in the background
-    GET    /api/progress            {"state": idle|running|done|error, "done", "total", "message"}
-    GET    /api/overlay.mp4         the overlay export (byte ranges answered, for seeking)
-    GET    /api/results.zip         the exports of the last run
-
-The tool owns the folder ``--output``: each video opened gets a new folder ``video-<n>`` in it
-(created here, never reused), holding the upload, a JPEG cache of the frames, the prompts
-(``prompts/<t>.png``) and the results folder that ``hvc.segment`` writes (``results/``).
-Nothing outside the folders it created is written or deleted.
-"""
+"""The browser tool's server: the open video, its prompts, runs of ``hvc.segment``, the results.
+Standard library HTTP; the page is ``page.html`` next to this file. Its routes and its folder
+``--output`` (``video-<n>/`` per video opened, nothing else written or deleted): docs/app.md."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -32,7 +14,7 @@ import zipfile
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import cv2
@@ -173,15 +155,18 @@ class Workspace:
         (folder / "prompts").mkdir()
         return folder
 
-    def _idle(self) -> None:
-        if self.progress["state"] == "running":
-            raise RequestError(HTTPStatus.CONFLICT, "a propagation is running; wait for it to end")
+    @contextlib.contextmanager
+    def _idle(self) -> Iterator[None]:
+        """The guard, held while no run is going: nothing is edited while a run writes."""
+        with self.guard:
+            if self.progress["state"] == "running":
+                raise RequestError(HTTPStatus.CONFLICT, "a propagation is running; wait for it to end")
+            yield
 
     def open_path(self, path: Path) -> Video:
         """Open a video file or frame folder given on the command line (read in place)."""
         refuse_overlap(self.root, "--output", {"VIDEO": path})
-        with self.guard:
-            self._idle()
+        with self._idle():
             return self._open(self._new_folder(), path, path.name)
 
     def open_upload(self, read: Callable[[int], bytes], length: int, name: str) -> Video:
@@ -190,8 +175,7 @@ class Workspace:
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                f"{name}: {length} bytes, over the upload limit of {self.max_upload} (--max-upload-mib)")
         suffix = Path(name).suffix.lower()
-        with self.guard:
-            self._idle()
+        with self._idle():
             folder = self._new_folder()
             path = folder / ("upload" + (suffix if suffix in VIDEO_SUFFIXES else ".mp4"))
             try:
@@ -219,13 +203,11 @@ class Workspace:
         return self.video
 
     def set_prompt(self, t: int, kind: str, body: bytes) -> None:
-        with self.guard:
-            self._idle()
+        with self._idle():
             self.current().set_prompt(t, kind, body)
 
     def delete_prompt(self, t: int) -> None:
-        with self.guard:
-            self._idle()
+        with self._idle():
             self.current().prompts.pop(t, None)  # the PNG stays: hvc.segment may have recorded it
 
     def start(self, direction: str = "forward", save: tuple[str, ...] = ("palette", "mp4")) -> Options:
@@ -236,8 +218,7 @@ class Workspace:
         if unknown:
             raise RequestError(HTTPStatus.BAD_REQUEST,
                                f"save: unknown format {unknown[0]} (known: {' '.join(FORMATS)})")
-        with self.guard:
-            self._idle()
+        with self._idle():
             video = self.current()
             if not video.prompts:
                 raise RequestError(HTTPStatus.BAD_REQUEST, "no prompt: paint a mask or scribbles on a frame first")
@@ -334,16 +315,16 @@ class Handler(BaseHTTPRequestHandler):
     do_DELETE = lambda self: self._dispatch("DELETE")  # noqa: E731
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, kind: str, headers: Optional[dict] = None) -> None:
+    def _head(self, status: int, kind: str, length: int, headers: dict) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for k, v in (headers or {}).items():
+        for k, v in {"Content-Type": kind, "Content-Length": str(length), "Cache-Control": "no-store",
+                     **headers}.items():
             self.send_header(k, v)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
+        self._head(status, kind, len(body), {})
+        self.wfile.write(body)
 
     def _json(self, value) -> None:
         self._send(HTTPStatus.OK, json.dumps(value).encode(), "application/json")
@@ -365,6 +346,7 @@ class Handler(BaseHTTPRequestHandler):
         """Send a file, or the one byte range asked for (``Range: bytes=a-b``; video players seek with it)."""
         size = path.stat().st_size
         start, end, status = 0, size - 1, HTTPStatus.OK
+        headers = {"Accept-Ranges": "bytes", **(headers or {})}
         found = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
         if found and size and (found.group(1) or found.group(2)):
             a, b = found.groups()
@@ -372,24 +354,12 @@ class Handler(BaseHTTPRequestHandler):
             if start > end:
                 raise RequestError(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
                                    f"Range {a}-{b}: the file has {size} bytes")
-            status = HTTPStatus.PARTIAL_CONTENT
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Cache-Control", "no-store")
-        if status == HTTPStatus.PARTIAL_CONTENT:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
+            status, headers["Content-Range"] = HTTPStatus.PARTIAL_CONTENT, f"bytes {start}-{end}/{size}"
+        self._head(status, kind, end - start + 1, headers)
         with open(path, "rb") as f:
             f.seek(start)
             left = end - start + 1
-            while left:
-                block = f.read(min(left, 1 << 20))
-                if not block:
-                    break
+            while left and (block := f.read(min(left, 1 << 20))):
                 self.wfile.write(block)
                 left -= len(block)
 

@@ -39,7 +39,7 @@ STATUS = {EXIT_USAGE: HTTPStatus.BAD_REQUEST, EXIT_INPUT: HTTPStatus.BAD_REQUEST
 
 
 class RequestError(UsageError):
-    """A request the tool refuses: its HTTP status and one line for the page."""
+    """A request the tool refuses with a status other than 400 (a UsageError's): the status and one line."""
 
     def __init__(self, status: HTTPStatus, message: str):
         super().__init__(message)
@@ -86,16 +86,15 @@ class Video:
         """Save ``body`` (H*W ids) as frame t's prompt PNG (docs/scribbles.md for the scribble ids)."""
         self._index(t)
         if kind not in KINDS:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"kind={kind}: must be one of {', '.join(KINDS)}")
+            raise UsageError(f"kind={kind}: must be one of {', '.join(KINDS)}")
         h, w = self.size
         if len(body) != h * w:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"prompt of frame {t}: {len(body)} bytes, expected {h}x{w}")
+            raise UsageError(f"prompt of frame {t}: {len(body)} bytes, expected {h}x{w}")
         ids = np.frombuffer(body, dtype=np.uint8).reshape(h, w)
         if kind == "mask" and ids.max() > MAX_OBJECTS:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"mask of frame {t}: ids go up to {MAX_OBJECTS} "
-                                                       f"(255 is background only in scribbles)")
+            raise UsageError(f"mask of frame {t}: ids go up to {MAX_OBJECTS} (255 is background only in scribbles)")
         if not ids.any():
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"prompt of frame {t} is empty: paint an object, or delete it")
+            raise UsageError(f"prompt of frame {t} is empty: paint an object, or delete it")
         path = self.folder / "prompts" / f"{t}.png"
         save_indexed_png(path, ids.copy())
         self.prompts[t] = PromptSpec(t, kind, path)
@@ -105,19 +104,21 @@ class Video:
             raise RequestError(HTTPStatus.NOT_FOUND, f"frame {t} has no prompt")
         return _ids(self.prompts[t].path)
 
-    def mask_ids(self, t: int) -> bytes:
+    def _summary(self) -> dict:
         if self.summary is None:
             raise RequestError(HTTPStatus.NOT_FOUND, "no results yet: propagate first")
-        return _ids(Path(self.summary["masks"]) / f"{self.names[self._index(t)]}.png")
+        return self.summary
+
+    def mask_ids(self, t: int) -> bytes:
+        return _ids(Path(self._summary()["masks"]) / f"{self.names[self._index(t)]}.png")
 
     def results_zip(self) -> Path:
         """The exports the last run wrote, and its summary.json, zipped (made once per run)."""
-        if self.summary is None:
-            raise RequestError(HTTPStatus.NOT_FOUND, "no results yet: propagate first")
+        exports = self._summary()["exports"].values()
         target = self.folder / "results.zip"
         if not target.is_file():
             with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-                for path in [*map(Path, self.summary["exports"].values()), self.results / "summary.json"]:
+                for path in [*map(Path, exports), self.results / "summary.json"]:
                     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
                     for f in files:
                         z.write(f, f.relative_to(self.results).as_posix())
@@ -146,7 +147,6 @@ class Workspace:
         self.video: Optional[Video] = None
         self.progress = {"state": "idle", "done": 0, "total": 0, "message": ""}
         self.guard = threading.Lock()
-        self.thread: Optional[threading.Thread] = None
 
     def _new_folder(self) -> Path:
         n = 1 + max([int(p.name[6:]) for p in self.root.glob("video-*") if p.name[6:].isdigit()], default=0)
@@ -184,7 +184,7 @@ class Workspace:
                     while left:
                         block = read(min(left, 1 << 20))
                         if not block:
-                            raise RequestError(HTTPStatus.BAD_REQUEST, f"{name}: the upload ended early")
+                            raise UsageError(f"{name}: the upload ended early")
                         f.write(block)
                         left -= len(block)
                 return self._open(folder, path, name)
@@ -213,15 +213,14 @@ class Workspace:
     def start(self, direction: str = "forward", save: tuple[str, ...] = ("palette", "mp4")) -> Options:
         """Start ``hvc.segment`` on the prompts, in a background thread; returns its Options."""
         if direction not in DIRECTIONS:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"direction {direction}: one of {', '.join(DIRECTIONS)}")
+            raise UsageError(f"direction {direction}: one of {', '.join(DIRECTIONS)}")
         unknown = [f for f in save if f not in FORMATS]
         if unknown:
-            raise RequestError(HTTPStatus.BAD_REQUEST,
-                               f"save: unknown format {unknown[0]} (known: {' '.join(FORMATS)})")
+            raise UsageError(f"save: unknown format {unknown[0]} (known: {' '.join(FORMATS)})")
         with self._idle():
             video = self.current()
             if not video.prompts:
-                raise RequestError(HTTPStatus.BAD_REQUEST, "no prompt: paint a mask or scribbles on a frame first")
+                raise UsageError("no prompt: paint a mask or scribbles on a frame first")
             # overwrite: the results folder lies in a folder this tool created, so all in it is ours
             opts = Options(video=video.path, output=video.results, overwrite=True,
                            prompts=tuple(video.prompts[t] for t in sorted(video.prompts)),
@@ -229,8 +228,7 @@ class Workspace:
             video.summary = None
             (video.folder / "results.zip").unlink(missing_ok=True)  # ours, of the previous run
             self.progress = {"state": "running", "done": 0, "total": video.count, "message": ""}
-            self.thread = threading.Thread(target=self._run, args=(video, opts), daemon=True)
-            self.thread.start()
+            threading.Thread(target=self._run, args=(video, opts), daemon=True).start()
         return opts
 
     def _run(self, video: Video, opts: Options) -> None:
@@ -277,7 +275,7 @@ class Handler(BaseHTTPRequestHandler):
             url = urlsplit(self.path)
             path = unquote(url.path)
             if ".." in path.split("/") or "\\" in path or "\x00" in path or "//" in path:
-                raise RequestError(HTTPStatus.BAD_REQUEST, "bad path")
+                raise UsageError("bad path")
             self._check_host()
             for m, pattern, name in ROUTES:
                 found = pattern.fullmatch(path)
@@ -401,7 +399,7 @@ class Handler(BaseHTTPRequestHandler):
             request = json.loads(self._body() or b"{}")
             direction, save = request.get("direction", "forward"), tuple(request.get("save", ("palette", "mp4")))
         except (ValueError, AttributeError, TypeError):
-            raise RequestError(HTTPStatus.BAD_REQUEST, 'run: expected {"direction": ..., "save": [...]}') from None
+            raise UsageError('run: expected {"direction": ..., "save": [...]}') from None
         self.workspace.start(str(direction), tuple(map(str, save)))
         self._json(self.workspace.progress)
 

@@ -304,10 +304,9 @@ class Segmenter:
             raise ConfigError(f"{self.opts.output}: holds {what} (see {where}); pass --overwrite to replace it or "
                               f"choose another --output")
         if progress is not None and not other and self.staged.is_dir():
-            for folder in (self.staged, self.progress.dir, self.opts.output / STATE_DIR, self.opts.output):
-                for tmp in folder.rglob(".tmp-*") if folder != self.opts.output else folder.glob(".tmp-*"):
-                    if tmp.is_file():  # a killed run's atomic write left its temporary
-                        tmp.unlink(missing_ok=True)
+            for tmp in [*(self.opts.output / STATE_DIR).rglob(".tmp-*"), *self.opts.output.glob(".tmp-*")]:
+                if tmp.is_file():  # a killed run's atomic write left its temporary
+                    tmp.unlink(missing_ok=True)
             progress["runs"] += 1
             return progress, None
         return self._fresh(), None
@@ -350,17 +349,18 @@ class Segmenter:
     def _run(self, on_frame: Optional[Callable[[int], None]]) -> dict:
         progress, info = self._start()
         if progress is not None:
+            self.on_frame = on_frame
             self.segmenter = VideoSegmenter.from_checkpoint(
                 self.checkpoint, self.prop_cfg, model=self.opts.model, device=self.opts.device,
                 input_size=self.opts.input_size or None, encoder=self.opts.encoder)
-            self._propagate(progress, on_frame)
+            self._propagate(progress)
             info = self._commit(progress)
         self._export(info)
         summary = self._summary(info)
         atomic_write_text(self.opts.output / "summary.json", json.dumps(summary, indent=2))
         return summary
 
-    def _propagate(self, progress: dict, on_frame: Optional[Callable[[int], None]]) -> None:
+    def _propagate(self, progress: dict) -> None:
         """The passes not done, each from where the progress says it stopped."""
         if "backward" in self.passes[progress["pass"]:] and not self._is_folder:
             progress["frames"] = self.progress.cache_frames(self.source, self.last)
@@ -368,17 +368,17 @@ class Segmenter:
             self.progress.save(progress)
         written = sum(1 for _ in self.staged.glob("*.png"))
         with tqdm(total=progress["frames"] or self.source.count or None, initial=written, unit="frame",
-                  desc=self.source.path.name) as bar:
+                  desc=self.source.path.name) as self.bar:
             while progress["pass"] < len(self.passes):
                 name = self.passes[progress["pass"]]
-                (self._forward if name == "forward" else self._backward)(progress, on_frame, bar)
+                (self._forward if name == "forward" else self._backward)(progress)
                 progress.update({"pass": progress["pass"] + 1, "done": 0, "propagator": None})
                 self.progress.save(progress)
                 self.progress.drop_masks(set())
                 if name == "backward":
                     self.progress.drop_frames()
 
-    def _forward(self, progress: dict, on_frame: Optional[Callable[[int], None]], bar: tqdm) -> None:
+    def _forward(self, progress: dict) -> None:
         """Frames first..end in order (the i-th of the pass is frame first + i), streamed from the
         source; before the first prompt, background (forward only) or nothing (both)."""
         first = self.first
@@ -400,14 +400,14 @@ class Segmenter:
                 continue
             if t < first:
                 background = np.zeros(self.source.size, np.uint8) if self.owner(t) is None else None
-                self._write(t, background, progress, t + 1, None, on_frame, bar)
+                self._write(t, background, progress, t + 1, None)
                 continue
             pred = self._step(seg, t, rgb, progress)
-            self._write(t, pred if self.owner(t) == "forward" else None, progress, t + 1, seg, on_frame, bar)
+            self._write(t, pred if self.owner(t) == "forward" else None, progress, t + 1, seg)
         progress["frames"] = max(t + 1, done)
         check_prompts(self.specs, progress["frames"])  # a video file's count is known once decoded
 
-    def _backward(self, progress: dict, on_frame: Optional[Callable[[int], None]], bar: tqdm) -> None:
+    def _backward(self, progress: dict) -> None:
         """Frames last..stop in reverse order (the i-th of the pass is frame last - i), each read on
         its own; after the last prompt, background (backward only)."""
         last = self.last
@@ -416,7 +416,7 @@ class Segmenter:
         if done == 0:
             for t in range(last + 1, progress["frames"]):
                 if self.owner(t) is None and not (self.staged / f"{self.source.name(t)}.png").is_file():
-                    self._write(t, np.zeros(self.source.size, np.uint8), progress, 0, None, on_frame, bar)
+                    self._write(t, np.zeros(self.source.size, np.uint8), progress, 0, None)
         if state:  # resuming: re-encode only the frames the propagator held
             resume = SegmenterState({"frame": done, "start": 0, "propagator": state}, {})
             held = {i: self._encode(self._frame(last - i)) for i in resume.stored}
@@ -425,21 +425,20 @@ class Segmenter:
         for i in range(done, last - self.backward_stop + 1):
             t = last - i
             pred = self._step(seg, t, self._frame(t), progress)
-            self._write(t, pred if self.owner(t) == "backward" else None, progress, i + 1, seg, on_frame, bar)
+            self._write(t, pred if self.owner(t) == "backward" else None, progress, i + 1, seg)
 
     def _step(self, seg: VideoSegmenter, t: int, rgb: np.ndarray, progress: dict) -> np.ndarray:
         """Frame t through the engine: ids uint8 [H, W]; its prompt, if any, given there."""
-        seconds = progress["seconds"]
         start = time.perf_counter()
         emb = self._encode(rgb)
         encoded = time.perf_counter()
         pred = seg.ids(seg.step_features(emb, self._labels(t, emb)), self.source.size)
-        seconds["encode"] += encoded - start
-        seconds["propagate"] += time.perf_counter() - encoded
+        progress["seconds"]["encode"] += encoded - start
+        progress["seconds"]["propagate"] += time.perf_counter() - encoded
         return pred
 
-    def _write(self, t: int, pred: Optional[np.ndarray], progress: dict, done: int, seg: Optional[VideoSegmenter],
-               on_frame: Optional[Callable[[int], None]], bar: tqdm) -> None:
+    def _write(self, t: int, pred: Optional[np.ndarray], progress: dict, done: int,
+               seg: Optional[VideoSegmenter]) -> None:
         """Frame t's mask ``pred`` (None: another pass gives it), then the propagator's new stored
         frame, then the progress (the commit of the frame), then the soft masks no longer held."""
         start = time.perf_counter()
@@ -462,9 +461,9 @@ class Segmenter:
         if state is not None:
             self.progress.drop_masks(set(state.masks))
         if pred is not None:
-            bar.update()
-            if on_frame is not None:
-                on_frame(t)
+            self.bar.update()
+            if self.on_frame is not None:
+                self.on_frame(t)
 
     def _commit(self, progress: dict) -> dict:
         """The staged masks renamed to masks/ and the completion record written (hvc/completion.py),
@@ -507,8 +506,7 @@ class Segmenter:
             "propagation": self.settings["propagation"], "encoder": self.opts.encoder,
             "speed": {"mode": mode_of(SpeedSettings(self.opts.encoder, self.opts.precision, self.opts.search_dims,
                                                     self.opts.candidates)), "note": self.opts.speed_note},
-            "objects": objects,
-            "seconds": {k: round(v, 3) for k, v in s.items()},
+            "objects": objects, "seconds": {k: round(v, 3) for k, v in s.items()},
             "seconds_per_frame": round(sum(s.values()) / max(frames, 1), 4),
             "runs": info["runs"],  # > 1: resumed after an interruption, or asked again
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -100,10 +100,9 @@ def parse_args(argv: list[str]) -> Options:
     prompts = tuple([parse_prompt(m, "mask") for m in a.mask] + [parse_prompt(m, "scribble") for m in a.scribble])
     check_prompts(prompts)  # none, or two on one frame: usage errors before anything is read
     output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
-    return Options(video=a.video, output=output, prompts=prompts, model=a.model,
-                   checkpoint=a.checkpoint, input_size=a.input_size, resize_mask=a.resize_mask, device=a.device,
-                   context=a.context, memory=a.memory, encoder=speed.encoder, precision=speed.precision,
-                   search_dims=speed.search_dims, candidates=speed.candidates, overwrite=a.overwrite,
+    return Options(video=a.video, output=output, prompts=prompts, model=a.model, checkpoint=a.checkpoint,
+                   input_size=a.input_size, resize_mask=a.resize_mask, device=a.device, context=a.context,
+                   memory=a.memory, **dataclasses.asdict(speed), overwrite=a.overwrite,
                    save=tuple(dict.fromkeys(["palette", *a.save])), direction=a.direction, speed_note=note)
 
 

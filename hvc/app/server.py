@@ -19,12 +19,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from hvc.apart import refuse_overlap
+from hvc.data.davis_layout import read_label_png
 from hvc.data.frames import open_frames
 from hvc.data.palette import save_indexed_png
-from hvc.errors import EXIT_BUSY, EXIT_INPUT, EXIT_USAGE, UsageError, classify
+from hvc.errors import EXIT_BUSY, EXIT_INPUT, EXIT_USAGE, InputError, UsageError, classify
 from hvc.exports import FORMATS
 from hvc.fileio import atomic_path
 from hvc.locks import OutputLock
@@ -102,7 +102,7 @@ class Video:
     def prompt_ids(self, t: int) -> bytes:
         if self._index(t) not in self.prompts:
             raise RequestError(HTTPStatus.NOT_FOUND, f"frame {t} has no prompt")
-        return _ids(self.prompts[t].path)
+        return read_label_png(self.prompts[t].path, InputError).tobytes()
 
     def _summary(self) -> dict:
         if self.summary is None:
@@ -110,7 +110,8 @@ class Video:
         return self.summary
 
     def mask_ids(self, t: int) -> bytes:
-        return _ids(Path(self._summary()["masks"]) / f"{self.names[self._index(t)]}.png")
+        path = Path(self._summary()["masks"]) / f"{self.names[self._index(t)]}.png"
+        return read_label_png(path, InputError).tobytes()
 
     def results_zip(self) -> Path:
         """The exports the last run wrote, and its summary.json, zipped (made once per run)."""
@@ -128,11 +129,6 @@ class Video:
         return {"label": self.label, "frames": self.count, "height": self.size[0], "width": self.size[1],
                 "fps": self.fps, "prompts": {t: p.kind for t, p in sorted(self.prompts.items())},
                 "overlay": bool(self.summary and "mp4" in self.summary["exports"])}
-
-
-def _ids(path: Path) -> bytes:
-    with Image.open(path) as im:
-        return np.asarray(im, dtype=np.uint8).tobytes()
 
 
 class Workspace:

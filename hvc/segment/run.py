@@ -197,7 +197,7 @@ class Segmenter:
         refuse_overlap(opts.output, "--output", {"VIDEO": opts.video, "--checkpoint": self.checkpoint,
                                                  **{str(p): p.path for p in self.specs}})
         # One channel per id present (ids are kept): fewer channels, the same propagation.
-        self.prop_cfg = PropagationConfig(num_classes=top + 1, context=opts.context, memory=opts.memory,
+        self.prop_cfg = PropagationConfig(context=opts.context, memory=opts.memory, num_classes=top + 1,
                                           precision=opts.precision, search_dims=opts.search_dims,
                                           candidates=opts.candidates)
         prompts = [{"frame": s.frame, "kind": s.kind, "path": str(s.path.resolve()), "sha256": file_digest(s.path)}

@@ -266,7 +266,7 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:  # the page polls: no line per request
         pass
 
-    def _dispatch(self, method: str) -> None:
+    def _dispatch(self) -> None:
         try:
             url = urlsplit(self.path)
             path = unquote(url.path)
@@ -275,12 +275,12 @@ class Handler(BaseHTTPRequestHandler):
             self._check_host()
             for m, pattern, name in ROUTES:
                 found = pattern.fullmatch(path)
-                if found and m == method:
+                if found and m == self.command:
                     self.query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                     return getattr(self, "do_" + name)(*map(int, found.groups()))
             allowed = any(p.fullmatch(path) for _, p, _ in ROUTES)
-            raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND, f"{method} {path}: "
-                               + ("method not allowed" if allowed else "no such page"))
+            raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND,
+                               f"{self.command} {path}: " + ("method not allowed" if allowed else "no such page"))
         except (BrokenPipeError, ConnectionResetError):  # the browser went away (a video player seeking, a reload)
             self.close_connection = True
         except Exception as exc:
@@ -303,10 +303,7 @@ class Handler(BaseHTTPRequestHandler):
             if host not in LOOPBACK:
                 raise RequestError(HTTPStatus.FORBIDDEN, f"Host {host}: this tool answers only at 127.0.0.1")
 
-    do_GET = lambda self: self._dispatch("GET")  # noqa: E731
-    do_PUT = lambda self: self._dispatch("PUT")  # noqa: E731
-    do_POST = lambda self: self._dispatch("POST")  # noqa: E731
-    do_DELETE = lambda self: self._dispatch("DELETE")  # noqa: E731
+    do_GET = do_PUT = do_POST = do_DELETE = _dispatch  # the method is self.command
 
     # -- plumbing ---------------------------------------------------------------------------
     def _head(self, status: int, kind: str, length: int, headers: dict) -> None:

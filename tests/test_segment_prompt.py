@@ -15,7 +15,7 @@ from hvc.errors import EXIT_INPUT, EXIT_USAGE, UsageError
 from hvc.exports.mp4 import Mp4Writer
 from hvc.segment.__main__ import main
 from hvc.segment.prompt import (PromptError, PromptSpec, check_prompts, colour_ids, describe_colours, parse_prompt,
-                                read_mask, read_masks)
+                                read_masks)
 from hvc.segment.run import Options, Segmenter
 
 H, W = 64, 96
@@ -88,7 +88,7 @@ def test_rgb_copies_of_palette_masks_keep_their_ids_and_alpha_is_background(tmp_
     path = tmp_path / "palette.png"
     save_indexed_png(path, ids)
     want = np.where(ids == 255, 0, ids)
-    assert np.array_equal(read_mask(path, (H, W)), want)
+    assert np.array_equal(read_masks([path], (H, W))[0][0], want)
     rgb = _rgb(tmp_path, "saved_as_rgb.png", DAVIS_PALETTE[ids])
     got, mapping = read_masks([rgb], (H, W))
     assert np.array_equal(got[0], want) and sorted(mapping.values()) == [3, 7, 255]

@@ -15,6 +15,7 @@ defaults (the fast or exact speed mode of the device, hvc/speed.py). DIR (defaul
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Optional
@@ -64,8 +65,7 @@ def run_options(a: argparse.Namespace) -> dict:
     PropagationConfig(context=a.context, memory=a.memory, precision=speed.precision, search_dims=speed.search_dims,
                       candidates=speed.candidates).validate(lambda name: f"--{name}")
     return {"model": a.model, "checkpoint": a.checkpoint, "input_size": a.input_size, "device": a.device,
-            "context": a.context, "memory": a.memory, "encoder": speed.encoder, "precision": speed.precision,
-            "search_dims": speed.search_dims, "candidates": speed.candidates,
+            "context": a.context, "memory": a.memory, **dataclasses.asdict(speed),
             "speed_note": f"speed: {mode} ({speed.describe()}; {why})"}
 
 

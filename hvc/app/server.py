@@ -1,28 +1,10 @@
-"""The browser tool's server: the open video, its prompts, runs of ``hvc.segment``, the results
-(docs/app.md). Standard library HTTP; the page is ``page.html`` next to this file.
-
-    GET    /                        the page
-    GET    /api/state               the video (frames, size), prompts, directions, formats, progress
-    GET    /api/frame/<t>           frame t, JPEG
-    GET    /api/prompt/<t>          the prompt of frame t: H*W bytes of ids, row-major
-    PUT    /api/prompt/<t>?kind=K   body: H*W bytes of ids; K mask (0 background, 1..254 objects) or
-                                    scribble (0 unlabelled, 1..254 objects, 255 background)
-    DELETE /api/prompt/<t>
-    GET    /api/mask/<t>            the result of frame t, H*W bytes of ids (after a run)
-    POST   /api/video               body: a video file; replaces the open video
-    POST   /api/run                 body: {"direction": D, "save": [formats]}: propagates in the background
-    GET    /api/progress            {"state": idle|running|done|error, "done", "total", "message"}
-    GET    /api/overlay.mp4         the overlay export (byte ranges answered, for seeking)
-    GET    /api/results.zip         the exports of the last run
-
-The tool owns the folder ``--output``: each video opened gets a new folder ``video-<n>`` in it
-(created here, never reused), holding the upload, a JPEG cache of the frames, the prompts
-(``prompts/<t>.png``) and the results folder that ``hvc.segment`` writes (``results/``).
-Nothing outside the folders it created is written or deleted.
-"""
+"""The browser tool's server: the open video, its prompts, runs of ``hvc.segment``, the results.
+Standard library HTTP; the page is ``page.html`` next to this file. Its routes and its folder
+``--output`` (``video-<n>/`` per video opened, nothing else written or deleted): docs/app.md."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -32,17 +14,17 @@ import zipfile
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from hvc.apart import refuse_overlap
+from hvc.data.davis_layout import read_label_png
 from hvc.data.frames import open_frames
 from hvc.data.palette import save_indexed_png
-from hvc.errors import EXIT_BUSY, EXIT_INPUT, EXIT_USAGE, UsageError, classify
+from hvc.errors import EXIT_BUSY, EXIT_INPUT, EXIT_USAGE, InputError, UsageError, classify
 from hvc.exports import FORMATS
 from hvc.fileio import atomic_path
 from hvc.locks import OutputLock
@@ -57,7 +39,7 @@ STATUS = {EXIT_USAGE: HTTPStatus.BAD_REQUEST, EXIT_INPUT: HTTPStatus.BAD_REQUEST
 
 
 class RequestError(UsageError):
-    """A request the tool refuses: its HTTP status and one line for the page."""
+    """A request the tool refuses with a status other than 400 (a UsageError's): the status and one line."""
 
     def __init__(self, status: HTTPStatus, message: str):
         super().__init__(message)
@@ -104,16 +86,15 @@ class Video:
         """Save ``body`` (H*W ids) as frame t's prompt PNG (docs/scribbles.md for the scribble ids)."""
         self._index(t)
         if kind not in KINDS:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"kind={kind}: must be one of {', '.join(KINDS)}")
+            raise UsageError(f"kind={kind}: must be one of {', '.join(KINDS)}")
         h, w = self.size
         if len(body) != h * w:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"prompt of frame {t}: {len(body)} bytes, expected {h}x{w}")
+            raise UsageError(f"prompt of frame {t}: {len(body)} bytes, expected {h}x{w}")
         ids = np.frombuffer(body, dtype=np.uint8).reshape(h, w)
         if kind == "mask" and ids.max() > MAX_OBJECTS:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"mask of frame {t}: ids go up to {MAX_OBJECTS} "
-                                                       f"(255 is background only in scribbles)")
+            raise UsageError(f"mask of frame {t}: ids go up to {MAX_OBJECTS} (255 is background only in scribbles)")
         if not ids.any():
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"prompt of frame {t} is empty: paint an object, or delete it")
+            raise UsageError(f"prompt of frame {t} is empty: paint an object, or delete it")
         path = self.folder / "prompts" / f"{t}.png"
         save_indexed_png(path, ids.copy())
         self.prompts[t] = PromptSpec(t, kind, path)
@@ -121,21 +102,24 @@ class Video:
     def prompt_ids(self, t: int) -> bytes:
         if self._index(t) not in self.prompts:
             raise RequestError(HTTPStatus.NOT_FOUND, f"frame {t} has no prompt")
-        return _ids(self.prompts[t].path)
+        return read_label_png(self.prompts[t].path, InputError).tobytes()
 
-    def mask_ids(self, t: int) -> bytes:
+    def _summary(self) -> dict:
         if self.summary is None:
             raise RequestError(HTTPStatus.NOT_FOUND, "no results yet: propagate first")
-        return _ids(Path(self.summary["masks"]) / f"{self.names[self._index(t)]}.png")
+        return self.summary
+
+    def mask_ids(self, t: int) -> bytes:
+        path = Path(self._summary()["masks"]) / f"{self.names[self._index(t)]}.png"
+        return read_label_png(path, InputError).tobytes()
 
     def results_zip(self) -> Path:
         """The exports the last run wrote, and its summary.json, zipped (made once per run)."""
-        if self.summary is None:
-            raise RequestError(HTTPStatus.NOT_FOUND, "no results yet: propagate first")
+        exports = self._summary()["exports"].values()
         target = self.folder / "results.zip"
         if not target.is_file():
             with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-                for path in [*map(Path, self.summary["exports"].values()), self.results / "summary.json"]:
+                for path in [*map(Path, exports), self.results / "summary.json"]:
                     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
                     for f in files:
                         z.write(f, f.relative_to(self.results).as_posix())
@@ -145,11 +129,6 @@ class Video:
         return {"label": self.label, "frames": self.count, "height": self.size[0], "width": self.size[1],
                 "fps": self.fps, "prompts": {t: p.kind for t, p in sorted(self.prompts.items())},
                 "overlay": bool(self.summary and "mp4" in self.summary["exports"])}
-
-
-def _ids(path: Path) -> bytes:
-    with Image.open(path) as im:
-        return np.asarray(im, dtype=np.uint8).tobytes()
 
 
 class Workspace:
@@ -164,7 +143,6 @@ class Workspace:
         self.video: Optional[Video] = None
         self.progress = {"state": "idle", "done": 0, "total": 0, "message": ""}
         self.guard = threading.Lock()
-        self.thread: Optional[threading.Thread] = None
 
     def _new_folder(self) -> Path:
         n = 1 + max([int(p.name[6:]) for p in self.root.glob("video-*") if p.name[6:].isdigit()], default=0)
@@ -173,15 +151,18 @@ class Workspace:
         (folder / "prompts").mkdir()
         return folder
 
-    def _idle(self) -> None:
-        if self.progress["state"] == "running":
-            raise RequestError(HTTPStatus.CONFLICT, "a propagation is running; wait for it to end")
+    @contextlib.contextmanager
+    def _idle(self) -> Iterator[None]:
+        """The guard, held while no run is going: nothing is edited while a run writes."""
+        with self.guard:
+            if self.progress["state"] == "running":
+                raise RequestError(HTTPStatus.CONFLICT, "a propagation is running; wait for it to end")
+            yield
 
     def open_path(self, path: Path) -> Video:
         """Open a video file or frame folder given on the command line (read in place)."""
         refuse_overlap(self.root, "--output", {"VIDEO": path})
-        with self.guard:
-            self._idle()
+        with self._idle():
             return self._open(self._new_folder(), path, path.name)
 
     def open_upload(self, read: Callable[[int], bytes], length: int, name: str) -> Video:
@@ -190,8 +171,7 @@ class Workspace:
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                f"{name}: {length} bytes, over the upload limit of {self.max_upload} (--max-upload-mib)")
         suffix = Path(name).suffix.lower()
-        with self.guard:
-            self._idle()
+        with self._idle():
             folder = self._new_folder()
             path = folder / ("upload" + (suffix if suffix in VIDEO_SUFFIXES else ".mp4"))
             try:
@@ -200,7 +180,7 @@ class Workspace:
                     while left:
                         block = read(min(left, 1 << 20))
                         if not block:
-                            raise RequestError(HTTPStatus.BAD_REQUEST, f"{name}: the upload ended early")
+                            raise UsageError(f"{name}: the upload ended early")
                         f.write(block)
                         left -= len(block)
                 return self._open(folder, path, name)
@@ -219,28 +199,24 @@ class Workspace:
         return self.video
 
     def set_prompt(self, t: int, kind: str, body: bytes) -> None:
-        with self.guard:
-            self._idle()
+        with self._idle():
             self.current().set_prompt(t, kind, body)
 
     def delete_prompt(self, t: int) -> None:
-        with self.guard:
-            self._idle()
+        with self._idle():
             self.current().prompts.pop(t, None)  # the PNG stays: hvc.segment may have recorded it
 
     def start(self, direction: str = "forward", save: tuple[str, ...] = ("palette", "mp4")) -> Options:
         """Start ``hvc.segment`` on the prompts, in a background thread; returns its Options."""
         if direction not in DIRECTIONS:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"direction {direction}: one of {', '.join(DIRECTIONS)}")
+            raise UsageError(f"direction {direction}: one of {', '.join(DIRECTIONS)}")
         unknown = [f for f in save if f not in FORMATS]
         if unknown:
-            raise RequestError(HTTPStatus.BAD_REQUEST,
-                               f"save: unknown format {unknown[0]} (known: {' '.join(FORMATS)})")
-        with self.guard:
-            self._idle()
+            raise UsageError(f"save: unknown format {unknown[0]} (known: {' '.join(FORMATS)})")
+        with self._idle():
             video = self.current()
             if not video.prompts:
-                raise RequestError(HTTPStatus.BAD_REQUEST, "no prompt: paint a mask or scribbles on a frame first")
+                raise UsageError("no prompt: paint a mask or scribbles on a frame first")
             # overwrite: the results folder lies in a folder this tool created, so all in it is ours
             opts = Options(video=video.path, output=video.results, overwrite=True,
                            prompts=tuple(video.prompts[t] for t in sorted(video.prompts)),
@@ -248,8 +224,7 @@ class Workspace:
             video.summary = None
             (video.folder / "results.zip").unlink(missing_ok=True)  # ours, of the previous run
             self.progress = {"state": "running", "done": 0, "total": video.count, "message": ""}
-            self.thread = threading.Thread(target=self._run, args=(video, opts), daemon=True)
-            self.thread.start()
+            threading.Thread(target=self._run, args=(video, opts), daemon=True).start()
         return opts
 
     def _run(self, video: Video, opts: Options) -> None:
@@ -291,21 +266,21 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:  # the page polls: no line per request
         pass
 
-    def _dispatch(self, method: str) -> None:
+    def _dispatch(self) -> None:
         try:
             url = urlsplit(self.path)
             path = unquote(url.path)
             if ".." in path.split("/") or "\\" in path or "\x00" in path or "//" in path:
-                raise RequestError(HTTPStatus.BAD_REQUEST, "bad path")
+                raise UsageError("bad path")
             self._check_host()
             for m, pattern, name in ROUTES:
                 found = pattern.fullmatch(path)
-                if found and m == method:
+                if found and m == self.command:
                     self.query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                     return getattr(self, "do_" + name)(*map(int, found.groups()))
             allowed = any(p.fullmatch(path) for _, p, _ in ROUTES)
-            raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND, f"{method} {path}: "
-                               + ("method not allowed" if allowed else "no such page"))
+            raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND,
+                               f"{self.command} {path}: " + ("method not allowed" if allowed else "no such page"))
         except (BrokenPipeError, ConnectionResetError):  # the browser went away (a video player seeking, a reload)
             self.close_connection = True
         except Exception as exc:
@@ -328,22 +303,19 @@ class Handler(BaseHTTPRequestHandler):
             if host not in LOOPBACK:
                 raise RequestError(HTTPStatus.FORBIDDEN, f"Host {host}: this tool answers only at 127.0.0.1")
 
-    do_GET = lambda self: self._dispatch("GET")  # noqa: E731
-    do_PUT = lambda self: self._dispatch("PUT")  # noqa: E731
-    do_POST = lambda self: self._dispatch("POST")  # noqa: E731
-    do_DELETE = lambda self: self._dispatch("DELETE")  # noqa: E731
+    do_GET = do_PUT = do_POST = do_DELETE = _dispatch  # the method is self.command
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, kind: str, headers: Optional[dict] = None) -> None:
+    def _head(self, status: int, kind: str, length: int, headers: dict) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for k, v in (headers or {}).items():
+        for k, v in {"Content-Type": kind, "Content-Length": str(length), "Cache-Control": "no-store",
+                     **headers}.items():
             self.send_header(k, v)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
+        self._head(status, kind, len(body), {})
+        self.wfile.write(body)
 
     def _json(self, value) -> None:
         self._send(HTTPStatus.OK, json.dumps(value).encode(), "application/json")
@@ -365,6 +337,7 @@ class Handler(BaseHTTPRequestHandler):
         """Send a file, or the one byte range asked for (``Range: bytes=a-b``; video players seek with it)."""
         size = path.stat().st_size
         start, end, status = 0, size - 1, HTTPStatus.OK
+        headers = {"Accept-Ranges": "bytes", **(headers or {})}
         found = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
         if found and size and (found.group(1) or found.group(2)):
             a, b = found.groups()
@@ -372,24 +345,12 @@ class Handler(BaseHTTPRequestHandler):
             if start > end:
                 raise RequestError(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
                                    f"Range {a}-{b}: the file has {size} bytes")
-            status = HTTPStatus.PARTIAL_CONTENT
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Cache-Control", "no-store")
-        if status == HTTPStatus.PARTIAL_CONTENT:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
+            status, headers["Content-Range"] = HTTPStatus.PARTIAL_CONTENT, f"bytes {start}-{end}/{size}"
+        self._head(status, kind, end - start + 1, headers)
         with open(path, "rb") as f:
             f.seek(start)
             left = end - start + 1
-            while left:
-                block = f.read(min(left, 1 << 20))
-                if not block:
-                    break
+            while left and (block := f.read(min(left, 1 << 20))):
                 self.wfile.write(block)
                 left -= len(block)
 
@@ -431,7 +392,7 @@ class Handler(BaseHTTPRequestHandler):
             request = json.loads(self._body() or b"{}")
             direction, save = request.get("direction", "forward"), tuple(request.get("save", ("palette", "mp4")))
         except (ValueError, AttributeError, TypeError):
-            raise RequestError(HTTPStatus.BAD_REQUEST, 'run: expected {"direction": ..., "save": [...]}') from None
+            raise UsageError('run: expected {"direction": ..., "save": [...]}') from None
         self.workspace.start(str(direction), tuple(map(str, save)))
         self._json(self.workspace.progress)
 

@@ -96,12 +96,16 @@ class ImageFolder(FrameSource):
         self.size, self.fps, self.count = read_rgb(self.files[0]).shape[:2], 24.0, len(self.files)
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        for t, f in enumerate(self.files):
-            rgb = read_rgb(f)
-            if rgb.shape[:2] != self.size:
-                raise VideoError(f"{f}: frame size {rgb.shape[1]}x{rgb.shape[0]} differs from the first "
-                                 f"frame's {self.size[1]}x{self.size[0]}")
-            yield t, rgb
+        for t in range(self.count):
+            yield t, self.frame(t)
+
+    def frame(self, t: int) -> np.ndarray:
+        """Frame t alone, uint8 [H, W, 3] RGB (a backward pass reads them so)."""
+        rgb = read_rgb(self.files[t])
+        if rgb.shape[:2] != self.size:
+            raise VideoError(f"{self.files[t]}: frame size {rgb.shape[1]}x{rgb.shape[0]} differs from the first "
+                             f"frame's {self.size[1]}x{self.size[0]}")
+        return rgb
 
     def name(self, t: int) -> str:
         return self.files[t].stem

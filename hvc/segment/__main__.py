@@ -1,4 +1,4 @@
-"""Segment the objects of a video from masks or scribbles on any of its frames.
+"""Segment the objects of a video from masks or scribbles on any of its frames (docs/segment.md).
 
     python -m hvc.segment VIDEO (--mask [FRAME:]MASK.png | --scribble [FRAME:]S.png|S.json) ...
         [--direction forward|backward|both] [--model hvc --checkpoint P] [--output DIR] [--resize-mask]
@@ -6,36 +6,25 @@
         --precision fp32|bf16 --search-dims D|all --candidates X] [--device cpu|cuda] [--overwrite]
         [--save palette binary alpha rle mp4]
 
-Prompts (docs/segment.md): --mask and --scribble may be repeated, one prompt per frame; FRAME
-counts from 0 (default 0). An object may start on any frame; a later mask of an object already
-followed corrects it from that frame on. MASK.png: object ids (indexed/greyscale PNG, 0
-background, 255 void; a 0/255 greyscale mask is one object), or an RGB image of flat colours,
-black the background: each colour becomes an id and the mapping is printed. S.png: scribbles,
-0 unlabelled, 1..254 objects, 255 background; S.json: DAVIS interactive scribbles
-(docs/scribbles.md), filled on their own frame.
-
---direction: forward (default) follows the objects from each prompt to the end, frames before
-the first prompt being background; backward from the last prompt down to frame 0 (the frames
-in reverse order), frames after it background; both runs the two passes and gives each frame
-the result of the pass whose nearest prompt is nearer (forward: the latest prompt at or before
-the frame; backward: the earliest at or after it), forward on a tie.
-
-Speed: where the device computes bfloat16 natively (AVX512_BF16 / AMX CPUs, Ampere+ GPUs) the
-default is the fast mode (bf16 encoder and search, 64 search dims, 1.5x candidates: about 2.3x
-faster, J&F within 0.001 on DAVIS); elsewhere, and with --exact, the paper's exact float32
-arithmetic. The output says which mode ran; --encoder, --precision, --search-dims and
---candidates change single settings (hvc/speed.py, docs/segment.md).
-
 VIDEO: a video file (mp4, avi, ... decoded by OpenCV) or a folder of frames (name order).
-Writes DIR/masks/<frame>.png, the exports of --save (default palette mp4: DIR/overlay.mp4,
-H.264; binary: DIR/binary/<id>/<frame>.png; alpha: DIR/alpha/<id>/<frame>.png, RGBA cut-outs;
-rle: DIR/rle.json, COCO RLE; docs/segment.md) and DIR/summary.json; DIR/.hvc/ holds the
-completion record, the lock and the state of a run in progress (docs/segment.md). An
-interrupted run started again continues where it stopped, and a finished one asked for more
-formats only writes those. Exit codes (docs/failure.md): 2 usage, other settings, a damaged
-record or an earlier version's folder in --output, or --output overlapping an input; 3
-unreadable video / prompt / checkpoint / state; 4 output not writable; 6 NaN or inf in
-features or soft masks; 7 another run writes into --output.
+Prompts: one per frame, FRAME counted from 0 (default 0). An object may start on any frame; a
+later mask of an object already followed corrects it from that frame on. MASK.png: object ids
+(indexed/greyscale PNG, 0 background, 255 void; a 0/255 greyscale mask is one object), or an
+RGB image of flat colours, black the background: each colour becomes an id and the mapping is
+printed. S.png: scribbles, 0 unlabelled, 1..254 objects, 255 background; S.json: DAVIS
+interactive scribbles (docs/scribbles.md), filled on their own frame. Frames before the first
+prompt (forward) or after the last (backward) are background.
+
+Speed: the fast mode (bf16 encoder and search, 64 search dims, 1.5x candidates) where the device
+computes bfloat16 natively (AVX512_BF16 / AMX CPUs, Ampere+ GPUs), else and with --exact the
+paper's exact float32 arithmetic; the output says which mode ran (hvc/speed.py).
+
+Writes DIR/masks/<frame>.png, the exports of --save, DIR/summary.json and DIR/.hvc/ (the
+completion record, the lock, a run in progress): an interrupted run started again continues
+where it stopped, and a finished one asked for more formats only writes those. Exit codes
+(docs/failure.md): 2 usage, other settings, a damaged record or an earlier version's folder in
+--output, or --output overlapping an input; 3 unreadable video / prompt / checkpoint / state;
+4 output not writable; 6 NaN or inf in features or soft masks; 7 another run writes into --output.
 """
 
 from __future__ import annotations
@@ -62,7 +51,7 @@ PROP_FLAGS = ("context", "memory", "precision", "search_dims", "candidates")
 
 def parse_args(argv: list[str]) -> Options:
     parser = ArgumentParser(prog="python -m hvc.segment", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, help="video file or folder of frames")
     parser.add_argument("--mask", action="append", default=[], metavar="[FRAME:]PATH",
                         help="mask of object ids (PNG) for frame FRAME (default 0); repeat for other frames")
@@ -76,7 +65,8 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--output", type=Path, help="output folder (default: ./<video name>_masks)")
     parser.add_argument("--resize-mask", action="store_true",
                         help="scale a mask of another size to the frames (nearest neighbour)")
-    parser.add_argument("--input-size", type=int, help="shorter side fed to the encoder (default: the frames', at most 480)")
+    parser.add_argument("--input-size", type=int,
+                        help="shorter side fed to the encoder (default: the frames', at most 480)")
     parser.add_argument("--context", type=int, default=50, help="context frames (default 50, the paper's)")
     parser.add_argument("--memory", choices=("recent", "quality"), default="recent",
                         help="memory policy: which frames form the context (docs/memory.md)")
@@ -110,10 +100,9 @@ def parse_args(argv: list[str]) -> Options:
     prompts = tuple([parse_prompt(m, "mask") for m in a.mask] + [parse_prompt(m, "scribble") for m in a.scribble])
     check_prompts(prompts)  # none, or two on one frame: usage errors before anything is read
     output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
-    return Options(video=a.video, output=output, prompts=prompts, model=a.model,
-                   checkpoint=a.checkpoint, input_size=a.input_size, resize_mask=a.resize_mask, device=a.device,
-                   context=a.context, memory=a.memory, encoder=speed.encoder, precision=speed.precision,
-                   search_dims=speed.search_dims, candidates=speed.candidates, overwrite=a.overwrite,
+    return Options(video=a.video, output=output, prompts=prompts, model=a.model, checkpoint=a.checkpoint,
+                   input_size=a.input_size, resize_mask=a.resize_mask, device=a.device, context=a.context,
+                   memory=a.memory, **dataclasses.asdict(speed), overwrite=a.overwrite,
                    save=tuple(dict.fromkeys(["palette", *a.save])), direction=a.direction, speed_note=note)
 
 

@@ -1,13 +1,5 @@
-"""The prompts of ``python -m hvc.segment``: masks of object ids, or scribbles, on given frames.
-
-    --mask PATH            a mask for frame 0
-    --mask FRAME:PATH      a mask for frame FRAME (a path that itself holds a colon: 0:a:b.png)
-    --scribble [FRAME:]PATH  scribbles likewise
-
-A mask is an indexed (palette) or greyscale PNG of ids, or an RGB(A) image of flat colours:
-each colour is one object, black the background (:func:`read_masks` gives the mapping, which
-the command prints).
-"""
+"""The prompts of ``python -m hvc.segment``: masks of object ids (indexed, greyscale, or RGB(A)
+of flat colours), or scribbles, given as ``--mask / --scribble [FRAME:]PATH`` (docs/segment.md)."""
 
 from __future__ import annotations
 
@@ -53,15 +45,10 @@ def parse_prompt(text: str, kind: str) -> PromptSpec:
     or ``a:b.png`` stays a path; ``0:a:b.png`` is frame 0 of ``a:b.png``.
     Raises UsageError (exit 2) for a negative frame or an empty path.
     """
-    if kind not in KINDS:
-        raise ValueError(f"prompt kind must be one of {KINDS}, got {kind!r}")
     found = _FRAME_PREFIX.match(text)
-    if found is None:
-        frame, path = 0, text
-    else:
-        frame, path = int(found.group(1)), found.group(2)
-        if frame < 0:
-            raise UsageError(f"--{kind} {text}: the frame number must be 0 or more (frames count from 0)")
+    frame, path = (int(found.group(1)), found.group(2)) if found else (0, text)
+    if frame < 0:
+        raise UsageError(f"--{kind} {text}: the frame number must be 0 or more (frames count from 0)")
     if not path:
         raise UsageError(f"--{kind} {text}: no file after the frame number (expected FRAME:PATH)")
     return PromptSpec(frame, kind, Path(path))
@@ -112,11 +99,11 @@ def _open_mask(path: Path) -> tuple[np.ndarray, str]:
                 return rgb, "RGB"
             raise PromptError(f"{path}: the mask is a {im.mode} image; save it as an indexed (palette) or "
                               f"greyscale PNG of object ids (0 = background), or an RGB image of flat colours")
+    except PromptError:
+        raise
     except FileNotFoundError:
         raise PromptError(f"{path}: mask file not found") from None
     except (OSError, ValueError) as exc:
-        if isinstance(exc, PromptError):
-            raise
         raise PromptError(f"{path}: unreadable mask ({exc})") from None
 
 
@@ -183,11 +170,6 @@ def read_masks(paths: Sequence[str | Path], size: tuple[int, int],
     return out, mapping
 
 
-def read_mask(path: str | Path, size: tuple[int, int], resize: bool = False) -> np.ndarray:
-    """Object ids int64 [H, W] of one mask file (:func:`read_masks`)."""
-    return read_masks([path], size, resize)[0][0]
-
-
 def describe_colours(mapping: dict[tuple[int, int, int], int]) -> list[str]:
     """One line per colour: ``colour #rrggbb (r, g, b) -> object i``."""
     return [f"colour #{r:02x}{g:02x}{b:02x} ({r}, {g}, {b}) -> " + (f"object {i}" if i < 255 else "void (background)")
@@ -199,12 +181,8 @@ def read_scribble(path: str | Path, size: tuple[int, int], resize: bool = False)
     or DAVIS interactive JSON (docs/scribbles.md), at the frames' size."""
     path = Path(path)
     try:
-        scribbles = read_scribbles(path, size)
-    except ScribbleError as exc:
-        raise PromptError(str(exc)) from None
-    shifted = _fit((scribbles + 1).astype(np.uint8), size, resize, path, "scribble")  # -1..254 -> 0..255
-    scribbles = shifted.astype(np.int64) - 1
-    try:
+        shifted = _fit((read_scribbles(path, size) + 1).astype(np.uint8), size, resize, path, "scribble")  # -1..254
+        scribbles = shifted.astype(np.int64) - 1
         check_scribbles(scribbles, str(path))  # strokes can vanish when a scribble is shrunk
     except ScribbleError as exc:
         raise PromptError(str(exc)) from None

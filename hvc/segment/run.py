@@ -1,35 +1,6 @@
 """Segment anyone's video from masks or scribbles on any frames, forward, backward or both
-ways: streaming, bounded memory, resumable (docs/segment.md, docs/own_video.md).
-
-The output folder is a results folder of :mod:`hvc.completion`, as test.py's are, with the
-video as its one sequence ``video``::
-
-    masks/<frame>.png    indexed PNGs (DAVIS palette): the video's files (its Outputs)
-    overlay.mp4, binary/, alpha/, rle.json
-                         the exports asked for (``save``; hvc/exports), made from the masks once
-                         the video is finished
-    summary.json         what ran on what, the objects' presence and area, timings, peak memory
-    .hvc/lock            one writer at a time (hvc/locks.py)
-    .hvc/done/video.json the completion record: settings hash and files, written once the last
-                         mask is in place (hvc/completion.py)
-    .hvc/segment.json    the finished run's settings, objects, timings and the exports made
-    .hvc/staging/video/  the masks of a run in progress, renamed to masks/ at the end
-    .hvc/staging/progress/
-                         the run in progress: progress.json (pass, frames done, propagator
-                         state), state/<i>.pt (soft masks the propagator holds), frames/<t>.png
-                         (backward over a video file: its frames decoded once, lossless)
-
-A frame counts as done only once progress.json says so (written after its mask and state).
-A killed run started again with the same settings re-encodes the few frames the propagator
-held, restores its state and continues with the next frame; the masks are then the same,
-byte for byte, as an uninterrupted run's. A finished run is not redone; other settings in
-the same folder are refused unless ``overwrite``.
-
-Directions (docs/segment.md): a forward pass runs from the first prompt's frame to the end, a
-backward pass from the last prompt's frame down to frame 0 (the same engine over the frames in
-reverse order). With both, each frame takes the pass whose nearest prompt is nearer (forward:
-the latest prompt at or before it; backward: the earliest at or after it), forward on a tie.
-"""
+ways: streaming, bounded memory, resumable. The output folder's layout, the resumption and the
+directions: docs/segment.md (also docs/own_video.md)."""
 
 from __future__ import annotations
 
@@ -50,17 +21,17 @@ from tqdm import tqdm
 from hvc.apart import refuse_overlap
 from hvc.completion import STATE_DIR, Outputs, Record, ResultsFolder, file_digest, settings_hash
 from hvc.config.core import ConfigError
-from hvc.data.frames import FrameSource, VideoError, open_frames, read_rgb
+from hvc.data.frames import FrameSource, open_frames
 from hvc.data.palette import save_indexed_png
 from hvc.data.vos import scaled_size
 from hvc.errors import InputError, UsageError
 from hvc.exports import TARGETS, export_masks, remove_exports
-from hvc.fileio import atomic_path, atomic_write_bytes, atomic_write_text
+from hvc.fileio import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from hvc.locks import OutputLock
 from hvc.models.encoders import checkpoint_path
 from hvc.propagation import PropagationConfig
 from hvc.scribbles.fill import labels_from_scribbles
-from hvc.segment.prompt import PromptError, PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
+from hvc.segment.prompt import PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
 from hvc.segmenter import MAX_INPUT_SIZE, SegmenterState, VideoSegmenter
 from hvc.speed import SpeedSettings, mode_of
 
@@ -90,17 +61,12 @@ class Options:
     search_dims: Optional[int] = None  # the reduced search's principal axes (docs/local_kernel.md); None: all
     candidates: float = 2.0  # an approximate search's candidates, in units of topk (docs/local_kernel.md)
     overwrite: bool = False
-    # Exports (hvc.exports.FORMATS) made after the last frame; the palette PNGs are always written
-    # (the run resumes from them and the other formats are made from them). Not a setting of the
-    # segmentation: a finished run asked for more formats only writes the missing ones.
+    # Exports (hvc.exports.FORMATS) made after the last frame; palette PNGs are always written (the run resumes
+    # from them, the others are made from them). Not a setting: a finished run only writes the missing ones.
     save: tuple[str, ...] = ("palette", "mp4")
-    # Prompts on any frames, as parsed from --mask / --scribble FRAME:PATH (with mask / scribble
-    # above: all of them); at most one per frame.
-    prompts: tuple[PromptSpec, ...] = ()
-    # Which way masks propagate from the prompts: forward, backward or both (DIRECTIONS).
-    direction: str = "forward"
-    # The command line's account of the speed mode it chose (hvc/speed.py), for the summary.
-    speed_note: str = ""
+    prompts: tuple[PromptSpec, ...] = ()  # --mask / --scribble FRAME:PATH (with mask / scribble: all of them)
+    direction: str = "forward"  # which way masks propagate from the prompts (DIRECTIONS)
+    speed_note: str = ""  # the command line's account of the speed mode it chose (hvc/speed.py), for the summary
 
     def all_prompts(self) -> list[PromptSpec]:
         return ([PromptSpec(0, "mask", Path(self.mask))] if self.mask is not None else []) + \
@@ -156,8 +122,7 @@ class InProgress:
         atomic_write_text(self.path, json.dumps(record), durable=True)
 
     def save_mask(self, i: int, mask: torch.Tensor) -> None:
-        with atomic_path(self.state_dir / f"{i}.pt", durable=True) as tmp:
-            torch.save(mask.cpu().clone(), tmp)
+        atomic_torch_save(mask.cpu().clone(), self.state_dir / f"{i}.pt")
 
     def load_mask(self, i: int, device: torch.device, frame: Optional[int] = None) -> torch.Tensor:
         """The soft masks of the pass's i-th frame (video frame ``frame``, for the message)."""
@@ -219,16 +184,14 @@ class Segmenter:
         self.specs = check_prompts(opts.all_prompts(), self.source.count if self._is_folder else None)
         self.prompt_frames = [s.frame for s in self.specs]
         mask_specs = [s for s in self.specs if s.kind == "mask"]
-        masks, colours = read_masks([s.path for s in mask_specs], self.source.size, opts.resize_mask) \
-            if mask_specs else ([], {})
+        masks, colours = read_masks([s.path for s in mask_specs], self.source.size, opts.resize_mask)
         for line in describe_colours(colours):  # RGB masks: say which colour became which id
             print(f"{', '.join(str(s.path) for s in mask_specs)}: {line}", flush=True)
         self.masks_given = {s.frame: m for s, m in zip(mask_specs, masks)}
         self.scribbles_given = {s.frame: read_scribble(s.path, self.source.size, opts.resize_mask)
                                 for s in self.specs if s.kind == "scribble"}
         top = max(int(m.max()) for m in [*self.masks_given.values(), *self.scribbles_given.values()])
-        size = opts.input_size or min(MAX_INPUT_SIZE, min(self.source.size))
-        self.input_size = scaled_size(self.source.size, size)
+        self.input_size = scaled_size(self.source.size, opts.input_size or min(MAX_INPUT_SIZE, min(self.source.size)))
         # hvc's default file is recorded by its path (the settings hash); other models' defaults as None
         self.checkpoint = opts.checkpoint or (checkpoint_path("hvc", None) if opts.model == "hvc" else None)
         refuse_overlap(opts.output, "--output", {"VIDEO": opts.video, "--checkpoint": self.checkpoint,
@@ -245,9 +208,7 @@ class Segmenter:
             "resize_mask": opts.resize_mask, "direction": opts.direction, "model": opts.model,
             "checkpoint": self.checkpoint, "checkpoint_sha256": file_digest(self.checkpoint) if has_weights else None,
             "input_size": list(self.input_size), "propagation": dataclasses.asdict(self.prop_cfg),
-            "encoder": opts.encoder,
-            # RGB masks: which colour is which id
-            "colours": {f"#{r:02x}{g:02x}{b:02x}": i for (r, g, b), i in colours.items()},
+            "encoder": opts.encoder, "colours": {f"#{r:02x}{g:02x}{b:02x}": i for (r, g, b), i in colours.items()},
         }
         self.key = settings_hash(self.settings)
         self.folder = ResultsFolder(opts.output, self.key)
@@ -257,11 +218,10 @@ class Segmenter:
         self.info_path = opts.output / STATE_DIR / INFO
         # The passes this direction needs: with both, a backward pass only if it gives some frame
         # its mask, and only down to the lowest such frame.
-        first, last = self.prompt_frames[0], self.prompt_frames[-1]
-        backward = [t for t in range(last + 1) if pass_for(t, self.prompt_frames, opts.direction) == "backward"]
+        self.first, self.last = self.prompt_frames[0], self.prompt_frames[-1]
+        backward = [t for t in range(self.last + 1) if self.owner(t) == "backward"]
         self.passes = ([] if opts.direction == "backward" else ["forward"]) + (["backward"] if backward else [])
         self.backward_stop = backward[0] if backward else 0
-        self.first, self.last = first, last
 
     @property
     def _is_folder(self) -> bool:
@@ -272,11 +232,6 @@ class Segmenter:
         return pass_for(t, self.prompt_frames, self.opts.direction)
 
     # -- the pieces of a pass --------------------------------------------------------------
-    def _segmenter(self) -> VideoSegmenter:
-        return VideoSegmenter.from_checkpoint(self.checkpoint, self.prop_cfg, model=self.opts.model,
-                                              device=self.opts.device, input_size=self.opts.input_size or None,
-                                              encoder=self.opts.encoder)
-
     def _reset(self, frame_of: Callable[[int], int]) -> VideoSegmenter:
         """The segmenter, reset for a pass whose i-th frame is video frame ``frame_of(i)``."""
         hints = {"features": "check the weights of --checkpoint", "soft masks": "check --context and the prompts"}
@@ -298,21 +253,7 @@ class Segmenter:
 
     def _frame(self, t: int) -> np.ndarray:
         """Frame t read on its own (a backward pass): the image file, or the decoded copy of a video's."""
-        if not self._is_folder:
-            return self.progress.read_frame(t)
-        path = self.source.files[t]
-        rgb = read_rgb(path, VideoError)
-        if rgb.shape[:2] != tuple(self.source.size):
-            raise VideoError(f"{path}: frame size {rgb.shape[1]}x{rgb.shape[0]} differs from the first frame's "
-                             f"{self.source.size[1]}x{self.source.size[0]}")
-        return rgb
-
-    def _check_count(self, count: int) -> None:
-        """A prompt beyond the last frame of a video file (its count known once decoded)."""
-        if self.last >= count:
-            spec = self.specs[-1]
-            raise PromptError(f"{spec.path}: given for frame {spec.frame}, but the video has {count} frames "
-                              f"(0..{count - 1})")
+        return self.source.frame(t) if self._is_folder else self.progress.read_frame(t)
 
     # -- the output folder ---------------------------------------------------------------------
     def _info(self) -> Optional[dict]:
@@ -363,10 +304,9 @@ class Segmenter:
             raise ConfigError(f"{self.opts.output}: holds {what} (see {where}); pass --overwrite to replace it or "
                               f"choose another --output")
         if progress is not None and not other and self.staged.is_dir():
-            for folder in (self.staged, self.progress.dir, self.opts.output / STATE_DIR, self.opts.output):
-                for tmp in folder.rglob(".tmp-*") if folder != self.opts.output else folder.glob(".tmp-*"):
-                    if tmp.is_file():  # a killed run's atomic write left its temporary
-                        tmp.unlink(missing_ok=True)
+            for tmp in [*(self.opts.output / STATE_DIR).rglob(".tmp-*"), *self.opts.output.glob(".tmp-*")]:
+                if tmp.is_file():  # a killed run's atomic write left its temporary
+                    tmp.unlink(missing_ok=True)
             progress["runs"] += 1
             return progress, None
         return self._fresh(), None
@@ -409,33 +349,36 @@ class Segmenter:
     def _run(self, on_frame: Optional[Callable[[int], None]]) -> dict:
         progress, info = self._start()
         if progress is not None:
-            self.segmenter = self._segmenter()
-            self._propagate(progress, on_frame)
+            self.on_frame = on_frame
+            self.segmenter = VideoSegmenter.from_checkpoint(
+                self.checkpoint, self.prop_cfg, model=self.opts.model, device=self.opts.device,
+                input_size=self.opts.input_size or None, encoder=self.opts.encoder)
+            self._propagate(progress)
             info = self._commit(progress)
         self._export(info)
         summary = self._summary(info)
         atomic_write_text(self.opts.output / "summary.json", json.dumps(summary, indent=2))
         return summary
 
-    def _propagate(self, progress: dict, on_frame: Optional[Callable[[int], None]]) -> None:
+    def _propagate(self, progress: dict) -> None:
         """The passes not done, each from where the progress says it stopped."""
         if "backward" in self.passes[progress["pass"]:] and not self._is_folder:
             progress["frames"] = self.progress.cache_frames(self.source, self.last)
-            self._check_count(progress["frames"])
+            check_prompts(self.specs, progress["frames"])  # a video file's count is known once decoded
             self.progress.save(progress)
         written = sum(1 for _ in self.staged.glob("*.png"))
         with tqdm(total=progress["frames"] or self.source.count or None, initial=written, unit="frame",
-                  desc=self.source.path.name) as bar:
+                  desc=self.source.path.name) as self.bar:
             while progress["pass"] < len(self.passes):
                 name = self.passes[progress["pass"]]
-                (self._forward if name == "forward" else self._backward)(progress, on_frame, bar)
+                (self._forward if name == "forward" else self._backward)(progress)
                 progress.update({"pass": progress["pass"] + 1, "done": 0, "propagator": None})
                 self.progress.save(progress)
                 self.progress.drop_masks(set())
                 if name == "backward":
                     self.progress.drop_frames()
 
-    def _forward(self, progress: dict, on_frame: Optional[Callable[[int], None]], bar: tqdm) -> None:
+    def _forward(self, progress: dict) -> None:
         """Frames first..end in order (the i-th of the pass is frame first + i), streamed from the
         source; before the first prompt, background (forward only) or nothing (both)."""
         first = self.first
@@ -457,14 +400,14 @@ class Segmenter:
                 continue
             if t < first:
                 background = np.zeros(self.source.size, np.uint8) if self.owner(t) is None else None
-                self._write(t, background, progress, t + 1, None, on_frame, bar)
+                self._write(t, background, progress, t + 1, None)
                 continue
             pred = self._step(seg, t, rgb, progress)
-            self._write(t, pred if self.owner(t) == "forward" else None, progress, t + 1, seg, on_frame, bar)
+            self._write(t, pred if self.owner(t) == "forward" else None, progress, t + 1, seg)
         progress["frames"] = max(t + 1, done)
-        self._check_count(progress["frames"])
+        check_prompts(self.specs, progress["frames"])  # a video file's count is known once decoded
 
-    def _backward(self, progress: dict, on_frame: Optional[Callable[[int], None]], bar: tqdm) -> None:
+    def _backward(self, progress: dict) -> None:
         """Frames last..stop in reverse order (the i-th of the pass is frame last - i), each read on
         its own; after the last prompt, background (backward only)."""
         last = self.last
@@ -473,7 +416,7 @@ class Segmenter:
         if done == 0:
             for t in range(last + 1, progress["frames"]):
                 if self.owner(t) is None and not (self.staged / f"{self.source.name(t)}.png").is_file():
-                    self._write(t, np.zeros(self.source.size, np.uint8), progress, 0, None, on_frame, bar)
+                    self._write(t, np.zeros(self.source.size, np.uint8), progress, 0, None)
         if state:  # resuming: re-encode only the frames the propagator held
             resume = SegmenterState({"frame": done, "start": 0, "propagator": state}, {})
             held = {i: self._encode(self._frame(last - i)) for i in resume.stored}
@@ -482,21 +425,20 @@ class Segmenter:
         for i in range(done, last - self.backward_stop + 1):
             t = last - i
             pred = self._step(seg, t, self._frame(t), progress)
-            self._write(t, pred if self.owner(t) == "backward" else None, progress, i + 1, seg, on_frame, bar)
+            self._write(t, pred if self.owner(t) == "backward" else None, progress, i + 1, seg)
 
     def _step(self, seg: VideoSegmenter, t: int, rgb: np.ndarray, progress: dict) -> np.ndarray:
         """Frame t through the engine: ids uint8 [H, W]; its prompt, if any, given there."""
-        seconds = progress["seconds"]
         start = time.perf_counter()
         emb = self._encode(rgb)
         encoded = time.perf_counter()
         pred = seg.ids(seg.step_features(emb, self._labels(t, emb)), self.source.size)
-        seconds["encode"] += encoded - start
-        seconds["propagate"] += time.perf_counter() - encoded
+        progress["seconds"]["encode"] += encoded - start
+        progress["seconds"]["propagate"] += time.perf_counter() - encoded
         return pred
 
-    def _write(self, t: int, pred: Optional[np.ndarray], progress: dict, done: int, seg: Optional[VideoSegmenter],
-               on_frame: Optional[Callable[[int], None]], bar: tqdm) -> None:
+    def _write(self, t: int, pred: Optional[np.ndarray], progress: dict, done: int,
+               seg: Optional[VideoSegmenter]) -> None:
         """Frame t's mask ``pred`` (None: another pass gives it), then the propagator's new stored
         frame, then the progress (the commit of the frame), then the soft masks no longer held."""
         start = time.perf_counter()
@@ -519,9 +461,9 @@ class Segmenter:
         if state is not None:
             self.progress.drop_masks(set(state.masks))
         if pred is not None:
-            bar.update()
-            if on_frame is not None:
-                on_frame(t)
+            self.bar.update()
+            if self.on_frame is not None:
+                self.on_frame(t)
 
     def _commit(self, progress: dict) -> dict:
         """The staged masks renamed to masks/ and the completion record written (hvc/completion.py),
@@ -564,8 +506,7 @@ class Segmenter:
             "propagation": self.settings["propagation"], "encoder": self.opts.encoder,
             "speed": {"mode": mode_of(SpeedSettings(self.opts.encoder, self.opts.precision, self.opts.search_dims,
                                                     self.opts.candidates)), "note": self.opts.speed_note},
-            "objects": objects,
-            "seconds": {k: round(v, 3) for k, v in s.items()},
+            "objects": objects, "seconds": {k: round(v, 3) for k, v in s.items()},
             "seconds_per_frame": round(sum(s.values()) / max(frames, 1), 4),
             "runs": info["runs"],  # > 1: resumed after an interruption, or asked again
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -61,15 +61,6 @@ def settings_hash(settings: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 (hex) of a file's bytes: a checkpoint rewritten at the same path is new settings."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class ResultsFolder:
     """The completion bookkeeping of results folder ``root`` for the settings hash ``settings``; where
     each sequence's files go is the caller's :class:`Outputs` (the layout is the benchmark's)."""

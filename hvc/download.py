@@ -11,7 +11,6 @@ partial file for a rerun.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -33,7 +32,7 @@ from tqdm import tqdm
 
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, InputError, UsageError, entry_point
-from hvc.fileio import atomic_path, atomic_write_text
+from hvc.fileio import atomic_path, atomic_write_text, file_digest, stream_digest
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK = 1 << 20
@@ -157,11 +156,6 @@ class Installed:
     fetched: list[Fetched] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def _records(cache: Path) -> dict[str, dict]:
@@ -334,7 +328,7 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
         path = wanted.get(name)
         if path is not None and path.exists():
             with opener() as stream:
-                if not path.is_file() or hashlib.file_digest(stream, "sha256").hexdigest() != file_digest(path):
+                if not path.is_file() or stream_digest(stream) != file_digest(path):
                     raise InputError(f"{path}: exists with other content than {archive.name}:{name}; "
                                      f"refusing to overwrite it (move it away, or choose another --root)")
             result.unchanged.append(path)

@@ -238,8 +238,9 @@ def _claim_output(cfg: TrainConfig) -> OutputLock:
                                             os.path.realpath(cfg.resume) == os.path.realpath(ours[0]))
     if not continues_it and any(p.exists() for p in ours):  # a fresh run, or one resumed from elsewhere
         if not cfg.output.overwrite:
-            raise ConfigError(f"{out}: output.dir holds a training run ({ckpt_io.CHECKPOINT_NAME}, log.jsonl); pass "
-                              f"--resume auto to continue it, --overwrite to start afresh, or choose another output.dir")
+            raise ConfigError(f"{out}: output.dir holds a training run ({ckpt_io.CHECKPOINT_NAME}, log.jsonl); "
+                              f"pass --resume auto to continue it, --overwrite to start afresh, "
+                              f"or choose another output.dir")
         for path in ours:  # a fresh run: its checkpoint and log replace the old ones
             path.unlink(missing_ok=True)
     return lock

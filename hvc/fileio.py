@@ -6,11 +6,12 @@ fsyncs the file before the rename and the folder after it, so a power loss keeps
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import tempfile
 import uuid
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from hvc.errors import OutputError
 
@@ -91,3 +92,17 @@ def writable_dir(path: str | os.PathLike, what: str) -> None:
         os.remove(probe)
     except OSError as exc:
         raise OutputError(f"{path}: {what} is not writable ({exc.strerror or exc})") from exc
+
+
+def stream_digest(stream: BinaryIO, algorithm: str = "sha256") -> str:
+    """Hex digest of what is left in ``stream``, read in 1 MiB blocks (``hashlib.file_digest`` needs Python 3.11)."""
+    digest = hashlib.new(algorithm)
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (sha256 unless told): a checkpoint rewritten at the same path is new settings."""
+    with open(path, "rb") as f:
+        return stream_digest(f, algorithm)

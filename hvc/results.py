@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from hvc.apart import refuse_overlap
-from hvc.completion import Outputs, Record, ResultsFolder, file_digest, settings_hash
+from hvc.completion import Outputs, Record, ResultsFolder, settings_hash
 from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.inference import TestConfig
 from hvc.data.vos import YTVOS_DATASETS
 from hvc.errors import InputError, UsageError
-from hvc.fileio import atomic_path, atomic_write_text, writable_dir
+from hvc.fileio import atomic_path, atomic_write_text, file_digest, writable_dir
 from hvc.locks import OutputLock
 from hvc.models.encoders import checkpoint_path
 from hvc.names import check_name

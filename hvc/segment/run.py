@@ -19,14 +19,14 @@ import torch
 from tqdm import tqdm
 
 from hvc.apart import refuse_overlap
-from hvc.completion import STATE_DIR, Outputs, Record, ResultsFolder, file_digest, settings_hash
+from hvc.completion import STATE_DIR, Outputs, Record, ResultsFolder, settings_hash
 from hvc.config.core import ConfigError
 from hvc.data.frames import FrameSource, open_frames
 from hvc.data.palette import save_indexed_png
 from hvc.data.vos import scaled_size
 from hvc.errors import InputError, UsageError
 from hvc.exports import TARGETS, export_masks, remove_exports
-from hvc.fileio import atomic_torch_save, atomic_write_bytes, atomic_write_text
+from hvc.fileio import atomic_torch_save, atomic_write_bytes, atomic_write_text, file_digest
 from hvc.locks import OutputLock
 from hvc.models.encoders import checkpoint_path
 from hvc.propagation import PropagationConfig

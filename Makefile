@@ -26,7 +26,7 @@ endif
 	@touch $(STAMP)
 
 test: $(STAMP)
-	$(VPY) -m pytest -q -n auto --maxprocesses 8 --dist loadfile
+	$(VPY) -m pytest -q -n auto --maxprocesses 8 --dist loadfile --no-loadscope-reorder
 
 # end to end on data generated from scikit-image: writes demo_output/ (--quick: python -m hvc.demo.run --quick)
 demo: $(STAMP)

@@ -94,3 +94,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
     if not torch.cuda.is_available():
         cuda_unavailable(f"needs CUDA; torch {torch.__version__} sees no CUDA device")
+
+
+# The files that take longest, in that order (docs/tests.md). `make test` hands whole files to its
+# pytest-xdist workers in collection order; a long file handed out near the end keeps one worker
+# busy while the others have nothing left to do, so these go first and the short ones fill in.
+LONGEST_FIRST = ("test_demo.py", "test_cuda.py", "test_speed_benchmarks.py", "test_golden_propagation.py",
+                 "test_e2e_tasks.py", "test_faults.py", "test_segment.py", "test_segment_direction.py",
+                 "test_sharding.py", "test_readme.py", "test_ddp.py", "test_gpu_check.py", "test_propagation.py",
+                 "test_benchmarks.py", "test_safety_writers.py", "test_train_switches.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long files first (see LONGEST_FIRST); a stable sort keeps every file's own test order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

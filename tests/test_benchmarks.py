@@ -32,12 +32,14 @@ def test_in_radius_pairs_counts_grid_pairs():
 
 
 def test_benchmark_prints_the_kernels_and_the_ratios():
+    """The script as it runs, each kernel in a worker process of its own that reports one JSON line.
+    The exact kernels only: the approximate ones (an interpreter start each) and their ratio lines
+    are checked in this process by tests/test_speed_benchmarks.py."""
     done = subprocess.run([sys.executable, str(BENCH), "--size", "12x20", "--context", "4", "--frames", "1",
-                           "--repeat", "1"], capture_output=True, text=True, timeout=300)
+                           "--repeat", "1", "--no-bf16"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "speed-up local vs dense" in out and "matmul work ratio dense / least" in out
-    assert "local-bf16 vs exact local" in out and "local-bf16-d96 vs exact local" in out
     rows = [line.split() for line in out.splitlines() if re.fullmatch(r"(dense|local\S*)( +[\d.]+){3}", line)]
-    assert [r[0] for r in rows] == ["dense", "local", "local-bf16", "local-bf16-d96"]
+    assert [r[0] for r in rows] == ["dense", "local"]
     assert all(float(r[1]) > 0 for r in rows)

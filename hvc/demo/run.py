@@ -175,17 +175,27 @@ def run_demo(output: Path, steps: int | None, frames: int) -> tuple[dict[str, di
     for model in MODELS:
         results = output / "results" / model
         _stage(f"4/5 label propagation with {model} (test.py)")
-        extra = ["--checkpoint", str(export)] if model == "hvc" else []
         with _timed(stages, f"4 propagate {model}"):
-            _call(f"test {model}", ["test.py", "--config", str(TEST_CONFIG), "--model", model, *extra,
-                                    "--output", str(results), "--device", "cpu", "--visualize", "--overwrite",
-                                    f"data.root={davis}"])
+            propagate(model, davis, results, export)
         _stage(f"5/5 J&F of {model} (eval_metrics.py)")
         with _timed(stages, f"5 score {model}"):
-            _call(f"metrics {model}", ["eval_metrics.py", "--davis-root", str(davis), "--results", str(results),
-                                       "--year", "2017", "--output", str(results)])
-        scores[model] = _read_scores(results / "global_results-val.csv")
+            scores[model] = score(davis, results)
     return scores, stages
+
+
+def propagate(model: str, davis: Path, results: Path, export: Path) -> None:
+    """Stage 4: masks, overlays and an mp4 of ``model`` on the demo video (test.py) into ``results``;
+    ``hvc`` is the encoder exported to ``export``."""
+    extra = ["--checkpoint", str(export)] if model == "hvc" else []
+    _call(f"test {model}", ["test.py", "--config", str(TEST_CONFIG), "--model", model, *extra, "--output",
+                            str(results), "--device", "cpu", "--visualize", "--overwrite", f"data.root={davis}"])
+
+
+def score(davis: Path, results: Path) -> dict[str, float]:
+    """Stage 5: J&F of the masks in ``results`` (eval_metrics.py, its CSVs written beside them)."""
+    _call(f"metrics {results.name}", ["eval_metrics.py", "--davis-root", str(davis), "--results", str(results),
+                                      "--year", "2017", "--output", str(results)])
+    return _read_scores(results / "global_results-val.csv")
 
 
 @entry_point

@@ -315,7 +315,9 @@ def test_propagation_on_device_gives_the_golden_labels(labelprop, where, name, i
 # torchrun: train, stop, resume; DDP and synchronised BatchNorm in a group of one
 # ---------------------------------------------------------------------------------------------
 
-# One process trains steps 1-2, a second one resumes to step 4, against one run of 4 steps.
+# Steps 1-2 in this process, then ``torchrun --nproc_per_node 1 train.py --resume auto`` to step 4,
+# against one run of 4 steps (a torchrun job of one process differs from a plain run only by its
+# environment variables: it makes no process group, hvc/distributed.py).
 # On the CPU resume is bit-exact. On CUDA the config's AMP (fp16) is on and cuDNN's backward
 # passes may sum with atomics in any order: a one-ulp change of an fp16 activation is 1e-3
 # relative, so the losses agree to that (autotuning is off, so both processes take the same
@@ -345,7 +347,7 @@ def test_torchrun_one_process_trains_and_resumes(static_root, tmp_path, device):
     run = tmp_path / "torchrun"
     common = [f"runtime.device={device.type}", f"dist.backend={backend}", "runtime.cudnn_benchmark=false"]
     train_py = [str(REPO / "train.py"), "--config", str(REPO / "configs" / "train_img.yaml")]
-    _torchrun([*train_py, *tiny_overrides(run, images, *common, "optim.max_steps=2")], tmp_path)
+    train(tiny_config(run, images, *common, "optim.max_steps=2"))
     _torchrun([*train_py, "--resume", "auto", *tiny_overrides(run, images, *common, "optim.max_steps=4")], tmp_path)
     whole = train(tiny_config(tmp_path / "whole", images, *common, "optim.max_steps=4"))
 

@@ -52,12 +52,16 @@ def test_encoder_speed_prints_speed_up_and_feature_differences(davis_root):
     assert 0 < float(fused[4]) < 1e-5 < float(bf16[4]) < 3e-2  # relative L2 differences
 
 
-def test_train_throughput_compares_options_and_real_photos(static_root):
-    out = _run("train_throughput.py", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "1",
-               "--options", "paper", "no_layer4")
+def test_train_throughput_compares_options_and_real_photos(static_root, monkeypatch, capsys):
+    """Both comparisons through the script's main(argv), in this process (two interpreter starts fewer)."""
+    bench = _bench_module("train_throughput.py", monkeypatch)
+    assert bench.main(["--size", "32", "--batch", "2", "--steps", "1", "--warmup", "1",
+                       "--options", "paper", "no_layer4"]) == 0
+    out = capsys.readouterr().out
     assert float(_row(out, "paper")[1]) > 0 and float(_row(out, "no_layer4")[1]) > 0
-    out = _run("train_throughput.py", "--size", "32", "--batch", "2", "--steps", "1", "--rounds", "1",
-               "--workers", "1", "--real", str(static_root / "BSDS500"))
+    assert bench.main(["--size", "32", "--batch", "2", "--steps", "1", "--rounds", "1", "--workers", "1",
+                       "--real", str(static_root / "BSDS500")]) == 0
+    out = capsys.readouterr().out
     assert "real, preloaded" in out and "real, DataLoader" in out and float(_row(out, "synthetic")[1]) > 0
 
 

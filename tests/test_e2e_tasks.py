@@ -26,7 +26,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from PIL import Image
 
 from hvc.config.core import ConfigError, load_config
@@ -306,6 +305,8 @@ def test_settings_change_without_overwrite_is_refused_before_anything_is_written
     root, names = task_roots[task]
     out = tmp_path / "out"
     checkpoint = tmp_path / "imagenet18.pth"
+    import torchvision  # here: importing it costs every pytest worker seconds at collection
+
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
     weights = ("model.name=imagenet18", f"model.checkpoint={checkpoint}")

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchvision
 
 from hvc.checkpoint import CheckpointError
 from hvc import paths
@@ -87,11 +86,16 @@ def test_mocov1_file_uses_encoder_q_and_drops_fc(tmp_path):
         assert net(torch.randn(1, 3, 32, 48)).shape == (1, 1024, 4, 6)
 
 
-@pytest.mark.parametrize("name, factory", [("imagenet18", torchvision.models.resnet18),
-                                           ("imagenet50", torchvision.models.resnet50)])
-def test_torchvision_imagenet_files_load_by_name(tmp_path, name, factory):
+def _torchvision_resnet(arch: str) -> torch.nn.Module:
+    import torchvision  # here: importing it costs every pytest worker seconds at collection
+
+    return getattr(torchvision.models, arch)()
+
+
+@pytest.mark.parametrize("name, arch", [("imagenet18", "resnet18"), ("imagenet50", "resnet50")])
+def test_torchvision_imagenet_files_load_by_name(tmp_path, name, arch):
     torch.manual_seed(0)
-    state = factory().state_dict()  # torchvision's own key names, fc included
+    state = _torchvision_resnet(arch).state_dict()  # torchvision's own key names, fc included
     path = tmp_path / f"{name}.pth"
     torch.save(state, path)
     _assert_loaded(load_encoder(name, str(path)), state)
@@ -99,7 +103,7 @@ def test_torchvision_imagenet_files_load_by_name(tmp_path, name, factory):
 
 def test_wrong_architecture_names_file_and_keys(tmp_path):
     path = tmp_path / "resnet50.pth"
-    torch.save(torchvision.models.resnet50().state_dict(), path)
+    torch.save(_torchvision_resnet("resnet50").state_dict(), path)
     with pytest.raises(CheckpointError) as err:
         load_encoder("hvc", str(path))
     msg = str(err.value)

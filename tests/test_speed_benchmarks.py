@@ -85,11 +85,11 @@ def test_propagation_speed_on_real_features(davis_root, monkeypatch, capsys):
 
     monkeypatch.setattr(bench, "_run", worker_here)
     monkeypatch.setattr(sys, "argv", ["propagation_speed.py", "--davis-sequence", "libby", "--davis-root",
-                                      str(davis_root), "--context", "2", "--frames", "1", "--repeat", "1",
+                                      str(davis_root), "--context", "1", "--frames", "1", "--repeat", "1",
                                       "--search-dims", "64", "--candidates", "1"])
     assert bench.main() is None
     out = capsys.readouterr().out
-    assert "features 256x60x107 (real, DAVIS libby at 480p), context 2+1" in out
+    assert "features 256x60x107 (real, DAVIS libby at 480p), context 1+1" in out
     for kernel in ("dense", "local", "local-bf16", "local-bf16-d64", "local-bf16-d64-c1"):
         assert float(_row(out, kernel)[1]) > 0
     for kernel in ("local-bf16-d64", "local-bf16-d64-c1"):

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -18,9 +15,9 @@ import torch
 from PIL import Image
 
 from hvc.demo.run import MODELS, QUICK_FRAMES, QUICK_STEPS, SEQUENCE, propagate, score
+from hvc.demo.run import main as demo_main
 from hvc.demo.video import render_video, write_davis_sequence, write_training_photos
 
-REPO = Path(__file__).resolve().parents[1]
 TRAINING_IMAGES = 63  # docs/demo.md: the scikit-image colour photos and their 160x160 tiles
 EXPORTED_KEYS = 90  # ResNet-18 without fc (120 keys) minus layer4's 30 (--drop-layer4)
 # Quick-mode J&F-Mean on AMD EPYC machines with AVX-512, oneDNN capped at AVX2 (as the suite runs)
@@ -48,25 +45,14 @@ def _video_frames(path: Path) -> int:
     return n
 
 
-def _run_demo(out: Path) -> subprocess.CompletedProcess:
-    """The quick demo into ``out``, as its own process with this process's torch thread count (so that
-    the masks this test computes again in this process come from the same arithmetic)."""
-    threads = str(torch.get_num_threads())
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    # the timeout only guards against a hang: ~35 s on idle cores, over 10 min on a crowded machine
-    proc = subprocess.run([sys.executable, "-m", "hvc.demo.run", "--quick", "--output", str(out)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_quick_demo_is_complete_and_deterministic(tmp_path):
+def test_quick_demo_is_complete_and_deterministic(tmp_path, capsys):
     out, again = tmp_path / "demo", tmp_path / "again"
-    proc = _run_demo(out)
+    assert demo_main(["--quick", "--output", str(out)]) == 0  # `make demo --quick`, in this process
+    printed = capsys.readouterr().out
 
     # stage 1: the training photos and the video in the DAVIS layout, exact 2-object masks
     assert len(list((out / "photos").glob("*.jpg"))) == TRAINING_IMAGES
@@ -96,19 +82,19 @@ def test_quick_demo_is_complete_and_deterministic(tmp_path):
         assert len(list((vis / SEQUENCE).glob("*.jpg"))) == QUICK_FRAMES
         assert _video_frames(vis / f"{SEQUENCE}.mp4") == QUICK_FRAMES
         scores[model] = _scores(results / "global_results-val.csv")
-        row = next(line for line in proc.stdout.splitlines() if line.startswith(model + " "))
+        row = next(line for line in printed.splitlines() if line.startswith(model + " "))
         assert row.split()[1:] == [f"{v:.3f}" for v in scores[model]]
         assert scores[model][0] >= FLOOR[model], (model, scores[model])
     assert scores["hvc"][0] >= scores["random18"][0] + TRAINED_MARGIN, scores
 
     # the stage timings table lists every stage
-    stages = re.findall(r"^(\d \w+(?: \w+)?)\s+[\d.]+\s+[\d.]+$", proc.stdout, flags=re.M)
+    stages = re.findall(r"^(\d \w+(?: \w+)?)\s+[\d.]+\s+[\d.]+$", printed, flags=re.M)
     assert stages == ["1 data", "2 train", "3 export", "4 propagate hvc", "5 score hvc",
                       "4 propagate random18", "5 score random18"]
-    assert str(out.resolve()) in proc.stdout.splitlines()[-1]
+    assert str(out.resolve()) in printed.splitlines()[-1]
 
     # determinism on the same machine: stage 1 again writes the same files, and stages 4-5 again (the
-    # demo's own functions, in this process) the same masks and scores from the trained encoder. That
+    # demo's own functions) the same masks and scores from the trained encoder. That
     # training repeats bit for bit is tests/test_checkpoint_resume.py's check (an interrupted run ends
     # with the uninterrupted run's weights); its 3 steps here would double this test's time.
     write_training_photos(str(again / "photos"))

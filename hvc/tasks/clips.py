@@ -102,15 +102,22 @@ def vos_outputs(out: Path, dataset: str, seq: VideoSequence) -> Outputs:
 
 
 @dataclass(frozen=True)
-class JHMDBClip:
-    """A JHMDB clip: joints of frame 0 in, ``<out>/<class>/<video>.npz`` out."""
+class _VideoUnder:
+    """What the JHMDB and VIP clips share: their video and the output folder, named by the video."""
 
-    video: JHMDBVideo
+    video: Union[JHMDBVideo, VIPVideo]
     out: Path
 
     @property
     def name(self) -> str:
         return self.video.name
+
+
+@dataclass(frozen=True)
+class JHMDBClip(_VideoUnder):
+    """A JHMDB clip: joints of frame 0 in, ``<out>/<class>/<video>.npz`` out."""
+
+    video: JHMDBVideo
 
     @property
     def outputs(self) -> Outputs:
@@ -137,15 +144,10 @@ class JHMDBClip:
 
 
 @dataclass(frozen=True)
-class VIPClip:
+class VIPClip(_VideoUnder):
     """A VIP video (its annotated frames): class ids of the first in, ``<out>/<video>/<frame>.png`` out."""
 
     video: VIPVideo
-    out: Path
-
-    @property
-    def name(self) -> str:
-        return self.video.name
 
     @property
     def outputs(self) -> Outputs:

@@ -72,24 +72,33 @@ def test_train_input_measures_each_piece(static_root):
 
 
 def test_propagation_speed_on_real_features(davis_root, monkeypatch, capsys):
-    """--davis-sequence: the kernels time real 480p embeddings of the committed checkpoint.
+    """--davis-sequence: the kernels time real 480p embeddings of the committed checkpoint; the
+    approximate modes and their "vs exact local" lines on a small random grid.
 
     Run in this process, each kernel's worker too (its ``measure``, with the arguments the worker
-    process gets): six interpreter starts with their torch import fewer. The real worker processes
-    and their JSON line run in test_benchmarks.py."""
+    process gets): interpreter starts with their torch import fewer. The real worker processes
+    and their JSON line run in test_benchmarks.py. The bfloat16 modes stay off the 480p grid: a
+    CPU without native bfloat16 emulates it, several times slower than the float32 kernels."""
     bench = _bench_module("propagation_speed.py", monkeypatch)
 
     def worker_here(args, impl, h, w, frames):  # what bench._run's subprocess prints, parsed the same way
         features = args.features if args.features and (h, w) == tuple(args.size) else ""
         return json.loads(json.dumps(bench.measure(impl, args.channels, h, w, args.context, frames, 20, features)))
 
+    def run(*argv: str) -> str:
+        monkeypatch.setattr(sys, "argv", ["propagation_speed.py", "--context", "1", "--frames", "1", "--repeat", "1",
+                                          *argv])
+        assert bench.main() is None
+        return capsys.readouterr().out
+
     monkeypatch.setattr(bench, "_run", worker_here)
-    monkeypatch.setattr(sys, "argv", ["propagation_speed.py", "--davis-sequence", "libby", "--davis-root",
-                                      str(davis_root), "--context", "1", "--frames", "1", "--repeat", "1",
-                                      "--search-dims", "64", "--candidates", "1"])
-    assert bench.main() is None
-    out = capsys.readouterr().out
+    out = run("--davis-sequence", "libby", "--davis-root", str(davis_root), "--no-bf16")
     assert "features 256x60x107 (real, DAVIS libby at 480p), context 1+1" in out
+    for kernel in ("dense", "local"):
+        assert float(_row(out, kernel)[1]) > 0
+
+    out = run("--size", "12x20", "--search-dims", "64", "--candidates", "1")
+    assert "features 256x12x20 (random), context 1+1" in out
     for kernel in ("dense", "local", "local-bf16", "local-bf16-d64", "local-bf16-d64-c1"):
         assert float(_row(out, kernel)[1]) > 0
     for kernel in ("local-bf16-d64", "local-bf16-d64-c1"):

@@ -39,7 +39,6 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.utils.data import DataLoader
 
 from conftest import cuda_unavailable
@@ -374,14 +373,13 @@ def test_torchrun_one_process_trains_and_resumes(static_root, tmp_path, device):
     assert load_checkpoint(run / "checkpoint.pth")["global_step"] == 4
 
 
-def _group_of_one(rank: int, port: int, backend: str, device_name: str, out: str) -> None:
-    """Run in a spawned process: a process group of one, the model converted for synchronised
-    BatchNorm and wrapped in DDP as the engine does in a job, one train_step; beside it the
-    plain model's step on the same batch. Writes both losses and gradients to ``out``."""
-    device = torch.device(device_name)
+def _group_of_one(port: int, backend: str, device: torch.device) -> dict:
+    """In this process: a process group of one (destroyed at the end), the model converted for
+    synchronised BatchNorm and wrapped in DDP as the engine does in a job, one train_step; beside it
+    the plain model's step on the same batch. Returns both losses and gradients."""
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=1)
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     try:
         cfg = tiny_config(Path("unused"), Path("unused"))
         g = torch.Generator().manual_seed(0)
@@ -404,8 +402,7 @@ def _group_of_one(rank: int, port: int, backend: str, device_name: str, out: str
             results[kind] = (loss, grads)
         value = torch.ones(1, device=device)
         dist.all_reduce(value)  # a collective of the backend itself on this device
-        torch.save({"results": results, "all_reduce": value.item(),
-                    "bn": type(model.online_encoder.bn1).__name__}, out)
+        return {"results": results, "all_reduce": value.item(), "bn": type(model.online_encoder.bn1).__name__}
     finally:
         dist.destroy_process_group()
 
@@ -414,9 +411,7 @@ def test_process_group_of_one_matches_the_plain_model(tmp_path, device):
     """``torchrun --nproc_per_node 1`` makes no process group (hvc/distributed.py); a group of one
     with the backend of a GPU job (NCCL) runs its DDP and SyncBatchNorm code here instead."""
     backend = _backend(device)
-    out = tmp_path / "group.pt"
-    mp.spawn(_group_of_one, args=(_free_port(), backend, str(device), str(out)), nprocs=1, join=True)
-    found = torch.load(out, weights_only=True)
+    found = _group_of_one(_free_port(), backend, device)
     assert found["all_reduce"] == 1.0
     assert found["bn"] == ("SyncBatchNorm" if device.type == "cuda" else "CrossProcessBatchNorm")
     (plain_loss, plain_grads), (ddp_loss, ddp_grads) = found["results"]["plain"], found["results"]["ddp"]

@@ -87,6 +87,26 @@ def test_id_gap_in_a_first_frame(tmp_path):
     assert check.check_dataset(root, "davis16").present is False
 
 
+def test_listed_names_are_data_never_paths(tmp_path):
+    """A list naming frames outside the folder ('../..'): a problem naming the list file; the check
+    looks at nothing there (scanned, the frames outside would add problems: they have no masks)."""
+    root = tmp_path / "data"
+    make_davis17(root / "DAVIS")
+    make_davis17(root / "outside", sequences=("gamma",))
+    listing = root / "DAVIS/ImageSets/2017/val.txt"
+    listing.write_text("alpha\n../../../outside/JPEGImages/480p/gamma\n")
+    report = check.check_dataset(root, "davis17")
+    assert [p for p in report.problems if "gamma" in p] == [
+        f"{listing}: name '../../../outside/JPEGImages/480p/gamma' holds '..', '.' or an empty part (names are not paths)"]
+    assert not report.runs and "names are not paths" in report.reason  # test.py refuses the list too
+
+    make_ytvos(tmp_path / "YTB" / "2018")
+    meta = tmp_path / "YTB/2018/valid/meta.json"
+    meta.write_text(meta.read_text().replace('"vid_b"', '"../vid_b"'))
+    report = check.check_dataset(tmp_path, "ytvos")
+    assert report.problems == [f"{meta}: name '../vid_b' holds '..', '.' or an empty part (names are not paths)"]
+
+
 def test_synthetic_ytvos_tree(tmp_path):
     make_ytvos(tmp_path / "YTB" / "2018")
     report = check.check_dataset(tmp_path, "ytvos")

@@ -19,6 +19,7 @@ from PIL import Image
 from hvc.cli import run_main
 from hvc.data.sequence import FOLDERS, MARKERS, found_datasets
 from hvc.errors import ArgumentParser, InputError, entry_point
+from hvc.names import name_problem, short
 
 MAX_LISTED = 8  # sequences and problems shown per benchmark before "... and N more"
 
@@ -113,8 +114,19 @@ def _scan_listed(report: DatasetReport, listing: str, frames: str, masks: str, p
     lines = (report.folder / listing).read_text().splitlines()
     report.sequences = [s.strip() for s in lines if s.strip()]
     for seq in report.sequences:
+        if _unsafe(report, seq, listing):
+            continue
         report.problems += _scan_sequence(seq, report.folder / frames / seq, report.folder / masks / seq, palette,
                                           every_frame)
+
+
+def _unsafe(report: DatasetReport, name: str, source: str) -> bool:
+    """A sequence name that is not a plain folder name (``..``, ``/``, ...) is a problem, never a
+    path to look in: the check reads nothing outside the folder."""
+    problem = name_problem(name)
+    if problem is not None:
+        report.problems.append(f"{report.folder / source}: name {short(name)} {problem}")
+    return problem is not None
 
 
 def _davis(report: DatasetReport) -> None:
@@ -137,6 +149,8 @@ def _ytvos(report: DatasetReport) -> None:
         return
     report.sequences = sorted(videos)
     for name in report.sequences:
+        if _unsafe(report, name, "valid/meta.json"):
+            continue
         frames_dir = report.folder / "valid_all_frames/JPEGImages" / name
         masks_dir = report.folder / "valid/Annotations" / name
         report.problems += _scan_sequence(name, frames_dir, masks_dir, palette=True, every_frame=False)

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 # every command-line program that prints, and how it is started
 ENTRY_POINTS = ["hvc/entry/eval_metrics.py", "hvc/entry/test.py", "hvc/entry/train.py", "hvc/segment/__main__.py",
                 "hvc/app/__main__.py",
-                "hvc/export.py", "hvc/demo/run.py", "bench/metrics_speed.py", "bench/propagation_speed.py",
+                "hvc/export.py", "hvc/demo/run.py", "hvc/demo/mp4.py", "bench/metrics_speed.py", "bench/propagation_speed.py",
                 "bench/train_throughput.py"]
 # the root scripts: thin files over hvc/entry/<job>.py
 ROOT_SCRIPTS = ["eval_metrics.py", "test.py", "train.py"]
@@ -92,3 +92,16 @@ def test_console_scripts_name_existing_commands():
     for target in scripts.values():
         module, _, name = target.partition(":")
         assert callable(getattr(importlib.import_module(module), name)), target
+
+
+def test_demo_video_tool_errors_are_one_line(tmp_path, capsys):
+    """python -m hvc.demo.mp4 (the README's first commands): bad input is one line and its exit code."""
+    from hvc.demo import mp4
+
+    assert mp4.main([str(tmp_path), "--score", str(tmp_path / "masks")]) == 3  # nothing written there yet
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: sequence 'truth': 0 annotated frame(s) in {tmp_path / 'truth'}; the semi-supervised protocol "
+        "needs at least 3 (first and last are not scored)"]
+    assert mp4.main([str(tmp_path), "--frames", "2"]) == 2
+    assert capsys.readouterr().err.startswith("error: command line: --frames must be >= 3")
+    assert list(tmp_path.iterdir()) == []

@@ -14,11 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
+from hvc.cli import run_main
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
+from hvc.errors import ArgumentParser, entry_point
 from hvc.exports.mp4 import Mp4Writer
 from hvc.scribbles import render, save_png, scribbles_from_mask
 
@@ -46,12 +49,17 @@ def score(folder: Path, masks: Path) -> dict[str, float]:
     return {"J&F": (j + f) / 2, "J": j, "F": f}
 
 
-def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@entry_point
+def main(argv: Optional[list[str]] = None) -> int:
+    """Expected failures print one line and exit with their kind's code (docs/failure.md)."""
+    ap = ArgumentParser(prog="python -m hvc.demo.mp4", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--score", type=Path, metavar="MASKS_DIR", help="score these masks instead of writing")
     args = ap.parse_args(argv)
+    if args.frames < 3:
+        ap.error("--frames must be >= 3 (the first and last frames are not scored)")
     if args.score:
         print(" ".join(f"{k} {v:.3f}" for k, v in score(args.out, args.score).items()))
         return 0
@@ -60,4 +68,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_main(main))

@@ -8,6 +8,7 @@ VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CPU    ?=
+PYTEST_ARGS ?=  # extra pytest arguments for make test, e.g. PYTEST_ARGS="-k docs" (bench/suite_time.py)
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # the torch and torchvision requirements, with their version ranges, as requirements.txt states them
 TORCH_REQS := $(shell sed -n -E 's/^(torch(vision)?[<>=!][^ #]*).*/"\1"/p' requirements.txt)
@@ -26,7 +27,7 @@ endif
 	@touch $(STAMP)
 
 test: $(STAMP)
-	$(VPY) -m pytest -q -n auto --maxprocesses 8 --dist loadfile --no-loadscope-reorder
+	$(VPY) -m pytest -q -n auto --maxprocesses 8 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # end to end on data generated from scikit-image: writes demo_output/ (--quick: python -m hvc.demo.run --quick)
 demo: $(STAMP)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -103,3 +105,16 @@ def test_propagation_speed_on_real_features(davis_root, monkeypatch, capsys):
         assert float(_row(out, kernel)[1]) > 0
     for kernel in ("local-bf16-d64", "local-bf16-d64-c1"):
         assert re.search(kernel + r" vs exact local: [\d.]+x wall", out)
+
+
+def test_suite_time_reads_pytest_own_summary(monkeypatch):
+    """bench/suite_time.py takes pytest's last summary line, one process or xdist, failures or not."""
+    bench = _bench_module("suite_time.py", monkeypatch)
+    one_process = "....F..\n=== short test summary info ===\nFAILED tests/test_demo.py::test_quick - Assert\n" \
+                  "1 failed, 407 passed, 4 warnings in 579.16s (0:09:39)\n"
+    assert bench.pytest_summary(one_process) == ("1 failed, 407 passed, 4 warnings", 579.16)
+    xdist = "created: 2/2 workers\n2 workers [794 items]\n...\n" \
+            "======= 775 passed, 19 skipped, 15 warnings in 474.24s (0:07:54) =======\n"
+    assert bench.pytest_summary(xdist) == ("775 passed, 19 skipped, 15 warnings", 474.24)
+    with pytest.raises(RuntimeError, match="no pytest summary line"):
+        bench.pytest_summary("no tests ran in 6.59s\n")

@@ -4,7 +4,7 @@ a folder of images, one frame in memory at a time.
     source = open_frames("clip.mp4")
     source.size, source.fps, source.count   # (H, W), frames per second, frame count (estimate for files)
     for t, rgb in source:                   # uint8 [H, W, 3] RGB, decoded as the loop asks
-        ...
+        source.name(t)                      # the file stem of frame t's outputs
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence, Union
 
 import cv2
 import numpy as np
@@ -30,23 +30,8 @@ class VideoError(InputError, ValueError):
     """A video cannot be read, or is not a video this tool can segment."""
 
 
-class FrameSource:
-    """Frames of one video in order; ``name(t)`` is the output file stem of frame t."""
-
-    path: Path
-    size: tuple[int, int]
-    fps: float
-    count: int
-
-    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        raise NotImplementedError
-
-    def name(self, t: int) -> str:
-        return f"{t:05d}"
-
-
-class VideoFile(FrameSource):
-    """A video file decoded by OpenCV (FFmpeg backend), frame after frame."""
+class VideoFile:
+    """A video file decoded by OpenCV (FFmpeg backend), frame after frame; frame t's output stem is ``%05d``."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -77,18 +62,27 @@ class VideoFile(FrameSource):
         finally:
             capture.release()
 
+    def name(self, t: int) -> str:
+        return f"{t:05d}"
 
-class ImageFolder(FrameSource):
+
+def list_frames(folder: Path, suffixes: Sequence[str], error: type[Exception], advice: str = "") -> list[Path]:
+    """The files of ``folder`` with one of ``suffixes`` (any case), in name order; two files for one
+    frame (00005.jpg and 00005.png: which one is frame 00005?) are an ``error`` naming both."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
+    first: dict[str, Path] = {}
+    for path in files:
+        if first.setdefault(path.stem, path) is not path:
+            raise error(f"{folder}: two files for frame {path.stem}: {first[path.stem].name} and {path.name}{advice}")
+    return files
+
+
+class ImageFolder:
     """A folder of images, in file-name order; outputs keep the images' names."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        seen: dict[str, Path] = {}
-        for f in self.files:  # 00001.jpg and 00001.png would both write masks/00001.png
-            if f.stem in seen:
-                raise VideoError(f"{path}: two files for frame {f.stem}: {seen[f.stem].name} and {f.name}; keep one")
-            seen[f.stem] = f
+        self.files = list_frames(path, IMAGE_SUFFIXES, VideoError, "; keep one")  # both would write masks/<stem>.png
         if not self.files:
             raise VideoError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
         if len(self.files) == 1:
@@ -96,8 +90,7 @@ class ImageFolder(FrameSource):
         self.size, self.fps, self.count = read_rgb(self.files[0]).shape[:2], 24.0, len(self.files)
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        for t in range(self.count):
-            yield t, self.frame(t)
+        return ((t, self.frame(t)) for t in range(self.count))
 
     def frame(self, t: int) -> np.ndarray:
         """Frame t alone, uint8 [H, W, 3] RGB (a backward pass reads them so)."""
@@ -111,19 +104,18 @@ class ImageFolder(FrameSource):
         return self.files[t].stem
 
 
+FrameSource = Union[VideoFile, ImageFolder]  # what open_frames returns
+
+
 # Modes PIL converts to RGB without losing what the picture shows (alpha is dropped).
 _RGB_MODES = ("RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV")
 _WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit greyscale PNGs open as one of these
 
 
 def read_rgb(path: Path, error: type[Exception] = VideoError, what: str = "image") -> np.ndarray:
-    """An image file as uint8 [H, W, 3] RGB; a copy (writable).
-
-    16-bit greyscale is scaled to 8 bits (``v / 257``, rounded; PIL's own conversion would clip
-    every value above 255 to white). Unreadable files and modes that cannot be turned into RGB
-    faithfully (32-bit floats, integers outside 0..65535) are refused with ``error`` naming the
-    file (``what``: the word for it in the message).
-    """
+    """An image file as uint8 [H, W, 3] RGB, a writable copy; 16-bit greyscale scaled to 8 bits (``v / 257``,
+    rounded: PIL's own conversion clips all above 255 to white). Unreadable files and modes not faithfully
+    RGB (32-bit floats, integers outside 0..65535): ``error`` naming the file (``what``: the word for it)."""
     try:
         with Image.open(path) as im:
             mode = im.mode

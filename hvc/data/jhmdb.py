@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from hvc.data.keypoints import NUM_JOINTS
-from hvc.data.sequence import DatasetError, image_size, missing_dataset_hint
+from hvc.data.sequence import DatasetError, image_size, list_lines, missing_dataset_hint, select
 from hvc.names import check_name
 
 FRAMES_DIR = "Rename_Images"
@@ -40,7 +40,6 @@ class JHMDBVideo:
 def read_joints(path: str | os.PathLike) -> np.ndarray:
     """``pos_img`` of a JHMDB joint_positions.mat: [2, 15, T] float64, 1-based as stored."""
     from scipy.io import loadmat
-
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"joints file not found: {path}")
@@ -89,19 +88,15 @@ def read_video_list(path: str | os.PathLike) -> list[str]:
     if not path.is_file():
         raise DatasetError(f"video list not found: {path}")
     names = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
+    for where, fields, text in list_lines(path):
         if len(fields) > 2:
-            raise DatasetError(f"{path}, line {number}: expected '<frames dir> <joints .mat>' or "
-                               f"'<class>/<video>', got {line.strip()!r}")
+            raise DatasetError(f"{where}: expected '<frames dir> <joints .mat>' or '<class>/<video>', got {text!r}")
         parts = Path(fields[0].rstrip("/")).parts  # a frames folder, a joints file or <class>/<video>
         if parts and parts[-1].endswith(".mat"):
             parts = parts[:-1]
         if len(parts) < 2:
-            raise DatasetError(f"{path}, line {number}: {fields[0]!r} does not name <class>/<video>")
-        names.append(check_name(f"{parts[-2]}/{parts[-1]}", f"{path}, line {number}", parts=2, error=DatasetError))
+            raise DatasetError(f"{where}: {fields[0]!r} does not name <class>/<video>")
+        names.append(check_name(f"{parts[-2]}/{parts[-1]}", where, parts=2, error=DatasetError))
     return names
 
 
@@ -115,15 +110,11 @@ def read_split_folder(folder: str | os.PathLike) -> list[str]:
     names = []
     for file in files:
         cls = file.name.removesuffix("_test_split1.txt")
-        for number, line in enumerate(file.read_text().splitlines(), start=1):
-            fields = line.split()
-            if not fields:
-                continue
+        for where, fields, text in list_lines(file):
             if len(fields) != 2 or fields[1] not in ("1", "2"):
-                raise DatasetError(f"{file}, line {number}: expected '<video>.avi 1|2', got {line.strip()!r}")
+                raise DatasetError(f"{where}: expected '<video>.avi 1|2', got {text!r}")
             if fields[1] == TEST_LABEL:
-                names.append(check_name(f"{cls}/{Path(fields[0]).stem}", f"{file}, line {number}", parts=2,
-                                        error=DatasetError))
+                names.append(check_name(f"{cls}/{Path(fields[0]).stem}", where, parts=2, error=DatasetError))
     return names
 
 
@@ -142,11 +133,7 @@ def jhmdb_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike]
     else:
         found = (root / JOINTS_DIR).glob(f"*/*/{JOINTS_FILE}")
         names = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in found)
-    if wanted:
-        missing = [w for w in wanted if w not in names]
-        if missing:
-            raise DatasetError(f"video(s) {', '.join(missing)} not in {list_file or root / JOINTS_DIR}")
-        names = [n for n in names if n in wanted]
+    names = select(names, wanted, "video(s) ", f" not in {list_file or root / JOINTS_DIR}")
     if not names:
         raise DatasetError(f"no JHMDB video to evaluate (list: {list_file or root / JOINTS_DIR})")
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Iterator, Literal, Optional, Sequence
 
 from PIL import Image
 
@@ -61,6 +61,22 @@ def check_no_gaps(frames: Sequence[Path], name: str, last: Optional[int] = None)
         if d != step:
             raise DatasetError(f"{frames[0].parent}: frames missing in sequence {name}: {stems[i]} is followed by "
                                f"{stems[i + 1]}, the other frames are {step} apart; restore the missing frames")
+
+
+def list_lines(path: Path) -> Iterator[tuple[str, list[str], str]]:
+    """(``<path>, line <n>``, its whitespace-split fields, the stripped line) of each non-blank line."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.split():
+            yield f"{path}, line {number}", line.split(), line.strip()
+
+
+def select(names: list[str], wanted: Sequence[str], before: str, after: str = "") -> list[str]:
+    """``names`` restricted to ``wanted`` (all when empty), in list order; a wanted name not among them
+    is a DatasetError ``<before><the missing names><after>``."""
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise DatasetError(f"{before}{', '.join(missing)}{after}")
+    return [n for n in names if n in wanted] if wanted else names
 
 
 def image_size(path: Path) -> tuple[int, int]:

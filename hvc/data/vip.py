@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from hvc.data.sequence import DatasetError, missing_dataset_hint
+from hvc.data.sequence import DatasetError, list_lines, missing_dataset_hint, select
 from hvc.names import check_name
 
 IMAGES_DIR = "Images"
@@ -59,16 +59,12 @@ def read_frame_list(path: str | os.PathLike) -> list[tuple[str, str]]:
     if not path.is_file():
         raise DatasetError(f"frame list not found: {path}")
     pairs = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
+    for where, fields, text in list_lines(path):
         paths = [f for f in fields if "/" in f]
         parts = Path(paths[-1]).parts if paths else ()
-        if len(parts) < 2 or not paths:
-            raise DatasetError(f"{path}, line {number}: expected '[n] <...>/<video>/<frame>.jpg "
-                               f"<...>/<video>/<frame>.png', got {line.strip()!r}")
-        where = f"{path}, line {number}"
+        if len(parts) < 2:
+            raise DatasetError(f"{where}: expected '[n] <...>/<video>/<frame>.jpg <...>/<video>/<frame>.png', "
+                               f"got {text!r}")
         pairs.append((check_name(parts[-2], where, error=DatasetError),
                       check_name(Path(parts[-1]).stem, where, error=DatasetError)))
     return pairs
@@ -92,11 +88,7 @@ def vip_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike] =
             frames = sorted(p.stem for p in folder.glob("*.png"))
             if frames:
                 by_video[folder.name] = frames
-    if wanted:
-        missing = [w for w in wanted if w not in by_video]
-        if missing:
-            raise DatasetError(f"video(s) {', '.join(missing)} not in {list_file or labels}")
-        by_video = {v: f for v, f in by_video.items() if v in wanted}
+    by_video = {v: by_video[v] for v in select(list(by_video), wanted, "video(s) ", f" not in {list_file or labels}")}
     if not by_video:
         raise DatasetError(f"no VIP video found ({list_file or labels})")
     videos = []

@@ -1,6 +1,5 @@
 """Video object segmentation benchmarks (DAVIS 2016/2017, YouTube-VOS 2018/2019, VOST) read into
-:class:`VideoSequence` lists; :class:`FrameDataset` turns one into normalised tensors. Folder trees: data/README.md.
-"""
+:class:`VideoSequence` lists; :class:`FrameDataset` turns one into normalised tensors. Folder trees: data/README.md."""
 
 from __future__ import annotations
 
@@ -15,16 +14,15 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hvc.data import davis_layout
-from hvc.data.frames import read_rgb, to_input
-from hvc.data.sequence import DatasetError, MaskFormat, VideoSequence, check_no_gaps, image_size, missing_dataset_hint
+from hvc.data.frames import list_frames, read_rgb, to_input
+from hvc.data.sequence import (DatasetError, MaskFormat, VideoSequence, check_no_gaps, image_size, missing_dataset_hint,
+                               select)
 from hvc.names import check_name, read_name_list, short
 
 # dataset name -> (DAVIS ImageSets year, split file, annotation format)
 DAVIS_SPLITS: dict[str, tuple[str, str, MaskFormat]] = {
-    "davis16": ("2016", "val", "binary"),
-    "davis17": ("2017", "val", "palette"),
-    "davis17dev": ("2017", "test-dev", "palette"),
-}
+    "davis16": ("2016", "val", "binary"), "davis17": ("2017", "val", "palette"),
+    "davis17dev": ("2017", "test-dev", "palette")}
 YTVOS_DATASETS = ("ytvos", "ytvos19")
 
 
@@ -39,10 +37,9 @@ def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -
 
 
 def first_mask_problems(seq: VideoSequence, ids: np.ndarray) -> list[str]:
-    """Warnings (naming the sequence) about the first annotation's object ids ``ids`` [H, W]:
-    what the official tools accept but a user most likely did not mean. No object at all (every
-    prediction will be background), and, where one mask gives every object (DAVIS), ids with
-    gaps (1 and 3 but no 2: the evaluation then scores an empty object 2)."""
+    """Warnings naming the sequence about the first annotation's object ids ``ids`` [H, W] that the official
+    tools accept but a user most likely did not mean: no object at all, and, where one mask gives every object
+    (DAVIS), ids with gaps (1 and 3 but no 2: the evaluation then scores an empty object 2)."""
     present = sorted(int(i) for i in np.unique(ids) if i != 0)
     if not present:
         return [f"sequence {seq.name}: the first-frame mask {seq.annotations[min(seq.annotations)]} holds no object "
@@ -57,22 +54,10 @@ def first_mask_problems(seq: VideoSequence, ids: np.ndarray) -> list[str]:
 def _frames_of(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DatasetError(f"{folder}: frame folder not found")
-    frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    frames = list_frames(folder, (".jpg", ".jpeg", ".png"), DatasetError)
     if not frames:
         raise DatasetError(f"{folder}: no frames (.jpg/.png) in this folder")
-    seen: dict[str, Path] = {}
-    for path in frames:  # 00005.jpg and 00005.png: which one is frame 00005?
-        if path.stem in seen:
-            raise DatasetError(f"{folder}: two files for frame {path.stem}: {seen[path.stem].name} and {path.name}")
-        seen[path.stem] = path
     return frames
-
-
-def _select(names: list[str], wanted: Sequence[str], where: str) -> list[str]:
-    missing = [s for s in wanted if s not in names]
-    if missing:
-        raise DatasetError(f"{where}: does not list sequence(s) {', '.join(missing)}")
-    return [s for s in names if s in wanted] if wanted else names
 
 
 def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str] = ()) -> list[VideoSequence]:
@@ -85,7 +70,7 @@ def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str]
     if not names:
         raise DatasetError(f"{listing}: the sequence list is empty")
     sequences = []
-    for name in _select(names, wanted, str(listing)):
+    for name in select(names, wanted, f"{listing}: does not list sequence(s) "):
         frames = _frames_of(root / davis_layout.FRAMES / name)
         check_no_gaps(frames, name)
         first = root / davis_layout.ANNOTATIONS / name / f"{frames[0].stem}.png"
@@ -106,10 +91,10 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
                            f"{missing_dataset_hint(root)})")
     videos = _read_meta(meta_path)
     sequences = []
-    for name in _select(sorted(videos), wanted, str(meta_path)):
+    for name in select(sorted(videos), wanted, f"{meta_path}: does not list sequence(s) "):
         listed = videos[name]
         ann_dir = root / "valid" / "Annotations" / name
-        ann = sorted(ann_dir.glob("*.png")) if ann_dir.is_dir() else []
+        ann = sorted(ann_dir.glob("*.png"))
         if not ann:
             raise DatasetError(f"{ann_dir}: no annotation masks")
         frames = _frames_of(root / "valid_all_frames" / "JPEGImages" / name)
@@ -137,16 +122,13 @@ def vost_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[
     if not listing.is_file():
         raise DatasetError(f"sequence list not found: {listing} (is {root} a VOST root? {missing_dataset_hint(root)})")
     names = read_name_list(listing, DatasetError)  # plain folder names (hvc.names)
-    missing = [w for w in wanted if w not in names]
-    if missing:
-        raise DatasetError(f"sequence(s) {', '.join(missing)} not in {listing}")
     sequences = []
-    for name in (n for n in names if not wanted or n in wanted):
+    for name in select(names, wanted, "sequence(s) ", f" not in {listing}"):
         image_dir, label_dir = root / "JPEGImages" / name, root / "Annotations" / name
-        frames = sorted(image_dir.glob("*.jpg")) if image_dir.is_dir() else []
+        frames = sorted(image_dir.glob("*.jpg"))
         if not frames:
             raise DatasetError(f"no .jpg frames in {image_dir}")
-        labels = sorted(label_dir.glob("*.png")) if label_dir.is_dir() else []
+        labels = sorted(label_dir.glob("*.png"))
         if not labels:
             raise DatasetError(f"no annotations in {label_dir}")
         index = {p.stem: t for t, p in enumerate(frames)}
@@ -181,9 +163,8 @@ def _read_meta(meta_path: Path) -> dict[str, list[str]]:
             raise DatasetError(f"{meta_path}: video {short(name)} is not of the form "
                                '{"objects": {"<id>": {"frames": ["<name>", ...]}}}')
         check_name(name, f"{meta_path}, key videos", error=DatasetError)
-        frames = set()
+        frames, where = set(), f"{meta_path}, videos.{name}.objects"
         for obj_id, obj in objects.items():
-            where = f"{meta_path}, videos.{name}.objects"
             check_name(obj_id, where, error=DatasetError)
             frames.update(check_name(frame_stem(f), f"{where}.{obj_id}.frames", error=DatasetError)
                           for f in obj["frames"])
@@ -210,8 +191,7 @@ def load_sequences(dataset: str, root: str | os.PathLike, wanted: Sequence[str] 
 
 
 def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
-    """(h, w) with the shorter side ``shorter`` (truncated like the official scale_smallest);
-    ``shorter`` = -1 keeps ``size``."""
+    """(h, w) with the shorter side ``shorter`` (truncated like the official scale_smallest); -1 keeps ``size``."""
     h, w = size
     if shorter < 0:
         return h, w
@@ -219,14 +199,11 @@ def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
 
 
 class FrameDataset(Dataset):
-    """Frames of one sequence (anything with a ``frames`` tuple of image files: a
-    :class:`VideoSequence`, a JHMDB or VIP video), ready for the encoder.
-
-    ``dataset[t] -> [3, h, w]`` float32: RGB in [0, 1], resized, then normalised. ``"shorter"``:
-    the shorter side becomes ``input_size`` (bilinear, align_corners=True, the official HVC
-    loader); ``"square"``: ``input_size`` x ``input_size`` with half-pixel centres, what
-    ``cv2.resize`` computes in videowalk's JHMDB / VIP loaders. ``input_size`` = -1 keeps the size.
-    """
+    """Frames of one sequence (anything with a ``frames`` tuple of image files: a :class:`VideoSequence`,
+    a JHMDB or VIP video) for the encoder: ``dataset[t] -> [3, h, w]`` float32, RGB in [0, 1], resized, then
+    normalised. ``"shorter"``: the shorter side becomes ``input_size`` (bilinear, align_corners=True, the official
+    HVC loader); ``"square"``: ``input_size`` x ``input_size`` with half-pixel centres (``cv2.resize`` in
+    videowalk's JHMDB / VIP loaders). ``input_size`` = -1 keeps the size."""
 
     def __init__(self, sequence: VideoSequence, input_size: int, mean: Sequence[float], std: Sequence[float],
                  resize: Literal["shorter", "square"] = "shorter"):

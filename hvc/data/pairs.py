@@ -1,11 +1,8 @@
-"""Training pairs: two cropped views of one image (:class:`StaticImagePairs`, the paper's setting)
-or of two nearby frames of one video (:class:`VideoFramePairs`), and their collate function.
-
-Item format: ``(view1 [3, S, S] float32, view2 [3, S, S], coord1 [4] float32, coord2 [4])``,
-or ``None`` when a source file cannot be decoded or is degenerate (under 2 pixels on a side,
-where crop coordinates divide by zero); a warning names the file. ``collate_pairs`` drops
-the ``None`` items and counts them. Randomness: one generator per (seed, epoch, item), docs/training.md.
-"""
+"""Training pairs: two cropped views of one image (:class:`StaticImagePairs`, the paper's setting) or of two
+nearby frames of one video (:class:`VideoFramePairs`). An item is ``(view1 [3, S, S] float32, view2, coord1 [4]
+float32, coord2 [4])``, or ``None`` (a warning names the file) when a source file cannot be decoded or is degenerate
+(under 2 pixels on a side, where crop coordinates divide by zero); ``collate_pairs`` drops and counts those.
+Randomness: one generator per (seed, epoch, item), docs/training.md."""
 
 from __future__ import annotations
 
@@ -24,8 +21,7 @@ from torch.utils.data import Dataset
 from hvc.data.transforms import RandomResizedCropCoord
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-# Crop coordinates are j / (W - 1) and i / (H - 1) (hvc.data.transforms): a side of 1 pixel has none.
-MIN_IMAGE_SIDE = 2
+MIN_IMAGE_SIDE = 2  # crop coordinates are j / (W - 1) and i / (H - 1) (hvc.data.transforms): 1 pixel has none
 
 Pair = tuple[Tensor, Tensor, Tensor, Tensor]
 
@@ -66,18 +62,13 @@ class PairDataset(Dataset):
     def __init__(self, crop: RandomResizedCropCoord, seed: int):
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
-        self.crop = crop
-        self.seed = seed
-        self.epoch = 0
+        self.crop, self.seed, self.epoch = crop, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the crops of ``epoch`` (call before building the epoch's DataLoader iterator)."""
         if epoch < 0:
             raise ValueError(f"epoch must be non-negative, got {epoch}")
         self.epoch = epoch
-
-    def rng(self, index: int) -> random.Random:
-        return item_rng(self.seed, self.epoch, index)
 
     def make_pair(self, img1: Image.Image, img2: Image.Image, rng: random.Random) -> Pair:
         """One independent crop of each image (view 1 drawn first)."""
@@ -98,12 +89,9 @@ def collate_pairs(items: list[Optional[Pair]]) -> tuple[Tensor, Tensor, Tensor, 
 
 
 class StaticImagePairs(PairDataset):
-    """Two independent random resized crops of each image, with their coordinates.
-
-    ``roots``: image folders (or one path), each existing and holding an image, else ValueError
-    naming it; every image file under them (searched recursively) is a sample, e.g.
-    ``data/Static/JPEGImages/COCO``. ``crop``, ``seed``: :class:`PairDataset`. ``dataset[i]``: a Pair or None.
-    """
+    """Two independent random resized crops of each image file under ``roots`` (image folders or one path,
+    searched recursively, e.g. ``data/Static/JPEGImages/COCO``; each must exist and hold an image, else ValueError
+    naming it). ``crop``, ``seed``: :class:`PairDataset`. ``dataset[i]``: a Pair or None."""
 
     def __init__(self, roots: Sequence[str] | str | os.PathLike, crop: RandomResizedCropCoord, seed: int):
         super().__init__(crop, seed)
@@ -123,28 +111,18 @@ class StaticImagePairs(PairDataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> Optional[Pair]:
-        rng = self.rng(index)
+        rng = item_rng(self.seed, self.epoch, index)
         img = load_rgb(self.files[index])
         return None if img is None else self.make_pair(img, img, rng)
 
 
-def pick_frame_pair(num_frames: int, max_gap: int, rng: random.Random) -> tuple[int, int]:
-    """(t1, t2): t1 uniform, t2 != t1 uniform within ``max_gap`` of t1 (t1 if there is none)."""
-    t1 = rng.randrange(num_frames)
-    near = [t for t in range(max(0, t1 - max_gap), min(num_frames, t1 + max_gap + 1)) if t != t1]
-    return t1, (rng.choice(near) if near else t1)
-
-
 class VideoFramePairs(PairDataset):
-    """Two frames of one video, at most ``max_gap`` (>= 1) apart, each with its own random crop.
-
-    ``root`` holds one folder of frames per video, ordered by file name (``<root>/<video>/<frame>.jpg``:
-    YouTube-VOS ``train_all_frames/JPEGImages``, DAVIS ``JPEGImages/480p``, any such tree), at least one
-    with frames, else ValueError naming it (sub-folders without frames are ignored, one warning).
-    One sample per video (an epoch visits each video once, as static training visits each image once):
-    item i draws t1 uniformly among the frames of video i, then t2 with :func:`pick_frame_pair`.
-    ``crop``, ``seed``: :class:`PairDataset`. ``dataset[i]``: a Pair, or None if a frame is unreadable.
-    """
+    """Two frames of one video, at most ``max_gap`` (>= 1) apart, each with its own random crop. ``root`` holds
+    one folder of frames per video, ordered by file name (``<root>/<video>/<frame>.jpg``: YouTube-VOS
+    ``train_all_frames/JPEGImages``, DAVIS ``JPEGImages/480p``, ...), at least one with frames, else ValueError
+    (folders without frames are ignored, one warning). Item i is video i (an epoch visits each video once):
+    t1 uniform among its frames, t2 != t1 uniform within ``max_gap`` of t1 (t1 if there is none).
+    ``crop``, ``seed``: :class:`PairDataset`. ``dataset[i]``: a Pair, or None if a frame is unreadable."""
 
     def __init__(self, root: str | os.PathLike, crop: RandomResizedCropCoord, max_gap: int, seed: int):
         super().__init__(crop, seed)
@@ -153,15 +131,10 @@ class VideoFramePairs(PairDataset):
         if not os.path.isdir(root):
             raise ValueError(f"video frame folder {root} does not exist or is not a folder")
         self.max_gap = max_gap
-        self.videos: list[tuple[str, list[str]]] = []
-        empty = []
-        for entry in sorted(os.scandir(root), key=lambda e: e.name):
-            if entry.is_dir():
-                frames = list_images(entry.path, recursive=False)
-                if frames:
-                    self.videos.append((entry.name, frames))
-                else:
-                    empty.append(entry.name)
+        folders = sorted((e for e in os.scandir(root) if e.is_dir()), key=lambda e: e.name)
+        listed = [(e.name, list_images(e.path, recursive=False)) for e in folders]
+        self.videos = [(name, frames) for name, frames in listed if frames]
+        empty = [name for name, frames in listed if not frames]
         if not self.videos:
             raise ValueError(f"no <video>/<frame> image folders found under video frame folder {root}")
         if empty:
@@ -172,9 +145,11 @@ class VideoFramePairs(PairDataset):
         return len(self.videos)
 
     def __getitem__(self, index: int) -> Optional[Pair]:
-        rng = self.rng(index)
+        rng = item_rng(self.seed, self.epoch, index)
         frames = self.videos[index][1]
-        t1, t2 = pick_frame_pair(len(frames), self.max_gap, rng)
+        t1 = rng.randrange(len(frames))
+        near = [t for t in range(max(0, t1 - self.max_gap), min(len(frames), t1 + self.max_gap + 1)) if t != t1]
+        t2 = rng.choice(near) if near else t1
         img1 = load_rgb(frames[t1])
         img2 = load_rgb(frames[t2]) if img1 is not None else None
         return None if img2 is None else self.make_pair(img1, img2, rng)

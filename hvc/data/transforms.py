@@ -38,9 +38,7 @@ def sample_crop_box(width: int, height: int, scale: tuple[float, float], ratio: 
         w = int(round(math.sqrt(target_area * aspect)))
         h = int(round(math.sqrt(target_area / aspect)))
         if 0 < w <= width and 0 < h <= height:
-            i = rng.randint(0, height - h)
-            j = rng.randint(0, width - w)
-            return i, j, h, w
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w  # i drawn before j
     in_ratio = width / height
     if in_ratio < min(ratio):
         w, h = width, int(round(width / min(ratio)))
@@ -67,19 +65,15 @@ def resized_crop(img: Image.Image, box: Box, size: int) -> Image.Image:
 def to_normalized_tensor(img: Image.Image, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """RGB PIL image -> [3, H, W] float32, ``(x / 255 - mean) / std`` (ToTensor + Normalize)."""
     x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div(255)
-    m = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-    s = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    m, s = (torch.tensor(v, dtype=torch.float32)[:, None, None] for v in (mean, std))
     return x.sub(m).div(s)
 
 
 class RandomResizedCropCoord:
-    """One training view: a random resized crop to ``size`` x ``size`` (S), normalised by ``mean``
-    and ``std``, with its crop coordinates. ``scale``: range of the crop area as a fraction of the
-    image's (paper: (0, 1)); ``ratio``: range of its aspect ratio w / h (paper: (3/4, 4/3)); the
-    paper's values are the defaults of :class:`hvc.config.training.DataConfig` (:meth:`from_config`).
-
-    ``__call__(img, rng) -> (view [3, S, S] float32, coord [4] float32)``.
-    """
+    """One training view, ``__call__(img, rng) -> (view [3, S, S] float32, coord [4] float32)``: a random resized
+    crop to ``size`` x ``size`` (S), normalised by ``mean`` and ``std``, with its crop coordinates. ``scale``: range
+    of the crop area as a fraction of the image's, ``ratio``: of its aspect ratio w / h; the paper's (0, 1) and
+    (3/4, 4/3) are the defaults of :class:`hvc.config.training.DataConfig` (:meth:`from_config`)."""
 
     def __init__(self, size: int, scale: tuple[float, float], ratio: tuple[float, float],
                  mean: Sequence[float], std: Sequence[float]):

@@ -75,13 +75,9 @@ def _frames(folder: Path) -> tuple[Path, ...]:
 
 
 def read_video_list(path: str | os.PathLike) -> list[str]:
-    """Video names from a list file or a folder of official split files.
-
-    A file holds one video per line: ``<frames dir> <joint_positions.mat>`` (videowalk's
-    test list, absolute or relative paths: the last two folder names are used) or
-    ``<class>/<video>``. A folder is read as the official ``<class>_test_split1.txt`` files
-    (see :func:`read_split_folder`).
-    """
+    """Video names of a list file, one a line: ``<frames dir> <joint_positions.mat>`` (videowalk's test list,
+    absolute or relative paths: the last two folder names are used) or ``<class>/<video>``; or of a folder of
+    official split files (:func:`read_split_folder`)."""
     path = Path(path)
     if path.is_dir():
         return read_split_folder(path)
@@ -120,11 +116,8 @@ def read_split_folder(folder: str | os.PathLike) -> list[str]:
 
 def jhmdb_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike] = None,
                  wanted: Sequence[str] = ()) -> list[JHMDBVideo]:
-    """The clips to evaluate: those of ``list_file`` (default: every ``joint_positions/<class>/<video>``
-    under ``root``, sorted), restricted to ``wanted`` names if given.
-
-    Checks that each clip has its frames and joints file and that their frame counts agree.
-    """
+    """The clips to evaluate: those of ``list_file`` (default: every ``joint_positions/<class>/<video>`` under
+    ``root``, sorted), restricted to ``wanted`` names if given; each must have its frames and joints file."""
     root = Path(root)
     if not (root / JOINTS_DIR).is_dir():
         raise DatasetError(f"{root / JOINTS_DIR} not found (is {root} a JHMDB root? {missing_dataset_hint(root)})")

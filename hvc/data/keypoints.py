@@ -14,11 +14,8 @@ from hvc.fileio import atomic_path
 
 # JHMDB joint order of ``pos_img`` (the dataset's documentation; videowalk's skeleton
 # drawing in ``code/utils/test_utils.py`` links them in this order too).
-JOINT_NAMES = (
-    "neck", "belly", "face", "right shoulder", "left shoulder", "right hip", "left hip",
-    "right elbow", "left elbow", "right knee", "left knee", "right wrist", "left wrist",
-    "right ankle", "left ankle",
-)
+JOINT_NAMES = ("neck", "belly", "face", "right shoulder", "left shoulder", "right hip", "left hip", "right elbow",
+               "left elbow", "right knee", "left knee", "right wrist", "left wrist", "right ankle", "left ankle")
 NUM_JOINTS = len(JOINT_NAMES)
 
 

@@ -1,9 +1,6 @@
-"""The DAVIS colour palette and indexed ('P' mode) PNG masks.
-
-The DAVIS palette is the PASCAL VOC colour map: the bits of an id are spread over the
-three channels, most significant bit first (id 1 -> dark red, 2 -> green, 255 -> the
-void colour (224, 224, 192)).
-"""
+"""The DAVIS colour palette and indexed ('P' mode) PNG masks. The palette is the PASCAL VOC colour map: the bits
+of an id spread over the three channels, most significant bit first (1 -> dark red, 2 -> green, 255 -> the void
+colour (224, 224, 192))."""
 
 from __future__ import annotations
 

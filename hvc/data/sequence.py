@@ -16,17 +16,13 @@ from hvc.errors import InputError
 # How an annotation PNG stores ids: "binary" (DAVIS 2016, 0/255) or "palette" (palette indices).
 MaskFormat = Literal["binary", "palette"]
 # benchmark name of scripts/run_test.sh -> its folder under the data root (as in that script)
-FOLDERS: dict[str, str] = {
-    "davis16": "DAVIS", "davis17": "DAVIS", "davis17dev": "DAVIS",
-    "ytvos": "YTB/2018", "ytvos19": "YTB/2019",
-    "jhmdb": "JHMDB", "vip": "VIP", "vost": "VOST",
-}
+FOLDERS: dict[str, str] = {"davis16": "DAVIS", "davis17": "DAVIS", "davis17dev": "DAVIS", "ytvos": "YTB/2018",
+                           "ytvos19": "YTB/2019", "jhmdb": "JHMDB", "vip": "VIP", "vost": "VOST"}
 # how the folder of each benchmark is recognised without reading it
-MARKERS: dict[str, str] = {
-    "davis16": "ImageSets/2016/val.txt", "davis17": "ImageSets/2017/val.txt",
-    "davis17dev": "ImageSets/2017/test-dev.txt", "ytvos": "valid/meta.json", "ytvos19": "valid/meta.json",
-    "jhmdb": "joint_positions", "vip": "Annotations/Category_ids", "vost": "ImageSets/val.txt",
-}
+MARKERS: dict[str, str] = {"davis16": "ImageSets/2016/val.txt", "davis17": "ImageSets/2017/val.txt",
+                           "davis17dev": "ImageSets/2017/test-dev.txt", "ytvos": "valid/meta.json",
+                           "ytvos19": "valid/meta.json", "jhmdb": "joint_positions",
+                           "vip": "Annotations/Category_ids", "vost": "ImageSets/val.txt"}
 
 
 class DatasetError(InputError, ValueError):

@@ -33,10 +33,8 @@ class VIPVideo:
 
 
 def read_class_ids(path: str | os.PathLike, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Class ids of a VIP annotation: [H, W] uint8 in 0..num_classes-1 (255 allowed as ignore).
-
-    Greyscale ('L') and palette ('P') PNGs are read as pixel values / indices.
-    """
+    """Class ids of a VIP annotation: [H, W] uint8 in 0..num_classes-1 (255 allowed as ignore); greyscale
+    ('L') and palette ('P') PNGs are read as pixel values / indices."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"annotation not found: {path}")

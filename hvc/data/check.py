@@ -8,8 +8,10 @@ Exit code 0 when the requested benchmark (without ``--dataset``: any benchmark) 
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -82,8 +84,7 @@ def _label_problems(path: Path, palette: bool) -> tuple[list[str], set[int]]:
 def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, every_frame: bool) -> list[str]:
     """Problems of one DAVIS-like sequence: frames without masks (when every frame is annotated),
     masks without frames, palette problems, an id gap in the first mask."""
-    frames = sorted(frames_dir.glob("*.jpg")) if frames_dir.is_dir() else []
-    masks = sorted(masks_dir.glob("*.png")) if masks_dir.is_dir() else []
+    frames, masks = sorted(frames_dir.glob("*.jpg")), sorted(masks_dir.glob("*.png"))  # [] for a missing folder
     if not frames:
         return [f"{name}: no frames in {frames_dir}"]
     if not masks:
@@ -111,18 +112,15 @@ def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, 
 def _scan_listed(report: DatasetReport, listing: str, frames: str, masks: str, palette: bool = True,
                  every_frame: bool = False) -> None:
     """The sequences of list file ``listing``, each scanned in ``frames/<seq>`` and ``masks/<seq>``."""
-    lines = (report.folder / listing).read_text().splitlines()
-    report.sequences = [s.strip() for s in lines if s.strip()]
+    report.sequences = [s.strip() for s in (report.folder / listing).read_text().splitlines() if s.strip()]
     for seq in report.sequences:
-        if _unsafe(report, seq, listing):
-            continue
-        report.problems += _scan_sequence(seq, report.folder / frames / seq, report.folder / masks / seq, palette,
-                                          every_frame)
+        if not _unsafe(report, seq, listing):
+            report.problems += _scan_sequence(seq, report.folder / frames / seq, report.folder / masks / seq,
+                                              palette, every_frame)
 
 
 def _unsafe(report: DatasetReport, name: str, source: str) -> bool:
-    """A sequence name that is not a plain folder name (``..``, ``/``, ...) is a problem, never a
-    path to look in: the check reads nothing outside the folder."""
+    """A name that is not a plain folder name (``..``, ``/``, ...) is a problem, never a path to look in."""
     problem = name_problem(name)
     if problem is not None:
         report.problems.append(f"{report.folder / source}: name {short(name)} {problem}")
@@ -136,12 +134,7 @@ def _davis(report: DatasetReport) -> None:
                  every_frame=report.name != "davis17dev")
 
 
-def _vost(report: DatasetReport) -> None:
-    _scan_listed(report, "ImageSets/val.txt", "JPEGImages", "Annotations")
-
-
 def _ytvos(report: DatasetReport) -> None:
-    import json
     try:
         videos = json.loads((report.folder / "valid/meta.json").read_text()).get("videos", {})
     except (OSError, ValueError, AttributeError) as exc:
@@ -165,7 +158,7 @@ def _jhmdb(report: DatasetReport) -> None:
     report.sequences = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in joints.glob("*/*/joint_positions.mat"))
     for name in report.sequences:
         frames = report.folder / "Rename_Images" / name
-        if not frames.is_dir() or not any(frames.glob("*.png")):
+        if not any(frames.glob("*.png")):
             report.problems.append(f"{name}: no frames in {frames}")
     if not (report.folder / "splits").is_dir():
         report.problems.append(f"{report.folder / 'splits'}: missing (the default list, split 1 test)")
@@ -190,7 +183,8 @@ def _vip(report: DatasetReport) -> None:
 
 SCANS: dict[str, Callable[[DatasetReport], None]] = {
     "davis16": _davis, "davis17": _davis, "davis17dev": _davis, "ytvos": _ytvos, "ytvos19": _ytvos,
-    "jhmdb": _jhmdb, "vip": _vip, "vost": _vost,
+    "jhmdb": _jhmdb, "vip": _vip, "vost": partial(_scan_listed, listing="ImageSets/val.txt", frames="JPEGImages",
+                                                  masks="Annotations"),
 }
 
 

@@ -1,11 +1,6 @@
-"""Frames of anyone's video, read lazily: a video file (mp4, avi, anything OpenCV decodes) or
-a folder of images, one frame in memory at a time.
-
-    source = open_frames("clip.mp4")
-    source.size, source.fps, source.count   # (H, W), frames per second, frame count (estimate for files)
-    for t, rgb in source:                   # uint8 [H, W, 3] RGB, decoded as the loop asks
-        source.name(t)                      # the file stem of frame t's outputs
-"""
+"""Frames of anyone's video, read lazily, one frame in memory at a time: ``open_frames(path)`` of a video file
+(mp4, avi, anything OpenCV decodes) or a folder of images has ``size`` (H, W), ``fps``, ``count`` (an estimate for
+files) and ``name(t)`` (the file stem of frame t's outputs); ``for t, rgb in source`` decodes uint8 [H, W, 3] RGB."""
 
 from __future__ import annotations
 

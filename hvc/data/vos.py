@@ -212,8 +212,7 @@ class FrameDataset(Dataset):
         square = resize == "square" and input_size > 0
         self.out_size = (input_size, input_size) if square else scaled_size(self.size, input_size)
         self.align_corners = not square
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.mean, self.std = (torch.tensor(v, dtype=torch.float32).view(3, 1, 1) for v in (mean, std))
 
     def __len__(self) -> int:
         return len(self.sequence.frames)

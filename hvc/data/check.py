@@ -209,13 +209,11 @@ def _loader_verdict(name: str, folder: Path) -> Optional[str]:
 
 def check_dataset(data_root: Path, name: str) -> DatasetReport:
     folder = Path(data_root) / FOLDERS[name]
-    report = DatasetReport(name, folder, (folder / MARKERS[name]).exists())
-    if not report.present:
-        report.reason = "not found"
-        return report
-    SCANS[name](report)
-    reason = _loader_verdict(name, folder)
-    report.runs, report.reason = reason is None, reason or ""
+    report = DatasetReport(name, folder, (folder / MARKERS[name]).exists(), reason="not found")
+    if report.present:
+        SCANS[name](report)
+        reason = _loader_verdict(name, folder)
+        report.runs, report.reason = reason is None, reason or ""
     return report
 
 

@@ -1,7 +1,6 @@
 """The DAVIS folder layout (data/README.md), read one way by inference (:mod:`hvc.data.vos`) and evaluation
 (:mod:`hvc.metrics.davis`); label values and void as docs/metrics.md says. numpy and PIL only (:mod:`hvc.metrics`
-needs no torch); each reader raises the caller's error type (``error``) naming the file.
-"""
+needs no torch); each reader raises the caller's error type (``error``) naming the file."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""What the benchmark readers share: where each benchmark lies under a data root, what a reader returns
-(one :class:`VideoSequence` per video) or raises (:class:`DatasetError`). Torch-free and reading nothing
-at import, for the readers, the scorers (hvc.metrics) and ``python -m hvc.data.check``; :mod:`hvc.data.vos`
-makes tensors."""
+"""What the benchmark readers share: where each benchmark lies under a data root, what a reader returns (one
+:class:`VideoSequence` per video) or raises (:class:`DatasetError`). Torch-free and reading nothing at import,
+for the scorers (hvc.metrics) and ``python -m hvc.data.check``; :mod:`hvc.data.vos` makes tensors."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Random resized crops that remember where they came from. A crop is the box ``(i, j, h, w)`` (top row,
 left column, height, width in pixels); its coordinates ``[x0, y0, x1, y1]`` and the official draw, repeated
-on a caller's ``random.Random``, are fixed in docs/crop_coordinates.md. There is no flip.
-"""
+on a caller's ``random.Random``, are fixed in docs/crop_coordinates.md. There is no flip."""
 
 from __future__ import annotations
 
@@ -24,12 +23,8 @@ Box = tuple[int, int, int, int]
 
 def sample_crop_box(width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float],
                     rng: random.Random) -> Box:
-    """Draw ``(i, j, h, w)``: up to 10 tries of area ~ U(scale), log-aspect ~ U(log ratio).
-
-    The sequence of ``rng`` calls is the official one, so ``random.seed(s)`` in the official
-    code and ``random.Random(s)`` here give the same box. If no try fits inside the image,
-    the central crop of the whole image clipped to the ratio range is returned.
-    """
+    """Draw ``(i, j, h, w)``: up to 10 tries of area ~ U(scale), log-aspect ~ U(log ratio), else the central crop
+    clipped to the ratio range; the official sequence of ``rng`` calls (docs/crop_coordinates.md)."""
     area = width * height
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):

@@ -61,8 +61,9 @@ def check_no_gaps(frames: Sequence[Path], name: str, last: Optional[int] = None)
 def list_lines(path: Path) -> Iterator[tuple[str, list[str], str]]:
     """(``<path>, line <n>``, its whitespace-split fields, the stripped line) of each non-blank line."""
     for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.split():
-            yield f"{path}, line {number}", line.split(), line.strip()
+        fields = line.split()
+        if fields:
+            yield f"{path}, line {number}", fields, line.strip()
 
 
 def select(names: list[str], wanted: Sequence[str], before: str, after: str = "") -> list[str]:

@@ -183,9 +183,8 @@ def _vip(report: DatasetReport) -> None:
 
 SCANS: dict[str, Callable[[DatasetReport], None]] = {
     "davis16": _davis, "davis17": _davis, "davis17dev": _davis, "ytvos": _ytvos, "ytvos19": _ytvos,
-    "jhmdb": _jhmdb, "vip": _vip, "vost": partial(_scan_listed, listing="ImageSets/val.txt", frames="JPEGImages",
-                                                  masks="Annotations"),
-}
+    "jhmdb": _jhmdb, "vip": _vip,
+    "vost": partial(_scan_listed, listing="ImageSets/val.txt", frames="JPEGImages", masks="Annotations")}
 
 
 def _loader_verdict(name: str, folder: Path) -> Optional[str]:

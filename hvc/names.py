@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 from hvc.errors import InputError
 
@@ -73,9 +73,7 @@ def inside(root: str | os.PathLike, path: str | os.PathLike, follow: bool = True
     return target == base or target.startswith(base.rstrip(os.sep) + os.sep)
 
 
-def check_inside(root: str | os.PathLike, paths: Iterable[str | os.PathLike], what: str,
-                 error: type[Exception] = InputError, follow: bool = True) -> None:
-    """Refuse any of ``paths`` that resolves outside ``root`` (``what`` names the writer)."""
-    for path in paths:
-        if not inside(root, path, follow):
-            raise error(f"{path}: {what} would leave {root}; refused")
+def check_inside(root: str | os.PathLike, path: str | os.PathLike, what: str, follow: bool = True) -> None:
+    """Refuse (InputError) ``path`` if it resolves outside ``root`` (``what`` names the writer)."""
+    if not inside(root, path, follow):
+        raise InputError(f"{path}: {what} would leave {root}; refused")

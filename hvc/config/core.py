@@ -120,10 +120,8 @@ def _from_dict(cls: type[T], data: dict, where: str) -> T:
 
 
 def check_fields(cfg: Any, key: Callable[[str], str] = str, path: str = "") -> None:
-    """Check every field of the dataclass instance ``cfg`` against its annotation (choices of a
-    ``Literal``, int / float / bool, nested sections), as :func:`load_config` does for files and
-    overrides; for objects built in code (a propagation config with ``impl="fast"``). ``key(path)`` is
-    the name an error shows for the field at dotted ``path``, e.g. ``prop.impl``."""
+    """Type-check every field of the dataclass instance ``cfg`` as :func:`load_config` checks files, for configs
+    built in code (``impl="fast"``); an error names the field at dotted ``path`` as ``key(path)`` (``prop.impl``)."""
     for name, tp in _field_types(type(cfg)).items():
         dotted = f"{path}.{name}" if path else name
         value = getattr(cfg, name)
@@ -133,15 +131,13 @@ def check_fields(cfg: Any, key: Callable[[str], str] = str, path: str = "") -> N
             _coerce(value, tp, key(dotted))
 
 
-def to_dict(cfg: Any) -> dict:
+def to_dict(cfg: Any) -> Any:
     """Plain nested dict of a config (tuples become lists), e.g. for YAML/JSON dumps."""
-    def plain(v: Any) -> Any:
-        if dataclasses.is_dataclass(v):
-            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
-    return plain(cfg)
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(x) for x in cfg]
+    return cfg
 
 
 def _parse_override_value(text: str, tp: Any, key: str) -> Any:

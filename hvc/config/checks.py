@@ -28,18 +28,6 @@ def positive(key: str, value: float) -> None:
         raise ConfigError(f"{key}: must be a finite number > 0, got {value}")
 
 
-def finite(key: str, values: Iterable[float]) -> None:
-    values = list(values)
-    if not all(math.isfinite(v) for v in values):
-        raise ConfigError(f"{key}: must be finite numbers, got {values}")
-
-
-def all_positive(key: str, values: Iterable[float]) -> None:
-    values = list(values)
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise ConfigError(f"{key}: must be finite numbers > 0, got {values}")
-
-
 def within(key: str, value: float, low: float, high: float) -> None:
     if not (math.isfinite(value) and low <= value <= high):
         raise ConfigError(f"{key}: must lie in [{low}, {high}], got {value}")
@@ -62,10 +50,17 @@ def crop(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequen
     # an area above 1 cannot fit; the crop then falls back to the central one, as officially
     ordered_range(f"{prefix}scale", tuple(scale), 0.0, float("inf"))
     ordered_range(f"{prefix}ratio", tuple(ratio), 0.0, float("inf"), open_low=True)
+    mean_std(mean, std, prefix)
+
+
+def mean_std(mean: Sequence[float], std: Sequence[float], prefix: str = "") -> None:
+    """Normalisation statistics (training's and test time's): 3 finite means and 3 finite stds > 0."""
     if len(mean) != 3 or len(std) != 3:
         raise ConfigError(f"{prefix}mean, {prefix}std: need 3 values each, got {list(mean)}, {list(std)}")
-    finite(f"{prefix}mean", mean)
-    all_positive(f"{prefix}std", std)
+    if not all(math.isfinite(v) for v in mean):
+        raise ConfigError(f"{prefix}mean: must be finite numbers, got {list(mean)}")
+    if not all(math.isfinite(v) and v > 0 for v in std):
+        raise ConfigError(f"{prefix}std: must be finite numbers > 0, got {list(std)}")
 
 
 def no_repeats(key: str, values: Iterable[str]) -> None:

@@ -100,8 +100,7 @@ class TestConfig:
         if d.input_size != -1:
             checks.at_least("data.input_size (-1 = full size)", d.input_size, MIN_INPUT_SIZE)
             checks.within("data.input_size (-1 = full size)", d.input_size, MIN_INPUT_SIZE, MAX_INPUT_SIZE)
-        checks.finite("data.mean", d.mean)
-        checks.all_positive("data.std", d.std)
+        checks.mean_std(d.mean, d.std, prefix="data.")
         if d.workers is not None:
             checks.at_least("data.workers", d.workers, 0)
         checks.at_least("data.batch_size", d.batch_size, 1)

@@ -60,10 +60,6 @@ def parse_yaml(text: str, where: str) -> Any:
         raise ConfigError(f"{where}: invalid YAML ({' '.join(str(exc).split())})") from None
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against annotation ``tp``; return it converted where lossless."""
     origin = get_origin(tp)
@@ -80,11 +76,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         args = get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        items = [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+        fixed = origin is tuple and args[-1] is not Ellipsis  # tuple[X, Y]: a type per item; list[X]: one for all
+        if fixed and len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        items = [_coerce(v, args[i] if fixed else args[0], f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
@@ -100,7 +95,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             with contextlib.suppress(ValueError):
                 return float(value)
         raise ConfigError(f"{where}: expected {expected}, got {value!r}")
-    raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")
+    name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    raise ConfigError(f"{where}: unsupported field type {name}")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -110,13 +106,12 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 def _from_dict(cls: type[T], data: dict, where: str) -> T:
     types_ = _field_types(cls)
+    prefix = f"{where}." if where else ""
     unknown = sorted(set(data) - set(types_))
     if unknown:
-        prefix = f"{where}." if where else ""
         raise ConfigError(f"unknown key(s) {', '.join(prefix + str(k) for k in unknown)}; "
                           f"valid keys{' of ' + where if where else ''}: {', '.join(types_)}")
-    return cls(**{name: _coerce(value, types_[name], f"{where}.{name}" if where else name)
-                  for name, value in data.items()})
+    return cls(**{name: _coerce(value, types_[name], prefix + name) for name, value in data.items()})
 
 
 def check_fields(cfg: Any, key: Callable[[str], str] = str, path: str = "") -> None:

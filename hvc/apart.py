@@ -1,6 +1,5 @@
-"""Inputs are read-only to us: :func:`refuse_overlap` refuses, before anything is written, an output
-folder that is, contains or lies inside an input (docs/failure.md, "What is refused").
-"""
+"""Inputs are read-only to us: :func:`refuse_overlap` refuses, before anything is written, an output folder that is,
+contains or lies inside an input (docs/failure.md, "What is refused")."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""Expected failures of the entry points: their kinds and exit codes (docs/failure.md, the table's
-home). An entry point wrapped in :func:`entry_point` prints one line ``error: <file or key>: <problem>``
-and exits with its kind's code; anything else is a bug and keeps its traceback (exit code 1). The
-packages' error types (``ConfigError``, ``DatasetError``, ...) derive from these kinds.
-"""
+"""Expected failures of the entry points: their kinds and exit codes (docs/failure.md, the table's home). An entry
+point wrapped in :func:`entry_point` prints one line ``error: <file or key>: <problem>`` and exits with its kind's
+code; anything else is a bug and keeps its traceback (exit code 1). The packages' error types (``ConfigError``,
+``DatasetError``, ...) derive from these kinds."""
 
 from __future__ import annotations
 

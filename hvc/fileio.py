@@ -1,7 +1,6 @@
-"""Atomic file writes (docs/failure.md, "Durable records"): a reader never sees a half-written file,
-and a failed write is an :class:`~hvc.errors.OutputError` naming the file. ``durable=True`` also
-fsyncs the file before the rename and the folder after it, so a power loss keeps it whole.
-"""
+"""Atomic file writes (docs/failure.md, "Durable records"): a reader never sees a half-written file, and a failed
+write is an :class:`~hvc.errors.OutputError` naming the file. ``durable=True`` also fsyncs the file before the rename
+and the folder after it, so a power loss keeps it whole."""
 
 from __future__ import annotations
 

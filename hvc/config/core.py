@@ -1,11 +1,9 @@
-"""YAML files -> typed dataclasses, with ``key=value`` command-line overrides.
+"""YAML files -> typed dataclasses, with ``key=value`` command-line overrides (why not OmegaConf: docs/design.md).
 
-A schema is a (nested) dataclass whose fields carry the defaults; ``configs/`` files list only changes. Each
-value is checked against its field's type (``bool`` is a real boolean; ``float`` takes ints and "1e-3"; also
-``str``, ``int``, ``Optional[X]``, ``Literal[...]``, ``list[X]``, ``tuple[X, ...]``, nested dataclasses): a
-bad key, type or override is a :class:`ConfigError` naming the key. A schema's ``validate()`` (value ranges)
-runs once loaded. Why not OmegaConf: docs/design.md.
-"""
+A schema is a (nested) dataclass whose fields carry the defaults; ``configs/`` files list only changes. Each value is
+checked against its field's type (``bool`` is a real boolean; ``float`` takes ints and "1e-3"; also ``str``, ``int``,
+``Optional[X]``, ``Literal[...]``, ``list[X]``, ``tuple[X, ...]``, nested dataclasses): a bad key, type or override is
+a :class:`ConfigError` naming the key. A schema's ``validate()`` (value ranges) runs once loaded."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Schema of ``test.py``: label propagation on DAVIS / YouTube-VOS (docs/propagation.md) and on JHMDB, VIP and
-VOST (docs/tasks.md). Defaults follow the paper's protocol; its official quirks are opt-in (docs/official_quirks.md).
-"""
+VOST (docs/tasks.md). Defaults follow the paper's protocol; its official quirks are opt-in (docs/official_quirks.md)."""
 
 from __future__ import annotations
 

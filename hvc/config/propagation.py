@@ -1,8 +1,7 @@
 """Schema of label propagation: its settings, their defaults and the one check of their values.
 
 :meth:`PropagationConfig.validate` is the only place that says which values can run; ``test.py``, ``hvc.segment``
-and :class:`~hvc.propagation.LabelPropagator` call it (docs/design.md, "Adding a propagation setting").
-"""
+and :class:`~hvc.propagation.LabelPropagator` call it (docs/design.md, "Adding a propagation setting")."""
 
 from __future__ import annotations
 

@@ -45,8 +45,7 @@ def short(name: object, limit: int = 80) -> str:
 
 
 def check_name(name: object, where: str, parts: int = 1, error: type[Exception] = InputError) -> str:
-    """``name`` if it is a safe name of at most ``parts`` parts; else ``error`` naming ``where``
-    (the file and line or key it came from)."""
+    """``name`` if safe, of at most ``parts`` parts; else ``error`` naming ``where`` (the file and line or key)."""
     problem = name_problem(name, parts)
     if problem is not None:
         raise error(f"{where}: name {short(name)} {problem}")
@@ -55,17 +54,13 @@ def check_name(name: object, where: str, parts: int = 1, error: type[Exception] 
 
 def read_name_list(path: Path, error: type[Exception] = InputError) -> list[str]:
     """The names of a list file, one a line (blank lines skipped), each checked; in file order."""
-    names = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        name = line.strip()
-        if name:
-            names.append(check_name(name, f"{path}, line {number}", error=error))
-    return names
+    numbered = enumerate(Path(path).read_text().splitlines(), start=1)
+    return [check_name(line.strip(), f"{path}, line {number}", error=error) for number, line in numbered
+            if line.strip()]
 
 
 def inside(root: str | os.PathLike, path: str | os.PathLike, follow: bool = True) -> bool:
-    """Whether ``path`` resolves (symlinks followed; with ``follow=False`` all but its last part)
-    to ``root`` or a place below it."""
+    """Whether ``path`` resolves (symlinks followed; ``follow=False``: all but its last part) to ``root`` or below."""
     base, path = os.path.realpath(root), os.path.abspath(path)
     target = os.path.realpath(path) if follow else os.path.join(os.path.realpath(os.path.dirname(path)),
                                                                  os.path.basename(path))

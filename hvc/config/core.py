@@ -22,8 +22,7 @@ from hvc.errors import UsageError
 
 T = TypeVar("T")
 
-_TRUE = {"true", "yes", "on"}
-_FALSE = {"false", "no", "off"}
+_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}  # of an override
 # scalar field type -> (what the error says it expected, the Python types it accepts)
 _SCALARS = {bool: ("true or false", bool), int: ("an integer", int), float: ("a number", (int, float)),
             str: ("a string", str)}
@@ -141,8 +140,8 @@ def _parse_override_value(text: str, tp: Any, key: str) -> Any:
             return None
         tp = next(a for a in get_args(tp) if a is not type(None))
     if tp is bool:
-        if low in _TRUE | _FALSE:
-            return low in _TRUE
+        if low in _BOOLS:
+            return _BOOLS[low]
         raise ConfigError(f"override {key}={text}: expected true or false")
     if tp is str:
         return text

@@ -7,9 +7,11 @@ python eval_metrics.py --task vip --root data/VIP --results R --output R [--list
 python eval_metrics.py --task vost --root data/VOST --results R --output R [--set val] [--sequences s ...] [--workers 2]
 python eval_metrics.py --pred PRED_DIR --gt GT_DIR [--videos v ...] [--output DIR]   # own <video>/<frame>.png folders
 
-Protocols and output files: docs/metrics.md, docs/tasks.md and, for --pred --gt, hvc/metrics/folders.py. Bad input
-stops the run with a message naming the file, before anything is written. The output folder is created and checked
-to be writable before the evaluation starts. Exit codes: hvc/errors.py (docs/failure.md).
+Protocols and output files: docs/metrics.md, docs/tasks.md and, for --pred --gt,
+hvc/metrics/folders.py. Bad input stops
+the run with a message naming the file, before anything is written. The output folder is
+created and checked to be writable before the evaluation starts. Exit codes: hvc/errors.py
+(docs/failure.md).
 """
 
 from __future__ import annotations

@@ -1,27 +1,23 @@
-"""Inputs are read-only to us: :func:`refuse_overlap` refuses, before anything is written, an output
-folder that is, contains or lies inside an input (docs/failure.md, "What is refused").
-"""
+"""Inputs are read-only to us: :func:`refuse_overlap` refuses, before anything is written, an output folder that is,
+contains or lies inside an input (docs/failure.md, "What is refused")."""
 
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping, Optional, Union
+from typing import Iterable, Mapping, Optional
 
 from hvc.errors import UsageError
 from hvc.names import inside
 
-PathLike = Union[str, os.PathLike]
-
-
-def overlap(output: PathLike, given: PathLike) -> Optional[str]:
+def overlap(output: str | os.PathLike, given: str | os.PathLike) -> Optional[str]:
     """How folder ``output`` overlaps input ``given`` ("is", "lies inside", "contains"); None if apart."""
     if inside(given, output):
         return "is" if os.path.realpath(output) == os.path.realpath(given) else "lies inside"
     return "contains" if inside(output, given) else None
 
 
-def refuse_overlap(output: PathLike, what: str,
-                   inputs: Mapping[str, Union[None, PathLike, Iterable[PathLike]]]) -> None:
+def refuse_overlap(output: str | os.PathLike, what: str,
+                   inputs: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike] | None]) -> None:
     """Raise UsageError if output folder ``output`` (the setting ``what``) overlaps any of ``inputs``
     (``{setting: path, list of paths or None}``)."""
     for key, value in inputs.items():

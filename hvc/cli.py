@@ -27,8 +27,7 @@ def stdout_closed() -> bool:
 
 
 def run_main(main: Callable[..., Optional[int]], *args) -> int:
-    """``main(*args)`` after :func:`hvc.allocator.keep_freed_memory`, flushing stdout inside; a
-    closed stdout pipe gives PIPE_CLOSED_EXIT quietly (other BrokenPipeErrors are re-raised)."""
+    """``main(*args)`` after :func:`hvc.allocator.keep_freed_memory`; a closed stdout pipe gives PIPE_CLOSED_EXIT."""
     keep_freed_memory()
     try:
         code = main(*args)

@@ -90,7 +90,7 @@ class ResultsFolder:
     def _check_target(self, outputs: Outputs) -> None:
         """An output folder of ours lies inside the results folder (a name is data, not a path).
         The folder itself may be a link (it is then replaced, not followed): its parent is checked."""
-        check_inside(self.root, [outputs.folder], "an output of this run", InputError, follow=False)
+        check_inside(self.root, outputs.folder, "an output of this run", follow=False)
         for file in outputs.files:
             check_name(file, f"{outputs.folder}: output file name", error=InputError)
 
@@ -140,7 +140,7 @@ class ResultsFolder:
     def start(self, name: str) -> Path:
         """An empty staging folder for the files of ``name`` (leftovers of a killed run removed)."""
         staging = self.staging(name)
-        check_inside(self.staging_dir.parent, [staging], "a staging folder", InputError)
+        check_inside(self.staging_dir.parent, staging, "a staging folder")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         return staging

@@ -1,8 +1,7 @@
-"""Expected failures of the entry points: their kinds and exit codes (docs/failure.md, the table's
-home). An entry point wrapped in :func:`entry_point` prints one line ``error: <file or key>: <problem>``
-and exits with its kind's code; anything else is a bug and keeps its traceback (exit code 1). The
-packages' error types (``ConfigError``, ``DatasetError``, ...) derive from these kinds.
-"""
+"""Expected failures of the entry points: their kinds and exit codes (docs/failure.md, the table's home). An entry
+point wrapped in :func:`entry_point` prints one line ``error: <file or key>: <problem>`` and exits with its kind's
+code; anything else is a bug and keeps its traceback (exit code 1). The packages' error types (``ConfigError``,
+``DatasetError``, ...) derive from these kinds."""
 
 from __future__ import annotations
 
@@ -87,21 +86,19 @@ def unwrap_worker_message(message: str) -> str:
 
 
 def classify(exc: BaseException) -> Optional[tuple[int, str]]:
-    """(exit code, one-line message) of an expected failure; None for anything else (a bug)."""
+    """(exit code, one-line message) of an expected failure or Ctrl-C; None for anything else (a bug)."""
     if isinstance(exc, HvcError):
         message, code = unwrap_worker_message(str(exc)), exc.exit_code
     elif isinstance(exc, OSError) and exc.errno in _IO_ERRNOS:
         where = exc.filename if exc.filename is not None else "output"
         message, code = f"{where}: {exc.strerror}", EXIT_IO
+    elif isinstance(exc, KeyboardInterrupt):
+        message, code = "interrupted (Ctrl-C); finished results are kept, a rerun continues", EXIT_INTERRUPT
     else:
         return None
     line = " ".join(message.split())  # exactly one line
     # and a short one, whatever a file or a name from the data put into it
     return code, line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE - 3] + "..."
-
-
-def report(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def entry_point(main: Callable[[Optional[Sequence[str]]], int]) -> Callable[[Optional[Sequence[str]]], int]:
@@ -111,16 +108,13 @@ def entry_point(main: Callable[[Optional[Sequence[str]]], int]) -> Callable[[Opt
     def run(argv: Optional[Sequence[str]] = None) -> int:
         try:
             return main(argv)
-        except KeyboardInterrupt:
-            report("interrupted (Ctrl-C); finished results are kept, a rerun continues")
-            return EXIT_INTERRUPT
         except ReportedElsewhere as exc:
             return exc.exit_code
-        except Exception as exc:
+        except (Exception, KeyboardInterrupt) as exc:
             kind = classify(exc)
             if kind is None:
                 raise  # a bug: keep the traceback
-            report(kind[1])
+            print(f"error: {kind[1]}", file=sys.stderr, flush=True)
             return kind[0]
 
     return run

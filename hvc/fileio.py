@@ -1,7 +1,6 @@
-"""Atomic file writes (docs/failure.md, "Durable records"): a reader never sees a half-written file,
-and a failed write is an :class:`~hvc.errors.OutputError` naming the file. ``durable=True`` also
-fsyncs the file before the rename and the folder after it, so a power loss keeps it whole.
-"""
+"""Atomic file writes (docs/failure.md, "Durable records"): a reader never sees a half-written file, and a failed
+write is an :class:`~hvc.errors.OutputError` naming the file. ``durable=True`` also fsyncs the file before the rename
+and the folder after it, so a power loss keeps it whole."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import hashlib
 import io
 import os
 import tempfile
-import uuid
 from typing import Any, BinaryIO, Iterator
 
 from hvc.errors import OutputError
@@ -27,8 +25,8 @@ def fsync_path(path: str | os.PathLike, folder: bool = False) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[str]:
-    """Yield a temporary path in the target's folder, renamed onto ``path`` on success; on an
-    exception the temporary is removed and ``path`` untouched."""
+    """Yield a temporary path in the target's folder, renamed onto ``path`` on success; on an exception the
+    temporary is removed and ``path`` untouched."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     suffix = os.path.splitext(path)[1]  # keep the extension: some writers infer the format from it
@@ -57,7 +55,7 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[str]
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = False) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview, durable: bool = False) -> None:
     with atomic_path(path, durable) as tmp, open(tmp, "wb") as f:
         f.write(data)
 
@@ -73,23 +71,19 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    with atomic_path(path, durable=True) as tmp, open(tmp, "wb") as f:  # a checkpoint must survive a power loss
-        f.write(buffer.getbuffer())
+    atomic_write_bytes(path, buffer.getbuffer(), durable=True)  # a checkpoint must survive a power loss
 
 
 def writable_dir(path: str | os.PathLike, what: str) -> None:
-    """Create folder ``path`` (and parents) and check that files can be created in it, before any
-    work, so a run does not compute for hours and then fail to save. OutputError naming the path
-    and ``what`` (the setting it came from, e.g. ``run.output_dir``) if it is not usable."""
+    """Create folder ``path`` (and parents) and check that files can be created in it, before a run computes for
+    hours and then fails to save; else OutputError naming the path and ``what`` (its setting: ``run.output_dir``)."""
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputError(f"{path}: {what} is a file, not a folder")
-    probe = os.path.join(path, f".tmp-write-probe-{uuid.uuid4().hex}")
     try:
         os.makedirs(path, exist_ok=True)
-        with open(probe, "wb") as f:
-            f.write(b"probe")
-        os.remove(probe)
+        with tempfile.TemporaryFile(dir=path) as probe:  # gone when closed, even if this process is killed
+            probe.write(b"probe")
     except OSError as exc:
         raise OutputError(f"{path}: {what} is not writable ({exc.strerror or exc})") from exc
 

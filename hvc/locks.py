@@ -1,8 +1,7 @@
-"""One writer per output folder (docs/failure.md, "One writer per output folder"): an OS lock
-(``flock``, released by the kernel when the process dies) on ``<folder>/.hvc/lock``; a second writer
-gets a :class:`~hvc.errors.BusyError` (exit 7). ``shared=True``: the ``--shard i/n`` processes of one job.
-The lock file stays: removing it would let a later writer lock a new file while one holds the old.
-"""
+"""One writer per output folder (docs/failure.md, "One writer per output folder"): an OS lock (``flock``, released
+by the kernel when the process dies) on ``<folder>/.hvc/lock``; a second writer gets a :class:`~hvc.errors.BusyError`
+(exit 7). ``shared=True``: the ``--shard i/n`` processes of one job. The lock file stays: removing it would let a
+later writer lock a new file while one holds the old."""
 
 from __future__ import annotations
 
@@ -29,9 +28,9 @@ class _Held:
     users: int
 
 
-# Locks this process holds, by lock file. Within one process a folder's lock is re-entrant, so
-# runs called one after another (tests, notebooks) never refuse each other, whatever an earlier
-# failed run's traceback still holds; other processes are excluded all the same.
+# Locks this process holds, by lock file. Within one process a folder's lock is re-entrant, so runs called one after
+# another (tests, notebooks) never refuse each other, whatever an earlier failed run's traceback still holds; other
+# processes are excluded all the same.
 _HELD: dict[str, _Held] = {}
 SHARD_PATIENCE_S = 2.0  # seconds a shard waits for another shard's settings check (which takes milliseconds)
 
@@ -51,10 +50,9 @@ def _flock(fd: int, shared: bool) -> bool:
 
 
 class OutputLock:
-    """The writer lock of ``folder`` (created with its ``.hvc`` if missing), held until :meth:`release`,
-    the end of a ``with`` block, garbage collection or process exit. ``what`` names the folder's setting
-    in errors: BusyError if another process holds the lock (exclusively, or at all when not ``shared``),
-    OutputError if the lock file cannot be created."""
+    """The writer lock of ``folder`` (created with its ``.hvc`` if missing), held until :meth:`release`, the end of a
+    ``with`` block, garbage collection or process exit. ``what`` names the folder's setting in errors: BusyError if
+    another process holds the lock (exclusively, or at all when not ``shared``), OutputError if it cannot be created."""
 
     def __init__(self, folder: str | os.PathLike, what: str, shared: bool = False):
         self.folder = Path(folder)
@@ -69,17 +67,16 @@ class OutputLock:
             raise OutputError(f"{self.path}: cannot create the lock file of {what} ({exc.strerror or exc})") from exc
         busy = BusyError(f"{self.folder}: {what} is being written by another run (it holds {self.path}); "
                          f"wait for it to end, or choose another folder")
-        if held is not None:
-            if held.shared and not shared:  # a shard's lock made exclusive (e.g. --merge-shards after it)
-                if not _flock(held.fd, shared=False):
-                    raise busy
-                held.shared = False
-            held.users += 1
-        else:
+        if held is None:
             if not _flock(fd, shared):
                 os.close(fd)
                 raise busy
-            _HELD[key] = _Held(fd, shared, 1)
+            held = _HELD[key] = _Held(fd, shared, 0)
+        elif held.shared and not shared:  # a shard's lock made exclusive (e.g. --merge-shards after it)
+            if not _flock(held.fd, shared=False):
+                raise busy
+            held.shared = False
+        held.users += 1
         self._key = key
 
     def claim_settings(self, settings: str) -> None:
@@ -111,7 +108,7 @@ class OutputLock:
 
     def release(self) -> None:
         key, self._key = self._key, None
-        held = _HELD.get(key) if key is not None else None
+        held = _HELD.get(key)
         if held is not None:
             held.users -= 1
             if held.users == 0:

@@ -1,15 +1,14 @@
 """Names read from dataset files are data, never paths (docs/failure.md, "What is refused").
 
-:func:`check_name` refuses a name that would leave the folder it is joined onto, with the caller's
-error type naming the file and line or key; :func:`inside` is the writers' second line of defence
-(a symlink may still point elsewhere). Standard library only: :mod:`hvc.metrics` uses it without torch.
-"""
+:func:`check_name` refuses a name that would leave the folder it is joined onto, with the caller's error type naming
+the file and line or key; :func:`inside` is the writers' second line of defence (a symlink may still point
+elsewhere). Standard library only: :mod:`hvc.metrics` uses it without torch."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 from hvc.errors import InputError
 
@@ -46,8 +45,7 @@ def short(name: object, limit: int = 80) -> str:
 
 
 def check_name(name: object, where: str, parts: int = 1, error: type[Exception] = InputError) -> str:
-    """``name`` if it is a safe name of at most ``parts`` parts; else ``error`` naming ``where``
-    (the file and line or key it came from)."""
+    """``name`` if safe, of at most ``parts`` parts; else ``error`` naming ``where`` (the file and line or key)."""
     problem = name_problem(name, parts)
     if problem is not None:
         raise error(f"{where}: name {short(name)} {problem}")
@@ -56,26 +54,20 @@ def check_name(name: object, where: str, parts: int = 1, error: type[Exception] 
 
 def read_name_list(path: Path, error: type[Exception] = InputError) -> list[str]:
     """The names of a list file, one a line (blank lines skipped), each checked; in file order."""
-    names = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        name = line.strip()
-        if name:
-            names.append(check_name(name, f"{path}, line {number}", error=error))
-    return names
+    numbered = enumerate(Path(path).read_text().splitlines(), start=1)
+    return [check_name(line.strip(), f"{path}, line {number}", error=error) for number, line in numbered
+            if line.strip()]
 
 
 def inside(root: str | os.PathLike, path: str | os.PathLike, follow: bool = True) -> bool:
-    """Whether ``path`` resolves (symlinks followed; with ``follow=False`` all but its last part)
-    to ``root`` or a place below it."""
+    """Whether ``path`` resolves (symlinks followed; ``follow=False``: all but its last part) to ``root`` or below."""
     base, path = os.path.realpath(root), os.path.abspath(path)
     target = os.path.realpath(path) if follow else os.path.join(os.path.realpath(os.path.dirname(path)),
                                                                  os.path.basename(path))
     return target == base or target.startswith(base.rstrip(os.sep) + os.sep)
 
 
-def check_inside(root: str | os.PathLike, paths: Iterable[str | os.PathLike], what: str,
-                 error: type[Exception] = InputError, follow: bool = True) -> None:
-    """Refuse any of ``paths`` that resolves outside ``root`` (``what`` names the writer)."""
-    for path in paths:
-        if not inside(root, path, follow):
-            raise error(f"{path}: {what} would leave {root}; refused")
+def check_inside(root: str | os.PathLike, path: str | os.PathLike, what: str, follow: bool = True) -> None:
+    """Refuse (InputError) ``path`` if it resolves outside ``root`` (``what`` names the writer)."""
+    if not inside(root, path, follow):
+        raise InputError(f"{path}: {what} would leave {root}; refused")

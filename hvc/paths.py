@@ -6,16 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-# The distribution this package belongs to, as its checkout's pyproject.toml names it.
-DISTRIBUTION = "hvc-vos"
-
 
 def source_checkout() -> Optional[Path]:
-    """The root of the source checkout (its pyproject.toml names this distribution) this package
-    is imported from; None for an installed package."""
+    """The root of the source checkout this package is imported from; None for an installed package."""
     root = Path(__file__).resolve().parent.parent
-    try:
-        return root if f'name = "{DISTRIBUTION}"' in (root / "pyproject.toml").read_text() else None
+    try:  # a checkout's pyproject.toml names this distribution
+        return root if 'name = "hvc-vos"' in (root / "pyproject.toml").read_text() else None
     except OSError:
         return None
 

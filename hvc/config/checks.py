@@ -28,30 +28,16 @@ def positive(key: str, value: float) -> None:
         raise ConfigError(f"{key}: must be a finite number > 0, got {value}")
 
 
-def finite(key: str, values: Iterable[float]) -> None:
-    values = list(values)
-    if not all(math.isfinite(v) for v in values):
-        raise ConfigError(f"{key}: must be finite numbers, got {values}")
-
-
-def all_positive(key: str, values: Iterable[float]) -> None:
-    values = list(values)
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise ConfigError(f"{key}: must be finite numbers > 0, got {values}")
-
-
 def within(key: str, value: float, low: float, high: float) -> None:
     if not (math.isfinite(value) and low <= value <= high):
         raise ConfigError(f"{key}: must lie in [{low}, {high}], got {value}")
 
 
-def ordered_range(key: str, pair: tuple[float, float], low: float, high: float, *, open_low: bool = False) -> None:
-    """``low <= pair[0] <= pair[1] <= high`` (``low < pair[0]`` if ``open_low``)."""
+def ordered_range(key: str, pair: tuple[float, float], *, open_low: bool = False) -> None:
+    """Finite ``0 <= pair[0] <= pair[1]`` (``0 < pair[0]`` if ``open_low``)."""
     a, b = pair
-    first_ok = a > low if open_low else a >= low
-    if not (math.isfinite(a) and math.isfinite(b) and first_ok and a <= b <= high):
-        bound = "<" if open_low else "<="
-        raise ConfigError(f"{key}: must satisfy {low} {bound} min <= max <= {high}, got {list(pair)}")
+    if not (math.isfinite(a) and math.isfinite(b) and (a > 0 if open_low else a >= 0) and a <= b):
+        raise ConfigError(f"{key}: must satisfy 0.0 {'<' if open_low else '<='} min <= max <= inf, got {list(pair)}")
 
 
 def crop(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequence[float],
@@ -60,12 +46,19 @@ def crop(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequen
     unusable; the one home of the rule (TrainConfig.validate; hvc.data.transforms, importing no schema)."""
     at_least(f"{prefix}size", size, 1)
     # an area above 1 cannot fit; the crop then falls back to the central one, as officially
-    ordered_range(f"{prefix}scale", tuple(scale), 0.0, float("inf"))
-    ordered_range(f"{prefix}ratio", tuple(ratio), 0.0, float("inf"), open_low=True)
+    ordered_range(f"{prefix}scale", tuple(scale))
+    ordered_range(f"{prefix}ratio", tuple(ratio), open_low=True)
+    mean_std(mean, std, prefix)
+
+
+def mean_std(mean: Sequence[float], std: Sequence[float], prefix: str = "") -> None:
+    """Normalisation statistics (training's and test time's): 3 finite means and 3 finite stds > 0."""
     if len(mean) != 3 or len(std) != 3:
         raise ConfigError(f"{prefix}mean, {prefix}std: need 3 values each, got {list(mean)}, {list(std)}")
-    finite(f"{prefix}mean", mean)
-    all_positive(f"{prefix}std", std)
+    if not all(math.isfinite(v) for v in mean):
+        raise ConfigError(f"{prefix}mean: must be finite numbers, got {list(mean)}")
+    if not all(math.isfinite(v) and v > 0 for v in std):
+        raise ConfigError(f"{prefix}std: must be finite numbers > 0, got {list(std)}")
 
 
 def no_repeats(key: str, values: Iterable[str]) -> None:

@@ -1,11 +1,9 @@
-"""YAML files -> typed dataclasses, with ``key=value`` command-line overrides.
+"""YAML files -> typed dataclasses, with ``key=value`` command-line overrides (why not OmegaConf: docs/design.md).
 
-A schema is a (nested) dataclass whose fields carry the defaults; ``configs/`` files list only changes. Each
-value is checked against its field's type (``bool`` is a real boolean; ``float`` takes ints and "1e-3"; also
-``str``, ``int``, ``Optional[X]``, ``Literal[...]``, ``list[X]``, ``tuple[X, ...]``, nested dataclasses): a
-bad key, type or override is a :class:`ConfigError` naming the key. A schema's ``validate()`` (value ranges)
-runs once loaded. Why not OmegaConf: docs/design.md.
-"""
+A schema is a (nested) dataclass whose fields carry the defaults; ``configs/`` files list only changes. Each value is
+checked against its field's type (``bool`` is a real boolean; ``float`` takes ints and "1e-3"; also ``str``, ``int``,
+``Optional[X]``, ``Literal[...]``, ``list[X]``, ``tuple[X, ...]``, nested dataclasses): a bad key, type or override is
+a :class:`ConfigError` naming the key. A schema's ``validate()`` (value ranges) runs once loaded."""
 
 from __future__ import annotations
 
@@ -24,8 +22,7 @@ from hvc.errors import UsageError
 
 T = TypeVar("T")
 
-_TRUE = {"true", "yes", "on"}
-_FALSE = {"false", "no", "off"}
+_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}  # of an override
 # scalar field type -> (what the error says it expected, the Python types it accepts)
 _SCALARS = {bool: ("true or false", bool), int: ("an integer", int), float: ("a number", (int, float)),
             str: ("a string", str)}
@@ -60,10 +57,6 @@ def parse_yaml(text: str, where: str) -> Any:
         raise ConfigError(f"{where}: invalid YAML ({' '.join(str(exc).split())})") from None
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against annotation ``tp``; return it converted where lossless."""
     origin = get_origin(tp)
@@ -80,11 +73,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         args = get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        items = [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+        fixed = origin is tuple and args[-1] is not Ellipsis  # tuple[X, Y]: a type per item; list[X]: one for all
+        if fixed and len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        items = [_coerce(v, args[i] if fixed else args[0], f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
@@ -100,7 +92,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             with contextlib.suppress(ValueError):
                 return float(value)
         raise ConfigError(f"{where}: expected {expected}, got {value!r}")
-    raise ConfigError(f"{where}: unsupported field type {_type_name(tp)}")
+    name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    raise ConfigError(f"{where}: unsupported field type {name}")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -110,20 +103,17 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 def _from_dict(cls: type[T], data: dict, where: str) -> T:
     types_ = _field_types(cls)
+    prefix = f"{where}." if where else ""
     unknown = sorted(set(data) - set(types_))
     if unknown:
-        prefix = f"{where}." if where else ""
         raise ConfigError(f"unknown key(s) {', '.join(prefix + str(k) for k in unknown)}; "
                           f"valid keys{' of ' + where if where else ''}: {', '.join(types_)}")
-    return cls(**{name: _coerce(value, types_[name], f"{where}.{name}" if where else name)
-                  for name, value in data.items()})
+    return cls(**{name: _coerce(value, types_[name], prefix + name) for name, value in data.items()})
 
 
 def check_fields(cfg: Any, key: Callable[[str], str] = str, path: str = "") -> None:
-    """Check every field of the dataclass instance ``cfg`` against its annotation (choices of a
-    ``Literal``, int / float / bool, nested sections), as :func:`load_config` does for files and
-    overrides; for objects built in code (a propagation config with ``impl="fast"``). ``key(path)`` is
-    the name an error shows for the field at dotted ``path``, e.g. ``prop.impl``."""
+    """Type-check every field of the dataclass instance ``cfg`` as :func:`load_config` checks files, for configs
+    built in code (``impl="fast"``); an error names the field at dotted ``path`` as ``key(path)`` (``prop.impl``)."""
     for name, tp in _field_types(type(cfg)).items():
         dotted = f"{path}.{name}" if path else name
         value = getattr(cfg, name)
@@ -133,15 +123,13 @@ def check_fields(cfg: Any, key: Callable[[str], str] = str, path: str = "") -> N
             _coerce(value, tp, key(dotted))
 
 
-def to_dict(cfg: Any) -> dict:
+def to_dict(cfg: Any) -> Any:
     """Plain nested dict of a config (tuples become lists), e.g. for YAML/JSON dumps."""
-    def plain(v: Any) -> Any:
-        if dataclasses.is_dataclass(v):
-            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
-    return plain(cfg)
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(x) for x in cfg]
+    return cfg
 
 
 def _parse_override_value(text: str, tp: Any, key: str) -> Any:
@@ -152,8 +140,8 @@ def _parse_override_value(text: str, tp: Any, key: str) -> Any:
             return None
         tp = next(a for a in get_args(tp) if a is not type(None))
     if tp is bool:
-        if low in _TRUE | _FALSE:
-            return low in _TRUE
+        if low in _BOOLS:
+            return _BOOLS[low]
         raise ConfigError(f"override {key}={text}: expected true or false")
     if tp is str:
         return text

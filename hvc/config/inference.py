@@ -1,6 +1,5 @@
 """Schema of ``test.py``: label propagation on DAVIS / YouTube-VOS (docs/propagation.md) and on JHMDB, VIP and
-VOST (docs/tasks.md). Defaults follow the paper's protocol; its official quirks are opt-in (docs/official_quirks.md).
-"""
+VOST (docs/tasks.md). Defaults follow the paper's protocol; its official quirks are opt-in (docs/official_quirks.md)."""
 
 from __future__ import annotations
 
@@ -26,16 +25,13 @@ class ModelConfig:
     name: ModelName = "hvc"
     # Weights file; None = the model's default file in the checkpoint folder (docs/checkpoints.md).
     checkpoint: Optional[str] = None
-    # random18 only: seed of the paper's random initialisation.
-    seed: int = 0
+    seed: int = 0  # random18 only: seed of the paper's random initialisation.
     # Official quirk: one train-mode forward of a 256x256 zero image before eval (docs/propagation.md).
     bn_dummy_forward: bool = False
     # Second extractor whose features are merged: cat(lambda * norm(f), norm(f2)), re-normalised.
     merge_model: Optional[ModelName] = None
-    # Weights of the merge model; None = its default file under checkpoints/.
-    merge_checkpoint: Optional[str] = None
-    # Weight of the main features in the merge (the paper's 1.05).
-    merge_lambda: float = 1.05
+    merge_checkpoint: Optional[str] = None  # Weights of the merge model; None = its default file under checkpoints/.
+    merge_lambda: float = 1.05  # Weight of the main features in the merge (the paper's 1.05).
 
 
 @dataclass
@@ -43,10 +39,9 @@ class DataConfig:
     # Benchmark: davis16 / davis17 (val), davis17dev (2017 test-dev), ytvos (2018 valid), ytvos19;
     # jhmdb (pose, keypoint files), vip (parts, class-id PNGs), vost (val, indexed PNGs).
     dataset: DatasetName = "davis17"
-    # Dataset root: the DAVIS folder, data/YTB/<year> for YouTube-VOS, or the JHMDB / VIP / VOST folder.
-    root: str = "data/DAVIS"
-    # Sequences (JHMDB: <class>/<video>, VIP: videos) to run; empty = the whole split or list.
-    # Naming a missing sequence is an error.
+    root: str = "data/DAVIS"  # The DAVIS folder, data/YTB/<year> for YouTube-VOS, or the JHMDB / VIP / VOST folder.
+    # Sequences (JHMDB: <class>/<video>, VIP: videos) to run; empty = the whole split or list. Naming a missing
+    # sequence is an error.
     sequences: list[str] = field(default_factory=list)
     # JHMDB / VIP only: the video list (JHMDB: videowalk's list, <class>/<video> lines or a folder of official split
     # files; VIP: the paper's val_vip.txt). None = the scorer's default (JHMDB: <root>/splits, split 1 test, if
@@ -65,22 +60,16 @@ class DataConfig:
     # DataLoader worker processes reading frames (0 = read in the main process). None = automatic: 0 where this
     # process may use at most 2 CPUs (docs/speed.md), otherwise 2 (hvc.inference.loader_workers).
     workers: Optional[int] = None
-    # Frames per encoder forward.
-    batch_size: int = 4
+    batch_size: int = 4  # Frames per encoder forward.
 
 
 @dataclass
 class RunConfig:
-    # Root of the default output folders.
-    results_root: str = "results"
-    # Output folder; None = <results_root>/<model>[+<merge_model>]/<dataset>.
-    output_dir: Optional[str] = None
-    # Torch device: cpu, cuda, cuda:1 ... (under torchrun each process takes cuda:LOCAL_RANK)
-    device: str = "cpu"
-    # Autocast precision of the encoder on CUDA (ignored on CPU): off, fp16 or bf16.
-    amp: Literal["off", "fp16", "bf16"] = "off"
-    # channels_last memory format for the encoder (faster convolutions on recent GPUs).
-    channels_last: bool = False
+    results_root: str = "results"  # Root of the default output folders.
+    output_dir: Optional[str] = None  # Output folder; None = <results_root>/<model>[+<merge_model>]/<dataset>.
+    device: str = "cpu"  # Torch device: cpu, cuda, cuda:1 ... (under torchrun each process takes cuda:LOCAL_RANK)
+    amp: Literal["off", "fp16", "bf16"] = "off"  # Autocast precision of the encoder on CUDA (ignored on CPU).
+    channels_last: bool = False  # channels_last memory format for the encoder (faster convolutions on recent GPUs).
     # How the encoder runs (hvc/models/fast_encoder.py; timings: docs/speed.md): "exact" (the float32 network the
     # golden tests check), "fused" (BatchNorm folded, channels_last, float32) or "bf16" (fused in bfloat16: labels
     # can change, opt-in).
@@ -88,10 +77,8 @@ class RunConfig:
     # Remove the folder's earlier results (any settings) and redo every sequence (default: keep the sequences whose
     # completion record names these settings, refuse other settings' results).
     overwrite: bool = False
-    # Also write overlay images and an mp4 per sequence into <output_dir>_vis/.
-    visualize: bool = False
-    # Frame rate of the overlay videos.
-    fps: int = 24
+    visualize: bool = False  # Also write overlay images and an mp4 per sequence into <output_dir>_vis/.
+    fps: int = 24  # Frame rate of the overlay videos.
 
 
 @dataclass
@@ -112,8 +99,7 @@ class TestConfig:
         if d.input_size != -1:
             checks.at_least("data.input_size (-1 = full size)", d.input_size, MIN_INPUT_SIZE)
             checks.within("data.input_size (-1 = full size)", d.input_size, MIN_INPUT_SIZE, MAX_INPUT_SIZE)
-        checks.finite("data.mean", d.mean)
-        checks.all_positive("data.std", d.std)
+        checks.mean_std(d.mean, d.std, prefix="data.")
         if d.workers is not None:
             checks.at_least("data.workers", d.workers, 0)
         checks.at_least("data.batch_size", d.batch_size, 1)

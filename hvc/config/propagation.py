@@ -1,8 +1,7 @@
 """Schema of label propagation: its settings, their defaults and the one check of their values.
 
 :meth:`PropagationConfig.validate` is the only place that says which values can run; ``test.py``, ``hvc.segment``
-and :class:`~hvc.propagation.LabelPropagator` call it (docs/design.md, "Adding a propagation setting").
-"""
+and :class:`~hvc.propagation.LabelPropagator` call it (docs/design.md, "Adding a propagation setting")."""
 
 from __future__ import annotations
 
@@ -20,13 +19,11 @@ MAX_CLASSES = 256
 class QualityConfig:
     """Settings of the ``quality`` context policy (docs/memory.md)."""
 
-    # The most recent frames, always read (the short-term part of the context).
-    recent: int = 3
+    recent: int = 3  # The most recent frames, always read (the short-term part of the context).
     # A frame becomes a long-term context frame only if the confidence of its prediction, relative
     # to frame 0's, reaches this (docs/memory.md: mean top-1 probability inside the objects).
     threshold: float = 0.8
-    # At least this many frames between two long-term frames (QDMN writes every 5th at most).
-    gap: int = 5
+    gap: int = 5  # At least this many frames between two long-term frames (QDMN writes every 5th at most).
     # Which long-term frame leaves when they exceed context - recent: "rank" (worst sum of its
     # quality rank and its recency rank), "oldest", or "worst" (lowest quality).
     evict: Literal["rank", "oldest", "worst"] = "rank"
@@ -37,25 +34,20 @@ class PropagationConfig:
     # Keys of short-term context frames count only if their grid distance (feature cells) to the
     # query is strictly below this; the long-term reference frame has no limit. Paper: 12.
     radius: float = 12.0
-    # Softmax temperature applied to the cosine affinities of the selected neighbours. Paper: 0.1.
-    temperature: float = 0.1
-    # Neighbours per query position, chosen jointly over all context entries. Paper: 15.
-    topk: int = 15
+    temperature: float = 0.1  # Softmax temperature applied to the selected neighbours' cosine affinities. Paper: 0.1.
+    topk: int = 15  # Neighbours per query position, chosen jointly over all context entries. Paper: 15.
     # Number of previous frames in the short-term context (duplicates kept early on). Paper: 50.
     # Under the "quality" policy: the most context frames read besides the reference (the cap).
     context: int = 50
-    # Mask channels: object ids 0..num_classes-1, 0 = background (the official code uses 20).
-    num_classes: int = 20
+    num_classes: int = 20  # Mask channels: object ids 0..num_classes-1, 0 = background (the official code uses 20).
     # "local": windowed kernel, memory linear in positions (default); "dense": the full-affinity
     # reference that mirrors the official code (slow, for checking).
     impl: Literal["local", "dense"] = "local"
-    # Arithmetic of the local kernel's candidate search. "fp32": exact, the default and what the golden tests run.
-    # "bf16": opt-in approximation, the search in bfloat16 and the weights from exact float32 scores; labels can
-    # differ (docs/local_kernel.md, "bf16 mode"; measured differences: docs/speed.md, "Propagation speed").
+    # Arithmetic of the local kernel's candidate search: "fp32" exact (the default; the golden tests run it), "bf16" an
+    # opt-in approximation whose labels can differ (docs/local_kernel.md, "bf16 mode"; docs/speed.md).
     precision: Literal["fp32", "bf16"] = "fp32"
-    # Channels the local kernel's candidate search scores. None: all (exact with fp32). d: opt-in approximation,
-    # the search on the d leading principal axes of the first frame's keys, the weights from exact float32 scores;
-    # combines with precision=bf16 (docs/local_kernel.md, "Reduced search"; docs/speed.md, "Propagation speed").
+    # Channels the local kernel's candidate search scores: None all (exact with fp32); d an opt-in approximation on the
+    # first frame's d leading principal axes, also with bf16 (docs/local_kernel.md, "Reduced search"; docs/speed.md).
     search_dims: Optional[int] = None
     # Candidates an approximate search (precision=bf16 or search_dims set) keeps per query, in units of topk
     # (ceil(candidates * topk)), rescored exactly in float32 for the best topk (docs/local_kernel.md, "Candidates").

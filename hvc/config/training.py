@@ -16,84 +16,70 @@ MIN_CROP_SIZE = 16
 class DataConfig:
     # static: one image = one sample, two crops of it; video: two crops of two frames of one video
     kind: Literal["static", "video"] = "static"
-    # image folders (static: every listed folder is used, searched recursively by the dataset;
-    # video: folders of <video>/<frame>.jpg); relative paths are taken from the working directory
+    # image folders (static: every listed folder is used, searched recursively by the dataset; video: folders of
+    # <video>/<frame>.jpg); relative paths are taken from the working directory
     roots: list[str] = field(default_factory=list)
-    # crop side in pixels (square crops)
-    size: int = 256
+    size: int = 256  # crop side in pixels (square crops)
     # RandomResizedCrop area range and aspect-ratio range (the paper's: (0, 1), (3/4, 4/3))
     scale: tuple[float, float] = (0.0, 1.0)
     ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
     # training normalisation statistics (docs/training.md; test time uses ImageNet's)
     mean: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
     std: tuple[float, float, float] = (0.2023, 0.1994, 0.2010)
-    # global batch size (split evenly over the processes of a torchrun job)
-    batch_size: int = 128
-    # DataLoader worker processes per training process (0 = load in the main process)
-    workers: int = 4
-    # video only: the two frames of a sample are at most this many frames apart
-    max_gap: int = 10
+    batch_size: int = 128  # global batch size (split evenly over the processes of a torchrun job)
+    workers: int = 4  # DataLoader worker processes per training process (0 = load in the main process)
+    max_gap: int = 10  # video only: the two frames of a sample are at most this many frames apart
 
 
 @dataclass
 class ModelConfig:
-    # encoder: resnet18 (paper) or resnet50
-    arch: Literal["resnet18", "resnet50"] = "resnet18"
+    arch: Literal["resnet18", "resnet50"] = "resnet18"  # encoder: resnet18 (paper) or resnet50
     # projector hidden / output channels and predictor hidden channels (paper: 256 / 256 / 256)
     proj_hidden_dim: int = 256
     proj_dim: int = 256
     pred_hidden_dim: int = 256
-    # positive pairs: cell-centre distance / larger cell diagonal strictly below this
-    pos_radius: float = 0.1
-    # EMA momentum at step 0 (m0); cosine schedule to 1 over all training steps
-    momentum: float = 0.99
+    pos_radius: float = 0.1  # positive pairs: cell-centre distance / larger cell diagonal strictly below this
+    momentum: float = 0.99  # EMA momentum at step 0 (m0); cosine schedule to 1 over all training steps
     # train the encoder's layer4 (the paper); false: the projector reads layer3 (ResNet-18: 256 channels), the trunk
     # the test-time encoder keeps anyway, for about a third of the encoder work per step at stride 8 (docs/speed.md)
     layer4: bool = True
-    # side of the dummy train-mode forward run when the model is built (official quirk:
-    # one BN statistics update); null skips it
+    # side of the dummy train-mode forward run when the model is built (official quirk: one BN statistics update);
+    # null skips it
     init_forward_size: Optional[int] = 256
 
 
 @dataclass
 class OptimConfig:
-    # optimiser (the paper uses Adam without a learning-rate schedule)
-    name: Literal["adam"] = "adam"
+    name: Literal["adam"] = "adam"  # optimiser (the paper uses Adam without a learning-rate schedule)
     lr: float = 1e-3
     weight_decay: float = 0.0
-    # passes over the data; the momentum schedule spans epochs * steps_per_epoch steps
-    epochs: int = 20
-    # stop after this many steps in total (short runs); the schedule is not rescaled
-    max_steps: Optional[int] = None
+    epochs: int = 20  # passes over the data; the momentum schedule spans epochs * steps_per_epoch steps
+    max_steps: Optional[int] = None  # stop after this many steps in total (short runs); the schedule is not rescaled
 
 
 @dataclass
 class RuntimeConfig:
     # auto = cuda when available, else cpu; under torchrun each process takes cuda:LOCAL_RANK
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # mixed precision (autocast) on CUDA; CPU runs train in float32 unless cpu_bf16 (below)
-    amp: bool = True
+    amp: bool = True  # mixed precision (autocast) on CUDA; CPU runs train in float32 unless cpu_bf16 (below)
     # autocast dtype on CUDA: fp16 (official; with a GradScaler) or bf16 (no scaler needed)
     amp_dtype: Literal["fp16", "bf16"] = "fp16"
-    # channels_last memory format for model and inputs (CUDA only)
-    channels_last: bool = True
-    # CPU only, off by default (the paper's recipe trains in float32): bfloat16 autocast, for
-    # CPUs with native bf16 (AVX512_BF16 / AMX), and channels_last layout (docs/speed.md)
+    channels_last: bool = True  # channels_last memory format for model and inputs (CUDA only)
+    # CPU only, off by default (the paper's recipe trains in float32): bfloat16 autocast, for CPUs with native bf16
+    # (AVX512_BF16 / AMX), and channels_last layout (docs/speed.md)
     cpu_bf16: bool = False
     cpu_channels_last: bool = False
-    # torch.backends.cudnn.benchmark (CUDA only): fastest conv algorithms for fixed sizes
-    cudnn_benchmark: bool = True
-    # CPU: flush denormal floats to zero during training; real images produce denormal
-    # activations that make CPU steps 4-6x slower; numerically negligible
+    cudnn_benchmark: bool = True  # torch.backends.cudnn.benchmark (CUDA only): fastest conv algorithms for fixed sizes
+    # CPU: flush denormal floats to zero during training; real images produce denormal activations that make CPU
+    # steps 4-6x slower; numerically negligible
     flush_denormal: bool = True
-    # seeds model initialisation, data sampling and crops (identical on every process)
-    seed: int = 42
+    seed: int = 42  # seeds model initialisation, data sampling and crops (identical on every process)
 
 
 @dataclass
 class DistConfig:
-    # BatchNorm statistics over the global batch across processes (as in the paper's single
-    # GPU training); false keeps per-process statistics
+    # BatchNorm statistics over the global batch across processes (as in the paper's single GPU training); false
+    # keeps per-process statistics
     sync_bn: bool = True
     # process-group backend: auto = nccl on CUDA (gloo beside it for CPU tensors), gloo on CPU
     backend: Literal["auto", "nccl", "gloo"] = "auto"
@@ -101,14 +87,10 @@ class DistConfig:
 
 @dataclass
 class OutputConfig:
-    # run folder: checkpoint.pth, config.yaml and log.jsonl
-    dir: str = "runs/hvc"
-    # also write checkpoint.pth every N steps (0 = only at epoch ends and at the end)
-    save_every_steps: int = 1000
-    # one JSON line (and progress-bar update) every N steps
-    log_every: int = 10
-    # start afresh in an output.dir that holds a run (without it and without resume: refused)
-    overwrite: bool = False
+    dir: str = "runs/hvc"  # run folder: checkpoint.pth, config.yaml and log.jsonl
+    save_every_steps: int = 1000  # also write checkpoint.pth every N steps (0 = only at epoch ends and at the end)
+    log_every: int = 10  # one JSON line (and progress-bar update) every N steps
+    overwrite: bool = False  # start afresh in an output.dir that holds a run (without it and without resume: refused)
 
 
 @dataclass
@@ -119,8 +101,8 @@ class TrainConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     dist: DistConfig = field(default_factory=DistConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    # null = start fresh; "auto" = continue from <output.dir>/checkpoint.pth when it exists;
-    # a path = continue from that checkpoint (ours or the paper's released training checkpoint)
+    # null = start fresh; "auto" = continue from <output.dir>/checkpoint.pth when it exists; a path = continue from
+    # that checkpoint (ours or the paper's released training checkpoint)
     resume: Optional[str] = None
 
     def validate(self) -> "TrainConfig":
@@ -149,8 +131,7 @@ class TrainConfig:
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """What a run needs beyond :meth:`TrainConfig.validate`: at least one image folder
-    (config files leave ``data.roots`` to the command line)."""
+    """:meth:`TrainConfig.validate` and at least one image folder (configs leave ``data.roots`` to the command line)."""
     cfg.validate()
     if not cfg.data.roots:
         raise checks.ConfigError("data.roots: empty; list at least one image folder")

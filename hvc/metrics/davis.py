@@ -47,6 +47,11 @@ class ObjectScores(ObjectJ):
     def f_stats(self) -> Statistics:
         return db_statistics(self.F)
 
+    @property
+    def stats(self) -> dict[str, Statistics]:
+        """The measures of the official tables, in their order."""
+        return {"J": self.j_stats, "F": self.f_stats}
+
 
 def read_sequence_list(davis_root: Path, year: int, split: str) -> list[str]:
     """Sequence names listed in ``ImageSets/<year>/<split>.txt``, in file order."""

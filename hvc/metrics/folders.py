@@ -28,7 +28,7 @@ from hvc.fileio import writable_dir
 from hvc.metrics.davis import ObjectScores, check_sequence_folders, evaluate_sequence
 from hvc.metrics.masks import MetricsError
 from hvc.metrics.parallel import map_sequences
-from hvc.metrics.report import csv_text, format_tables, global_table, sequence_table, table_text, write_files
+from hvc.metrics.report import csv_files, csv_text, format_tables, table_text, write_files
 
 LABEL = "own"  # the "split" of the tables and CSV names: global_results-own.csv, ...
 VIDEO_COLUMNS = ["Video", "J&F-Mean", "J-Mean", "F-Mean", "Objects"]
@@ -97,8 +97,7 @@ def summary_text(objects: Sequence[ObjectScores]) -> str:
 
 def write_tables(objects: Sequence[ObjectScores], output: Path) -> list[Path]:
     """global_results-own.csv, per-sequence_results-own.csv (per object) and per-video_results-own.csv."""
-    return write_files({output / f"global_results-{LABEL}.csv": csv_text(global_table(objects)),
-                        output / f"per-sequence_results-{LABEL}.csv": csv_text(sequence_table(objects)),
+    return write_files({**csv_files(objects, output, LABEL),
                         output / f"per-video_results-{LABEL}.csv": csv_text(video_table(objects))})
 
 

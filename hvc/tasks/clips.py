@@ -27,7 +27,7 @@ from hvc.data.vos import (YTVOS_DATASETS, DatasetError, FrameDataset, VideoSeque
                           load_sequences, read_label_map)
 from hvc.data.sequence import image_size
 from hvc.exports.overlay import SequenceVisualizer
-from hvc.metrics.outputs import PCK_NAME, VIP_NAME
+from hvc.metrics.report import PCK_NAME, VIP_NAME
 from hvc.metrics.pck import default_list
 from hvc.tasks.pose import feature_coords, joint_label_maps
 from hvc.tasks.writers import ClassIdWriter, IndexedPngWriter, KeypointWriter
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 TASKS = ("jhmdb", "vip")  # soft labels in, their own files out; every other dataset is VOS
 CHANNELS = {"jhmdb": 1 + NUM_JOINTS, "vip": VIP_CLASSES}  # label channels = prop.num_classes
-# What eval_metrics.py writes next to the results (hvc/metrics/outputs.py): stale once they change.
+# What eval_metrics.py writes next to the results (hvc/metrics/report.py): stale once they change.
 SCORES = {"jhmdb": (f"{PCK_NAME}.csv", f"{PCK_NAME}.png"), "vip": (f"{VIP_NAME}.json", f"{VIP_NAME}.png")}
 VOS_SCORES = ("global_results-*.csv", "per-sequence_results-*.csv", "per-sequence_results-*.png")
 

@@ -84,7 +84,8 @@ def format_tables(objects: Objects, split: str) -> str:
 def write_davis(objects: Sequence[ObjectScores], output: str | Path, split: str) -> list[Path]:
     """The official CSVs and ``per-sequence_results-<split>.png`` (J&F bars per object)."""
     figure = figures.davis_sequences(objects, f"DAVIS {split}: J&F per object")
-    return write_files({**csv_files(objects, output, split), Path(output) / f"per-sequence_results-{split}.png": figure})
+    png = Path(output) / f"per-sequence_results-{split}.png"
+    return write_files({**csv_files(objects, output, split), png: figure})
 
 
 def write_vost(objects: Sequence[VOSTObject], output: str | Path, split: str) -> list[Path]:

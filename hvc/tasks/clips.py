@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -41,41 +41,33 @@ SCORES = {"jhmdb": (f"{PCK_NAME}.csv", f"{PCK_NAME}.png"), "vip": (f"{VIP_NAME}.
 VOS_SCORES = ("global_results-*.csv", "per-sequence_results-*.csv", "per-sequence_results-*.png")
 
 Labels = tuple[Optional[Tensor], Optional[Tensor]]  # (ids [H, W] int, soft labels [K, h, w] float): either None
-Writer = Union[IndexedPngWriter, KeypointWriter, ClassIdWriter]
-
-
-class Clip(Protocol):
-    """One clip (a sequence, a video) of a benchmark."""
-
-    name: str
-    video: Union[VideoSequence, JHMDBVideo, VIPVideo]  # .frames: the frames propagated through, in order
-    outputs: Outputs  # where its finished files go
-
-    def check(self) -> None:
-        """Read what the clip starts from; DatasetError naming the file if it is bad. Called for
-        every clip before anything is written, so bad input leaves no partial output."""
-
-    def labels_at(self, t: int, frames: FrameDataset, emb: Tensor) -> Labels:
-        """The labels frame t adds (``emb``: its features [C, h, w]); ids seen before are not corrected."""
-
-    def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> Writer:
-        """The writer of ``outputs.files`` into ``folder`` (the clip's staging folder)."""
 
 
 @dataclass(frozen=True)
-class VOSClip:
-    """A DAVIS / YouTube-VOS / VOST sequence: annotated id maps in, indexed PNGs of ``video.outputs`` out."""
+class Clip:
+    """One clip (a sequence, a video) of a benchmark. ``video.frames``: the frames propagated through, in order;
+    ``outputs``: where its finished files go; ``labels_at(t, frames, emb)``: the labels frame t adds (``emb``: its
+    features [C, h, w]), ids seen before are not corrected; ``writer(frames, folder, vis)``: the writer of
+    ``outputs.files`` into ``folder`` (the clip's staging folder)."""
 
-    video: VideoSequence
-    outputs: Outputs
-    num_classes: int
+    video: Union[VideoSequence, JHMDBVideo, VIPVideo]
 
     @property
     def name(self) -> str:
         return self.video.name
 
     def check(self) -> None:
-        """The sequence reader checked it."""
+        """Read what the clip starts from; DatasetError naming the file if it is bad. Called for every clip
+        before anything is written, so bad input leaves no partial output (VOS: the sequence reader checked it)."""
+
+
+@dataclass(frozen=True)
+class VOSClip(Clip):
+    """A DAVIS / YouTube-VOS / VOST sequence: annotated id maps in, indexed PNGs of ``video.outputs`` out."""
+
+    video: VideoSequence
+    outputs: Outputs
+    num_classes: int
 
     def labels_at(self, t: int, frames: FrameDataset, emb: Tensor) -> Labels:
         """The id map annotated at frame t (None if none), its ids checked against ``prop.num_classes``."""
@@ -102,22 +94,11 @@ def vos_outputs(out: Path, dataset: str, seq: VideoSequence) -> Outputs:
 
 
 @dataclass(frozen=True)
-class _VideoUnder:
-    """What the JHMDB and VIP clips share: their video and the output folder, named by the video."""
-
-    video: Union[JHMDBVideo, VIPVideo]
-    out: Path
-
-    @property
-    def name(self) -> str:
-        return self.video.name
-
-
-@dataclass(frozen=True)
-class JHMDBClip(_VideoUnder):
+class JHMDBClip(Clip):
     """A JHMDB clip: joints of frame 0 in, ``<out>/<class>/<video>.npz`` out."""
 
     video: JHMDBVideo
+    out: Path
 
     @property
     def outputs(self) -> Outputs:
@@ -144,10 +125,11 @@ class JHMDBClip(_VideoUnder):
 
 
 @dataclass(frozen=True)
-class VIPClip(_VideoUnder):
+class VIPClip(Clip):
     """A VIP video (its annotated frames): class ids of the first in, ``<out>/<video>/<frame>.png`` out."""
 
     video: VIPVideo
+    out: Path
 
     @property
     def outputs(self) -> Outputs:

@@ -89,18 +89,6 @@ def video_table(objects: Sequence[ObjectScores]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=VIDEO_COLUMNS)
 
 
-def summary_text(objects: Sequence[ObjectScores]) -> str:
-    """The DAVIS tables (mean over objects, per object), then the per-video table."""
-    return "\n".join([format_tables(objects, LABEL), "", "---------- Per video ----------",
-                      table_text(video_table(objects))])
-
-
-def write_tables(objects: Sequence[ObjectScores], output: Path) -> list[Path]:
-    """global_results-own.csv, per-sequence_results-own.csv (per object) and per-video_results-own.csv."""
-    return write_files({**csv_files(objects, output, LABEL),
-                        output / f"per-video_results-{LABEL}.csv": csv_text(video_table(objects))})
-
-
 def requested(argv: Sequence[str]) -> bool:
     """Whether an ``eval_metrics.py`` command line asks for this mode (it names --pred or --gt)."""
     return any(a in ("--pred", "--gt") or a.startswith(("--pred=", "--gt=")) for a in argv)
@@ -121,7 +109,10 @@ def main(argv: Sequence[str]) -> int:
     if args.output is not None:
         writable_dir(args.output, "--output")  # before the evaluation, not after it
     objects = evaluate_folders(args.pred, args.gt, args.videos, args.workers)
-    print(summary_text(objects))
+    per_video = video_table(objects)  # printed and written after the DAVIS tables (mean over objects, per object)
+    print("\n".join([format_tables(objects, LABEL), "", "---------- Per video ----------", table_text(per_video)]))
     if args.output is not None:
-        print("\nwrote " + ", ".join(str(p) for p in write_tables(objects, args.output)))
+        files = csv_files(objects, args.output, LABEL)
+        files[args.output / f"per-video_results-{LABEL}.csv"] = csv_text(per_video)
+        print("\nwrote " + ", ".join(str(p) for p in write_files(files)))
     return 0

@@ -1,8 +1,6 @@
-"""What each benchmark of ``test.py`` starts from and writes: its clips (docs/tasks.md).
-
-One driver, :func:`hvc.inference.run_inference`, propagates every benchmark; a clip tells it what
-differs: which frames, the labels that start it (:meth:`labels_at`), where its finished files go
-(``outputs``, :mod:`hvc.completion`) and their writer (:mod:`hvc.tasks.writers`).
+"""What each benchmark of ``test.py`` starts from and writes: its clips (docs/tasks.md). One driver,
+:func:`hvc.inference.run_inference`, propagates every benchmark; a clip tells it what differs: which frames, the
+labels that start it, where its finished files go (:mod:`hvc.completion`) and their writer (:mod:`hvc.tasks.writers`).
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from hvc.exports.overlay import SequenceVisualizer
 from hvc.metrics.report import PCK_NAME, VIP_NAME
 from hvc.metrics.pck import default_list
 from hvc.tasks.pose import feature_coords, joint_label_maps
-from hvc.tasks.writers import ClassIdWriter, IndexedPngWriter, KeypointWriter
+from hvc.tasks.writers import KeypointWriter, LabelPngWriter
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +82,9 @@ class VOSClip(Clip):
                                f"(ids 0..{self.num_classes - 1}); raise prop.num_classes")
         return torch.from_numpy(ids), None
 
-    def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> IndexedPngWriter:
-        return IndexedPngWriter(folder, self.video, frames.size, vis)
+    def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> LabelPngWriter:
+        seq = self.video
+        return LabelPngWriter(folder, {t: seq.frame_name(t) for t in seq.outputs}, frames.size, True, vis, seq.frames)
 
 
 def vos_outputs(out: Path, dataset: str, seq: VideoSequence) -> Outputs:
@@ -157,8 +156,8 @@ class VIPClip(Clip):
         onehot = ids[None] == np.arange(VIP_CLASSES, dtype=ids.dtype)[:, None, None]  # 255 matches none
         return None, torch.from_numpy(onehot.astype(np.float32)).to(emb.device)
 
-    def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> ClassIdWriter:
-        return ClassIdWriter(folder, self.video.frame_names(), frames.size)
+    def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> LabelPngWriter:
+        return LabelPngWriter(folder, dict(enumerate(self.video.frame_names())), frames.size, palette=False)
 
 
 def load_clips(cfg: TestConfig, out: Path) -> list[Clip]:

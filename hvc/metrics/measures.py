@@ -30,8 +30,7 @@ def boundary_map(mask: np.ndarray, at_bottom: bool = True, at_right: bool = True
 
     ``at_bottom`` / ``at_right`` say whether the last row / column of ``mask`` is the image's
     (False for a crop that has a zero row / column beyond it in the image).
-    mask: [H, W] bool. Returns: [H, W] bool.
-    """
+    mask: [H, W] bool. Returns: [H, W] bool."""
     right = np.zeros_like(mask)
     below = np.zeros_like(mask)
     diag = np.zeros_like(mask)

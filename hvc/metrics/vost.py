@@ -3,7 +3,6 @@ on the annotated frames, J only, ids above the object count truncated (docs/task
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ class VOSTObject(ObjectJ):
     @property
     def last_start(self) -> int:
         """First index of the last quarter: floor(0.75 T)."""
-        return int(math.floor(len(self.J) * LAST_FRACTION))
+        return int(len(self.J) * LAST_FRACTION)
 
     @property
     def j_last_stats(self) -> Statistics:

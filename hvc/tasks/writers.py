@@ -4,7 +4,6 @@ folder; ``close`` ends the clip (:mod:`hvc.completion`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -57,9 +56,8 @@ class KeypointWriter:
     joint coordinates at feature resolution and, at ``close``, saves the clip's [2, J, T] array
     as ``path`` with the label-map size (:func:`hvc.data.keypoints.save_keypoints`)."""
 
-    def __init__(self, path: str | os.PathLike, num_frames: int):
-        self.path = Path(path)
-        self.num_frames = num_frames
+    def __init__(self, path: Path, num_frames: int):
+        self.path, self.num_frames = path, num_frames
         self.coords: list[np.ndarray] = []  # per frame: [2, J] (x row 0, y row 1), -1 = lost
         self.feature_wh: tuple[int, int] | None = None
 

@@ -31,15 +31,12 @@ from hvc.metrics.parallel import map_sequences
 from hvc.metrics.report import csv_files, csv_text, format_tables, table_text, write_files
 
 LABEL = "own"  # the "split" of the tables and CSV names: global_results-own.csv, ...
-VIDEO_COLUMNS = ["Video", "J&F-Mean", "J-Mean", "F-Mean", "Objects"]
 
 
 def is_binary(gt_dir: Path) -> bool:
-    """Whether a video's ground truth is 0/255 single-object masks: its first frame (in name
-    order) is greyscale with no value but 0 and 255."""
-    first = min(gt_dir.glob("*.png"), default=None)
-    if first is None:
-        return False
+    """Whether a video's ground truth (a folder holding PNGs) is 0/255 single-object masks: its first frame
+    (in name order) is greyscale with no value but 0 and 255."""
+    first = min(gt_dir.glob("*.png"))
     try:
         with Image.open(first) as im:
             return im.mode in ("L", "1") and set(np.unique(np.array(im.convert("L"))).tolist()) <= {0, 255}
@@ -86,7 +83,7 @@ def video_table(objects: Sequence[ObjectScores]) -> pd.DataFrame:
         mine = [o for o in objects if o.sequence == video]
         j, f = np.mean([o.j_stats.mean for o in mine]), np.mean([o.f_stats.mean for o in mine])
         rows.append((video, (j + f) / 2, j, f, len(mine)))
-    return pd.DataFrame(rows, columns=VIDEO_COLUMNS)
+    return pd.DataFrame(rows, columns=["Video", "J&F-Mean", "J-Mean", "F-Mean", "Objects"])
 
 
 def requested(argv: Sequence[str]) -> bool:

@@ -97,18 +97,14 @@ def write_vost(objects: Sequence[VOSTObject], output: str | Path, split: str) ->
                         Path(output) / f"per-frame_J-{split}.png": figure})
 
 
-def pck_table(result: PCKResult) -> pd.DataFrame:
-    """One row per threshold: PCK (%) of each joint, then their mean."""
-    table = pd.DataFrame(result.table(), columns=[*JOINT_NAMES, "Mean"])
-    table.insert(0, "Threshold", result.thresholds)
-    return table
-
-
 def write_jhmdb(result: PCKResult, output: str | Path, n_videos: int) -> list[Path]:
-    """``pck_results.csv`` (thresholds x joints + mean) and ``pck_results.png`` (PCK curves)."""
+    """``pck_results.csv`` (a row per threshold: its PCK (%) per joint, then their mean) and ``pck_results.png``
+    (PCK curves)."""
     output = Path(output)
     figure = figures.pck_curves(result, JOINT_NAMES, f"JHMDB: PCK per joint ({n_videos} video(s))")
-    return write_files({output / f"{PCK_NAME}.csv": csv_text(pck_table(result)), output / f"{PCK_NAME}.png": figure})
+    table = pd.DataFrame(result.table(), columns=[*JOINT_NAMES, "Mean"])
+    table.insert(0, "Threshold", result.thresholds)
+    return write_files({output / f"{PCK_NAME}.csv": csv_text(table), output / f"{PCK_NAME}.png": figure})
 
 
 def jhmdb_summary(result: PCKResult, n_videos: int) -> str:

@@ -31,8 +31,9 @@ def global_table(objects: Objects) -> pd.DataFrame:
     """One row: every statistic of every measure (J and F, or VOST's J and J_last) averaged over objects (not
     sequences), np.mean over Python lists in table order as officially: the printed 3rd decimal depends on
     the summation order at exact halves. DAVIS's row starts with J&F-Mean, the mean of J-Mean and F-Mean."""
-    measures = list(objects[0].stats)
-    row = [np.mean([getattr(o.stats[m], field) for o in objects]) for m in measures for field in Statistics._fields]
+    stats = [o.stats for o in objects]
+    measures = list(stats[0])
+    row = [np.mean([getattr(s[m], field) for s in stats]) for m in measures for field in Statistics._fields]
     columns = [f"{m}-{field.capitalize()}" for m in measures for field in Statistics._fields]
     if measures == ["J", "F"]:
         row, columns = [(row[0] + row[3]) / 2.0, *row], ["J&F-Mean", *columns]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -43,8 +43,7 @@ class VOSTObject(ObjectJ):
         return {"J": self.j_stats, "J_last": self.j_last_stats}
 
 
-@dataclass(frozen=True)
-class VOSTSequenceScores:
+class VOSTSequenceScores(NamedTuple):
     objects: list[VOSTObject]
     truncated: Optional[str]  # why ids were truncated, None if they were not
 

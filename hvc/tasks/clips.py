@@ -84,7 +84,8 @@ class VOSClip(Clip):
 
     def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> LabelPngWriter:
         seq = self.video
-        return LabelPngWriter(folder, {t: seq.frame_name(t) for t in seq.outputs}, frames.size, True, vis, seq.frames)
+        names = {t: seq.frame_name(t) for t in seq.outputs}
+        return LabelPngWriter(folder, names, frames.size, palette=True, vis=vis, images=seq.frames)
 
 
 def vos_outputs(out: Path, dataset: str, seq: VideoSequence) -> Outputs:

@@ -34,9 +34,8 @@ def gaussian_heatmap(point_xy: tuple[float, float], map_hw: tuple[int, int], sig
     centre = size // 2
     kernel = np.exp(-((grid[None, :] - centre) ** 2 + (grid[:, None] - centre) ** 2) / (2 * sigma**2))
     # The pasted part: kernel columns [max(0, -left), min(right, w) - left), same for rows.
-    out[max(0, top):min(bottom, h), max(0, left):min(right, w)] = kernel[
-        max(0, -top):min(bottom, h) - top, max(0, -left):min(right, w) - left
-    ]
+    out[max(0, top):min(bottom, h), max(0, left):min(right, w)] = kernel[max(0, -top):min(bottom, h) - top,
+                                                                         max(0, -left):min(right, w) - left]
     return out
 
 

@@ -38,7 +38,7 @@ from hvc.data.keypoints import load_keypoints
 from hvc.tasks.pose import decode_keypoints, feature_coords, joint_label_maps
 from hvc.inference import run_inference
 from hvc.distributed import ShardSpec
-from hvc.tasks.writers import ClassIdWriter, KeypointWriter
+from hvc.tasks.writers import KeypointWriter, LabelPngWriter
 from helpers.task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,7 +229,7 @@ def _interrupt_in_second_clip(monkeypatch) -> None:
     """Stop the run at the second frame of its second clip (VIP has then written its first frame)."""
     seen: list = []
     frames = [0]
-    for cls in (KeypointWriter, ClassIdWriter):
+    for cls in (KeypointWriter, LabelPngWriter):
         def add(self, t, soft, real=cls.add):
             if not seen or seen[-1] is not self:
                 seen.append(self)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hvc.metrics.vost import TruncatedIdsWarning, csv_texts, evaluate, raw_results
+from hvc.metrics.report import csv_files
+from hvc.metrics.vost import TruncatedIdsWarning, evaluate, raw_results
 from helpers.metrics_helpers import load_eval_metrics
 
 EXACT = 1e-9
@@ -41,7 +42,7 @@ def test_golden_raw_statistics_and_csvs(golden_dir: Path):
                                            err_msg=f"{method} {measure} {key}")
             for name, value in expected[measure]["M_per_object"].items():
                 assert abs(ours[measure]["M_per_object"][name] - value) <= EXACT, (method, measure, name)
-        for name, text in zip(CSVS, csv_texts(objects)):
+        for name, text in zip(CSVS, csv_files(objects, ".", "val").values()):
             assert text == (root / "expected" / method / name).read_text(), f"{method}/{name}"
 
 

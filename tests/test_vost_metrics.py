@@ -10,7 +10,8 @@ import pytest
 
 from hvc.data.palette import save_indexed_png
 from hvc.metrics import MetricsError
-from hvc.metrics.vost import TruncatedIdsWarning, csv_texts, evaluate, evaluate_sequence
+from hvc.metrics.report import csv_files
+from hvc.metrics.vost import TruncatedIdsWarning, evaluate, evaluate_sequence
 
 SEQ = "bend"
 ANNOTATED = ("00000", "00005", "00010", "00015", "00020", "00025")  # sparse, every 5th frame
@@ -93,7 +94,7 @@ def test_hand_built_sequence(tmp_path: Path):
     # Global = mean over the 2 objects: J-Mean (1/2 + 5/8)/2 = 0.5625, printed "0.562" (printf
     # rounds the exact binary half to even); J-Recall 1/2; J-Decay (1/3 + 1/4)/2 = 0.29166..;
     # J_last: Mean (2/3 + 0)/2 = 0.333.., Recall 1/2, Decay 0.
-    global_csv, sequence_csv = csv_texts(objects)
+    global_csv, sequence_csv = csv_files(objects, ".", "val").values()
     assert global_csv == ("J-Mean,J-Recall,J-Decay,J_last-Mean,J_last-Recall,J_last-Decay\n"
                           "0.562,0.500,0.292,0.333,0.500,0.000\n")
     assert sequence_csv == "Sequence,J-Mean,J_last-Mean\nbend_1,0.500,0.667\nbend_2,0.625,0.000\n"

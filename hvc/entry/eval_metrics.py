@@ -24,7 +24,7 @@ from hvc.apart import refuse_overlap
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, UsageError, entry_point
 from hvc.fileio import writable_dir
-from hvc.metrics import evaluate, folders, format_tables, outputs, pck, vip, vost
+from hvc.metrics import evaluate, folders, format_tables, pck, report, vip, vost
 
 TASKS = ("davis", "jhmdb", "vip", "vost")
 
@@ -69,20 +69,20 @@ def _run(args: argparse.Namespace) -> tuple[str, list]:
     """Evaluate, write the files, and return the summary to print and the written paths."""
     if args.task == "davis":
         objects = evaluate(args.davis_root, args.results, args.year, args.split, args.sequences, args.workers)
-        return format_tables(objects, args.split), outputs.write_davis(objects, args.output, args.split)
+        return format_tables(objects, args.split), report.write_davis(objects, args.output, args.split)
     if args.task == "jhmdb":
         videos = pck.evaluate(args.root, args.results, pck.default_list(args.root, args.list), args.videos)
         result = pck.pck(videos)
-        return outputs.jhmdb_summary(result, len(videos)), outputs.write_jhmdb(result, args.output, len(videos))
+        return report.jhmdb_summary(result, len(videos)), report.write_jhmdb(result, args.output, len(videos))
     if args.task == "vip":
         result = vip.evaluate_dataset(args.root, args.results, args.list, args.videos)
-        return outputs.vip_summary(result), outputs.write_vip(result, args.output)
+        return report.vip_summary(result), report.write_vip(result, args.output)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", vost.TruncatedIdsWarning)
         objects = vost.evaluate(args.root, args.results, args.split, args.sequences, args.workers)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    return vost.format_tables(objects, args.split), outputs.write_vost(objects, args.output, args.split)
+    return format_tables(objects, args.split), report.write_vost(objects, args.output, args.split)
 
 
 @entry_point

@@ -47,6 +47,11 @@ class ObjectScores(ObjectJ):
     def f_stats(self) -> Statistics:
         return db_statistics(self.F)
 
+    @property
+    def stats(self) -> dict[str, Statistics]:
+        """The measures of the official tables, in their order."""
+        return {"J": self.j_stats, "F": self.f_stats}
+
 
 def read_sequence_list(davis_root: Path, year: int, split: str) -> list[str]:
     """Sequence names listed in ``ImageSets/<year>/<split>.txt``, in file order."""
@@ -114,11 +119,10 @@ def check_sequence_folders(annotations: Path, results: Path, names: Sequence[str
 
 def evaluate(davis_root: str | Path, results: str | Path, year: int, split: str = "val",
              sequences: Optional[Iterable[str]] = None, workers: int = 1, progress: bool = True) -> list[ObjectScores]:
-    """Score a folder of ``<seq>/<frame>.png`` predictions against DAVIS ``year``/``split``.
-
-    sequences: names to evaluate instead of ``ImageSets/<year>/<split>.txt`` (kept in the given
-    order). workers: processes evaluating sequences in parallel (1 = in-process). Returns one
-    ObjectScores per object, in sequence then id order (the official tables'). Raises MetricsError."""
+    """Score a folder of ``<seq>/<frame>.png`` predictions against DAVIS ``year``/``split``. sequences: names to
+    evaluate instead of ``ImageSets/<year>/<split>.txt`` (kept in the given order). workers: processes evaluating
+    sequences in parallel (1 = in-process). Returns one ObjectScores per object, in sequence then id order (the
+    official tables'). Raises MetricsError."""
     if year not in YEARS:
         raise MetricsError(f"year must be one of {YEARS}, got {year!r}")
     davis_root, results = Path(davis_root), Path(results)

@@ -24,8 +24,10 @@ def _axes(width: float, height: float):
     return fig.add_subplot()
 
 
-def _png(ax, title: str, **legend) -> bytes:
-    """The figure of ``ax`` with its title and legend, as PNG bytes."""
+def _png(ax, title: str, ylabel: str, ymax: float = 1.05, **legend) -> bytes:
+    """The figure of ``ax`` with its title, y axis from 0 to ``ymax`` and legend, as PNG bytes."""
+    ax.set_ylim(0, ymax)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(**legend)
     buf = io.BytesIO()
@@ -47,9 +49,7 @@ def davis_sequences(objects: Sequence[ObjectScores], title: str) -> bytes:
     overall = (np.mean(j) + np.mean(f)) / 2  # the global J&F-Mean: J and F averaged over objects
     ax.axhline(overall, color="k", lw=1, ls="--", label=f"J&F-Mean {overall:.3f}")
     ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("score")
-    return _png(ax, title, fontsize=8, loc="lower right")
+    return _png(ax, title, "score", fontsize=8, loc="lower right")
 
 
 def pck_curves(result: PCKResult, joint_names: Sequence[str], title: str) -> bytes:
@@ -62,10 +62,8 @@ def pck_curves(result: PCKResult, joint_names: Sequence[str], title: str) -> byt
         ax.plot(result.thresholds, result.per_joint[:, j], marker=".", lw=1, color=colors[j], label=name)
     ax.plot(result.thresholds, result.mean, marker="o", lw=3, color="k", label="mean")
     ax.set_xlabel("threshold (fraction of 0.6 x the joints' box diagonal)")
-    ax.set_ylabel("PCK (%)")
-    ax.set_ylim(0, 102)
     ax.set_xticks(result.thresholds)
-    return _png(ax, title, fontsize=7, ncol=2, loc="lower right")
+    return _png(ax, title, "PCK (%)", 102, fontsize=7, ncol=2, loc="lower right")
 
 
 def vip_class_iou(result: VIPScores, title: str) -> bytes:
@@ -78,9 +76,7 @@ def vip_class_iou(result: VIPScores, title: str) -> bytes:
         ax.text(i, 0.02, "n/a", ha="center", fontsize=7, rotation=90)
     ax.axhline(result.mean_iou, color="k", lw=1, ls="--", label=f"mIoU {result.mean_iou:.3f}")
     ax.set_xticks(x, CLASS_NAMES, rotation=60, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("IoU")
-    return _png(ax, title, fontsize=8)
+    return _png(ax, title, "IoU", fontsize=8)
 
 
 def vost_j_by_position(objects: Sequence[VOSTObject], title: str, bins: int = 10) -> bytes:
@@ -98,7 +94,5 @@ def vost_j_by_position(objects: Sequence[VOSTObject], title: str, bins: int = 10
     ax.plot(centres, means, "o-", color="k", lw=2.5, label="mean over objects")
     ax.axvline(LAST_FRACTION, color="r", ls="--", lw=1, label="J_last: last quarter")
     ax.set_xlabel("relative frame position (evaluated frames)")
-    ax.set_ylabel("J (IoU)")
     ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.05)
-    return _png(ax, title, fontsize=8)
+    return _png(ax, title, "J (IoU)", fontsize=8)

@@ -28,18 +28,15 @@ from hvc.fileio import writable_dir
 from hvc.metrics.davis import ObjectScores, check_sequence_folders, evaluate_sequence
 from hvc.metrics.masks import MetricsError
 from hvc.metrics.parallel import map_sequences
-from hvc.metrics.report import csv_text, format_tables, global_table, sequence_table, table_text, write_files
+from hvc.metrics.report import csv_files, csv_text, format_tables, table_text, write_files
 
 LABEL = "own"  # the "split" of the tables and CSV names: global_results-own.csv, ...
-VIDEO_COLUMNS = ["Video", "J&F-Mean", "J-Mean", "F-Mean", "Objects"]
 
 
 def is_binary(gt_dir: Path) -> bool:
-    """Whether a video's ground truth is 0/255 single-object masks: its first frame (in name
-    order) is greyscale with no value but 0 and 255."""
-    first = min(gt_dir.glob("*.png"), default=None)
-    if first is None:
-        return False
+    """Whether a video's ground truth (a folder holding PNGs) is 0/255 single-object masks: its first frame
+    (in name order) is greyscale with no value but 0 and 255."""
+    first = min(gt_dir.glob("*.png"))
     try:
         with Image.open(first) as im:
             return im.mode in ("L", "1") and set(np.unique(np.array(im.convert("L"))).tolist()) <= {0, 255}
@@ -86,20 +83,7 @@ def video_table(objects: Sequence[ObjectScores]) -> pd.DataFrame:
         mine = [o for o in objects if o.sequence == video]
         j, f = np.mean([o.j_stats.mean for o in mine]), np.mean([o.f_stats.mean for o in mine])
         rows.append((video, (j + f) / 2, j, f, len(mine)))
-    return pd.DataFrame(rows, columns=VIDEO_COLUMNS)
-
-
-def summary_text(objects: Sequence[ObjectScores]) -> str:
-    """The DAVIS tables (mean over objects, per object), then the per-video table."""
-    return "\n".join([format_tables(objects, LABEL), "", "---------- Per video ----------",
-                      table_text(video_table(objects))])
-
-
-def write_tables(objects: Sequence[ObjectScores], output: Path) -> list[Path]:
-    """global_results-own.csv, per-sequence_results-own.csv (per object) and per-video_results-own.csv."""
-    return write_files({output / f"global_results-{LABEL}.csv": csv_text(global_table(objects)),
-                        output / f"per-sequence_results-{LABEL}.csv": csv_text(sequence_table(objects)),
-                        output / f"per-video_results-{LABEL}.csv": csv_text(video_table(objects))})
+    return pd.DataFrame(rows, columns=["Video", "J&F-Mean", "J-Mean", "F-Mean", "Objects"])
 
 
 def requested(argv: Sequence[str]) -> bool:
@@ -122,7 +106,10 @@ def main(argv: Sequence[str]) -> int:
     if args.output is not None:
         writable_dir(args.output, "--output")  # before the evaluation, not after it
     objects = evaluate_folders(args.pred, args.gt, args.videos, args.workers)
-    print(summary_text(objects))
+    per_video = video_table(objects)  # printed and written after the DAVIS tables (mean over objects, per object)
+    print("\n".join([format_tables(objects, LABEL), "", "---------- Per video ----------", table_text(per_video)]))
     if args.output is not None:
-        print("\nwrote " + ", ".join(str(p) for p in write_tables(objects, args.output)))
+        files = csv_files(objects, args.output, LABEL)
+        files[args.output / f"per-video_results-{LABEL}.csv"] = csv_text(per_video)
+        print("\nwrote " + ", ".join(str(p) for p in write_files(files)))
     return 0

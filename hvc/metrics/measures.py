@@ -13,9 +13,9 @@ import numpy as np
 BOUND_TH = 0.008  # boundary tolerance as a fraction of the image diagonal (official default)
 
 
-def boundary_radius(height: int, width: int, bound_th: float = BOUND_TH) -> int:
-    """Dilation radius in pixels: ceil(bound_th * image diagonal) (8 at 480x854)."""
-    return int(math.ceil(bound_th * math.hypot(height, width)))
+def boundary_radius(height: int, width: int) -> int:
+    """Dilation radius in pixels: ceil(BOUND_TH * image diagonal) (8 at 480x854)."""
+    return int(math.ceil(BOUND_TH * math.hypot(height, width)))
 
 
 @functools.lru_cache(maxsize=8)
@@ -30,8 +30,7 @@ def boundary_map(mask: np.ndarray, at_bottom: bool = True, at_right: bool = True
 
     ``at_bottom`` / ``at_right`` say whether the last row / column of ``mask`` is the image's
     (False for a crop that has a zero row / column beyond it in the image).
-    mask: [H, W] bool. Returns: [H, W] bool.
-    """
+    mask: [H, W] bool. Returns: [H, W] bool."""
     right = np.zeros_like(mask)
     below = np.zeros_like(mask)
     diag = np.zeros_like(mask)
@@ -48,28 +47,6 @@ def boundary_map(mask: np.ndarray, at_bottom: bool = True, at_right: bool = True
     return bmap
 
 
-def _f_from_counts(n_pred: int, n_gt: int, pred_hits: int, gt_hits: int) -> float:
-    """F from boundary pixel counts, with the official empty-boundary conventions."""
-    if n_pred == 0 and n_gt == 0:
-        return 1.0
-    if n_pred == 0 or n_gt == 0:  # precision or recall is 0: F = 0
-        return 0.0
-    precision = pred_hits / float(n_pred)
-    recall = gt_hits / float(n_gt)
-    if precision + recall == 0:
-        return 0.0
-    return 2 * precision * recall / (precision + recall)
-
-
-def _union_box(gt: np.ndarray, pred: np.ndarray) -> tuple[slice, slice] | None:
-    """Bounding box of gt | pred grown by one pixel and clipped, or None when both are empty."""
-    x, y, w, h = cv2.boundingRect((gt | pred).view(np.uint8))
-    if w == 0:
-        return None
-    height, width = gt.shape
-    return slice(max(y - 1, 0), min(y + h + 1, height)), slice(max(x - 1, 0), min(x + w + 1, width))
-
-
 def jaccard(gt: np.ndarray, pred: np.ndarray) -> float:
     """Region similarity J = |P & G| / |P | G| (official ``db_eval_iou``), 1 when both are empty.
     gt, pred: [H, W] bool of the same shape. Returns: a Python float."""
@@ -79,28 +56,28 @@ def jaccard(gt: np.ndarray, pred: np.ndarray) -> float:
     return np.count_nonzero(gt & pred) / float(union)
 
 
-def jf_scores(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> tuple[float, float]:
-    """J (IoU) and F (boundary F-measure, disk dilation of radius ceil(bound_th * diagonal)) of one
-    object in one frame. gt, pred: [H, W] bool. Returns: (J, F) as Python floats.
-    """
+def jf_scores(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """J (IoU) and F (boundary F-measure, disk dilation of radius ceil(BOUND_TH * diagonal)) of one
+    object in one frame, with the official empty-boundary conventions. gt, pred: [H, W] bool.
+    Returns: (J, F) as Python floats."""
     if gt.shape != pred.shape:
         raise ValueError(f"mask shapes differ: ground truth {gt.shape}, prediction {pred.shape}")
-    box = _union_box(gt, pred)
-    if box is None:
+    x, y, w, h = cv2.boundingRect((gt | pred).view(np.uint8))
+    if w == 0:  # both empty
         return 1.0, 1.0
-    rows, cols = box
-    g, p = gt[rows, cols], pred[rows, cols]
     height, width = gt.shape
-
-    j = jaccard(g, p)  # the crop holds every pixel of both masks
-
+    rows, cols = slice(max(y - 1, 0), min(y + h + 1, height)), slice(max(x - 1, 0), min(x + w + 1, width))
+    g, p = gt[rows, cols], pred[rows, cols]  # the crop holds every pixel of both masks, grown by one
     at_bottom, at_right = rows.stop == height, cols.stop == width
-    bg = boundary_map(g, at_bottom, at_right)
-    bp = boundary_map(p, at_bottom, at_right)
-    kernel = disk(boundary_radius(height, width, bound_th))
+    bg, bp = boundary_map(g, at_bottom, at_right), boundary_map(p, at_bottom, at_right)
+    n_gt, n_pred = np.count_nonzero(bg), np.count_nonzero(bp)
+    if n_gt == 0 or n_pred == 0:  # both (masks covering the image): F = 1; one: precision or recall is 0, F = 0
+        return float(jaccard(g, p)), 1.0 if n_gt == n_pred else 0.0
+    kernel = disk(boundary_radius(height, width))
     # cv2.dilate ignores pixels outside the array, so dilating the crop is exact.
     gt_dil = cv2.dilate(bg.view(np.uint8), kernel).view(bool)
     pred_dil = cv2.dilate(bp.view(np.uint8), kernel).view(bool)
-    f = _f_from_counts(n_pred=np.count_nonzero(bp), n_gt=np.count_nonzero(bg),
-                       pred_hits=np.count_nonzero(bp & gt_dil), gt_hits=np.count_nonzero(bg & pred_dil))
-    return float(j), float(f)
+    precision = np.count_nonzero(bp & gt_dil) / float(n_pred)
+    recall = np.count_nonzero(bg & pred_dil) / float(n_gt)
+    f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return float(jaccard(g, p)), float(f)

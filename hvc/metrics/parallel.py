@@ -13,7 +13,7 @@ T = TypeVar("T")
 def map_sequences(fn: Callable[..., T], jobs: Sequence[tuple], workers: int, desc: str, progress: bool) -> list[T]:
     """``[fn(*job) for job in jobs]``, in ``workers`` processes when above 1, in the order of ``jobs``.
     The first error a worker raises is re-raised here, message intact, and the remaining jobs cancelled."""
-    with tqdm(total=len(jobs), desc=desc, unit="seq", disable=not progress) as bar:
+    with tqdm(total=len(jobs), desc=desc, unit="seq", disable=not progress) as bar:  # closed before an error prints
         if workers <= 1 or len(jobs) <= 1:
             results = []
             for job in jobs:

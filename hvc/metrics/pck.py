@@ -95,11 +95,6 @@ def pck(videos: Sequence[PoseDistances], thresholds: Sequence[float] = THRESHOLD
     return PCKResult(tuple(float(t) for t in thresholds), table, mean, counts)
 
 
-def keypoint_path(results: Path, name: str) -> Path:
-    """Where the predictions of video ``<class>/<video>`` live: ``<results>/<class>/<video>.npz``."""
-    return results / f"{name}.npz"
-
-
 def default_list(root: str | Path, list_file: Optional[str | Path]) -> Optional[Path]:
     """The videos to score: ``list_file`` if given, else the official split files in ``<root>/splits``
     (split 1 test, the protocol's 268 videos) when present, else None (every video with a joints file)."""
@@ -122,7 +117,7 @@ def evaluate(root: str | Path, results: str | Path, list_file: Optional[str | Pa
         raise MetricsError(f"results folder {results} not found")
     scored = []
     for clip in clips:
-        path = keypoint_path(results, clip.name)
+        path = results / f"{clip.name}.npz"  # clip.name: <class>/<video>
         try:
             gt = clip.joints()
             keypoints = load_keypoints(path)

@@ -11,15 +11,12 @@ import numpy as np
 from PIL import Image
 
 from hvc.data.sequence import DatasetError
-from hvc.data.vip import LABELS_DIR, read_frame_list
+from hvc.data.vip import LABELS_DIR, NUM_CLASSES, read_frame_list
 from hvc.metrics.masks import MetricsError, read_label_png
 
-NUM_CLASSES = 20
-CLASS_NAMES = (
-    "background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants",
-    "gloves", "scarf", "skirt", "torso-skin", "face", "right-arm", "left-arm", "right-leg",
-    "left-leg", "right-shoe", "left-shoe",
-)
+CLASS_NAMES = ("background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants", "gloves",
+               "scarf", "skirt", "torso-skin", "face", "right-arm", "left-arm", "right-leg", "left-leg", "right-shoe",
+               "left-shoe")
 
 
 @dataclass(frozen=True)
@@ -36,15 +33,15 @@ class VIPScores:
     class_iou: np.ndarray  # [C] float64
 
 
-def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+def confusion_matrix(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Pixel counts by (ground-truth class, predicted class); ground truth outside [0, C) is skipped.
     gt, pred: [H, W] integer class ids of the same shape, pred in [0, C). Returns: [C, C] int64."""
-    keep = (gt >= 0) & (gt < num_classes)
-    codes = num_classes * gt[keep].astype(np.int64) + pred[keep].astype(np.int64)
-    return np.bincount(codes, minlength=num_classes**2).reshape(num_classes, num_classes)
+    keep = (gt >= 0) & (gt < NUM_CLASSES)
+    codes = NUM_CLASSES * gt[keep].astype(np.int64) + pred[keep].astype(np.int64)
+    return np.bincount(codes, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
 
 
-def scores(confusion: np.ndarray, frames: int = 0) -> VIPScores:
+def scores(confusion: np.ndarray, frames: int) -> VIPScores:
     """Accuracy, mean accuracy, mean IoU and fwavacc of a summed confusion matrix (float64,
     in the official order of operations)."""
     hist = np.asarray(confusion, dtype=np.float64)
@@ -65,15 +62,15 @@ def _nanmean(values: np.ndarray) -> float:
     return float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
 
 
-def read_prediction(path: Path, size_hw: tuple[int, int], num_classes: int = NUM_CLASSES) -> np.ndarray:
+def read_prediction(path: Path, size_hw: tuple[int, int]) -> np.ndarray:
     """Class ids [H, W] uint8 of a predicted frame (greyscale values or palette indices), resized
-    (nearest) to the ground truth's size. Raises MetricsError naming the file on an id >= num_classes."""
+    (nearest) to the ground truth's size. Raises MetricsError naming the file on an id >= NUM_CLASSES."""
     ids = read_label_png(path)
     if ids.shape != tuple(size_hw):
         ids = np.asarray(Image.fromarray(ids).resize((size_hw[1], size_hw[0]), Image.NEAREST))
     top = int(ids.max())
-    if top >= num_classes:
-        raise MetricsError(f"{path}: class id {top} outside 0..{num_classes - 1}")
+    if top >= NUM_CLASSES:
+        raise MetricsError(f"{path}: class id {top} outside 0..{NUM_CLASSES - 1}")
     return ids
 
 
@@ -85,8 +82,8 @@ def frames_of(annotations: Path) -> dict[str, list[str]]:
     return {v: f for v, f in found.items() if f}
 
 
-def evaluate(annotations: str | Path, results: str | Path, frames: Optional[dict[str, Sequence[str]]] = None,
-             num_classes: int = NUM_CLASSES) -> VIPScores:
+def evaluate(annotations: str | Path, results: str | Path,
+             frames: Optional[dict[str, Sequence[str]]] = None) -> VIPScores:
     """Score ``<results>/<video>/<frame>.png`` against ``<annotations>/<video>/<frame>.png``; frames:
     video -> frame names to score (default: every annotated frame, the first one included, as the
     official script scores every prediction it finds), each needing its prediction. Raises MetricsError."""
@@ -96,17 +93,15 @@ def evaluate(annotations: str | Path, results: str | Path, frames: Optional[dict
         raise MetricsError(f"no annotated frame to score under {annotations}")
     if not results.is_dir():
         raise MetricsError(f"results folder {results} not found")
-    total = np.zeros((num_classes, num_classes), dtype=np.int64)
-    count = 0
+    total = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     for video, names in frames.items():
         for frame in names:
             gt = read_label_png(annotations / video / f"{frame}.png")
             pred_path = results / video / f"{frame}.png"
             if not pred_path.is_file():
                 raise MetricsError(f"video {video!r}: missing prediction for frame {frame} ({pred_path})")
-            total += confusion_matrix(gt, read_prediction(pred_path, gt.shape, num_classes), num_classes)
-            count += 1
-    return scores(total, count)
+            total += confusion_matrix(gt, read_prediction(pred_path, gt.shape))
+    return scores(total, sum(len(names) for names in frames.values()))
 
 
 def evaluate_dataset(root: str | Path, results: str | Path, list_file: Optional[str | Path] = None,

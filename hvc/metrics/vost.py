@@ -3,26 +3,21 @@ on the annotated frames, J only, ids above the object count truncated (docs/task
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 
 from hvc.metrics.davis import ObjectJ, check_sequence_folders, count_objects, read_frame
 from hvc.metrics.masks import MetricsError
 from hvc.metrics.measures import jaccard
 from hvc.names import read_name_list
 from hvc.metrics.parallel import map_sequences
-from hvc.metrics.report import csv_text, mean_statistics, results_text
 from hvc.metrics.statistics import Statistics, db_statistics
 
 LAST_FRACTION = 0.75  # J_last: the frames from floor(0.75 n) on
-GLOBAL_COLUMNS = ["J-Mean", "J-Recall", "J-Decay", "J_last-Mean", "J_last-Recall", "J_last-Decay"]
-SEQUENCE_COLUMNS = ["Sequence", "J-Mean", "J_last-Mean"]
 
 
 class TruncatedIdsWarning(UserWarning):
@@ -36,15 +31,19 @@ class VOSTObject(ObjectJ):
     @property
     def last_start(self) -> int:
         """First index of the last quarter: floor(0.75 T)."""
-        return int(math.floor(len(self.J) * LAST_FRACTION))
+        return int(len(self.J) * LAST_FRACTION)
 
     @property
     def j_last_stats(self) -> Statistics:
         return db_statistics(self.J[self.last_start:])
 
+    @property
+    def stats(self) -> dict[str, Statistics]:
+        """The measures of the official tables, in their order."""
+        return {"J": self.j_stats, "J_last": self.j_last_stats}
 
-@dataclass(frozen=True)
-class VOSTSequenceScores:
+
+class VOSTSequenceScores(NamedTuple):
     objects: list[VOSTObject]
     truncated: Optional[str]  # why ids were truncated, None if they were not
 
@@ -98,34 +97,15 @@ def evaluate(root: str | Path, results: str | Path, split: str = "val", sequence
     return objects
 
 
-def global_table(objects: Sequence[VOSTObject]) -> pd.DataFrame:
-    """One row: J and J_last statistics averaged over objects (np.mean of lists, as officially)."""
-    row = mean_statistics([o.j_stats for o in objects]) + mean_statistics([o.j_last_stats for o in objects])
-    return pd.DataFrame([row], columns=GLOBAL_COLUMNS)
-
-
-def sequence_table(objects: Sequence[VOSTObject]) -> pd.DataFrame:
-    """One row per object, ``<sequence>_<id>``: J-Mean and J_last-Mean."""
-    return pd.DataFrame([(o.name, o.j_stats.mean, o.j_last_stats.mean) for o in objects], columns=SEQUENCE_COLUMNS)
-
-
 def raw_results(objects: Sequence[VOSTObject]) -> dict:
     """The official ``metrics_res`` dictionary (M, R, D lists and per-object means for J and
     J_last) plus the per-frame J of every object."""
     out: dict = {}
-    for key, attr in (("J", "j_stats"), ("J_last", "j_last_stats")):
-        stats = [getattr(o, attr) for o in objects]
+    for key in ("J", "J_last"):
+        stats = [o.stats[key] for o in objects]
         out[key] = {"M": [s.mean for s in stats], "R": [s.recall for s in stats], "D": [s.decay for s in stats],
                     "M_per_object": {o.name: s.mean for o, s in zip(objects, stats)}}
     out["per_frame"] = {o.name: {"frames": list(o.frames), "J": o.J.tolist(), "last_start": o.last_start}
                         for o in objects}
     return out
 
-
-def csv_texts(objects: Sequence[VOSTObject]) -> tuple[str, str]:
-    """The official ``global_results`` and ``per-sequence_results`` CSV contents."""
-    return csv_text(global_table(objects)), csv_text(sequence_table(objects))
-
-
-def format_tables(objects: Sequence[VOSTObject], split: str) -> str:
-    return results_text(global_table(objects), sequence_table(objects), split)

@@ -1,8 +1,6 @@
-"""What each benchmark of ``test.py`` starts from and writes: its clips (docs/tasks.md).
-
-One driver, :func:`hvc.inference.run_inference`, propagates every benchmark; a clip tells it what
-differs: which frames, the labels that start it (:meth:`labels_at`), where its finished files go
-(``outputs``, :mod:`hvc.completion`) and their writer (:mod:`hvc.tasks.writers`).
+"""What each benchmark of ``test.py`` starts from and writes: its clips (docs/tasks.md). One driver,
+:func:`hvc.inference.run_inference`, propagates every benchmark; a clip tells it what differs: which frames, the
+labels that start it, where its finished files go (:mod:`hvc.completion`) and their writer (:mod:`hvc.tasks.writers`).
 """
 
 from __future__ import annotations
@@ -10,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -27,55 +25,47 @@ from hvc.data.vos import (YTVOS_DATASETS, DatasetError, FrameDataset, VideoSeque
                           load_sequences, read_label_map)
 from hvc.data.sequence import image_size
 from hvc.exports.overlay import SequenceVisualizer
-from hvc.metrics.outputs import PCK_NAME, VIP_NAME
+from hvc.metrics.report import PCK_NAME, VIP_NAME
 from hvc.metrics.pck import default_list
 from hvc.tasks.pose import feature_coords, joint_label_maps
-from hvc.tasks.writers import ClassIdWriter, IndexedPngWriter, KeypointWriter
+from hvc.tasks.writers import KeypointWriter, LabelPngWriter
 
 log = logging.getLogger(__name__)
 
 TASKS = ("jhmdb", "vip")  # soft labels in, their own files out; every other dataset is VOS
 CHANNELS = {"jhmdb": 1 + NUM_JOINTS, "vip": VIP_CLASSES}  # label channels = prop.num_classes
-# What eval_metrics.py writes next to the results (hvc/metrics/outputs.py): stale once they change.
+# What eval_metrics.py writes next to the results (hvc/metrics/report.py): stale once they change.
 SCORES = {"jhmdb": (f"{PCK_NAME}.csv", f"{PCK_NAME}.png"), "vip": (f"{VIP_NAME}.json", f"{VIP_NAME}.png")}
 VOS_SCORES = ("global_results-*.csv", "per-sequence_results-*.csv", "per-sequence_results-*.png")
 
 Labels = tuple[Optional[Tensor], Optional[Tensor]]  # (ids [H, W] int, soft labels [K, h, w] float): either None
-Writer = Union[IndexedPngWriter, KeypointWriter, ClassIdWriter]
-
-
-class Clip(Protocol):
-    """One clip (a sequence, a video) of a benchmark."""
-
-    name: str
-    video: Union[VideoSequence, JHMDBVideo, VIPVideo]  # .frames: the frames propagated through, in order
-    outputs: Outputs  # where its finished files go
-
-    def check(self) -> None:
-        """Read what the clip starts from; DatasetError naming the file if it is bad. Called for
-        every clip before anything is written, so bad input leaves no partial output."""
-
-    def labels_at(self, t: int, frames: FrameDataset, emb: Tensor) -> Labels:
-        """The labels frame t adds (``emb``: its features [C, h, w]); ids seen before are not corrected."""
-
-    def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> Writer:
-        """The writer of ``outputs.files`` into ``folder`` (the clip's staging folder)."""
 
 
 @dataclass(frozen=True)
-class VOSClip:
-    """A DAVIS / YouTube-VOS / VOST sequence: annotated id maps in, indexed PNGs of ``video.outputs`` out."""
+class Clip:
+    """One clip (a sequence, a video) of a benchmark. ``video.frames``: the frames propagated through, in order;
+    ``outputs``: where its finished files go; ``labels_at(t, frames, emb)``: the labels frame t adds (``emb``: its
+    features [C, h, w]), ids seen before are not corrected; ``writer(frames, folder, vis)``: the writer of
+    ``outputs.files`` into ``folder`` (the clip's staging folder)."""
 
-    video: VideoSequence
-    outputs: Outputs
-    num_classes: int
+    video: Union[VideoSequence, JHMDBVideo, VIPVideo]
 
     @property
     def name(self) -> str:
         return self.video.name
 
     def check(self) -> None:
-        """The sequence reader checked it."""
+        """Read what the clip starts from; DatasetError naming the file if it is bad. Called for every clip
+        before anything is written, so bad input leaves no partial output (VOS: the sequence reader checked it)."""
+
+
+@dataclass(frozen=True)
+class VOSClip(Clip):
+    """A DAVIS / YouTube-VOS / VOST sequence: annotated id maps in, indexed PNGs of ``video.outputs`` out."""
+
+    video: VideoSequence
+    outputs: Outputs
+    num_classes: int
 
     def labels_at(self, t: int, frames: FrameDataset, emb: Tensor) -> Labels:
         """The id map annotated at frame t (None if none), its ids checked against ``prop.num_classes``."""
@@ -92,8 +82,10 @@ class VOSClip:
                                f"(ids 0..{self.num_classes - 1}); raise prop.num_classes")
         return torch.from_numpy(ids), None
 
-    def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> IndexedPngWriter:
-        return IndexedPngWriter(folder, self.video, frames.size, vis)
+    def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> LabelPngWriter:
+        seq = self.video
+        names = {t: seq.frame_name(t) for t in seq.outputs}
+        return LabelPngWriter(folder, names, frames.size, palette=True, vis=vis, images=seq.frames)
 
 
 def vos_outputs(out: Path, dataset: str, seq: VideoSequence) -> Outputs:
@@ -102,22 +94,11 @@ def vos_outputs(out: Path, dataset: str, seq: VideoSequence) -> Outputs:
 
 
 @dataclass(frozen=True)
-class _VideoUnder:
-    """What the JHMDB and VIP clips share: their video and the output folder, named by the video."""
-
-    video: Union[JHMDBVideo, VIPVideo]
-    out: Path
-
-    @property
-    def name(self) -> str:
-        return self.video.name
-
-
-@dataclass(frozen=True)
-class JHMDBClip(_VideoUnder):
+class JHMDBClip(Clip):
     """A JHMDB clip: joints of frame 0 in, ``<out>/<class>/<video>.npz`` out."""
 
     video: JHMDBVideo
+    out: Path
 
     @property
     def outputs(self) -> Outputs:
@@ -144,10 +125,11 @@ class JHMDBClip(_VideoUnder):
 
 
 @dataclass(frozen=True)
-class VIPClip(_VideoUnder):
+class VIPClip(Clip):
     """A VIP video (its annotated frames): class ids of the first in, ``<out>/<video>/<frame>.png`` out."""
 
     video: VIPVideo
+    out: Path
 
     @property
     def outputs(self) -> Outputs:
@@ -175,8 +157,8 @@ class VIPClip(_VideoUnder):
         onehot = ids[None] == np.arange(VIP_CLASSES, dtype=ids.dtype)[:, None, None]  # 255 matches none
         return None, torch.from_numpy(onehot.astype(np.float32)).to(emb.device)
 
-    def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> ClassIdWriter:
-        return ClassIdWriter(folder, self.video.frame_names(), frames.size)
+    def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> LabelPngWriter:
+        return LabelPngWriter(folder, dict(enumerate(self.video.frame_names())), frames.size, palette=False)
 
 
 def load_clips(cfg: TestConfig, out: Path) -> list[Clip]:

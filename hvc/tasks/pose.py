@@ -1,7 +1,6 @@
 """Keypoints as label maps: the JHMDB pose-tracking codec of videowalk (``code/data/jhmdb.py``,
 ``code/utils/test_utils.py``), its quirks included, as the published PCK numbers were produced with
-them (docs/tasks.md, "Quirks of the reference code"). The keypoint file: hvc/data/keypoints.py.
-"""
+them (docs/tasks.md, "Quirks of the reference code"). The keypoint file: hvc/data/keypoints.py."""
 
 from __future__ import annotations
 
@@ -22,8 +21,7 @@ def gaussian_heatmap(point_xy: tuple[float, float], map_hw: tuple[int, int], sig
     ``draw_labelmap_np``: a (6σ+1)-wide kernel pasted with its upper-left corner at ``int(pt - 3σ)``
     (truncated toward zero; docs/tasks.md). A window that misses the map leaves it empty.
 
-    point_xy: (x, y) at feature resolution, may lie outside. map_hw: (h, w). Returns: [h, w] float64.
-    """
+    point_xy: (x, y) at feature resolution, may lie outside. map_hw: (h, w). Returns: [h, w] float64."""
     h, w = map_hw
     out = np.zeros((h, w), dtype=np.float64)
     x, y = float(point_xy[0]), float(point_xy[1])
@@ -36,9 +34,8 @@ def gaussian_heatmap(point_xy: tuple[float, float], map_hw: tuple[int, int], sig
     centre = size // 2
     kernel = np.exp(-((grid[None, :] - centre) ** 2 + (grid[:, None] - centre) ** 2) / (2 * sigma**2))
     # The pasted part: kernel columns [max(0, -left), min(right, w) - left), same for rows.
-    out[max(0, top):min(bottom, h), max(0, left):min(right, w)] = kernel[
-        max(0, -top):min(bottom, h) - top, max(0, -left):min(right, w) - left
-    ]
+    out[max(0, top):min(bottom, h), max(0, left):min(right, w)] = kernel[max(0, -top):min(bottom, h) - top,
+                                                                         max(0, -left):min(right, w) - left]
     return out
 
 
@@ -46,8 +43,7 @@ def joint_label_maps(points_xy: np.ndarray, map_hw: tuple[int, int], sigma: floa
     """The label maps of one frame: background (1 where no joint map reaches, as videowalk's) then one
     Gaussian per joint, in float32 as videowalk's label tensor holds them.
 
-    points_xy: [2, J] (x row 0, y row 1) at feature resolution. Returns: [J + 1, h, w] float32.
-    """
+    points_xy: [2, J] (x row 0, y row 1) at feature resolution. Returns: [J + 1, h, w] float32."""
     points_xy = np.asarray(points_xy, dtype=np.float64)
     if points_xy.ndim != 2 or points_xy.shape[0] != 2:
         raise ValueError(f"expected joints as [2, J] (x row, y row), got shape {points_xy.shape}")
@@ -62,8 +58,7 @@ def feature_coords(pos_img: np.ndarray, image_wh: tuple[int, int], input_wh: tup
     ``(pos - 1) * new_size / old_size / stride`` per axis, in that order of operations.
 
     pos_img: [2, J, T] (x row 0, y row 1). image_wh, input_wh: (width, height).
-    stride: feature stride (x, y) or one int. Returns: [2, J, T] float64.
-    """
+    stride: feature stride (x, y) or one int. Returns: [2, J, T] float64."""
     sx, sy = (stride, stride) if np.isscalar(stride) else stride
     coords = np.asarray(pos_img, dtype=np.float64) - 1
     coords[0] = coords[0] * float(input_wh[0]) / float(image_wh[0]) / sx
@@ -76,8 +71,7 @@ def decode_keypoints(maps: np.ndarray | "torch.Tensor", topk: int = TOPK) -> np.
     ``topk`` largest values, normalised to sum 1, weight their positions; a map summing to 0 is lost,
     (-1, -1). float32 and torch.topk over an [h*w, J] view as the official code, so ties resolve alike.
 
-    maps: [K, h, w], channel 0 the background. Returns: [2, K - 1] float32 at feature resolution (x row 0, y row 1).
-    """
+    maps: [K, h, w], channel 0 the background. Returns: [2, K - 1] float32 at feature resolution (x row 0, y row 1)."""
     import torch  # here, not at module level: the PCK scorer reads keypoint files without torch
 
     maps = torch.as_tensor(maps)

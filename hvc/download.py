@@ -3,9 +3,7 @@
     python -m hvc.download NAME [--root DIR] [--mirror URL] [--delete-archive]
     python -m hvc.download --list
 
-Items, resuming, checksums, what is never overwritten and safe unpacking: docs/download.md.
-Exit codes: docs/failure.md; a failed or interrupted transfer is an input error (3) and keeps the
-partial file for a rerun.
+Items, resuming, checksums, what is never overwritten, safe unpacking and exit codes: docs/download.md.
 """
 
 from __future__ import annotations
@@ -200,11 +198,8 @@ def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
 
 
 def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: bool = True) -> Fetched:
-    """``cache/<filename>``, downloaded (or resumed from ``cache/<filename>.part``) and verified.
-
-    An existing complete file is verified, not downloaded again; if it differs from the
-    published or recorded checksum, DownloadError: it is never overwritten.
-    """
+    """``cache/<filename>``, downloaded (or resumed from ``cache/<filename>.part``) and verified; an
+    existing one is verified, not downloaded again, and never overwritten (DownloadError if it differs)."""
     cache.mkdir(parents=True, exist_ok=True)
     final = cache / source.filename
     if final.is_file():
@@ -345,7 +340,8 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
         else:
             shutil.copyfile(got.path, target) if keep_archive else os.replace(got.path, target)
             result.written.append(target)
-    _derive_davis16_lists(item, root)
+    if item.name == "davis16":
+        _derive_davis16_lists(root)
     missing = [p for p in item.expect if not (root / p).exists()]
     if missing:
         raise InputError(f"{root}: after unpacking {item.name}, missing {', '.join(missing)}; the archive's layout "
@@ -356,11 +352,9 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
     return result
 
 
-def _derive_davis16_lists(item: Item, root: Path) -> None:
+def _derive_davis16_lists(root: Path) -> None:
     """DAVIS 2016 lists frames (``ImageSets/480p/val.txt``: "/JPEGImages/480p/<seq>/<frame>.jpg ...");
     the configs read sequence names from ``ImageSets/2016/val.txt``: written from it if absent."""
-    if item.name != "davis16":
-        return
     for split in ("train", "val"):
         src, dst = root / "DAVIS/ImageSets/480p" / f"{split}.txt", root / "DAVIS/ImageSets/2016" / f"{split}.txt"
         if src.is_file() and not dst.exists():

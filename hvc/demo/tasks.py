@@ -4,7 +4,6 @@ walking figure (joints, body parts) and a dough cut in two (docs/tasks.md "Synth
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from pathlib import Path
@@ -15,8 +14,6 @@ import numpy as np
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import panning_background, photos, save_image, texture_patch
 from hvc.fileio import atomic_path, atomic_write_text
-
-_photos = functools.lru_cache(maxsize=1)(photos)
 
 # VIP class ids (hvc.metrics.vip.CLASS_NAMES) of the figure's parts
 HAIR, UPPER_CLOTHES, PANTS, FACE = 2, 4, 8, 13
@@ -98,9 +95,9 @@ def render_figure_clip(num_frames: int, phase: int = 0, height: int = 240, width
     """The walking figure: frames [T, H, W, 3] uint8 RGB, VIP part ids [T, H, W] uint8 (0 background)
     and JHMDB joints [T, 15, 2] float64 (x, y) 0-based pixels."""
     size = int(round(height * 0.9))
-    textures = {cls: texture_patch(_photos()[name], size) for cls, name in PART_TEXTURES.items()}
+    textures = {cls: texture_patch(photos()[name], size) for cls, name in PART_TEXTURES.items()}
     frames, parts, joints = [], [], []
-    for t, frame in enumerate(panning_background(_photos()["rocket"], num_frames, height, width)):
+    for t, frame in enumerate(panning_background(photos()["rocket"], num_frames, height, width)):
         pts = figure_joints(t, num_frames, height, width, phase)
         label = np.zeros((height, width), np.uint8)
         # Textures ride with the figure: shift each part's photo so that it is anchored at the belly.
@@ -169,11 +166,11 @@ def render_vost_clip(num_frames: int = 31, height: int = 240, width: int = 320) 
 
     Returns frames [T, H, W, 3] uint8 and labels [T, H, W] uint8.
     """
-    dough_tex = cv2.resize(texture_patch(_photos()["coffee"], height), (width, height))
-    blade_tex = cv2.resize(texture_patch(_photos()["motorcycle_right"], height), (width, height))
+    dough_tex = cv2.resize(texture_patch(photos()["coffee"], height), (width, height))
+    blade_tex = cv2.resize(texture_patch(photos()["motorcycle_right"], height), (width, height))
     frames, labels = [], []
     cut_at = num_frames // 3
-    for t, frame in enumerate(panning_background(_photos()["hubble_deep_field"], num_frames, height, width)):
+    for t, frame in enumerate(panning_background(photos()["hubble_deep_field"], num_frames, height, width)):
         a = t / max(num_frames - 1, 1)
         label = np.zeros((height, width), np.uint8)
         cx, cy = 0.5 * width, 0.6 * height

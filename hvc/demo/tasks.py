@@ -27,12 +27,9 @@ SUBPIXEL = 4  # cv2 drawing with 4 fractional bits: shapes follow the exact join
 
 
 def figure_joints(t: int, num_frames: int, height: int, width: int, phase: int = 0) -> np.ndarray:
-    """The 15 JHMDB joints of the walking figure at frame t: [15, 2] (x, y) float64 pixels.
-
-    The belly walks from 35 % to 65 % of the width and bobs; arms and legs swing in
-    opposite phase, elbows and knees bend, so every joint moves differently. ``phase``
-    starts the walking cycle that many frames later (another clip).
-    """
+    """The 15 JHMDB joints of the walking figure at frame t: [15, 2] (x, y) float64 pixels. The belly
+    walks from 35 % to 65 % of the width and bobs, every joint moves differently; ``phase`` starts the
+    walking cycle that many frames later (another clip)."""
     s = height / 240.0  # the figure is designed for a 240-pixel-high frame
     a = t / max(num_frames - 1, 1)
     phase = 2 * math.pi * (t + phase) / 10.0
@@ -139,11 +136,9 @@ def _append_line(path: Path, line: str) -> None:
 
 
 def write_vip_clip(root: str | os.PathLike, video: str = "videos1", annotated: int = 5, every: int = 5) -> list[str]:
-    """Write one VIP-style video under the VIP folder ``root``: every frame as
-    ``Images/<video>/%012d.jpg`` (numbered from 1), class ids every ``every`` frames as
-    greyscale ``Annotations/Category_ids/<video>/%012d.png``, and its lines in
-    ``root/val_vip.txt`` (the paper's list format). Returns the annotated frame names.
-    """
+    """Write one VIP-style video under the VIP folder ``root``: every frame as ``Images/<video>/%012d.jpg``
+    (numbered from 1), class ids every ``every`` frames as greyscale ``Annotations/Category_ids/<video>/
+    %012d.png``, its lines in ``val_vip.txt`` (the paper's list format). Returns the annotated frame names."""
     root = Path(root)
     frames, parts, _ = render_figure_clip((annotated - 1) * every + 1)
     names = []
@@ -162,10 +157,8 @@ def write_vip_clip(root: str | os.PathLike, video: str = "videos1", annotated: i
 
 
 def render_vost_clip(num_frames: int = 31, height: int = 240, width: int = 320) -> tuple[np.ndarray, np.ndarray]:
-    """A dough (id 1) that stretches, is cut by a blade (id 2) and splits into two pieces.
-
-    Returns frames [T, H, W, 3] uint8 and labels [T, H, W] uint8.
-    """
+    """A dough (id 1) that stretches, is cut by a blade (id 2) and splits into two pieces: frames
+    [T, H, W, 3] uint8 and labels [T, H, W] uint8."""
     dough_tex = cv2.resize(texture_patch(photos()["coffee"], height), (width, height))
     blade_tex = cv2.resize(texture_patch(photos()["motorcycle_right"], height), (width, height))
     frames, labels = [], []

@@ -65,19 +65,14 @@ def _call(name: str, args: list[str]) -> None:
         raise DemoError(f"stage {name}: failed with exit code {code}: python {' '.join(args)}", code)
 
 
-def _cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
 @contextlib.contextmanager
 def _stage(stages: list[tuple[str, float, float]], name: str, title: str) -> Iterator[None]:
     """Print the banner ``title``, then time the block: (name, wall seconds, CPU seconds of the demo
-    and the entry points it ran) is appended to ``stages``."""
+    and the entry points it ran: user + system, children included) is appended to ``stages``."""
     _banner(title)
-    wall, cpu = time.perf_counter(), _cpu_seconds()
+    wall, cpu = time.perf_counter(), sum(os.times()[:4])
     yield
-    stages.append((name, time.perf_counter() - wall, _cpu_seconds() - cpu))
+    stages.append((name, time.perf_counter() - wall, sum(os.times()[:4]) - cpu))
 
 
 def format_timings(stages: list[tuple[str, float, float]]) -> str:

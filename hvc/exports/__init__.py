@@ -1,8 +1,5 @@
-"""Mask exports in the formats other tools read (``python -m hvc.segment --save``; formats and
-files: docs/segment.md). Not to be confused with :mod:`hvc.export` (an encoder from a checkpoint).
-
-The palette PNGs are what a run writes as it goes (and resumes from); the others are made
-from them in one pass after the last frame (:func:`export_masks`), every file atomically.
+"""Mask exports in the formats other tools read (``python -m hvc.segment --save``; formats and files:
+docs/segment.md), made from a run's palette PNGs after its last frame. Not :mod:`hvc.export` (encoders).
 """
 
 from __future__ import annotations
@@ -64,13 +61,12 @@ def remove_exports(output: Path, formats: Iterable[str] = FORMATS) -> None:
 def export_masks(formats: Sequence[str], output: Path, names: Sequence[str], *, size: tuple[int, int],
                  fps: float, objects: Sequence[int], frames: Optional[Iterable[tuple[int, np.ndarray]]] = None,
                  video: str = "") -> dict[str, Path]:
-    """Write ``formats`` (any of :data:`FORMATS` but palette) into ``output`` from the palette
-    PNGs ``output/masks/<name>.png`` of frames ``names`` (in order); returns {format: path}.
+    """Write ``formats`` (any of :data:`FORMATS` but palette) into ``output`` from the palette PNGs
+    ``output/masks/<name>.png`` of frames ``names`` (in order), every file atomically; returns {format: path}.
 
-    size: (H, W) of the frames; fps: the overlay's frame rate; objects: the ids to export;
-    frames: ``(t, rgb uint8 [H, W, 3])`` in order, for alpha and mp4 (e.g. a
-    :class:`hvc.data.frames.FrameSource`). A format's earlier files are removed first, so a
-    format is either complete or being rewritten.
+    size: (H, W) of the frames; fps: the overlay's frame rate; objects: the ids to export; frames:
+    ``(t, rgb uint8 [H, W, 3])`` in order, for alpha and mp4 (e.g. a :class:`hvc.data.frames.FrameSource`).
+    A format's earlier files are removed first, so a format is either complete or being rewritten.
     """
     wanted = [f for f in formats if f != "palette"]
     unknown = sorted(set(wanted) - set(FORMATS))

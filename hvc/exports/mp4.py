@@ -1,11 +1,5 @@
 """The one mp4 writer of the package: H.264 video in yuv420p, which browsers play, through PyAV
-(why not OpenCV: docs/segment.md).
-
-    with Mp4Writer("overlay.mp4", fps=24) as video:
-        for rgb in frames:          # uint8 [H, W, 3] RGB, every frame the same size
-            video.write(rgb)
-
-The file appears (atomically) when the block ends without an exception.
+(why not OpenCV: docs/segment.md): ``with Mp4Writer(path, fps) as video: video.write(rgb)``.
 """
 
 from __future__ import annotations
@@ -34,7 +28,8 @@ def frame_rate(fps: float) -> Fraction:
 
 
 class Mp4Writer(contextlib.AbstractContextManager):
-    """Streams RGB frames into an H.264 (yuv420p) mp4 at ``path``, written atomically on exit."""
+    """Streams RGB frames (all one size) into an H.264 (yuv420p) mp4 at ``path``, which appears
+    atomically when the block ends without an exception."""
 
     def __init__(self, path: str | os.PathLike, fps: float = 24.0):
         self.path, self.rate, self.frames = Path(path), frame_rate(fps), 0

@@ -136,9 +136,8 @@ class Fetched:
 
 @dataclass
 class Installed:
-    """The result of :func:`install`: the files downloaded, written and already present."""
+    """The result of :func:`install`: the files written and those already present."""
 
-    fetched: list[Fetched] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
 
@@ -326,10 +325,10 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
         raise UsageError(f"{item.name}: no direct public download; {item.by_hand}")
     root.mkdir(parents=True, exist_ok=True)
     cache = root / CACHE
-    result = Installed()
+    result, archives = Installed(), []
     for source in item.sources:
         got = fetch(source, cache, mirror, progress)
-        result.fetched.append(got)
+        archives.append(got.path)
         target = root / source.filename
         if item.place is not None:
             unpack(got.path, root, item.place, result, progress)
@@ -347,8 +346,8 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
         raise InputError(f"{root}: after unpacking {item.name}, missing {', '.join(missing)}; the archive's layout "
                          f"is not the expected one (docs/download.md)")
     if not keep_archive:
-        for got in result.fetched:
-            got.path.unlink(missing_ok=True)
+        for archive in archives:
+            archive.unlink(missing_ok=True)
     return result
 
 

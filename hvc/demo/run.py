@@ -35,6 +35,7 @@ MODELS = ("hvc", "random18")
 QUICK_STEPS, QUICK_FRAMES = 3, 10  # --quick: the CI smoke run
 KEYPOINT_CONFIG = CONFIGS / "test_jhmdb.yaml"
 KEYPOINT_FRAMES, QUICK_KEYPOINT_FRAMES = 10, 4  # frames of the synthetic JHMDB clip
+Timings = list[tuple[str, float, float]]  # (stage, wall seconds, CPU seconds)
 
 
 class DemoError(HvcError):
@@ -66,7 +67,7 @@ def _call(name: str, args: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def _stage(stages: list[tuple[str, float, float]], name: str, title: str) -> Iterator[None]:
+def _stage(stages: Timings, name: str, title: str) -> Iterator[None]:
     """Print the banner ``title``, then time the block: (name, wall seconds, CPU seconds of the demo
     and the entry points it ran: user + system, children included) is appended to ``stages``."""
     _banner(title)
@@ -75,7 +76,7 @@ def _stage(stages: list[tuple[str, float, float]], name: str, title: str) -> Ite
     stages.append((name, time.perf_counter() - wall, sum(os.times()[:4]) - cpu))
 
 
-def format_timings(stages: list[tuple[str, float, float]]) -> str:
+def format_timings(stages: Timings) -> str:
     """Stage | seconds | CPU seconds, with the total."""
     rows = [*stages, ("total", sum(s[1] for s in stages), sum(s[2] for s in stages))]
     width = max(len(name) for name, _, _ in rows)
@@ -84,7 +85,8 @@ def format_timings(stages: list[tuple[str, float, float]]) -> str:
 
 
 def run_keypoints(output: Path, frames: int) -> dict[str, tuple[float, float]]:
-    """Extra stage: {model: (PCK@0.1, PCK@0.2)} of both encoders on a synthetic JHMDB clip (walking figure)."""
+    """Extra stage: {model: (PCK@0.1, PCK@0.2)} of both encoders on a synthetic JHMDB clip (walking
+    figure) under ``output`` (absolute)."""
     from hvc.demo.tasks import write_jhmdb_clip
 
     root = output / "JHMDB"
@@ -106,7 +108,7 @@ def run_keypoints(output: Path, frames: int) -> dict[str, tuple[float, float]]:
     return pck
 
 
-def run_demo(output: Path, steps: int | None, frames: int) -> tuple[dict[str, dict[str, float]], list]:
+def run_demo(output: Path, steps: int | None, frames: int) -> tuple[dict[str, dict[str, float]], Timings]:
     """Run stages 1-5 into ``output`` (absolute); returns the J&F scores {model: {J&F-Mean, J-Mean,
     F-Mean}} and the stage timings. steps: training steps (None: configs/demo_train.yaml's); frames:
     video length."""

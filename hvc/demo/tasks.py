@@ -88,7 +88,8 @@ def _part_masks(joints: np.ndarray, height: int, width: int) -> list[tuple[int, 
     return [(cls, mask.astype(bool)) for cls, mask in parts]
 
 
-def render_figure_clip(num_frames: int, phase: int = 0, height: int = 240, width: int = 320) -> list[np.ndarray]:
+def render_figure_clip(num_frames: int, phase: int = 0, height: int = 240,
+                       width: int = 320) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The walking figure: frames [T, H, W, 3] uint8 RGB, VIP part ids [T, H, W] uint8 (0 background)
     and JHMDB joints [T, 15, 2] float64 (x, y) 0-based pixels."""
     size = int(round(height * 0.9))
@@ -107,7 +108,7 @@ def render_figure_clip(num_frames: int, phase: int = 0, height: int = 240, width
         frames.append(frame)
         parts.append(label)
         joints.append(pts)
-    return [np.stack(frames), np.stack(parts), np.stack(joints)]
+    return np.stack(frames), np.stack(parts), np.stack(joints)
 
 
 def write_jhmdb_clip(root: str | os.PathLike, video: str = "synthetic_walk_0", num_frames: int = 12,

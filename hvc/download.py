@@ -213,22 +213,19 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
     stream, total, resumed = _open(url, offset)
     if not resumed:  # the server sent the whole file: start the partial file again
         offset = 0
-    done = offset
     try:
         with open(part, "ab" if offset else "wb") as out, \
-                tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=source.filename,
-                     disable=not progress, leave=False) as bar:
-            for block in iter(lambda: stream.read(CHUNK), b""):
-                out.write(block)
-                done += len(block)
-                bar.update(len(block))
+                tqdm.wrapattr(out, "write", total=total, bytes=False, initial=offset, unit="B", unit_scale=True,
+                              desc=source.filename, disable=not progress, leave=False) as counted:
+            shutil.copyfileobj(stream, counted, CHUNK)
     except (urllib.error.URLError, OSError, ConnectionError) as exc:
         if isinstance(exc, OSError) and exc.filename is not None:
             raise  # our own file (disk full, permission): reported as an I/O error
-        raise DownloadError(f"{url}: download interrupted at {done} bytes ({exc}); "
+        raise DownloadError(f"{url}: download interrupted at {part.stat().st_size} bytes ({exc}); "
                             f"run the same command again to resume from {part}") from None
     finally:
         stream.close()
+    done = part.stat().st_size  # the file is closed: every byte written is in it
     if total is not None and done != total:
         raise DownloadError(f"{url}: download interrupted at {done} of {total} bytes; "
                             f"run the same command again to resume from {part}")

@@ -270,11 +270,9 @@ def _entries(archive: Path) -> Iterator[tuple[str, Optional[Callable[[], BinaryI
 
 def unpack(archive: Path, root: Path, place: Placement, result: Optional[Installed] = None,
            progress: bool = True) -> Installed:
-    """Unpack the entries ``place`` maps into ``root``; existing identical files are kept.
-
-    Refused before anything is written (InputError): an entry with an absolute path, a ``..``
-    component or a link; an existing file whose content differs from its entry.
-    """
+    """Unpack the entries ``place`` maps into ``root``; existing identical files are kept. Refused before
+    anything is written (InputError): an entry with an absolute path, a ``..`` component or a link; an
+    existing file whose content differs from its entry."""
     result = result or Installed()
     wanted: dict[str, Path] = {}  # entry name -> its file under the root
     for name, opener, link in _entries(archive):
@@ -282,9 +280,7 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
             raise InputError(f"{archive}: entry {name!r} would be written outside {root}; refusing this archive")
         if link:
             raise InputError(f"{archive}: entry {name!r} is a link or device; refusing this archive")
-        if opener is None:
-            continue
-        target = place(name.replace("\\", "/"))
+        target = None if opener is None else place(name.replace("\\", "/"))  # a folder: nothing to write
         if target is None:
             continue
         if not safe_member_name(target):

@@ -68,12 +68,10 @@ def _longest_path(pixels: set[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def skeleton_strokes(mask: np.ndarray, max_strokes: int = 1, min_length: float = 0.25) -> list[np.ndarray]:
-    """Strokes along the skeleton of ``mask`` (one connected piece): int [n, 2] (x, y) pixels each.
-
-    The first is a longest path through the skeleton; each further one the longest through what
-    is left once the pixels drawn so far and their neighbours are taken out, kept if at least
-    ``min_length`` times the first's length: a person drawing the body, then the neck, a wing.
-    """
+    """Strokes along the skeleton of ``mask`` (one connected piece): int [n, 2] (x, y) pixels each. The
+    first is a longest path through the skeleton; each further one the longest through what is left once
+    the pixels drawn so far and their neighbours are taken out, kept if at least ``min_length`` times the
+    first's length: a person drawing the body, then the neck, a wing."""
     left = skeletonize(mask)
     if not left.any():  # skeletonize keeps a pixel of any non-empty shape; be safe anyway
         left = mask

@@ -3,9 +3,7 @@
     python -m hvc.download NAME [--root DIR] [--mirror URL] [--delete-archive]
     python -m hvc.download --list
 
-Items, resuming, checksums, what is never overwritten and safe unpacking: docs/download.md.
-Exit codes: docs/failure.md; a failed or interrupted transfer is an input error (3) and keeps the
-partial file for a rerun.
+Items, resuming, checksums, what is never overwritten, safe unpacking and exit codes: docs/download.md.
 """
 
 from __future__ import annotations
@@ -61,6 +59,12 @@ class Source:
 Placement = Callable[[str], Optional[str]]
 
 
+def _rules(*rules: tuple[str, str]) -> Placement:
+    """The first ``(regex, into)`` whose regex matches the whole entry name places it at ``into`` + group 1."""
+    compiled = [(re.compile(regex), into) for regex, into in rules]
+    return lambda name: next((into + m.group(1) for regex, into in compiled if (m := regex.fullmatch(name))), None)
+
+
 @dataclass(frozen=True)
 class Item:
     name: str
@@ -74,31 +78,14 @@ class Item:
     by_hand: str = ""  # for items without a direct public download: where to get them
 
 
-def _under(prefix: str, into: str, pattern: str = r".+") -> Placement:
-    """Entries ``<prefix><rest>`` (rest matching ``pattern``) go to ``<into><rest>``."""
-    regex = re.compile(re.escape(prefix) + f"({pattern})")
-    return lambda name: into + found.group(1) if (found := regex.fullmatch(name)) else None
-
-
-def _flat(pattern: str, into: str) -> Placement:
-    """Entries whose whole name matches ``pattern`` go to ``<into><basename>`` (a flat folder)."""
-    regex = re.compile(pattern)
-    return lambda name: into + PurePosixPath(name).name if regex.fullmatch(name) else None
-
-
-def _any_of(*placements: Placement) -> Placement:
-    """The target of the first placement that takes the entry."""
-    return lambda name: next((t for t in (one(name) for one in placements) if t is not None), None)
-
-
 HVC_RELEASE = Source("https://github.com/PGSmall/HVC/releases/download/v0.1/releases_models.zip")
 ITEMS: dict[str, Item] = {item.name: item for item in (
     Item("hvc_coco", "HVC encoder trained on COCO (the paper's main model; the release zip holds all four)",
          "weights", "https://github.com/PGSmall/HVC#model-zoo-and-results", (HVC_RELEASE,),
-         _flat(r"(.*/)?hvc_\w+\.pth", ""), expect=("hvc_coco.pth",)),
+         _rules((r"(?:.*/)?(hvc_\w+\.pth)", "")), expect=("hvc_coco.pth",)),
     Item("hvc_ytb", "HVC encoder trained on YouTube-VOS 2018 (from the same release zip)",
          "weights", "https://github.com/PGSmall/HVC#model-zoo-and-results", (HVC_RELEASE,),
-         _flat(r"(.*/)?hvc_\w+\.pth", ""), expect=("hvc_ytb.pth",)),
+         _rules((r"(?:.*/)?(hvc_\w+\.pth)", "")), expect=("hvc_ytb.pth",)),
     Item("moco_v1", "MoCo v1 ResNet-50, 200 epochs (--model mocov1, --merge-model mocov1)",
          "weights", "https://github.com/facebookresearch/moco",
          (Source("https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v1_200ep/"
@@ -106,26 +93,25 @@ ITEMS: dict[str, Item] = {item.name: item for item in (
     Item("davis17", "DAVIS 2017 train+val, 480p (also holds the DAVIS 2016 lists)",
          "data", "https://davischallenge.org/davis2017/code.html",
          (Source("https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip"),),
-         _under("DAVIS/", "DAVIS/"), expect=("DAVIS/ImageSets/2017/val.txt",), dataset="davis17"),
+         _rules((r"DAVIS/(.+)", "DAVIS/")), expect=("DAVIS/ImageSets/2017/val.txt",), dataset="davis17"),
     Item("davis16", "DAVIS 2016, 480p", "data", "https://davischallenge.org/davis2016/code.html",
          (Source("https://graphics.ethz.ch/Downloads/Data/Davis/DAVIS-data.zip"),),
-         _under("DAVIS/", "DAVIS/", r"(JPEGImages/480p|Annotations/480p|ImageSets)/.+"),  # not the 1080p frames
+         _rules((r"DAVIS/((?:JPEGImages/480p|Annotations/480p|ImageSets)/.+)", "DAVIS/")),  # not the 1080p frames
          expect=("DAVIS/ImageSets/2016/val.txt",), dataset="davis16"),
     Item("jhmdb", "JHMDB frames, joint positions and splits (pose tracking)", "data", "http://jhmdb.is.tue.mpg.de/",
          (Source("http://files.is.tue.mpg.de/jhmdb/Rename_Images.tar.gz"),
           Source("http://files.is.tue.mpg.de/jhmdb/joint_positions.zip"),
           Source("http://files.is.tue.mpg.de/jhmdb/splits.zip")),
-         _any_of(_under("Rename_Images/", "JHMDB/Rename_Images/"),
-                 _under("joint_positions/", "JHMDB/joint_positions/"),
-                 _under("splits/", "JHMDB/splits/"), _flat(r"[^/]+_split[123]\.txt", "JHMDB/splits/")),
+         _rules((r"((?:Rename_Images|joint_positions|splits)/.+)", "JHMDB/"),
+                (r"([^/]+_split[123]\.txt)", "JHMDB/splits/")),
          expect=("JHMDB/Rename_Images", "JHMDB/joint_positions", "JHMDB/splits"), dataset="jhmdb"),
     Item("coco", "COCO 2017 train images (the paper's training set, about 118k images)", "data",
          "https://cocodataset.org/#download", (Source("http://images.cocodataset.org/zips/train2017.zip"),),
-         _under("train2017/", "Static/JPEGImages/COCO/", r"[^/]+\.jpg"), expect=("Static/JPEGImages/COCO",)),
+         _rules((r"train2017/([^/]+\.jpg)", "Static/JPEGImages/COCO/")), expect=("Static/JPEGImages/COCO",)),
     Item("bsds500", "BSDS500 photos (500 images; the committed checkpoint's training set)", "data",
          "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/resources.html",
          (Source("http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz"),),
-         _flat(r"BSR/BSDS500/data/images/(train|val|test)/[^/]+\.jpg", "Static/JPEGImages/BSDS500/"),
+         _rules((r"BSR/BSDS500/data/images/(?:train|val|test)/([^/]+\.jpg)", "Static/JPEGImages/BSDS500/")),
          expect=("Static/JPEGImages/BSDS500",)),
     Item("ytvos18", "YouTube-VOS 2018", "data", "https://youtube-vos.org/dataset/vos/",
          by_hand="register at https://youtube-vos.org/dataset/vos/ and download from the Google Drive folder it "
@@ -144,52 +130,37 @@ class Fetched:
 
     path: Path
     sha256: str
-    size: int
     resumed_from: int = 0  # bytes already present in the .part file when this run started
     transferred: int = 0  # bytes this run read from the source
 
 
 @dataclass
 class Installed:
-    """The result of :func:`install`: the files downloaded, written and already present."""
+    """The result of :func:`install`: the files written and those already present."""
 
-    fetched: list[Fetched] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
 
 
 def _records(cache: Path) -> dict[str, dict]:
     path = cache / RECORD
-    if not path.is_file():
-        return {}
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: unreadable checksum record ({exc}); fix or remove it") from None
 
 
-def _expected_sha256(source: Source, cache: Path) -> Optional[str]:
-    return source.sha256 or _records(cache).get(source.filename, {}).get("sha256")
-
-
-def _verify(source: Source, path: Path, cache: Path) -> str:
-    """The sha256 of ``path``, recorded if the source publishes no checksum; DownloadError if it
-    differs from the published or recorded checksum."""
+def _check(source: Source, path: Path, cache: Path) -> tuple[str, Optional[str], bool]:
+    """(sha256 of ``path``, how it differs from the published or recorded checksum or None, whether
+    any checksum is known)."""
     sha = file_digest(path)
     if source.md5 and file_digest(path, "md5") != source.md5:
-        raise DownloadError(f"{source.url}: checksum mismatch: md5 is not the published {source.md5}")
-    expected = _expected_sha256(source, cache)
+        return sha, f"md5 is not the published {source.md5}", True
+    expected = source.sha256 or _records(cache).get(source.filename, {}).get("sha256")
     if expected and sha != expected:
         where = "published" if source.sha256 else f"recorded in {cache / RECORD}"
-        raise DownloadError(f"{source.url}: checksum mismatch: sha256 {sha} is not the {where} {expected}")
-    if expected or source.md5:
-        return sha
-    records = _records(cache)
-    records[source.filename] = {"sha256": sha, "size": path.stat().st_size, "url": source.url}
-    atomic_write_text(cache / RECORD, json.dumps(records, indent=1, sort_keys=True) + "\n")
-    warnings.warn(f"{source.filename}: the source publishes no checksum; recorded sha256 {sha} in "
-                  f"{cache / RECORD}; later downloads must match it", stacklevel=2)
-    return sha
+        return sha, f"sha256 {sha} is not the {where} {expected}", True
+    return sha, None, bool(expected or source.md5)
 
 
 def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
@@ -226,52 +197,50 @@ def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
 
 
 def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: bool = True) -> Fetched:
-    """``cache/<filename>``, downloaded (or resumed from ``cache/<filename>.part``) and verified.
-
-    An existing complete file is verified, not downloaded again; if it differs from the
-    published or recorded checksum, DownloadError: it is never overwritten.
-    """
+    """``cache/<filename>``, downloaded (or resumed from ``cache/<filename>.part``) and verified; an
+    existing one is verified, not downloaded again, and never overwritten (DownloadError if it differs)."""
     cache.mkdir(parents=True, exist_ok=True)
     final = cache / source.filename
     if final.is_file():
-        expected = _expected_sha256(source, cache)
-        sha = file_digest(final)
-        if (expected and sha != expected) or (source.md5 and file_digest(final, "md5") != source.md5):
+        sha, differs, _ = _check(source, final, cache)
+        if differs:
             raise DownloadError(f"{final}: exists with other content than {source.url} (sha256 {sha}); "
                                 f"refusing to overwrite it: move it away to download again")
-        return Fetched(final, sha, final.stat().st_size)
+        return Fetched(final, sha)
     part = final.with_name(final.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
     url = mirror.rstrip("/") + "/" + source.filename if mirror else source.url
     stream, total, resumed = _open(url, offset)
     if not resumed:  # the server sent the whole file: start the partial file again
         offset = 0
-    done = offset
     try:
         with open(part, "ab" if offset else "wb") as out, \
-                tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=source.filename,
-                     disable=not progress, leave=False) as bar:
-            for block in iter(lambda: stream.read(CHUNK), b""):
-                out.write(block)
-                done += len(block)
-                bar.update(len(block))
+                tqdm.wrapattr(out, "write", total=total, bytes=False, initial=offset, unit="B", unit_scale=True,
+                              desc=source.filename, disable=not progress, leave=False) as counted:
+            shutil.copyfileobj(stream, counted, CHUNK)
     except (urllib.error.URLError, OSError, ConnectionError) as exc:
         if isinstance(exc, OSError) and exc.filename is not None:
             raise  # our own file (disk full, permission): reported as an I/O error
-        raise DownloadError(f"{url}: download interrupted at {done} bytes ({exc}); "
+        raise DownloadError(f"{url}: download interrupted at {part.stat().st_size} bytes ({exc}); "
                             f"run the same command again to resume from {part}") from None
     finally:
         stream.close()
+    done = part.stat().st_size  # the file is closed: every byte written is in it
     if total is not None and done != total:
         raise DownloadError(f"{url}: download interrupted at {done} of {total} bytes; "
                             f"run the same command again to resume from {part}")
-    try:
-        sha = _verify(source, part, cache)
-    except DownloadError:
+    sha, differs, known = _check(source, part, cache)
+    if differs:
         part.unlink()  # wrong bytes: a rerun must start from scratch, not resume them
-        raise
+        raise DownloadError(f"{source.url}: checksum mismatch: {differs}")
+    if not known:
+        records = _records(cache)
+        records[source.filename] = {"sha256": sha, "size": done, "url": source.url}
+        atomic_write_text(cache / RECORD, json.dumps(records, indent=1, sort_keys=True) + "\n")
+        warnings.warn(f"{source.filename}: the source publishes no checksum; recorded sha256 {sha} in "
+                      f"{cache / RECORD}; later downloads must match it", stacklevel=2)
     os.replace(part, final)
-    return Fetched(final, sha, done, resumed_from=offset, transferred=done - offset)
+    return Fetched(final, sha, resumed_from=offset, transferred=done - offset)
 
 
 def safe_member_name(name: str) -> bool:
@@ -301,11 +270,9 @@ def _entries(archive: Path) -> Iterator[tuple[str, Optional[Callable[[], BinaryI
 
 def unpack(archive: Path, root: Path, place: Placement, result: Optional[Installed] = None,
            progress: bool = True) -> Installed:
-    """Unpack the entries ``place`` maps into ``root``; existing identical files are kept.
-
-    Refused before anything is written (InputError): an entry with an absolute path, a ``..``
-    component or a link; an existing file whose content differs from its entry.
-    """
+    """Unpack the entries ``place`` maps into ``root``; existing identical files are kept. Refused before
+    anything is written (InputError): an entry with an absolute path, a ``..`` component or a link; an
+    existing file whose content differs from its entry."""
     result = result or Installed()
     wanted: dict[str, Path] = {}  # entry name -> its file under the root
     for name, opener, link in _entries(archive):
@@ -313,25 +280,20 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
             raise InputError(f"{archive}: entry {name!r} would be written outside {root}; refusing this archive")
         if link:
             raise InputError(f"{archive}: entry {name!r} is a link or device; refusing this archive")
-        if opener is None:
-            continue
-        target = place(name.replace("\\", "/"))
+        target = None if opener is None else place(name.replace("\\", "/"))  # a folder: nothing to write
         if target is None:
             continue
         if not safe_member_name(target):
             raise InputError(f"{archive}: entry {name!r} maps outside {root}; refusing this archive")
-        wanted[name] = root / target
-    if not wanted:
-        raise InputError(f"{archive}: none of its entries belongs to the expected layout; is it the right file?")
-    # First pass: compare the files already there, so that a conflict stops before any write.
-    for name, opener, _ in _entries(archive):
-        path = wanted.get(name)
-        if path is not None and path.exists():
+        path = wanted[name] = root / target
+        if path.exists():  # compared in this first pass, so that a conflict stops before any write
             with opener() as stream:
                 if not path.is_file() or stream_digest(stream) != file_digest(path):
                     raise InputError(f"{path}: exists with other content than {archive.name}:{name}; "
                                      f"refusing to overwrite it (move it away, or choose another --root)")
             result.unchanged.append(path)
+    if not wanted:
+        raise InputError(f"{archive}: none of its entries belongs to the expected layout; is it the right file?")
     bar = tqdm(total=len(wanted), unit="file", desc=f"unpack {archive.name}", disable=not progress, leave=False)
     with bar:
         for name, opener, _ in _entries(archive):
@@ -356,37 +318,35 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
         raise UsageError(f"{item.name}: no direct public download; {item.by_hand}")
     root.mkdir(parents=True, exist_ok=True)
     cache = root / CACHE
-    result = Installed()
+    result, archives = Installed(), []
     for source in item.sources:
         got = fetch(source, cache, mirror, progress)
-        result.fetched.append(got)
-        if item.place is None:  # a plain file: it is its own result
-            target = root / source.filename
-            if target.exists():
-                if file_digest(target) != got.sha256:
-                    raise InputError(f"{target}: exists with other content than {source.url}; refusing to overwrite it")
-                result.unchanged.append(target)
-            else:
-                shutil.copyfile(got.path, target) if keep_archive else os.replace(got.path, target)
-                result.written.append(target)
-            continue
-        unpack(got.path, root, item.place, result, progress)
-    _derive_davis16_lists(item, root)
+        archives.append(got.path)
+        target = root / source.filename
+        if item.place is not None:
+            unpack(got.path, root, item.place, result, progress)
+        elif target.exists():  # a plain file: it is its own result
+            if file_digest(target) != got.sha256:
+                raise InputError(f"{target}: exists with other content than {source.url}; refusing to overwrite it")
+            result.unchanged.append(target)
+        else:
+            shutil.copyfile(got.path, target) if keep_archive else os.replace(got.path, target)
+            result.written.append(target)
+    if item.name == "davis16":
+        _derive_davis16_lists(root)
     missing = [p for p in item.expect if not (root / p).exists()]
     if missing:
         raise InputError(f"{root}: after unpacking {item.name}, missing {', '.join(missing)}; the archive's layout "
                          f"is not the expected one (docs/download.md)")
     if not keep_archive:
-        for got in result.fetched:
-            got.path.unlink(missing_ok=True)
+        for archive in archives:
+            archive.unlink(missing_ok=True)
     return result
 
 
-def _derive_davis16_lists(item: Item, root: Path) -> None:
+def _derive_davis16_lists(root: Path) -> None:
     """DAVIS 2016 lists frames (``ImageSets/480p/val.txt``: "/JPEGImages/480p/<seq>/<frame>.jpg ...");
     the configs read sequence names from ``ImageSets/2016/val.txt``: written from it if absent."""
-    if item.name != "davis16":
-        return
     for split in ("train", "val"):
         src, dst = root / "DAVIS/ImageSets/480p" / f"{split}.txt", root / "DAVIS/ImageSets/2016" / f"{split}.txt"
         if src.is_file() and not dst.exists():

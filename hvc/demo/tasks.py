@@ -1,16 +1,11 @@
-"""Small deterministic synthetic clips in the official layouts of JHMDB, VIP and VOST (docs/tasks.md).
-
-Drawn from scikit-image's photographs over a slowly panning photo, with labels exact by
-construction: a walking figure with 15 known joints (JHMDB) whose body parts are VIP classes,
-and a dough that is stretched and cut in two by a blade (VOST). Every file is written atomically.
+"""Small deterministic synthetic clips in the layouts of JHMDB, VIP and VOST, with exact labels: a
+walking figure (joints, body parts) and a dough cut in two (docs/tasks.md "Synthetic data").
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -19,8 +14,6 @@ import numpy as np
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import panning_background, photos, save_image, texture_patch
 from hvc.fileio import atomic_path, atomic_write_text
-
-_photos = functools.lru_cache(maxsize=1)(photos)
 
 # VIP class ids (hvc.metrics.vip.CLASS_NAMES) of the figure's parts
 HAIR, UPPER_CLOTHES, PANTS, FACE = 2, 4, 8, 13
@@ -33,20 +26,10 @@ PART_TEXTURES = {  # part -> photo; neighbouring parts look different, as real c
 SUBPIXEL = 4  # cv2 drawing with 4 fractional bits: shapes follow the exact joint positions
 
 
-@dataclass(frozen=True)
-class FigureClip:
-    frames: np.ndarray  # [T, H, W, 3] uint8 RGB
-    parts: np.ndarray  # [T, H, W] uint8 VIP class ids (0 = background)
-    joints: np.ndarray  # [T, 15, 2] float64 (x, y) 0-based pixels, JHMDB joint order
-
-
 def figure_joints(t: int, num_frames: int, height: int, width: int, phase: int = 0) -> np.ndarray:
-    """The 15 JHMDB joints of the walking figure at frame t: [15, 2] (x, y) float64 pixels.
-
-    The belly walks from 35 % to 65 % of the width and bobs; arms and legs swing in
-    opposite phase, elbows and knees bend, so every joint moves differently. ``phase``
-    starts the walking cycle that many frames later (another clip).
-    """
+    """The 15 JHMDB joints of the walking figure at frame t: [15, 2] (x, y) float64 pixels. The belly
+    walks from 35 % to 65 % of the width and bobs, every joint moves differently; ``phase`` starts the
+    walking cycle that many frames later (another clip)."""
     s = height / 240.0  # the figure is designed for a 240-pixel-high frame
     a = t / max(num_frames - 1, 1)
     phase = 2 * math.pi * (t + phase) / 10.0
@@ -105,12 +88,14 @@ def _part_masks(joints: np.ndarray, height: int, width: int) -> list[tuple[int, 
     return [(cls, mask.astype(bool)) for cls, mask in parts]
 
 
-def render_figure_clip(num_frames: int = 12, height: int = 240, width: int = 320, phase: int = 0) -> FigureClip:
-    """The walking figure: frames, VIP part ids and JHMDB joints (all deterministic)."""
+def render_figure_clip(num_frames: int, phase: int = 0, height: int = 240,
+                       width: int = 320) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The walking figure: frames [T, H, W, 3] uint8 RGB, VIP part ids [T, H, W] uint8 (0 background)
+    and JHMDB joints [T, 15, 2] float64 (x, y) 0-based pixels."""
     size = int(round(height * 0.9))
-    textures = {cls: texture_patch(_photos()[name], size) for cls, name in PART_TEXTURES.items()}
+    textures = {cls: texture_patch(photos()[name], size) for cls, name in PART_TEXTURES.items()}
     frames, parts, joints = [], [], []
-    for t, frame in enumerate(panning_background(_photos()["rocket"], num_frames, height, width)):
+    for t, frame in enumerate(panning_background(photos()["rocket"], num_frames, height, width)):
         pts = figure_joints(t, num_frames, height, width, phase)
         label = np.zeros((height, width), np.uint8)
         # Textures ride with the figure: shift each part's photo so that it is anchored at the belly.
@@ -123,32 +108,25 @@ def render_figure_clip(num_frames: int = 12, height: int = 240, width: int = 320
         frames.append(frame)
         parts.append(label)
         joints.append(pts)
-    return FigureClip(np.stack(frames), np.stack(parts), np.stack(joints))
+    return np.stack(frames), np.stack(parts), np.stack(joints)
 
 
-def write_jhmdb_clip(root: str | os.PathLike, cls: str = "walk", video: str = "synthetic_walk_0",
-                     num_frames: int = 12, height: int = 240, width: int = 320, phase: int = 0) -> str:
-    """Write one JHMDB-style clip under ``root`` and list it as a test video (label 2) in
-    ``splits/<cls>_test_split1.txt`` and in ``test_list.txt`` (videowalk's ``<frames dir>
-    <joints .mat>`` lines). Returns its name ``<cls>/<video>``.
-
-    ``pos_img`` is [2, 15, T] float64 in 1-based pixels, as JHMDB stores it.
-    """
+def write_jhmdb_clip(root: str | os.PathLike, video: str = "synthetic_walk_0", num_frames: int = 12,
+                     phase: int = 0) -> str:
+    """Write one JHMDB-style ``walk`` clip under ``root``, listed as a test video (label 2) in
+    ``splits/walk_test_split1.txt`` and ``test_list.txt`` (videowalk's ``<frames dir> <joints .mat>``
+    lines), its joints as JHMDB's ``pos_img`` [2, 15, T] float64 1-based pixels. Returns ``walk/<video>``."""
     from scipy.io import savemat
 
     root = Path(root)
-    clip = render_figure_clip(num_frames, height, width, phase)
-    frame_dir = root / "Rename_Images" / cls / video
-    for t, frame in enumerate(clip.frames):
-        save_image(frame_dir / f"{t + 1:05d}.png", frame, format="PNG", compress_level=1)
-    joints_path = root / "joint_positions" / cls / video / "joint_positions.mat"
-    pos_img = clip.joints.transpose(2, 1, 0) + 1  # [T, 15, 2] 0-based -> [2, 15, T] 1-based
-    with atomic_path(joints_path) as tmp:
-        savemat(tmp, {"pos_img": pos_img})
-    _append_line(root / "splits" / f"{cls}_test_split1.txt", f"{video}.avi 2")
-    _append_line(root / "test_list.txt",
-                 f"Rename_Images/{cls}/{video} joint_positions/{cls}/{video}/joint_positions.mat")
-    return f"{cls}/{video}"
+    frames, _, joints = render_figure_clip(num_frames, phase)
+    for t, frame in enumerate(frames):
+        save_image(root / "Rename_Images/walk" / video / f"{t + 1:05d}.png", frame, format="PNG", compress_level=1)
+    with atomic_path(root / "joint_positions/walk" / video / "joint_positions.mat") as tmp:
+        savemat(tmp, {"pos_img": joints.transpose(2, 1, 0) + 1})  # [T, 15, 2] 0-based -> [2, 15, T] 1-based
+    _append_line(root / "splits/walk_test_split1.txt", f"{video}.avi 2")
+    _append_line(root / "test_list.txt", f"Rename_Images/walk/{video} joint_positions/walk/{video}/joint_positions.mat")
+    return f"walk/{video}"
 
 
 def _append_line(path: Path, line: str) -> None:
@@ -158,22 +136,18 @@ def _append_line(path: Path, line: str) -> None:
         atomic_write_text(path, "\n".join([*lines, line]) + "\n")
 
 
-def write_vip_clip(root: str | os.PathLike, video: str = "videos1", annotated: int = 5, every: int = 5,
-                   height: int = 240, width: int = 320) -> list[str]:
-    """Write one VIP-style video under the VIP folder ``root``: every frame as
-    ``Images/<video>/%012d.jpg`` (numbered from 1), class ids every ``every`` frames as
-    greyscale ``Annotations/Category_ids/<video>/%012d.png``, and its lines in
-    ``root/val_vip.txt`` (the paper's list format). Returns the annotated frame names.
-    """
+def write_vip_clip(root: str | os.PathLike, video: str = "videos1", annotated: int = 5, every: int = 5) -> list[str]:
+    """Write one VIP-style video under the VIP folder ``root``: every frame as ``Images/<video>/%012d.jpg``
+    (numbered from 1), class ids every ``every`` frames as greyscale ``Annotations/Category_ids/<video>/
+    %012d.png``, its lines in ``val_vip.txt`` (the paper's list format). Returns the annotated frame names."""
     root = Path(root)
-    num_frames = (annotated - 1) * every + 1
-    clip = render_figure_clip(num_frames, height, width)
+    frames, parts, _ = render_figure_clip((annotated - 1) * every + 1)
     names = []
-    for t in range(num_frames):
+    for t, frame in enumerate(frames):
         name = f"{t + 1:012d}"
-        save_image(root / "Images" / video / f"{name}.jpg", clip.frames[t], format="JPEG", quality=95)
+        save_image(root / "Images" / video / f"{name}.jpg", frame, format="JPEG", quality=95)
         if t % every == 0:
-            save_image(root / "Annotations" / "Category_ids" / video / f"{name}.png", clip.parts[t], format="PNG")
+            save_image(root / "Annotations/Category_ids" / video / f"{name}.png", parts[t], format="PNG")
             names.append(name)
     listing = root / "val_vip.txt"
     lines = [line for line in (listing.read_text().splitlines() if listing.is_file() else [])
@@ -184,15 +158,13 @@ def write_vip_clip(root: str | os.PathLike, video: str = "videos1", annotated: i
 
 
 def render_vost_clip(num_frames: int = 31, height: int = 240, width: int = 320) -> tuple[np.ndarray, np.ndarray]:
-    """A dough (id 1) that stretches, is cut by a blade (id 2) and splits into two pieces.
-
-    Returns frames [T, H, W, 3] uint8 and labels [T, H, W] uint8.
-    """
-    dough_tex = cv2.resize(texture_patch(_photos()["coffee"], height), (width, height))
-    blade_tex = cv2.resize(texture_patch(_photos()["motorcycle_right"], height), (width, height))
+    """A dough (id 1) that stretches, is cut by a blade (id 2) and splits into two pieces: frames
+    [T, H, W, 3] uint8 and labels [T, H, W] uint8."""
+    dough_tex = cv2.resize(texture_patch(photos()["coffee"], height), (width, height))
+    blade_tex = cv2.resize(texture_patch(photos()["motorcycle_right"], height), (width, height))
     frames, labels = [], []
     cut_at = num_frames // 3
-    for t, frame in enumerate(panning_background(_photos()["hubble_deep_field"], num_frames, height, width)):
+    for t, frame in enumerate(panning_background(photos()["hubble_deep_field"], num_frames, height, width)):
         a = t / max(num_frames - 1, 1)
         label = np.zeros((height, width), np.uint8)
         cx, cy = 0.5 * width, 0.6 * height
@@ -226,18 +198,18 @@ def render_vost_clip(num_frames: int = 31, height: int = 240, width: int = 320) 
     return np.stack(frames), np.stack(labels)
 
 
-def write_vost_clip(root: str | os.PathLike, name: str = "cut_dough", num_frames: int = 31, every: int = 5,
-                    height: int = 240, width: int = 320, split: str = "val") -> list[str]:
+def write_vost_clip(root: str | os.PathLike, name: str = "cut_dough", num_frames: int = 31,
+                    every: int = 5) -> list[str]:
     """Write one VOST-style sequence under ``root``: every frame as ``JPEGImages/<name>/%05d.jpg``,
-    palette annotations every ``every`` frames (and the last), listed in ``ImageSets/<split>.txt``.
+    palette annotations every ``every`` frames (and the last), listed in ``ImageSets/val.txt``.
     Returns the annotated frame names."""
     root = Path(root)
-    frames, labels = render_vost_clip(num_frames, height, width)
+    frames, labels = render_vost_clip(num_frames)
     names = []
     for t in range(num_frames):
         save_image(root / "JPEGImages" / name / f"{t:05d}.jpg", frames[t], format="JPEG", quality=95)
         if t % every == 0 or t == num_frames - 1:
             save_indexed_png(root / "Annotations" / name / f"{t:05d}.png", labels[t])
             names.append(f"{t:05d}")
-    _append_line(root / "ImageSets" / f"{split}.txt", name)
+    _append_line(root / "ImageSets/val.txt", name)
     return names

@@ -1,13 +1,12 @@
-"""A deterministic synthetic video with exact masks, built from scikit-image's photos (docs/demo.md):
-two textured objects moving over a panning photo, the second painted over the first, written in
-the DAVIS layout so that ``test.py`` and ``eval_metrics.py`` read it like any DAVIS 2017 sequence.
+"""The demo's deterministic synthetic video with exact masks, from scikit-image's photos (docs/demo.md):
+two textured objects moving over a panning photo, written in the DAVIS 2017 layout.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -19,8 +18,9 @@ from hvc.data.palette import save_indexed_png
 from hvc.fileio import atomic_path, atomic_write_text
 
 
+@functools.lru_cache(maxsize=1)
 def photos() -> dict[str, np.ndarray]:
-    """The colour photographs shipped inside scikit-image (no download), as RGB uint8."""
+    """The colour photographs shipped inside scikit-image (no download), as RGB uint8 (cached: read only)."""
     from skimage import data
 
     out = {}
@@ -32,22 +32,10 @@ def photos() -> dict[str, np.ndarray]:
     return out
 
 
-@dataclass(frozen=True)
-class ObjectTrack:
-    """How one object moves: centre path (fractions of the frame), scale and rotation ranges."""
-
-    texture: str
-    start: tuple[float, float]  # (x, y) centre at frame 0, fraction of width/height
-    end: tuple[float, float]  # centre at the last frame
-    scale: tuple[float, float]  # size factor at first/last frame
-    rotation: tuple[float, float]  # degrees at first/last frame
-    radius: float  # base radius, fraction of the frame height
-
-
-TRACKS = (
-    ObjectTrack("chelsea", (0.28, 0.45), (0.62, 0.55), (1.0, 1.25), (0.0, 12.0), 0.24),
-    ObjectTrack("astronaut", (0.78, 0.62), (0.40, 0.38), (1.1, 0.85), (0.0, -10.0), 0.18),
-)
+# Each object: its texture, base radius (fraction of the frame height), then (first frame, last frame)
+# values of its centre x and y (fractions of the width / height), scale and rotation (degrees).
+TRACKS = (("chelsea", 0.24, (0.28, 0.62), (0.45, 0.55), (1.0, 1.25), (0.0, 12.0)),
+          ("astronaut", 0.18, (0.78, 0.40), (0.62, 0.38), (1.1, 0.85), (0.0, -10.0)))
 
 
 def _blob_mask(size: int, rng: np.random.RandomState) -> np.ndarray:
@@ -85,29 +73,23 @@ def panning_background(photo: np.ndarray, num_frames: int, height: int, width: i
 
 def render_video(num_frames: int = 40, height: int = 240, width: int = 432, seed: int = 0,
                  background: str = "rocket") -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Render the demo video.
-
-    Returns ``frames``: num_frames x [H, W, 3] uint8 RGB, and ``labels``: num_frames x
-    [H, W] uint8 with ids 0 (background), 1, 2.
-    """
+    """The demo video: ``frames``, num_frames x [H, W, 3] uint8 RGB, and ``labels``, num_frames x
+    [H, W] uint8 with ids 0 (background), 1, 2."""
     pics = photos()
     rng = np.random.RandomState(seed)
     sprites = []
-    for track in TRACKS:
-        side = int(round(2 * track.radius * height))
-        sprites.append((texture_patch(pics[track.texture], side), _blob_mask(side, rng)))
+    for texture, radius, *_ in TRACKS:
+        side = int(round(2 * radius * height))
+        sprites.append((texture_patch(pics[texture], side), _blob_mask(side, rng)))
     frames, labels = [], []
     for t, frame in enumerate(panning_background(pics[background], num_frames, height, width)):
         a = t / max(num_frames - 1, 1)
         label = np.zeros((height, width), np.uint8)
-        for obj_id, (track, (tex, mask)) in enumerate(zip(TRACKS, sprites), start=1):
-            cx = (track.start[0] + a * (track.end[0] - track.start[0])) * width
-            cy = (track.start[1] + a * (track.end[1] - track.start[1])) * height
-            s = track.scale[0] + a * (track.scale[1] - track.scale[0])
-            r = track.rotation[0] + a * (track.rotation[1] - track.rotation[0])
+        for obj_id, ((_, _, *ranges), (tex, mask)) in enumerate(zip(TRACKS, sprites), start=1):
+            x, y, s, r = (first + a * (last - first) for first, last in ranges)
             side = tex.shape[0]
             m = cv2.getRotationMatrix2D((side / 2, side / 2), r, s)
-            m[:, 2] += (cx - side / 2, cy - side / 2)
+            m[:, 2] += (x * width - side / 2, y * height - side / 2)
             warped_tex = cv2.warpAffine(tex, m, (width, height), flags=cv2.INTER_LINEAR)
             # Nearest-neighbour for the mask: the painted pixels are exactly the ground truth.
             warped_mask = cv2.warpAffine(mask, m, (width, height), flags=cv2.INTER_NEAREST).astype(bool)
@@ -135,23 +117,17 @@ def write_davis_sequence(root: str, name: str, frames: list[np.ndarray], labels:
 
 
 def write_training_photos(folder: str, size: int = 320, tile: int = 160) -> list[str]:
-    """Save the scikit-image photos (shorter side ``size``) and their ``tile`` x ``tile`` grid
-    tiles as JPEGs for training; returns the paths.
-
-    The tiles multiply the ~10 photos into ~80 samples, so that an epoch holds several
-    batches (a checkpoint is written at every epoch end)."""
+    """Save the scikit-image photos (shorter side ``size``) and their ``tile`` x ``tile`` grid tiles
+    as JPEGs for training; returns the paths. The tiles multiply the ~10 photos into several
+    batches an epoch (a checkpoint is written at every epoch end)."""
     paths = []
-
-    def save(name: str, pic: np.ndarray) -> None:
-        paths.append(os.path.join(folder, f"{name}.jpg"))
-        save_image(paths[-1], pic, format="JPEG", quality=95)
-
     for name, pic in sorted(photos().items()):
         h, w = pic.shape[:2]
         s = size / min(h, w)
         pic = cv2.resize(pic, (int(round(w * s)), int(round(h * s))), interpolation=cv2.INTER_AREA)
-        save(name, pic)
-        for y in range(0, pic.shape[0] - tile + 1, tile):
-            for x in range(0, pic.shape[1] - tile + 1, tile):
-                save(f"{name}_tile{y:03d}_{x:03d}", pic[y:y + tile, x:x + tile])
+        tiles = [(f"{name}_tile{y:03d}_{x:03d}", pic[y:y + tile, x:x + tile])
+                 for y in range(0, pic.shape[0] - tile + 1, tile) for x in range(0, pic.shape[1] - tile + 1, tile)]
+        for stem, image in [(name, pic), *tiles]:
+            paths.append(os.path.join(folder, f"{stem}.jpg"))
+            save_image(paths[-1], image, format="JPEG", quality=95)
     return paths

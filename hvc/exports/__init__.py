@@ -1,13 +1,11 @@
-"""Mask exports in the formats other tools read (``python -m hvc.segment --save``; formats and
-files: docs/segment.md). Not to be confused with :mod:`hvc.export` (an encoder from a checkpoint).
-
-The palette PNGs are what a run writes as it goes (and resumes from); the others are made
-from them in one pass after the last frame (:func:`export_masks`), every file atomically.
+"""Mask exports in the formats other tools read (``python -m hvc.segment --save``; formats and files:
+docs/segment.md), made from a run's palette PNGs after its last frame. Not :mod:`hvc.export` (encoders).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -18,14 +16,14 @@ from PIL import Image
 from hvc.errors import InputError
 from hvc.exports.mp4 import Mp4Writer
 from hvc.exports.overlay import overlay
-from hvc.exports.rle import RleWriter
-from hvc.fileio import atomic_path
+from hvc.fileio import atomic_path, atomic_write_text
 
-FORMATS = ("palette", "binary", "alpha", "rle", "mp4")
 TARGETS = {"palette": "masks", "binary": "binary", "alpha": "alpha", "rle": "rle.json", "mp4": "overlay.mp4"}
+FORMATS = tuple(TARGETS)
 NEEDS_FRAMES = ("alpha", "mp4")  # the others need only the masks
+RLE_FORMAT = "hvc-video-rle/1"
 
-__all__ = ["FORMATS", "TARGETS", "Mp4Writer", "RleWriter", "export_masks", "remove_exports", "write_object_pngs"]
+__all__ = ["FORMATS", "TARGETS", "Mp4Writer", "export_masks", "remove_exports", "write_object_pngs"]
 
 
 def write_object_pngs(folder: Path, name: str, labels: np.ndarray, objects: Sequence[int],
@@ -38,6 +36,16 @@ def write_object_pngs(folder: Path, name: str, labels: np.ndarray, objects: Sequ
         image = Image.fromarray(mask, mode="L") if rgb is None else Image.fromarray(np.dstack([rgb, mask]), mode="RGBA")
         with atomic_path(folder / str(i) / f"{name}.png") as tmp:
             image.save(tmp, format="PNG")
+
+
+def rle_segment(i: int, mask: np.ndarray) -> dict:
+    """Object ``i``'s segment in rle.json (DEVA's layout for a video, docs/segment.md) from its non-empty
+    [H, W] bool mask: its area, COCO box [x, y, width, height] and COCO compressed RLE (``counts`` a str)."""
+    from pycocotools import mask as coco_mask  # imported here: only this export needs it
+
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))  # pycocotools wants column order
+    return {"id": int(i), "area": int(coco_mask.area(rle)), "bbox": [int(v) for v in coco_mask.toBbox(rle)],
+            "segmentation": {"size": [int(n) for n in rle["size"]], "counts": rle["counts"].decode("ascii")}}
 
 
 def remove_exports(output: Path, formats: Iterable[str] = FORMATS) -> None:
@@ -53,13 +61,12 @@ def remove_exports(output: Path, formats: Iterable[str] = FORMATS) -> None:
 def export_masks(formats: Sequence[str], output: Path, names: Sequence[str], *, size: tuple[int, int],
                  fps: float, objects: Sequence[int], frames: Optional[Iterable[tuple[int, np.ndarray]]] = None,
                  video: str = "") -> dict[str, Path]:
-    """Write ``formats`` (any of :data:`FORMATS` but palette) into ``output`` from the palette
-    PNGs ``output/masks/<name>.png`` of frames ``names`` (in order); returns {format: path}.
+    """Write ``formats`` (any of :data:`FORMATS` but palette) into ``output`` from the palette PNGs
+    ``output/masks/<name>.png`` of frames ``names`` (in order), every file atomically; returns {format: path}.
 
-    size: (H, W) of the frames; fps: the overlay's frame rate; objects: the ids to export;
-    frames: ``(t, rgb uint8 [H, W, 3])`` in order, for alpha and mp4 (e.g. a
-    :class:`hvc.data.frames.FrameSource`). A format's earlier files are removed first, so a
-    format is either complete or being rewritten.
+    size: (H, W) of the frames; fps: the overlay's frame rate; objects: the ids to export; frames:
+    ``(t, rgb uint8 [H, W, 3])`` in order, for alpha and mp4 (e.g. a :class:`hvc.data.frames.FrameSource`).
+    A format's earlier files are removed first, so a format is either complete or being rewritten.
     """
     wanted = [f for f in formats if f != "palette"]
     unknown = sorted(set(wanted) - set(FORMATS))
@@ -67,12 +74,13 @@ def export_masks(formats: Sequence[str], output: Path, names: Sequence[str], *, 
         raise ValueError(f"unknown export format(s) {unknown}; choose from {FORMATS}")
     if not wanted:
         return {}
-    if frames is None and any(f in NEEDS_FRAMES for f in wanted):
-        raise ValueError(f"exports {[f for f in wanted if f in NEEDS_FRAMES]} need the video's frames")
+    needs_frames = [f for f in wanted if f in NEEDS_FRAMES]
+    if frames is None and needs_frames:
+        raise ValueError(f"exports {needs_frames} need the video's frames")
     remove_exports(output, wanted)
     paths = {f: output / TARGETS[f] for f in wanted}
-    rle = RleWriter(paths["rle"], video, size, fps, objects) if "rle" in wanted else None
-    rgb_frames = iter(frames) if any(f in NEEDS_FRAMES for f in wanted) else None
+    rgb_frames = iter(frames) if needs_frames else None
+    annotations = []  # rle.json's, one per frame
     with contextlib.ExitStack() as stack:
         if rgb_frames is not None and hasattr(rgb_frames, "close"):
             stack.callback(rgb_frames.close)  # a decoder generator: release the video file
@@ -89,10 +97,14 @@ def export_masks(formats: Sequence[str], output: Path, names: Sequence[str], *, 
                 write_object_pngs(paths["binary"], name, labels, objects)
             if "alpha" in wanted:
                 write_object_pngs(paths["alpha"], name, labels, objects, rgb)
-            if rle is not None:
-                rle.add(name, labels)
+            if "rle" in wanted:
+                masks = [(i, labels == i) for i in objects]
+                annotations.append({"frame": t, "file_name": f"{name}.png",
+                                    "segmentations": [rle_segment(i, mask) for i, mask in masks if mask.any()]})
             if video_out is not None:
                 video_out.write(overlay(rgb, labels))
-    if rle is not None:
-        rle.save()
+    if "rle" in wanted:
+        header = {"format": RLE_FORMAT, "video": video, "height": int(size[0]), "width": int(size[1]),
+                  "fps": float(fps), "object_ids": [int(i) for i in objects]}
+        atomic_write_text(paths["rle"], json.dumps({**header, "annotations": annotations}))
     return paths

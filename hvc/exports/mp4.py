@@ -1,11 +1,5 @@
 """The one mp4 writer of the package: H.264 video in yuv420p, which browsers play, through PyAV
-(why not OpenCV: docs/segment.md).
-
-    with Mp4Writer("overlay.mp4", fps=24) as video:
-        for rgb in frames:          # uint8 [H, W, 3] RGB, every frame the same size
-            video.write(rgb)
-
-The file appears (atomically) when the block ends without an exception.
+(why not OpenCV: docs/segment.md): ``with Mp4Writer(path, fps) as video: video.write(rgb)``.
 """
 
 from __future__ import annotations
@@ -26,15 +20,6 @@ from hvc.fileio import atomic_path
 CRF, PRESET = 20, "fast"
 
 
-def even_size(rgb: np.ndarray) -> np.ndarray:
-    """``rgb`` [H, W, 3] grown to even height and width by repeating its last row / column:
-    yuv420p stores colour at half resolution, so H.264 in yuv420p needs even sizes."""
-    h, w = rgb.shape[:2]
-    if h % 2 == 0 and w % 2 == 0:
-        return rgb
-    return np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-
-
 def frame_rate(fps: float) -> Fraction:
     """``fps`` as the fraction containers store (NTSC's 29.97002997... -> 30000/1001)."""
     if not fps > 0:
@@ -43,7 +28,8 @@ def frame_rate(fps: float) -> Fraction:
 
 
 class Mp4Writer(contextlib.AbstractContextManager):
-    """Streams RGB frames into an H.264 (yuv420p) mp4 at ``path``, written atomically on exit."""
+    """Streams RGB frames (all one size) into an H.264 (yuv420p) mp4 at ``path``, which appears
+    atomically when the block ends without an exception."""
 
     def __init__(self, path: str | os.PathLike, fps: float = 24.0):
         self.path, self.rate, self.frames = Path(path), frame_rate(fps), 0
@@ -51,33 +37,30 @@ class Mp4Writer(contextlib.AbstractContextManager):
         self._container = self._stream = None
         self._size: Optional[tuple[int, int]] = None
 
-    def _open(self, height: int, width: int) -> None:
-        import av  # imported here: only writing a video needs it
-
-        tmp = self._stack.enter_context(atomic_path(self.path))
-        try:
-            # faststart puts the index first, so a browser starts playing before the download ends
-            self._container = av.open(tmp, mode="w", format="mp4", options={"movflags": "+faststart"})
-            stream = self._container.add_stream("libx264", rate=self.rate)
-        except (av.FFmpegError, OSError) as exc:
-            raise OutputError(f"{self.path}: cannot write an H.264 mp4 ({exc})") from exc
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(CRF), "preset": PRESET}
-        self._stream = stream
-
     def write(self, rgb: np.ndarray) -> None:
         """Append one frame: uint8 [H, W, 3] RGB (odd sizes are padded by one pixel)."""
-        import av
+        import av  # imported here: only writing a video needs it
 
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"{self.path}: expected a uint8 [H, W, 3] RGB frame, got {rgb.dtype} {rgb.shape}")
+        h, w = rgb.shape[:2]
         if self._size is None:
-            self._size = rgb.shape[:2]
-            self._open(*even_size(rgb).shape[:2])
-        elif rgb.shape[:2] != self._size:
-            raise ValueError(f"{self.path}: frame {self.frames} is {rgb.shape[1]}x{rgb.shape[0]}, "
-                             f"the first {self._size[1]}x{self._size[0]}")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(even_size(rgb)), format="rgb24")
+            self._size = h, w
+            tmp = self._stack.enter_context(atomic_path(self.path))
+            try:
+                # faststart puts the index first, so a browser starts playing before the download ends
+                self._container = av.open(tmp, mode="w", format="mp4", options={"movflags": "+faststart"})
+                self._stream = self._container.add_stream("libx264", rate=self.rate)
+            except (av.FFmpegError, OSError) as exc:
+                raise OutputError(f"{self.path}: cannot write an H.264 mp4 ({exc})") from exc
+            # yuv420p stores colour at half resolution, so H.264 in yuv420p needs even sizes
+            self._stream.width, self._stream.height, self._stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+            self._stream.options = {"crf": str(CRF), "preset": PRESET}
+        elif (h, w) != self._size:
+            raise ValueError(f"{self.path}: frame {self.frames} is {w}x{h}, the first {self._size[1]}x{self._size[0]}")
+        if h % 2 or w % 2:  # repeat the last row / column
+            rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         self._container.mux(self._stream.encode(frame))
         self.frames += 1
 

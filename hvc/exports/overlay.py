@@ -30,12 +30,12 @@ def overlay(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.nda
     return out.round().astype(np.uint8)
 
 
-class SequenceVisualizer(contextlib.AbstractContextManager):
+class SequenceVisualizer(contextlib.ExitStack):
     """Writes ``<folder>/<frame>.jpg`` overlays and ``<folder>.mp4`` (H.264, atomically, on exit)."""
 
     def __init__(self, folder: str | os.PathLike, fps: int = 24):
+        super().__init__()
         self.folder, self.fps = Path(folder), fps
-        self._stack = contextlib.ExitStack()
         self._video: Mp4Writer | None = None
 
     def add(self, frame_path: str | os.PathLike, labels: np.ndarray) -> None:
@@ -46,8 +46,5 @@ class SequenceVisualizer(contextlib.AbstractContextManager):
         with atomic_path(self.folder / f"{Path(frame_path).stem}.jpg") as tmp:
             Image.fromarray(image).save(tmp, format="JPEG", quality=90)
         if self._video is None:
-            self._video = self._stack.enter_context(Mp4Writer(self.folder.with_suffix(".mp4"), self.fps))
+            self._video = self.enter_context(Mp4Writer(self.folder.with_suffix(".mp4"), self.fps))
         self._video.write(image)
-
-    def __exit__(self, *exc) -> bool | None:
-        return self._stack.__exit__(*exc)

@@ -1,9 +1,5 @@
-"""First-frame labels from scribbles: label propagation inside frame 0 (docs/scribbles.md).
-
-Every cell of the frame takes the softmax-weighted labels of its top-k most similar scribbled
-cells, as a propagation step does from its context; the scribbled cells keep their own. An
-optional second stage (RHMNet's reliable regions, without training) adds the confident cells as
-scribbles and fills again.
+"""First-frame labels from scribbles: one top-k label-propagation step inside frame 0 from the
+scribbled cells, optionally twice (docs/scribbles.md, "Filling frame 0 from scribbles").
 """
 
 from __future__ import annotations
@@ -38,8 +34,7 @@ def scribble_cells(scribbles: np.ndarray, size: tuple[int, int], num_classes: in
     """Per-cell counts [K, h*w] of the scribbled pixels of each id at feature size (h, w): pixel
     (y, x) of the [H, W] map falls in the nearest cell under the masks' align_corners=True
     correspondence (cell i <-> pixel i * (H - 1) / (h - 1))."""
-    big_h, big_w = scribbles.shape
-    h, w = size
+    (big_h, big_w), (h, w) = scribbles.shape, size
     ys, xs = np.nonzero(scribbles >= 0)
     ids = scribbles[ys, xs]
     if ids.size and ids.max() >= num_classes:
@@ -77,8 +72,7 @@ def fill_from_scribbles(emb: Tensor, scribbles: np.ndarray, num_classes: int, cf
         conf, top = soft.max(dim=0)
         reliable = (conf >= cfg.reliable) & ~scribbled
         keys = scribbled | reliable
-        labels = dist.clone()
-        labels[:, reliable] = 0
+        labels = dist.clone()  # zero at every cell not scribbled
         labels[top[reliable], reliable.nonzero().flatten()] = 1  # one-hot: taken as if scribbled
         soft = _propagate(flat, flat[:, keys], labels[:, keys], cfg.topk, cfg.temperature)
         soft[:, scribbled] = dist[:, scribbled]

@@ -70,9 +70,8 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_davis_json(path: str | os.PathLike, size: tuple[int, int]) -> tuple[int, np.ndarray]:
-    """(frame, scribble map [H, W]) of a DAVIS interactive scribble file drawn at ``size`` = (H, W).
-
-    The frame is ``annotated_frame`` or the first frame holding strokes."""
+    """(frame, scribble map [H, W]) of a DAVIS interactive scribble file drawn at ``size`` = (H, W); the
+    frame is ``annotated_frame`` or the first frame holding strokes."""
     try:
         data = json.loads(Path(path).read_text())
         frames = data["scribbles"]

@@ -1,6 +1,5 @@
-"""Plausible scribbles from ground-truth masks, deterministically (docs/scribbles.md): per object
-the longest path through the skeleton of its eroded largest piece, and the same on the background
-kept away from every object by a margin, one stroke per large piece.
+"""Plausible scribbles from ground-truth masks, deterministically (docs/scribbles.md, "A scribble
+generator from masks"): longest paths through eroded skeletons, per object and on the background.
 """
 
 from __future__ import annotations
@@ -13,14 +12,19 @@ from skimage.morphology import skeletonize
 
 from hvc.scribbles.format import Stroke
 
+_EIGHT = np.ones((3, 3), bool)  # 8-connectivity
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 
 
+def _pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 8-connected pieces of ``mask``: ids [H, W] (1.., numbered in raster order of their first
+    pixel; 0 outside) and sizes (piece i + 1's at index i)."""
+    pieces, _ = ndimage.label(mask, structure=_EIGHT)
+    return pieces, np.bincount(pieces.ravel())[1:]
+
+
 def _largest_piece(mask: np.ndarray) -> np.ndarray:
-    pieces, n = ndimage.label(mask, structure=np.ones((3, 3)))
-    if n <= 1:
-        return mask
-    sizes = np.bincount(pieces.ravel())[1:]
+    pieces, sizes = _pieces(mask)
     return pieces == 1 + int(np.argmax(sizes))  # argmax: the first of equal sizes, deterministic
 
 
@@ -64,31 +68,24 @@ def _longest_path(pixels: set[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def skeleton_strokes(mask: np.ndarray, max_strokes: int = 1, min_length: float = 0.25) -> list[np.ndarray]:
-    """Strokes along the skeleton of ``mask`` (one connected piece): int [n, 2] (x, y) pixels each.
-
-    The first is a longest path through the skeleton; each further one the longest through what
-    is left once the pixels drawn so far and their neighbours are taken out, kept if at least
-    ``min_length`` times the first's length: a person drawing the body, then the neck, a wing.
-    """
-    skeleton = skeletonize(mask)
-    ys, xs = np.nonzero(skeleton)
-    if len(ys) == 0:  # skeletonize keeps a pixel of any non-empty shape; be safe anyway
-        ys, xs = np.nonzero(mask)
-    left = set(zip(ys.tolist(), xs.tolist()))
+    """Strokes along the skeleton of ``mask`` (one connected piece): int [n, 2] (x, y) pixels each. The
+    first is a longest path through the skeleton; each further one the longest through what is left once
+    the pixels drawn so far and their neighbours are taken out, kept if at least ``min_length`` times the
+    first's length: a person drawing the body, then the neck, a wing."""
+    left = skeletonize(mask)
+    if not left.any():  # skeletonize keeps a pixel of any non-empty shape; be safe anyway
+        left = mask
     strokes: list[np.ndarray] = []
-    while left and len(strokes) < max_strokes:
-        pieces = []
-        for start in sorted(left):  # the pieces of what is left, deterministic order
-            if any(start in p for p in pieces):
-                continue
-            pieces.append(set(_farthest(start, left)[1]))
-        path = max((_longest_path(p) for p in pieces), key=len)
+    while left.any() and len(strokes) < max_strokes:
+        pieces, sizes = _pieces(left)
+        # max: the first of equal lengths, pieces in raster order
+        path = max((_longest_path(set(zip(*np.nonzero(pieces == i + 1)))) for i in range(len(sizes))), key=len)
         if strokes and len(path) < min_length * len(strokes[0]):
             break
         strokes.append(np.array([(x, y) for y, x in path], dtype=np.int64))
-        for y, x in path:
-            for dy, dx in [(0, 0), *_NEIGHBOURS]:
-                left.discard((y + dy, x + dx))
+        drawn = np.zeros_like(left)
+        drawn[tuple(np.array(path).T)] = True
+        left = left & ~ndimage.binary_dilation(drawn, _EIGHT)  # the path and its neighbours
     return strokes
 
 
@@ -111,14 +108,9 @@ def scribbles_from_mask(labels: np.ndarray, erosion: float = 0.15, margin: float
     occupied = labels != 0
     if away > 0 and occupied.any():
         occupied = ndimage.distance_transform_edt(~occupied) <= away
-    pieces, n = ndimage.label(~occupied, structure=np.ones((3, 3)))
-    if n == 0:
-        return strokes
-    sizes = np.bincount(pieces.ravel())[1:]
-    order = np.argsort(-sizes, kind="stable")[:max_background]
-    for p in order:
-        if sizes[p] < min_background * sizes[order[0]]:
+    pieces, sizes = _pieces(~occupied)
+    for p in np.argsort(-sizes, kind="stable")[:max_background]:
+        if sizes[p] < min_background * sizes.max():
             break
-        core = _eroded(pieces == p + 1, erosion)
-        strokes += [Stroke(0, p) for p in skeleton_strokes(core)]
+        strokes += [Stroke(0, s) for s in skeleton_strokes(_eroded(pieces == p + 1, erosion))]
     return strokes

@@ -4,6 +4,7 @@ directions: docs/segment.md (also docs/own_video.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import resource
@@ -124,11 +125,8 @@ class InProgress:
         pass reads, one at a time); returns its exact frame count. A cache a killed run
         completed is kept, one it left half-written is completed (each file is atomic)."""
         marker = self.frames_dir / "count.json"
-        if marker.is_file():
-            try:
-                return int(json.loads(marker.read_text())["frames"])
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # damaged: made again below
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # missing or damaged: made below
+            return int(json.loads(marker.read_text())["frames"])
         count = 0
         for t, rgb in tqdm(source, total=source.count or None, unit="frame", desc="decoding for the backward pass"):
             count = t + 1

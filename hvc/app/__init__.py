@@ -1,6 +1,2 @@
-"""``python -m hvc.app``: segment a video in the browser (docs/app.md).
-
-A small page served by the standard library's HTTP server: open a video, scrub its frames,
-paint a mask or scribbles, propagate with ``hvc.segment`` (the same function the command line
-calls), watch the overlay, correct a frame and propagate again, download the exports.
-"""
+"""``python -m hvc.app``: segment a video in the browser, with ``hvc.segment`` (the same function the command
+line calls) on the prompts painted in a page the standard library's HTTP server serves (docs/app.md)."""

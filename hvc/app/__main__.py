@@ -15,7 +15,6 @@ defaults (the fast or exact speed mode of the device, hvc/speed.py). DIR (defaul
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Optional
@@ -23,9 +22,8 @@ from typing import Optional
 from hvc.apart import refuse_overlap
 from hvc.app.server import Workspace, make_server
 from hvc.cli import run_main
-from hvc.config.inference import MAX_INPUT_SIZE, MIN_INPUT_SIZE
-from hvc.config.propagation import PropagationConfig
 from hvc.errors import ArgumentParser, UsageError, entry_point
+from hvc.segment.__main__ import add_run_flags, parse_checked, run_options as segment_options
 from hvc.speed import default_speed
 
 
@@ -38,19 +36,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
-    parser.add_argument("--model", default="hvc", help="encoder (hvc, random18, imagenet18, ...)")
-    parser.add_argument("--checkpoint", help="weights file (default for hvc: checkpoints/hvc_bsds_cpu.pth)")
-    parser.add_argument("--input-size", type=int,
-                        help="shorter side fed to the encoder (default: the frames', at most 480)")
-    parser.add_argument("--context", type=int, default=50, help="context frames (default 50)")
-    parser.add_argument("--memory", choices=("recent", "quality"), default="recent",
-                        help="memory policy (docs/memory.md)")
-    parser.add_argument("--exact", action="store_true", help="the paper's exact float32 arithmetic everywhere")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    add_run_flags(parser)  # hvc.segment's, with its defaults
     parser.add_argument("--max-upload-mib", type=int, default=2048, help="largest video upload accepted (default 2048)")
-    a = parser.parse_args(argv)
-    if a.input_size is not None and not MIN_INPUT_SIZE <= a.input_size <= MAX_INPUT_SIZE:
-        parser.error(f"--input-size must lie in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}]")
+    a = parse_checked(parser, argv)
     if not 0 <= a.port <= 65535:
         parser.error("--port must lie in [0, 65535]")
     if a.max_upload_mib < 1:
@@ -59,14 +47,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run_options(a: argparse.Namespace) -> dict:
-    """The hvc.segment Options every run of the tool shares: hvc.segment's defaults, the same
-    speed mode (hvc/speed.py), checked by the propagation schema before anything is served."""
+    """The hvc.segment Options every run of the tool shares: its flags, the device's default speed
+    mode (hvc/speed.py), checked before anything is served."""
     mode, speed, why = default_speed(a.device, a.exact)
-    PropagationConfig(context=a.context, memory=a.memory, precision=speed.precision, search_dims=speed.search_dims,
-                      candidates=speed.candidates).validate(lambda name: f"--{name}")
-    return {"model": a.model, "checkpoint": a.checkpoint, "input_size": a.input_size, "device": a.device,
-            "context": a.context, "memory": a.memory, **dataclasses.asdict(speed),
-            "speed_note": f"speed: {mode} ({speed.describe()}; {why})"}
+    return segment_options(a, speed, f"speed: {mode} ({speed.describe()}; {why})")
 
 
 @entry_point

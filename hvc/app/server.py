@@ -46,18 +46,32 @@ class RequestError(UsageError):
         self.status = status
 
 
-class Video:
-    """One opened video: its frames (decoded once into a JPEG cache), prompts and results.
+def one_line(exc: Exception, bug: str) -> tuple[Optional[int], str]:
+    """(exit code, one line) of an expected failure (hvc/errors.py); for a bug, whose traceback goes to the
+    terminal, (None, "internal error (<its type>); ``bug``")."""
+    kind = classify(exc)
+    if kind is None:
+        traceback.print_exc()
+        return None, f"internal error ({type(exc).__name__}); {bug}"
+    return kind
 
-    ``folder`` is ours (created empty by :class:`Workspace`); ``path`` is the video file or frame
-    folder, read only.
-    """
+
+def copy_bytes(read: Callable[[int], bytes], write: Callable[[bytes], object], length: int) -> int:
+    """Copy ``length`` bytes from ``read`` to ``write`` in blocks of 1 MiB; returns how many ``read`` ended short of."""
+    while length and (block := read(min(length, 1 << 20))):
+        write(block)
+        length -= len(block)
+    return length
+
+
+class Video:
+    """One opened video: its frames (decoded once into a JPEG cache), prompts and results. ``folder`` is
+    ours (created empty by :class:`Workspace`); ``path`` is the video file or frame folder, read only."""
 
     def __init__(self, folder: Path, path: Path, label: str):
         self.folder, self.path, self.label = folder, path, label
         source = open_frames(path)
-        self.size = tuple(source.size)  # (H, W)
-        self.fps = source.fps
+        self.size, self.fps = tuple(source.size), source.fps  # size: (H, W)
         self.names: list[str] = []  # the file stem of each frame's mask (FrameSource.name)
         frames = folder / "frames"
         frames.mkdir()
@@ -132,10 +146,8 @@ class Video:
 
 
 class Workspace:
-    """The tool's folder (``--output``, locked: one tool per folder), the open video, one run at a time.
-
-    ``options``: the Options fields every run shares (model, checkpoint, device, speed settings).
-    """
+    """The tool's folder (``--output``, locked: one tool per folder), the open video, one run at a time;
+    ``options``: the Options fields every run shares (model, checkpoint, device, speed settings)."""
 
     def __init__(self, root: Path, options: dict, max_upload: int):
         self.root, self.options, self.max_upload = root, options, max_upload
@@ -176,13 +188,8 @@ class Workspace:
             path = folder / ("upload" + (suffix if suffix in VIDEO_SUFFIXES else ".mp4"))
             try:
                 with open(path, "wb") as f:
-                    left = length
-                    while left:
-                        block = read(min(left, 1 << 20))
-                        if not block:
-                            raise UsageError(f"{name}: the upload ended early")
-                        f.write(block)
-                        left -= len(block)
+                    if copy_bytes(read, f.write, length):
+                        raise UsageError(f"{name}: the upload ended early")
                 return self._open(folder, path, name)
             except BaseException:
                 shutil.rmtree(folder)  # created empty just above: all in it is ours
@@ -233,11 +240,8 @@ class Workspace:
 
         try:
             summary = segment(opts, on_frame=on_frame)
-        except Exception as exc:  # shown in the page as one line; a bug's traceback goes to the terminal
-            kind = classify(exc)
-            if kind is None:
-                traceback.print_exc()
-            message = kind[1] if kind else f"internal error ({type(exc).__name__}); the terminal shows the details"
+        except Exception as exc:  # shown in the page as one line
+            message = one_line(exc, "the terminal shows the details")[1]
             self.progress = {**self.progress, "state": "error", "message": message}
             return
         video.summary = summary
@@ -284,14 +288,8 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the browser went away (a video player seeking, a reload)
             self.close_connection = True
         except Exception as exc:
-            kind = classify(exc)
-            if kind is None:
-                traceback.print_exc()
-                status = HTTPStatus.INTERNAL_SERVER_ERROR
-                message = f"internal error ({type(exc).__name__}); see the terminal"
-            else:
-                status = getattr(exc, "status", None) or STATUS.get(kind[0], HTTPStatus.INTERNAL_SERVER_ERROR)
-                message = kind[1]
+            code, message = one_line(exc, "see the terminal")
+            status = exc.status if isinstance(exc, RequestError) else STATUS.get(code, HTTPStatus.INTERNAL_SERVER_ERROR)
             self.close_connection = True  # an unread body must not be taken for the next request
             self._send(status, json.dumps({"error": message}).encode(), "application/json")
 
@@ -349,10 +347,7 @@ class Handler(BaseHTTPRequestHandler):
         self._head(status, kind, end - start + 1, headers)
         with open(path, "rb") as f:
             f.seek(start)
-            left = end - start + 1
-            while left and (block := f.read(min(left, 1 << 20))):
-                self.wfile.write(block)
-                left -= len(block)
+            copy_bytes(f.read, self.wfile.write, end - start + 1)
 
     # -- the routes -------------------------------------------------------------------------
     def do_page(self) -> None:

@@ -49,6 +49,38 @@ from hvc.segment.run import DIRECTIONS, Options, segment
 PROP_FLAGS = ("context", "memory", "precision", "search_dims", "candidates")
 
 
+def add_run_flags(parser: ArgumentParser) -> None:
+    """The flags of the model, its input size, memory, speed mode and device (``python -m hvc.app`` has them too)."""
+    parser.add_argument("--model", default="hvc", help="encoder (hvc, random18, imagenet18, ...)")
+    parser.add_argument("--checkpoint", help="weights file (default for hvc: checkpoints/hvc_bsds_cpu.pth)")
+    parser.add_argument("--input-size", type=int,
+                        help="shorter side fed to the encoder (default: the frames', at most 480)")
+    parser.add_argument("--context", type=int, default=50, help="context frames (default 50, the paper's)")
+    parser.add_argument("--memory", choices=("recent", "quality"), default="recent",
+                        help="memory policy: which frames form the context (docs/memory.md)")
+    parser.add_argument("--exact", action="store_true",
+                        help="the paper's exact float32 arithmetic even where bf16 is native (default there: fast)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+
+
+def parse_checked(parser: ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The command line ``argv``, the input size of :func:`add_run_flags` checked."""
+    a = parser.parse_args(argv)
+    if a.input_size is not None and not MIN_INPUT_SIZE <= a.input_size <= MAX_INPUT_SIZE:
+        parser.error(f"--input-size must lie in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}]")
+    return a
+
+
+def run_options(a: argparse.Namespace, speed: SpeedSettings, note: str) -> dict:
+    """The Options fields of :func:`add_run_flags`'s flags with the speed settings ``speed`` and their ``note``,
+    checked by the propagation schema before anything is read or written (errors name the flag)."""
+    prop = {"context": a.context, "memory": a.memory, "precision": speed.precision,
+            "search_dims": speed.search_dims, "candidates": speed.candidates}
+    PropagationConfig(**prop).validate(lambda name: f"--{name.replace('_', '-')}" if name in PROP_FLAGS else name)
+    return {"model": a.model, "checkpoint": a.checkpoint, "input_size": a.input_size, "device": a.device,
+            "context": a.context, "memory": a.memory, **dataclasses.asdict(speed), "speed_note": note}
+
+
 def parse_args(argv: list[str]) -> Options:
     parser = ArgumentParser(prog="python -m hvc.segment", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,18 +92,10 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--direction", choices=DIRECTIONS, default="forward",
                         help="propagate from the prompts forward (default), backward, or both ways (each frame "
                              "from its nearer prompt, forward on a tie)")
-    parser.add_argument("--model", default="hvc", help="encoder (hvc, random18, imagenet18, ...)")
-    parser.add_argument("--checkpoint", help="weights file (default for hvc: checkpoints/hvc_bsds_cpu.pth)")
     parser.add_argument("--output", type=Path, help="output folder (default: ./<video name>_masks)")
     parser.add_argument("--resize-mask", action="store_true",
                         help="scale a mask of another size to the frames (nearest neighbour)")
-    parser.add_argument("--input-size", type=int,
-                        help="shorter side fed to the encoder (default: the frames', at most 480)")
-    parser.add_argument("--context", type=int, default=50, help="context frames (default 50, the paper's)")
-    parser.add_argument("--memory", choices=("recent", "quality"), default="recent",
-                        help="memory policy: which frames form the context (docs/memory.md)")
-    parser.add_argument("--exact", action="store_true",
-                        help="the paper's exact float32 arithmetic even where bf16 is native (default there: fast)")
+    add_run_flags(parser)
     parser.add_argument("--encoder", choices=ENCODER_MODES,
                         help="how the encoder runs: exact, fused or bf16 (default: bf16 in the fast mode, else exact)")
     parser.add_argument("--precision", choices=("fp32", "bf16"),
@@ -83,27 +107,18 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--candidates", type=float,
                         help="candidates an approximate search rescores, in units of topk (at least 1; fewer is "
                              "faster, with more label changes; default: 1.5 in the fast mode, else 2)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a segmentation of other settings (or a damaged one) in --output")
     parser.add_argument("--save", nargs="+", choices=FORMATS, default=["palette", "mp4"], metavar="FORMAT",
                         help=f"what to write, any of {' '.join(FORMATS)} (default: palette mp4; the palette "
                              f"PNGs are always written; docs/segment.md)")
-    a = parser.parse_args(argv)
-    if a.input_size is not None and not MIN_INPUT_SIZE <= a.input_size <= MAX_INPUT_SIZE:
-        parser.error(f"--input-size must lie in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}]")
-    speed, note = _speed(a, parser)
-    # The propagation settings' one check, before anything is read or written; errors name the flag.
-    prop = {"context": a.context, "memory": a.memory, "precision": speed.precision,
-            "search_dims": speed.search_dims, "candidates": speed.candidates}
-    PropagationConfig(**prop).validate(lambda name: f"--{name.replace('_', '-')}" if name in PROP_FLAGS else name)
+    a = parse_checked(parser, argv)
+    fields = run_options(a, *_speed(a, parser))
     prompts = tuple([parse_prompt(m, "mask") for m in a.mask] + [parse_prompt(m, "scribble") for m in a.scribble])
     check_prompts(prompts)  # none, or two on one frame: usage errors before anything is read
     output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
-    return Options(video=a.video, output=output, prompts=prompts, model=a.model, checkpoint=a.checkpoint,
-                   input_size=a.input_size, resize_mask=a.resize_mask, device=a.device, context=a.context,
-                   memory=a.memory, **dataclasses.asdict(speed), overwrite=a.overwrite,
-                   save=tuple(dict.fromkeys(["palette", *a.save])), direction=a.direction, speed_note=note)
+    return Options(video=a.video, output=output, prompts=prompts, resize_mask=a.resize_mask, overwrite=a.overwrite,
+                   save=tuple(dict.fromkeys(["palette", *a.save])), direction=a.direction, **fields)
 
 
 ALL_DIMS = -1  # --search-dims all: search on every channel (0 stays 0, and is refused)
@@ -116,8 +131,7 @@ def _search_dims(text: str) -> int:
 def _speed(a: argparse.Namespace, parser: ArgumentParser) -> tuple[SpeedSettings, str]:
     """The speed settings (hvc/speed.py: the device's default mode, then single settings given)
     and the line that says which mode runs and why."""
-    given = {k: v for k, v in (("encoder", a.encoder), ("precision", a.precision), ("search_dims", a.search_dims),
-                               ("candidates", a.candidates)) if v is not None}
+    given = {f.name: getattr(a, f.name) for f in dataclasses.fields(SpeedSettings) if getattr(a, f.name) is not None}
     if a.exact and given:
         options = ", ".join("--" + k.replace("_", "-") for k in given)
         parser.error(f"--exact runs the exact arithmetic; leave out {options}")

@@ -39,12 +39,9 @@ class PromptSpec:
 
 
 def parse_prompt(text: str, kind: str) -> PromptSpec:
-    """``FRAME:PATH`` or ``PATH`` (frame 0) as given to ``--mask`` / ``--scribble``.
-
-    Only ASCII digits before the first colon make a frame number, so a path like ``C:/a.png``
-    or ``a:b.png`` stays a path; ``0:a:b.png`` is frame 0 of ``a:b.png``.
-    Raises UsageError (exit 2) for a negative frame or an empty path.
-    """
+    """``FRAME:PATH`` or ``PATH`` (frame 0) as given to ``--mask`` / ``--scribble``. Only ASCII digits before
+    the first colon make a frame number: ``C:/a.png`` and ``a:b.png`` stay paths, ``0:a:b.png`` is frame 0 of
+    ``a:b.png``. Raises UsageError (exit 2) for a negative frame or an empty path."""
     found = _FRAME_PREFIX.match(text)
     frame, path = (int(found.group(1)), found.group(2)) if found else (0, text)
     if frame < 0:
@@ -55,12 +52,9 @@ def parse_prompt(text: str, kind: str) -> PromptSpec:
 
 
 def check_prompts(specs: Iterable[PromptSpec], count: Optional[int] = None) -> list[PromptSpec]:
-    """The prompts in frame order, at least one, at most one per frame; with ``count`` (the
-    video's frame count, when known exactly) every frame must exist.
-
-    Raises UsageError (exit 2) for none or two on one frame, InputError (exit 3) for a frame
-    beyond the video.
-    """
+    """The prompts in frame order, at least one, at most one per frame; with ``count`` (the video's frame
+    count, when known exactly) every frame must exist. Raises UsageError (exit 2) for none or two on one
+    frame, PromptError (exit 3) for a frame beyond the video."""
     specs = sorted(specs, key=lambda s: s.frame)
     if not specs:
         raise UsageError("give a prompt: --mask [FRAME:]MASK.png or --scribble [FRAME:]S.png")
@@ -139,12 +133,10 @@ def colour_ids(colours: Sequence[tuple[int, int, int]]) -> dict[tuple[int, int, 
 
 def read_masks(paths: Sequence[str | Path], size: tuple[int, int],
                resize: bool = False) -> tuple[list[np.ndarray], dict[tuple[int, int, int], int]]:
-    """Object ids int64 [H, W] of mask files, and the colour -> id mapping of the RGB ones (empty
-    when none is RGB; one mapping for all files, so a colour is the same object on every frame).
-
-    Palette / greyscale masks hold ids, 0 background and 255 void (counted as background); a
-    0/255 greyscale image is one object. RGB(A) masks hold flat colours (:func:`colour_ids`).
-    """
+    """Object ids int64 [H, W] of mask files, and the colour -> id mapping of the RGB ones (empty when none
+    is RGB; one mapping for all files, so a colour is the same object on every frame). Palette / greyscale
+    masks hold ids, 0 background and 255 void (counted as background); a 0/255 greyscale image is one
+    object. RGB(A) masks hold flat colours (:func:`colour_ids`)."""
     opened = [(Path(p), *_open_mask(Path(p))) for p in paths]
     seen: dict[tuple[int, int, int], None] = {}
     for path, values, mode in opened:

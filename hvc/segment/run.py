@@ -4,6 +4,7 @@ directions: docs/segment.md (also docs/own_video.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import resource
@@ -68,23 +69,6 @@ class Options:
     direction: str = "forward"  # which way masks propagate from the prompts (DIRECTIONS)
     speed_note: str = ""  # the command line's account of the speed mode it chose (hvc/speed.py), for the summary
 
-    def all_prompts(self) -> list[PromptSpec]:
-        return ([PromptSpec(0, "mask", Path(self.mask))] if self.mask is not None else []) + \
-            ([PromptSpec(0, "scribble", Path(self.scribble))] if self.scribble is not None else []) + list(self.prompts)
-
-
-def pass_for(t: int, prompt_frames: list[int], direction: str) -> Optional[str]:
-    """Which pass gives frame ``t`` its mask: "forward", "backward", or None (no prompt in the
-    direction(s) run: background). With both, the pass whose nearest prompt is nearer (forward:
-    the latest prompt frame <= t; backward: the earliest >= t), forward on a tie."""
-    before = [p for p in prompt_frames if p <= t] if direction != "backward" else []
-    after = [p for p in prompt_frames if p >= t] if direction != "forward" else []
-    if not before and not after:
-        return None
-    if not after or (before and t - max(before) <= min(after) - t):
-        return "forward"
-    return "backward"
-
 
 def _video_identity(source: FrameSource) -> dict:
     """What tells this video from another at the same path."""
@@ -100,10 +84,8 @@ class InProgress:
     in its pass) and, for a backward pass over a video file, its frames ``frames/<t>.png``."""
 
     def __init__(self, folder: ResultsFolder):
-        self.dir = folder.staging(PROGRESS)
-        self.path = self.dir / "progress.json"
-        self.state_dir = self.dir / "state"
-        self.frames_dir = self.dir / "frames"
+        staging = folder.staging(PROGRESS)
+        self.path, self.state_dir, self.frames_dir = staging / "progress.json", staging / "state", staging / "frames"
 
     def load(self) -> Optional[dict]:
         """The progress; None if there is none; DAMAGED if it cannot be read (a truncated or
@@ -143,11 +125,8 @@ class InProgress:
         pass reads, one at a time); returns its exact frame count. A cache a killed run
         completed is kept, one it left half-written is completed (each file is atomic)."""
         marker = self.frames_dir / "count.json"
-        if marker.is_file():
-            try:
-                return int(json.loads(marker.read_text())["frames"])
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # damaged: made again below
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # missing or damaged: made below
+            return int(json.loads(marker.read_text())["frames"])
         count = 0
         for t, rgb in tqdm(source, total=source.count or None, unit="frame", desc="decoding for the backward pass"):
             count = t + 1
@@ -167,9 +146,6 @@ class InProgress:
                              f"pass --overwrite to segment the video afresh")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
-    def drop_frames(self) -> None:
-        shutil.rmtree(self.frames_dir, ignore_errors=True)
-
 
 class Segmenter:
     """One run of :func:`segment`: the video, prompts, encoder and propagator, and the passes."""
@@ -179,9 +155,11 @@ class Segmenter:
         if opts.direction not in DIRECTIONS:
             raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {opts.direction!r}")
         self.source = open_frames(opts.video)
-        # Frame counts of video files come from their headers and may be off: checked for folders
-        # only (a video file's once it is decoded).
-        self.specs = check_prompts(opts.all_prompts(), self.source.count if self._is_folder else None)
+        self.is_folder = self.source.path.is_dir()
+        frame0 = [PromptSpec(0, kind, Path(path)) for kind, path in (("mask", opts.mask), ("scribble", opts.scribble))
+                  if path is not None]
+        # A video file's frame count comes from its header and may be off: checked here for folders only.
+        self.specs = check_prompts(frame0 + list(opts.prompts), self.source.count if self.is_folder else None)
         self.prompt_frames = [s.frame for s in self.specs]
         mask_specs = [s for s in self.specs if s.kind == "mask"]
         masks, colours = read_masks([s.path for s in mask_specs], self.source.size, opts.resize_mask)
@@ -222,23 +200,27 @@ class Segmenter:
         backward = [t for t in range(self.last + 1) if self.owner(t) == "backward"]
         self.passes = ([] if opts.direction == "backward" else ["forward"]) + (["backward"] if backward else [])
         self.backward_stop = backward[0] if backward else 0
-
-    @property
-    def _is_folder(self) -> bool:
-        return self.source.path.is_dir()
+        self.background = np.zeros(self.source.size, np.uint8)  # the mask of a frame no prompt reaches
 
     def owner(self, t: int) -> Optional[str]:
-        """The pass whose result is frame t's mask (None: background), :func:`pass_for`."""
-        return pass_for(t, self.prompt_frames, self.opts.direction)
+        """Which pass gives frame ``t`` its mask: "forward", "backward", or None (no prompt in the
+        direction(s) run: background). With both, the pass whose nearest prompt is nearer (forward:
+        the latest prompt frame <= t; backward: the earliest >= t), forward on a tie."""
+        direction = self.opts.direction
+        before = [p for p in self.prompt_frames if p <= t] if direction != "backward" else []
+        after = [p for p in self.prompt_frames if p >= t] if direction != "forward" else []
+        if not before and not after:
+            return None
+        return "forward" if not after or (before and t - max(before) <= min(after) - t) else "backward"
 
     # -- the pieces of a pass --------------------------------------------------------------
-    def _reset(self, frame_of: Callable[[int], int]) -> VideoSegmenter:
-        """The segmenter, reset for a pass whose i-th frame is video frame ``frame_of(i)``."""
+    def _reset(self, frame_of: Callable[[int], int]) -> None:
+        """Reset the segmenter for a pass whose i-th frame is video frame ``frame_of(i)``."""
+        self.frame_of = frame_of
         hints = {"features": "check the weights of --checkpoint", "soft masks": "check --context and the prompts"}
         # Nothing of a frame with NaN or inf is written, so a rerun after the fix continues from the frame before.
         self.segmenter.reset(lambda i, what: f"{self.source.path}: {what} of frame {frame_of(i)} "
                                              f"({self.source.name(frame_of(i))}) hold NaN or inf; {hints[what]}")
-        return self.segmenter
 
     def _encode(self, rgb: np.ndarray) -> torch.Tensor:
         return self.segmenter.encode(rgb)
@@ -253,7 +235,7 @@ class Segmenter:
 
     def _frame(self, t: int) -> np.ndarray:
         """Frame t read on its own (a backward pass): the image file, or the decoded copy of a video's."""
-        return self.source.frame(t) if self._is_folder else self.progress.read_frame(t)
+        return self.source.frame(t) if self.is_folder else self.progress.read_frame(t)
 
     # -- the output folder ---------------------------------------------------------------------
     def _info(self) -> Optional[dict]:
@@ -327,7 +309,7 @@ class Segmenter:
         self.folder.clear_staging()
         self.folder.start(SEQUENCE)
         return {"settings_sha256": self.key, "pass": 0, "done": 0, "propagator": None,
-                "frames": self.source.count if self._is_folder else None, "objects": {},
+                "frames": self.source.count if self.is_folder else None, "objects": {},
                 "seconds": {"encode": 0.0, "propagate": 0.0, "write": 0.0}, "runs": 1}
 
     def _state_readable(self, progress: dict) -> bool:
@@ -344,25 +326,22 @@ class Segmenter:
         """Segment every frame not done, commit the video, write the exports and the summary;
         returns the summary. The output folder's lock (:mod:`hvc.locks`) is held throughout."""
         with OutputLock(self.opts.output, "--output"):
-            return self._run(on_frame)
-
-    def _run(self, on_frame: Optional[Callable[[int], None]]) -> dict:
-        progress, info = self._start()
-        if progress is not None:
-            self.on_frame = on_frame
-            self.segmenter = VideoSegmenter.from_checkpoint(
-                self.checkpoint, self.prop_cfg, model=self.opts.model, device=self.opts.device,
-                input_size=self.opts.input_size or None, encoder=self.opts.encoder)
-            self._propagate(progress)
-            info = self._commit(progress)
-        self._export(info)
-        summary = self._summary(info)
-        atomic_write_text(self.opts.output / "summary.json", json.dumps(summary, indent=2))
-        return summary
+            progress, info = self._start()
+            if progress is not None:
+                self.on_frame = on_frame
+                self.segmenter = VideoSegmenter.from_checkpoint(
+                    self.checkpoint, self.prop_cfg, model=self.opts.model, device=self.opts.device,
+                    input_size=self.opts.input_size or None, encoder=self.opts.encoder)
+                self._propagate(progress)
+                info = self._commit(progress)
+            self._export(info)
+            summary = self._summary(info)
+            atomic_write_text(self.opts.output / "summary.json", json.dumps(summary, indent=2))
+            return summary
 
     def _propagate(self, progress: dict) -> None:
         """The passes not done, each from where the progress says it stopped."""
-        if "backward" in self.passes[progress["pass"]:] and not self._is_folder:
+        if "backward" in self.passes[progress["pass"]:] and not self.is_folder:
             progress["frames"] = self.progress.cache_frames(self.source, self.last)
             check_prompts(self.specs, progress["frames"])  # a video file's count is known once decoded
             self.progress.save(progress)
@@ -376,34 +355,26 @@ class Segmenter:
                 self.progress.save(progress)
                 self.progress.drop_masks(set())
                 if name == "backward":
-                    self.progress.drop_frames()
+                    shutil.rmtree(self.progress.frames_dir, ignore_errors=True)
 
     def _forward(self, progress: dict) -> None:
         """Frames first..end in order (the i-th of the pass is frame first + i), streamed from the
         source; before the first prompt, background (forward only) or nothing (both)."""
         first = self.first
-        seg = self._reset(lambda i: first + i)
+        self._reset(lambda i: first + i)
         done, state = progress["done"], progress["propagator"]
-        resume = SegmenterState({"frame": done - first, "start": 0, "propagator": state}, {}) if state else None
         held: dict[int, torch.Tensor] = {}
         t = -1
         for t, rgb in self.source:
             if t < done:  # resuming: re-encode only the frames the propagator held
-                if resume is not None and t >= first:
-                    if t - first in resume.stored:
-                        held[t - first] = self._encode(rgb)
-                    if t == done - 1:
-                        resume.masks = {i: self.progress.load_mask(i, seg.extractor.device, first + i)
-                                        for i in resume.stored}
-                        seg.restore(resume, held)
-                        held = {}
-                continue
-            if t < first:
-                background = np.zeros(self.source.size, np.uint8) if self.owner(t) is None else None
-                self._write(t, background, progress, t + 1, None)
-                continue
-            pred = self._step(seg, t, rgb, progress)
-            self._write(t, pred if self.owner(t) == "forward" else None, progress, t + 1, seg)
+                if state and t - first in state["stored"]:
+                    held[t - first] = self._encode(rgb)
+                if state and t == done - 1:
+                    self._restore(done - first, state, held)
+            elif t < first:
+                self._write(t, self.background if self.owner(t) is None else None, progress, t + 1, False)
+            else:
+                self._step(t, rgb, progress, t + 1, "forward")
         progress["frames"] = max(t + 1, done)
         check_prompts(self.specs, progress["frames"])  # a video file's count is known once decoded
 
@@ -411,36 +382,40 @@ class Segmenter:
         """Frames last..stop in reverse order (the i-th of the pass is frame last - i), each read on
         its own; after the last prompt, background (backward only)."""
         last = self.last
-        seg = self._reset(lambda i: last - i)
+        self._reset(lambda i: last - i)
         done, state = progress["done"], progress["propagator"]
         if done == 0:
             for t in range(last + 1, progress["frames"]):
                 if self.owner(t) is None and not (self.staged / f"{self.source.name(t)}.png").is_file():
-                    self._write(t, np.zeros(self.source.size, np.uint8), progress, 0, None)
+                    self._write(t, self.background, progress, 0, False)
         if state:  # resuming: re-encode only the frames the propagator held
-            resume = SegmenterState({"frame": done, "start": 0, "propagator": state}, {})
-            held = {i: self._encode(self._frame(last - i)) for i in resume.stored}
-            resume.masks = {i: self.progress.load_mask(i, seg.extractor.device, last - i) for i in resume.stored}
-            seg.restore(resume, held)
+            self._restore(done, state, {i: self._encode(self._frame(last - i)) for i in state["stored"]})
         for i in range(done, last - self.backward_stop + 1):
-            t = last - i
-            pred = self._step(seg, t, self._frame(t), progress)
-            self._write(t, pred if self.owner(t) == "backward" else None, progress, i + 1, seg)
+            self._step(last - i, self._frame(last - i), progress, i + 1, "backward")
 
-    def _step(self, seg: VideoSegmenter, t: int, rgb: np.ndarray, progress: dict) -> np.ndarray:
-        """Frame t through the engine: ids uint8 [H, W]; its prompt, if any, given there."""
+    def _restore(self, i: int, state: dict, held: dict[int, torch.Tensor]) -> None:
+        """Continue the pass at its i-th frame from the progress's propagator ``state``; ``held``: the
+        embeddings of the frames it holds (``state["stored"]``, by their place in the pass)."""
+        device = self.segmenter.extractor.device
+        masks = {j: self.progress.load_mask(j, device, self.frame_of(j)) for j in state["stored"]}
+        self.segmenter.restore(SegmenterState({"frame": i, "start": 0, "propagator": state}, masks), held)
+
+    def _step(self, t: int, rgb: np.ndarray, progress: dict, done: int, name: str) -> None:
+        """Frame t through the engine (its prompt, if any, given there), then :meth:`_write` with its ids
+        uint8 [H, W] if the pass ``name`` gives frame t its mask."""
+        seg = self.segmenter
         start = time.perf_counter()
         emb = self._encode(rgb)
         encoded = time.perf_counter()
         pred = seg.ids(seg.step_features(emb, self._labels(t, emb)), self.source.size)
         progress["seconds"]["encode"] += encoded - start
         progress["seconds"]["propagate"] += time.perf_counter() - encoded
-        return pred
+        self._write(t, pred if self.owner(t) == name else None, progress, done, stepped=True)
 
-    def _write(self, t: int, pred: Optional[np.ndarray], progress: dict, done: int,
-               seg: Optional[VideoSegmenter]) -> None:
-        """Frame t's mask ``pred`` (None: another pass gives it), then the propagator's new stored
-        frame, then the progress (the commit of the frame), then the soft masks no longer held."""
+    def _write(self, t: int, pred: Optional[np.ndarray], progress: dict, done: int, stepped: bool) -> None:
+        """Frame t's mask ``pred`` (None: another pass gives it), then (``stepped``: after a step) the
+        propagator's new stored frame, then the progress (the commit of the frame), then the soft
+        masks no longer held."""
         start = time.perf_counter()
         if pred is not None:  # the progress vouches for it: durable before the progress says so
             save_indexed_png(self.staged / f"{self.source.name(t)}.png", pred, durable=True)
@@ -450,10 +425,11 @@ class Segmenter:
                     seen = progress["objects"].setdefault(str(k), {"frames": 0, "area": 0.0})
                     seen["frames"] += 1
                     seen["area"] += n / pred.size
-        state = seg.state(embeddings=False) if seg is not None else None
+        state = self.segmenter.state(embeddings=False) if stepped else None
         if state is not None:
-            if seg.frame - 1 in state.masks:
-                self.progress.save_mask(seg.frame - 1, state.masks[seg.frame - 1])
+            stored = self.segmenter.frame - 1
+            if stored in state.masks:
+                self.progress.save_mask(stored, state.masks[stored])
             progress["propagator"] = state.record["propagator"]
         progress["done"] = done
         progress["seconds"]["write"] += time.perf_counter() - start
@@ -494,8 +470,7 @@ class Segmenter:
         atomic_write_text(self.info_path, json.dumps(info), durable=True)
 
     def _summary(self, info: dict) -> dict:
-        frames = info["frames"]
-        s = info["seconds"]
+        frames, s = info["frames"], info["seconds"]
         objects = {i: {"frames_present": o["frames"], "mean_area": o["area"] / frames}
                    for i, o in sorted(info["objects"].items(), key=lambda kv: int(kv[0]))}
         prompts = [{**p, "resized": self.opts.resize_mask} for p in self.settings["prompts"]]

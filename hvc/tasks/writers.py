@@ -18,9 +18,8 @@ from hvc.data.palette import save_indexed_png
 from hvc.data.sequence import VideoSequence
 from hvc.exports.overlay import SequenceVisualizer
 from hvc.fileio import atomic_path
-from hvc.propagation import upsample_labels
+from hvc.propagation import upsample_argmax, upsample_labels
 from hvc.tasks.pose import decode_keypoints
-from hvc.upsample import upsample_argmax
 
 
 class IndexedPngWriter:

@@ -14,9 +14,8 @@ from torch import Tensor
 from hvc.config.propagation import PropagationConfig
 from hvc.propagation.kernel import context_frames
 from hvc.propagation.local.blocks import TileBlockMemory
-from hvc.propagation.local.masked import masked_topk
 from hvc.propagation.local.tables import Tables, TiledTables, grid_tables
-from hvc.propagation.local.tiled import tiled_topk
+from hvc.propagation.local.tiled import masked_topk, tiled_topk
 
 # Largest affinity block, in elements, built at once (2^24 floats = 64 MiB).
 _BLOCK_ELEMENTS = 1 << 24

@@ -24,22 +24,17 @@ EncoderMode = Literal["exact", "fused", "bf16"]
 ENCODER_MODES: tuple[str, ...] = get_args(EncoderMode)
 
 
-def _conv_bn_pairs(net: ResNet) -> list[tuple[nn.Module, str, str]]:
-    """(parent module, conv attribute, bn attribute) for every BatchNorm and the conv before it:
-    ``convN`` before ``bnN``, the previous entry in a Sequential (``downsample``)."""
-    return [(m, f"conv{name[2:]}" if name.startswith("bn") else str(int(name) - 1), name)
-            for m in net.modules() for name, child in m.named_children() if isinstance(child, nn.BatchNorm2d)]
-
-
 @torch.no_grad()
 def fold_batchnorm(net: ResNet) -> ResNet:
-    """A copy of the eval-mode ``net`` with each BatchNorm folded into its convolution (scaled
-    weights and a bias; the BatchNorm becomes an identity). Needs running statistics: a
-    train-mode network is refused."""
+    """A copy of the eval-mode ``net`` with each BatchNorm folded into its convolution (scaled weights and a bias;
+    the BatchNorm becomes an identity). Needs running statistics: a train-mode network is refused."""
     if net.training:
         raise ValueError("fold_batchnorm needs an eval-mode network (BatchNorm running statistics)")
     folded = copy.deepcopy(net)
-    for parent, conv_name, bn_name in _conv_bn_pairs(folded):
+    # (parent, conv, BatchNorm): convN before bnN, the previous entry of a Sequential (downsample)
+    pairs = [(m, f"conv{name[2:]}" if name.startswith("bn") else str(int(name) - 1), name)
+             for m in folded.modules() for name, child in m.named_children() if isinstance(child, nn.BatchNorm2d)]
+    for parent, conv_name, bn_name in pairs:
         conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
         setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
         setattr(parent, bn_name, nn.Identity())

@@ -1,11 +1,8 @@
 """Fully-convolutional ResNet encoders with output stride 8 (layer3 and layer4 at stride 1).
 
-Parameter names follow torchvision's layout (``conv1``, ``layer3.0.downsample.0`` ...) so that
-the paper's checkpoints, MoCo v1 and torchvision ImageNet files load by name; there is no
-``avgpool``/``fc`` (loaders drop ``fc.*``). Training keeps layer4 (ResNet-18: 512 channels),
-testing stops after layer3 (ResNet-18: 256, ResNet-50: 1024 channels).
-
-Initialisation is the paper's (docs/training.md): conv weights ~ N(0, sqrt(2 / (k*k*out))),
+Parameter names follow torchvision's layout (``conv1``, ``layer3.0.downsample.0`` ...) so that the paper's
+checkpoints, MoCo v1 and torchvision ImageNet files load by name; there is no ``avgpool``/``fc`` (loaders drop
+``fc.*``). Initialisation is the paper's (docs/training.md): conv weights ~ N(0, sqrt(2 / (k*k*out))),
 BatchNorm weight 1 / bias 0, then the last BatchNorm of every residual block zeroed.
 """
 
@@ -30,7 +27,6 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 
 class BasicBlock(nn.Module):
     expansion = 1
-    last_bn = "bn2"  # zeroed at initialisation
 
     def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -52,7 +48,6 @@ class Bottleneck(nn.Module):
     """torchvision's ResNet v1.5 bottleneck (stride on the 3x3 conv), as in MoCo v1."""
 
     expansion = 4
-    last_bn = "bn3"
 
     def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -81,14 +76,11 @@ _ARCHS: dict[str, tuple[type[nn.Module], list[int]]] = {
 
 class ResNet(nn.Module):
     """ResNet trunk at output stride 8; ``with_layer4`` False stops after layer3 (test encoder).
-
-    ``forward(x: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]`` with C = ``out_channels``.
-    """
+    ``forward(x: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]``, C = ``out_channels``: with layer4 (training)
+    512 (ResNet-18), without it 256 (ResNet-18) or 1024 (ResNet-50)."""
 
     def __init__(self, arch: Arch = "resnet18", with_layer4: bool = True):
         super().__init__()
-        if arch not in _ARCHS:
-            raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(_ARCHS)}")
         block, layers = _ARCHS[arch]
         self.arch = arch
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
@@ -124,9 +116,9 @@ class ResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 m.weight.fill_(1.0)
                 m.bias.zero_()
-        for m in self.modules():
+        for m in self.modules():  # the last BatchNorm of each residual block
             if isinstance(m, (BasicBlock, Bottleneck)):
-                getattr(m, m.last_bn).weight.zero_()
+                (m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

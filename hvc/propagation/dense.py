@@ -8,7 +8,6 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from hvc.config.propagation import PropagationConfig
 from hvc.propagation.kernel import KeyMemory, context_frames
 
 # Largest affinity block, in elements, built at once (2^27 floats = 512 MiB).
@@ -30,11 +29,6 @@ class DenseKernel:
         self.temperature = temperature
         self.topk = topk
         self._far: dict[tuple[int, int], Tensor] = {}
-
-    @classmethod
-    def from_config(cls, cfg: PropagationConfig) -> "DenseKernel":
-        """The kernel of validated settings (PropagationConfig.validate)."""
-        return cls(cfg.radius, cfg.temperature, cfg.topk)
 
     def memory(self) -> KeyMemory:
         return KeyMemory()  # the embeddings [C, h, w] as they are

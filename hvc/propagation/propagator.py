@@ -10,17 +10,11 @@ import torch
 from torch import Tensor
 
 from hvc.config.propagation import PropagationConfig
-from hvc.propagation.context import ContextPolicy, RecentFrames
+from hvc.propagation.context import ContextPolicy, QualityFrames, RecentFrames
 from hvc.propagation.dense import DenseKernel
 from hvc.propagation.kernel import Kernel, KeyMemory, context_frames
 from hvc.propagation.local import LocalKernel
 from hvc.propagation.masks import one_hot, resize_masks
-from hvc.propagation.quality import QualityFrames
-
-KERNELS = {"dense": DenseKernel, "local": LocalKernel}
-POLICIES = {"recent": lambda cfg: RecentFrames(cfg.context),
-            "quality": lambda cfg: QualityFrames(cfg.context, cfg.quality)}
-
 
 def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, Tensor],
             context: Sequence[int], channels: Optional[Tensor] = None) -> Tensor:
@@ -47,10 +41,15 @@ class LabelPropagator:
     def __init__(self, config: Optional[PropagationConfig] = None, *, policy: Optional[ContextPolicy] = None,
                  **changes):
         # the schema's one check (ConfigError naming prop.<field>); kernels and policies take the values as they are
-        self.config = dataclasses.replace(config or PropagationConfig(), **changes).validate()
-        self.num_classes = self.config.num_classes
-        self.kernel: Kernel = KERNELS[self.config.impl].from_config(self.config)
-        self.policy = policy or POLICIES[self.config.memory](self.config)
+        cfg = self.config = dataclasses.replace(config or PropagationConfig(), **changes).validate()
+        self.num_classes = cfg.num_classes
+        if cfg.impl == "dense":
+            self.kernel: Kernel = DenseKernel(cfg.radius, cfg.temperature, cfg.topk)
+        else:
+            self.kernel = LocalKernel(cfg.radius, cfg.temperature, cfg.topk, precision=cfg.precision,
+                                      search_dims=cfg.search_dims, candidates=cfg.candidates)
+        self.policy = policy or (QualityFrames(cfg.context, cfg.quality) if cfg.memory == "quality"
+                                 else RecentFrames(cfg.context))
         self.reset()
 
     def reset(self) -> None:

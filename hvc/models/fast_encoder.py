@@ -1,12 +1,11 @@
 """Faster forms of an eval-mode test encoder, for inference only (timings: docs/speed.md):
 
-* ``exact``: the float32 eager module as loaded, the path the golden tests check;
-* ``fused``: every BatchNorm folded into the convolution before it, channels_last weights; float32, features
-  about 1e-6 (max abs) from ``exact`` (the folded weights round differently);
-* ``bf16``: ``fused`` in bfloat16 (oneDNN's native kernels on AVX512_BF16/AMX CPUs, autocast's choice on GPUs);
-  about 1e-2 relative on the features, so labels can change: opt-in.
+* ``exact``: the float32 module as loaded, the path the golden tests check;
+* ``fused``: every BatchNorm folded into its convolution, channels_last; float32, features about 1e-6 (max abs)
+  off (the folded weights round differently);
+* ``bf16``: ``fused`` in bfloat16 (native on AVX512_BF16/AMX CPUs), about 1e-2 relative, so labels can change: opt-in.
 
-``wrap_encoder(net, mode) -> module``: ``forward(frames [N, 3, H, W] float32) -> [N, C, H/8, W/8] float32``.
+``wrap_encoder(net, mode)``: ``forward(frames [N, 3, H, W] float32) -> [N, C, H/8, W/8] float32``.
 """
 
 from __future__ import annotations

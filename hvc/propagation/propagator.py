@@ -11,10 +11,10 @@ from torch import Tensor
 
 from hvc.config.propagation import PropagationConfig
 from hvc.propagation.context import ContextPolicy, QualityFrames, RecentFrames
-from hvc.propagation.dense import DenseKernel
-from hvc.propagation.kernel import Kernel, KeyMemory, context_frames
+from hvc.propagation.kernel import DenseKernel, Kernel, KeyMemory, context_frames
 from hvc.propagation.local import LocalKernel
 from hvc.propagation.masks import one_hot, resize_masks
+
 
 def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, Tensor],
             context: Sequence[int], channels: Optional[Tensor] = None) -> Tensor:

@@ -24,7 +24,7 @@ _GROUP_BYTES = 512 << 20
 
 class LocalKernel:
     """Top-k neighbours of every query position over a context of stored frames, from local
-    windows; same contract as :class:`~hvc.propagation.dense.DenseKernel`."""
+    windows; same contract as :class:`~hvc.propagation.kernel.DenseKernel`."""
 
     def __init__(self, radius: float, temperature: float, topk: int, tile: int = 4,
                  tiled: Optional[bool] = None, precision: str = "fp32", search_dims: Optional[int] = None,

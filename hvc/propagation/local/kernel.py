@@ -36,11 +36,11 @@ class LocalKernel:
         self.topk = topk
         self.tile = tile
         self.tiled = tiled
-        self._search_dtype = torch.bfloat16 if precision == "bf16" else None  # None: the embeddings' own
         self.search_dims = search_dims
         self.candidates = candidates
-        # exact search on the embeddings themselves, or an approximate one then rescored
-        self.approximate = self._search_dtype is not None or search_dims is not None
+        # None: an exact search on the embeddings themselves; else the dtype of an approximate one, then rescored
+        self._search_dtype = torch.bfloat16 if precision == "bf16" else None if search_dims is None else torch.float32
+        self.approximate = self._search_dtype is not None
         self._tables: dict[tuple[int, int, torch.device], Tables] = {}
         self._buffers: dict[str, Tensor] = {}
 
@@ -52,9 +52,7 @@ class LocalKernel:
 
     def memory(self) -> TileBlockMemory:
         """Stored frames as flattened embeddings plus key tiles in blocks of frames."""
-        if not self.approximate:
-            return TileBlockMemory(self.tables)
-        return TileBlockMemory(self.tables, self._search_dtype or torch.float32, self.search_dims)
+        return TileBlockMemory(self.tables, self._search_dtype, self.search_dims)
 
     def __call__(self, query: Tensor, memory: TileBlockMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
         """See :class:`~hvc.propagation.kernel.Kernel`: (weights [hw, k], index [hw, k] = slot * hw + key)."""

@@ -17,23 +17,15 @@ from torch import Tensor, nn
 Arch = Literal["resnet18", "resnet50"]
 
 
-def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-
-
-def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
-
-
 class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
-        self.conv1 = _conv3x3(cin, planes, stride)
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv3x3(planes, planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
 
@@ -51,11 +43,11 @@ class Bottleneck(nn.Module):
 
     def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
-        self.conv1 = _conv1x1(cin, planes)
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -68,10 +60,8 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-_ARCHS: dict[str, tuple[type[nn.Module], list[int]]] = {
-    "resnet18": (BasicBlock, [2, 2, 2, 2]),
-    "resnet50": (Bottleneck, [3, 4, 6, 3]),
-}
+# architecture -> (residual block, blocks per layer)
+_ARCHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
 
 
 class ResNet(nn.Module):
@@ -99,7 +89,7 @@ class ResNet(nn.Module):
     def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
         if stride != 1 or self._cin != planes * block.expansion:
-            downsample = nn.Sequential(_conv1x1(self._cin, planes * block.expansion, stride),
+            downsample = nn.Sequential(nn.Conv2d(self._cin, planes * block.expansion, 1, stride, bias=False),
                                        nn.BatchNorm2d(planes * block.expansion))
         mods = [block(self._cin, planes, stride, downsample)]
         self._cin = planes * block.expansion

@@ -94,10 +94,8 @@ class LocalKernel:
 
     def _long_term(self, queries: Tensor, key: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """queries: [hw, C], key: [C, hw] -> top-k (dot products, key positions) over all keys, [hw, k] each."""
-        chunk = max(1, _BLOCK_ELEMENTS // queries.shape[0])
         vals, idx = [], []
-        for s in range(0, queries.shape[0], chunk):
-            block = queries[s:s + chunk]
+        for block in queries.split(max(1, _BLOCK_ELEMENTS // queries.shape[0])):
             out = self._buffer("long_term", (block.shape[0], key.shape[1]), queries)
             v, i = torch.matmul(block, key, out=out).topk(k, dim=1)
             vals.append(v)

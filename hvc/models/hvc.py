@@ -65,24 +65,20 @@ class FlowHead(nn.Module):
 
 
 def momentum_at(step: int, total_steps: int, base: float = 0.99) -> float:
-    """m = 1 - (1 - base) * (cos(pi * step / total_steps) + 1) / 2.
-
-    ``step`` is the global step before the update (0 on the first step); it is not clamped,
-    so past ``total_steps`` the cosine continues, as in the official code.
-    """
+    """m = 1 - (1 - base) * (cos(pi * step / total_steps) + 1) / 2. ``step`` is the global step before the update
+    (0 on the first step); it is not clamped, so past ``total_steps`` the cosine continues, as in the official code."""
     return 1.0 - (1.0 - base) * (math.cos(math.pi * step / total_steps) + 1.0) / 2.0
 
 
 class HVC(nn.Module):
     """Self-supervised HVC model; ``forward`` returns the training loss.
 
-    with_layer4: keep the encoder's layer4 (the paper); ``False`` trains the trunk that the
-    test-time encoder keeps (up to layer3): about a third of the encoder work at stride 8.
-    Projector: encoder channels -> proj_hidden_dim -> proj_dim; predictor: proj_dim ->
-    pred_hidden_dim -> proj_dim. pos_radius: see :func:`hybrid_loss`. init_forward_size: side
-    of the all-zero image the online encoder sees once in train mode at construction, as the
-    official ``__init__`` does (its BatchNorm statistics move once; the target copy is taken
-    before). ``None`` skips it.
+    with_layer4: keep the encoder's layer4 (the paper); ``False`` trains the trunk that the test-time encoder keeps
+    (up to layer3): about a third of the encoder work at stride 8. Projector: encoder channels -> proj_hidden_dim ->
+    proj_dim; predictor: proj_dim -> pred_hidden_dim -> proj_dim. pos_radius: see :func:`hybrid_loss`.
+    init_forward_size: side of the all-zero image the online encoder sees once in train mode at construction, as
+    the official ``__init__`` does (its BatchNorm statistics move once; the target copy is taken before); ``None``
+    skips it.
     """
 
     def __init__(self, arch: Arch = "resnet18", proj_hidden_dim: int = 256, proj_dim: int = 256,
@@ -127,10 +123,9 @@ class HVC(nn.Module):
     def forward(self, view1: Tensor, view2: Tensor, coord1: Tensor, coord2: Tensor, momentum: float) -> Tensor:
         """Training loss of one step (scalar); updates the target network as a side effect.
 
-        view*: [N, 3, H, W] normalised crops; coord*: [N, 4] = [x0, y0, x1, y1] of each crop
-        in its source image (hvc.data.transforms.crop_coords); momentum: EMA momentum of this
-        step (:func:`momentum_at`). The order of the steps is part of the definition.
-        """
+        view*: [N, 3, H, W] normalised crops; coord*: [N, 4] = [x0, y0, x1, y1] of each crop in its source image
+        (hvc.data.transforms.crop_coords); momentum: EMA momentum of this step (:func:`momentum_at`). The order of
+        the steps is part of the definition."""
         q1 = self._online(view1)
         q2 = self._online(view2)
         self.update_target(momentum)

@@ -16,6 +16,8 @@ from hvc.propagation.kernel import DenseKernel, Kernel, KeyMemory, context_frame
 from hvc.propagation.local import LocalKernel
 from hvc.propagation.masks import one_hot, resize_masks
 
+KERNELS = {"dense": DenseKernel, "local": LocalKernel}  # prop.impl -> the kernel class
+
 
 def embed(feats: Tensor, merge_feats: Tensor | None = None, merge_lambda: float = 1.05) -> Tensor:
     """L2-normalise features over channels, optionally merged with a second feature set.
@@ -63,11 +65,10 @@ class LabelPropagator:
         # the schema's one check (ConfigError naming prop.<field>); kernels and policies take the values as they are
         cfg = self.config = dataclasses.replace(config or PropagationConfig(), **changes).validate()
         self.num_classes = cfg.num_classes
-        if cfg.impl == "dense":
-            self.kernel: Kernel = DenseKernel(cfg.radius, cfg.temperature, cfg.topk)
-        else:
-            self.kernel = LocalKernel(cfg.radius, cfg.temperature, cfg.topk, precision=cfg.precision,
-                                      search_dims=cfg.search_dims, candidates=cfg.candidates)
+        # the local kernel's own settings: a setting added to the schema is passed on here only
+        local = {"precision": cfg.precision, "search_dims": cfg.search_dims, "candidates": cfg.candidates}
+        self.kernel: Kernel = KERNELS[cfg.impl](cfg.radius, cfg.temperature, cfg.topk,
+                                                **(local if cfg.impl == "local" else {}))
         self.policy = policy or (QualityFrames(cfg.context, cfg.quality) if cfg.memory == "quality"
                                  else RecentFrames(cfg.context))
         self.reset()

@@ -10,7 +10,7 @@
 The stages are the pipeline's own functions (configs/test_davis16.yaml, the paper's protocol):
 decode (``FrameDataset[t]``, plus the first-frame mask), encoder (``FeatureExtractor`` of
 ``build_extractor``, batches of ``data.batch_size``), propagation (``VideoSegmenter.step_features``),
-up-sampling + argmax (``hvc.upsample.upsample_argmax``, the writer's path; the all-channel
+up-sampling + argmax (``hvc.propagation.upsample_argmax``, the writer's path; the all-channel
 ``upsample_labels`` it replaced is timed beside it) and PNG writing (``save_indexed_png`` to a
 temporary folder). Frames are decoded in the main process here, so stages do not overlap.
 
@@ -56,10 +56,9 @@ from hvc.config.inference import TestConfig  # noqa: E402
 from hvc.data.palette import save_indexed_png  # noqa: E402
 from hvc.data.vos import FrameDataset, load_sequences, read_label_map  # noqa: E402
 from hvc.inference import build_extractor, segment_clip  # noqa: E402
-from hvc.propagation import upsample_labels  # noqa: E402
+from hvc.propagation import upsample_argmax, upsample_labels  # noqa: E402
 from hvc.segmenter import VideoSegmenter  # noqa: E402
 from hvc.tasks.clips import VOSClip, vos_outputs  # noqa: E402
-from hvc.upsample import upsample_argmax  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("decode", "encoder", "propagation", "upsample+argmax", "png")

@@ -1,11 +1,7 @@
-"""Keep freed memory in the process instead of handing it back to the system at every step.
-
-Steps allocate and free tensors of the same few sizes (several MiB); with glibc's defaults blocks above its mmap
-threshold are unmapped on free and the heap top trimmed, so each step page-faults on memory the previous one handed
-back. Fixing the mmap threshold at glibc's ceiling (32 MiB) and the trim threshold at 1 GiB reuses freed blocks;
-results do not change (measured: docs/local_kernel.md, "Cost"). Linux (glibc's ``mallopt``) only;
-``HVC_KEEP_FREED_MEMORY=0`` turns it off. Every entry point calls it (:func:`hvc.cli.run_main`).
-"""
+"""Keep freed memory in the process instead of handing it back to the system at every step: steps allocate and
+free tensors of the same few sizes (several MiB), which glibc's defaults unmap on free and page-fault on at the next
+step (measured: docs/local_kernel.md, "Cost"). Linux (glibc's ``mallopt``) only; ``HVC_KEEP_FREED_MEMORY=0`` turns
+it off. Every entry point calls it (:func:`hvc.cli.run_main`)."""
 
 from __future__ import annotations
 
@@ -15,7 +11,9 @@ import os
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc's malloc.h)
-MMAP_THRESHOLD = 32 << 20  # glibc's largest on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX)
+# freed blocks are reused, not unmapped: mmap only from glibc's ceiling on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX),
+# the heap top trimmed above 1 GiB only; results do not change
+MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 1 << 30
 ENV = "HVC_KEEP_FREED_MEMORY"
 

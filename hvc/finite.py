@@ -12,12 +12,9 @@ from torch import Tensor
 def _tensors(obj: Any, prefix: str) -> Iterator[tuple[str, Tensor]]:
     if isinstance(obj, Tensor):
         yield prefix, obj
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
+    elif isinstance(obj, (dict, list, tuple)):
+        for key, value in obj.items() if isinstance(obj, dict) else enumerate(obj):
             yield from _tensors(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(obj, (list, tuple)):
-        for i, value in enumerate(obj):
-            yield from _tensors(value, f"{prefix}.{i}" if prefix else str(i))
 
 
 def non_finite_tensors(state: Any) -> list[str]:

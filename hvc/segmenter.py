@@ -24,9 +24,8 @@ from hvc.models.encoders import load_encoder
 from hvc.models.fast_encoder import wrap_encoder
 from hvc.propagation import LabelPropagator, PropagationConfig, embed
 from hvc.propagation.context import ContextPolicy
-from hvc.propagation.masks import resize_masks
+from hvc.propagation.masks import resize_masks, upsample_argmax
 from hvc.distributed import Job
-from hvc.upsample import upsample_argmax
 
 _AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # Frames with a shorter side above this are encoded at it (the DAVIS protocol's 480p).

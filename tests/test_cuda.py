@@ -52,8 +52,7 @@ from hvc.engine import build_dataset, build_model, build_optimizer, flush_denorm
 from hvc.export import encoder_from_checkpoint
 from hvc.inference import FeatureExtractor
 from hvc.models.encoders import ARCH, load_encoder
-from hvc.models.heads import FlowHead
-from hvc.models.hvc import momentum_at
+from hvc.models.hvc import FlowHead, momentum_at
 from hvc.models.loss import hybrid_loss, positive_pairs
 from hvc.models.resnet import ResNet
 from hvc.propagation import LabelPropagator, embed, upsample_labels

@@ -15,8 +15,7 @@ import torch
 
 import hvc.models.hvc as hvc_module
 from hvc.export import encoder_from_checkpoint
-from hvc.models.heads import FlowHead
-from hvc.models.hvc import HVC, momentum_at
+from hvc.models.hvc import HVC, FlowHead, momentum_at
 from hvc.models.loss import hybrid_loss, positive_pairs
 
 

@@ -93,7 +93,7 @@ LAYERS = [
     {"hvc.fileio", "hvc.cli", "hvc.meters", "hvc.names", "hvc.apart", "hvc.locks"},
     {"hvc.config", "hvc.checkpoint", "hvc.completion", "hvc.distributed"},
     {"hvc.data", "hvc.models", "hvc.propagation"},
-    {"hvc.upsample", "hvc.exports", "hvc.scribbles", "hvc.metrics", "hvc.results", "hvc.segmenter"},
+    {"hvc.exports", "hvc.scribbles", "hvc.metrics", "hvc.results", "hvc.segmenter"},
     {"hvc.inference", "hvc.engine", "hvc.export", "hvc.tasks", "hvc.segment"},
     {"hvc.entry", "hvc.demo", "hvc.download", "hvc.app"},
 ]

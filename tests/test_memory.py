@@ -15,7 +15,7 @@ from hvc.inference import build_extractor
 from hvc.propagation import (ContextPolicy, DenseKernel, LabelPropagator, LocalKernel, PropagationConfig, embed,
                              upsample_labels)
 from hvc.config.propagation import QualityConfig
-from hvc.propagation.quality import QualityFrames, confidence
+from hvc.propagation.context import QualityFrames, confidence
 
 REPO_CHECKPOINT = "checkpoints/hvc_bsds_cpu.pth"
 

@@ -1,4 +1,4 @@
-"""The writer's up-sampling (hvc.upsample) gives the labels of the all-channel upsample_labels, bit for bit."""
+"""The writer's up-sampling (upsample_argmax) gives the labels of the all-channel upsample_labels, bit for bit."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import torch
 
 from hvc.data.vos import load_sequences, read_label_map
 from hvc.propagation import LabelPropagator, upsample_labels
-from hvc.propagation.masks import one_hot, resize_masks
-from hvc.upsample import present_channels, upsample_argmax
+from hvc.propagation.masks import one_hot, present_channels, resize_masks, upsample_argmax
 
 SIZES = [((60, 107), (480, 854)), ((30, 53), (480, 854)), ((7, 9), (50, 67)), ((5, 5), (5, 5))]
 

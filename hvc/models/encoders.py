@@ -1,10 +1,5 @@
-"""Test-time encoders (layer3 output, stride 8) and the loaders of their checkpoints.
-
-A file's layout (a bare state dict: an HVC export or torchvision ResNet; an HVC training checkpoint; MoCo v1) is
-recognised by its content (docs/checkpoints.md, "What the test encoder accepts"). ``fc.*`` and ``layer4.*`` are
-dropped, float16 becomes float32, everything else must match the test encoder exactly. Files are read by
-:func:`hvc.checkpoint.read_checkpoint_file`; every problem is a :class:`hvc.checkpoint.CheckpointError`.
-"""
+"""Test-time encoders (layer3 output, stride 8) and the loaders of their checkpoints, whatever the file's layout
+(docs/checkpoints.md, "What the test encoder accepts"); every problem is a :class:`hvc.checkpoint.CheckpointError`."""
 
 from __future__ import annotations
 
@@ -22,15 +17,10 @@ from hvc.paths import project_folder
 ARCH = {"hvc": "resnet18", "mocov1": "resnet50", "imagenet18": "resnet18", "imagenet50": "resnet50",
         "random18": "resnet18"}
 CHECKPOINT_DIR_VARIABLE = "HVC_CHECKPOINT_DIR"  # overrides checkpoint_dir()
-# Each model's default file in checkpoint_dir(), for every entry point. hvc: the checkpoint
-# committed to this repository (checkpoints/hvc_bsds_cpu.md), so that --model hvc runs on a fresh
-# clone; the paper's released weights are named explicitly (--checkpoint checkpoints/hvc_coco.pth).
-DEFAULT_CHECKPOINT = {
-    "hvc": "hvc_bsds_cpu.pth",
-    "mocov1": "moco_v1_200ep_pretrain.pth.tar",
-    "imagenet18": "resnet18-f37072fd.pth",
-    "imagenet50": "resnet50-0676ba61.pth",
-}
+# Each model's default file in checkpoint_dir(), for every entry point; hvc's is the committed one, so that
+# --model hvc runs on a fresh clone (docs/checkpoints.md, "Which file --model M loads").
+DEFAULT_CHECKPOINT = {"hvc": "hvc_bsds_cpu.pth", "mocov1": "moco_v1_200ep_pretrain.pth.tar",
+                      "imagenet18": "resnet18-f37072fd.pth", "imagenet50": "resnet50-0676ba61.pth"}
 _UNUSED_PREFIXES = ("fc.", "layer4.")
 _SHOWN_KEYS = 8  # keys listed per category in error messages
 # checkpoint dicts: (key of the encoder's entries, their prefix, what the file is)
@@ -82,8 +72,8 @@ def load_state_strict(net: ResNet, state: Mapping[str, Tensor], path: str) -> No
 
 @torch.no_grad()
 def bn_dummy_forward(net: ResNet, device: torch.device | str = "cpu") -> None:
-    """The official test encoder's set-up pass: one train-mode forward of a 256x256 zero image
-    (every BatchNorm running stat becomes 0.9 * stored + 0.1 * batch stat)."""
+    """The official test encoder's set-up pass: one train-mode forward of a 256x256 zero image (every BatchNorm
+    running stat becomes 0.9 * stored + 0.1 * batch stat)."""
     net.train()
     net(torch.zeros(1, 3, 256, 256, device=device))
     net.eval()
@@ -104,8 +94,8 @@ def missing_checkpoint_hint(name: str) -> str:
 
 
 def checkpoint_dir() -> Path:
-    """Where default weight files are looked for (absolute): $HVC_CHECKPOINT_DIR; else ./checkpoints
-    if it exists or the package is not run from a checkout; else the checkout's checkpoints/."""
+    """Where default weight files are looked for (absolute): $HVC_CHECKPOINT_DIR; else ./checkpoints if it exists
+    or the package is not run from a checkout; else the checkout's checkpoints/."""
     if os.environ.get(CHECKPOINT_DIR_VARIABLE):
         return Path(os.environ[CHECKPOINT_DIR_VARIABLE]).resolve()
     return project_folder("checkpoints")
@@ -120,8 +110,8 @@ def checkpoint_path(name: str, checkpoint: Optional[str]) -> str:
     return str(checkpoint_dir() / DEFAULT_CHECKPOINT[name])
 
 
-def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0,
-                 bn_dummy_forward_pass: bool = False, device: torch.device | str = "cpu") -> ResNet:
+def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0, bn_dummy_forward_pass: bool = False,
+                 device: torch.device | str = "cpu") -> ResNet:
     """The eval-mode test encoder of model ``name`` on ``device``:
     ``forward(frames: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]``, C = 256 (ResNet-18) or 1024 (ResNet-50)."""
     if name not in ARCH:

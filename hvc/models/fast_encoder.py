@@ -1,12 +1,11 @@
 """Faster forms of an eval-mode test encoder, for inference only (timings: docs/speed.md):
 
-* ``exact``: the float32 eager module as loaded, the path the golden tests check;
-* ``fused``: every BatchNorm folded into the convolution before it, channels_last weights; float32, features
-  about 1e-6 (max abs) from ``exact`` (the folded weights round differently);
-* ``bf16``: ``fused`` in bfloat16 (oneDNN's native kernels on AVX512_BF16/AMX CPUs, autocast's choice on GPUs);
-  about 1e-2 relative on the features, so labels can change: opt-in.
+* ``exact``: the float32 module as loaded, the path the golden tests check;
+* ``fused``: every BatchNorm folded into its convolution, channels_last; float32, features about 1e-6 (max abs)
+  off (the folded weights round differently);
+* ``bf16``: ``fused`` in bfloat16 (native on AVX512_BF16/AMX CPUs), about 1e-2 relative, so labels can change: opt-in.
 
-``wrap_encoder(net, mode) -> module``: ``forward(frames [N, 3, H, W] float32) -> [N, C, H/8, W/8] float32``.
+``wrap_encoder(net, mode)``: ``forward(frames [N, 3, H, W] float32) -> [N, C, H/8, W/8] float32``.
 """
 
 from __future__ import annotations
@@ -24,22 +23,17 @@ EncoderMode = Literal["exact", "fused", "bf16"]
 ENCODER_MODES: tuple[str, ...] = get_args(EncoderMode)
 
 
-def _conv_bn_pairs(net: ResNet) -> list[tuple[nn.Module, str, str]]:
-    """(parent module, conv attribute, bn attribute) for every BatchNorm and the conv before it:
-    ``convN`` before ``bnN``, the previous entry in a Sequential (``downsample``)."""
-    return [(m, f"conv{name[2:]}" if name.startswith("bn") else str(int(name) - 1), name)
-            for m in net.modules() for name, child in m.named_children() if isinstance(child, nn.BatchNorm2d)]
-
-
 @torch.no_grad()
 def fold_batchnorm(net: ResNet) -> ResNet:
-    """A copy of the eval-mode ``net`` with each BatchNorm folded into its convolution (scaled
-    weights and a bias; the BatchNorm becomes an identity). Needs running statistics: a
-    train-mode network is refused."""
+    """A copy of the eval-mode ``net`` with each BatchNorm folded into its convolution (scaled weights and a bias;
+    the BatchNorm becomes an identity). Needs running statistics: a train-mode network is refused."""
     if net.training:
         raise ValueError("fold_batchnorm needs an eval-mode network (BatchNorm running statistics)")
     folded = copy.deepcopy(net)
-    for parent, conv_name, bn_name in _conv_bn_pairs(folded):
+    # (parent, conv, BatchNorm): convN before bnN, the previous entry of a Sequential (downsample)
+    pairs = [(m, f"conv{name[2:]}" if name.startswith("bn") else str(int(name) - 1), name)
+             for m in folded.modules() for name, child in m.named_children() if isinstance(child, nn.BatchNorm2d)]
+    for parent, conv_name, bn_name in pairs:
         conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
         setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
         setattr(parent, bn_name, nn.Identity())

@@ -2,42 +2,83 @@
 
 One step, in order (docs/training.md, "Order inside one step"): online predictions of both views, the EMA update
 of the target parameters, target projections (train mode, no_grad), then the symmetric :func:`hybrid_loss`.
-State-dict keys and their order are those of the official checkpoints (docs/checkpoints.md).
+State-dict keys and their order are those of the official checkpoints (docs/checkpoints.md): the projector and
+predictor keep their layers under ``block`` (``online_space_projector.block.conv1.weight`` ...), the flow head
+directly (``flow.conv1.weight`` ...).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections import OrderedDict
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from hvc.models.heads import FlowHead, ProjectionHead
 from hvc.models.loss import hybrid_loss
 from hvc.models.resnet import Arch, ResNet
 
 
-def momentum_at(step: int, total_steps: int, base: float = 0.99) -> float:
-    """m = 1 - (1 - base) * (cos(pi * step / total_steps) + 1) / 2.
+class ResidualConvBlock(nn.Module):
+    """``conv3(act(bn2(conv2(r) + r)))`` with ``r = act(bn1(conv1(x)))``, 1x1 convolutions, act = LeakyReLU(0.01).
+    ``forward(x: [N, in_dim, h, w]) -> [N, out_dim, h, w]``."""
 
-    ``step`` is the global step before the update (0 on the first step); it is not clamped,
-    so past ``total_steps`` the cosine continues, as in the official code.
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_dim, hidden_dim, 1)
+        self.bn1 = nn.BatchNorm2d(hidden_dim)
+        self.conv2 = nn.Conv2d(hidden_dim, hidden_dim, 1)
+        self.bn2 = nn.BatchNorm2d(hidden_dim)
+        self.conv3 = nn.Conv2d(hidden_dim, out_dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        r = F.leaky_relu(self.bn1(self.conv1(x)), 0.01)
+        y = F.leaky_relu(self.bn2(self.conv2(r) + r), 0.01)
+        return self.conv3(y)
+
+
+def projection_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """Projector (512 -> 256 -> 256) or predictor (256 -> 256 -> 256) of HVC: a :class:`ResidualConvBlock`
+    under the official ``block.`` prefix (not normalised)."""
+    return nn.Sequential(OrderedDict(block=ResidualConvBlock(in_dim, hidden_dim, out_dim)))
+
+
+class FlowHead(nn.Module):
+    """Predicts a 2-vector per cell from a pair of feature maps (the "dynamic" branch).
+
+    ``bn2(conv2(relu(bn1(conv1(cat[a, b])))))``, 1x1 convolutions: note the BatchNorm on the 2-channel output.
+    ``forward(a: [N, feat_dim, h, w], b: [N, feat_dim, h, w]) -> [N, 2, h, w]``, not normalised;
+    the argument order is the concatenation order, so ``flow(a, b) != flow(b, a)``.
     """
+
+    def __init__(self, feat_dim: int, hidden_dim: int = 256):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2 * feat_dim, hidden_dim, 1)
+        self.bn1 = nn.BatchNorm2d(hidden_dim)
+        self.conv2 = nn.Conv2d(hidden_dim, 2, 1)
+        self.bn2 = nn.BatchNorm2d(2)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(torch.cat([a, b], dim=1))))))
+
+
+def momentum_at(step: int, total_steps: int, base: float = 0.99) -> float:
+    """m = 1 - (1 - base) * (cos(pi * step / total_steps) + 1) / 2. ``step`` is the global step before the update
+    (0 on the first step); it is not clamped, so past ``total_steps`` the cosine continues, as in the official code."""
     return 1.0 - (1.0 - base) * (math.cos(math.pi * step / total_steps) + 1.0) / 2.0
 
 
 class HVC(nn.Module):
     """Self-supervised HVC model; ``forward`` returns the training loss.
 
-    with_layer4: keep the encoder's layer4 (the paper); ``False`` trains the trunk that the
-    test-time encoder keeps (up to layer3): about a third of the encoder work at stride 8.
-    Projector: encoder channels -> proj_hidden_dim -> proj_dim; predictor: proj_dim ->
-    pred_hidden_dim -> proj_dim. pos_radius: see :func:`hybrid_loss`. init_forward_size: side
-    of the all-zero image the online encoder sees once in train mode at construction, as the
-    official ``__init__`` does (its BatchNorm statistics move once; the target copy is taken
-    before). ``None`` skips it.
+    with_layer4: keep the encoder's layer4 (the paper); ``False`` trains the trunk that the test-time encoder keeps
+    (up to layer3): about a third of the encoder work at stride 8. Projector: encoder channels -> proj_hidden_dim ->
+    proj_dim; predictor: proj_dim -> pred_hidden_dim -> proj_dim. pos_radius: see :func:`hybrid_loss`.
+    init_forward_size: side of the all-zero image the online encoder sees once in train mode at construction, as
+    the official ``__init__`` does (its BatchNorm statistics move once; the target copy is taken before); ``None``
+    skips it.
     """
 
     def __init__(self, arch: Arch = "resnet18", proj_hidden_dim: int = 256, proj_dim: int = 256,
@@ -48,9 +89,9 @@ class HVC(nn.Module):
         self.online_encoder = ResNet(arch, with_layer4=with_layer4)
         self.target_encoder = copy.deepcopy(self.online_encoder)
         enc_dim = self.online_encoder.out_channels
-        self.online_space_projector = ProjectionHead(enc_dim, proj_hidden_dim, proj_dim)
+        self.online_space_projector = projection_head(enc_dim, proj_hidden_dim, proj_dim)
         self.target_space_projector = copy.deepcopy(self.online_space_projector)
-        self.space_predictor = ProjectionHead(proj_dim, pred_hidden_dim, proj_dim)
+        self.space_predictor = projection_head(proj_dim, pred_hidden_dim, proj_dim)
         self.flow = FlowHead(proj_dim, proj_hidden_dim)
         for p in self._target_parameters():
             p.requires_grad_(False)
@@ -82,10 +123,9 @@ class HVC(nn.Module):
     def forward(self, view1: Tensor, view2: Tensor, coord1: Tensor, coord2: Tensor, momentum: float) -> Tensor:
         """Training loss of one step (scalar); updates the target network as a side effect.
 
-        view*: [N, 3, H, W] normalised crops; coord*: [N, 4] = [x0, y0, x1, y1] of each crop
-        in its source image (hvc.data.transforms.crop_coords); momentum: EMA momentum of this
-        step (:func:`momentum_at`). The order of the steps is part of the definition.
-        """
+        view*: [N, 3, H, W] normalised crops; coord*: [N, 4] = [x0, y0, x1, y1] of each crop in its source image
+        (hvc.data.transforms.crop_coords); momentum: EMA momentum of this step (:func:`momentum_at`). The order of
+        the steps is part of the definition."""
         q1 = self._online(view1)
         q2 = self._online(view2)
         self.update_target(momentum)

@@ -1,11 +1,8 @@
 """Fully-convolutional ResNet encoders with output stride 8 (layer3 and layer4 at stride 1).
 
-Parameter names follow torchvision's layout (``conv1``, ``layer3.0.downsample.0`` ...) so that
-the paper's checkpoints, MoCo v1 and torchvision ImageNet files load by name; there is no
-``avgpool``/``fc`` (loaders drop ``fc.*``). Training keeps layer4 (ResNet-18: 512 channels),
-testing stops after layer3 (ResNet-18: 256, ResNet-50: 1024 channels).
-
-Initialisation is the paper's (docs/training.md): conv weights ~ N(0, sqrt(2 / (k*k*out))),
+Parameter names follow torchvision's layout (``conv1``, ``layer3.0.downsample.0`` ...) so that the paper's
+checkpoints, MoCo v1 and torchvision ImageNet files load by name; there is no ``avgpool``/``fc`` (loaders drop
+``fc.*``). Initialisation is the paper's (docs/training.md): conv weights ~ N(0, sqrt(2 / (k*k*out))),
 BatchNorm weight 1 / bias 0, then the last BatchNorm of every residual block zeroed.
 """
 
@@ -20,24 +17,15 @@ from torch import Tensor, nn
 Arch = Literal["resnet18", "resnet50"]
 
 
-def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-
-
-def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
-
-
 class BasicBlock(nn.Module):
     expansion = 1
-    last_bn = "bn2"  # zeroed at initialisation
 
     def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
-        self.conv1 = _conv3x3(cin, planes, stride)
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv3x3(planes, planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
 
@@ -52,15 +40,14 @@ class Bottleneck(nn.Module):
     """torchvision's ResNet v1.5 bottleneck (stride on the 3x3 conv), as in MoCo v1."""
 
     expansion = 4
-    last_bn = "bn3"
 
     def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
-        self.conv1 = _conv1x1(cin, planes)
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -73,22 +60,17 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-_ARCHS: dict[str, tuple[type[nn.Module], list[int]]] = {
-    "resnet18": (BasicBlock, [2, 2, 2, 2]),
-    "resnet50": (Bottleneck, [3, 4, 6, 3]),
-}
+# architecture -> (residual block, blocks per layer)
+_ARCHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
 
 
 class ResNet(nn.Module):
     """ResNet trunk at output stride 8; ``with_layer4`` False stops after layer3 (test encoder).
-
-    ``forward(x: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]`` with C = ``out_channels``.
-    """
+    ``forward(x: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]``, C = ``out_channels``: with layer4 (training)
+    512 (ResNet-18), without it 256 (ResNet-18) or 1024 (ResNet-50)."""
 
     def __init__(self, arch: Arch = "resnet18", with_layer4: bool = True):
         super().__init__()
-        if arch not in _ARCHS:
-            raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(_ARCHS)}")
         block, layers = _ARCHS[arch]
         self.arch = arch
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
@@ -107,7 +89,7 @@ class ResNet(nn.Module):
     def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
         if stride != 1 or self._cin != planes * block.expansion:
-            downsample = nn.Sequential(_conv1x1(self._cin, planes * block.expansion, stride),
+            downsample = nn.Sequential(nn.Conv2d(self._cin, planes * block.expansion, 1, stride, bias=False),
                                        nn.BatchNorm2d(planes * block.expansion))
         mods = [block(self._cin, planes, stride, downsample)]
         self._cin = planes * block.expansion
@@ -124,9 +106,9 @@ class ResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 m.weight.fill_(1.0)
                 m.bias.zero_()
-        for m in self.modules():
+        for m in self.modules():  # the last BatchNorm of each residual block
             if isinstance(m, (BasicBlock, Bottleneck)):
-                getattr(m, m.last_bn).weight.zero_()
+                (m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

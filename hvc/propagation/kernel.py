@@ -1,11 +1,15 @@
-"""What the propagator asks of an affinity kernel, and the memory of stored frames it reads, one
-:class:`KeyMemory` per video (docs/design.md, "Label propagation: two seams for later tasks")."""
+"""What the propagator asks of an affinity kernel, the memory of stored frames it reads, one :class:`KeyMemory`
+per video (docs/design.md, "Label propagation: two seams for later tasks"), and the dense reference kernel."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol, Sequence
 
+import torch
 from torch import Tensor
+
+# Largest affinity block of the dense kernel, in elements, built at once (2^27 floats = 512 MiB).
+_BLOCK_ELEMENTS = 1 << 27
 
 
 class KeyMemory:
@@ -56,3 +60,49 @@ class Kernel(Protocol):
 def context_frames(context: Sequence[int]) -> list[int]:
     """The distinct frames of a context, in the order a kernel's ``index`` numbers them."""
     return sorted(set(context))
+
+
+def far_mask(h: int, w: int, radius: float, device: torch.device) -> Tensor:
+    """[h*w, h*w] bool (symmetric): True where the grid distance of the two cells is NOT < radius."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    grid = torch.stack([ys.flatten(), xs.flatten()], dim=1).double()
+    return torch.cdist(grid, grid) >= radius
+
+
+class DenseKernel:
+    """Top-k neighbours of every query position over a context list, built from full affinities: the official
+    arithmetic, written to be read, not to be fast, a full [hw, hw] affinity per context entry, the top-k joint
+    over all (docs/local_kernel.md, "What is computed")."""
+
+    def __init__(self, radius: float, temperature: float, topk: int):
+        self.radius = radius
+        self.temperature = temperature
+        self.topk = topk
+        self._far: dict[tuple[int, int], Tensor] = {}
+
+    def memory(self) -> KeyMemory:
+        return KeyMemory()  # the embeddings [C, h, w] as they are
+
+    def __call__(self, query: Tensor, memory: KeyMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """See :class:`~hvc.propagation.kernel.Kernel`: (weights [hw, k], index [hw, k] = slot * hw + key)."""
+        c, h, w = query.shape
+        hw = h * w
+        if (h, w) not in self._far:
+            self._far[(h, w)] = far_mask(h, w, self.radius, query.device)
+        far = self._far[(h, w)]
+        num = len(context)
+        entries = torch.cat([memory[f].reshape(c, hw) for f in context], dim=1)  # [C, E*hw], duplicates kept
+        q = query.reshape(c, hw)
+        chunk = max(1, _BLOCK_ELEMENTS // (num * hw))
+        vals, idx = [], []
+        for s in range(0, hw, chunk):
+            aff = (q[:, s:s + chunk].t() @ entries).view(-1, num, hw)  # [chunk queries, E, hw keys]
+            aff[:, 1:].masked_fill_(far[s:s + chunk, None, :], -1e10)
+            aff.div_(self.temperature)
+            v, i = aff.flatten(1).topk(self.topk, dim=1)  # joint over all entries
+            vals.append(v)
+            idx.append(i)
+        v, i = torch.cat(vals), torch.cat(idx)  # [hw, k]
+        slot = {f: s for s, f in enumerate(context_frames(context))}
+        frame = torch.as_tensor([slot[f] for f in context], device=query.device)[i // hw]
+        return torch.softmax(v, dim=1), frame * hw + i % hw

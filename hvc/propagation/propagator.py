@@ -1,5 +1,5 @@
-"""Label propagation through a video, one frame at a time: the bookkeeping of references, contexts
-and stored frames around an affinity kernel (docs/propagation.md)."""
+"""Label propagation through a video, one frame at a time: the embeddings used as keys and queries, and the
+bookkeeping of references, contexts and stored frames around an affinity kernel (docs/propagation.md)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,35 @@ import dataclasses
 from typing import Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from hvc.config.propagation import PropagationConfig
-from hvc.propagation.context import ContextPolicy, RecentFrames
-from hvc.propagation.dense import DenseKernel
-from hvc.propagation.kernel import Kernel, KeyMemory, context_frames
+from hvc.propagation.context import ContextPolicy, QualityFrames, RecentFrames
+from hvc.propagation.kernel import DenseKernel, Kernel, KeyMemory, context_frames
 from hvc.propagation.local import LocalKernel
 from hvc.propagation.masks import one_hot, resize_masks
-from hvc.propagation.quality import QualityFrames
 
-KERNELS = {"dense": DenseKernel, "local": LocalKernel}
-POLICIES = {"recent": lambda cfg: RecentFrames(cfg.context),
-            "quality": lambda cfg: QualityFrames(cfg.context, cfg.quality)}
+KERNELS = {"dense": DenseKernel, "local": LocalKernel}  # prop.impl -> the kernel class
+
+
+def embed(feats: Tensor, merge_feats: Tensor | None = None, merge_lambda: float = 1.05) -> Tensor:
+    """L2-normalise features over channels, optionally merged with a second feature set.
+    feats: [C, h, w] or [T, C, h, w] raw features; merge_feats: [C2, h, w] / [T, C2, h, w].
+    Returns normalize(feats), or normalize(cat(merge_lambda * normalize(feats), normalize(merge_feats)))
+    over channels: [C(+C2), h, w] / [T, C(+C2), h, w]."""
+    if feats.dim() not in (3, 4):
+        raise ValueError(f"feats must be [C, h, w] or [T, C, h, w], got shape {tuple(feats.shape)}")
+    dim = feats.dim() - 3  # channel axis
+    out = F.normalize(feats, dim=dim)
+    if merge_feats is None:
+        return out
+    if merge_feats.dim() != feats.dim() or merge_feats.shape[:dim] + merge_feats.shape[dim + 1:] != (
+            feats.shape[:dim] + feats.shape[dim + 1:]):
+        raise ValueError(f"merge_feats {tuple(merge_feats.shape)} must match feats {tuple(feats.shape)} "
+                         "in all but channels")
+    merged = torch.cat([merge_lambda * out, F.normalize(merge_feats, dim=dim)], dim=dim)
+    return F.normalize(merged, dim=dim)
 
 
 def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, Tensor],
@@ -47,10 +63,14 @@ class LabelPropagator:
     def __init__(self, config: Optional[PropagationConfig] = None, *, policy: Optional[ContextPolicy] = None,
                  **changes):
         # the schema's one check (ConfigError naming prop.<field>); kernels and policies take the values as they are
-        self.config = dataclasses.replace(config or PropagationConfig(), **changes).validate()
-        self.num_classes = self.config.num_classes
-        self.kernel: Kernel = KERNELS[self.config.impl].from_config(self.config)
-        self.policy = policy or POLICIES[self.config.memory](self.config)
+        cfg = self.config = dataclasses.replace(config or PropagationConfig(), **changes).validate()
+        self.num_classes = cfg.num_classes
+        # the local kernel's own settings: a setting added to the schema is passed on here only
+        local = {"precision": cfg.precision, "search_dims": cfg.search_dims, "candidates": cfg.candidates}
+        self.kernel: Kernel = KERNELS[cfg.impl](cfg.radius, cfg.temperature, cfg.topk,
+                                                **(local if cfg.impl == "local" else {}))
+        self.policy = policy or (QualityFrames(cfg.context, cfg.quality) if cfg.memory == "quality"
+                                 else RecentFrames(cfg.context))
         self.reset()
 
     def reset(self) -> None:

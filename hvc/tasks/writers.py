@@ -15,8 +15,8 @@ from hvc.data.keypoints import save_keypoints
 from hvc.data.palette import save_indexed_png
 from hvc.exports.overlay import SequenceVisualizer
 from hvc.fileio import atomic_path
+from hvc.propagation import upsample_argmax
 from hvc.tasks.pose import decode_keypoints
-from hvc.upsample import upsample_argmax
 
 
 class LabelPngWriter:

@@ -91,11 +91,10 @@ class TileBlockMemory(KeyMemory):
         frames arriving one by one copy a block's tiles a few times, not ten."""
         old, first = self.blocks[number], self._first[number]
         n = old.shape[2]
-        lo, hi = min(first, slot), max(first + n, slot + 1)
         if slot >= first + n:  # growing upwards (frames in order): room for the next ones too
-            hi = max(hi, min(GROUP_FRAMES, first + 2 * n))
+            lo, hi = first, max(slot + 1, min(GROUP_FRAMES, first + 2 * n))
         else:
-            lo = min(lo, max(0, first + n - 2 * n))
+            lo, hi = min(slot, max(0, first - n)), first + n
         block = old.new_empty(*old.shape[:2], hi - lo, old.shape[3])
         block[:, :, first - lo:first - lo + n] = old
         self.blocks[number], self._first[number] = block, lo
@@ -107,13 +106,12 @@ class TileBlockMemory(KeyMemory):
         return self.blocks[number][:, :, slot - self._first[number]]
 
     def remove(self, frame: int) -> None:
-        tiled = self[frame].tiled
-        super().remove(frame)
         number = frame // GROUP_FRAMES
-        if tiled:
+        if self[frame].tiled:
             self._stored[number] -= 1
             if not self._stored[number]:  # the block's last frame: free it
                 del self.blocks[number], self._stored[number], self._first[number]
+        super().remove(frame)
 
     def is_block(self, frames: Sequence[int]) -> bool:
         """Whether ``frames`` are exactly the frames of one block, in order (scored in place)."""
@@ -140,13 +138,11 @@ class TileBlockMemory(KeyMemory):
         """The :meth:`parts` of ``frames`` packed in order into groups of at most ``max_frames``
         frames (a larger part is a group of its own): one product and one top-k search each."""
         groups: list[list[list[int]]] = []
-        size = 0
         for part in self.parts(frames):
-            if not groups or size + len(part) > max_frames:
-                groups.append([])
-                size = 0
-            groups[-1].append(part)
-            size += len(part)
+            if groups and sum(map(len, groups[-1])) + len(part) <= max_frames:
+                groups[-1].append(part)
+            else:
+                groups.append([part])
         return groups
 
     def tiles(self, part: Sequence[int]) -> Tensor:

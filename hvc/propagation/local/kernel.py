@@ -11,12 +11,10 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from hvc.config.propagation import PropagationConfig
 from hvc.propagation.kernel import context_frames
 from hvc.propagation.local.blocks import TileBlockMemory
-from hvc.propagation.local.masked import masked_topk
 from hvc.propagation.local.tables import Tables, TiledTables, grid_tables
-from hvc.propagation.local.tiled import tiled_topk
+from hvc.propagation.local.tiled import masked_topk, tiled_topk
 
 # Largest affinity block, in elements, built at once (2^24 floats = 64 MiB).
 _BLOCK_ELEMENTS = 1 << 24
@@ -26,7 +24,7 @@ _GROUP_BYTES = 512 << 20
 
 class LocalKernel:
     """Top-k neighbours of every query position over a context of stored frames, from local
-    windows; same contract as :class:`~hvc.propagation.dense.DenseKernel`."""
+    windows; same contract as :class:`~hvc.propagation.kernel.DenseKernel`."""
 
     def __init__(self, radius: float, temperature: float, topk: int, tile: int = 4,
                  tiled: Optional[bool] = None, precision: str = "fp32", search_dims: Optional[int] = None,
@@ -38,19 +36,13 @@ class LocalKernel:
         self.topk = topk
         self.tile = tile
         self.tiled = tiled
-        self._search_dtype = torch.bfloat16 if precision == "bf16" else None  # None: the embeddings' own
         self.search_dims = search_dims
         self.candidates = candidates
-        # exact search on the embeddings themselves, or an approximate one then rescored
-        self.approximate = self._search_dtype is not None or search_dims is not None
+        # None: an exact search on the embeddings themselves; else the dtype of an approximate one, then rescored
+        self._search_dtype = torch.bfloat16 if precision == "bf16" else None if search_dims is None else torch.float32
+        self.approximate = self._search_dtype is not None
         self._tables: dict[tuple[int, int, torch.device], Tables] = {}
         self._buffers: dict[str, Tensor] = {}
-
-    @classmethod
-    def from_config(cls, cfg: PropagationConfig) -> "LocalKernel":
-        """The kernel of validated settings: a setting added to the schema is passed on here only."""
-        return cls(cfg.radius, cfg.temperature, cfg.topk, precision=cfg.precision, search_dims=cfg.search_dims,
-                   candidates=cfg.candidates)
 
     def tables(self, h: int, w: int, device: torch.device) -> Tables:
         """The index tables of an h x w grid (built once per size)."""
@@ -60,9 +52,7 @@ class LocalKernel:
 
     def memory(self) -> TileBlockMemory:
         """Stored frames as flattened embeddings plus key tiles in blocks of frames."""
-        if not self.approximate:
-            return TileBlockMemory(self.tables)
-        return TileBlockMemory(self.tables, self._search_dtype or torch.float32, self.search_dims)
+        return TileBlockMemory(self.tables, self._search_dtype, self.search_dims)
 
     def __call__(self, query: Tensor, memory: TileBlockMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
         """See :class:`~hvc.propagation.kernel.Kernel`: (weights [hw, k], index [hw, k] = slot * hw + key)."""
@@ -104,10 +94,8 @@ class LocalKernel:
 
     def _long_term(self, queries: Tensor, key: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """queries: [hw, C], key: [C, hw] -> top-k (dot products, key positions) over all keys, [hw, k] each."""
-        chunk = max(1, _BLOCK_ELEMENTS // queries.shape[0])
         vals, idx = [], []
-        for s in range(0, queries.shape[0], chunk):
-            block = queries[s:s + chunk]
+        for block in queries.split(max(1, _BLOCK_ELEMENTS // queries.shape[0])):
             out = self._buffer("long_term", (block.shape[0], key.shape[1]), queries)
             v, i = torch.matmul(block, key, out=out).topk(k, dim=1)
             vals.append(v)

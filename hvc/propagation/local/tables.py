@@ -96,26 +96,6 @@ def tile_windows(h: int, w: int, tile: int, radius: float, device: torch.device)
     return _Windows(query_y, query_x, in_image, column)
 
 
-def _batches(in_image: Tensor) -> tuple[Tensor, list[Batch]]:
-    """Tiles ordered by decreasing window size (stable), and the batches of equal sizes."""
-    sizes = in_image.sum(dim=1)
-    order = sizes.argsort(descending=True, stable=True)
-    size, count = torch.unique_consecutive(sizes[order], return_counts=True)
-    first_tile = torch.cumsum(count, 0) - count
-    first_row = torch.cumsum(size * count, 0) - size * count
-    return order, [Batch(*b) for b in zip(first_tile.tolist(), count.tolist(), first_row.tolist(), size.tolist())]
-
-
-def _product_rows(windows: _Windows, order: Tensor, w: int) -> tuple[Tensor, Tensor]:
-    """(row_query [R]: image position of each product row's query, row [T, W]: product row of
-    each tile's window column; meaningless where the query is outside the image)."""
-    kept = windows.in_image[order]
-    row_query = (windows.query_y * w + windows.query_x)[order][kept]
-    row = torch.empty_like(windows.query_y)
-    row[order] = (kept.flatten().cumsum(0) - 1).view_as(kept)
-    return row_query, row
-
-
 def _key_picks(h: int, w: int, tile: int, radius: float, windows: _Windows, row: Tensor,
                end: int) -> tuple[Tensor, Tensor]:
     """(pick, key_position) of :class:`TiledTables`; ``end`` = R * tile², the -inf entry."""
@@ -143,8 +123,18 @@ def grid_tables(h: int, w: int, tile: int, radius: float, tiled: bool | None, de
     if tiled is False or (tiled is None and rows * tile**2 >= (h * w) ** 2):
         y, x = _grid(h, w, device)
         return MaskedTables(far=~within(y[:, None] - y[None, :], x[:, None] - x[None, :], radius))
-    order, batches = _batches(windows.in_image)
-    row_query, row = _product_rows(windows, order, w)
+    # tiles by decreasing window size (stable): the tiles of each window size are one batch
+    sizes = windows.in_image.sum(dim=1)
+    order = sizes.argsort(descending=True, stable=True)
+    size, count = torch.unique_consecutive(sizes[order], return_counts=True)
+    first_tile, first_row = torch.cumsum(count, 0) - count, torch.cumsum(size * count, 0) - size * count
+    batches = [Batch(*b) for b in zip(first_tile.tolist(), count.tolist(), first_row.tolist(), size.tolist())]
+    # the image position of each product row's query, and the product row of each tile's window column
+    # (meaningless where the query is outside the image)
+    kept = windows.in_image[order]
+    row_query = (windows.query_y * w + windows.query_x)[order][kept]
+    row = torch.empty_like(windows.query_y)
+    row[order] = (kept.flatten().cumsum(0) - 1).view_as(kept)
     pick, key_position = _key_picks(h, w, tile, radius, windows, row, rows * tile**2)
     pad = (0, -(-w // tile) * tile - w, 0, -(-h // tile) * tile - h)
     return TiledTables(tile, pad, order, batches, row_query, pick, key_position)

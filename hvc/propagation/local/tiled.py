@@ -1,12 +1,13 @@
-"""The tiled product: each query's top-k over its in-radius keys of a group of F frames, every key
-tile scored against its query window only (docs/local_kernel.md, "Layout")."""
+"""The local kernel's two products, each query's top-k over its in-radius keys of a group of F frames: tiled,
+every key tile scored against its query window only, or masked, one [hw, hw] product per frame with the keys
+beyond the radius masked, on maps so small that tiling would score more pairs (docs/local_kernel.md, "Layout")."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from hvc.propagation.local.tables import TiledTables
+from hvc.propagation.local.tables import MaskedTables, TiledTables
 
 
 def tile_product(row_queries: Tensor, parts: list[Tensor], tables: TiledTables, out: Tensor) -> Tensor:
@@ -61,3 +62,14 @@ def tiled_topk(row_queries: Tensor, parts: list[Tensor], tables: TiledTables, k:
         candidates.masked_fill_(top[:, :, None] == float("-inf"), float("-inf"))
     v, i = candidates.flatten(1).topk(k, dim=1)  # [hw, k] of the k keys x F frames
     return v, i % frames, torch.gather(tables.key_position, 1, key.gather(1, i // frames))
+
+
+def masked_topk(queries: Tensor, keys: list[Tensor], tables: MaskedTables, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """queries: [hw, C]; keys: F frames' flattened embeddings [C, hw] -> the top-k of each
+    query over its in-radius keys of those frames: (dot products, frame slot in ``keys``, key
+    position), [hw, k] each."""
+    frames = len(keys)
+    flat = torch.stack(keys, dim=2).flatten(1)  # [C, hw * F], column position * F + frame
+    scores = (queries @ flat).view(*tables.far.shape, frames)
+    v, j = scores.masked_fill_(tables.far[:, :, None], float("-inf")).flatten(1).topk(k, dim=1)
+    return v, j % frames, j // frames

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import math
 import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -32,8 +34,8 @@ from hvc.data.transforms import RandomResizedCropCoord
 from hvc.distributed import Job, all_reduce_sum, convert_sync_batchnorm, join_job, wrap_ddp
 from hvc.errors import InputError, NonFiniteError
 from hvc.fileio import atomic_write_text, writable_dir
+from hvc.finite import describe, non_finite_tensors
 from hvc.locks import OutputLock
-from hvc.meters import JsonLog, StepMeter
 from hvc.models.hvc import HVC, momentum_at
 
 log = logging.getLogger("hvc.train")
@@ -41,6 +43,26 @@ log = logging.getLogger("hvc.train")
 
 class NonFiniteLossError(NonFiniteError, RuntimeError):
     """The loss became NaN or infinite; training stopped without saving."""
+
+
+class JsonLog:
+    """Append-only JSON-lines log (``log.jsonl``), each record with its wall-clock time; without a
+    path (ranks other than 0) it writes nothing."""
+
+    def __init__(self, path: Optional[Path]):
+        self.file = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "a", encoding="utf-8")
+
+    def write(self, **record) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 @dataclass
@@ -163,7 +185,7 @@ def train(cfg: TrainConfig, env: Optional[Job] = None) -> TrainResult:
             if run.step >= run.last_step:
                 break
             run.train_one_epoch(epoch)
-    return TrainResult(run.step, run.checkpointer.last if run.env.is_main else None, run.losses)
+    return TrainResult(run.step, run.last_checkpoint if run.env.is_main else None, run.losses)
 
 
 class TrainingRun:
@@ -200,17 +222,15 @@ class TrainingRun:
         self.optimizer = build_optimizer(model, cfg.optim)
         self.amp_dtype = autocast_dtype(cfg.runtime, device)
         self.scaler = make_scaler(device, self.amp_dtype)
+        self.checkpoint = Path(cfg.output.dir) / ckpt_io.CHECKPOINT_NAME
         resumed = self._resume(model)
         # with synchronised BatchNorm every process already holds the same statistics
         self.net = wrap_ddp(model, device, sync_buffers=not cfg.dist.sync_bn) if env.distributed else model
-        self.checkpointer = ckpt_io.Checkpointer(Path(cfg.output.dir), every=cfg.output.save_every_steps,
-                                                 steps_per_epoch=self.steps_per_epoch,
-                                                 last_step=self.last_step, write=env.is_main, model=model,
-                                                 optimizer=self.optimizer, scaler=self.scaler, config=to_dict(cfg),
-                                                 resumed=resumed is not None)
+        self.model, self.config = model, to_dict(cfg)
+        # the last checkpoint written, or (a resumed run continues) the one already in the folder
+        self.last_checkpoint = self.checkpoint if resumed is not None and self.checkpoint.is_file() else None
         self.step, self.losses = resumed or 0, []
         self.jlog = JsonLog(Path(cfg.output.dir) / "log.jsonl" if env.is_main else None)
-        self.meter = StepMeter(cfg.data.batch_size)
         if env.is_main:  # config.yaml, the log's start record and one line for the console
             atomic_write_text(Path(cfg.output.dir) / "config.yaml", dump_yaml(cfg))
             self.jlog.write(event="start", global_step=self.step, total_steps=self.total_steps,
@@ -223,13 +243,15 @@ class TrainingRun:
                      f"process(es), device {device}")
         self.bar = tqdm(total=self.last_step, initial=self.step, disable=not env.is_main, unit="step",
                         dynamic_ncols=True)
+        # the logging window: its updates' losses and its start, checkpoint writes excluded
+        self.window, self.window_start = [], time.perf_counter()
 
     def _resume(self, model: HVC) -> Optional[int]:
         """Restore the state of ``cfg.resume`` (RNG included); its global step, None if none."""
         resume, is_main = self.cfg.resume, self.env.is_main
         if resume is None:
             return None
-        source = Path(self.cfg.output.dir) / ckpt_io.CHECKPOINT_NAME if resume == "auto" else Path(resume)
+        source = self.checkpoint if resume == "auto" else Path(resume)
         if resume == "auto" and not source.is_file():
             if is_main:
                 log.info(f"no checkpoint in {source.parent}: starting from scratch")
@@ -263,13 +285,13 @@ class TrainingRun:
             if loss is not None:
                 self.losses.append(loss)
                 epoch_losses.append(loss)
-                self.meter.add(loss)
+                self.window.append(loss)
             self.step += 1
             self.bar.update(1)
             if self.step % self.cfg.output.log_every == 0 or self.step == self.last_step:
                 self._report(epoch, momentum)
             if epoch_losses:  # an epoch that trained nothing saves nothing
-                self.meter.exclude(self.checkpointer.save_if_due(self.step))  # images/s measures training only
+                self.window_start += self._save_if_due()  # images/s measures training only
             if self.step >= self.last_step:
                 break
         # on the process's device: NCCL, the backend of a CUDA job, reduces CUDA tensors only
@@ -298,15 +320,41 @@ class TrainingRun:
         except NonFiniteLossError as exc:
             self.jlog.write(event="non_finite_loss", step=self.step + 1, epoch=epoch + 1)
             raise NonFiniteLossError(f"{exc} at step {self.step + 1} (epoch {epoch + 1}); "
-                                     f"training stopped, {self.checkpointer.kept()}") from None
+                                     f"training stopped, {self._kept()}") from None
+
+    def _kept(self) -> str:
+        """What a failed run leaves on disk, for its message."""
+        last = self.last_checkpoint
+        return f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+
+    def _save_if_due(self) -> float:
+        """After this step, every ``output.save_every_steps`` steps (0 = never in between), at each epoch end and
+        at the last step: rank 0 writes the checkpoint, every rank knows it was. Returns the seconds it took."""
+        step, every = self.step, self.cfg.output.save_every_steps
+        if not (step % self.steps_per_epoch == 0 or step == self.last_step or every and step % every == 0):
+            return 0.0
+        # refuse to save unless every tensor is finite; on every process (DDP keeps the states
+        # identical), so all of them stop together
+        bad = non_finite_tensors({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()["state"]})
+        if bad:
+            raise NonFiniteError(f"{self.checkpoint}: not written at step {step}, training produced {describe(bad)}; "
+                                 f"{self._kept()}")
+        start = time.perf_counter()
+        if self.env.is_main:
+            ckpt_io.save_checkpoint(self.checkpoint, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
+                                    epoch=step // self.steps_per_epoch, global_step=step, config=self.config)
+        self.last_checkpoint = self.checkpoint
+        return time.perf_counter() - start
 
     def _report(self, epoch: int, momentum: float) -> None:
-        """A log record and progress-bar figures for the steps since the last report."""
-        stats = self.meter.report()
-        if stats is None:
+        """A log record and progress-bar figures for the window since the last report (none without an update):
+        the mean loss of its updates and global images per second."""
+        if not self.window:
             return
+        elapsed = max(time.perf_counter() - self.window_start, 1e-9)
+        loss, images_per_s = sum(self.window) / len(self.window), len(self.window) * self.cfg.data.batch_size / elapsed
+        self.window, self.window_start = [], time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
-        self.jlog.write(event="step", step=self.step, epoch=epoch + 1, loss=stats.loss, lr=lr, momentum=momentum,
-                        images_per_s=stats.images_per_s)
-        self.bar.set_postfix(loss=f"{stats.loss:.4f}", lr=f"{lr:.2g}", m=f"{momentum:.5f}",
-                             img_s=f"{stats.images_per_s:.1f}")
+        self.jlog.write(event="step", step=self.step, epoch=epoch + 1, loss=loss, lr=lr, momentum=momentum,
+                        images_per_s=images_per_s)
+        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2g}", m=f"{momentum:.5f}", img_s=f"{images_per_s:.1f}")

@@ -113,8 +113,7 @@ class ResultsFolder:
         return path.relative_to(self.records_dir).with_suffix("").as_posix()
 
     def record(self, name: str) -> Optional[Record]:
-        path = self.record_path(name)
-        return self._read(path) if path.is_file() else None
+        return self._read(self.record_path(name))  # None if missing
 
     def _read(self, path: Path) -> Optional[Record]:
         """The record at ``path``; None if it cannot be read or does not describe the sequence
@@ -218,26 +217,21 @@ def output_dir(cfg: TestConfig) -> Path:
     return Path(cfg.run.output_dir or Path(cfg.run.results_root) / result_tag(cfg) / cfg.data.dataset)
 
 
-def _protocol(cfg: TestConfig) -> dict:
-    """The settings that change the results (not where they go or how fast they come)."""
-    d = to_dict(cfg)
-    ignored = ("root", "sequences", "video_list", "workers", "batch_size")  # what, where and how fast
-    data = {k: v for k, v in d["data"].items() if k not in ignored}
-    return {"model": d["model"], "data": data, "prop": d["prop"]}
-
-
 def run_settings(cfg: TestConfig) -> str:
     """The settings hash of completion records: the protocol, the autocast precision, the
     encoder mode (``fused`` and ``bf16`` move the features, so their results never mix with
     exact ones) and the bytes of every checkpoint file (a retrained file at the same path is
-    other settings)."""
-    m = cfg.model
+    other settings). The protocol: the settings that change the results, not what is segmented, where
+    it goes or how fast it comes."""
+    d, m = to_dict(cfg), cfg.model
+    data = {k: v for k, v in d["data"].items() if k not in ("root", "sequences", "video_list", "workers", "batch_size")}
+    protocol = {"model": d["model"], "data": data, "prop": d["prop"]}
     digests = {}
     for name, given in ((m.name, m.checkpoint), (m.merge_model, m.merge_checkpoint)):
         if name is not None and name != "random18":
             path = checkpoint_path(name, given)
             digests[name] = file_digest(path) if Path(path).is_file() else None  # missing: load_encoder says so
-    return settings_hash({"protocol": _protocol(cfg), "amp": cfg.run.amp, "encoder": cfg.run.encoder,
+    return settings_hash({"protocol": protocol, "amp": cfg.run.amp, "encoder": cfg.run.encoder,
                           "checkpoints": digests})
 
 

@@ -45,26 +45,6 @@ class NonFiniteLossError(NonFiniteError, RuntimeError):
     """The loss became NaN or infinite; training stopped without saving."""
 
 
-class JsonLog:
-    """Append-only JSON-lines log (``log.jsonl``), each record with its wall-clock time; without a
-    path (ranks other than 0) it writes nothing."""
-
-    def __init__(self, path: Optional[Path]):
-        self.file = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(path, "a", encoding="utf-8")
-
-    def write(self, **record) -> None:
-        if self.file is not None:
-            self.file.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
-            self.file.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-
-
 @dataclass
 class TrainResult:
     global_step: int  # optimiser steps done in total (resumed ones included)
@@ -176,8 +156,8 @@ def train(cfg: TrainConfig, env: Optional[Job] = None) -> TrainResult:
     run = TrainingRun(cfg, env or join_job(cfg.runtime.device, "runtime.device", cfg.dist.backend))
     run.net.train()
     with contextlib.ExitStack() as cleanup:
-        cleanup.callback(run.jlog.close)
-        if run.lock is not None:
+        if run.env.is_main:
+            cleanup.callback(run.log_file.close)
             cleanup.callback(run.lock.release)
         cleanup.callback(run.bar.close)
         cleanup.enter_context(flush_denormal(cfg.runtime.flush_denormal and run.device.type == "cpu"))
@@ -193,7 +173,7 @@ class TrainingRun:
     advance as :meth:`train_one_epoch` runs."""
 
     def __init__(self, cfg: TrainConfig, env: Job):
-        self.cfg, self.env = cfg, env
+        self.cfg, self.env, out = cfg, env, Path(cfg.output.dir)
         self.device = device = env.device(cfg.runtime.device, "runtime.device")
         random.seed(cfg.runtime.seed)
         np.random.seed(cfg.runtime.seed)
@@ -222,7 +202,7 @@ class TrainingRun:
         self.optimizer = build_optimizer(model, cfg.optim)
         self.amp_dtype = autocast_dtype(cfg.runtime, device)
         self.scaler = make_scaler(device, self.amp_dtype)
-        self.checkpoint = Path(cfg.output.dir) / ckpt_io.CHECKPOINT_NAME
+        self.checkpoint = out / ckpt_io.CHECKPOINT_NAME
         resumed = self._resume(model)
         # with synchronised BatchNorm every process already holds the same statistics
         self.net = wrap_ddp(model, device, sync_buffers=not cfg.dist.sync_bn) if env.distributed else model
@@ -230,14 +210,14 @@ class TrainingRun:
         # the last checkpoint written, or (a resumed run continues) the one already in the folder
         self.last_checkpoint = self.checkpoint if resumed is not None and self.checkpoint.is_file() else None
         self.step, self.losses = resumed or 0, []
-        self.jlog = JsonLog(Path(cfg.output.dir) / "log.jsonl" if env.is_main else None)
+        # rank 0: the append-only JSON-lines log (train() closes it)
+        self.log_file = open(out / "log.jsonl", "a", encoding="utf-8") if env.is_main else None
         if env.is_main:  # config.yaml, the log's start record and one line for the console
-            atomic_write_text(Path(cfg.output.dir) / "config.yaml", dump_yaml(cfg))
-            self.jlog.write(event="start", global_step=self.step, total_steps=self.total_steps,
-                            last_step=self.last_step, steps_per_epoch=self.steps_per_epoch,
-                            world_size=env.world_size, device=str(device),
-                            amp=str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
-                            samples=len(self.dataset))
+            atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+            self._log(event="start", global_step=self.step, total_steps=self.total_steps, last_step=self.last_step,
+                      steps_per_epoch=self.steps_per_epoch, world_size=env.world_size, device=str(device),
+                      amp=str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+                      samples=len(self.dataset))
             log.info(f"{len(self.dataset)} samples, {self.steps_per_epoch} steps per epoch, steps {self.step} -> "
                      f"{self.last_step} of {self.total_steps}, batch {cfg.data.batch_size} on {env.world_size} "
                      f"process(es), device {device}")
@@ -301,9 +281,8 @@ class TrainingRun:
                              "degenerate, named in the warnings above); nothing was trained or saved")
         if skipped and self.env.is_main:
             log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")
-        self.jlog.write(event="epoch_end" if self.step % self.steps_per_epoch == 0 else "stopped",
-                        epoch=epoch + 1, step=self.step, skipped_images=skipped,
-                        mean_loss=sum(epoch_losses) / len(epoch_losses))
+        self._log(event="epoch_end" if self.step % self.steps_per_epoch == 0 else "stopped", epoch=epoch + 1,
+                  step=self.step, skipped_images=skipped, mean_loss=sum(epoch_losses) / len(epoch_losses))
 
     def _update(self, batch: Sequence[Tensor], momentum: float, epoch: int) -> Optional[float]:
         """One optimiser step on this process's batch; None when every image of it was unreadable."""
@@ -318,7 +297,7 @@ class TrainingRun:
             return train_step(self.net, batch, self.optimizer, self.scaler, momentum, device=self.device,
                               amp_dtype=self.amp_dtype, channels_last=self.channels_last)
         except NonFiniteLossError as exc:
-            self.jlog.write(event="non_finite_loss", step=self.step + 1, epoch=epoch + 1)
+            self._log(event="non_finite_loss", step=self.step + 1, epoch=epoch + 1)
             raise NonFiniteLossError(f"{exc} at step {self.step + 1} (epoch {epoch + 1}); "
                                      f"training stopped, {self._kept()}") from None
 
@@ -346,6 +325,12 @@ class TrainingRun:
         self.last_checkpoint = self.checkpoint
         return time.perf_counter() - start
 
+    def _log(self, **record) -> None:
+        """A record of log.jsonl (rank 0), with its wall-clock time."""
+        if self.log_file is not None:
+            self.log_file.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+            self.log_file.flush()
+
     def _report(self, epoch: int, momentum: float) -> None:
         """A log record and progress-bar figures for the window since the last report (none without an update):
         the mean loss of its updates and global images per second."""
@@ -355,6 +340,6 @@ class TrainingRun:
         loss, images_per_s = sum(self.window) / len(self.window), len(self.window) * self.cfg.data.batch_size / elapsed
         self.window, self.window_start = [], time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
-        self.jlog.write(event="step", step=self.step, epoch=epoch + 1, loss=loss, lr=lr, momentum=momentum,
-                        images_per_s=images_per_s)
+        self._log(event="step", step=self.step, epoch=epoch + 1, loss=loss, lr=lr, momentum=momentum,
+                  images_per_s=images_per_s)
         self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2g}", m=f"{momentum:.5f}", img_s=f"{images_per_s:.1f}")

@@ -1,7 +1,5 @@
-"""Training checkpoints: the official layout (``model``, ``optimizer``, ``epoch``, ``args``) plus what an
-exact resume needs (``global_step``, ``scaler``, ``rng``, ``format_version``); the paper's released training
-checkpoints load too. Keys, resume and the reading rules: docs/checkpoints.md.
-"""
+"""Training checkpoints: the official layout plus what an exact resume needs; the paper's released training
+checkpoints load too. Keys, resume and the reading rules: docs/checkpoints.md."""
 
 from __future__ import annotations
 
@@ -28,17 +26,13 @@ log = logging.getLogger(__name__)
 
 
 class CheckpointError(InputError, ValueError):
-    """A checkpoint file is missing, unreadable, or not what it is loaded as (a training
-    checkpoint, an encoder's weights); the message names the file. The one error type of
-    every checkpoint reader (this module, :mod:`hvc.models.encoders`, :mod:`hvc.export`)."""
+    """A checkpoint file (named in the message) is missing, unreadable, or not what it is loaded as: the one
+    error type of every checkpoint reader (this module, :mod:`hvc.models.encoders`, :mod:`hvc.export`)."""
 
 
 def read_checkpoint_file(path: str | os.PathLike) -> Any:
-    """Unpickle a checkpoint file onto the CPU: the one ``torch.load`` of the package.
-
-    Only plain data (``weights_only``) plus ``argparse.Namespace`` (the ``args`` of the paper's
-    training checkpoints); a file that would run code, is missing or unreadable: CheckpointError.
-    """
+    """Unpickle a checkpoint file onto the CPU, the one ``torch.load`` of the package: only plain data plus
+    ``argparse.Namespace`` (the paper's ``args``); a file that would run code, missing, unreadable: CheckpointError."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint not found")

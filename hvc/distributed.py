@@ -125,9 +125,6 @@ class ShardSpec:
     index: int
     count: int
 
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
 
 def parse_shard(text: str) -> ShardSpec:
     found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)

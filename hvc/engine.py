@@ -1,8 +1,5 @@
-"""The training loop: one code path for CPU, one GPU and ``torchrun`` jobs.
-
-``train(cfg)`` sets up and runs ``train_one_epoch`` per epoch; one update is ``train_step``. Shape of the loop:
-docs/design.md, "The training loop"; outputs, resume, devices and failures: docs/training_runs.md.
-"""
+"""The training loop, one code path for CPU, one GPU and ``torchrun`` jobs: ``train(cfg)``. Its shape: docs/design.md,
+"The training loop"; outputs, resume, devices and failures: docs/training_runs.md."""
 
 from __future__ import annotations
 
@@ -109,11 +106,8 @@ def make_scaler(device: torch.device, amp_dtype: Optional[torch.dtype]) -> torch
 def train_step(model: nn.Module, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, momentum: float, *, device: torch.device,
                amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False) -> float:
-    """One optimiser step on ``batch = (view1 [B,3,S,S], view2, coord1 [B,4], coord2 [B,4])``.
-
-    Returns the loss averaged over processes. A non-finite loss raises NonFiniteLossError on
-    every process before any weight changes (the all-reduced value is the same everywhere).
-    """
+    """One optimiser step on ``batch = (view1 [B,3,S,S], view2, coord1 [B,4], coord2 [B,4])``; the loss averaged
+    over processes. A non-finite loss raises NonFiniteLossError on every process before any weight changes."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     view1, view2 = (v.to(device, non_blocking=True, memory_format=fmt) for v in batch[:2])
     coord1, coord2 = (c.to(device, non_blocking=True) for c in batch[2:4])

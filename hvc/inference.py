@@ -1,11 +1,7 @@
-"""Label propagation over a benchmark: frames -> features -> propagated labels -> files.
-
-One driver for every benchmark of ``test.py``; what differs lies in its clips
-(:mod:`hvc.tasks.clips`) and writers (:mod:`hvc.tasks.writers`). Each frame's embedding goes
-straight into the propagator, so memory is bounded by its context, not the video length. The
-output folder follows :mod:`hvc.completion` and is checked before any work; clips can be split
-over torchrun or ``--shard i/n`` (:mod:`hvc.distributed`), the output the same byte for byte.
-"""
+"""Label propagation over a benchmark, the one driver of ``test.py``: frames -> features -> propagated labels ->
+files. What differs per benchmark lies in its clips (:mod:`hvc.tasks.clips`) and writers (:mod:`hvc.tasks.writers`);
+the output folder follows :mod:`hvc.completion`; clips can be split over torchrun or ``--shard i/n``
+(:mod:`hvc.distributed`, docs/multi_gpu.md), the output the same byte for byte."""
 
 from __future__ import annotations
 
@@ -109,13 +105,9 @@ def _segment_all(cfg: TestConfig, folder: ResultsFolder, clips: list[Clip], name
 
 def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shards: bool = False,
                   job: Optional[Job] = None) -> Path:
-    """Segment every clip of ``cfg.data`` (or this process's share); returns the output folder.
-
-    ``shard``: segment only shard ``i`` of ``n`` (no summary: ``merge_shards`` writes it once all
-    shards are done). ``job``: the torchrun job this process belongs to (default: one process).
-    Raises an :class:`hvc.errors.HvcError` on any expected failure, before writing anything
-    where the check allows it.
-    """
+    """Segment every clip of ``cfg.data`` (or this process's share: ``shard`` i of n, or this rank's of ``job``);
+    returns the output folder. A shard writes no summary: ``merge_shards`` does, once all are done. Expected
+    failures are :class:`hvc.errors.HvcError`, raised before anything is written where the check allows it."""
     job = job or Job()
     job.device(cfg.run.device)  # an unavailable device fails before anything is written
     if merge_shards and (shard is not None or cfg.run.overwrite or job.distributed):
@@ -133,7 +125,7 @@ def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shar
         folder = ResultsFolder(out, run_settings(cfg))
     else:
         folder, todo = _prepare_job(cfg, clips, shard, job)
-        worker = f"shard {shard}" if shard is not None else job.describe()
+        worker = f"shard {shard.index}/{shard.count}" if shard is not None else job.describe()
         sizes = {c.name: len(c.video.frames) for c in clips}
         share = shard_of(todo, [sizes[n] for n in todo], job.rank, job.world_size)  # torchrun: this rank's
         _segment_in_job(cfg, folder, clips, share, job, worker)

@@ -84,12 +84,10 @@ class Segmentation:
 
 @dataclass
 class SegmenterState:
-    """What :meth:`VideoSegmenter.restore` continues from, by the video's frame numbers.
-
-    masks: soft masks [K, h*w] of the frames the propagator holds; embeddings: theirs [C, h, w]
-    (None: pass them to ``restore``); pending: id maps [H, W] added for frames not reached yet. The
-    tensors are the segmenter's own (never changed in place): copy them to keep them past the video.
-    """
+    """What :meth:`VideoSegmenter.restore` continues from, by the video's frame numbers. masks: soft masks
+    [K, h*w] of the frames the propagator holds; embeddings: theirs [C, h, w] (None: pass them to ``restore``);
+    pending: id maps [H, W] added for frames not reached yet. The tensors are the segmenter's own (never changed
+    in place): copy them to keep them past the video."""
 
     record: dict
     masks: dict[int, Tensor]

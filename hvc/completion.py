@@ -75,8 +75,7 @@ class ResultsFolder:
     each sequence's files go is the caller's :class:`Outputs` (the layout is the benchmark's)."""
 
     def __init__(self, root: str | os.PathLike, settings: str):
-        self.root = Path(root)
-        self.settings = settings
+        self.root, self.settings = Path(root), settings
         self.records_dir = self.root / STATE_DIR / "done"
         self.staging_dir = self.root / STATE_DIR / "staging"
         self.pending_dir = self.root / STATE_DIR / "pending"  # commits under way: their files are ours

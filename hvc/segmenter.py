@@ -31,10 +31,8 @@ ImageLike = Union[np.ndarray, Image.Image]
 
 
 class FeatureExtractor:
-    """Frames -> L2-normalised embeddings, optionally merged with a second encoder's features.
-
-    ``extractor(frames: [B, 3, h, w]) -> [B, C, h/8, w/8]`` float32 on ``device``.
-    """
+    """``extractor(frames: [B, 3, h, w]) -> [B, C, h/8, w/8]``: L2-normalised embeddings, float32 on ``device``,
+    optionally merged with a second encoder's features."""
 
     def __init__(self, encoder: torch.nn.Module, merge_encoder: Optional[torch.nn.Module] = None,
                  merge_lambda: float = 1.05, device: torch.device | str = "cpu", amp: str = "off",

@@ -242,8 +242,7 @@ class TrainingRun:
         self.sampler.set_epoch(epoch)
         self.dataset.set_epoch(epoch)  # before the loader's iterator copies it into workers
         done = (self.step - epoch * self.steps_per_epoch) * self.per_rank  # samples a resumed run did
-        seeds = torch.Generator()  # worker seeds come from here, not from the global RNG
-        seeds.manual_seed(self.cfg.runtime.seed * 1000 + epoch)
+        seeds = torch.Generator().manual_seed(self.cfg.runtime.seed * 1000 + epoch)  # worker seeds: not the global RNG
         order = list(itertools.islice(self.sampler, done, None))  # this process's sample indices, in sampler order
         return DataLoader(self.dataset, batch_size=self.per_rank, sampler=order,
                           num_workers=self.cfg.data.workers, collate_fn=collate_pairs,

@@ -192,15 +192,16 @@ class TrainingRun:
             # torch's SyncBatchNorm refuses CPU tensors (hvc/distributed.py)
             model = convert_sync_batchnorm(model, device)
         self.channels_last = use_channels_last(cfg.runtime, device)
-        model = model.to(device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
-        self.optimizer = build_optimizer(model, cfg.optim)
+        layout = torch.channels_last if self.channels_last else torch.preserve_format
+        self.model = model.to(device, memory_format=layout)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
         self.amp_dtype = autocast_dtype(cfg.runtime, device)
         self.scaler = make_scaler(device, self.amp_dtype)
         self.checkpoint = out / ckpt_io.CHECKPOINT_NAME
-        resumed = self._resume(model)
-        # with synchronised BatchNorm every process already holds the same statistics
-        self.net = wrap_ddp(model, device, sync_buffers=not cfg.dist.sync_bn) if env.distributed else model
-        self.model, self.config = model, to_dict(cfg)
+        resumed = self._resume()
+        # the model, DDP-wrapped in a job; with synchronised BatchNorm every process already holds the same statistics
+        self.net = wrap_ddp(self.model, device, sync_buffers=not cfg.dist.sync_bn) if env.distributed else self.model
+        self.config = to_dict(cfg)
         # the last checkpoint written, or (a resumed run continues) the one already in the folder
         self.last_checkpoint = self.checkpoint if resumed is not None and self.checkpoint.is_file() else None
         self.step, self.losses = resumed or 0, []
@@ -220,7 +221,7 @@ class TrainingRun:
         # the logging window: its updates' losses and its start, checkpoint writes excluded
         self.window, self.window_start = [], time.perf_counter()
 
-    def _resume(self, model: HVC) -> Optional[int]:
+    def _resume(self) -> Optional[int]:
         """Restore the state of ``cfg.resume`` (RNG included); its global step, None if none."""
         resume, is_main = self.cfg.resume, self.env.is_main
         if resume is None:
@@ -231,7 +232,7 @@ class TrainingRun:
                 log.info(f"no checkpoint in {source.parent}: starting from scratch")
             return None
         # on ranks other than 0 the logging level (train.py) silences what restore() says
-        step = ckpt_io.restore(ckpt_io.load_checkpoint(source), model=model, optimizer=self.optimizer,
+        step = ckpt_io.restore(ckpt_io.load_checkpoint(source), model=self.model, optimizer=self.optimizer,
                                scaler=self.scaler, steps_per_epoch=self.steps_per_epoch, source=str(source))
         if is_main:
             log.info(f"resumed from {source} at step {step}")

@@ -1,7 +1,5 @@
-"""Training checkpoints: the official layout (``model``, ``optimizer``, ``epoch``, ``args``) plus what an
-exact resume needs (``global_step``, ``scaler``, ``rng``, ``format_version``); the paper's released training
-checkpoints load too. Keys, resume and the reading rules: docs/checkpoints.md.
-"""
+"""Training checkpoints: the official layout plus what an exact resume needs; the paper's released training
+checkpoints load too. Keys, resume and the reading rules: docs/checkpoints.md."""
 
 from __future__ import annotations
 
@@ -10,15 +8,13 @@ import logging
 import os
 import random
 import re
-import time
-from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hvc.errors import InputError, NonFiniteError
+from hvc.errors import InputError
 from hvc.fileio import atomic_torch_save
 from hvc.finite import describe, non_finite_tensors
 
@@ -30,17 +26,13 @@ log = logging.getLogger(__name__)
 
 
 class CheckpointError(InputError, ValueError):
-    """A checkpoint file is missing, unreadable, or not what it is loaded as (a training
-    checkpoint, an encoder's weights); the message names the file. The one error type of
-    every checkpoint reader (this module, :mod:`hvc.models.encoders`, :mod:`hvc.export`)."""
+    """A checkpoint file (named in the message) is missing, unreadable, or not what it is loaded as: the one
+    error type of every checkpoint reader (this module, :mod:`hvc.models.encoders`, :mod:`hvc.export`)."""
 
 
 def read_checkpoint_file(path: str | os.PathLike) -> Any:
-    """Unpickle a checkpoint file onto the CPU: the one ``torch.load`` of the package.
-
-    Only plain data (``weights_only``) plus ``argparse.Namespace`` (the ``args`` of the paper's
-    training checkpoints); a file that would run code, is missing or unreadable: CheckpointError.
-    """
+    """Unpickle a checkpoint file onto the CPU, the one ``torch.load`` of the package: only plain data plus
+    ``argparse.Namespace`` (the paper's ``args``); a file that would run code, missing, unreadable: CheckpointError."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -48,17 +40,13 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the unpickler raises many types on garbage input
-        raise CheckpointError(f"{path}: not a readable checkpoint ({load_problem(exc)})") from None
-
-
-def load_problem(exc: Exception) -> str:
-    """A short reason for a failed ``torch.load(weights_only=True)``; a refused global (a pickle
-    that would import or run code) is named instead of torch's long advice text."""
-    text = str(exc)
-    refused = re.search(r"unsupported GLOBAL (\S+) ", text) or re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if refused:
-        return f"refused to unpickle {refused.group(1)}: the file would import or run code, only plain data is loaded"
-    return f"{type(exc).__name__}: {exc}"
+        text, problem = str(exc), f"{type(exc).__name__}: {exc}"
+        # a refused global (a pickle that would import or run code) is named instead of torch's long advice text
+        refused = re.search(r"unsupported GLOBAL (\S+) ", text) or re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if refused:
+            problem = (f"refused to unpickle {refused.group(1)}: the file would import or run code, "
+                       "only plain data is loaded")
+        raise CheckpointError(f"{path}: not a readable checkpoint ({problem})") from None
 
 
 def rng_state() -> dict[str, Any]:
@@ -156,38 +144,3 @@ def restore(ckpt: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Op
              f"{steps_per_epoch} steps per epoch = step {step}")
     return step
 
-
-class Checkpointer:
-    """When and where a training run saves: ``<dir>/checkpoint.pth``, every ``every`` steps
-    (0 = never in between), at each epoch end and at the last step. Rank 0 writes; every rank
-    knows the last checkpoint written (for the message of a failed run)."""
-
-    def __init__(self, folder: Path, *, every: int, steps_per_epoch: int, last_step: int, write: bool,
-                 model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, config: dict,
-                 resumed: bool):
-        self.path = folder / CHECKPOINT_NAME
-        self.every, self.steps_per_epoch, self.last_step, self.write = every, steps_per_epoch, last_step, write
-        self.model, self.optimizer, self.scaler, self.config = model, optimizer, scaler, config
-        # the last checkpoint written, or (``resumed``: the run continues) the one already in the folder
-        self.last: Optional[Path] = self.path if resumed and self.path.is_file() else None
-
-    def kept(self) -> str:
-        """What a failed run leaves on disk, for its message."""
-        return f"the last good checkpoint is {self.last}" if self.last else "no checkpoint was written"
-
-    def save_if_due(self, step: int) -> float:
-        """Save after optimiser step ``step`` if it is due; returns the seconds it took."""
-        if not (step % self.steps_per_epoch == 0 or step == self.last_step or self.every and step % self.every == 0):
-            return 0.0
-        # refuse to save unless every tensor is finite; on every process (DDP keeps the states
-        # identical), so all of them stop together
-        bad = non_finite_tensors({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()["state"]})
-        if bad:
-            raise NonFiniteError(f"{self.path}: not written at step {step}, training produced {describe(bad)}; "
-                                 f"{self.kept()}")
-        start = time.perf_counter()
-        if self.write:
-            save_checkpoint(self.path, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
-                            epoch=step // self.steps_per_epoch, global_step=step, config=self.config)
-        self.last = self.path
-        return time.perf_counter() - start

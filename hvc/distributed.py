@@ -125,9 +125,6 @@ class ShardSpec:
     index: int
     count: int
 
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
 
 def parse_shard(text: str) -> ShardSpec:
     found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
@@ -202,7 +199,18 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     CPU: :class:`CrossProcessBatchNorm`), keeping parameters and buffers (same state-dict keys)."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return _swap_batchnorm(model)
+    if type(model) is nn.BatchNorm2d:
+        new = CrossProcessBatchNorm(model.num_features, model.eps, model.momentum, model.affine,
+                                    model.track_running_stats)
+        new.load_state_dict(model.state_dict())
+        new.train(model.training)
+        if model.affine:
+            new.weight.requires_grad_(model.weight.requires_grad)
+            new.bias.requires_grad_(model.bias.requires_grad)
+        return new
+    for name, child in model.named_children():
+        setattr(model, name, convert_sync_batchnorm(child, device))
+    return model
 
 
 def wrap_ddp(model: nn.Module, device: torch.device, sync_buffers: bool) -> nn.Module:
@@ -214,18 +222,3 @@ def wrap_ddp(model: nn.Module, device: torch.device, sync_buffers: bool) -> nn.M
     if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
         return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=sync_buffers)
     return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=sync_buffers)
-
-
-def _swap_batchnorm(module: nn.Module) -> nn.Module:
-    if type(module) is nn.BatchNorm2d:
-        new = CrossProcessBatchNorm(module.num_features, module.eps, module.momentum,
-                                    module.affine, module.track_running_stats)
-        new.load_state_dict(module.state_dict())
-        new.train(module.training)
-        if module.affine:
-            new.weight.requires_grad_(module.weight.requires_grad)
-            new.bias.requires_grad_(module.bias.requires_grad)
-        return new
-    for name, child in module.named_children():
-        setattr(module, name, _swap_batchnorm(child))
-    return module

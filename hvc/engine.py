@@ -1,18 +1,17 @@
-"""The training loop: one code path for CPU, one GPU and ``torchrun`` jobs.
-
-``train(cfg)`` sets up and runs ``train_one_epoch`` per epoch; one update is ``train_step``. Shape of the loop:
-docs/design.md, "The training loop"; outputs, resume, devices and failures: docs/training_runs.md.
-"""
+"""The training loop, one code path for CPU, one GPU and ``torchrun`` jobs: ``train(cfg)``. Its shape: docs/design.md,
+"The training loop"; outputs, resume, devices and failures: docs/training_runs.md."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import math
 import os
 import random
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -32,8 +31,8 @@ from hvc.data.transforms import RandomResizedCropCoord
 from hvc.distributed import Job, all_reduce_sum, convert_sync_batchnorm, join_job, wrap_ddp
 from hvc.errors import InputError, NonFiniteError
 from hvc.fileio import atomic_write_text, writable_dir
+from hvc.finite import describe, non_finite_tensors
 from hvc.locks import OutputLock
-from hvc.meters import JsonLog, StepMeter
 from hvc.models.hvc import HVC, momentum_at
 
 log = logging.getLogger("hvc.train")
@@ -48,12 +47,6 @@ class TrainResult:
     global_step: int  # optimiser steps done in total (resumed ones included)
     checkpoint: Optional[Path]  # last checkpoint written (rank 0), None if none was
     losses: list[float]  # loss of every step run by this call (global mean over processes)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 def build_model(cfg: ModelConfig) -> HVC:
@@ -113,11 +106,8 @@ def make_scaler(device: torch.device, amp_dtype: Optional[torch.dtype]) -> torch
 def train_step(model: nn.Module, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, momentum: float, *, device: torch.device,
                amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False) -> float:
-    """One optimiser step on ``batch = (view1 [B,3,S,S], view2, coord1 [B,4], coord2 [B,4])``.
-
-    Returns the loss averaged over processes. A non-finite loss raises NonFiniteLossError on
-    every process before any weight changes (the all-reduced value is the same everywhere).
-    """
+    """One optimiser step on ``batch = (view1 [B,3,S,S], view2, coord1 [B,4], coord2 [B,4])``; the loss averaged
+    over processes. A non-finite loss raises NonFiniteLossError on every process before any weight changes."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     view1, view2 = (v.to(device, non_blocking=True, memory_format=fmt) for v in batch[:2])
     coord1, coord2 = (c.to(device, non_blocking=True) for c in batch[2:4])
@@ -132,98 +122,6 @@ def train_step(model: nn.Module, batch: Sequence[Tensor], optimizer: torch.optim
     scaler.step(optimizer)
     scaler.update()
     return value
-
-
-@dataclass(frozen=True)
-class StepPlan:
-    """How many steps a run takes, from the data and the config."""
-
-    per_rank: int  # samples per process per step
-    steps_per_epoch: int
-    total_steps: int  # steps_per_epoch * epochs: the span of the momentum schedule
-    last_step: int  # where this run stops (optim.max_steps may stop it earlier)
-
-
-def plan_steps(cfg: TrainConfig, dataset: PairDataset, env: Job) -> tuple[StepPlan, DistributedSampler]:
-    """The step plan and the seeded sampler (a ConfigError if not one batch fits the data)."""
-    if cfg.data.batch_size % env.world_size:
-        raise ConfigError(f"data.batch_size: {cfg.data.batch_size} does not split over {env.world_size} processes")
-    per_rank = cfg.data.batch_size // env.world_size
-    sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
-                                 seed=cfg.runtime.seed, drop_last=True)
-    steps_per_epoch = len(sampler) // per_rank
-    if steps_per_epoch == 0:
-        raise ConfigError(f"data.roots: {len(dataset)} samples, fewer than one batch of {cfg.data.batch_size}")
-    total = steps_per_epoch * cfg.optim.epochs
-    return StepPlan(per_rank, steps_per_epoch, total, min(total, cfg.optim.max_steps or total)), sampler
-
-
-def _place_model(cfg: TrainConfig, env: Job, device: torch.device) -> tuple[HVC, bool]:
-    """The HVC model on this process's device (BatchNorm synchronised in a job); whether the inputs go channels_last."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = cfg.runtime.cudnn_benchmark
-    model = build_model(cfg.model)
-    if env.distributed and cfg.dist.sync_bn:
-        # statistics over the global batch; on CPU this is CrossProcessBatchNorm, because
-        # torch's SyncBatchNorm refuses CPU tensors (hvc/distributed.py)
-        model = convert_sync_batchnorm(model, device)
-    channels_last = use_channels_last(cfg.runtime, device)
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    return model, channels_last
-
-
-def _resume(cfg: TrainConfig, env: Job, model: HVC, optimizer: torch.optim.Optimizer,
-            scaler: torch.amp.GradScaler, steps_per_epoch: int) -> Optional[int]:
-    """Restore the state of ``cfg.resume`` (RNG included); its global step, None if none."""
-    if cfg.resume is None:
-        return None
-    source = Path(cfg.output.dir) / ckpt_io.CHECKPOINT_NAME if cfg.resume == "auto" else Path(cfg.resume)
-    if cfg.resume == "auto" and not source.is_file():
-        if env.is_main:
-            log.info(f"no checkpoint in {source.parent}: starting from scratch")
-        return None
-    # on ranks other than 0 the logging level (train.py) silences what restore() says
-    step = ckpt_io.restore(ckpt_io.load_checkpoint(source), model=model, optimizer=optimizer, scaler=scaler,
-                           steps_per_epoch=steps_per_epoch, source=str(source))
-    if env.is_main:
-        log.info(f"resumed from {source} at step {step}")
-    return step
-
-
-@dataclass
-class TrainingRun:
-    """What the steps of one training run share; ``step`` and ``losses`` advance as it runs."""
-
-    cfg: TrainConfig
-    env: Job
-    device: torch.device  # this process's
-    plan: StepPlan
-    dataset: PairDataset
-    sampler: DistributedSampler
-    net: nn.Module  # the model, DDP-wrapped in a job
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    amp_dtype: Optional[torch.dtype]
-    channels_last: bool
-    checkpointer: ckpt_io.Checkpointer
-    jlog: JsonLog
-    meter: StepMeter
-    bar: tqdm
-    step: int = 0
-    losses: list[float] = field(default_factory=list)
-
-
-def _announce(cfg: TrainConfig, env: Job, device: torch.device, plan: StepPlan, samples: int, step: int,
-              amp_dtype: Optional[torch.dtype], jlog: JsonLog) -> None:
-    """Rank 0: config.yaml, the log's start record and one line for the console."""
-    if not env.is_main:
-        return
-    atomic_write_text(Path(cfg.output.dir) / "config.yaml", dump_yaml(cfg))
-    jlog.write(event="start", global_step=step, total_steps=plan.total_steps, last_step=plan.last_step,
-               steps_per_epoch=plan.steps_per_epoch, world_size=env.world_size, device=str(device),
-               amp=str(amp_dtype).replace("torch.", "") if amp_dtype else "off", samples=samples)
-    log.info(f"{samples} samples, {plan.steps_per_epoch} steps per epoch, steps {step} -> {plan.last_step} of "
-             f"{plan.total_steps}, batch {cfg.data.batch_size} on {env.world_size} process(es), device {device}")
 
 
 def _claim_output(cfg: TrainConfig) -> OutputLock:
@@ -249,111 +147,193 @@ def _claim_output(cfg: TrainConfig) -> OutputLock:
 def train(cfg: TrainConfig, env: Optional[Job] = None) -> TrainResult:
     """Run (or continue) the training described by ``cfg``; see the module docstring."""
     validate(cfg)
-    env = env or join_job(cfg.runtime.device, "runtime.device", cfg.dist.backend)
-    device = env.device(cfg.runtime.device, "runtime.device")
-    seed_everything(cfg.runtime.seed)
-    dataset = build_dataset(cfg.data, cfg.runtime.seed)
-    plan, sampler = plan_steps(cfg, dataset, env)
-    lock = _claim_output(cfg) if env.is_main else None  # held until train() returns (or the process dies)
-    model, channels_last = _place_model(cfg, env, device)
-    optimizer = build_optimizer(model, cfg.optim)
-    amp_dtype = autocast_dtype(cfg.runtime, device)
-    scaler = make_scaler(device, amp_dtype)
-    resumed = _resume(cfg, env, model, optimizer, scaler, plan.steps_per_epoch)
-    # with synchronised BatchNorm every process already holds the same statistics
-    net = wrap_ddp(model, device, sync_buffers=not cfg.dist.sync_bn) if env.distributed else model
-    checkpointer = ckpt_io.Checkpointer(Path(cfg.output.dir), every=cfg.output.save_every_steps,
-                                        steps_per_epoch=plan.steps_per_epoch, last_step=plan.last_step,
-                                        write=env.is_main, model=model, optimizer=optimizer, scaler=scaler,
-                                        config=to_dict(cfg), resumed=resumed is not None)
-    step = resumed or 0
-    jlog = JsonLog(Path(cfg.output.dir) / "log.jsonl" if env.is_main else None)
-    _announce(cfg, env, device, plan, len(dataset), step, amp_dtype, jlog)
-    bar = tqdm(total=plan.last_step, initial=step, disable=not env.is_main, unit="step", dynamic_ncols=True)
-    run = TrainingRun(cfg, env, device, plan, dataset, sampler, net, optimizer, scaler, amp_dtype,
-                      channels_last, checkpointer, jlog, StepMeter(cfg.data.batch_size), bar, step)
-    net.train()
+    run = TrainingRun(cfg, env or join_job(cfg.runtime.device, "runtime.device", cfg.dist.backend))
+    run.net.train()
     with contextlib.ExitStack() as cleanup:
-        cleanup.callback(run.jlog.close)
-        if lock is not None:
-            cleanup.callback(lock.release)
+        if run.env.is_main:
+            cleanup.callback(run.log_file.close)
+            cleanup.callback(run.lock.release)
         cleanup.callback(run.bar.close)
-        cleanup.enter_context(flush_denormal(cfg.runtime.flush_denormal and device.type == "cpu"))
-        for epoch in range(run.step // plan.steps_per_epoch, cfg.optim.epochs):
-            if run.step >= plan.last_step:
+        cleanup.enter_context(flush_denormal(cfg.runtime.flush_denormal and run.device.type == "cpu"))
+        for epoch in range(run.step // run.steps_per_epoch, cfg.optim.epochs):
+            if run.step >= run.last_step:
                 break
-            train_one_epoch(run, epoch)
-    return TrainResult(global_step=run.step, checkpoint=checkpointer.last if env.is_main else None, losses=run.losses)
+            run.train_one_epoch(epoch)
+    return TrainResult(run.step, run.last_checkpoint if run.env.is_main else None, run.losses)
 
 
-def _epoch_loader(run: TrainingRun, epoch: int) -> DataLoader:
-    """This process's batches of ``epoch``, without those a resumed run already did."""
-    run.sampler.set_epoch(epoch)
-    run.dataset.set_epoch(epoch)  # before the loader's iterator copies it into workers
-    done = (run.step - epoch * run.plan.steps_per_epoch) * run.plan.per_rank  # samples a resumed run already did
-    seeds = torch.Generator()  # worker seeds come from here, not from the global RNG
-    seeds.manual_seed(run.cfg.runtime.seed * 1000 + epoch)
-    order = list(itertools.islice(run.sampler, done, None))  # this process's sample indices, in sampler order
-    return DataLoader(run.dataset, batch_size=run.plan.per_rank, sampler=order,
-                      num_workers=run.cfg.data.workers, collate_fn=collate_pairs, pin_memory=run.device.type == "cuda",
-                      drop_last=True, generator=seeds)
+class TrainingRun:
+    """What the steps of one training run share, set up by ``__init__``; ``step`` and ``losses``
+    advance as :meth:`train_one_epoch` runs."""
 
+    def __init__(self, cfg: TrainConfig, env: Job):
+        self.cfg, self.env, out = cfg, env, Path(cfg.output.dir)
+        self.device = device = env.device(cfg.runtime.device, "runtime.device")
+        random.seed(cfg.runtime.seed)
+        np.random.seed(cfg.runtime.seed)
+        torch.manual_seed(cfg.runtime.seed)  # also seeds every CUDA device
+        self.dataset = build_dataset(cfg.data, cfg.runtime.seed)
+        if cfg.data.batch_size % env.world_size:
+            raise ConfigError(f"data.batch_size: {cfg.data.batch_size} does not split over {env.world_size} processes")
+        self.per_rank = cfg.data.batch_size // env.world_size  # samples per process per step
+        self.sampler = DistributedSampler(self.dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                          seed=cfg.runtime.seed, drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // self.per_rank
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"data.roots: {len(self.dataset)} samples, fewer than one batch of {cfg.data.batch_size}")
+        self.total_steps = self.steps_per_epoch * cfg.optim.epochs  # the span of the momentum schedule
+        self.last_step = min(self.total_steps, cfg.optim.max_steps or self.total_steps)  # where this run stops
+        self.lock = _claim_output(cfg) if env.is_main else None  # held until train() returns (or the process dies)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = cfg.runtime.cudnn_benchmark
+        model = build_model(cfg.model)
+        if env.distributed and cfg.dist.sync_bn:
+            # statistics over the global batch; on CPU this is CrossProcessBatchNorm, because
+            # torch's SyncBatchNorm refuses CPU tensors (hvc/distributed.py)
+            model = convert_sync_batchnorm(model, device)
+        self.channels_last = use_channels_last(cfg.runtime, device)
+        layout = torch.channels_last if self.channels_last else torch.preserve_format
+        self.model = model.to(device, memory_format=layout)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.amp_dtype = autocast_dtype(cfg.runtime, device)
+        self.scaler = make_scaler(device, self.amp_dtype)
+        self.checkpoint = out / ckpt_io.CHECKPOINT_NAME
+        resumed = self._resume()
+        # the model, DDP-wrapped in a job; with synchronised BatchNorm every process already holds the same statistics
+        self.net = wrap_ddp(self.model, device, sync_buffers=not cfg.dist.sync_bn) if env.distributed else self.model
+        self.config = to_dict(cfg)
+        # the last checkpoint written, or (a resumed run continues) the one already in the folder
+        self.last_checkpoint = self.checkpoint if resumed is not None and self.checkpoint.is_file() else None
+        self.step, self.losses = resumed or 0, []
+        # rank 0: the append-only JSON-lines log (train() closes it)
+        self.log_file = open(out / "log.jsonl", "a", encoding="utf-8") if env.is_main else None
+        if env.is_main:  # config.yaml, the log's start record and one line for the console
+            atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+            self._log(event="start", global_step=self.step, total_steps=self.total_steps, last_step=self.last_step,
+                      steps_per_epoch=self.steps_per_epoch, world_size=env.world_size, device=str(device),
+                      amp=str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+                      samples=len(self.dataset))
+            log.info(f"{len(self.dataset)} samples, {self.steps_per_epoch} steps per epoch, steps {self.step} -> "
+                     f"{self.last_step} of {self.total_steps}, batch {cfg.data.batch_size} on {env.world_size} "
+                     f"process(es), device {device}")
+        self.bar = tqdm(total=self.last_step, initial=self.step, disable=not env.is_main, unit="step",
+                        dynamic_ncols=True)
+        # the logging window: its updates' losses and its start, checkpoint writes excluded
+        self.window, self.window_start = [], time.perf_counter()
 
-def train_one_epoch(run: TrainingRun, epoch: int) -> None:
-    """The steps of one epoch (the rest of it after a resume): update, log, save when due."""
-    skipped, epoch_losses = 0, []
-    for *batch, n_skipped in _epoch_loader(run, epoch):
-        skipped += n_skipped
-        momentum = momentum_at(run.step, run.plan.total_steps, run.cfg.model.momentum)
-        loss = _update(run, batch, momentum, epoch)
-        if loss is not None:
-            run.losses.append(loss)
-            epoch_losses.append(loss)
-            run.meter.add(loss)
-        run.step += 1
-        run.bar.update(1)
-        if run.step % run.cfg.output.log_every == 0 or run.step == run.plan.last_step:
-            _report(run, epoch, momentum)
-        if epoch_losses:  # an epoch that trained nothing saves nothing
-            run.meter.exclude(run.checkpointer.save_if_due(run.step))  # images/s measures training only
-        if run.step >= run.plan.last_step:
-            break
-    # on the process's device: NCCL, the backend of a CUDA job, reduces CUDA tensors only
-    skipped = int(all_reduce_sum(torch.tensor(skipped, device=run.device)).item())
-    if not epoch_losses:  # an epoch without a single update read no image: stop rather than save untrained weights
-        raise InputError(f"data.roots: no image of epoch {epoch + 1} could be used ({skipped} unreadable or "
-                         "degenerate, named in the warnings above); nothing was trained or saved")
-    if skipped and run.env.is_main:
-        log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")
-    run.jlog.write(event="epoch_end" if run.step % run.plan.steps_per_epoch == 0 else "stopped", epoch=epoch + 1,
-                   step=run.step, skipped_images=skipped, mean_loss=sum(epoch_losses) / len(epoch_losses))
+    def _resume(self) -> Optional[int]:
+        """Restore the state of ``cfg.resume`` (RNG included); its global step, None if none."""
+        resume, is_main = self.cfg.resume, self.env.is_main
+        if resume is None:
+            return None
+        source = self.checkpoint if resume == "auto" else Path(resume)
+        if resume == "auto" and not source.is_file():
+            if is_main:
+                log.info(f"no checkpoint in {source.parent}: starting from scratch")
+            return None
+        # on ranks other than 0 the logging level (train.py) silences what restore() says
+        step = ckpt_io.restore(ckpt_io.load_checkpoint(source), model=self.model, optimizer=self.optimizer,
+                               scaler=self.scaler, steps_per_epoch=self.steps_per_epoch, source=str(source))
+        if is_main:
+            log.info(f"resumed from {source} at step {step}")
+        return step
 
+    def _epoch_loader(self, epoch: int) -> DataLoader:
+        """This process's batches of ``epoch``, without those a resumed run already did."""
+        self.sampler.set_epoch(epoch)
+        self.dataset.set_epoch(epoch)  # before the loader's iterator copies it into workers
+        done = (self.step - epoch * self.steps_per_epoch) * self.per_rank  # samples a resumed run did
+        seeds = torch.Generator().manual_seed(self.cfg.runtime.seed * 1000 + epoch)  # worker seeds: not the global RNG
+        order = list(itertools.islice(self.sampler, done, None))  # this process's sample indices, in sampler order
+        return DataLoader(self.dataset, batch_size=self.per_rank, sampler=order,
+                          num_workers=self.cfg.data.workers, collate_fn=collate_pairs,
+                          pin_memory=self.device.type == "cuda", drop_last=True, generator=seeds)
 
-def _update(run: TrainingRun, batch: Sequence[Tensor], momentum: float, epoch: int) -> Optional[float]:
-    """One optimiser step on this process's batch; None when every image of it was unreadable."""
-    if batch[0].shape[0] == 0:
-        # one process skips the update; in a job the others would wait for it in their collectives
-        if run.env.distributed:
-            raise InputError(f"data.roots: rank {run.env.rank}: every image of a batch was unreadable "
-                               f"(epoch {epoch + 1}, step {run.step + 1})")
-        log.warning(f"step {run.step + 1}: every image of the batch was unreadable; no update")
-        return None
-    try:
-        return train_step(run.net, batch, run.optimizer, run.scaler, momentum, device=run.device,
-                          amp_dtype=run.amp_dtype, channels_last=run.channels_last)
-    except NonFiniteLossError as exc:
-        run.jlog.write(event="non_finite_loss", step=run.step + 1, epoch=epoch + 1)
-        raise NonFiniteLossError(f"{exc} at step {run.step + 1} (epoch {epoch + 1}); "
-                                 f"training stopped, {run.checkpointer.kept()}") from None
+    def train_one_epoch(self, epoch: int) -> None:
+        """The steps of one epoch (the rest of it after a resume): update, log, save when due."""
+        skipped, epoch_losses = 0, []
+        for *batch, n_skipped in self._epoch_loader(epoch):
+            skipped += n_skipped
+            momentum = momentum_at(self.step, self.total_steps, self.cfg.model.momentum)
+            loss = self._update(batch, momentum, epoch)
+            if loss is not None:
+                self.losses.append(loss)
+                epoch_losses.append(loss)
+                self.window.append(loss)
+            self.step += 1
+            self.bar.update(1)
+            if self.step % self.cfg.output.log_every == 0 or self.step == self.last_step:
+                self._report(epoch, momentum)
+            if epoch_losses:  # an epoch that trained nothing saves nothing
+                self.window_start += self._save_if_due()  # images/s measures training only
+            if self.step >= self.last_step:
+                break
+        # on the process's device: NCCL, the backend of a CUDA job, reduces CUDA tensors only
+        skipped = int(all_reduce_sum(torch.tensor(skipped, device=self.device)).item())
+        if not epoch_losses:  # an epoch without a single update read no image: stop rather than save untrained weights
+            raise InputError(f"data.roots: no image of epoch {epoch + 1} could be used ({skipped} unreadable or "
+                             "degenerate, named in the warnings above); nothing was trained or saved")
+        if skipped and self.env.is_main:
+            log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")
+        self._log(event="epoch_end" if self.step % self.steps_per_epoch == 0 else "stopped", epoch=epoch + 1,
+                  step=self.step, skipped_images=skipped, mean_loss=sum(epoch_losses) / len(epoch_losses))
 
+    def _update(self, batch: Sequence[Tensor], momentum: float, epoch: int) -> Optional[float]:
+        """One optimiser step on this process's batch; None when every image of it was unreadable."""
+        if batch[0].shape[0] == 0:
+            # one process skips the update; in a job the others would wait for it in their collectives
+            if self.env.distributed:
+                raise InputError(f"data.roots: rank {self.env.rank}: every image of a batch was unreadable "
+                                 f"(epoch {epoch + 1}, step {self.step + 1})")
+            log.warning(f"step {self.step + 1}: every image of the batch was unreadable; no update")
+            return None
+        try:
+            return train_step(self.net, batch, self.optimizer, self.scaler, momentum, device=self.device,
+                              amp_dtype=self.amp_dtype, channels_last=self.channels_last)
+        except NonFiniteLossError as exc:
+            self._log(event="non_finite_loss", step=self.step + 1, epoch=epoch + 1)
+            raise NonFiniteLossError(f"{exc} at step {self.step + 1} (epoch {epoch + 1}); "
+                                     f"training stopped, {self._kept()}") from None
 
-def _report(run: TrainingRun, epoch: int, momentum: float) -> None:
-    """A log record and progress-bar figures for the steps since the last report."""
-    stats = run.meter.report()
-    if stats is None:
-        return
-    lr = run.optimizer.param_groups[0]["lr"]
-    run.jlog.write(event="step", step=run.step, epoch=epoch + 1, loss=stats.loss, lr=lr, momentum=momentum,
-                   images_per_s=stats.images_per_s)
-    run.bar.set_postfix(loss=f"{stats.loss:.4f}", lr=f"{lr:.2g}", m=f"{momentum:.5f}",
-                        img_s=f"{stats.images_per_s:.1f}")
+    def _kept(self) -> str:
+        """What a failed run leaves on disk, for its message."""
+        last = self.last_checkpoint
+        return f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+
+    def _save_if_due(self) -> float:
+        """After this step, every ``output.save_every_steps`` steps (0 = never in between), at each epoch end and
+        at the last step: rank 0 writes the checkpoint, every rank knows it was. Returns the seconds it took."""
+        step, every = self.step, self.cfg.output.save_every_steps
+        if not (step % self.steps_per_epoch == 0 or step == self.last_step or every and step % every == 0):
+            return 0.0
+        # refuse to save unless every tensor is finite; on every process (DDP keeps the states
+        # identical), so all of them stop together
+        bad = non_finite_tensors({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()["state"]})
+        if bad:
+            raise NonFiniteError(f"{self.checkpoint}: not written at step {step}, training produced {describe(bad)}; "
+                                 f"{self._kept()}")
+        start = time.perf_counter()
+        if self.env.is_main:
+            ckpt_io.save_checkpoint(self.checkpoint, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
+                                    epoch=step // self.steps_per_epoch, global_step=step, config=self.config)
+        self.last_checkpoint = self.checkpoint
+        return time.perf_counter() - start
+
+    def _log(self, **record) -> None:
+        """A record of log.jsonl (rank 0), with its wall-clock time."""
+        if self.log_file is not None:
+            self.log_file.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+            self.log_file.flush()
+
+    def _report(self, epoch: int, momentum: float) -> None:
+        """A log record and progress-bar figures for the window since the last report (none without an update):
+        the mean loss of its updates and global images per second."""
+        if not self.window:
+            return
+        elapsed = max(time.perf_counter() - self.window_start, 1e-9)
+        loss, images_per_s = sum(self.window) / len(self.window), len(self.window) * self.cfg.data.batch_size / elapsed
+        self.window, self.window_start = [], time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self._log(event="step", step=self.step, epoch=epoch + 1, loss=loss, lr=lr, momentum=momentum,
+                  images_per_s=images_per_s)
+        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2g}", m=f"{momentum:.5f}", img_s=f"{images_per_s:.1f}")

@@ -41,34 +41,26 @@ def encoder_from_checkpoint(ckpt: dict, *, drop_layer4: bool = False, half: bool
 
 def export(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, *, drop_layer4: bool = False,
            half: bool = False) -> int:
-    """Write the encoder of ``ckpt_path`` to ``out_path`` atomically; return the number of keys.
-
-    Raises NonFiniteError (nothing written) if an exported tensor holds a NaN or an infinity.
-    """
+    """Write the encoder of ``ckpt_path`` to ``out_path`` atomically; return the number of keys. NonFiniteError
+    (nothing written) if an exported tensor holds a NaN or an infinity."""
     if os.path.realpath(out_path) == os.path.realpath(ckpt_path):
         raise UsageError(f"{out_path}: is the checkpoint being read; choose another OUT")
     writable_dir(os.path.dirname(os.path.abspath(out_path)), "the output folder")
     ckpt = load_checkpoint(ckpt_path)
-    if _is_training_checkpoint(out_path):
-        raise UsageError(f"{out_path}: holds a training checkpoint; an exported encoder would replace it "
-                         f"(a checkpoint of another kind): choose another OUT")
+    if os.path.isfile(out_path):
+        try:
+            load_checkpoint(out_path)
+        except CheckpointError:
+            pass  # not a training checkpoint (an earlier export, say): replaced
+        else:
+            raise UsageError(f"{out_path}: holds a training checkpoint; an exported encoder would replace it "
+                             f"(a checkpoint of another kind): choose another OUT")
     state = encoder_from_checkpoint(ckpt, drop_layer4=drop_layer4, half=half, source=os.fspath(ckpt_path))
     bad = non_finite_tensors(state)
     if bad:
         raise NonFiniteError(f"{ckpt_path}: not exported, its encoder has {describe(bad)}")
     atomic_torch_save(state, out_path)
     return len(state)
-
-
-def _is_training_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a readable training checkpoint (which an export must not replace)."""
-    if not os.path.isfile(path):
-        return False
-    try:
-        load_checkpoint(path)
-    except CheckpointError:
-        return False
-    return True
 
 
 @entry_point

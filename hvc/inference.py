@@ -1,11 +1,7 @@
-"""Label propagation over a benchmark: frames -> features -> propagated labels -> files.
-
-One driver for every benchmark of ``test.py``; what differs lies in its clips
-(:mod:`hvc.tasks.clips`) and writers (:mod:`hvc.tasks.writers`). Each frame's embedding goes
-straight into the propagator, so memory is bounded by its context, not the video length. The
-output folder follows :mod:`hvc.completion` and is checked before any work; clips can be split
-over torchrun or ``--shard i/n`` (:mod:`hvc.distributed`), the output the same byte for byte.
-"""
+"""Label propagation over a benchmark, the one driver of ``test.py``: frames -> features -> propagated labels ->
+files. What differs per benchmark lies in its clips (:mod:`hvc.tasks.clips`) and writers (:mod:`hvc.tasks.writers`);
+the output folder follows :mod:`hvc.completion`; clips can be split over torchrun or ``--shard i/n``
+(:mod:`hvc.distributed`, docs/multi_gpu.md), the output the same byte for byte."""
 
 from __future__ import annotations
 
@@ -20,13 +16,13 @@ from typing import Optional
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hvc.completion import Record, ResultsFolder
+from hvc.completion import (STALE_SUMMARIES, Record, ResultsFolder, output_dir, prepare_results, result_tag,
+                            run_settings, write_summary)
 from hvc.config.inference import TestConfig
 from hvc.data.vos import DatasetError, FrameDataset
 from hvc.distributed import Job, ShardSpec, shard_of
 from hvc.errors import HvcError, ReportedElsewhere, UsageError
 from hvc.exports.overlay import SequenceVisualizer
-from hvc.results import STALE_SUMMARIES, Plan, output_dir, prepare_results, result_tag, run_settings, write_summary
 from hvc.segmenter import FeatureExtractor, VideoSegmenter, build_extractor  # noqa: F401 (FeatureExtractor: here too)
 from hvc.tasks.clips import SCORES, VOS_SCORES, Clip, load_clips, locate
 
@@ -88,33 +84,30 @@ def segment_clip(clip: Clip, segmenter: VideoSegmenter, folder: Path, cfg: TestC
         writer.close()
 
 
-def _segment_all(cfg: TestConfig, plan: Plan, names: list[str], job: Job, worker: str) -> None:
+def _segment_all(cfg: TestConfig, folder: ResultsFolder, clips: list[Clip], names: list[str], job: Job,
+                 worker: str) -> None:
     """Segment ``names`` into staging folders and commit each with its completion record."""
     if not names:
         return
     segmenter = VideoSegmenter(cfg.prop, build_extractor(cfg, job.device(cfg.run.device)))
-    vis_root = Path(f"{plan.out}_vis") if cfg.run.visualize else None
-    by_name = {c.name: c for c in plan.clips}
+    vis_root = Path(f"{folder.root}_vis") if cfg.run.visualize else None
+    by_name = {c.name: c for c in clips}
     for name in tqdm(names, desc=f"{result_tag(cfg)} {cfg.data.dataset} ({worker})", unit="seq",
                      disable=not job.is_main):
         clip = by_name[name]
-        staging = plan.folder.start(name)
+        staging = folder.start(name)
         start = time.perf_counter()
         segment_clip(clip, segmenter, staging, cfg, vis_root / name if vis_root else None, progress=job.is_main)
-        record = Record(name, plan.folder.settings, clip.outputs.files, len(clip.video.frames),
+        record = Record(name, folder.settings, clip.outputs.files, len(clip.video.frames),
                         round(time.perf_counter() - start, 3), worker)
-        plan.folder.commit(record, clip.outputs)
+        folder.commit(record, clip.outputs)
 
 
 def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shards: bool = False,
                   job: Optional[Job] = None) -> Path:
-    """Segment every clip of ``cfg.data`` (or this process's share); returns the output folder.
-
-    ``shard``: segment only shard ``i`` of ``n`` (no summary: ``merge_shards`` writes it once all
-    shards are done). ``job``: the torchrun job this process belongs to (default: one process).
-    Raises an :class:`hvc.errors.HvcError` on any expected failure, before writing anything
-    where the check allows it.
-    """
+    """Segment every clip of ``cfg.data`` (or this process's share: ``shard`` i of n, or this rank's of ``job``);
+    returns the output folder. A shard writes no summary: ``merge_shards`` does, once all are done. Expected
+    failures are :class:`hvc.errors.HvcError`, raised before anything is written where the check allows it."""
     job = job or Job()
     job.device(cfg.run.device)  # an unavailable device fails before anything is written
     if merge_shards and (shard is not None or cfg.run.overwrite or job.distributed):
@@ -129,49 +122,51 @@ def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shar
     except HvcError as exc:  # the same on every rank: rank 0 reports it
         raise exc if job.is_main else ReportedElsewhere(exc.exit_code) from None
     if merge_shards:
-        plan = Plan(out, ResultsFolder(out, run_settings(cfg)), clips, [])
+        folder = ResultsFolder(out, run_settings(cfg))
     else:
-        plan = _prepare_job(cfg, clips, shard, job)
-        worker = f"shard {shard}" if shard is not None else job.describe()
+        folder, todo = _prepare_job(cfg, clips, shard, job)
+        worker = f"shard {shard.index}/{shard.count}" if shard is not None else job.describe()
         sizes = {c.name: len(c.video.frames) for c in clips}
-        share = shard_of(plan.todo, [sizes[n] for n in plan.todo], job.rank, job.world_size)  # torchrun: this rank's
-        _segment_in_job(cfg, plan, share, job, worker)
+        share = shard_of(todo, [sizes[n] for n in todo], job.rank, job.world_size)  # torchrun: this rank's
+        _segment_in_job(cfg, folder, clips, share, job, worker)
     if shard is None and job.is_main:
-        for path in write_summary(cfg, plan):
+        for path in write_summary(cfg, folder, clips):
             log.info("wrote %s", path)
-    return plan.out
+    return out
 
 
-def _prepare_job(cfg: TestConfig, clips: list[Clip], shard: Optional[ShardSpec], job: Job) -> Plan:
-    """Rank 0 (or the only process) prepares the output folder; every rank gets its plan."""
+def _prepare_job(cfg: TestConfig, clips: list[Clip], shard: Optional[ShardSpec],
+                 job: Job) -> tuple[ResultsFolder, list[str]]:
+    """Rank 0 (or the only process) prepares the output folder; every rank gets its bookkeeping and
+    the names to segment (:func:`hvc.completion.prepare_results`)."""
     names, out, dataset = [c.name for c in clips], output_dir(cfg), cfg.data.dataset
     mine = shard_of(names, [len(c.video.frames) for c in clips], shard.index, shard.count) if shard else names
-    plan, failure = None, None
+    folder, todo, failure = None, None, None
     if job.is_main:
         try:
             folder, todo = prepare_results(cfg, {c.name: c.outputs for c in clips},
                                            lambda name: locate(dataset, out, name), mine, partial=shard is not None,
                                            stale=STALE_SUMMARIES + SCORES.get(dataset, VOS_SCORES))
-            plan = Plan(out, folder, clips, todo)
         except HvcError as exc:
             failure = exc
-    message = (plan.todo, plan.folder.settings, 0) if plan else (None, None, getattr(failure, "exit_code", 0))
+    message = (todo, folder.settings, 0) if folder else (None, None, getattr(failure, "exit_code", 0))
     todo, settings, code = job.broadcast(message)
     if failure is not None:
         raise failure
     if todo is None:
         raise ReportedElsewhere(code)
     if job.is_main and len(mine) > len(todo):
-        log.info("skipping %d finished sequence(s) in %s (--overwrite to redo)", len(mine) - len(todo), plan.out)
-    return plan or Plan(out, ResultsFolder(out, settings), clips, todo)
+        log.info("skipping %d finished sequence(s) in %s (--overwrite to redo)", len(mine) - len(todo), out)
+    return folder or ResultsFolder(out, settings), todo
 
 
-def _segment_in_job(cfg: TestConfig, plan: Plan, share: list[str], job: Job, worker: str) -> None:
+def _segment_in_job(cfg: TestConfig, folder: ResultsFolder, clips: list[Clip], share: list[str], job: Job,
+                    worker: str) -> None:
     """Segment this process's share. In a torchrun job every rank then waits for the others;
     if any failed, the lowest failing rank raises its error, the others exit with its code."""
     code, failure = 0, None
     try:
-        _segment_all(cfg, plan, share, job, worker)
+        _segment_all(cfg, folder, clips, share, job, worker)
     except HvcError as exc:
         if not job.distributed:
             raise

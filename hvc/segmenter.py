@@ -1,10 +1,5 @@
-"""Video object segmentation one frame at a time: images in, object ids out (docs/api.md).
-
-:class:`VideoSegmenter` encodes a frame, checks the features and soft masks for NaN and
-infinity, propagates and up-samples; :meth:`VideoSegmenter.step_features` is the same step on an
-embedding computed elsewhere, which every loop runs on. This is the one module that constructs a
-``LabelPropagator`` and steps it.
-"""
+"""Video object segmentation one frame at a time: images in, object ids out (docs/api.md). Every loop runs on
+:meth:`VideoSegmenter.step_features`; this is the one module that constructs a ``LabelPropagator`` and steps it."""
 
 from __future__ import annotations
 
@@ -35,10 +30,8 @@ ImageLike = Union[np.ndarray, Image.Image]
 
 
 class FeatureExtractor:
-    """Frames -> L2-normalised embeddings, optionally merged with a second encoder's features.
-
-    ``extractor(frames: [B, 3, h, w]) -> [B, C, h/8, w/8]`` float32 on ``device``.
-    """
+    """``extractor(frames: [B, 3, h, w]) -> [B, C, h/8, w/8]``: L2-normalised embeddings, float32 on ``device``,
+    optionally merged with a second encoder's features."""
 
     def __init__(self, encoder: torch.nn.Module, merge_encoder: Optional[torch.nn.Module] = None,
                  merge_lambda: float = 1.05, device: torch.device | str = "cpu", amp: str = "off",
@@ -88,12 +81,10 @@ class Segmentation:
 
 @dataclass
 class SegmenterState:
-    """What :meth:`VideoSegmenter.restore` continues from, by the video's frame numbers.
-
-    masks: soft masks [K, h*w] of the frames the propagator holds; embeddings: theirs [C, h, w]
-    (None: pass them to ``restore``); pending: id maps [H, W] added for frames not reached yet. The
-    tensors are the segmenter's own (never changed in place): copy them to keep them past the video.
-    """
+    """What :meth:`VideoSegmenter.restore` continues from, by the video's frame numbers. masks: soft masks
+    [K, h*w] of the frames the propagator holds; embeddings: theirs [C, h, w] (None: pass them to ``restore``);
+    pending: id maps [H, W] added for frames not reached yet. The tensors are the segmenter's own (never changed
+    in place): copy them to keep them past the video."""
 
     record: dict
     masks: dict[int, Tensor]
@@ -108,12 +99,8 @@ class SegmenterState:
 
 
 class VideoSegmenter:
-    """Segments one video at a time, frame after frame (:meth:`reset` starts the next one).
-
-    ``prop``: the propagation settings (``num_classes`` bounds the ids); ``extractor``: needed by
-    :meth:`step` and :meth:`encode`; ``input_size``: the shorter side images are encoded at (None:
-    theirs, at most 480; -1: theirs); ``policy``: replaces ``prop.memory``'s (docs/api.md).
-    """
+    """Segments one video at a time, frame after frame (:meth:`reset` starts the next one); the
+    arguments and every call: docs/api.md."""
 
     def __init__(self, prop: Optional[PropagationConfig] = None, extractor: Optional[FeatureExtractor] = None, *,
                  input_size: Optional[int] = None, mean: tuple[float, ...] = TestConfig().data.mean,
@@ -150,11 +137,9 @@ class VideoSegmenter:
         self._given: Optional[Tensor] = None  # the id map applied at the last step
         self._corrected = False  # whether that map corrected the ids it holds (step_features' correct)
 
-    # -- input ---------------------------------------------------------------------------------
     def add_mask(self, frame: int, ids: Union[ImageLike, Tensor]) -> None:
-        """Object ids [H, W] (0 background) of ``frame``, this one or a later one. Ids new to the
-        video start there; an id already tracked is corrected to this mask. Frames before the
-        first mask come out as background."""
+        """Object ids [H, W] (0 background) of ``frame``, this one or a later one: new ids start there, tracked
+        ones are corrected to this mask; frames before the first mask come out as background."""
         if frame < self.frame:
             raise UsageError(f"add_mask: frame {frame} is already segmented (the next frame is {self.frame})")
         ids = torch.as_tensor(np.asarray(ids) if not isinstance(ids, Tensor) else ids)
@@ -180,7 +165,6 @@ class VideoSegmenter:
         self._check(emb, "features")
         return emb
 
-    # -- one frame -----------------------------------------------------------------------------
     def step(self, image: ImageLike, soft: bool = False) -> Segmentation:
         """Segment the next frame: ids [H, W] uint8 at the image's size (a frame given a mask
         shows its ids), with ``soft`` also the soft masks [K, H, W]."""
@@ -190,18 +174,14 @@ class VideoSegmenter:
             zeros = np.zeros((self.num_classes, *size), np.float32) if soft else None
             return Segmentation(np.zeros(size, np.uint8), zeros)
         masks = self.step_features(self.encode(image), checked=True)
-        ids = self.ids(masks, size)
-        return Segmentation(ids, resize_masks(masks, size).cpu().numpy() if soft else None)
+        return Segmentation(self.ids(masks, size), resize_masks(masks, size).cpu().numpy() if soft else None)
 
     def step_features(self, emb: Tensor, labels: Optional[Tensor] = None, *, soft_labels: Optional[Tensor] = None,
                       correct: bool = True, checked: bool = False) -> Tensor:
-        """Propagate to the next frame from its embedding [C, h, w]: its soft masks [K, h, w].
-
-        Labels of this frame, at any size: ``labels`` [H, W] ids or ``soft_labels`` float
-        [K, H, W] (default: a mask :meth:`add_mask` gave for it). ``correct``: ids already
-        tracked are corrected (False: ignored, the benchmarks' protocol). ``checked``: ``emb``
-        comes from :meth:`encode`, which checked it. Before the first labels: zeros.
-        """
+        """Propagate to the next frame from its embedding [C, h, w]: its soft masks [K, h, w] (zeros before the
+        first labels). Labels of this frame, at any size: ``labels`` [H, W] ids or ``soft_labels`` float [K, H, W]
+        (default: a mask :meth:`add_mask` gave for it); ``correct``: as in docs/api.md; ``checked``: ``emb``
+        comes from :meth:`encode`, which checked it."""
         if not checked:
             self._check(emb, "features")
         added = self.pending.pop(self.frame, None)  # labels given here take its place
@@ -240,7 +220,6 @@ class VideoSegmenter:
         if not bool(torch.isfinite(values).all()):
             raise NonFiniteError(self.describe(self.frame if t is None else t, what))
 
-    # -- resume --------------------------------------------------------------------------------
     def state(self, embeddings: bool = True) -> SegmenterState:
         """Where this video stands; :meth:`restore` continues from it exactly. ``embeddings``:
         include the stored frames' embeddings (False: the caller re-encodes them)."""

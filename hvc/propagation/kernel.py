@@ -8,6 +8,8 @@ from typing import Any, Protocol, Sequence
 import torch
 from torch import Tensor
 
+from hvc.config.propagation import PropagationConfig
+
 # Largest affinity block of the dense kernel, in elements, built at once (2^27 floats = 512 MiB).
 _BLOCK_ELEMENTS = 1 << 27
 
@@ -79,6 +81,11 @@ class DenseKernel:
         self.temperature = temperature
         self.topk = topk
         self._far: dict[tuple[int, int], Tensor] = {}
+
+    @classmethod
+    def from_config(cls, cfg: PropagationConfig) -> "DenseKernel":
+        """The kernel of validated settings (PropagationConfig.validate)."""
+        return cls(cfg.radius, cfg.temperature, cfg.topk)
 
     def memory(self) -> KeyMemory:
         return KeyMemory()  # the embeddings [C, h, w] as they are

@@ -65,10 +65,7 @@ class LabelPropagator:
         # the schema's one check (ConfigError naming prop.<field>); kernels and policies take the values as they are
         cfg = self.config = dataclasses.replace(config or PropagationConfig(), **changes).validate()
         self.num_classes = cfg.num_classes
-        # the local kernel's own settings: a setting added to the schema is passed on here only
-        local = {"precision": cfg.precision, "search_dims": cfg.search_dims, "candidates": cfg.candidates}
-        self.kernel: Kernel = KERNELS[cfg.impl](cfg.radius, cfg.temperature, cfg.topk,
-                                                **(local if cfg.impl == "local" else {}))
+        self.kernel: Kernel = KERNELS[cfg.impl].from_config(cfg)
         self.policy = policy or (QualityFrames(cfg.context, cfg.quality) if cfg.memory == "quality"
                                  else RecentFrames(cfg.context))
         self.reset()

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from hvc.config.propagation import PropagationConfig
 from hvc.propagation.kernel import context_frames
 from hvc.propagation.local.blocks import TileBlockMemory
 from hvc.propagation.local.tables import Tables, TiledTables, grid_tables
@@ -43,6 +44,12 @@ class LocalKernel:
         self.approximate = self._search_dtype is not None
         self._tables: dict[tuple[int, int, torch.device], Tables] = {}
         self._buffers: dict[str, Tensor] = {}
+
+    @classmethod
+    def from_config(cls, cfg: PropagationConfig) -> "LocalKernel":
+        """The kernel of validated settings: a setting added to the schema is passed on here only."""
+        return cls(cfg.radius, cfg.temperature, cfg.topk, precision=cfg.precision, search_dims=cfg.search_dims,
+                   candidates=cfg.candidates)
 
     def tables(self, h: int, w: int, device: torch.device) -> Tables:
         """The index tables of an h x w grid (built once per size)."""

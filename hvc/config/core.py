@@ -1,9 +1,8 @@
-"""YAML files -> typed dataclasses, with ``key=value`` command-line overrides (why not OmegaConf: docs/design.md).
+"""YAML files and ``key=value`` overrides -> typed dataclasses (why not OmegaConf: docs/design.md).
 
-A schema is a (nested) dataclass whose fields carry the defaults; ``configs/`` files list only changes. Each value is
-checked against its field's type (``bool`` is a real boolean; ``float`` takes ints and "1e-3"; also ``str``, ``int``,
-``Optional[X]``, ``Literal[...]``, ``list[X]``, ``tuple[X, ...]``, nested dataclasses): a bad key, type or override is
-a :class:`ConfigError` naming the key. A schema's ``validate()`` (value ranges) runs once loaded."""
+A schema is a (nested) dataclass whose fields carry the defaults; ``configs/`` files list only changes. Every value is
+checked against its field's type (``_coerce``): a bad key, type or override is a :class:`ConfigError` naming the key.
+A schema's ``validate()`` (value ranges) runs once loaded."""
 
 from __future__ import annotations
 
@@ -21,20 +20,17 @@ import yaml
 from hvc.errors import UsageError
 
 T = TypeVar("T")
-
-_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}  # of an override
+_UNIONS = (Union, getattr(types, "UnionType", Union))  # Optional[X] and X | None, the one union schemas use
 # scalar field type -> (what the error says it expected, the Python types it accepts)
 _SCALARS = {bool: ("true or false", bool), int: ("an integer", int), float: ("a number", (int, float)),
             str: ("a string", str)}
+# Config files are a few kB; a larger one is refused before parsing, and so are YAML aliases
+# (no config needs them, and an alias chain makes a file of a few lines expand exponentially).
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class ConfigError(UsageError, ValueError):
     """A configuration file or override is invalid."""
-
-
-# Config files are a few kB; a larger one is refused before parsing, and so are YAML aliases
-# (no config needs them, and an alias chain makes a file of a few lines expand exponentially).
-MAX_CONFIG_BYTES = 1 << 20
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -58,16 +54,16 @@ def parse_yaml(text: str, where: str) -> Any:
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against annotation ``tp``; return it converted where lossless."""
+    """Check ``value`` against annotation ``tp``; return it converted where lossless (``bool`` is a real boolean;
+    ``float`` takes ints and "1e-3")."""
     origin = get_origin(tp)
-    if origin in (Union, getattr(types, "UnionType", Union)):  # Optional[X], the one union schemas use
+    if origin in _UNIONS:
         if value is None and type(None) in get_args(tp):
             return None
         return _coerce(value, next(a for a in get_args(tp) if a is not type(None)), where)
     if origin is Literal:
-        choices = get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(choices)}")
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(get_args(tp))}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
@@ -92,8 +88,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             with contextlib.suppress(ValueError):
                 return float(value)
         raise ConfigError(f"{where}: expected {expected}, got {value!r}")
-    name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-    raise ConfigError(f"{where}: unsupported field type {name}")
+    raise ConfigError(f"{where}: unsupported field type {getattr(tp, '__name__', None) or tp}")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -132,23 +127,8 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
-def _parse_override_value(text: str, tp: Any, key: str) -> Any:
-    """Parse the right-hand side of ``key=value`` guided by the field type."""
-    low = text.strip().lower()
-    if get_origin(tp) in (Union, getattr(types, "UnionType", Union)):  # Optional[X]
-        if low in ("null", "none", "~"):
-            return None
-        tp = next(a for a in get_args(tp) if a is not type(None))
-    if tp is bool:
-        if low in _BOOLS:
-            return _BOOLS[low]
-        raise ConfigError(f"override {key}={text}: expected true or false")
-    if tp is str:
-        return text
-    return parse_yaml(text, f"override {key}={text}")
-
-
-def _lookup_type(cls: type, dotted: str) -> Any:
+def _override_type(cls: type, dotted: str) -> Any:
+    """The field type at ``dotted`` (``optim.lr``) of schema ``cls``."""
     tp: Any = cls
     parts = dotted.split(".")
     for i, part in enumerate(parts):
@@ -162,15 +142,26 @@ def _lookup_type(cls: type, dotted: str) -> Any:
     return tp
 
 
-def apply_overrides(data: dict, cls: type, overrides: Iterable[str]) -> dict:
-    """Merge ``a.b=value`` strings into the raw dict ``data`` (returns a new dict)."""
+def _override_value(text: str, tp: Any, key: str) -> Any:
+    """The right-hand side of ``key=value``: as typed for string fields and choices (``run.amp=off``), else YAML."""
+    if get_origin(tp) in _UNIONS:
+        if text.strip().lower() in ("null", "none", "~"):
+            return None
+        tp = next(a for a in get_args(tp) if a is not type(None))
+    if tp is str or get_origin(tp) is Literal:
+        return text
+    return parse_yaml(text, f"override {key}={text}")
+
+
+def _apply_overrides(data: dict, cls: type, overrides: Iterable[str]) -> dict:
+    """A copy of the raw dict ``data`` with the ``a.b=value`` strings merged in."""
     data = copy.deepcopy(data)
     for item in overrides:
-        if "=" not in item:
+        key, eq, text = item.partition("=")
+        if not eq:
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        key, text = item.split("=", 1)
         key = key.strip()
-        value = _parse_override_value(text, _lookup_type(cls, key), key)
+        value = _override_value(text, _override_type(cls, key), key)
         *sections, last = key.split(".")
         node = data
         for part in sections:
@@ -182,7 +173,7 @@ def apply_overrides(data: dict, cls: type, overrides: Iterable[str]) -> dict:
 
 
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> T:
-    """Build ``cls`` from its defaults, then the YAML file at ``path``, then ``overrides``."""
+    """Build ``cls`` from its defaults, then the YAML file at ``path``, then ``overrides``, and validate it."""
     data: dict = {}
     if path is not None:
         if not os.path.isfile(path):
@@ -195,7 +186,7 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         data = {} if loaded is None else loaded
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys")
-    data = apply_overrides(data, cls, overrides)
+    data = _apply_overrides(data, cls, overrides)
     try:
         cfg = _from_dict(cls, data, "")
     except ConfigError as exc:

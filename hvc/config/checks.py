@@ -1,11 +1,13 @@
-"""Range checks of config values for the schemas' ``validate()`` methods: each raises
-:class:`ConfigError` naming the key (``error: prop.topk: must be >= 1, got 0``) before a run writes."""
+"""Range checks of config values for the schemas' ``validate()``: each raises :class:`ConfigError` naming the key
+(``error: prop.topk: must be >= 1, got 0``) before a run writes."""
 
 from __future__ import annotations
 
 import math
+import operator
 import re
-from typing import Iterable, Optional, Sequence
+from collections import Counter
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from hvc.config.core import ConfigError
 from hvc.errors import DeviceError
@@ -20,6 +22,12 @@ def at_least(key: str, value: Optional[int | float], low: int | float, *, allow_
         return
     if value is None or not math.isfinite(value) or value < low:
         raise ConfigError(f"{key}: must be >= {low}{' or null' if allow_none else ''}, got {value}")
+
+
+def minima(cfg: Any, table: dict[str, int | float], key: Callable[[str], str] = str) -> None:
+    """:func:`at_least` for each dotted field of ``cfg`` in ``table`` (field -> lowest value), named ``key(field)``."""
+    for name, low in table.items():
+        at_least(key(name), operator.attrgetter(name)(cfg), low)
 
 
 def positive(key: str, value: float) -> None:
@@ -42,8 +50,8 @@ def ordered_range(key: str, pair: tuple[float, float], *, open_low: bool = False
 
 def crop(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequence[float],
          std: Sequence[float], prefix: str = "") -> None:
-    """ConfigError naming the key (``prefix``: its section, ``data.``) if these crop settings are
-    unusable; the one home of the rule (TrainConfig.validate; hvc.data.transforms, importing no schema)."""
+    """The one home of the crop-settings rule (TrainConfig.validate; hvc.data.transforms, importing no schema);
+    ``prefix`` is the keys' section (``data.``)."""
     at_least(f"{prefix}size", size, 1)
     # an area above 1 cannot fit; the crop then falls back to the central one, as officially
     ordered_range(f"{prefix}scale", tuple(scale))
@@ -62,8 +70,7 @@ def mean_std(mean: Sequence[float], std: Sequence[float], prefix: str = "") -> N
 
 
 def no_repeats(key: str, values: Iterable[str]) -> None:
-    values = list(values)
-    repeated = sorted({v for v in values if values.count(v) > 1})
+    repeated = sorted(v for v, n in Counter(values).items() if n > 1)
     if repeated:
         raise ConfigError(f"{key}: listed more than once: {repeated}")
 

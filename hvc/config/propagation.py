@@ -63,27 +63,18 @@ class PropagationConfig:
         check_fields(self, key)  # types and choices, for configs built in code
         checks.positive(key("radius"), self.radius)
         checks.positive(key("temperature"), self.temperature)
-        checks.at_least(key("topk"), self.topk, 1)
-        checks.at_least(key("context"), self.context, 1)
-        checks.at_least(key("num_classes"), self.num_classes, 1)
+        checks.minima(self, {"topk": 1, "context": 1, "num_classes": 1, "candidates": 1, "quality.recent": 0,
+                             "quality.gap": 1, "quality.threshold": 0.0}, key)
+        checks.at_least(key("search_dims"), self.search_dims, 1, allow_none=True)
         if self.num_classes > MAX_CLASSES:
-            raise ConfigError(f"{key('num_classes')}: must be <= {MAX_CLASSES} (uint8 label PNGs), "
-                              f"got {self.num_classes}")
-        if self.precision != "fp32" and self.impl != "local":
-            raise ConfigError(f"{key('precision')}: {self.precision} is a mode of the local kernel; "
-                              f"{key('impl')}={self.impl} runs fp32 only")
-        if self.search_dims is not None:
-            checks.at_least(key("search_dims"), self.search_dims, 1)
-            if self.impl != "local":
-                raise ConfigError(f"{key('search_dims')}: the reduced search is a mode of the local kernel; "
-                                  f"{key('impl')}={self.impl} searches all channels")
-        checks.at_least(key("candidates"), self.candidates, 1)  # in units of topk
-        q = self.quality
-        checks.at_least(key("quality.recent"), q.recent, 0)
-        checks.at_least(key("quality.gap"), q.gap, 1)
-        checks.at_least(key("quality.threshold"), q.threshold, 0.0)
-        if self.memory == "quality" and q.recent > self.context:
+            raise ConfigError(f"{key('num_classes')}: must be <= {MAX_CLASSES} (uint8 PNGs), got {self.num_classes}")
+        if self.impl != "local" and self.precision != "fp32":
+            raise ConfigError(f"{key('precision')}: {self.precision} is a mode of the local kernel, "
+                              f"not {key('impl')}={self.impl}")
+        if self.impl != "local" and self.search_dims is not None:
+            raise ConfigError(f"{key('search_dims')}: the reduced search is a mode of the local kernel, "
+                              f"not {key('impl')}={self.impl}")
+        if self.memory == "quality" and self.quality.recent > self.context:
             raise ConfigError(f"{key('quality.recent')}: must be <= {key('context')} ({self.context}) "
-                              f"under memory=quality, got {q.recent}")
+                              f"under memory=quality, got {self.quality.recent}")
         return self
-

@@ -1,5 +1,5 @@
-"""Schema of ``train.py``: every training default lives here, once, with its meaning. YAML files in ``configs/``
-list only changes; any key can be overridden on the command line (``optim.lr=5e-4``)."""
+"""Schema of ``train.py``: every training default lives here, once, with its meaning (settings in use:
+docs/training_runs.md). YAML files in ``configs/`` list only changes; any key can be overridden (``optim.lr=5e-4``)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,11 @@ MIN_CROP_SIZE = 16
 class DataConfig:
     # static: one image = one sample, two crops of it; video: two crops of two frames of one video
     kind: Literal["static", "video"] = "static"
-    # image folders (static: every listed folder is used, searched recursively by the dataset; video: folders of
-    # <video>/<frame>.jpg); relative paths are taken from the working directory
+    # image folders, searched recursively (static) or of <video>/<frame>.jpg (video); relative to the working directory
     roots: list[str] = field(default_factory=list)
     size: int = 256  # crop side in pixels (square crops)
-    # RandomResizedCrop area range and aspect-ratio range (the paper's: (0, 1), (3/4, 4/3))
-    scale: tuple[float, float] = (0.0, 1.0)
-    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    scale: tuple[float, float] = (0.0, 1.0)  # RandomResizedCrop area range (the paper's)
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop aspect-ratio range (the paper's)
     # training normalisation statistics (docs/training.md; test time uses ImageNet's)
     mean: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
     std: tuple[float, float, float] = (0.2023, 0.1994, 0.2010)
@@ -34,17 +32,15 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     arch: Literal["resnet18", "resnet50"] = "resnet18"  # encoder: resnet18 (paper) or resnet50
-    # projector hidden / output channels and predictor hidden channels (paper: 256 / 256 / 256)
-    proj_hidden_dim: int = 256
-    proj_dim: int = 256
-    pred_hidden_dim: int = 256
+    proj_hidden_dim: int = 256  # projector hidden channels (paper: 256, as the two below)
+    proj_dim: int = 256  # projector output channels
+    pred_hidden_dim: int = 256  # predictor hidden channels
     pos_radius: float = 0.1  # positive pairs: cell-centre distance / larger cell diagonal strictly below this
     momentum: float = 0.99  # EMA momentum at step 0 (m0); cosine schedule to 1 over all training steps
-    # train the encoder's layer4 (the paper); false: the projector reads layer3 (ResNet-18: 256 channels), the trunk
-    # the test-time encoder keeps anyway, for about a third of the encoder work per step at stride 8 (docs/speed.md)
+    # train the encoder's layer4 (the paper); false: the projector reads layer3, the trunk the test-time encoder
+    # keeps, for about a third of the encoder work per step (docs/training_runs.md)
     layer4: bool = True
-    # side of the dummy train-mode forward run when the model is built (official quirk: one BN statistics update);
-    # null skips it
+    # side of the zero image the online encoder sees once in train mode when built (official quirk); null skips it
     init_forward_size: Optional[int] = 256
 
 
@@ -59,28 +55,23 @@ class OptimConfig:
 
 @dataclass
 class RuntimeConfig:
-    # auto = cuda when available, else cpu; under torchrun each process takes cuda:LOCAL_RANK
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda if available; under torchrun cuda:LOCAL_RANK
     amp: bool = True  # mixed precision (autocast) on CUDA; CPU runs train in float32 unless cpu_bf16 (below)
-    # autocast dtype on CUDA: fp16 (official; with a GradScaler) or bf16 (no scaler needed)
-    amp_dtype: Literal["fp16", "bf16"] = "fp16"
+    amp_dtype: Literal["fp16", "bf16"] = "fp16"  # autocast dtype on CUDA: fp16 (official, with a GradScaler) or bf16
     channels_last: bool = True  # channels_last memory format for model and inputs (CUDA only)
-    # CPU only, off by default (the paper's recipe trains in float32): bfloat16 autocast, for CPUs with native bf16
-    # (AVX512_BF16 / AMX), and channels_last layout (docs/speed.md)
+    # CPU only, off by default (the paper trains in float32): bfloat16 autocast, for CPUs with native bf16
+    # (AVX512_BF16 / AMX), and channels_last layout (docs/training_runs.md)
     cpu_bf16: bool = False
     cpu_channels_last: bool = False
     cudnn_benchmark: bool = True  # torch.backends.cudnn.benchmark (CUDA only): fastest conv algorithms for fixed sizes
-    # CPU: flush denormal floats to zero during training; real images produce denormal activations that make CPU
-    # steps 4-6x slower; numerically negligible
+    # CPU: flush denormal floats to zero; real images make denormal activations that slow CPU steps 4-6x
     flush_denormal: bool = True
     seed: int = 42  # seeds model initialisation, data sampling and crops (identical on every process)
 
 
 @dataclass
 class DistConfig:
-    # BatchNorm statistics over the global batch across processes (as in the paper's single GPU training); false
-    # keeps per-process statistics
-    sync_bn: bool = True
+    sync_bn: bool = True  # BatchNorm statistics over the global batch (as the paper's one GPU); false: per process
     # process-group backend: auto = nccl on CUDA (gloo beside it for CPU tensors), gloo on CPU
     backend: Literal["auto", "nccl", "gloo"] = "auto"
 
@@ -91,6 +82,12 @@ class OutputConfig:
     save_every_steps: int = 1000  # also write checkpoint.pth every N steps (0 = only at epoch ends and at the end)
     log_every: int = 10  # one JSON line (and progress-bar update) every N steps
     overwrite: bool = False  # start afresh in an output.dir that holds a run (without it and without resume: refused)
+
+
+# field -> smallest value, for every field whose one range check is a lower bound
+_MINIMA = {"data.size": MIN_CROP_SIZE, "data.batch_size": 1, "data.workers": 0, "data.max_gap": 1,
+           "model.proj_hidden_dim": 1, "model.proj_dim": 1, "model.pred_hidden_dim": 1, "optim.weight_decay": 0.0,
+           "optim.epochs": 1, "runtime.seed": 0, "output.save_every_steps": 0, "output.log_every": 1}
 
 
 @dataclass
@@ -107,25 +104,15 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Range checks the types cannot express (``load_config`` calls this); the error names the key."""
-        d, m, o, r, out = self.data, self.model, self.optim, self.runtime, self.output
-        checks.at_least("data.size", d.size, MIN_CROP_SIZE)
+        checks.minima(self, _MINIMA)
+        d, m = self.data, self.model
         checks.crop(d.size, d.scale, d.ratio, d.mean, d.std, prefix="data.")
-        checks.at_least("data.batch_size", d.batch_size, 1)
-        checks.at_least("data.workers", d.workers, 0)
-        checks.at_least("data.max_gap", d.max_gap, 1)
-        for key in ("proj_hidden_dim", "proj_dim", "pred_hidden_dim"):
-            checks.at_least(f"model.{key}", getattr(m, key), 1)
         checks.positive("model.pos_radius", m.pos_radius)
         checks.within("model.momentum", m.momentum, 0.0, 1.0)
         checks.at_least("model.init_forward_size", m.init_forward_size, MIN_CROP_SIZE, allow_none=True)
-        checks.positive("optim.lr", o.lr)
-        checks.at_least("optim.weight_decay", o.weight_decay, 0.0)
-        checks.at_least("optim.epochs", o.epochs, 1)
-        checks.at_least("optim.max_steps", o.max_steps, 1, allow_none=True)
-        checks.at_least("runtime.seed", r.seed, 0)
-        checks.at_least("output.save_every_steps", out.save_every_steps, 0)
-        checks.at_least("output.log_every", out.log_every, 1)
-        if not out.dir:
+        checks.positive("optim.lr", self.optim.lr)
+        checks.at_least("optim.max_steps", self.optim.max_steps, 1, allow_none=True)
+        if not self.output.dir:
             raise checks.ConfigError("output.dir: must not be empty")
         return self
 

@@ -1,8 +1,7 @@
-"""hvc: Hybrid Visual Correspondence for self-supervised video object segmentation.
+"""hvc: Hybrid Visual Correspondence for self-supervised video object segmentation. ``hvc.VideoSegmenter`` is the
+per-frame API (docs/api.md), imported on first use so that ``import hvc`` alone does not import torch."""
 
-``hvc.VideoSegmenter`` is the per-frame segmentation API (docs/api.md); it is imported on
-first use, so ``import hvc`` alone does not import torch.
-"""
+import importlib
 
 __version__ = "0.1.0"
 
@@ -11,7 +10,5 @@ _LAZY = {"VideoSegmenter": "hvc.segmenter", "Segmentation": "hvc.segmenter", "Se
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hvc' has no attribute {name!r}")

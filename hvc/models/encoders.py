@@ -16,11 +16,11 @@ from hvc.paths import project_folder
 
 ARCH = {"hvc": "resnet18", "mocov1": "resnet50", "imagenet18": "resnet18", "imagenet50": "resnet50",
         "random18": "resnet18"}
-CHECKPOINT_DIR_VARIABLE = "HVC_CHECKPOINT_DIR"  # overrides checkpoint_dir()
-# Each model's default file in checkpoint_dir(), for every entry point; hvc's is the committed one, so that
+# Each model's default file in the checkpoint folder, for every entry point; hvc's is the committed one, so that
 # --model hvc runs on a fresh clone (docs/checkpoints.md, "Which file --model M loads").
 DEFAULT_CHECKPOINT = {"hvc": "hvc_bsds_cpu.pth", "mocov1": "moco_v1_200ep_pretrain.pth.tar",
                       "imagenet18": "resnet18-f37072fd.pth", "imagenet50": "resnet50-0676ba61.pth"}
+DOWNLOAD_ITEM = {"hvc": "hvc_coco", "mocov1": "moco_v1"}  # model -> the hvc.download item of its paper file
 _UNUSED_PREFIXES = ("fc.", "layer4.")
 _SHOWN_KEYS = 8  # keys listed per category in error messages
 # checkpoint dicts: (key of the encoder's entries, their prefix, what the file is)
@@ -70,50 +70,23 @@ def load_state_strict(net: ResNet, state: Mapping[str, Tensor], path: str) -> No
     net.load_state_dict(state, strict=True)
 
 
-@torch.no_grad()
-def bn_dummy_forward(net: ResNet, device: torch.device | str = "cpu") -> None:
-    """The official test encoder's set-up pass: one train-mode forward of a 256x256 zero image (every BatchNorm
-    running stat becomes 0.9 * stored + 0.1 * batch stat)."""
-    net.train()
-    net(torch.zeros(1, 3, 256, 256, device=device))
-    net.eval()
-
-
-# model -> the hvc.download item of its paper file (models without one: checkpoints/README.md)
-DOWNLOAD_ITEM = {"hvc": "hvc_coco", "mocov1": "moco_v1"}
-COMMITTED_CHECKPOINT = f"checkpoints/{DEFAULT_CHECKPOINT['hvc']}"  # the CPU-trained encoder that ships with the clone
-
-
-def missing_checkpoint_hint(name: str) -> str:
-    """What to do about a missing weight file of model ``name``."""
-    item = DOWNLOAD_ITEM.get(name)
-    get = f"get it with `python -m hvc.download {item}`" if item else "put the file there"
-    return (f"{get} (see checkpoints/README.md), set ${CHECKPOINT_DIR_VARIABLE} to its folder, pass --checkpoint "
-            f"PATH, or run without a download: --model hvc --checkpoint {COMMITTED_CHECKPOINT} (committed, "
-            f"trained on a CPU) or --model random18")
-
-
-def checkpoint_dir() -> Path:
-    """Where default weight files are looked for (absolute): $HVC_CHECKPOINT_DIR; else ./checkpoints if it exists
-    or the package is not run from a checkout; else the checkout's checkpoints/."""
-    if os.environ.get(CHECKPOINT_DIR_VARIABLE):
-        return Path(os.environ[CHECKPOINT_DIR_VARIABLE]).resolve()
-    return project_folder("checkpoints")
-
-
 def checkpoint_path(name: str, checkpoint: Optional[str]) -> str:
-    """The file to load for ``name``: ``checkpoint`` or the model's default in :func:`checkpoint_dir`."""
+    """The file to load for ``name``: ``checkpoint``, else the model's default file in $HVC_CHECKPOINT_DIR, else in
+    ./checkpoints if it exists or the package is not run from a checkout, else in the checkout's checkpoints/."""
     if checkpoint is not None:
         return checkpoint
     if name not in DEFAULT_CHECKPOINT:
         raise CheckpointError(f"model.name: model {name!r} takes no checkpoint")
-    return str(checkpoint_dir() / DEFAULT_CHECKPOINT[name])
+    folder = os.environ.get("HVC_CHECKPOINT_DIR")
+    return str((Path(folder).resolve() if folder else project_folder("checkpoints")) / DEFAULT_CHECKPOINT[name])
 
 
 def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0, bn_dummy_forward_pass: bool = False,
                  device: torch.device | str = "cpu") -> ResNet:
     """The eval-mode test encoder of model ``name`` on ``device``:
-    ``forward(frames: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]``, C = 256 (ResNet-18) or 1024 (ResNet-50)."""
+    ``forward(frames: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]``, C = 256 (ResNet-18) or 1024 (ResNet-50).
+    ``bn_dummy_forward_pass``: the official set-up pass, one train-mode forward of a 256x256 zero image (every
+    BatchNorm running stat becomes 0.9 * stored + 0.1 * batch stat)."""
     if name not in ARCH:
         raise CheckpointError(f"model.name: unknown model {name!r}; choose one of {sorted(ARCH)}")
     if name == "random18":
@@ -124,9 +97,13 @@ def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0, 
         net = ResNet(ARCH[name], with_layer4=False)
         path = checkpoint_path(name, checkpoint)
         if not os.path.isfile(path):
-            raise CheckpointError(f"{path}: checkpoint for --model {name} not found. {missing_checkpoint_hint(name)}")
+            get = f"`python -m hvc.download {DOWNLOAD_ITEM[name]}`" if name in DOWNLOAD_ITEM else "put the file there"
+            raise CheckpointError(f"{path}: checkpoint for --model {name} not found; {get} (checkpoints/README.md), "
+                                  f"set $HVC_CHECKPOINT_DIR, pass --checkpoint PATH, or run --model hvc --checkpoint "
+                                  f"checkpoints/{DEFAULT_CHECKPOINT['hvc']} (committed) or --model random18")
         load_state_strict(net, read_encoder_state(path), path)
     net.to(device)
     if bn_dummy_forward_pass:
-        bn_dummy_forward(net, device)
+        with torch.no_grad():
+            net.train()(torch.zeros(1, 3, 256, 256, device=device))
     return net.eval()

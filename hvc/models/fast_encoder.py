@@ -1,12 +1,6 @@
-"""Faster forms of an eval-mode test encoder, for inference only (timings: docs/speed.md):
-
-* ``exact``: the float32 module as loaded, the path the golden tests check;
-* ``fused``: every BatchNorm folded into its convolution, channels_last; float32, features about 1e-6 (max abs)
-  off (the folded weights round differently);
-* ``bf16``: ``fused`` in bfloat16 (native on AVX512_BF16/AMX CPUs), about 1e-2 relative, so labels can change: opt-in.
-
-``wrap_encoder(net, mode)``: ``forward(frames [N, 3, H, W] float32) -> [N, C, H/8, W/8] float32``.
-"""
+"""Faster forms of an eval-mode test encoder, for inference only (accuracy and timings: docs/speed.md): ``exact``
+is the float32 module as loaded (the golden path), ``fused`` has every BatchNorm folded into its convolution and
+runs channels_last in float32, ``bf16`` is ``fused`` in bfloat16 (labels can change: opt-in)."""
 
 from __future__ import annotations
 
@@ -25,8 +19,8 @@ ENCODER_MODES: tuple[str, ...] = get_args(EncoderMode)
 
 @torch.no_grad()
 def fold_batchnorm(net: ResNet) -> ResNet:
-    """A copy of the eval-mode ``net`` with each BatchNorm folded into its convolution (scaled weights and a bias;
-    the BatchNorm becomes an identity). Needs running statistics: a train-mode network is refused."""
+    """A copy of the eval-mode ``net`` with each BatchNorm folded into its convolution (the BatchNorm becomes an
+    identity); a train-mode network (no running statistics in use) is refused."""
     if net.training:
         raise ValueError("fold_batchnorm needs an eval-mode network (BatchNorm running statistics)")
     folded = copy.deepcopy(net)
@@ -34,14 +28,14 @@ def fold_batchnorm(net: ResNet) -> ResNet:
     pairs = [(m, f"conv{name[2:]}" if name.startswith("bn") else str(int(name) - 1), name)
              for m in folded.modules() for name, child in m.named_children() if isinstance(child, nn.BatchNorm2d)]
     for parent, conv_name, bn_name in pairs:
-        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
-        setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
+        setattr(parent, conv_name, fuse_conv_bn_eval(getattr(parent, conv_name), getattr(parent, bn_name)))
         setattr(parent, bn_name, nn.Identity())
     return folded.eval()
 
 
 class FastEncoder(nn.Module):
-    """A folded encoder in channels_last layout, optionally in bfloat16 (see module doc)."""
+    """A folded encoder in channels_last layout, in ``dtype``: ``forward(frames [N, 3, H, W] float32) ->
+    [N, C, H/8, W/8] float32``."""
 
     def __init__(self, net: ResNet, dtype: torch.dtype = torch.float32):
         super().__init__()
@@ -59,7 +53,6 @@ def wrap_encoder(net: ResNet, mode: EncoderMode) -> nn.Module:
     """``net`` itself (``exact``) or its :class:`FastEncoder` (``fused``, ``bf16``); eval mode."""
     if mode not in ENCODER_MODES:
         raise ValueError(f"encoder mode must be one of {ENCODER_MODES}, got {mode!r}")
-    net = net.eval()
     if mode == "exact":
-        return net
-    return FastEncoder(net, torch.bfloat16 if mode == "bf16" else torch.float32).eval()
+        return net.eval()
+    return FastEncoder(net.eval(), torch.bfloat16 if mode == "bf16" else torch.float32).eval()

@@ -1,11 +1,5 @@
-"""The HVC training model: online/target encoders and projectors, predictor, flow head.
-
-One step, in order (docs/training.md, "Order inside one step"): online predictions of both views, the EMA update
-of the target parameters, target projections (train mode, no_grad), then the symmetric :func:`hybrid_loss`.
-State-dict keys and their order are those of the official checkpoints (docs/checkpoints.md): the projector and
-predictor keep their layers under ``block`` (``online_space_projector.block.conv1.weight`` ...), the flow head
-directly (``flow.conv1.weight`` ...).
-"""
+"""The HVC training model: online/target encoders and projectors, predictor, flow head (structure, state-dict keys
+and the order inside one step: docs/training.md; the keys are those of the official checkpoints)."""
 
 from __future__ import annotations
 
@@ -35,23 +29,17 @@ class ResidualConvBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         r = F.leaky_relu(self.bn1(self.conv1(x)), 0.01)
-        y = F.leaky_relu(self.bn2(self.conv2(r) + r), 0.01)
-        return self.conv3(y)
+        return self.conv3(F.leaky_relu(self.bn2(self.conv2(r) + r), 0.01))
 
 
 def projection_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
-    """Projector (512 -> 256 -> 256) or predictor (256 -> 256 -> 256) of HVC: a :class:`ResidualConvBlock`
-    under the official ``block.`` prefix (not normalised)."""
+    """Projector or predictor: a :class:`ResidualConvBlock` under the official ``block.`` prefix."""
     return nn.Sequential(OrderedDict(block=ResidualConvBlock(in_dim, hidden_dim, out_dim)))
 
 
 class FlowHead(nn.Module):
-    """Predicts a 2-vector per cell from a pair of feature maps (the "dynamic" branch).
-
-    ``bn2(conv2(relu(bn1(conv1(cat[a, b])))))``, 1x1 convolutions: note the BatchNorm on the 2-channel output.
-    ``forward(a: [N, feat_dim, h, w], b: [N, feat_dim, h, w]) -> [N, 2, h, w]``, not normalised;
-    the argument order is the concatenation order, so ``flow(a, b) != flow(b, a)``.
-    """
+    """The "dynamic" branch: ``bn2(conv2(relu(bn1(conv1(cat[a, b])))))``, 1x1 convolutions (BatchNorm on the
+    2-channel output). ``forward(a, b: [N, feat_dim, h, w]) -> [N, 2, h, w]``; ``flow(a, b) != flow(b, a)``."""
 
     def __init__(self, feat_dim: int, hidden_dim: int = 256):
         super().__init__()
@@ -65,21 +53,17 @@ class FlowHead(nn.Module):
 
 
 def momentum_at(step: int, total_steps: int, base: float = 0.99) -> float:
-    """m = 1 - (1 - base) * (cos(pi * step / total_steps) + 1) / 2. ``step`` is the global step before the update
-    (0 on the first step); it is not clamped, so past ``total_steps`` the cosine continues, as in the official code."""
+    """m = 1 - (1 - base) * (cos(pi * step / total_steps) + 1) / 2 before the update of global ``step`` (0 first);
+    not clamped: past ``total_steps`` the cosine continues, as in the official code."""
     return 1.0 - (1.0 - base) * (math.cos(math.pi * step / total_steps) + 1.0) / 2.0
 
 
 class HVC(nn.Module):
     """Self-supervised HVC model; ``forward`` returns the training loss.
 
-    with_layer4: keep the encoder's layer4 (the paper); ``False`` trains the trunk that the test-time encoder keeps
-    (up to layer3): about a third of the encoder work at stride 8. Projector: encoder channels -> proj_hidden_dim ->
-    proj_dim; predictor: proj_dim -> pred_hidden_dim -> proj_dim. pos_radius: see :func:`hybrid_loss`.
-    init_forward_size: side of the all-zero image the online encoder sees once in train mode at construction, as
-    the official ``__init__`` does (its BatchNorm statistics move once; the target copy is taken before); ``None``
-    skips it.
-    """
+    with_layer4 False trains the trunk the test-time encoder keeps (up to layer3). pos_radius: see
+    :func:`hybrid_loss`. init_forward_size: side of the zero image the online encoder sees once in train mode, after
+    the target copy is taken (the official ``__init__``); ``None`` skips it."""
 
     def __init__(self, arch: Arch = "resnet18", proj_hidden_dim: int = 256, proj_dim: int = 256,
                  pred_hidden_dim: int = 256, pos_radius: float = 0.1, init_forward_size: int | None = 256,
@@ -112,8 +96,7 @@ class HVC(nn.Module):
 
     def _online(self, view: Tensor) -> Tensor:
         """view: [N, 3, H, W] -> q: [N, proj_dim, H/8, W/8], unit norm over channels."""
-        z = self.online_space_projector(self.online_encoder(view))
-        return F.normalize(self.space_predictor(z), dim=1)
+        return F.normalize(self.space_predictor(self.online_space_projector(self.online_encoder(view))), dim=1)
 
     @torch.no_grad()
     def _target(self, view: Tensor) -> Tensor:
@@ -121,15 +104,11 @@ class HVC(nn.Module):
         return F.normalize(self.target_space_projector(self.target_encoder(view)), dim=1)
 
     def forward(self, view1: Tensor, view2: Tensor, coord1: Tensor, coord2: Tensor, momentum: float) -> Tensor:
-        """Training loss of one step (scalar); updates the target network as a side effect.
-
-        view*: [N, 3, H, W] normalised crops; coord*: [N, 4] = [x0, y0, x1, y1] of each crop in its source image
-        (hvc.data.transforms.crop_coords); momentum: EMA momentum of this step (:func:`momentum_at`). The order of
-        the steps is part of the definition."""
-        q1 = self._online(view1)
-        q2 = self._online(view2)
+        """Training loss of one step (scalar); updates the target network as a side effect, in the order that
+        defines the step. view*: [N, 3, H, W] normalised crops; coord*: [N, 4] = [x0, y0, x1, y1] of each crop in
+        its source image (hvc.data.transforms.crop_coords); momentum: this step's (:func:`momentum_at`)."""
+        q1, q2 = self._online(view1), self._online(view2)
         self.update_target(momentum)
-        k1 = self._target(view1)
-        k2 = self._target(view2)
+        k1, k2 = self._target(view1), self._target(view2)
         return (hybrid_loss(q1, k2, coord1, coord2, self.flow, self.pos_radius)
                 + hybrid_loss(q2, k1, coord2, coord1, self.flow, self.pos_radius))

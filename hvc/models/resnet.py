@@ -1,10 +1,6 @@
-"""Fully-convolutional ResNet encoders with output stride 8 (layer3 and layer4 at stride 1).
-
-Parameter names follow torchvision's layout (``conv1``, ``layer3.0.downsample.0`` ...) so that the paper's
-checkpoints, MoCo v1 and torchvision ImageNet files load by name; there is no ``avgpool``/``fc`` (loaders drop
-``fc.*``). Initialisation is the paper's (docs/training.md): conv weights ~ N(0, sqrt(2 / (k*k*out))),
-BatchNorm weight 1 / bias 0, then the last BatchNorm of every residual block zeroed.
-"""
+"""Fully-convolutional ResNet encoders with output stride 8 (layer3 and layer4 at stride 1), with torchvision's
+parameter names so that the paper's, MoCo v1 and torchvision files load by name (no ``avgpool``/``fc``); the paper's
+initialisation (docs/training.md)."""
 
 from __future__ import annotations
 
@@ -31,8 +27,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
         return self.relu(out + identity)
 
 
@@ -54,10 +49,8 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
 
 
 # architecture -> (residual block, blocks per layer)
@@ -87,18 +80,16 @@ class ResNet(nn.Module):
         self.reset_parameters()
 
     def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int) -> nn.Sequential:
+        cin, self._cin = self._cin, planes * block.expansion
         downsample = None
-        if stride != 1 or self._cin != planes * block.expansion:
-            downsample = nn.Sequential(nn.Conv2d(self._cin, planes * block.expansion, 1, stride, bias=False),
-                                       nn.BatchNorm2d(planes * block.expansion))
-        mods = [block(self._cin, planes, stride, downsample)]
-        self._cin = planes * block.expansion
-        mods += [block(self._cin, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*mods)
+        if stride != 1 or cin != self._cin:
+            downsample = nn.Sequential(nn.Conv2d(cin, self._cin, 1, stride, bias=False), nn.BatchNorm2d(self._cin))
+        first = block(cin, planes, stride, downsample)
+        return nn.Sequential(first, *[block(self._cin, planes) for _ in range(1, blocks)])
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """The paper's initialisation (see module docstring)."""
+        """Conv weights ~ N(0, sqrt(2 / (k*k*out))), BatchNorm weight 1 / bias 0, the last BatchNorm of each block 0."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels

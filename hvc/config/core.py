@@ -127,21 +127,6 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
-def _override_type(cls: type, dotted: str) -> Any:
-    """The field type at ``dotted`` (``optim.lr``) of schema ``cls``."""
-    tp: Any = cls
-    parts = dotted.split(".")
-    for i, part in enumerate(parts):
-        if not dataclasses.is_dataclass(tp):
-            raise ConfigError(f"override {dotted}: {'.'.join(parts[:i])} is not a section")
-        types_ = _field_types(tp)
-        if part not in types_:
-            section = ".".join(parts[:i]) or "the top level"
-            raise ConfigError(f"unknown key {dotted}; valid keys of {section}: {', '.join(types_)}")
-        tp = types_[part]
-    return tp
-
-
 def _override_value(text: str, tp: Any, key: str) -> Any:
     """The right-hand side of ``key=value``: as typed for string fields and choices (``run.amp=off``), else YAML."""
     if get_origin(tp) in _UNIONS:
@@ -161,14 +146,20 @@ def _apply_overrides(data: dict, cls: type, overrides: Iterable[str]) -> dict:
         if not eq:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key = key.strip()
-        value = _override_value(text, _override_type(cls, key), key)
         *sections, last = key.split(".")
-        node = data
-        for part in sections:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[last] = value
+        tp, node = cls, data
+        for i, part in enumerate([*sections, last]):  # the field's type, and the dict that holds its value
+            if not dataclasses.is_dataclass(tp):
+                raise ConfigError(f"override {key}: {'.'.join(sections[:i])} is not a section")
+            types_ = _field_types(tp)
+            if part not in types_:
+                section = ".".join(sections[:i]) or "the top level"
+                raise ConfigError(f"unknown key {key}; valid keys of {section}: {', '.join(types_)}")
+            tp = types_[part]
+            if i < len(sections):
+                node[part] = node[part] if isinstance(node.get(part), dict) else {}
+                node = node[part]
+        node[last] = _override_value(text, tp, key)
     return data
 
 

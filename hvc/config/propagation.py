@@ -17,40 +17,37 @@ MAX_CLASSES = 256
 
 @dataclass
 class QualityConfig:
-    """Settings of the ``quality`` context policy (docs/memory.md)."""
+    """Settings of the ``quality`` context policy (their rules: docs/memory.md)."""
 
     recent: int = 3  # The most recent frames, always read (the short-term part of the context).
-    # A frame becomes a long-term context frame only if the confidence of its prediction, relative
-    # to frame 0's, reaches this (docs/memory.md: mean top-1 probability inside the objects).
-    threshold: float = 0.8
+    threshold: float = 0.8  # Confidence, relative to frame 0's, that makes a frame a long-term context frame.
     gap: int = 5  # At least this many frames between two long-term frames (QDMN writes every 5th at most).
-    # Which long-term frame leaves when they exceed context - recent: "rank" (worst sum of its
-    # quality rank and its recency rank), "oldest", or "worst" (lowest quality).
+    # Which long-term frame leaves when they exceed context - recent: "rank" (worst sum of its quality rank and its
+    # recency rank), "oldest", or "worst" (lowest quality).
     evict: Literal["rank", "oldest", "worst"] = "rank"
 
 
 @dataclass
 class PropagationConfig:
-    # Keys of short-term context frames count only if their grid distance (feature cells) to the
-    # query is strictly below this; the long-term reference frame has no limit. Paper: 12.
+    # Paper values: docs/propagation.md. Short-term context keys count only within this grid distance (feature cells,
+    # strictly below) of the query; the long-term reference frame has no limit.
     radius: float = 12.0
-    temperature: float = 0.1  # Softmax temperature applied to the selected neighbours' cosine affinities. Paper: 0.1.
-    topk: int = 15  # Neighbours per query position, chosen jointly over all context entries. Paper: 15.
-    # Number of previous frames in the short-term context (duplicates kept early on). Paper: 50.
-    # Under the "quality" policy: the most context frames read besides the reference (the cap).
+    temperature: float = 0.1  # Softmax temperature applied to the selected neighbours' cosine affinities.
+    topk: int = 15  # Neighbours per query position, chosen jointly over all context entries.
+    # Previous frames in the short-term context (duplicates kept early on); under memory=quality the most context
+    # frames read besides the reference.
     context: int = 50
     num_classes: int = 20  # Mask channels: object ids 0..num_classes-1, 0 = background (the official code uses 20).
-    # "local": windowed kernel, memory linear in positions (default); "dense": the full-affinity
-    # reference that mirrors the official code (slow, for checking).
+    # "local": windowed kernel, memory linear in positions; "dense": the official full-affinity form (slow, to check).
     impl: Literal["local", "dense"] = "local"
-    # Arithmetic of the local kernel's candidate search: "fp32" exact (the default; the golden tests run it), "bf16" an
-    # opt-in approximation whose labels can differ (docs/local_kernel.md, "bf16 mode"; docs/speed.md).
+    # Arithmetic of the local kernel's candidate search: "fp32" exact (the golden tests run it), "bf16" an opt-in
+    # approximation whose labels can differ (docs/local_kernel.md, "bf16 mode"; docs/speed.md).
     precision: Literal["fp32", "bf16"] = "fp32"
-    # Channels the local kernel's candidate search scores: None all (exact with fp32); d an opt-in approximation on the
-    # first frame's d leading principal axes, also with bf16 (docs/local_kernel.md, "Reduced search"; docs/speed.md).
+    # Channels the local kernel's candidate search scores: None all; d an opt-in approximation on the first frame's
+    # d leading principal axes (docs/local_kernel.md, "Reduced search").
     search_dims: Optional[int] = None
-    # Candidates an approximate search (precision=bf16 or search_dims set) keeps per query, in units of topk
-    # (ceil(candidates * topk)), rescored exactly in float32 for the best topk (docs/local_kernel.md, "Candidates").
+    # Candidates an approximate search keeps per query, ceil(candidates * topk), rescored exactly in float32 for the
+    # best topk (docs/local_kernel.md, "Candidates").
     candidates: float = 2.0
     # Which frames form the context (docs/memory.md): "recent" (the paper's: the last ``context`` frames) or
     # "quality" (a few recent frames plus confident earlier ones, at most ``context``).

@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections import Counter
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from hvc.config.core import ConfigError
 from hvc.errors import DeviceError
@@ -41,21 +40,16 @@ def within(key: str, value: float, low: float, high: float) -> None:
         raise ConfigError(f"{key}: must lie in [{low}, {high}], got {value}")
 
 
-def ordered_range(key: str, pair: tuple[float, float], *, open_low: bool = False) -> None:
-    """Finite ``0 <= pair[0] <= pair[1]`` (``0 < pair[0]`` if ``open_low``)."""
-    a, b = pair
-    if not (math.isfinite(a) and math.isfinite(b) and (a > 0 if open_low else a >= 0) and a <= b):
-        raise ConfigError(f"{key}: must satisfy 0.0 {'<' if open_low else '<='} min <= max <= inf, got {list(pair)}")
-
-
 def crop(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequence[float],
          std: Sequence[float], prefix: str = "") -> None:
     """The one home of the crop-settings rule (TrainConfig.validate; hvc.data.transforms, importing no schema);
     ``prefix`` is the keys' section (``data.``)."""
     at_least(f"{prefix}size", size, 1)
-    # an area above 1 cannot fit; the crop then falls back to the central one, as officially
-    ordered_range(f"{prefix}scale", tuple(scale))
-    ordered_range(f"{prefix}ratio", tuple(ratio), open_low=True)
+    # a scale above 1 is allowed: that area cannot fit, and the crop falls back to the central one, as officially
+    for name, pair, open_low in (("scale", list(scale), False), ("ratio", list(ratio), True)):
+        low, high = pair
+        if not (math.isfinite(low) and math.isfinite(high) and (low > 0 if open_low else low >= 0) and low <= high):
+            raise ConfigError(f"{prefix}{name}: need finite 0 {'<' if open_low else '<='} min <= max, got {pair}")
     mean_std(mean, std, prefix)
 
 
@@ -67,12 +61,6 @@ def mean_std(mean: Sequence[float], std: Sequence[float], prefix: str = "") -> N
         raise ConfigError(f"{prefix}mean: must be finite numbers, got {list(mean)}")
     if not all(math.isfinite(v) and v > 0 for v in std):
         raise ConfigError(f"{prefix}std: must be finite numbers > 0, got {list(std)}")
-
-
-def no_repeats(key: str, values: Iterable[str]) -> None:
-    repeated = sorted(v for v, n in Counter(values).items() if n > 1)
-    if repeated:
-        raise ConfigError(f"{key}: listed more than once: {repeated}")
 
 
 def check_device_name(key: str, name: str) -> None:

@@ -1,8 +1,6 @@
-"""YAML files and ``key=value`` overrides -> typed dataclasses (why not OmegaConf: docs/design.md).
-
-A schema is a (nested) dataclass whose fields carry the defaults; ``configs/`` files list only changes. Every value is
-checked against its field's type (``_coerce``): a bad key, type or override is a :class:`ConfigError` naming the key.
-A schema's ``validate()`` (value ranges) runs once loaded."""
+"""YAML files and ``key=value`` overrides -> typed dataclasses (why not OmegaConf: docs/design.md). A schema is a
+(nested) dataclass whose fields carry the defaults (``configs/`` files list only changes); a bad key, type or override
+is a :class:`ConfigError` naming the key, and the schema's ``validate()`` (value ranges) runs once loaded."""
 
 from __future__ import annotations
 

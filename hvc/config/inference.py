@@ -3,15 +3,15 @@ VOST (docs/tasks.md). Defaults follow the paper's protocol; its official quirks 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from hvc.config import checks
 from hvc.config.propagation import PropagationConfig
 
-# data.input_size: at least two feature cells (stride 8) on the shorter side; at most 4096, a 16:9 frame of
-# 4096x7281 px, ~6 GB of features per stored context frame (a larger run cannot fit, so it is refused before any
-# allocation).
+# data.input_size: at least two feature cells (stride 8) on the shorter side; at most 4096 (a 16:9 frame of 4096x7281
+# px, ~6 GB of features per stored context frame: a larger run cannot fit, so it is refused before any allocation).
 MIN_INPUT_SIZE = 16
 MAX_INPUT_SIZE = 4096
 
@@ -88,7 +88,9 @@ class TestConfig:
         checks.minima(self, {"model.seed": 0, "data.batch_size": 1, "run.fps": 1})
         d = self.data
         checks.positive("model.merge_lambda", self.model.merge_lambda)
-        checks.no_repeats("data.sequences", d.sequences)
+        repeated = sorted(name for name, n in Counter(d.sequences).items() if n > 1)
+        if repeated:
+            raise checks.ConfigError(f"data.sequences: listed more than once: {repeated}")
         if d.input_size != -1:
             checks.at_least("data.input_size (-1 = full size)", d.input_size, MIN_INPUT_SIZE)
             checks.within("data.input_size (-1 = full size)", d.input_size, MIN_INPUT_SIZE, MAX_INPUT_SIZE)

@@ -84,12 +84,6 @@ class OutputConfig:
     overwrite: bool = False  # start afresh in an output.dir that holds a run (without it and without resume: refused)
 
 
-# field -> smallest value, for every field whose one range check is a lower bound
-_MINIMA = {"data.size": MIN_CROP_SIZE, "data.batch_size": 1, "data.workers": 0, "data.max_gap": 1,
-           "model.proj_hidden_dim": 1, "model.proj_dim": 1, "model.pred_hidden_dim": 1, "optim.weight_decay": 0.0,
-           "optim.epochs": 1, "runtime.seed": 0, "output.save_every_steps": 0, "output.log_every": 1}
-
-
 @dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
@@ -104,7 +98,10 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Range checks the types cannot express (``load_config`` calls this); the error names the key."""
-        checks.minima(self, _MINIMA)
+        checks.minima(self, {"data.size": MIN_CROP_SIZE, "data.batch_size": 1, "data.workers": 0, "data.max_gap": 1,
+                             "model.proj_hidden_dim": 1, "model.proj_dim": 1, "model.pred_hidden_dim": 1,
+                             "optim.weight_decay": 0.0, "optim.epochs": 1, "runtime.seed": 0,
+                             "output.save_every_steps": 0, "output.log_every": 1})
         d, m = self.data, self.model
         checks.crop(d.size, d.scale, d.ratio, d.mean, d.std, prefix="data.")
         checks.positive("model.pos_radius", m.pos_radius)

@@ -28,26 +28,21 @@ _LAYOUTS = (("state_dict", "module.encoder_q.", "a MoCo v1 file"),
             ("model", "online_encoder.", "an HVC training checkpoint"))
 
 
-def _encoder_entries(obj: object, path: str) -> dict[str, Tensor]:
-    """The encoder's entries of a loaded checkpoint, whatever its layout."""
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, got {type(obj).__name__}")
+def read_encoder_state(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Encoder weights from a checkpoint file, whatever its layout: float32, without ``fc.*`` / ``layer4.*``."""
+    path = os.fspath(path)
+    state = read_checkpoint_file(path)
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: expected a state dict or a checkpoint dict, got {type(state).__name__}")
     for key, prefix, what in _LAYOUTS:
-        if key in obj:
-            state = {k[len(prefix):]: v for k, v in obj[key].items() if k.startswith(prefix)}
+        if key in state:
+            state = {k[len(prefix):]: v for k, v in state[key].items() if k.startswith(prefix)}
             if not state:
                 raise CheckpointError(f"{path}: {key!r} has no '{prefix}*' keys (not {what})")
-            return state
-    bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
+            break
+    bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
     if bad:
         raise CheckpointError(f"{path}: not a state dict (non-tensor entries {bad[:_SHOWN_KEYS]})")
-    return dict(obj)
-
-
-def read_encoder_state(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Encoder weights from a checkpoint file: float32, without ``fc.*`` / ``layer4.*``."""
-    path = os.fspath(path)
-    state = _encoder_entries(read_checkpoint_file(path), path)
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()
             if not k.startswith(_UNUSED_PREFIXES)}
 

@@ -15,6 +15,7 @@ from hvc.models.resnet import ResNet
 
 EncoderMode = Literal["exact", "fused", "bf16"]
 ENCODER_MODES: tuple[str, ...] = get_args(EncoderMode)
+_DTYPES = {"fused": torch.float32, "bf16": torch.bfloat16}  # of the folded modes
 
 
 @torch.no_grad()
@@ -53,6 +54,4 @@ def wrap_encoder(net: ResNet, mode: EncoderMode) -> nn.Module:
     """``net`` itself (``exact``) or its :class:`FastEncoder` (``fused``, ``bf16``); eval mode."""
     if mode not in ENCODER_MODES:
         raise ValueError(f"encoder mode must be one of {ENCODER_MODES}, got {mode!r}")
-    if mode == "exact":
-        return net.eval()
-    return FastEncoder(net.eval(), torch.bfloat16 if mode == "bf16" else torch.float32).eval()
+    return net.eval() if mode == "exact" else FastEncoder(net.eval(), _DTYPES[mode]).eval()

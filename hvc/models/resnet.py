@@ -92,8 +92,7 @@ class ResNet(nn.Module):
         """Conv weights ~ N(0, sqrt(2 / (k*k*out))), BatchNorm weight 1 / bias 0, the last BatchNorm of each block 0."""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                m.weight.normal_(0.0, math.sqrt(2.0 / n))
+                m.weight.normal_(0.0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
             elif isinstance(m, nn.BatchNorm2d):
                 m.weight.fill_(1.0)
                 m.bias.zero_()

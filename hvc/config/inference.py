@@ -39,9 +39,8 @@ class DataConfig:
     root: str = "data/DAVIS"  # The DAVIS folder, data/YTB/<year> for YouTube-VOS, or the JHMDB / VIP / VOST folder.
     # Sequences (JHMDB: <class>/<video>, VIP: videos) to run; empty = all. Naming a missing sequence is an error.
     sequences: list[str] = field(default_factory=list)
-    # JHMDB / VIP only: the video list (JHMDB: videowalk's list, <class>/<video> lines or a folder of official split
-    # files; VIP: the paper's val_vip.txt). None = the scorer's default (JHMDB: <root>/splits, split 1 test, if
-    # present; VIP: every annotated frame).
+    # JHMDB / VIP only: the video list (JHMDB: <class>/<video> lines or a folder of official split files; VIP: the
+    # paper's val_vip.txt); None = the scorer's default (docs/tasks.md).
     video_list: Optional[str] = None
     # Frame size fed to the encoder: the shorter side or, with resize=square, both sides; -1 = full size.
     input_size: int = -1

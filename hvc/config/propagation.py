@@ -22,8 +22,7 @@ class QualityConfig:
     recent: int = 3  # The most recent frames, always read (the short-term part of the context).
     threshold: float = 0.8  # Confidence, relative to frame 0's, that makes a frame a long-term context frame.
     gap: int = 5  # At least this many frames between two long-term frames (QDMN writes every 5th at most).
-    # Which long-term frame leaves when they exceed context - recent: "rank" (worst sum of its quality rank and its
-    # recency rank), "oldest", or "worst" (lowest quality).
+    # Which long-term frame leaves when they exceed context - recent: "rank", "oldest" or "worst" (docs/memory.md).
     evict: Literal["rank", "oldest", "worst"] = "rank"
 
 

@@ -59,8 +59,7 @@ class RuntimeConfig:
     amp: bool = True  # mixed precision (autocast) on CUDA; CPU runs train in float32 unless cpu_bf16 (below)
     amp_dtype: Literal["fp16", "bf16"] = "fp16"  # autocast dtype on CUDA: fp16 (official, with a GradScaler) or bf16
     channels_last: bool = True  # channels_last memory format for model and inputs (CUDA only)
-    # CPU only, off by default (the paper trains in float32): bfloat16 autocast, for CPUs with native bf16
-    # (AVX512_BF16 / AMX), and channels_last layout (docs/training_runs.md)
+    # CPU only, opt-in (the paper trains in float32): bf16 autocast (native on AMX CPUs), channels_last layout
     cpu_bf16: bool = False
     cpu_channels_last: bool = False
     cudnn_benchmark: bool = True  # torch.backends.cudnn.benchmark (CUDA only): fastest conv algorithms for fixed sizes

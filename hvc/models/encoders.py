@@ -78,10 +78,9 @@ def checkpoint_path(name: str, checkpoint: Optional[str]) -> str:
 
 def load_encoder(name: str, checkpoint: Optional[str] = None, *, seed: int = 0, bn_dummy_forward_pass: bool = False,
                  device: torch.device | str = "cpu") -> ResNet:
-    """The eval-mode test encoder of model ``name`` on ``device``:
-    ``forward(frames: [N, 3, H, W]) -> [N, C, ceil(H/8), ceil(W/8)]``, C = 256 (ResNet-18) or 1024 (ResNet-50).
-    ``bn_dummy_forward_pass``: the official set-up pass, one train-mode forward of a 256x256 zero image (every
-    BatchNorm running stat becomes 0.9 * stored + 0.1 * batch stat)."""
+    """The eval-mode test encoder of model ``name`` on ``device``: ``forward(frames: [N, 3, H, W]) -> [N, C, ceil(H/8),
+    ceil(W/8)]``, C = 256 (ResNet-18) or 1024 (ResNet-50). ``bn_dummy_forward_pass``: the official set-up pass, one
+    train-mode forward of a 256x256 zero image (BatchNorm running stats become 0.9 * stored + 0.1 * batch stats)."""
     if name not in ARCH:
         raise CheckpointError(f"model.name: unknown model {name!r}; choose one of {sorted(ARCH)}")
     if name == "random18":

@@ -35,8 +35,7 @@ def fold_batchnorm(net: ResNet) -> ResNet:
 
 
 class FastEncoder(nn.Module):
-    """A folded encoder in channels_last layout, in ``dtype``: ``forward(frames [N, 3, H, W] float32) ->
-    [N, C, H/8, W/8] float32``."""
+    """Folded, channels_last, in ``dtype``: ``forward(frames [N, 3, H, W] float32) -> [N, C, H/8, W/8] float32``."""
 
     def __init__(self, net: ResNet, dtype: torch.dtype = torch.float32):
         super().__init__()

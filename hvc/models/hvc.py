@@ -16,8 +16,7 @@ from hvc.models.resnet import Arch, ResNet
 
 
 class ResidualConvBlock(nn.Module):
-    """``conv3(act(bn2(conv2(r) + r)))`` with ``r = act(bn1(conv1(x)))``, 1x1 convolutions, act = LeakyReLU(0.01).
-    ``forward(x: [N, in_dim, h, w]) -> [N, out_dim, h, w]``."""
+    """The projector/predictor block (docs/training.md): ``forward(x: [N, in_dim, h, w]) -> [N, out_dim, h, w]``."""
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
         super().__init__()
@@ -38,8 +37,7 @@ def projection_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential
 
 
 class FlowHead(nn.Module):
-    """The "dynamic" branch: ``bn2(conv2(relu(bn1(conv1(cat[a, b])))))``, 1x1 convolutions (BatchNorm on the
-    2-channel output). ``forward(a, b: [N, feat_dim, h, w]) -> [N, 2, h, w]``; ``flow(a, b) != flow(b, a)``."""
+    """The "dynamic" branch (docs/training.md): ``forward(a, b: [N, feat_dim, h, w]) -> [N, 2, h, w]``, asymmetric."""
 
     def __init__(self, feat_dim: int, hidden_dim: int = 256):
         super().__init__()
@@ -59,11 +57,9 @@ def momentum_at(step: int, total_steps: int, base: float = 0.99) -> float:
 
 
 class HVC(nn.Module):
-    """Self-supervised HVC model; ``forward`` returns the training loss.
-
-    with_layer4 False trains the trunk the test-time encoder keeps (up to layer3). pos_radius: see
-    :func:`hybrid_loss`. init_forward_size: side of the zero image the online encoder sees once in train mode, after
-    the target copy is taken (the official ``__init__``); ``None`` skips it."""
+    """Self-supervised HVC model; ``forward`` returns the training loss. with_layer4 False trains the trunk the
+    test-time encoder keeps (up to layer3); pos_radius: see :func:`hybrid_loss`; init_forward_size: side of the zero
+    image the online encoder sees once in train mode, after the target copy is taken (official); ``None`` skips it."""
 
     def __init__(self, arch: Arch = "resnet18", proj_hidden_dim: int = 256, proj_dim: int = 256,
                  pred_hidden_dim: int = 256, pos_radius: float = 0.1, init_forward_size: int | None = 256,

@@ -22,6 +22,7 @@ class Schema:
     steps: int = 10
     amp: bool = False
     device: Literal["cpu", "cuda", "auto"] = "auto"
+    switch: Literal["off", "on"] = "on"
     folders: list[str] = field(default_factory=lambda: ["COCO"])
     resume: Optional[str] = None
     optim: Optim = field(default_factory=Optim)
@@ -67,6 +68,14 @@ def test_yaml_scientific_notation_string_is_a_float(tmp_path):
 def test_bad_keys_and_types_are_clear_errors(tmp_path, text, overrides, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         load_config(Schema, write(tmp_path, text), overrides)
+
+
+def test_overrides_of_strings_and_choices_are_taken_as_typed():
+    # YAML 1.1 reads off/on/no as booleans and 0001 as 1; a choice or a string is the word typed
+    cfg = load_config(Schema, None, ["switch=off", "name=0001", "amp=no", "resume=null"])
+    assert (cfg.switch, cfg.name, cfg.amp, cfg.resume) == ("off", "0001", False, None)
+    with pytest.raises(ConfigError, match="switch"):
+        load_config(Schema, None, ["switch=false"])
 
 
 def test_missing_file_is_named(tmp_path):

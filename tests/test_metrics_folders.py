@@ -14,9 +14,8 @@ from PIL import Image
 
 from hvc.data.palette import save_indexed_png
 from hvc.errors import EXIT_INPUT, EXIT_USAGE
-from hvc.metrics import evaluate, global_table
+from hvc.metrics import MetricsError, evaluate, global_table
 from hvc.metrics.folders import evaluate_folders, is_binary, video_table
-from hvc.metrics.masks import MetricsError
 
 from helpers.metrics_helpers import load_eval_metrics
 

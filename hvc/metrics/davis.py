@@ -1,21 +1,53 @@
 """DAVIS semi-supervised evaluation: per-object, per-frame J and F for a results folder, by the
-protocol of the official ``davis2017-evaluation`` (docs/metrics.md, "Which frames and objects")."""
+protocol of the official ``davis2017-evaluation`` (docs/metrics.md, "Which frames and objects"); the
+error of every scorer, the label PNG reader (hvc.data.davis_layout's) and the sequence pool."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
 import numpy as np
+from tqdm import tqdm
 
 from hvc.data import davis_layout
-from hvc.metrics.masks import MetricsError, read_label_png
-from hvc.metrics.measures import jf_scores
-from hvc.metrics.parallel import map_sequences
-from hvc.metrics.statistics import Statistics, db_statistics
+from hvc.errors import InputError
+from hvc.metrics.measures import Statistics, db_statistics, jf_scores
 
 YEARS = (2016, 2017)
+T = TypeVar("T")
+
+
+class MetricsError(InputError, ValueError):
+    """Bad evaluation input; the message names the sequence, frame or file at fault."""
+
+
+def read_label_png(path: Path) -> np.ndarray:
+    """[H, W] uint8 pixel values (palette indices, not colours); MetricsError naming ``path`` on a bad file."""
+    return davis_layout.read_label_png(path, MetricsError)
+
+
+def map_sequences(fn: Callable[..., T], jobs: Sequence[tuple], workers: int, desc: str, progress: bool) -> list[T]:
+    """``[fn(*job) for job in jobs]``, in ``workers`` processes when above 1, in the order of ``jobs``.
+    The first error a worker raises is re-raised here, message intact, and the remaining jobs cancelled."""
+    with tqdm(total=len(jobs), desc=desc, unit="seq", disable=not progress) as bar:  # closed before an error prints
+        if workers <= 1 or len(jobs) <= 1:
+            results = []
+            for job in jobs:
+                results.append(fn(*job))
+                bar.update()
+            return results
+        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(jobs)))
+        try:
+            futures = [pool.submit(fn, *job) for job in jobs]
+            for done in cf.as_completed(futures):
+                done.result()  # re-raises a worker's error here
+                bar.update()
+            return [fut.result() for fut in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,7 @@ from PIL import Image
 
 from hvc.errors import ArgumentParser, UsageError
 from hvc.fileio import writable_dir
-from hvc.metrics.davis import ObjectScores, check_sequence_folders, evaluate_sequence
-from hvc.metrics.masks import MetricsError
-from hvc.metrics.parallel import map_sequences
+from hvc.metrics.davis import MetricsError, ObjectScores, check_sequence_folders, evaluate_sequence, map_sequences
 from hvc.metrics.report import csv_files, csv_text, format_tables, table_text, write_files
 
 LABEL = "own"  # the "split" of the tables and CSV names: global_results-own.csv, ...

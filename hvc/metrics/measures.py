@@ -1,16 +1,19 @@
 """Per-frame DAVIS measures for one object: region similarity J and boundary accuracy F, as the
 official ``db_eval_iou`` and ``db_eval_boundary`` to the last bit, on the bounding box of the two
-masks grown by one pixel (docs/metrics.md, "Per object and frame", says why the counts are equal)."""
+masks grown by one pixel (docs/metrics.md, "Per object and frame", says why the counts are equal);
+and their per-object statistics (official ``db_statistics``)."""
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 BOUND_TH = 0.008  # boundary tolerance as a fraction of the image diagonal (official default)
+N_DECAY_BINS = 4  # the official Decay compares the first and the last of 4 quantile bins
 
 
 def boundary_radius(height: int, width: int) -> int:
@@ -81,3 +84,27 @@ def jf_scores(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     recall = np.count_nonzero(bg & pred_dil) / float(n_gt)
     f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
     return float(jaccard(g, p)), float(f)
+
+
+class Statistics(NamedTuple):
+    mean: float  # nanmean of the per-frame values
+    recall: float  # fraction of frames with a value strictly above 0.5
+    decay: float  # mean of the first bin minus mean of the last bin
+
+
+def decay_bin_edges(n: int) -> np.ndarray:
+    """First index of each bin and the last index: round(linspace(1, n, 5) + 1e-10) - 1; bin k is
+    ``values[edges[k] : edges[k + 1] + 1]`` (docs/metrics.md, "Statistics and tables"). The official
+    code casts the edges to uint8, which would wrap above 256 frames; DAVIS sequences have at most 104."""
+    return (np.round(np.linspace(1, n, N_DECAY_BINS + 1) + 1e-10) - 1).astype(np.int64)
+
+
+def db_statistics(values: np.ndarray) -> Statistics:
+    """Mean, Recall and Decay of one object's per-frame J or F; values: [T] float64, T >= 1."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"expected a non-empty 1-D array of per-frame values, got shape {values.shape}")
+    edges = decay_bin_edges(values.size)
+    bins = [values[edges[k] : edges[k + 1] + 1] for k in range(N_DECAY_BINS)]
+    return Statistics(mean=float(np.nanmean(values)), recall=float(np.nanmean(values > 0.5)),
+                      decay=float(np.nanmean(bins[0]) - np.nanmean(bins[-1])))

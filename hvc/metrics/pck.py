@@ -12,7 +12,7 @@ import numpy as np
 from hvc.data.jhmdb import jhmdb_videos
 from hvc.data.keypoints import KeypointFileError, load_keypoints
 from hvc.data.sequence import DatasetError
-from hvc.metrics.masks import MetricsError
+from hvc.metrics.davis import MetricsError
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 BOX_FACTOR = 0.6  # normaliser = 0.6 x diagonal of the visible ground-truth joints' box

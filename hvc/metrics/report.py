@@ -16,8 +16,8 @@ from hvc.data.keypoints import JOINT_NAMES
 from hvc.fileio import atomic_write_bytes
 from hvc.metrics import figures
 from hvc.metrics.davis import ObjectScores
+from hvc.metrics.measures import Statistics
 from hvc.metrics.pck import PCKResult
-from hvc.metrics.statistics import Statistics
 from hvc.metrics.vip import CLASS_NAMES, VIPScores
 from hvc.metrics.vost import VOSTObject, raw_results
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from hvc.data.sequence import DatasetError
 from hvc.data.vip import LABELS_DIR, NUM_CLASSES, read_frame_list
-from hvc.metrics.masks import MetricsError, read_label_png
+from hvc.metrics.davis import MetricsError, read_label_png
 
 CLASS_NAMES = ("background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants", "gloves",
                "scarf", "skirt", "torso-skin", "face", "right-arm", "left-arm", "right-leg", "left-leg", "right-shoe",

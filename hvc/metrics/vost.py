@@ -10,12 +10,9 @@ from typing import Iterable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from hvc.metrics.davis import ObjectJ, check_sequence_folders, count_objects, read_frame
-from hvc.metrics.masks import MetricsError
-from hvc.metrics.measures import jaccard
+from hvc.metrics.davis import MetricsError, ObjectJ, check_sequence_folders, count_objects, map_sequences, read_frame
+from hvc.metrics.measures import Statistics, db_statistics, jaccard
 from hvc.names import read_name_list
-from hvc.metrics.parallel import map_sequences
-from hvc.metrics.statistics import Statistics, db_statistics
 
 LAST_FRACTION = 0.75  # J_last: the frames from floor(0.75 n) on
 

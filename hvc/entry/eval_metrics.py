@@ -1,17 +1,13 @@
 """Score a folder of predictions: DAVIS J&F (default), JHMDB PCK, VIP mIoU or VOST J / J_last.
 
-python eval_metrics.py --davis-root data/DAVIS --results results/hvc/davis17 \\
-    --year 2017 --set val --output results/hvc/davis17 [--sequences a b] [--workers 2]
+python eval_metrics.py --davis-root data/DAVIS --year 2017 --results R --output R [--sequences s ...] [--workers 2]
 python eval_metrics.py --task jhmdb --root data/JHMDB --results R --output R [--list FILE|DIR] [--videos c/v ...]
 python eval_metrics.py --task vip --root data/VIP --results R --output R [--list val_vip.txt] [--videos v ...]
 python eval_metrics.py --task vost --root data/VOST --results R --output R [--set val] [--sequences s ...] [--workers 2]
 python eval_metrics.py --pred PRED_DIR --gt GT_DIR [--videos v ...] [--output DIR]   # own <video>/<frame>.png folders
 
-Protocols and output files: docs/metrics.md, docs/tasks.md and, for --pred --gt,
-hvc/metrics/folders.py. Bad input stops
-the run with a message naming the file, before anything is written. The output folder is
-created and checked to be writable before the evaluation starts. Exit codes: hvc/errors.py
-(docs/failure.md).
+Protocols and output files: docs/metrics.md, docs/tasks.md, docs/segment.md (--pred --gt). Bad input stops the run
+with a message naming the file, before anything is written. Exit codes: docs/failure.md.
 """
 
 from __future__ import annotations
@@ -40,10 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="folder for the tables and the figure")
     if task == "davis":
         parser.add_argument("--davis-root", required=True, help="DAVIS root with Annotations/480p and ImageSets/<year>")
-        parser.add_argument("--year", type=int, choices=(2016, 2017), required=True,
-                            help="2016: 0/255 single-object masks")
-        parser.add_argument("--set", dest="split", choices=("val", "train"), default="val",
-                            help="ImageSets list to use")
+        parser.add_argument("--year", type=int, choices=(2016, 2017), required=True, help="2016: 0/255 masks")
+        parser.add_argument("--set", dest="split", choices=("val", "train"), default="val", help="ImageSets list")
     else:
         parser.add_argument("--root", required=True, help=f"{task.upper()} dataset root")
     if task in ("davis", "vost"):
@@ -52,9 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if task == "vost":
         parser.add_argument("--set", dest="split", default="val", help="ImageSets/<set>.txt to use (default val)")
     if task == "jhmdb":
-        parser.add_argument("--list", help="video list: videowalk's '<frames> <joints.mat>' lines, '<class>/<video>' "
-                                           "lines, or a folder of official split files (default: <root>/splits, "
-                                           "split 1 test, else every video)")
+        parser.add_argument("--list", help="video list ('<frames> <joints.mat>' or '<class>/<video>' lines) or split "
+                                           "files' folder (default: <root>/splits, split 1 test, else every video)")
     if task == "vip":
         parser.add_argument("--list", help="the paper's frame list (val_vip.txt); default every annotated frame")
     if task in ("jhmdb", "vip"):
@@ -66,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _run(args: argparse.Namespace) -> tuple[str, list]:
-    """Evaluate, write the files, and return the summary to print and the written paths."""
+    """Evaluate and write the files: (the summary to print, the written paths)."""
     if args.task == "davis":
         objects = evaluate(args.davis_root, args.results, args.year, args.split, args.sequences, args.workers)
         return format_tables(objects, args.split), report.write_davis(objects, args.output, args.split)
@@ -87,8 +80,9 @@ def _run(args: argparse.Namespace) -> tuple[str, list]:
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    if folders.requested(sys.argv[1:] if argv is None else argv):  # --pred DIR --gt DIR: no benchmark layout
-        return folders.main(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if folders.requested(argv):  # --pred DIR --gt DIR: no benchmark layout
+        return folders.main(argv)
     args = parse_args(argv)
     ground_truth = {"--davis-root": getattr(args, "davis_root", None), "--root": getattr(args, "root", None)}
     refuse_overlap(args.output, "--output", ground_truth)  # the ground truth is read-only (docs/failure.md)

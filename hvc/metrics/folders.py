@@ -1,16 +1,11 @@
-"""Score one's own annotations: a folder of predictions against a folder of ground truth,
-both ``<video>/<frame>.png``, with no benchmark layout (no ImageSets list, no JPEGImages), as
-hkchengrex's vos-benchmark takes them.
+"""Score one's own annotations: predictions against ground truth, both ``<video>/<frame>.png``, with no benchmark
+layout, by the DAVIS measures frame for frame (docs/segment.md, "Scoring one's own annotations").
 
     python eval_metrics.py --pred PRED_DIR --gt GT_DIR [--videos v ...] [--workers N] [--output DIR]
 
-The measures are the DAVIS path's, frame for frame (:func:`hvc.metrics.davis.evaluate_sequence`):
-every video of GT_DIR is scored, the first and last frames are not, objects are the ids of the
-first ground-truth frame, and a prediction may not hold a larger id. Ground truth in greyscale
-with only 0 and 255 (DAVIS 2016's masks, a binary mask saved from an editor) is one object,
-any non-zero prediction pixel being that object; palette or other greyscale PNGs hold ids,
-255 being void. Printed: J&F, J and F per video (objects averaged) and the mean over objects,
-as DAVIS reports it; with ``--output`` the same tables as CSV files.
+Ground truth in greyscale with only 0 and 255 is one object (any non-zero prediction pixel being it); palette or
+other greyscale PNGs hold ids, 255 being void. Printed: the DAVIS tables and J&F, J and F per video; with
+``--output`` the same tables as CSV files.
 """
 
 from __future__ import annotations
@@ -32,8 +27,7 @@ LABEL = "own"  # the "split" of the tables and CSV names: global_results-own.csv
 
 
 def is_binary(gt_dir: Path) -> bool:
-    """Whether a video's ground truth (a folder holding PNGs) is 0/255 single-object masks: its first frame
-    (in name order) is greyscale with no value but 0 and 255."""
+    """Whether a video's ground truth is 0/255 single-object masks: its first PNG is greyscale with only 0 and 255."""
     first = min(gt_dir.glob("*.png"))
     try:
         with Image.open(first) as im:
@@ -43,8 +37,8 @@ def is_binary(gt_dir: Path) -> bool:
 
 
 def video_names(gt: Path, videos: Optional[Sequence[str]] = None) -> list[str]:
-    """The videos to score: every sub-folder of ``gt`` holding PNGs (name order), or ``videos``,
-    each of which must be one of them (names are looked up, never used as paths)."""
+    """Every sub-folder of ``gt`` holding PNGs (name order), or ``videos``, each one of them (names are looked up,
+    never used as paths)."""
     if not gt.is_dir():
         raise MetricsError(f"{gt}: ground-truth folder not found")
     found = sorted(p.name for p in gt.iterdir() if p.is_dir() and any(p.glob("*.png")))
@@ -61,8 +55,8 @@ def video_names(gt: Path, videos: Optional[Sequence[str]] = None) -> list[str]:
 
 def evaluate_folders(pred: str | Path, gt: str | Path, videos: Optional[Sequence[str]] = None, workers: int = 1,
                      progress: bool = True) -> list[ObjectScores]:
-    """J and F per object and frame of ``pred/<video>/<frame>.png`` against ``gt/<video>/<frame>.png``: one
-    ObjectScores per object, in video then id order. Raises MetricsError, before any scoring for missing folders."""
+    """One ObjectScores per object of ``pred/<video>/<frame>.png`` against ``gt/<video>/<frame>.png``, in video then
+    id order. Raises MetricsError, before any scoring for missing folders."""
     pred, gt = Path(pred), Path(gt)
     names = video_names(gt, videos)
     check_sequence_folders(gt, pred, names)
@@ -85,7 +79,7 @@ def video_table(objects: Sequence[ObjectScores]) -> pd.DataFrame:
 
 
 def requested(argv: Sequence[str]) -> bool:
-    """Whether an ``eval_metrics.py`` command line asks for this mode (it names --pred or --gt)."""
+    """Whether an ``eval_metrics.py`` command line names --pred or --gt."""
     return any(a in ("--pred", "--gt") or a.startswith(("--pred=", "--gt=")) for a in argv)
 
 
@@ -104,7 +98,7 @@ def main(argv: Sequence[str]) -> int:
     if args.output is not None:
         writable_dir(args.output, "--output")  # before the evaluation, not after it
     objects = evaluate_folders(args.pred, args.gt, args.videos, args.workers)
-    per_video = video_table(objects)  # printed and written after the DAVIS tables (mean over objects, per object)
+    per_video = video_table(objects)
     print("\n".join([format_tables(objects, LABEL), "", "---------- Per video ----------", table_text(per_video)]))
     if args.output is not None:
         files = csv_files(objects, args.output, LABEL)

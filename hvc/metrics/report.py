@@ -1,9 +1,10 @@
 """What each evaluation prints and writes next to its results: the official tables, their CSV files,
 the JSON and figure of each benchmark. Every writer builds all of its files in memory first, so that
-bad input or a failing figure leaves no partial output behind."""
+bad input or a failing figure leaves no partial output behind. Figures: matplotlib's Agg canvas, no display."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -14,12 +15,11 @@ import pandas as pd
 
 from hvc.data.keypoints import JOINT_NAMES
 from hvc.fileio import atomic_write_bytes
-from hvc.metrics import figures
 from hvc.metrics.davis import ObjectScores
 from hvc.metrics.measures import Statistics
 from hvc.metrics.pck import PCKResult
 from hvc.metrics.vip import CLASS_NAMES, VIPScores
-from hvc.metrics.vost import VOSTObject, raw_results
+from hvc.metrics.vost import LAST_FRACTION, VOSTObject, raw_results
 
 FLOAT_FORMAT = "%.3f"  # the official CSV precision (printf rounding of the float64 value)
 PCK_NAME = "pck_results"
@@ -71,8 +71,7 @@ def write_files(files: dict[Path, str | bytes]) -> list[Path]:
 
 def write_csvs(objects: Objects, output: str | Path, split: str) -> tuple[Path, Path]:
     """Write both tables as the official evaluation does; each file appears atomically."""
-    global_path, sequence_path = write_files(csv_files(objects, output, split))
-    return global_path, sequence_path
+    return tuple(write_files(csv_files(objects, output, split)))
 
 
 def format_tables(objects: Objects, split: str) -> str:
@@ -84,25 +83,23 @@ def format_tables(objects: Objects, split: str) -> str:
 
 def write_davis(objects: Sequence[ObjectScores], output: str | Path, split: str) -> list[Path]:
     """The official CSVs and ``per-sequence_results-<split>.png`` (J&F bars per object)."""
-    figure = figures.davis_sequences(objects, f"DAVIS {split}: J&F per object")
-    png = Path(output) / f"per-sequence_results-{split}.png"
-    return write_files({**csv_files(objects, output, split), png: figure})
+    png = davis_figure(objects, f"DAVIS {split}: J&F per object")
+    return write_files({**csv_files(objects, output, split), Path(output) / f"per-sequence_results-{split}.png": png})
 
 
 def write_vost(objects: Sequence[VOSTObject], output: str | Path, split: str) -> list[Path]:
     """The official CSVs, ``raw-<split>.json`` (statistics at full precision and per-frame J)
     and ``per-frame_J-<split>.png`` (J against relative frame position)."""
-    figure = figures.vost_j_by_position(objects, f"VOST {split}: J along the sequences")
+    figure = vost_figure(objects, f"VOST {split}: J along the sequences")
     return write_files({**csv_files(objects, output, split),
                         Path(output) / f"raw-{split}.json": json.dumps(raw_results(objects), indent=1) + "\n",
                         Path(output) / f"per-frame_J-{split}.png": figure})
 
 
 def write_jhmdb(result: PCKResult, output: str | Path, n_videos: int) -> list[Path]:
-    """``pck_results.csv`` (a row per threshold: its PCK (%) per joint, then their mean) and ``pck_results.png``
-    (PCK curves)."""
+    """``pck_results.csv`` (a row per threshold: PCK (%) per joint, then their mean) and ``pck_results.png``."""
     output = Path(output)
-    figure = figures.pck_curves(result, JOINT_NAMES, f"JHMDB: PCK per joint ({n_videos} video(s))")
+    figure = pck_figure(result, f"JHMDB: PCK per joint ({n_videos} video(s))")
     table = pd.DataFrame(result.table(), columns=[*JOINT_NAMES, "Mean"])
     table.insert(0, "Threshold", result.thresholds)
     return write_files({output / f"{PCK_NAME}.csv": csv_text(table), output / f"{PCK_NAME}.png": figure})
@@ -136,10 +133,9 @@ def vip_json(result: VIPScores) -> dict:
 
 def write_vip(result: VIPScores, output: str | Path) -> list[Path]:
     """``vip_results.json`` (confusion matrix and every score) and ``vip_results.png`` (IoU per class)."""
-    output = Path(output)
-    figure = figures.vip_class_iou(result, f"VIP: IoU per class ({result.frames} frames)")
-    text = json.dumps(vip_json(result), indent=1) + "\n"
-    return write_files({output / f"{VIP_NAME}.json": text, output / f"{VIP_NAME}.png": figure})
+    figure = vip_figure(result, f"VIP: IoU per class ({result.frames} frames)")
+    return write_files({Path(output) / f"{VIP_NAME}.json": json.dumps(vip_json(result), indent=1) + "\n",
+                        Path(output) / f"{VIP_NAME}.png": figure})
 
 
 def vip_summary(result: VIPScores) -> str:
@@ -148,3 +144,85 @@ def vip_summary(result: VIPScores) -> str:
                            columns=["mIoU", "pixel acc.", "mean acc.", "fwavacc"])
     return "\n".join([f"--------------- VIP, {result.frames} frame(s) ---------------", table_text(scalars), "",
                       table_text(per_class).replace(" NaN", " n/a")])
+
+
+def _axes(width: float, height: float):
+    # Figure + FigureCanvasAgg directly: no pyplot state, no GUI backend, safe in workers.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig.add_subplot()
+
+
+def _png(ax, title: str, ylabel: str, ymax: float = 1.05, **legend) -> bytes:
+    """The figure of ``ax`` with its title, y axis from 0 to ``ymax`` and legend, as PNG bytes."""
+    ax.set_ylim(0, ymax)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(**legend)
+    buf = io.BytesIO()
+    ax.figure.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def davis_figure(objects: Sequence[ObjectScores], title: str) -> bytes:
+    """Per object (``<seq>_<id>``): J&F-Mean as a bar, J and F as markers; the global mean as a line."""
+    names = [o.name for o in objects]
+    j = np.array([o.j_stats.mean for o in objects])
+    f = np.array([o.f_stats.mean for o in objects])
+    ax = _axes(max(5.0, 0.45 * len(names) + 2), 4.0)
+    x = np.arange(len(names))
+    ax.bar(x, (j + f) / 2, color="#4c72b0", label="J&F")
+    ax.plot(x, j, "o", color="#dd8452", label="J (IoU)")
+    ax.plot(x, f, "s", color="#55a868", label="F (boundary)")
+    overall = (np.mean(j) + np.mean(f)) / 2  # the global J&F-Mean: J and F averaged over objects
+    ax.axhline(overall, color="k", lw=1, ls="--", label=f"J&F-Mean {overall:.3f}")
+    ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+    return _png(ax, title, "score", fontsize=8, loc="lower right")
+
+
+def pck_figure(result: PCKResult, title: str) -> bytes:
+    """PCK against the threshold: one line per joint, their mean in bold."""
+    from matplotlib import colormaps
+
+    ax = _axes(7.0, 4.5)
+    for j, name in enumerate(JOINT_NAMES):
+        color = colormaps["tab20"](j % 20)
+        ax.plot(result.thresholds, result.per_joint[:, j], marker=".", lw=1, color=color, label=name)
+    ax.plot(result.thresholds, result.mean, marker="o", lw=3, color="k", label="mean")
+    ax.set_xlabel("threshold (fraction of 0.6 x the joints' box diagonal)")
+    ax.set_xticks(result.thresholds)
+    return _png(ax, title, "PCK (%)", 102, fontsize=7, ncol=2, loc="lower right")
+
+
+def vip_figure(result: VIPScores, title: str) -> bytes:
+    """IoU per class; classes absent from ground truth and prediction are marked n/a."""
+    ax = _axes(8.0, 4.0)
+    x = np.arange(len(CLASS_NAMES))
+    iou = np.nan_to_num(result.class_iou, nan=0.0)
+    ax.bar(x, iou, color="#4c72b0")
+    for i in np.flatnonzero(np.isnan(result.class_iou)):
+        ax.text(i, 0.02, "n/a", ha="center", fontsize=7, rotation=90)
+    ax.axhline(result.mean_iou, color="k", lw=1, ls="--", label=f"mIoU {result.mean_iou:.3f}")
+    ax.set_xticks(x, CLASS_NAMES, rotation=60, ha="right", fontsize=8)
+    return _png(ax, title, "IoU", fontsize=8)
+
+
+def vost_figure(objects: Sequence[VOSTObject], title: str, bins: int = 10) -> bytes:
+    """J against the frame's relative position (0 = first evaluated, 1 = last): a thin line per object, the mean
+    over objects per position bin in bold, and the start of the last quarter (J_last)."""
+    ax = _axes(7.0, 4.0)
+    positions = [np.linspace(0, 1, len(obj.J)) if len(obj.J) > 1 else np.zeros(1) for obj in objects]
+    for pos, obj in zip(positions, objects):
+        ax.plot(pos, obj.J, lw=0.8, alpha=0.5)
+    x, y = np.concatenate(positions), np.concatenate([obj.J for obj in objects])
+    which = np.minimum((x * bins).astype(int), bins - 1)
+    centres = (np.arange(bins) + 0.5) / bins
+    means = np.array([y[which == b].mean() if np.any(which == b) else np.nan for b in range(bins)])
+    ax.plot(centres, means, "o-", color="k", lw=2.5, label="mean over objects")
+    ax.axvline(LAST_FRACTION, color="r", ls="--", lw=1, label="J_last: last quarter")
+    ax.set_xlabel("relative frame position (evaluated frames)")
+    ax.set_xlim(0, 1)
+    return _png(ax, title, "J (IoU)", fontsize=8)

@@ -22,26 +22,32 @@ from hvc.errors import ArgumentParser, UsageError, entry_point
 from hvc.fileio import writable_dir
 from hvc.metrics import evaluate, folders, format_tables, pck, report, vip, vost
 
-TASKS = ("davis", "jhmdb", "vip", "vost")
+TASKS = ("davis", "jhmdb", "vip", "vost")  # and "own" where --pred or --gt is given (hvc/metrics/folders.py)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     first = ArgumentParser(add_help=False)
     first.add_argument("--task", choices=TASKS, default="davis")
-    task = first.parse_known_args(argv)[0].task
+    own = any(a in ("--pred", "--gt") or a.startswith(("--pred=", "--gt=")) for a in argv)
+    task = "own" if own else first.parse_known_args(argv)[0].task
 
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=TASKS, default="davis", help="benchmark protocol (default: davis)")
-    parser.add_argument("--results", required=True, help="folder of predictions (layout per task: docs/tasks.md)")
-    parser.add_argument("--output", required=True, help="folder for the tables and the figure")
+    if own:
+        parser.add_argument("--pred", required=True, help="predictions: <video>/<frame>.png")
+        parser.add_argument("--gt", required=True, help="ground truth: <video>/<frame>.png")
+    else:
+        parser.add_argument("--task", choices=TASKS, default="davis", help="benchmark protocol (default: davis)")
+        parser.add_argument("--results", required=True, help="folder of predictions (layout per task: docs/tasks.md)")
+    parser.add_argument("--output", required=not own, help="folder for the tables and the figure (optional with --pred)")
     if task == "davis":
         parser.add_argument("--davis-root", required=True, help="DAVIS root with Annotations/480p and ImageSets/<year>")
         parser.add_argument("--year", type=int, choices=(2016, 2017), required=True, help="2016: 0/255 masks")
         parser.add_argument("--set", dest="split", choices=("val", "train"), default="val", help="ImageSets list")
-    else:
+    elif not own:
         parser.add_argument("--root", required=True, help=f"{task.upper()} dataset root")
     if task in ("davis", "vost"):
         parser.add_argument("--sequences", nargs="+", help="evaluate these sequences instead of the ImageSets list")
+    if task in ("davis", "vost", "own"):
         parser.add_argument("--workers", type=int, default=1, help="parallel processes over sequences (1 = in-process)")
     if task == "vost":
         parser.add_argument("--set", dest="split", default="val", help="ImageSets/<set>.txt to use (default val)")
@@ -50,16 +56,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                            "files' folder (default: <root>/splits, split 1 test, else every video)")
     if task == "vip":
         parser.add_argument("--list", help="the paper's frame list (val_vip.txt); default every annotated frame")
-    if task in ("jhmdb", "vip"):
+    if task in ("jhmdb", "vip", "own"):
         parser.add_argument("--videos", nargs="+", default=(), help="score only these videos")
     args = parser.parse_intermixed_args(argv)
     if getattr(args, "workers", 1) < 1:
         raise UsageError(f"--workers: must be >= 1, got {args.workers}")
+    args.task = task
     return args
 
 
 def _run(args: argparse.Namespace) -> tuple[str, list]:
     """Evaluate and write the files: (the summary to print, the written paths)."""
+    if args.task == "own":
+        objects = folders.evaluate_folders(args.pred, args.gt, args.videos, args.workers)
+        return folders.summary(objects), [] if args.output is None else folders.write(objects, args.output)
     if args.task == "davis":
         objects = evaluate(args.davis_root, args.results, args.year, args.split, args.sequences, args.workers)
         return format_tables(objects, args.split), report.write_davis(objects, args.output, args.split)
@@ -80,16 +90,15 @@ def _run(args: argparse.Namespace) -> tuple[str, list]:
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if folders.requested(argv):  # --pred DIR --gt DIR: no benchmark layout
-        return folders.main(argv)
-    args = parse_args(argv)
-    ground_truth = {"--davis-root": getattr(args, "davis_root", None), "--root": getattr(args, "root", None)}
-    refuse_overlap(args.output, "--output", ground_truth)  # the ground truth is read-only (docs/failure.md)
-    writable_dir(args.output, "--output")  # before the evaluation, not after it
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.output is not None:
+        ground_truth = {"--davis-root": getattr(args, "davis_root", None), "--root": getattr(args, "root", None)}
+        refuse_overlap(args.output, "--output", ground_truth)  # the ground truth is read-only (docs/failure.md)
+        writable_dir(args.output, "--output")  # before the evaluation, not after it
     summary, paths = _run(args)
     print(summary)
-    print("\nwrote " + ", ".join(str(p) for p in paths))
+    if paths:
+        print("\nwrote " + ", ".join(str(p) for p in paths))
     return 0
 
 

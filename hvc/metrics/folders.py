@@ -1,16 +1,9 @@
-"""Score one's own annotations: predictions against ground truth, both ``<video>/<frame>.png``, with no benchmark
-layout, by the DAVIS measures frame for frame (docs/segment.md, "Scoring one's own annotations").
-
-    python eval_metrics.py --pred PRED_DIR --gt GT_DIR [--videos v ...] [--workers N] [--output DIR]
-
-Ground truth in greyscale with only 0 and 255 is one object (any non-zero prediction pixel being it); palette or
-other greyscale PNGs hold ids, 255 being void. Printed: the DAVIS tables and J&F, J and F per video; with
-``--output`` the same tables as CSV files.
-"""
+"""``eval_metrics.py --pred DIR --gt DIR``: one's own ``<video>/<frame>.png`` folders, no benchmark layout, scored by
+the DAVIS measures frame for frame (docs/segment.md, "Scoring one's own annotations"). Ground truth in greyscale
+with only 0 and 255 is one object (any non-zero prediction pixel being it); other PNGs hold ids, 255 being void."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -18,8 +11,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from hvc.errors import ArgumentParser, UsageError
-from hvc.fileio import writable_dir
 from hvc.metrics.davis import MetricsError, ObjectScores, check_sequence_folders, evaluate_sequence, map_sequences
 from hvc.metrics.report import csv_files, csv_text, format_tables, table_text, write_files
 
@@ -78,30 +69,13 @@ def video_table(objects: Sequence[ObjectScores]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Video", "J&F-Mean", "J-Mean", "F-Mean", "Objects"])
 
 
-def requested(argv: Sequence[str]) -> bool:
-    """Whether an ``eval_metrics.py`` command line names --pred or --gt."""
-    return any(a in ("--pred", "--gt") or a.startswith(("--pred=", "--gt=")) for a in argv)
+def summary(objects: Sequence[ObjectScores]) -> str:
+    """The DAVIS tables, then J&F, J and F per video."""
+    per_video = table_text(video_table(objects))
+    return "\n".join([format_tables(objects, LABEL), "", "---------- Per video ----------", per_video])
 
 
-def main(argv: Sequence[str]) -> int:
-    """``eval_metrics.py --pred DIR --gt DIR ...``: print (and with --output write) the tables."""
-    parser = ArgumentParser(prog="eval_metrics.py --pred DIR --gt DIR", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pred", required=True, type=Path, help="predictions: <video>/<frame>.png")
-    parser.add_argument("--gt", required=True, type=Path, help="ground truth: <video>/<frame>.png")
-    parser.add_argument("--videos", nargs="+", help="score only these videos of --gt")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes over videos (1 = in-process)")
-    parser.add_argument("--output", type=Path, help="also write the tables as CSV files here")
-    args = parser.parse_intermixed_args(list(argv))
-    if args.workers < 1:
-        raise UsageError(f"--workers: must be >= 1, got {args.workers}")
-    if args.output is not None:
-        writable_dir(args.output, "--output")  # before the evaluation, not after it
-    objects = evaluate_folders(args.pred, args.gt, args.videos, args.workers)
-    per_video = video_table(objects)
-    print("\n".join([format_tables(objects, LABEL), "", "---------- Per video ----------", table_text(per_video)]))
-    if args.output is not None:
-        files = csv_files(objects, args.output, LABEL)
-        files[args.output / f"per-video_results-{LABEL}.csv"] = csv_text(per_video)
-        print("\nwrote " + ", ".join(str(p) for p in write_files(files)))
-    return 0
+def write(objects: Sequence[ObjectScores], output: str | Path) -> list[Path]:
+    """The DAVIS CSVs and ``per-video_results-own.csv``."""
+    per_video = {Path(output) / f"per-video_results-{LABEL}.csv": csv_text(video_table(objects))}
+    return write_files({**csv_files(objects, output, LABEL), **per_video})

@@ -38,7 +38,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     else:
         parser.add_argument("--task", choices=TASKS, default="davis", help="benchmark protocol (default: davis)")
         parser.add_argument("--results", required=True, help="folder of predictions (layout per task: docs/tasks.md)")
-    parser.add_argument("--output", required=not own, help="folder for the tables and the figure (optional with --pred)")
+    parser.add_argument("--output", required=not own, help="folder for the tables and figure (optional for --pred)")
     if task == "davis":
         parser.add_argument("--davis-root", required=True, help="DAVIS root with Annotations/480p and ImageSets/<year>")
         parser.add_argument("--year", type=int, choices=(2016, 2017), required=True, help="2016: 0/255 masks")

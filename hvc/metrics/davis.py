@@ -106,15 +106,14 @@ def read_frame(gt_dir: Path, pred_dir: Path, frame: str, binary: bool) -> tuple[
         raise MetricsError(f"sequence {gt_dir.name!r}: missing prediction for frame {frame} ({pred_path})")
     pred = read_label_png(pred_path)
     if pred.shape != gt.shape:
-        raise MetricsError(f"sequence {gt_dir.name!r}, frame {frame}: prediction {pred_path} is "
-                           f"{pred.shape[1]}x{pred.shape[0]} but the ground truth is {gt.shape[1]}x{gt.shape[0]} "
-                           "(width x height)")
+        raise MetricsError(f"sequence {gt_dir.name!r}, frame {frame}: prediction {pred_path} is {pred.shape[1]}x"
+                           f"{pred.shape[0]} but the ground truth is {gt.shape[1]}x{gt.shape[0]} (width x height)")
     return gt, pred, pred_path
 
 
 def evaluate_sequence(gt_dir: Path, pred_dir: Path, binary: bool) -> list[ObjectScores]:
-    """J and F of every object of one sequence: ``gt_dir`` (named after the sequence) holds
-    ``<frame>.png`` ground truth, ``pred_dir`` the predictions of the same names."""
+    """J and F of every object of one sequence: ``gt_dir`` (named after it) holds ``<frame>.png`` ground truth,
+    ``pred_dir`` the predictions of the same names."""
     frames = sorted(p.stem for p in gt_dir.glob("*.png"))
     num_objects = count_objects(gt_dir, frames, binary)
     evaluated = tuple(frames[1:-1])
@@ -133,8 +132,8 @@ def evaluate_sequence(gt_dir: Path, pred_dir: Path, binary: bool) -> list[Object
 
 
 def check_sequence_folders(annotations: Path, results: Path, names: Sequence[str]) -> None:
-    """Fail before any work on a missing folder, an empty or repeated sequence list. annotations: the
-    folder holding ``<sequence>/`` ground truth; results: ``<sequence>/`` predictions."""
+    """Fail before any work on a missing ``<sequence>/`` folder of ``annotations`` or ``results``, an empty or
+    repeated sequence list."""
     if not names:
         raise MetricsError("no sequences to evaluate: the sequence list is empty")
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -151,10 +150,8 @@ def check_sequence_folders(annotations: Path, results: Path, names: Sequence[str
 
 def evaluate(davis_root: str | Path, results: str | Path, year: int, split: str = "val",
              sequences: Optional[Iterable[str]] = None, workers: int = 1, progress: bool = True) -> list[ObjectScores]:
-    """Score a folder of ``<seq>/<frame>.png`` predictions against DAVIS ``year``/``split``. sequences: names to
-    evaluate instead of ``ImageSets/<year>/<split>.txt`` (kept in the given order). workers: processes evaluating
-    sequences in parallel (1 = in-process). Returns one ObjectScores per object, in sequence then id order (the
-    official tables'). Raises MetricsError."""
+    """One ObjectScores per object of ``<results>/<seq>/<frame>.png`` against DAVIS ``year``/``split``, in sequence
+    then id order; sequences: names instead of ``ImageSets/<year>/<split>.txt``; workers: processes (1 = in-process)."""
     if year not in YEARS:
         raise MetricsError(f"year must be one of {YEARS}, got {year!r}")
     davis_root, results = Path(davis_root), Path(results)

@@ -29,17 +29,11 @@ def disk(radius: int) -> np.ndarray:
 
 
 def boundary_map(mask: np.ndarray, at_bottom: bool = True, at_right: bool = True) -> np.ndarray:
-    """Boundary pixels of a binary mask, as the official ``seg2bmap`` (the rule: docs/metrics.md).
-
-    ``at_bottom`` / ``at_right`` say whether the last row / column of ``mask`` is the image's
-    (False for a crop that has a zero row / column beyond it in the image).
-    mask: [H, W] bool. Returns: [H, W] bool."""
-    right = np.zeros_like(mask)
-    below = np.zeros_like(mask)
-    diag = np.zeros_like(mask)
-    right[:, :-1] = mask[:, 1:]
-    below[:-1, :] = mask[1:, :]
-    diag[:-1, :-1] = mask[1:, 1:]
+    """Boundary pixels [H, W] bool of a mask [H, W] bool, as the official ``seg2bmap`` (the rule: docs/metrics.md).
+    ``at_bottom`` / ``at_right``: whether the last row / column of ``mask`` is the image's (False for a crop)."""
+    grown = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=mask.dtype)  # a zero row and column beyond
+    grown[:-1, :-1] = mask
+    right, below, diag = grown[:-1, 1:], grown[1:, :-1], grown[1:, 1:]  # each pixel's neighbour, [H, W]
     bmap = (mask ^ right) | (mask ^ below) | (mask ^ diag)
     if at_bottom:
         bmap[-1, :] = mask[-1, :] ^ right[-1, :]

@@ -42,8 +42,7 @@ def confusion_matrix(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def scores(confusion: np.ndarray, frames: int) -> VIPScores:
-    """Accuracy, mean accuracy, mean IoU and fwavacc of a summed confusion matrix (float64,
-    in the official order of operations)."""
+    """Accuracy, mean accuracy, mean IoU and fwavacc of a summed confusion matrix (float64, official order)."""
     hist = np.asarray(confusion, dtype=np.float64)
     correct = np.diag(hist)
     gt_pixels = hist.sum(1)
@@ -63,8 +62,8 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def read_prediction(path: Path, size_hw: tuple[int, int]) -> np.ndarray:
-    """Class ids [H, W] uint8 of a predicted frame (greyscale values or palette indices), resized
-    (nearest) to the ground truth's size. Raises MetricsError naming the file on an id >= NUM_CLASSES."""
+    """Class ids [H, W] uint8 of a predicted frame (grey values or palette indices), resized (nearest) to
+    ``size_hw``; MetricsError naming the file on an id >= NUM_CLASSES."""
     ids = read_label_png(path)
     if ids.shape != tuple(size_hw):
         ids = np.asarray(Image.fromarray(ids).resize((size_hw[1], size_hw[0]), Image.NEAREST))
@@ -84,9 +83,8 @@ def frames_of(annotations: Path) -> dict[str, list[str]]:
 
 def evaluate(annotations: str | Path, results: str | Path,
              frames: Optional[dict[str, Sequence[str]]] = None) -> VIPScores:
-    """Score ``<results>/<video>/<frame>.png`` against ``<annotations>/<video>/<frame>.png``; frames:
-    video -> frame names to score (default: every annotated frame, the first one included, as the
-    official script scores every prediction it finds), each needing its prediction. Raises MetricsError."""
+    """Score ``<results>/<video>/<frame>.png`` against ``<annotations>/<video>/<frame>.png``; frames: video -> frame
+    names, each needing its prediction (default: every annotated one, the first included, as officially)."""
     annotations, results = Path(annotations), Path(results)
     frames = frames_of(annotations) if frames is None else {v: list(f) for v, f in frames.items()}
     if not any(frames.values()):
@@ -106,9 +104,8 @@ def evaluate(annotations: str | Path, results: str | Path,
 
 def evaluate_dataset(root: str | Path, results: str | Path, list_file: Optional[str | Path] = None,
                      videos: Sequence[str] = ()) -> VIPScores:
-    """Score a VIP root's annotated frames (``Annotations/Category_ids/<video>/<frame>.png``):
-    those of the paper's list file if given (hvc.data.vip.read_frame_list), else all of them;
-    restricted to ``videos`` if given. The frames themselves are not needed."""
+    """Score a VIP root's annotated frames (``Annotations/Category_ids/<video>/<frame>.png``), those of the
+    paper's list file if given, restricted to ``videos`` if given; the images are not needed."""
     annotations = Path(root) / LABELS_DIR
     if list_file is None:
         frames = frames_of(annotations)

@@ -42,15 +42,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if task == "davis":
         parser.add_argument("--davis-root", required=True, help="DAVIS root with Annotations/480p and ImageSets/<year>")
         parser.add_argument("--year", type=int, choices=(2016, 2017), required=True, help="2016: 0/255 masks")
-        parser.add_argument("--set", dest="split", choices=("val", "train"), default="val", help="ImageSets list")
     elif not own:
         parser.add_argument("--root", required=True, help=f"{task.upper()} dataset root")
     if task in ("davis", "vost"):
+        parser.add_argument("--set", dest="split", choices=("val", "train") if task == "davis" else None, default="val",
+                            help="the ImageSets list (default val)")
         parser.add_argument("--sequences", nargs="+", help="evaluate these sequences instead of the ImageSets list")
     if task in ("davis", "vost", "own"):
         parser.add_argument("--workers", type=int, default=1, help="parallel processes over sequences (1 = in-process)")
-    if task == "vost":
-        parser.add_argument("--set", dest="split", default="val", help="ImageSets/<set>.txt to use (default val)")
     if task == "jhmdb":
         parser.add_argument("--list", help="video list ('<frames> <joints.mat>' or '<class>/<video>' lines) or split "
                                            "files' folder (default: <root>/splits, split 1 test, else every video)")

@@ -20,9 +20,10 @@ from hvc.apart import refuse_overlap
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, UsageError, entry_point
 from hvc.fileio import writable_dir
-from hvc.metrics import evaluate, folders, format_tables, pck, report, vip, vost
+from hvc.metrics import evaluate, format_tables, pck, report, vip, vost
+from hvc.metrics.davis import evaluate_folders
 
-TASKS = ("davis", "jhmdb", "vip", "vost")  # and "own" where --pred or --gt is given (hvc/metrics/folders.py)
+TASKS = ("davis", "jhmdb", "vip", "vost")  # and "own" where --pred or --gt is given
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -30,7 +31,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     first.add_argument("--task", choices=TASKS, default="davis")
     own = any(a in ("--pred", "--gt") or a.startswith(("--pred=", "--gt=")) for a in argv)
     task = "own" if own else first.parse_known_args(argv)[0].task
-
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     if own:
         parser.add_argument("--pred", required=True, help="predictions: <video>/<frame>.png")
@@ -67,8 +67,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def _run(args: argparse.Namespace) -> tuple[str, list]:
     """Evaluate and write the files: (the summary to print, the written paths)."""
     if args.task == "own":
-        objects = folders.evaluate_folders(args.pred, args.gt, args.videos, args.workers)
-        return folders.summary(objects), [] if args.output is None else folders.write(objects, args.output)
+        objects = evaluate_folders(args.pred, args.gt, args.videos, args.workers)
+        return report.own_summary(objects), [] if args.output is None else report.write_own(objects, args.output)
     if args.task == "davis":
         objects = evaluate(args.davis_root, args.results, args.year, args.split, args.sequences, args.workers)
         return format_tables(objects, args.split), report.write_davis(objects, args.output, args.split)

@@ -1,6 +1,6 @@
-"""DAVIS semi-supervised evaluation: per-object, per-frame J and F for a results folder, by the
-protocol of the official ``davis2017-evaluation`` (docs/metrics.md, "Which frames and objects"); the
-error of every scorer, the label PNG reader (hvc.data.davis_layout's) and the sequence pool."""
+"""DAVIS semi-supervised evaluation: per-object, per-frame J and F of a results folder by the protocol of the official
+``davis2017-evaluation`` (docs/metrics.md, "Which frames and objects"), or of one's own folders (docs/segment.md);
+the error of every scorer, the label PNG reader (hvc.data.davis_layout's) and the sequence pool."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from hvc.data import davis_layout
@@ -163,4 +164,47 @@ def evaluate(davis_root: str | Path, results: str | Path, year: int, split: str 
     objects = [obj for seq in per_sequence for obj in seq]
     if not objects:
         raise MetricsError(f"no object to score: the first ground-truth frame of every sequence in {names} is empty")
+    return objects
+
+
+def is_binary(gt_dir: Path) -> bool:
+    """Whether a video's ground truth is 0/255 single-object masks: its first PNG is greyscale with only 0 and 255."""
+    first = min(gt_dir.glob("*.png"))
+    try:
+        with Image.open(first) as im:
+            return im.mode in ("L", "1") and set(np.unique(np.array(im.convert("L"))).tolist()) <= {0, 255}
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MetricsError(f"{first}: corrupt or unreadable PNG ({exc})") from None
+
+
+def video_names(gt: Path, videos: Optional[Sequence[str]] = None) -> list[str]:
+    """Every sub-folder of ``gt`` holding PNGs (name order), or ``videos``, each one of them (names are looked up,
+    never used as paths)."""
+    if not gt.is_dir():
+        raise MetricsError(f"{gt}: ground-truth folder not found")
+    found = sorted(p.name for p in gt.iterdir() if p.is_dir() and any(p.glob("*.png")))
+    if not videos:
+        if not found:
+            raise MetricsError(f"{gt}: no <video>/<frame>.png ground truth in it")
+        return found
+    unknown = [v for v in videos if v not in found]
+    if unknown:
+        raise MetricsError(f"{gt}: no ground-truth video {unknown[0]!r} (it holds {len(found)}: "
+                           f"{', '.join(found[:5])}{' ...' if len(found) > 5 else ''})")
+    return list(videos)
+
+
+def evaluate_folders(pred: str | Path, gt: str | Path, videos: Optional[Sequence[str]] = None, workers: int = 1,
+                     progress: bool = True) -> list[ObjectScores]:
+    """One ObjectScores per object of ``pred/<video>/<frame>.png`` against ``gt/<video>/<frame>.png``, in video then
+    id order. Ground truth in greyscale with only 0 and 255 is one object (any non-zero prediction pixel being it);
+    other PNGs hold ids, 255 being void. Raises MetricsError, before any scoring for missing folders."""
+    pred, gt = Path(pred), Path(gt)
+    names = video_names(gt, videos)
+    check_sequence_folders(gt, pred, names)
+    jobs = [(gt / n, pred / n, is_binary(gt / n)) for n in names]
+    per_video = map_sequences(evaluate_sequence, jobs, workers, "J&F", progress)
+    objects = [obj for video in per_video for obj in video]
+    if not objects:
+        raise MetricsError(f"{gt}: no object to score: the first ground-truth frame of every video is empty")
     return objects

@@ -24,13 +24,13 @@ from hvc.metrics.vost import LAST_FRACTION, VOSTObject, raw_results
 FLOAT_FORMAT = "%.3f"  # the official CSV precision (printf rounding of the float64 value)
 PCK_NAME = "pck_results"
 VIP_NAME = "vip_results"
+OWN = "own"  # the "split" of the tables and CSV names of own folders (--pred --gt): global_results-own.csv, ...
 Objects = Union[Sequence[ObjectScores], Sequence[VOSTObject]]  # the rows of the DAVIS and VOST tables
 
 
 def global_table(objects: Objects) -> pd.DataFrame:
-    """One row: every statistic of every measure (J and F, or VOST's J and J_last) averaged over objects (not
-    sequences), np.mean over Python lists in table order as officially: the printed 3rd decimal depends on
-    the summation order at exact halves. DAVIS's row starts with J&F-Mean, the mean of J-Mean and F-Mean."""
+    """One row: each statistic of each measure (J and F, or J and J_last) averaged over objects, by np.mean over lists
+    in table order as officially (the 3rd decimal depends on it at exact halves); DAVIS's starts with J&F-Mean."""
     stats = [o.stats for o in objects]
     measures = list(stats[0])
     row = [np.mean([getattr(s[m], field) for s in stats]) for m in measures for field in Statistics._fields]
@@ -111,8 +111,7 @@ def jhmdb_summary(result: PCKResult, n_videos: int) -> str:
     lines = [f"--------------- JHMDB PCK (%), mean over joints, {n_videos} video(s) ---------------", head, values]
     never = [JOINT_NAMES[j] for j in np.flatnonzero(result.counts == 0)]
     if never:
-        lines.append(f"note: never scored (no visible prediction after frame 0): {', '.join(never)}; "
-                     "the mean is over the other joints")
+        lines.append(f"note: never scored (no visible prediction after frame 0), not in the mean: {', '.join(never)}")
     return "\n".join(lines)
 
 
@@ -146,11 +145,32 @@ def vip_summary(result: VIPScores) -> str:
                       table_text(per_class).replace(" NaN", " n/a")])
 
 
+def video_table(objects: Sequence[ObjectScores]) -> pd.DataFrame:
+    """One row per video: J&F, J and F averaged over its objects, and their number."""
+    rows = []
+    for video in dict.fromkeys(o.sequence for o in objects):
+        mine = [o for o in objects if o.sequence == video]
+        j, f = np.mean([o.j_stats.mean for o in mine]), np.mean([o.f_stats.mean for o in mine])
+        rows.append((video, (j + f) / 2, j, f, len(mine)))
+    return pd.DataFrame(rows, columns=["Video", "J&F-Mean", "J-Mean", "F-Mean", "Objects"])
+
+
+def own_summary(objects: Sequence[ObjectScores]) -> str:
+    """The DAVIS tables, then J&F, J and F per video."""
+    per_video = table_text(video_table(objects))
+    return "\n".join([format_tables(objects, OWN), "", "---------- Per video ----------", per_video])
+
+
+def write_own(objects: Sequence[ObjectScores], output: str | Path) -> list[Path]:
+    """The DAVIS CSVs and ``per-video_results-own.csv`` (``--pred --gt``)."""
+    per_video = {Path(output) / f"per-video_results-{OWN}.csv": csv_text(video_table(objects))}
+    return write_files({**csv_files(objects, output, OWN), **per_video})
+
+
 def _axes(width: float, height: float):
     # Figure + FigureCanvasAgg directly: no pyplot state, no GUI backend, safe in workers.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig.add_subplot()
@@ -186,7 +206,6 @@ def davis_figure(objects: Sequence[ObjectScores], title: str) -> bytes:
 def pck_figure(result: PCKResult, title: str) -> bytes:
     """PCK against the threshold: one line per joint, their mean in bold."""
     from matplotlib import colormaps
-
     ax = _axes(7.0, 4.5)
     for j, name in enumerate(JOINT_NAMES):
         color = colormaps["tab20"](j % 20)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, NamedTuple, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -40,11 +40,6 @@ class VOSTObject(ObjectJ):
         return {"J": self.j_stats, "J_last": self.j_last_stats}
 
 
-class VOSTSequenceScores(NamedTuple):
-    objects: list[VOSTObject]
-    truncated: Optional[str]  # why ids were truncated, None if they were not
-
-
 def read_sequence_list(root: Path, split: str) -> list[str]:
     """Sequence names of ``ImageSets/<split>.txt``, in file order."""
     path = root / "ImageSets" / f"{split}.txt"
@@ -53,8 +48,9 @@ def read_sequence_list(root: Path, split: str) -> list[str]:
     return read_name_list(path, MetricsError)  # plain folder names (hvc.names)
 
 
-def evaluate_sequence(gt_dir: Path, pred_dir: Path) -> VOSTSequenceScores:
-    """J of every object of one sequence on its annotated frames (folder names = sequence name)."""
+def evaluate_sequence(gt_dir: Path, pred_dir: Path) -> tuple[list[VOSTObject], Optional[str]]:
+    """J of every object of one sequence on its annotated frames (folder names = sequence name), and why ids were
+    truncated (None if they were not): a worker's warning would not reach the caller."""
     # Sorted by file name, as the official glob + sort.
     frames = [p.name[: -len(".png")] for p in sorted(gt_dir.glob("*.png"), key=lambda p: p.name)]
     num_objects = count_objects(gt_dir, frames, binary=False)
@@ -73,7 +69,7 @@ def evaluate_sequence(gt_dir: Path, pred_dir: Path) -> VOSTSequenceScores:
         truncated = (f"sequence {gt_dir.name!r}: predictions hold object ids up to {max(i for _, i in above)} but the "
                      f"sequence has {num_objects} object(s) (frames {', '.join(f for f, _ in above)}); the extra ids "
                      "are ignored, as the VOST evaluation does")
-    return VOSTSequenceScores([VOSTObject(gt_dir.name, k + 1, evaluated, j[k]) for k in range(num_objects)], truncated)
+    return [VOSTObject(gt_dir.name, k + 1, evaluated, j[k]) for k in range(num_objects)], truncated
 
 
 def evaluate(root: str | Path, results: str | Path, split: str = "val", sequences: Optional[Iterable[str]] = None,
@@ -85,18 +81,17 @@ def evaluate(root: str | Path, results: str | Path, split: str = "val", sequence
     check_sequence_folders(root / "Annotations", results, names)
     jobs = [(root / "Annotations" / n, results / n) for n in names]
     per_sequence = map_sequences(evaluate_sequence, jobs, workers, f"J VOST {split}", progress)
-    for scores in per_sequence:
-        if scores.truncated:
-            warnings.warn(scores.truncated, TruncatedIdsWarning, stacklevel=2)
-    objects = [obj for scores in per_sequence for obj in scores.objects]
+    for _, truncated in per_sequence:
+        if truncated:
+            warnings.warn(truncated, TruncatedIdsWarning, stacklevel=2)
+    objects = [obj for sequence_objects, _ in per_sequence for obj in sequence_objects]
     if not objects:
         raise MetricsError(f"no object to score: the first annotation of every sequence in {names} is empty")
     return objects
 
 
 def raw_results(objects: Sequence[VOSTObject]) -> dict:
-    """The official ``metrics_res`` dictionary (M, R, D lists and per-object means for J and
-    J_last) plus the per-frame J of every object."""
+    """The official ``metrics_res`` (M, R, D lists, per-object means of J and J_last) and each object's J per frame."""
     out: dict = {}
     for key in ("J", "J_last"):
         stats = [o.stats[key] for o in objects]

@@ -118,8 +118,7 @@ def evaluate_sequence(gt_dir: Path, pred_dir: Path, binary: bool) -> list[Object
     frames = sorted(p.stem for p in gt_dir.glob("*.png"))
     num_objects = count_objects(gt_dir, frames, binary)
     evaluated = tuple(frames[1:-1])
-    j = np.zeros((num_objects, len(evaluated)))
-    f = np.zeros((num_objects, len(evaluated)))
+    j, f = np.zeros((2, num_objects, len(evaluated)))
     for t, frame in enumerate(evaluated):
         gt, raw, pred_path = read_frame(gt_dir, pred_dir, frame, binary)
         pred = (raw != 0).view(np.uint8) if binary else raw  # DAVIS 2016: any non-zero value is object 1

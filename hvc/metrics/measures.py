@@ -45,18 +45,14 @@ def boundary_map(mask: np.ndarray, at_bottom: bool = True, at_right: bool = True
 
 
 def jaccard(gt: np.ndarray, pred: np.ndarray) -> float:
-    """Region similarity J = |P & G| / |P | G| (official ``db_eval_iou``), 1 when both are empty.
-    gt, pred: [H, W] bool of the same shape. Returns: a Python float."""
+    """Region similarity J = |P & G| / |P | G| of [H, W] bool masks (official ``db_eval_iou``), 1 if both are empty."""
     union = np.count_nonzero(gt | pred)
-    if union == 0:
-        return 1.0
-    return np.count_nonzero(gt & pred) / float(union)
+    return 1.0 if union == 0 else np.count_nonzero(gt & pred) / float(union)
 
 
 def jf_scores(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
-    """J (IoU) and F (boundary F-measure, disk dilation of radius ceil(BOUND_TH * diagonal)) of one
-    object in one frame, with the official empty-boundary conventions. gt, pred: [H, W] bool.
-    Returns: (J, F) as Python floats."""
+    """(J, F) of one object in one frame, Python floats: IoU and boundary F-measure (disk dilation of radius
+    ceil(BOUND_TH * diagonal)), with the official empty-boundary conventions. gt, pred: [H, W] bool."""
     if gt.shape != pred.shape:
         raise ValueError(f"mask shapes differ: ground truth {gt.shape}, prediction {pred.shape}")
     x, y, w, h = cv2.boundingRect((gt | pred).view(np.uint8))
@@ -72,10 +68,8 @@ def jf_scores(gt: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
         return float(jaccard(g, p)), 1.0 if n_gt == n_pred else 0.0
     kernel = disk(boundary_radius(height, width))
     # cv2.dilate ignores pixels outside the array, so dilating the crop is exact.
-    gt_dil = cv2.dilate(bg.view(np.uint8), kernel).view(bool)
-    pred_dil = cv2.dilate(bp.view(np.uint8), kernel).view(bool)
-    precision = np.count_nonzero(bp & gt_dil) / float(n_pred)
-    recall = np.count_nonzero(bg & pred_dil) / float(n_gt)
+    precision = np.count_nonzero(bp & cv2.dilate(bg.view(np.uint8), kernel).view(bool)) / float(n_pred)
+    recall = np.count_nonzero(bg & cv2.dilate(bp.view(np.uint8), kernel).view(bool)) / float(n_gt)
     f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
     return float(jaccard(g, p)), float(f)
 

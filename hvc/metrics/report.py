@@ -238,9 +238,8 @@ def vost_figure(objects: Sequence[VOSTObject], title: str, bins: int = 10) -> by
         ax.plot(pos, obj.J, lw=0.8, alpha=0.5)
     x, y = np.concatenate(positions), np.concatenate([obj.J for obj in objects])
     which = np.minimum((x * bins).astype(int), bins - 1)
-    centres = (np.arange(bins) + 0.5) / bins
     means = np.array([y[which == b].mean() if np.any(which == b) else np.nan for b in range(bins)])
-    ax.plot(centres, means, "o-", color="k", lw=2.5, label="mean over objects")
+    ax.plot((np.arange(bins) + 0.5) / bins, means, "o-", color="k", lw=2.5, label="mean over objects")  # bin centres
     ax.axvline(LAST_FRACTION, color="r", ls="--", lw=1, label="J_last: last quarter")
     ax.set_xlabel("relative frame position (evaluated frames)")
     ax.set_xlim(0, 1)

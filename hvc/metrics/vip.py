@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from hvc.data.sequence import DatasetError
+from hvc.data.sequence import DatasetError, select
 from hvc.data.vip import LABELS_DIR, NUM_CLASSES, read_frame_list
 from hvc.metrics.davis import MetricsError, read_label_png
 
@@ -107,19 +107,14 @@ def evaluate_dataset(root: str | Path, results: str | Path, list_file: Optional[
     """Score a VIP root's annotated frames (``Annotations/Category_ids/<video>/<frame>.png``), those of the
     paper's list file if given, restricted to ``videos`` if given; the images are not needed."""
     annotations = Path(root) / LABELS_DIR
-    if list_file is None:
-        frames = frames_of(annotations)
-    else:
-        try:
-            pairs = read_frame_list(list_file)
-        except DatasetError as exc:
-            raise MetricsError(str(exc)) from None
-        frames: dict[str, list[str]] = {}
-        for video, frame in pairs:
-            frames.setdefault(video, []).append(frame)
-    missing = [v for v in videos if v not in frames]
-    if missing:
-        raise MetricsError(f"video(s) {', '.join(missing)} not in {list_file or annotations}")
-    if videos:
-        frames = {v: f for v, f in frames.items() if v in videos}
-    return evaluate(annotations, results, frames)
+    try:
+        if list_file is None:
+            frames = frames_of(annotations)
+        else:
+            frames = {}
+            for video, frame in read_frame_list(list_file):
+                frames.setdefault(video, []).append(frame)
+        wanted = select(list(frames), videos, "video(s) ", f" not in {list_file or annotations}")
+    except DatasetError as exc:
+        raise MetricsError(str(exc)) from None
+    return evaluate(annotations, results, {v: frames[v] for v in wanted})

@@ -6,8 +6,8 @@ python eval_metrics.py --task vip --root data/VIP --results R --output R [--list
 python eval_metrics.py --task vost --root data/VOST --results R --output R [--set val] [--sequences s ...] [--workers 2]
 python eval_metrics.py --pred PRED_DIR --gt GT_DIR [--videos v ...] [--output DIR]   # own <video>/<frame>.png folders
 
-Protocols and output files: docs/metrics.md, docs/tasks.md, docs/segment.md (--pred --gt). Bad input stops the run
-with a message naming the file, before anything is written. Exit codes: docs/failure.md.
+Protocols, output files: docs/metrics.md, docs/tasks.md, docs/segment.md (--pred --gt). Bad input stops the run,
+before anything is written, with a message naming the file; exit codes: docs/failure.md.
 """
 
 from __future__ import annotations

@@ -177,8 +177,7 @@ def is_binary(gt_dir: Path) -> bool:
 
 
 def video_names(gt: Path, videos: Optional[Sequence[str]] = None) -> list[str]:
-    """Every sub-folder of ``gt`` holding PNGs (name order), or ``videos``, each one of them (names are looked up,
-    never used as paths)."""
+    """The sub-folders of ``gt`` holding PNGs (name order), or ``videos``, each one of them (looked up, not paths)."""
     if not gt.is_dir():
         raise MetricsError(f"{gt}: ground-truth folder not found")
     found = sorted(p.name for p in gt.iterdir() if p.is_dir() and any(p.glob("*.png")))
@@ -196,8 +195,7 @@ def video_names(gt: Path, videos: Optional[Sequence[str]] = None) -> list[str]:
 def evaluate_folders(pred: str | Path, gt: str | Path, videos: Optional[Sequence[str]] = None, workers: int = 1,
                      progress: bool = True) -> list[ObjectScores]:
     """One ObjectScores per object of ``pred/<video>/<frame>.png`` against ``gt/<video>/<frame>.png``, in video then
-    id order. Ground truth in greyscale with only 0 and 255 is one object (any non-zero prediction pixel being it);
-    other PNGs hold ids, 255 being void. Raises MetricsError, before any scoring for missing folders."""
+    id order; ground truth with only 0 and 255 in greyscale is one object (is_binary). Raises MetricsError."""
     pred, gt = Path(pred), Path(gt)
     names = video_names(gt, videos)
     check_sequence_folders(gt, pred, names)

@@ -1,7 +1,6 @@
-"""Per-frame DAVIS measures for one object: region similarity J and boundary accuracy F, as the
-official ``db_eval_iou`` and ``db_eval_boundary`` to the last bit, on the bounding box of the two
-masks grown by one pixel (docs/metrics.md, "Per object and frame", says why the counts are equal);
-and their per-object statistics (official ``db_statistics``)."""
+"""Per-frame DAVIS measures of one object, J (region) and F (boundary), as the official ``db_eval_iou`` and
+``db_eval_boundary`` to the last bit, on the bounding box of both masks grown by one pixel (docs/metrics.md,
+"Per object and frame", says why the counts are equal); their per-object statistics (``db_statistics``)."""
 
 from __future__ import annotations
 
@@ -81,9 +80,8 @@ class Statistics(NamedTuple):
 
 
 def decay_bin_edges(n: int) -> np.ndarray:
-    """First index of each bin and the last index: round(linspace(1, n, 5) + 1e-10) - 1; bin k is
-    ``values[edges[k] : edges[k + 1] + 1]`` (docs/metrics.md, "Statistics and tables"). The official
-    code casts the edges to uint8, which would wrap above 256 frames; DAVIS sequences have at most 104."""
+    """round(linspace(1, n, 5) + 1e-10) - 1: bin k is ``values[edges[k] : edges[k + 1] + 1]`` (docs/metrics.md,
+    "Statistics and tables"; the official uint8 cast, which would wrap above 256 frames, is not kept)."""
     return (np.round(np.linspace(1, n, N_DECAY_BINS + 1) + 1e-10) - 1).astype(np.int64)
 
 

@@ -16,8 +16,7 @@ from hvc.metrics.davis import MetricsError
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 BOX_FACTOR = 0.6  # normaliser = 0.6 x diagonal of the visible ground-truth joints' box
-# The official box starts from min = 1e6 and max = -1 instead of +-infinity; kept, since
-# these initial values decide the box when ground-truth coordinates lie below -1.
+# The official box starts from min = 1e6 and max = -1, not +-inf: kept, they decide it for coordinates below -1.
 BOX_MIN_START, BOX_MAX_START = 1e6, -1.0
 
 

@@ -1,6 +1,5 @@
-"""Evaluation, numerically identical to each benchmark's reference code: DAVIS J&F (this package's top
-level), JHMDB PCK (``pck``), VIP mIoU (``vip``) and VOST J / J_last (``vost``); docs/metrics.md. It imports
-no torch (docs/design.md, "Layers")."""
+"""Evaluation identical to each benchmark's reference code (docs/metrics.md): DAVIS J&F (this package's top level),
+JHMDB PCK (``pck``), VIP mIoU (``vip``) and VOST J / J_last (``vost``). It imports no torch (docs/design.md)."""
 
 from hvc.metrics.davis import MetricsError, ObjectScores, evaluate, evaluate_sequence, read_sequence_list
 from hvc.metrics.measures import Statistics, db_statistics, jf_scores

@@ -132,8 +132,7 @@ def evaluate_sequence(gt_dir: Path, pred_dir: Path, binary: bool) -> list[Object
 
 
 def check_sequence_folders(annotations: Path, results: Path, names: Sequence[str]) -> None:
-    """Fail before any work on a missing ``<sequence>/`` folder of ``annotations`` or ``results``, an empty or
-    repeated sequence list."""
+    """Fail before any work on an empty or repeated list or a ``<name>/`` missing in ``annotations`` or ``results``."""
     if not names:
         raise MetricsError("no sequences to evaluate: the sequence list is empty")
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -77,10 +77,9 @@ def pck(videos: Sequence[PoseDistances], thresholds: Sequence[float] = THRESHOLD
     per_joint_values = [np.concatenate([v.distances[j][v.scored[j]] for v in videos]) for j in range(num_joints)]
     counts = np.array([len(d) for d in per_joint_values], dtype=np.int64)
     table = np.full((len(thresholds), num_joints), np.nan)
-    for i, threshold in enumerate(thresholds):
-        for j, values in enumerate(per_joint_values):
-            if len(values):
-                table[i, j] = 100.0 * np.count_nonzero(values <= threshold) / len(values)
+    for j, values in enumerate(per_joint_values):
+        if len(values):
+            table[:, j] = [100.0 * np.count_nonzero(values <= threshold) / len(values) for threshold in thresholds]
     scored = counts > 0
     mean = np.full(len(thresholds), np.nan)
     if scored.any():  # row by row: np.mean of a 1-D array sums in the official order
@@ -89,8 +88,7 @@ def pck(videos: Sequence[PoseDistances], thresholds: Sequence[float] = THRESHOLD
 
 
 def default_list(root: str | Path, list_file: Optional[str | Path]) -> Optional[Path]:
-    """``list_file`` if given, else ``<root>/splits`` (split 1 test: the protocol's 268 videos) when present, else
-    None (every video with a joints file)."""
+    """``list_file``, else ``<root>/splits`` (split 1 test: the protocol's 268 videos) if present, else None (all)."""
     if list_file is not None:
         return Path(list_file)
     splits = Path(root) / "splits"

@@ -1,6 +1,5 @@
-"""What each evaluation prints and writes next to its results: the official tables, their CSV files,
-the JSON and figure of each benchmark. Every writer builds all of its files in memory first, so that
-bad input or a failing figure leaves no partial output behind. Figures: matplotlib's Agg canvas, no display."""
+"""What each evaluation prints and writes: the official tables and CSVs, each benchmark's JSON and figure (matplotlib
+Agg). Each writer builds all its files in memory first, so bad input or a failing figure leaves no partial output."""
 
 from __future__ import annotations
 
@@ -88,8 +87,7 @@ def write_davis(objects: Sequence[ObjectScores], output: str | Path, split: str)
 
 
 def write_vost(objects: Sequence[VOSTObject], output: str | Path, split: str) -> list[Path]:
-    """The official CSVs, ``raw-<split>.json`` (statistics at full precision and per-frame J)
-    and ``per-frame_J-<split>.png`` (J against relative frame position)."""
+    """The official CSVs, ``raw-<split>.json`` (full-precision statistics, J per frame), ``per-frame_J-<split>.png``."""
     figure = vost_figure(objects, f"VOST {split}: J along the sequences")
     return write_files({**csv_files(objects, output, split),
                         Path(output) / f"raw-{split}.json": json.dumps(raw_results(objects), indent=1) + "\n",

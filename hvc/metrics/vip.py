@@ -34,8 +34,7 @@ class VIPScores:
 
 
 def confusion_matrix(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Pixel counts by (ground-truth class, predicted class); ground truth outside [0, C) is skipped.
-    gt, pred: [H, W] integer class ids of the same shape, pred in [0, C). Returns: [C, C] int64."""
+    """Pixel counts [C, C] int64 by (ground-truth, predicted) class of [H, W] id maps; gt outside [0, C) is skipped."""
     keep = (gt >= 0) & (gt < NUM_CLASSES)
     codes = NUM_CLASSES * gt[keep].astype(np.int64) + pred[keep].astype(np.int64)
     return np.bincount(codes, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)

@@ -51,8 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if task in ("davis", "vost", "own"):
         parser.add_argument("--workers", type=int, default=1, help="parallel processes over sequences (1 = in-process)")
     if task == "jhmdb":
-        parser.add_argument("--list", help="video list ('<frames> <joints.mat>' or '<class>/<video>' lines) or split "
-                                           "files' folder (default: <root>/splits, split 1 test, else every video)")
+        parser.add_argument("--list", help="list file or split folder (default: <root>/splits, split 1 test, else all)")
     if task == "vip":
         parser.add_argument("--list", help="the paper's frame list (val_vip.txt); default every annotated frame")
     if task in ("jhmdb", "vip", "own"):

@@ -1,13 +1,11 @@
-"""Label propagation: DAVIS / YouTube-VOS / VOST (indexed PNGs per sequence), JHMDB (keypoint
-files) and VIP (class-id PNGs); the task is data.dataset (configs/test_<dataset>.yaml).
+"""Label propagation on DAVIS, YouTube-VOS, VOST, JHMDB or VIP: the task is data.dataset (configs/test_<dataset>.yaml).
 
     python test.py --config configs/test_davis17.yaml [--model M] [--checkpoint P] [--sequences a b ...] [key=value ...]
     torchrun --nproc_per_node N test.py --config ... (the sequences or clips split over N processes)
     python test.py --config ... --shard i/n (one of n independent shards, e.g. a SLURM array)
     python test.py --config ... --merge-shards (after all shards: summary and zip)
 
-The flags are shortcuts for config keys (hvc/config/inference.py); key=value sets any key.
-Flags and key=value items may come in any order. Exit codes: hvc/errors.py and docs/failure.md.
+Flags set config keys (hvc/config/inference.py), key=value any key, in any order. Exit codes: docs/failure.md.
 """
 
 from __future__ import annotations

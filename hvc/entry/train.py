@@ -3,8 +3,7 @@
     python train.py --config configs/train_img.yaml [--resume auto|PATH | --overwrite] [--steps N] [key=value ...]
     torchrun --nproc_per_node N train.py --config configs/train_img.yaml [...]
 
-Keys and defaults: hvc/config/training.py. Outputs go to ``output.dir``. Flags and
-key=value overrides may come in any order. Exit codes: hvc/errors.py and docs/failure.md.
+Keys: hvc/config/training.py; outputs in ``output.dir``; flags and key=value in any order. Exit codes: docs/failure.md.
 """
 
 from __future__ import annotations

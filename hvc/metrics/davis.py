@@ -1,6 +1,5 @@
-"""DAVIS semi-supervised evaluation: per-object, per-frame J and F of a results folder by the protocol of the official
-``davis2017-evaluation`` (docs/metrics.md, "Which frames and objects"), or of one's own folders (docs/segment.md);
-the error of every scorer, the label PNG reader (hvc.data.davis_layout's) and the sequence pool."""
+"""J and F per object and frame of a results folder by the official ``davis2017-evaluation`` protocol (docs/metrics.md)
+or of one's own folders (docs/segment.md); the error of every scorer, its label PNG reader and its sequence pool."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Per-frame DAVIS measures of one object, J (region) and F (boundary), as the official ``db_eval_iou`` and
-``db_eval_boundary`` to the last bit, on the bounding box of both masks grown by one pixel (docs/metrics.md,
-"Per object and frame", says why the counts are equal); their per-object statistics (``db_statistics``)."""
+"""J (region) and F (boundary) of one object in one frame as the official ``db_eval_iou``, ``db_eval_boundary`` to the
+last bit, on both masks' bounding box grown by one pixel (docs/metrics.md says why); per object, ``db_statistics``."""
 
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ def jhmdb_summary(result: PCKResult, n_videos: int) -> str:
     return "\n".join(lines)
 
 
-def _json_number(value: float) -> float | None:
+def _or_null(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
@@ -121,11 +121,10 @@ def vip_json(result: VIPScores) -> dict:
     """Field names of videowalk's printout (``mean_iu``); NaN (undefined) -> null."""
     return {"n_classes": len(CLASS_NAMES), "classes": list(CLASS_NAMES), "frames": result.frames,
             "confusion_matrix_gt_rows_pred_cols": result.confusion.astype(np.int64).tolist(),
-            "overall_accuracy": _json_number(result.overall_accuracy),
-            "mean_accuracy": _json_number(result.mean_accuracy), "mean_iu": _json_number(result.mean_iou),
-            "fwavacc": _json_number(result.fwavacc),
-            "per_class_accuracy": [_json_number(v) for v in result.class_accuracy],
-            "per_class_iu": [_json_number(v) for v in result.class_iou]}
+            "overall_accuracy": _or_null(result.overall_accuracy), "mean_accuracy": _or_null(result.mean_accuracy),
+            "mean_iu": _or_null(result.mean_iou), "fwavacc": _or_null(result.fwavacc),
+            "per_class_accuracy": [_or_null(v) for v in result.class_accuracy],
+            "per_class_iu": [_or_null(v) for v in result.class_iou]}
 
 
 def write_vip(result: VIPScores, output: str | Path) -> list[Path]:

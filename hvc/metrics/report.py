@@ -175,9 +175,7 @@ def _axes(width: float, height: float):
 
 def _png(ax, title: str, ylabel: str, ymax: float = 1.05, **legend) -> bytes:
     """The figure of ``ax`` with its title, y axis from 0 to ``ymax`` and legend, as PNG bytes."""
-    ax.set_ylim(0, ymax)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set(ylim=(0, ymax), ylabel=ylabel, title=title)
     ax.legend(**legend)
     buf = io.BytesIO()
     ax.figure.savefig(buf, format="png", metadata={"Software": None})
@@ -208,8 +206,7 @@ def pck_figure(result: PCKResult, title: str) -> bytes:
         color = colormaps["tab20"](j % 20)
         ax.plot(result.thresholds, result.per_joint[:, j], marker=".", lw=1, color=color, label=name)
     ax.plot(result.thresholds, result.mean, marker="o", lw=3, color="k", label="mean")
-    ax.set_xlabel("threshold (fraction of 0.6 x the joints' box diagonal)")
-    ax.set_xticks(result.thresholds)
+    ax.set(xlabel="threshold (fraction of 0.6 x the joints' box diagonal)", xticks=result.thresholds)
     return _png(ax, title, "PCK (%)", 102, fontsize=7, ncol=2, loc="lower right")
 
 
@@ -238,6 +235,5 @@ def vost_figure(objects: Sequence[VOSTObject], title: str, bins: int = 10) -> by
     means = np.array([y[which == b].mean() if np.any(which == b) else np.nan for b in range(bins)])
     ax.plot((np.arange(bins) + 0.5) / bins, means, "o-", color="k", lw=2.5, label="mean over objects")  # bin centres
     ax.axvline(LAST_FRACTION, color="r", ls="--", lw=1, label="J_last: last quarter")
-    ax.set_xlabel("relative frame position (evaluated frames)")
-    ax.set_xlim(0, 1)
+    ax.set(xlabel="relative frame position (evaluated frames)", xlim=(0, 1))
     return _png(ax, title, "J (IoU)", fontsize=8)

@@ -31,7 +31,7 @@ from PIL import Image  # noqa: E402
 
 from hvc.data.davis_layout import object_ids  # noqa: E402
 from hvc.errors import ArgumentParser, InputError, entry_point  # noqa: E402
-from hvc.metrics.masks import read_label_png  # noqa: E402
+from hvc.metrics.davis import read_label_png  # noqa: E402
 from hvc.metrics.measures import jaccard  # noqa: E402
 from hvc.segment.prompt import PromptSpec  # noqa: E402
 from hvc.segment.run import Options, segment  # noqa: E402

@@ -127,8 +127,8 @@ def test_imports_point_down_the_layers():
 
 # Scoring needs no propagation: these must load without torch.
 TORCH_FREE = ["hvc.metrics", "hvc.metrics.pck", "hvc.metrics.vip", "hvc.metrics.vost", "hvc.metrics.report",
-              "hvc.metrics.figures", "hvc.data.jhmdb", "hvc.data.vip", "hvc.data.keypoints",
-              "hvc.config.inference", "hvc.config.propagation", "hvc.entry.eval_metrics"]
+              "hvc.data.jhmdb", "hvc.data.vip", "hvc.data.keypoints", "hvc.config.inference", "hvc.config.propagation",
+              "hvc.entry.eval_metrics"]
 
 
 def test_scoring_loads_no_torch():

@@ -1,5 +1,5 @@
 """``eval_metrics.py --pred DIR --gt DIR``: one's own <video>/<frame>.png folders scored with
-the DAVIS measures (hvc/metrics/folders.py), equal to the DAVIS-layout path on the shared
+the DAVIS measures (hvc.metrics.davis.evaluate_folders), equal to the DAVIS-layout path on the shared
 DAVIS sequences for predictions that are not the ground truth."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from PIL import Image
 
 from hvc.data.palette import save_indexed_png
 from hvc.errors import EXIT_INPUT, EXIT_USAGE
-from hvc.metrics import evaluate, global_table
-from hvc.metrics.folders import evaluate_folders, is_binary, video_table
-from hvc.metrics.masks import MetricsError
+from hvc.metrics import MetricsError, evaluate, global_table
+from hvc.metrics.davis import evaluate_folders, is_binary
+from hvc.metrics.report import video_table
 
 from helpers.metrics_helpers import load_eval_metrics
 

@@ -9,7 +9,7 @@ import pytest
 from skimage.morphology import disk as skimage_disk
 
 from hvc.metrics.measures import boundary_map, boundary_radius, disk, jf_scores
-from hvc.metrics.statistics import db_statistics, decay_bin_edges
+from hvc.metrics.measures import db_statistics, decay_bin_edges
 from helpers.metrics_helpers import reference_jf, seg2bmap
 
 

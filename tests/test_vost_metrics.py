@@ -109,7 +109,7 @@ def test_last_quarter_start(tmp_path: Path, annotated: int):
         mask[: 1 + t % 4, :2] = 1
         save_indexed_png(gt_dir / f"{t:05d}.png", mask)
         save_indexed_png(pred_dir / f"{t:05d}.png", mask if t % 2 else np.zeros_like(mask))
-    (obj,) = evaluate_sequence(gt_dir, pred_dir).objects
+    (obj,), _ = evaluate_sequence(gt_dir, pred_dir)
     n = annotated - 2
     assert obj.last_start == math.floor(0.75 * n)
     assert obj.j_last_stats.mean == pytest.approx(np.mean(obj.J[obj.last_start:]))

@@ -1,17 +1,13 @@
 """Score a folder of predictions: DAVIS J&F (default), JHMDB PCK, VIP mIoU or VOST J / J_last.
 
-python eval_metrics.py --davis-root data/DAVIS --results results/hvc/davis17 \\
-    --year 2017 --set val --output results/hvc/davis17 [--sequences a b] [--workers 2]
+python eval_metrics.py --davis-root data/DAVIS --year 2017 --results R --output R [--sequences s ...] [--workers 2]
 python eval_metrics.py --task jhmdb --root data/JHMDB --results R --output R [--list FILE|DIR] [--videos c/v ...]
 python eval_metrics.py --task vip --root data/VIP --results R --output R [--list val_vip.txt] [--videos v ...]
 python eval_metrics.py --task vost --root data/VOST --results R --output R [--set val] [--sequences s ...] [--workers 2]
 python eval_metrics.py --pred PRED_DIR --gt GT_DIR [--videos v ...] [--output DIR]   # own <video>/<frame>.png folders
 
-Protocols and output files: docs/metrics.md, docs/tasks.md and, for --pred --gt,
-hvc/metrics/folders.py. Bad input stops
-the run with a message naming the file, before anything is written. The output folder is
-created and checked to be writable before the evaluation starts. Exit codes: hvc/errors.py
-(docs/failure.md).
+Protocols, output files: docs/metrics.md, docs/tasks.md, docs/segment.md (--pred --gt). Bad input stops the run,
+before anything is written, with a message naming the file; exit codes: docs/failure.md.
 """
 
 from __future__ import annotations
@@ -24,49 +20,54 @@ from hvc.apart import refuse_overlap
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, UsageError, entry_point
 from hvc.fileio import writable_dir
-from hvc.metrics import evaluate, folders, format_tables, pck, report, vip, vost
+from hvc.metrics import evaluate, format_tables, pck, report, vip, vost
+from hvc.metrics.davis import evaluate_folders
 
-TASKS = ("davis", "jhmdb", "vip", "vost")
+TASKS = ("davis", "jhmdb", "vip", "vost")  # and "own" where --pred or --gt is given
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     first = ArgumentParser(add_help=False)
     first.add_argument("--task", choices=TASKS, default="davis")
-    task = first.parse_known_args(argv)[0].task
-
+    own = any(a in ("--pred", "--gt") or a.startswith(("--pred=", "--gt=")) for a in argv)
+    task = "own" if own else first.parse_known_args(argv)[0].task
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=TASKS, default="davis", help="benchmark protocol (default: davis)")
-    parser.add_argument("--results", required=True, help="folder of predictions (layout per task: docs/tasks.md)")
-    parser.add_argument("--output", required=True, help="folder for the tables and the figure")
+    if own:
+        parser.add_argument("--pred", required=True, help="predictions: <video>/<frame>.png")
+        parser.add_argument("--gt", required=True, help="ground truth: <video>/<frame>.png")
+    else:
+        parser.add_argument("--task", choices=TASKS, default="davis", help="benchmark protocol (default: davis)")
+        parser.add_argument("--results", required=True, help="folder of predictions (layout per task: docs/tasks.md)")
+    parser.add_argument("--output", required=not own, help="folder for the tables and figure (optional for --pred)")
     if task == "davis":
         parser.add_argument("--davis-root", required=True, help="DAVIS root with Annotations/480p and ImageSets/<year>")
-        parser.add_argument("--year", type=int, choices=(2016, 2017), required=True,
-                            help="2016: 0/255 single-object masks")
-        parser.add_argument("--set", dest="split", choices=("val", "train"), default="val",
-                            help="ImageSets list to use")
-    else:
+        parser.add_argument("--year", type=int, choices=(2016, 2017), required=True, help="2016: 0/255 masks")
+    elif not own:
         parser.add_argument("--root", required=True, help=f"{task.upper()} dataset root")
     if task in ("davis", "vost"):
+        parser.add_argument("--set", dest="split", choices=("val", "train") if task == "davis" else None, default="val",
+                            help="the ImageSets list (default val)")
         parser.add_argument("--sequences", nargs="+", help="evaluate these sequences instead of the ImageSets list")
+    if task in ("davis", "vost", "own"):
         parser.add_argument("--workers", type=int, default=1, help="parallel processes over sequences (1 = in-process)")
-    if task == "vost":
-        parser.add_argument("--set", dest="split", default="val", help="ImageSets/<set>.txt to use (default val)")
     if task == "jhmdb":
-        parser.add_argument("--list", help="video list: videowalk's '<frames> <joints.mat>' lines, '<class>/<video>' "
-                                           "lines, or a folder of official split files (default: <root>/splits, "
-                                           "split 1 test, else every video)")
+        parser.add_argument("--list", help="list file or split folder (default: <root>/splits, split 1 test, else all)")
     if task == "vip":
         parser.add_argument("--list", help="the paper's frame list (val_vip.txt); default every annotated frame")
-    if task in ("jhmdb", "vip"):
+    if task in ("jhmdb", "vip", "own"):
         parser.add_argument("--videos", nargs="+", default=(), help="score only these videos")
     args = parser.parse_intermixed_args(argv)
     if getattr(args, "workers", 1) < 1:
         raise UsageError(f"--workers: must be >= 1, got {args.workers}")
+    args.task = task
     return args
 
 
 def _run(args: argparse.Namespace) -> tuple[str, list]:
-    """Evaluate, write the files, and return the summary to print and the written paths."""
+    """Evaluate and write the files: (the summary to print, the written paths)."""
+    if args.task == "own":
+        objects = evaluate_folders(args.pred, args.gt, args.videos, args.workers)
+        return report.own_summary(objects), [] if args.output is None else report.write_own(objects, args.output)
     if args.task == "davis":
         objects = evaluate(args.davis_root, args.results, args.year, args.split, args.sequences, args.workers)
         return format_tables(objects, args.split), report.write_davis(objects, args.output, args.split)
@@ -87,15 +88,15 @@ def _run(args: argparse.Namespace) -> tuple[str, list]:
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    if folders.requested(sys.argv[1:] if argv is None else argv):  # --pred DIR --gt DIR: no benchmark layout
-        return folders.main(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    ground_truth = {"--davis-root": getattr(args, "davis_root", None), "--root": getattr(args, "root", None)}
-    refuse_overlap(args.output, "--output", ground_truth)  # the ground truth is read-only (docs/failure.md)
-    writable_dir(args.output, "--output")  # before the evaluation, not after it
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.output is not None:
+        ground_truth = {"--davis-root": getattr(args, "davis_root", None), "--root": getattr(args, "root", None)}
+        refuse_overlap(args.output, "--output", ground_truth)  # the ground truth is read-only (docs/failure.md)
+        writable_dir(args.output, "--output")  # before the evaluation, not after it
     summary, paths = _run(args)
     print(summary)
-    print("\nwrote " + ", ".join(str(p) for p in paths))
+    if paths:
+        print("\nwrote " + ", ".join(str(p) for p in paths))
     return 0
 
 

@@ -1,15 +1,11 @@
-"""Label propagation: DAVIS / YouTube-VOS / VOST (indexed PNGs per sequence), JHMDB (keypoint
-files) and VIP (class-id PNGs); the task is data.dataset (configs/test_<dataset>.yaml).
+"""Label propagation on DAVIS, YouTube-VOS, VOST, JHMDB or VIP: the task is data.dataset (configs/test_<dataset>.yaml).
 
-    python test.py --config configs/test_davis17.yaml [--model M] [--checkpoint P]
-        [--merge-model mocov1] [--merge-lambda 1.05] [--input-size N] [--device cpu|cuda]
-        [--sequences a b ...] [--output DIR] [--overwrite] [--visualize] [key=value ...]
+    python test.py --config configs/test_davis17.yaml [--model M] [--checkpoint P] [--sequences a b ...] [key=value ...]
     torchrun --nproc_per_node N test.py --config ... (the sequences or clips split over N processes)
     python test.py --config ... --shard i/n (one of n independent shards, e.g. a SLURM array)
     python test.py --config ... --merge-shards (after all shards: summary and zip)
 
-The flags are shortcuts for config keys (hvc/config/inference.py); key=value sets any key.
-Flags and key=value items may come in any order. Exit codes: hvc/errors.py and docs/failure.md.
+Flags set config keys (hvc/config/inference.py), key=value any key, in any order. Exit codes: docs/failure.md.
 """
 
 from __future__ import annotations
@@ -40,10 +36,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--sequences", nargs="+", help="sets data.sequences")
     parser.add_argument("--overwrite", action="store_true", help="sets run.overwrite=true")
     parser.add_argument("--visualize", action="store_true", help="sets run.visualize=true")
-    parser.add_argument("--shard", type=parse_shard, metavar="i/n",
-                        help="segment only shard i (0-based) of n, balanced by frame count; no summary")
-    parser.add_argument("--merge-shards", action="store_true",
-                        help="after all shards: check every sequence is finished, write the summary (and zip)")
+    parser.add_argument("--shard", type=parse_shard, metavar="i/n", help="segment only shard i (0-based) of n")
+    parser.add_argument("--merge-shards", action="store_true", help="after all shards: check them, write the summary")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_intermixed_args(argv)  # key=value items may come before and after flags
     # --sequences is greedy: key=value items after it are overrides (no sequence name has a '=')

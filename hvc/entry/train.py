@@ -3,8 +3,7 @@
     python train.py --config configs/train_img.yaml [--resume auto|PATH | --overwrite] [--steps N] [key=value ...]
     torchrun --nproc_per_node N train.py --config configs/train_img.yaml [...]
 
-Keys and defaults: hvc/config/training.py. Outputs go to ``output.dir``. Flags and
-key=value overrides may come in any order. Exit codes: hvc/errors.py and docs/failure.md.
+Keys: hvc/config/training.py; outputs in ``output.dir``; flags and key=value in any order. Exit codes: docs/failure.md.
 """
 
 from __future__ import annotations
@@ -28,8 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", help="'auto' (<output.dir>/checkpoint.pth if present) or a checkpoint path")
     parser.add_argument("--overwrite", action="store_true", help="start afresh in an output.dir holding a run "
                         "(sets output.overwrite=true; without it or --resume such a folder is refused)")
-    parser.add_argument("--steps", type=int, metavar="N",
-                        help="stop after N optimiser steps in all (the key optim.max_steps; default: optim.epochs)")
+    parser.add_argument("--steps", type=int, metavar="N", help="stop after N optimiser steps (optim.max_steps)")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. optim.lr=5e-4")
     args = parser.parse_intermixed_args(argv)  # `--resume auto optim.max_steps=3` and the reverse
     overrides = args.overrides + ([f"optim.max_steps={args.steps}"] if args.steps is not None else [])

@@ -12,12 +12,11 @@ import numpy as np
 from hvc.data.jhmdb import jhmdb_videos
 from hvc.data.keypoints import KeypointFileError, load_keypoints
 from hvc.data.sequence import DatasetError
-from hvc.metrics.masks import MetricsError
+from hvc.metrics.davis import MetricsError
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 BOX_FACTOR = 0.6  # normaliser = 0.6 x diagonal of the visible ground-truth joints' box
-# The official box starts from min = 1e6 and max = -1 instead of +-infinity; kept, since
-# these initial values decide the box when ground-truth coordinates lie below -1.
+# The official box starts from min = 1e6 and max = -1, not +-inf: kept, they decide it for coordinates below -1.
 BOX_MIN_START, BOX_MAX_START = 1e6, -1.0
 
 
@@ -46,12 +45,10 @@ class PCKResult:
 
 def normalised_distances(pos_img: np.ndarray, pred: np.ndarray, image_wh: tuple[int, int],
                          feature_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per joint and frame, distance / normaliser, and which entries are scored.
-
-    pos_img: [2, J, T] ground truth, 1-based image pixels (as in joint_positions.mat). pred: [2, J, T]
-    predictions at feature resolution, x < 0 = invisible; scaled in its own dtype as the official numpy
-    code does (float32 predictions stay float32 until the distance). image_wh, feature_wh: (width, height).
-    Returns: distances [J, T] float64, scored [J, T] bool."""
+    """Per joint and frame, distance / normaliser ([J, T] float64) and which entries are scored ([J, T] bool).
+    pos_img: [2, J, T] ground truth, 1-based image pixels (as in joint_positions.mat). pred: [2, J, T] at feature
+    resolution, x < 0 = invisible, scaled in its own dtype as the official code does (float32 stays float32 until
+    the distance). image_wh, feature_wh: (width, height)."""
     gt = np.asarray(pos_img, dtype=np.float64) - 1
     pred = np.asarray(pred)
     if gt.shape != pred.shape or gt.ndim != 3 or gt.shape[0] != 2:
@@ -59,13 +56,9 @@ def normalised_distances(pos_img: np.ndarray, pred: np.ndarray, image_wh: tuple[
     visible = pred[0] >= 0  # the official test is on x only
     px = pred[0] / float(feature_wh[0]) * image_wh[0]
     py = pred[1] / float(feature_wh[1]) * image_wh[1]
-
-    min_x = np.minimum(BOX_MIN_START, np.where(visible, gt[0], np.inf).min(axis=0))
-    min_y = np.minimum(BOX_MIN_START, np.where(visible, gt[1], np.inf).min(axis=0))
-    max_x = np.maximum(BOX_MAX_START, np.where(visible, gt[0], -np.inf).max(axis=0))
-    max_y = np.maximum(BOX_MAX_START, np.where(visible, gt[1], -np.inf).max(axis=0))
-    box = BOX_FACTOR * np.sqrt((max_x - min_x) ** 2 + (max_y - min_y) ** 2)  # [T]
-
+    low = np.minimum(BOX_MIN_START, np.where(visible, gt, np.inf).min(axis=1))  # [2, T]: x and y
+    high = np.maximum(BOX_MAX_START, np.where(visible, gt, -np.inf).max(axis=1))
+    box = BOX_FACTOR * np.sqrt((high[0] - low[0]) ** 2 + (high[1] - low[1]) ** 2)  # [T]
     dx = px.astype(np.float64) - gt[0]
     dy = py.astype(np.float64) - gt[1]
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero box gives inf / NaN, never correct
@@ -84,10 +77,9 @@ def pck(videos: Sequence[PoseDistances], thresholds: Sequence[float] = THRESHOLD
     per_joint_values = [np.concatenate([v.distances[j][v.scored[j]] for v in videos]) for j in range(num_joints)]
     counts = np.array([len(d) for d in per_joint_values], dtype=np.int64)
     table = np.full((len(thresholds), num_joints), np.nan)
-    for i, threshold in enumerate(thresholds):
-        for j, values in enumerate(per_joint_values):
-            if len(values):
-                table[i, j] = 100.0 * np.count_nonzero(values <= threshold) / len(values)
+    for j, values in enumerate(per_joint_values):
+        if len(values):
+            table[:, j] = [100.0 * np.count_nonzero(values <= threshold) / len(values) for threshold in thresholds]
     scored = counts > 0
     mean = np.full(len(thresholds), np.nan)
     if scored.any():  # row by row: np.mean of a 1-D array sums in the official order
@@ -96,8 +88,7 @@ def pck(videos: Sequence[PoseDistances], thresholds: Sequence[float] = THRESHOLD
 
 
 def default_list(root: str | Path, list_file: Optional[str | Path]) -> Optional[Path]:
-    """The videos to score: ``list_file`` if given, else the official split files in ``<root>/splits``
-    (split 1 test, the protocol's 268 videos) when present, else None (every video with a joints file)."""
+    """``list_file``, else ``<root>/splits`` (split 1 test: the protocol's 268 videos) if present, else None (all)."""
     if list_file is not None:
         return Path(list_file)
     splits = Path(root) / "splits"
@@ -106,8 +97,8 @@ def default_list(root: str | Path, list_file: Optional[str | Path]) -> Optional[
 
 def evaluate(root: str | Path, results: str | Path, list_file: Optional[str | Path] = None,
              videos: Sequence[str] = ()) -> list[PoseDistances]:
-    """Normalised distances of every listed JHMDB video (hvc.data.jhmdb for the layout); results holds
-    ``<class>/<video>.npz`` keypoint files (hvc.data.keypoints.save_keypoints). Raises MetricsError."""
+    """Normalised distances of every listed JHMDB video (layout: hvc.data.jhmdb); results holds
+    ``<class>/<video>.npz`` keypoint files (hvc.data.keypoints). Raises MetricsError."""
     results = Path(results)
     try:
         clips = jhmdb_videos(root, list_file, videos)

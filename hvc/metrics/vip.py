@@ -10,9 +10,9 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from hvc.data.sequence import DatasetError
+from hvc.data.sequence import DatasetError, select
 from hvc.data.vip import LABELS_DIR, NUM_CLASSES, read_frame_list
-from hvc.metrics.masks import MetricsError, read_label_png
+from hvc.metrics.davis import MetricsError, read_label_png
 
 CLASS_NAMES = ("background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants", "gloves",
                "scarf", "skirt", "torso-skin", "face", "right-arm", "left-arm", "right-leg", "left-leg", "right-shoe",
@@ -34,16 +34,14 @@ class VIPScores:
 
 
 def confusion_matrix(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Pixel counts by (ground-truth class, predicted class); ground truth outside [0, C) is skipped.
-    gt, pred: [H, W] integer class ids of the same shape, pred in [0, C). Returns: [C, C] int64."""
+    """Pixel counts [C, C] int64 by (ground-truth, predicted) class of [H, W] id maps; gt outside [0, C) is skipped."""
     keep = (gt >= 0) & (gt < NUM_CLASSES)
     codes = NUM_CLASSES * gt[keep].astype(np.int64) + pred[keep].astype(np.int64)
     return np.bincount(codes, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
 
 
 def scores(confusion: np.ndarray, frames: int) -> VIPScores:
-    """Accuracy, mean accuracy, mean IoU and fwavacc of a summed confusion matrix (float64,
-    in the official order of operations)."""
+    """Accuracy, mean accuracy, mean IoU and fwavacc of a summed confusion matrix (float64, official order)."""
     hist = np.asarray(confusion, dtype=np.float64)
     correct = np.diag(hist)
     gt_pixels = hist.sum(1)
@@ -63,8 +61,8 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def read_prediction(path: Path, size_hw: tuple[int, int]) -> np.ndarray:
-    """Class ids [H, W] uint8 of a predicted frame (greyscale values or palette indices), resized
-    (nearest) to the ground truth's size. Raises MetricsError naming the file on an id >= NUM_CLASSES."""
+    """Class ids [H, W] uint8 of a predicted frame (grey values or palette indices), resized (nearest) to
+    ``size_hw``; MetricsError naming the file on an id >= NUM_CLASSES."""
     ids = read_label_png(path)
     if ids.shape != tuple(size_hw):
         ids = np.asarray(Image.fromarray(ids).resize((size_hw[1], size_hw[0]), Image.NEAREST))
@@ -84,9 +82,8 @@ def frames_of(annotations: Path) -> dict[str, list[str]]:
 
 def evaluate(annotations: str | Path, results: str | Path,
              frames: Optional[dict[str, Sequence[str]]] = None) -> VIPScores:
-    """Score ``<results>/<video>/<frame>.png`` against ``<annotations>/<video>/<frame>.png``; frames:
-    video -> frame names to score (default: every annotated frame, the first one included, as the
-    official script scores every prediction it finds), each needing its prediction. Raises MetricsError."""
+    """Score ``<results>/<video>/<frame>.png`` against ``<annotations>/<video>/<frame>.png``; frames: video -> frame
+    names, each needing its prediction (default: every annotated one, the first included, as officially)."""
     annotations, results = Path(annotations), Path(results)
     frames = frames_of(annotations) if frames is None else {v: list(f) for v, f in frames.items()}
     if not any(frames.values()):
@@ -106,23 +103,17 @@ def evaluate(annotations: str | Path, results: str | Path,
 
 def evaluate_dataset(root: str | Path, results: str | Path, list_file: Optional[str | Path] = None,
                      videos: Sequence[str] = ()) -> VIPScores:
-    """Score a VIP root's annotated frames (``Annotations/Category_ids/<video>/<frame>.png``):
-    those of the paper's list file if given (hvc.data.vip.read_frame_list), else all of them;
-    restricted to ``videos`` if given. The frames themselves are not needed."""
+    """Score a VIP root's annotated frames (``Annotations/Category_ids/<video>/<frame>.png``), those of the
+    paper's list file if given, restricted to ``videos`` if given; the images are not needed."""
     annotations = Path(root) / LABELS_DIR
-    if list_file is None:
-        frames = frames_of(annotations)
-    else:
-        try:
-            pairs = read_frame_list(list_file)
-        except DatasetError as exc:
-            raise MetricsError(str(exc)) from None
-        frames: dict[str, list[str]] = {}
-        for video, frame in pairs:
-            frames.setdefault(video, []).append(frame)
-    missing = [v for v in videos if v not in frames]
-    if missing:
-        raise MetricsError(f"video(s) {', '.join(missing)} not in {list_file or annotations}")
-    if videos:
-        frames = {v: f for v, f in frames.items() if v in videos}
-    return evaluate(annotations, results, frames)
+    try:
+        if list_file is None:
+            frames = frames_of(annotations)
+        else:
+            frames = {}
+            for video, frame in read_frame_list(list_file):
+                frames.setdefault(video, []).append(frame)
+        wanted = select(list(frames), videos, "video(s) ", f" not in {list_file or annotations}")
+    except DatasetError as exc:
+        raise MetricsError(str(exc)) from None
+    return evaluate(annotations, results, {v: frames[v] for v in wanted})

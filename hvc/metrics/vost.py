@@ -6,16 +6,13 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, NamedTuple, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from hvc.metrics.davis import ObjectJ, check_sequence_folders, count_objects, read_frame
-from hvc.metrics.masks import MetricsError
-from hvc.metrics.measures import jaccard
+from hvc.metrics.davis import MetricsError, ObjectJ, check_sequence_folders, count_objects, map_sequences, read_frame
+from hvc.metrics.measures import Statistics, db_statistics, jaccard
 from hvc.names import read_name_list
-from hvc.metrics.parallel import map_sequences
-from hvc.metrics.statistics import Statistics, db_statistics
 
 LAST_FRACTION = 0.75  # J_last: the frames from floor(0.75 n) on
 
@@ -43,63 +40,51 @@ class VOSTObject(ObjectJ):
         return {"J": self.j_stats, "J_last": self.j_last_stats}
 
 
-class VOSTSequenceScores(NamedTuple):
-    objects: list[VOSTObject]
-    truncated: Optional[str]  # why ids were truncated, None if they were not
-
-
-def read_sequence_list(root: Path, split: str) -> list[str]:
-    """Sequence names of ``ImageSets/<split>.txt``, in file order."""
-    path = root / "ImageSets" / f"{split}.txt"
-    if not path.is_file():
-        raise MetricsError(f"sequence list {path} not found (is {root} a VOST root?)")
-    return read_name_list(path, MetricsError)  # plain folder names (hvc.names)
-
-
-def evaluate_sequence(gt_dir: Path, pred_dir: Path) -> VOSTSequenceScores:
-    """J of every object of one sequence on its annotated frames (folder names = sequence name)."""
+def evaluate_sequence(gt_dir: Path, pred_dir: Path) -> tuple[list[VOSTObject], Optional[str]]:
+    """J of every object of one sequence on its annotated frames (folder names = sequence name), and why ids were
+    truncated (None if they were not): a worker's warning would not reach the caller."""
     # Sorted by file name, as the official glob + sort.
     frames = [p.name[: -len(".png")] for p in sorted(gt_dir.glob("*.png"), key=lambda p: p.name)]
     num_objects = count_objects(gt_dir, frames, binary=False)
     evaluated = tuple(frames[1:-1])
     j = np.zeros((num_objects, len(evaluated)))
-    above: list[tuple[str, int]] = []
+    above: dict[str, int] = {}  # frame -> its largest id, where above num_objects
     for t, frame in enumerate(evaluated):
         gt, pred, _ = read_frame(gt_dir, pred_dir, frame, binary=False)
         top = int(pred.max())
         if top > num_objects:
-            above.append((frame, top))
+            above[frame] = top
         for k in range(num_objects):  # ids above num_objects are never compared: truncated
             j[k, t] = jaccard(gt == k + 1, pred == k + 1)
     truncated = None
     if above:
-        truncated = (f"sequence {gt_dir.name!r}: predictions hold object ids up to {max(i for _, i in above)} but the "
-                     f"sequence has {num_objects} object(s) (frames {', '.join(f for f, _ in above)}); the extra ids "
-                     "are ignored, as the VOST evaluation does")
-    return VOSTSequenceScores([VOSTObject(gt_dir.name, k + 1, evaluated, j[k]) for k in range(num_objects)], truncated)
+        truncated = (f"sequence {gt_dir.name!r}: predictions hold ids up to {max(above.values())} for {num_objects} "
+                     f"object(s) (frames {', '.join(above)}); the extra ids are ignored, as VOST does")
+    return [VOSTObject(gt_dir.name, k + 1, evaluated, j[k]) for k in range(num_objects)], truncated
 
 
 def evaluate(root: str | Path, results: str | Path, split: str = "val", sequences: Optional[Iterable[str]] = None,
              workers: int = 1, progress: bool = True) -> list[VOSTObject]:
     """Score ``<results>/<seq>/<frame>.png`` against a VOST root (``Annotations/<seq>/``, ``ImageSets/<split>.txt``):
     one VOSTObject per object in list then id order. Truncated ids: TruncatedIdsWarning; bad input: MetricsError."""
-    root, results = Path(root), Path(results)
-    names = list(sequences) if sequences is not None else read_sequence_list(root, split)
+    root, results, listing = Path(root), Path(results), Path(root) / "ImageSets" / f"{split}.txt"
+    if sequences is None and not listing.is_file():
+        raise MetricsError(f"sequence list {listing} not found (is {root} a VOST root?)")
+    names = list(sequences) if sequences is not None else read_name_list(listing, MetricsError)  # plain names
     check_sequence_folders(root / "Annotations", results, names)
     jobs = [(root / "Annotations" / n, results / n) for n in names]
     per_sequence = map_sequences(evaluate_sequence, jobs, workers, f"J VOST {split}", progress)
-    for scores in per_sequence:
-        if scores.truncated:
-            warnings.warn(scores.truncated, TruncatedIdsWarning, stacklevel=2)
-    objects = [obj for scores in per_sequence for obj in scores.objects]
+    for _, truncated in per_sequence:
+        if truncated:
+            warnings.warn(truncated, TruncatedIdsWarning, stacklevel=2)
+    objects = [obj for sequence_objects, _ in per_sequence for obj in sequence_objects]
     if not objects:
         raise MetricsError(f"no object to score: the first annotation of every sequence in {names} is empty")
     return objects
 
 
 def raw_results(objects: Sequence[VOSTObject]) -> dict:
-    """The official ``metrics_res`` dictionary (M, R, D lists and per-object means for J and
-    J_last) plus the per-frame J of every object."""
+    """The official ``metrics_res`` (M, R, D lists, per-object means of J and J_last) and each object's J per frame."""
     out: dict = {}
     for key in ("J", "J_last"):
         stats = [o.stats[key] for o in objects]

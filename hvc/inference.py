@@ -1,7 +1,5 @@
-"""Label propagation over a benchmark, the one driver of ``test.py``: frames -> features -> propagated labels ->
-files. What differs per benchmark lies in its clips (:mod:`hvc.tasks.clips`) and writers (:mod:`hvc.tasks.writers`);
-the output folder follows :mod:`hvc.completion`; clips can be split over torchrun or ``--shard i/n``
-(:mod:`hvc.distributed`, docs/multi_gpu.md), the output the same byte for byte."""
+"""``test.py``'s driver: a benchmark's clips (:mod:`hvc.tasks.clips`) -> features -> propagated labels -> its writers,
+into an :mod:`hvc.completion` folder, split over torchrun or ``--shard i/n`` alike byte for byte (docs/multi_gpu.md)."""
 
 from __future__ import annotations
 
@@ -40,11 +38,9 @@ def usable_cpus() -> int:
 
 
 def loader_workers(setting: Optional[int]) -> int:
-    """``data.workers`` as a DataLoader takes it: the setting itself, or for None (automatic) 0 on
-    at most 2 usable CPUs (where loader processes slow test.py down: docs/speed.md), else 2."""
-    if setting is not None:
-        return setting
-    return 0 if usable_cpus() <= 2 else 2
+    """``data.workers`` for a DataLoader: the setting, or for None 0 on at most 2 usable CPUs (where loader
+    processes slow test.py down: docs/speed.md), else 2."""
+    return setting if setting is not None else 0 if usable_cpus() <= 2 else 2
 
 
 def check_frame_size(clip: Clip, frames: FrameDataset, topk: int) -> None:
@@ -52,17 +48,15 @@ def check_frame_size(clip: Clip, frames: FrameDataset, topk: int) -> None:
     h, w = frames.out_size
     fh, fw = math.ceil(h / STRIDE), math.ceil(w / STRIDE)
     if min(fh, fw) < MIN_FEATURE_CELLS or fh * fw < topk:
-        raise DatasetError(
-            f"{clip.video.frames[0].parent}: frames of sequence {clip.name} ({frames.size[0]}x{frames.size[1]} px, "
-            f"{h}x{w} at the encoder) give {fh}x{fw} feature cells; need at least "
-            f"{MIN_FEATURE_CELLS}x{MIN_FEATURE_CELLS} and prop.topk={topk} positions")
+        raise DatasetError(f"{clip.video.frames[0].parent}: frames of sequence {clip.name} ({h}x{w} at the encoder) "
+                           f"give {fh}x{fw} feature cells; need {MIN_FEATURE_CELLS}x{MIN_FEATURE_CELLS} and "
+                           f"prop.topk={topk} positions")
 
 
 def segment_clip(clip: Clip, segmenter: VideoSegmenter, folder: Path, cfg: TestConfig,
                  vis_folder: Optional[Path] = None, progress: bool = True) -> None:
-    """Propagate the labels of ``clip`` through all its frames; its writer writes into ``folder``
-    (overlays into ``vis_folder``). Frames are decoded by a DataLoader and encoded in batches;
-    each embedding is stepped as it comes."""
+    """Propagate the labels of ``clip`` through its frames, decoded by a DataLoader and encoded in batches; its
+    writer writes into ``folder`` (overlays into ``vis_folder``)."""
     frames = FrameDataset(clip.video, cfg.data.input_size, cfg.data.mean, cfg.data.std, resize=cfg.data.resize)
     check_frame_size(clip, frames, cfg.prop.topk)
     hints = {"features": "check the weights of model.checkpoint", "soft masks": "check the prop.* settings"}
@@ -84,30 +78,11 @@ def segment_clip(clip: Clip, segmenter: VideoSegmenter, folder: Path, cfg: TestC
         writer.close()
 
 
-def _segment_all(cfg: TestConfig, folder: ResultsFolder, clips: list[Clip], names: list[str], job: Job,
-                 worker: str) -> None:
-    """Segment ``names`` into staging folders and commit each with its completion record."""
-    if not names:
-        return
-    segmenter = VideoSegmenter(cfg.prop, build_extractor(cfg, job.device(cfg.run.device)))
-    vis_root = Path(f"{folder.root}_vis") if cfg.run.visualize else None
-    by_name = {c.name: c for c in clips}
-    for name in tqdm(names, desc=f"{result_tag(cfg)} {cfg.data.dataset} ({worker})", unit="seq",
-                     disable=not job.is_main):
-        clip = by_name[name]
-        staging = folder.start(name)
-        start = time.perf_counter()
-        segment_clip(clip, segmenter, staging, cfg, vis_root / name if vis_root else None, progress=job.is_main)
-        record = Record(name, folder.settings, clip.outputs.files, len(clip.video.frames),
-                        round(time.perf_counter() - start, 3), worker)
-        folder.commit(record, clip.outputs)
-
-
 def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shards: bool = False,
                   job: Optional[Job] = None) -> Path:
-    """Segment every clip of ``cfg.data`` (or this process's share: ``shard`` i of n, or this rank's of ``job``);
-    returns the output folder. A shard writes no summary: ``merge_shards`` does, once all are done. Expected
-    failures are :class:`hvc.errors.HvcError`, raised before anything is written where the check allows it."""
+    """Segment every clip of ``cfg.data`` (or this process's share: ``shard`` i of n, or this rank's of ``job``)
+    into the returned folder. A shard writes no summary: ``merge_shards`` does, once all are done. Expected
+    failures are :class:`hvc.errors.HvcError`, raised before anything is written where possible."""
     job = job or Job()
     job.device(cfg.run.device)  # an unavailable device fails before anything is written
     if merge_shards and (shard is not None or cfg.run.overwrite or job.distributed):
@@ -162,11 +137,19 @@ def _prepare_job(cfg: TestConfig, clips: list[Clip], shard: Optional[ShardSpec],
 
 def _segment_in_job(cfg: TestConfig, folder: ResultsFolder, clips: list[Clip], share: list[str], job: Job,
                     worker: str) -> None:
-    """Segment this process's share. In a torchrun job every rank then waits for the others;
-    if any failed, the lowest failing rank raises its error, the others exit with its code."""
+    """Segment this process's share, committing each clip with its record. In a torchrun job every rank then waits
+    for the others; if any failed, the lowest failing rank raises its error, the others exit with its code."""
     code, failure = 0, None
     try:
-        _segment_all(cfg, folder, clips, share, job, worker)
+        segmenter = VideoSegmenter(cfg.prop, build_extractor(cfg, job.device(cfg.run.device))) if share else None
+        by_name = {c.name: c for c in clips}
+        for name in tqdm(share, desc=f"{result_tag(cfg)} {cfg.data.dataset} ({worker})", unit="seq",
+                         disable=not job.is_main or not share):
+            clip, staging, start = by_name[name], folder.start(name), time.perf_counter()
+            vis = Path(f"{folder.root}_vis") / name if cfg.run.visualize else None
+            segment_clip(clip, segmenter, staging, cfg, vis, progress=job.is_main)
+            folder.commit(Record(name, folder.settings, clip.outputs.files, len(clip.video.frames),
+                                 round(time.perf_counter() - start, 3), worker), clip.outputs)
     except HvcError as exc:
         if not job.distributed:
             raise

@@ -1,5 +1,5 @@
-"""Video object segmentation one frame at a time: images in, object ids out (docs/api.md). Every loop runs on
-:meth:`VideoSegmenter.step_features`; this is the one module that constructs a ``LabelPropagator`` and steps it."""
+"""Video object segmentation one frame at a time, images in, ids out (docs/api.md): the one module that
+constructs and steps a ``LabelPropagator``, in :meth:`VideoSegmenter.step_features`."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ ImageLike = Union[np.ndarray, Image.Image]
 
 
 class FeatureExtractor:
-    """``extractor(frames: [B, 3, h, w]) -> [B, C, h/8, w/8]``: L2-normalised embeddings, float32 on ``device``,
-    optionally merged with a second encoder's features."""
+    """``extractor(frames: [B, 3, h, w]) -> [B, C, h/8, w/8]``: L2-normalised embeddings (:func:`embed`), float32
+    on ``device``."""
 
     def __init__(self, encoder: torch.nn.Module, merge_encoder: Optional[torch.nn.Module] = None,
                  merge_lambda: float = 1.05, device: torch.device | str = "cpu", amp: str = "off",
@@ -59,10 +59,8 @@ def build_extractor(cfg: TestConfig, device: Optional[torch.device] = None) -> F
     m = cfg.model
     device = device or Job().device(cfg.run.device)
     main = load_encoder(m.name, m.checkpoint, seed=m.seed, bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
-    merge = None
-    if m.merge_model is not None:
-        merge = load_encoder(m.merge_model, m.merge_checkpoint, seed=m.seed,
-                             bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
+    merge = None if m.merge_model is None else load_encoder(m.merge_model, m.merge_checkpoint, seed=m.seed,
+                                                            bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
     return FeatureExtractor(main, merge, m.merge_lambda, device, cfg.run.amp, cfg.run.channels_last, cfg.run.encoder)
 
 
@@ -81,10 +79,9 @@ class Segmentation:
 
 @dataclass
 class SegmenterState:
-    """What :meth:`VideoSegmenter.restore` continues from, by the video's frame numbers. masks: soft masks
-    [K, h*w] of the frames the propagator holds; embeddings: theirs [C, h, w] (None: pass them to ``restore``);
-    pending: id maps [H, W] added for frames not reached yet. The tensors are the segmenter's own (never changed
-    in place): copy them to keep them past the video."""
+    """What :meth:`VideoSegmenter.restore` continues from, by frame number: masks [K, h*w] of the frames the
+    propagator holds, their embeddings [C, h, w] (None: give them to ``restore``), pending id maps [H, W] of
+    frames not reached yet. The tensors are the segmenter's own, never changed in place (copy to keep them)."""
 
     record: dict
     masks: dict[int, Tensor]
@@ -99,8 +96,7 @@ class SegmenterState:
 
 
 class VideoSegmenter:
-    """Segments one video at a time, frame after frame (:meth:`reset` starts the next one); the
-    arguments and every call: docs/api.md."""
+    """Segments one video at a time, frame after frame (:meth:`reset` starts the next one): docs/api.md."""
 
     def __init__(self, prop: Optional[PropagationConfig] = None, extractor: Optional[FeatureExtractor] = None, *,
                  input_size: Optional[int] = None, mean: tuple[float, ...] = TestConfig().data.mean,
@@ -115,8 +111,8 @@ class VideoSegmenter:
     def from_checkpoint(cls, checkpoint: Optional[str], prop: Optional[PropagationConfig] = None, *,
                         model: str = "hvc", device: str = "cpu", input_size: Optional[int] = None,
                         encoder: str = "exact", policy: Optional[ContextPolicy] = None) -> "VideoSegmenter":
-        """An encoder ``model`` with the weights ``checkpoint`` (None: the model's default file) under
-        the test protocol (docs/api.md); ``encoder``: exact, fused or bf16 (hvc/models/fast_encoder.py)."""
+        """An encoder ``model`` with the weights ``checkpoint`` (None: the model's default), the test protocol's
+        settings; ``encoder``: exact, fused or bf16 (docs/api.md)."""
         cfg = TestConfig()
         cfg.model.name, cfg.model.checkpoint, cfg.model.bn_dummy_forward = model, checkpoint, True
         cfg.run.device, cfg.run.encoder = device, encoder
@@ -127,8 +123,8 @@ class VideoSegmenter:
         return self.propagator.num_classes
 
     def reset(self, describe: Callable[[int, str], str] = _nan_message) -> None:
-        """Start a new video. ``describe(t, what)``: the error message when ``what``
-        ("features" or "soft masks") of frame t hold NaN or inf."""
+        """Start a new video; ``describe(t, what)``: the error when ``what`` ("features", "soft masks") of frame t
+        hold NaN or inf."""
         self.propagator.reset()
         self.describe = describe
         self.frame = 0  # the next frame to step
@@ -139,7 +135,7 @@ class VideoSegmenter:
 
     def add_mask(self, frame: int, ids: Union[ImageLike, Tensor]) -> None:
         """Object ids [H, W] (0 background) of ``frame``, this one or a later one: new ids start there, tracked
-        ones are corrected to this mask; frames before the first mask come out as background."""
+        ones are corrected to it; frames before the first mask are background."""
         if frame < self.frame:
             raise UsageError(f"add_mask: frame {frame} is already segmented (the next frame is {self.frame})")
         ids = torch.as_tensor(np.asarray(ids) if not isinstance(ids, Tensor) else ids)
@@ -147,8 +143,8 @@ class VideoSegmenter:
             raise UsageError(f"add_mask: ids must be an [H, W] integer map, got {ids.dtype} {tuple(ids.shape)}")
         ids = ids.long()
         if int(ids.min()) < 0 or int(ids.max()) >= self.num_classes:
-            raise UsageError(f"add_mask: ids span {int(ids.min())}..{int(ids.max())}; the propagation "
-                             f"settings allow 0..{self.num_classes - 1} (raise num_classes)")
+            raise UsageError(f"add_mask: ids span {int(ids.min())}..{int(ids.max())}, outside "
+                             f"0..{self.num_classes - 1} (raise num_classes)")
         self.pending[frame] = ids
 
     def encode(self, image: ImageLike) -> Tensor:
@@ -159,15 +155,14 @@ class VideoSegmenter:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise UsageError(f"an image must be uint8 [H, W, 3] RGB, got {rgb.dtype} {rgb.shape}")
         shorter = self.input_size if self.input_size is not None else min(MAX_INPUT_SIZE, *rgb.shape[:2])
-        # One frame at a time: an embedding never depends on batch neighbours, so a frame
-        # encoded again on resume is bit-identical.
+        # one frame at a time: no batch neighbours, so a frame encoded again on resume is bit-identical
         emb = self.extractor(to_input(rgb, scaled_size(rgb.shape[:2], shorter), self.mean, self.std)[None])[0]
         self._check(emb, "features")
         return emb
 
     def step(self, image: ImageLike, soft: bool = False) -> Segmentation:
-        """Segment the next frame: ids [H, W] uint8 at the image's size (a frame given a mask
-        shows its ids), with ``soft`` also the soft masks [K, H, W]."""
+        """Segment the next frame: ids [H, W] uint8 at the image's size (a frame given a mask shows its ids), with
+        ``soft`` also the soft masks [K, H, W]."""
         size = image.size[::-1] if isinstance(image, Image.Image) else np.asarray(image).shape[:2]
         if self.start is None and self.frame not in self.pending:  # nothing to follow yet
             self.frame += 1
@@ -178,10 +173,9 @@ class VideoSegmenter:
 
     def step_features(self, emb: Tensor, labels: Optional[Tensor] = None, *, soft_labels: Optional[Tensor] = None,
                       correct: bool = True, checked: bool = False) -> Tensor:
-        """Propagate to the next frame from its embedding [C, h, w]: its soft masks [K, h, w] (zeros before the
-        first labels). Labels of this frame, at any size: ``labels`` [H, W] ids or ``soft_labels`` float [K, H, W]
-        (default: a mask :meth:`add_mask` gave for it); ``correct``: as in docs/api.md; ``checked``: ``emb``
-        comes from :meth:`encode`, which checked it."""
+        """The next frame's embedding [C, h, w] -> its soft masks [K, h, w] (zeros before the first labels).
+        ``labels`` [H, W] ids or ``soft_labels`` float [K, H, W] of this frame, any size (default: an
+        :meth:`add_mask` mask); ``correct``: docs/api.md; ``checked``: ``emb`` is from :meth:`encode`."""
         if not checked:
             self._check(emb, "features")
         added = self.pending.pop(self.frame, None)  # labels given here take its place
@@ -199,9 +193,8 @@ class VideoSegmenter:
         return masks
 
     def ids(self, masks: Tensor, size: tuple[int, int]) -> np.ndarray:
-        """Ids uint8 [H, W] of the last step's soft masks [K, h, w] at ``size``; where that
-        frame was given an id map, its ids (the whole map at the first mask). A corrected id
-        is exactly its mask there: its propagated pixels outside the map become background."""
+        """Ids uint8 [H, W] of the last step's soft masks [K, h, w] at ``size``; where that frame was given an id
+        map, its ids (the whole map at the first mask); a corrected id's pixels outside its mask become 0."""
         ids = upsample_argmax(masks, tuple(size))
         given = self._given
         if given is not None and tuple(given.shape) == tuple(ids.shape):
@@ -216,13 +209,13 @@ class VideoSegmenter:
         return ids.to(torch.uint8).cpu().numpy()
 
     def _check(self, values: Tensor, what: str, t: Optional[int] = None) -> None:
-        """Stop at the first NaN or inf, naming the frame (one reduction per call: cheap)."""
+        """Stop at the first NaN or inf, naming the frame (one reduction: cheap)."""
         if not bool(torch.isfinite(values).all()):
             raise NonFiniteError(self.describe(self.frame if t is None else t, what))
 
     def state(self, embeddings: bool = True) -> SegmenterState:
-        """Where this video stands; :meth:`restore` continues from it exactly. ``embeddings``:
-        include the stored frames' embeddings (False: the caller re-encodes them)."""
+        """Where this video stands, for :meth:`restore`; ``embeddings``: with the stored frames' embeddings (False:
+        the caller re-encodes them)."""
         shift = self.start or 0
         masks = {f + shift: m for f, m in self.propagator.store.items()}
         embs = {f + shift: e for f, e in self.propagator.embeddings().items()} if embeddings else None
@@ -230,8 +223,8 @@ class VideoSegmenter:
         return SegmenterState(record, masks, embs, dict(self.pending))
 
     def restore(self, state: SegmenterState, embeddings: Optional[dict[int, Tensor]] = None) -> None:
-        """Continue a video from :meth:`state` (in this process or another, with the same
-        settings); ``embeddings``: those of ``state.stored``, if the state has none."""
+        """Continue a video from :meth:`state` (in any process, same settings); ``embeddings``: those of
+        ``state.stored``, if the state has none."""
         embeddings = embeddings if embeddings is not None else state.embeddings
         if embeddings is None:
             raise UsageError(f"restore needs the embeddings of frames {state.stored}")

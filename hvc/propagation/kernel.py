@@ -14,34 +14,25 @@ from hvc.config.propagation import PropagationConfig
 _BLOCK_ELEMENTS = 1 << 27
 
 
-class KeyMemory:
-    """Stored frames of one video, by frame number, in a kernel's form (here: the embedding)."""
-
-    def __init__(self) -> None:
-        self._forms: dict[int, Any] = {}
+class KeyMemory(dict):
+    """Stored frames of one video: frame number -> the frame in a kernel's form (here: the embedding)."""
 
     def add(self, frame: int, emb: Tensor) -> None:
         """Store frame number ``frame``; emb: [C, h, w] its L2-normalised embedding."""
-        if frame in self._forms:
+        if frame in self:
             raise ValueError(f"frame {frame} is already stored")
-        self._forms[frame] = self.form(frame, emb)
+        self[frame] = self.form(frame, emb)
 
     def form(self, frame: int, emb: Tensor) -> Any:
         """What is kept of a frame; kernels with their own layout override this."""
         return emb
 
     def remove(self, frame: int) -> None:
-        del self._forms[frame]
+        del self[frame]
 
     def embedding(self, frame: int, shape: tuple[int, int, int]) -> Tensor:
         """The embedding [C, h, w] (``shape``) that ``add`` stored as ``frame``."""
-        return self._forms[frame].reshape(shape)
-
-    def __getitem__(self, frame: int) -> Any:
-        return self._forms[frame]
-
-    def __contains__(self, frame: object) -> bool:
-        return frame in self._forms
+        return self[frame].reshape(shape)
 
 
 class Kernel(Protocol):
@@ -64,11 +55,16 @@ def context_frames(context: Sequence[int]) -> list[int]:
     return sorted(set(context))
 
 
+def within(dy: Tensor, dx: Tensor, radius: float) -> Tensor:
+    """Whether integer offsets (dy, dx) lie strictly inside ``radius``: exact, squared, in float64."""
+    return (dy**2 + dx**2).double() < radius**2
+
+
 def far_mask(h: int, w: int, radius: float, device: torch.device) -> Tensor:
     """[h*w, h*w] bool (symmetric): True where the grid distance of the two cells is NOT < radius."""
     ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    grid = torch.stack([ys.flatten(), xs.flatten()], dim=1).double()
-    return torch.cdist(grid, grid) >= radius
+    ys, xs = ys.flatten(), xs.flatten()
+    return ~within(ys[:, None] - ys, xs[:, None] - xs, radius)
 
 
 class DenseKernel:
@@ -77,9 +73,7 @@ class DenseKernel:
     over all (docs/local_kernel.md, "What is computed")."""
 
     def __init__(self, radius: float, temperature: float, topk: int):
-        self.radius = radius
-        self.temperature = temperature
-        self.topk = topk
+        self.radius, self.temperature, self.topk = radius, temperature, topk
         self._far: dict[tuple[int, int], Tensor] = {}
 
     @classmethod
@@ -93,11 +87,10 @@ class DenseKernel:
     def __call__(self, query: Tensor, memory: KeyMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
         """See :class:`~hvc.propagation.kernel.Kernel`: (weights [hw, k], index [hw, k] = slot * hw + key)."""
         c, h, w = query.shape
-        hw = h * w
+        hw, num = h * w, len(context)
         if (h, w) not in self._far:
             self._far[(h, w)] = far_mask(h, w, self.radius, query.device)
         far = self._far[(h, w)]
-        num = len(context)
         entries = torch.cat([memory[f].reshape(c, hw) for f in context], dim=1)  # [C, E*hw], duplicates kept
         q = query.reshape(c, hw)
         chunk = max(1, _BLOCK_ELEMENTS // (num * hw))

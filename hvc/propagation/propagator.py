@@ -1,5 +1,5 @@
-"""Label propagation through a video, one frame at a time: the embeddings used as keys and queries, and the
-bookkeeping of references, contexts and stored frames around an affinity kernel (docs/propagation.md)."""
+"""Label propagation through a video, one frame at a time: embeddings, and the bookkeeping of references,
+contexts and stored frames around an affinity kernel (docs/propagation.md)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,8 @@ KERNELS = {"dense": DenseKernel, "local": LocalKernel}  # prop.impl -> the kerne
 
 
 def embed(feats: Tensor, merge_feats: Tensor | None = None, merge_lambda: float = 1.05) -> Tensor:
-    """L2-normalise features over channels, optionally merged with a second feature set.
-    feats: [C, h, w] or [T, C, h, w] raw features; merge_feats: [C2, h, w] / [T, C2, h, w].
-    Returns normalize(feats), or normalize(cat(merge_lambda * normalize(feats), normalize(merge_feats)))
-    over channels: [C(+C2), h, w] / [T, C(+C2), h, w]."""
+    """feats: [C, h, w] or [T, C, h, w]; merge_feats: [C2, h, w] / [T, C2, h, w] -> normalize(feats), or
+    normalize(cat(merge_lambda * normalize(feats), normalize(merge_feats))), over channels."""
     if feats.dim() not in (3, 4):
         raise ValueError(f"feats must be [C, h, w] or [T, C, h, w], got shape {tuple(feats.shape)}")
     dim = feats.dim() - 3  # channel axis
@@ -39,18 +37,15 @@ def embed(feats: Tensor, merge_feats: Tensor | None = None, merge_lambda: float 
 
 
 def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, Tensor],
-            context: Sequence[int], channels: Optional[Tensor] = None) -> Tensor:
+            context: Sequence[int], channels: Tensor | slice = slice(None)) -> Tensor:
     """Soft mask [K, hw] of a query frame: the softmax-weighted sum of its top-k neighbours' masks.
     query: [C, h, w] its embedding; memory / masks ([K, hw]): the stored frames' keys and soft
-    masks; context: frame numbers, entry 0 the long-term one. channels: None (all K) or the only
-    channels that can be non-zero (those started so far); the others are zeros without being
-    gathered, the same values (the official code's 20 channels cost 10x the two of one object)."""
+    masks; context: frame numbers, entry 0 the long-term one. channels: the only channels that can be
+    non-zero (those started so far); the others are zeros without being gathered, the same values
+    (the official code's 20 channels cost 10x the two of one object)."""
     weights, index = kernel(query, memory, context)  # [hw, k] each, index = slot * hw + position
     frames = context_frames(context)
-    if channels is None:
-        return (torch.cat([masks[f] for f in frames], dim=1)[:, index] * weights).sum(dim=2)
-    first = masks[frames[0]]
-    out = first.new_zeros(first.shape)
+    out = masks[frames[0]].new_zeros(masks[frames[0]].shape)
     out[channels] = (torch.cat([masks[f][channels] for f in frames], dim=1)[:, index] * weights).sum(dim=2)
     return out
 
@@ -85,19 +80,19 @@ class LabelPropagator:
     def _ids(self, labels: Tensor) -> list[int]:
         """The ids of an id map (with background at frame 0), checked against num_classes."""
         if labels.dim() != 2 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise ValueError(f"frame {self.t}: labels must be an [H, W] integer id map, "
-                             f"got {labels.dtype} {tuple(labels.shape)}")
+            raise ValueError(f"frame {self.t}: labels must be an [H, W] integer id map, not {labels.dtype} "
+                             f"{tuple(labels.shape)}")
         lo, hi = labels.min().item(), labels.max().item()
         if lo < 0 or hi >= self.num_classes:
             raise ValueError(f"frame {self.t}: label ids span {lo}..{hi}, outside 0..{self.num_classes - 1} "
-                             f"(raise num_classes, or map void pixels first)")
+                             "(raise num_classes)")
         ids = torch.bincount(labels.flatten(), minlength=self.num_classes).nonzero().flatten().tolist()
         return sorted(set(ids) | {0}) if self.t == 0 else ids  # background always starts at frame 0
 
     def _channels(self, soft: Tensor) -> list[int]:
         if soft.dim() != 3 or soft.shape[0] != self.num_classes or not soft.dtype.is_floating_point:
-            raise ValueError(f"frame {self.t}: soft_labels must be a float [{self.num_classes}, H, W] tensor "
-                             f"(num_classes channels), got {soft.dtype} {tuple(soft.shape)}")
+            raise ValueError(f"frame {self.t}: soft_labels must be a float [{self.num_classes}, H, W] tensor, "
+                             f"not {soft.dtype} {tuple(soft.shape)}")
         return soft.flatten(1).ne(0).any(dim=1).nonzero().flatten().tolist()
 
     def _starting_labels(self, labels: Optional[Tensor], soft: Optional[Tensor], device: torch.device,
@@ -119,8 +114,8 @@ class LabelPropagator:
 
     def _check_embedding(self, emb: Tensor) -> None:
         if emb.dim() != 3 or not emb.dtype.is_floating_point:
-            raise ValueError(f"frame {self.t}: emb must be a float [C, h, w] tensor, "
-                             f"got {emb.dtype} {tuple(emb.shape)}")
+            raise ValueError(f"frame {self.t}: emb must be a float [C, h, w] tensor, not {emb.dtype} "
+                             f"{tuple(emb.shape)}")
         if self._shape is None:
             if emb.shape[1] * emb.shape[2] < self.config.topk:
                 raise ValueError(f"feature map {tuple(emb.shape[1:])} has fewer positions than topk={self.config.topk}")
@@ -139,16 +134,11 @@ class LabelPropagator:
     @torch.no_grad()
     def step(self, emb: Tensor, labels: Tensor | None = None, *, soft_labels: Tensor | None = None,
              correct: bool = False) -> Tensor:
-        """Process the next frame; returns its soft mask at feature resolution, [num_classes, h, w].
-
-        emb: [C, h, w] L2-normalised embedding. Labels, optional (frame 0 must give them), at any
-        resolution (bilinearly resized to h x w): ``labels`` an [H, W] integer id map, or
-        ``soft_labels`` a float [num_classes, H, W] map (e.g. keypoint heat maps). Channels new
-        to the video start here, replacing the prediction in proportion to their sum (at most 1
-        per position). With ``correct``, channels given again (not the background) become the
-        given maps, their old prediction's share goes to the background, and this frame becomes
-        their only reference; without it (the benchmarks' protocol) they are ignored.
-        """
+        """emb: [C, h, w] L2-normalised -> the frame's soft mask [num_classes, h, w]. Labels (frame 0 must give
+        them), at any size: ``labels`` [H, W] ids or ``soft_labels`` float [num_classes, H, W]. New channels
+        replace the prediction in proportion to their sum (at most 1 per position). With ``correct``, channels
+        given again (not the background) become the given maps, their old share goes to the background and this
+        frame is their only reference; without it (the benchmarks' protocol) they are ignored."""
         self._check_embedding(emb)
         if self.t == 0 and labels is None and soft_labels is None:
             raise ValueError("frame 0 needs labels: the first-frame id map (or soft label maps) starts the propagation")
@@ -187,20 +177,19 @@ class LabelPropagator:
                 del self.valid[t0]
 
     def embeddings(self) -> dict[int, Tensor]:
-        """The embeddings [C, h, w] of the stored frames (what :meth:`restore` takes), from the kernel's memory."""
+        """The embeddings [C, h, w] of the stored frames (what :meth:`restore` takes)."""
         return {f: self.memory.embedding(f, self._shape) for f in sorted(self.store)}
 
     def state(self) -> dict:
-        """The bookkeeping of the current video, JSON-able: with the stored frames' soft masks
-        (``self.store``) and embeddings, :meth:`restore` continues the video exactly."""
+        """The bookkeeping of the current video, JSON-able: with ``self.store`` and :meth:`embeddings`,
+        :meth:`restore` continues the video exactly."""
         return {"t": self.t, "seen": sorted(self.seen), "references": list(self.references),
                 "valid": [[f, v.nonzero().flatten().tolist()] for f, v in self.valid.items()],
                 "stored": sorted(self.store), "shape": list(self._shape) if self._shape else None,
                 "policy": self.policy.state()}
 
     def restore(self, state: dict, masks: dict[int, Tensor], embeddings: dict[int, Tensor]) -> None:
-        """Continue a video from :meth:`state`'s result, the soft masks [K, hw] and the
-        embeddings [C, h, w] of its stored frames (re-encoded or kept)."""
+        """Continue a video from :meth:`state`, the stored frames' soft masks [K, hw] and embeddings [C, h, w]."""
         self.reset()
         if sorted(masks) != state["stored"] or sorted(embeddings) != state["stored"]:
             raise ValueError(f"restore needs the masks and embeddings of frames {state['stored']}")

@@ -10,6 +10,8 @@ from typing import NamedTuple, Union
 import torch
 from torch import Tensor
 
+from hvc.propagation.kernel import far_mask, within
+
 
 class Batch(NamedTuple):
     """Tiles with equally large query windows, scored by one batched matmul."""
@@ -73,10 +75,6 @@ def _centred_square(half: int, extra: int, device: torch.device) -> tuple[Tensor
     return dy - half, dx - half
 
 
-def within(dy: Tensor, dx: Tensor, radius: float) -> Tensor:
-    return (dy**2 + dx**2).double() < radius**2  # strictly inside radius, exact: squared, in float64
-
-
 def reach(radius: float) -> int:
     return math.ceil(radius) - 1  # the largest integer offset strictly inside radius
 
@@ -121,8 +119,7 @@ def grid_tables(h: int, w: int, tile: int, radius: float, tiled: bool | None, de
     windows = tile_windows(h, w, tile, radius, device)
     rows = int(windows.in_image.sum())
     if tiled is False or (tiled is None and rows * tile**2 >= (h * w) ** 2):
-        y, x = _grid(h, w, device)
-        return MaskedTables(far=~within(y[:, None] - y[None, :], x[:, None] - x[None, :], radius))
+        return MaskedTables(far=far_mask(h, w, radius, device))
     # tiles by decreasing window size (stable): the tiles of each window size are one batch
     sizes = windows.in_image.sum(dim=1)
     order = sizes.argsort(descending=True, stable=True)

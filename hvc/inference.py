@@ -38,19 +38,8 @@ def usable_cpus() -> int:
 
 
 def loader_workers(setting: Optional[int]) -> int:
-    """``data.workers`` for a DataLoader: the setting, or for None 0 on at most 2 usable CPUs (where loader
-    processes slow test.py down: docs/speed.md), else 2."""
+    """``data.workers``, None: 0 on at most 2 usable CPUs (where loaders slow test.py down: docs/speed.md), else 2."""
     return setting if setting is not None else 0 if usable_cpus() <= 2 else 2
-
-
-def check_frame_size(clip: Clip, frames: FrameDataset, topk: int) -> None:
-    """Frames too small for the protocol are an input error naming the sequence."""
-    h, w = frames.out_size
-    fh, fw = math.ceil(h / STRIDE), math.ceil(w / STRIDE)
-    if min(fh, fw) < MIN_FEATURE_CELLS or fh * fw < topk:
-        raise DatasetError(f"{clip.video.frames[0].parent}: frames of sequence {clip.name} ({h}x{w} at the encoder) "
-                           f"give {fh}x{fw} feature cells; need {MIN_FEATURE_CELLS}x{MIN_FEATURE_CELLS} and "
-                           f"prop.topk={topk} positions")
 
 
 def segment_clip(clip: Clip, segmenter: VideoSegmenter, folder: Path, cfg: TestConfig,
@@ -58,7 +47,12 @@ def segment_clip(clip: Clip, segmenter: VideoSegmenter, folder: Path, cfg: TestC
     """Propagate the labels of ``clip`` through its frames, decoded by a DataLoader and encoded in batches; its
     writer writes into ``folder`` (overlays into ``vis_folder``)."""
     frames = FrameDataset(clip.video, cfg.data.input_size, cfg.data.mean, cfg.data.std, resize=cfg.data.resize)
-    check_frame_size(clip, frames, cfg.prop.topk)
+    h, w = frames.out_size
+    fh, fw = math.ceil(h / STRIDE), math.ceil(w / STRIDE)
+    if min(fh, fw) < MIN_FEATURE_CELLS or fh * fw < cfg.prop.topk:
+        raise DatasetError(f"{clip.video.frames[0].parent}: frames of sequence {clip.name} ({h}x{w} at the encoder) "
+                           f"give {fh}x{fw} feature cells; need {MIN_FEATURE_CELLS}x{MIN_FEATURE_CELLS} and "
+                           f"prop.topk={cfg.prop.topk} positions")
     hints = {"features": "check the weights of model.checkpoint", "soft masks": "check the prop.* settings"}
     segmenter.reset(lambda t, what: f"{clip.video.frames[t]}: {what} of frame {t} of sequence {clip.name} hold "
                                     f"NaN or inf; {hints[what]}")
@@ -112,8 +106,7 @@ def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shar
 
 def _prepare_job(cfg: TestConfig, clips: list[Clip], shard: Optional[ShardSpec],
                  job: Job) -> tuple[ResultsFolder, list[str]]:
-    """Rank 0 (or the only process) prepares the output folder; every rank gets its bookkeeping and
-    the names to segment (:func:`hvc.completion.prepare_results`)."""
+    """Rank 0 prepares the output folder (:func:`hvc.completion.prepare_results`); every rank gets it and its todo."""
     names, out, dataset = [c.name for c in clips], output_dir(cfg), cfg.data.dataset
     mine = shard_of(names, [len(c.video.frames) for c in clips], shard.index, shard.count) if shard else names
     folder, todo, failure = None, None, None

@@ -17,8 +17,7 @@ from hvc.data.vos import scaled_size
 from hvc.errors import NonFiniteError, UsageError
 from hvc.models.encoders import load_encoder
 from hvc.models.fast_encoder import wrap_encoder
-from hvc.propagation import LabelPropagator, PropagationConfig, embed
-from hvc.propagation.context import ContextPolicy
+from hvc.propagation import ContextPolicy, LabelPropagator, PropagationConfig, embed
 from hvc.propagation.masks import resize_masks, upsample_argmax
 from hvc.distributed import Job
 
@@ -30,18 +29,16 @@ ImageLike = Union[np.ndarray, Image.Image]
 
 
 class FeatureExtractor:
-    """``extractor(frames: [B, 3, h, w]) -> [B, C, h/8, w/8]``: L2-normalised embeddings (:func:`embed`), float32
-    on ``device``."""
+    """``extractor(frames: [B, 3, h, w]) -> [B, C, h/8, w/8]``: :func:`embed`'s embeddings, float32 on ``device``."""
 
     def __init__(self, encoder: torch.nn.Module, merge_encoder: Optional[torch.nn.Module] = None,
                  merge_lambda: float = 1.05, device: torch.device | str = "cpu", amp: str = "off",
                  channels_last: bool = False, mode: str = "exact"):
-        self.device = torch.device(device)
+        self.device, self.merge_lambda = torch.device(device), merge_lambda
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # mode: "exact" | "fused" | "bf16" (hvc.models.fast_encoder), applied once on the device
         self.encoders = [wrap_encoder(e.to(self.device, memory_format=self.memory_format), mode)
                          for e in (encoder, merge_encoder) if e is not None]
-        self.merge_lambda = merge_lambda
         # Autocast only on CUDA: the golden checks and CPU runs are float32.
         self.amp_dtype = _AMP_DTYPES.get(amp) if self.device.type == "cuda" else None
 
@@ -50,8 +47,7 @@ class FeatureExtractor:
         x = frames.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             feats = [enc(x).float() for enc in self.encoders]
-        merge = feats[1] if len(feats) > 1 else None
-        return embed(feats[0], merge_feats=merge, merge_lambda=self.merge_lambda)
+        return embed(*feats, merge_lambda=self.merge_lambda)  # feats: the encoder's, then the merged one's
 
 
 def build_extractor(cfg: TestConfig, device: Optional[torch.device] = None) -> FeatureExtractor:
@@ -102,8 +98,8 @@ class VideoSegmenter:
                  input_size: Optional[int] = None, mean: tuple[float, ...] = TestConfig().data.mean,
                  std: tuple[float, ...] = TestConfig().data.std, policy: Optional[ContextPolicy] = None):
         self.propagator = LabelPropagator(prop, policy=policy)
-        self.extractor = extractor
-        self.input_size = input_size
+        self.num_classes = self.propagator.num_classes
+        self.extractor, self.input_size = extractor, input_size
         self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
         self.reset()
 
@@ -111,20 +107,14 @@ class VideoSegmenter:
     def from_checkpoint(cls, checkpoint: Optional[str], prop: Optional[PropagationConfig] = None, *,
                         model: str = "hvc", device: str = "cpu", input_size: Optional[int] = None,
                         encoder: str = "exact", policy: Optional[ContextPolicy] = None) -> "VideoSegmenter":
-        """An encoder ``model`` with the weights ``checkpoint`` (None: the model's default), the test protocol's
-        settings; ``encoder``: exact, fused or bf16 (docs/api.md)."""
+        """Encoder ``model``, weights ``checkpoint`` (None: its default), ``encoder`` exact/fused/bf16: docs/api.md."""
         cfg = TestConfig()
         cfg.model.name, cfg.model.checkpoint, cfg.model.bn_dummy_forward = model, checkpoint, True
         cfg.run.device, cfg.run.encoder = device, encoder
         return cls(prop, build_extractor(cfg), input_size=input_size, policy=policy)  # mean, std: TestConfig's
 
-    @property
-    def num_classes(self) -> int:
-        return self.propagator.num_classes
-
     def reset(self, describe: Callable[[int, str], str] = _nan_message) -> None:
-        """Start a new video; ``describe(t, what)``: the error when ``what`` ("features", "soft masks") of frame t
-        hold NaN or inf."""
+        """Start a new video; ``describe(t, what)``: the error when ``what`` of frame t hold NaN or inf."""
         self.propagator.reset()
         self.describe = describe
         self.frame = 0  # the next frame to step
@@ -161,8 +151,7 @@ class VideoSegmenter:
         return emb
 
     def step(self, image: ImageLike, soft: bool = False) -> Segmentation:
-        """Segment the next frame: ids [H, W] uint8 at the image's size (a frame given a mask shows its ids), with
-        ``soft`` also the soft masks [K, H, W]."""
+        """Segment the next frame: ids uint8 [H, W] at its size (a given mask's ids), with ``soft`` masks [K, H, W]."""
         size = image.size[::-1] if isinstance(image, Image.Image) else np.asarray(image).shape[:2]
         if self.start is None and self.frame not in self.pending:  # nothing to follow yet
             self.frame += 1
@@ -187,8 +176,7 @@ class VideoSegmenter:
             if labels is None and soft_labels is None:
                 return emb.new_zeros((self.num_classes, *emb.shape[1:]))
             self.start = t
-        masks = self.propagator.step(emb, None if labels is None else labels.to(emb.device),
-                                     soft_labels=soft_labels, correct=correct)
+        masks = self.propagator.step(emb, labels, soft_labels=soft_labels, correct=correct)
         self._check(masks, "soft masks", t)
         return masks
 
@@ -198,14 +186,10 @@ class VideoSegmenter:
         ids = upsample_argmax(masks, tuple(size))
         given = self._given
         if given is not None and tuple(given.shape) == tuple(ids.shape):
-            given = given.to(ids.device)
-            if self.frame - 1 == self.start:
-                ids = given
-            else:
-                if self._corrected:  # without correction (the benchmarks') a given id only adds pixels
-                    named = torch.unique(given[given > 0])
-                    ids = torch.where(torch.isin(ids, named), torch.zeros_like(ids), ids)
-                ids = torch.where(given > 0, given, ids)
+            given, first = given.to(ids.device), self.frame - 1 == self.start
+            if self._corrected and not first:  # without correction (the benchmarks') a given id only adds pixels
+                ids = torch.where(torch.isin(ids, given[given > 0]), 0, ids)
+            ids = given if first else torch.where(given > 0, given, ids)
         return ids.to(torch.uint8).cpu().numpy()
 
     def _check(self, values: Tensor, what: str, t: Optional[int] = None) -> None:
@@ -214,8 +198,7 @@ class VideoSegmenter:
             raise NonFiniteError(self.describe(self.frame if t is None else t, what))
 
     def state(self, embeddings: bool = True) -> SegmenterState:
-        """Where this video stands, for :meth:`restore`; ``embeddings``: with the stored frames' embeddings (False:
-        the caller re-encodes them)."""
+        """Where this video stands, for :meth:`restore`; ``embeddings``: False when the caller re-encodes them."""
         shift = self.start or 0
         masks = {f + shift: m for f, m in self.propagator.store.items()}
         embs = {f + shift: e for f, e in self.propagator.embeddings().items()} if embeddings else None
@@ -223,8 +206,7 @@ class VideoSegmenter:
         return SegmenterState(record, masks, embs, dict(self.pending))
 
     def restore(self, state: SegmenterState, embeddings: Optional[dict[int, Tensor]] = None) -> None:
-        """Continue a video from :meth:`state` (in any process, same settings); ``embeddings``: those of
-        ``state.stored``, if the state has none."""
+        """Continue from :meth:`state` (same settings, any process); ``embeddings``: those of ``state.stored``."""
         embeddings = embeddings if embeddings is not None else state.embeddings
         if embeddings is None:
             raise UsageError(f"restore needs the embeddings of frames {state.stored}")

@@ -25,12 +25,12 @@ class ContextPolicy(ABC):
 
     @abstractmethod
     def context(self, reference: int, t: int) -> list[int]:
-        """Frames read to predict frame t for the objects that started at frame ``reference``: entry 0
-        is ``reference`` (every key a candidate), the others radius-limited, any stored frames (docs/memory.md)."""
+        """Frames read to predict frame t for the objects that started at frame ``reference``: entry 0 is
+        ``reference`` (every key a candidate), the others radius-limited, any stored frames (docs/memory.md)."""
 
     def store(self, t: int, soft: Tensor) -> bool:
-        """After frame t is predicted (frame 0: given), whether it is kept for later steps; ``soft``
-        [K, hw] is its soft mask, to judge its quality. Reference frames are kept whatever the answer."""
+        """Whether frame t, once predicted (frame 0: given), is kept for later steps, judged by its soft mask
+        ``soft`` [K, hw]; reference frames are kept whatever the answer."""
         return True
 
     @abstractmethod
@@ -39,9 +39,8 @@ class ContextPolicy(ABC):
 
 
 class RecentFrames(ContextPolicy):
-    """The paper's context: the reference frame, then the ``size`` frames before t, frames
-    before the reference replaced by it (duplicates kept, as the official code does):
-    ``[t0] + [max(s, t0) for s in range(t - size, t)]``."""
+    """The paper's context, duplicates kept as the official code does: ``[t0] + [max(s, t0) for s in range(t - size,
+    t)]``, the reference frame, then the ``size`` frames before t, frames before the reference replaced by it."""
 
     def __init__(self, size: int):
         self.size = size  # >= 1, checked by PropagationConfig.validate
@@ -50,8 +49,7 @@ class RecentFrames(ContextPolicy):
         return [reference] + [max(s, reference) for s in range(t - self.size, t)]
 
     def evict(self, stored: Sequence[int], t: int) -> list[int]:
-        oldest = t + 1 - self.size  # the next step's window starts here
-        return [f for f in stored if f < oldest]
+        return [f for f in stored if f < t + 1 - self.size]  # the next step's window starts at t + 1 - size
 
 
 def confidence(soft: Tensor) -> float:

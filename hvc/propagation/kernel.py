@@ -1,5 +1,5 @@
-"""What the propagator asks of an affinity kernel, the memory of stored frames it reads, one :class:`KeyMemory`
-per video (docs/design.md, "Label propagation: two seams for later tasks"), and the dense reference kernel."""
+"""The affinity-kernel contract, the per-video :class:`KeyMemory` of stored frames it reads (docs/design.md, "Label
+propagation: two seams for later tasks"), and the dense reference kernel."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ class KeyMemory(dict):
 
 
 class Kernel(Protocol):
-    """The top-k neighbours of every query position over a context of stored frames: entry 0 the long-term
-    frame, the others radius-limited, repeats counted (docs/local_kernel.md, "What is computed")."""
+    """The top-k neighbours of every query position over a context of stored frames: entry 0 the long-term frame,
+    the others radius-limited, repeats counted (docs/local_kernel.md, "What is computed")."""
 
     topk: int
 
@@ -55,22 +55,16 @@ def context_frames(context: Sequence[int]) -> list[int]:
     return sorted(set(context))
 
 
-def within(dy: Tensor, dx: Tensor, radius: float) -> Tensor:
-    """Whether integer offsets (dy, dx) lie strictly inside ``radius``: exact, squared, in float64."""
-    return (dy**2 + dx**2).double() < radius**2
-
-
 def far_mask(h: int, w: int, radius: float, device: torch.device) -> Tensor:
     """[h*w, h*w] bool (symmetric): True where the grid distance of the two cells is NOT < radius."""
     ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    ys, xs = ys.flatten(), xs.flatten()
-    return ~within(ys[:, None] - ys, xs[:, None] - xs, radius)
+    grid = torch.stack([ys.flatten(), xs.flatten()], dim=1).double()
+    return torch.cdist(grid, grid) >= radius
 
 
 class DenseKernel:
-    """Top-k neighbours of every query position over a context list, built from full affinities: the official
-    arithmetic, written to be read, not to be fast, a full [hw, hw] affinity per context entry, the top-k joint
-    over all (docs/local_kernel.md, "What is computed")."""
+    """The :class:`Kernel` from a full [hw, hw] affinity per context entry, the top-k joint over all: the official
+    arithmetic, written to be read, not to be fast (docs/local_kernel.md, "What is computed")."""
 
     def __init__(self, radius: float, temperature: float, topk: int):
         self.radius, self.temperature, self.topk = radius, temperature, topk
@@ -85,7 +79,7 @@ class DenseKernel:
         return KeyMemory()  # the embeddings [C, h, w] as they are
 
     def __call__(self, query: Tensor, memory: KeyMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """See :class:`~hvc.propagation.kernel.Kernel`: (weights [hw, k], index [hw, k] = slot * hw + key)."""
+        """:class:`Kernel`'s: (weights [hw, k], index [hw, k] = slot * hw + key)."""
         c, h, w = query.shape
         hw, num = h * w, len(context)
         if (h, w) not in self._far:

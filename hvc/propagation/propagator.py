@@ -13,7 +13,7 @@ from torch import Tensor
 from hvc.config.propagation import PropagationConfig
 from hvc.propagation.context import ContextPolicy, QualityFrames, RecentFrames
 from hvc.propagation.kernel import DenseKernel, Kernel, KeyMemory, context_frames
-from hvc.propagation.local import LocalKernel
+from hvc.propagation.local.kernel import LocalKernel
 from hvc.propagation.masks import one_hot, resize_masks
 
 KERNELS = {"dense": DenseKernel, "local": LocalKernel}  # prop.impl -> the kernel class
@@ -28,21 +28,15 @@ def embed(feats: Tensor, merge_feats: Tensor | None = None, merge_lambda: float 
     out = F.normalize(feats, dim=dim)
     if merge_feats is None:
         return out
-    if merge_feats.dim() != feats.dim() or merge_feats.shape[:dim] + merge_feats.shape[dim + 1:] != (
-            feats.shape[:dim] + feats.shape[dim + 1:]):
-        raise ValueError(f"merge_feats {tuple(merge_feats.shape)} must match feats {tuple(feats.shape)} "
-                         "in all but channels")
     merged = torch.cat([merge_lambda * out, F.normalize(merge_feats, dim=dim)], dim=dim)
     return F.normalize(merged, dim=dim)
 
 
 def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, Tensor],
             context: Sequence[int], channels: Tensor | slice = slice(None)) -> Tensor:
-    """Soft mask [K, hw] of a query frame: the softmax-weighted sum of its top-k neighbours' masks.
-    query: [C, h, w] its embedding; memory / masks ([K, hw]): the stored frames' keys and soft
-    masks; context: frame numbers, entry 0 the long-term one. channels: the only channels that can be
-    non-zero (those started so far); the others are zeros without being gathered, the same values
-    (the official code's 20 channels cost 10x the two of one object)."""
+    """Soft mask [K, hw] of a query frame [C, h, w]: the softmax-weighted sum of its top-k neighbours' masks among
+    the stored frames' keys and masks [K, hw]; context: frame numbers, entry 0 the long-term one. Channels other
+    than ``channels`` (those started so far) are zeros without being gathered (20 channels cost 10x two)."""
     weights, index = kernel(query, memory, context)  # [hw, k] each, index = slot * hw + position
     frames = context_frames(context)
     out = masks[frames[0]].new_zeros(masks[frames[0]].shape)
@@ -51,9 +45,8 @@ def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, T
 
 
 class LabelPropagator:
-    """Propagates first-frame (and later-frame) labels by top-k feature affinities: ``config`` (default
-    ``PropagationConfig()``) with ``changes`` to its fields; the policy defaults to the one ``config.memory``
-    names, RecentFrames or QualityFrames (docs/memory.md)."""
+    """Propagates labels by top-k feature affinities: ``config`` (default ``PropagationConfig()``) with ``changes``;
+    the policy defaults to the one ``config.memory`` names, RecentFrames or QualityFrames (docs/memory.md)."""
 
     def __init__(self, config: Optional[PropagationConfig] = None, *, policy: Optional[ContextPolicy] = None,
                  **changes):
@@ -97,8 +90,7 @@ class LabelPropagator:
 
     def _starting_labels(self, labels: Optional[Tensor], soft: Optional[Tensor], device: torch.device,
                          correct: bool) -> tuple[list[int], list[int], Optional[Tensor]]:
-        """The channels that start at this frame, those corrected at it (seen before, not the
-        background; only with ``correct``) and their maps [K, H, W] (other channels 0)."""
+        """New channels, corrected ones (seen before, not 0; with ``correct``) and their maps [K, H, W] (others 0)."""
         if labels is not None and soft is not None:
             raise ValueError(f"frame {self.t}: give labels or soft_labels, not both")
         given = self._channels(soft) if soft is not None else self._ids(labels) if labels is not None else []
@@ -181,8 +173,7 @@ class LabelPropagator:
         return {f: self.memory.embedding(f, self._shape) for f in sorted(self.store)}
 
     def state(self) -> dict:
-        """The bookkeeping of the current video, JSON-able: with ``self.store`` and :meth:`embeddings`,
-        :meth:`restore` continues the video exactly."""
+        """This video's bookkeeping, JSON-able: with ``store`` and :meth:`embeddings`, :meth:`restore` continues it."""
         return {"t": self.t, "seen": sorted(self.seen), "references": list(self.references),
                 "valid": [[f, v.nonzero().flatten().tolist()] for f, v in self.valid.items()],
                 "stored": sorted(self.store), "shape": list(self._shape) if self._shape else None,

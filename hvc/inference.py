@@ -1,5 +1,4 @@
-"""``test.py``'s driver: a benchmark's clips (:mod:`hvc.tasks.clips`) -> features -> propagated labels -> its writers,
-into an :mod:`hvc.completion` folder, split over torchrun or ``--shard i/n`` alike byte for byte (docs/multi_gpu.md)."""
+"""test.py's loop: clips -> features -> labels -> writers, equal bytes over torchrun or shards (docs/multi_gpu.md)."""
 
 from __future__ import annotations
 
@@ -26,10 +25,8 @@ from hvc.tasks.clips import SCORES, VOS_SCORES, Clip, load_clips, locate
 
 log = logging.getLogger(__name__)
 
-# The encoder's stride: a frame of H x W gives ceil(H/8) x ceil(W/8) feature cells.
-STRIDE = 8
-# Fewer cells than this on a side leave the radius / top-k protocol nothing to choose from.
-MIN_FEATURE_CELLS = 2
+STRIDE = 8  # the encoder's: a frame of H x W gives ceil(H/8) x ceil(W/8) feature cells
+MIN_FEATURE_CELLS = 2  # fewer on a side leave the radius / top-k protocol nothing to choose from
 
 
 def usable_cpus() -> int:
@@ -44,8 +41,7 @@ def loader_workers(setting: Optional[int]) -> int:
 
 def segment_clip(clip: Clip, segmenter: VideoSegmenter, folder: Path, cfg: TestConfig,
                  vis_folder: Optional[Path] = None, progress: bool = True) -> None:
-    """Propagate the labels of ``clip`` through its frames, decoded by a DataLoader and encoded in batches; its
-    writer writes into ``folder`` (overlays into ``vis_folder``)."""
+    """Propagate ``clip``'s labels through its frames (encoded in batches); its writer writes into ``folder``."""
     frames = FrameDataset(clip.video, cfg.data.input_size, cfg.data.mean, cfg.data.std, resize=cfg.data.resize)
     h, w = frames.out_size
     fh, fw = math.ceil(h / STRIDE), math.ceil(w / STRIDE)
@@ -74,9 +70,8 @@ def segment_clip(clip: Clip, segmenter: VideoSegmenter, folder: Path, cfg: TestC
 
 def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shards: bool = False,
                   job: Optional[Job] = None) -> Path:
-    """Segment every clip of ``cfg.data`` (or this process's share: ``shard`` i of n, or this rank's of ``job``)
-    into the returned folder. A shard writes no summary: ``merge_shards`` does, once all are done. Expected
-    failures are :class:`hvc.errors.HvcError`, raised before anything is written where possible."""
+    """Segment the clips of ``cfg.data`` (or ``shard`` i of n, or this rank's share) into the returned folder; a shard
+    writes no summary, ``merge_shards`` does. Failures are HvcErrors, raised before writing where possible."""
     job = job or Job()
     job.device(cfg.run.device)  # an unavailable device fails before anything is written
     if merge_shards and (shard is not None or cfg.run.overwrite or job.distributed):
@@ -95,9 +90,7 @@ def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shar
     else:
         folder, todo = _prepare_job(cfg, clips, shard, job)
         worker = f"shard {shard.index}/{shard.count}" if shard is not None else job.describe()
-        sizes = {c.name: len(c.video.frames) for c in clips}
-        share = shard_of(todo, [sizes[n] for n in todo], job.rank, job.world_size)  # torchrun: this rank's
-        _segment_in_job(cfg, folder, clips, share, job, worker)
+        _segment_in_job(cfg, folder, clips, todo, job, worker)
     if shard is None and job.is_main:
         for path in write_summary(cfg, folder, clips):
             log.info("wrote %s", path)
@@ -128,14 +121,15 @@ def _prepare_job(cfg: TestConfig, clips: list[Clip], shard: Optional[ShardSpec],
     return folder or ResultsFolder(out, settings), todo
 
 
-def _segment_in_job(cfg: TestConfig, folder: ResultsFolder, clips: list[Clip], share: list[str], job: Job,
+def _segment_in_job(cfg: TestConfig, folder: ResultsFolder, clips: list[Clip], todo: list[str], job: Job,
                     worker: str) -> None:
-    """Segment this process's share, committing each clip with its record. In a torchrun job every rank then waits
-    for the others; if any failed, the lowest failing rank raises its error, the others exit with its code."""
+    """Segment this rank's share of ``todo``, committing each clip with its record. In a torchrun job every rank then
+    waits for the others; if any failed, the lowest failing rank raises its error, the others exit with its code."""
     code, failure = 0, None
+    by_name = {c.name: c for c in clips}
+    share = shard_of(todo, [len(by_name[n].video.frames) for n in todo], job.rank, job.world_size)
     try:
         segmenter = VideoSegmenter(cfg.prop, build_extractor(cfg, job.device(cfg.run.device))) if share else None
-        by_name = {c.name: c for c in clips}
         for name in tqdm(share, desc=f"{result_tag(cfg)} {cfg.data.dataset} ({worker})", unit="seq",
                          disable=not job.is_main or not share):
             clip, staging, start = by_name[name], folder.start(name), time.perf_counter()

@@ -1,5 +1,4 @@
-"""Video object segmentation one frame at a time, images in, ids out (docs/api.md): the one module that
-constructs and steps a ``LabelPropagator``, in :meth:`VideoSegmenter.step_features`."""
+"""Video object segmentation frame by frame (docs/api.md): the one module that constructs and steps LabelPropagator."""
 
 from __future__ import annotations
 
@@ -22,8 +21,7 @@ from hvc.propagation.masks import resize_masks, upsample_argmax
 from hvc.distributed import Job
 
 _AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-# Frames with a shorter side above this are encoded at it (the DAVIS protocol's 480p).
-MAX_INPUT_SIZE = 480
+MAX_INPUT_SIZE = 480  # frames with a longer shorter side are encoded at it (the DAVIS protocol's 480p)
 
 ImageLike = Union[np.ndarray, Image.Image]
 
@@ -39,8 +37,7 @@ class FeatureExtractor:
         # mode: "exact" | "fused" | "bf16" (hvc.models.fast_encoder), applied once on the device
         self.encoders = [wrap_encoder(e.to(self.device, memory_format=self.memory_format), mode)
                          for e in (encoder, merge_encoder) if e is not None]
-        # Autocast only on CUDA: the golden checks and CPU runs are float32.
-        self.amp_dtype = _AMP_DTYPES.get(amp) if self.device.type == "cuda" else None
+        self.amp_dtype = _AMP_DTYPES.get(amp) if self.device.type == "cuda" else None  # CPU stays float32 (goldens)
 
     @torch.no_grad()
     def __call__(self, frames: Tensor) -> Tensor:
@@ -75,9 +72,8 @@ class Segmentation:
 
 @dataclass
 class SegmenterState:
-    """What :meth:`VideoSegmenter.restore` continues from, by frame number: masks [K, h*w] of the frames the
-    propagator holds, their embeddings [C, h, w] (None: give them to ``restore``), pending id maps [H, W] of
-    frames not reached yet. The tensors are the segmenter's own, never changed in place (copy to keep them)."""
+    """What :meth:`VideoSegmenter.restore` continues from, by frame: masks [K, h*w] and embeddings [C, h, w] of
+    the stored frames, pending id maps [H, W]; the segmenter's own tensors, never changed in place (docs/api.md)."""
 
     record: dict
     masks: dict[int, Tensor]
@@ -124,8 +120,7 @@ class VideoSegmenter:
         self._corrected = False  # whether that map corrected the ids it holds (step_features' correct)
 
     def add_mask(self, frame: int, ids: Union[ImageLike, Tensor]) -> None:
-        """Object ids [H, W] (0 background) of ``frame``, this one or a later one: new ids start there, tracked
-        ones are corrected to it; frames before the first mask are background."""
+        """Ids [H, W] (0 background) of ``frame``, this or a later one: new ids start there, tracked ones corrected."""
         if frame < self.frame:
             raise UsageError(f"add_mask: frame {frame} is already segmented (the next frame is {self.frame})")
         ids = torch.as_tensor(np.asarray(ids) if not isinstance(ids, Tensor) else ids)
@@ -162,9 +157,8 @@ class VideoSegmenter:
 
     def step_features(self, emb: Tensor, labels: Optional[Tensor] = None, *, soft_labels: Optional[Tensor] = None,
                       correct: bool = True, checked: bool = False) -> Tensor:
-        """The next frame's embedding [C, h, w] -> its soft masks [K, h, w] (zeros before the first labels).
-        ``labels`` [H, W] ids or ``soft_labels`` float [K, H, W] of this frame, any size (default: an
-        :meth:`add_mask` mask); ``correct``: docs/api.md; ``checked``: ``emb`` is from :meth:`encode`."""
+        """The next frame's embedding [C, h, w] -> its soft masks [K, h, w]; its ``labels`` [H, W] or ``soft_labels``
+        [K, H, W] (default: an :meth:`add_mask` mask), docs/api.md; ``checked``: ``emb`` is from :meth:`encode`."""
         if not checked:
             self._check(emb, "features")
         added = self.pending.pop(self.frame, None)  # labels given here take its place

@@ -1,5 +1,4 @@
-"""Label propagation: embeddings, the frame-by-frame propagator, its context policies, the
-affinity kernels and mask up-sampling."""
+"""Label propagation: embeddings, the propagator, its context policies, the kernels, mask up-sampling."""
 
 from hvc.config.propagation import PropagationConfig
 from hvc.propagation.context import ContextPolicy, RecentFrames

@@ -1,5 +1,4 @@
-"""Context policies: which stored frames each step reads, which frames are stored, which evicted: the paper's
-``recent`` and ``quality``, a training-free analogue of QDMN's quality-aware memory (docs/memory.md)."""
+"""Context policies, which frames each step reads, stores and evicts: ``recent`` and ``quality`` (docs/memory.md)."""
 
 from __future__ import annotations
 
@@ -29,8 +28,7 @@ class ContextPolicy(ABC):
         ``reference`` (every key a candidate), the others radius-limited, any stored frames (docs/memory.md)."""
 
     def store(self, t: int, soft: Tensor) -> bool:
-        """Whether frame t, once predicted (frame 0: given), is kept for later steps, judged by its soft mask
-        ``soft`` [K, hw]; reference frames are kept whatever the answer."""
+        """Whether frame t (predicted; frame 0 given) is kept, judged by its soft mask [K, hw]; references are."""
         return True
 
     @abstractmethod
@@ -39,8 +37,7 @@ class ContextPolicy(ABC):
 
 
 class RecentFrames(ContextPolicy):
-    """The paper's context, duplicates kept as the official code does: ``[t0] + [max(s, t0) for s in range(t - size,
-    t)]``, the reference frame, then the ``size`` frames before t, frames before the reference replaced by it."""
+    """The paper's context ``[t0] + [max(s, t0) for s in range(t - size, t)]``, duplicates kept as officially."""
 
     def __init__(self, size: int):
         self.size = size  # >= 1, checked by PropagationConfig.validate

@@ -1,4 +1,4 @@
-"""The affinity-kernel contract, the per-video :class:`KeyMemory` of stored frames it reads (docs/design.md, "Label
+"""The affinity-kernel contract and its per-video :class:`KeyMemory` of stored frames (docs/design.md, "Label
 propagation: two seams for later tasks"), and the dense reference kernel."""
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from torch import Tensor
 
 from hvc.config.propagation import PropagationConfig
 
-# Largest affinity block of the dense kernel, in elements, built at once (2^27 floats = 512 MiB).
-_BLOCK_ELEMENTS = 1 << 27
+_BLOCK_ELEMENTS = 1 << 27  # the largest affinity block built at once, in elements (2^27 floats = 512 MiB)
 
 
 class KeyMemory(dict):
@@ -36,18 +35,14 @@ class KeyMemory(dict):
 
 
 class Kernel(Protocol):
-    """The top-k neighbours of every query position over a context of stored frames: entry 0 the long-term frame,
-    the others radius-limited, repeats counted (docs/local_kernel.md, "What is computed")."""
-
-    topk: int
+    """Top-k neighbours of every query position over a context of stored frames (docs/local_kernel.md)."""
 
     def memory(self) -> KeyMemory:
         """An empty memory for the frames of one video."""
 
     def __call__(self, query: Tensor, memory: KeyMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """query: [C, h, w] embedding of the current frame; context: frame numbers in ``memory``. Returns
-        (weights [hw, k], index [hw, k]): the neighbours' softmax weights and ``slot * hw + key position``,
-        slot = the neighbour frame's place in ``context_frames(context)``."""
+        """query [C, h, w], context: frames in ``memory``, entry 0 the long-term one, the others radius-limited,
+        repeats counted -> (softmax weights [hw, k], index [hw, k] = slot in :func:`context_frames` * hw + key)."""
 
 
 def context_frames(context: Sequence[int]) -> list[int]:

@@ -1,5 +1,4 @@
-"""Label maps <-> soft masks: one-hot, bilinear resizing, argmax (:func:`upsample_argmax`: :func:`upsample_labels`'s
-labels bit for bit, at a fraction of the cost: docs/speed.md)."""
+"""Label maps <-> soft masks: one-hot, resizing, argmax (:func:`upsample_argmax`: fast, bit for bit: docs/speed.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Label propagation through a video, one frame at a time: embeddings, and the bookkeeping of references,
-contexts and stored frames around an affinity kernel (docs/propagation.md)."""
+"""Label propagation, frame by frame: references, contexts and stored frames around a kernel (docs/propagation.md)."""
 
 from __future__ import annotations
 
@@ -20,23 +19,25 @@ KERNELS = {"dense": DenseKernel, "local": LocalKernel}  # prop.impl -> the kerne
 
 
 def embed(feats: Tensor, merge_feats: Tensor | None = None, merge_lambda: float = 1.05) -> Tensor:
-    """feats: [C, h, w] or [T, C, h, w]; merge_feats: [C2, h, w] / [T, C2, h, w] -> normalize(feats), or
-    normalize(cat(merge_lambda * normalize(feats), normalize(merge_feats))), over channels."""
+    """feats [(T,) C, h, w], merge_feats [(T,) C2, h, w] -> normalize(cat(merge_lambda * normalize(feats),
+    normalize(merge_feats))) over channels, or normalize(feats)."""
     if feats.dim() not in (3, 4):
         raise ValueError(f"feats must be [C, h, w] or [T, C, h, w], got shape {tuple(feats.shape)}")
     dim = feats.dim() - 3  # channel axis
     out = F.normalize(feats, dim=dim)
     if merge_feats is None:
         return out
+    if merge_feats.shape[:dim] + merge_feats.shape[dim + 1:] != feats.shape[:dim] + feats.shape[dim + 1:]:
+        raise ValueError(f"merge_feats {tuple(merge_feats.shape)} must match feats {tuple(feats.shape)} "
+                         "in all but channels")
     merged = torch.cat([merge_lambda * out, F.normalize(merge_feats, dim=dim)], dim=dim)
     return F.normalize(merged, dim=dim)
 
 
 def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, Tensor],
             context: Sequence[int], channels: Tensor | slice = slice(None)) -> Tensor:
-    """Soft mask [K, hw] of a query frame [C, h, w]: the softmax-weighted sum of its top-k neighbours' masks among
-    the stored frames' keys and masks [K, hw]; context: frame numbers, entry 0 the long-term one. Channels other
-    than ``channels`` (those started so far) are zeros without being gathered (20 channels cost 10x two)."""
+    """Soft mask [K, hw] of a query [C, h, w]: its top-k neighbours' stored masks [K, hw], softmax-weighted. Channels
+    other than ``channels`` (those started) are zeros without being gathered (20 channels cost 10x two)."""
     weights, index = kernel(query, memory, context)  # [hw, k] each, index = slot * hw + position
     frames = context_frames(context)
     out = masks[frames[0]].new_zeros(masks[frames[0]].shape)
@@ -132,13 +133,11 @@ class LabelPropagator:
         given again (not the background) become the given maps, their old share goes to the background and this
         frame is their only reference; without it (the benchmarks' protocol) they are ignored."""
         self._check_embedding(emb)
-        if self.t == 0 and labels is None and soft_labels is None:
-            raise ValueError("frame 0 needs labels: the first-frame id map (or soft label maps) starts the propagation")
         new, fixed, init = self._starting_labels(labels, soft_labels, emb.device, correct)
+        if self.t == 0 and init is None:
+            raise ValueError("frame 0 needs labels: an id map or soft label maps, not all zero, start the propagation")
         _, h, w = emb.shape
         if self.t == 0:
-            if init is None:
-                raise ValueError("frame 0: soft_labels are zero everywhere, so no channel starts")
             mask = resize_masks(init, (h, w)).flatten(1)  # [K, hw]
             self.valid[0] = mask.sum(dim=1) != 0
             self.references.append(0)
@@ -156,7 +155,13 @@ class LabelPropagator:
                 self.valid[self.t] = init.flatten(1).any(dim=1)
                 self.references.append(self.t)
         self.seen.update(new)
-        self._remember(emb, mask)
+        if self.policy.store(self.t, mask) or self.t in self.valid:  # references are always stored
+            self.memory.add(self.t, emb)
+            self.store[self.t] = mask
+        for f in self.policy.evict(list(self.store), self.t):
+            if f not in self.valid:
+                self.memory.remove(f)
+                del self.store[f]
         self.t += 1
         return mask.view(self.num_classes, h, w)
 
@@ -193,13 +198,3 @@ class LabelPropagator:
             self.memory.add(f, embeddings[f])
             self.store[f] = masks[f]
         self.policy.load_state(state["policy"])
-
-    def _remember(self, emb: Tensor, mask: Tensor) -> None:
-        """Store the current frame if the policy (or its being a reference) asks; evict."""
-        if self.policy.store(self.t, mask) or self.t in self.valid:
-            self.memory.add(self.t, emb)
-            self.store[self.t] = mask
-        for f in self.policy.evict(list(self.store), self.t):
-            if f not in self.valid:
-                self.memory.remove(f)
-                del self.store[f]

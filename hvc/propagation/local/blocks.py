@@ -1,5 +1,4 @@
-"""Tile-block storage, the local kernel's memory of stored frames: frame t's key tiles sit in block
-``t // GROUP_FRAMES`` at slot ``t % GROUP_FRAMES`` (docs/local_kernel.md, "Tile-block storage")."""
+"""Tile-block storage: frame t's key tiles in block t // GROUP_FRAMES, slot t % GROUP_FRAMES (docs/local_kernel.md)."""
 
 from __future__ import annotations
 
@@ -29,10 +28,9 @@ class TileBlockMemory(KeyMemory):
 
     def __init__(self, tables_of: Callable[[int, int, torch.device], Tables], dtype: Optional[torch.dtype] = None,
                  dims: Optional[int] = None):
-        """dtype: None (the exact search on the keys as they are) or an approximate search's (bf16, or float32
-        with ``dims``): tiles of keys minus ``center`` (the first stored frame's mean key), with ``dims`` = d < C
-        projected on ``basis`` (its d leading principal axes): docs/local_kernel.md, "bf16 mode", "Reduced
-        search". The flattened embeddings stay, position-major ([C, hw] views of [hw, C]), for kernel.rescore."""
+        """dtype: None (exact search) or an approximate search's (bf16, or float32 with ``dims``, docs/local_kernel.md):
+        tiles of keys minus ``center`` (the first frame's mean key), with ``dims`` = d < C on ``basis`` (its d principal
+        axes); the embeddings stay, position-major ([C, hw] views of [hw, C]), for kernel.rescore."""
         self._tables_of, self.dtype, self.dims = tables_of, dtype, dims
         self.center: Optional[Tensor] = None  # [C, 1], with a dtype: set by the first frame stored
         self.basis: Optional[Tensor] = None  # [C, d], with dims < C: set by the first frame stored
@@ -90,11 +88,6 @@ class TileBlockMemory(KeyMemory):
         self.blocks[number][:, :, slot - first] = tiles
         self._stored[number] = self._stored.get(number, 0) + 1
 
-    def _slot(self, frame: int) -> Tensor:
-        """[T, C, tile²] the key tiles of a stored frame (a view into its block)."""
-        number, slot = divmod(frame, GROUP_FRAMES)
-        return self.blocks[number][:, :, slot - self._first[number]]
-
     def remove(self, frame: int) -> None:
         number = frame // GROUP_FRAMES
         if self[frame].tiled:
@@ -121,8 +114,7 @@ class TileBlockMemory(KeyMemory):
         return parts + [pooled[len(pooled) * g // n:len(pooled) * (g + 1) // n] for g in range(n)]
 
     def groups(self, frames: Sequence[int], max_frames: int = GROUP_FRAMES) -> list[list[list[int]]]:
-        """The :meth:`parts` of ``frames`` packed in order into groups of at most ``max_frames`` frames (a larger
-        part is a group of its own): one product and one top-k search each."""
+        """The :meth:`parts` packed in order into groups of at most ``max_frames`` frames: one product each."""
         groups: list[list[list[int]]] = []
         for part in self.parts(frames):
             if groups and sum(map(len, groups[-1])) + len(part) <= max_frames:
@@ -135,7 +127,8 @@ class TileBlockMemory(KeyMemory):
         """[T, C, F * tile²] key tiles of a part's F frames (column frame * tile² + key): a block's view or a copy."""
         if self.is_block(part):
             return self.blocks[part[0] // GROUP_FRAMES].flatten(2)
-        return torch.stack([self._slot(f) for f in part], dim=2).flatten(2)
+        slots = [divmod(f, GROUP_FRAMES) for f in part]  # (block number, slot) of each frame
+        return torch.stack([self.blocks[n][:, :, slot - self._first[n]] for n, slot in slots], dim=2).flatten(2)
 
 
 def key_tiles(emb: Tensor, tables: TiledTables) -> Tensor:
@@ -146,8 +139,7 @@ def key_tiles(emb: Tensor, tables: TiledTables) -> Tensor:
 
 
 def principal_axes(centred: Tensor, dims: int) -> Tensor:
-    """centred: [C, n] zero-mean vectors -> [C, dims] the orthonormal axes of their ``dims`` largest variances
-    (eigenvectors of the C x C scatter matrix, in float64)."""
+    """centred [C, n] zero-mean -> [C, dims]: orthonormal axes of the largest variances (eigh in float64)."""
     scatter = centred.double() @ centred.double().t()
     _, vectors = torch.linalg.eigh(scatter)  # eigenvalues ascending
     return vectors[:, -dims:].flip(1).to(centred.dtype).contiguous()

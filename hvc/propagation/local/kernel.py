@@ -1,7 +1,5 @@
-"""The local kernel: the dense kernel's top-k without its [hw, (CXT+1)·hw] affinities, from the long-term entry's
-full product and the other frames' in-radius keys, scored by one of two products: tiled (every key tile against its
-query window) or masked ([hw, hw] per frame, on maps so small that tiling scores more pairs). Why it is exact, the
-layout, the cost and the approximate searches: docs/local_kernel.md."""
+"""The local kernel: the dense kernel's top-k from the long-term entry's full product and the other frames' in-radius
+keys, scored tiled (key tiles against their query windows) or masked ([hw, hw], small maps): docs/local_kernel.md."""
 
 from __future__ import annotations
 
@@ -17,15 +15,12 @@ from hvc.propagation.kernel import context_frames
 from hvc.propagation.local.blocks import TileBlockMemory
 from hvc.propagation.local.tables import MaskedTables, Tables, TiledTables, grid_tables
 
-# Largest affinity block, in elements, built at once (2^24 floats = 64 MiB).
-_BLOCK_ELEMENTS = 1 << 24
-# Largest product of one group of radius-limited frames, in bytes (docs/local_kernel.md, "Groups").
-_GROUP_BYTES = 512 << 20
+_BLOCK_ELEMENTS = 1 << 24  # the largest affinity block built at once, in elements (2^24 floats = 64 MiB)
+_GROUP_BYTES = 512 << 20  # the largest product of a group of radius-limited frames (docs/local_kernel.md, "Groups")
 
 
 class LocalKernel:
-    """Top-k neighbours of every query position over a context of stored frames, from local windows; the
-    contract of :class:`~hvc.propagation.kernel.DenseKernel`."""
+    """The :class:`~hvc.propagation.kernel.Kernel` from local windows, exact unless ``precision`` or ``search_dims``."""
 
     def __init__(self, radius: float, temperature: float, topk: int, tile: int = 4,
                  tiled: Optional[bool] = None, precision: str = "fp32", search_dims: Optional[int] = None,
@@ -126,10 +121,9 @@ class LocalKernel:
 
 
 def rescore(queries: Tensor, keys: list[Tensor], index: Tensor) -> Tensor:
-    """queries [hw, C], keys: the context frames' flattened embeddings [C, hw] by slot, index [hw, k] = slot * hw +
-    key position -> the dot products [hw, k] in the queries' dtype. Each frame's chosen keys are gathered once
-    (rows of ``key.t()``, contiguous when the memory stores keys that way)."""
-    hw, k = index.shape[0], index.shape[1]
+    """queries [hw, C], keys: the context frames' embeddings [C, hw] by slot, index [hw, k] = slot * hw + position ->
+    the dot products [hw, k], each frame's chosen keys gathered once (rows of ``key.t()``, contiguous if stored so)."""
+    hw, k = index.shape
     slot = index.flatten().div(hw, rounding_mode="floor")
     order = slot.argsort(stable=True)  # entries frame by frame
     position = index.flatten().remainder(hw)[order]
@@ -160,8 +154,7 @@ def tile_product(row_queries: Tensor, parts: list[Tensor], tables: TiledTables, 
 
 
 def best_over_frames(scores: Tensor, frames: int, tile_keys: int) -> Tensor:
-    """scores: [R, F * tile²] -> [R * tile² + 1]: each (row, key)'s best score over the F frames, then one -inf
-    entry (where the picks of keys outside the image point)."""
+    """scores [R, F * tile²] -> [R * tile² + 1]: each (row, key)'s best over the F frames, then the picks' -inf."""
     rows = scores.shape[0]
     best = scores.new_empty(rows * tile_keys + 1)
     best[-1] = float("-inf")
@@ -196,8 +189,7 @@ def tiled_topk(row_queries: Tensor, parts: list[Tensor], tables: TiledTables, k:
 
 
 def masked_topk(queries: Tensor, keys: list[Tensor], tables: MaskedTables, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """queries: [hw, C]; keys: F frames' flattened embeddings [C, hw] -> each query's top-k over its in-radius keys:
-    (dot products, frame slot in ``keys``, key position), [hw, k] each."""
+    """queries [hw, C], keys: F frames' [C, hw] -> the in-radius top-k: (dot products, slot, key position) [hw, k]."""
     frames = len(keys)
     flat = torch.stack(keys, dim=2).flatten(1)  # [C, hw * F], column position * F + frame
     scores = (queries @ flat).view(*tables.far.shape, frames)

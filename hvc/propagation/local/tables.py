@@ -1,5 +1,4 @@
-"""Index tables of the local kernel for one h x w feature grid, shared by every frame of that size: tiles, their
-query windows, batches and picks (docs/local_kernel.md, "Layout")."""
+"""The local kernel's index tables of one h x w grid: tiles, query windows, batches, picks (docs/local_kernel.md)."""
 
 from __future__ import annotations
 
@@ -64,9 +63,8 @@ def reach(radius: float) -> int:
 
 
 def tile_windows(h: int, w: int, tile: int, radius: float, device: torch.device) -> tuple[Tensor, ...]:
-    """The queries of each tile's window, the offsets from the tile origin that reach a key of it: (query_y, query_x,
-    in_image), [T, W] each for T tiles and W offsets, and [(tile + 2·reach)²] the window column of each offset
-    (-1: out of reach)."""
+    """Each tile's window, the offsets from its origin that reach a key of it: (query_y, query_x, in_image) [T, W]
+    for T tiles and W offsets, and the window column of each offset, [(tile + 2·reach)²] (-1: out of reach)."""
     r = reach(radius)
     dy, dx = _centred_square(r, tile - 1, device)
     # distance from the query to the nearest key of the tile (0 inside it)
@@ -114,8 +112,7 @@ def grid_tables(h: int, w: int, tile: int, radius: float, tiled: bool | None, de
     size, count = torch.unique_consecutive(sizes[order], return_counts=True)
     first_tile, first_row = torch.cumsum(count, 0) - count, torch.cumsum(size * count, 0) - size * count
     batches = list(zip(first_tile.tolist(), count.tolist(), first_row.tolist(), size.tolist()))
-    # the image position of each product row's query, and the product row of each tile's window column
-    # (meaningless where the query is outside the image)
+    # each product row's query position, and each tile window column's product row (meaningless outside the image)
     kept = in_image[order]
     row_query = (query_y * w + query_x)[order][kept]
     row = torch.empty_like(query_y)

@@ -46,9 +46,9 @@ def segment_clip(clip: Clip, segmenter: VideoSegmenter, folder: Path, cfg: TestC
     h, w = frames.out_size
     fh, fw = math.ceil(h / STRIDE), math.ceil(w / STRIDE)
     if min(fh, fw) < MIN_FEATURE_CELLS or fh * fw < cfg.prop.topk:
-        raise DatasetError(f"{clip.video.frames[0].parent}: frames of sequence {clip.name} ({h}x{w} at the encoder) "
-                           f"give {fh}x{fw} feature cells; need {MIN_FEATURE_CELLS}x{MIN_FEATURE_CELLS} and "
-                           f"prop.topk={cfg.prop.topk} positions")
+        raise DatasetError(f"{clip.video.frames[0].parent}: frames of sequence {clip.name} ({frames.size[0]}x"
+                           f"{frames.size[1]} px, {h}x{w} at the encoder) give {fh}x{fw} feature cells; need "
+                           f"{MIN_FEATURE_CELLS}x{MIN_FEATURE_CELLS} and prop.topk={cfg.prop.topk} positions")
     hints = {"features": "check the weights of model.checkpoint", "soft masks": "check the prop.* settings"}
     segmenter.reset(lambda t, what: f"{clip.video.frames[t]}: {what} of frame {t} of sequence {clip.name} hold "
                                     f"NaN or inf; {hints[what]}")

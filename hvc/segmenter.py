@@ -21,7 +21,7 @@ from hvc.propagation.masks import resize_masks, upsample_argmax
 from hvc.distributed import Job
 
 _AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-MAX_INPUT_SIZE = 480  # frames with a longer shorter side are encoded at it (the DAVIS protocol's 480p)
+MAX_INPUT_SIZE = 480  # a shorter side above this is encoded at it (the DAVIS protocol's 480p)
 
 ImageLike = Union[np.ndarray, Image.Image]
 

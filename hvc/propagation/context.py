@@ -28,7 +28,7 @@ class ContextPolicy(ABC):
         ``reference`` (every key a candidate), the others radius-limited, any stored frames (docs/memory.md)."""
 
     def store(self, t: int, soft: Tensor) -> bool:
-        """Whether frame t (predicted; frame 0 given) is kept, judged by its soft mask [K, hw]; references are."""
+        """Whether to keep frame t (frame 0: given), judged by its soft mask [K, hw]; references are kept anyway."""
         return True
 
     @abstractmethod
@@ -37,7 +37,7 @@ class ContextPolicy(ABC):
 
 
 class RecentFrames(ContextPolicy):
-    """The paper's context ``[t0] + [max(s, t0) for s in range(t - size, t)]``, duplicates kept as officially."""
+    """The paper's context ``[t0] + [max(s, t0) for s in range(t - size, t)]``, repeats kept like the official code."""
 
     def __init__(self, size: int):
         self.size = size  # >= 1, checked by PropagationConfig.validate

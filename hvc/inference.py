@@ -1,7 +1,4 @@
-"""Label propagation over a benchmark, the one driver of ``test.py``: frames -> features -> propagated labels ->
-files. What differs per benchmark lies in its clips (:mod:`hvc.tasks.clips`) and writers (:mod:`hvc.tasks.writers`);
-the output folder follows :mod:`hvc.completion`; clips can be split over torchrun or ``--shard i/n``
-(:mod:`hvc.distributed`, docs/multi_gpu.md), the output the same byte for byte."""
+"""test.py's loop: clips -> features -> labels -> writers, equal bytes over torchrun or shards (docs/multi_gpu.md)."""
 
 from __future__ import annotations
 
@@ -28,10 +25,8 @@ from hvc.tasks.clips import SCORES, VOS_SCORES, Clip, load_clips, locate
 
 log = logging.getLogger(__name__)
 
-# The encoder's stride: a frame of H x W gives ceil(H/8) x ceil(W/8) feature cells.
-STRIDE = 8
-# Fewer cells than this on a side leave the radius / top-k protocol nothing to choose from.
-MIN_FEATURE_CELLS = 2
+STRIDE = 8  # the encoder's: a frame of H x W gives ceil(H/8) x ceil(W/8) feature cells
+MIN_FEATURE_CELLS = 2  # fewer on a side leave the radius / top-k protocol nothing to choose from
 
 
 def usable_cpus() -> int:
@@ -40,31 +35,20 @@ def usable_cpus() -> int:
 
 
 def loader_workers(setting: Optional[int]) -> int:
-    """``data.workers`` as a DataLoader takes it: the setting itself, or for None (automatic) 0 on
-    at most 2 usable CPUs (where loader processes slow test.py down: docs/speed.md), else 2."""
-    if setting is not None:
-        return setting
-    return 0 if usable_cpus() <= 2 else 2
-
-
-def check_frame_size(clip: Clip, frames: FrameDataset, topk: int) -> None:
-    """Frames too small for the protocol are an input error naming the sequence."""
-    h, w = frames.out_size
-    fh, fw = math.ceil(h / STRIDE), math.ceil(w / STRIDE)
-    if min(fh, fw) < MIN_FEATURE_CELLS or fh * fw < topk:
-        raise DatasetError(
-            f"{clip.video.frames[0].parent}: frames of sequence {clip.name} ({frames.size[0]}x{frames.size[1]} px, "
-            f"{h}x{w} at the encoder) give {fh}x{fw} feature cells; need at least "
-            f"{MIN_FEATURE_CELLS}x{MIN_FEATURE_CELLS} and prop.topk={topk} positions")
+    """``data.workers``, None: 0 on at most 2 usable CPUs (where loaders slow test.py down: docs/speed.md), else 2."""
+    return setting if setting is not None else 0 if usable_cpus() <= 2 else 2
 
 
 def segment_clip(clip: Clip, segmenter: VideoSegmenter, folder: Path, cfg: TestConfig,
                  vis_folder: Optional[Path] = None, progress: bool = True) -> None:
-    """Propagate the labels of ``clip`` through all its frames; its writer writes into ``folder``
-    (overlays into ``vis_folder``). Frames are decoded by a DataLoader and encoded in batches;
-    each embedding is stepped as it comes."""
+    """Propagate ``clip``'s labels through its frames (encoded in batches); its writer writes into ``folder``."""
     frames = FrameDataset(clip.video, cfg.data.input_size, cfg.data.mean, cfg.data.std, resize=cfg.data.resize)
-    check_frame_size(clip, frames, cfg.prop.topk)
+    h, w = frames.out_size
+    fh, fw = math.ceil(h / STRIDE), math.ceil(w / STRIDE)
+    if min(fh, fw) < MIN_FEATURE_CELLS or fh * fw < cfg.prop.topk:
+        raise DatasetError(f"{clip.video.frames[0].parent}: frames of sequence {clip.name} ({frames.size[0]}x"
+                           f"{frames.size[1]} px, {h}x{w} at the encoder) give {fh}x{fw} feature cells; need "
+                           f"{MIN_FEATURE_CELLS}x{MIN_FEATURE_CELLS} and prop.topk={cfg.prop.topk} positions")
     hints = {"features": "check the weights of model.checkpoint", "soft masks": "check the prop.* settings"}
     segmenter.reset(lambda t, what: f"{clip.video.frames[t]}: {what} of frame {t} of sequence {clip.name} hold "
                                     f"NaN or inf; {hints[what]}")
@@ -84,30 +68,10 @@ def segment_clip(clip: Clip, segmenter: VideoSegmenter, folder: Path, cfg: TestC
         writer.close()
 
 
-def _segment_all(cfg: TestConfig, folder: ResultsFolder, clips: list[Clip], names: list[str], job: Job,
-                 worker: str) -> None:
-    """Segment ``names`` into staging folders and commit each with its completion record."""
-    if not names:
-        return
-    segmenter = VideoSegmenter(cfg.prop, build_extractor(cfg, job.device(cfg.run.device)))
-    vis_root = Path(f"{folder.root}_vis") if cfg.run.visualize else None
-    by_name = {c.name: c for c in clips}
-    for name in tqdm(names, desc=f"{result_tag(cfg)} {cfg.data.dataset} ({worker})", unit="seq",
-                     disable=not job.is_main):
-        clip = by_name[name]
-        staging = folder.start(name)
-        start = time.perf_counter()
-        segment_clip(clip, segmenter, staging, cfg, vis_root / name if vis_root else None, progress=job.is_main)
-        record = Record(name, folder.settings, clip.outputs.files, len(clip.video.frames),
-                        round(time.perf_counter() - start, 3), worker)
-        folder.commit(record, clip.outputs)
-
-
 def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shards: bool = False,
                   job: Optional[Job] = None) -> Path:
-    """Segment every clip of ``cfg.data`` (or this process's share: ``shard`` i of n, or this rank's of ``job``);
-    returns the output folder. A shard writes no summary: ``merge_shards`` does, once all are done. Expected
-    failures are :class:`hvc.errors.HvcError`, raised before anything is written where the check allows it."""
+    """Segment the clips of ``cfg.data`` (or ``shard`` i of n, or this rank's share) into the returned folder; a shard
+    writes no summary, ``merge_shards`` does. Failures are HvcErrors, raised before writing where possible."""
     job = job or Job()
     job.device(cfg.run.device)  # an unavailable device fails before anything is written
     if merge_shards and (shard is not None or cfg.run.overwrite or job.distributed):
@@ -126,9 +90,7 @@ def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shar
     else:
         folder, todo = _prepare_job(cfg, clips, shard, job)
         worker = f"shard {shard.index}/{shard.count}" if shard is not None else job.describe()
-        sizes = {c.name: len(c.video.frames) for c in clips}
-        share = shard_of(todo, [sizes[n] for n in todo], job.rank, job.world_size)  # torchrun: this rank's
-        _segment_in_job(cfg, folder, clips, share, job, worker)
+        _segment_in_job(cfg, folder, clips, todo, job, worker)
     if shard is None and job.is_main:
         for path in write_summary(cfg, folder, clips):
             log.info("wrote %s", path)
@@ -137,8 +99,7 @@ def run_inference(cfg: TestConfig, shard: Optional[ShardSpec] = None, merge_shar
 
 def _prepare_job(cfg: TestConfig, clips: list[Clip], shard: Optional[ShardSpec],
                  job: Job) -> tuple[ResultsFolder, list[str]]:
-    """Rank 0 (or the only process) prepares the output folder; every rank gets its bookkeeping and
-    the names to segment (:func:`hvc.completion.prepare_results`)."""
+    """Rank 0 prepares the output folder (:func:`hvc.completion.prepare_results`); every rank gets it and its todo."""
     names, out, dataset = [c.name for c in clips], output_dir(cfg), cfg.data.dataset
     mine = shard_of(names, [len(c.video.frames) for c in clips], shard.index, shard.count) if shard else names
     folder, todo, failure = None, None, None
@@ -160,13 +121,22 @@ def _prepare_job(cfg: TestConfig, clips: list[Clip], shard: Optional[ShardSpec],
     return folder or ResultsFolder(out, settings), todo
 
 
-def _segment_in_job(cfg: TestConfig, folder: ResultsFolder, clips: list[Clip], share: list[str], job: Job,
+def _segment_in_job(cfg: TestConfig, folder: ResultsFolder, clips: list[Clip], todo: list[str], job: Job,
                     worker: str) -> None:
-    """Segment this process's share. In a torchrun job every rank then waits for the others;
-    if any failed, the lowest failing rank raises its error, the others exit with its code."""
+    """Segment this rank's share of ``todo``, committing each clip with its record. In a torchrun job every rank then
+    waits for the others; if any failed, the lowest failing rank raises its error, the others exit with its code."""
     code, failure = 0, None
+    by_name = {c.name: c for c in clips}
+    share = shard_of(todo, [len(by_name[n].video.frames) for n in todo], job.rank, job.world_size)
     try:
-        _segment_all(cfg, folder, clips, share, job, worker)
+        segmenter = VideoSegmenter(cfg.prop, build_extractor(cfg, job.device(cfg.run.device))) if share else None
+        for name in tqdm(share, desc=f"{result_tag(cfg)} {cfg.data.dataset} ({worker})", unit="seq",
+                         disable=not job.is_main or not share):
+            clip, staging, start = by_name[name], folder.start(name), time.perf_counter()
+            vis = Path(f"{folder.root}_vis") / name if cfg.run.visualize else None
+            segment_clip(clip, segmenter, staging, cfg, vis, progress=job.is_main)
+            folder.commit(Record(name, folder.settings, clip.outputs.files, len(clip.video.frames),
+                                 round(time.perf_counter() - start, 3), worker), clip.outputs)
     except HvcError as exc:
         if not job.distributed:
             raise

@@ -1,5 +1,4 @@
-"""Video object segmentation one frame at a time: images in, object ids out (docs/api.md). Every loop runs on
-:meth:`VideoSegmenter.step_features`; this is the one module that constructs a ``LabelPropagator`` and steps it."""
+"""Video object segmentation frame by frame (docs/api.md): the one module that constructs and steps LabelPropagator."""
 
 from __future__ import annotations
 
@@ -17,41 +16,35 @@ from hvc.data.vos import scaled_size
 from hvc.errors import NonFiniteError, UsageError
 from hvc.models.encoders import load_encoder
 from hvc.models.fast_encoder import wrap_encoder
-from hvc.propagation import LabelPropagator, PropagationConfig, embed
-from hvc.propagation.context import ContextPolicy
+from hvc.propagation import ContextPolicy, LabelPropagator, PropagationConfig, embed
 from hvc.propagation.masks import resize_masks, upsample_argmax
 from hvc.distributed import Job
 
 _AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-# Frames with a shorter side above this are encoded at it (the DAVIS protocol's 480p).
-MAX_INPUT_SIZE = 480
+MAX_INPUT_SIZE = 480  # a shorter side above this is encoded at it (the DAVIS protocol's 480p)
 
 ImageLike = Union[np.ndarray, Image.Image]
 
 
 class FeatureExtractor:
-    """``extractor(frames: [B, 3, h, w]) -> [B, C, h/8, w/8]``: L2-normalised embeddings, float32 on ``device``,
-    optionally merged with a second encoder's features."""
+    """``extractor(frames: [B, 3, h, w]) -> [B, C, h/8, w/8]``: :func:`embed`'s embeddings, float32 on ``device``."""
 
     def __init__(self, encoder: torch.nn.Module, merge_encoder: Optional[torch.nn.Module] = None,
                  merge_lambda: float = 1.05, device: torch.device | str = "cpu", amp: str = "off",
                  channels_last: bool = False, mode: str = "exact"):
-        self.device = torch.device(device)
+        self.device, self.merge_lambda = torch.device(device), merge_lambda
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # mode: "exact" | "fused" | "bf16" (hvc.models.fast_encoder), applied once on the device
         self.encoders = [wrap_encoder(e.to(self.device, memory_format=self.memory_format), mode)
                          for e in (encoder, merge_encoder) if e is not None]
-        self.merge_lambda = merge_lambda
-        # Autocast only on CUDA: the golden checks and CPU runs are float32.
-        self.amp_dtype = _AMP_DTYPES.get(amp) if self.device.type == "cuda" else None
+        self.amp_dtype = _AMP_DTYPES.get(amp) if self.device.type == "cuda" else None  # CPU stays float32 (goldens)
 
     @torch.no_grad()
     def __call__(self, frames: Tensor) -> Tensor:
         x = frames.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             feats = [enc(x).float() for enc in self.encoders]
-        merge = feats[1] if len(feats) > 1 else None
-        return embed(feats[0], merge_feats=merge, merge_lambda=self.merge_lambda)
+        return embed(*feats, merge_lambda=self.merge_lambda)  # feats: the encoder's, then the merged one's
 
 
 def build_extractor(cfg: TestConfig, device: Optional[torch.device] = None) -> FeatureExtractor:
@@ -59,10 +52,8 @@ def build_extractor(cfg: TestConfig, device: Optional[torch.device] = None) -> F
     m = cfg.model
     device = device or Job().device(cfg.run.device)
     main = load_encoder(m.name, m.checkpoint, seed=m.seed, bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
-    merge = None
-    if m.merge_model is not None:
-        merge = load_encoder(m.merge_model, m.merge_checkpoint, seed=m.seed,
-                             bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
+    merge = None if m.merge_model is None else load_encoder(m.merge_model, m.merge_checkpoint, seed=m.seed,
+                                                            bn_dummy_forward_pass=m.bn_dummy_forward, device=device)
     return FeatureExtractor(main, merge, m.merge_lambda, device, cfg.run.amp, cfg.run.channels_last, cfg.run.encoder)
 
 
@@ -81,10 +72,8 @@ class Segmentation:
 
 @dataclass
 class SegmenterState:
-    """What :meth:`VideoSegmenter.restore` continues from, by the video's frame numbers. masks: soft masks
-    [K, h*w] of the frames the propagator holds; embeddings: theirs [C, h, w] (None: pass them to ``restore``);
-    pending: id maps [H, W] added for frames not reached yet. The tensors are the segmenter's own (never changed
-    in place): copy them to keep them past the video."""
+    """What :meth:`VideoSegmenter.restore` continues from, by frame: masks [K, h*w] and embeddings [C, h, w] of
+    the stored frames, pending id maps [H, W]; the segmenter's own tensors, never changed in place (docs/api.md)."""
 
     record: dict
     masks: dict[int, Tensor]
@@ -99,15 +88,14 @@ class SegmenterState:
 
 
 class VideoSegmenter:
-    """Segments one video at a time, frame after frame (:meth:`reset` starts the next one); the
-    arguments and every call: docs/api.md."""
+    """Segments one video at a time, frame after frame (:meth:`reset` starts the next one): docs/api.md."""
 
     def __init__(self, prop: Optional[PropagationConfig] = None, extractor: Optional[FeatureExtractor] = None, *,
                  input_size: Optional[int] = None, mean: tuple[float, ...] = TestConfig().data.mean,
                  std: tuple[float, ...] = TestConfig().data.std, policy: Optional[ContextPolicy] = None):
         self.propagator = LabelPropagator(prop, policy=policy)
-        self.extractor = extractor
-        self.input_size = input_size
+        self.num_classes = self.propagator.num_classes
+        self.extractor, self.input_size = extractor, input_size
         self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
         self.reset()
 
@@ -115,20 +103,14 @@ class VideoSegmenter:
     def from_checkpoint(cls, checkpoint: Optional[str], prop: Optional[PropagationConfig] = None, *,
                         model: str = "hvc", device: str = "cpu", input_size: Optional[int] = None,
                         encoder: str = "exact", policy: Optional[ContextPolicy] = None) -> "VideoSegmenter":
-        """An encoder ``model`` with the weights ``checkpoint`` (None: the model's default file) under
-        the test protocol (docs/api.md); ``encoder``: exact, fused or bf16 (hvc/models/fast_encoder.py)."""
+        """Encoder ``model``, weights ``checkpoint`` (None: its default), ``encoder`` exact/fused/bf16: docs/api.md."""
         cfg = TestConfig()
         cfg.model.name, cfg.model.checkpoint, cfg.model.bn_dummy_forward = model, checkpoint, True
         cfg.run.device, cfg.run.encoder = device, encoder
         return cls(prop, build_extractor(cfg), input_size=input_size, policy=policy)  # mean, std: TestConfig's
 
-    @property
-    def num_classes(self) -> int:
-        return self.propagator.num_classes
-
     def reset(self, describe: Callable[[int, str], str] = _nan_message) -> None:
-        """Start a new video. ``describe(t, what)``: the error message when ``what``
-        ("features" or "soft masks") of frame t hold NaN or inf."""
+        """Start a new video; ``describe(t, what)``: the error when ``what`` of frame t hold NaN or inf."""
         self.propagator.reset()
         self.describe = describe
         self.frame = 0  # the next frame to step
@@ -138,8 +120,7 @@ class VideoSegmenter:
         self._corrected = False  # whether that map corrected the ids it holds (step_features' correct)
 
     def add_mask(self, frame: int, ids: Union[ImageLike, Tensor]) -> None:
-        """Object ids [H, W] (0 background) of ``frame``, this one or a later one: new ids start there, tracked
-        ones are corrected to this mask; frames before the first mask come out as background."""
+        """Ids [H, W] (0 background) of ``frame``, this or a later one: new ids start there, tracked ones corrected."""
         if frame < self.frame:
             raise UsageError(f"add_mask: frame {frame} is already segmented (the next frame is {self.frame})")
         ids = torch.as_tensor(np.asarray(ids) if not isinstance(ids, Tensor) else ids)
@@ -147,8 +128,8 @@ class VideoSegmenter:
             raise UsageError(f"add_mask: ids must be an [H, W] integer map, got {ids.dtype} {tuple(ids.shape)}")
         ids = ids.long()
         if int(ids.min()) < 0 or int(ids.max()) >= self.num_classes:
-            raise UsageError(f"add_mask: ids span {int(ids.min())}..{int(ids.max())}; the propagation "
-                             f"settings allow 0..{self.num_classes - 1} (raise num_classes)")
+            raise UsageError(f"add_mask: ids span {int(ids.min())}..{int(ids.max())}, outside "
+                             f"0..{self.num_classes - 1} (raise num_classes)")
         self.pending[frame] = ids
 
     def encode(self, image: ImageLike) -> Tensor:
@@ -159,15 +140,13 @@ class VideoSegmenter:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise UsageError(f"an image must be uint8 [H, W, 3] RGB, got {rgb.dtype} {rgb.shape}")
         shorter = self.input_size if self.input_size is not None else min(MAX_INPUT_SIZE, *rgb.shape[:2])
-        # One frame at a time: an embedding never depends on batch neighbours, so a frame
-        # encoded again on resume is bit-identical.
+        # one frame at a time: no batch neighbours, so a frame encoded again on resume is bit-identical
         emb = self.extractor(to_input(rgb, scaled_size(rgb.shape[:2], shorter), self.mean, self.std)[None])[0]
         self._check(emb, "features")
         return emb
 
     def step(self, image: ImageLike, soft: bool = False) -> Segmentation:
-        """Segment the next frame: ids [H, W] uint8 at the image's size (a frame given a mask
-        shows its ids), with ``soft`` also the soft masks [K, H, W]."""
+        """Segment the next frame: ids uint8 [H, W] at its size (a given mask's ids), with ``soft`` masks [K, H, W]."""
         size = image.size[::-1] if isinstance(image, Image.Image) else np.asarray(image).shape[:2]
         if self.start is None and self.frame not in self.pending:  # nothing to follow yet
             self.frame += 1
@@ -178,10 +157,8 @@ class VideoSegmenter:
 
     def step_features(self, emb: Tensor, labels: Optional[Tensor] = None, *, soft_labels: Optional[Tensor] = None,
                       correct: bool = True, checked: bool = False) -> Tensor:
-        """Propagate to the next frame from its embedding [C, h, w]: its soft masks [K, h, w] (zeros before the
-        first labels). Labels of this frame, at any size: ``labels`` [H, W] ids or ``soft_labels`` float [K, H, W]
-        (default: a mask :meth:`add_mask` gave for it); ``correct``: as in docs/api.md; ``checked``: ``emb``
-        comes from :meth:`encode`, which checked it."""
+        """The next frame's embedding [C, h, w] -> its soft masks [K, h, w]; its ``labels`` [H, W] or ``soft_labels``
+        [K, H, W] (default: an :meth:`add_mask` mask), docs/api.md; ``checked``: ``emb`` is from :meth:`encode`."""
         if not checked:
             self._check(emb, "features")
         added = self.pending.pop(self.frame, None)  # labels given here take its place
@@ -193,36 +170,29 @@ class VideoSegmenter:
             if labels is None and soft_labels is None:
                 return emb.new_zeros((self.num_classes, *emb.shape[1:]))
             self.start = t
-        masks = self.propagator.step(emb, None if labels is None else labels.to(emb.device),
-                                     soft_labels=soft_labels, correct=correct)
+        masks = self.propagator.step(emb, labels, soft_labels=soft_labels, correct=correct)
         self._check(masks, "soft masks", t)
         return masks
 
     def ids(self, masks: Tensor, size: tuple[int, int]) -> np.ndarray:
-        """Ids uint8 [H, W] of the last step's soft masks [K, h, w] at ``size``; where that
-        frame was given an id map, its ids (the whole map at the first mask). A corrected id
-        is exactly its mask there: its propagated pixels outside the map become background."""
+        """Ids uint8 [H, W] of the last step's soft masks [K, h, w] at ``size``; where that frame was given an id
+        map, its ids (the whole map at the first mask); a corrected id's pixels outside its mask become 0."""
         ids = upsample_argmax(masks, tuple(size))
         given = self._given
         if given is not None and tuple(given.shape) == tuple(ids.shape):
-            given = given.to(ids.device)
-            if self.frame - 1 == self.start:
-                ids = given
-            else:
-                if self._corrected:  # without correction (the benchmarks') a given id only adds pixels
-                    named = torch.unique(given[given > 0])
-                    ids = torch.where(torch.isin(ids, named), torch.zeros_like(ids), ids)
-                ids = torch.where(given > 0, given, ids)
+            given, first = given.to(ids.device), self.frame - 1 == self.start
+            if self._corrected and not first:  # without correction (the benchmarks') a given id only adds pixels
+                ids = torch.where(torch.isin(ids, given[given > 0]), 0, ids)
+            ids = given if first else torch.where(given > 0, given, ids)
         return ids.to(torch.uint8).cpu().numpy()
 
     def _check(self, values: Tensor, what: str, t: Optional[int] = None) -> None:
-        """Stop at the first NaN or inf, naming the frame (one reduction per call: cheap)."""
+        """Stop at the first NaN or inf, naming the frame (one reduction: cheap)."""
         if not bool(torch.isfinite(values).all()):
             raise NonFiniteError(self.describe(self.frame if t is None else t, what))
 
     def state(self, embeddings: bool = True) -> SegmenterState:
-        """Where this video stands; :meth:`restore` continues from it exactly. ``embeddings``:
-        include the stored frames' embeddings (False: the caller re-encodes them)."""
+        """Where this video stands, for :meth:`restore`; ``embeddings``: False when the caller re-encodes them."""
         shift = self.start or 0
         masks = {f + shift: m for f, m in self.propagator.store.items()}
         embs = {f + shift: e for f, e in self.propagator.embeddings().items()} if embeddings else None
@@ -230,8 +200,7 @@ class VideoSegmenter:
         return SegmenterState(record, masks, embs, dict(self.pending))
 
     def restore(self, state: SegmenterState, embeddings: Optional[dict[int, Tensor]] = None) -> None:
-        """Continue a video from :meth:`state` (in this process or another, with the same
-        settings); ``embeddings``: those of ``state.stored``, if the state has none."""
+        """Continue from :meth:`state` (same settings, any process); ``embeddings``: those of ``state.stored``."""
         embeddings = embeddings if embeddings is not None else state.embeddings
         if embeddings is None:
             raise UsageError(f"restore needs the embeddings of frames {state.stored}")

@@ -1,5 +1,4 @@
-"""Context policies: which stored frames each step reads, which frames are stored, which evicted: the paper's
-``recent`` and ``quality``, a training-free analogue of QDMN's quality-aware memory (docs/memory.md)."""
+"""Context policies, which frames each step reads, stores and evicts: ``recent`` and ``quality`` (docs/memory.md)."""
 
 from __future__ import annotations
 
@@ -15,23 +14,21 @@ class ContextPolicy(ABC):
     """Decides the context of every step and the lifetime of stored frames."""
 
     def reset(self) -> None:
-        """Forget the current video (policies with state override this)."""
+        """Forget the current video; :meth:`state` (JSON-able) and :meth:`load_state` resume it later."""
 
     def state(self) -> dict:
-        """What the policy remembers of the current video, JSON-able (to resume it later)."""
         return {}
 
     def load_state(self, state: dict) -> None:
-        """Continue a video from :meth:`state`'s result."""
+        pass
 
     @abstractmethod
     def context(self, reference: int, t: int) -> list[int]:
-        """Frames read to predict frame t for the objects that started at frame ``reference``: entry 0
-        is ``reference`` (every key a candidate), the others radius-limited, any stored frames (docs/memory.md)."""
+        """Frames read to predict frame t for the objects that started at frame ``reference``: entry 0 is
+        ``reference`` (every key a candidate), the others radius-limited, any stored frames (docs/memory.md)."""
 
     def store(self, t: int, soft: Tensor) -> bool:
-        """After frame t is predicted (frame 0: given), whether it is kept for later steps; ``soft``
-        [K, hw] is its soft mask, to judge its quality. Reference frames are kept whatever the answer."""
+        """Whether to keep frame t (frame 0: given), judged by its soft mask [K, hw]; references are kept anyway."""
         return True
 
     @abstractmethod
@@ -40,9 +37,7 @@ class ContextPolicy(ABC):
 
 
 class RecentFrames(ContextPolicy):
-    """The paper's context: the reference frame, then the ``size`` frames before t, frames
-    before the reference replaced by it (duplicates kept, as the official code does):
-    ``[t0] + [max(s, t0) for s in range(t - size, t)]``."""
+    """The paper's context ``[t0] + [max(s, t0) for s in range(t - size, t)]``, repeats kept like the official code."""
 
     def __init__(self, size: int):
         self.size = size  # >= 1, checked by PropagationConfig.validate
@@ -51,13 +46,11 @@ class RecentFrames(ContextPolicy):
         return [reference] + [max(s, reference) for s in range(t - self.size, t)]
 
     def evict(self, stored: Sequence[int], t: int) -> list[int]:
-        oldest = t + 1 - self.size  # the next step's window starts here
-        return [f for f in stored if f < oldest]
+        return [f for f in stored if f < t + 1 - self.size]  # the next step's window starts at t + 1 - size
 
 
 def confidence(soft: Tensor) -> float:
-    """Mean top-1 probability of ``soft`` [K, hw] over the positions whose argmax is an object
-    (not channel 0); 0.0 where no position is."""
+    """Mean top-1 probability of ``soft`` [K, hw] where the argmax is an object (not channel 0); else 0.0."""
     top, label = soft.max(dim=0)
     inside = label != 0
     return float(top[inside].mean()) if bool(inside.any()) else 0.0
@@ -67,23 +60,21 @@ class QualityFrames(ContextPolicy):
     """Reference + ``recent`` last frames + confident long-term frames, ``size`` frames at most."""
 
     def __init__(self, size: int, cfg: QualityConfig = QualityConfig()):
-        self.size = size
-        self.cfg = cfg
+        self.size, self.cfg = size, cfg
         self.reset()
 
     def reset(self) -> None:
         self.base = 0.0  # frame 0's score
-        self.last = 0.0  # the last frame's score relative to frame 0's
         self.long_term: list[int] = []  # long-term frames, ascending
         self.scores: dict[int, float] = {}  # long-term frame -> its relative score
         self.last_kept = -self.cfg.gap  # the last frame that became long-term
 
     def state(self) -> dict:
-        return {"base": self.base, "last": self.last, "long_term": list(self.long_term),
+        return {"base": self.base, "long_term": list(self.long_term),
                 "scores": [[f, s] for f, s in self.scores.items()], "last_kept": self.last_kept}
 
     def load_state(self, state: dict) -> None:
-        self.base, self.last, self.last_kept = state["base"], state["last"], state["last_kept"]
+        self.base, self.last_kept = state["base"], state["last_kept"]
         self.long_term = list(state["long_term"])
         self.scores = {int(f): s for f, s in state["scores"]}
 
@@ -97,7 +88,7 @@ class QualityFrames(ContextPolicy):
         score = confidence(soft)
         if t == 0:
             self.base = score
-        relative = self.last = score / self.base if self.base > 0 else 0.0
+        relative = score / self.base if self.base > 0 else 0.0
         if t > 0 and relative >= self.cfg.threshold and t - self.last_kept >= self.cfg.gap:
             self.long_term.append(t)
             self.scores[t] = relative

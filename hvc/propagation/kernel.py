@@ -1,5 +1,5 @@
-"""What the propagator asks of an affinity kernel, the memory of stored frames it reads, one :class:`KeyMemory`
-per video (docs/design.md, "Label propagation: two seams for later tasks"), and the dense reference kernel."""
+"""The affinity-kernel contract and its per-video :class:`KeyMemory` of stored frames (docs/design.md, "Label
+propagation: two seams for later tasks"), and the dense reference kernel."""
 
 from __future__ import annotations
 
@@ -10,53 +10,39 @@ from torch import Tensor
 
 from hvc.config.propagation import PropagationConfig
 
-# Largest affinity block of the dense kernel, in elements, built at once (2^27 floats = 512 MiB).
-_BLOCK_ELEMENTS = 1 << 27
+_BLOCK_ELEMENTS = 1 << 27  # the largest affinity block built at once, in elements (2^27 floats = 512 MiB)
 
 
-class KeyMemory:
-    """Stored frames of one video, by frame number, in a kernel's form (here: the embedding)."""
-
-    def __init__(self) -> None:
-        self._forms: dict[int, Any] = {}
+class KeyMemory(dict):
+    """Stored frames of one video: frame number -> the frame in a kernel's form (here: the embedding)."""
 
     def add(self, frame: int, emb: Tensor) -> None:
         """Store frame number ``frame``; emb: [C, h, w] its L2-normalised embedding."""
-        if frame in self._forms:
+        if frame in self:
             raise ValueError(f"frame {frame} is already stored")
-        self._forms[frame] = self.form(frame, emb)
+        self[frame] = self.form(frame, emb)
 
     def form(self, frame: int, emb: Tensor) -> Any:
         """What is kept of a frame; kernels with their own layout override this."""
         return emb
 
     def remove(self, frame: int) -> None:
-        del self._forms[frame]
+        del self[frame]
 
     def embedding(self, frame: int, shape: tuple[int, int, int]) -> Tensor:
         """The embedding [C, h, w] (``shape``) that ``add`` stored as ``frame``."""
-        return self._forms[frame].reshape(shape)
-
-    def __getitem__(self, frame: int) -> Any:
-        return self._forms[frame]
-
-    def __contains__(self, frame: object) -> bool:
-        return frame in self._forms
+        return self[frame].reshape(shape)
 
 
 class Kernel(Protocol):
-    """The top-k neighbours of every query position over a context of stored frames: entry 0 the long-term
-    frame, the others radius-limited, repeats counted (docs/local_kernel.md, "What is computed")."""
-
-    topk: int
+    """Top-k neighbours of every query position over a context of stored frames (docs/local_kernel.md)."""
 
     def memory(self) -> KeyMemory:
         """An empty memory for the frames of one video."""
 
     def __call__(self, query: Tensor, memory: KeyMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """query: [C, h, w] embedding of the current frame; context: frame numbers in ``memory``. Returns
-        (weights [hw, k], index [hw, k]): the neighbours' softmax weights and ``slot * hw + key position``,
-        slot = the neighbour frame's place in ``context_frames(context)``."""
+        """query [C, h, w], context: frames in ``memory``, entry 0 the long-term one, the others radius-limited,
+        repeats counted -> (softmax weights [hw, k], index [hw, k] = slot in :func:`context_frames` * hw + key)."""
 
 
 def context_frames(context: Sequence[int]) -> list[int]:
@@ -72,14 +58,11 @@ def far_mask(h: int, w: int, radius: float, device: torch.device) -> Tensor:
 
 
 class DenseKernel:
-    """Top-k neighbours of every query position over a context list, built from full affinities: the official
-    arithmetic, written to be read, not to be fast, a full [hw, hw] affinity per context entry, the top-k joint
-    over all (docs/local_kernel.md, "What is computed")."""
+    """The :class:`Kernel` from a full [hw, hw] affinity per context entry, the top-k joint over all: the official
+    arithmetic, written to be read, not to be fast (docs/local_kernel.md, "What is computed")."""
 
     def __init__(self, radius: float, temperature: float, topk: int):
-        self.radius = radius
-        self.temperature = temperature
-        self.topk = topk
+        self.radius, self.temperature, self.topk = radius, temperature, topk
         self._far: dict[tuple[int, int], Tensor] = {}
 
     @classmethod
@@ -91,13 +74,12 @@ class DenseKernel:
         return KeyMemory()  # the embeddings [C, h, w] as they are
 
     def __call__(self, query: Tensor, memory: KeyMemory, context: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """See :class:`~hvc.propagation.kernel.Kernel`: (weights [hw, k], index [hw, k] = slot * hw + key)."""
+        """:class:`Kernel`'s: (weights [hw, k], index [hw, k] = slot * hw + key)."""
         c, h, w = query.shape
-        hw = h * w
+        hw, num = h * w, len(context)
         if (h, w) not in self._far:
             self._far[(h, w)] = far_mask(h, w, self.radius, query.device)
         far = self._far[(h, w)]
-        num = len(context)
         entries = torch.cat([memory[f].reshape(c, hw) for f in context], dim=1)  # [C, E*hw], duplicates kept
         q = query.reshape(c, hw)
         chunk = max(1, _BLOCK_ELEMENTS // (num * hw))

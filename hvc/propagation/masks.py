@@ -1,5 +1,4 @@
-"""Label maps <-> soft masks: one-hot encoding, bilinear down/up-sampling, argmax (:func:`upsample_argmax`: the
-labels of :func:`upsample_labels`, bit for bit, at a fraction of the cost; why: docs/speed.md)."""
+"""Label maps <-> soft masks: one-hot, resizing, argmax (:func:`upsample_argmax`: fast, bit for bit: docs/speed.md)."""
 
 from __future__ import annotations
 
@@ -32,8 +31,8 @@ def upsample_labels(soft: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor
 
 
 def present_channels(soft: Tensor) -> Optional[list[int]]:
-    """Channels of ``soft`` [K, h, w] that are not zero everywhere, and channel 0 in any case;
-    None if ``soft`` has a negative or non-finite value (the argument, docs/speed.md, needs finite values >= 0)."""
+    """Channels of ``soft`` [K, h, w] not zero everywhere, and channel 0; None if ``soft`` has a negative or
+    non-finite value (docs/speed.md's argument needs finite values >= 0)."""
     lo, hi = soft.flatten(1).aminmax(dim=1)  # [K] each: one pass over the low-resolution masks
     if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all() & (lo >= 0).all()):
         return None

@@ -1,5 +1,4 @@
-"""Label propagation through a video, one frame at a time: the embeddings used as keys and queries, and the
-bookkeeping of references, contexts and stored frames around an affinity kernel (docs/propagation.md)."""
+"""Label propagation, frame by frame: references, contexts and stored frames around a kernel (docs/propagation.md)."""
 
 from __future__ import annotations
 
@@ -13,25 +12,22 @@ from torch import Tensor
 from hvc.config.propagation import PropagationConfig
 from hvc.propagation.context import ContextPolicy, QualityFrames, RecentFrames
 from hvc.propagation.kernel import DenseKernel, Kernel, KeyMemory, context_frames
-from hvc.propagation.local import LocalKernel
+from hvc.propagation.local.kernel import LocalKernel
 from hvc.propagation.masks import one_hot, resize_masks
 
 KERNELS = {"dense": DenseKernel, "local": LocalKernel}  # prop.impl -> the kernel class
 
 
 def embed(feats: Tensor, merge_feats: Tensor | None = None, merge_lambda: float = 1.05) -> Tensor:
-    """L2-normalise features over channels, optionally merged with a second feature set.
-    feats: [C, h, w] or [T, C, h, w] raw features; merge_feats: [C2, h, w] / [T, C2, h, w].
-    Returns normalize(feats), or normalize(cat(merge_lambda * normalize(feats), normalize(merge_feats)))
-    over channels: [C(+C2), h, w] / [T, C(+C2), h, w]."""
+    """feats [(T,) C, h, w], merge_feats [(T,) C2, h, w] -> normalize(cat(merge_lambda * normalize(feats),
+    normalize(merge_feats))) over channels, or normalize(feats)."""
     if feats.dim() not in (3, 4):
         raise ValueError(f"feats must be [C, h, w] or [T, C, h, w], got shape {tuple(feats.shape)}")
     dim = feats.dim() - 3  # channel axis
     out = F.normalize(feats, dim=dim)
     if merge_feats is None:
         return out
-    if merge_feats.dim() != feats.dim() or merge_feats.shape[:dim] + merge_feats.shape[dim + 1:] != (
-            feats.shape[:dim] + feats.shape[dim + 1:]):
+    if merge_feats.shape[:dim] + merge_feats.shape[dim + 1:] != feats.shape[:dim] + feats.shape[dim + 1:]:
         raise ValueError(f"merge_feats {tuple(merge_feats.shape)} must match feats {tuple(feats.shape)} "
                          "in all but channels")
     merged = torch.cat([merge_lambda * out, F.normalize(merge_feats, dim=dim)], dim=dim)
@@ -39,26 +35,19 @@ def embed(feats: Tensor, merge_feats: Tensor | None = None, merge_lambda: float 
 
 
 def predict(kernel: Kernel, query: Tensor, memory: KeyMemory, masks: dict[int, Tensor],
-            context: Sequence[int], channels: Optional[Tensor] = None) -> Tensor:
-    """Soft mask [K, hw] of a query frame: the softmax-weighted sum of its top-k neighbours' masks.
-    query: [C, h, w] its embedding; memory / masks ([K, hw]): the stored frames' keys and soft
-    masks; context: frame numbers, entry 0 the long-term one. channels: None (all K) or the only
-    channels that can be non-zero (those started so far); the others are zeros without being
-    gathered, the same values (the official code's 20 channels cost 10x the two of one object)."""
+            context: Sequence[int], channels: Tensor | slice = slice(None)) -> Tensor:
+    """Soft mask [K, hw] of a query [C, h, w]: its top-k neighbours' stored masks [K, hw], softmax-weighted. Channels
+    other than ``channels`` (those started) are zeros without being gathered (20 channels cost 10x two)."""
     weights, index = kernel(query, memory, context)  # [hw, k] each, index = slot * hw + position
     frames = context_frames(context)
-    if channels is None:
-        return (torch.cat([masks[f] for f in frames], dim=1)[:, index] * weights).sum(dim=2)
-    first = masks[frames[0]]
-    out = first.new_zeros(first.shape)
+    out = masks[frames[0]].new_zeros(masks[frames[0]].shape)
     out[channels] = (torch.cat([masks[f][channels] for f in frames], dim=1)[:, index] * weights).sum(dim=2)
     return out
 
 
 class LabelPropagator:
-    """Propagates first-frame (and later-frame) labels by top-k feature affinities: ``config`` (default
-    ``PropagationConfig()``) with ``changes`` to its fields; the policy defaults to the one ``config.memory``
-    names, RecentFrames or QualityFrames (docs/memory.md)."""
+    """Propagates labels by top-k feature affinities: ``config`` (default ``PropagationConfig()``) with ``changes``;
+    the policy defaults to the one ``config.memory`` names, RecentFrames or QualityFrames (docs/memory.md)."""
 
     def __init__(self, config: Optional[PropagationConfig] = None, *, policy: Optional[ContextPolicy] = None,
                  **changes):
@@ -85,25 +74,24 @@ class LabelPropagator:
     def _ids(self, labels: Tensor) -> list[int]:
         """The ids of an id map (with background at frame 0), checked against num_classes."""
         if labels.dim() != 2 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise ValueError(f"frame {self.t}: labels must be an [H, W] integer id map, "
-                             f"got {labels.dtype} {tuple(labels.shape)}")
+            raise ValueError(f"frame {self.t}: labels must be an [H, W] integer id map, not {labels.dtype} "
+                             f"{tuple(labels.shape)}")
         lo, hi = labels.min().item(), labels.max().item()
         if lo < 0 or hi >= self.num_classes:
             raise ValueError(f"frame {self.t}: label ids span {lo}..{hi}, outside 0..{self.num_classes - 1} "
-                             f"(raise num_classes, or map void pixels first)")
+                             "(raise num_classes)")
         ids = torch.bincount(labels.flatten(), minlength=self.num_classes).nonzero().flatten().tolist()
         return sorted(set(ids) | {0}) if self.t == 0 else ids  # background always starts at frame 0
 
     def _channels(self, soft: Tensor) -> list[int]:
         if soft.dim() != 3 or soft.shape[0] != self.num_classes or not soft.dtype.is_floating_point:
-            raise ValueError(f"frame {self.t}: soft_labels must be a float [{self.num_classes}, H, W] tensor "
-                             f"(num_classes channels), got {soft.dtype} {tuple(soft.shape)}")
+            raise ValueError(f"frame {self.t}: soft_labels must be a float [{self.num_classes}, H, W] tensor, "
+                             f"not {soft.dtype} {tuple(soft.shape)}")
         return soft.flatten(1).ne(0).any(dim=1).nonzero().flatten().tolist()
 
     def _starting_labels(self, labels: Optional[Tensor], soft: Optional[Tensor], device: torch.device,
                          correct: bool) -> tuple[list[int], list[int], Optional[Tensor]]:
-        """The channels that start at this frame, those corrected at it (seen before, not the
-        background; only with ``correct``) and their maps [K, H, W] (other channels 0)."""
+        """New channels, corrected ones (seen before, not 0; with ``correct``) and their maps [K, H, W] (others 0)."""
         if labels is not None and soft is not None:
             raise ValueError(f"frame {self.t}: give labels or soft_labels, not both")
         given = self._channels(soft) if soft is not None else self._ids(labels) if labels is not None else []
@@ -119,8 +107,8 @@ class LabelPropagator:
 
     def _check_embedding(self, emb: Tensor) -> None:
         if emb.dim() != 3 or not emb.dtype.is_floating_point:
-            raise ValueError(f"frame {self.t}: emb must be a float [C, h, w] tensor, "
-                             f"got {emb.dtype} {tuple(emb.shape)}")
+            raise ValueError(f"frame {self.t}: emb must be a float [C, h, w] tensor, not {emb.dtype} "
+                             f"{tuple(emb.shape)}")
         if self._shape is None:
             if emb.shape[1] * emb.shape[2] < self.config.topk:
                 raise ValueError(f"feature map {tuple(emb.shape[1:])} has fewer positions than topk={self.config.topk}")
@@ -139,24 +127,17 @@ class LabelPropagator:
     @torch.no_grad()
     def step(self, emb: Tensor, labels: Tensor | None = None, *, soft_labels: Tensor | None = None,
              correct: bool = False) -> Tensor:
-        """Process the next frame; returns its soft mask at feature resolution, [num_classes, h, w].
-
-        emb: [C, h, w] L2-normalised embedding. Labels, optional (frame 0 must give them), at any
-        resolution (bilinearly resized to h x w): ``labels`` an [H, W] integer id map, or
-        ``soft_labels`` a float [num_classes, H, W] map (e.g. keypoint heat maps). Channels new
-        to the video start here, replacing the prediction in proportion to their sum (at most 1
-        per position). With ``correct``, channels given again (not the background) become the
-        given maps, their old prediction's share goes to the background, and this frame becomes
-        their only reference; without it (the benchmarks' protocol) they are ignored.
-        """
+        """emb: [C, h, w] L2-normalised -> the frame's soft mask [num_classes, h, w]. Labels (frame 0 must give
+        them), at any size: ``labels`` [H, W] ids or ``soft_labels`` float [num_classes, H, W]. New channels
+        replace the prediction in proportion to their sum (at most 1 per position). With ``correct``, channels
+        given again (not the background) become the given maps, their old share goes to the background and this
+        frame is their only reference; without it (the benchmarks' protocol) they are ignored."""
         self._check_embedding(emb)
-        if self.t == 0 and labels is None and soft_labels is None:
-            raise ValueError("frame 0 needs labels: the first-frame id map (or soft label maps) starts the propagation")
         new, fixed, init = self._starting_labels(labels, soft_labels, emb.device, correct)
+        if self.t == 0 and init is None:
+            raise ValueError("frame 0 needs labels: an id map or soft label maps, not all zero, start the propagation")
         _, h, w = emb.shape
         if self.t == 0:
-            if init is None:
-                raise ValueError("frame 0: soft_labels are zero everywhere, so no channel starts")
             mask = resize_masks(init, (h, w)).flatten(1)  # [K, hw]
             self.valid[0] = mask.sum(dim=1) != 0
             self.references.append(0)
@@ -174,7 +155,13 @@ class LabelPropagator:
                 self.valid[self.t] = init.flatten(1).any(dim=1)
                 self.references.append(self.t)
         self.seen.update(new)
-        self._remember(emb, mask)
+        if self.policy.store(self.t, mask) or self.t in self.valid:  # references are always stored
+            self.memory.add(self.t, emb)
+            self.store[self.t] = mask
+        for f in self.policy.evict(list(self.store), self.t):
+            if f not in self.valid:
+                self.memory.remove(f)
+                del self.store[f]
         self.t += 1
         return mask.view(self.num_classes, h, w)
 
@@ -187,20 +174,18 @@ class LabelPropagator:
                 del self.valid[t0]
 
     def embeddings(self) -> dict[int, Tensor]:
-        """The embeddings [C, h, w] of the stored frames (what :meth:`restore` takes), from the kernel's memory."""
+        """The embeddings [C, h, w] of the stored frames (what :meth:`restore` takes)."""
         return {f: self.memory.embedding(f, self._shape) for f in sorted(self.store)}
 
     def state(self) -> dict:
-        """The bookkeeping of the current video, JSON-able: with the stored frames' soft masks
-        (``self.store``) and embeddings, :meth:`restore` continues the video exactly."""
+        """This video's bookkeeping, JSON-able: with ``store`` and :meth:`embeddings`, :meth:`restore` continues it."""
         return {"t": self.t, "seen": sorted(self.seen), "references": list(self.references),
                 "valid": [[f, v.nonzero().flatten().tolist()] for f, v in self.valid.items()],
                 "stored": sorted(self.store), "shape": list(self._shape) if self._shape else None,
                 "policy": self.policy.state()}
 
     def restore(self, state: dict, masks: dict[int, Tensor], embeddings: dict[int, Tensor]) -> None:
-        """Continue a video from :meth:`state`'s result, the soft masks [K, hw] and the
-        embeddings [C, h, w] of its stored frames (re-encoded or kept)."""
+        """Continue a video from :meth:`state`, the stored frames' soft masks [K, hw] and embeddings [C, h, w]."""
         self.reset()
         if sorted(masks) != state["stored"] or sorted(embeddings) != state["stored"]:
             raise ValueError(f"restore needs the masks and embeddings of frames {state['stored']}")
@@ -213,13 +198,3 @@ class LabelPropagator:
             self.memory.add(f, embeddings[f])
             self.store[f] = masks[f]
         self.policy.load_state(state["policy"])
-
-    def _remember(self, emb: Tensor, mask: Tensor) -> None:
-        """Store the current frame if the policy (or its being a reference) asks; evict."""
-        if self.policy.store(self.t, mask) or self.t in self.valid:
-            self.memory.add(self.t, emb)
-            self.store[self.t] = mask
-        for f in self.policy.evict(list(self.store), self.t):
-            if f not in self.valid:
-                self.memory.remove(f)
-                del self.store[f]

@@ -1,5 +1,1 @@
-"""The local kernel (fast and exact, docs/local_kernel.md); the interface is :class:`LocalKernel`."""
-
-from hvc.propagation.local.kernel import LocalKernel
-
-__all__ = ["LocalKernel"]
+"""The local kernel (fast and exact, docs/local_kernel.md): :class:`hvc.propagation.local.kernel.LocalKernel`."""

@@ -1,8 +1,8 @@
-"""Tile-block storage, the local kernel's memory of stored frames: frame t's key tiles sit in block
-``t // GROUP_FRAMES`` at slot ``t % GROUP_FRAMES`` (docs/local_kernel.md, "Tile-block storage")."""
+"""Tile-block storage: frame t's key tiles in block t // GROUP_FRAMES, slot t % GROUP_FRAMES (docs/local_kernel.md)."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
@@ -12,8 +12,8 @@ from torch import Tensor
 from hvc.propagation.kernel import KeyMemory
 from hvc.propagation.local.tables import Tables, TiledTables
 
-# Frames per block, and most frames scored per batched matmul (a part): wide parts keep the matmuls
-# efficient (the product is 123 MiB at 60x107; memory stays linear in hw).
+# Frames per block, and most frames per batched matmul (a part): wide parts keep the matmuls efficient (the
+# product is 123 MiB at 60x107; memory stays linear in hw).
 GROUP_FRAMES = 10
 
 
@@ -28,15 +28,10 @@ class TileBlockMemory(KeyMemory):
 
     def __init__(self, tables_of: Callable[[int, int, torch.device], Tables], dtype: Optional[torch.dtype] = None,
                  dims: Optional[int] = None):
-        """dtype: None, keys kept as they are (the exact search), or the dtype of an approximate search
-        (bf16, or float32 with ``dims``): the tiles then hold keys minus ``center`` (the first stored frame's
-        mean key) and, with ``dims`` = d < C, projected on ``basis`` (its d leading principal axes); see
-        docs/local_kernel.md, "bf16 mode", "Reduced search". The flattened embeddings stay as they are,
-        position-major ([C, hw] views of [hw, C]), for the float32 rescoring (kernel.rescore)."""
-        super().__init__()
-        self._tables_of = tables_of
-        self.dtype = dtype
-        self.dims = dims
+        """dtype: None (exact search) or an approximate search's (bf16, or float32 with ``dims``, docs/local_kernel.md):
+        tiles of keys minus ``center`` (the first frame's mean key), with ``dims`` = d < C on ``basis`` (its d principal
+        axes); the embeddings stay, position-major ([C, hw] views of [hw, C]), for kernel.rescore."""
+        self._tables_of, self.dtype, self.dims = tables_of, dtype, dims
         self.center: Optional[Tensor] = None  # [C, 1], with a dtype: set by the first frame stored
         self.basis: Optional[Tensor] = None  # [C, d], with dims < C: set by the first frame stored
         self.blocks: dict[int, Tensor] = {}  # block number -> [T, C, n, tile²], slots first..first+n-1
@@ -69,41 +64,29 @@ class TileBlockMemory(KeyMemory):
         return (centred if self.basis is None else self.basis.t() @ centred).to(self.dtype)
 
     def searched_queries(self, queries: Tensor) -> Tensor:
-        """[hw, C] queries as the search scores them: as they are, or projected ([hw, d]), in ``dtype``
-        (not centred: that would shift all of a query's scores alike)."""
+        """[hw, C] queries as the search scores them: as they are, or projected ([hw, d]), in ``dtype`` (not
+        centred: that would shift all of a query's scores alike)."""
         if self.dtype is None:
             return queries
         return (queries if self.basis is None else queries @ self.basis).to(self.dtype)
 
     def _write_tiles(self, frame: int, tiles: Tensor) -> None:
+        """Write a frame's tiles [T, C, tile²] into its block. A block too narrow for the slot is widened, at least
+        doubled (at most GROUP_FRAMES slots): frames arriving one by one copy its tiles a few times, not ten."""
         number, slot = divmod(frame, GROUP_FRAMES)
-        if number not in self.blocks:
-            self.blocks[number] = tiles.new_empty(*tiles.shape[:2], 1, tiles.shape[2])
-            self._first[number], self._stored[number] = slot, 0
-        block, first = self.blocks[number], self._first[number]
-        if not first <= slot < first + block.shape[2]:
-            block, first = self._grow(number, slot)
-        block[:, :, slot - first] = tiles
-        self._stored[number] += 1
-
-    def _grow(self, number: int, slot: int) -> tuple[Tensor, int]:
-        """Widen block ``number`` to cover ``slot``, at least doubling it (at most GROUP_FRAMES slots):
-        frames arriving one by one copy a block's tiles a few times, not ten."""
-        old, first = self.blocks[number], self._first[number]
-        n = old.shape[2]
-        if slot >= first + n:  # growing upwards (frames in order): room for the next ones too
-            lo, hi = first, max(slot + 1, min(GROUP_FRAMES, first + 2 * n))
-        else:
-            lo, hi = min(slot, max(0, first - n)), first + n
-        block = old.new_empty(*old.shape[:2], hi - lo, old.shape[3])
-        block[:, :, first - lo:first - lo + n] = old
-        self.blocks[number], self._first[number] = block, lo
-        return block, lo
-
-    def _slot(self, frame: int) -> Tensor:
-        """[T, C, tile²] the key tiles of a stored frame (a view into its block)."""
-        number, slot = divmod(frame, GROUP_FRAMES)
-        return self.blocks[number][:, :, slot - self._first[number]]
+        old, first = self.blocks.get(number), self._first.get(number, slot)
+        n = 0 if old is None else old.shape[2]
+        if not first <= slot < first + n:
+            if slot >= first + n:  # growing upwards (frames in order): room for the next ones too
+                lo, hi = first, max(slot + 1, min(GROUP_FRAMES, first + 2 * n))
+            else:
+                lo, hi = min(slot, max(0, first - n)), first + n
+            self.blocks[number] = tiles.new_empty(*tiles.shape[:2], hi - lo, tiles.shape[2])
+            if old is not None:
+                self.blocks[number][:, :, first - lo:first - lo + n] = old
+            self._first[number] = first = lo
+        self.blocks[number][:, :, slot - first] = tiles
+        self._stored[number] = self._stored.get(number, 0) + 1
 
     def remove(self, frame: int) -> None:
         number = frame // GROUP_FRAMES
@@ -121,22 +104,17 @@ class TileBlockMemory(KeyMemory):
                 and all(f in self for f in frames) and self[first].tiled)
 
     def parts(self, frames: Sequence[int]) -> list[list[int]]:
-        """``frames`` (distinct, stored) in parts of at most GROUP_FRAMES: every whole block met
-        in order is a part of its own (scored in place), the other frames are pooled in parts
-        of balanced sizes (copied together; no narrow last part)."""
-        parts, pooled, start = [], [], 0
-        for i in range(1, len(frames) + 1):
-            if i < len(frames) and frames[i] == frames[i - 1] + 1 and frames[i] % GROUP_FRAMES:
-                continue  # frames[start:i + 1] is still a run of one block
-            run = list(frames[start:i])
+        """``frames`` (distinct, stored) in parts of at most GROUP_FRAMES: a whole block met in order is a part
+        (scored in place), the other frames are pooled in parts of balanced sizes (copied; no narrow last part)."""
+        parts, pooled = [], []
+        for _, run in itertools.groupby(frames, key=lambda f: f // GROUP_FRAMES):  # runs of one block
+            run = list(run)
             (parts.append if self.is_block(run) else pooled.extend)(run)
-            start = i
         n = -(-len(pooled) // GROUP_FRAMES)
         return parts + [pooled[len(pooled) * g // n:len(pooled) * (g + 1) // n] for g in range(n)]
 
     def groups(self, frames: Sequence[int], max_frames: int = GROUP_FRAMES) -> list[list[list[int]]]:
-        """The :meth:`parts` of ``frames`` packed in order into groups of at most ``max_frames``
-        frames (a larger part is a group of its own): one product and one top-k search each."""
+        """The :meth:`parts` packed in order into groups of at most ``max_frames`` frames: one product each."""
         groups: list[list[list[int]]] = []
         for part in self.parts(frames):
             if groups and sum(map(len, groups[-1])) + len(part) <= max_frames:
@@ -146,24 +124,22 @@ class TileBlockMemory(KeyMemory):
         return groups
 
     def tiles(self, part: Sequence[int]) -> Tensor:
-        """[T, C, F * tile²] key tiles of a part's F frames, column frame * tile² + key (a view of a
-        whole block, or a copy)."""
+        """[T, C, F * tile²] key tiles of a part's F frames (column frame * tile² + key): a block's view or a copy."""
         if self.is_block(part):
             return self.blocks[part[0] // GROUP_FRAMES].flatten(2)
-        return torch.stack([self._slot(f) for f in part], dim=2).flatten(2)
+        slots = [divmod(f, GROUP_FRAMES) for f in part]  # (block number, slot) of each frame
+        return torch.stack([self.blocks[n][:, :, slot - self._first[n]] for n, slot in slots], dim=2).flatten(2)
 
 
 def key_tiles(emb: Tensor, tables: TiledTables) -> Tensor:
-    """emb: [C, h, w] -> [T, C, tile²] its key tiles (zero-padded, row-major inside a tile), in
-    the product's tile order."""
+    """emb: [C, h, w] -> [T, C, tile²] its key tiles (zero-padded, row-major inside a tile), in product order."""
     c, a = emb.shape[0], tables.tile
     tiles = F.pad(emb, tables.pad).unfold(1, a, a).unfold(2, a, a)  # [C, th, tw, a, a]
     return tiles.permute(1, 2, 0, 3, 4).reshape(-1, c, a * a)[tables.tile_order]
 
 
 def principal_axes(centred: Tensor, dims: int) -> Tensor:
-    """centred: [C, n] zero-mean vectors -> [C, dims] the orthonormal axes of their ``dims``
-    largest variances (eigenvectors of the C x C scatter matrix, computed in float64)."""
+    """centred [C, n] zero-mean -> [C, dims]: orthonormal axes of the largest variances (eigh in float64)."""
     scatter = centred.double() @ centred.double().t()
     _, vectors = torch.linalg.eigh(scatter)  # eigenvalues ascending
     return vectors[:, -dims:].flip(1).to(centred.dtype).contiguous()

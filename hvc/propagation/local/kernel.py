@@ -1,6 +1,5 @@
-"""The local kernel: the dense kernel's top-k without its [hw, (CXT+1)·hw] affinities, from the
-long-term entry's full product and the other frames' in-radius keys. Why it is exact, the layout,
-the cost and the approximate searches: docs/local_kernel.md."""
+"""The local kernel: the dense kernel's top-k from the long-term entry's full product and the other frames' in-radius
+keys, scored tiled (key tiles against their query windows) or masked ([hw, hw], small maps): docs/local_kernel.md."""
 
 from __future__ import annotations
 
@@ -14,31 +13,22 @@ from torch import Tensor
 from hvc.config.propagation import PropagationConfig
 from hvc.propagation.kernel import context_frames
 from hvc.propagation.local.blocks import TileBlockMemory
-from hvc.propagation.local.tables import Tables, TiledTables, grid_tables
-from hvc.propagation.local.tiled import masked_topk, tiled_topk
+from hvc.propagation.local.tables import MaskedTables, Tables, TiledTables, grid_tables
 
-# Largest affinity block, in elements, built at once (2^24 floats = 64 MiB).
-_BLOCK_ELEMENTS = 1 << 24
-# Largest product of one group of radius-limited frames, in bytes (docs/local_kernel.md, "Groups").
-_GROUP_BYTES = 512 << 20
+_BLOCK_ELEMENTS = 1 << 24  # the largest affinity block built at once, in elements (2^24 floats = 64 MiB)
+_GROUP_BYTES = 512 << 20  # the largest product of a group of radius-limited frames (docs/local_kernel.md, "Groups")
 
 
 class LocalKernel:
-    """Top-k neighbours of every query position over a context of stored frames, from local
-    windows; same contract as :class:`~hvc.propagation.kernel.DenseKernel`."""
+    """The :class:`~hvc.propagation.kernel.Kernel` from local windows, exact unless ``precision`` or ``search_dims``."""
 
     def __init__(self, radius: float, temperature: float, topk: int, tile: int = 4,
                  tiled: Optional[bool] = None, precision: str = "fp32", search_dims: Optional[int] = None,
                  candidates: float = 2.0):
         """Settings as PropagationConfig's, checked by its validate. tiled: None picks the tiled or the masked
         [hw, hw] product per grid size, whichever has fewer elements; True / False force one (both exact)."""
-        self.radius = radius
-        self.temperature = temperature
-        self.topk = topk
-        self.tile = tile
-        self.tiled = tiled
-        self.search_dims = search_dims
-        self.candidates = candidates
+        self.radius, self.temperature, self.topk, self.candidates = radius, temperature, topk, candidates
+        self.tile, self.tiled, self.search_dims = tile, tiled, search_dims
         # None: an exact search on the embeddings themselves; else the dtype of an approximate one, then rescored
         self._search_dtype = torch.bfloat16 if precision == "bf16" else None if search_dims is None else torch.float32
         self.approximate = self._search_dtype is not None
@@ -110,8 +100,8 @@ class LocalKernel:
         return torch.cat(vals), torch.cat(idx)
 
     def _buffer(self, name: str, shape: tuple[int, int], like: Tensor) -> Tensor:
-        """A [shape] scratch tensor of ``like``'s dtype and device, reused from call to call (grown when
-        too small): a fresh one at every frame costs page faults on hundreds of MiB (docs/local_kernel.md, "Cost")."""
+        """A [shape] scratch tensor of ``like``'s dtype and device, reused (grown when too small): a fresh one at
+        every frame costs page faults on hundreds of MiB (docs/local_kernel.md, "Cost")."""
         numel = shape[0] * shape[1]
         buffer = self._buffers.get(name)
         if buffer is None or buffer.numel() < numel or buffer.dtype != like.dtype or buffer.device != like.device:
@@ -119,9 +109,8 @@ class LocalKernel:
         return buffer[:numel].view(shape)
 
     def _merge(self, v: Tensor, index: Tensor, copies: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """The joint top-k of the candidates (v, index: [hw, n]), each counted ``copies`` times:
-        (scores, index), [hw, k] each, best first. Every group's best k distinct candidates
-        hold the joint top-k's, so counting each min(m, k) times is exact."""
+        """The joint top-k (scores, index: [hw, k], best first) of the candidates (v, index: [hw, n]), each counted
+        ``copies`` times: a group's best k distinct candidates hold the joint top-k's, so min(m, k) is exact."""
         most = int(copies.max())
         if most > 1:  # expand to `most` copies per candidate, the surplus ones at -inf
             surplus = torch.arange(most, device=copies.device) >= copies[:, :, None]
@@ -132,11 +121,9 @@ class LocalKernel:
 
 
 def rescore(queries: Tensor, keys: list[Tensor], index: Tensor) -> Tensor:
-    """The dot products of chosen neighbours in the queries' dtype: queries [hw, C], keys: the
-    context frames' flattened embeddings [C, hw] by slot, index [hw, k] = slot * hw + key
-    position -> scores [hw, k]. The entries are grouped by frame, and each frame's chosen keys
-    gathered once (rows of ``key.t()``, contiguous when the memory stores keys that way)."""
-    hw, k = index.shape[0], index.shape[1]
+    """queries [hw, C], keys: the context frames' embeddings [C, hw] by slot, index [hw, k] = slot * hw + position ->
+    the dot products [hw, k], each frame's chosen keys gathered once (rows of ``key.t()``, contiguous if stored so)."""
+    hw, k = index.shape
     slot = index.flatten().div(hw, rounding_mode="floor")
     order = slot.argsort(stable=True)  # entries frame by frame
     position = index.flatten().remainder(hw)[order]
@@ -149,3 +136,62 @@ def rescore(queries: Tensor, keys: list[Tensor], index: Tensor) -> Tensor:
             scores[entry] = torch.linalg.vecdot(queries.index_select(0, entry.div(k, rounding_mode="floor")), chosen)
             start += n
     return scores.view(hw, k)
+
+
+def tile_product(row_queries: Tensor, parts: list[Tensor], tables: TiledTables, out: Tensor) -> Tensor:
+    """row_queries: [R, C] the query of each product row; parts: key tiles [T, C, F_p * tile²] of F_p frames each
+    -> scores [R, F * tile²] written into ``out`` (column frame * tile² + key of the row's tile, F = sum of F_p)."""
+    c, column = row_queries.shape[1], 0
+    for tiles in parts:
+        # each part's matmuls write straight into its columns (strided output, no copy)
+        columns = out[:, column:column + tiles.shape[2]]
+        for first_tile, count, first_row, window in tables.batches:
+            queries = row_queries[first_row:first_row + count * window].view(count, window, c)
+            torch.bmm(queries, tiles[first_tile:first_tile + count],
+                      out=columns[first_row:first_row + count * window].unflatten(0, (count, window)))
+        column += tiles.shape[2]
+    return out
+
+
+def best_over_frames(scores: Tensor, frames: int, tile_keys: int) -> Tensor:
+    """scores [R, F * tile²] -> [R * tile² + 1]: each (row, key)'s best over the F frames, then the picks' -inf."""
+    rows = scores.shape[0]
+    best = scores.new_empty(rows * tile_keys + 1)
+    best[-1] = float("-inf")
+    out = best[:-1].view(rows, tile_keys)
+    # a running maximum over the frames' column blocks: amax over the middle dimension of the
+    # [rows, frames, tile²] view gives the same values, unvectorised on CPU (docs/local_kernel.md, "Cost")
+    out.copy_(scores[:, :tile_keys])
+    for f in range(1, frames):
+        torch.maximum(out, scores[:, f * tile_keys:(f + 1) * tile_keys], out=out)
+    return best
+
+
+def tiled_topk(row_queries: Tensor, parts: list[Tensor], tables: TiledTables, k: int,
+               out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The top-k of each query over its in-radius keys of a group's F frames (its parts' key tiles, scored by
+    :func:`tile_product` into ``out``): (dot products, frame slot in the group, key position), [hw, k] each."""
+    tile_keys = tables.tile**2
+    scores = tile_product(row_queries, parts, tables, out)
+    frames = scores.shape[1] // tile_keys
+    best = best_over_frames(scores, frames, tile_keys)
+    # the k keys with the best maxima: [hw, k] of each query's D in-radius keys
+    top, key = best.index_select(0, tables.pick.flatten()).view_as(tables.pick).topk(k, dim=1)
+    entry = tables.pick.gather(1, key).clamp_(max=best.numel() - 2).flatten()
+    # the F frames' scores of those k keys: [hw, k, F], -inf where the key is no candidate; by (row, key)
+    # of a [R, tile², F] view, not a flat gather of hw·k·F indices (docs/local_kernel.md, "Layout")
+    by_key = scores.view(-1, frames, tile_keys).transpose(1, 2)  # [R, tile², F], a view
+    candidates = by_key[entry // tile_keys, entry % tile_keys].view(*key.shape, frames)
+    if bool(top[:, -1].eq(float("-inf")).any()):  # (sorted: the last is the least) only on small grids
+        candidates.masked_fill_(top[:, :, None] == float("-inf"), float("-inf"))
+    v, i = candidates.flatten(1).topk(k, dim=1)  # [hw, k] of the k keys x F frames
+    return v, i % frames, torch.gather(tables.key_position, 1, key.gather(1, i // frames))
+
+
+def masked_topk(queries: Tensor, keys: list[Tensor], tables: MaskedTables, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """queries [hw, C], keys: F frames' [C, hw] -> the in-radius top-k: (dot products, slot, key position) [hw, k]."""
+    frames = len(keys)
+    flat = torch.stack(keys, dim=2).flatten(1)  # [C, hw * F], column position * F + frame
+    scores = (queries @ flat).view(*tables.far.shape, frames)
+    v, j = scores.masked_fill_(tables.far[:, :, None], float("-inf")).flatten(1).topk(k, dim=1)
+    return v, j % frames, j // frames

@@ -1,23 +1,13 @@
-"""Index tables of the local kernel for one h x w feature grid, shared by every frame of that size:
-tiles, their query windows, batches and picks (docs/local_kernel.md, "Layout")."""
+"""The local kernel's index tables of one h x w grid: tiles, query windows, batches, picks (docs/local_kernel.md)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Union
+from typing import Union
 
 import torch
 from torch import Tensor
-
-
-class Batch(NamedTuple):
-    """Tiles with equally large query windows, scored by one batched matmul."""
-
-    first_tile: int  # place of the first tile in the product's tile order
-    tiles: int
-    first_row: int  # product row of the first tile's first query
-    window: int  # queries per tile
 
 
 @dataclass(frozen=True)
@@ -27,11 +17,12 @@ class TiledTables:
     tile: int
     pad: tuple[int, int, int, int]  # F.pad amounts (left, right, top, bottom) up to whole tiles
     tile_order: Tensor  # [T] tile (row-major over the padded grid) at each place of the product
-    batches: list[Batch]
+    # tiles with equally large query windows, one batched matmul each: (place of the first tile in the tile order,
+    # tiles, product row of the first tile's first query, queries per tile)
+    batches: list[tuple[int, int, int, int]]
     row_query: Tensor  # [R] image position of the query of each product row
-    # [hw, D] where each query's in-radius keys land in a frame group's per-key maxima
-    # (row * tile² + position inside the tile), in increasing order; R * tile² (one entry past
-    # the end, holding -inf) for keys outside the image.
+    # [hw, D] where each query's in-radius keys land in a frame group's per-key maxima (row * tile² + position
+    # inside the tile), in increasing order; R * tile² (one past the end, holding -inf) for keys outside the image
     pick: Tensor
     key_position: Tensor  # [hw, D] image position of each picked key (0 outside the image)
 
@@ -54,18 +45,8 @@ class MaskedTables:
 Tables = Union[TiledTables, MaskedTables]
 
 
-class _Windows(NamedTuple):
-    """The query window of every tile of a grid, as fixed offsets from the tile's origin."""
-
-    query_y: Tensor  # [T, W] row of each tile's window queries (T tiles, W offsets)
-    query_x: Tensor  # [T, W]
-    in_image: Tensor  # [T, W] bool
-    column: Tensor  # [(tile + 2·reach)²] column of each offset in the window, -1 if out of reach
-
-
 def _grid(n_y: int, n_x: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    ys, xs = torch.meshgrid(torch.arange(n_y, device=device), torch.arange(n_x, device=device), indexing="ij")
-    return ys.flatten(), xs.flatten()
+    return torch.cartesian_prod(torch.arange(n_y, device=device), torch.arange(n_x, device=device)).unbind(1)
 
 
 def _centred_square(half: int, extra: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -81,8 +62,9 @@ def reach(radius: float) -> int:
     return math.ceil(radius) - 1  # the largest integer offset strictly inside radius
 
 
-def tile_windows(h: int, w: int, tile: int, radius: float, device: torch.device) -> _Windows:
-    """The queries of each tile's window: offsets from the tile origin that reach a key of it."""
+def tile_windows(h: int, w: int, tile: int, radius: float, device: torch.device) -> tuple[Tensor, ...]:
+    """Each tile's window, the offsets from its origin that reach a key of it: (query_y, query_x, in_image) [T, W]
+    for T tiles and W offsets, and the window column of each offset, [(tile + 2·reach)²] (-1: out of reach)."""
     r = reach(radius)
     dy, dx = _centred_square(r, tile - 1, device)
     # distance from the query to the nearest key of the tile (0 inside it)
@@ -93,12 +75,13 @@ def tile_windows(h: int, w: int, tile: int, radius: float, device: torch.device)
     query_y = origin_y[:, None] * tile + dy[keep]
     query_x = origin_x[:, None] * tile + dx[keep]
     in_image = (query_y >= 0) & (query_y < h) & (query_x >= 0) & (query_x < w)
-    return _Windows(query_y, query_x, in_image, column)
+    return query_y, query_x, in_image, column
 
 
-def _key_picks(h: int, w: int, tile: int, radius: float, windows: _Windows, row: Tensor,
+def _key_picks(h: int, w: int, tile: int, radius: float, column: Tensor, row: Tensor,
                end: int) -> tuple[Tensor, Tensor]:
-    """(pick, key_position) of :class:`TiledTables`; ``end`` = R * tile², the -inf entry."""
+    """(pick, key_position) of :class:`TiledTables` from the window ``column`` of each offset (:func:`tile_windows`)
+    and the product ``row`` [T, W] of each; ``end`` = R * tile², the -inf entry."""
     r, device = reach(radius), row.device
     dy, dx = _centred_square(r, 0, device)
     inside = within(dy, dx, radius)
@@ -109,32 +92,31 @@ def _key_picks(h: int, w: int, tile: int, radius: float, windows: _Windows, row:
     tile_id = (tile_y * -(-w // tile) + tile_x).clamp(0, row.shape[0] - 1)
     # the query's offset from the key's tile origin gives its column in that tile's window
     offset = (y[:, None] - tile_y * tile + r) * (tile + 2 * r) + (x[:, None] - tile_x * tile + r)
-    entry = row[tile_id, windows.column[offset]] * tile**2 + (key_y % tile) * tile + key_x % tile
+    entry = row[tile_id, column[offset]] * tile**2 + (key_y % tile) * tile + key_x % tile
     # in increasing product order: the gather of a query's picks then walks memory forwards
     pick, order = torch.where(valid, entry, end).sort(dim=1)
     return pick, torch.where(valid, key_y * w + key_x, 0).gather(1, order)
 
 
 def grid_tables(h: int, w: int, tile: int, radius: float, tiled: bool | None, device: torch.device) -> Tables:
-    """The tables of an h x w grid. tiled: None takes the product with fewer elements (the
-    masked one when a tile's window covers about the whole image), True / False force one."""
-    windows = tile_windows(h, w, tile, radius, device)
-    rows = int(windows.in_image.sum())
+    """The tables of an h x w grid. tiled: None takes the product with fewer elements (the masked one when a
+    tile's window covers about the whole image), True / False force one."""
+    query_y, query_x, in_image, column = tile_windows(h, w, tile, radius, device)
+    rows = int(in_image.sum())
     if tiled is False or (tiled is None and rows * tile**2 >= (h * w) ** 2):
         y, x = _grid(h, w, device)
         return MaskedTables(far=~within(y[:, None] - y[None, :], x[:, None] - x[None, :], radius))
     # tiles by decreasing window size (stable): the tiles of each window size are one batch
-    sizes = windows.in_image.sum(dim=1)
+    sizes = in_image.sum(dim=1)
     order = sizes.argsort(descending=True, stable=True)
     size, count = torch.unique_consecutive(sizes[order], return_counts=True)
     first_tile, first_row = torch.cumsum(count, 0) - count, torch.cumsum(size * count, 0) - size * count
-    batches = [Batch(*b) for b in zip(first_tile.tolist(), count.tolist(), first_row.tolist(), size.tolist())]
-    # the image position of each product row's query, and the product row of each tile's window column
-    # (meaningless where the query is outside the image)
-    kept = windows.in_image[order]
-    row_query = (windows.query_y * w + windows.query_x)[order][kept]
-    row = torch.empty_like(windows.query_y)
+    batches = list(zip(first_tile.tolist(), count.tolist(), first_row.tolist(), size.tolist()))
+    # each product row's query position, and each tile window column's product row (meaningless outside the image)
+    kept = in_image[order]
+    row_query = (query_y * w + query_x)[order][kept]
+    row = torch.empty_like(query_y)
     row[order] = (kept.flatten().cumsum(0) - 1).view_as(kept)
-    pick, key_position = _key_picks(h, w, tile, radius, windows, row, rows * tile**2)
+    pick, key_position = _key_picks(h, w, tile, radius, column, row, rows * tile**2)
     pad = (0, -(-w // tile) * tile - w, 0, -(-h // tile) * tile - h)
     return TiledTables(tile, pad, order, batches, row_query, pick, key_position)

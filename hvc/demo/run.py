@@ -2,11 +2,10 @@
 
     python -m hvc.demo.run [--output demo_output] [--steps N] [--frames N] [--quick]
 
-Stages, each the real entry point's ``main(argv)`` called in this process: (1) the training photos
-and a two-object video in the DAVIS layout, (2) train HVC (train.py), (3) export its encoder
-(hvc.export), (4) propagate with it and with ``random18`` (test.py), (5) score both
-(eval_metrics.py); then the PCK of both on a synthetic JHMDB clip. Seeds are fixed: a rerun
-gives the same numbers.
+Stages, each an entry point's ``main(argv)`` run in this process: (1) training photos and a two-object
+video, (2) train (train.py), (3) export the encoder (hvc.export), (4) propagate with it and ``random18``
+(test.py), (5) score both (eval_metrics.py); then the PCK of both on a synthetic JHMDB clip. Seeds are
+fixed: a rerun gives the same numbers.
 """
 
 from __future__ import annotations
@@ -50,26 +49,20 @@ def _banner(title: str) -> None:
     print(f"\n===== {title} =====", flush=True)
 
 
-# The root scripts are thin files over these modules (hvc/entry/); nothing is loaded by path.
-_ENTRY_MODULES = {"train.py": "hvc.entry.train", "test.py": "hvc.entry.test",
-                  "eval_metrics.py": "hvc.entry.eval_metrics"}
-
-
-def _call(name: str, args: list[str]) -> None:
-    """Run the ``main(argv)`` that ``python <args>`` would run (``train.py ...`` or ``-m hvc.export ...``),
-    here; a non-zero exit code stops the demo. Each entry point seeds what it draws, so the
-    numbers equal those of separate processes."""
-    target, argv = (args[1], args[2:]) if args[0] == "-m" else (args[0], args[1:])
-    code = importlib.import_module(_ENTRY_MODULES.get(target, target)).main(argv)
+def _call(name: str, module: str, argv: list[str]) -> None:
+    """Run ``python -m <module> <argv>``'s ``main(argv)`` here (the root scripts train.py, test.py and
+    eval_metrics.py run hvc.entry's); a non-zero exit code stops the demo. Each entry point seeds what it
+    draws, so the numbers equal those of separate processes."""
+    code = importlib.import_module(module).main(argv)
     sys.stdout.flush()
     if code:  # the stage printed its own error; keep its exit code
-        raise DemoError(f"stage {name}: failed with exit code {code}: python {' '.join(args)}", code)
+        raise DemoError(f"stage {name}: exit code {code}: python -m {module} {' '.join(argv)}", code)
 
 
 @contextlib.contextmanager
 def _stage(stages: Timings, name: str, title: str) -> Iterator[None]:
-    """Print the banner ``title``, then time the block: (name, wall seconds, CPU seconds of the demo
-    and the entry points it ran: user + system, children included) is appended to ``stages``."""
+    """Print the banner ``title``, then append (name, wall seconds, CPU seconds: user + system, children
+    included) of the block to ``stages``."""
     _banner(title)
     wall, cpu = time.perf_counter(), sum(os.times()[:4])
     yield
@@ -85,8 +78,7 @@ def format_timings(stages: Timings) -> str:
 
 
 def run_keypoints(output: Path, frames: int) -> dict[str, tuple[float, float]]:
-    """Extra stage: {model: (PCK@0.1, PCK@0.2)} of both encoders on a synthetic JHMDB clip (walking
-    figure) under ``output`` (absolute)."""
+    """Extra stage: {model: (PCK@0.1, PCK@0.2)} of both encoders on a synthetic JHMDB clip under ``output``."""
     from hvc.demo.tasks import write_jhmdb_clip
 
     root = output / "JHMDB"
@@ -96,12 +88,10 @@ def run_keypoints(output: Path, frames: int) -> dict[str, tuple[float, float]]:
     for model in MODELS:
         results = output / "results" / f"{model}_jhmdb"
         _banner(f"extra: joints of a {frames}-frame walking figure with {model} (test.py, eval_metrics.py)")
-        extra = ["--checkpoint", str(output / "checkpoints" / "hvc_demo.pth")] if model == "hvc" else []
-        _call(f"test {model} jhmdb", ["test.py", "--config", str(KEYPOINT_CONFIG), "--model", model, *extra,
-                                      "--output", str(results), "--device", "cpu", "--overwrite",
-                                      f"data.root={root}", "data.workers=0"])
-        _call(f"metrics {model} jhmdb", ["eval_metrics.py", "--task", "jhmdb", "--root", str(root),
-                                         "--results", str(results), "--output", str(results)])
+        _test(model, KEYPOINT_CONFIG, results, output / "checkpoints" / "hvc_demo.pth", f"data.root={root}",
+              "data.workers=0")
+        _call(f"metrics {model} jhmdb", "hvc.entry.eval_metrics", ["--task", "jhmdb", "--root", str(root),
+                                                                  "--results", str(results), "--output", str(results)])
         with open(results / "pck_results.csv", newline="") as f:
             rows = {float(row["Threshold"]): float(row["Mean"]) for row in csv.DictReader(f)}
         pck[model] = rows[0.1], rows[0.2]
@@ -109,9 +99,8 @@ def run_keypoints(output: Path, frames: int) -> dict[str, tuple[float, float]]:
 
 
 def run_demo(output: Path, steps: int | None, frames: int) -> tuple[dict[str, dict[str, float]], Timings]:
-    """Run stages 1-5 into ``output`` (absolute); returns the J&F scores {model: {J&F-Mean, J-Mean,
-    F-Mean}} and the stage timings. steps: training steps (None: configs/demo_train.yaml's); frames:
-    video length."""
+    """Stages 1-5 into ``output`` (absolute): {model: {J&F-Mean, J-Mean, F-Mean}} and the stage timings.
+    steps: training steps (None: configs/demo_train.yaml's); frames: video length."""
     from hvc.demo.video import render_video, write_davis_sequence, write_training_photos
 
     photos, davis, train_dir = output / "photos", output / "DAVIS", output / "train"
@@ -127,9 +116,9 @@ def run_demo(output: Path, steps: int | None, frames: int) -> tuple[dict[str, di
     overrides = [f"output.dir={train_dir}", f"data.roots={json.dumps([str(photos)])}"]
     overrides += [f"optim.max_steps={steps}"] if steps is not None else []
     with _stage(stages, "2 train", "2/5 train HVC on the photos (train.py, CPU)"):
-        _call("train", ["train.py", "--config", str(TRAIN_CONFIG), *overrides])
+        _call("train", "hvc.entry.train", ["--config", str(TRAIN_CONFIG), *overrides])
     with _stage(stages, "3 export", "3/5 export the encoder (hvc.export)"):
-        _call("export", ["-m", "hvc.export", str(train_dir / "checkpoint.pth"), str(export), "--drop-layer4"])
+        _call("export", "hvc.export", [str(train_dir / "checkpoint.pth"), str(export), "--drop-layer4"])
     for model in MODELS:
         results = output / "results" / model
         with _stage(stages, f"4 propagate {model}", f"4/5 label propagation with {model} (test.py)"):
@@ -140,18 +129,23 @@ def run_demo(output: Path, steps: int | None, frames: int) -> tuple[dict[str, di
 
 
 def propagate(model: str, davis: Path, results: Path, export: Path) -> None:
-    """Stage 4: masks, overlays and an mp4 of ``model`` on the demo video (test.py) into ``results``;
-    ``hvc`` is the encoder exported to ``export``."""
+    """Stage 4: masks, overlays and an mp4 of ``model`` on the demo video into ``results``; ``hvc`` is the
+    encoder exported to ``export``."""
+    _test(model, TEST_CONFIG, results, export, "--visualize", f"data.root={davis}")
+
+
+def _test(model: str, config: Path, results: Path, export: Path, *more: str) -> None:
+    """test.py with ``config`` and ``model`` (``hvc``: the encoder at ``export``) into ``results``."""
     extra = ["--checkpoint", str(export)] if model == "hvc" else []
-    _call(f"test {model}", ["test.py", "--config", str(TEST_CONFIG), "--model", model, *extra, "--output",
-                            str(results), "--device", "cpu", "--visualize", "--overwrite", f"data.root={davis}"])
+    _call(f"test {model} {config.stem}", "hvc.entry.test", ["--config", str(config), "--model", model, *extra,
+                                                            "--output", str(results), "--device", "cpu",
+                                                            "--overwrite", *more])
 
 
 def score(davis: Path, results: Path) -> dict[str, float]:
-    """Stage 5: J&F-Mean, J-Mean and F-Mean of the masks in ``results`` (eval_metrics.py, its CSVs
-    written beside them)."""
-    _call(f"metrics {results.name}", ["eval_metrics.py", "--davis-root", str(davis), "--results", str(results),
-                                      "--year", "2017", "--output", str(results)])
+    """Stage 5: J&F-Mean, J-Mean and F-Mean of the masks in ``results`` (eval_metrics.py, CSVs beside them)."""
+    _call(f"metrics {results.name}", "hvc.entry.eval_metrics",
+          ["--davis-root", str(davis), "--results", str(results), "--year", "2017", "--output", str(results)])
     csv_path = results / "global_results-val.csv"
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))

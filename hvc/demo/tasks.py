@@ -27,9 +27,8 @@ SUBPIXEL = 4  # cv2 drawing with 4 fractional bits: shapes follow the exact join
 
 
 def figure_joints(t: int, num_frames: int, height: int, width: int, phase: int = 0) -> np.ndarray:
-    """The 15 JHMDB joints of the walking figure at frame t: [15, 2] (x, y) float64 pixels. The belly
-    walks from 35 % to 65 % of the width and bobs, every joint moves differently; ``phase`` starts the
-    walking cycle that many frames later (another clip)."""
+    """The 15 JHMDB joints of the walking figure at frame t: [15, 2] (x, y) float64 pixels. The belly walks
+    from 35 % to 65 % of the width and bobs; ``phase`` starts the walking cycle that many frames later."""
     s = height / 240.0  # the figure is designed for a 240-pixel-high frame
     a = t / max(num_frames - 1, 1)
     phase = 2 * math.pi * (t + phase) / 10.0
@@ -113,9 +112,9 @@ def render_figure_clip(num_frames: int, phase: int = 0, height: int = 240,
 
 def write_jhmdb_clip(root: str | os.PathLike, video: str = "synthetic_walk_0", num_frames: int = 12,
                      phase: int = 0) -> str:
-    """Write one JHMDB-style ``walk`` clip under ``root``, listed as a test video (label 2) in
-    ``splits/walk_test_split1.txt`` and ``test_list.txt`` (videowalk's ``<frames dir> <joints .mat>``
-    lines), its joints as JHMDB's ``pos_img`` [2, 15, T] float64 1-based pixels. Returns ``walk/<video>``."""
+    """Write one JHMDB-style ``walk`` clip under ``root``, a test video (label 2) of ``splits/walk_test_split1.txt``
+    and ``test_list.txt`` (videowalk's ``<frames dir> <joints .mat>`` lines), its joints as JHMDB's ``pos_img``
+    [2, 15, T] float64 1-based pixels. Returns ``walk/<video>``."""
     from scipy.io import savemat
 
     root = Path(root)
@@ -124,22 +123,21 @@ def write_jhmdb_clip(root: str | os.PathLike, video: str = "synthetic_walk_0", n
         save_image(root / "Rename_Images/walk" / video / f"{t + 1:05d}.png", frame, format="PNG", compress_level=1)
     with atomic_path(root / "joint_positions/walk" / video / "joint_positions.mat") as tmp:
         savemat(tmp, {"pos_img": joints.transpose(2, 1, 0) + 1})  # [T, 15, 2] 0-based -> [2, 15, T] 1-based
-    _append_line(root / "splits/walk_test_split1.txt", f"{video}.avi 2")
-    _append_line(root / "test_list.txt", f"Rename_Images/walk/{video} joint_positions/walk/{video}/joint_positions.mat")
+    _add_lines(root / "splits/walk_test_split1.txt", [f"{video}.avi 2"])
+    _add_lines(root / "test_list.txt", [f"Rename_Images/walk/{video} joint_positions/walk/{video}/joint_positions.mat"])
     return f"walk/{video}"
 
 
-def _append_line(path: Path, line: str) -> None:
-    """Add ``line`` to a list file unless it is there already."""
-    lines = path.read_text().splitlines() if path.is_file() else []
-    if line not in lines:
-        atomic_write_text(path, "\n".join([*lines, line]) + "\n")
+def _add_lines(path: Path, new: list[str], drop: str | None = None) -> None:
+    """Add the ``new`` lines missing from a list file, once the lines holding ``drop`` are taken out."""
+    lines = [line for line in (path.read_text().splitlines() if path.is_file() else []) if not drop or drop not in line]
+    atomic_write_text(path, "\n".join(lines + [line for line in new if line not in lines]) + "\n")
 
 
 def write_vip_clip(root: str | os.PathLike, video: str = "videos1", annotated: int = 5, every: int = 5) -> list[str]:
-    """Write one VIP-style video under the VIP folder ``root``: every frame as ``Images/<video>/%012d.jpg``
-    (numbered from 1), class ids every ``every`` frames as greyscale ``Annotations/Category_ids/<video>/
-    %012d.png``, its lines in ``val_vip.txt`` (the paper's list format). Returns the annotated frame names."""
+    """Write one VIP-style video under ``root``: frames as ``Images/<video>/%012d.jpg`` (from 1), class ids every
+    ``every`` frames as greyscale ``Annotations/Category_ids/<video>/%012d.png``, listed in ``val_vip.txt`` (the
+    paper's format). Returns the annotated frame names."""
     root = Path(root)
     frames, parts, _ = render_figure_clip((annotated - 1) * every + 1)
     names = []
@@ -149,25 +147,20 @@ def write_vip_clip(root: str | os.PathLike, video: str = "videos1", annotated: i
         if t % every == 0:
             save_image(root / "Annotations/Category_ids" / video / f"{name}.png", parts[t], format="PNG")
             names.append(name)
-    listing = root / "val_vip.txt"
-    lines = [line for line in (listing.read_text().splitlines() if listing.is_file() else [])
-             if f"/{video}/" not in line]
-    lines += [f"1 VIP/Images/{video}/{n}.jpg VIP/Annotations/Category_ids/{video}/{n}.png" for n in names]
-    atomic_write_text(listing, "\n".join(lines) + "\n")
+    _add_lines(root / "val_vip.txt", [f"1 VIP/Images/{video}/{n}.jpg VIP/Annotations/Category_ids/{video}/{n}.png"
+                                      for n in names], drop=f"/{video}/")
     return names
 
 
 def render_vost_clip(num_frames: int = 31, height: int = 240, width: int = 320) -> tuple[np.ndarray, np.ndarray]:
-    """A dough (id 1) that stretches, is cut by a blade (id 2) and splits into two pieces: frames
-    [T, H, W, 3] uint8 and labels [T, H, W] uint8."""
+    """A dough (id 1) that stretches, is cut by a blade (id 2) and splits in two: frames [T, H, W, 3] uint8
+    and labels [T, H, W] uint8."""
     dough_tex = cv2.resize(texture_patch(photos()["coffee"], height), (width, height))
     blade_tex = cv2.resize(texture_patch(photos()["motorcycle_right"], height), (width, height))
     frames, labels = [], []
-    cut_at = num_frames // 3
+    cut_at, cx, cy = num_frames // 3, 0.5 * width, 0.6 * height
     for t, frame in enumerate(panning_background(photos()["hubble_deep_field"], num_frames, height, width)):
         a = t / max(num_frames - 1, 1)
-        label = np.zeros((height, width), np.uint8)
-        cx, cy = 0.5 * width, 0.6 * height
         # Stretches sideways and flattens, then splits at the centre; the halves drift apart.
         rx, ry = (0.18 + 0.12 * a) * width, (0.22 - 0.08 * a) * height
         gap = 0.0 if t < cut_at else (t - cut_at) / max(num_frames - 1 - cut_at, 1) * 0.22 * width
@@ -179,20 +172,19 @@ def render_vost_clip(num_frames: int = 31, height: int = 240, width: int = 320) 
             left, right = dough.copy(), dough.copy()
             left[:, centre - shift:] = 0  # the blade's kerf widens with the gap
             right[:, :centre + shift] = 0
-            dough = np.roll(left, -shift, axis=1) | np.roll(right, shift, axis=1)
-            tex = np.where(np.roll(left, -shift, axis=1)[..., None] > 0, np.roll(dough_tex, -shift, axis=1),
-                           np.roll(dough_tex, shift, axis=1))
-        mask = dough.astype(bool)
-        frame[mask] = tex[mask]
-        label[mask] = 1
+            left, right = np.roll(left, -shift, axis=1), np.roll(right, shift, axis=1)
+            dough = left | right
+            tex = np.where(left[..., None] > 0, np.roll(dough_tex, -shift, axis=1), np.roll(dough_tex, shift, axis=1))
         # the blade comes down until the cut, then rises again
         depth = min(t / max(cut_at, 1), 1.0) if t <= cut_at else max(0.0, 1 - (t - cut_at) / max(cut_at, 1))
         blade = np.zeros((height, width), np.uint8)
         bottom = cy - ry - 0.05 * height + depth * (2 * ry + 0.05 * height)
         cv2.rectangle(blade, _pt((cx - 4, bottom - 0.45 * height)), _pt((cx + 4, bottom)), 1, -1, cv2.LINE_8, SUBPIXEL)
-        bmask = blade.astype(bool)
-        frame[bmask] = blade_tex[bmask]
-        label[bmask] = 2
+        label = np.zeros((height, width), np.uint8)
+        for obj, (shape, texture) in enumerate(((dough, tex), (blade, blade_tex)), start=1):  # the blade on top
+            mask = shape.astype(bool)
+            frame[mask] = texture[mask]
+            label[mask] = obj
         frames.append(frame)
         labels.append(label)
     return np.stack(frames), np.stack(labels)
@@ -200,9 +192,8 @@ def render_vost_clip(num_frames: int = 31, height: int = 240, width: int = 320) 
 
 def write_vost_clip(root: str | os.PathLike, name: str = "cut_dough", num_frames: int = 31,
                     every: int = 5) -> list[str]:
-    """Write one VOST-style sequence under ``root``: every frame as ``JPEGImages/<name>/%05d.jpg``,
-    palette annotations every ``every`` frames (and the last), listed in ``ImageSets/val.txt``.
-    Returns the annotated frame names."""
+    """Write one VOST-style sequence under ``root``: frames as ``JPEGImages/<name>/%05d.jpg``, palette annotations
+    every ``every`` frames and the last, listed in ``ImageSets/val.txt``. Returns the annotated frame names."""
     root = Path(root)
     frames, labels = render_vost_clip(num_frames)
     names = []
@@ -211,5 +202,5 @@ def write_vost_clip(root: str | os.PathLike, name: str = "cut_dough", num_frames
         if t % every == 0 or t == num_frames - 1:
             save_indexed_png(root / "Annotations" / name / f"{t:05d}.png", labels[t])
             names.append(f"{t:05d}")
-    _append_line(root / "ImageSets/val.txt", name)
+    _add_lines(root / "ImageSets/val.txt", [name])
     return names

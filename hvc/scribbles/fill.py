@@ -1,6 +1,5 @@
-"""First-frame labels from scribbles: one top-k label-propagation step inside frame 0 from the
-scribbled cells, optionally twice (docs/scribbles.md, "Filling frame 0 from scribbles").
-"""
+"""First-frame labels from scribbles: one top-k label-propagation step inside frame 0 from the scribbled cells,
+optionally twice (docs/scribbles.md)."""
 
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ class FillConfig:
 
 @dataclass
 class Fill:
-    """Result of a fill: soft labels of every cell and where the labels came from."""
+    """A fill: soft labels of every cell and where they came from."""
 
     soft: Tensor  # [K, h, w] per-cell label distribution (each column sums to 1)
     scribbled: Tensor  # [h, w] bool, cells under a scribble
@@ -31,9 +30,8 @@ class Fill:
 
 
 def scribble_cells(scribbles: np.ndarray, size: tuple[int, int], num_classes: int) -> Tensor:
-    """Per-cell counts [K, h*w] of the scribbled pixels of each id at feature size (h, w): pixel
-    (y, x) of the [H, W] map falls in the nearest cell under the masks' align_corners=True
-    correspondence (cell i <-> pixel i * (H - 1) / (h - 1))."""
+    """Per-cell counts [K, h*w] of the scribbled pixels of each id at feature size (h, w): a pixel of the [H, W]
+    map falls in the nearest cell as masks align (align_corners=True: cell i <-> pixel i * (H - 1) / (h - 1))."""
     (big_h, big_w), (h, w) = scribbles.shape, size
     ys, xs = np.nonzero(scribbles >= 0)
     ids = scribbles[ys, xs]
@@ -82,8 +80,8 @@ def fill_from_scribbles(emb: Tensor, scribbles: np.ndarray, num_classes: int, cf
 
 def labels_from_scribbles(emb: Tensor, scribbles: np.ndarray, num_classes: int,
                           cfg: FillConfig = FillConfig()) -> Tensor:
-    """Full-resolution id map int64 [H, W] of frame 0 from its scribbles (H, W of ``scribbles``):
-    the argmax of the bilinearly up-sampled fill, as every propagated frame's labels are made."""
+    """Id map int64 [H, W] of frame 0 from its scribbles [H, W]: the argmax of the bilinearly up-sampled fill, as
+    every propagated frame's labels are made."""
     from hvc.propagation.masks import upsample_labels
 
     fill = fill_from_scribbles(emb, scribbles, num_classes, cfg)

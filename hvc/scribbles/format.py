@@ -61,8 +61,7 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
     except (OSError, ValueError) as exc:
         raise ScribbleError(f"{path}: unreadable scribble image ({exc})") from None
     if ids is None:
-        raise ScribbleError(f"{path}: expected an indexed ('P') or greyscale ('L') PNG of ids "
-                            f"(0 unlabelled, 1..254 objects, 255 background), got mode {mode}")
+        raise ScribbleError(f"{path}: mode {mode}; expected an indexed or greyscale PNG of ids (docs/scribbles.md)")
     out = ids.astype(np.int64)
     out[ids == 0] = UNLABELLED
     out[ids == BACKGROUND_PNG] = 0
@@ -74,29 +73,23 @@ def read_davis_json(path: str | os.PathLike, size: tuple[int, int]) -> tuple[int
     frame is ``annotated_frame`` or the first frame holding strokes."""
     try:
         data = json.loads(Path(path).read_text())
-        frames = data["scribbles"]
-        if not isinstance(frames, list):
+        if not isinstance(data["scribbles"], list):
             raise TypeError("'scribbles' is not a list of frames")
-        drawn = [t for t, f in enumerate(frames) if f]
-        if not drawn:
-            raise ScribbleError(f"{path}: no strokes in any frame")
-        frame = int(data.get("annotated_frame", drawn[0]))
-        h, w = size
-        strokes = []
-        for s in frames[frame]:
-            xy = np.asarray(s["path"], dtype=np.float64).reshape(-1, 2)
-            if not np.isfinite(xy).all() or xy.min(initial=0) < 0 or xy.max(initial=0) > 1:
-                raise ScribbleError(f"{path}: frame {frame}: stroke points must be normalised to [0, 1]")
-            pixels = (xy * [w - 1, h - 1]).astype(np.int64)  # truncated, as davis-interactive does
-            strokes.append(Stroke(int(s["object_id"]), pixels))
+        drawn = [t for t, f in enumerate(data["scribbles"]) if f]
+        frame = int(data.get("annotated_frame", drawn[0] if drawn else -1))
+        strokes = [(int(s["object_id"]), np.asarray(s["path"], dtype=np.float64).reshape(-1, 2))
+                   for s in (data["scribbles"][frame] if drawn else [])]
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-        if isinstance(exc, ScribbleError):
-            raise
         raise ScribbleError(f"{path}: not a DAVIS interactive scribble file ({type(exc).__name__}: {exc})") from None
-    bad = [s.object_id for s in strokes if not 0 <= s.object_id <= MAX_OBJECT_ID]
+    if not drawn:
+        raise ScribbleError(f"{path}: no strokes in any frame")
+    if any(not np.isfinite(xy).all() or xy.min(initial=0) < 0 or xy.max(initial=0) > 1 for _, xy in strokes):
+        raise ScribbleError(f"{path}: frame {frame}: stroke points must be normalised to [0, 1]")
+    bad = sorted({obj for obj, _ in strokes if not 0 <= obj <= MAX_OBJECT_ID})
     if bad:
-        raise ScribbleError(f"{path}: object ids {sorted(set(bad))} outside 0..{MAX_OBJECT_ID}")
-    return frame, render(strokes, size)
+        raise ScribbleError(f"{path}: object ids {bad} outside 0..{MAX_OBJECT_ID}")
+    h, w = size  # points to pixels truncated, as davis-interactive does
+    return frame, render([Stroke(obj, (xy * [w - 1, h - 1]).astype(np.int64)) for obj, xy in strokes], size)
 
 
 def save_davis_json(path: str | os.PathLike, strokes: list[Stroke], size: tuple[int, int], num_frames: int,
@@ -124,8 +117,7 @@ def read_scribbles(path: str | os.PathLike, size: tuple[int, int] | None = None)
             raise ScribbleError(f"{path}: a JSON scribble needs the frame size")
         frame, scribbles = read_davis_json(path, size)
         if frame != 0:
-            raise ScribbleError(f"{path}: the strokes are on frame {frame}; propagation starts at frame 0, so "
-                                f"trim the video to start at that frame")
+            raise ScribbleError(f"{path}: the strokes are on frame {frame}, not 0: trim the video to start there")
     else:
         scribbles = read_png(path)
     check(scribbles, str(path))
@@ -137,5 +129,4 @@ def check(scribbles: np.ndarray, where: str) -> None:
     if not (scribbles > 0).any():
         raise ScribbleError(f"{where}: no object scribbled (ids 1..{MAX_OBJECT_ID})")
     if not (scribbles == 0).any():
-        raise ScribbleError(f"{where}: no background scribbled (id {BACKGROUND_PNG} in a PNG, object_id 0 in "
-                            f"JSON); draw at least one stroke on the background")
+        raise ScribbleError(f"{where}: no background scribbled: draw one (id {BACKGROUND_PNG} in a PNG, 0 in JSON)")

@@ -17,8 +17,8 @@ _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 
 
 def _pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The 8-connected pieces of ``mask``: ids [H, W] (1.., numbered in raster order of their first
-    pixel; 0 outside) and sizes (piece i + 1's at index i)."""
+    """The 8-connected pieces of ``mask``: ids [H, W] (1.. in raster order of their first pixel, 0 outside) and
+    sizes (piece i + 1's at index i)."""
     pieces, _ = ndimage.label(mask, structure=_EIGHT)
     return pieces, np.bincount(pieces.ravel())[1:]
 
@@ -44,7 +44,6 @@ def _farthest(start: tuple[int, int], pixels: set[tuple[int, int]]) -> tuple[tup
     """Breadth-first search over 8-connected ``pixels``: (a farthest pixel, parent links)."""
     parent = {start: start}
     queue = deque([start])
-    last = start
     while queue:
         last = queue.popleft()
         y, x = last
@@ -68,10 +67,9 @@ def _longest_path(pixels: set[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def skeleton_strokes(mask: np.ndarray, max_strokes: int = 1, min_length: float = 0.25) -> list[np.ndarray]:
-    """Strokes along the skeleton of ``mask`` (one connected piece): int [n, 2] (x, y) pixels each. The
-    first is a longest path through the skeleton; each further one the longest through what is left once
-    the pixels drawn so far and their neighbours are taken out, kept if at least ``min_length`` times the
-    first's length: a person drawing the body, then the neck, a wing."""
+    """Strokes int [n, 2] (x, y) along the skeleton of ``mask`` (one piece): a longest path through it, then
+    the longest through what is left without the drawn pixels and their neighbours, kept if at least
+    ``min_length`` times the first's length: a person drawing the body, then the neck, a wing."""
     left = skeletonize(mask)
     if not left.any():  # skeletonize keeps a pixel of any non-empty shape; be safe anyway
         left = mask
@@ -91,14 +89,11 @@ def skeleton_strokes(mask: np.ndarray, max_strokes: int = 1, min_length: float =
 
 def scribbles_from_mask(labels: np.ndarray, erosion: float = 0.15, margin: float = 0.04, strokes_per_object: int = 3,
                         min_background: float = 0.1, max_background: int = 3, void: int = 255) -> list[Stroke]:
-    """Strokes for ground-truth ids ``labels`` (uint8/int [H, W], 0 background, ``void`` ignored):
-    object strokes (ids ascending), then background strokes (object_id 0).
-
-    erosion: strokes keep this fraction of their region's equivalent radius from its border;
-    strokes_per_object: most skeleton strokes per object (:func:`skeleton_strokes`); margin:
-    background strokes keep this fraction of the shorter image side from every object; background
-    pieces under ``min_background`` of the largest get no stroke, at most ``max_background`` do.
-    """
+    """Strokes for ground-truth ids ``labels`` (int [H, W], 0 background, ``void`` ignored): objects' (ids
+    ascending), then the background's (object_id 0). erosion: strokes keep this fraction of their region's
+    equivalent radius from its border; margin: background strokes keep this fraction of the shorter side from
+    every object; background pieces under ``min_background`` of the largest get none, at most ``max_background``
+    do."""
     labels = np.asarray(labels)
     strokes = []
     for obj in sorted(int(i) for i in np.unique(labels) if i not in (0, void)):

@@ -1,7 +1,5 @@
-"""What each benchmark of ``test.py`` starts from and writes: its clips (docs/tasks.md). One driver,
-:func:`hvc.inference.run_inference`, propagates every benchmark; a clip tells it what differs: which frames, the
-labels that start it, where its finished files go (:mod:`hvc.completion`) and their writer (:mod:`hvc.tasks.writers`).
-"""
+"""The clips of ``test.py``'s benchmarks (docs/tasks.md): what :func:`hvc.inference.run_inference` needs to know
+of each, its frames, the labels that start it, where its files go (:mod:`hvc.completion`) and their writer."""
 
 from __future__ import annotations
 
@@ -76,16 +74,14 @@ class VOSClip(Clip):
         ids = read_label_map(path, seq.mask_format, frames.size)
         for problem in first_mask_problems(seq, ids) if t == min(seq.annotations) else []:
             log.warning("warning: %s", problem)
-        top = int(ids.max())
-        if top >= self.num_classes:
-            raise DatasetError(f"{path}: label id {top} is not below prop.num_classes={self.num_classes} "
-                               f"(ids 0..{self.num_classes - 1}); raise prop.num_classes")
+        if ids.max() >= self.num_classes:
+            raise DatasetError(f"{path}: label id {ids.max()} is not below prop.num_classes={self.num_classes} "
+                               "(raise it)")
         return torch.from_numpy(ids), None
 
     def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> LabelPngWriter:
-        seq = self.video
-        names = {t: seq.frame_name(t) for t in seq.outputs}
-        return LabelPngWriter(folder, names, frames.size, palette=True, vis=vis, images=seq.frames)
+        names = {t: self.video.frame_name(t) for t in self.video.outputs}
+        return LabelPngWriter(folder, names, frames.size, palette=True, vis=vis, images=self.video.frames)
 
 
 def vos_outputs(out: Path, dataset: str, seq: VideoSequence) -> Outputs:
@@ -108,9 +104,8 @@ class JHMDBClip(Clip):
         check_frame_count(self.video, self.video.joints())
 
     def labels_at(self, t: int, frames: FrameDataset, emb: Tensor) -> Labels:
-        """Frame 0: background + 15 Gaussian joint maps at feature resolution (videowalk's ``JhmdbSet``):
-        image pixels to the input size, then to feature cells by the encoder's stride, input size /
-        feature size (videowalk infers it the same way from its encoder: 8 for 320 -> 40)."""
+        """Frame 0: background + 15 Gaussian joint maps at feature resolution (videowalk's ``JhmdbSet``): image
+        pixels to the input size, then to cells by the stride input size / feature size (as videowalk: 320 -> 40: 8)."""
         if t:
             return None, None
         joints = self.video.joints()  # [2, 15, T], 1-based pixels
@@ -144,8 +139,7 @@ class VIPClip(Clip):
         ids = read_class_ids(path)
         height, width = image_size(frame)
         if ids.shape != (height, width):
-            raise DatasetError(f"{path}: annotation size {ids.shape[0]}x{ids.shape[1]} differs from the "
-                               f"size of its frame {frame} ({height}x{width})")
+            raise DatasetError(f"{path}: size {ids.shape[0]}x{ids.shape[1]} differs from its frame's {height}x{width}")
         return ids
 
     def labels_at(self, t: int, frames: FrameDataset, emb: Tensor) -> Labels:
@@ -168,8 +162,8 @@ def load_clips(cfg: TestConfig, out: Path) -> list[Clip]:
         return [VOSClip(s, vos_outputs(out, task, s), cfg.prop.num_classes)
                 for s in load_sequences(task, data.root, data.sequences)]
     if cfg.prop.num_classes != CHANNELS[task]:
-        raise ConfigError(f"{task} propagates {CHANNELS[task]} label channels: set prop.num_classes="
-                          f"{CHANNELS[task]} (got {cfg.prop.num_classes})")
+        raise ConfigError(f"prop.num_classes: {task} propagates {CHANNELS[task]} label channels, "
+                          f"got {cfg.prop.num_classes}")
     if cfg.run.visualize:
         raise ConfigError(f"run.visualize (--visualize) writes VOS overlays; it is not available for {task}")
     if task == "jhmdb":

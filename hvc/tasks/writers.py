@@ -1,6 +1,5 @@
-"""Output writers of the benchmarks: what each benchmark's scorer reads (docs/tasks.md). A writer gets a clip's
-propagated soft masks frame after frame (``add(t, soft)``) and writes its files atomically into the clip's staging
-folder; ``close`` ends the clip (:mod:`hvc.completion`)."""
+"""The benchmarks' output writers (docs/tasks.md): ``add(t, soft)`` takes a clip's propagated soft masks frame
+after frame and writes what its scorer reads, atomically, into the clip's staging folder; ``close`` ends the clip."""
 
 from __future__ import annotations
 
@@ -20,11 +19,10 @@ from hvc.tasks.pose import decode_keypoints
 
 
 class LabelPngWriter:
-    """VOS and VIP: the labels of the frames ``names`` (t -> file stem) as PNGs ``<folder>/<name>.png`` at
-    ``size`` (H, W), the argmax of the bilinearly up-sampled soft masks. ``palette``: VOS's object ids as indexed
-    palette PNGs, each also handed to the overlay writer ``vis`` when given, with its frame from ``images``; else
-    VIP's class ids in greyscale, at the ground truth's size (videowalk instead takes the argmax at its 560x560
-    input size and the scorer resizes it with nearest neighbours; docs/tasks.md)."""
+    """VOS and VIP: the labels of the frames ``names`` (t -> file stem) as ``<folder>/<name>.png`` at ``size``
+    (H, W), the argmax of the bilinearly up-sampled soft masks. ``palette``: VOS's object ids in the DAVIS palette,
+    each also handed to the overlay writer ``vis`` with its frame from ``images``; else VIP's class ids in
+    greyscale (at the ground truth's size, unlike videowalk: docs/tasks.md)."""
 
     def __init__(self, folder: Path, names: dict[int, str], size: tuple[int, int], palette: bool,
                  vis: Optional[SequenceVisualizer] = None, images: Sequence[Path] = ()):
@@ -52,9 +50,8 @@ class LabelPngWriter:
 
 
 class KeypointWriter:
-    """JHMDB: decodes every propagated frame (frame 0 included, as videowalk's ``test.py``) to
-    joint coordinates at feature resolution and, at ``close``, saves the clip's [2, J, T] array
-    as ``path`` with the label-map size (:func:`hvc.data.keypoints.save_keypoints`)."""
+    """JHMDB: every propagated frame (frame 0 too, as videowalk's) decoded to joints at feature resolution; at
+    ``close``, the clip's [2, J, T] array and the label-map size saved as ``path`` (hvc/data/keypoints.py)."""
 
     def __init__(self, path: Path, num_frames: int):
         self.path, self.num_frames = path, num_frames

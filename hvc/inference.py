@@ -1,5 +1,5 @@
 """Label propagation over a benchmark, the one driver of ``test.py``: frames -> features -> propagated labels ->
-files. What differs per benchmark lies in its clips (:mod:`hvc.tasks.clips`) and writers (:mod:`hvc.tasks.writers`);
+files. What differs per benchmark lies in its clips and their writers (:mod:`hvc.tasks.clips`);
 the output folder follows :mod:`hvc.completion`; clips can be split over torchrun or ``--shard i/n``
 (:mod:`hvc.distributed`, docs/multi_gpu.md), the output the same byte for byte."""
 

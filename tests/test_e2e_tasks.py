@@ -38,7 +38,7 @@ from hvc.data.keypoints import load_keypoints
 from hvc.tasks.pose import decode_keypoints, feature_coords, joint_label_maps
 from hvc.inference import run_inference
 from hvc.distributed import ShardSpec
-from hvc.tasks.writers import KeypointWriter, LabelPngWriter
+from hvc.tasks.clips import KeypointWriter, LabelPngWriter
 from helpers.task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]

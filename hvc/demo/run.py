@@ -27,12 +27,9 @@ from hvc.errors import ArgumentParser, HvcError, entry_point
 from hvc.paths import project_folder
 
 CONFIGS = project_folder("configs")  # ./configs, else the checkout's (hvc/paths.py)
-TRAIN_CONFIG = CONFIGS / "demo_train.yaml"
-TEST_CONFIG = CONFIGS / "demo_test.yaml"
 SEQUENCE = "cat-astronaut"
 MODELS = ("hvc", "random18")
 QUICK_STEPS, QUICK_FRAMES = 3, 10  # --quick: the CI smoke run
-KEYPOINT_CONFIG = CONFIGS / "test_jhmdb.yaml"
 KEYPOINT_FRAMES, QUICK_KEYPOINT_FRAMES = 10, 4  # frames of the synthetic JHMDB clip
 Timings = list[tuple[str, float, float]]  # (stage, wall seconds, CPU seconds)
 
@@ -49,14 +46,18 @@ def _banner(title: str) -> None:
     print(f"\n===== {title} =====", flush=True)
 
 
-def _call(name: str, module: str, argv: list[str]) -> None:
-    """Run ``python -m <module> <argv>``'s ``main(argv)`` here (the root scripts train.py, test.py and
-    eval_metrics.py run hvc.entry's); a non-zero exit code stops the demo. Each entry point seeds what it
-    draws, so the numbers equal those of separate processes."""
-    code = importlib.import_module(module).main(argv)
+def _call(module: str, *argv: str) -> None:
+    """Run ``python -m <module> <argv>``'s ``main`` here (train.py, test.py and eval_metrics.py run hvc.entry's);
+    a non-zero exit code stops the demo. Each entry point seeds what it draws: the numbers are a process's own."""
+    code = importlib.import_module(module).main(list(argv))
     sys.stdout.flush()
     if code:  # the stage printed its own error; keep its exit code
-        raise DemoError(f"stage {name}: exit code {code}: python -m {module} {' '.join(argv)}", code)
+        raise DemoError(f"stage python -m {module} {' '.join(argv)}: exit code {code}", code)
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 @contextlib.contextmanager
@@ -88,12 +89,11 @@ def run_keypoints(output: Path, frames: int) -> dict[str, tuple[float, float]]:
     for model in MODELS:
         results = output / "results" / f"{model}_jhmdb"
         _banner(f"extra: joints of a {frames}-frame walking figure with {model} (test.py, eval_metrics.py)")
-        _test(model, KEYPOINT_CONFIG, results, output / "checkpoints" / "hvc_demo.pth", f"data.root={root}",
+        _test(model, "test_jhmdb", results, output / "checkpoints" / "hvc_demo.pth", f"data.root={root}",
               "data.workers=0")
-        _call(f"metrics {model} jhmdb", "hvc.entry.eval_metrics", ["--task", "jhmdb", "--root", str(root),
-                                                                  "--results", str(results), "--output", str(results)])
-        with open(results / "pck_results.csv", newline="") as f:
-            rows = {float(row["Threshold"]): float(row["Mean"]) for row in csv.DictReader(f)}
+        _call("hvc.entry.eval_metrics", "--task", "jhmdb", "--root", str(root), "--results", str(results),
+              "--output", str(results))
+        rows = {float(row["Threshold"]): float(row["Mean"]) for row in _csv_rows(results / "pck_results.csv")}
         pck[model] = rows[0.1], rows[0.2]
     return pck
 
@@ -116,9 +116,9 @@ def run_demo(output: Path, steps: int | None, frames: int) -> tuple[dict[str, di
     overrides = [f"output.dir={train_dir}", f"data.roots={json.dumps([str(photos)])}"]
     overrides += [f"optim.max_steps={steps}"] if steps is not None else []
     with _stage(stages, "2 train", "2/5 train HVC on the photos (train.py, CPU)"):
-        _call("train", "hvc.entry.train", ["--config", str(TRAIN_CONFIG), *overrides])
+        _call("hvc.entry.train", "--config", str(CONFIGS / "demo_train.yaml"), *overrides)
     with _stage(stages, "3 export", "3/5 export the encoder (hvc.export)"):
-        _call("export", "hvc.export", [str(train_dir / "checkpoint.pth"), str(export), "--drop-layer4"])
+        _call("hvc.export", str(train_dir / "checkpoint.pth"), str(export), "--drop-layer4")
     for model in MODELS:
         results = output / "results" / model
         with _stage(stages, f"4 propagate {model}", f"4/5 label propagation with {model} (test.py)"):
@@ -128,30 +128,24 @@ def run_demo(output: Path, steps: int | None, frames: int) -> tuple[dict[str, di
     return scores, stages
 
 
+def _test(model: str, config: str, results: Path, export: Path, *more: str) -> None:
+    """test.py with ``configs/<config>.yaml`` and ``model`` (``hvc``: the encoder at ``export``) into ``results``."""
+    checkpoint = ["--checkpoint", str(export)] if model == "hvc" else []
+    _call("hvc.entry.test", "--config", str(CONFIGS / f"{config}.yaml"), "--model", model, *checkpoint, "--output",
+          str(results), "--device", "cpu", "--overwrite", *more)
+
+
 def propagate(model: str, davis: Path, results: Path, export: Path) -> None:
-    """Stage 4: masks, overlays and an mp4 of ``model`` on the demo video into ``results``; ``hvc`` is the
-    encoder exported to ``export``."""
-    _test(model, TEST_CONFIG, results, export, "--visualize", f"data.root={davis}")
-
-
-def _test(model: str, config: Path, results: Path, export: Path, *more: str) -> None:
-    """test.py with ``config`` and ``model`` (``hvc``: the encoder at ``export``) into ``results``."""
-    extra = ["--checkpoint", str(export)] if model == "hvc" else []
-    _call(f"test {model} {config.stem}", "hvc.entry.test", ["--config", str(config), "--model", model, *extra,
-                                                            "--output", str(results), "--device", "cpu",
-                                                            "--overwrite", *more])
+    """Stage 4: masks, overlays and an mp4 of ``model`` on the demo video into ``results``."""
+    _test(model, "demo_test", results, export, "--visualize", f"data.root={davis}")
 
 
 def score(davis: Path, results: Path) -> dict[str, float]:
     """Stage 5: J&F-Mean, J-Mean and F-Mean of the masks in ``results`` (eval_metrics.py, CSVs beside them)."""
-    _call(f"metrics {results.name}", "hvc.entry.eval_metrics",
-          ["--davis-root", str(davis), "--results", str(results), "--year", "2017", "--output", str(results)])
-    csv_path = results / "global_results-val.csv"
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if len(rows) != 1:
-        raise DemoError(f"{csv_path}: expected one row of global results, found {len(rows)}")
-    return {k: float(rows[0][k]) for k in ("J&F-Mean", "J-Mean", "F-Mean")}
+    _call("hvc.entry.eval_metrics", "--davis-root", str(davis), "--results", str(results), "--year", "2017",
+          "--output", str(results))
+    (row,) = _csv_rows(results / "global_results-val.csv")  # one sequence
+    return {k: float(row[k]) for k in ("J&F-Mean", "J-Mean", "F-Mean")}
 
 
 @entry_point
@@ -172,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     scores, stages = run_demo(out, steps, frames)
     middle = time.perf_counter()
     pck = run_keypoints(out, QUICK_KEYPOINT_FRAMES if args.quick else KEYPOINT_FRAMES)
-    end = time.perf_counter()
     from hvc.inference import usable_cpus  # by now loaded by the stages above
 
     _banner(f"stage timings ({usable_cpus()} CPU cores)")
@@ -181,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model':<10} {'J&F-Mean':>9} {'J-Mean':>7} {'F-Mean':>7}")
     for model, s in scores.items():
         print(f"{model:<10} {s['J&F-Mean']:>9.3f} {s['J-Mean']:>7.3f} {s['F-Mean']:>7.3f}")
-    _banner(f"PCK (%) on the synthetic keypoint clip ({end - middle:.0f} s more)")
+    _banner(f"PCK (%) on the synthetic keypoint clip ({time.perf_counter() - middle:.0f} s more)")
     print(f"{'model':<10} {'PCK@0.1':>8} {'PCK@0.2':>8}")
     for model, (at1, at2) in pck.items():
         print(f"{model:<10} {at1:>8.1f} {at2:>8.1f}")

@@ -1,6 +1,5 @@
-"""The demo's deterministic synthetic video with exact masks, from scikit-image's photos (docs/demo.md):
-two textured objects moving over a panning photo, written in the DAVIS 2017 layout.
-"""
+"""The demo's deterministic synthetic video with exact masks (docs/demo.md): two textured objects moving over a
+panning photo, all from scikit-image's photos, written in the DAVIS 2017 layout."""
 
 from __future__ import annotations
 
@@ -23,12 +22,10 @@ def photos() -> dict[str, np.ndarray]:
     """The colour photographs shipped inside scikit-image (no download), as RGB uint8 (cached: read only)."""
     from skimage import data
 
-    out = {}
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
-                 "immunohistochemistry", "retina", "colorwheel", "cat"):
-        out[name] = np.ascontiguousarray(getattr(data, name)()[..., :3])
-    left, right, _ = data.stereo_motorcycle()
-    out["motorcycle_left"], out["motorcycle_right"] = left, right
+    names = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+             "colorwheel", "cat")
+    out = {name: np.ascontiguousarray(getattr(data, name)()[..., :3]) for name in names}
+    out["motorcycle_left"], out["motorcycle_right"], _ = data.stereo_motorcycle()
     return out
 
 
@@ -60,8 +57,8 @@ def texture_patch(photo: np.ndarray, size: int) -> np.ndarray:
 
 
 def panning_background(photo: np.ndarray, num_frames: int, height: int, width: int) -> Iterator[np.ndarray]:
-    """num_frames x [H, W, 3] uint8: a window panning left to right over ``photo`` resized to cover
-    a quarter more than the frame's width."""
+    """num_frames x [H, W, 3] uint8: a window panning left to right over ``photo`` resized to a quarter more
+    than the frame's width."""
     scale = max(height / photo.shape[0], round(1.25 * width) / photo.shape[1])
     big = cv2.resize(photo, (math.ceil(photo.shape[1] * scale), math.ceil(photo.shape[0] * scale)),
                      interpolation=cv2.INTER_AREA)
@@ -73,8 +70,7 @@ def panning_background(photo: np.ndarray, num_frames: int, height: int, width: i
 
 def render_video(num_frames: int = 40, height: int = 240, width: int = 432, seed: int = 0,
                  background: str = "rocket") -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The demo video: ``frames``, num_frames x [H, W, 3] uint8 RGB, and ``labels``, num_frames x
-    [H, W] uint8 with ids 0 (background), 1, 2."""
+    """The demo video: frames, num_frames x [H, W, 3] uint8 RGB, and labels, num_frames x [H, W] uint8 ids 0-2."""
     pics = photos()
     rng = np.random.RandomState(seed)
     sprites = []
@@ -107,8 +103,8 @@ def save_image(path: str | os.PathLike, image: np.ndarray, **kwargs) -> None:
 
 
 def write_davis_sequence(root: str, name: str, frames: list[np.ndarray], labels: list[np.ndarray]) -> None:
-    """Write frames (JPEG) and labels (indexed PNGs, DAVIS palette) in the DAVIS layout under
-    ``root`` and list the sequence in ``ImageSets/2017/val.txt``."""
+    """Write frames (JPEG) and labels (palette PNGs) in the DAVIS layout under ``root``, listed in
+    ``ImageSets/2017/val.txt``."""
     root = Path(root)
     for t, (frame, label) in enumerate(zip(frames, labels)):
         save_image(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", frame, format="JPEG", quality=95)
@@ -117,9 +113,8 @@ def write_davis_sequence(root: str, name: str, frames: list[np.ndarray], labels:
 
 
 def write_training_photos(folder: str, size: int = 320, tile: int = 160) -> list[str]:
-    """Save the scikit-image photos (shorter side ``size``) and their ``tile`` x ``tile`` grid tiles
-    as JPEGs for training; returns the paths. The tiles multiply the ~10 photos into several
-    batches an epoch (a checkpoint is written at every epoch end)."""
+    """Save the photos (shorter side ``size``) and their ``tile`` x ``tile`` grid tiles as training JPEGs; returns
+    the paths. The tiles make the ~10 photos several batches an epoch (a checkpoint is written at each end)."""
     paths = []
     for name, pic in sorted(photos().items()):
         h, w = pic.shape[:2]

@@ -40,21 +40,18 @@ def scribble_cells(scribbles: np.ndarray, size: tuple[int, int], num_classes: in
     cy = np.rint(ys * ((h - 1) / max(big_h - 1, 1))).astype(np.int64)
     cx = np.rint(xs * ((w - 1) / max(big_w - 1, 1))).astype(np.int64)
     flat = ids * (h * w) + cy * w + cx
-    counts = np.bincount(flat, minlength=num_classes * h * w).reshape(num_classes, h * w)
-    return torch.from_numpy(counts).float()
+    return torch.from_numpy(np.bincount(flat, minlength=num_classes * h * w).reshape(num_classes, h * w)).float()
 
 
 def _propagate(queries: Tensor, keys: Tensor, labels: Tensor, topk: int, temperature: float) -> Tensor:
     """queries [C, N], keys [C, L], labels [K, L] -> [K, N]: top-k softmax-weighted key labels."""
-    k = min(topk, keys.shape[1])
-    v, i = (queries.t() @ keys).topk(k, dim=1)  # [N, k]
-    weights = torch.softmax(v / temperature, dim=1)
-    return (labels[:, i] * weights).sum(dim=2)
+    v, i = (queries.t() @ keys).topk(min(topk, keys.shape[1]), dim=1)  # [N, k]
+    return (labels[:, i] * torch.softmax(v / temperature, dim=1)).sum(dim=2)
 
 
 def fill_from_scribbles(emb: Tensor, scribbles: np.ndarray, num_classes: int, cfg: FillConfig = FillConfig()) -> Fill:
-    """emb: [C, h, w] L2-normalised frame-0 embedding; scribbles: int [H, W] (-1 unlabelled,
-    0 background, 1.. objects) -> the filled soft labels of frame 0 (:class:`Fill`)."""
+    """emb: [C, h, w] L2-normalised frame-0 embedding; scribbles: int [H, W] (-1 unlabelled, 0 background, 1..
+    objects) -> the filled soft labels of frame 0."""
     c, h, w = emb.shape
     counts = scribble_cells(scribbles, (h, w), num_classes).to(emb.device)
     total = counts.sum(dim=0)
@@ -84,5 +81,4 @@ def labels_from_scribbles(emb: Tensor, scribbles: np.ndarray, num_classes: int,
     every propagated frame's labels are made."""
     from hvc.propagation.masks import upsample_labels
 
-    fill = fill_from_scribbles(emb, scribbles, num_classes, cfg)
-    return upsample_labels(fill.soft, scribbles.shape)[0].long()
+    return upsample_labels(fill_from_scribbles(emb, scribbles, num_classes, cfg).soft, scribbles.shape)[0].long()

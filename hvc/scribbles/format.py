@@ -48,8 +48,7 @@ def render(strokes: list[Stroke], size: tuple[int, int], thickness: int = 1) -> 
 
 
 def save_png(path: str | os.PathLike, scribbles: np.ndarray) -> None:
-    """Write a scribble map as an indexed PNG in the DAVIS palette: unlabelled 0, background 255
-    (shows as (224, 224, 192)), objects their ids."""
+    """Write a scribble map as a DAVIS palette PNG: unlabelled 0, background 255 (224, 224, 192), objects their ids."""
     save_indexed_png(path, np.where(scribbles == 0, BACKGROUND_PNG, np.maximum(scribbles, 0)).astype(np.uint8))
 
 
@@ -93,22 +92,20 @@ def read_davis_json(path: str | os.PathLike, size: tuple[int, int]) -> tuple[int
 
 
 def save_davis_json(path: str | os.PathLike, strokes: list[Stroke], size: tuple[int, int], num_frames: int,
-                    sequence: str, frame: int = 0) -> None:
-    """Write ``strokes`` (pixel coordinates at ``size``) on ``frame`` as a DAVIS interactive file."""
+                    sequence: str) -> None:
+    """Write ``strokes`` (pixel coordinates at ``size``) on frame 0 as a DAVIS interactive file."""
     h, w = size
     # Points at the pixel centres' normalised positions; reading truncates back to the same pixel
     # (the +0.5 keeps float rounding from landing just below an integer).
     lines = [{"path": [[(x + 0.5) / (w - 1) if x < w - 1 else 1.0, (y + 0.5) / (h - 1) if y < h - 1 else 1.0]
                        for x, y in np.asarray(s.points).tolist()],
               "object_id": int(s.object_id), "start_time": 0, "end_time": 0} for s in strokes]
-    frames = [[] for _ in range(num_frames)]
-    frames[frame] = lines
-    atomic_write_text(path, json.dumps({"scribbles": frames, "sequence": sequence, "annotated_frame": frame}))
+    frames = [lines] + [[] for _ in range(num_frames - 1)]
+    atomic_write_text(path, json.dumps({"scribbles": frames, "sequence": sequence, "annotated_frame": 0}))
 
 
 def read_scribbles(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Scribble map of a ``.png`` or ``.json`` file, checked: at least one object and one
-    background scribble. ``size`` (H, W) is needed for JSON (normalised coordinates)."""
+    """Scribble map of a ``.png`` or ``.json`` file (``size`` (H, W) needed), with an object and a background stroke."""
     path = Path(path)
     if not path.is_file():
         raise ScribbleError(f"{path}: scribble file not found")

@@ -14,6 +14,11 @@ from hvc.scribbles.format import Stroke
 
 _EIGHT = np.ones((3, 3), bool)  # 8-connectivity
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+# The settings, fixed after a comparison on DAVIS (docs/scribbles.md): strokes keep EROSION of their region's
+# equivalent radius from its border, up to STROKES_PER_OBJECT per object, further ones at least MIN_LENGTH times
+# the first's length; background strokes keep MARGIN of the shorter image side from every object, on at most
+# MAX_BACKGROUND pieces of at least MIN_BACKGROUND of the largest. VOID pixels are nobody's.
+EROSION, STROKES_PER_OBJECT, MIN_LENGTH, MARGIN, MIN_BACKGROUND, MAX_BACKGROUND, VOID = 0.15, 3, 0.25, 0.04, 0.1, 3, 255
 
 
 def _pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,10 +71,9 @@ def _longest_path(pixels: set[tuple[int, int]]) -> list[tuple[int, int]]:
     return path
 
 
-def skeleton_strokes(mask: np.ndarray, max_strokes: int = 1, min_length: float = 0.25) -> list[np.ndarray]:
-    """Strokes int [n, 2] (x, y) along the skeleton of ``mask`` (one piece): a longest path through it, then
-    the longest through what is left without the drawn pixels and their neighbours, kept if at least
-    ``min_length`` times the first's length: a person drawing the body, then the neck, a wing."""
+def skeleton_strokes(mask: np.ndarray, max_strokes: int = 1) -> list[np.ndarray]:
+    """Strokes int [n, 2] (x, y) along the skeleton of ``mask`` (one piece): a longest path through it, then the
+    longest through what is left without the drawn pixels and their neighbours: the body, then the neck, a wing."""
     left = skeletonize(mask)
     if not left.any():  # skeletonize keeps a pixel of any non-empty shape; be safe anyway
         left = mask
@@ -78,7 +82,7 @@ def skeleton_strokes(mask: np.ndarray, max_strokes: int = 1, min_length: float =
         pieces, sizes = _pieces(left)
         # max: the first of equal lengths, pieces in raster order
         path = max((_longest_path(set(zip(*np.nonzero(pieces == i + 1)))) for i in range(len(sizes))), key=len)
-        if strokes and len(path) < min_length * len(strokes[0]):
+        if strokes and len(path) < MIN_LENGTH * len(strokes[0]):
             break
         strokes.append(np.array([(x, y) for y, x in path], dtype=np.int64))
         drawn = np.zeros_like(left)
@@ -87,25 +91,21 @@ def skeleton_strokes(mask: np.ndarray, max_strokes: int = 1, min_length: float =
     return strokes
 
 
-def scribbles_from_mask(labels: np.ndarray, erosion: float = 0.15, margin: float = 0.04, strokes_per_object: int = 3,
-                        min_background: float = 0.1, max_background: int = 3, void: int = 255) -> list[Stroke]:
-    """Strokes for ground-truth ids ``labels`` (int [H, W], 0 background, ``void`` ignored): objects' (ids
-    ascending), then the background's (object_id 0). erosion: strokes keep this fraction of their region's
-    equivalent radius from its border; margin: background strokes keep this fraction of the shorter side from
-    every object; background pieces under ``min_background`` of the largest get none, at most ``max_background``
-    do."""
+def scribbles_from_mask(labels: np.ndarray) -> list[Stroke]:
+    """Strokes for ground-truth ids ``labels`` (int [H, W], 0 background, 255 void): objects' (ids ascending), then
+    the background's (object_id 0)."""
     labels = np.asarray(labels)
     strokes = []
-    for obj in sorted(int(i) for i in np.unique(labels) if i not in (0, void)):
-        core = _eroded(_largest_piece(labels == obj), erosion)
-        strokes += [Stroke(obj, p) for p in skeleton_strokes(core, strokes_per_object)]
-    away = int(round(margin * min(labels.shape)))
+    for obj in sorted(int(i) for i in np.unique(labels) if i not in (0, VOID)):
+        core = _eroded(_largest_piece(labels == obj), EROSION)
+        strokes += [Stroke(obj, p) for p in skeleton_strokes(core, STROKES_PER_OBJECT)]
+    away = int(round(MARGIN * min(labels.shape)))
     occupied = labels != 0
     if away > 0 and occupied.any():
         occupied = ndimage.distance_transform_edt(~occupied) <= away
     pieces, sizes = _pieces(~occupied)
-    for p in np.argsort(-sizes, kind="stable")[:max_background]:
-        if sizes[p] < min_background * sizes.max():
+    for p in np.argsort(-sizes, kind="stable")[:MAX_BACKGROUND]:
+        if sizes[p] < MIN_BACKGROUND * sizes.max():
             break
-        strokes += [Stroke(0, s) for s in skeleton_strokes(_eroded(pieces == p + 1, erosion))]
+        strokes += [Stroke(0, s) for s in skeleton_strokes(_eroded(pieces == p + 1, EROSION))]
     return strokes

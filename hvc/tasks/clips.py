@@ -1,32 +1,37 @@
 """The clips of ``test.py``'s benchmarks (docs/tasks.md): what :func:`hvc.inference.run_inference` needs to know
-of each, its frames, the labels that start it, where its files go (:mod:`hvc.completion`) and their writer."""
+of each, its frames, the labels that start it, where its files go (:mod:`hvc.completion`) and their writer. A writer
+takes a clip's propagated soft masks frame after frame (``add(t, soft)``) and writes what the benchmark's scorer
+reads, atomically, into the clip's staging folder; ``close`` ends the clip."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from hvc.completion import Outputs
 from hvc.config.core import ConfigError
 from hvc.config.inference import TestConfig
 from hvc.data.jhmdb import JHMDBVideo, check_frame_count, jhmdb_videos
-from hvc.data.keypoints import NUM_JOINTS
+from hvc.data.keypoints import NUM_JOINTS, save_keypoints
+from hvc.data.palette import save_indexed_png
 from hvc.data.vip import NUM_CLASSES as VIP_CLASSES
 from hvc.data.vip import VIPVideo, read_class_ids, vip_videos
 from hvc.data.vos import (YTVOS_DATASETS, DatasetError, FrameDataset, VideoSequence, first_mask_problems,
                           load_sequences, read_label_map)
 from hvc.data.sequence import image_size
 from hvc.exports.overlay import SequenceVisualizer
+from hvc.fileio import atomic_path
 from hvc.metrics.report import PCK_NAME, VIP_NAME
 from hvc.metrics.pck import default_list
-from hvc.tasks.pose import feature_coords, joint_label_maps
-from hvc.tasks.writers import KeypointWriter, LabelPngWriter
+from hvc.propagation import upsample_argmax
+from hvc.tasks.pose import decode_keypoints, feature_coords, joint_label_maps
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,57 @@ SCORES = {"jhmdb": (f"{PCK_NAME}.csv", f"{PCK_NAME}.png"), "vip": (f"{VIP_NAME}.
 VOS_SCORES = ("global_results-*.csv", "per-sequence_results-*.csv", "per-sequence_results-*.png")
 
 Labels = tuple[Optional[Tensor], Optional[Tensor]]  # (ids [H, W] int, soft labels [K, h, w] float): either None
+
+
+class LabelPngWriter:
+    """VOS and VIP: the labels of the frames ``names`` (t -> file stem) as ``<folder>/<name>.png`` at ``size``
+    (H, W), the argmax of the bilinearly up-sampled soft masks. ``palette``: VOS's object ids in the DAVIS palette,
+    each also handed to the overlay writer ``vis`` with its frame from ``images``; else VIP's class ids in
+    greyscale (at the ground truth's size, unlike videowalk: docs/tasks.md)."""
+
+    def __init__(self, folder: Path, names: dict[int, str], size: tuple[int, int], palette: bool,
+                 vis: Optional[SequenceVisualizer] = None, images: Sequence[Path] = ()):
+        self.folder, self.names, self.size, self.palette = folder, names, size, palette
+        self.vis, self.images = vis, images
+        self.written = 0
+
+    def add(self, t: int, soft: Tensor) -> None:
+        """soft: [num_classes, h, w] propagated masks of frame t."""
+        if t not in self.names:
+            return
+        pred = upsample_argmax(soft, self.size).cpu().numpy()
+        if self.palette:
+            save_indexed_png(self.folder / f"{self.names[t]}.png", pred)
+        else:
+            with atomic_path(self.folder / f"{self.names[t]}.png") as tmp:
+                Image.fromarray(pred).save(tmp, format="PNG")  # uint8 [H, W] -> mode L
+        if self.vis is not None:
+            self.vis.add(self.images[t], pred)
+        self.written += 1
+
+    def close(self) -> None:
+        if self.written != len(self.names):  # never end a clip that stopped half-way
+            raise RuntimeError(f"{self.folder}: {self.written} of {len(self.names)} frames propagated")
+
+
+class KeypointWriter:
+    """JHMDB: every propagated frame (frame 0 too, as videowalk's) decoded to joints at feature resolution; at
+    ``close``, the clip's [2, J, T] array and the label-map size saved as ``path`` (hvc/data/keypoints.py)."""
+
+    def __init__(self, path: Path, num_frames: int):
+        self.path, self.num_frames = path, num_frames
+        self.coords: list[np.ndarray] = []  # per frame: [2, J] (x row 0, y row 1), -1 = lost
+        self.feature_wh: tuple[int, int] | None = None
+
+    def add(self, t: int, soft: Tensor) -> None:
+        """soft: [1 + J, h, w] propagated maps of frame t, channel 0 the background."""
+        self.feature_wh = (soft.shape[2], soft.shape[1])
+        self.coords.append(decode_keypoints(soft.cpu()))
+
+    def close(self) -> None:
+        if len(self.coords) != self.num_frames:  # never write a clip that stopped half-way
+            raise RuntimeError(f"{self.path}: {len(self.coords)} of {self.num_frames} frames propagated")
+        save_keypoints(self.path, np.stack(self.coords, axis=-1), self.feature_wh)
 
 
 @dataclass(frozen=True)
@@ -162,8 +218,8 @@ def load_clips(cfg: TestConfig, out: Path) -> list[Clip]:
         return [VOSClip(s, vos_outputs(out, task, s), cfg.prop.num_classes)
                 for s in load_sequences(task, data.root, data.sequences)]
     if cfg.prop.num_classes != CHANNELS[task]:
-        raise ConfigError(f"prop.num_classes: {task} propagates {CHANNELS[task]} label channels, "
-                          f"got {cfg.prop.num_classes}")
+        raise ConfigError(f"{task} propagates {CHANNELS[task]} label channels: set prop.num_classes="
+                          f"{CHANNELS[task]} (got {cfg.prop.num_classes})")
     if cfg.run.visualize:
         raise ConfigError(f"run.visualize (--visualize) writes VOS overlays; it is not available for {task}")
     if task == "jhmdb":

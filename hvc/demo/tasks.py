@@ -1,6 +1,5 @@
-"""Small deterministic synthetic clips in the layouts of JHMDB, VIP and VOST, with exact labels: a
-walking figure (joints, body parts) and a dough cut in two (docs/tasks.md "Synthetic data").
-"""
+"""Small deterministic synthetic clips in the layouts of JHMDB, VIP and VOST, with exact labels: a walking figure
+(joints, body parts) and a dough cut in two (docs/tasks.md "Synthetic data")."""
 
 from __future__ import annotations
 
@@ -21,8 +20,7 @@ RIGHT_ARM, LEFT_ARM, RIGHT_LEG, LEFT_LEG, RIGHT_SHOE, LEFT_SHOE = 14, 15, 16, 17
 PART_TEXTURES = {  # part -> photo; neighbouring parts look different, as real clothes do
     HAIR: "hubble_deep_field", FACE: "astronaut", UPPER_CLOTHES: "chelsea", PANTS: "coffee",
     RIGHT_ARM: "immunohistochemistry", LEFT_ARM: "immunohistochemistry", RIGHT_LEG: "motorcycle_left",
-    LEFT_LEG: "motorcycle_left", RIGHT_SHOE: "colorwheel", LEFT_SHOE: "colorwheel",
-}
+    LEFT_LEG: "motorcycle_left", RIGHT_SHOE: "colorwheel", LEFT_SHOE: "colorwheel"}
 SUBPIXEL = 4  # cv2 drawing with 4 fractional bits: shapes follow the exact joint positions
 
 
@@ -72,8 +70,8 @@ def _part_masks(joints: np.ndarray, height: int, width: int) -> list[tuple[int, 
         return mask
 
     torso, head, hair = (np.zeros((height, width), np.uint8) for _ in range(3))
-    cv2.fillConvexPoly(torso, np.array([_pt(r_sh), _pt(l_sh), _pt(l_hip), _pt(r_hip)], np.int32), 1, cv2.LINE_8,
-                       SUBPIXEL)
+    corners = np.array([_pt(r_sh), _pt(l_sh), _pt(l_hip), _pt(r_hip)], np.int32)
+    cv2.fillConvexPoly(torso, corners, 1, cv2.LINE_8, SUBPIXEL)
     head_r = int(round(13 * s * (1 << SUBPIXEL)))
     cv2.circle(head, _pt(face), head_r, 1, -1, cv2.LINE_8, SUBPIXEL)
     cv2.ellipse(hair, _pt(face), (head_r, head_r), 0, 180, 360, 1, -1, cv2.LINE_8, SUBPIXEL)
@@ -93,7 +91,7 @@ def render_figure_clip(num_frames: int, phase: int = 0, height: int = 240,
     and JHMDB joints [T, 15, 2] float64 (x, y) 0-based pixels."""
     size = int(round(height * 0.9))
     textures = {cls: texture_patch(photos()[name], size) for cls, name in PART_TEXTURES.items()}
-    frames, parts, joints = [], [], []
+    clip = []
     for t, frame in enumerate(panning_background(photos()["rocket"], num_frames, height, width)):
         pts = figure_joints(t, num_frames, height, width, phase)
         label = np.zeros((height, width), np.uint8)
@@ -104,10 +102,8 @@ def render_figure_clip(num_frames: int, phase: int = 0, height: int = 240,
                                  borderMode=cv2.BORDER_REFLECT)
             frame[mask] = tex[mask]
             label[mask] = cls
-        frames.append(frame)
-        parts.append(label)
-        joints.append(pts)
-    return np.stack(frames), np.stack(parts), np.stack(joints)
+        clip.append((frame, label, pts))
+    return tuple(np.stack(a) for a in zip(*clip))
 
 
 def write_jhmdb_clip(root: str | os.PathLike, video: str = "synthetic_walk_0", num_frames: int = 12,

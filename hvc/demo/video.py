@@ -73,10 +73,8 @@ def render_video(num_frames: int = 40, height: int = 240, width: int = 432, seed
     """The demo video: frames, num_frames x [H, W, 3] uint8 RGB, and labels, num_frames x [H, W] uint8 ids 0-2."""
     pics = photos()
     rng = np.random.RandomState(seed)
-    sprites = []
-    for texture, radius, *_ in TRACKS:
-        side = int(round(2 * radius * height))
-        sprites.append((texture_patch(pics[texture], side), _blob_mask(side, rng)))
+    sides = [int(round(2 * radius * height)) for _, radius, *_ in TRACKS]
+    sprites = [(texture_patch(pics[name], side), _blob_mask(side, rng)) for (name, *_), side in zip(TRACKS, sides)]
     frames, labels = [], []
     for t, frame in enumerate(panning_background(pics[background], num_frames, height, width)):
         a = t / max(num_frames - 1, 1)

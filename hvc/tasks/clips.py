@@ -98,9 +98,9 @@ class KeypointWriter:
 @dataclass(frozen=True)
 class Clip:
     """One clip (a sequence, a video) of a benchmark. ``video.frames``: the frames propagated through, in order;
-    ``outputs``: where its finished files go; ``labels_at(t, frames, emb)``: the labels frame t adds (``emb``: its
-    features [C, h, w]), ids seen before are not corrected; ``writer(frames, folder, vis)``: the writer of
-    ``outputs.files`` into ``folder`` (the clip's staging folder)."""
+    ``outputs``: where its files go; ``labels_at(t, frames, emb)``: the labels frame t adds (``emb``: its features
+    [C, h, w]; ids seen before are not corrected); ``writer(frames, folder, vis)``: writes ``outputs.files`` into
+    the clip's staging ``folder``."""
 
     video: Union[VideoSequence, JHMDBVideo, VIPVideo]
 
@@ -109,8 +109,8 @@ class Clip:
         return self.video.name
 
     def check(self) -> None:
-        """Read what the clip starts from; DatasetError naming the file if it is bad. Called for every clip
-        before anything is written, so bad input leaves no partial output (VOS: the sequence reader checked it)."""
+        """Read what the clip starts from (DatasetError naming a bad file), before anything is written: bad input
+        leaves no partial output (VOS: the sequence reader checked it)."""
 
 
 @dataclass(frozen=True)

@@ -70,12 +70,13 @@ def _stage(stages: Timings, name: str, title: str) -> Iterator[None]:
     stages.append((name, time.perf_counter() - wall, sum(os.times()[:4]) - cpu))
 
 
-def format_timings(stages: Timings) -> str:
-    """Stage | seconds | CPU seconds, with the total."""
-    rows = [*stages, ("total", sum(s[1] for s in stages), sum(s[2] for s in stages))]
-    width = max(len(name) for name, _, _ in rows)
-    lines = [f"{'stage':<{width}} {'seconds':>8} {'CPU s':>7}"]
-    return "\n".join(lines + [f"{name:<{width}} {wall:>8.1f} {cpu:>7.1f}" for name, wall, cpu in rows])
+def _table(title: str, header: tuple[str, ...], rows: list[tuple], digits: int) -> None:
+    """Print the banner ``title`` and the rows: a name, then numbers with ``digits`` decimals."""
+    _banner(title)
+    width = max(len(row[0]) for row in [header, *rows])
+    print(f"{header[0]:<{width}}", *(f"{h:>8}" for h in header[1:]))
+    for name, *values in rows:
+        print(f"{name:<{width}}", *(f"{v:>8.{digits}f}" for v in values))
 
 
 def run_keypoints(output: Path, frames: int) -> dict[str, tuple[float, float]]:
@@ -168,16 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     pck = run_keypoints(out, QUICK_KEYPOINT_FRAMES if args.quick else KEYPOINT_FRAMES)
     from hvc.inference import usable_cpus  # by now loaded by the stages above
 
-    _banner(f"stage timings ({usable_cpus()} CPU cores)")
-    print(format_timings(stages))
-    _banner(f"J&F on the demo video ({middle - start:.0f} s)")
-    print(f"{'model':<10} {'J&F-Mean':>9} {'J-Mean':>7} {'F-Mean':>7}")
-    for model, s in scores.items():
-        print(f"{model:<10} {s['J&F-Mean']:>9.3f} {s['J-Mean']:>7.3f} {s['F-Mean']:>7.3f}")
-    _banner(f"PCK (%) on the synthetic keypoint clip ({time.perf_counter() - middle:.0f} s more)")
-    print(f"{'model':<10} {'PCK@0.1':>8} {'PCK@0.2':>8}")
-    for model, (at1, at2) in pck.items():
-        print(f"{model:<10} {at1:>8.1f} {at2:>8.1f}")
+    total = ("total", sum(s[1] for s in stages), sum(s[2] for s in stages))
+    _table(f"stage timings ({usable_cpus()} CPU cores)", ("stage", "seconds", "CPU s"), [*stages, total], 1)
+    _table(f"J&F on the demo video ({middle - start:.0f} s)", ("model", "J&F-Mean", "J-Mean", "F-Mean"),
+           [(model, *s.values()) for model, s in scores.items()], 3)
+    _table(f"PCK (%) on the synthetic keypoint clip ({time.perf_counter() - middle:.0f} s more)",
+           ("model", "PCK@0.1", "PCK@0.2"), [(model, *at) for model, at in pck.items()], 1)
     print(f"\ntraining run:  {out / 'train'} (log.jsonl, checkpoint.pth)")
     for model in MODELS:
         print(f"{model + ':':<14} masks {out / 'results' / model}, overlays + mp4 {out / 'results' / model}_vis, "

@@ -3,10 +3,8 @@
     python -m hvc.demo.mp4 OUT_DIR [--frames 40]
     python -m hvc.demo.mp4 OUT_DIR --score MASKS_DIR     # J&F of masks against truth/
 
-Writes ``OUT_DIR/demo.mp4`` (240x432, 24 fps, H.264), ``first.png`` (the first frame's object ids, DAVIS
-palette), ``scribble.png`` (scribbles generated from it, docs/scribbles.md) and ``truth/<frame>.png`` (every
-frame's ids).
-"""
+Writes ``OUT_DIR/demo.mp4`` (240x432, 24 fps, H.264), ``first.png`` (the first frame's object ids), ``scribble.png``
+(scribbles generated from them, docs/scribbles.md) and ``truth/<frame>.png`` (every frame's ids)."""
 
 from __future__ import annotations
 

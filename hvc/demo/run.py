@@ -2,11 +2,9 @@
 
     python -m hvc.demo.run [--output demo_output] [--steps N] [--frames N] [--quick]
 
-Stages, each an entry point's ``main(argv)`` run in this process: (1) training photos and a two-object
-video, (2) train (train.py), (3) export the encoder (hvc.export), (4) propagate with it and ``random18``
-(test.py), (5) score both (eval_metrics.py); then the PCK of both on a synthetic JHMDB clip. Seeds are
-fixed: a rerun gives the same numbers.
-"""
+Stages, each an entry point's ``main(argv)`` run in this process: (1) training photos and a two-object video,
+(2) train (train.py), (3) export the encoder (hvc.export), (4) propagate with it and ``random18`` (test.py), (5) score
+both (eval_metrics.py); then the PCK of both on a synthetic JHMDB clip. Seeds are fixed: reruns print the same."""
 
 from __future__ import annotations
 
@@ -81,7 +79,7 @@ def _table(title: str, header: tuple[str, ...], rows: list[tuple], digits: int) 
 
 def run_keypoints(output: Path, frames: int) -> dict[str, tuple[float, float]]:
     """Extra stage: {model: (PCK@0.1, PCK@0.2)} of both encoders on a synthetic JHMDB clip under ``output``."""
-    from hvc.demo.tasks import write_jhmdb_clip
+    from hvc.demo.video import write_jhmdb_clip
 
     root = output / "JHMDB"
     shutil.rmtree(root, ignore_errors=True)

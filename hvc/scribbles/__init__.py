@@ -1,8 +1,6 @@
-"""Scribble prompts (docs/scribbles.md): their files, indexed PNGs and the DAVIS interactive JSON, both read into one
-map, and plausible scribbles generated from ground-truth masks, deterministically: longest paths through eroded
-skeletons, per object and on the background. In memory a scribble map is int64 [H, W]: -1 unlabelled, 0 background,
-1..254 objects, i.e. the propagator's object ids with "no label" added. Filling frame 0 from them: hvc.scribbles.fill.
-"""
+"""Scribble prompts (docs/scribbles.md): their files, indexed PNGs and the DAVIS interactive JSON, read into one map
+(int64 [H, W]: -1 unlabelled, 0 background, 1..254 objects), and scribbles generated from ground-truth masks: longest
+paths through eroded skeletons, per object and on the background. Filling frame 0 from them: hvc.scribbles.fill."""
 
 from __future__ import annotations
 

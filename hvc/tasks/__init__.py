@@ -1,1 +1,1 @@
-"""What differs between the benchmarks of ``test.py`` (docs/tasks.md): pose (joint maps <-> keypoints), clips."""
+"""What differs between the benchmarks of ``test.py`` (docs/tasks.md): their clips, writers and the pose codec."""

@@ -53,15 +53,9 @@ def _call(module: str, *argv: str) -> None:
         raise DemoError(f"stage python -m {module} {' '.join(argv)}: exit code {code}", code)
 
 
-def _csv_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 @contextlib.contextmanager
 def _stage(stages: Timings, name: str, title: str) -> Iterator[None]:
-    """Print the banner ``title``, then append (name, wall seconds, CPU seconds: user + system, children
-    included) of the block to ``stages``."""
+    """Print the banner ``title``, then append (name, wall s, CPU s: user + system, children too) of the block."""
     _banner(title)
     wall, cpu = time.perf_counter(), sum(os.times()[:4])
     yield
@@ -92,7 +86,8 @@ def run_keypoints(output: Path, frames: int) -> dict[str, tuple[float, float]]:
               "data.workers=0")
         _call("hvc.entry.eval_metrics", "--task", "jhmdb", "--root", str(root), "--results", str(results),
               "--output", str(results))
-        rows = {float(row["Threshold"]): float(row["Mean"]) for row in _csv_rows(results / "pck_results.csv")}
+        with open(results / "pck_results.csv", newline="") as f:
+            rows = {float(row["Threshold"]): float(row["Mean"]) for row in csv.DictReader(f)}
         pck[model] = rows[0.1], rows[0.2]
     return pck
 
@@ -143,7 +138,8 @@ def score(davis: Path, results: Path) -> dict[str, float]:
     """Stage 5: J&F-Mean, J-Mean and F-Mean of the masks in ``results`` (eval_metrics.py, CSVs beside them)."""
     _call("hvc.entry.eval_metrics", "--davis-root", str(davis), "--results", str(results), "--year", "2017",
           "--output", str(results))
-    (row,) = _csv_rows(results / "global_results-val.csv")  # one sequence
+    with open(results / "global_results-val.csv", newline="") as f:
+        (row,) = csv.DictReader(f)  # one sequence
     return {k: float(row[k]) for k in ("J&F-Mean", "J-Mean", "F-Mean")}
 
 

@@ -114,13 +114,12 @@ def save_davis_json(path: str | os.PathLike, strokes: list[Stroke], size: tuple[
 
 
 def read_scribbles(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Scribble map of a ``.png`` or ``.json`` file (``size`` (H, W) needed), with an object and a background stroke."""
+    """Scribble map of a ``.png`` or ``.json`` file (``size``: (H, W), needed for JSON), checked: an object stroke and a
+    background stroke."""
     path = Path(path)
     if not path.is_file():
         raise ScribbleError(f"{path}: scribble file not found")
     if path.suffix.lower() == ".json":
-        if size is None:
-            raise ScribbleError(f"{path}: a JSON scribble needs the frame size")
         frame, scribbles = read_davis_json(path, size)
         if frame != 0:
             raise ScribbleError(f"{path}: the strokes are on frame {frame}, not 0: trim the video to start there")
@@ -168,9 +167,7 @@ def _farthest(start: tuple[int, int], pixels: set[tuple[int, int]]) -> tuple[tup
     queue = deque([start])
     while queue:
         last = queue.popleft()
-        y, x = last
-        for dy, dx in _NEIGHBOURS:
-            nb = (y + dy, x + dx)
+        for nb in ((last[0] + dy, last[1] + dx) for dy, dx in _NEIGHBOURS):
             if nb in pixels and nb not in parent:
                 parent[nb] = last
                 queue.append(nb)

@@ -1,9 +1,7 @@
-"""The clips of ``test.py``'s benchmarks (docs/tasks.md): what :func:`hvc.inference.run_inference` needs to know
-of each, its frames, the labels that start it, where its files go (:mod:`hvc.completion`) and their writer. A writer
-takes a clip's propagated soft masks frame after frame (``add(t, soft)``) and writes what the benchmark's scorer
-reads, atomically, into the clip's staging folder; ``close`` ends the clip. JHMDB's joints become label maps and
-back as in videowalk (``code/data/jhmdb.py``, ``code/utils/test_utils.py``), quirks included, as the published PCK
-numbers have them (docs/tasks.md); the keypoint file: hvc/data/keypoints.py."""
+"""The clips of ``test.py``'s benchmarks (docs/tasks.md): what :func:`hvc.inference.run_inference` needs to know of
+each, its frames, first labels, where its files go (:mod:`hvc.completion`) and their writer, which takes the soft
+masks frame after frame (``add(t, soft)``) into the clip's staging folder (``close`` ends the clip). JHMDB's joints
+become label maps and back as in videowalk (``code/data/jhmdb.py``, ``code/utils/test_utils.py``), quirks included."""
 
 from __future__ import annotations
 
@@ -91,9 +89,9 @@ def feature_coords(pos_img: np.ndarray, image_wh: tuple[int, int], input_wh: tup
     return coords
 
 
-def decode_keypoints(maps: np.ndarray | Tensor, topk: int = TOPK) -> np.ndarray:
+def decode_keypoints(maps: np.ndarray | Tensor) -> np.ndarray:
     """Joints [2, K - 1] float32 (x row 0, y row 1, feature resolution) of propagated label maps [K, h, w], channel 0
-    the background (videowalk's ``process_pose``): per joint, the ``topk`` largest values, normalised to sum 1,
+    the background (videowalk's ``process_pose``): per joint, the TOPK largest values, normalised to sum 1,
     weight their positions; a map summing to 0 is lost, (-1, -1). float32 and torch.topk over an [h*w, J] view as
     the official code, so ties resolve alike."""
     maps = torch.as_tensor(maps)
@@ -101,10 +99,9 @@ def decode_keypoints(maps: np.ndarray | Tensor, topk: int = TOPK) -> np.ndarray:
         raise ValueError(f"expected label maps [K, h, w] with a background channel, got shape {tuple(maps.shape)}")
     joints = maps[1:].permute(1, 2, 0)  # [h, w, J], the official layout
     flat = joints.flatten(0, 1)  # [h*w, J]
-    vals, ids = torch.topk(flat, k=min(flat.shape[0], topk), dim=0)
+    vals, ids = torch.topk(flat, k=min(flat.shape[0], TOPK), dim=0)
     vals = vals / vals.sum(0)[None]
-    width = joints.shape[1]
-    coords = torch.stack([((ids % width) * vals).sum(0), ((ids // width) * vals).sum(0)])
+    coords = torch.stack([((ids % maps.shape[2]) * vals).sum(0), ((ids // maps.shape[2]) * vals).sum(0)])
     coords[:, flat.sum(0) == 0] = LOST
     return coords.numpy()
 
@@ -118,8 +115,7 @@ class LabelPngWriter:
     def __init__(self, folder: Path, names: dict[int, str], size: tuple[int, int], palette: bool,
                  vis: Optional[SequenceVisualizer] = None, images: Sequence[Path] = ()):
         self.folder, self.names, self.size, self.palette = folder, names, size, palette
-        self.vis, self.images = vis, images
-        self.written = 0
+        self.vis, self.images, self.written = vis, images, 0
 
     def add(self, t: int, soft: Tensor) -> None:
         """soft: [num_classes, h, w] propagated masks of frame t."""
@@ -232,8 +228,7 @@ class JHMDBClip(Clip):
         joints = self.video.joints()  # [2, 15, T], 1-based pixels
         check_frame_count(self.video, joints)
         (in_h, in_w), (h, w) = frames.out_size, tuple(emb.shape[1:])
-        coords = feature_coords(joints[:, :, :1], (frames.size[1], frames.size[0]), (in_w, in_h),
-                                (in_w / w, in_h / h))
+        coords = feature_coords(joints[:, :, :1], (frames.size[1], frames.size[0]), (in_w, in_h), (in_w / w, in_h / h))
         return None, torch.from_numpy(joint_label_maps(coords[:, :, 0], (h, w))).to(emb.device)
 
     def writer(self, frames: FrameDataset, folder: Path, vis: Optional[SequenceVisualizer]) -> KeypointWriter:
@@ -294,9 +289,8 @@ def load_clips(cfg: TestConfig, out: Path) -> list[Clip]:
 
 
 def locate(dataset: str, out: Path, name: str) -> Outputs:
-    """Where the files of ``name`` go, for any name (a record of an earlier selection too): JHMDB
-    ``<out>/<class>/<video>.npz``, the class folder shared by its clips; DAVIS, VOST, VIP
-    ``<out>/<name>``; YouTube-VOS the submission layout ``<out>/Annotations/<video>``."""
+    """Where the files of any ``name`` (of an earlier selection too) go: JHMDB ``<out>/<class>/<video>.npz``, the class
+    folder shared by its clips; DAVIS, VOST, VIP ``<out>/<name>``; YouTube-VOS ``<out>/Annotations/<video>``."""
     if dataset == "jhmdb":
         path = Path(name)
         return Outputs(out / path.parent, (f"{path.name}.npz",), shared=True)

@@ -70,10 +70,7 @@ def read_png(path: str | os.PathLike) -> np.ndarray:
         raise ScribbleError(f"{path}: unreadable scribble image ({exc})") from None
     if ids is None:
         raise ScribbleError(f"{path}: mode {mode}; expected an indexed or greyscale PNG of ids (docs/scribbles.md)")
-    out = ids.astype(np.int64)
-    out[ids == 0] = UNLABELLED
-    out[ids == BACKGROUND_PNG] = 0
-    return out
+    return np.select([ids == 0, ids == BACKGROUND_PNG], [UNLABELLED, 0], ids.astype(np.int64))
 
 
 def read_davis_json(path: str | os.PathLike, size: tuple[int, int]) -> tuple[int, np.ndarray]:

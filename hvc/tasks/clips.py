@@ -225,8 +225,7 @@ class JHMDBClip(Clip):
         pixels to the input size, then to cells by the stride input size / feature size (as videowalk: 320 -> 40: 8)."""
         if t:
             return None, None
-        joints = self.video.joints()  # [2, 15, T], 1-based pixels
-        check_frame_count(self.video, joints)
+        joints = self.video.joints()  # [2, 15, T], 1-based pixels, checked by check()
         (in_h, in_w), (h, w) = frames.out_size, tuple(emb.shape[1:])
         coords = feature_coords(joints[:, :, :1], (frames.size[1], frames.size[0]), (in_w, in_h), (in_w / w, in_h / h))
         return None, torch.from_numpy(joint_label_maps(coords[:, :, 0], (h, w))).to(emb.device)
@@ -278,8 +277,7 @@ def load_clips(cfg: TestConfig, out: Path) -> list[Clip]:
         return [VOSClip(s, vos_outputs(out, task, s), cfg.prop.num_classes)
                 for s in load_sequences(task, data.root, data.sequences)]
     if cfg.prop.num_classes != CHANNELS[task]:
-        raise ConfigError(f"{task} propagates {CHANNELS[task]} label channels: set prop.num_classes="
-                          f"{CHANNELS[task]} (got {cfg.prop.num_classes})")
+        raise ConfigError(f"{task} propagates {CHANNELS[task]} label channels: set prop.num_classes={CHANNELS[task]}")
     if cfg.run.visualize:
         raise ConfigError(f"run.visualize (--visualize) writes VOS overlays; it is not available for {task}")
     if task == "jhmdb":

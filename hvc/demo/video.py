@@ -44,9 +44,7 @@ def _blob_mask(size: int, rng: np.random.RandomState) -> np.ndarray:
         radius += rng.uniform(0.05, 0.15) * np.cos(freq * angles + rng.uniform(0, 2 * math.pi))
     radius *= 0.45 * size / radius.max()
     pts = np.stack([size / 2 + radius * np.cos(angles), size / 2 + radius * np.sin(angles)], 1)
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1)
-    return mask
+    return cv2.fillPoly(np.zeros((size, size), np.uint8), [np.round(pts).astype(np.int32)], 1)
 
 
 def texture_patch(photo: np.ndarray, size: int) -> np.ndarray:
@@ -102,8 +100,7 @@ def save_image(path: str | os.PathLike, image: np.ndarray, **kwargs) -> None:
 
 
 def write_davis_sequence(root: str, name: str, frames: list[np.ndarray], labels: list[np.ndarray]) -> None:
-    """Write frames (JPEG) and labels (palette PNGs) in the DAVIS layout under ``root``, listed in
-    ``ImageSets/2017/val.txt``."""
+    """Write frames (JPEG) and labels (palette PNGs) in the DAVIS layout under ``root``, listed in its val.txt."""
     root = Path(root)
     for t, (frame, label) in enumerate(zip(frames, labels)):
         save_image(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", frame, format="JPEG", quality=95)

@@ -25,10 +25,9 @@ BACKGROUND_PNG = 255  # background scribbles in a PNG file
 MAX_OBJECT_ID = 254
 _EIGHT = np.ones((3, 3), bool)  # 8-connectivity
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
-# The settings, fixed after a comparison on DAVIS (docs/scribbles.md): strokes keep EROSION of their region's
-# equivalent radius from its border, up to STROKES_PER_OBJECT per object, further ones at least MIN_LENGTH times
-# the first's length; background strokes keep MARGIN of the shorter image side from every object, on at most
-# MAX_BACKGROUND pieces of at least MIN_BACKGROUND of the largest. VOID pixels are nobody's.
+# The generator, as fixed after a comparison on DAVIS (docs/scribbles.md): object strokes keep EROSION of the region's
+# equivalent radius from its border, at most STROKES_PER_OBJECT, later ones >= MIN_LENGTH of the first; background
+# strokes keep MARGIN of the shorter side from objects, on up to MAX_BACKGROUND pieces >= MIN_BACKGROUND of the largest.
 EROSION, STROKES_PER_OBJECT, MIN_LENGTH, MARGIN, MIN_BACKGROUND, MAX_BACKGROUND, VOID = 0.15, 3, 0.25, 0.04, 0.1, 3, 255
 
 

@@ -1,5 +1,4 @@
-"""First-frame labels from scribbles: one top-k label-propagation step inside frame 0 from the scribbled cells,
-optionally twice (docs/scribbles.md)."""
+"""Frame 0's labels from scribbles: a top-k propagation step inside it from the scribbled cells (docs/scribbles.md)."""
 
 from __future__ import annotations
 

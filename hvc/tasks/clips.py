@@ -91,9 +91,8 @@ def feature_coords(pos_img: np.ndarray, image_wh: tuple[int, int], input_wh: tup
 
 def decode_keypoints(maps: np.ndarray | Tensor) -> np.ndarray:
     """Joints [2, K - 1] float32 (x row 0, y row 1, feature resolution) of propagated label maps [K, h, w], channel 0
-    the background (videowalk's ``process_pose``): per joint, the TOPK largest values, normalised to sum 1,
-    weight their positions; a map summing to 0 is lost, (-1, -1). float32 and torch.topk over an [h*w, J] view as
-    the official code, so ties resolve alike."""
+    the background (videowalk's ``process_pose``): per joint, the TOPK largest values, normalised, weight their
+    positions; an all-zero map is lost, (-1, -1). float32 and torch.topk on [h*w, J] as the official code: same ties."""
     maps = torch.as_tensor(maps)
     if maps.ndim != 3 or maps.shape[0] < 2:
         raise ValueError(f"expected label maps [K, h, w] with a background channel, got shape {tuple(maps.shape)}")
@@ -107,10 +106,9 @@ def decode_keypoints(maps: np.ndarray | Tensor) -> np.ndarray:
 
 
 class LabelPngWriter:
-    """VOS and VIP: the labels of the frames ``names`` (t -> file stem) as ``<folder>/<name>.png`` at ``size``
-    (H, W), the argmax of the bilinearly up-sampled soft masks. ``palette``: VOS's object ids in the DAVIS palette,
-    each also handed to the overlay writer ``vis`` with its frame from ``images``; else VIP's class ids in
-    greyscale (at the ground truth's size, unlike videowalk: docs/tasks.md)."""
+    """VOS and VIP: the labels of the frames ``names`` (t -> file stem) as ``<folder>/<name>.png`` at ``size`` (H, W),
+    the argmax of the bilinearly up-sampled soft masks. ``palette``: VOS's object ids in the DAVIS palette, also to
+    the overlay writer ``vis`` with the frame from ``images``; else VIP's class ids in greyscale (docs/tasks.md)."""
 
     def __init__(self, folder: Path, names: dict[int, str], size: tuple[int, int], palette: bool,
                  vis: Optional[SequenceVisualizer] = None, images: Sequence[Path] = ()):
@@ -158,10 +156,9 @@ class KeypointWriter:
 
 @dataclass(frozen=True)
 class Clip:
-    """One clip (a sequence, a video) of a benchmark. ``video.frames``: the frames propagated through, in order;
-    ``outputs``: where its files go; ``labels_at(t, frames, emb)``: the labels frame t adds (``emb``: its features
-    [C, h, w]; ids seen before are not corrected); ``writer(frames, folder, vis)``: writes ``outputs.files`` into
-    the clip's staging ``folder``."""
+    """One clip of a benchmark. ``video.frames``: the frames propagated through; ``outputs``: where its files go;
+    ``labels_at(t, frames, emb)``: the labels frame t adds (``emb``: its features [C, h, w]; ids seen before are not
+    corrected); ``writer(frames, folder, vis)``: writes ``outputs.files`` into the clip's staging ``folder``."""
 
     video: Union[VideoSequence, JHMDBVideo, VIPVideo]
 
@@ -170,8 +167,7 @@ class Clip:
         return self.video.name
 
     def check(self) -> None:
-        """Read what the clip starts from (DatasetError naming a bad file), before anything is written: bad input
-        leaves no partial output (VOS: the sequence reader checked it)."""
+        """Read what the clip starts from (DatasetError naming a bad file); runs for every clip before any output."""
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def _banner(title: str) -> None:
 
 def _call(module: str, *argv: str) -> None:
     """Run ``python -m <module> <argv>``'s ``main`` here (train.py, test.py and eval_metrics.py run hvc.entry's);
-    a non-zero exit code stops the demo. Each entry point seeds what it draws: the numbers are a process's own."""
+    a non-zero exit code stops the demo. Each entry point seeds what it draws: the numbers of a separate process."""
     code = importlib.import_module(module).main(list(argv))
     sys.stdout.flush()
     if code:  # the stage printed its own error; keep its exit code

@@ -10,7 +10,7 @@ so the ``mask`` variant reproduces test.py's PNGs), and every variant propagates
 embeddings into ``<output>/<variant>/<sequence>/``. Variants:
 
 - ``mask``: the first-frame ground truth (the benchmark protocol).
-- ``scribble``: scribbles generated from the first-frame ground truth (hvc/scribbles/generate.py,
+- ``scribble``: scribbles generated from the first-frame ground truth (hvc.scribbles.scribbles_from_mask,
   written to ``<output>/scribbles/<sequence>.png`` and ``.json``), frame 0 filled in from them
   (hvc/scribbles/fill.py), then propagated; ``scribble2``: the same with the two-stage fill.
 - ``recent10``, ``quality10`` (and its eviction rules): other context policies, full mask.

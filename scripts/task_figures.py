@@ -4,8 +4,8 @@
         [--work /tmp/hvc_task_figures] [--docs docs]
     python scripts/task_figures.py --model random18 --no-figures
 
-Writes two demo videos in the DAVIS 2017 layout (hvc/demo/video.py) and the JHMDB, VIP and VOST
-clips that the tests use (hvc/demo/tasks.py, tests/helpers/task_fixtures.py) under --work, then for
+Writes two demo videos in the DAVIS 2017 layout and the JHMDB, VIP and VOST clips that the tests
+use (hvc/demo/video.py, tests/helpers/task_fixtures.py) under --work, then for
 each task runs ``bash scripts/run_test.sh <model> <task>`` (configs/test_<task>.yaml: the
 tasks' protocols) and ``bash scripts/run_metrics <model> <task>``, prints the scores, and copies
 the scorers' figures to <docs>/figure_<task>.png.
@@ -34,8 +34,7 @@ VIDEOS = (("cat-astronaut", 0, "rocket"), ("cat-astronaut-coffee", 1, "coffee"))
 
 
 def write_data(data: Path) -> None:
-    from hvc.demo.tasks import write_jhmdb_clip, write_vip_clip, write_vost_clip
-    from hvc.demo.video import render_video, write_davis_sequence
+    from hvc.demo.video import render_video, write_davis_sequence, write_jhmdb_clip, write_vip_clip, write_vost_clip
     from hvc.fileio import atomic_write_text
 
     shutil.rmtree(data, ignore_errors=True)

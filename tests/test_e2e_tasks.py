@@ -1,5 +1,5 @@
 """JHMDB, VIP and VOST end to end: ``scripts/run_test.sh`` propagates the synthetic clips
-(hvc/demo/tasks.py) with the untrained random18 at a small input size, ``scripts/run_metrics``
+(hvc/demo/video.py) with the untrained random18 at a small input size, ``scripts/run_metrics``
 scores them, and the scores must beat what the first frame's labels score when copied to every
 frame (the clips move, so standing still is the baseline to beat). Plus: dense and local
 kernels give the same keypoints, bad input stops before anything is written, the square
@@ -32,13 +32,13 @@ from hvc.config.core import ConfigError, load_config
 from hvc.config.inference import TestConfig
 from hvc.data.jhmdb import read_joints
 from hvc.data.vos import DatasetError, FrameDataset, VideoSequence
-from hvc.demo.tasks import write_vip_clip
+from hvc.demo.video import write_vip_clip
 from hvc import inference
 from hvc.data.keypoints import load_keypoints
-from hvc.tasks.pose import decode_keypoints, feature_coords, joint_label_maps
+from hvc.tasks.clips import decode_keypoints, feature_coords, joint_label_maps
 from hvc.inference import run_inference
 from hvc.distributed import ShardSpec
-from hvc.tasks.writers import KeypointWriter, LabelPngWriter
+from hvc.tasks.clips import KeypointWriter, LabelPngWriter
 from helpers.task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from hvc.metrics.pck import PoseDistances, normalised_distances, pck
-from hvc.tasks.pose import decode_keypoints, gaussian_heatmap, joint_label_maps
+from hvc.tasks.clips import decode_keypoints, gaussian_heatmap, joint_label_maps
 
 EXACT = 1e-9
 

@@ -102,7 +102,7 @@ LAYERS = [
 def test_the_graph_sees_the_imports():
     graph = import_graph()
     assert "hvc.config.core" in graph["hvc.config.propagation"]
-    assert "hvc.propagation" in graph["hvc.tasks.writers"]  # the package of the name imported
+    assert "hvc.propagation" in graph["hvc.tasks.clips"]  # the package of the name imported
     assert "hvc.propagation.propagator" in graph["hvc.propagation"]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 

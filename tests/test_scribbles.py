@@ -82,8 +82,8 @@ def test_unusable_scribbles_are_refused_with_the_file_named(tmp_path):
 def test_generator_is_deterministic_and_draws_inside_each_region():
     labels = render_video(num_frames=1, height=120, width=216)[1][0].copy()
     labels[:4, :4] = 255  # void pixels are nobody's
-    strokes = scribbles_from_mask(labels, strokes_per_object=3)
-    again = scribbles_from_mask(labels, strokes_per_object=3)
+    strokes = scribbles_from_mask(labels)
+    again = scribbles_from_mask(labels)
     assert [(s.object_id, s.points.tolist()) for s in strokes] == [(s.object_id, s.points.tolist()) for s in again]
     assert {s.object_id for s in strokes} == {0, 1, 2}
     margin = round(0.04 * 120)

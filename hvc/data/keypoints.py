@@ -1,5 +1,5 @@
 """JHMDB's joints and the keypoint prediction file: what the pose propagation writes
-(hvc.tasks.writers) and the PCK scorer reads (hvc.metrics.pck). Torch-free, so scoring is too."""
+(hvc.tasks.clips) and the PCK scorer reads (hvc.metrics.pck). Torch-free, so scoring is too."""
 
 from __future__ import annotations
 

@@ -1,13 +1,10 @@
-"""The demo video as an mp4, with its first-frame mask, scribbles and ground truth: input for
-``python -m hvc.segment`` (docs/own_video.md).
+"""The demo video as input for ``python -m hvc.segment`` (docs/own_video.md).
 
     python -m hvc.demo.mp4 OUT_DIR [--frames 40]
     python -m hvc.demo.mp4 OUT_DIR --score MASKS_DIR     # J&F of masks against truth/
 
-Writes ``OUT_DIR/demo.mp4`` (240x432, 24 fps, H.264), ``first.png`` (the first frame's object
-ids, DAVIS palette), ``scribble.png`` (scribbles generated from it, docs/scribbles.md) and
-``truth/<frame>.png`` (every frame's ids, to score the result).
-"""
+Writes ``OUT_DIR/demo.mp4`` (240x432, 24 fps, H.264), ``first.png`` (the first frame's object ids), ``scribble.png``
+(scribbles generated from them, docs/scribbles.md) and ``truth/<frame>.png`` (every frame's ids)."""
 
 from __future__ import annotations
 
@@ -15,8 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Optional
-
-import numpy as np
 
 from hvc.cli import run_main
 from hvc.data.palette import save_indexed_png
@@ -39,19 +34,16 @@ def export(folder: Path, frames: int = 40, fps: int = 24) -> Path:
 
 
 def score(folder: Path, masks: Path) -> dict[str, float]:
-    """DAVIS J and F of ``masks/<frame>.png`` against ``folder/truth`` (first and last frames
-    not scored, objects averaged)."""
+    """DAVIS J&F, J and F of ``masks/<frame>.png`` against ``folder/truth``, objects averaged."""
     from hvc.metrics import evaluate_sequence
+    from hvc.metrics.folders import video_table
 
-    objects = evaluate_sequence(folder / "truth", masks, binary=False)
-    j = float(np.mean([o.j_stats.mean for o in objects]))
-    f = float(np.mean([o.f_stats.mean for o in objects]))
-    return {"J&F": (j + f) / 2, "J": j, "F": f}
+    row = video_table(evaluate_sequence(folder / "truth", masks, binary=False)).iloc[0]
+    return {"J&F": row["J&F-Mean"], "J": row["J-Mean"], "F": row["F-Mean"]}
 
 
 @entry_point
 def main(argv: Optional[list[str]] = None) -> int:
-    """Expected failures print one line and exit with their kind's code (docs/failure.md)."""
     ap = ArgumentParser(prog="python -m hvc.demo.mp4", description=__doc__,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
@@ -62,8 +54,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         ap.error("--frames must be >= 3 (the first and last frames are not scored)")
     if args.score:
         print(" ".join(f"{k} {v:.3f}" for k, v in score(args.out, args.score).items()))
-        return 0
-    print(f"wrote {export(args.out, args.frames)}, first.png, scribble.png, truth/ in {args.out}")
+    else:
+        print(f"wrote {export(args.out, args.frames)}, first.png, scribble.png, truth/ in {args.out}")
     return 0
 
 

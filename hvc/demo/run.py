@@ -2,12 +2,9 @@
 
     python -m hvc.demo.run [--output demo_output] [--steps N] [--frames N] [--quick]
 
-Stages, each the real entry point's ``main(argv)`` called in this process: (1) the training photos
-and a two-object video in the DAVIS layout, (2) train HVC (train.py), (3) export its encoder
-(hvc.export), (4) propagate with it and with ``random18`` (test.py), (5) score both
-(eval_metrics.py); then the PCK of both on a synthetic JHMDB clip. Seeds are fixed: a rerun
-gives the same numbers.
-"""
+Stages, each an entry point's ``main(argv)`` run in this process: (1) training photos and a two-object video,
+(2) train (train.py), (3) export the encoder (hvc.export), (4) propagate with it and ``random18`` (test.py), (5) score
+both (eval_metrics.py); then the PCK of both on a synthetic JHMDB clip. Seeds are fixed: reruns print the same."""
 
 from __future__ import annotations
 
@@ -28,12 +25,9 @@ from hvc.errors import ArgumentParser, HvcError, entry_point
 from hvc.paths import project_folder
 
 CONFIGS = project_folder("configs")  # ./configs, else the checkout's (hvc/paths.py)
-TRAIN_CONFIG = CONFIGS / "demo_train.yaml"
-TEST_CONFIG = CONFIGS / "demo_test.yaml"
 SEQUENCE = "cat-astronaut"
 MODELS = ("hvc", "random18")
 QUICK_STEPS, QUICK_FRAMES = 3, 10  # --quick: the CI smoke run
-KEYPOINT_CONFIG = CONFIGS / "test_jhmdb.yaml"
 KEYPOINT_FRAMES, QUICK_KEYPOINT_FRAMES = 10, 4  # frames of the synthetic JHMDB clip
 Timings = list[tuple[str, float, float]]  # (stage, wall seconds, CPU seconds)
 
@@ -50,44 +44,36 @@ def _banner(title: str) -> None:
     print(f"\n===== {title} =====", flush=True)
 
 
-# The root scripts are thin files over these modules (hvc/entry/); nothing is loaded by path.
-_ENTRY_MODULES = {"train.py": "hvc.entry.train", "test.py": "hvc.entry.test",
-                  "eval_metrics.py": "hvc.entry.eval_metrics"}
-
-
-def _call(name: str, args: list[str]) -> None:
-    """Run the ``main(argv)`` that ``python <args>`` would run (``train.py ...`` or ``-m hvc.export ...``),
-    here; a non-zero exit code stops the demo. Each entry point seeds what it draws, so the
-    numbers equal those of separate processes."""
-    target, argv = (args[1], args[2:]) if args[0] == "-m" else (args[0], args[1:])
-    code = importlib.import_module(_ENTRY_MODULES.get(target, target)).main(argv)
+def _call(module: str, *argv: str) -> None:
+    """Run ``python -m <module> <argv>``'s ``main`` here (train.py, test.py and eval_metrics.py run hvc.entry's);
+    a non-zero exit code stops the demo. Each entry point seeds what it draws: the numbers of a separate process."""
+    code = importlib.import_module(module).main(list(argv))
     sys.stdout.flush()
     if code:  # the stage printed its own error; keep its exit code
-        raise DemoError(f"stage {name}: failed with exit code {code}: python {' '.join(args)}", code)
+        raise DemoError(f"stage python -m {module} {' '.join(argv)}: exit code {code}", code)
 
 
 @contextlib.contextmanager
 def _stage(stages: Timings, name: str, title: str) -> Iterator[None]:
-    """Print the banner ``title``, then time the block: (name, wall seconds, CPU seconds of the demo
-    and the entry points it ran: user + system, children included) is appended to ``stages``."""
+    """Print the banner ``title``, then append (name, wall s, CPU s: user + system, children too) of the block."""
     _banner(title)
     wall, cpu = time.perf_counter(), sum(os.times()[:4])
     yield
     stages.append((name, time.perf_counter() - wall, sum(os.times()[:4]) - cpu))
 
 
-def format_timings(stages: Timings) -> str:
-    """Stage | seconds | CPU seconds, with the total."""
-    rows = [*stages, ("total", sum(s[1] for s in stages), sum(s[2] for s in stages))]
-    width = max(len(name) for name, _, _ in rows)
-    lines = [f"{'stage':<{width}} {'seconds':>8} {'CPU s':>7}"]
-    return "\n".join(lines + [f"{name:<{width}} {wall:>8.1f} {cpu:>7.1f}" for name, wall, cpu in rows])
+def _table(title: str, header: tuple[str, ...], rows: list[tuple], digits: int) -> None:
+    """Print the banner ``title`` and the rows: a name, then numbers with ``digits`` decimals."""
+    _banner(title)
+    width = max(len(row[0]) for row in [header, *rows])
+    print(f"{header[0]:<{width}}", *(f"{h:>8}" for h in header[1:]))
+    for name, *values in rows:
+        print(f"{name:<{width}}", *(f"{v:>8.{digits}f}" for v in values))
 
 
 def run_keypoints(output: Path, frames: int) -> dict[str, tuple[float, float]]:
-    """Extra stage: {model: (PCK@0.1, PCK@0.2)} of both encoders on a synthetic JHMDB clip (walking
-    figure) under ``output`` (absolute)."""
-    from hvc.demo.tasks import write_jhmdb_clip
+    """Extra stage: {model: (PCK@0.1, PCK@0.2)} of both encoders on a synthetic JHMDB clip under ``output``."""
+    from hvc.demo.video import write_jhmdb_clip
 
     root = output / "JHMDB"
     shutil.rmtree(root, ignore_errors=True)
@@ -96,12 +82,10 @@ def run_keypoints(output: Path, frames: int) -> dict[str, tuple[float, float]]:
     for model in MODELS:
         results = output / "results" / f"{model}_jhmdb"
         _banner(f"extra: joints of a {frames}-frame walking figure with {model} (test.py, eval_metrics.py)")
-        extra = ["--checkpoint", str(output / "checkpoints" / "hvc_demo.pth")] if model == "hvc" else []
-        _call(f"test {model} jhmdb", ["test.py", "--config", str(KEYPOINT_CONFIG), "--model", model, *extra,
-                                      "--output", str(results), "--device", "cpu", "--overwrite",
-                                      f"data.root={root}", "data.workers=0"])
-        _call(f"metrics {model} jhmdb", ["eval_metrics.py", "--task", "jhmdb", "--root", str(root),
-                                         "--results", str(results), "--output", str(results)])
+        _test(model, "test_jhmdb", results, output / "checkpoints" / "hvc_demo.pth", f"data.root={root}",
+              "data.workers=0")
+        _call("hvc.entry.eval_metrics", "--task", "jhmdb", "--root", str(root), "--results", str(results),
+              "--output", str(results))
         with open(results / "pck_results.csv", newline="") as f:
             rows = {float(row["Threshold"]): float(row["Mean"]) for row in csv.DictReader(f)}
         pck[model] = rows[0.1], rows[0.2]
@@ -109,9 +93,8 @@ def run_keypoints(output: Path, frames: int) -> dict[str, tuple[float, float]]:
 
 
 def run_demo(output: Path, steps: int | None, frames: int) -> tuple[dict[str, dict[str, float]], Timings]:
-    """Run stages 1-5 into ``output`` (absolute); returns the J&F scores {model: {J&F-Mean, J-Mean,
-    F-Mean}} and the stage timings. steps: training steps (None: configs/demo_train.yaml's); frames:
-    video length."""
+    """Stages 1-5 into ``output`` (absolute): {model: {J&F-Mean, J-Mean, F-Mean}} and the stage timings.
+    steps: training steps (None: configs/demo_train.yaml's); frames: video length."""
     from hvc.demo.video import render_video, write_davis_sequence, write_training_photos
 
     photos, davis, train_dir = output / "photos", output / "DAVIS", output / "train"
@@ -127,9 +110,9 @@ def run_demo(output: Path, steps: int | None, frames: int) -> tuple[dict[str, di
     overrides = [f"output.dir={train_dir}", f"data.roots={json.dumps([str(photos)])}"]
     overrides += [f"optim.max_steps={steps}"] if steps is not None else []
     with _stage(stages, "2 train", "2/5 train HVC on the photos (train.py, CPU)"):
-        _call("train", ["train.py", "--config", str(TRAIN_CONFIG), *overrides])
+        _call("hvc.entry.train", "--config", str(CONFIGS / "demo_train.yaml"), *overrides)
     with _stage(stages, "3 export", "3/5 export the encoder (hvc.export)"):
-        _call("export", ["-m", "hvc.export", str(train_dir / "checkpoint.pth"), str(export), "--drop-layer4"])
+        _call("hvc.export", str(train_dir / "checkpoint.pth"), str(export), "--drop-layer4")
     for model in MODELS:
         results = output / "results" / model
         with _stage(stages, f"4 propagate {model}", f"4/5 label propagation with {model} (test.py)"):
@@ -139,25 +122,25 @@ def run_demo(output: Path, steps: int | None, frames: int) -> tuple[dict[str, di
     return scores, stages
 
 
+def _test(model: str, config: str, results: Path, export: Path, *more: str) -> None:
+    """test.py with ``configs/<config>.yaml`` and ``model`` (``hvc``: the encoder at ``export``) into ``results``."""
+    checkpoint = ["--checkpoint", str(export)] if model == "hvc" else []
+    _call("hvc.entry.test", "--config", str(CONFIGS / f"{config}.yaml"), "--model", model, *checkpoint, "--output",
+          str(results), "--device", "cpu", "--overwrite", *more)
+
+
 def propagate(model: str, davis: Path, results: Path, export: Path) -> None:
-    """Stage 4: masks, overlays and an mp4 of ``model`` on the demo video (test.py) into ``results``;
-    ``hvc`` is the encoder exported to ``export``."""
-    extra = ["--checkpoint", str(export)] if model == "hvc" else []
-    _call(f"test {model}", ["test.py", "--config", str(TEST_CONFIG), "--model", model, *extra, "--output",
-                            str(results), "--device", "cpu", "--visualize", "--overwrite", f"data.root={davis}"])
+    """Stage 4: masks, overlays and an mp4 of ``model`` on the demo video into ``results``."""
+    _test(model, "demo_test", results, export, "--visualize", f"data.root={davis}")
 
 
 def score(davis: Path, results: Path) -> dict[str, float]:
-    """Stage 5: J&F-Mean, J-Mean and F-Mean of the masks in ``results`` (eval_metrics.py, its CSVs
-    written beside them)."""
-    _call(f"metrics {results.name}", ["eval_metrics.py", "--davis-root", str(davis), "--results", str(results),
-                                      "--year", "2017", "--output", str(results)])
-    csv_path = results / "global_results-val.csv"
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if len(rows) != 1:
-        raise DemoError(f"{csv_path}: expected one row of global results, found {len(rows)}")
-    return {k: float(rows[0][k]) for k in ("J&F-Mean", "J-Mean", "F-Mean")}
+    """Stage 5: J&F-Mean, J-Mean and F-Mean of the masks in ``results`` (eval_metrics.py, CSVs beside them)."""
+    _call("hvc.entry.eval_metrics", "--davis-root", str(davis), "--results", str(results), "--year", "2017",
+          "--output", str(results))
+    with open(results / "global_results-val.csv", newline="") as f:
+        (row,) = csv.DictReader(f)  # one sequence
+    return {k: float(row[k]) for k in ("J&F-Mean", "J-Mean", "F-Mean")}
 
 
 @entry_point
@@ -178,19 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     scores, stages = run_demo(out, steps, frames)
     middle = time.perf_counter()
     pck = run_keypoints(out, QUICK_KEYPOINT_FRAMES if args.quick else KEYPOINT_FRAMES)
-    end = time.perf_counter()
     from hvc.inference import usable_cpus  # by now loaded by the stages above
 
-    _banner(f"stage timings ({usable_cpus()} CPU cores)")
-    print(format_timings(stages))
-    _banner(f"J&F on the demo video ({middle - start:.0f} s)")
-    print(f"{'model':<10} {'J&F-Mean':>9} {'J-Mean':>7} {'F-Mean':>7}")
-    for model, s in scores.items():
-        print(f"{model:<10} {s['J&F-Mean']:>9.3f} {s['J-Mean']:>7.3f} {s['F-Mean']:>7.3f}")
-    _banner(f"PCK (%) on the synthetic keypoint clip ({end - middle:.0f} s more)")
-    print(f"{'model':<10} {'PCK@0.1':>8} {'PCK@0.2':>8}")
-    for model, (at1, at2) in pck.items():
-        print(f"{model:<10} {at1:>8.1f} {at2:>8.1f}")
+    total = ("total", sum(s[1] for s in stages), sum(s[2] for s in stages))
+    _table(f"stage timings ({usable_cpus()} CPU cores)", ("stage", "seconds", "CPU s"), [*stages, total], 1)
+    _table(f"J&F on the demo video ({middle - start:.0f} s)", ("model", "J&F-Mean", "J-Mean", "F-Mean"),
+           [(model, *s.values()) for model, s in scores.items()], 3)
+    _table(f"PCK (%) on the synthetic keypoint clip ({time.perf_counter() - middle:.0f} s more)",
+           ("model", "PCK@0.1", "PCK@0.2"), [(model, *at) for model, at in pck.items()], 1)
     print(f"\ntraining run:  {out / 'train'} (log.jsonl, checkpoint.pth)")
     for model in MODELS:
         print(f"{model + ':':<14} masks {out / 'results' / model}, overlays + mp4 {out / 'results' / model}_vis, "

@@ -1,6 +1,4 @@
-"""First-frame labels from scribbles: one top-k label-propagation step inside frame 0 from the
-scribbled cells, optionally twice (docs/scribbles.md, "Filling frame 0 from scribbles").
-"""
+"""Frame 0's labels from scribbles: a top-k propagation step inside it from the scribbled cells (docs/scribbles.md)."""
 
 from __future__ import annotations
 
@@ -23,7 +21,7 @@ class FillConfig:
 
 @dataclass
 class Fill:
-    """Result of a fill: soft labels of every cell and where the labels came from."""
+    """A fill: soft labels of every cell and where they came from."""
 
     soft: Tensor  # [K, h, w] per-cell label distribution (each column sums to 1)
     scribbled: Tensor  # [h, w] bool, cells under a scribble
@@ -31,9 +29,8 @@ class Fill:
 
 
 def scribble_cells(scribbles: np.ndarray, size: tuple[int, int], num_classes: int) -> Tensor:
-    """Per-cell counts [K, h*w] of the scribbled pixels of each id at feature size (h, w): pixel
-    (y, x) of the [H, W] map falls in the nearest cell under the masks' align_corners=True
-    correspondence (cell i <-> pixel i * (H - 1) / (h - 1))."""
+    """Per-cell counts [K, h*w] of the scribbled pixels of each id at feature size (h, w): a pixel of the [H, W]
+    map falls in the nearest cell as masks align (align_corners=True: cell i <-> pixel i * (H - 1) / (h - 1))."""
     (big_h, big_w), (h, w) = scribbles.shape, size
     ys, xs = np.nonzero(scribbles >= 0)
     ids = scribbles[ys, xs]
@@ -42,21 +39,18 @@ def scribble_cells(scribbles: np.ndarray, size: tuple[int, int], num_classes: in
     cy = np.rint(ys * ((h - 1) / max(big_h - 1, 1))).astype(np.int64)
     cx = np.rint(xs * ((w - 1) / max(big_w - 1, 1))).astype(np.int64)
     flat = ids * (h * w) + cy * w + cx
-    counts = np.bincount(flat, minlength=num_classes * h * w).reshape(num_classes, h * w)
-    return torch.from_numpy(counts).float()
+    return torch.from_numpy(np.bincount(flat, minlength=num_classes * h * w).reshape(num_classes, h * w)).float()
 
 
 def _propagate(queries: Tensor, keys: Tensor, labels: Tensor, topk: int, temperature: float) -> Tensor:
     """queries [C, N], keys [C, L], labels [K, L] -> [K, N]: top-k softmax-weighted key labels."""
-    k = min(topk, keys.shape[1])
-    v, i = (queries.t() @ keys).topk(k, dim=1)  # [N, k]
-    weights = torch.softmax(v / temperature, dim=1)
-    return (labels[:, i] * weights).sum(dim=2)
+    v, i = (queries.t() @ keys).topk(min(topk, keys.shape[1]), dim=1)  # [N, k]
+    return (labels[:, i] * torch.softmax(v / temperature, dim=1)).sum(dim=2)
 
 
 def fill_from_scribbles(emb: Tensor, scribbles: np.ndarray, num_classes: int, cfg: FillConfig = FillConfig()) -> Fill:
-    """emb: [C, h, w] L2-normalised frame-0 embedding; scribbles: int [H, W] (-1 unlabelled,
-    0 background, 1.. objects) -> the filled soft labels of frame 0 (:class:`Fill`)."""
+    """emb: [C, h, w] L2-normalised frame-0 embedding; scribbles: int [H, W] (-1 unlabelled, 0 background, 1..
+    objects) -> the filled soft labels of frame 0."""
     c, h, w = emb.shape
     counts = scribble_cells(scribbles, (h, w), num_classes).to(emb.device)
     total = counts.sum(dim=0)
@@ -82,9 +76,8 @@ def fill_from_scribbles(emb: Tensor, scribbles: np.ndarray, num_classes: int, cf
 
 def labels_from_scribbles(emb: Tensor, scribbles: np.ndarray, num_classes: int,
                           cfg: FillConfig = FillConfig()) -> Tensor:
-    """Full-resolution id map int64 [H, W] of frame 0 from its scribbles (H, W of ``scribbles``):
-    the argmax of the bilinearly up-sampled fill, as every propagated frame's labels are made."""
+    """Id map int64 [H, W] of frame 0 from its scribbles [H, W]: the argmax of the bilinearly up-sampled fill, as
+    every propagated frame's labels are made."""
     from hvc.propagation.masks import upsample_labels
 
-    fill = fill_from_scribbles(emb, scribbles, num_classes, cfg)
-    return upsample_labels(fill.soft, scribbles.shape)[0].long()
+    return upsample_labels(fill_from_scribbles(emb, scribbles, num_classes, cfg).soft, scribbles.shape)[0].long()

@@ -15,7 +15,7 @@ from PIL import Image
 from hvc.data.palette import DAVIS_PALETTE
 from hvc.errors import InputError, UsageError
 from hvc.scribbles import ScribbleError, read_scribbles
-from hvc.scribbles.format import check as check_scribbles
+from hvc.scribbles import check as check_scribbles
 
 KINDS = ("mask", "scribble")
 MAX_OBJECTS = 254  # ids 1..254: 0 is the background and 255 void in every label PNG

@@ -1,4 +1,4 @@
-"""Synthetic JHMDB, VIP and VOST trees (hvc.demo.tasks), written once per test session.
+"""Synthetic JHMDB, VIP and VOST trees (hvc.demo.video), written once per test session.
 
 Import the fixture into a test module: ``from helpers.task_fixtures import synthetic_tasks``. Each
 importing module registers its own copy of the fixture, so the trees are cached here to be
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hvc.demo.tasks import write_jhmdb_clip, write_vip_clip, write_vost_clip
+from hvc.demo.video import write_jhmdb_clip, write_vip_clip, write_vost_clip
 
 
 @dataclass(frozen=True)

@@ -222,9 +222,6 @@ class Segmenter:
         self.segmenter.reset(lambda i, what: f"{self.source.path}: {what} of frame {frame_of(i)} "
                                              f"({self.source.name(frame_of(i))}) hold NaN or inf; {hints[what]}")
 
-    def _encode(self, rgb: np.ndarray) -> torch.Tensor:
-        return self.segmenter.encode(rgb)
-
     def _labels(self, t: int, emb: torch.Tensor) -> Optional[torch.Tensor]:
         """The prompt of frame t as ids [H, W] (scribbles filled on its embedding ``emb``), or None."""
         if t in self.masks_given:
@@ -247,25 +244,12 @@ class Segmenter:
         fits = isinstance(info, dict) and info.get("settings_sha256") == self.key
         return info if fits and {"frames", "objects", "seconds", "runs", "exports"} <= info.keys() else None
 
-    def _refuse_earlier_layout(self) -> None:
-        """A folder an earlier version of hvc.segment wrote (``.hvc/progress.json`` at its top):
-        refused, or with --overwrite its files (which that record says it wrote) removed."""
-        old = self.opts.output / STATE_DIR / "progress.json"
-        if not old.is_file():
-            return
-        if not self.opts.overwrite:
-            raise ConfigError(f"{old}: this folder was written by an earlier version of hvc.segment, whose layout "
-                              f"this one does not read; pass --overwrite to replace it or choose another --output")
-        remove_exports(self.opts.output)
-        shutil.rmtree(self.masks, ignore_errors=True)
-        (self.opts.output / "summary.json").unlink(missing_ok=True)
-        shutil.rmtree(self.opts.output / STATE_DIR / "state", ignore_errors=True)
-        old.unlink()
-
     def _start(self) -> tuple[Optional[dict], Optional[dict]]:
         """(progress, None) to continue from, a fresh one or a killed run's; or (None, info) when
         the video is finished with these settings (hvc/completion.py)."""
-        self._refuse_earlier_layout()
+        old = self.opts.output / STATE_DIR / "progress.json"
+        if old.is_file():  # an earlier version's layout, not read (docs/segment.md)
+            raise ConfigError(f"{old}: written by an earlier version of hvc.segment; choose another --output")
         record = self.folder.record(SEQUENCE)
         info = self._info()
         if (record is not None and record.settings == self.key and info is not None
@@ -368,7 +352,7 @@ class Segmenter:
         for t, rgb in self.source:
             if t < done:  # resuming: re-encode only the frames the propagator held
                 if state and t - first in state["stored"]:
-                    held[t - first] = self._encode(rgb)
+                    held[t - first] = self.segmenter.encode(rgb)
                 if state and t == done - 1:
                     self._restore(done - first, state, held)
             elif t < first:
@@ -389,7 +373,7 @@ class Segmenter:
                 if self.owner(t) is None and not (self.staged / f"{self.source.name(t)}.png").is_file():
                     self._write(t, self.background, progress, 0, False)
         if state:  # resuming: re-encode only the frames the propagator held
-            self._restore(done, state, {i: self._encode(self._frame(last - i)) for i in state["stored"]})
+            self._restore(done, state, {i: self.segmenter.encode(self._frame(last - i)) for i in state["stored"]})
         for i in range(done, last - self.backward_stop + 1):
             self._step(last - i, self._frame(last - i), progress, i + 1, "backward")
 
@@ -405,7 +389,7 @@ class Segmenter:
         uint8 [H, W] if the pass ``name`` gives frame t its mask."""
         seg = self.segmenter
         start = time.perf_counter()
-        emb = self._encode(rgb)
+        emb = self.segmenter.encode(rgb)
         encoded = time.perf_counter()
         pred = seg.ids(seg.step_features(emb, self._labels(t, emb)), self.source.size)
         progress["seconds"]["encode"] += encoded - start

@@ -1,30 +1,11 @@
 """Segment the objects of a video from masks or scribbles on any of its frames (docs/segment.md).
 
-    python -m hvc.segment VIDEO (--mask [FRAME:]MASK.png | --scribble [FRAME:]S.png|S.json) ...
-        [--direction forward|backward|both] [--model hvc --checkpoint P] [--output DIR] [--resize-mask]
-        [--input-size N] [--context N] [--memory recent|quality] [--exact | --encoder exact|fused|bf16
-        --precision fp32|bf16 --search-dims D|all --candidates X] [--device cpu|cuda] [--overwrite]
-        [--save palette binary alpha rle mp4]
-
-VIDEO: a video file (mp4, avi, ... decoded by OpenCV) or a folder of frames (name order).
-Prompts: one per frame, FRAME counted from 0 (default 0). An object may start on any frame; a
-later mask of an object already followed corrects it from that frame on. MASK.png: object ids
-(indexed/greyscale PNG, 0 background, 255 void; a 0/255 greyscale mask is one object), or an
-RGB image of flat colours, black the background: each colour becomes an id and the mapping is
-printed. S.png: scribbles, 0 unlabelled, 1..254 objects, 255 background; S.json: DAVIS
-interactive scribbles (docs/scribbles.md), filled on their own frame. Frames before the first
-prompt (forward) or after the last (backward) are background.
-
-Speed: the fast mode (bf16 encoder and search, 64 search dims, 1.5x candidates) where the device
-computes bfloat16 natively (AVX512_BF16 / AMX CPUs, Ampere+ GPUs), else and with --exact the
-paper's exact float32 arithmetic; the output says which mode ran (hvc/speed.py).
-
-Writes DIR/masks/<frame>.png, the exports of --save, DIR/summary.json and DIR/.hvc/ (the
-completion record, the lock, a run in progress): an interrupted run started again continues
-where it stopped, and a finished one asked for more formats only writes those. Exit codes
-(docs/failure.md): 2 usage, other settings, a damaged record or an earlier version's folder in
---output, or --output overlapping an input; 3 unreadable video / prompt / checkpoint / state;
-4 output not writable; 6 NaN or inf in features or soft masks; 7 another run writes into --output.
+VIDEO: a video file or a folder of frames (name order). A mask holds object ids (0 background, 255
+void) or flat RGB colours (the colour -> id mapping is printed); scribbles are a PNG (0 unlabelled,
+255 background) or DAVIS interactive JSON. Writes DIR/masks/<frame>.png, the --save exports,
+DIR/summary.json and DIR/.hvc/ (an interrupted run continues where it stopped). --encoder,
+--precision, --search-dims and --candidates default to the fast mode's where the device computes
+bf16 natively, else to the exact mode's (docs/segment.md). Exit codes: docs/failure.md.
 """
 
 from __future__ import annotations
@@ -90,28 +71,18 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--scribble", action="append", default=[], metavar="[FRAME:]PATH",
                         help="scribbles (PNG or DAVIS interactive JSON) for frame FRAME (default 0); repeatable")
     parser.add_argument("--direction", choices=DIRECTIONS, default="forward",
-                        help="propagate from the prompts forward (default), backward, or both ways (each frame "
-                             "from its nearer prompt, forward on a tie)")
+                        help="from the prompts forward (default), backward, or both (each frame from the nearer)")
     parser.add_argument("--output", type=Path, help="output folder (default: ./<video name>_masks)")
-    parser.add_argument("--resize-mask", action="store_true",
-                        help="scale a mask of another size to the frames (nearest neighbour)")
+    parser.add_argument("--resize-mask", action="store_true", help="scale a prompt of another size to the frames")
     add_run_flags(parser)
-    parser.add_argument("--encoder", choices=ENCODER_MODES,
-                        help="how the encoder runs: exact, fused or bf16 (default: bf16 in the fast mode, else exact)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"),
-                        help="propagation arithmetic: fp32 exact, bf16 faster and approximate (default: bf16 in "
-                             "the fast mode, else fp32; docs/local_kernel.md)")
+    parser.add_argument("--encoder", choices=ENCODER_MODES, help="how the encoder runs")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), help="propagation arithmetic (bf16: approximate)")
     parser.add_argument("--search-dims", type=_search_dims, metavar="D|all",
-                        help="search candidates on D principal axes of the first frame (approximate; default: "
-                             "64 in the fast mode, else all; docs/local_kernel.md)")
-    parser.add_argument("--candidates", type=float,
-                        help="candidates an approximate search rescores, in units of topk (at least 1; fewer is "
-                             "faster, with more label changes; default: 1.5 in the fast mode, else 2)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace a segmentation of other settings (or a damaged one) in --output")
+                        help="search candidates on D principal axes of the first frame (approximate)")
+    parser.add_argument("--candidates", type=float, help="candidates an approximate search rescores, times topk")
+    parser.add_argument("--overwrite", action="store_true", help="replace a segmentation of other settings in --output")
     parser.add_argument("--save", nargs="+", choices=FORMATS, default=["palette", "mp4"], metavar="FORMAT",
-                        help=f"what to write, any of {' '.join(FORMATS)} (default: palette mp4; the palette "
-                             f"PNGs are always written; docs/segment.md)")
+                        help=f"any of {' '.join(FORMATS)} (default: palette mp4; palette is always written)")
     a = parse_checked(parser, argv)
     fields = run_options(a, *_speed(a, parser))
     prompts = tuple([parse_prompt(m, "mask") for m in a.mask] + [parse_prompt(m, "scribble") for m in a.scribble])
@@ -147,7 +118,6 @@ def _speed(a: argparse.Namespace, parser: ArgumentParser) -> tuple[SpeedSettings
 
 @entry_point
 def main(argv: Optional[list[str]] = None) -> int:
-    """Expected failures print one line and exit with their kind's code (hvc/errors.py)."""
     opts = parse_args(sys.argv[1:] if argv is None else list(argv))
     print(opts.speed_note, flush=True)
     summary = segment(opts)

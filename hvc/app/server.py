@@ -213,13 +213,8 @@ class Workspace:
         with self._idle():
             self.current().prompts.pop(t, None)  # the PNG stays: hvc.segment may have recorded it
 
-    def start(self, direction: str = "forward", save: tuple[str, ...] = ("palette", "mp4")) -> Options:
-        """Start ``hvc.segment`` on the prompts, in a background thread; returns its Options."""
-        if direction not in DIRECTIONS:
-            raise UsageError(f"direction {direction}: one of {', '.join(DIRECTIONS)}")
-        unknown = [f for f in save if f not in FORMATS]
-        if unknown:
-            raise UsageError(f"save: unknown format {unknown[0]} (known: {' '.join(FORMATS)})")
+    def start(self, direction: str, save: tuple[str, ...]) -> None:
+        """Start ``hvc.segment`` on the prompts, in a background thread."""
         with self._idle():
             video = self.current()
             if not video.prompts:
@@ -227,12 +222,11 @@ class Workspace:
             # overwrite: the results folder lies in a folder this tool created, so all in it is ours
             opts = Options(video=video.path, output=video.results, overwrite=True,
                            prompts=tuple(video.prompts[t] for t in sorted(video.prompts)),
-                           save=tuple(dict.fromkeys(["palette", *save])), direction=direction, **self.options)
+                           save=save, direction=direction, **self.options)
             video.summary = None
             (video.folder / "results.zip").unlink(missing_ok=True)  # ours, of the previous run
             self.progress = {"state": "running", "done": 0, "total": video.count, "message": ""}
             threading.Thread(target=self._run, args=(video, opts), daemon=True).start()
-        return opts
 
     def _run(self, video: Video, opts: Options) -> None:
         def on_frame(t: int) -> None:

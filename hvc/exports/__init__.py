@@ -69,9 +69,6 @@ def export_masks(formats: Sequence[str], output: Path, names: Sequence[str], *, 
     A format's earlier files are removed first, so a format is either complete or being rewritten.
     """
     wanted = [f for f in formats if f != "palette"]
-    unknown = sorted(set(wanted) - set(FORMATS))
-    if unknown:
-        raise ValueError(f"unknown export format(s) {unknown}; choose from {FORMATS}")
     if not wanted:
         return {}
     needs_frames = [f for f in wanted if f in NEEDS_FRAMES]

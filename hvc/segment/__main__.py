@@ -89,7 +89,7 @@ def parse_args(argv: list[str]) -> Options:
     check_prompts(prompts)  # none, or two on one frame: usage errors before anything is read
     output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
     return Options(video=a.video, output=output, prompts=prompts, resize_mask=a.resize_mask, overwrite=a.overwrite,
-                   save=tuple(dict.fromkeys(["palette", *a.save])), direction=a.direction, **fields)
+                   save=tuple(a.save), direction=a.direction, **fields)
 
 
 ALL_DIMS = -1  # --search-dims all: search on every channel (0 stays 0, and is refused)

@@ -1,6 +1,5 @@
-"""Segment anyone's video from masks or scribbles on any frames, forward, backward or both
-ways: streaming, bounded memory, resumable. The output folder's layout, the resumption and the
-directions: docs/segment.md (also docs/own_video.md)."""
+"""Segment anyone's video from masks or scribbles on any frames, forward, backward or both ways: streaming,
+bounded memory, resumable. The output folder's layout, the resumption and the directions: docs/segment.md."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from hvc.data.frames import FrameSource, open_frames
 from hvc.data.palette import save_indexed_png
 from hvc.data.vos import scaled_size
 from hvc.errors import InputError, UsageError
-from hvc.exports import TARGETS, export_masks, remove_exports
+from hvc.exports import FORMATS, TARGETS, export_masks, remove_exports
 from hvc.fileio import atomic_torch_save, atomic_write_bytes, atomic_write_text, file_digest
 from hvc.locks import OutputLock
 from hvc.models.encoders import checkpoint_path
@@ -69,6 +68,15 @@ class Options:
     direction: str = "forward"  # which way masks propagate from the prompts (DIRECTIONS)
     speed_note: str = ""  # the command line's account of the speed mode it chose (hvc/speed.py), for the summary
 
+    def __post_init__(self):
+        """The checks and the order of ``save`` every front end shares (palette first: always written)."""
+        if self.direction not in DIRECTIONS:
+            raise UsageError(f"direction {self.direction!r}: must be one of {', '.join(DIRECTIONS)}")
+        unknown = [f for f in self.save if f not in FORMATS]
+        if unknown:
+            raise UsageError(f"save: unknown format {unknown[0]!r} (known: {' '.join(FORMATS)})")
+        self.save = tuple(dict.fromkeys(["palette", *self.save]))
+
 
 def _video_identity(source: FrameSource) -> dict:
     """What tells this video from another at the same path."""
@@ -88,8 +96,7 @@ class InProgress:
         self.path, self.state_dir, self.frames_dir = staging / "progress.json", staging / "state", staging / "frames"
 
     def load(self) -> Optional[dict]:
-        """The progress; None if there is none; DAMAGED if it cannot be read (a truncated or
-        empty file after a crash): the run then starts afresh with --overwrite."""
+        """The progress; None if there is none; DAMAGED if it cannot be read (truncated or empty after a crash)."""
         if not self.path.is_file():
             return None
         try:
@@ -121,9 +128,8 @@ class InProgress:
                 f.unlink()
 
     def cache_frames(self, source: FrameSource, last: int) -> int:
-        """Decode the video once, keeping frames 0..``last`` as lossless PNGs (what a backward
-        pass reads, one at a time); returns its exact frame count. A cache a killed run
-        completed is kept, one it left half-written is completed (each file is atomic)."""
+        """Decode the video once, keeping frames 0..``last`` as lossless PNGs for a backward pass; returns its
+        exact frame count. A killed run's cache is kept, or completed if half-written (each file is atomic)."""
         marker = self.frames_dir / "count.json"
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # missing or damaged: made below
             return int(json.loads(marker.read_text())["frames"])
@@ -142,8 +148,7 @@ class InProgress:
         path = self.frames_dir / f"{t}.png"
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise InputError(f"{path}: a decoded frame of the run in progress is missing or damaged; "
-                             f"pass --overwrite to segment the video afresh")
+            raise InputError(f"{path}: missing or damaged; pass --overwrite to segment the video afresh")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -152,8 +157,6 @@ class Segmenter:
 
     def __init__(self, opts: Options):
         self.opts = opts
-        if opts.direction not in DIRECTIONS:
-            raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {opts.direction!r}")
         self.source = open_frames(opts.video)
         self.is_folder = self.source.path.is_dir()
         frame0 = [PromptSpec(0, kind, Path(path)) for kind, path in (("mask", opts.mask), ("scribble", opts.scribble))

@@ -1,12 +1,6 @@
-"""Export the inference encoder from a training checkpoint.
-
-    python -m hvc.export CKPT OUT [--drop-layer4] [--half]
-
-Keeps ``online_encoder.*`` of the checkpoint's model and strips the prefix: a bare state
-dict, the official exported format (120 keys for ResNet-18, layer4 included, which the
-test encoder ignores). ``--drop-layer4`` removes layer4 and ``--half`` stores floating
-tensors as float16 (small files, e.g. a committed test checkpoint under 8 MB). Weights
-holding a NaN or an infinity are refused. Exit codes: hvc/errors.py.
+"""Export the inference encoder from a training checkpoint: ``online_encoder.*`` of its model, prefix
+stripped, as a bare state dict (the official exported format; docs/checkpoints.md). Weights holding
+a NaN or an infinity are refused. Exit codes: docs/failure.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """Segment a video in the browser: a page served on this machine (docs/app.md).
 
-    python -m hvc.app [VIDEO] [--output DIR] [--host 127.0.0.1] [--port 8765]
-        [--model hvc --checkpoint P] [--input-size N] [--context N] [--memory recent|quality]
-        [--exact] [--device cpu|cuda] [--max-upload-mib N]
-
-VIDEO: a video file or a folder of frames, opened at start (another can be uploaded from the
-page). Open the address printed, paint a mask or scribbles on a frame, propagate, correct a
-frame and propagate again, download the exports. Runs are ``python -m hvc.segment``'s, with its
-defaults (the fast or exact speed mode of the device, hvc/speed.py). DIR (default
-./hvc_app_output) gets one folder per video opened; one tool per DIR. Exit codes
-(docs/failure.md): 2 usage, 3 unreadable video, 4 DIR not writable, 7 another tool uses DIR.
+Open the address printed, paint a mask or scribbles on a frame, propagate, correct a frame and
+propagate again, download the exports. Runs are ``python -m hvc.segment``'s, with its defaults.
+Exit codes: docs/failure.md.
 """
 
 from __future__ import annotations
@@ -32,9 +25,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, nargs="?", help="video file or folder of frames to open at start")
     parser.add_argument("--output", type=Path, default=Path("hvc_app_output"),
-                        help="the tool's folder: one folder per video opened (default ./hvc_app_output)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1: this machine only)")
+                        help="the tool's folder, one per tool: a folder per video opened (default ./hvc_app_output)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
     add_run_flags(parser)  # hvc.segment's, with its defaults
     parser.add_argument("--max-upload-mib", type=int, default=2048, help="largest video upload accepted (default 2048)")
@@ -47,15 +39,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def run_options(a: argparse.Namespace) -> dict:
-    """The hvc.segment Options every run of the tool shares: its flags, the device's default speed
-    mode (hvc/speed.py), checked before anything is served."""
+    """The hvc.segment Options every run shares, with the device's default speed mode, checked before serving."""
     mode, speed, why = default_speed(a.device, a.exact)
     return segment_options(a, speed, f"speed: {mode} ({speed.describe()}; {why})")
 
 
 @entry_point
 def main(argv: Optional[list[str]] = None) -> int:
-    """Serve until Ctrl-C; expected failures print one line and exit with their kind's code."""
+    """Serve until Ctrl-C."""
     a = parse_args(sys.argv[1:] if argv is None else list(argv))
     options = run_options(a)
     if a.video is not None:  # before the folder is locked, i.e. written

@@ -47,8 +47,7 @@ class RequestError(UsageError):
 
 
 def one_line(exc: Exception, bug: str) -> tuple[Optional[int], str]:
-    """(exit code, one line) of an expected failure (hvc/errors.py); for a bug, whose traceback goes to the
-    terminal, (None, "internal error (<its type>); ``bug``")."""
+    """(exit code, one line) of an expected failure (hvc/errors.py); of a bug (None, its type and ``bug``)."""
     kind = classify(exc)
     if kind is None:
         traceback.print_exc()
@@ -79,21 +78,17 @@ class Video:
             _, jpeg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
             (frames / f"{t}.jpg").write_bytes(jpeg.tobytes())
             self.names.append(source.name(t))
+        self.count = len(self.names)
         self.prompts: dict[int, PromptSpec] = {}
         self.results = folder / "results"  # Options.output: hvc.segment's own folder layout
         self.summary: Optional[dict] = None
-
-    @property
-    def count(self) -> int:
-        return len(self.names)
 
     def frame(self, t: int) -> Path:
         return self.folder / "frames" / f"{self._index(t)}.jpg"
 
     def _index(self, t: int) -> int:
         if not 0 <= t < self.count:
-            raise RequestError(HTTPStatus.NOT_FOUND,
-                               f"frame {t}: the video has {self.count} frames (0..{self.count - 1})")
+            raise RequestError(HTTPStatus.NOT_FOUND, f"frame {t}: the video has frames 0..{self.count - 1}")
         return t
 
     def set_prompt(self, t: int, kind: str, body: bytes) -> None:
@@ -146,8 +141,8 @@ class Video:
 
 
 class Workspace:
-    """The tool's folder (``--output``, locked: one tool per folder), the open video, one run at a time;
-    ``options``: the Options fields every run shares (model, checkpoint, device, speed settings)."""
+    """The tool's folder (``--output``, locked), the open video, one run at a time; ``options``: the
+    Options fields every run shares."""
 
     def __init__(self, root: Path, options: dict, max_upload: int):
         self.root, self.options, self.max_upload = root, options, max_upload
@@ -220,9 +215,8 @@ class Workspace:
             if not video.prompts:
                 raise UsageError("no prompt: paint a mask or scribbles on a frame first")
             # overwrite: the results folder lies in a folder this tool created, so all in it is ours
-            opts = Options(video=video.path, output=video.results, overwrite=True,
-                           prompts=tuple(video.prompts[t] for t in sorted(video.prompts)),
-                           save=save, direction=direction, **self.options)
+            opts = Options(video=video.path, output=video.results, overwrite=True, save=save, direction=direction,
+                           prompts=tuple(video.prompts[t] for t in sorted(video.prompts)), **self.options)
             video.summary = None
             (video.folder / "results.zip").unlink(missing_ok=True)  # ours, of the previous run
             self.progress = {"state": "running", "done": 0, "total": video.count, "message": ""}
@@ -233,13 +227,10 @@ class Workspace:
             self.progress["done"] += 1
 
         try:
-            summary = segment(opts, on_frame=on_frame)
+            video.summary = segment(opts, on_frame=on_frame)
+            self.progress = {**self.progress, "state": "done", "done": video.summary["frames"]}
         except Exception as exc:  # shown in the page as one line
-            message = one_line(exc, "the terminal shows the details")[1]
-            self.progress = {**self.progress, "state": "error", "message": message}
-            return
-        video.summary = summary
-        self.progress = {**self.progress, "state": "done", "done": summary["frames"], "message": ""}
+            self.progress = {**self.progress, "state": "error", "message": one_line(exc, "see the terminal")[1]}
 
     def state(self) -> dict:
         return {"video": self.video.state() if self.video else None, "directions": list(DIRECTIONS),
@@ -318,8 +309,7 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "the request needs a Content-Length")
         length = int(text)
         if length > limit:
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"body of {length} bytes, over the limit of {limit}")
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body of {length} bytes, over the limit {limit}")
         return length
 
     def _body(self) -> bytes:

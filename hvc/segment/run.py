@@ -37,8 +37,6 @@ from hvc.speed import SpeedSettings, mode_of
 
 DIRECTIONS = ("forward", "backward", "both")
 SEQUENCE = "video"  # the one sequence of the results folder
-PROGRESS = "progress"  # the staging folder of the run in progress (beside the sequence's)
-INFO = "segment.json"  # in .hvc/: the finished run's settings, objects, timings and exports
 DAMAGED = {"settings_sha256": None}  # InProgress.load: a file that cannot be read
 PROGRESS_KEYS = {"settings_sha256", "pass", "done", "propagator", "frames", "objects", "seconds", "runs"}
 
@@ -87,12 +85,11 @@ def _video_identity(source: FrameSource) -> dict:
 
 
 class InProgress:
-    """The staging folder of a run in progress (``.hvc/staging/progress``): ``progress.json``,
-    the soft masks ``state/<i>.pt`` of the frames the propagator holds (``i``: the frame's place
-    in its pass) and, for a backward pass over a video file, its frames ``frames/<t>.png``."""
+    """A run in progress (``.hvc/staging/progress``): ``progress.json``, the soft masks ``state/<i>.pt`` of the
+    frames the propagator holds (``i``: place in the pass), a backward pass's video frames ``frames/<t>.png``."""
 
     def __init__(self, folder: ResultsFolder):
-        staging = folder.staging(PROGRESS)
+        staging = folder.staging("progress")  # beside the sequence's staging folder
         self.path, self.state_dir, self.frames_dir = staging / "progress.json", staging / "state", staging / "frames"
 
     def load(self) -> Optional[dict]:
@@ -196,7 +193,7 @@ class Segmenter:
         self.progress = InProgress(self.folder)
         self.masks = opts.output / TARGETS["palette"]
         self.staged = self.folder.staging(SEQUENCE)
-        self.info_path = opts.output / STATE_DIR / INFO
+        self.info_path = opts.output / STATE_DIR / "segment.json"  # the finished run: settings, objects, exports
         # The passes this direction needs: with both, a backward pass only if it gives some frame
         # its mask, and only down to the lowest such frame.
         self.first, self.last = self.prompt_frames[0], self.prompt_frames[-1]
@@ -206,9 +203,8 @@ class Segmenter:
         self.background = np.zeros(self.source.size, np.uint8)  # the mask of a frame no prompt reaches
 
     def owner(self, t: int) -> Optional[str]:
-        """Which pass gives frame ``t`` its mask: "forward", "backward", or None (no prompt in the
-        direction(s) run: background). With both, the pass whose nearest prompt is nearer (forward:
-        the latest prompt frame <= t; backward: the earliest >= t), forward on a tie."""
+        """Which pass gives frame ``t`` its mask: "forward", "backward", or None (background: no prompt in the
+        direction(s) run). With both, the one whose prompt is nearer, forward on a tie."""
         direction = self.opts.direction
         before = [p for p in self.prompt_frames if p <= t] if direction != "backward" else []
         after = [p for p in self.prompt_frames if p >= t] if direction != "forward" else []
@@ -248,8 +244,7 @@ class Segmenter:
         return info if fits and {"frames", "objects", "seconds", "runs", "exports"} <= info.keys() else None
 
     def _start(self) -> tuple[Optional[dict], Optional[dict]]:
-        """(progress, None) to continue from, a fresh one or a killed run's; or (None, info) when
-        the video is finished with these settings (hvc/completion.py)."""
+        """(progress, None) to continue from, fresh or a killed run's; or (None, info) if the video is finished."""
         old = self.opts.output / STATE_DIR / "progress.json"
         if old.is_file():  # an earlier version's layout, not read (docs/segment.md)
             raise ConfigError(f"{old}: written by an earlier version of hvc.segment; choose another --output")
@@ -310,8 +305,8 @@ class Segmenter:
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self, on_frame: Optional[Callable[[int], None]] = None) -> dict:
-        """Segment every frame not done, commit the video, write the exports and the summary;
-        returns the summary. The output folder's lock (:mod:`hvc.locks`) is held throughout."""
+        """Segment every frame not done, commit the video, write the exports and the summary (returned), all
+        under the output folder's lock."""
         with OutputLock(self.opts.output, "--output"):
             progress, info = self._start()
             if progress is not None:
@@ -345,8 +340,8 @@ class Segmenter:
                     shutil.rmtree(self.progress.frames_dir, ignore_errors=True)
 
     def _forward(self, progress: dict) -> None:
-        """Frames first..end in order (the i-th of the pass is frame first + i), streamed from the
-        source; before the first prompt, background (forward only) or nothing (both)."""
+        """Frames first..end (the pass's i-th is frame first + i), streamed from the source; before the first
+        prompt, background (forward only) or nothing (both)."""
         first = self.first
         self._reset(lambda i: first + i)
         done, state = progress["done"], progress["propagator"]
@@ -366,8 +361,8 @@ class Segmenter:
         check_prompts(self.specs, progress["frames"])  # a video file's count is known once decoded
 
     def _backward(self, progress: dict) -> None:
-        """Frames last..stop in reverse order (the i-th of the pass is frame last - i), each read on
-        its own; after the last prompt, background (backward only)."""
+        """Frames last..stop (the pass's i-th is frame last - i), each read on its own; after the last prompt,
+        background (backward only)."""
         last = self.last
         self._reset(lambda i: last - i)
         done, state = progress["done"], progress["propagator"]
@@ -381,18 +376,17 @@ class Segmenter:
             self._step(last - i, self._frame(last - i), progress, i + 1, "backward")
 
     def _restore(self, i: int, state: dict, held: dict[int, torch.Tensor]) -> None:
-        """Continue the pass at its i-th frame from the progress's propagator ``state``; ``held``: the
-        embeddings of the frames it holds (``state["stored"]``, by their place in the pass)."""
+        """Continue the pass at its i-th frame from the propagator ``state``; ``held``: the embeddings of the
+        frames it holds (``state["stored"]``, by their place in the pass)."""
         device = self.segmenter.extractor.device
         masks = {j: self.progress.load_mask(j, device, self.frame_of(j)) for j in state["stored"]}
         self.segmenter.restore(SegmenterState({"frame": i, "start": 0, "propagator": state}, masks), held)
 
     def _step(self, t: int, rgb: np.ndarray, progress: dict, done: int, name: str) -> None:
-        """Frame t through the engine (its prompt, if any, given there), then :meth:`_write` with its ids
-        uint8 [H, W] if the pass ``name`` gives frame t its mask."""
+        """Frame t through the engine with its prompt, if any; :meth:`_write` its ids if the pass ``name`` owns t."""
         seg = self.segmenter
         start = time.perf_counter()
-        emb = self.segmenter.encode(rgb)
+        emb = seg.encode(rgb)
         encoded = time.perf_counter()
         pred = seg.ids(seg.step_features(emb, self._labels(t, emb)), self.source.size)
         progress["seconds"]["encode"] += encoded - start
@@ -400,18 +394,16 @@ class Segmenter:
         self._write(t, pred if self.owner(t) == name else None, progress, done, stepped=True)
 
     def _write(self, t: int, pred: Optional[np.ndarray], progress: dict, done: int, stepped: bool) -> None:
-        """Frame t's mask ``pred`` (None: another pass gives it), then (``stepped``: after a step) the
-        propagator's new stored frame, then the progress (the commit of the frame), then the soft
-        masks no longer held."""
+        """Frame t's mask ``pred`` (None: another pass gives it), then (``stepped``: after a step) the propagator's
+        new stored frame, then the progress (the frame's commit), then the soft masks no longer held."""
         start = time.perf_counter()
         if pred is not None:  # the progress vouches for it: durable before the progress says so
             save_indexed_png(self.staged / f"{self.source.name(t)}.png", pred, durable=True)
-            ids, counts = np.unique(pred, return_counts=True)
+            ids, counts = np.unique(pred[pred > 0], return_counts=True)
             for k, n in zip(ids.tolist(), counts.tolist()):
-                if k:
-                    seen = progress["objects"].setdefault(str(k), {"frames": 0, "area": 0.0})
-                    seen["frames"] += 1
-                    seen["area"] += n / pred.size
+                seen = progress["objects"].setdefault(str(k), {"frames": 0, "area": 0.0})
+                seen["frames"] += 1
+                seen["area"] += n / pred.size
         state = self.segmenter.state(embeddings=False) if stepped else None
         if state is not None:
             stored = self.segmenter.frame - 1
@@ -429,8 +421,8 @@ class Segmenter:
                 self.on_frame(t)
 
     def _commit(self, progress: dict) -> dict:
-        """The staged masks renamed to masks/ and the completion record written (hvc/completion.py),
-        after ``.hvc/segment.json``; the staging folders removed. Returns the run's info."""
+        """``.hvc/segment.json``, then the staged masks renamed to masks/ with the completion record
+        (hvc/completion.py); the staging folders removed. Returns the run's info."""
         count = progress["frames"]
         files = tuple(f"{self.source.name(t)}.png" for t in range(count))
         missing = [f for f in files if not (self.staged / f).is_file()]
@@ -445,8 +437,7 @@ class Segmenter:
         return info
 
     def _export(self, info: dict) -> None:
-        """The formats of ``save`` not yet made (hvc/exports), from the masks; each one is
-        recorded as done once complete, so a rerun makes only what is missing."""
+        """The formats of ``save`` not yet made, from the masks, recorded once complete (a rerun makes the rest)."""
         todo = [f for f in self.opts.save if f != "palette" and f not in info["exports"]]
         if not todo:
             return
@@ -479,7 +470,6 @@ class Segmenter:
 
 
 def segment(opts: Options, on_frame: Optional[Callable[[int], None]] = None) -> dict:
-    """Segment ``opts.video`` into ``opts.output``; returns the summary (also summary.json).
-    ``on_frame(t)`` is called once frame t's mask is written and recorded (in the order the
-    passes reach the frames: descending in a backward pass)."""
+    """Segment ``opts.video`` into ``opts.output``; returns the summary (also summary.json). ``on_frame(t)``:
+    called once frame t's mask is written and recorded (in the passes' order: descending in a backward one)."""
     return Segmenter(opts).run(on_frame)

@@ -24,7 +24,7 @@ from hvc.app.server import Workspace, make_server
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import EXIT_BUSY, EXIT_USAGE
-from hvc.exports.mp4 import Mp4Writer
+from hvc.exports import Mp4Writer
 from hvc.segment.__main__ import main as segment_main
 from hvc.segment.prompt import PromptSpec
 from helpers.locations import REPO

@@ -1,4 +1,4 @@
-"""Mask exports (hvc/exports): every format read back with the tool another program would use
+"""Mask exports (hvc/exports.py): every format read back with the tool another program would use
 (pycocotools for RLE, PyAV for the mp4, PIL for the PNGs) and compared with the palette PNGs
 they were made from, on the demo video's frames and masks (two moving objects, one of them
 leaving the frame in some frames)."""
@@ -18,9 +18,7 @@ from pycocotools import mask as coco_mask
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import InputError
-from hvc.exports import FORMATS, TARGETS, export_masks
-from hvc.exports.mp4 import Mp4Writer, frame_rate
-from hvc.exports.overlay import overlay
+from hvc.exports import FORMATS, TARGETS, Mp4Writer, export_masks, frame_rate, overlay
 
 FRAMES, H, W = 6, 95, 161  # odd sizes: the mp4 must pad them to even ones
 

@@ -21,7 +21,7 @@ import hvc.segment.run as segment_run
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import EXIT_INPUT, EXIT_NON_FINITE, EXIT_USAGE
-from hvc.exports.mp4 import Mp4Writer
+from hvc.exports import Mp4Writer
 from hvc.scribbles import render, save_png, scribbles_from_mask
 from hvc.segment import Options, segment
 from hvc.segment.__main__ import main

@@ -25,7 +25,7 @@ from hvc.completion import ResultsFolder
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import EXIT_USAGE
-from hvc.exports.mp4 import Mp4Writer
+from hvc.exports import Mp4Writer
 from hvc.propagation import PropagationConfig
 from hvc.scribbles import render, save_png, scribbles_from_mask
 from hvc.scribbles.fill import labels_from_scribbles

@@ -12,7 +12,7 @@ from PIL import Image
 from hvc.data.palette import DAVIS_PALETTE, save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import EXIT_INPUT, EXIT_USAGE, UsageError
-from hvc.exports.mp4 import Mp4Writer
+from hvc.exports import Mp4Writer
 from hvc.segment.__main__ import main
 from hvc.segment.prompt import (PromptError, PromptSpec, check_prompts, colour_ids, describe_colours, parse_prompt,
                                 read_masks)

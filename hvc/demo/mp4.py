@@ -22,7 +22,7 @@ from hvc.cli import run_main
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import ArgumentParser, entry_point
-from hvc.exports.mp4 import Mp4Writer
+from hvc.exports import Mp4Writer
 from hvc.scribbles import render, save_png, scribbles_from_mask
 
 

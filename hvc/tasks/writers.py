@@ -13,7 +13,7 @@ from torch import Tensor
 
 from hvc.data.keypoints import save_keypoints
 from hvc.data.palette import save_indexed_png
-from hvc.exports.overlay import SequenceVisualizer
+from hvc.exports import SequenceVisualizer
 from hvc.fileio import atomic_path
 from hvc.propagation import upsample_argmax
 from hvc.tasks.pose import decode_keypoints

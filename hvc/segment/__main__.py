@@ -23,7 +23,7 @@ from hvc.errors import ArgumentParser, entry_point
 from hvc.exports import FORMATS
 from hvc.models.fast_encoder import ENCODER_MODES
 from hvc.speed import SpeedSettings, default_speed, mode_of
-from hvc.segment.prompt import check_prompts, parse_prompt
+from hvc.segment.prompt import KINDS, check_prompts, parse_prompt
 from hvc.segment.run import DIRECTIONS, Options, segment
 
 # PropagationConfig fields with a flag of their own (--search-dims for search_dims); each is an Options field too.
@@ -31,16 +31,13 @@ PROP_FLAGS = ("context", "memory", "precision", "search_dims", "candidates")
 
 
 def add_run_flags(parser: ArgumentParser) -> None:
-    """The flags of the model, its input size, memory, speed mode and device (``python -m hvc.app`` has them too)."""
+    """The flags ``python -m hvc.app`` has too: the model, its input size, memory, speed mode and device."""
     parser.add_argument("--model", default="hvc", help="encoder (hvc, random18, imagenet18, ...)")
     parser.add_argument("--checkpoint", help="weights file (default for hvc: checkpoints/hvc_bsds_cpu.pth)")
-    parser.add_argument("--input-size", type=int,
-                        help="shorter side fed to the encoder (default: the frames', at most 480)")
+    parser.add_argument("--input-size", type=int, help="shorter side fed to the encoder (default: the frames', <= 480)")
     parser.add_argument("--context", type=int, default=50, help="context frames (default 50, the paper's)")
-    parser.add_argument("--memory", choices=("recent", "quality"), default="recent",
-                        help="memory policy: which frames form the context (docs/memory.md)")
-    parser.add_argument("--exact", action="store_true",
-                        help="the paper's exact float32 arithmetic even where bf16 is native (default there: fast)")
+    parser.add_argument("--memory", choices=("recent", "quality"), default="recent", help="the context's memory policy")
+    parser.add_argument("--exact", action="store_true", help="the paper's float32 arithmetic even where bf16 is native")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
 
 
@@ -66,10 +63,9 @@ def parse_args(argv: list[str]) -> Options:
     parser = ArgumentParser(prog="python -m hvc.segment", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, help="video file or folder of frames")
-    parser.add_argument("--mask", action="append", default=[], metavar="[FRAME:]PATH",
-                        help="mask of object ids (PNG) for frame FRAME (default 0); repeat for other frames")
-    parser.add_argument("--scribble", action="append", default=[], metavar="[FRAME:]PATH",
-                        help="scribbles (PNG or DAVIS interactive JSON) for frame FRAME (default 0); repeatable")
+    for kind in KINDS:
+        parser.add_argument(f"--{kind}", action="append", default=[], metavar="[FRAME:]PATH",
+                            help=f"{kind} of frame FRAME (default 0); repeat for other frames")
     parser.add_argument("--direction", choices=DIRECTIONS, default="forward",
                         help="from the prompts forward (default), backward, or both (each frame from the nearer)")
     parser.add_argument("--output", type=Path, help="output folder (default: ./<video name>_masks)")
@@ -77,15 +73,14 @@ def parse_args(argv: list[str]) -> Options:
     add_run_flags(parser)
     parser.add_argument("--encoder", choices=ENCODER_MODES, help="how the encoder runs")
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="propagation arithmetic (bf16: approximate)")
-    parser.add_argument("--search-dims", type=_search_dims, metavar="D|all",
-                        help="search candidates on D principal axes of the first frame (approximate)")
+    parser.add_argument("--search-dims", type=_search_dims, metavar="D|all", help="search on D principal axes")
     parser.add_argument("--candidates", type=float, help="candidates an approximate search rescores, times topk")
     parser.add_argument("--overwrite", action="store_true", help="replace a segmentation of other settings in --output")
     parser.add_argument("--save", nargs="+", choices=FORMATS, default=["palette", "mp4"], metavar="FORMAT",
                         help=f"any of {' '.join(FORMATS)} (default: palette mp4; palette is always written)")
     a = parse_checked(parser, argv)
     fields = run_options(a, *_speed(a, parser))
-    prompts = tuple([parse_prompt(m, "mask") for m in a.mask] + [parse_prompt(m, "scribble") for m in a.scribble])
+    prompts = tuple(parse_prompt(text, kind) for kind in KINDS for text in getattr(a, kind))
     check_prompts(prompts)  # none, or two on one frame: usage errors before anything is read
     output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
     return Options(video=a.video, output=output, prompts=prompts, resize_mask=a.resize_mask, overwrite=a.overwrite,

@@ -171,11 +171,9 @@ def export_masks(formats: Sequence[str], output: Path, names: Sequence[str], *, 
         for t, name in enumerate(names):
             with Image.open(output / TARGETS["palette"] / f"{name}.png") as im:
                 labels = np.array(im)
-            rgb = None
-            if rgb_frames is not None:
-                got, rgb = next(rgb_frames, (None, None))
-                if got != t:
-                    raise InputError(f"{video}: has no frame {t}, but the masks have (was the video changed?)")
+            got, rgb = next(rgb_frames, (None, None)) if rgb_frames is not None else (t, None)
+            if got != t:
+                raise InputError(f"{video}: has no frame {t}, but the masks have (was the video changed?)")
             if "binary" in wanted:
                 write_object_pngs(paths["binary"], name, labels, objects)
             if "alpha" in wanted:

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 import hvc.app.server as server_module
-from hvc.app.__main__ import main as app_main, parse_args, run_options
+from hvc.app.__main__ import main as app_main, parse_args
 from hvc.app.server import Workspace, make_server
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
@@ -82,7 +82,7 @@ class Client:
 
 @pytest.fixture
 def client(clip, tmp_path):
-    workspace = Workspace(tmp_path / "app", run_options(parse_args([])), max_upload=1 << 20)
+    workspace = Workspace(tmp_path / "app", parse_args([])[1], max_upload=1 << 20)
     workspace.open_path(clip[0])
     c = Client(workspace)
     yield c

@@ -16,11 +16,11 @@ from hvc.apart import refuse_overlap
 from hvc.app.server import Workspace, make_server
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, UsageError, entry_point
-from hvc.segment.__main__ import add_run_flags, parse_checked, run_options as segment_options
-from hvc.speed import default_speed
+from hvc.segment.__main__ import add_run_flags, parse_run_flags
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
+    """The command line, and the hvc.segment Options fields every run shares (hvc.segment's defaults)."""
     parser = ArgumentParser(prog="python -m hvc.app", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, nargs="?", help="video file or folder of frames to open at start")
@@ -28,27 +28,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="the tool's folder, one per tool: a folder per video opened (default ./hvc_app_output)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
-    add_run_flags(parser)  # hvc.segment's, with its defaults
+    add_run_flags(parser)
     parser.add_argument("--max-upload-mib", type=int, default=2048, help="largest video upload accepted (default 2048)")
-    a = parse_checked(parser, argv)
+    a, _, options = parse_run_flags(parser, argv)
     if not 0 <= a.port <= 65535:
         parser.error("--port must lie in [0, 65535]")
     if a.max_upload_mib < 1:
         parser.error("--max-upload-mib must be >= 1")
-    return a
-
-
-def run_options(a: argparse.Namespace) -> dict:
-    """The hvc.segment Options every run shares, with the device's default speed mode, checked before serving."""
-    mode, speed, why = default_speed(a.device, a.exact)
-    return segment_options(a, speed, f"speed: {mode} ({speed.describe()}; {why})")
+    return a, options
 
 
 @entry_point
 def main(argv: Optional[list[str]] = None) -> int:
     """Serve until Ctrl-C."""
-    a = parse_args(sys.argv[1:] if argv is None else list(argv))
-    options = run_options(a)
+    a, options = parse_args(sys.argv[1:] if argv is None else list(argv))
     if a.video is not None:  # before the folder is locked, i.e. written
         refuse_overlap(a.output, "--output", {"VIDEO": a.video})
     workspace = Workspace(a.output, options, a.max_upload_mib << 20)

@@ -46,12 +46,12 @@ class RequestError(UsageError):
         self.status = status
 
 
-def one_line(exc: Exception, bug: str) -> tuple[Optional[int], str]:
-    """(exit code, one line) of an expected failure (hvc/errors.py); of a bug (None, its type and ``bug``)."""
+def one_line(exc: Exception) -> tuple[Optional[int], str]:
+    """(exit code, one line) of an expected failure (hvc/errors.py); of a bug, (None, its type), traceback printed."""
     kind = classify(exc)
     if kind is None:
         traceback.print_exc()
-        return None, f"internal error ({type(exc).__name__}); {bug}"
+        return None, f"internal error ({type(exc).__name__}); see the terminal"
     return kind
 
 
@@ -230,7 +230,7 @@ class Workspace:
             video.summary = segment(opts, on_frame=on_frame)
             self.progress = {**self.progress, "state": "done", "done": video.summary["frames"]}
         except Exception as exc:  # shown in the page as one line
-            self.progress = {**self.progress, "state": "error", "message": one_line(exc, "see the terminal")[1]}
+            self.progress = {**self.progress, "state": "error", "message": one_line(exc)[1]}
 
     def state(self) -> dict:
         return {"video": self.video.state() if self.video else None, "directions": list(DIRECTIONS),
@@ -273,7 +273,7 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the browser went away (a video player seeking, a reload)
             self.close_connection = True
         except Exception as exc:
-            code, message = one_line(exc, "see the terminal")
+            code, message = one_line(exc)
             status = exc.status if isinstance(exc, RequestError) else STATUS.get(code, HTTPStatus.INTERNAL_SERVER_ERROR)
             self.close_connection = True  # an unread body must not be taken for the next request
             self._send(status, json.dumps({"error": message}).encode(), "application/json")
@@ -288,7 +288,6 @@ class Handler(BaseHTTPRequestHandler):
 
     do_GET = do_PUT = do_POST = do_DELETE = _dispatch  # the method is self.command
 
-    # -- plumbing ---------------------------------------------------------------------------
     def _head(self, status: int, kind: str, length: int, headers: dict) -> None:
         self.send_response(status)
         for k, v in {"Content-Type": kind, "Content-Length": str(length), "Cache-Control": "no-store",
@@ -333,7 +332,6 @@ class Handler(BaseHTTPRequestHandler):
             f.seek(start)
             copy_bytes(f.read, self.wfile.write, end - start + 1)
 
-    # -- the routes -------------------------------------------------------------------------
     def do_page(self) -> None:
         self._send(HTTPStatus.OK, PAGE.read_bytes(), "text/html; charset=utf-8")
 

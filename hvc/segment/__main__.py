@@ -28,6 +28,11 @@ from hvc.segment.run import DIRECTIONS, Options, segment
 
 # PropagationConfig fields with a flag of their own (--search-dims for search_dims); each is an Options field too.
 PROP_FLAGS = ("context", "memory", "precision", "search_dims", "candidates")
+ALL_DIMS = -1  # --search-dims all: search on every channel (0 stays 0, and is refused)
+
+
+def _search_dims(text: str) -> int:
+    return ALL_DIMS if text == "all" else int(text)
 
 
 def add_run_flags(parser: ArgumentParser) -> None:
@@ -41,22 +46,29 @@ def add_run_flags(parser: ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
 
 
-def parse_checked(parser: ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """The command line ``argv``, the input size of :func:`add_run_flags` checked."""
+def parse_run_flags(parser: ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, str, dict]:
+    """``argv`` parsed, the speed mode, and the Options fields of :func:`add_run_flags`'s flags and the speed
+    flags (hvc/speed.py: the device's default mode, then the single settings given; hvc.app has none), checked
+    by the propagation schema before anything is read or written (errors name the flag)."""
     a = parser.parse_args(argv)
     if a.input_size is not None and not MIN_INPUT_SIZE <= a.input_size <= MAX_INPUT_SIZE:
         parser.error(f"--input-size must lie in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}]")
-    return a
-
-
-def run_options(a: argparse.Namespace, speed: SpeedSettings, note: str) -> dict:
-    """The Options fields of :func:`add_run_flags`'s flags with the speed settings ``speed`` and their ``note``,
-    checked by the propagation schema before anything is read or written (errors name the flag)."""
+    given = {f.name: v for f in dataclasses.fields(SpeedSettings) if (v := getattr(a, f.name, None)) is not None}
+    if a.exact and given:
+        options = ", ".join("--" + k.replace("_", "-") for k in given)
+        parser.error(f"--exact runs the exact arithmetic; leave out {options}")
+    mode, speed, why = default_speed(a.device, a.exact)
+    if given:
+        if given.get("search_dims") == ALL_DIMS:
+            given["search_dims"] = None
+        speed = dataclasses.replace(speed, **given)
+        mode, why = mode_of(speed), f"{mode} by default ({why}), changed by the options given"
     prop = {"context": a.context, "memory": a.memory, "precision": speed.precision,
             "search_dims": speed.search_dims, "candidates": speed.candidates}
     PropagationConfig(**prop).validate(lambda name: f"--{name.replace('_', '-')}" if name in PROP_FLAGS else name)
-    return {"model": a.model, "checkpoint": a.checkpoint, "input_size": a.input_size, "device": a.device,
-            "context": a.context, "memory": a.memory, **dataclasses.asdict(speed), "speed_note": note}
+    return a, mode, {"model": a.model, "checkpoint": a.checkpoint, "input_size": a.input_size, "device": a.device,
+                     "context": a.context, "memory": a.memory, **dataclasses.asdict(speed),
+                     "speed_note": f"speed: {mode} ({speed.describe()}; {why})"}
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -78,37 +90,14 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--overwrite", action="store_true", help="replace a segmentation of other settings in --output")
     parser.add_argument("--save", nargs="+", choices=FORMATS, default=["palette", "mp4"], metavar="FORMAT",
                         help=f"any of {' '.join(FORMATS)} (default: palette mp4; palette is always written)")
-    a = parse_checked(parser, argv)
-    fields = run_options(a, *_speed(a, parser))
+    a, mode, fields = parse_run_flags(parser, argv)
+    if mode != "exact":
+        fields["speed_note"] += "; --exact for the paper's exact arithmetic"
     prompts = tuple(parse_prompt(text, kind) for kind in KINDS for text in getattr(a, kind))
     check_prompts(prompts)  # none, or two on one frame: usage errors before anything is read
     output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
     return Options(video=a.video, output=output, prompts=prompts, resize_mask=a.resize_mask, overwrite=a.overwrite,
                    save=tuple(a.save), direction=a.direction, **fields)
-
-
-ALL_DIMS = -1  # --search-dims all: search on every channel (0 stays 0, and is refused)
-
-
-def _search_dims(text: str) -> int:
-    return ALL_DIMS if text == "all" else int(text)
-
-
-def _speed(a: argparse.Namespace, parser: ArgumentParser) -> tuple[SpeedSettings, str]:
-    """The speed settings (hvc/speed.py: the device's default mode, then single settings given)
-    and the line that says which mode runs and why."""
-    given = {f.name: getattr(a, f.name) for f in dataclasses.fields(SpeedSettings) if getattr(a, f.name) is not None}
-    if a.exact and given:
-        options = ", ".join("--" + k.replace("_", "-") for k in given)
-        parser.error(f"--exact runs the exact arithmetic; leave out {options}")
-    mode, settings, why = default_speed(a.device, a.exact)
-    if given:
-        if given.get("search_dims") == ALL_DIMS:
-            given["search_dims"] = None
-        settings = dataclasses.replace(settings, **given)
-        mode, why = mode_of(settings), f"{mode} by default ({why}), changed by the options given"
-    hint = "; --exact for the paper's exact arithmetic" if mode != "exact" else ""
-    return settings, f"speed: {mode} ({settings.describe()}; {why}){hint}"
 
 
 @entry_point

@@ -212,7 +212,6 @@ class Segmenter:
             return None
         return "forward" if not after or (before and t - max(before) <= min(after) - t) else "backward"
 
-    # -- the pieces of a pass --------------------------------------------------------------
     def _reset(self, frame_of: Callable[[int], int]) -> None:
         """Reset the segmenter for a pass whose i-th frame is video frame ``frame_of(i)``."""
         self.frame_of = frame_of
@@ -233,7 +232,6 @@ class Segmenter:
         """Frame t read on its own (a backward pass): the image file, or the decoded copy of a video's."""
         return self.source.frame(t) if self.is_folder else self.progress.read_frame(t)
 
-    # -- the output folder ---------------------------------------------------------------------
     def _info(self) -> Optional[dict]:
         """``.hvc/segment.json`` of a finished run of these settings; None if absent or not that."""
         try:
@@ -303,7 +301,6 @@ class Segmenter:
             return False
         return True
 
-    # -- the run ---------------------------------------------------------------------------------
     def run(self, on_frame: Optional[Callable[[int], None]] = None) -> dict:
         """Segment every frame not done, commit the video, write the exports and the summary (returned), all
         under the output folder's lock."""

@@ -1,7 +1,6 @@
 """Export the inference encoder from a training checkpoint: ``online_encoder.*`` of its model, prefix
 stripped, as a bare state dict (the official exported format; docs/checkpoints.md). Weights holding
-a NaN or an infinity are refused. Exit codes: docs/failure.md.
-"""
+a NaN or an infinity are refused. Exit codes: docs/failure.md."""
 
 from __future__ import annotations
 
@@ -47,8 +46,7 @@ def export(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, *, drop_la
         except CheckpointError:
             pass  # not a training checkpoint (an earlier export, say): replaced
         else:
-            raise UsageError(f"{out_path}: holds a training checkpoint; an exported encoder would replace it "
-                             f"(a checkpoint of another kind): choose another OUT")
+            raise UsageError(f"{out_path}: holds a training checkpoint, not an export; choose another OUT")
     state = encoder_from_checkpoint(ckpt, drop_layer4=drop_layer4, half=half, source=os.fspath(ckpt_path))
     bad = non_finite_tensors(state)
     if bad:

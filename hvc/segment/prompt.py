@@ -79,23 +79,19 @@ def _open_mask(path: Path) -> tuple[np.ndarray, str]:
     or [H, W, 3] colours of an RGB(A) image, transparent pixels black (mode "RGB")."""
     try:
         with Image.open(path) as im:
-            if im.mode == "1":
-                im = im.convert("L")
-            if im.mode in ("P", "L"):
-                return np.array(im), im.mode
-            if im.mode in ("RGB", "RGBA", "LA"):
-                rgba = np.array(im.convert("RGBA"))
-                rgb = rgba[..., :3].copy()
-                rgb[rgba[..., 3] < 128] = 0  # transparent: background
-                return rgb, "RGB"
-            raise PromptError(f"{path}: the mask is a {im.mode} image; save it as an indexed (palette) or "
-                              f"greyscale PNG of object ids (0 = background), or an RGB image of flat colours")
-    except PromptError:
-        raise
+            mode = {"1": "L", "RGBA": "RGB", "LA": "RGB"}.get(im.mode, im.mode)
+            values = np.array(im.convert("RGBA" if mode == "RGB" else mode)) if mode in ("P", "L", "RGB") else None
     except FileNotFoundError:
         raise PromptError(f"{path}: mask file not found") from None
     except (OSError, ValueError) as exc:
         raise PromptError(f"{path}: unreadable mask ({exc})") from None
+    if values is None:
+        raise PromptError(f"{path}: the mask is a {mode} image; save it as an indexed (palette) or greyscale PNG of "
+                          f"object ids (0 = background), or an RGB image of flat colours")
+    if mode == "RGB":
+        values[values[..., 3] < 128] = 0  # transparent: background
+        values = values[..., :3]
+    return values, mode
 
 
 def _colours(path: Path, rgb: np.ndarray) -> list[tuple[int, int, int]]:

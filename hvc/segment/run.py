@@ -59,8 +59,7 @@ class Options:
     search_dims: Optional[int] = None  # the reduced search's principal axes (docs/local_kernel.md); None: all
     candidates: float = 2.0  # an approximate search's candidates, in units of topk (docs/local_kernel.md)
     overwrite: bool = False
-    # Exports (hvc.exports.FORMATS) made after the last frame; palette PNGs are always written (the run resumes
-    # from them, the others are made from them). Not a setting: a finished run only writes the missing ones.
+    # hvc.exports.FORMATS made after the last frame (palette: always); not a setting: a rerun makes the missing ones
     save: tuple[str, ...] = ("palette", "mp4")
     prompts: tuple[PromptSpec, ...] = ()  # --mask / --scribble FRAME:PATH (with mask / scribble: all of them)
     direction: str = "forward"  # which way masks propagate from the prompts (DIRECTIONS)
@@ -194,8 +193,7 @@ class Segmenter:
         self.masks = opts.output / TARGETS["palette"]
         self.staged = self.folder.staging(SEQUENCE)
         self.info_path = opts.output / STATE_DIR / "segment.json"  # the finished run: settings, objects, exports
-        # The passes this direction needs: with both, a backward pass only if it gives some frame
-        # its mask, and only down to the lowest such frame.
+        # The passes the direction needs: with both, a backward one only if it owns a frame, down to the lowest
         self.first, self.last = self.prompt_frames[0], self.prompt_frames[-1]
         backward = [t for t in range(self.last + 1) if self.owner(t) == "backward"]
         self.passes = ([] if opts.direction == "backward" else ["forward"]) + (["backward"] if backward else [])

@@ -34,8 +34,7 @@ def encoder_from_checkpoint(ckpt: dict, *, drop_layer4: bool = False, half: bool
 
 def export(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, *, drop_layer4: bool = False,
            half: bool = False) -> int:
-    """Write the encoder of ``ckpt_path`` to ``out_path`` atomically; return the number of keys. NonFiniteError
-    (nothing written) if an exported tensor holds a NaN or an infinity."""
+    """Write the encoder of ``ckpt_path`` to ``out_path`` atomically, or NonFiniteError; returns the key count."""
     if os.path.realpath(out_path) == os.path.realpath(ckpt_path):
         raise UsageError(f"{out_path}: is the checkpoint being read; choose another OUT")
     writable_dir(os.path.dirname(os.path.abspath(out_path)), "the output folder")

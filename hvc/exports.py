@@ -1,6 +1,5 @@
-"""Looking at masks and exporting them: the overlay, the one mp4 writer of the package (H.264 in yuv420p,
-which browsers play, through PyAV), and the mask exports other tools read (``python -m hvc.segment --save``,
-made from a run's palette PNGs after its last frame; docs/segment.md). Not :mod:`hvc.export` (encoders)."""
+"""Masks to look at and to export: the overlay, the package's one mp4 writer (H.264 yuv420p, which browsers play),
+the formats of ``python -m hvc.segment --save`` (docs/segment.md). Not :mod:`hvc.export` (encoders)."""
 
 from __future__ import annotations
 

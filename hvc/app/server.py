@@ -1,6 +1,5 @@
-"""The browser tool's server: the open video, its prompts, runs of ``hvc.segment``, the results.
-Standard library HTTP; the page is ``page.html`` next to this file. Its routes and its folder
-``--output`` (``video-<n>/`` per video opened, nothing else written or deleted): docs/app.md."""
+"""The browser tool's server (standard library HTTP, the page ``page.html`` beside this file): the open video,
+its prompts, runs of ``hvc.segment``, the results. Its routes and its folder: docs/app.md."""
 
 from __future__ import annotations
 
@@ -64,8 +63,7 @@ def copy_bytes(read: Callable[[int], bytes], write: Callable[[bytes], object], l
 
 
 class Video:
-    """One opened video: its frames (decoded once into a JPEG cache), prompts and results. ``folder`` is
-    ours (created empty by :class:`Workspace`); ``path`` is the video file or frame folder, read only."""
+    """One opened video (``path``, read only): its frames decoded once into JPEGs, prompts and results in ``folder``."""
 
     def __init__(self, folder: Path, path: Path, label: str):
         self.folder, self.path, self.label = folder, path, label
@@ -141,8 +139,7 @@ class Video:
 
 
 class Workspace:
-    """The tool's folder (``--output``, locked), the open video, one run at a time; ``options``: the
-    Options fields every run shares."""
+    """The tool's folder (``--output``, locked), the open video, one run at a time with the Options ``options``."""
 
     def __init__(self, root: Path, options: dict, max_upload: int):
         self.root, self.options, self.max_upload = root, options, max_upload

@@ -1,5 +1,4 @@
-"""The prompts of ``python -m hvc.segment``: masks of object ids (indexed, greyscale, or RGB(A)
-of flat colours), or scribbles, given as ``--mask / --scribble [FRAME:]PATH`` (docs/segment.md)."""
+"""The prompts of ``python -m hvc.segment --mask / --scribble [FRAME:]PATH`` (docs/segment.md)."""
 
 from __future__ import annotations
 

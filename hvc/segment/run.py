@@ -1,5 +1,4 @@
-"""Segment anyone's video from masks or scribbles on any frames, forward, backward or both ways: streaming,
-bounded memory, resumable. The output folder's layout, the resumption and the directions: docs/segment.md."""
+"""Segment anyone's video from prompts on any frames, either or both ways, streaming and resumable (docs/segment.md)."""
 
 from __future__ import annotations
 
@@ -300,8 +299,7 @@ class Segmenter:
         return True
 
     def run(self, on_frame: Optional[Callable[[int], None]] = None) -> dict:
-        """Segment every frame not done, commit the video, write the exports and the summary (returned), all
-        under the output folder's lock."""
+        """Every frame not done, the commit, the exports and the summary (returned), under the folder's lock."""
         with OutputLock(self.opts.output, "--output"):
             progress, info = self._start()
             if progress is not None:
@@ -371,8 +369,7 @@ class Segmenter:
             self._step(last - i, self._frame(last - i), progress, i + 1, "backward")
 
     def _restore(self, i: int, state: dict, held: dict[int, torch.Tensor]) -> None:
-        """Continue the pass at its i-th frame from the propagator ``state``; ``held``: the embeddings of the
-        frames it holds (``state["stored"]``, by their place in the pass)."""
+        """Continue the pass at its i-th frame from ``state``; ``held``: the embeddings of ``state["stored"]``."""
         device = self.segmenter.extractor.device
         masks = {j: self.progress.load_mask(j, device, self.frame_of(j)) for j in state["stored"]}
         self.segmenter.restore(SegmenterState({"frame": i, "start": 0, "propagator": state}, masks), held)
@@ -416,8 +413,7 @@ class Segmenter:
                 self.on_frame(t)
 
     def _commit(self, progress: dict) -> dict:
-        """``.hvc/segment.json``, then the staged masks renamed to masks/ with the completion record
-        (hvc/completion.py); the staging folders removed. Returns the run's info."""
+        """``.hvc/segment.json``, then masks/ and the completion record (hvc/completion.py); returns the info."""
         count = progress["frames"]
         files = tuple(f"{self.source.name(t)}.png" for t in range(count))
         missing = [f for f in files if not (self.staged / f).is_file()]

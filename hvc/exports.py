@@ -21,10 +21,6 @@ from hvc.fileio import atomic_path, atomic_write_text
 TARGETS = {"palette": "masks", "binary": "binary", "alpha": "alpha", "rle": "rle.json", "mp4": "overlay.mp4"}
 FORMATS = tuple(TARGETS)
 NEEDS_FRAMES = ("alpha", "mp4")  # the others need only the masks
-RLE_FORMAT = "hvc-video-rle/1"
-
-# Constant quality (x264's CRF; 18-23: near-lossless to good); a preset keeping encoding a small share of a run
-CRF, PRESET = 20, "fast"
 
 
 def frame_rate(fps: float) -> Fraction:
@@ -60,7 +56,8 @@ class Mp4Writer(contextlib.AbstractContextManager):
                 raise OutputError(f"{self.path}: cannot write an H.264 mp4 ({exc})") from exc
             # yuv420p stores colour at half resolution, so H.264 in yuv420p needs even sizes
             self._stream.width, self._stream.height, self._stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
-            self._stream.options = {"crf": str(CRF), "preset": PRESET}
+            # constant quality (x264's CRF; 18-23: near-lossless to good), a preset keeping encoding a small share
+            self._stream.options = {"crf": "20", "preset": "fast"}
         elif (h, w) != self._size:
             raise ValueError(f"{self.path}: frame {self.frames} is {w}x{h}, the first {self._size[1]}x{self._size[0]}")
         if h % 2 or w % 2:  # repeat the last row / column
@@ -184,7 +181,7 @@ def export_masks(formats: Sequence[str], output: Path, names: Sequence[str], *, 
             if video_out is not None:
                 video_out.write(overlay(rgb, labels))
     if "rle" in wanted:
-        header = {"format": RLE_FORMAT, "video": video, "height": int(size[0]), "width": int(size[1]),
+        header = {"format": "hvc-video-rle/1", "video": video, "height": int(size[0]), "width": int(size[1]),
                   "fps": float(fps), "object_ids": [int(i) for i in objects]}
         atomic_write_text(paths["rle"], json.dumps({**header, "annotations": annotations}))
     return paths

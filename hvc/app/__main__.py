@@ -1,8 +1,7 @@
 """Segment a video in the browser: a page served on this machine (docs/app.md).
 
-Open the address printed, paint a mask or scribbles on a frame, propagate, correct a frame and
-propagate again, download the exports. Runs are ``python -m hvc.segment``'s, with its defaults.
-Exit codes: docs/failure.md.
+Open the address printed, paint a mask or scribbles on a frame, propagate, correct, download the
+exports. Runs are ``python -m hvc.segment``'s, with its defaults. Exit codes: docs/failure.md.
 """
 
 from __future__ import annotations

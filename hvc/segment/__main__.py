@@ -1,11 +1,10 @@
 """Segment the objects of a video from masks or scribbles on any of its frames (docs/segment.md).
 
-VIDEO: a video file or a folder of frames (name order). A mask holds object ids (0 background, 255
-void) or flat RGB colours (the colour -> id mapping is printed); scribbles are a PNG (0 unlabelled,
-255 background) or DAVIS interactive JSON. Writes DIR/masks/<frame>.png, the --save exports,
-DIR/summary.json and DIR/.hvc/ (an interrupted run continues where it stopped). --encoder,
---precision, --search-dims and --candidates default to the fast mode's where the device computes
-bf16 natively, else to the exact mode's (docs/segment.md). Exit codes: docs/failure.md.
+A mask holds object ids (0 background, 255 void) or flat RGB colours (the mapping is printed); a
+scribble is a PNG (0 unlabelled, 255 background) or DAVIS interactive JSON. An interrupted run
+continues where it stopped. --encoder, --precision, --search-dims and --candidates default to the
+fast mode's where the device computes bf16 natively, else to the exact mode's. Exit codes:
+docs/failure.md.
 """
 
 from __future__ import annotations

@@ -260,8 +260,7 @@ class Segmenter:
         if (foreign or other) and not self.opts.overwrite:
             what = "a damaged record" if progress is DAMAGED else "a segmentation made with other settings"
             where = self.progress.path if other else self.folder.record_path(SEQUENCE)
-            raise ConfigError(f"{self.opts.output}: holds {what} (see {where}); pass --overwrite to replace it or "
-                              f"choose another --output")
+            raise ConfigError(f"{self.opts.output}: holds {what} ({where}); use --overwrite or another --output")
         if progress is not None and not other and self.staged.is_dir():
             for tmp in [*(self.opts.output / STATE_DIR).rglob(".tmp-*"), *self.opts.output.glob(".tmp-*")]:
                 if tmp.is_file():  # a killed run's atomic write left its temporary

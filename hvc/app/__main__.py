@@ -41,8 +41,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
 def main(argv: Optional[list[str]] = None) -> int:
     """Serve until Ctrl-C."""
     a, options = parse_args(sys.argv[1:] if argv is None else list(argv))
-    if a.video is not None:  # before the folder is locked, i.e. written
-        refuse_overlap(a.output, "--output", {"VIDEO": a.video})
+    refuse_overlap(a.output, "--output", {"VIDEO": a.video})  # before the lock writes into --output
     workspace = Workspace(a.output, options, a.max_upload_mib << 20)
     if a.video is not None:
         workspace.open_path(a.video)

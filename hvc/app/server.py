@@ -258,7 +258,11 @@ class Handler(BaseHTTPRequestHandler):
             path = unquote(url.path)
             if ".." in path.split("/") or "\\" in path or "\x00" in path or "//" in path:
                 raise UsageError("bad path")
-            self._check_host()
+            # bound to the loopback: refuse another site's page reaching us through a name resolving to 127.0.0.1
+            if self.server.server_address[0] in LOOPBACK:
+                host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+                if host not in LOOPBACK:
+                    raise RequestError(HTTPStatus.FORBIDDEN, f"Host {host}: this tool answers only at 127.0.0.1")
             for m, pattern, name in ROUTES:
                 found = pattern.fullmatch(path)
                 if found and m == self.command:
@@ -274,14 +278,6 @@ class Handler(BaseHTTPRequestHandler):
             status = exc.status if isinstance(exc, RequestError) else STATUS.get(code, HTTPStatus.INTERNAL_SERVER_ERROR)
             self.close_connection = True  # an unread body must not be taken for the next request
             self._send(status, json.dumps({"error": message}).encode(), "application/json")
-
-    def _check_host(self) -> None:
-        """Bound to the loopback, answer only requests addressed to it (a page of another site
-        reaching us through a name that resolves to 127.0.0.1 is refused)."""
-        if self.server.server_address[0] in LOOPBACK:
-            host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
-            if host not in LOOPBACK:
-                raise RequestError(HTTPStatus.FORBIDDEN, f"Host {host}: this tool answers only at 127.0.0.1")
 
     do_GET = do_PUT = do_POST = do_DELETE = _dispatch  # the method is self.command
 

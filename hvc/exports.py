@@ -23,18 +23,14 @@ FORMATS = tuple(TARGETS)
 NEEDS_FRAMES = ("alpha", "mp4")  # the others need only the masks
 
 
-def frame_rate(fps: float) -> Fraction:
-    """``fps`` as the fraction containers store (NTSC's 29.97002997... -> 30000/1001)."""
-    if not fps > 0:
-        raise ValueError(f"frame rate must be positive, got {fps}")
-    return Fraction(fps).limit_denominator(1001)
-
-
 class Mp4Writer(contextlib.AbstractContextManager):
     """``with Mp4Writer(path, fps) as video: video.write(rgb)``: an mp4 that appears, atomically, on success."""
 
     def __init__(self, path: str | os.PathLike, fps: float = 24.0):
-        self.path, self.rate, self.frames = Path(path), frame_rate(fps), 0
+        if not fps > 0:
+            raise ValueError(f"{path}: frame rate must be positive, got {fps}")
+        # the fraction containers store (NTSC's 29.97002997... -> 30000/1001)
+        self.path, self.rate, self.frames = Path(path), Fraction(fps).limit_denominator(1001), 0
         self._stack = contextlib.ExitStack()
         self._container = self._stream = None
         self._size: Optional[tuple[int, int]] = None

@@ -30,7 +30,7 @@ from hvc.locks import OutputLock
 from hvc.models.encoders import checkpoint_path
 from hvc.propagation import PropagationConfig
 from hvc.scribbles.fill import labels_from_scribbles
-from hvc.segment.prompt import PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
+from hvc.segment.prompt import KINDS, PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
 from hvc.segmenter import MAX_INPUT_SIZE, SegmenterState, VideoSegmenter
 from hvc.speed import SpeedSettings, mode_of
 
@@ -154,8 +154,7 @@ class Segmenter:
         self.opts = opts
         self.source = open_frames(opts.video)
         self.is_folder = self.source.path.is_dir()
-        frame0 = [PromptSpec(0, kind, Path(path)) for kind, path in (("mask", opts.mask), ("scribble", opts.scribble))
-                  if path is not None]
+        frame0 = [PromptSpec(0, kind, Path(path)) for kind in KINDS if (path := getattr(opts, kind)) is not None]
         # A video file's frame count comes from its header and may be off: checked here for folders only.
         self.specs = check_prompts(frame0 + list(opts.prompts), self.source.count if self.is_folder else None)
         self.prompt_frames = [s.frame for s in self.specs]

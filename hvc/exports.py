@@ -80,8 +80,7 @@ def overlay(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.nda
     """The frame (uint8 [H, W, 3] RGB) with the palette colour of each object of ``labels`` (uint8 [H, W] ids)
     blended in and the objects' borders white: uint8 [H, W, 3]."""
     colours = DAVIS_PALETTE[labels].astype(np.float32)
-    fg = (labels > 0)[..., None]
-    out = np.where(fg, (1 - alpha) * frame + alpha * colours, frame.astype(np.float32))
+    out = np.where((labels > 0)[..., None], (1 - alpha) * frame + alpha * colours, frame.astype(np.float32))
     # Border pixels: an id differs from its right or lower neighbour.
     edge = np.zeros(labels.shape, dtype=bool)
     edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]

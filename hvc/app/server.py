@@ -170,10 +170,7 @@ class Workspace:
             return self._open(self._new_folder(), path, path.name)
 
     def open_upload(self, read: Callable[[int], bytes], length: int, name: str) -> Video:
-        """Store an uploaded video under our own name (``name`` only picks a known suffix) and open it."""
-        if length > self.max_upload:
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"{name}: {length} bytes, over the upload limit of {self.max_upload} (--max-upload-mib)")
+        """Store an upload (size checked by the handler) under our own name (``name`` picks the suffix); open it."""
         suffix = Path(name).suffix.lower()
         with self._idle():
             folder = self._new_folder()
@@ -220,11 +217,8 @@ class Workspace:
             threading.Thread(target=self._run, args=(video, opts), daemon=True).start()
 
     def _run(self, video: Video, opts: Options) -> None:
-        def on_frame(t: int) -> None:
-            self.progress["done"] += 1
-
         try:
-            video.summary = segment(opts, on_frame=on_frame)
+            video.summary = segment(opts, on_frame=lambda t: self.progress.update(done=self.progress["done"] + 1))
             self.progress = {**self.progress, "state": "done", "done": video.summary["frames"]}
         except Exception as exc:  # shown in the page as one line
             self.progress = {**self.progress, "state": "error", "message": one_line(exc)[1]}

@@ -201,9 +201,8 @@ class Segmenter:
     def owner(self, t: int) -> Optional[str]:
         """Which pass gives frame ``t`` its mask: "forward", "backward", or None (background: no prompt in the
         direction(s) run). With both, the one whose prompt is nearer, forward on a tie."""
-        direction = self.opts.direction
-        before = [p for p in self.prompt_frames if p <= t] if direction != "backward" else []
-        after = [p for p in self.prompt_frames if p >= t] if direction != "forward" else []
+        before = [p for p in self.prompt_frames if p <= t] if self.opts.direction != "backward" else []
+        after = [p for p in self.prompt_frames if p >= t] if self.opts.direction != "forward" else []
         if not before and not after:
             return None
         return "forward" if not after or (before and t - max(before) <= min(after) - t) else "backward"
@@ -318,9 +317,8 @@ class Segmenter:
             progress["frames"] = self.progress.cache_frames(self.source, self.last)
             check_prompts(self.specs, progress["frames"])  # a video file's count is known once decoded
             self.progress.save(progress)
-        written = sum(1 for _ in self.staged.glob("*.png"))
-        with tqdm(total=progress["frames"] or self.source.count or None, initial=written, unit="frame",
-                  desc=self.source.path.name) as self.bar:
+        with tqdm(total=progress["frames"] or self.source.count or None, initial=len(list(self.staged.glob("*.png"))),
+                  unit="frame", desc=self.source.path.name) as self.bar:
             while progress["pass"] < len(self.passes):
                 name = self.passes[progress["pass"]]
                 (self._forward if name == "forward" else self._backward)(progress)

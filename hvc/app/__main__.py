@@ -23,8 +23,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     parser = ArgumentParser(prog="python -m hvc.app", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, nargs="?", help="video file or folder of frames to open at start")
-    parser.add_argument("--output", type=Path, default=Path("hvc_app_output"),
-                        help="the tool's folder, one per tool: a folder per video opened (default ./hvc_app_output)")
+    parser.add_argument("--output", type=Path, default=Path("hvc_app_output"), help="folder (default ./hvc_app_output)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
     add_run_flags(parser)

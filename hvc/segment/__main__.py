@@ -1,10 +1,9 @@
 """Segment the objects of a video from masks or scribbles on any of its frames (docs/segment.md).
 
-A mask holds object ids (0 background, 255 void) or flat RGB colours (the mapping is printed); a
-scribble is a PNG (0 unlabelled, 255 background) or DAVIS interactive JSON. An interrupted run
-continues where it stopped. --encoder, --precision, --search-dims and --candidates default to the
-fast mode's where the device computes bf16 natively, else to the exact mode's. Exit codes:
-docs/failure.md.
+A mask holds object ids (0 background, 255 void) or flat RGB colours (the mapping is printed); a scribble
+is a PNG (0 unlabelled, 255 background) or DAVIS interactive JSON. An interrupted run continues where it
+stopped. --encoder, --precision, --search-dims and --candidates default to the fast mode's where the
+device computes bf16 natively, else to the exact mode's. Exit codes: docs/failure.md.
 """
 
 from __future__ import annotations
@@ -77,8 +76,7 @@ def parse_args(argv: list[str]) -> Options:
     for kind in KINDS:
         parser.add_argument(f"--{kind}", action="append", default=[], metavar="[FRAME:]PATH",
                             help=f"{kind} of frame FRAME (default 0); repeat for other frames")
-    parser.add_argument("--direction", choices=DIRECTIONS, default="forward",
-                        help="from the prompts forward (default), backward, or both (each frame from the nearer)")
+    parser.add_argument("--direction", choices=DIRECTIONS, default="forward", help="from the prompts (default forward)")
     parser.add_argument("--output", type=Path, help="output folder (default: ./<video name>_masks)")
     parser.add_argument("--resize-mask", action="store_true", help="scale a prompt of another size to the frames")
     add_run_flags(parser)

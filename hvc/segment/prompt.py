@@ -157,8 +157,7 @@ def describe_colours(mapping: dict[tuple[int, int, int], int]) -> list[str]:
 
 
 def read_scribble(path: str | Path, size: tuple[int, int], resize: bool = False) -> np.ndarray:
-    """Scribble map int64 [H, W] (-1 unlabelled, 0 background, 1.. objects) of a scribble PNG
-    or DAVIS interactive JSON (docs/scribbles.md), at the frames' size."""
+    """Scribble map int64 [H, W] (-1 unlabelled, 0 background, 1.. objects) of a PNG or DAVIS JSON file."""
     path = Path(path)
     try:
         shifted = _fit((read_scribbles(path, size) + 1).astype(np.uint8), size, resize, path, "scribble")  # -1..254

@@ -68,9 +68,8 @@ class Options:
         """The checks and the order of ``save`` every front end shares (palette first: always written)."""
         if self.direction not in DIRECTIONS:
             raise UsageError(f"direction {self.direction!r}: must be one of {', '.join(DIRECTIONS)}")
-        unknown = [f for f in self.save if f not in FORMATS]
-        if unknown:
-            raise UsageError(f"save: unknown format {unknown[0]!r} (known: {' '.join(FORMATS)})")
+        if not set(self.save) <= set(FORMATS):
+            raise UsageError(f"save {' '.join(self.save)}: the formats are {' '.join(FORMATS)}")
         self.save = tuple(dict.fromkeys(["palette", *self.save]))
 
 
@@ -83,8 +82,7 @@ def _video_identity(source: FrameSource) -> dict:
 
 
 class InProgress:
-    """A run in progress (``.hvc/staging/progress``): ``progress.json``, the soft masks ``state/<i>.pt`` of the
-    frames the propagator holds (``i``: place in the pass), a backward pass's video frames ``frames/<t>.png``."""
+    """A run in progress (``.hvc/staging/progress``): progress.json, the held frames' soft masks, decoded frames."""
 
     def __init__(self, folder: ResultsFolder):
         staging = folder.staging("progress")  # beside the sequence's staging folder
@@ -329,8 +327,7 @@ class Segmenter:
                     shutil.rmtree(self.progress.frames_dir, ignore_errors=True)
 
     def _forward(self, progress: dict) -> None:
-        """Frames first..end (the pass's i-th is frame first + i), streamed from the source; before the first
-        prompt, background (forward only) or nothing (both)."""
+        """Frames first.. (i-th: first + i), streamed; before the first prompt: background, or nothing (both)."""
         first = self.first
         self._reset(lambda i: first + i)
         done, state = progress["done"], progress["propagator"]
@@ -350,8 +347,7 @@ class Segmenter:
         check_prompts(self.specs, progress["frames"])  # a video file's count is known once decoded
 
     def _backward(self, progress: dict) -> None:
-        """Frames last..stop (the pass's i-th is frame last - i), each read on its own; after the last prompt,
-        background (backward only)."""
+        """Frames last..stop (i-th: last - i), each read on its own; after the last prompt: background."""
         last = self.last
         self._reset(lambda i: last - i)
         done, state = progress["done"], progress["propagator"]
@@ -382,8 +378,7 @@ class Segmenter:
         self._write(t, pred if self.owner(t) == name else None, progress, done, stepped=True)
 
     def _write(self, t: int, pred: Optional[np.ndarray], progress: dict, done: int, stepped: bool) -> None:
-        """Frame t's mask ``pred`` (None: another pass gives it), then (``stepped``: after a step) the propagator's
-        new stored frame, then the progress (the frame's commit), then the soft masks no longer held."""
+        """Frame t's mask ``pred`` (None: another pass's), the new stored frame if ``stepped``, then the progress."""
         start = time.perf_counter()
         if pred is not None:  # the progress vouches for it: durable before the progress says so
             save_indexed_png(self.staged / f"{self.source.name(t)}.png", pred, durable=True)

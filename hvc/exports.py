@@ -1,5 +1,4 @@
-"""Masks to look at and to export: the overlay, the package's one mp4 writer (H.264 yuv420p, which browsers play),
-the formats of ``python -m hvc.segment --save`` (docs/segment.md). Not :mod:`hvc.export` (encoders)."""
+"""Masks to view and export: the overlay, the one mp4 writer (H.264 yuv420p), the --save formats (docs/segment.md)."""
 
 from __future__ import annotations
 

@@ -74,8 +74,7 @@ def _fit(ids: np.ndarray, size: tuple[int, int], resize: bool, path: Path, what:
 
 
 def _open_mask(path: Path) -> tuple[np.ndarray, str]:
-    """(values, mode) of a mask file: [H, W] ids of a palette / greyscale image (mode "P" / "L")
-    or [H, W, 3] colours of an RGB(A) image, transparent pixels black (mode "RGB")."""
+    """(values, mode): [H, W] ids ("P", "L") or [H, W, 3] colours of an RGB(A) mask, transparent black ("RGB")."""
     try:
         with Image.open(path) as im:
             mode = {"1": "L", "RGBA": "RGB", "LA": "RGB"}.get(im.mode, im.mode)
@@ -111,8 +110,7 @@ def _pack(rgb: np.ndarray) -> np.ndarray:
 
 
 def colour_ids(colours: Sequence[tuple[int, int, int]]) -> dict[tuple[int, int, int], int]:
-    """Object ids of mask colours (black: 0): their DAVIS palette indices when all are palette colours (a
-    palette mask saved as RGB; void 255 counts as background), else 1, 2, ... in the given order."""
+    """Object ids of mask colours: their DAVIS palette indices if all are in the palette, else 1, 2, ... in order."""
     palette = {tuple(int(v) for v in DAVIS_PALETTE[i]): i for i in range(1, 256)}
     if all(c in palette for c in colours):
         return {c: palette[c] for c in colours}

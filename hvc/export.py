@@ -1,13 +1,6 @@
-"""Export the inference encoder from a training checkpoint.
-
-    python -m hvc.export CKPT OUT [--drop-layer4] [--half]
-
-Keeps ``online_encoder.*`` of the checkpoint's model and strips the prefix: a bare state
-dict, the official exported format (120 keys for ResNet-18, layer4 included, which the
-test encoder ignores). ``--drop-layer4`` removes layer4 and ``--half`` stores floating
-tensors as float16 (small files, e.g. a committed test checkpoint under 8 MB). Weights
-holding a NaN or an infinity are refused. Exit codes: hvc/errors.py.
-"""
+"""Export the inference encoder from a training checkpoint: ``online_encoder.*`` of its model, prefix
+stripped, as a bare state dict (the official exported format; docs/checkpoints.md). Weights holding
+a NaN or an infinity are refused. Exit codes: docs/failure.md."""
 
 from __future__ import annotations
 
@@ -41,8 +34,7 @@ def encoder_from_checkpoint(ckpt: dict, *, drop_layer4: bool = False, half: bool
 
 def export(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, *, drop_layer4: bool = False,
            half: bool = False) -> int:
-    """Write the encoder of ``ckpt_path`` to ``out_path`` atomically; return the number of keys. NonFiniteError
-    (nothing written) if an exported tensor holds a NaN or an infinity."""
+    """Write the encoder of ``ckpt_path`` to ``out_path`` atomically, or NonFiniteError; returns the key count."""
     if os.path.realpath(out_path) == os.path.realpath(ckpt_path):
         raise UsageError(f"{out_path}: is the checkpoint being read; choose another OUT")
     writable_dir(os.path.dirname(os.path.abspath(out_path)), "the output folder")
@@ -53,8 +45,7 @@ def export(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, *, drop_la
         except CheckpointError:
             pass  # not a training checkpoint (an earlier export, say): replaced
         else:
-            raise UsageError(f"{out_path}: holds a training checkpoint; an exported encoder would replace it "
-                             f"(a checkpoint of another kind): choose another OUT")
+            raise UsageError(f"{out_path}: holds a training checkpoint, not an export; choose another OUT")
     state = encoder_from_checkpoint(ckpt, drop_layer4=drop_layer4, half=half, source=os.fspath(ckpt_path))
     bad = non_finite_tensors(state)
     if bad:

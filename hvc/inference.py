@@ -19,7 +19,7 @@ from hvc.config.inference import TestConfig
 from hvc.data.vos import DatasetError, FrameDataset
 from hvc.distributed import Job, ShardSpec, shard_of
 from hvc.errors import HvcError, ReportedElsewhere, UsageError
-from hvc.exports.overlay import SequenceVisualizer
+from hvc.exports import SequenceVisualizer
 from hvc.segmenter import FeatureExtractor, VideoSegmenter, build_extractor  # noqa: F401 (FeatureExtractor: here too)
 from hvc.tasks.clips import SCORES, VOS_SCORES, Clip, load_clips, locate
 

@@ -20,7 +20,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hvc.errors import ArgumentParser, InputError, UsageError, entry_point  # noqa: E402
 from hvc.fileio import atomic_path, writable_dir  # noqa: E402
-from hvc.exports.overlay import overlay  # noqa: E402
+from hvc.exports import overlay  # noqa: E402
 
 
 @entry_point

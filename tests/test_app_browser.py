@@ -27,7 +27,7 @@ import pytest
 from PIL import Image
 
 from hvc.demo.video import render_video
-from hvc.exports.mp4 import Mp4Writer
+from hvc.exports import Mp4Writer
 from hvc.segment.__main__ import main as segment_main
 from helpers.locations import IN_CI, REPO
 

@@ -1,4 +1,4 @@
-"""Mask exports (hvc/exports): every format read back with the tool another program would use
+"""Mask exports (hvc/exports.py): every format read back with the tool another program would use
 (pycocotools for RLE, PyAV for the mp4, PIL for the PNGs) and compared with the palette PNGs
 they were made from, on the demo video's frames and masks (two moving objects, one of them
 leaving the frame in some frames)."""
@@ -18,9 +18,7 @@ from pycocotools import mask as coco_mask
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import InputError
-from hvc.exports import FORMATS, TARGETS, export_masks
-from hvc.exports.mp4 import Mp4Writer, frame_rate
-from hvc.exports.overlay import overlay
+from hvc.exports import FORMATS, TARGETS, Mp4Writer, export_masks, overlay
 
 FRAMES, H, W = 6, 95, 161  # odd sizes: the mp4 must pad them to even ones
 
@@ -115,7 +113,8 @@ def test_mp4_writer_is_atomic_and_checks_its_frames(tmp_path):
             video.write(frame)
             video.write(np.zeros((8, 10, 3), np.uint8))
     assert not path.exists() and not list(tmp_path.iterdir())  # nothing left, not even a temporary
-    assert frame_rate(30000 / 1001) == Fraction(30000, 1001) and frame_rate(25.0) == 25  # NTSC's as OpenCV reads it
+    assert Mp4Writer(path, 30000 / 1001).rate == Fraction(30000, 1001)  # NTSC's, as OpenCV reads it
+    assert Mp4Writer(path, 25.0).rate == 25
 
 
 def test_a_format_is_rewritten_whole_and_a_short_video_is_an_input_error(results, tmp_path):

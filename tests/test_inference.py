@@ -161,7 +161,7 @@ def test_visualize_writes_overlays_and_mp4(tmp_path):
         assert sum(e.shape[0] for e in blend_error[obj]) > 40, obj
         assert np.concatenate(blend_error[obj]).mean() < 8, obj
         assert np.concatenate(change[obj]).mean() > 20, obj
-    with av.open(str(vis / "alpha.mp4")) as container:  # H.264, which browsers play (hvc/exports/mp4.py)
+    with av.open(str(vis / "alpha.mp4")) as container:  # H.264, which browsers play (hvc/exports.py)
         assert container.streams.video[0].codec_context.name == "h264"
     video = cv2.VideoCapture(str(vis / "alpha.mp4"))
     decoded = []

@@ -21,7 +21,7 @@ import hvc.segment.run as segment_run
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import EXIT_INPUT, EXIT_NON_FINITE, EXIT_USAGE
-from hvc.exports.mp4 import Mp4Writer
+from hvc.exports import Mp4Writer
 from hvc.scribbles import render, save_png, scribbles_from_mask
 from hvc.segment import Options, segment
 from hvc.segment.__main__ import main
@@ -172,7 +172,7 @@ def test_other_settings_refused_and_non_finite_features_stop(clip, tmp_path, cap
     assert "made with other settings" in err and "--overwrite" in err
     assert {p.name: p.read_bytes() for p in (tmp_path / "out" / "masks").iterdir()} == before  # untouched
 
-    real_encode = segment_run.Segmenter._encode
+    real_encode = segment_run.VideoSegmenter.encode
     calls = []
 
     def poisoned(self, rgb):  # frame 3's features hold a NaN, as from broken weights
@@ -183,7 +183,7 @@ def test_other_settings_refused_and_non_finite_features_stop(clip, tmp_path, cap
             emb[0, 0, 0] = float("nan")
         return emb
 
-    monkeypatch.setattr(segment_run.Segmenter, "_encode", poisoned)
+    monkeypatch.setattr(segment_run.VideoSegmenter, "encode", poisoned)
     err = _error([str(folder / "demo.mp4"), "--mask", str(folder / "first.png"), "--output", str(tmp_path / "nan")],
                  capsys, EXIT_NON_FINITE)
     assert "features of frame 3" in err and "NaN or inf" in err
@@ -201,8 +201,9 @@ def test_resumes_after_an_interruption_and_never_redoes_a_finished_run(clip, tmp
     segment(Options(output=tmp_path / "whole", **opts))
 
     encoded = []
-    real_encode = segment_run.Segmenter._encode
-    monkeypatch.setattr(segment_run.Segmenter, "_encode", lambda self, rgb: encoded.append(1) or real_encode(self, rgb))
+    real_encode = segment_run.VideoSegmenter.encode
+    monkeypatch.setattr(segment_run.VideoSegmenter, "encode",
+                        lambda self, rgb: encoded.append(1) or real_encode(self, rgb))
 
     def stop_at_4(t):
         if t == 4:

@@ -25,7 +25,7 @@ from hvc.completion import ResultsFolder
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import EXIT_USAGE
-from hvc.exports.mp4 import Mp4Writer
+from hvc.exports import Mp4Writer
 from hvc.propagation import PropagationConfig
 from hvc.scribbles import render, save_png, scribbles_from_mask
 from hvc.scribbles.fill import labels_from_scribbles
@@ -246,7 +246,7 @@ def test_the_command_with_prompts_on_two_frames_both_ways_resumes_after_sigkill(
     assert (out / ".hvc" / "done" / "video.json").is_file()
 
 
-def test_a_folder_of_the_earlier_layout_is_refused_until_overwrite(clip, tmp_path, capsys):
+def test_a_folder_of_the_earlier_layout_is_refused_even_with_overwrite(clip, tmp_path, capsys):
     folder, _ = clip
     out = tmp_path / "out"
     (out / ".hvc").mkdir(parents=True)
@@ -255,12 +255,10 @@ def test_a_folder_of_the_earlier_layout_is_refused_until_overwrite(clip, tmp_pat
     save_indexed_png(out / "masks" / "00000.png", np.zeros((H, W), np.uint8))
     argv = [str(folder / "decoded"), "--mask", str(folder / "a.png"), "--output", str(out), "--context", "2",
             "--save", "palette"]
-    assert main(argv) == EXIT_USAGE
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0] == (f"error: {out / '.hvc' / 'progress.json'}: this folder was written by an "
-                                        f"earlier version of hvc.segment, whose layout this one does not read; pass "
-                                        f"--overwrite to replace it or choose another --output")
-    assert (out / "masks" / "00000.png").is_file()  # untouched
-    assert main([*argv, "--overwrite"]) == 0
-    assert not (out / ".hvc" / "progress.json").exists() and len(_masks(out)) == FRAMES
-
+    for overwrite in ([], ["--overwrite"]):
+        assert main([*argv, *overwrite]) == EXIT_USAGE
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0] == (f"error: {out / '.hvc' / 'progress.json'}: written by an earlier version "
+                                            f"of hvc.segment; choose another --output")
+    assert (out / "masks" / "00000.png").is_file() and (out / ".hvc" / "progress.json").is_file()  # untouched
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["00000.png"]

@@ -14,7 +14,7 @@ import hvc.speed as speed
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import UsageError
-from hvc.exports.mp4 import Mp4Writer
+from hvc.exports import Mp4Writer
 from hvc.segment import Options, segment
 from hvc.segment.__main__ import parse_args
 from hvc.speed import EXACT, FAST, default_speed, mode_of, native_bf16

@@ -1,15 +1,7 @@
 """Segment a video in the browser: a page served on this machine (docs/app.md).
 
-    python -m hvc.app [VIDEO] [--output DIR] [--host 127.0.0.1] [--port 8765]
-        [--model hvc --checkpoint P] [--input-size N] [--context N] [--memory recent|quality]
-        [--exact] [--device cpu|cuda] [--max-upload-mib N]
-
-VIDEO: a video file or a folder of frames, opened at start (another can be uploaded from the
-page). Open the address printed, paint a mask or scribbles on a frame, propagate, correct a
-frame and propagate again, download the exports. Runs are ``python -m hvc.segment``'s, with its
-defaults (the fast or exact speed mode of the device, hvc/speed.py). DIR (default
-./hvc_app_output) gets one folder per video opened; one tool per DIR. Exit codes
-(docs/failure.md): 2 usage, 3 unreadable video, 4 DIR not writable, 7 another tool uses DIR.
+Open the address printed, paint a mask or scribbles on a frame, propagate, correct, download the
+exports. Runs are ``python -m hvc.segment``'s, with its defaults. Exit codes: docs/failure.md.
 """
 
 from __future__ import annotations
@@ -23,43 +15,32 @@ from hvc.apart import refuse_overlap
 from hvc.app.server import Workspace, make_server
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, UsageError, entry_point
-from hvc.segment.__main__ import add_run_flags, parse_checked, run_options as segment_options
-from hvc.speed import default_speed
+from hvc.segment.__main__ import add_run_flags, parse_run_flags
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
+    """The command line, and the hvc.segment Options fields every run shares (hvc.segment's defaults)."""
     parser = ArgumentParser(prog="python -m hvc.app", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, nargs="?", help="video file or folder of frames to open at start")
-    parser.add_argument("--output", type=Path, default=Path("hvc_app_output"),
-                        help="the tool's folder: one folder per video opened (default ./hvc_app_output)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--output", type=Path, default=Path("hvc_app_output"), help="folder (default ./hvc_app_output)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
-    add_run_flags(parser)  # hvc.segment's, with its defaults
+    add_run_flags(parser)
     parser.add_argument("--max-upload-mib", type=int, default=2048, help="largest video upload accepted (default 2048)")
-    a = parse_checked(parser, argv)
+    a, _, options = parse_run_flags(parser, argv)
     if not 0 <= a.port <= 65535:
         parser.error("--port must lie in [0, 65535]")
     if a.max_upload_mib < 1:
         parser.error("--max-upload-mib must be >= 1")
-    return a
-
-
-def run_options(a: argparse.Namespace) -> dict:
-    """The hvc.segment Options every run of the tool shares: its flags, the device's default speed
-    mode (hvc/speed.py), checked before anything is served."""
-    mode, speed, why = default_speed(a.device, a.exact)
-    return segment_options(a, speed, f"speed: {mode} ({speed.describe()}; {why})")
+    return a, options
 
 
 @entry_point
 def main(argv: Optional[list[str]] = None) -> int:
-    """Serve until Ctrl-C; expected failures print one line and exit with their kind's code."""
-    a = parse_args(sys.argv[1:] if argv is None else list(argv))
-    options = run_options(a)
-    if a.video is not None:  # before the folder is locked, i.e. written
-        refuse_overlap(a.output, "--output", {"VIDEO": a.video})
+    """Serve until Ctrl-C."""
+    a, options = parse_args(sys.argv[1:] if argv is None else list(argv))
+    refuse_overlap(a.output, "--output", {"VIDEO": a.video})  # before the lock writes into --output
     workspace = Workspace(a.output, options, a.max_upload_mib << 20)
     if a.video is not None:
         workspace.open_path(a.video)

@@ -1,6 +1,5 @@
-"""The browser tool's server: the open video, its prompts, runs of ``hvc.segment``, the results.
-Standard library HTTP; the page is ``page.html`` next to this file. Its routes and its folder
-``--output`` (``video-<n>/`` per video opened, nothing else written or deleted): docs/app.md."""
+"""The browser tool's server (standard library HTTP, the page ``page.html`` beside this file): the open video,
+its prompts, runs of ``hvc.segment``, the results. Its routes and its folder: docs/app.md."""
 
 from __future__ import annotations
 
@@ -46,13 +45,12 @@ class RequestError(UsageError):
         self.status = status
 
 
-def one_line(exc: Exception, bug: str) -> tuple[Optional[int], str]:
-    """(exit code, one line) of an expected failure (hvc/errors.py); for a bug, whose traceback goes to the
-    terminal, (None, "internal error (<its type>); ``bug``")."""
+def one_line(exc: Exception) -> tuple[Optional[int], str]:
+    """(exit code, one line) of an expected failure (hvc/errors.py); of a bug, (None, its type), traceback printed."""
     kind = classify(exc)
     if kind is None:
         traceback.print_exc()
-        return None, f"internal error ({type(exc).__name__}); {bug}"
+        return None, f"internal error ({type(exc).__name__}); see the terminal"
     return kind
 
 
@@ -65,8 +63,7 @@ def copy_bytes(read: Callable[[int], bytes], write: Callable[[bytes], object], l
 
 
 class Video:
-    """One opened video: its frames (decoded once into a JPEG cache), prompts and results. ``folder`` is
-    ours (created empty by :class:`Workspace`); ``path`` is the video file or frame folder, read only."""
+    """One opened video (``path``, read only): its frames decoded once into JPEGs, prompts and results in ``folder``."""
 
     def __init__(self, folder: Path, path: Path, label: str):
         self.folder, self.path, self.label = folder, path, label
@@ -79,21 +76,17 @@ class Video:
             _, jpeg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
             (frames / f"{t}.jpg").write_bytes(jpeg.tobytes())
             self.names.append(source.name(t))
+        self.count = len(self.names)
         self.prompts: dict[int, PromptSpec] = {}
         self.results = folder / "results"  # Options.output: hvc.segment's own folder layout
         self.summary: Optional[dict] = None
-
-    @property
-    def count(self) -> int:
-        return len(self.names)
 
     def frame(self, t: int) -> Path:
         return self.folder / "frames" / f"{self._index(t)}.jpg"
 
     def _index(self, t: int) -> int:
         if not 0 <= t < self.count:
-            raise RequestError(HTTPStatus.NOT_FOUND,
-                               f"frame {t}: the video has {self.count} frames (0..{self.count - 1})")
+            raise RequestError(HTTPStatus.NOT_FOUND, f"frame {t}: the video has frames 0..{self.count - 1}")
         return t
 
     def set_prompt(self, t: int, kind: str, body: bytes) -> None:
@@ -146,8 +139,7 @@ class Video:
 
 
 class Workspace:
-    """The tool's folder (``--output``, locked: one tool per folder), the open video, one run at a time;
-    ``options``: the Options fields every run shares (model, checkpoint, device, speed settings)."""
+    """The tool's folder (``--output``, locked), the open video, one run at a time with the Options ``options``."""
 
     def __init__(self, root: Path, options: dict, max_upload: int):
         self.root, self.options, self.max_upload = root, options, max_upload
@@ -178,10 +170,7 @@ class Workspace:
             return self._open(self._new_folder(), path, path.name)
 
     def open_upload(self, read: Callable[[int], bytes], length: int, name: str) -> Video:
-        """Store an uploaded video under our own name (``name`` only picks a known suffix) and open it."""
-        if length > self.max_upload:
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"{name}: {length} bytes, over the upload limit of {self.max_upload} (--max-upload-mib)")
+        """Store an upload (size checked by the handler) under our own name (``name`` picks the suffix); open it."""
         suffix = Path(name).suffix.lower()
         with self._idle():
             folder = self._new_folder()
@@ -213,39 +202,26 @@ class Workspace:
         with self._idle():
             self.current().prompts.pop(t, None)  # the PNG stays: hvc.segment may have recorded it
 
-    def start(self, direction: str = "forward", save: tuple[str, ...] = ("palette", "mp4")) -> Options:
-        """Start ``hvc.segment`` on the prompts, in a background thread; returns its Options."""
-        if direction not in DIRECTIONS:
-            raise UsageError(f"direction {direction}: one of {', '.join(DIRECTIONS)}")
-        unknown = [f for f in save if f not in FORMATS]
-        if unknown:
-            raise UsageError(f"save: unknown format {unknown[0]} (known: {' '.join(FORMATS)})")
+    def start(self, direction: str, save: tuple[str, ...]) -> None:
+        """Start ``hvc.segment`` on the prompts, in a background thread."""
         with self._idle():
             video = self.current()
             if not video.prompts:
                 raise UsageError("no prompt: paint a mask or scribbles on a frame first")
             # overwrite: the results folder lies in a folder this tool created, so all in it is ours
-            opts = Options(video=video.path, output=video.results, overwrite=True,
-                           prompts=tuple(video.prompts[t] for t in sorted(video.prompts)),
-                           save=tuple(dict.fromkeys(["palette", *save])), direction=direction, **self.options)
+            opts = Options(video=video.path, output=video.results, overwrite=True, save=save, direction=direction,
+                           prompts=tuple(video.prompts[t] for t in sorted(video.prompts)), **self.options)
             video.summary = None
             (video.folder / "results.zip").unlink(missing_ok=True)  # ours, of the previous run
             self.progress = {"state": "running", "done": 0, "total": video.count, "message": ""}
             threading.Thread(target=self._run, args=(video, opts), daemon=True).start()
-        return opts
 
     def _run(self, video: Video, opts: Options) -> None:
-        def on_frame(t: int) -> None:
-            self.progress["done"] += 1
-
         try:
-            summary = segment(opts, on_frame=on_frame)
+            video.summary = segment(opts, on_frame=lambda t: self.progress.update(done=self.progress["done"] + 1))
+            self.progress = {**self.progress, "state": "done", "done": video.summary["frames"]}
         except Exception as exc:  # shown in the page as one line
-            message = one_line(exc, "the terminal shows the details")[1]
-            self.progress = {**self.progress, "state": "error", "message": message}
-            return
-        video.summary = summary
-        self.progress = {**self.progress, "state": "done", "done": summary["frames"], "message": ""}
+            self.progress = {**self.progress, "state": "error", "message": one_line(exc)[1]}
 
     def state(self) -> dict:
         return {"video": self.video.state() if self.video else None, "directions": list(DIRECTIONS),
@@ -276,7 +252,11 @@ class Handler(BaseHTTPRequestHandler):
             path = unquote(url.path)
             if ".." in path.split("/") or "\\" in path or "\x00" in path or "//" in path:
                 raise UsageError("bad path")
-            self._check_host()
+            # bound to the loopback: refuse another site's page reaching us through a name resolving to 127.0.0.1
+            if self.server.server_address[0] in LOOPBACK:
+                host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+                if host not in LOOPBACK:
+                    raise RequestError(HTTPStatus.FORBIDDEN, f"Host {host}: this tool answers only at 127.0.0.1")
             for m, pattern, name in ROUTES:
                 found = pattern.fullmatch(path)
                 if found and m == self.command:
@@ -288,22 +268,13 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the browser went away (a video player seeking, a reload)
             self.close_connection = True
         except Exception as exc:
-            code, message = one_line(exc, "see the terminal")
+            code, message = one_line(exc)
             status = exc.status if isinstance(exc, RequestError) else STATUS.get(code, HTTPStatus.INTERNAL_SERVER_ERROR)
             self.close_connection = True  # an unread body must not be taken for the next request
             self._send(status, json.dumps({"error": message}).encode(), "application/json")
 
-    def _check_host(self) -> None:
-        """Bound to the loopback, answer only requests addressed to it (a page of another site
-        reaching us through a name that resolves to 127.0.0.1 is refused)."""
-        if self.server.server_address[0] in LOOPBACK:
-            host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
-            if host not in LOOPBACK:
-                raise RequestError(HTTPStatus.FORBIDDEN, f"Host {host}: this tool answers only at 127.0.0.1")
-
     do_GET = do_PUT = do_POST = do_DELETE = _dispatch  # the method is self.command
 
-    # -- plumbing ---------------------------------------------------------------------------
     def _head(self, status: int, kind: str, length: int, headers: dict) -> None:
         self.send_response(status)
         for k, v in {"Content-Type": kind, "Content-Length": str(length), "Cache-Control": "no-store",
@@ -324,8 +295,7 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "the request needs a Content-Length")
         length = int(text)
         if length > limit:
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"body of {length} bytes, over the limit of {limit}")
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body of {length} bytes, over the limit {limit}")
         return length
 
     def _body(self) -> bytes:
@@ -349,7 +319,6 @@ class Handler(BaseHTTPRequestHandler):
             f.seek(start)
             copy_bytes(f.read, self.wfile.write, end - start + 1)
 
-    # -- the routes -------------------------------------------------------------------------
     def do_page(self) -> None:
         self._send(HTTPStatus.OK, PAGE.read_bytes(), "text/html; charset=utf-8")
 

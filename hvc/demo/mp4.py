@@ -17,7 +17,7 @@ from hvc.cli import run_main
 from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import ArgumentParser, entry_point
-from hvc.exports.mp4 import Mp4Writer
+from hvc.exports import Mp4Writer
 from hvc.scribbles import render, save_png, scribbles_from_mask
 
 
@@ -36,7 +36,7 @@ def export(folder: Path, frames: int = 40, fps: int = 24) -> Path:
 def score(folder: Path, masks: Path) -> dict[str, float]:
     """DAVIS J&F, J and F of ``masks/<frame>.png`` against ``folder/truth``, objects averaged."""
     from hvc.metrics import evaluate_sequence
-    from hvc.metrics.folders import video_table
+    from hvc.metrics.report import video_table
 
     row = video_table(evaluate_sequence(folder / "truth", masks, binary=False)).iloc[0]
     return {"J&F": row["J&F-Mean"], "J": row["J-Mean"], "F": row["F-Mean"]}

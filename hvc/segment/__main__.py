@@ -1,30 +1,9 @@
 """Segment the objects of a video from masks or scribbles on any of its frames (docs/segment.md).
 
-    python -m hvc.segment VIDEO (--mask [FRAME:]MASK.png | --scribble [FRAME:]S.png|S.json) ...
-        [--direction forward|backward|both] [--model hvc --checkpoint P] [--output DIR] [--resize-mask]
-        [--input-size N] [--context N] [--memory recent|quality] [--exact | --encoder exact|fused|bf16
-        --precision fp32|bf16 --search-dims D|all --candidates X] [--device cpu|cuda] [--overwrite]
-        [--save palette binary alpha rle mp4]
-
-VIDEO: a video file (mp4, avi, ... decoded by OpenCV) or a folder of frames (name order).
-Prompts: one per frame, FRAME counted from 0 (default 0). An object may start on any frame; a
-later mask of an object already followed corrects it from that frame on. MASK.png: object ids
-(indexed/greyscale PNG, 0 background, 255 void; a 0/255 greyscale mask is one object), or an
-RGB image of flat colours, black the background: each colour becomes an id and the mapping is
-printed. S.png: scribbles, 0 unlabelled, 1..254 objects, 255 background; S.json: DAVIS
-interactive scribbles (docs/scribbles.md), filled on their own frame. Frames before the first
-prompt (forward) or after the last (backward) are background.
-
-Speed: the fast mode (bf16 encoder and search, 64 search dims, 1.5x candidates) where the device
-computes bfloat16 natively (AVX512_BF16 / AMX CPUs, Ampere+ GPUs), else and with --exact the
-paper's exact float32 arithmetic; the output says which mode ran (hvc/speed.py).
-
-Writes DIR/masks/<frame>.png, the exports of --save, DIR/summary.json and DIR/.hvc/ (the
-completion record, the lock, a run in progress): an interrupted run started again continues
-where it stopped, and a finished one asked for more formats only writes those. Exit codes
-(docs/failure.md): 2 usage, other settings, a damaged record or an earlier version's folder in
---output, or --output overlapping an input; 3 unreadable video / prompt / checkpoint / state;
-4 output not writable; 6 NaN or inf in features or soft masks; 7 another run writes into --output.
+A mask holds object ids (0 background, 255 void) or flat RGB colours (the mapping is printed); a scribble
+is a PNG (0 unlabelled, 255 background) or DAVIS interactive JSON. An interrupted run continues where it
+stopped. --encoder, --precision, --search-dims and --candidates default to the fast mode's where the
+device computes bf16 natively, else to the exact mode's. Exit codes: docs/failure.md.
 """
 
 from __future__ import annotations
@@ -42,85 +21,11 @@ from hvc.errors import ArgumentParser, entry_point
 from hvc.exports import FORMATS
 from hvc.models.fast_encoder import ENCODER_MODES
 from hvc.speed import SpeedSettings, default_speed, mode_of
-from hvc.segment.prompt import check_prompts, parse_prompt
+from hvc.segment.prompt import KINDS, check_prompts, parse_prompt
 from hvc.segment.run import DIRECTIONS, Options, segment
 
 # PropagationConfig fields with a flag of their own (--search-dims for search_dims); each is an Options field too.
 PROP_FLAGS = ("context", "memory", "precision", "search_dims", "candidates")
-
-
-def add_run_flags(parser: ArgumentParser) -> None:
-    """The flags of the model, its input size, memory, speed mode and device (``python -m hvc.app`` has them too)."""
-    parser.add_argument("--model", default="hvc", help="encoder (hvc, random18, imagenet18, ...)")
-    parser.add_argument("--checkpoint", help="weights file (default for hvc: checkpoints/hvc_bsds_cpu.pth)")
-    parser.add_argument("--input-size", type=int,
-                        help="shorter side fed to the encoder (default: the frames', at most 480)")
-    parser.add_argument("--context", type=int, default=50, help="context frames (default 50, the paper's)")
-    parser.add_argument("--memory", choices=("recent", "quality"), default="recent",
-                        help="memory policy: which frames form the context (docs/memory.md)")
-    parser.add_argument("--exact", action="store_true",
-                        help="the paper's exact float32 arithmetic even where bf16 is native (default there: fast)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-
-
-def parse_checked(parser: ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """The command line ``argv``, the input size of :func:`add_run_flags` checked."""
-    a = parser.parse_args(argv)
-    if a.input_size is not None and not MIN_INPUT_SIZE <= a.input_size <= MAX_INPUT_SIZE:
-        parser.error(f"--input-size must lie in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}]")
-    return a
-
-
-def run_options(a: argparse.Namespace, speed: SpeedSettings, note: str) -> dict:
-    """The Options fields of :func:`add_run_flags`'s flags with the speed settings ``speed`` and their ``note``,
-    checked by the propagation schema before anything is read or written (errors name the flag)."""
-    prop = {"context": a.context, "memory": a.memory, "precision": speed.precision,
-            "search_dims": speed.search_dims, "candidates": speed.candidates}
-    PropagationConfig(**prop).validate(lambda name: f"--{name.replace('_', '-')}" if name in PROP_FLAGS else name)
-    return {"model": a.model, "checkpoint": a.checkpoint, "input_size": a.input_size, "device": a.device,
-            "context": a.context, "memory": a.memory, **dataclasses.asdict(speed), "speed_note": note}
-
-
-def parse_args(argv: list[str]) -> Options:
-    parser = ArgumentParser(prog="python -m hvc.segment", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("video", type=Path, help="video file or folder of frames")
-    parser.add_argument("--mask", action="append", default=[], metavar="[FRAME:]PATH",
-                        help="mask of object ids (PNG) for frame FRAME (default 0); repeat for other frames")
-    parser.add_argument("--scribble", action="append", default=[], metavar="[FRAME:]PATH",
-                        help="scribbles (PNG or DAVIS interactive JSON) for frame FRAME (default 0); repeatable")
-    parser.add_argument("--direction", choices=DIRECTIONS, default="forward",
-                        help="propagate from the prompts forward (default), backward, or both ways (each frame "
-                             "from its nearer prompt, forward on a tie)")
-    parser.add_argument("--output", type=Path, help="output folder (default: ./<video name>_masks)")
-    parser.add_argument("--resize-mask", action="store_true",
-                        help="scale a mask of another size to the frames (nearest neighbour)")
-    add_run_flags(parser)
-    parser.add_argument("--encoder", choices=ENCODER_MODES,
-                        help="how the encoder runs: exact, fused or bf16 (default: bf16 in the fast mode, else exact)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"),
-                        help="propagation arithmetic: fp32 exact, bf16 faster and approximate (default: bf16 in "
-                             "the fast mode, else fp32; docs/local_kernel.md)")
-    parser.add_argument("--search-dims", type=_search_dims, metavar="D|all",
-                        help="search candidates on D principal axes of the first frame (approximate; default: "
-                             "64 in the fast mode, else all; docs/local_kernel.md)")
-    parser.add_argument("--candidates", type=float,
-                        help="candidates an approximate search rescores, in units of topk (at least 1; fewer is "
-                             "faster, with more label changes; default: 1.5 in the fast mode, else 2)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace a segmentation of other settings (or a damaged one) in --output")
-    parser.add_argument("--save", nargs="+", choices=FORMATS, default=["palette", "mp4"], metavar="FORMAT",
-                        help=f"what to write, any of {' '.join(FORMATS)} (default: palette mp4; the palette "
-                             f"PNGs are always written; docs/segment.md)")
-    a = parse_checked(parser, argv)
-    fields = run_options(a, *_speed(a, parser))
-    prompts = tuple([parse_prompt(m, "mask") for m in a.mask] + [parse_prompt(m, "scribble") for m in a.scribble])
-    check_prompts(prompts)  # none, or two on one frame: usage errors before anything is read
-    output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
-    return Options(video=a.video, output=output, prompts=prompts, resize_mask=a.resize_mask, overwrite=a.overwrite,
-                   save=tuple(dict.fromkeys(["palette", *a.save])), direction=a.direction, **fields)
-
-
 ALL_DIMS = -1  # --search-dims all: search on every channel (0 stays 0, and is refused)
 
 
@@ -128,26 +33,72 @@ def _search_dims(text: str) -> int:
     return ALL_DIMS if text == "all" else int(text)
 
 
-def _speed(a: argparse.Namespace, parser: ArgumentParser) -> tuple[SpeedSettings, str]:
-    """The speed settings (hvc/speed.py: the device's default mode, then single settings given)
-    and the line that says which mode runs and why."""
-    given = {f.name: getattr(a, f.name) for f in dataclasses.fields(SpeedSettings) if getattr(a, f.name) is not None}
+def add_run_flags(parser: ArgumentParser) -> None:
+    """The flags ``python -m hvc.app`` has too: the model, its input size, memory, speed mode and device."""
+    parser.add_argument("--model", default="hvc", help="encoder (hvc, random18, imagenet18, ...)")
+    parser.add_argument("--checkpoint", help="weights file (default for hvc: checkpoints/hvc_bsds_cpu.pth)")
+    parser.add_argument("--input-size", type=int, help="shorter side fed to the encoder (default: the frames', <= 480)")
+    parser.add_argument("--context", type=int, default=50, help="context frames (default 50, the paper's)")
+    parser.add_argument("--memory", choices=("recent", "quality"), default="recent", help="the context's memory policy")
+    parser.add_argument("--exact", action="store_true", help="the paper's float32 arithmetic even where bf16 is native")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+
+
+def parse_run_flags(parser: ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, str, dict]:
+    """``argv`` parsed, the speed mode, and the Options fields of :func:`add_run_flags`'s flags and the speed
+    flags (hvc/speed.py: the device's default mode, then the single settings given; hvc.app has none), checked
+    by the propagation schema before anything is read or written (errors name the flag)."""
+    a = parser.parse_args(argv)
+    if a.input_size is not None and not MIN_INPUT_SIZE <= a.input_size <= MAX_INPUT_SIZE:
+        parser.error(f"--input-size must lie in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}]")
+    given = {f.name: v for f in dataclasses.fields(SpeedSettings) if (v := getattr(a, f.name, None)) is not None}
     if a.exact and given:
         options = ", ".join("--" + k.replace("_", "-") for k in given)
         parser.error(f"--exact runs the exact arithmetic; leave out {options}")
-    mode, settings, why = default_speed(a.device, a.exact)
+    mode, speed, why = default_speed(a.device, a.exact)
     if given:
         if given.get("search_dims") == ALL_DIMS:
             given["search_dims"] = None
-        settings = dataclasses.replace(settings, **given)
-        mode, why = mode_of(settings), f"{mode} by default ({why}), changed by the options given"
-    hint = "; --exact for the paper's exact arithmetic" if mode != "exact" else ""
-    return settings, f"speed: {mode} ({settings.describe()}; {why}){hint}"
+        speed = dataclasses.replace(speed, **given)
+        mode, why = mode_of(speed), f"{mode} by default ({why}), changed by the options given"
+    prop = {"context": a.context, "memory": a.memory, "precision": speed.precision,
+            "search_dims": speed.search_dims, "candidates": speed.candidates}
+    PropagationConfig(**prop).validate(lambda name: f"--{name.replace('_', '-')}" if name in PROP_FLAGS else name)
+    return a, mode, {"model": a.model, "checkpoint": a.checkpoint, "input_size": a.input_size, "device": a.device,
+                     "context": a.context, "memory": a.memory, **dataclasses.asdict(speed),
+                     "speed_note": f"speed: {mode} ({speed.describe()}; {why})"}
+
+
+def parse_args(argv: list[str]) -> Options:
+    parser = ArgumentParser(prog="python -m hvc.segment", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("video", type=Path, help="video file or folder of frames")
+    for kind in KINDS:
+        parser.add_argument(f"--{kind}", action="append", default=[], metavar="[FRAME:]PATH",
+                            help=f"{kind} of frame FRAME (default 0); repeat for other frames")
+    parser.add_argument("--direction", choices=DIRECTIONS, default="forward", help="from the prompts (default forward)")
+    parser.add_argument("--output", type=Path, help="output folder (default: ./<video name>_masks)")
+    parser.add_argument("--resize-mask", action="store_true", help="scale a prompt of another size to the frames")
+    add_run_flags(parser)
+    parser.add_argument("--encoder", choices=ENCODER_MODES, help="how the encoder runs")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), help="propagation arithmetic (bf16: approximate)")
+    parser.add_argument("--search-dims", type=_search_dims, metavar="D|all", help="search on D principal axes")
+    parser.add_argument("--candidates", type=float, help="candidates an approximate search rescores, times topk")
+    parser.add_argument("--overwrite", action="store_true", help="replace a segmentation of other settings in --output")
+    parser.add_argument("--save", nargs="+", choices=FORMATS, default=["palette", "mp4"], metavar="FORMAT",
+                        help=f"any of {' '.join(FORMATS)} (default: palette mp4; palette is always written)")
+    a, mode, fields = parse_run_flags(parser, argv)
+    if mode != "exact":
+        fields["speed_note"] += "; --exact for the paper's exact arithmetic"
+    prompts = tuple(parse_prompt(text, kind) for kind in KINDS for text in getattr(a, kind))
+    check_prompts(prompts)  # none, or two on one frame: usage errors before anything is read
+    output = a.output or Path(f"{a.video.name.rsplit('.', 1)[0] if a.video.is_file() else a.video.name}_masks")
+    return Options(video=a.video, output=output, prompts=prompts, resize_mask=a.resize_mask, overwrite=a.overwrite,
+                   save=tuple(a.save), direction=a.direction, **fields)
 
 
 @entry_point
 def main(argv: Optional[list[str]] = None) -> int:
-    """Expected failures print one line and exit with their kind's code (hvc/errors.py)."""
     opts = parse_args(sys.argv[1:] if argv is None else list(argv))
     print(opts.speed_note, flush=True)
     summary = segment(opts)

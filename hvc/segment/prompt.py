@@ -1,5 +1,4 @@
-"""The prompts of ``python -m hvc.segment``: masks of object ids (indexed, greyscale, or RGB(A)
-of flat colours), or scribbles, given as ``--mask / --scribble [FRAME:]PATH`` (docs/segment.md)."""
+"""The prompts of ``python -m hvc.segment --mask / --scribble [FRAME:]PATH`` (docs/segment.md)."""
 
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ class PromptError(InputError, ValueError):
 
 @dataclass(frozen=True)
 class PromptSpec:
-    """One prompt of the command line: a mask or scribble file for one frame."""
+    """One prompt: a mask or scribble file for one frame."""
 
     frame: int
     kind: str  # "mask" | "scribble"
@@ -39,9 +38,8 @@ class PromptSpec:
 
 
 def parse_prompt(text: str, kind: str) -> PromptSpec:
-    """``FRAME:PATH`` or ``PATH`` (frame 0) as given to ``--mask`` / ``--scribble``. Only ASCII digits before
-    the first colon make a frame number: ``C:/a.png`` and ``a:b.png`` stay paths, ``0:a:b.png`` is frame 0 of
-    ``a:b.png``. Raises UsageError (exit 2) for a negative frame or an empty path."""
+    """``FRAME:PATH`` or ``PATH`` (frame 0) of ``--mask`` / ``--scribble``. Only ASCII digits before the first
+    colon make a frame number: ``C:/a.png`` and ``a:b.png`` stay paths, ``0:a:b.png`` is frame 0 of ``a:b.png``."""
     found = _FRAME_PREFIX.match(text)
     frame, path = (int(found.group(1)), found.group(2)) if found else (0, text)
     if frame < 0:
@@ -52,9 +50,8 @@ def parse_prompt(text: str, kind: str) -> PromptSpec:
 
 
 def check_prompts(specs: Iterable[PromptSpec], count: Optional[int] = None) -> list[PromptSpec]:
-    """The prompts in frame order, at least one, at most one per frame; with ``count`` (the video's frame
-    count, when known exactly) every frame must exist. Raises UsageError (exit 2) for none or two on one
-    frame, PromptError (exit 3) for a frame beyond the video."""
+    """The prompts in frame order: at least one, at most one per frame (else UsageError) and, with ``count``
+    (the video's frame count, when known exactly), on frames of the video (else PromptError)."""
     specs = sorted(specs, key=lambda s: s.frame)
     if not specs:
         raise UsageError("give a prompt: --mask [FRAME:]MASK.png or --scribble [FRAME:]S.png")
@@ -62,8 +59,7 @@ def check_prompts(specs: Iterable[PromptSpec], count: Optional[int] = None) -> l
         if a.frame == b.frame:
             raise UsageError(f"two prompts for frame {a.frame} ({a} and {b}); give one per frame")
     if count is not None and specs[-1].frame >= count:
-        raise PromptError(f"{specs[-1].path}: given for frame {specs[-1].frame}, but the video has {count} "
-                          f"frames (0..{count - 1})")
+        raise PromptError(f"{specs[-1].path}: for frame {specs[-1].frame}, but the video has frames 0..{count - 1}")
     return specs
 
 
@@ -78,27 +74,22 @@ def _fit(ids: np.ndarray, size: tuple[int, int], resize: bool, path: Path, what:
 
 
 def _open_mask(path: Path) -> tuple[np.ndarray, str]:
-    """(values, mode) of a mask file: [H, W] ids of a palette / greyscale image (mode "P" / "L")
-    or [H, W, 3] colours of an RGB(A) image, transparent pixels black (mode "RGB")."""
+    """(values, mode): [H, W] ids ("P", "L") or [H, W, 3] colours of an RGB(A) mask, transparent black ("RGB")."""
     try:
         with Image.open(path) as im:
-            if im.mode == "1":
-                im = im.convert("L")
-            if im.mode in ("P", "L"):
-                return np.array(im), im.mode
-            if im.mode in ("RGB", "RGBA", "LA"):
-                rgba = np.array(im.convert("RGBA"))
-                rgb = rgba[..., :3].copy()
-                rgb[rgba[..., 3] < 128] = 0  # transparent: background
-                return rgb, "RGB"
-            raise PromptError(f"{path}: the mask is a {im.mode} image; save it as an indexed (palette) or "
-                              f"greyscale PNG of object ids (0 = background), or an RGB image of flat colours")
-    except PromptError:
-        raise
+            mode = {"1": "L", "RGBA": "RGB", "LA": "RGB"}.get(im.mode, im.mode)
+            values = np.array(im.convert("RGBA" if mode == "RGB" else mode)) if mode in ("P", "L", "RGB") else None
     except FileNotFoundError:
         raise PromptError(f"{path}: mask file not found") from None
     except (OSError, ValueError) as exc:
         raise PromptError(f"{path}: unreadable mask ({exc})") from None
+    if values is None:
+        raise PromptError(f"{path}: the mask is a {mode} image; save it as an indexed (palette) or greyscale PNG of "
+                          f"object ids (0 = background), or an RGB image of flat colours")
+    if mode == "RGB":
+        values[values[..., 3] < 128] = 0  # transparent: background
+        values = values[..., :3]
+    return values, mode
 
 
 def _colours(path: Path, rgb: np.ndarray) -> list[tuple[int, int, int]]:
@@ -119,10 +110,7 @@ def _pack(rgb: np.ndarray) -> np.ndarray:
 
 
 def colour_ids(colours: Sequence[tuple[int, int, int]]) -> dict[tuple[int, int, int], int]:
-    """Object ids of mask colours (black is the background, 0). When every colour is one of the
-    DAVIS palette (a palette mask saved as RGB), its palette index (the void colour 255, which
-    then counts as background); otherwise 1, 2, ... in the given order (files in command-line
-    order, each row by row)."""
+    """Object ids of mask colours: their DAVIS palette indices if all are in the palette, else 1, 2, ... in order."""
     palette = {tuple(int(v) for v in DAVIS_PALETTE[i]): i for i in range(1, 256)}
     if all(c in palette for c in colours):
         return {c: palette[c] for c in colours}
@@ -133,10 +121,8 @@ def colour_ids(colours: Sequence[tuple[int, int, int]]) -> dict[tuple[int, int, 
 
 def read_masks(paths: Sequence[str | Path], size: tuple[int, int],
                resize: bool = False) -> tuple[list[np.ndarray], dict[tuple[int, int, int], int]]:
-    """Object ids int64 [H, W] of mask files, and the colour -> id mapping of the RGB ones (empty when none
-    is RGB; one mapping for all files, so a colour is the same object on every frame). Palette / greyscale
-    masks hold ids, 0 background and 255 void (counted as background); a 0/255 greyscale image is one
-    object. RGB(A) masks hold flat colours (:func:`colour_ids`)."""
+    """Object ids int64 [H, W] of mask files (255 void counted as background; a 0/255 greyscale image is one
+    object), and the colour -> id mapping of the RGB(A) ones, one for all files (:func:`colour_ids`)."""
     opened = [(Path(p), *_open_mask(Path(p))) for p in paths]
     seen: dict[tuple[int, int, int], None] = {}
     for path, values, mode in opened:
@@ -169,8 +155,7 @@ def describe_colours(mapping: dict[tuple[int, int, int], int]) -> list[str]:
 
 
 def read_scribble(path: str | Path, size: tuple[int, int], resize: bool = False) -> np.ndarray:
-    """Scribble map int64 [H, W] (-1 unlabelled, 0 background, 1.. objects) of a scribble PNG
-    or DAVIS interactive JSON (docs/scribbles.md), at the frames' size."""
+    """Scribble map int64 [H, W] (-1 unlabelled, 0 background, 1.. objects) of a PNG or DAVIS JSON file."""
     path = Path(path)
     try:
         shifted = _fit((read_scribbles(path, size) + 1).astype(np.uint8), size, resize, path, "scribble")  # -1..254

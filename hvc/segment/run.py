@@ -1,6 +1,4 @@
-"""Segment anyone's video from masks or scribbles on any frames, forward, backward or both
-ways: streaming, bounded memory, resumable. The output folder's layout, the resumption and the
-directions: docs/segment.md (also docs/own_video.md)."""
+"""Segment anyone's video from prompts on any frames, either or both ways, streaming and resumable (docs/segment.md)."""
 
 from __future__ import annotations
 
@@ -26,20 +24,18 @@ from hvc.data.frames import FrameSource, open_frames
 from hvc.data.palette import save_indexed_png
 from hvc.data.vos import scaled_size
 from hvc.errors import InputError, UsageError
-from hvc.exports import TARGETS, export_masks, remove_exports
+from hvc.exports import FORMATS, TARGETS, export_masks, remove_exports
 from hvc.fileio import atomic_torch_save, atomic_write_bytes, atomic_write_text, file_digest
 from hvc.locks import OutputLock
 from hvc.models.encoders import checkpoint_path
 from hvc.propagation import PropagationConfig
 from hvc.scribbles.fill import labels_from_scribbles
-from hvc.segment.prompt import PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
+from hvc.segment.prompt import KINDS, PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
 from hvc.segmenter import MAX_INPUT_SIZE, SegmenterState, VideoSegmenter
 from hvc.speed import SpeedSettings, mode_of
 
 DIRECTIONS = ("forward", "backward", "both")
 SEQUENCE = "video"  # the one sequence of the results folder
-PROGRESS = "progress"  # the staging folder of the run in progress (beside the sequence's)
-INFO = "segment.json"  # in .hvc/: the finished run's settings, objects, timings and exports
 DAMAGED = {"settings_sha256": None}  # InProgress.load: a file that cannot be read
 PROGRESS_KEYS = {"settings_sha256", "pass", "done", "propagator", "frames", "objects", "seconds", "runs"}
 
@@ -62,12 +58,19 @@ class Options:
     search_dims: Optional[int] = None  # the reduced search's principal axes (docs/local_kernel.md); None: all
     candidates: float = 2.0  # an approximate search's candidates, in units of topk (docs/local_kernel.md)
     overwrite: bool = False
-    # Exports (hvc.exports.FORMATS) made after the last frame; palette PNGs are always written (the run resumes
-    # from them, the others are made from them). Not a setting: a finished run only writes the missing ones.
+    # hvc.exports.FORMATS made after the last frame (palette: always); not a setting: a rerun makes the missing ones
     save: tuple[str, ...] = ("palette", "mp4")
     prompts: tuple[PromptSpec, ...] = ()  # --mask / --scribble FRAME:PATH (with mask / scribble: all of them)
     direction: str = "forward"  # which way masks propagate from the prompts (DIRECTIONS)
     speed_note: str = ""  # the command line's account of the speed mode it chose (hvc/speed.py), for the summary
+
+    def __post_init__(self):
+        """The checks and the order of ``save`` every front end shares (palette first: always written)."""
+        if self.direction not in DIRECTIONS:
+            raise UsageError(f"direction {self.direction!r}: must be one of {', '.join(DIRECTIONS)}")
+        if not set(self.save) <= set(FORMATS):
+            raise UsageError(f"save {' '.join(self.save)}: the formats are {' '.join(FORMATS)}")
+        self.save = tuple(dict.fromkeys(["palette", *self.save]))
 
 
 def _video_identity(source: FrameSource) -> dict:
@@ -79,17 +82,14 @@ def _video_identity(source: FrameSource) -> dict:
 
 
 class InProgress:
-    """The staging folder of a run in progress (``.hvc/staging/progress``): ``progress.json``,
-    the soft masks ``state/<i>.pt`` of the frames the propagator holds (``i``: the frame's place
-    in its pass) and, for a backward pass over a video file, its frames ``frames/<t>.png``."""
+    """A run in progress (``.hvc/staging/progress``): progress.json, the held frames' soft masks, decoded frames."""
 
     def __init__(self, folder: ResultsFolder):
-        staging = folder.staging(PROGRESS)
+        staging = folder.staging("progress")  # beside the sequence's staging folder
         self.path, self.state_dir, self.frames_dir = staging / "progress.json", staging / "state", staging / "frames"
 
     def load(self) -> Optional[dict]:
-        """The progress; None if there is none; DAMAGED if it cannot be read (a truncated or
-        empty file after a crash): the run then starts afresh with --overwrite."""
+        """The progress; None if there is none; DAMAGED if it cannot be read (truncated or empty after a crash)."""
         if not self.path.is_file():
             return None
         try:
@@ -121,9 +121,8 @@ class InProgress:
                 f.unlink()
 
     def cache_frames(self, source: FrameSource, last: int) -> int:
-        """Decode the video once, keeping frames 0..``last`` as lossless PNGs (what a backward
-        pass reads, one at a time); returns its exact frame count. A cache a killed run
-        completed is kept, one it left half-written is completed (each file is atomic)."""
+        """Decode the video once, keeping frames 0..``last`` as lossless PNGs for a backward pass; returns its
+        exact frame count. A killed run's cache is kept, or completed if half-written (each file is atomic)."""
         marker = self.frames_dir / "count.json"
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # missing or damaged: made below
             return int(json.loads(marker.read_text())["frames"])
@@ -142,8 +141,7 @@ class InProgress:
         path = self.frames_dir / f"{t}.png"
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise InputError(f"{path}: a decoded frame of the run in progress is missing or damaged; "
-                             f"pass --overwrite to segment the video afresh")
+            raise InputError(f"{path}: missing or damaged; pass --overwrite to segment the video afresh")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -152,12 +150,9 @@ class Segmenter:
 
     def __init__(self, opts: Options):
         self.opts = opts
-        if opts.direction not in DIRECTIONS:
-            raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {opts.direction!r}")
         self.source = open_frames(opts.video)
         self.is_folder = self.source.path.is_dir()
-        frame0 = [PromptSpec(0, kind, Path(path)) for kind, path in (("mask", opts.mask), ("scribble", opts.scribble))
-                  if path is not None]
+        frame0 = [PromptSpec(0, kind, Path(path)) for kind in KINDS if (path := getattr(opts, kind)) is not None]
         # A video file's frame count comes from its header and may be off: checked here for folders only.
         self.specs = check_prompts(frame0 + list(opts.prompts), self.source.count if self.is_folder else None)
         self.prompt_frames = [s.frame for s in self.specs]
@@ -193,9 +188,8 @@ class Segmenter:
         self.progress = InProgress(self.folder)
         self.masks = opts.output / TARGETS["palette"]
         self.staged = self.folder.staging(SEQUENCE)
-        self.info_path = opts.output / STATE_DIR / INFO
-        # The passes this direction needs: with both, a backward pass only if it gives some frame
-        # its mask, and only down to the lowest such frame.
+        self.info_path = opts.output / STATE_DIR / "segment.json"  # the finished run: settings, objects, exports
+        # The passes the direction needs: with both, a backward one only if it owns a frame, down to the lowest
         self.first, self.last = self.prompt_frames[0], self.prompt_frames[-1]
         backward = [t for t in range(self.last + 1) if self.owner(t) == "backward"]
         self.passes = ([] if opts.direction == "backward" else ["forward"]) + (["backward"] if backward else [])
@@ -203,17 +197,14 @@ class Segmenter:
         self.background = np.zeros(self.source.size, np.uint8)  # the mask of a frame no prompt reaches
 
     def owner(self, t: int) -> Optional[str]:
-        """Which pass gives frame ``t`` its mask: "forward", "backward", or None (no prompt in the
-        direction(s) run: background). With both, the pass whose nearest prompt is nearer (forward:
-        the latest prompt frame <= t; backward: the earliest >= t), forward on a tie."""
-        direction = self.opts.direction
-        before = [p for p in self.prompt_frames if p <= t] if direction != "backward" else []
-        after = [p for p in self.prompt_frames if p >= t] if direction != "forward" else []
+        """Which pass gives frame ``t`` its mask: "forward", "backward", or None (background: no prompt in the
+        direction(s) run). With both, the one whose prompt is nearer, forward on a tie."""
+        before = [p for p in self.prompt_frames if p <= t] if self.opts.direction != "backward" else []
+        after = [p for p in self.prompt_frames if p >= t] if self.opts.direction != "forward" else []
         if not before and not after:
             return None
         return "forward" if not after or (before and t - max(before) <= min(after) - t) else "backward"
 
-    # -- the pieces of a pass --------------------------------------------------------------
     def _reset(self, frame_of: Callable[[int], int]) -> None:
         """Reset the segmenter for a pass whose i-th frame is video frame ``frame_of(i)``."""
         self.frame_of = frame_of
@@ -221,9 +212,6 @@ class Segmenter:
         # Nothing of a frame with NaN or inf is written, so a rerun after the fix continues from the frame before.
         self.segmenter.reset(lambda i, what: f"{self.source.path}: {what} of frame {frame_of(i)} "
                                              f"({self.source.name(frame_of(i))}) hold NaN or inf; {hints[what]}")
-
-    def _encode(self, rgb: np.ndarray) -> torch.Tensor:
-        return self.segmenter.encode(rgb)
 
     def _labels(self, t: int, emb: torch.Tensor) -> Optional[torch.Tensor]:
         """The prompt of frame t as ids [H, W] (scribbles filled on its embedding ``emb``), or None."""
@@ -237,7 +225,6 @@ class Segmenter:
         """Frame t read on its own (a backward pass): the image file, or the decoded copy of a video's."""
         return self.source.frame(t) if self.is_folder else self.progress.read_frame(t)
 
-    # -- the output folder ---------------------------------------------------------------------
     def _info(self) -> Optional[dict]:
         """``.hvc/segment.json`` of a finished run of these settings; None if absent or not that."""
         try:
@@ -247,25 +234,11 @@ class Segmenter:
         fits = isinstance(info, dict) and info.get("settings_sha256") == self.key
         return info if fits and {"frames", "objects", "seconds", "runs", "exports"} <= info.keys() else None
 
-    def _refuse_earlier_layout(self) -> None:
-        """A folder an earlier version of hvc.segment wrote (``.hvc/progress.json`` at its top):
-        refused, or with --overwrite its files (which that record says it wrote) removed."""
-        old = self.opts.output / STATE_DIR / "progress.json"
-        if not old.is_file():
-            return
-        if not self.opts.overwrite:
-            raise ConfigError(f"{old}: this folder was written by an earlier version of hvc.segment, whose layout "
-                              f"this one does not read; pass --overwrite to replace it or choose another --output")
-        remove_exports(self.opts.output)
-        shutil.rmtree(self.masks, ignore_errors=True)
-        (self.opts.output / "summary.json").unlink(missing_ok=True)
-        shutil.rmtree(self.opts.output / STATE_DIR / "state", ignore_errors=True)
-        old.unlink()
-
     def _start(self) -> tuple[Optional[dict], Optional[dict]]:
-        """(progress, None) to continue from, a fresh one or a killed run's; or (None, info) when
-        the video is finished with these settings (hvc/completion.py)."""
-        self._refuse_earlier_layout()
+        """(progress, None) to continue from, fresh or a killed run's; or (None, info) if the video is finished."""
+        old = self.opts.output / STATE_DIR / "progress.json"
+        if old.is_file():  # an earlier version's layout, not read (docs/segment.md)
+            raise ConfigError(f"{old}: written by an earlier version of hvc.segment; choose another --output")
         record = self.folder.record(SEQUENCE)
         info = self._info()
         if (record is not None and record.settings == self.key and info is not None
@@ -283,8 +256,7 @@ class Segmenter:
         if (foreign or other) and not self.opts.overwrite:
             what = "a damaged record" if progress is DAMAGED else "a segmentation made with other settings"
             where = self.progress.path if other else self.folder.record_path(SEQUENCE)
-            raise ConfigError(f"{self.opts.output}: holds {what} (see {where}); pass --overwrite to replace it or "
-                              f"choose another --output")
+            raise ConfigError(f"{self.opts.output}: holds {what} ({where}); use --overwrite or another --output")
         if progress is not None and not other and self.staged.is_dir():
             for tmp in [*(self.opts.output / STATE_DIR).rglob(".tmp-*"), *self.opts.output.glob(".tmp-*")]:
                 if tmp.is_file():  # a killed run's atomic write left its temporary
@@ -321,10 +293,8 @@ class Segmenter:
             return False
         return True
 
-    # -- the run ---------------------------------------------------------------------------------
     def run(self, on_frame: Optional[Callable[[int], None]] = None) -> dict:
-        """Segment every frame not done, commit the video, write the exports and the summary;
-        returns the summary. The output folder's lock (:mod:`hvc.locks`) is held throughout."""
+        """Every frame not done, the commit, the exports and the summary (returned), under the folder's lock."""
         with OutputLock(self.opts.output, "--output"):
             progress, info = self._start()
             if progress is not None:
@@ -345,9 +315,8 @@ class Segmenter:
             progress["frames"] = self.progress.cache_frames(self.source, self.last)
             check_prompts(self.specs, progress["frames"])  # a video file's count is known once decoded
             self.progress.save(progress)
-        written = sum(1 for _ in self.staged.glob("*.png"))
-        with tqdm(total=progress["frames"] or self.source.count or None, initial=written, unit="frame",
-                  desc=self.source.path.name) as self.bar:
+        with tqdm(total=progress["frames"] or self.source.count or None, initial=len(list(self.staged.glob("*.png"))),
+                  unit="frame", desc=self.source.path.name) as self.bar:
             while progress["pass"] < len(self.passes):
                 name = self.passes[progress["pass"]]
                 (self._forward if name == "forward" else self._backward)(progress)
@@ -358,8 +327,7 @@ class Segmenter:
                     shutil.rmtree(self.progress.frames_dir, ignore_errors=True)
 
     def _forward(self, progress: dict) -> None:
-        """Frames first..end in order (the i-th of the pass is frame first + i), streamed from the
-        source; before the first prompt, background (forward only) or nothing (both)."""
+        """Frames first.. (i-th: first + i), streamed; before the first prompt: background, or nothing (both)."""
         first = self.first
         self._reset(lambda i: first + i)
         done, state = progress["done"], progress["propagator"]
@@ -368,7 +336,7 @@ class Segmenter:
         for t, rgb in self.source:
             if t < done:  # resuming: re-encode only the frames the propagator held
                 if state and t - first in state["stored"]:
-                    held[t - first] = self._encode(rgb)
+                    held[t - first] = self.segmenter.encode(rgb)
                 if state and t == done - 1:
                     self._restore(done - first, state, held)
             elif t < first:
@@ -379,8 +347,7 @@ class Segmenter:
         check_prompts(self.specs, progress["frames"])  # a video file's count is known once decoded
 
     def _backward(self, progress: dict) -> None:
-        """Frames last..stop in reverse order (the i-th of the pass is frame last - i), each read on
-        its own; after the last prompt, background (backward only)."""
+        """Frames last..stop (i-th: last - i), each read on its own; after the last prompt: background."""
         last = self.last
         self._reset(lambda i: last - i)
         done, state = progress["done"], progress["propagator"]
@@ -389,23 +356,21 @@ class Segmenter:
                 if self.owner(t) is None and not (self.staged / f"{self.source.name(t)}.png").is_file():
                     self._write(t, self.background, progress, 0, False)
         if state:  # resuming: re-encode only the frames the propagator held
-            self._restore(done, state, {i: self._encode(self._frame(last - i)) for i in state["stored"]})
+            self._restore(done, state, {i: self.segmenter.encode(self._frame(last - i)) for i in state["stored"]})
         for i in range(done, last - self.backward_stop + 1):
             self._step(last - i, self._frame(last - i), progress, i + 1, "backward")
 
     def _restore(self, i: int, state: dict, held: dict[int, torch.Tensor]) -> None:
-        """Continue the pass at its i-th frame from the progress's propagator ``state``; ``held``: the
-        embeddings of the frames it holds (``state["stored"]``, by their place in the pass)."""
+        """Continue the pass at its i-th frame from ``state``; ``held``: the embeddings of ``state["stored"]``."""
         device = self.segmenter.extractor.device
         masks = {j: self.progress.load_mask(j, device, self.frame_of(j)) for j in state["stored"]}
         self.segmenter.restore(SegmenterState({"frame": i, "start": 0, "propagator": state}, masks), held)
 
     def _step(self, t: int, rgb: np.ndarray, progress: dict, done: int, name: str) -> None:
-        """Frame t through the engine (its prompt, if any, given there), then :meth:`_write` with its ids
-        uint8 [H, W] if the pass ``name`` gives frame t its mask."""
+        """Frame t through the engine with its prompt, if any; :meth:`_write` its ids if the pass ``name`` owns t."""
         seg = self.segmenter
         start = time.perf_counter()
-        emb = self._encode(rgb)
+        emb = seg.encode(rgb)
         encoded = time.perf_counter()
         pred = seg.ids(seg.step_features(emb, self._labels(t, emb)), self.source.size)
         progress["seconds"]["encode"] += encoded - start
@@ -413,18 +378,15 @@ class Segmenter:
         self._write(t, pred if self.owner(t) == name else None, progress, done, stepped=True)
 
     def _write(self, t: int, pred: Optional[np.ndarray], progress: dict, done: int, stepped: bool) -> None:
-        """Frame t's mask ``pred`` (None: another pass gives it), then (``stepped``: after a step) the
-        propagator's new stored frame, then the progress (the commit of the frame), then the soft
-        masks no longer held."""
+        """Frame t's mask ``pred`` (None: another pass's), the new stored frame if ``stepped``, then the progress."""
         start = time.perf_counter()
         if pred is not None:  # the progress vouches for it: durable before the progress says so
             save_indexed_png(self.staged / f"{self.source.name(t)}.png", pred, durable=True)
-            ids, counts = np.unique(pred, return_counts=True)
+            ids, counts = np.unique(pred[pred > 0], return_counts=True)
             for k, n in zip(ids.tolist(), counts.tolist()):
-                if k:
-                    seen = progress["objects"].setdefault(str(k), {"frames": 0, "area": 0.0})
-                    seen["frames"] += 1
-                    seen["area"] += n / pred.size
+                seen = progress["objects"].setdefault(str(k), {"frames": 0, "area": 0.0})
+                seen["frames"] += 1
+                seen["area"] += n / pred.size
         state = self.segmenter.state(embeddings=False) if stepped else None
         if state is not None:
             stored = self.segmenter.frame - 1
@@ -442,8 +404,7 @@ class Segmenter:
                 self.on_frame(t)
 
     def _commit(self, progress: dict) -> dict:
-        """The staged masks renamed to masks/ and the completion record written (hvc/completion.py),
-        after ``.hvc/segment.json``; the staging folders removed. Returns the run's info."""
+        """``.hvc/segment.json``, then masks/ and the completion record (hvc/completion.py); returns the info."""
         count = progress["frames"]
         files = tuple(f"{self.source.name(t)}.png" for t in range(count))
         missing = [f for f in files if not (self.staged / f).is_file()]
@@ -458,8 +419,7 @@ class Segmenter:
         return info
 
     def _export(self, info: dict) -> None:
-        """The formats of ``save`` not yet made (hvc/exports), from the masks; each one is
-        recorded as done once complete, so a rerun makes only what is missing."""
+        """The formats of ``save`` not yet made, from the masks, recorded once complete (a rerun makes the rest)."""
         todo = [f for f in self.opts.save if f != "palette" and f not in info["exports"]]
         if not todo:
             return
@@ -492,7 +452,6 @@ class Segmenter:
 
 
 def segment(opts: Options, on_frame: Optional[Callable[[int], None]] = None) -> dict:
-    """Segment ``opts.video`` into ``opts.output``; returns the summary (also summary.json).
-    ``on_frame(t)`` is called once frame t's mask is written and recorded (in the order the
-    passes reach the frames: descending in a backward pass)."""
+    """Segment ``opts.video`` into ``opts.output``; returns the summary (also summary.json). ``on_frame(t)``:
+    called once frame t's mask is written and recorded (in the passes' order: descending in a backward one)."""
     return Segmenter(opts).run(on_frame)

@@ -26,7 +26,7 @@ from hvc.data.vip import VIPVideo, read_class_ids, vip_videos
 from hvc.data.vos import (YTVOS_DATASETS, DatasetError, FrameDataset, VideoSequence, first_mask_problems,
                           load_sequences, read_label_map)
 from hvc.data.sequence import image_size
-from hvc.exports.overlay import SequenceVisualizer
+from hvc.exports import SequenceVisualizer
 from hvc.fileio import atomic_path
 from hvc.metrics.report import PCK_NAME, VIP_NAME
 from hvc.metrics.pck import default_list

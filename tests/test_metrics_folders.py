@@ -91,9 +91,11 @@ def test_bad_folders_are_one_line_errors(folders, tmp_path, capsys):
         (["--pred", str(tmp_path / "none"), "--gt", str(gt)], EXIT_INPUT, "results folder not found"),
         (["--pred", str(pred), "--gt", str(gt), "--videos", "../etc"], EXIT_INPUT, "no ground-truth video '../etc'"),
         (["--pred", str(pred)], EXIT_USAGE, "--gt"),
+        (["--pred", str(pred), "--gt", str(gt), "--output", str(gt / "scores")], EXIT_USAGE, "--gt"),  # read-only
     ]:
         assert load_eval_metrics().main(argv) == code
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (argv, err)
+    assert not (gt / "scores").exists()
     with pytest.raises(MetricsError, match="no ground-truth video"):
         evaluate_folders(pred, gt, ["dog"])

@@ -90,7 +90,8 @@ def _run(args: argparse.Namespace) -> tuple[str, list]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
     if args.output is not None:
-        ground_truth = {"--davis-root": getattr(args, "davis_root", None), "--root": getattr(args, "root", None)}
+        ground_truth = {"--davis-root": getattr(args, "davis_root", None), "--root": getattr(args, "root", None),
+                        "--gt": getattr(args, "gt", None)}
         refuse_overlap(args.output, "--output", ground_truth)  # the ground truth is read-only (docs/failure.md)
         writable_dir(args.output, "--output")  # before the evaluation, not after it
     summary, paths = _run(args)

@@ -1,18 +1,37 @@
-"""Behaviour shared by every command-line entry point: ``sys.exit(run_main(main, *args))`` ends
-quietly (exit status 141, as a shell reports SIGPIPE) when its output is closed early, as in
-``python eval_metrics.py ... | head -1``, instead of with a BrokenPipeError traceback."""
+"""Behaviour shared by every command-line entry point, :func:`run_main`: freed memory is kept in the process
+(:func:`keep_freed_memory`), and a closed output ends the run quietly (exit status 141, as a shell reports SIGPIPE),
+as in ``python eval_metrics.py ... | head -1``, instead of with a BrokenPipeError traceback."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import select
 import signal
 import sys
 from typing import Callable, Optional
 
-from hvc.allocator import keep_freed_memory
-
 PIPE_CLOSED_EXIT = 128 + int(signal.SIGPIPE)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc's malloc.h)
+# freed blocks are reused, not unmapped: mmap only from glibc's ceiling on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX),
+# the heap top trimmed above 1 GiB only; results do not change
+MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 1 << 30
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed memory in the process instead of handing it back to the system at every step: steps allocate and
+    free tensors of the same few sizes (several MiB), which glibc's defaults unmap on free and page-fault on at the
+    next step (docs/local_kernel.md, "Cost"). Linux (glibc's ``mallopt``) only; ``HVC_KEEP_FREED_MEMORY=0`` turns it
+    off. True if the thresholds were set."""
+    if os.environ.get("HVC_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # a C library without mallopt (e.g. musl)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
 
 
 def stdout_closed() -> bool:
@@ -27,7 +46,7 @@ def stdout_closed() -> bool:
 
 
 def run_main(main: Callable[..., Optional[int]], *args) -> int:
-    """``main(*args)`` after :func:`hvc.allocator.keep_freed_memory`; a closed stdout pipe gives PIPE_CLOSED_EXIT."""
+    """``main(*args)`` after :func:`keep_freed_memory`; a closed stdout pipe gives PIPE_CLOSED_EXIT."""
     keep_freed_memory()
     try:
         code = main(*args)

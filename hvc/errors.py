@@ -1,7 +1,6 @@
-"""Expected failures of the entry points: their kinds and exit codes (docs/failure.md, the table's home). An entry
-point wrapped in :func:`entry_point` prints one line ``error: <file or key>: <problem>`` and exits with its kind's
-code; anything else is a bug and keeps its traceback (exit code 1). The packages' error types (``ConfigError``,
-``DatasetError``, ...) derive from these kinds."""
+"""Expected failures of the entry points, their kinds and exit codes (the table: docs/failure.md). An entry point
+wrapped in :func:`entry_point` prints one line ``error: <file or key>: <problem>`` and exits with its kind's code;
+anything else is a bug and keeps its traceback (exit code 1)."""
 
 from __future__ import annotations
 
@@ -69,20 +68,17 @@ class ReportedElsewhere(HvcError):
 _IO_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR,
               errno.ENOTDIR, errno.EEXIST, errno.EIO, errno.ENAMETOOLONG}
 
-# DataLoader re-raises a worker's exception as the same type, its message prefixed with this
-# line and the worker's traceback (torch/utils/data/_utils/__init__.py, ExceptionWrapper).
+# DataLoader re-raises a worker's exception as the same type, its message this line, the worker's traceback and
+# "<type>: <original message>" (torch/utils/data/_utils/__init__.py, ExceptionWrapper).
 _WORKER_MESSAGE = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
-_LAST_LINE = re.compile(r"^[\w.]+: (.*)$")
 MAX_MESSAGE = 400  # characters of an error line; longer ones are cut
 
 
 def unwrap_worker_message(message: str) -> str:
     """The original message of an exception re-raised from a DataLoader worker (else unchanged)."""
-    if not _WORKER_MESSAGE.match(message):
-        return message
-    lines = [line for line in message.splitlines() if line.strip()]
-    found = _LAST_LINE.match(lines[-1])
-    return found.group(1) if found else lines[-1]
+    if _WORKER_MESSAGE.match(message):
+        return message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+    return message
 
 
 def classify(exc: BaseException) -> Optional[tuple[int, str]]:
@@ -96,8 +92,7 @@ def classify(exc: BaseException) -> Optional[tuple[int, str]]:
         message, code = "interrupted (Ctrl-C); finished results are kept, a rerun continues", EXIT_INTERRUPT
     else:
         return None
-    line = " ".join(message.split())  # exactly one line
-    # and a short one, whatever a file or a name from the data put into it
+    line = " ".join(message.split())  # one short line, whatever a file or a name from the data put into it
     return code, line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE - 3] + "..."
 
 

@@ -1,6 +1,5 @@
-"""One code path for one process or a ``torchrun`` job (:class:`Job`; a plain run is a job of one
-process, without a process group), BatchNorm synchronised across processes, and the split of a
-benchmark's sequences over the ranks of a job or ``--shard i/n`` processes (docs/multi_gpu.md)."""
+"""One code path for one process or a ``torchrun`` job (:class:`Job`), BatchNorm synchronised across processes,
+and the split of a benchmark's sequences over the ranks of a job or ``--shard i/n`` processes (docs/multi_gpu.md)."""
 
 from __future__ import annotations
 
@@ -20,9 +19,8 @@ from hvc.errors import DeviceError, UsageError
 
 
 def resolve_device(name: str, key: str = "runtime.device", local_rank: Optional[int] = None) -> torch.device:
-    """The device of this process for a device setting ``auto`` (CUDA when available), ``cpu``, ``cuda``
-    or ``cuda:N``, checked to exist (a DeviceError names ``key``); under torchrun (``local_rank``
-    given) CUDA means ``cuda:LOCAL_RANK``."""
+    """The device of this process for a setting ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``,
+    checked to exist (a DeviceError names ``key``); under torchrun (``local_rank`` given) CUDA is its local rank's."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     check_device_name(key, name)
@@ -30,8 +28,7 @@ def resolve_device(name: str, key: str = "runtime.device", local_rank: Optional[
     if device.type == "cpu":
         return device
     if not torch.cuda.is_available():
-        raise DeviceError(f"{key}: {name} asked for, but no CUDA device is available (CUDA not available "
-                          f"to torch); use cpu")
+        raise DeviceError(f"{key}: {name} asked for, but no CUDA device is available to torch; use cpu")
     index = local_rank if local_rank is not None else (device.index or 0)
     if index >= torch.cuda.device_count():
         raise DeviceError(f"{key}: {name} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
@@ -44,7 +41,7 @@ JOB_TIMEOUT = datetime.timedelta(hours=24)
 
 @dataclass(frozen=True)
 class Job:
-    """This process's place in a torchrun job (rank 0 of 1 without torchrun): training and test.py."""
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
 
     rank: int = 0
     world_size: int = 1
@@ -62,7 +59,6 @@ class Job:
         return f"rank {self.rank}/{self.world_size}" if self.distributed else "single"
 
     def device(self, name: str, key: str = "run.device") -> torch.device:
-        """The device of this process (:func:`resolve_device`)."""
         return resolve_device(name, key, self.local_rank if self.distributed else None)
 
     def broadcast(self, obj: Any) -> Any:
@@ -83,9 +79,8 @@ class Job:
 
 
 def join_job(device: str, key: str = "run.device", backend: Literal["auto", "nccl", "gloo"] = "auto") -> Job:
-    """Join the torchrun job described by the environment (a single process without one: no
-    process group). ``auto``: gloo on CPU; on CUDA ``cpu:gloo,cuda:nccl``, so that control
-    messages (CPU tensors) go over gloo and the rest over NCCL."""
+    """Join the torchrun job of the environment (a single process without one: no process group). ``auto``: gloo on
+    CPU; on CUDA ``cpu:gloo,cuda:nccl`` (control messages, CPU tensors, over gloo)."""
     job = Job(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
               int(os.environ.get("LOCAL_RANK", "0")))
     if job.distributed and not dist.is_initialized():
@@ -104,11 +99,8 @@ def leave_job() -> None:
 
 
 def balanced_shards(sizes: Sequence[int], n: int) -> list[list[int]]:
-    """Indices of ``sizes`` split into ``n`` shards of about equal total size, each in increasing order.
-    Greedy longest-first: items by decreasing size (ties: lower index first), each to the shard with the
-    least total so far (ties: lower shard); deterministic, so independent processes split alike."""
-    if n < 1:
-        raise ValueError(f"need at least one shard, got {n}")
+    """Indices of ``sizes`` in ``n`` shards of about equal total size, each in increasing order. Greedy longest-first
+    (ties: lower index, lower shard): deterministic, so independent processes split alike."""
     loads = [0] * n
     shards: list[list[int]] = [[] for _ in range(n)]
     for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
@@ -147,8 +139,7 @@ def all_reduce_sum(value: Tensor) -> Tensor:
 
 
 class _AllReduceSum(torch.autograd.Function):
-    """Sum over processes; the gradient of a sum reaching every process is the sum of the
-    gradients of all processes."""
+    """Sum over processes; its gradient is the sum of the gradients of all processes."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
@@ -160,13 +151,10 @@ class _AllReduceSum(torch.autograd.Function):
 
 
 class CrossProcessBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d over the batches of all processes, for CPU / gloo jobs (docs/design.md); in eval
-    mode or in one process a plain BatchNorm2d. ``x: [N, C, H, W] -> [N, C, H, W]``.
-
-    Per-channel sums, sums of squares and counts are all-reduced with autograd (values and gradients
-    those of the concatenated global batch), in float64: sum-of-squares variance is otherwise less
-    exact than nn.BatchNorm2d's. Biased variance normalises, the unbiased one goes to the running average.
-    """
+    """BatchNorm2d over the batches of all processes, for CPU / gloo jobs, whose tensors torch's SyncBatchNorm refuses
+    (docs/design.md); in eval mode or in one process a plain BatchNorm2d. ``x: [N, C, H, W] -> [N, C, H, W]``.
+    Per-channel sums, sums of squares and counts are all-reduced with autograd, in float64 (else less exact than
+    nn.BatchNorm2d); the biased variance normalises, the unbiased one goes to the running average."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):

@@ -1,7 +1,6 @@
-"""One writer per output folder (docs/failure.md, "One writer per output folder"): an OS lock (``flock``, released
-by the kernel when the process dies) on ``<folder>/.hvc/lock``; a second writer gets a :class:`~hvc.errors.BusyError`
-(exit 7). ``shared=True``: the ``--shard i/n`` processes of one job. The lock file stays: removing it would let a
-later writer lock a new file while one holds the old."""
+"""One writer per output folder (docs/failure.md, "One writer per output folder"): a ``flock`` on ``<folder>/.hvc/lock``
+(the kernel releases it when the process dies); a second writer gets a BusyError (exit 7). The lock file stays:
+removing it would let a later writer lock a new file while one holds the old."""
 
 from __future__ import annotations
 
@@ -21,23 +20,21 @@ LOCK_FILE = Path(".hvc") / "lock"
 
 @dataclass
 class _Held:
-    """One flock of this process: its descriptor, mode and the OutputLock objects using it."""
+    """One flock of this process: its descriptor, mode and the number of OutputLock objects using it."""
 
     fd: int
     shared: bool
     users: int
 
 
-# Locks this process holds, by lock file. Within one process a folder's lock is re-entrant, so runs called one after
-# another (tests, notebooks) never refuse each other, whatever an earlier failed run's traceback still holds; other
-# processes are excluded all the same.
+# Locks this process holds, by lock file: re-entrant within the process, so runs called one after another (tests,
+# notebooks) never refuse each other, whatever an earlier failed run's traceback still holds.
 _HELD: dict[str, _Held] = {}
 SHARD_PATIENCE_S = 2.0  # seconds a shard waits for another shard's settings check (which takes milliseconds)
 
 
 def _flock(fd: int, shared: bool) -> bool:
-    """Take the flock without waiting (True if taken); a shard retries briefly, as another shard may
-    hold the lock exclusively for the few milliseconds of its settings check (a whole run holds it longer)."""
+    """Take the flock without waiting (True if taken); a shard retries briefly (another one's settings check)."""
     deadline = time.monotonic() + (SHARD_PATIENCE_S if shared else 0.0)
     while True:
         try:
@@ -50,9 +47,8 @@ def _flock(fd: int, shared: bool) -> bool:
 
 
 class OutputLock:
-    """The writer lock of ``folder`` (created with its ``.hvc`` if missing), held until :meth:`release`, the end of a
-    ``with`` block, garbage collection or process exit. ``what`` names the folder's setting in errors: BusyError if
-    another process holds the lock (exclusively, or at all when not ``shared``), OutputError if it cannot be created."""
+    """The writer lock of ``folder``, held until :meth:`release`, the end of a ``with`` block, garbage collection or
+    process exit; ``shared``: the ``--shard i/n`` processes of one job. ``what``: the folder's setting, for errors."""
 
     def __init__(self, folder: str | os.PathLike, what: str, shared: bool = False):
         self.folder = Path(folder)
@@ -80,22 +76,20 @@ class OutputLock:
         self._key = key
 
     def claim_settings(self, settings: str) -> None:
-        """Shards of one job only: refuse (BusyError) if other shards holding this folder write results of
-        other settings. The first shard to arrive records its settings in ``.hvc/shards.json``, the others
-        compare, under a short exclusive lock of ``.hvc/claim.lock`` (two shards starting together meet)."""
+        """Shards only: BusyError if other shards in this folder write results of other settings. The first shard
+        records its settings in ``.hvc/shards.json``, the others compare, under an exclusive ``.hvc/claim.lock``."""
         held = _HELD[self._key]
         claim_fd = os.open(self.path.with_name("claim.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         record = self.path.with_name("shards.json")
         try:
             fcntl.flock(claim_fd, fcntl.LOCK_EX)  # held for a few milliseconds by each shard
-            # This process holds the folder exclusively already, or is alone in it (the first shard here).
             if not held.shared or _flock(held.fd, shared=False):
                 try:
                     atomic_write_text(record, json.dumps({"settings": settings}) + "\n", durable=True)
                 finally:
                     if held.shared:  # shared again, for the next shards
                         fcntl.flock(held.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return
+                return  # this process holds the folder exclusively, or is its first shard
             try:  # other shards hold it: compare with theirs
                 theirs = json.loads(record.read_text()).get("settings")
             except (OSError, ValueError, AttributeError):

@@ -1,8 +1,6 @@
-"""Names read from dataset files are data, never paths (docs/failure.md, "What is refused").
-
-:func:`check_name` refuses a name that would leave the folder it is joined onto, with the caller's error type naming
-the file and line or key; :func:`inside` is the writers' second line of defence (a symlink may still point
-elsewhere). Standard library only: :mod:`hvc.metrics` uses it without torch."""
+"""Names read from dataset files are data, never paths (docs/failure.md, "What is refused"): :func:`check_name`
+refuses a name that would leave the folder it is joined onto; :func:`inside` is the writers' second line of defence
+(a symlink may still point elsewhere). Standard library only: :mod:`hvc.metrics` uses it without torch."""
 
 from __future__ import annotations
 

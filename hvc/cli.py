@@ -1,6 +1,7 @@
 """Behaviour shared by every command-line entry point, :func:`run_main`: freed memory is kept in the process
 (:func:`keep_freed_memory`), and a closed output ends the run quietly (exit status 141, as a shell reports SIGPIPE),
-as in ``python eval_metrics.py ... | head -1``, instead of with a BrokenPipeError traceback."""
+as in ``python eval_metrics.py ... | head -1``, instead of with a BrokenPipeError traceback. And where the project's
+``checkpoints/`` and ``configs/`` are (:func:`project_folder`; docs/design.md, "Entry points")."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import select
 import signal
 import sys
+from pathlib import Path
 from typing import Callable, Optional
 
 PIPE_CLOSED_EXIT = 128 + int(signal.SIGPIPE)
@@ -60,3 +62,18 @@ def run_main(main: Callable[..., Optional[int]], *args) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return PIPE_CLOSED_EXIT
+
+
+def source_checkout() -> Optional[Path]:
+    """The root of the source checkout this package is imported from; None for an installed package."""
+    root = Path(__file__).resolve().parent.parent
+    try:  # a checkout's pyproject.toml names this distribution
+        return root if 'name = "hvc-vos"' in (root / "pyproject.toml").read_text() else None
+    except OSError:
+        return None
+
+
+def project_folder(name: str) -> Path:
+    """Absolute ``./name`` if that folder exists or there is no checkout, else the checkout's ``name``."""
+    here, checkout = Path(name).resolve(), source_checkout()
+    return here if here.is_dir() or checkout is None else checkout / name

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from hvc.apart import refuse_overlap
 from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.inference import TestConfig
 from hvc.data.vos import YTVOS_DATASETS
@@ -24,7 +23,7 @@ from hvc.errors import InputError, UsageError
 from hvc.fileio import atomic_path, atomic_write_text, file_digest, writable_dir
 from hvc.locks import OutputLock
 from hvc.models.encoders import checkpoint_path
-from hvc.names import check_inside, check_name, name_problem
+from hvc.names import check_inside, check_name, name_problem, refuse_overlap
 
 STATE_DIR = ".hvc"  # everything the bookkeeping owns, inside the results folder
 RECORD_VERSION = 1

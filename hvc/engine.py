@@ -23,7 +23,6 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from hvc import checkpoint as ckpt_io
-from hvc.apart import refuse_overlap
 from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.training import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig, validate
 from hvc.data.pairs import PairDataset, StaticImagePairs, VideoFramePairs, collate_pairs
@@ -33,6 +32,7 @@ from hvc.errors import InputError, NonFiniteError
 from hvc.fileio import atomic_write_text, writable_dir
 from hvc.locks import OutputLock
 from hvc.models.hvc import HVC, momentum_at
+from hvc.names import refuse_overlap
 
 log = logging.getLogger("hvc.train")
 

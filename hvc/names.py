@@ -1,14 +1,14 @@
-"""Names read from dataset files are data, never paths (docs/failure.md, "What is refused"): :func:`check_name`
-refuses a name that would leave the folder it is joined onto; :func:`inside` is the writers' second line of defence
-(a symlink may still point elsewhere). Standard library only: :mod:`hvc.metrics` uses it without torch."""
+"""Paths safe with user data (docs/failure.md, "What is refused"): names read from dataset files are data, never
+paths (:func:`check_name`; :func:`inside` is the writers' second line of defence, as a symlink may still point
+elsewhere), and inputs are read-only (:func:`refuse_overlap`). Standard library only: hvc.metrics runs without torch."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Mapping, Optional
 
-from hvc.errors import InputError
+from hvc.errors import InputError, UsageError
 
 MAX_NAME_CHARS = 255  # a longer part cannot be a file name on common file systems
 
@@ -69,3 +69,22 @@ def check_inside(root: str | os.PathLike, path: str | os.PathLike, what: str, fo
     """Refuse (InputError) ``path`` if it resolves outside ``root`` (``what`` names the writer)."""
     if not inside(root, path, follow):
         raise InputError(f"{path}: {what} would leave {root}; refused")
+
+
+def overlap(output: str | os.PathLike, given: str | os.PathLike) -> Optional[str]:
+    """How folder ``output`` overlaps input ``given`` ("is", "lies inside", "contains"); None if apart."""
+    if inside(given, output):
+        return "is" if os.path.realpath(output) == os.path.realpath(given) else "lies inside"
+    return "contains" if inside(output, given) else None
+
+
+def refuse_overlap(output: str | os.PathLike, what: str,
+                   inputs: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike] | None]) -> None:
+    """Before anything is written: UsageError if output folder ``output`` (the setting ``what``) is, contains or lies
+    inside any of ``inputs`` (``{setting: path, list of paths or None}``)."""
+    for key, value in inputs.items():
+        for path in [] if value is None else [value] if isinstance(value, (str, os.PathLike)) else value:
+            relation = overlap(output, path)
+            if relation is not None:
+                raise UsageError(f"{output}: {what} {relation} the input {key} ({path}); inputs are read-only, "
+                                 f"choose an output folder apart from them")

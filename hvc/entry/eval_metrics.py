@@ -20,11 +20,11 @@ import argparse
 import sys
 import warnings
 
-from hvc.apart import refuse_overlap
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, UsageError, entry_point
 from hvc.fileio import writable_dir
 from hvc.metrics import evaluate, folders, format_tables, pck, report, vip, vost
+from hvc.names import refuse_overlap
 
 TASKS = ("davis", "jhmdb", "vip", "vost")
 

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hvc.apart import refuse_overlap
 from hvc.completion import STATE_DIR, Outputs, Record, ResultsFolder, settings_hash
 from hvc.config.core import ConfigError
 from hvc.data.frames import FrameSource, open_frames
@@ -30,6 +29,7 @@ from hvc.exports import TARGETS, export_masks, remove_exports
 from hvc.fileio import atomic_torch_save, atomic_write_bytes, atomic_write_text, file_digest
 from hvc.locks import OutputLock
 from hvc.models.encoders import checkpoint_path
+from hvc.names import refuse_overlap
 from hvc.propagation import PropagationConfig
 from hvc.scribbles.fill import labels_from_scribbles
 from hvc.segment.prompt import PromptSpec, check_prompts, describe_colours, read_masks, read_scribble

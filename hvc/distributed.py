@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional, Sequence
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.distributed.nn.functional import all_reduce as all_reduce_with_grad
 
 from hvc.config.checks import check_device_name
 from hvc.errors import DeviceError, UsageError
@@ -33,10 +34,6 @@ def resolve_device(name: str, key: str = "runtime.device", local_rank: Optional[
     if index >= torch.cuda.device_count():
         raise DeviceError(f"{key}: {name} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
     return torch.device("cuda", index)
-
-
-# A rank that finishes early waits for the slowest one at a barrier (test.py's last one).
-JOB_TIMEOUT = datetime.timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -89,7 +86,9 @@ def join_job(device: str, key: str = "run.device", backend: Literal["auto", "ncc
             torch.cuda.set_device(dev)
         if backend == "auto":
             backend = "cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=job.rank, world_size=job.world_size, timeout=JOB_TIMEOUT)
+        # a rank done early waits for the slowest one at test.py's last barrier
+        dist.init_process_group(backend=backend, rank=job.rank, world_size=job.world_size,
+                                timeout=datetime.timedelta(hours=24))
     return job
 
 
@@ -138,18 +137,6 @@ def all_reduce_sum(value: Tensor) -> Tensor:
     return value
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over processes; its gradient is the sum of the gradients of all processes."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        return all_reduce_sum(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return all_reduce_sum(grad.contiguous())
-
-
 class CrossProcessBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d over the batches of all processes, for CPU / gloo jobs, whose tensors torch's SyncBatchNorm refuses
     (docs/design.md); in eval mode or in one process a plain BatchNorm2d. ``x: [N, C, H, W] -> [N, C, H, W]``.
@@ -164,7 +151,7 @@ class CrossProcessBatchNorm(nn.BatchNorm2d):
         xd = x.double()
         cells = xd.new_full((x.shape[1],), float(x.shape[0] * x.shape[2] * x.shape[3]))  # per channel
         local = torch.stack([xd.sum(dim=(0, 2, 3)), (xd * xd).sum(dim=(0, 2, 3)), cells])
-        total = _AllReduceSum.apply(local)
+        total = all_reduce_with_grad(local)  # the gradient of a sum: the sum of all processes' gradients
         count = total[2, 0]
         mean = total[0] / count
         var = (total[1] / count - mean * mean).clamp_min(0.0)

@@ -74,17 +74,12 @@ _WORKER_MESSAGE = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
 MAX_MESSAGE = 400  # characters of an error line; longer ones are cut
 
 
-def unwrap_worker_message(message: str) -> str:
-    """The original message of an exception re-raised from a DataLoader worker (else unchanged)."""
-    if _WORKER_MESSAGE.match(message):
-        return message.rstrip().splitlines()[-1].split(": ", 1)[-1]
-    return message
-
-
 def classify(exc: BaseException) -> Optional[tuple[int, str]]:
     """(exit code, one-line message) of an expected failure or Ctrl-C; None for anything else (a bug)."""
     if isinstance(exc, HvcError):
-        message, code = unwrap_worker_message(str(exc)), exc.exit_code
+        message, code = str(exc), exc.exit_code
+        if _WORKER_MESSAGE.match(message):  # the original message only
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
     elif isinstance(exc, OSError) and exc.errno in _IO_ERRNOS:
         where = exc.filename if exc.filename is not None else "output"
         message, code = f"{where}: {exc.strerror}", EXIT_IO
@@ -98,7 +93,6 @@ def classify(exc: BaseException) -> Optional[tuple[int, str]]:
 
 def entry_point(main: Callable[[Optional[Sequence[str]]], int]) -> Callable[[Optional[Sequence[str]]], int]:
     """Wrap ``main(argv) -> exit code``: expected failures become one stderr line and their code."""
-
     @functools.wraps(main)
     def run(argv: Optional[Sequence[str]] = None) -> int:
         try:
@@ -111,7 +105,6 @@ def entry_point(main: Callable[[Optional[Sequence[str]]], int]) -> Callable[[Opt
                 raise  # a bug: keep the traceback
             print(f"error: {kind[1]}", file=sys.stderr, flush=True)
             return kind[0]
-
     return run
 
 

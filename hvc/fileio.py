@@ -14,9 +14,9 @@ from typing import Any, BinaryIO, Iterator
 from hvc.errors import OutputError
 
 
-def fsync_path(path: str | os.PathLike, folder: bool = False) -> None:
+def fsync_path(path: str | os.PathLike) -> None:
     """Flush a file's (or a folder's entries') writes to the disk."""
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if folder else 0))
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -25,14 +25,13 @@ def fsync_path(path: str | os.PathLike, folder: bool = False) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[str]:
-    """Yield a temporary path in the target's folder, renamed onto ``path`` on success; on an exception the
-    temporary is removed and ``path`` untouched."""
+    """A temporary path in the target's folder, renamed onto ``path`` on success, removed on an exception."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1]  # keep the extension: some writers infer the format from it
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", suffix=suffix, dir=folder)
+        name, suffix = os.path.basename(path), os.path.splitext(path)[1]  # the extension: some writers infer the format
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}-", suffix=suffix, dir=folder)
         os.close(fd)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror})") from exc
@@ -46,7 +45,7 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[str]
             fsync_path(tmp)
         os.replace(tmp, path)
         if durable:
-            fsync_path(folder, folder=True)
+            fsync_path(folder)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
@@ -65,18 +64,18 @@ def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = False)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` atomically. Serialised in memory first: torch's zip writer reports a
-    full disk as an opaque RuntimeError, a plain file write as the OSError it is."""
+    """``torch.save`` atomically and durably; in memory first: torch's zip writer reports a full disk as an opaque
+    RuntimeError, a plain file write as the OSError it is."""
     import torch
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getbuffer(), durable=True)  # a checkpoint must survive a power loss
+    atomic_write_bytes(path, buffer.getbuffer(), durable=True)
 
 
 def writable_dir(path: str | os.PathLike, what: str) -> None:
-    """Create folder ``path`` (and parents) and check that files can be created in it, before a run computes for
-    hours and then fails to save; else OutputError naming the path and ``what`` (its setting: ``run.output_dir``)."""
+    """Create folder ``path`` and check that files can be created in it before hours of work; else OutputError
+    naming ``what`` (its setting)."""
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputError(f"{path}: {what} is a file, not a folder")

@@ -1,6 +1,5 @@
-"""Training checkpoints: the official layout plus what an exact resume needs; the paper's released training
-checkpoints load too (keys, resume and the reading rules: docs/checkpoints.md). Finite or fail: tensors holding a NaN
-or an infinity are found (:func:`non_finite_tensors`) before a checkpoint is written, resumed or exported."""
+"""Training checkpoints (docs/checkpoints.md): the official layout plus what an exact resume needs; the paper's
+released ones load too. One with NaN or inf (:func:`non_finite_tensors`) is never written, resumed or exported."""
 
 from __future__ import annotations
 
@@ -89,8 +88,8 @@ def _kind(t: Tensor) -> str:
 
 
 def tensor_mismatches(expected: Mapping[str, Tensor], given: Mapping[str, Any]) -> list[str]:
-    """``"<name> <given> vs <expected>"`` for each tensor of ``given`` whose kind of dtype (float, integer, bool)
-    or shape differs from ``expected``'s: weights cast to int64 or bool would otherwise load silently."""
+    """``"<name> <given> vs <expected>"`` for each tensor of ``given`` whose kind of dtype (float, integer, bool) or
+    shape differs: weights cast to int64 or bool would otherwise load silently."""
     wrong = []
     for name, want in expected.items():
         got = given.get(name)
@@ -145,9 +144,8 @@ def _tensors(obj: Any, prefix: str) -> Iterator[tuple[str, Tensor]]:
 
 
 def non_finite_tensors(state: Any) -> list[str]:
-    """Dotted names of the floating-point tensors in ``state`` (dicts / lists walked) holding a NaN or an infinity,
-    in traversal order. One inf-norm per tensor (NaN propagates, finite values cannot overflow) and one host sync per
-    device: 3x faster than ``isfinite(t).all()``, which writes a boolean copy of each tensor."""
+    """Dotted names of the floating-point tensors in ``state`` (dicts / lists walked) holding a NaN or an infinity.
+    One inf-norm per tensor and one host sync per device: 3x faster than ``isfinite(t).all()``'s boolean copies."""
     named = [(name, t) for name, t in _tensors(state, "") if t.is_floating_point() and t.numel()]
     by_device: dict[torch.device, list[int]] = {}
     for i, (_, t) in enumerate(named):

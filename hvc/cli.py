@@ -1,7 +1,5 @@
-"""Behaviour shared by every command-line entry point, :func:`run_main`: freed memory is kept in the process
-(:func:`keep_freed_memory`), and a closed output ends the run quietly (exit status 141, as a shell reports SIGPIPE),
-as in ``python eval_metrics.py ... | head -1``, instead of with a BrokenPipeError traceback. And where the project's
-``checkpoints/`` and ``configs/`` are (:func:`project_folder`; docs/design.md, "Entry points")."""
+"""What every command-line entry point shares: :func:`run_main` (freed memory kept in the process, a closed output
+pipe ends the run quietly) and where the project's ``checkpoints/`` and ``configs/`` are (:func:`project_folder`)."""
 
 from __future__ import annotations
 
@@ -22,9 +20,8 @@ MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 1 << 30
 
 
 def keep_freed_memory() -> bool:
-    """Keep freed memory in the process instead of handing it back to the system at every step: steps allocate and
-    free tensors of the same few sizes (several MiB), which glibc's defaults unmap on free and page-fault on at the
-    next step (docs/local_kernel.md, "Cost"). Linux (glibc's ``mallopt``) only; ``HVC_KEEP_FREED_MEMORY=0`` turns it
+    """Keep freed memory in the process: steps free and reallocate tensors of the same few sizes, which glibc's
+    defaults unmap and page-fault on (docs/local_kernel.md, "Cost"). glibc only; ``HVC_KEEP_FREED_MEMORY=0`` turns it
     off. True if the thresholds were set."""
     if os.environ.get("HVC_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
         return False
@@ -48,7 +45,8 @@ def stdout_closed() -> bool:
 
 
 def run_main(main: Callable[..., Optional[int]], *args) -> int:
-    """``main(*args)`` after :func:`keep_freed_memory`; a closed stdout pipe gives PIPE_CLOSED_EXIT."""
+    """``main(*args)`` after :func:`keep_freed_memory`; a closed stdout pipe (``... | head -1``) ends it quietly with
+    PIPE_CLOSED_EXIT (141, as a shell reports SIGPIPE) instead of a BrokenPipeError traceback."""
     keep_freed_memory()
     try:
         code = main(*args)

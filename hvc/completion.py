@@ -89,7 +89,7 @@ class ResultsFolder:
         """An output folder of ours lies inside the results folder; a link there is replaced, not followed."""
         check_inside(self.root, outputs.folder, "an output of this run", follow=False)
         for file in outputs.files:
-            check_name(file, f"{outputs.folder}: output file name", error=InputError)
+            check_name(file, f"{outputs.folder}: output file name")
 
     def records(self) -> dict[str, Optional[Record]]:
         """Every record in the folder; None for one that cannot be read (its sequence is redone)."""
@@ -109,13 +109,11 @@ class ResultsFolder:
             data = json.loads(path.read_text())
             if data.pop("version", None) != RECORD_VERSION:
                 return None
-            data["files"] = tuple(data["files"])
-            record = Record(**data)
+            record = Record(**{**data, "files": tuple(data["files"])})
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
-        if record.sequence != self._name(path) or any(name_problem(f) is not None for f in record.files):
-            return None
-        return record
+        plain = record.sequence == self._name(path) and all(name_problem(f) is None for f in record.files)
+        return record if plain else None
 
     def foreign(self) -> list[str]:
         """Sequences whose record names other settings (an unreadable one costs only its sequence, which is redone)."""
@@ -146,7 +144,7 @@ class ResultsFolder:
         if outputs.exist() and not self.owns(name):
             raise UsageError(f"{outputs.folder}: exists, but no completion record of {self.root} says this tool wrote "
                              "it; it is left alone: move it away or choose another output folder")
-        text = json.dumps({"version": RECORD_VERSION, **asdict(record), "files": list(record.files)}, indent=1) + "\n"
+        text = json.dumps({"version": RECORD_VERSION, **asdict(record)}, indent=1) + "\n"
         atomic_write_text(self.pending_path(name), text, durable=True)  # from here on, what lies at outputs is ours
         self.forget(name, outputs, claimed=True)
         staged = self.staging(name)
@@ -174,8 +172,7 @@ class ResultsFolder:
         self._check_target(outputs)
         folder = outputs.folder
         if outputs.shared:
-            listed = [f for f in old.files if Path(f).name == f] if old else []  # plain names only: stay in folder
-            for file in dict.fromkeys([*outputs.files, *listed]):
+            for file in dict.fromkeys([*outputs.files, *(old.files if old else ())]):  # _read: plain names only
                 (folder / file).unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # not empty: other sequences' files (or the user's) stay
                 folder.rmdir()
@@ -289,11 +286,10 @@ def write_summary(cfg: TestConfig, folder: ResultsFolder, clips: list[Any]) -> l
                          f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
                          f"(run the missing shards, or test.py without --shard)")
     records = [folder.record(c.name) for c in clips]
+    header = ["sequence", "frames", "outputs", "seconds", "worker", "settings"]
+    rows = [[r.sequence, r.frames, len(r.files), f"{r.seconds:.2f}", r.worker, r.settings[:12]] for r in records]
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["sequence", "frames", "outputs", "seconds", "worker", "settings"])
-    for r in records:
-        writer.writerow([r.sequence, r.frames, len(r.files), f"{r.seconds:.2f}", r.worker, r.settings[:12]])
+    csv.writer(text, lineterminator="\n").writerows([header, *rows])
     written = [out / "sequences.csv"]
     atomic_write_text(written[0], text.getvalue())
     if cfg.data.dataset in YTVOS_DATASETS:

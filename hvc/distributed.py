@@ -170,8 +170,7 @@ class CrossProcessBatchNorm(nn.BatchNorm2d):
 
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    """Make every BatchNorm2d synchronise its statistics across processes (CUDA: ``torch.nn.SyncBatchNorm``,
-    CPU: :class:`CrossProcessBatchNorm`), keeping parameters and buffers (same state-dict keys)."""
+    """Every BatchNorm2d synchronised across processes (CUDA: SyncBatchNorm, CPU: :class:`CrossProcessBatchNorm`)."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if type(model) is nn.BatchNorm2d:
@@ -179,9 +178,8 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
                                     model.track_running_stats)
         new.load_state_dict(model.state_dict())
         new.train(model.training)
-        if model.affine:
-            new.weight.requires_grad_(model.weight.requires_grad)
-            new.bias.requires_grad_(model.bias.requires_grad)
+        for name, param in new.named_parameters():
+            param.requires_grad_(getattr(model, name).requires_grad)
         return new
     for name, child in model.named_children():
         setattr(model, name, convert_sync_batchnorm(child, device))
@@ -189,10 +187,8 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def wrap_ddp(model: nn.Module, device: torch.device, sync_buffers: bool) -> nn.Module:
-    """DistributedDataParallel around ``model``; ``sync_buffers`` broadcasts rank 0's buffers
-    (BatchNorm running statistics) before every forward."""
+    """DDP around ``model``; ``sync_buffers``: rank 0's buffers (BatchNorm statistics) broadcast before each forward."""
     from torch.nn.parallel import DistributedDataParallel
-
     device_ids = [device.index] if device.type == "cuda" else None
     if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
         return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=sync_buffers)

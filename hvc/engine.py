@@ -1,5 +1,4 @@
-"""The training loop, one code path for CPU, one GPU and ``torchrun`` jobs: ``train(cfg)``. Its shape: docs/design.md,
-"The training loop"; outputs, resume, devices and failures: docs/training_runs.md."""
+"""The training loop, one code path for CPU, one GPU and ``torchrun`` jobs (docs/design.md, docs/training_runs.md)."""
 
 from __future__ import annotations
 
@@ -216,18 +215,16 @@ class TrainingRun:
 
     def _resume(self) -> Optional[int]:
         """Restore the state of ``cfg.resume`` (RNG included); its global step, None if none."""
-        resume, is_main = self.cfg.resume, self.env.is_main
+        resume = self.cfg.resume
         if resume is None:
             return None
         source = self.checkpoint if resume == "auto" else Path(resume)
-        if resume == "auto" and not source.is_file():
-            if is_main:
-                log.info(f"no checkpoint in {source.parent}: starting from scratch")
+        if resume == "auto" and not source.is_file():  # log.info: rank 0 only, by train.py's logging level
+            log.info(f"no checkpoint in {source.parent}: starting from scratch")
             return None
         step = ckpt_io.restore(ckpt_io.load_checkpoint(source), model=self.model, optimizer=self.optimizer,
                                scaler=self.scaler, steps_per_epoch=self.steps_per_epoch, source=str(source))
-        if is_main:
-            log.info(f"resumed from {source} at step {step}")
+        log.info(f"resumed from {source} at step {step}")
         return step
 
     def _epoch_loader(self, epoch: int) -> DataLoader:

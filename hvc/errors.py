@@ -1,6 +1,5 @@
-"""Expected failures of the entry points, their kinds and exit codes (the table: docs/failure.md). An entry point
-wrapped in :func:`entry_point` prints one line ``error: <file or key>: <problem>`` and exits with its kind's code;
-anything else is a bug and keeps its traceback (exit code 1)."""
+"""Expected failures and their exit codes (docs/failure.md): an entry point wrapped in :func:`entry_point` prints one
+line ``error: <file or key>: <problem>`` for them; anything else is a bug and keeps its traceback (exit code 1)."""
 
 from __future__ import annotations
 

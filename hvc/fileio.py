@@ -1,6 +1,5 @@
-"""Atomic file writes (docs/failure.md, "Durable records"): a reader never sees a half-written file, and a failed
-write is an :class:`~hvc.errors.OutputError` naming the file. ``durable=True`` also fsyncs the file before the rename
-and the folder after it, so a power loss keeps it whole."""
+"""Atomic file writes (docs/failure.md, "Durable records"): a reader never sees a half-written file; a failed write
+is an OutputError naming the file. ``durable=True`` also fsyncs file and folder, so a power loss keeps it whole."""
 
 from __future__ import annotations
 
@@ -64,8 +63,7 @@ def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = False)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` atomically and durably; in memory first: torch's zip writer reports a full disk as an opaque
-    RuntimeError, a plain file write as the OSError it is."""
+    """``torch.save`` atomically and durably; in memory first, as torch's zip writer hides a full disk's OSError."""
     import torch
 
     buffer = io.BytesIO()
@@ -74,8 +72,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def writable_dir(path: str | os.PathLike, what: str) -> None:
-    """Create folder ``path`` and check that files can be created in it before hours of work; else OutputError
-    naming ``what`` (its setting)."""
+    """Create folder ``path`` and check, before hours of work, that files can be made in it; else OutputError."""
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputError(f"{path}: {what} is a file, not a folder")

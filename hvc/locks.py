@@ -1,6 +1,5 @@
-"""One writer per output folder (docs/failure.md, "One writer per output folder"): a ``flock`` on ``<folder>/.hvc/lock``
-(the kernel releases it when the process dies); a second writer gets a BusyError (exit 7). The lock file stays:
-removing it would let a later writer lock a new file while one holds the old."""
+"""One writer per output folder (docs/failure.md): a ``flock`` on ``<folder>/.hvc/lock``, released by the kernel when
+the process dies; a second writer gets a BusyError. The lock file stays (a new one could be locked beside it)."""
 
 from __future__ import annotations
 

@@ -80,8 +80,7 @@ def overlap(output: str | os.PathLike, given: str | os.PathLike) -> Optional[str
 
 def refuse_overlap(output: str | os.PathLike, what: str,
                    inputs: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike] | None]) -> None:
-    """Before anything is written: UsageError if output folder ``output`` (the setting ``what``) is, contains or lies
-    inside any of ``inputs`` (``{setting: path, list of paths or None}``)."""
+    """UsageError if folder ``output`` (setting ``what``) overlaps any of ``inputs`` (setting: path(s) or None)."""
     for key, value in inputs.items():
         for path in [] if value is None else [value] if isinstance(value, (str, os.PathLike)) else value:
             relation = overlap(output, path)

@@ -1,6 +1,5 @@
 """Fast by default where users wait: whether a device computes bfloat16 natively, and the ``fast`` and ``exact``
-modes of ``python -m hvc.segment`` (docs/segment.md, "Speed"; ``test.py`` keeps the paper's exact protocol).
-"""
+modes of ``python -m hvc.segment`` (docs/segment.md, "Speed"; ``test.py`` keeps the paper's exact protocol)."""
 
 from __future__ import annotations
 
@@ -34,9 +33,8 @@ _BF16_ISA_WORDS = ("BF16", "AMX", "AVX10", "FP16", "ALL", "DEFAULT")
 
 
 def native_bf16(device: torch.device | str = "cpu") -> tuple[bool, str]:
-    """(whether ``device`` computes bfloat16 natively, the reason in a few words): a CPU with AVX512_BF16 or AMX
-    (torch's cpuinfo) and oneDNN not capped below them (``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``), or a GPU of
-    compute capability 8.0 (Ampere) or later."""
+    """(whether ``device`` computes bfloat16 natively, why in a few words): a CPU with AVX512_BF16 or AMX and oneDNN
+    not capped below them (``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``), or a GPU of compute capability 8.0+."""
     try:
         device = torch.device(device)
     except (RuntimeError, ValueError):
@@ -60,8 +58,7 @@ def native_bf16(device: torch.device | str = "cpu") -> tuple[bool, str]:
 
 
 def default_speed(device: torch.device | str = "cpu", exact: bool = False) -> tuple[str, SpeedSettings, str]:
-    """(mode name, settings, why) of the default for ``device``: ``fast`` where bf16 is native,
-    ``exact`` otherwise or when ``exact`` is asked for."""
+    """(mode name, settings, why) of the default for ``device``: ``fast`` where bf16 is native and not ``exact``."""
     if exact:
         return "exact", EXACT, "asked for (--exact)"
     native, why = native_bf16(device)

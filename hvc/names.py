@@ -17,23 +17,18 @@ def name_problem(name: object, parts: int = 1) -> Optional[str]:
     """Why ``name`` cannot be used as a (``parts``-part) name under a folder; None if it can."""
     if not isinstance(name, str):
         return f"is a {type(name).__name__}, not a text name"
-    if not name or name != name.strip():
-        return "is empty or has leading or trailing spaces"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "holds control characters"
-    if "\\" in name:
-        return "holds a backslash (names are not paths)"
-    if name.startswith("/") or (len(name) > 1 and name[0].isalpha() and name[1] == ":"):  # /x, C:x
-        return "is an absolute path (names are not paths)"
     pieces = name.split("/")
-    if any(p in ("", ".", "..") for p in pieces):
-        return "holds '..', '.' or an empty part (names are not paths)"
-    if len(pieces) > parts:
-        allowed = "no '/'" if parts == 1 else f"at most {parts} parts separated by '/'"
-        return f"has {len(pieces)} parts separated by '/' (the layout allows {allowed})"
-    if any(len(p) > MAX_NAME_CHARS for p in pieces):
-        return f"has a part longer than {MAX_NAME_CHARS} characters"
-    return None
+    allowed = "no '/'" if parts == 1 else f"at most {parts} parts separated by '/'"
+    rules = {  # problem: whether name has it; the first one found is reported
+        "is empty or has leading or trailing spaces": not name or name != name.strip(),
+        "holds control characters": any(ord(c) < 32 or ord(c) == 127 for c in name),
+        "holds a backslash (names are not paths)": "\\" in name,
+        "is an absolute path (names are not paths)": name.startswith("/") or name[1:2] == ":" and name[0].isalpha(),
+        "holds '..', '.' or an empty part (names are not paths)": any(p in ("", ".", "..") for p in pieces),
+        f"has {len(pieces)} parts separated by '/' (the layout allows {allowed})": len(pieces) > parts,
+        f"has a part longer than {MAX_NAME_CHARS} characters": any(len(p) > MAX_NAME_CHARS for p in pieces),
+    }
+    return next((problem for problem, found in rules.items() if found), None)
 
 
 def short(name: object, limit: int = 80) -> str:

@@ -20,8 +20,7 @@ from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.inference import TestConfig
 from hvc.data.vos import YTVOS_DATASETS
 from hvc.errors import InputError, UsageError
-from hvc.fileio import atomic_path, atomic_write_text, file_digest, writable_dir
-from hvc.locks import OutputLock
+from hvc.fileio import OutputLock, atomic_path, atomic_write_text, file_digest, writable_dir
 from hvc.models.encoders import checkpoint_path
 from hvc.names import check_inside, check_name, name_problem, refuse_overlap
 
@@ -70,7 +69,7 @@ class ResultsFolder:
         self.records_dir = self.root / STATE_DIR / "done"
         self.staging_dir = self.root / STATE_DIR / "staging"
         self.pending_dir = self.root / STATE_DIR / "pending"  # commits under way: their files are ours
-        self.lock = None  # the writer lock (hvc.locks.OutputLock) while a run holds the folder
+        self.lock = None  # the writer lock (hvc.fileio.OutputLock) while a run holds the folder
 
     def record_path(self, name: str) -> Path:
         return self.records_dir / f"{check_name(name, 'sequence name', NAME_PARTS)}.json"

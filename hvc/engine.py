@@ -28,8 +28,7 @@ from hvc.data.pairs import PairDataset, StaticImagePairs, VideoFramePairs, colla
 from hvc.data.transforms import RandomResizedCropCoord
 from hvc.distributed import Job, all_reduce_sum, convert_sync_batchnorm, join_job, wrap_ddp
 from hvc.errors import InputError, NonFiniteError
-from hvc.fileio import atomic_write_text, writable_dir
-from hvc.locks import OutputLock
+from hvc.fileio import OutputLock, atomic_write_text, writable_dir
 from hvc.models.hvc import HVC, momentum_at
 from hvc.names import refuse_overlap
 

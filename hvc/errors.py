@@ -50,7 +50,7 @@ class NonFiniteError(HvcError):
 
 
 class BusyError(HvcError):
-    """Another process holds the writer lock of the output folder (:mod:`hvc.locks`)."""
+    """Another process holds the writer lock of the output folder (:class:`hvc.fileio.OutputLock`)."""
 
     exit_code = EXIT_BUSY
 

@@ -25,8 +25,7 @@ from hvc.data.frames import open_frames
 from hvc.data.palette import save_indexed_png
 from hvc.errors import EXIT_BUSY, EXIT_INPUT, EXIT_USAGE, InputError, UsageError, classify
 from hvc.exports import FORMATS
-from hvc.fileio import atomic_path
-from hvc.locks import OutputLock
+from hvc.fileio import OutputLock, atomic_path
 from hvc.names import refuse_overlap
 from hvc.segment.prompt import KINDS, MAX_OBJECTS, PromptSpec
 from hvc.segment.run import DIRECTIONS, Options, segment

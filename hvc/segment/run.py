@@ -26,8 +26,7 @@ from hvc.data.palette import save_indexed_png
 from hvc.data.vos import scaled_size
 from hvc.errors import InputError, UsageError
 from hvc.exports import TARGETS, export_masks, remove_exports
-from hvc.fileio import atomic_torch_save, atomic_write_bytes, atomic_write_text, file_digest
-from hvc.locks import OutputLock
+from hvc.fileio import OutputLock, atomic_torch_save, atomic_write_bytes, atomic_write_text, file_digest
 from hvc.models.encoders import checkpoint_path
 from hvc.names import refuse_overlap
 from hvc.propagation import PropagationConfig
@@ -324,7 +323,7 @@ class Segmenter:
     # -- the run ---------------------------------------------------------------------------------
     def run(self, on_frame: Optional[Callable[[int], None]] = None) -> dict:
         """Segment every frame not done, commit the video, write the exports and the summary;
-        returns the summary. The output folder's lock (:mod:`hvc.locks`) is held throughout."""
+        returns the summary. The output folder's lock (:class:`hvc.fileio.OutputLock`) is held throughout."""
         with OutputLock(self.opts.output, "--output"):
             progress, info = self._start()
             if progress is not None:

@@ -88,8 +88,7 @@ def _kind(t: Tensor) -> str:
 
 
 def tensor_mismatches(expected: Mapping[str, Tensor], given: Mapping[str, Any]) -> list[str]:
-    """``"<name> <given> vs <expected>"`` for each tensor of ``given`` whose kind of dtype (float, integer, bool) or
-    shape differs: weights cast to int64 or bool would otherwise load silently."""
+    """``"<name> <given> vs <expected>"`` per tensor of ``given`` of another dtype kind (float/int/bool) or shape."""
     wrong = []
     for name, want in expected.items():
         got = given.get(name)
@@ -104,8 +103,7 @@ def tensor_mismatches(expected: Mapping[str, Tensor], given: Mapping[str, Any]) 
 
 def restore(ckpt: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer,
             scaler: torch.amp.GradScaler, steps_per_epoch: int, source: str) -> int:
-    """Load model / optimizer / scaler / RNG states from ``ckpt``; return the global step. NaN or inf in the
-    weights or optimizer state is refused: training would continue from garbage."""
+    """Load model / optimizer / scaler / RNG states from ``ckpt`` (refused with NaN or inf); return the global step."""
     bad = non_finite_tensors({"model": ckpt["model"], "optimizer": ckpt["optimizer"]})
     if bad:
         raise CheckpointError(f"{source}: not resuming from {describe(bad)}")

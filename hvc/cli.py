@@ -20,9 +20,8 @@ MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 1 << 30
 
 
 def keep_freed_memory() -> bool:
-    """Keep freed memory in the process: steps free and reallocate tensors of the same few sizes, which glibc's
-    defaults unmap and page-fault on (docs/local_kernel.md, "Cost"). glibc only; ``HVC_KEEP_FREED_MEMORY=0`` turns it
-    off. True if the thresholds were set."""
+    """Keep freed memory in the process, as steps reallocate tensors of the same sizes that glibc would unmap and
+    page-fault on (docs/local_kernel.md, "Cost"); ``HVC_KEEP_FREED_MEMORY=0`` turns it off. True if it was set."""
     if os.environ.get("HVC_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
         return False
     try:

@@ -159,9 +159,8 @@ class ResultsFolder:
         self.pending_path(name).unlink()
 
     def forget(self, name: str, outputs: Outputs, claimed: bool = False) -> None:
-        """If :meth:`owns`: remove the record of ``name`` first, then its files (in a shared folder those of ``outputs``
-        and of its record, and the folder once empty), under a pending claim (``claimed``: the caller's), so a removal
-        killed half-way is still ours on the next run."""
+        """If :meth:`owns`: remove the record of ``name``, then its files (shared folder: those of ``outputs`` and the
+        record, and the folder once empty), under a pending claim (``claimed``: the caller's) that outlives a kill."""
         if not self.owns(name):
             return
         old = self.record(name) if outputs.shared else None
@@ -198,9 +197,8 @@ def output_dir(cfg: TestConfig) -> Path:
 
 
 def run_settings(cfg: TestConfig) -> str:
-    """The settings hash of completion records: the settings that change the results (not what is segmented, where
-    it goes or how fast), the autocast precision, the encoder mode (``fused`` and ``bf16`` move the features) and
-    the bytes of every checkpoint file (a retrained file at the same path is other settings)."""
+    """The settings hash of completion records: the settings that change the results, the autocast precision, the
+    encoder mode (``fused`` and ``bf16`` move the features) and the bytes of every checkpoint file."""
     d, m = to_dict(cfg), cfg.model
     data = {k: v for k, v in d["data"].items() if k not in ("root", "sequences", "video_list", "workers", "batch_size")}
     protocol = {"model": d["model"], "data": data, "prop": d["prop"]}
@@ -273,8 +271,7 @@ STALE_SUMMARIES = ("sequences.csv", "submission.zip")  # written from complete r
 
 
 def write_summary(cfg: TestConfig, folder: ResultsFolder, clips: list[Any]) -> list[Path]:
-    """``sequences.csv`` (a row for each of ``clips``, hvc.tasks.clips.Clip) and, for YouTube-VOS, ``submission.zip``,
-    from the records; InputError naming the sequences not finished."""
+    """``sequences.csv`` (a row per clip) and, for YouTube-VOS, ``submission.zip``; InputError if one is unfinished."""
     out = folder.root
     check_apart(cfg, out)  # --merge-shards comes here without prepare_results (nor its lock)
     if folder.lock is None:
@@ -297,8 +294,7 @@ def write_summary(cfg: TestConfig, folder: ResultsFolder, clips: list[Any]) -> l
 
 
 def zip_submission(out: Path, records: list[Record], settings: str) -> Path:
-    """``<out>/submission.zip`` (the YouTube-VOS upload): ``Annotations/<video>/<frame>.png``, exactly the files of
-    the records; the zip comment names the settings hash."""
+    """The YouTube-VOS upload: ``Annotations/<video>/<frame>.png`` of exactly the records' files, the settings hash."""
     target = out / "submission.zip"
     with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.comment = f"hvc settings {settings}".encode()

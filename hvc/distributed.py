@@ -76,8 +76,7 @@ class Job:
 
 
 def join_job(device: str, key: str = "run.device", backend: Literal["auto", "nccl", "gloo"] = "auto") -> Job:
-    """Join the torchrun job of the environment (a single process without one: no process group). ``auto``: gloo on
-    CPU; on CUDA ``cpu:gloo,cuda:nccl`` (control messages, CPU tensors, over gloo)."""
+    """Join the environment's torchrun job, if any; backend ``auto``: gloo on CPU, ``cpu:gloo,cuda:nccl`` on CUDA."""
     job = Job(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
               int(os.environ.get("LOCAL_RANK", "0")))
     if job.distributed and not dist.is_initialized():

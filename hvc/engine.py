@@ -121,8 +121,7 @@ def train_step(model: nn.Module, batch: Sequence[Tensor], optimizer: torch.optim
 
 
 def _claim_output(cfg: TrainConfig) -> OutputLock:
-    """Rank 0, before any work: the output folder apart from the inputs, writable, locked, and holding no run
-    unless resumed or overwritten."""
+    """Rank 0 first: the output folder apart from inputs, writable, locked, without a run unless resumed/overwritten."""
     out = Path(cfg.output.dir)
     refuse_overlap(out, "output.dir", {"data.roots": cfg.data.roots})  # inputs are read-only
     writable_dir(out, "output.dir")
@@ -289,8 +288,7 @@ class TrainingRun:
         return f"the last good checkpoint is {last}" if last else "no checkpoint was written"
 
     def _save_if_due(self) -> float:
-        """Rank 0 writes the checkpoint at each epoch end, the last step and every ``output.save_every_steps`` steps
-        (0 = never in between); every rank knows it was. Returns the seconds it took."""
+        """Rank 0 saves at epoch ends, the last step and every ``output.save_every_steps``; returns the seconds."""
         step, every = self.step, self.cfg.output.save_every_steps
         if not (step % self.steps_per_epoch == 0 or step == self.last_step or every and step % every == 0):
             return 0.0

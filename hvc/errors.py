@@ -14,45 +14,38 @@ EXIT_USAGE, EXIT_INPUT, EXIT_IO, EXIT_DEVICE, EXIT_NON_FINITE, EXIT_BUSY, EXIT_I
 
 
 class HvcError(Exception):
-    """An expected failure; ``str(exc)`` is ``"<file or key>: <problem>"``."""
+    """An expected failure; ``str(exc)`` is ``"<file or key>: <problem>"``. A kind names its code in its class line."""
 
     exit_code = 1
 
+    def __init_subclass__(cls, exit_code: Optional[int] = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
 
-class UsageError(HvcError):
+
+class UsageError(HvcError, exit_code=EXIT_USAGE):
     """Bad command line or configuration."""
 
-    exit_code = EXIT_USAGE
 
-
-class InputError(HvcError):
+class InputError(HvcError, exit_code=EXIT_INPUT):
     """An input file (data, annotation, checkpoint) is missing, malformed or unusable."""
 
-    exit_code = EXIT_INPUT
 
-
-class OutputError(HvcError):
+class OutputError(HvcError, exit_code=EXIT_IO):
     """An output cannot be written (not a folder, not writable, disk full)."""
 
-    exit_code = EXIT_IO
 
-
-class DeviceError(HvcError):
+class DeviceError(HvcError, exit_code=EXIT_DEVICE):
     """The requested device does not exist or is not available."""
 
-    exit_code = EXIT_DEVICE
 
-
-class NonFiniteError(HvcError):
+class NonFiniteError(HvcError, exit_code=EXIT_NON_FINITE):
     """A NaN or infinite value where only finite ones make sense."""
 
-    exit_code = EXIT_NON_FINITE
 
-
-class BusyError(HvcError):
+class BusyError(HvcError, exit_code=EXIT_BUSY):
     """Another process holds the writer lock of the output folder (:class:`hvc.fileio.OutputLock`)."""
-
-    exit_code = EXIT_BUSY
 
 
 class ReportedElsewhere(HvcError):

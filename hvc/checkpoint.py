@@ -31,7 +31,6 @@ class CheckpointError(InputError, ValueError):
 def read_checkpoint_file(path: str | os.PathLike) -> Any:
     """Unpickle a checkpoint file onto the CPU (the package's one ``torch.load``): plain data and the paper's
     ``args`` (``argparse.Namespace``) only; CheckpointError if missing, unreadable or it would run code."""
-    path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint not found")
     try:

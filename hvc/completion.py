@@ -51,7 +51,6 @@ class Outputs:
     shared: bool = False
 
     def exist(self) -> bool:
-        """Whether anything of it is on disk."""
         return any((self.folder / f).exists() for f in self.files) if self.shared else self.folder.is_dir()
 
 
@@ -288,18 +287,13 @@ def write_summary(cfg: TestConfig, folder: ResultsFolder, clips: list[Any]) -> l
     csv.writer(text, lineterminator="\n").writerows([header, *rows])
     written = [out / "sequences.csv"]
     atomic_write_text(written[0], text.getvalue())
-    if cfg.data.dataset in YTVOS_DATASETS:
-        written.append(zip_submission(out, records, folder.settings))
-    return written
-
-
-def zip_submission(out: Path, records: list[Record], settings: str) -> Path:
-    """The YouTube-VOS upload: ``Annotations/<video>/<frame>.png`` of exactly the records' files, the settings hash."""
-    target = out / "submission.zip"
-    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.comment = f"hvc settings {settings}".encode()
+    if cfg.data.dataset not in YTVOS_DATASETS:
+        return written
+    written.append(out / "submission.zip")  # the upload: Annotations/<video>/<frame>.png of exactly the records' files
+    with atomic_path(written[1]) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.comment = f"hvc settings {folder.settings}".encode()
         for record in records:
             for name in record.files:  # entries stay relative and inside the archive's root
                 entry = f"Annotations/{check_name(record.sequence, 'sequence name')}/{check_name(name, 'file name')}"
                 zf.write(out / entry, entry)
-    return target
+    return written

@@ -124,16 +124,12 @@ def parse_shard(text: str) -> ShardSpec:
 
 
 def shard_of(names: Sequence[str], sizes: Sequence[int], part: int, count: int) -> list[str]:
-    """The names of shard ``part`` of ``count`` (see :func:`balanced_shards`)."""
     return [names[i] for i in balanced_shards(sizes, count)[part]]
 
 
 def all_reduce_sum(value: Tensor) -> Tensor:
-    """Sum over processes (returns the input unchanged in a single process)."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        value = value.clone()
-        dist.all_reduce(value)
-    return value
+    """Sum over processes (the input itself in a single one); its gradient is the sum of all processes' gradients."""
+    return all_reduce_with_grad(value) if dist.is_initialized() and dist.get_world_size() > 1 else value
 
 
 class CrossProcessBatchNorm(nn.BatchNorm2d):
@@ -145,12 +141,10 @@ class CrossProcessBatchNorm(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        if self.momentum is None:
-            raise ValueError("CrossProcessBatchNorm needs a fixed momentum (cumulative averaging is unsupported)")
         xd = x.double()
         cells = xd.new_full((x.shape[1],), float(x.shape[0] * x.shape[2] * x.shape[3]))  # per channel
         local = torch.stack([xd.sum(dim=(0, 2, 3)), (xd * xd).sum(dim=(0, 2, 3)), cells])
-        total = all_reduce_with_grad(local)  # the gradient of a sum: the sum of all processes' gradients
+        total = all_reduce_sum(local)
         count = total[2, 0]
         mean = total[0] / count
         var = (total[1] / count - mean * mean).clamp_min(0.0)

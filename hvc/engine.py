@@ -192,7 +192,6 @@ class TrainingRun:
         resumed = self._resume()
         # DDP-wrapped in a job; with synchronised BatchNorm every process already holds the same statistics
         self.net = wrap_ddp(self.model, device, sync_buffers=not cfg.dist.sync_bn) if env.distributed else self.model
-        self.config = to_dict(cfg)
         # the last checkpoint written, or (a resumed run continues) the one already in the folder
         self.last_checkpoint = self.checkpoint if resumed is not None and self.checkpoint.is_file() else None
         self.step, self.losses = resumed or 0, []
@@ -301,7 +300,7 @@ class TrainingRun:
         start = time.perf_counter()
         if self.env.is_main:
             ckpt_io.save_checkpoint(self.checkpoint, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
-                                    epoch=step // self.steps_per_epoch, global_step=step, config=self.config)
+                                    epoch=step // self.steps_per_epoch, global_step=step, config=to_dict(self.cfg))
         self.last_checkpoint = self.checkpoint
         return time.perf_counter() - start
 

@@ -117,8 +117,7 @@ class _Held:
     users: int
 
 
-# Locks this process holds, by lock file: re-entrant within the process, so runs called one after another (tests,
-# notebooks) never refuse each other, whatever an earlier failed run's traceback still holds.
+# Locks this process holds, by lock file: re-entrant, so runs called one after another never refuse each other.
 _HELD: dict[str, _Held] = {}
 SHARD_PATIENCE_S = 2.0  # seconds a shard waits for another shard's settings check (which takes milliseconds)
 

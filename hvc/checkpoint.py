@@ -37,10 +37,9 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the unpickler raises many types on garbage input
-        text, problem = str(exc), f"{type(exc).__name__}: {exc}"
+        problem = f"{type(exc).__name__}: {exc}"
         # a refused global (a pickle that would import or run code) is named instead of torch's long advice text
-        refused = re.search(r"unsupported GLOBAL (\S+) ", text) or re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if refused:
+        if refused := re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(exc)):
             problem = f"refused to unpickle {refused.group(1)}: the file would import or run code"
         raise CheckpointError(f"{path}: not a readable checkpoint ({problem})") from None
 

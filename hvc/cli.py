@@ -14,9 +14,8 @@ from typing import Callable, Optional
 
 PIPE_CLOSED_EXIT = 128 + int(signal.SIGPIPE)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc's malloc.h)
-# freed blocks are reused, not unmapped: mmap only from glibc's ceiling on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX),
-# the heap top trimmed above 1 GiB only; results do not change
-MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 1 << 30
+# freed blocks reused, not unmapped: mmap only from glibc's 64-bit ceiling (DEFAULT_MMAP_THRESHOLD_MAX), trim from 1 GiB
+MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 1 << 30  # results do not change
 
 
 def keep_freed_memory() -> bool:
@@ -44,8 +43,7 @@ def stdout_closed() -> bool:
 
 
 def run_main(main: Callable[..., Optional[int]], *args) -> int:
-    """``main(*args)`` after :func:`keep_freed_memory`; a closed stdout pipe (``... | head -1``) ends it quietly with
-    PIPE_CLOSED_EXIT (141, as a shell reports SIGPIPE) instead of a BrokenPipeError traceback."""
+    """``main(*args)`` after :func:`keep_freed_memory`; a closed stdout pipe (``| head -1``) ends it quietly: 141."""
     keep_freed_memory()
     try:
         code = main(*args)

@@ -1,6 +1,5 @@
-"""The results folder of ``test.py`` and ``hvc.segment``: completion records (``.hvc/done/<sequence>.json``, the
-only proof that a sequence is finished, and with which settings), the checks before any work (:func:`prepare_results`)
-and the summaries after (:func:`write_summary`). Rules: docs/failure.md, "Reruns, `--resume`, `--overwrite`"."""
+"""The results folder of ``test.py`` and ``hvc.segment`` (docs/failure.md): completion records, the only proof that
+a sequence is finished and with which settings; the checks before any work and the summaries after."""
 
 from __future__ import annotations
 
@@ -223,18 +222,16 @@ def check_apart(cfg: TestConfig, out: Path) -> None:
 def prepare_results(cfg: TestConfig, outputs: dict[str, Outputs], locate: Callable[[str], Outputs],
                     mine: Iterable[str], partial: bool, stale: Iterable[str]) -> tuple[ResultsFolder, list[str]]:
     """Before any work: a writable, locked output folder without results of other settings (``run.overwrite``
-    removes them) or outputs no record says we wrote, leftovers of killed runs cleared, ``config.yaml`` written.
-    Returns its bookkeeping and the names of ``mine`` (this process's) not finished, in the order of ``outputs``
-    (every sequence of the selection; ``locate``: where any other name's files went). ``partial``: a ``--shard``
-    run, which removes only its own sequences; ``stale``: glob patterns of summaries made from earlier results."""
+    removes them) or outputs no record says we wrote, killed runs' leftovers cleared, ``config.yaml`` written. Returns
+    its bookkeeping and the names of ``mine`` not finished, in the order of ``outputs`` (``locate``: where other names'
+    files went). ``partial``: a ``--shard`` run; ``stale``: glob patterns of summaries made from earlier results."""
     out = output_dir(cfg)
     check_apart(cfg, out)
     writable_dir(out, "run.output_dir")
     if cfg.run.visualize:
         writable_dir(f"{out}_vis", "run.output_dir (visualisations: <output_dir>_vis)")
     folder = ResultsFolder(out, run_settings(cfg))
-    # One writer (the shards of one job share it); held while the caller holds the folder.
-    folder.lock = OutputLock(out, "run.output_dir", shared=partial)
+    folder.lock = OutputLock(out, "run.output_dir", shared=partial)  # the shards of one job share it
     try:
         if partial:
             folder.lock.claim_settings(folder.settings)

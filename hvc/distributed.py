@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributed.nn.functional import all_reduce as all_reduce_with_grad
+from torch.nn.parallel import DistributedDataParallel
 
 from hvc.config.checks import check_device_name
 from hvc.errors import DeviceError, UsageError
@@ -97,8 +98,7 @@ def leave_job() -> None:
 
 
 def balanced_shards(sizes: Sequence[int], n: int) -> list[list[int]]:
-    """Indices of ``sizes`` in ``n`` shards of about equal total size, each in increasing order. Greedy longest-first
-    (ties: lower index, lower shard): deterministic, so independent processes split alike."""
+    """Indices of ``sizes`` in ``n`` shards of about equal totals (greedy longest-first, deterministic), each sorted."""
     loads = [0] * n
     shards: list[list[int]] = [[] for _ in range(n)]
     for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
@@ -133,10 +133,9 @@ def all_reduce_sum(value: Tensor) -> Tensor:
 
 
 class CrossProcessBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d over the batches of all processes, for CPU / gloo jobs, whose tensors torch's SyncBatchNorm refuses
-    (docs/design.md); in eval mode or in one process a plain BatchNorm2d. ``x: [N, C, H, W] -> [N, C, H, W]``.
-    Per-channel sums, sums of squares and counts are all-reduced with autograd, in float64 (else less exact than
-    nn.BatchNorm2d); the biased variance normalises, the unbiased one goes to the running average."""
+    """BatchNorm2d over the batches of all processes for CPU jobs, as SyncBatchNorm takes CUDA only (docs/design.md);
+    ``x: [N, C, H, W] -> [N, C, H, W]``. Per-channel sums, squares and counts are all-reduced in float64 (else less
+    exact than nn.BatchNorm2d); the biased variance normalises, the unbiased one goes to the running average."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
@@ -181,8 +180,7 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
 
 def wrap_ddp(model: nn.Module, device: torch.device, sync_buffers: bool) -> nn.Module:
     """DDP around ``model``; ``sync_buffers``: rank 0's buffers (BatchNorm statistics) broadcast before each forward."""
-    from torch.nn.parallel import DistributedDataParallel
-    device_ids = [device.index] if device.type == "cuda" else None
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
-        return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=sync_buffers)
-    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=sync_buffers)
+    new = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters  # torch's later name
+    option = "forward_sync_buffers" if new else "broadcast_buffers"
+    devices = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=devices, **{option: sync_buffers})

@@ -56,12 +56,10 @@ class ReportedElsewhere(HvcError):
         self.exit_code = exit_code
 
 
-# File-system refusals reported as I/O errors (with the file the OS names).
-_IO_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR,
-              errno.ENOTDIR, errno.EEXIST, errno.EIO, errno.ENAMETOOLONG}
+_IO_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM,  # reported as I/O errors
+              errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EIO, errno.ENAMETOOLONG}
 
-# DataLoader re-raises a worker's exception as the same type, its message this line, the worker's traceback and
-# "<type>: <original message>" (torch/utils/data/_utils/__init__.py, ExceptionWrapper).
+# DataLoader re-raises a worker's exception as its type, the message: this line, the traceback, "<type>: <message>"
 _WORKER_MESSAGE = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
 MAX_MESSAGE = 400  # characters of an error line; longer ones are cut
 

@@ -1,7 +1,5 @@
-"""Safe writes (docs/failure.md). Atomic files: a reader never sees a half-written file; a failed write is an
-OutputError naming the file; ``durable=True`` also fsyncs file and folder, so a power loss keeps it whole. One writer
-per output folder (:class:`OutputLock`): a ``flock`` on ``<folder>/.hvc/lock``, released by the kernel when the
-process dies; a second writer gets a BusyError. The lock file stays (a new one could be locked beside it)."""
+"""Safe writes (docs/failure.md): atomic files (a reader never sees a half-written one; ``durable=True`` also fsyncs
+it and its folder) and one writer per output folder (:class:`OutputLock`, a ``flock`` the kernel releases at exit)."""
 
 from __future__ import annotations
 
@@ -43,10 +41,9 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[str]
         raise OutputError(f"{path}: cannot write ({exc.strerror})") from exc
     try:
         yield tmp
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would.
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files: the permissions a plain open() would give
         if durable:
             fsync_path(tmp)
         os.replace(tmp, path)
@@ -105,7 +102,7 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
         return stream_digest(f, algorithm)
 
 
-LOCK_FILE = Path(".hvc") / "lock"
+LOCK_FILE = Path(".hvc") / "lock"  # it stays: a new one could be locked beside one still held
 
 
 @dataclass
@@ -136,8 +133,7 @@ def _flock(fd: int, shared: bool) -> bool:
 
 
 class OutputLock:
-    """The writer lock of ``folder``, held until :meth:`release`, the end of a ``with`` block, garbage collection or
-    process exit; ``shared``: the ``--shard i/n`` processes of one job. ``what``: the folder's setting, for errors."""
+    """The writer lock of ``folder`` (BusyError if held) until :meth:`release` or exit; ``shared``: one job's shards."""
 
     def __init__(self, folder: str | os.PathLike, what: str, shared: bool = False):
         self.folder = Path(folder)
@@ -151,7 +147,7 @@ class OutputLock:
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot create the lock file of {what} ({exc.strerror or exc})") from exc
         busy = BusyError(f"{self.folder}: {what} is being written by another run (it holds {self.path}); "
-                         f"wait for it to end, or choose another folder")
+                         "wait for it to end, or choose another folder")
         if held is None:
             if not _flock(fd, shared):
                 os.close(fd)

@@ -1,6 +1,5 @@
-"""Paths safe with user data (docs/failure.md, "What is refused"): names read from dataset files are data, never
-paths (:func:`check_name`; :func:`inside` is the writers' second line of defence, as a symlink may still point
-elsewhere), and inputs are read-only (:func:`refuse_overlap`). Standard library only: hvc.metrics runs without torch."""
+"""Paths safe with user data (docs/failure.md, "What is refused"): names from dataset files are never paths, outputs
+never overlap inputs. Standard library only (hvc.metrics runs without torch)."""
 
 from __future__ import annotations
 
@@ -78,7 +77,6 @@ def refuse_overlap(output: str | os.PathLike, what: str,
     """UsageError if folder ``output`` (setting ``what``) overlaps any of ``inputs`` (setting: path(s) or None)."""
     for key, value in inputs.items():
         for path in [] if value is None else [value] if isinstance(value, (str, os.PathLike)) else value:
-            relation = overlap(output, path)
-            if relation is not None:
+            if (relation := overlap(output, path)) is not None:
                 raise UsageError(f"{output}: {what} {relation} the input {key} ({path}); inputs are read-only, "
-                                 f"choose an output folder apart from them")
+                                 "choose an output folder apart from them")

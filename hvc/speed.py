@@ -28,8 +28,7 @@ EXACT = SpeedSettings()
 # 2.27x faster than exact at about the same J&F (docs/segment.md, "Speed"; docs/speed.md)
 FAST = SpeedSettings(encoder="bf16", precision="bf16", search_dims=64, candidates=1.5)
 
-# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that still include native bf16 instructions.
-_BF16_ISA_WORDS = ("BF16", "AMX", "AVX10", "FP16", "ALL", "DEFAULT")
+_BF16_ISA_WORDS = ("BF16", "AMX", "AVX10", "FP16", "ALL", "DEFAULT")  # oneDNN ISA caps that keep native bf16
 
 
 def native_bf16(device: torch.device | str = "cpu") -> tuple[bool, str]:

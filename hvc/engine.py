@@ -267,8 +267,7 @@ class TrainingRun:
     def _update(self, batch: Sequence[Tensor], momentum: float, epoch: int) -> Optional[float]:
         """One optimiser step on this process's batch; None when every image of it was unreadable."""
         if batch[0].shape[0] == 0:
-            # one process skips the update; in a job the others would wait for it in their collectives
-            if self.env.distributed:
+            if self.env.distributed:  # one process skipping the update: the others would wait for it in collectives
                 raise InputError(f"data.roots: rank {self.env.rank}: every image of a batch was unreadable "
                                  f"(epoch {epoch + 1}, step {self.step + 1})")
             log.warning(f"step {self.step + 1}: every image of the batch was unreadable; no update")

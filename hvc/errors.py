@@ -20,8 +20,7 @@ class HvcError(Exception):
 
     def __init_subclass__(cls, exit_code: Optional[int] = None, **kwargs):
         super().__init_subclass__(**kwargs)
-        if exit_code is not None:
-            cls.exit_code = exit_code
+        cls.exit_code = exit_code or cls.exit_code  # its own, else its parent's
 
 
 class UsageError(HvcError, exit_code=EXIT_USAGE):

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from _timing import alternate, load_line, median  # noqa: E402
 
-from hvc.allocator import keep_freed_memory  # noqa: E402
+from hvc.cli import keep_freed_memory  # noqa: E402
 from hvc.config.inference import DataConfig  # noqa: E402
 from hvc.data.vos import FrameDataset, load_sequences  # noqa: E402
 from hvc.models.encoders import load_encoder  # noqa: E402

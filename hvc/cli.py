@@ -1,18 +1,34 @@
-"""Behaviour shared by every command-line entry point: ``sys.exit(run_main(main, *args))`` ends
-quietly (exit status 141, as a shell reports SIGPIPE) when its output is closed early, as in
-``python eval_metrics.py ... | head -1``, instead of with a BrokenPipeError traceback."""
+"""What every command-line entry point shares: :func:`run_main` (freed memory kept in the process, a closed output
+pipe ends the run quietly) and where the project's ``checkpoints/`` and ``configs/`` are (:func:`project_folder`)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import select
 import signal
 import sys
+from pathlib import Path
 from typing import Callable, Optional
 
-from hvc.allocator import keep_freed_memory
-
 PIPE_CLOSED_EXIT = 128 + int(signal.SIGPIPE)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc's malloc.h)
+# freed blocks reused, not unmapped: mmap only from glibc's 64-bit ceiling (DEFAULT_MMAP_THRESHOLD_MAX), trim from 1 GiB
+MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 1 << 30  # results do not change
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed memory in the process, as steps reallocate tensors of the same sizes that glibc would unmap and
+    page-fault on (docs/local_kernel.md, "Cost"); ``HVC_KEEP_FREED_MEMORY=0`` turns it off. True if it was set."""
+    if os.environ.get("HVC_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # a C library without mallopt (e.g. musl)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
 
 
 def stdout_closed() -> bool:
@@ -27,7 +43,7 @@ def stdout_closed() -> bool:
 
 
 def run_main(main: Callable[..., Optional[int]], *args) -> int:
-    """``main(*args)`` after :func:`hvc.allocator.keep_freed_memory`; a closed stdout pipe gives PIPE_CLOSED_EXIT."""
+    """``main(*args)`` after :func:`keep_freed_memory`; a closed stdout pipe (``| head -1``) ends it quietly: 141."""
     keep_freed_memory()
     try:
         code = main(*args)
@@ -41,3 +57,18 @@ def run_main(main: Callable[..., Optional[int]], *args) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return PIPE_CLOSED_EXIT
+
+
+def source_checkout() -> Optional[Path]:
+    """The root of the source checkout this package is imported from; None for an installed package."""
+    root = Path(__file__).resolve().parent.parent
+    try:  # a checkout's pyproject.toml names this distribution
+        return root if 'name = "hvc-vos"' in (root / "pyproject.toml").read_text() else None
+    except OSError:
+        return None
+
+
+def project_folder(name: str) -> Path:
+    """Absolute ``./name`` if that folder exists or there is no checkout, else the checkout's ``name``."""
+    here, checkout = Path(name).resolve(), source_checkout()
+    return here if here.is_dir() or checkout is None else checkout / name

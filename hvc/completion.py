@@ -1,12 +1,5 @@
-"""The results folder of ``test.py`` and ``hvc.segment``: completion records, which say which sequences are
-finished and with which settings, and for ``test.py`` where each sequence goes, the checks before any work
-(:func:`prepare_results`) and the summaries after (:func:`write_summary`).
-
-A sequence counts as finished only through its record ``<out>/.hvc/done/<sequence>.json``;
-its files are staged in ``.hvc/staging/<sequence>/`` and moved into place before the record is
-written; only what the bookkeeping says we wrote is ever removed (docs/failure.md, "Reruns, `--resume`,
-`--overwrite`" and "What is refused").
-"""
+"""The results folder of ``test.py`` and ``hvc.segment`` (docs/failure.md): completion records, the only proof that
+a sequence is finished and with which settings; the checks before any work and the summaries after."""
 
 from __future__ import annotations
 
@@ -22,15 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from hvc.apart import refuse_overlap
 from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.inference import TestConfig
 from hvc.data.vos import YTVOS_DATASETS
 from hvc.errors import InputError, UsageError
-from hvc.fileio import atomic_path, atomic_write_text, file_digest, writable_dir
-from hvc.locks import OutputLock
+from hvc.fileio import OutputLock, atomic_path, atomic_write_text, file_digest, writable_dir
 from hvc.models.encoders import checkpoint_path
-from hvc.names import check_inside, check_name, name_problem
+from hvc.names import check_inside, check_name, name_problem, refuse_overlap
 
 STATE_DIR = ".hvc"  # everything the bookkeeping owns, inside the results folder
 RECORD_VERSION = 1
@@ -51,16 +42,14 @@ class Record:
 
 @dataclass(frozen=True)
 class Outputs:
-    """Where the files of one sequence go: ``folder / file`` for each of ``files``. ``shared``: ``folder``
-    also holds other sequences' files (JHMDB's ``<class>/``), so it is filled and emptied file by file;
-    otherwise it is the sequence's own folder (VOS, VIP), moved and removed whole."""
+    """Where the files of one sequence go: ``folder / file`` for each of ``files``. ``shared``: ``folder`` also holds
+    other sequences' files (JHMDB's ``<class>/``), filled and emptied file by file; else it is moved whole."""
 
     folder: Path
     files: tuple[str, ...]  # file names inside folder, in frame order
     shared: bool = False
 
     def exist(self) -> bool:
-        """Whether anything of it is on disk."""
         return any((self.folder / f).exists() for f in self.files) if self.shared else self.folder.is_dir()
 
 
@@ -71,15 +60,14 @@ def settings_hash(settings: Any) -> str:
 
 
 class ResultsFolder:
-    """The completion bookkeeping of results folder ``root`` for the settings hash ``settings``; where
-    each sequence's files go is the caller's :class:`Outputs` (the layout is the benchmark's)."""
+    """The completion bookkeeping of results folder ``root`` for the settings hash ``settings``."""
 
     def __init__(self, root: str | os.PathLike, settings: str):
         self.root, self.settings = Path(root), settings
         self.records_dir = self.root / STATE_DIR / "done"
         self.staging_dir = self.root / STATE_DIR / "staging"
         self.pending_dir = self.root / STATE_DIR / "pending"  # commits under way: their files are ours
-        self.lock = None  # the writer lock (hvc.locks.OutputLock) while a run holds the folder
+        self.lock = None  # the writer lock (hvc.fileio.OutputLock) while a run holds the folder
 
     def record_path(self, name: str) -> Path:
         return self.records_dir / f"{check_name(name, 'sequence name', NAME_PARTS)}.json"
@@ -91,16 +79,14 @@ class ResultsFolder:
         return self.pending_dir / f"{check_name(name, 'sequence name', NAME_PARTS)}.json"
 
     def owns(self, name: str) -> bool:
-        """Whether our bookkeeping says we wrote the outputs of ``name``: its record (readable or
-        not) or a commit of it under way. Nothing else is ever removed."""
+        """Whether a record of ``name`` (readable or not) or a commit of it under way says we wrote its outputs."""
         return self.record_path(name).is_file() or self.pending_path(name).is_file()
 
     def _check_target(self, outputs: Outputs) -> None:
-        """An output folder of ours lies inside the results folder (a name is data, not a path).
-        The folder itself may be a link (it is then replaced, not followed): its parent is checked."""
+        """An output folder of ours lies inside the results folder; a link there is replaced, not followed."""
         check_inside(self.root, outputs.folder, "an output of this run", follow=False)
         for file in outputs.files:
-            check_name(file, f"{outputs.folder}: output file name", error=InputError)
+            check_name(file, f"{outputs.folder}: output file name")
 
     def records(self) -> dict[str, Optional[Record]]:
         """Every record in the folder; None for one that cannot be read (its sequence is redone)."""
@@ -115,23 +101,19 @@ class ResultsFolder:
         return self._read(self.record_path(name))  # None if missing
 
     def _read(self, path: Path) -> Optional[Record]:
-        """The record at ``path``; None if it cannot be read or does not describe the sequence
-        its path names with plain file names (a damaged or foreign record is never trusted)."""
+        """The record at ``path``; None if unreadable or not of the sequence its path names, with plain file names."""
         try:
             data = json.loads(path.read_text())
             if data.pop("version", None) != RECORD_VERSION:
                 return None
-            data["files"] = tuple(data["files"])
-            record = Record(**data)
+            record = Record(**{**data, "files": tuple(data["files"])})
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
-        if record.sequence != self._name(path) or any(name_problem(f) is not None for f in record.files):
-            return None
-        return record
+        plain = record.sequence == self._name(path) and all(name_problem(f) is None for f in record.files)
+        return record if plain else None
 
     def foreign(self) -> list[str]:
-        """Sequences whose record names other settings. A record that cannot be read (truncated,
-        empty, damaged) is not counted: it costs only its own sequence, which is redone."""
+        """Sequences whose record names other settings (an unreadable one costs only its sequence, which is redone)."""
         return sorted(n for n, r in self.records().items() if r is not None and r.settings != self.settings)
 
     def is_finished(self, name: str, outputs: Outputs) -> bool:
@@ -153,14 +135,13 @@ class ResultsFolder:
         return staging
 
     def commit(self, record: Record, outputs: Outputs) -> None:
-        """Move the staged files ``record.files`` into ``outputs`` (replacing what was there), then
-        write the record. Its own folder is renamed whole; into a shared folder, file by file."""
+        """Move the staged files ``record.files`` into ``outputs`` (replacing what was there), then write the record."""
         name = record.sequence
         self._check_target(outputs)
         if outputs.exist() and not self.owns(name):
-            raise UsageError(f"{outputs.folder}: exists, but no completion record of {self.root} says this tool "
-                             f"wrote it; it is left alone: move it away or choose another output folder")
-        text = json.dumps({"version": RECORD_VERSION, **asdict(record), "files": list(record.files)}, indent=1) + "\n"
+            raise UsageError(f"{outputs.folder}: exists, but no completion record of {self.root} says this tool wrote "
+                             "it; it is left alone: move it away or choose another output folder")
+        text = json.dumps({"version": RECORD_VERSION, **asdict(record)}, indent=1) + "\n"
         atomic_write_text(self.pending_path(name), text, durable=True)  # from here on, what lies at outputs is ours
         self.forget(name, outputs, claimed=True)
         staged = self.staging(name)
@@ -176,10 +157,8 @@ class ResultsFolder:
         self.pending_path(name).unlink()
 
     def forget(self, name: str, outputs: Outputs, claimed: bool = False) -> None:
-        """Remove the record of ``name`` first (so nothing half-removed counts), then its files (in a
-        shared folder those of ``outputs`` and of its record, and the folder once empty), if :meth:`owns`.
-        A pending claim is held meanwhile, so a removal killed half-way is still ours on the next
-        run; ``claimed``: the caller (a commit) holds it and keeps it."""
+        """If :meth:`owns`: remove the record of ``name``, then its files (shared folder: those of ``outputs`` and the
+        record, and the folder once empty), under a pending claim (``claimed``: the caller's) that outlives a kill."""
         if not self.owns(name):
             return
         old = self.record(name) if outputs.shared else None
@@ -189,8 +168,7 @@ class ResultsFolder:
         self._check_target(outputs)
         folder = outputs.folder
         if outputs.shared:
-            listed = [f for f in old.files if Path(f).name == f] if old else []  # plain names only: stay in folder
-            for file in dict.fromkeys([*outputs.files, *listed]):
+            for file in dict.fromkeys([*outputs.files, *(old.files if old else ())]):  # _read: plain names only
                 (folder / file).unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # not empty: other sequences' files (or the user's) stay
                 folder.rmdir()
@@ -217,11 +195,8 @@ def output_dir(cfg: TestConfig) -> Path:
 
 
 def run_settings(cfg: TestConfig) -> str:
-    """The settings hash of completion records: the protocol, the autocast precision, the
-    encoder mode (``fused`` and ``bf16`` move the features, so their results never mix with
-    exact ones) and the bytes of every checkpoint file (a retrained file at the same path is
-    other settings). The protocol: the settings that change the results, not what is segmented, where
-    it goes or how fast it comes."""
+    """The settings hash of completion records: the settings that change the results, the autocast precision, the
+    encoder mode (``fused`` and ``bf16`` move the features) and the bytes of every checkpoint file."""
     d, m = to_dict(cfg), cfg.model
     data = {k: v for k, v in d["data"].items() if k not in ("root", "sequences", "video_list", "workers", "batch_size")}
     protocol = {"model": d["model"], "data": data, "prop": d["prop"]}
@@ -230,13 +205,11 @@ def run_settings(cfg: TestConfig) -> str:
         if name is not None and name != "random18":
             path = checkpoint_path(name, given)
             digests[name] = file_digest(path) if Path(path).is_file() else None  # missing: load_encoder says so
-    return settings_hash({"protocol": protocol, "amp": cfg.run.amp, "encoder": cfg.run.encoder,
-                          "checkpoints": digests})
+    return settings_hash({"protocol": protocol, "amp": cfg.run.amp, "encoder": cfg.run.encoder, "checkpoints": digests})
 
 
 def check_apart(cfg: TestConfig, out: Path) -> None:
-    """The output folder (and its ``_vis`` sibling) overlaps no input: data root, list file,
-    checkpoints (:mod:`hvc.apart`). Called before anything is created."""
+    """Before anything is created: the output folder (and its ``_vis`` sibling) overlaps no input."""
     m = cfg.model
     checkpoints = [checkpoint_path(name, given) for name, given in ((m.name, m.checkpoint),
                    (m.merge_model, m.merge_checkpoint)) if name is not None and (given or name != "random18")]
@@ -248,24 +221,17 @@ def check_apart(cfg: TestConfig, out: Path) -> None:
 
 def prepare_results(cfg: TestConfig, outputs: dict[str, Outputs], locate: Callable[[str], Outputs],
                     mine: Iterable[str], partial: bool, stale: Iterable[str]) -> tuple[ResultsFolder, list[str]]:
-    """Check and prepare the output folder before any work: a writable folder, its lock, no results of
-    other settings (with ``run.overwrite``: removed), no outputs that no record says we wrote, leftovers
-    of killed runs cleared, ``config.yaml`` written. Returns its bookkeeping and the names of ``mine``
-    not finished with these settings, in the order of ``outputs``.
-
-    ``outputs``: every sequence of the selection and where its files go; ``locate``: where the files of
-    any other name (a record of an earlier selection) went; ``mine``: this process's sequences;
-    ``partial``: a ``--shard`` run, which removes (with --overwrite) only its own sequences and other
-    settings' results; ``stale``: glob patterns of summaries and scores made from earlier results.
-    """
+    """Before any work: a writable, locked output folder without results of other settings (``run.overwrite``
+    removes them) or outputs no record says we wrote, killed runs' leftovers cleared, ``config.yaml`` written. Returns
+    its bookkeeping and the names of ``mine`` not finished, in the order of ``outputs`` (``locate``: where other names'
+    files went). ``partial``: a ``--shard`` run; ``stale``: glob patterns of summaries made from earlier results."""
     out = output_dir(cfg)
     check_apart(cfg, out)
     writable_dir(out, "run.output_dir")
     if cfg.run.visualize:
         writable_dir(f"{out}_vis", "run.output_dir (visualisations: <output_dir>_vis)")
     folder = ResultsFolder(out, run_settings(cfg))
-    # One writer (the shards of one job share it); held while the caller holds the folder.
-    folder.lock = OutputLock(out, "run.output_dir", shared=partial)
+    folder.lock = OutputLock(out, "run.output_dir", shared=partial)  # the shards of one job share it
     try:
         if partial:
             folder.lock.claim_settings(folder.settings)
@@ -273,15 +239,12 @@ def prepare_results(cfg: TestConfig, outputs: dict[str, Outputs], locate: Callab
         foreign = folder.foreign()
         if foreign and not cfg.run.overwrite:
             raise ConfigError(f"{out}: holds results made with other settings ({len(foreign)} sequence(s), e.g. "
-                              f"{foreign[0]}; see {config_record}); pass --overwrite to replace them, or choose "
-                              f"another run.output_dir")
-        # Outputs no record of ours describes: someone else's, or an older version's (not converted).
+                              f"{foreign[0]}; see {config_record}); pass --overwrite, or choose another run.output_dir")
         unknown = [name for name, where in outputs.items() if where.exist() and not folder.owns(name)]
         if unknown:
             raise UsageError(f"{outputs[unknown[0]].folder}: exists, but no completion record of {out} says this "
-                             f"tool wrote it ({len(unknown)} sequence(s), e.g. {unknown[0]}: another program's, or "
-                             f"an older version's, not converted); it is left alone, also with --overwrite: move it "
-                             f"away or choose another run.output_dir")
+                             f"tool wrote it ({len(unknown)} sequence(s): another program's or an older version's, not "
+                             "converted); it is left alone, also with --overwrite: choose another run.output_dir")
         mine = set(mine)
         if cfg.run.overwrite:  # remove first: a rerun then never mixes two settings
             targets = set(foreign) | (mine if partial else {*outputs, *folder.records()})
@@ -300,14 +263,11 @@ def prepare_results(cfg: TestConfig, outputs: dict[str, Outputs], locate: Callab
     return folder, todo
 
 
-SUMMARY_NAME = "sequences.csv"
-ZIP_NAME = "submission.zip"
-STALE_SUMMARIES = (SUMMARY_NAME, ZIP_NAME)  # written from complete results (the scores too: hvc.tasks.clips)
+STALE_SUMMARIES = ("sequences.csv", "submission.zip")  # written from complete results (the scores too: hvc.tasks.clips)
 
 
 def write_summary(cfg: TestConfig, folder: ResultsFolder, clips: list[Any]) -> list[Path]:
-    """``sequences.csv`` (one row for each of ``clips``, hvc.tasks.clips.Clip) and, for YouTube-VOS,
-    ``submission.zip``, from the records; an InputError naming the unfinished sequences if any is not finished."""
+    """``sequences.csv`` (a row per clip) and, for YouTube-VOS, ``submission.zip``; InputError if one is unfinished."""
     out = folder.root
     check_apart(cfg, out)  # --merge-shards comes here without prepare_results (nor its lock)
     if folder.lock is None:
@@ -318,26 +278,19 @@ def write_summary(cfg: TestConfig, folder: ResultsFolder, clips: list[Any]) -> l
                          f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
                          f"(run the missing shards, or test.py without --shard)")
     records = [folder.record(c.name) for c in clips]
+    header = ["sequence", "frames", "outputs", "seconds", "worker", "settings"]
+    rows = [[r.sequence, r.frames, len(r.files), f"{r.seconds:.2f}", r.worker, r.settings[:12]] for r in records]
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["sequence", "frames", "outputs", "seconds", "worker", "settings"])
-    for r in records:
-        writer.writerow([r.sequence, r.frames, len(r.files), f"{r.seconds:.2f}", r.worker, r.settings[:12]])
-    atomic_write_text(out / SUMMARY_NAME, text.getvalue())
-    written = [out / SUMMARY_NAME]
-    if cfg.data.dataset in YTVOS_DATASETS:
-        written.append(zip_submission(out, records, folder.settings))
-    return written
-
-
-def zip_submission(out: Path, records: list[Record], settings: str) -> Path:
-    """``<out>/submission.zip`` holding ``Annotations/<video>/<frame>.png`` (YouTube-VOS upload):
-    exactly the files of the completion records; the zip comment names the settings hash."""
-    target = out / ZIP_NAME
-    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.comment = f"hvc settings {settings}".encode()
+    csv.writer(text, lineterminator="\n").writerows([header, *rows])
+    written = [out / "sequences.csv"]
+    atomic_write_text(written[0], text.getvalue())
+    if cfg.data.dataset not in YTVOS_DATASETS:
+        return written
+    written.append(out / "submission.zip")  # the upload: Annotations/<video>/<frame>.png of exactly the records' files
+    with atomic_path(written[1]) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.comment = f"hvc settings {folder.settings}".encode()
         for record in records:
             for name in record.files:  # entries stay relative and inside the archive's root
                 entry = f"Annotations/{check_name(record.sequence, 'sequence name')}/{check_name(name, 'file name')}"
                 zf.write(out / entry, entry)
-    return target
+    return written

@@ -1,6 +1,5 @@
-"""One code path for one process or a ``torchrun`` job (:class:`Job`; a plain run is a job of one
-process, without a process group), BatchNorm synchronised across processes, and the split of a
-benchmark's sequences over the ranks of a job or ``--shard i/n`` processes (docs/multi_gpu.md)."""
+"""One code path for one process or a ``torchrun`` job (:class:`Job`), BatchNorm synchronised across processes,
+and the split of a benchmark's sequences over the ranks of a job or ``--shard i/n`` processes (docs/multi_gpu.md)."""
 
 from __future__ import annotations
 
@@ -14,15 +13,16 @@ from typing import Any, Literal, Optional, Sequence
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.distributed.nn.functional import all_reduce as all_reduce_with_grad
+from torch.nn.parallel import DistributedDataParallel
 
 from hvc.config.checks import check_device_name
 from hvc.errors import DeviceError, UsageError
 
 
 def resolve_device(name: str, key: str = "runtime.device", local_rank: Optional[int] = None) -> torch.device:
-    """The device of this process for a device setting ``auto`` (CUDA when available), ``cpu``, ``cuda``
-    or ``cuda:N``, checked to exist (a DeviceError names ``key``); under torchrun (``local_rank``
-    given) CUDA means ``cuda:LOCAL_RANK``."""
+    """The device of this process for a setting ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``,
+    checked to exist (a DeviceError names ``key``); under torchrun (``local_rank`` given) CUDA is its local rank's."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     check_device_name(key, name)
@@ -30,21 +30,16 @@ def resolve_device(name: str, key: str = "runtime.device", local_rank: Optional[
     if device.type == "cpu":
         return device
     if not torch.cuda.is_available():
-        raise DeviceError(f"{key}: {name} asked for, but no CUDA device is available (CUDA not available "
-                          f"to torch); use cpu")
+        raise DeviceError(f"{key}: {name} asked for, but no CUDA device is available to torch; use cpu")
     index = local_rank if local_rank is not None else (device.index or 0)
     if index >= torch.cuda.device_count():
         raise DeviceError(f"{key}: {name} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
     return torch.device("cuda", index)
 
 
-# A rank that finishes early waits for the slowest one at a barrier (test.py's last one).
-JOB_TIMEOUT = datetime.timedelta(hours=24)
-
-
 @dataclass(frozen=True)
 class Job:
-    """This process's place in a torchrun job (rank 0 of 1 without torchrun): training and test.py."""
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
 
     rank: int = 0
     world_size: int = 1
@@ -62,7 +57,6 @@ class Job:
         return f"rank {self.rank}/{self.world_size}" if self.distributed else "single"
 
     def device(self, name: str, key: str = "run.device") -> torch.device:
-        """The device of this process (:func:`resolve_device`)."""
         return resolve_device(name, key, self.local_rank if self.distributed else None)
 
     def broadcast(self, obj: Any) -> Any:
@@ -83,9 +77,7 @@ class Job:
 
 
 def join_job(device: str, key: str = "run.device", backend: Literal["auto", "nccl", "gloo"] = "auto") -> Job:
-    """Join the torchrun job described by the environment (a single process without one: no
-    process group). ``auto``: gloo on CPU; on CUDA ``cpu:gloo,cuda:nccl``, so that control
-    messages (CPU tensors) go over gloo and the rest over NCCL."""
+    """Join the environment's torchrun job, if any; backend ``auto``: gloo on CPU, ``cpu:gloo,cuda:nccl`` on CUDA."""
     job = Job(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
               int(os.environ.get("LOCAL_RANK", "0")))
     if job.distributed and not dist.is_initialized():
@@ -94,7 +86,9 @@ def join_job(device: str, key: str = "run.device", backend: Literal["auto", "ncc
             torch.cuda.set_device(dev)
         if backend == "auto":
             backend = "cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=job.rank, world_size=job.world_size, timeout=JOB_TIMEOUT)
+        # a rank done early waits for the slowest one at test.py's last barrier
+        dist.init_process_group(backend=backend, rank=job.rank, world_size=job.world_size,
+                                timeout=datetime.timedelta(hours=24))
     return job
 
 
@@ -104,11 +98,7 @@ def leave_job() -> None:
 
 
 def balanced_shards(sizes: Sequence[int], n: int) -> list[list[int]]:
-    """Indices of ``sizes`` split into ``n`` shards of about equal total size, each in increasing order.
-    Greedy longest-first: items by decreasing size (ties: lower index first), each to the shard with the
-    least total so far (ties: lower shard); deterministic, so independent processes split alike."""
-    if n < 1:
-        raise ValueError(f"need at least one shard, got {n}")
+    """Indices of ``sizes`` in ``n`` shards of about equal totals (greedy longest-first, deterministic), each sorted."""
     loads = [0] * n
     shards: list[list[int]] = [[] for _ in range(n)]
     for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
@@ -134,49 +124,26 @@ def parse_shard(text: str) -> ShardSpec:
 
 
 def shard_of(names: Sequence[str], sizes: Sequence[int], part: int, count: int) -> list[str]:
-    """The names of shard ``part`` of ``count`` (see :func:`balanced_shards`)."""
     return [names[i] for i in balanced_shards(sizes, count)[part]]
 
 
 def all_reduce_sum(value: Tensor) -> Tensor:
-    """Sum over processes (returns the input unchanged in a single process)."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        value = value.clone()
-        dist.all_reduce(value)
-    return value
-
-
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over processes; the gradient of a sum reaching every process is the sum of the
-    gradients of all processes."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        return all_reduce_sum(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return all_reduce_sum(grad.contiguous())
+    """Sum over processes (the input itself in a single one); its gradient is the sum of all processes' gradients."""
+    return all_reduce_with_grad(value) if dist.is_initialized() and dist.get_world_size() > 1 else value
 
 
 class CrossProcessBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d over the batches of all processes, for CPU / gloo jobs (docs/design.md); in eval
-    mode or in one process a plain BatchNorm2d. ``x: [N, C, H, W] -> [N, C, H, W]``.
-
-    Per-channel sums, sums of squares and counts are all-reduced with autograd (values and gradients
-    those of the concatenated global batch), in float64: sum-of-squares variance is otherwise less
-    exact than nn.BatchNorm2d's. Biased variance normalises, the unbiased one goes to the running average.
-    """
+    """BatchNorm2d over the batches of all processes for CPU jobs, as SyncBatchNorm takes CUDA only (docs/design.md);
+    ``x: [N, C, H, W] -> [N, C, H, W]``. Per-channel sums, squares and counts are all-reduced in float64 (else less
+    exact than nn.BatchNorm2d); the biased variance normalises, the unbiased one goes to the running average."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        if self.momentum is None:
-            raise ValueError("CrossProcessBatchNorm needs a fixed momentum (cumulative averaging is unsupported)")
         xd = x.double()
         cells = xd.new_full((x.shape[1],), float(x.shape[0] * x.shape[2] * x.shape[3]))  # per channel
         local = torch.stack([xd.sum(dim=(0, 2, 3)), (xd * xd).sum(dim=(0, 2, 3)), cells])
-        total = _AllReduceSum.apply(local)
+        total = all_reduce_sum(local)
         count = total[2, 0]
         mean = total[0] / count
         var = (total[1] / count - mean * mean).clamp_min(0.0)
@@ -195,8 +162,7 @@ class CrossProcessBatchNorm(nn.BatchNorm2d):
 
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
-    """Make every BatchNorm2d synchronise its statistics across processes (CUDA: ``torch.nn.SyncBatchNorm``,
-    CPU: :class:`CrossProcessBatchNorm`), keeping parameters and buffers (same state-dict keys)."""
+    """Every BatchNorm2d synchronised across processes (CUDA: SyncBatchNorm, CPU: :class:`CrossProcessBatchNorm`)."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if type(model) is nn.BatchNorm2d:
@@ -204,9 +170,8 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
                                     model.track_running_stats)
         new.load_state_dict(model.state_dict())
         new.train(model.training)
-        if model.affine:
-            new.weight.requires_grad_(model.weight.requires_grad)
-            new.bias.requires_grad_(model.bias.requires_grad)
+        for name, param in new.named_parameters():
+            param.requires_grad_(getattr(model, name).requires_grad)
         return new
     for name, child in model.named_children():
         setattr(model, name, convert_sync_batchnorm(child, device))
@@ -214,11 +179,8 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def wrap_ddp(model: nn.Module, device: torch.device, sync_buffers: bool) -> nn.Module:
-    """DistributedDataParallel around ``model``; ``sync_buffers`` broadcasts rank 0's buffers
-    (BatchNorm running statistics) before every forward."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    device_ids = [device.index] if device.type == "cuda" else None
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
-        return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=sync_buffers)
-    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=sync_buffers)
+    """DDP around ``model``; ``sync_buffers``: rank 0's buffers (BatchNorm statistics) broadcast before each forward."""
+    new = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters  # torch's later name
+    option = "forward_sync_buffers" if new else "broadcast_buffers"
+    devices = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=devices, **{option: sync_buffers})

@@ -1,5 +1,4 @@
-"""The training loop, one code path for CPU, one GPU and ``torchrun`` jobs: ``train(cfg)``. Its shape: docs/design.md,
-"The training loop"; outputs, resume, devices and failures: docs/training_runs.md."""
+"""The training loop, one code path for CPU, one GPU and ``torchrun`` jobs (docs/design.md, docs/training_runs.md)."""
 
 from __future__ import annotations
 
@@ -23,17 +22,15 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from hvc import checkpoint as ckpt_io
-from hvc.apart import refuse_overlap
 from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.training import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig, validate
 from hvc.data.pairs import PairDataset, StaticImagePairs, VideoFramePairs, collate_pairs
 from hvc.data.transforms import RandomResizedCropCoord
 from hvc.distributed import Job, all_reduce_sum, convert_sync_batchnorm, join_job, wrap_ddp
 from hvc.errors import InputError, NonFiniteError
-from hvc.fileio import atomic_write_text, writable_dir
-from hvc.finite import describe, non_finite_tensors
-from hvc.locks import OutputLock
+from hvc.fileio import OutputLock, atomic_write_text, writable_dir
 from hvc.models.hvc import HVC, momentum_at
+from hvc.names import refuse_overlap
 
 log = logging.getLogger("hvc.train")
 
@@ -69,8 +66,7 @@ def build_dataset(cfg: DataConfig, seed: int) -> PairDataset:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    # All parameters, as the official code: the target ones never get a gradient, and the
-    # optimizer state dict keeps the official layout.
+    # all parameters, as the official code (the target ones never get a gradient): the official state-dict layout
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -125,8 +121,7 @@ def train_step(model: nn.Module, batch: Sequence[Tensor], optimizer: torch.optim
 
 
 def _claim_output(cfg: TrainConfig) -> OutputLock:
-    """Rank 0, before any work: the output folder apart from the inputs, writable (not after
-    hours of work), locked (one writer), and holding no run unless resumed or overwritten."""
+    """Rank 0 first: the output folder apart from inputs, writable, locked, without a run unless resumed/overwritten."""
     out = Path(cfg.output.dir)
     refuse_overlap(out, "output.dir", {"data.roots": cfg.data.roots})  # inputs are read-only
     writable_dir(out, "output.dir")
@@ -136,16 +131,15 @@ def _claim_output(cfg: TrainConfig) -> OutputLock:
                                             os.path.realpath(cfg.resume) == os.path.realpath(ours[0]))
     if not continues_it and any(p.exists() for p in ours):  # a fresh run, or one resumed from elsewhere
         if not cfg.output.overwrite:
-            raise ConfigError(f"{out}: output.dir holds a training run ({ckpt_io.CHECKPOINT_NAME}, log.jsonl); "
-                              f"pass --resume auto to continue it, --overwrite to start afresh, "
-                              f"or choose another output.dir")
+            raise ConfigError(f"{out}: output.dir holds a training run ({ckpt_io.CHECKPOINT_NAME}, log.jsonl); pass "
+                              "--resume auto to continue it, --overwrite to start afresh, or choose another output.dir")
         for path in ours:  # a fresh run: its checkpoint and log replace the old ones
             path.unlink(missing_ok=True)
     return lock
 
 
 def train(cfg: TrainConfig, env: Optional[Job] = None) -> TrainResult:
-    """Run (or continue) the training described by ``cfg``; see the module docstring."""
+    """Run (or continue) the training described by ``cfg``."""
     validate(cfg)
     run = TrainingRun(cfg, env or join_job(cfg.runtime.device, "runtime.device", cfg.dist.backend))
     run.net.train()
@@ -163,8 +157,7 @@ def train(cfg: TrainConfig, env: Optional[Job] = None) -> TrainResult:
 
 
 class TrainingRun:
-    """What the steps of one training run share, set up by ``__init__``; ``step`` and ``losses``
-    advance as :meth:`train_one_epoch` runs."""
+    """What the steps of one training run share; ``step`` and ``losses`` advance as :meth:`train_one_epoch` runs."""
 
     def __init__(self, cfg: TrainConfig, env: Job):
         self.cfg, self.env, out = cfg, env, Path(cfg.output.dir)
@@ -187,9 +180,7 @@ class TrainingRun:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = cfg.runtime.cudnn_benchmark
         model = build_model(cfg.model)
-        if env.distributed and cfg.dist.sync_bn:
-            # statistics over the global batch; on CPU this is CrossProcessBatchNorm, because
-            # torch's SyncBatchNorm refuses CPU tensors (hvc/distributed.py)
+        if env.distributed and cfg.dist.sync_bn:  # statistics over the global batch (hvc/distributed.py)
             model = convert_sync_batchnorm(model, device)
         self.channels_last = use_channels_last(cfg.runtime, device)
         layout = torch.channels_last if self.channels_last else torch.preserve_format
@@ -199,15 +190,13 @@ class TrainingRun:
         self.scaler = make_scaler(device, self.amp_dtype)
         self.checkpoint = out / ckpt_io.CHECKPOINT_NAME
         resumed = self._resume()
-        # the model, DDP-wrapped in a job; with synchronised BatchNorm every process already holds the same statistics
+        # DDP-wrapped in a job; with synchronised BatchNorm every process already holds the same statistics
         self.net = wrap_ddp(self.model, device, sync_buffers=not cfg.dist.sync_bn) if env.distributed else self.model
-        self.config = to_dict(cfg)
         # the last checkpoint written, or (a resumed run continues) the one already in the folder
         self.last_checkpoint = self.checkpoint if resumed is not None and self.checkpoint.is_file() else None
         self.step, self.losses = resumed or 0, []
-        # rank 0: the append-only JSON-lines log (train() closes it)
-        self.log_file = open(out / "log.jsonl", "a", encoding="utf-8") if env.is_main else None
-        if env.is_main:  # config.yaml, the log's start record and one line for the console
+        self.log_file = open(out / "log.jsonl", "a", encoding="utf-8") if env.is_main else None  # train() closes it
+        if env.is_main:
             atomic_write_text(out / "config.yaml", dump_yaml(cfg))
             self._log(event="start", global_step=self.step, total_steps=self.total_steps, last_step=self.last_step,
                       steps_per_epoch=self.steps_per_epoch, world_size=env.world_size, device=str(device),
@@ -223,19 +212,16 @@ class TrainingRun:
 
     def _resume(self) -> Optional[int]:
         """Restore the state of ``cfg.resume`` (RNG included); its global step, None if none."""
-        resume, is_main = self.cfg.resume, self.env.is_main
+        resume = self.cfg.resume
         if resume is None:
             return None
         source = self.checkpoint if resume == "auto" else Path(resume)
-        if resume == "auto" and not source.is_file():
-            if is_main:
-                log.info(f"no checkpoint in {source.parent}: starting from scratch")
+        if resume == "auto" and not source.is_file():  # log.info: rank 0 only, by train.py's logging level
+            log.info(f"no checkpoint in {source.parent}: starting from scratch")
             return None
-        # on ranks other than 0 the logging level (train.py) silences what restore() says
         step = ckpt_io.restore(ckpt_io.load_checkpoint(source), model=self.model, optimizer=self.optimizer,
                                scaler=self.scaler, steps_per_epoch=self.steps_per_epoch, source=str(source))
-        if is_main:
-            log.info(f"resumed from {source} at step {step}")
+        log.info(f"resumed from {source} at step {step}")
         return step
 
     def _epoch_loader(self, epoch: int) -> DataLoader:
@@ -270,9 +256,9 @@ class TrainingRun:
                 break
         # on the process's device: NCCL, the backend of a CUDA job, reduces CUDA tensors only
         skipped = int(all_reduce_sum(torch.tensor(skipped, device=self.device)).item())
-        if not epoch_losses:  # an epoch without a single update read no image: stop rather than save untrained weights
+        if not epoch_losses:  # not a single update: stop rather than save untrained weights
             raise InputError(f"data.roots: no image of epoch {epoch + 1} could be used ({skipped} unreadable or "
-                             "degenerate, named in the warnings above); nothing was trained or saved")
+                             "degenerate, named above); nothing was trained or saved")
         if skipped and self.env.is_main:
             log.warning(f"epoch {epoch + 1}: {skipped} unreadable image(s) skipped (named in the warnings above)")
         self._log(event="epoch_end" if self.step % self.steps_per_epoch == 0 else "stopped", epoch=epoch + 1,
@@ -281,8 +267,7 @@ class TrainingRun:
     def _update(self, batch: Sequence[Tensor], momentum: float, epoch: int) -> Optional[float]:
         """One optimiser step on this process's batch; None when every image of it was unreadable."""
         if batch[0].shape[0] == 0:
-            # one process skips the update; in a job the others would wait for it in their collectives
-            if self.env.distributed:
+            if self.env.distributed:  # one process skipping the update: the others would wait for it in collectives
                 raise InputError(f"data.roots: rank {self.env.rank}: every image of a batch was unreadable "
                                  f"(epoch {epoch + 1}, step {self.step + 1})")
             log.warning(f"step {self.step + 1}: every image of the batch was unreadable; no update")
@@ -301,21 +286,20 @@ class TrainingRun:
         return f"the last good checkpoint is {last}" if last else "no checkpoint was written"
 
     def _save_if_due(self) -> float:
-        """After this step, every ``output.save_every_steps`` steps (0 = never in between), at each epoch end and
-        at the last step: rank 0 writes the checkpoint, every rank knows it was. Returns the seconds it took."""
+        """Rank 0 saves at epoch ends, the last step and every ``output.save_every_steps``; returns the seconds."""
         step, every = self.step, self.cfg.output.save_every_steps
         if not (step % self.steps_per_epoch == 0 or step == self.last_step or every and step % every == 0):
             return 0.0
-        # refuse to save unless every tensor is finite; on every process (DDP keeps the states
-        # identical), so all of them stop together
-        bad = non_finite_tensors({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()["state"]})
+        # only finite tensors are saved; checked on every process (DDP keeps the states identical): all stop together
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()["state"]}
+        bad = ckpt_io.non_finite_tensors(state)
         if bad:
-            raise NonFiniteError(f"{self.checkpoint}: not written at step {step}, training produced {describe(bad)}; "
-                                 f"{self._kept()}")
+            raise NonFiniteError(f"{self.checkpoint}: not written at step {step}, training produced "
+                                 f"{ckpt_io.describe(bad)}; {self._kept()}")
         start = time.perf_counter()
         if self.env.is_main:
             ckpt_io.save_checkpoint(self.checkpoint, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
-                                    epoch=step // self.steps_per_epoch, global_step=step, config=self.config)
+                                    epoch=step // self.steps_per_epoch, global_step=step, config=to_dict(self.cfg))
         self.last_checkpoint = self.checkpoint
         return time.perf_counter() - start
 
@@ -326,8 +310,7 @@ class TrainingRun:
             self.log_file.flush()
 
     def _report(self, epoch: int, momentum: float) -> None:
-        """A log record and progress-bar figures for the window since the last report (none without an update):
-        the mean loss of its updates and global images per second."""
+        """A log record and progress-bar figures (mean loss, global images/s) of the window since the last report."""
         if not self.window:
             return
         elapsed = max(time.perf_counter() - self.window_start, 1e-9)

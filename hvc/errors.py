@@ -1,7 +1,5 @@
-"""Expected failures of the entry points: their kinds and exit codes (docs/failure.md, the table's home). An entry
-point wrapped in :func:`entry_point` prints one line ``error: <file or key>: <problem>`` and exits with its kind's
-code; anything else is a bug and keeps its traceback (exit code 1). The packages' error types (``ConfigError``,
-``DatasetError``, ...) derive from these kinds."""
+"""Expected failures and their exit codes (docs/failure.md): an entry point wrapped in :func:`entry_point` prints one
+line ``error: <file or key>: <problem>`` for them; anything else is a bug and keeps its traceback (exit code 1)."""
 
 from __future__ import annotations
 
@@ -16,45 +14,37 @@ EXIT_USAGE, EXIT_INPUT, EXIT_IO, EXIT_DEVICE, EXIT_NON_FINITE, EXIT_BUSY, EXIT_I
 
 
 class HvcError(Exception):
-    """An expected failure; ``str(exc)`` is ``"<file or key>: <problem>"``."""
+    """An expected failure; ``str(exc)`` is ``"<file or key>: <problem>"``. A kind names its code in its class line."""
 
     exit_code = 1
 
+    def __init_subclass__(cls, exit_code: Optional[int] = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.exit_code = exit_code or cls.exit_code  # its own, else its parent's
 
-class UsageError(HvcError):
+
+class UsageError(HvcError, exit_code=EXIT_USAGE):
     """Bad command line or configuration."""
 
-    exit_code = EXIT_USAGE
 
-
-class InputError(HvcError):
+class InputError(HvcError, exit_code=EXIT_INPUT):
     """An input file (data, annotation, checkpoint) is missing, malformed or unusable."""
 
-    exit_code = EXIT_INPUT
 
-
-class OutputError(HvcError):
+class OutputError(HvcError, exit_code=EXIT_IO):
     """An output cannot be written (not a folder, not writable, disk full)."""
 
-    exit_code = EXIT_IO
 
-
-class DeviceError(HvcError):
+class DeviceError(HvcError, exit_code=EXIT_DEVICE):
     """The requested device does not exist or is not available."""
 
-    exit_code = EXIT_DEVICE
 
-
-class NonFiniteError(HvcError):
+class NonFiniteError(HvcError, exit_code=EXIT_NON_FINITE):
     """A NaN or infinite value where only finite ones make sense."""
 
-    exit_code = EXIT_NON_FINITE
 
-
-class BusyError(HvcError):
-    """Another process holds the writer lock of the output folder (:mod:`hvc.locks`)."""
-
-    exit_code = EXIT_BUSY
+class BusyError(HvcError, exit_code=EXIT_BUSY):
+    """Another process holds the writer lock of the output folder (:class:`hvc.fileio.OutputLock`)."""
 
 
 class ReportedElsewhere(HvcError):
@@ -65,30 +55,20 @@ class ReportedElsewhere(HvcError):
         self.exit_code = exit_code
 
 
-# File-system refusals reported as I/O errors (with the file the OS names).
-_IO_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR,
-              errno.ENOTDIR, errno.EEXIST, errno.EIO, errno.ENAMETOOLONG}
+_IO_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM,  # reported as I/O errors
+              errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EIO, errno.ENAMETOOLONG}
 
-# DataLoader re-raises a worker's exception as the same type, its message prefixed with this
-# line and the worker's traceback (torch/utils/data/_utils/__init__.py, ExceptionWrapper).
+# DataLoader re-raises a worker's exception as its type, the message: this line, the traceback, "<type>: <message>"
 _WORKER_MESSAGE = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.")
-_LAST_LINE = re.compile(r"^[\w.]+: (.*)$")
 MAX_MESSAGE = 400  # characters of an error line; longer ones are cut
-
-
-def unwrap_worker_message(message: str) -> str:
-    """The original message of an exception re-raised from a DataLoader worker (else unchanged)."""
-    if not _WORKER_MESSAGE.match(message):
-        return message
-    lines = [line for line in message.splitlines() if line.strip()]
-    found = _LAST_LINE.match(lines[-1])
-    return found.group(1) if found else lines[-1]
 
 
 def classify(exc: BaseException) -> Optional[tuple[int, str]]:
     """(exit code, one-line message) of an expected failure or Ctrl-C; None for anything else (a bug)."""
     if isinstance(exc, HvcError):
-        message, code = unwrap_worker_message(str(exc)), exc.exit_code
+        message, code = str(exc), exc.exit_code
+        if _WORKER_MESSAGE.match(message):  # the original message only
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
     elif isinstance(exc, OSError) and exc.errno in _IO_ERRNOS:
         where = exc.filename if exc.filename is not None else "output"
         message, code = f"{where}: {exc.strerror}", EXIT_IO
@@ -96,14 +76,12 @@ def classify(exc: BaseException) -> Optional[tuple[int, str]]:
         message, code = "interrupted (Ctrl-C); finished results are kept, a rerun continues", EXIT_INTERRUPT
     else:
         return None
-    line = " ".join(message.split())  # exactly one line
-    # and a short one, whatever a file or a name from the data put into it
+    line = " ".join(message.split())  # one short line, whatever a file or a name from the data put into it
     return code, line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE - 3] + "..."
 
 
 def entry_point(main: Callable[[Optional[Sequence[str]]], int]) -> Callable[[Optional[Sequence[str]]], int]:
     """Wrap ``main(argv) -> exit code``: expected failures become one stderr line and their code."""
-
     @functools.wraps(main)
     def run(argv: Optional[Sequence[str]] = None) -> int:
         try:
@@ -116,7 +94,6 @@ def entry_point(main: Callable[[Optional[Sequence[str]]], int]) -> Callable[[Opt
                 raise  # a bug: keep the traceback
             print(f"error: {kind[1]}", file=sys.stderr, flush=True)
             return kind[0]
-
     return run
 
 

@@ -11,11 +11,10 @@ from collections import OrderedDict
 
 from torch import Tensor
 
-from hvc.checkpoint import CheckpointError, load_checkpoint
+from hvc.checkpoint import CheckpointError, describe, load_checkpoint, non_finite_tensors
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, NonFiniteError, UsageError, entry_point
 from hvc.fileio import atomic_torch_save, writable_dir
-from hvc.finite import describe, non_finite_tensors
 
 PREFIX = "online_encoder."
 

@@ -1,6 +1,5 @@
 """Fast by default where users wait: whether a device computes bfloat16 natively, and the ``fast`` and ``exact``
-modes of ``python -m hvc.segment`` (docs/segment.md, "Speed"; ``test.py`` keeps the paper's exact protocol).
-"""
+modes of ``python -m hvc.segment`` (docs/segment.md, "Speed"; ``test.py`` keeps the paper's exact protocol)."""
 
 from __future__ import annotations
 
@@ -29,14 +28,12 @@ EXACT = SpeedSettings()
 # 2.27x faster than exact at about the same J&F (docs/segment.md, "Speed"; docs/speed.md)
 FAST = SpeedSettings(encoder="bf16", precision="bf16", search_dims=64, candidates=1.5)
 
-# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that still include native bf16 instructions.
-_BF16_ISA_WORDS = ("BF16", "AMX", "AVX10", "FP16", "ALL", "DEFAULT")
+_BF16_ISA_WORDS = ("BF16", "AMX", "AVX10", "FP16", "ALL", "DEFAULT")  # oneDNN ISA caps that keep native bf16
 
 
 def native_bf16(device: torch.device | str = "cpu") -> tuple[bool, str]:
-    """(whether ``device`` computes bfloat16 natively, the reason in a few words): a CPU with AVX512_BF16 or AMX
-    (torch's cpuinfo) and oneDNN not capped below them (``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``), or a GPU of
-    compute capability 8.0 (Ampere) or later."""
+    """(whether ``device`` computes bfloat16 natively, why in a few words): a CPU with AVX512_BF16 or AMX and oneDNN
+    not capped below them (``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA``), or a GPU of compute capability 8.0+."""
     try:
         device = torch.device(device)
     except (RuntimeError, ValueError):
@@ -60,8 +57,7 @@ def native_bf16(device: torch.device | str = "cpu") -> tuple[bool, str]:
 
 
 def default_speed(device: torch.device | str = "cpu", exact: bool = False) -> tuple[str, SpeedSettings, str]:
-    """(mode name, settings, why) of the default for ``device``: ``fast`` where bf16 is native,
-    ``exact`` otherwise or when ``exact`` is asked for."""
+    """(mode name, settings, why) of the default for ``device``: ``fast`` where bf16 is native and not ``exact``."""
     if exact:
         return "exact", EXACT, "asked for (--exact)"
     native, why = native_bf16(device)

@@ -1,4 +1,4 @@
-"""hvc.allocator: glibc's thresholds are set by every entry point, unless turned off.
+"""hvc.cli.keep_freed_memory: glibc's thresholds are set by every entry point, unless turned off.
 
 Its effect on speed (fewer page faults per step) depends on the allocator's history and is
 measured by the benchmarks, not here (docs/local_kernel.md, "Cost")."""
@@ -27,7 +27,7 @@ def _run(code: str, keep: str | None) -> str:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's (Linux)")
 def test_thresholds_are_set_unless_turned_off():
-    call = "from hvc.allocator import keep_freed_memory; print(keep_freed_memory())"
+    call = "from hvc.cli import keep_freed_memory; print(keep_freed_memory())"
     assert _run(call, None) == "True"  # glibc accepted both settings
     assert _run(call, "1") == "True"
     assert _run(call, "0") == "False"
@@ -35,9 +35,9 @@ def test_thresholds_are_set_unless_turned_off():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's (Linux)")
 def test_entry_points_set_them_before_main_runs():
-    code = ("import hvc.allocator as a, hvc.cli as c\n"
+    code = ("import hvc.cli as c\n"
             "calls = []\n"
-            "real = a.keep_freed_memory\n"
+            "real = c.keep_freed_memory\n"
             "c.keep_freed_memory = lambda: calls.append(real())\n"
             "c.run_main(lambda: print(calls))")
     assert _run(code, None) == "[True]"

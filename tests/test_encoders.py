@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from hvc.checkpoint import CheckpointError
-from hvc import paths
+from hvc import cli
 from hvc.models.encoders import checkpoint_path, load_encoder, read_encoder_state
 from hvc.models.resnet import ResNet
-from hvc.paths import source_checkout
+from hvc.cli import source_checkout
 from helpers.locations import REPO
 
 
@@ -174,7 +174,7 @@ def test_default_files_come_from_one_folder(tmp_path, monkeypatch):
     assert checkpoint_path("hvc", None) == str(REPO / "checkpoints" / "hvc_bsds_cpu.pth")
     (tmp_path / "checkpoints").mkdir()
     assert checkpoint_path("hvc", None) == str(tmp_path / "checkpoints" / "hvc_bsds_cpu.pth")
-    monkeypatch.setattr(paths, "source_checkout", lambda: None)  # an installed package
+    monkeypatch.setattr(cli, "source_checkout", lambda: None)  # an installed package
     (tmp_path / "checkpoints").rmdir()
     assert checkpoint_path("hvc", None) == str(tmp_path / "checkpoints" / "hvc_bsds_cpu.pth")
     assert checkpoint_path("hvc", "elsewhere/hvc_coco.pth") == "elsewhere/hvc_coco.pth"  # named: as given

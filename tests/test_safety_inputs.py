@@ -22,6 +22,7 @@ from hvc.data.frames import VideoError, open_frames, read_rgb
 from hvc.data.jhmdb import _frames as jhmdb_frames
 from hvc.data.palette import save_indexed_png
 from hvc.data.vos import DatasetError, check_no_gaps
+from hvc.errors import MAX_MESSAGE, InputError, classify
 from hvc.models.encoders import load_encoder
 from hvc.models.resnet import ResNet
 from hvc.segment.__main__ import main as segment_main
@@ -270,8 +271,21 @@ def test_a_config_file_too_large_is_refused_before_parsing(tmp_path):
 
 
 def test_every_error_line_is_short():
-    from hvc.errors import MAX_MESSAGE, InputError, classify
-
     code, line = classify(InputError("data/" + "x" * 5000 + ": unreadable\nsecond line"))
     assert code == InputError.exit_code and len(line) == MAX_MESSAGE and "\n" not in line
     assert classify(InputError("short: fine")) == (InputError.exit_code, "short: fine")
+
+
+class _BadSample(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int):
+        raise InputError("frames/00000.jpg: not an image")
+
+
+def test_an_error_from_a_loader_worker_is_reported_as_its_own_line():
+    with pytest.raises(InputError) as caught:
+        next(iter(torch.utils.data.DataLoader(_BadSample(), num_workers=1)))
+    assert "DataLoader worker process 0" in str(caught.value)  # torch wraps it with the worker's traceback
+    assert classify(caught.value) == (InputError.exit_code, "frames/00000.jpg: not an image")

@@ -1,4 +1,4 @@
-"""Inputs are read-only to us (docs/failure.md; family 2; hvc/apart.py, hvc/completion.py).
+"""Inputs are read-only to us (docs/failure.md; family 2; hvc/names.py, hvc/completion.py).
 
 An output folder that equals, contains or lies inside an input (data root and its
 sub-folders, list file, checkpoint, frame folder, prompt) is refused with exit 2 before
@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from helpers.fault_support import REPO, call, davis_tree, load_entry, photo_folder, train_args
-from hvc.apart import overlap
+from hvc.names import overlap
 from hvc.completion import Outputs, Record, ResultsFolder
 from hvc.data.palette import save_indexed_png
 from hvc.errors import UsageError

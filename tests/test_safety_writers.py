@@ -1,5 +1,5 @@
 """One writer per output folder, and no new run over finished work (docs/failure.md; family 3;
-hvc/locks.py).
+hvc/fileio.py).
 
 test.py, hvc.segment and train.py hold an OS lock (flock on ``<out>/.hvc/lock``) while they
 write; a second writer gets one line and exit 7 and writes nothing; the kernel releases the
@@ -26,7 +26,7 @@ from helpers.fault_support import (REPO, blocking_frame, call, davis_tree, load_
                            train_args, wait_for)
 from hvc.data.palette import save_indexed_png
 from hvc.errors import BusyError, EXIT_BUSY
-from hvc.locks import OutputLock
+from hvc.fileio import OutputLock
 from hvc.segment.__main__ import main as segment_main
 from test_faults import case, davis_args, expect_error
 
@@ -50,7 +50,7 @@ LOCKS = [
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from hvc.locks import OutputLock
+    from hvc.fileio import OutputLock
     lock = OutputLock(sys.argv[1], "--output", shared=sys.argv[2] == "shared")
     print("held", flush=True)
     time.sleep(600)
@@ -98,7 +98,7 @@ def test_lock_is_reentrant_within_a_process(tmp_path):
 TRY = textwrap.dedent("""
     import sys
     from hvc.errors import BusyError
-    from hvc.locks import OutputLock
+    from hvc.fileio import OutputLock
     try:
         OutputLock(sys.argv[1], "--output", shared=sys.argv[2] == "shared")
     except BusyError:

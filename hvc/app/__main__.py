@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from hvc.apart import refuse_overlap
 from hvc.app.server import Workspace, make_server
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, UsageError, entry_point
+from hvc.names import refuse_overlap
 from hvc.segment.__main__ import add_run_flags, parse_run_flags
 
 

@@ -19,14 +19,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import cv2
 import numpy as np
 
-from hvc.apart import refuse_overlap
 from hvc.data.davis_layout import read_label_png
 from hvc.data.frames import open_frames
 from hvc.data.palette import save_indexed_png
 from hvc.errors import EXIT_BUSY, EXIT_INPUT, EXIT_USAGE, InputError, UsageError, classify
 from hvc.exports import FORMATS
-from hvc.fileio import atomic_path
-from hvc.locks import OutputLock
+from hvc.fileio import OutputLock, atomic_path
+from hvc.names import refuse_overlap
 from hvc.segment.prompt import KINDS, MAX_OBJECTS, PromptSpec
 from hvc.segment.run import DIRECTIONS, Options, segment
 

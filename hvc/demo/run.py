@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from hvc.cli import run_main
+from hvc.cli import project_folder, run_main
 from hvc.errors import ArgumentParser, HvcError, entry_point
-from hvc.paths import project_folder
 
-CONFIGS = project_folder("configs")  # ./configs, else the checkout's (hvc/paths.py)
+CONFIGS = project_folder("configs")  # ./configs, else the checkout's (hvc/cli.py)
 SEQUENCE = "cat-astronaut"
 MODELS = ("hvc", "random18")
 QUICK_STEPS, QUICK_FRAMES = 3, 10  # --quick: the CI smoke run

@@ -16,12 +16,12 @@ import argparse
 import sys
 import warnings
 
-from hvc.apart import refuse_overlap
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, UsageError, entry_point
 from hvc.fileio import writable_dir
 from hvc.metrics import evaluate, format_tables, pck, report, vip, vost
 from hvc.metrics.davis import evaluate_folders
+from hvc.names import refuse_overlap
 
 TASKS = ("davis", "jhmdb", "vip", "vost")  # and "own" where --pred or --gt is given
 

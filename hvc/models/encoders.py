@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from hvc.checkpoint import CheckpointError, read_checkpoint_file, tensor_mismatches
+from hvc.cli import project_folder
 from hvc.models.resnet import ResNet
-from hvc.paths import project_folder
 
 ARCH = {"hvc": "resnet18", "mocov1": "resnet50", "imagenet18": "resnet18", "imagenet50": "resnet50",
         "random18": "resnet18"}

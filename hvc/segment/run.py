@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hvc.apart import refuse_overlap
 from hvc.completion import STATE_DIR, Outputs, Record, ResultsFolder, settings_hash
 from hvc.config.core import ConfigError
 from hvc.data.frames import FrameSource, open_frames
@@ -25,9 +24,9 @@ from hvc.data.palette import save_indexed_png
 from hvc.data.vos import scaled_size
 from hvc.errors import InputError, UsageError
 from hvc.exports import FORMATS, TARGETS, export_masks, remove_exports
-from hvc.fileio import atomic_torch_save, atomic_write_bytes, atomic_write_text, file_digest
-from hvc.locks import OutputLock
+from hvc.fileio import OutputLock, atomic_torch_save, atomic_write_bytes, atomic_write_text, file_digest
 from hvc.models.encoders import checkpoint_path
+from hvc.names import refuse_overlap
 from hvc.propagation import PropagationConfig
 from hvc.scribbles.fill import labels_from_scribbles
 from hvc.segment.prompt import KINDS, PromptSpec, check_prompts, describe_colours, read_masks, read_scribble
@@ -294,7 +293,8 @@ class Segmenter:
         return True
 
     def run(self, on_frame: Optional[Callable[[int], None]] = None) -> dict:
-        """Every frame not done, the commit, the exports and the summary (returned), under the folder's lock."""
+        """Segment every frame not done, commit the video, write the exports and the summary;
+        returns the summary. The output folder's lock (:class:`hvc.fileio.OutputLock`) is held throughout."""
         with OutputLock(self.opts.output, "--output"):
             progress, info = self._start()
             if progress is not None:

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-from PIL import Image
 
 from hvc.cli import run_main
-from hvc.data.sequence import FOLDERS, MARKERS, found_datasets
+from hvc.data import davis_layout
+from hvc.data.jhmdb import jhmdb_videos
+from hvc.data.sequence import FOLDERS, MARKERS, DatasetError, found_datasets
+from hvc.data.vip import IMAGES_DIR, LABELS_DIR, read_class_ids, vip_videos
 from hvc.errors import ArgumentParser, InputError, entry_point
 from hvc.names import name_problem, short
 
@@ -68,17 +70,12 @@ class RootReport:
 
 
 def _label_problems(path: Path, palette: bool) -> tuple[list[str], set[int]]:
-    """(problems, object ids) of one label PNG; palette: ids are expected (not 0/255 masks)."""
+    """(problems, object ids) of one label PNG, read as the loaders read it; palette: a 'P' PNG of ids expected."""
     try:
-        with Image.open(path) as image:
-            mode, values = image.mode, np.array(image)
-    except (OSError, SyntaxError, ValueError) as exc:
-        return [f"{path}: unreadable ({exc})"], set()
-    if values.ndim != 2:
-        return [f"{path}: palette problem: a {mode} colour image, expected a palette PNG of ids"], set()
-    if palette and mode != "P":
-        return [f"{path}: palette problem: mode {mode}, expected a palette ('P') PNG of object ids"], set()
-    return [], {int(v) for v in np.unique(values)} - {0, 255}
+        values = davis_layout.read_label_png(path, InputError, palette)
+    except InputError as exc:
+        return [str(exc)], set()
+    return [], {int(v) for v in np.unique(values)} - {0, davis_layout.VOID_ID}
 
 
 def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, every_frame: bool) -> list[str]:
@@ -165,20 +162,16 @@ def _jhmdb(report: DatasetReport) -> None:
 
 
 def _vip(report: DatasetReport) -> None:
-    labels = report.folder / "Annotations/Category_ids"
+    labels, images = report.folder / LABELS_DIR, report.folder / IMAGES_DIR
     report.sequences = sorted(p.name for p in labels.iterdir() if p.is_dir())
     for name in report.sequences:
         for mask in sorted((labels / name).glob("*.png")):
-            if not (report.folder / "Images" / name / f"{mask.stem}.jpg").is_file():
-                report.problems.append(f"{name}: mask {mask.name} without a frame in {report.folder / 'Images' / name}")
+            if not (images / name / f"{mask.stem}.jpg").is_file():
+                report.problems.append(f"{name}: mask {mask.name} without a frame in {images / name}")
             try:
-                with Image.open(mask) as image:
-                    top = int(np.array(image).max())
-            except (OSError, SyntaxError, ValueError) as exc:
-                report.problems.append(f"{mask}: unreadable ({exc})")
-                continue
-            if top > 19:
-                report.problems.append(f"{mask}: class id {top} outside 0..19")
+                read_class_ids(mask)
+            except DatasetError as exc:
+                report.problems.append(str(exc))
 
 
 SCANS: dict[str, Callable[[DatasetReport], None]] = {
@@ -189,15 +182,12 @@ SCANS: dict[str, Callable[[DatasetReport], None]] = {
 
 def _loader_verdict(name: str, folder: Path) -> Optional[str]:
     """None if test.py's loader accepts the folder for ``name``, else its error message."""
-    from hvc.data.vos import load_sequences
+    from hvc.data.vos import load_sequences  # torch: only when a benchmark is there
+    splits = folder / "splits"
     try:
         if name == "jhmdb":
-            from hvc.data.jhmdb import jhmdb_videos, read_split_folder
-            if (folder / "splits").is_dir():
-                read_split_folder(folder / "splits")
-            jhmdb_videos(folder)
+            jhmdb_videos(folder, splits if splits.is_dir() else None)  # test.py's default list (hvc.metrics.pck)
         elif name == "vip":
-            from hvc.data.vip import vip_videos
             vip_videos(folder)
         else:
             load_sequences(name, folder)
@@ -206,8 +196,9 @@ def _loader_verdict(name: str, folder: Path) -> Optional[str]:
     return None
 
 
-def check_dataset(data_root: Path, name: str) -> DatasetReport:
-    folder = Path(data_root) / FOLDERS[name]
+def check_dataset(data_root: Path, name: str, folder: Optional[Path] = None) -> DatasetReport:
+    """The report of benchmark ``name`` in ``folder`` (default: its folder under ``data_root``)."""
+    folder = folder or Path(data_root) / FOLDERS[name]
     report = DatasetReport(name, folder, (folder / MARKERS[name]).exists(), reason="not found")
     if report.present:
         SCANS[name](report)
@@ -217,24 +208,13 @@ def check_dataset(data_root: Path, name: str) -> DatasetReport:
 
 
 def check_root(root: Path, dataset: Optional[str] = None) -> RootReport:
-    """The report of ``root`` for ``dataset`` (every benchmark when None)."""
-    root, note = Path(root), ""
+    """The report of ``root``, a data root or a DAVIS folder, for ``dataset`` (every benchmark when None)."""
+    root, davis = Path(root), None
     if (root / "JPEGImages" / "480p").is_dir() and not (root / "DAVIS").exists():
-        note = f"{root} is a DAVIS folder; checked as such (as DATA_ROOT give its parent, {root.parent})"
-        root = root.parent if root.name == "DAVIS" else _davis_view(root)
+        root, davis = root.parent, root
+    note = f"{davis} is a DAVIS folder; checked as such (DATA_ROOT is the folder holding DAVIS/)" if davis else ""
     names = [dataset] if dataset else list(FOLDERS)
-    return RootReport(root, [check_dataset(root, n) for n in names], note)
-
-
-def _davis_view(folder: Path) -> Path:
-    """A DAVIS folder not named DAVIS: a temporary data root holding a link named DAVIS to it."""
-    import atexit
-    import shutil
-    import tempfile
-    view = Path(tempfile.mkdtemp(prefix="hvc-check-"))
-    atexit.register(shutil.rmtree, view, True)
-    (view / "DAVIS").symlink_to(folder.resolve(), target_is_directory=True)
-    return view
+    return RootReport(root, [check_dataset(root, n, davis if FOLDERS[n] == "DAVIS" else None) for n in names], note)
 
 
 @entry_point

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from hvc.data.keypoints import NUM_JOINTS
-from hvc.data.sequence import DatasetError, image_size, list_lines, missing_dataset_hint, select
+from hvc.data.sequence import DatasetError, image_size, list_lines, require, select
 from hvc.names import check_name
 
 FRAMES_DIR = "Rename_Images"
@@ -119,16 +119,12 @@ def jhmdb_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike]
     """The clips to evaluate: those of ``list_file`` (default: every ``joint_positions/<class>/<video>`` under
     ``root``, sorted), restricted to ``wanted`` names if given; each must have its frames and joints file."""
     root = Path(root)
-    if not (root / JOINTS_DIR).is_dir():
-        raise DatasetError(f"{root / JOINTS_DIR} not found (is {root} a JHMDB root? {missing_dataset_hint(root)})")
+    joints = require(root / JOINTS_DIR, root, "JHMDB")
     if list_file is not None:
         names = read_video_list(list_file)
     else:
-        found = (root / JOINTS_DIR).glob(f"*/*/{JOINTS_FILE}")
-        names = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in found)
-    names = select(names, wanted, "video(s) ", f" not in {list_file or root / JOINTS_DIR}")
-    if not names:
-        raise DatasetError(f"no JHMDB video to evaluate (list: {list_file or root / JOINTS_DIR})")
+        names = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in joints.glob(f"*/*/{JOINTS_FILE}"))
+    names = select(names, wanted, list_file or joints)
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise DatasetError(f"videos listed more than once: {repeated}")

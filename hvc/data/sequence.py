@@ -66,12 +66,14 @@ def list_lines(path: Path) -> Iterator[tuple[str, list[str], str]]:
             yield f"{path}, line {number}", fields, line.strip()
 
 
-def select(names: list[str], wanted: Sequence[str], before: str, after: str = "") -> list[str]:
-    """``names`` restricted to ``wanted`` (all when empty), in list order; a wanted name not among them
-    is a DatasetError ``<before><the missing names><after>``."""
+def select(names: list[str], wanted: Sequence[str], source: str | Path) -> list[str]:
+    """``names`` (those of list ``source``) restricted to ``wanted`` (all when empty), in list order; an empty
+    list or a wanted name not in it is a DatasetError naming ``source``."""
+    if not names:
+        raise DatasetError(f"{source}: lists no sequence")
     missing = [w for w in wanted if w not in names]
     if missing:
-        raise DatasetError(f"{before}{', '.join(missing)}{after}")
+        raise DatasetError(f"{source}: does not list sequence(s) {', '.join(missing)}")
     return [n for n in names if n in wanted] if wanted else names
 
 
@@ -90,13 +92,15 @@ def found_datasets(data_root: Path) -> list[str]:
     return [name for name, sub in FOLDERS.items() if (Path(data_root) / sub / MARKERS[name]).exists()]
 
 
-def missing_dataset_hint(folder: str | Path) -> str:
-    """For an error about a missing dataset folder ``folder`` (a ``data.root``): the benchmarks found
-    beside it (under its parent, or one level up for YouTube-VOS's ``YTB/<year>``)."""
-    folder = Path(folder)
-    for root in (folder.parent, folder.parent.parent):
-        found = found_datasets(root)
+def require(path: Path, root: Path, benchmark: str) -> Path:
+    """``path``, where the reader of ``benchmark`` folder ``root`` (a ``data.root``) starts; missing: a DatasetError
+    naming the benchmarks found beside ``root`` (or one level up, for YouTube-VOS's ``YTB/<year>``)."""
+    if path.exists():
+        return path
+    ask = f"{path}: not found (is data.root={root} a {benchmark} folder?"
+    for near in (root.parent, root.parent.parent):
+        found = found_datasets(near)
         if found:
-            return f"found under {root}: {', '.join(found)} (python -m hvc.data.check {root})"
-    return (f"no benchmark found under {folder.parent}; python -m hvc.download davis17 fetches DAVIS 2017 "
-            f"(docs/download.md)")
+            raise DatasetError(f"{ask} found under {near}: {', '.join(found)}; python -m hvc.data.check {near})")
+    raise DatasetError(f"{ask} no benchmark found under {root.parent}; python -m hvc.download davis17 fetches "
+                       f"DAVIS 2017, docs/download.md)")

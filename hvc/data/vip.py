@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from hvc.data.sequence import DatasetError, list_lines, missing_dataset_hint, select
+from hvc.data.sequence import DatasetError, list_lines, require, select
 from hvc.names import check_name
 
 IMAGES_DIR = "Images"
@@ -74,9 +74,7 @@ def vip_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike] =
     annotated frames sorted), restricted to ``wanted`` if given; every frame must have its
     JPEG and its annotation."""
     root = Path(root)
-    labels = root / LABELS_DIR
-    if not labels.is_dir():
-        raise DatasetError(f"{labels} not found (is {root} a VIP root? {missing_dataset_hint(root)})")
+    labels = require(root / LABELS_DIR, root, "VIP")
     by_video: dict[str, list[str]] = {}
     if list_file is not None:
         for video, frame in read_frame_list(list_file):
@@ -86,9 +84,7 @@ def vip_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike] =
             frames = sorted(p.stem for p in folder.glob("*.png"))
             if frames:
                 by_video[folder.name] = frames
-    by_video = {v: by_video[v] for v in select(list(by_video), wanted, "video(s) ", f" not in {list_file or labels}")}
-    if not by_video:
-        raise DatasetError(f"no VIP video found ({list_file or labels})")
+    by_video = {v: by_video[v] for v in select(list(by_video), wanted, list_file or labels)}
     videos = []
     for name, frames in by_video.items():
         if len(set(frames)) != len(frames):

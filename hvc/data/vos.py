@@ -15,8 +15,7 @@ from torch.utils.data import Dataset
 
 from hvc.data import davis_layout
 from hvc.data.frames import list_frames, read_rgb, to_input
-from hvc.data.sequence import (DatasetError, MaskFormat, VideoSequence, check_no_gaps, image_size, missing_dataset_hint,
-                               select)
+from hvc.data.sequence import DatasetError, MaskFormat, VideoSequence, check_no_gaps, image_size, require, select
 from hvc.names import check_name, read_name_list, short
 
 # dataset name -> (DAVIS ImageSets year, split file, annotation format)
@@ -51,6 +50,14 @@ def first_mask_problems(seq: VideoSequence, ids: np.ndarray) -> list[str]:
     return []
 
 
+def _files(folder: Path, pattern: str) -> list[Path]:
+    """The files of ``folder`` matching ``pattern``, sorted; none is a DatasetError."""
+    found = sorted(folder.glob(pattern))
+    if not found:
+        raise DatasetError(f"{folder}: no {pattern} files")
+    return found
+
+
 def _frames_of(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DatasetError(f"{folder}: frame folder not found")
@@ -64,13 +71,9 @@ def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str]
     """DAVIS 2016 / 2017 sequences of ``ImageSets/<year>/<split>.txt`` (480p); all frames written."""
     root = Path(root)
     year, split, mask_format = DAVIS_SPLITS[dataset]
-    listing = root / "ImageSets" / year / f"{split}.txt"
-    names = davis_layout.read_sequence_list(root, year, split, DatasetError,
-                                            f"is data.root={root} a DAVIS folder? {missing_dataset_hint(root)}")
-    if not names:
-        raise DatasetError(f"{listing}: the sequence list is empty")
+    listing = require(root / "ImageSets" / year / f"{split}.txt", root, "DAVIS")
     sequences = []
-    for name in select(names, wanted, f"{listing}: does not list sequence(s) "):
+    for name in select(read_name_list(listing, DatasetError), wanted, listing):
         frames = _frames_of(root / davis_layout.FRAMES / name)
         check_no_gaps(frames, name)
         first = root / davis_layout.ANNOTATIONS / name / f"{frames[0].stem}.png"
@@ -85,29 +88,22 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
     from the first annotated one on; each file of ``valid/Annotations/<video>/`` introduces the objects
     first seen there; only the frames meta.json lists are written (the submission layout)."""
     root = Path(root)
-    meta_path = root / "valid" / "meta.json"
-    if not meta_path.is_file():
-        raise DatasetError(f"{meta_path}: YouTube-VOS meta file not found (is data.root={root} data/YTB/<year>? "
-                           f"{missing_dataset_hint(root)})")
+    meta_path = require(root / "valid" / "meta.json", root, "YouTube-VOS (YTB/<year>)")
     videos = _read_meta(meta_path)
     sequences = []
-    for name in select(sorted(videos), wanted, f"{meta_path}: does not list sequence(s) "):
-        listed = videos[name]
-        ann_dir = root / "valid" / "Annotations" / name
-        ann = sorted(ann_dir.glob("*.png"))
-        if not ann:
-            raise DatasetError(f"{ann_dir}: no annotation masks")
+    for name in select(sorted(videos), wanted, meta_path):
+        ann = _files(root / "valid" / "Annotations" / name, "*.png")
         frames = _frames_of(root / "valid_all_frames" / "JPEGImages" / name)
         stems = [p.stem for p in frames]
         if ann[0].stem not in stems:
             raise DatasetError(f"{ann[0]}: its frame is missing from {frames[0].parent}")
         frames = frames[stems.index(ann[0].stem):]
         index = {p.stem: t for t, p in enumerate(frames)}
-        for stem in [*(p.stem for p in ann), *listed]:
+        for stem in [*(p.stem for p in ann), *videos[name]]:
             if stem not in index:
                 raise DatasetError(f"{frames[0].parent}: frame {stem} of video {name} (listed in "
                                    f"{meta_path.name} or annotated) is missing")
-        outputs = tuple(index[f] for f in listed)
+        outputs = tuple(index[f] for f in videos[name])
         check_no_gaps(frames, name, max([*outputs, *(index[p.stem] for p in ann)]))
         sequences.append(VideoSequence(name, tuple(frames), {index[p.stem]: p for p in ann}, outputs, "palette"))
     return sequences
@@ -118,23 +114,14 @@ def vost_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[
     (docs/tasks.md): the sequences of ``ImageSets/val.txt``, frames from the first annotated one on, the
     first annotation as input, the annotated frames (the ground truth) as outputs."""
     root = Path(root)
-    listing = root / "ImageSets" / "val.txt"
-    if not listing.is_file():
-        raise DatasetError(f"sequence list not found: {listing} (is {root} a VOST root? {missing_dataset_hint(root)})")
-    names = read_name_list(listing, DatasetError)  # plain folder names (hvc.names)
+    listing = require(root / "ImageSets" / "val.txt", root, "VOST")
     sequences = []
-    for name in select(names, wanted, "sequence(s) ", f" not in {listing}"):
-        image_dir, label_dir = root / "JPEGImages" / name, root / "Annotations" / name
-        frames = sorted(image_dir.glob("*.jpg"))
-        if not frames:
-            raise DatasetError(f"no .jpg frames in {image_dir}")
-        labels = sorted(label_dir.glob("*.png"))
-        if not labels:
-            raise DatasetError(f"no annotations in {label_dir}")
+    for name in select(read_name_list(listing, DatasetError), wanted, listing):
+        frames, labels = _files(root / "JPEGImages" / name, "*.jpg"), _files(root / "Annotations" / name, "*.png")
         index = {p.stem: t for t, p in enumerate(frames)}
         orphans = [p for p in labels if p.stem not in index]
         if orphans:
-            raise DatasetError(f"{orphans[0]}: no frame {orphans[0].stem}.jpg in {image_dir}")
+            raise DatasetError(f"{orphans[0]}: no frame {orphans[0].stem}.jpg in {frames[0].parent}")
         start = index[labels[0].stem]
         frames, outputs = frames[start:], tuple(index[p.stem] - start for p in labels)
         check_no_gaps(frames, name, max(outputs))  # frames between the annotations are all there
@@ -147,13 +134,11 @@ def _read_meta(meta_path: Path) -> dict[str, list[str]]:
     ``{"videos": {video: {"objects": {id: {"frames": [name, ...]}}}}}``."""
     try:
         meta = json.loads(meta_path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{meta_path}: not a YouTube-VOS meta.json (invalid JSON: {exc})") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{meta_path}: not a readable YouTube-VOS meta.json ({exc})") from None
     videos = meta.get("videos") if isinstance(meta, dict) else None
     if not isinstance(videos, dict):
         raise DatasetError(f"{meta_path}: not a YouTube-VOS meta.json (no 'videos' mapping at the top level)")
-    if not videos:
-        raise DatasetError(f"{meta_path}: lists no videos")
     listed = {}
     for name, video in videos.items():
         objects = video.get("objects") if isinstance(video, dict) else None

@@ -78,14 +78,14 @@ class Item:
     by_hand: str = ""  # for items without a direct public download: where to get them
 
 
-HVC_RELEASE = Source("https://github.com/PGSmall/HVC/releases/download/v0.1/releases_models.zip")
+HVC_RELEASE = ("https://github.com/PGSmall/HVC#model-zoo-and-results",
+               (Source("https://github.com/PGSmall/HVC/releases/download/v0.1/releases_models.zip"),),
+               _rules((r"(?:.*/)?(hvc_\w+\.pth)", "")))  # page, sources, placement of both HVC encoders
 ITEMS: dict[str, Item] = {item.name: item for item in (
     Item("hvc_coco", "HVC encoder trained on COCO (the paper's main model; the release zip holds all four)",
-         "weights", "https://github.com/PGSmall/HVC#model-zoo-and-results", (HVC_RELEASE,),
-         _rules((r"(?:.*/)?(hvc_\w+\.pth)", "")), expect=("hvc_coco.pth",)),
+         "weights", *HVC_RELEASE, expect=("hvc_coco.pth",)),
     Item("hvc_ytb", "HVC encoder trained on YouTube-VOS 2018 (from the same release zip)",
-         "weights", "https://github.com/PGSmall/HVC#model-zoo-and-results", (HVC_RELEASE,),
-         _rules((r"(?:.*/)?(hvc_\w+\.pth)", "")), expect=("hvc_ytb.pth",)),
+         "weights", *HVC_RELEASE, expect=("hvc_ytb.pth",)),
     Item("moco_v1", "MoCo v1 ResNet-50, 200 epochs (--model mocov1, --merge-model mocov1)",
          "weights", "https://github.com/facebookresearch/moco",
          (Source("https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v1_200ep/"
@@ -188,8 +188,7 @@ def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
             return io.BytesIO(), int(total) if total.isdigit() else offset, True
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise DownloadError(f"{url}: cannot connect ({getattr(exc, 'reason', exc)}); "
-                            f"offline? --mirror file:///DIR reads local copies") from None
+        raise DownloadError(f"{url}: cannot connect ({getattr(exc, 'reason', exc)}); offline? use --mirror") from None
     resumed = response.status == 206
     length = response.headers.get("Content-Length")
     total = (offset if resumed else 0) + int(length) if length and length.isdigit() else None
@@ -204,8 +203,7 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
     if final.is_file():
         sha, differs, _ = _check(source, final, cache)
         if differs:
-            raise DownloadError(f"{final}: exists with other content than {source.url} (sha256 {sha}); "
-                                f"refusing to overwrite it: move it away to download again")
+            raise DownloadError(f"{final}: exists with other content (sha256 {sha}); move it away to download again")
         return Fetched(final, sha)
     part = final.with_name(final.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
@@ -221,14 +219,12 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
     except (urllib.error.URLError, OSError, ConnectionError) as exc:
         if isinstance(exc, OSError) and exc.filename is not None:
             raise  # our own file (disk full, permission): reported as an I/O error
-        raise DownloadError(f"{url}: download interrupted at {part.stat().st_size} bytes ({exc}); "
-                            f"run the same command again to resume from {part}") from None
+        raise DownloadError(f"{url}: interrupted at {part.stat().st_size} bytes ({exc}); rerun to resume") from None
     finally:
         stream.close()
     done = part.stat().st_size  # the file is closed: every byte written is in it
     if total is not None and done != total:
-        raise DownloadError(f"{url}: download interrupted at {done} of {total} bytes; "
-                            f"run the same command again to resume from {part}")
+        raise DownloadError(f"{url}: interrupted at {done} of {total} bytes; rerun to resume from {part}")
     sha, differs, known = _check(source, part, cache)
     if differs:
         part.unlink()  # wrong bytes: a rerun must start from scratch, not resume them
@@ -238,7 +234,7 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
         records[source.filename] = {"sha256": sha, "size": done, "url": source.url}
         atomic_write_text(cache / RECORD, json.dumps(records, indent=1, sort_keys=True) + "\n")
         warnings.warn(f"{source.filename}: the source publishes no checksum; recorded sha256 {sha} in "
-                      f"{cache / RECORD}; later downloads must match it", stacklevel=2)
+                      f"{cache / RECORD}", stacklevel=2)
     os.replace(part, final)
     return Fetched(final, sha, resumed_from=offset, transferred=done - offset)
 
@@ -273,8 +269,8 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
     """Unpack the entries ``place`` maps into ``root``; existing identical files are kept. Refused before
     anything is written (InputError): an entry with an absolute path, a ``..`` component or a link; an
     existing file whose content differs from its entry."""
-    result = result or Installed()
-    wanted: dict[str, Path] = {}  # entry name -> its file under the root
+    result, matched = result or Installed(), False
+    new: dict[str, Path] = {}  # entry name -> its file under the root, absent so far
     for name, opener, link in _entries(archive):
         if not safe_member_name(name):
             raise InputError(f"{archive}: entry {name!r} would be written outside {root}; refusing this archive")
@@ -285,28 +281,26 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
             continue
         if not safe_member_name(target):
             raise InputError(f"{archive}: entry {name!r} maps outside {root}; refusing this archive")
-        path = wanted[name] = root / target
-        if path.exists():  # compared in this first pass, so that a conflict stops before any write
-            with opener() as stream:
-                if not path.is_file() or stream_digest(stream) != file_digest(path):
-                    raise InputError(f"{path}: exists with other content than {archive.name}:{name}; "
-                                     f"refusing to overwrite it (move it away, or choose another --root)")
-            result.unchanged.append(path)
-    if not wanted:
+        path, matched = root / target, True
+        if not path.exists():
+            new[name] = path
+            continue
+        with opener() as stream:  # compared in this first pass, so that a conflict stops before any write
+            if not path.is_file() or stream_digest(stream) != file_digest(path):
+                raise InputError(f"{path}: exists with other content than {archive.name}:{name}; refusing to "
+                                 f"overwrite it (move it away, or choose another --root)")
+        result.unchanged.append(path)
+    if not matched:
         raise InputError(f"{archive}: none of its entries belongs to the expected layout; is it the right file?")
-    bar = tqdm(total=len(wanted), unit="file", desc=f"unpack {archive.name}", disable=not progress, leave=False)
-    with bar:
+    with tqdm(total=len(new), unit="file", desc=f"unpack {archive.name}", disable=not progress, leave=False) as bar:
         for name, opener, _ in _entries(archive):
-            path = wanted.get(name)
-            if path is None:
-                continue
-            bar.update(1)
-            if path.exists():
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with opener() as stream, atomic_path(path) as tmp, open(tmp, "wb") as out:
-                shutil.copyfileobj(stream, out, CHUNK)
-            result.written.append(path)
+            path = new.get(name)
+            if path is not None and not path.exists():  # not there: not written by an earlier entry of that name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with opener() as stream, atomic_path(path) as tmp, open(tmp, "wb") as out:
+                    shutil.copyfileobj(stream, out, CHUNK)
+                result.written.append(path)
+                bar.update(1)
     return result
 
 
@@ -336,8 +330,7 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
         _derive_davis16_lists(root)
     missing = [p for p in item.expect if not (root / p).exists()]
     if missing:
-        raise InputError(f"{root}: after unpacking {item.name}, missing {', '.join(missing)}; the archive's layout "
-                         f"is not the expected one (docs/download.md)")
+        raise InputError(f"{root}: missing {', '.join(missing)} after unpacking {item.name}: not the expected layout")
     if not keep_archive:
         for archive in archives:
             archive.unlink(missing_ok=True)
@@ -363,9 +356,8 @@ def listing() -> str:
         if item.by_hand:
             lines.append(f"    by hand: {item.by_hand}")
         for s in item.sources:
-            check = (f"sha256 {s.sha256}" if s.sha256 else f"md5 {s.md5} (published)" if s.md5
-                     else "sha256 recorded on first download")
-            lines.append(f"    {s.url}  [size: the server's; {check}]")
+            known = f"sha256 {s.sha256}" if s.sha256 else f"md5 {s.md5}" if s.md5 else "sha256 recorded on download"
+            lines.append(f"    {s.url}  [{known}]")
     return "\n".join(lines)
 
 
@@ -374,8 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m hvc.download", description=__doc__.split("\n\n")[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", help=" | ".join(ITEMS))
-    parser.add_argument("--root", type=Path, help="where it goes (default: checkpoints/ of this clone for weights, "
-                                                  "$DATA_ROOT or data for datasets)")
+    parser.add_argument("--root", type=Path, help="default: checkpoints/ (weights), $DATA_ROOT or data (datasets)")
     parser.add_argument("--mirror", help="a folder URL holding the same files (file:///DIR, https://host/dir)")
     parser.add_argument("--delete-archive", action="store_true", help="remove the downloaded archives after unpacking")
     parser.add_argument("--list", action="store_true", help="show every item, its sources and checksums")

@@ -19,7 +19,7 @@ import numpy as np
 
 from hvc.cli import run_main
 from hvc.data import davis_layout
-from hvc.data.jhmdb import jhmdb_videos
+from hvc.data.jhmdb import jhmdb_videos, listed_videos
 from hvc.data.sequence import FOLDERS, MARKERS, DatasetError, found_datasets
 from hvc.data.vip import IMAGES_DIR, LABELS_DIR, read_class_ids, vip_videos
 from hvc.errors import ArgumentParser, InputError, entry_point
@@ -151,8 +151,7 @@ def _ytvos(report: DatasetReport) -> None:
 
 
 def _jhmdb(report: DatasetReport) -> None:
-    joints = report.folder / "joint_positions"
-    report.sequences = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in joints.glob("*/*/joint_positions.mat"))
+    report.sequences = listed_videos(report.folder)
     for name in report.sequences:
         frames = report.folder / "Rename_Images" / name
         if not any(frames.glob("*.png")):

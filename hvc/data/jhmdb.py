@@ -40,12 +40,9 @@ class JHMDBVideo:
 def read_joints(path: str | os.PathLike) -> np.ndarray:
     """``pos_img`` of a JHMDB joint_positions.mat: [2, 15, T] float64, 1-based as stored."""
     from scipy.io import loadmat
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"joints file not found: {path}")
     try:
-        mat = loadmat(str(path))
-    except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError... for broken files
+        mat = loadmat(os.fspath(path))
+    except Exception as exc:  # scipy raises OSError, ValueError, TypeError, MatReadError... for missing or broken files
         raise DatasetError(f"{path}: unreadable .mat file ({exc})") from None
     if "pos_img" not in mat:
         raise DatasetError(f"{path}: no 'pos_img' variable (found {sorted(k for k in mat if not k.startswith('__'))})")
@@ -81,8 +78,6 @@ def read_video_list(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if path.is_dir():
         return read_split_folder(path)
-    if not path.is_file():
-        raise DatasetError(f"video list not found: {path}")
     names = []
     for where, fields, text in list_lines(path):
         if len(fields) > 2:
@@ -114,25 +109,27 @@ def read_split_folder(folder: str | os.PathLike) -> list[str]:
     return names
 
 
+def listed_videos(root: Path) -> list[str]:
+    """Every ``<class>/<video>`` of ``root`` with a joints file, sorted."""
+    return sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in (root / JOINTS_DIR).glob(f"*/*/{JOINTS_FILE}"))
+
+
 def jhmdb_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike] = None,
                  wanted: Sequence[str] = ()) -> list[JHMDBVideo]:
     """The clips to evaluate: those of ``list_file`` (default: every ``joint_positions/<class>/<video>`` under
     ``root``, sorted), restricted to ``wanted`` names if given; each must have its frames and joints file."""
     root = Path(root)
     joints = require(root / JOINTS_DIR, root, "JHMDB")
-    if list_file is not None:
-        names = read_video_list(list_file)
-    else:
-        names = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in joints.glob(f"*/*/{JOINTS_FILE}"))
-    names = select(names, wanted, list_file or joints)
+    listed = listed_videos(root) if list_file is None else read_video_list(list_file)
+    names = select(listed, wanted, list_file or joints)
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise DatasetError(f"videos listed more than once: {repeated}")
+        raise DatasetError(f"{list_file}: lists {', '.join(repeated)} more than once")
     videos = []
     for name in names:
         video = JHMDBVideo(name, _frames(root / FRAMES_DIR / name), root / JOINTS_DIR / name / JOINTS_FILE)
         if not video.joints_file.is_file():
-            raise DatasetError(f"joints file not found: {video.joints_file}")
+            raise DatasetError(f"{video.joints_file}: joints file not found")
         videos.append(video)
     return videos
 

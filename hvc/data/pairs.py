@@ -1,8 +1,8 @@
-"""Training pairs: two cropped views of one image (:class:`StaticImagePairs`, the paper's setting) or of two
-nearby frames of one video (:class:`VideoFramePairs`). An item is ``(view1 [3, S, S] float32, view2, coord1 [4]
-float32, coord2 [4])``, or ``None`` (a warning names the file) when a source file cannot be decoded or is degenerate
-(under 2 pixels on a side, where crop coordinates divide by zero); ``collate_pairs`` drops and counts those.
-Randomness: one generator per (seed, epoch, item), docs/training.md."""
+"""Training pairs: two cropped views of one image (:class:`StaticImagePairs`, the paper's setting) or of two nearby
+frames of one video (:class:`VideoFramePairs`). An item is ``(view1 [3, S, S] float32, view2, coord1 [4] float32,
+coord2 [4])``, or ``None`` (a warning names the file) for an undecodable image or one under 2 pixels on a side (crop
+coordinates divide by W - 1 and H - 1); ``collate_pairs`` drops and counts those. Randomness: one generator per
+(seed, epoch, item), docs/training.md."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from hvc.config import checks
 from hvc.data.transforms import RandomResizedCropCoord
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-MIN_IMAGE_SIDE = 2  # crop coordinates are j / (W - 1) and i / (H - 1) (hvc.data.transforms): 1 pixel has none
+MIN_IMAGE_SIDE = 2
 
 Pair = tuple[Tensor, Tensor, Tensor, Tensor]
 
@@ -33,11 +34,10 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[str]:
 
 
 def load_rgb(path: str) -> Optional[Image.Image]:
-    """Decode an image as RGB; ``None`` (after a warning naming the file) if it is unreadable
-    or degenerate (a side under MIN_IMAGE_SIDE pixels)."""
+    """The image decoded as RGB (now: a truncated file fails here, not later in a worker); ``None``, after a
+    warning naming the file, if it is unreadable or under MIN_IMAGE_SIDE pixels on a side."""
     try:
         with Image.open(path) as img:
-            img.load()  # decode now: truncated files fail here, not later in a worker
             rgb = img.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         warnings.warn(f"skipping unreadable image {path}: {err}", RuntimeWarning, stacklevel=2)
@@ -56,18 +56,16 @@ def item_rng(seed: int, epoch: int, index: int) -> random.Random:
 
 
 class PairDataset(Dataset):
-    """Base class: two independently cropped views with their coordinates (see module doc);
-    ``crop`` is the view transform, ``seed`` (>= 0) the base seed of the per-item generators."""
+    """Base class: two independently cropped views with their coordinates (module doc); ``crop`` is the view
+    transform, ``seed`` (>= 0) the base seed of the per-item generators. ``dataset[i]``: a Pair or None."""
 
     def __init__(self, crop: RandomResizedCropCoord, seed: int):
-        if seed < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}")
+        checks.at_least("runtime.seed", seed, 0)
         self.crop, self.seed, self.epoch = crop, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the crops of ``epoch`` (call before building the epoch's DataLoader iterator)."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be non-negative, got {epoch}")
+        checks.at_least("epoch", epoch, 0)
         self.epoch = epoch
 
     def make_pair(self, img1: Image.Image, img2: Image.Image, rng: random.Random) -> Pair:
@@ -91,7 +89,7 @@ def collate_pairs(items: list[Optional[Pair]]) -> tuple[Tensor, Tensor, Tensor, 
 class StaticImagePairs(PairDataset):
     """Two independent random resized crops of each image file under ``roots`` (image folders or one path,
     searched recursively, e.g. ``data/Static/JPEGImages/COCO``; each must exist and hold an image, else ValueError
-    naming it). ``crop``, ``seed``: :class:`PairDataset`. ``dataset[i]``: a Pair or None."""
+    naming it)."""
 
     def __init__(self, roots: Sequence[str] | str | os.PathLike, crop: RandomResizedCropCoord, seed: int):
         super().__init__(crop, seed)
@@ -111,9 +109,8 @@ class StaticImagePairs(PairDataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> Optional[Pair]:
-        rng = item_rng(self.seed, self.epoch, index)
         img = load_rgb(self.files[index])
-        return None if img is None else self.make_pair(img, img, rng)
+        return None if img is None else self.make_pair(img, img, item_rng(self.seed, self.epoch, index))
 
 
 class VideoFramePairs(PairDataset):
@@ -121,13 +118,11 @@ class VideoFramePairs(PairDataset):
     one folder of frames per video, ordered by file name (``<root>/<video>/<frame>.jpg``: YouTube-VOS
     ``train_all_frames/JPEGImages``, DAVIS ``JPEGImages/480p``, ...), at least one with frames, else ValueError
     (folders without frames are ignored, one warning). Item i is video i (an epoch visits each video once):
-    t1 uniform among its frames, t2 != t1 uniform within ``max_gap`` of t1 (t1 if there is none).
-    ``crop``, ``seed``: :class:`PairDataset`. ``dataset[i]``: a Pair, or None if a frame is unreadable."""
+    t1 uniform among its frames, t2 != t1 uniform within ``max_gap`` of t1 (t1 if there is none)."""
 
     def __init__(self, root: str | os.PathLike, crop: RandomResizedCropCoord, max_gap: int, seed: int):
         super().__init__(crop, seed)
-        if max_gap < 1:
-            raise ValueError(f"max_gap must be at least 1, got {max_gap}")
+        checks.at_least("data.max_gap", max_gap, 1)
         if not os.path.isdir(root):
             raise ValueError(f"video frame folder {root} does not exist or is not a folder")
         self.max_gap = max_gap

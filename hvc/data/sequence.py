@@ -60,6 +60,8 @@ def check_no_gaps(frames: Sequence[Path], name: str, last: Optional[int] = None)
 
 def list_lines(path: Path) -> Iterator[tuple[str, list[str], str]]:
     """(``<path>, line <n>``, its whitespace-split fields, the stripped line) of each non-blank line."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: list file not found")
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         fields = line.split()
         if fields:

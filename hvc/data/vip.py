@@ -35,9 +35,6 @@ class VIPVideo:
 def read_class_ids(path: str | os.PathLike, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Class ids of a VIP annotation: [H, W] uint8 in 0..num_classes-1 (255 allowed as ignore); greyscale
     ('L') and palette ('P') PNGs are read as pixel values / indices."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"annotation not found: {path}")
     try:
         with Image.open(path) as im:
             mode, ids = im.mode, (np.array(im) if im.mode in ("L", "P") else None)
@@ -53,11 +50,8 @@ def read_class_ids(path: str | os.PathLike, num_classes: int = NUM_CLASSES) -> n
 
 def read_frame_list(path: str | os.PathLike) -> list[tuple[str, str]]:
     """(video, frame) pairs of a VIP list file, in file order."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"frame list not found: {path}")
     pairs = []
-    for where, fields, text in list_lines(path):
+    for where, fields, text in list_lines(Path(path)):
         paths = [f for f in fields if "/" in f]
         parts = Path(paths[-1]).parts if paths else ()
         if len(parts) < 2:

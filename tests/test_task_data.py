@@ -11,12 +11,11 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from hvc.data.jhmdb import check_frame_count, jhmdb_videos, read_joints, read_video_list
+from hvc.data.jhmdb import NUM_JOINTS, check_frame_count, jhmdb_videos, read_joints, read_video_list
 from hvc.data.vip import read_class_ids, vip_videos
 from hvc.data.vos import DatasetError, vost_sequences
 from hvc.demo.tasks import FACE, HAIR, UPPER_CLOTHES, figure_joints
 from hvc.metrics.vip import NUM_CLASSES
-from hvc.data.keypoints import NUM_JOINTS
 from hvc.tasks.pose import feature_coords, joint_label_maps
 from helpers.task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 

@@ -49,9 +49,8 @@ class DatasetReport:
         lines += [f"  problem: {p}" for p in self.problems[:MAX_LISTED]]
         if len(self.problems) > MAX_LISTED:
             lines.append(f"  ... and {len(self.problems) - MAX_LISTED} more problems")
-        lines.append(f"  bash scripts/run_test.sh <model> {self.name}: "
-                     + ("will run" if self.runs else f"will NOT run ({self.reason})"))
-        return "\n".join(lines)
+        verdict = "will run" if self.runs else f"will NOT run ({self.reason})"
+        return "\n".join(lines + [f"  bash scripts/run_test.sh <model> {self.name}: {verdict}"])
 
 
 @dataclass

@@ -32,11 +32,10 @@ class VideoFile:
         self.path = path
         capture = cv2.VideoCapture(str(path))
         try:
-            ok, first = capture.read() if capture.isOpened() else (False, None)
+            ok, first = capture.read()  # False for a file OpenCV cannot open too
             if not ok:
                 raise VideoError(f"{path}: cannot decode a frame (not a video, or a codec OpenCV lacks)")
-            self.size = first.shape[:2]
-            self.fps = capture.get(cv2.CAP_PROP_FPS) or 24.0
+            self.size, self.fps = first.shape[:2], capture.get(cv2.CAP_PROP_FPS) or 24.0
             self.count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # from the header: may be off
             if not capture.read()[0]:
                 raise VideoError(f"{path}: the video has one frame; propagation needs at least two")
@@ -113,10 +112,9 @@ def read_rgb(path: Path, error: type[Exception] = VideoError, what: str = "image
     RGB (32-bit floats, integers outside 0..65535): ``error`` naming the file (``what``: the word for it)."""
     try:
         with Image.open(path) as im:
-            mode = im.mode
-            if mode in _RGB_MODES:
+            if im.mode in _RGB_MODES:
                 return np.array(im.convert("RGB"))
-            values = np.array(im) if mode in _WIDE_GREY else None
+            mode, values = im.mode, np.array(im) if im.mode in _WIDE_GREY else None
     except (OSError, ValueError) as exc:
         raise error(f"{path}: unreadable {what} ({exc})") from None
     if values is None or values.ndim != 2 or (values.size and (values.min() < 0 or values.max() > 65535)):
@@ -127,8 +125,8 @@ def read_rgb(path: Path, error: type[Exception] = VideoError, what: str = "image
 
 
 def open_frames(path: str | os.PathLike) -> FrameSource:
-    """The frames of a video file or an image folder (24 frames per second); VideoError for a
-    missing or unreadable input or one of fewer than two frames."""
+    """The frames of a video file or an image folder (24 frames per second); VideoError for a missing or
+    unreadable input or one of fewer than two frames."""
     path = Path(path)
     if path.is_dir():
         return ImageFolder(path)

@@ -17,8 +17,7 @@ from torch import Tensor
 from hvc.completion import Outputs
 from hvc.config.core import ConfigError
 from hvc.config.inference import TestConfig
-from hvc.data.jhmdb import JHMDBVideo, check_frame_count, jhmdb_videos
-from hvc.data.keypoints import NUM_JOINTS
+from hvc.data.jhmdb import NUM_JOINTS, JHMDBVideo, check_frame_count, jhmdb_videos
 from hvc.data.vip import NUM_CLASSES as VIP_CLASSES
 from hvc.data.vip import VIPVideo, read_class_ids, vip_videos
 from hvc.data.vos import (YTVOS_DATASETS, DatasetError, FrameDataset, VideoSequence, first_mask_problems,

@@ -1,6 +1,6 @@
 """Keypoints as label maps: the JHMDB pose-tracking codec of videowalk (``code/data/jhmdb.py``,
 ``code/utils/test_utils.py``), its quirks included, as the published PCK numbers were produced with
-them (docs/tasks.md, "Quirks of the reference code"). The keypoint file: hvc/data/keypoints.py."""
+them (docs/tasks.md, "Quirks of the reference code"). The keypoint file: hvc/data/jhmdb.py."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from hvc.data.keypoints import save_keypoints
+from hvc.data.jhmdb import save_keypoints
 from hvc.data.palette import save_indexed_png
 from hvc.exports.overlay import SequenceVisualizer
 from hvc.fileio import atomic_path
@@ -54,7 +54,7 @@ class LabelPngWriter:
 class KeypointWriter:
     """JHMDB: decodes every propagated frame (frame 0 included, as videowalk's ``test.py``) to
     joint coordinates at feature resolution and, at ``close``, saves the clip's [2, J, T] array
-    as ``path`` with the label-map size (:func:`hvc.data.keypoints.save_keypoints`)."""
+    as ``path`` with the label-map size (:func:`hvc.data.jhmdb.save_keypoints`)."""
 
     def __init__(self, path: Path, num_frames: int):
         self.path, self.num_frames = path, num_frames

@@ -43,7 +43,7 @@ def ordered_range(key: str, pair: tuple[float, float], *, open_low: bool = False
 def crop(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequence[float],
          std: Sequence[float], prefix: str = "") -> None:
     """ConfigError naming the key (``prefix``: its section, ``data.``) if these crop settings are
-    unusable; the one home of the rule (TrainConfig.validate; hvc.data.transforms, importing no schema)."""
+    unusable; the one home of the rule (TrainConfig.validate; hvc.data.pairs, importing no schema)."""
     at_least(f"{prefix}size", size, 1)
     # an area above 1 cannot fit; the crop then falls back to the central one, as officially
     ordered_range(f"{prefix}scale", tuple(scale))

@@ -124,7 +124,7 @@ class HVC(nn.Module):
         """Training loss of one step (scalar); updates the target network as a side effect.
 
         view*: [N, 3, H, W] normalised crops; coord*: [N, 4] = [x0, y0, x1, y1] of each crop in its source image
-        (hvc.data.transforms.crop_coords); momentum: EMA momentum of this step (:func:`momentum_at`). The order of
+        (hvc.data.pairs.crop_coords); momentum: EMA momentum of this step (:func:`momentum_at`). The order of
         the steps is part of the definition."""
         q1 = self._online(view1)
         q2 = self._online(view2)

@@ -18,9 +18,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from hvc.cli import run_main
-from hvc.data import davis_layout
 from hvc.data.jhmdb import jhmdb_videos, listed_videos
-from hvc.data.sequence import FOLDERS, MARKERS, DatasetError, found_datasets
+from hvc.data.sequence import FOLDERS, MARKERS, VOID_ID, DatasetError, found_datasets, read_label_png
 from hvc.data.vip import IMAGES_DIR, LABELS_DIR, read_class_ids, vip_videos
 from hvc.errors import ArgumentParser, InputError, entry_point
 from hvc.names import name_problem, short
@@ -71,10 +70,10 @@ class RootReport:
 def _label_problems(path: Path, palette: bool) -> tuple[list[str], set[int]]:
     """(problems, object ids) of one label PNG, read as the loaders read it; palette: a 'P' PNG of ids expected."""
     try:
-        values = davis_layout.read_label_png(path, InputError, palette)
+        values = read_label_png(path, InputError, palette)
     except InputError as exc:
         return [str(exc)], set()
-    return [], {int(v) for v in np.unique(values)} - {0, davis_layout.VOID_ID}
+    return [], {int(v) for v in np.unique(values)} - {0, VOID_ID}
 
 
 def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, every_frame: bool) -> list[str]:

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from hvc.data import davis_layout
 from hvc.data.frames import list_frames, read_rgb, to_input
-from hvc.data.sequence import DatasetError, MaskFormat, VideoSequence, check_no_gaps, image_size, require, select
+from hvc.data.sequence import (DAVIS_ANNOTATIONS, DAVIS_FRAMES, DatasetError, MaskFormat, VideoSequence, check_no_gaps,
+                               image_size, object_ids, read_label_png, require, select)
 from hvc.names import check_name, read_name_list, short
 
 # dataset name -> (DAVIS ImageSets year, split file, annotation format)
@@ -26,13 +26,13 @@ YTVOS_DATASETS = ("ytvos", "ytvos19")
 
 
 def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -> np.ndarray:
-    """Object ids int64 [H, W] of an annotation (:mod:`hvc.data.davis_layout`: binary 0/255 -> {0, 1},
+    """Object ids int64 [H, W] of an annotation (binary 0/255 -> {0, 1},
     palette: the index, void 255 -> 0); a size other than the frame's ``size`` (H, W) is an error."""
-    values = davis_layout.read_label_png(path, DatasetError, palette=mask_format == "palette")
+    values = read_label_png(path, DatasetError, palette=mask_format == "palette")
     if values.shape != tuple(size):
         raise DatasetError(f"{path}: mask size {values.shape[0]}x{values.shape[1]} differs from the frame "
                            f"size {size[0]}x{size[1]}")
-    return davis_layout.object_ids(values, binary=mask_format == "binary").astype(np.int64)
+    return object_ids(values, binary=mask_format == "binary").astype(np.int64)
 
 
 def first_mask_problems(seq: VideoSequence, ids: np.ndarray) -> list[str]:
@@ -74,9 +74,9 @@ def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str]
     listing = require(root / "ImageSets" / year / f"{split}.txt", root, "DAVIS")
     sequences = []
     for name in select(read_name_list(listing, DatasetError), wanted, listing):
-        frames = _frames_of(root / davis_layout.FRAMES / name)
+        frames = _frames_of(root / DAVIS_FRAMES / name)
         check_no_gaps(frames, name)
-        first = root / davis_layout.ANNOTATIONS / name / f"{frames[0].stem}.png"
+        first = root / DAVIS_ANNOTATIONS / name / f"{frames[0].stem}.png"
         if not first.is_file():
             raise DatasetError(f"{first}: first-frame mask not found")
         sequences.append(VideoSequence(name, tuple(frames), {0: first}, tuple(range(len(frames))), mask_format))

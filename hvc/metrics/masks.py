@@ -1,5 +1,5 @@
 """Reading DAVIS label maps (ground truth and predictions) with clear errors; the layout and the
-label decoding are :mod:`hvc.data.davis_layout`'s, shared with inference."""
+label decoding are :mod:`hvc.data.sequence`'s, shared with inference."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hvc.data import davis_layout
+from hvc.data import sequence
 from hvc.errors import InputError
 
 
@@ -18,4 +18,4 @@ class MetricsError(InputError, ValueError):
 def read_label_png(path: Path) -> np.ndarray:
     """[H, W] uint8 pixel values of a single-channel PNG (palette indices, not colours); a
     MetricsError naming ``path`` if it is missing, unreadable, or not a palette/greyscale image."""
-    return davis_layout.read_label_png(path, MetricsError)
+    return sequence.read_label_png(path, MetricsError)

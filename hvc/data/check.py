@@ -19,7 +19,8 @@ import numpy as np
 
 from hvc.cli import run_main
 from hvc.data.jhmdb import jhmdb_videos, listed_videos
-from hvc.data.sequence import FOLDERS, MARKERS, VOID_ID, DatasetError, found_datasets, read_label_png
+from hvc.data.sequence import (DAVIS_ANNOTATIONS, DAVIS_FRAMES, DAVIS_SPLITS, FOLDERS, MARKERS, VOID_ID, DatasetError,
+                               found_datasets, read_label_png)
 from hvc.data.vip import IMAGES_DIR, LABELS_DIR, read_class_ids, vip_videos
 from hvc.errors import ArgumentParser, InputError, entry_point
 from hvc.names import name_problem, short
@@ -104,7 +105,7 @@ def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, 
     return problems
 
 
-def _scan_listed(report: DatasetReport, listing: str, frames: str, masks: str, palette: bool = True,
+def _scan_listed(report: DatasetReport, listing: str, frames: str | Path, masks: str | Path, palette: bool = True,
                  every_frame: bool = False) -> None:
     """The sequences of list file ``listing``, each scanned in ``frames/<seq>`` and ``masks/<seq>``."""
     report.sequences = [s.strip() for s in (report.folder / listing).read_text().splitlines() if s.strip()]
@@ -123,10 +124,8 @@ def _unsafe(report: DatasetReport, name: str, source: str) -> bool:
 
 
 def _davis(report: DatasetReport) -> None:
-    from hvc.data.vos import DAVIS_SPLITS
-    year, split, fmt = DAVIS_SPLITS[report.name]
-    _scan_listed(report, f"ImageSets/{year}/{split}.txt", "JPEGImages/480p", "Annotations/480p", fmt == "palette",
-                 every_frame=report.name != "davis17dev")
+    palette = DAVIS_SPLITS[report.name][2] == "palette"
+    _scan_listed(report, MARKERS[report.name], DAVIS_FRAMES, DAVIS_ANNOTATIONS, palette, report.name != "davis17dev")
 
 
 def _ytvos(report: DatasetReport) -> None:

@@ -25,10 +25,13 @@ MaskFormat = Literal["binary", "palette"]
 # benchmark name of scripts/run_test.sh -> its folder under the data root (as in that script)
 FOLDERS: dict[str, str] = {"davis16": "DAVIS", "davis17": "DAVIS", "davis17dev": "DAVIS", "ytvos": "YTB/2018",
                            "ytvos19": "YTB/2019", "jhmdb": "JHMDB", "vip": "VIP", "vost": "VOST"}
-# how the folder of each benchmark is recognised without reading it
-MARKERS: dict[str, str] = {"davis16": "ImageSets/2016/val.txt", "davis17": "ImageSets/2017/val.txt",
-                           "davis17dev": "ImageSets/2017/test-dev.txt", "ytvos": "valid/meta.json",
-                           "ytvos19": "valid/meta.json", "jhmdb": "joint_positions",
+# DAVIS benchmark -> (ImageSets year, split file, annotation format)
+DAVIS_SPLITS: dict[str, tuple[str, str, MaskFormat]] = {
+    "davis16": ("2016", "val", "binary"), "davis17": ("2017", "val", "palette"),
+    "davis17dev": ("2017", "test-dev", "palette")}
+# how the folder of each benchmark is recognised without reading it (a DAVIS one: by its list)
+MARKERS: dict[str, str] = {**{name: f"ImageSets/{year}/{split}.txt" for name, (year, split, _) in DAVIS_SPLITS.items()},
+                           "ytvos": "valid/meta.json", "ytvos19": "valid/meta.json", "jhmdb": "joint_positions",
                            "vip": "Annotations/Category_ids", "vost": "ImageSets/val.txt"}
 
 
@@ -57,8 +60,7 @@ def check_no_gaps(frames: Sequence[Path], name: str, last: Optional[int] = None)
     stems = [p.stem for p in frames[: None if last is None else last + 1]]
     if len(stems) < 3 or not all(s.isdigit() for s in stems):
         return
-    numbers = [int(s) for s in stems]
-    steps = [b - a for a, b in zip(numbers, numbers[1:])]
+    steps = [int(b) - int(a) for a, b in zip(stems, stems[1:])]
     step = min(steps)
     for i, d in enumerate(steps):
         if d != step:

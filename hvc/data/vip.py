@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
-from hvc.data.sequence import DatasetError, list_lines, require, select
+from hvc.data.sequence import DatasetError, list_lines, read_label_png, require, select
 from hvc.names import check_name
 
 IMAGES_DIR = "Images"
@@ -32,19 +31,13 @@ class VIPVideo:
         return tuple(p.stem for p in self.frames)
 
 
-def read_class_ids(path: str | os.PathLike, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Class ids of a VIP annotation: [H, W] uint8 in 0..num_classes-1 (255 allowed as ignore); greyscale
-    ('L') and palette ('P') PNGs are read as pixel values / indices."""
-    try:
-        with Image.open(path) as im:
-            mode, ids = im.mode, (np.array(im) if im.mode in ("L", "P") else None)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable annotation ({exc})") from None
-    if ids is None:
-        raise DatasetError(f"{path}: expected a greyscale or palette class-id PNG, got mode {mode}")
-    bad = np.unique(ids[(ids >= num_classes) & (ids != IGNORE_ID)])
+def read_class_ids(path: str | os.PathLike) -> np.ndarray:
+    """Class ids of a VIP annotation, a greyscale or palette PNG read as DAVIS labels are: [H, W] uint8 in
+    0..NUM_CLASSES-1 (IGNORE_ID allowed)."""
+    ids = read_label_png(Path(path), DatasetError)
+    bad = np.unique(ids[(ids >= NUM_CLASSES) & (ids != IGNORE_ID)])
     if bad.size:
-        raise DatasetError(f"{path}: class ids {bad.tolist()} outside 0..{num_classes - 1}")
+        raise DatasetError(f"{path}: class ids {bad.tolist()} outside 0..{NUM_CLASSES - 1}")
     return ids
 
 

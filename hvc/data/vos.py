@@ -14,14 +14,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hvc.data.frames import list_frames, read_rgb, to_input
-from hvc.data.sequence import (DAVIS_ANNOTATIONS, DAVIS_FRAMES, DatasetError, MaskFormat, VideoSequence, check_no_gaps,
-                               image_size, object_ids, read_label_png, require, select)
+from hvc.data.sequence import (DAVIS_ANNOTATIONS, DAVIS_FRAMES, DAVIS_SPLITS, DatasetError, MaskFormat, VideoSequence,
+                               check_no_gaps, image_size, object_ids, read_label_png, require, select)
 from hvc.names import check_name, read_name_list, short
 
-# dataset name -> (DAVIS ImageSets year, split file, annotation format)
-DAVIS_SPLITS: dict[str, tuple[str, str, MaskFormat]] = {
-    "davis16": ("2016", "val", "binary"), "davis17": ("2017", "val", "palette"),
-    "davis17dev": ("2017", "test-dev", "palette")}
 YTVOS_DATASETS = ("ytvos", "ytvos19")
 
 

@@ -74,7 +74,6 @@ class Item:
     sources: tuple[Source, ...] = ()
     place: Optional[Placement] = None  # None: the file itself is the result (no archive)
     expect: tuple[str, ...] = ()  # paths under the root that must exist afterwards
-    dataset: Optional[str] = None  # hvc.data.check name of the unpacked tree
     by_hand: str = ""  # for items without a direct public download: where to get them
 
 
@@ -93,18 +92,18 @@ ITEMS: dict[str, Item] = {item.name: item for item in (
     Item("davis17", "DAVIS 2017 train+val, 480p (also holds the DAVIS 2016 lists)",
          "data", "https://davischallenge.org/davis2017/code.html",
          (Source("https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip"),),
-         _rules((r"DAVIS/(.+)", "DAVIS/")), expect=("DAVIS/ImageSets/2017/val.txt",), dataset="davis17"),
+         _rules((r"DAVIS/(.+)", "DAVIS/")), expect=("DAVIS/ImageSets/2017/val.txt",)),
     Item("davis16", "DAVIS 2016, 480p", "data", "https://davischallenge.org/davis2016/code.html",
          (Source("https://graphics.ethz.ch/Downloads/Data/Davis/DAVIS-data.zip"),),
          _rules((r"DAVIS/((?:JPEGImages/480p|Annotations/480p|ImageSets)/.+)", "DAVIS/")),  # not the 1080p frames
-         expect=("DAVIS/ImageSets/2016/val.txt",), dataset="davis16"),
+         expect=("DAVIS/ImageSets/2016/val.txt",)),
     Item("jhmdb", "JHMDB frames, joint positions and splits (pose tracking)", "data", "http://jhmdb.is.tue.mpg.de/",
          (Source("http://files.is.tue.mpg.de/jhmdb/Rename_Images.tar.gz"),
           Source("http://files.is.tue.mpg.de/jhmdb/joint_positions.zip"),
           Source("http://files.is.tue.mpg.de/jhmdb/splits.zip")),
          _rules((r"((?:Rename_Images|joint_positions|splits)/.+)", "JHMDB/"),
                 (r"([^/]+_split[123]\.txt)", "JHMDB/splits/")),
-         expect=("JHMDB/Rename_Images", "JHMDB/joint_positions", "JHMDB/splits"), dataset="jhmdb"),
+         expect=("JHMDB/Rename_Images", "JHMDB/joint_positions", "JHMDB/splits")),
     Item("coco", "COCO 2017 train images (the paper's training set, about 118k images)", "data",
          "https://cocodataset.org/#download", (Source("http://images.cocodataset.org/zips/train2017.zip"),),
          _rules((r"train2017/([^/]+\.jpg)", "Static/JPEGImages/COCO/")), expect=("Static/JPEGImages/COCO",)),
@@ -114,13 +113,11 @@ ITEMS: dict[str, Item] = {item.name: item for item in (
          _rules((r"BSR/BSDS500/data/images/(?:train|val|test)/([^/]+\.jpg)", "Static/JPEGImages/BSDS500/")),
          expect=("Static/JPEGImages/BSDS500",)),
     Item("ytvos18", "YouTube-VOS 2018", "data", "https://youtube-vos.org/dataset/vos/",
-         by_hand="register at https://youtube-vos.org/dataset/vos/ and download from the Google Drive folder it "
-                 "links; unpack to <root>/YTB/2018/{train_all_frames,valid_all_frames,valid} (data/README.md), "
-                 "then run python -m hvc.data.check <root> --dataset ytvos"),
+         by_hand="register at https://youtube-vos.org/dataset/vos/, download from its Google Drive folder into "
+                 "<root>/YTB/2018/ (data/README.md), then run python -m hvc.data.check <root> --dataset ytvos"),
     Item("vip", "VIP (Video Instance-level Parsing)", "data", "https://sysu-hcp.net/lip/",
-         by_hand="download VIP from the LIP site (https://sysu-hcp.net/lip/, Google Drive or Baidu links); unpack "
-                 "to <root>/VIP/{Images,Annotations/Category_ids} (data/README.md), then run "
-                 "python -m hvc.data.check <root> --dataset vip"),
+         by_hand="download VIP from https://sysu-hcp.net/lip/ (Google Drive or Baidu) into <root>/VIP/ "
+                 "(data/README.md), then run python -m hvc.data.check <root> --dataset vip"),
 )}
 
 
@@ -151,8 +148,7 @@ def _records(cache: Path) -> dict[str, dict]:
 
 
 def _check(source: Source, path: Path, cache: Path) -> tuple[str, Optional[str], bool]:
-    """(sha256 of ``path``, how it differs from the published or recorded checksum or None, whether
-    any checksum is known)."""
+    """(sha256 of ``path``, how it differs from the published or recorded checksum or None, whether one is known)."""
     sha = file_digest(path)
     if source.md5 and file_digest(path, "md5") != source.md5:
         return sha, f"md5 is not the published {source.md5}", True
@@ -216,8 +212,8 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
                 tqdm.wrapattr(out, "write", total=total, bytes=False, initial=offset, unit="B", unit_scale=True,
                               desc=source.filename, disable=not progress, leave=False) as counted:
             shutil.copyfileobj(stream, counted, CHUNK)
-    except (urllib.error.URLError, OSError, ConnectionError) as exc:
-        if isinstance(exc, OSError) and exc.filename is not None:
+    except OSError as exc:  # URLError and ConnectionError among them
+        if exc.filename is not None:
             raise  # our own file (disk full, permission): reported as an I/O error
         raise DownloadError(f"{url}: interrupted at {part.stat().st_size} bytes ({exc}); rerun to resume") from None
     finally:
@@ -306,8 +302,7 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
 
 def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: bool = True,
             progress: bool = True) -> Installed:
-    """Download every source of ``item`` into ``root/.downloads``, unpack it into ``root``,
-    and check that the expected paths exist."""
+    """Fetch every source of ``item`` into ``root/.downloads``, unpack it into ``root``, check the expected paths."""
     if item.by_hand:
         raise UsageError(f"{item.name}: no direct public download; {item.by_hand}")
     root.mkdir(parents=True, exist_ok=True)
@@ -353,8 +348,7 @@ def listing() -> str:
     lines = []
     for item in ITEMS.values():
         lines.append(f"{item.name}: {item.title} ({item.kind}; {item.page})")
-        if item.by_hand:
-            lines.append(f"    by hand: {item.by_hand}")
+        lines += [f"    by hand: {item.by_hand}"] if item.by_hand else []
         for s in item.sources:
             known = f"sha256 {s.sha256}" if s.sha256 else f"md5 {s.md5}" if s.md5 else "sha256 recorded on download"
             lines.append(f"    {s.url}  [{known}]")
@@ -382,9 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root or default
     result = install(item, root, args.mirror, keep_archive=not args.delete_archive, progress=not args.no_progress)
     print(f"{item.name}: {len(result.written)} files written, {len(result.unchanged)} already there, under {root}")
-    if item.dataset:
-        from hvc.data.check import check_root
-        print(check_root(root, item.dataset).text())
+    from hvc.data.check import FOLDERS, check_root
+    if item.name in FOLDERS:  # a benchmark: is it complete?
+        print(check_root(root, item.name).text())
     return 0
 
 

@@ -68,15 +68,6 @@ class RootReport:
         return "\n".join(head + [d.text() for d in self.datasets] + [f"runs on this root: {found}"])
 
 
-def _label_problems(path: Path, palette: bool) -> tuple[list[str], set[int]]:
-    """(problems, object ids) of one label PNG, read as the loaders read it; palette: a 'P' PNG of ids expected."""
-    try:
-        values = read_label_png(path, InputError, palette)
-    except InputError as exc:
-        return [str(exc)], set()
-    return [], {int(v) for v in np.unique(values)} - {0, VOID_ID}
-
-
 def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, every_frame: bool) -> list[str]:
     """Problems of one DAVIS-like sequence: frames without masks (when every frame is annotated),
     masks without frames, palette problems, an id gap in the first mask."""
@@ -95,13 +86,16 @@ def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, 
         if unmasked:
             problems.append(f"{name}: {len(unmasked)} frames without a mask ({', '.join(unmasked[:3])})")
     for t, mask in enumerate(masks):
-        found, ids = _label_problems(mask, palette)
-        problems += found
+        try:  # read as the loaders read it; palette: a 'P' PNG of object ids expected
+            ids = {int(v) for v in np.unique(read_label_png(mask, InputError, palette))} - {0, VOID_ID}
+        except InputError as exc:
+            problems.append(str(exc))
+            if every_frame:
+                continue
+            break
         missing = sorted(set(range(1, max(ids) + 1)) - ids) if t == 0 and palette and ids else []
         if missing:
             problems.append(f"{mask}: id gap: ids {sorted(ids)} without {missing}")
-        if found and not every_frame:
-            break
     return problems
 
 

@@ -22,19 +22,18 @@ YTVOS_DATASETS = ("ytvos", "ytvos19")
 
 
 def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -> np.ndarray:
-    """Object ids int64 [H, W] of an annotation (binary 0/255 -> {0, 1},
-    palette: the index, void 255 -> 0); a size other than the frame's ``size`` (H, W) is an error."""
+    """Object ids int64 [H, W] of an annotation (binary 0/255 -> {0, 1}, palette: the index, void 255 -> 0);
+    a size other than the frame's ``size`` (H, W) is an error."""
     values = read_label_png(path, DatasetError, palette=mask_format == "palette")
     if values.shape != tuple(size):
-        raise DatasetError(f"{path}: mask size {values.shape[0]}x{values.shape[1]} differs from the frame "
-                           f"size {size[0]}x{size[1]}")
+        (h, w), (fh, fw) = values.shape, size
+        raise DatasetError(f"{path}: mask size {h}x{w} differs from the frame size {fh}x{fw}")
     return object_ids(values, binary=mask_format == "binary").astype(np.int64)
 
 
 def first_mask_problems(seq: VideoSequence, ids: np.ndarray) -> list[str]:
-    """Warnings naming the sequence about the first annotation's object ids ``ids`` [H, W] that the official
-    tools accept but a user most likely did not mean: no object at all, and, where one mask gives every object
-    (DAVIS), ids with gaps (1 and 3 but no 2: the evaluation then scores an empty object 2)."""
+    """Warnings about the first annotation's object ids ``ids`` [H, W] that the official tools accept but a user
+    hardly means: no object at all; where one mask gives every object (DAVIS), ids 1 and 3 without 2."""
     present = sorted(int(i) for i in np.unique(ids) if i != 0)
     if not present:
         return [f"sequence {seq.name}: the first-frame mask {seq.annotations[min(seq.annotations)]} holds no object "
@@ -47,7 +46,6 @@ def first_mask_problems(seq: VideoSequence, ids: np.ndarray) -> list[str]:
 
 
 def _files(folder: Path, pattern: str) -> list[Path]:
-    """The files of ``folder`` matching ``pattern``, sorted; none is a DatasetError."""
     found = sorted(folder.glob(pattern))
     if not found:
         raise DatasetError(f"{folder}: no {pattern} files")
@@ -126,7 +124,7 @@ def vost_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[
 
 
 def _read_meta(meta_path: Path) -> dict[str, list[str]]:
-    """``{video: sorted frame names to write}`` of a YouTube-VOS meta.json, its structure checked:
+    """``{video: sorted frame names to write}`` of a YouTube-VOS meta.json, checked to be of the form
     ``{"videos": {video: {"objects": {id: {"frames": [name, ...]}}}}}``."""
     try:
         meta = json.loads(meta_path.read_text())
@@ -154,7 +152,7 @@ def _read_meta(meta_path: Path) -> dict[str, list[str]]:
 
 
 def frame_stem(name: str) -> str:
-    """A frame name as meta.json may give it, ``00005`` or ``00005.jpg``: the stem ``00005``."""
+    """A frame name as meta.json may give it, ``00005`` or ``00005.jpg``: ``00005``."""
     stem, ext = os.path.splitext(name)
     return stem if ext.lower() in (".jpg", ".jpeg", ".png") else name
 
@@ -167,8 +165,7 @@ def load_sequences(dataset: str, root: str | os.PathLike, wanted: Sequence[str] 
         return ytvos_sequences(root, wanted)
     if dataset == "vost":  # VOST val: DAVIS-like, sparse annotations
         return vost_sequences(root, wanted)
-    raise DatasetError(f"data.dataset: unknown dataset {dataset!r}; choose one of "
-                       f"{[*DAVIS_SPLITS, *YTVOS_DATASETS, 'vost']}")
+    raise DatasetError(f"data.dataset: {dataset!r} is not one of {[*DAVIS_SPLITS, *YTVOS_DATASETS, 'vost']}")
 
 
 def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
@@ -180,11 +177,10 @@ def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
 
 
 class FrameDataset(Dataset):
-    """Frames of one sequence (anything with a ``frames`` tuple of image files: a :class:`VideoSequence`,
-    a JHMDB or VIP video) for the encoder: ``dataset[t] -> [3, h, w]`` float32, RGB in [0, 1], resized, then
-    normalised. ``"shorter"``: the shorter side becomes ``input_size`` (bilinear, align_corners=True, the official
-    HVC loader); ``"square"``: ``input_size`` x ``input_size`` with half-pixel centres (``cv2.resize`` in
-    videowalk's JHMDB / VIP loaders). ``input_size`` = -1 keeps the size."""
+    """Frames of one sequence (anything with a ``frames`` tuple of image files) for the encoder: ``dataset[t] ->
+    [3, h, w]`` float32, RGB in [0, 1], resized, normalised. ``"shorter"``: the shorter side becomes ``input_size``
+    (bilinear, align_corners=True, the official HVC loader); ``"square"``: ``input_size`` x ``input_size`` with
+    half-pixel centres (``cv2.resize`` in videowalk's JHMDB / VIP loaders). ``input_size`` = -1 keeps the size."""
 
     def __init__(self, sequence: VideoSequence, input_size: int, mean: Sequence[float], std: Sequence[float],
                  resize: Literal["shorter", "square"] = "shorter"):
@@ -202,6 +198,6 @@ class FrameDataset(Dataset):
         path = self.sequence.frames[t]
         rgb = read_rgb(path, DatasetError, "frame")  # a writable copy for torch.from_numpy; 16-bit grey scaled
         if rgb.shape[:2] != self.size:
-            raise DatasetError(f"{path}: frame size {rgb.shape[0]}x{rgb.shape[1]} differs from the "
-                               f"sequence's {self.size[0]}x{self.size[1]}")
+            (h, w), (sh, sw) = rgb.shape[:2], self.size
+            raise DatasetError(f"{path}: frame size {h}x{w} differs from the sequence's {sh}x{sw}")
         return to_input(rgb, self.out_size, self.mean, self.std, self.align_corners)

@@ -3,8 +3,7 @@
     python -m hvc.download NAME [--root DIR] [--mirror URL] [--delete-archive]
     python -m hvc.download --list
 
-Items, resuming, checksums, what is never overwritten, safe unpacking and exit codes: docs/download.md.
-"""
+Items, resuming, checksums, what is never overwritten, safe unpacking and exit codes: docs/download.md."""
 
 from __future__ import annotations
 
@@ -333,8 +332,8 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
 
 
 def _derive_davis16_lists(root: Path) -> None:
-    """DAVIS 2016 lists frames (``ImageSets/480p/val.txt``: "/JPEGImages/480p/<seq>/<frame>.jpg ...");
-    the configs read sequence names from ``ImageSets/2016/val.txt``: written from it if absent."""
+    """``ImageSets/2016/<split>.txt`` (the sequence names the configs read), if absent, from DAVIS 2016's
+    ``ImageSets/480p/<split>.txt`` (lines "/JPEGImages/480p/<seq>/<frame>.jpg ...")."""
     for split in ("train", "val"):
         src, dst = root / "DAVIS/ImageSets/480p" / f"{split}.txt", root / "DAVIS/ImageSets/2016" / f"{split}.txt"
         if src.is_file() and not dst.exists():

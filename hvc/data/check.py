@@ -1,10 +1,6 @@
-"""What a data folder holds, and which benchmarks will run on it.
-
-    python -m hvc.data.check ROOT [--dataset davis17]
-
-ROOT is ``DATA_ROOT`` of ``scripts/run_test.sh``, or a DAVIS folder. What it reports: docs/download.md.
-Exit code 0 when the requested benchmark (without ``--dataset``: any benchmark) will run, else 3.
-"""
+"""What a data folder holds, and which benchmarks will run on it: ``python -m hvc.data.check ROOT [--dataset NAME]``
+(ROOT: ``DATA_ROOT`` of ``scripts/run_test.sh``, or a DAVIS folder). What it reports: docs/download.md. Exit code 0
+when the requested benchmark (without ``--dataset``: any benchmark) will run, else 3."""
 
 from __future__ import annotations
 
@@ -69,8 +65,8 @@ class RootReport:
 
 
 def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, every_frame: bool) -> list[str]:
-    """Problems of one DAVIS-like sequence: frames without masks (when every frame is annotated),
-    masks without frames, palette problems, an id gap in the first mask."""
+    """Problems of one DAVIS-like sequence: frames without masks (if ``every_frame`` is annotated), masks without
+    frames, palette problems, an id gap in the first mask."""
     frames, masks = sorted(frames_dir.glob("*.jpg")), sorted(masks_dir.glob("*.png"))  # [] for a missing folder
     if not frames:
         return [f"{name}: no frames in {frames_dir}"]

@@ -61,8 +61,8 @@ class VideoFile:
 
 
 def list_frames(folder: Path, suffixes: Sequence[str], error: type[Exception], advice: str = "") -> list[Path]:
-    """The files of ``folder`` with one of ``suffixes`` (any case), in name order; two files for one
-    frame (00005.jpg and 00005.png: which one is frame 00005?) are an ``error`` naming both."""
+    """The files of ``folder`` with one of ``suffixes`` (any case), in name order; two files for one frame
+    (00005.jpg and 00005.png) are an ``error`` naming both."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
     first: dict[str, Path] = {}
     for path in files:
@@ -136,8 +136,8 @@ def open_frames(path: str | os.PathLike) -> FrameSource:
 
 
 def to_input(rgb: np.ndarray, size: tuple[int, int], mean: Tensor, std: Tensor, align_corners: bool = True) -> Tensor:
-    """uint8 [H, W, 3] RGB -> the encoder's input [3, h, w]: [0, 1], resized to ``size`` (bilinear;
-    align_corners=True is the test protocol's resize), normalised by ``mean``/``std`` ([3, 1, 1])."""
+    """uint8 [H, W, 3] RGB -> the encoder's input [3, h, w] float32: [0, 1], resized to ``size`` (bilinear;
+    align_corners=True: the test protocol's), normalised by ``mean``/``std`` ([3, 1, 1])."""
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
     if tuple(size) != tuple(rgb.shape[:2]):
         x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=align_corners)[0]

@@ -100,8 +100,8 @@ def read_video_list(path: str | os.PathLike) -> list[str]:
 
 
 def read_split_folder(folder: str | os.PathLike) -> list[str]:
-    """Test videos of the official JHMDB split 1 (the protocol's): ``<class>_test_split1.txt``
-    files with ``<video>.avi <1|2>`` lines (2 = test); classes in name order."""
+    """Test videos of JHMDB split 1 (the protocol's), classes in name order: the ``<video>.avi 2`` lines of
+    ``<class>_test_split1.txt`` (1 = train)."""
     folder = Path(folder)
     files = sorted(folder.glob("*_test_split1.txt"))
     if not files:
@@ -124,8 +124,7 @@ def listed_videos(root: Path) -> list[str]:
 
 def jhmdb_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike] = None,
                  wanted: Sequence[str] = ()) -> list[JHMDBVideo]:
-    """The clips to evaluate: those of ``list_file`` (default: every ``joint_positions/<class>/<video>`` under
-    ``root``, sorted), restricted to ``wanted`` names if given; each must have its frames and joints file."""
+    """The clips of ``list_file`` (default: :func:`listed_videos`), restricted to ``wanted`` if given."""
     root = Path(root)
     joints = require(root / JOINTS_DIR, root, "JHMDB")
     listed = listed_videos(root) if list_file is None else read_video_list(list_file)
@@ -172,16 +171,13 @@ def save_keypoints(path: str | os.PathLike, coords: np.ndarray, feature_wh: tupl
 
 def load_keypoints(path: str | os.PathLike) -> Keypoints:
     """Read a file written by :func:`save_keypoints`; errors name the file."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise KeypointFileError(f"missing keypoint file {path}")
     try:
         with np.load(path, allow_pickle=False) as data:
             coords, size = data["coords"], data["feature_wh"]
     except KeyError as exc:
         raise KeypointFileError(f"{path}: no {exc} array (expected 'coords' and 'feature_wh')") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise KeypointFileError(f"{path}: corrupt or unreadable keypoint file ({exc})") from None
+        raise KeypointFileError(f"{path}: missing or unreadable keypoint file ({exc})") from None
     if coords.ndim != 3 or coords.shape[0] != 2 or not np.issubdtype(coords.dtype, np.floating):
         raise KeypointFileError(f"{path}: 'coords' must be float [2, J, T], got {coords.dtype} {coords.shape}")
     if size.shape != (2,) or np.any(size <= 0):

@@ -80,9 +80,8 @@ def to_normalized_tensor(img: Image.Image, mean: Sequence[float], std: Sequence[
 
 class RandomResizedCropCoord:
     """One training view, ``__call__(img, rng) -> (view [3, S, S] float32, coord [4] float32)``: a random resized
-    crop to ``size`` x ``size`` (S), normalised by ``mean`` and ``std``, with its crop coordinates. ``scale``: range
-    of the crop area as a fraction of the image's, ``ratio``: of its aspect ratio w / h; the paper's (0, 1) and
-    (3/4, 4/3) are the defaults of :class:`hvc.config.training.DataConfig` (:meth:`from_config`)."""
+    crop to ``size`` x ``size`` (S), normalised, with its coordinates. ``scale``: range of the crop's area fraction,
+    ``ratio``: of its aspect w / h (defaults: :class:`hvc.config.training.DataConfig`, :meth:`from_config`)."""
 
     def __init__(self, size: int, scale: tuple[float, float], ratio: tuple[float, float],
                  mean: Sequence[float], std: Sequence[float]):
@@ -161,9 +160,8 @@ def collate_pairs(items: list[Optional[Pair]]) -> tuple[Tensor, Tensor, Tensor, 
 
 
 class StaticImagePairs(PairDataset):
-    """Two independent random resized crops of each image file under ``roots`` (image folders or one path,
-    searched recursively, e.g. ``data/Static/JPEGImages/COCO``; each must exist and hold an image, else ValueError
-    naming it)."""
+    """Two independent crops of each image file under ``roots`` (folders searched recursively, or one; each must
+    exist and hold an image, else ValueError naming it)."""
 
     def __init__(self, roots: Sequence[str] | str | os.PathLike, crop: RandomResizedCropCoord, seed: int):
         super().__init__(crop, seed)
@@ -188,10 +186,9 @@ class StaticImagePairs(PairDataset):
 
 
 class VideoFramePairs(PairDataset):
-    """Two frames of one video, at most ``max_gap`` (>= 1) apart, each with its own random crop. ``root`` holds
-    one folder of frames per video, ordered by file name (``<root>/<video>/<frame>.jpg``: YouTube-VOS
-    ``train_all_frames/JPEGImages``, DAVIS ``JPEGImages/480p``, ...), at least one with frames, else ValueError
-    (folders without frames are ignored, one warning). Item i is video i (an epoch visits each video once):
+    """Two frames of one video, at most ``max_gap`` (>= 1) apart, each with its own crop. ``root`` holds a folder
+    of frames per video, in name order (``<root>/<video>/<frame>.jpg``: YouTube-VOS ``train_all_frames/JPEGImages``,
+    DAVIS ``JPEGImages/480p``), one at least, else ValueError (empty ones: ignored, one warning). Item i is video i:
     t1 uniform among its frames, t2 != t1 uniform within ``max_gap`` of t1 (t1 if there is none)."""
 
     def __init__(self, root: str | os.PathLike, crop: RandomResizedCropCoord, max_gap: int, seed: int):

@@ -14,12 +14,8 @@ from hvc.fileio import atomic_path
 
 def davis_palette() -> np.ndarray:
     """The 256-colour DAVIS palette: uint8 [256, 3]."""
-    ids = np.arange(256)
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for bit in range(8):
-        for channel in range(3):
-            palette[:, channel] |= (((ids >> (3 * bit + channel)) & 1) << (7 - bit)).astype(np.uint8)
-    return palette
+    bits = (np.arange(256)[:, None, None] >> (3 * np.arange(8)[:, None] + np.arange(3))) & 1  # [id, bit, channel]
+    return (bits << (7 - np.arange(8))[:, None]).sum(axis=1).astype(np.uint8)
 
 
 DAVIS_PALETTE = davis_palette()

@@ -54,9 +54,8 @@ class VideoSequence:
 
 
 def check_no_gaps(frames: Sequence[Path], name: str, last: Optional[int] = None) -> None:
-    """Refuse numbered frames ``0..last`` (default all) that are not a constant step apart
-    (``00000, 00001, ...`` or ``00000, 00005, ...``): propagating across a hole would treat distant
-    frames as neighbours and leave out predictions. Names not all numbers are not checked."""
+    """Refuse numbered frames ``0..last`` (default all) not a constant step apart (``00000, 00005, ...``): across
+    a hole, distant frames would be neighbours and predictions left out. Names not all numbers pass."""
     stems = [p.stem for p in frames[: None if last is None else last + 1]]
     if len(stems) < 3 or not all(s.isdigit() for s in stems):
         return
@@ -99,8 +98,7 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def found_datasets(data_root: Path) -> list[str]:
-    """Benchmarks whose folder is present under ``data_root`` (existence checks only, cheap):
-    what error messages suggest when the requested one is missing."""
+    """Benchmarks whose folder is present under ``data_root`` (existence checks only, cheap)."""
     return [name for name, sub in FOLDERS.items() if (Path(data_root) / sub / MARKERS[name]).exists()]
 
 
@@ -120,8 +118,7 @@ def require(path: Path, root: Path, benchmark: str) -> Path:
 
 def read_sequence_list(root: Path, year: int | str, split: str, error: type[Exception] = ValueError,
                        hint: str = "") -> list[str]:
-    """Names listed in ``<root>/ImageSets/<year>/<split>.txt``, in file order; each a plain
-    folder name (:mod:`hvc.names`: no ``/``, no ``..``), else ``error`` naming the line."""
+    """Names of ``<root>/ImageSets/<year>/<split>.txt`` in file order, each a plain folder name (:mod:`hvc.names`)."""
     path = Path(root) / "ImageSets" / str(year) / f"{split}.txt"
     if not path.is_file():
         raise error(f"{path}: sequence list not found" + (f" ({hint})" if hint else ""))
@@ -147,8 +144,7 @@ def read_label_png(path: Path, error: type[Exception] = ValueError, palette: boo
 
 
 def object_ids(values: np.ndarray, binary: bool) -> np.ndarray:
-    """Object ids [H, W] uint8 (0 = background) of label values: binary masks -> {0, 1};
-    otherwise the values, with void (255) as background."""
+    """Object ids [H, W] uint8 (0 = background) of label values: binary -> {0, 1}, else void (255) -> 0."""
     if binary:
         return (values != 0).view(np.uint8)
     return np.where(values == VOID_ID, np.uint8(0), values)

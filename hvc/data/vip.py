@@ -57,9 +57,8 @@ def read_frame_list(path: str | os.PathLike) -> list[tuple[str, str]]:
 
 def vip_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike] = None,
                wanted: Sequence[str] = ()) -> list[VIPVideo]:
-    """The videos of ``list_file`` (default: every video with annotations under ``root``, its
-    annotated frames sorted), restricted to ``wanted`` if given; every frame must have its
-    JPEG and its annotation."""
+    """The videos of ``list_file`` (default: every annotated video under ``root``, its annotated frames sorted),
+    restricted to ``wanted`` if given; every frame must have its JPEG and its annotation."""
     root = Path(root)
     labels = require(root / LABELS_DIR, root, "VIP")
     by_video: dict[str, list[str]] = {}

@@ -1,5 +1,5 @@
-"""Video object segmentation benchmarks (DAVIS 2016/2017, YouTube-VOS 2018/2019, VOST) read into
-:class:`VideoSequence` lists; :class:`FrameDataset` turns one into normalised tensors. Folder trees: data/README.md."""
+"""VOS benchmarks (DAVIS 2016/2017, YouTube-VOS 2018/2019, VOST; trees: data/README.md) read into
+:class:`VideoSequence` lists; :class:`FrameDataset` turns one into normalised tensors."""
 
 from __future__ import annotations
 
@@ -104,9 +104,8 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
 
 
 def vost_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[VideoSequence]:
-    """VOST (Video Object Segmentation under Transformations) val, DAVIS-like with sparse annotations
-    (docs/tasks.md): the sequences of ``ImageSets/val.txt``, frames from the first annotated one on, the
-    first annotation as input, the annotated frames (the ground truth) as outputs."""
+    """VOST val (docs/tasks.md), DAVIS-like with sparse annotations: the sequences of ``ImageSets/val.txt``, frames
+    from the first annotated one on, which is the input; the annotated frames are the outputs."""
     root = Path(root)
     listing = require(root / "ImageSets" / "val.txt", root, "VOST")
     sequences = []

@@ -204,8 +204,7 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
     offset = part.stat().st_size if part.is_file() else 0
     url = mirror.rstrip("/") + "/" + source.filename if mirror else source.url
     stream, total, resumed = _open(url, offset)
-    if not resumed:  # the server sent the whole file: start the partial file again
-        offset = 0
+    offset = offset if resumed else 0  # the server sent the whole file: start the partial file again
     try:
         with open(part, "ab" if offset else "wb") as out, \
                 tqdm.wrapattr(out, "write", total=total, bytes=False, initial=offset, unit="B", unit_scale=True,

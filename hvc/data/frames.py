@@ -61,9 +61,13 @@ class VideoFile:
 
 
 def list_frames(folder: Path, suffixes: Sequence[str], error: type[Exception], advice: str = "") -> list[Path]:
-    """The files of ``folder`` with one of ``suffixes`` (any case), in name order; two files for one frame
-    (00005.jpg and 00005.png) are an ``error`` naming both."""
+    """The files of ``folder`` with one of ``suffixes`` (any case), in name order; ``error`` for a missing folder,
+    none, or two files for one frame (00005.jpg and 00005.png: both named)."""
+    if not folder.is_dir():
+        raise error(f"{folder}: frame folder not found")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
+    if not files:
+        raise error(f"{folder}: no frames ({', '.join(suffixes)}) in this folder")
     first: dict[str, Path] = {}
     for path in files:
         if first.setdefault(path.stem, path) is not path:
@@ -77,8 +81,6 @@ class ImageFolder:
     def __init__(self, path: Path):
         self.path = path
         self.files = list_frames(path, IMAGE_SUFFIXES, VideoError, "; keep one")  # both would write masks/<stem>.png
-        if not self.files:
-            raise VideoError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
         if len(self.files) == 1:
             raise VideoError(f"{path}: the folder holds one frame; propagation needs at least two")
         self.size, self.fps, self.count = read_rgb(self.files[0]).shape[:2], 24.0, len(self.files)

@@ -19,6 +19,7 @@ from hvc.data.sequence import (DAVIS_ANNOTATIONS, DAVIS_FRAMES, DAVIS_SPLITS, Da
 from hvc.names import check_name, read_name_list, short
 
 YTVOS_DATASETS = ("ytvos", "ytvos19")
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -> np.ndarray:
@@ -52,15 +53,6 @@ def _files(folder: Path, pattern: str) -> list[Path]:
     return found
 
 
-def _frames_of(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: frame folder not found")
-    frames = list_frames(folder, (".jpg", ".jpeg", ".png"), DatasetError)
-    if not frames:
-        raise DatasetError(f"{folder}: no frames (.jpg/.png) in this folder")
-    return frames
-
-
 def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str] = ()) -> list[VideoSequence]:
     """DAVIS 2016 / 2017 sequences of ``ImageSets/<year>/<split>.txt`` (480p); all frames written."""
     root = Path(root)
@@ -68,7 +60,7 @@ def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str]
     listing = require(root / "ImageSets" / year / f"{split}.txt", root, "DAVIS")
     sequences = []
     for name in select(read_name_list(listing, DatasetError), wanted, listing):
-        frames = _frames_of(root / DAVIS_FRAMES / name)
+        frames = list_frames(root / DAVIS_FRAMES / name, FRAME_SUFFIXES, DatasetError)
         check_no_gaps(frames, name)
         first = root / DAVIS_ANNOTATIONS / name / f"{frames[0].stem}.png"
         if not first.is_file():
@@ -87,7 +79,7 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
     sequences = []
     for name in select(sorted(videos), wanted, meta_path):
         ann = _files(root / "valid" / "Annotations" / name, "*.png")
-        frames = _frames_of(root / "valid_all_frames" / "JPEGImages" / name)
+        frames = list_frames(root / "valid_all_frames/JPEGImages" / name, FRAME_SUFFIXES, DatasetError)
         stems = [p.stem for p in frames]
         if ann[0].stem not in stems:
             raise DatasetError(f"{ann[0]}: its frame is missing from {frames[0].parent}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Union
 
 import cv2
 import numpy as np
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from hvc.data.sequence import list_frames
 from hvc.errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -58,21 +59,6 @@ class VideoFile:
 
     def name(self, t: int) -> str:
         return f"{t:05d}"
-
-
-def list_frames(folder: Path, suffixes: Sequence[str], error: type[Exception], advice: str = "") -> list[Path]:
-    """The files of ``folder`` with one of ``suffixes`` (any case), in name order; ``error`` for a missing folder,
-    none, or two files for one frame (00005.jpg and 00005.png: both named)."""
-    if not folder.is_dir():
-        raise error(f"{folder}: frame folder not found")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
-    if not files:
-        raise error(f"{folder}: no frames ({', '.join(suffixes)}) in this folder")
-    first: dict[str, Path] = {}
-    for path in files:
-        if first.setdefault(path.stem, path) is not path:
-            raise error(f"{folder}: two files for frame {path.stem}: {first[path.stem].name} and {path.name}{advice}")
-    return files
 
 
 class ImageFolder:

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from hvc.data.sequence import DatasetError, image_size, list_lines, require, select
+from hvc.data.sequence import DatasetError, image_size, list_frames, list_lines, require, select
 from hvc.errors import InputError
 from hvc.fileio import atomic_path
 from hvc.names import check_name
@@ -64,14 +64,10 @@ def read_joints(path: str | os.PathLike) -> np.ndarray:
 
 def _frames(folder: Path) -> tuple[Path, ...]:
     """The PNG frames of a clip, ordered by their number (as videowalk sorts them)."""
-    if not folder.is_dir():
-        raise DatasetError(f"frame folder not found: {folder}")
-    frames = [p for p in folder.iterdir() if p.suffix.lower() == ".png"]
+    frames = list_frames(folder, (".png",), DatasetError)
     bad = [p.name for p in frames if not p.stem.isdigit()]
     if bad:
         raise DatasetError(f"{folder}: frame names must be numbers (%05d.png), found {bad[:3]}")
-    if not frames:
-        raise DatasetError(f"no .png frames in {folder}")
     frames = sorted(frames, key=lambda p: int(p.stem))
     for a, b in zip(frames, frames[1:]):  # 1.png and 00001.png: which one is frame 1?
         if int(a.stem) == int(b.stem):

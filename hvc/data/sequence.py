@@ -67,6 +67,21 @@ def check_no_gaps(frames: Sequence[Path], name: str, last: Optional[int] = None)
                                f"{stems[i + 1]}, the other frames are {step} apart; restore the missing frames")
 
 
+def list_frames(folder: Path, suffixes: Sequence[str], error: type[Exception], advice: str = "") -> list[Path]:
+    """The files of ``folder`` with one of ``suffixes`` (any case), in name order; ``error`` for a missing folder,
+    none, or two files for one frame (00005.jpg and 00005.png: both named)."""
+    if not folder.is_dir():
+        raise error(f"{folder}: frame folder not found")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
+    if not files:
+        raise error(f"{folder}: no frames ({', '.join(suffixes)}) in this folder")
+    first: dict[str, Path] = {}
+    for path in files:
+        if first.setdefault(path.stem, path) is not path:
+            raise error(f"{folder}: two files for frame {path.stem}: {first[path.stem].name} and {path.name}{advice}")
+    return files
+
+
 def list_lines(path: Path) -> Iterator[tuple[str, list[str], str]]:
     """(``<path>, line <n>``, its whitespace-split fields, the stripped line) of each non-blank line."""
     if not path.is_file():

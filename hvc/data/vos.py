@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from hvc.data.frames import list_frames, read_rgb, to_input
+from hvc.data.frames import read_rgb, to_input
 from hvc.data.sequence import (DAVIS_ANNOTATIONS, DAVIS_FRAMES, DAVIS_SPLITS, DatasetError, MaskFormat, VideoSequence,
-                               check_no_gaps, image_size, object_ids, read_label_png, require, select)
+                               check_no_gaps, image_size, list_frames, object_ids, read_label_png, require, select)
 from hvc.names import check_name, read_name_list, short
 
 YTVOS_DATASETS = ("ytvos", "ytvos19")

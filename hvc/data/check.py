@@ -126,15 +126,9 @@ def _ytvos(report: DatasetReport) -> None:
         return
     report.sequences = sorted(videos)
     for name in report.sequences:
-        if _unsafe(report, name, "valid/meta.json"):
-            continue
-        frames_dir = report.folder / "valid_all_frames/JPEGImages" / name
-        masks_dir = report.folder / "valid/Annotations" / name
-        report.problems += _scan_sequence(name, frames_dir, masks_dir, palette=True, every_frame=False)
-        listed = {f for obj in videos[name].get("objects", {}).values() for f in obj.get("frames", [])}
-        missing = sorted(f for f in listed if not (frames_dir / f"{f}.jpg").is_file())
-        if missing and frames_dir.is_dir():
-            report.problems.append(f"{name}: {len(missing)} frames listed in meta.json are missing ({missing[0]}.jpg)")
+        if not _unsafe(report, name, "valid/meta.json"):
+            report.problems += _scan_sequence(name, report.folder / "valid_all_frames/JPEGImages" / name,
+                                              report.folder / "valid/Annotations" / name, True, every_frame=False)
 
 
 def _jhmdb(report: DatasetReport) -> None:

@@ -20,7 +20,6 @@ from hvc.names import check_name
 FRAMES_DIR = "Rename_Images"
 JOINTS_DIR = "joint_positions"
 JOINTS_FILE = "joint_positions.mat"
-TEST_LABEL = "2"  # in the official split files, 1 = train and 2 = test
 # JHMDB joint order of ``pos_img`` (the dataset's documentation; videowalk's skeleton
 # drawing in ``code/utils/test_utils.py`` links them in this order too).
 JOINT_NAMES = ("neck", "belly", "face", "right shoulder", "left shoulder", "right hip", "left hip", "right elbow",
@@ -108,7 +107,7 @@ def read_split_folder(folder: str | os.PathLike) -> list[str]:
         for where, fields, text in list_lines(file):
             if len(fields) != 2 or fields[1] not in ("1", "2"):
                 raise DatasetError(f"{where}: expected '<video>.avi 1|2', got {text!r}")
-            if fields[1] == TEST_LABEL:
+            if fields[1] == "2":  # 1 = train, 2 = test
                 names.append(check_name(f"{cls}/{Path(fields[0]).stem}", where, parts=2, error=DatasetError))
     return names
 

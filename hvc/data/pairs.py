@@ -129,8 +129,7 @@ def item_rng(seed: int, epoch: int, index: int) -> random.Random:
 
 
 class PairDataset(Dataset):
-    """Base class: two independently cropped views with their coordinates (module doc); ``crop`` is the view
-    transform, ``seed`` (>= 0) the base seed of the per-item generators. ``dataset[i]``: a Pair or None."""
+    """Base of the pair datasets (module doc): ``crop``, the view transform; ``seed`` (>= 0), the base seed."""
 
     def __init__(self, crop: RandomResizedCropCoord, seed: int):
         checks.at_least("runtime.seed", seed, 0)

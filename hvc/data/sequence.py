@@ -145,11 +145,10 @@ def read_label_png(path: Path, error: type[Exception] = ValueError, palette: boo
     ``palette`` requires 'P' mode, as multi-object annotations must be."""
     if not path.is_file():
         raise error(f"missing file {path}")
-    allowed = ("P",) if palette else LABEL_MODES
     try:
         with Image.open(path) as image:
             kind, mode = image.format, image.mode
-            values = np.array(image) if kind == "PNG" and mode in allowed else None
+            values = np.array(image) if kind == "PNG" and mode in (("P",) if palette else LABEL_MODES) else None
     except (OSError, SyntaxError, ValueError) as exc:  # what PIL raises for broken files
         raise error(f"{path}: corrupt or unreadable PNG ({exc})") from None
     if values is None:

@@ -67,12 +67,10 @@ def vip_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike] =
             by_video.setdefault(video, []).append(frame)
     else:
         for folder in sorted(p for p in labels.iterdir() if p.is_dir()):
-            frames = sorted(p.stem for p in folder.glob("*.png"))
-            if frames:
-                by_video[folder.name] = frames
-    by_video = {v: by_video[v] for v in select(list(by_video), wanted, list_file or labels)}
+            by_video[folder.name] = sorted(p.stem for p in folder.glob("*.png"))
     videos = []
-    for name, frames in by_video.items():
+    for name in select([v for v, frames in by_video.items() if frames], wanted, list_file or labels):
+        frames = by_video[name]
         if len(set(frames)) != len(frames):
             raise DatasetError(f"video {name!r}: frames listed more than once in {list_file}")
         images = tuple(root / IMAGES_DIR / name / f"{f}.jpg" for f in frames)

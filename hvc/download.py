@@ -7,7 +7,6 @@ Items, resuming, checksums, what is never overwritten, safe unpacking and exit c
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -355,8 +354,7 @@ def listing() -> str:
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m hvc.download", description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m hvc.download", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", nargs="?", help=" | ".join(ITEMS))
     parser.add_argument("--root", type=Path, help="default: checkpoints/ (weights), $DATA_ROOT or data (datasets)")
     parser.add_argument("--mirror", help="a folder URL holding the same files (file:///DIR, https://host/dir)")

@@ -1,12 +1,9 @@
 """Training pairs: two cropped views of one image (:class:`StaticImagePairs`, the paper's setting) or of two nearby
-frames of one video (:class:`VideoFramePairs`). An item is ``(view1 [3, S, S] float32, view2, coord1 [4] float32,
-coord2 [4])``, or ``None`` (a warning names the file) for an undecodable image or one under 2 pixels on a side (crop
-coordinates divide by W - 1 and H - 1); ``collate_pairs`` drops and counts those. Randomness: one generator per
-(seed, epoch, item), docs/training.md.
-
-A view is a random resized crop that remembers where it came from: the box ``(i, j, h, w)`` (top row, left column,
-height, width in pixels); its coordinates ``[x0, y0, x1, y1]`` and the official draw, repeated on the item's
-``random.Random``, are fixed in docs/crop_coordinates.md. There is no flip."""
+frames of one video (:class:`VideoFramePairs`). A view is a random resized crop (no flip) with its coordinates:
+box ``(i, j, h, w)`` -> ``[x0, y0, x1, y1]``, drawn as officially on the item's ``random.Random``
+(docs/crop_coordinates.md). An item is ``(view1 [3, S, S] float32, view2, coord1 [4] float32, coord2 [4])``, or
+``None`` (a warning names the file) for an undecodable image or one under 2 pixels on a side; ``collate_pairs`` drops
+and counts those. Randomness: one generator per (seed, epoch, item), docs/training.md."""
 
 from __future__ import annotations
 

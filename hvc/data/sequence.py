@@ -1,8 +1,7 @@
 """What the benchmark readers share: where each benchmark lies under a data root, what a reader returns (one
-:class:`VideoSequence` per video) or raises (:class:`DatasetError`), and the DAVIS folder layout (data/README.md)
-read one way by inference and evaluation (label values and void: docs/metrics.md; each reader raises the caller's
-``error`` type naming the file). Torch-free and reading nothing at import, for the scorers (hvc.metrics) and
-``python -m hvc.data.check``; :mod:`hvc.data.vos` makes tensors."""
+:class:`VideoSequence` per video) or raises (:class:`DatasetError`), the DAVIS layout (data/README.md) and label PNGs
+as inference and evaluation both read them (values and void: docs/metrics.md; readers raise the caller's ``error``
+naming the file). Torch-free and reading nothing at import, for hvc.metrics and ``python -m hvc.data.check``."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from hvc.errors import InputError
 from hvc.names import read_name_list
 
 VOID_ID = 255
-LABEL_MODES = ("P", "L", "1")  # palette indices, grey values, 1-bit masks
 DAVIS_FRAMES = Path("JPEGImages") / "480p"
 DAVIS_ANNOTATIONS = Path("Annotations") / "480p"
 # How an annotation PNG stores ids: "binary" (DAVIS 2016, 0/255) or "palette" (palette indices).
@@ -148,7 +146,7 @@ def read_label_png(path: Path, error: type[Exception] = ValueError, palette: boo
     try:
         with Image.open(path) as image:
             kind, mode = image.format, image.mode
-            values = np.array(image) if kind == "PNG" and mode in (("P",) if palette else LABEL_MODES) else None
+            values = np.array(image) if kind == "PNG" and mode in (("P",) if palette else ("P", "L", "1")) else None
     except (OSError, SyntaxError, ValueError) as exc:  # what PIL raises for broken files
         raise error(f"{path}: corrupt or unreadable PNG ({exc})") from None
     if values is None:

@@ -29,8 +29,8 @@ from tqdm import tqdm
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, InputError, UsageError, entry_point
 from hvc.fileio import atomic_path, atomic_write_text, file_digest, stream_digest
+from hvc.paths import project_folder
 
-REPO = Path(__file__).resolve().parents[1]
 CHUNK = 1 << 20
 CACHE = ".downloads"
 RECORD = "checksums.json"
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.name not in ITEMS:
         raise UsageError(f"command line: name {args.name!r}: choose one of {', '.join(ITEMS)} (or --list)")
     item = ITEMS[args.name]
-    default = REPO / "checkpoints" if item.kind == "weights" else Path(os.environ.get("DATA_ROOT") or "data")
+    default = project_folder("checkpoints") if item.kind == "weights" else Path(os.environ.get("DATA_ROOT") or "data")
     root = args.root or default
     result = install(item, root, args.mirror, keep_archive=not args.delete_archive, progress=not args.no_progress)
     print(f"{item.name}: {len(result.written)} files written, {len(result.unchanged)} already there, under {root}")

@@ -1,9 +1,6 @@
-"""Weights and datasets from their official sources, one command each.
-
-    python -m hvc.download NAME [--root DIR] [--mirror URL] [--delete-archive]
-    python -m hvc.download --list
-
-Items, resuming, checksums, what is never overwritten, safe unpacking and exit codes: docs/download.md."""
+"""Weights and datasets from their official sources, one command each: ``python -m hvc.download NAME [--root DIR]
+[--mirror URL] [--delete-archive]``, or ``--list``. Items, resuming, checksums, what is never overwritten, safe
+unpacking and exit codes: docs/download.md."""
 
 from __future__ import annotations
 
@@ -259,9 +256,8 @@ def _entries(archive: Path) -> Iterator[tuple[str, Optional[Callable[[], BinaryI
 
 def unpack(archive: Path, root: Path, place: Placement, result: Optional[Installed] = None,
            progress: bool = True) -> Installed:
-    """Unpack the entries ``place`` maps into ``root``; existing identical files are kept. Refused before
-    anything is written (InputError): an entry with an absolute path, a ``..`` component or a link; an
-    existing file whose content differs from its entry."""
+    """Unpack the entries ``place`` maps into ``root``, keeping identical files. Refused before anything is written
+    (InputError): an entry with an absolute path, a ``..`` component or a link; a file there with other content."""
     result, matched = result or Installed(), False
     new: dict[str, Path] = {}  # entry name -> its file under the root, absent so far
     for name, opener, link in _entries(archive):
@@ -354,7 +350,7 @@ def listing() -> str:
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m hvc.download", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m hvc.download", description=__doc__.split(":")[0])
     parser.add_argument("name", nargs="?", help=" | ".join(ITEMS))
     parser.add_argument("--root", type=Path, help="default: checkpoints/ (weights), $DATA_ROOT or data (datasets)")
     parser.add_argument("--mirror", help="a folder URL holding the same files (file:///DIR, https://host/dir)")

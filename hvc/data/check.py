@@ -155,8 +155,7 @@ def _vip(report: DatasetReport) -> None:
 
 
 SCANS: dict[str, Callable[[DatasetReport], None]] = {
-    "davis16": _davis, "davis17": _davis, "davis17dev": _davis, "ytvos": _ytvos, "ytvos19": _ytvos,
-    "jhmdb": _jhmdb, "vip": _vip,
+    **dict.fromkeys(DAVIS_SPLITS, _davis), "ytvos": _ytvos, "ytvos19": _ytvos, "jhmdb": _jhmdb, "vip": _vip,
     "vost": partial(_scan_listed, listing="ImageSets/val.txt", frames="JPEGImages", masks="Annotations")}
 
 
@@ -199,7 +198,7 @@ def check_root(root: Path, dataset: Optional[str] = None) -> RootReport:
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m hvc.data.check", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m hvc.data.check", description=__doc__.split(":")[0])
     parser.add_argument("root", type=Path, help="data root (DATA_ROOT of scripts/run_test.sh) or a DAVIS folder")
     parser.add_argument("--dataset", choices=list(FOLDERS), help="check only this benchmark")
     args = parser.parse_args(argv)

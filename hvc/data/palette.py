@@ -1,6 +1,5 @@
-"""The DAVIS colour palette and indexed ('P' mode) PNG masks. The palette is the PASCAL VOC colour map: the bits
-of an id spread over the three channels, most significant bit first (1 -> dark red, 2 -> green, 255 -> the void
-colour (224, 224, 192))."""
+"""The DAVIS colour palette (the PASCAL VOC map: an id's bits spread over the three channels, most significant
+first; 1 -> dark red, 2 -> green, 255 -> the void colour (224, 224, 192)) and indexed ('P' mode) PNG masks."""
 
 from __future__ import annotations
 

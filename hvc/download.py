@@ -156,21 +156,12 @@ def _check(source: Source, path: Path, cache: Path) -> tuple[str, Optional[str],
 
 def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
     """(stream, total size or None, whether the stream starts at ``offset``)."""
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme == "file":
-        path = Path(urllib.request.url2pathname(parsed.path))
-        try:
-            stream = open(path, "rb")
-        except OSError as exc:
-            raise DownloadError(f"{url}: cannot read ({exc.strerror})") from None
-        total = path.stat().st_size
-        stream.seek(min(offset, total))
-        return stream, total, True
-    if parsed.scheme not in ("http", "https"):
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme not in ("http", "https", "file"):
         raise UsageError(f"{url}: only http, https and file URLs are supported")
     request = urllib.request.Request(url, headers={"User-Agent": "hvc.download"})
     if offset:
-        request.add_header("Range", f"bytes={offset}-")
+        request.add_header("Range", f"bytes={offset}-")  # a file URL ignores it: seeked below
     try:
         response = urllib.request.urlopen(request, timeout=60)
     except urllib.error.HTTPError as exc:
@@ -178,12 +169,15 @@ def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
             total = exc.headers.get("Content-Range", "").rpartition("/")[2]
             return io.BytesIO(), int(total) if total.isdigit() else offset, True
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise DownloadError(f"{url}: cannot connect ({getattr(exc, 'reason', exc)}); offline? use --mirror") from None
-    resumed = response.status == 206
+    except OSError as exc:  # URLError among them
+        raise DownloadError(f"{url}: cannot open ({getattr(exc, 'reason', exc)}); offline? use --mirror") from None
     length = response.headers.get("Content-Length")
-    total = (offset if resumed else 0) + int(length) if length and length.isdigit() else None
-    return response, total, resumed
+    size = int(length) if length and length.isdigit() else None
+    if scheme == "file":
+        response.seek(min(offset, size))
+        return response, size, True
+    resumed = response.status == 206
+    return response, None if size is None else (offset if resumed else 0) + size, resumed
 
 
 def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: bool = True) -> Fetched:

@@ -331,17 +331,6 @@ def _derive_davis16_lists(root: Path) -> None:
             atomic_write_text(dst, "".join(f"{n}\n" for n in names))
 
 
-def listing() -> str:
-    lines = []
-    for item in ITEMS.values():
-        lines.append(f"{item.name}: {item.title} ({item.kind}; {item.page})")
-        lines += [f"    by hand: {item.by_hand}"] if item.by_hand else []
-        for s in item.sources:
-            known = f"sha256 {s.sha256}" if s.sha256 else f"md5 {s.md5}" if s.md5 else "sha256 recorded on download"
-            lines.append(f"    {s.url}  [{known}]")
-    return "\n".join(lines)
-
-
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m hvc.download", description=__doc__.split(":")[0])
@@ -352,8 +341,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="show every item, its sources and checksums")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    if args.list:
-        print(listing())
+    if args.list:  # every item, its sources and what checks them
+        for item in ITEMS.values():
+            print(f"{item.name}: {item.title} ({item.kind}; {item.page})")
+            if item.by_hand:
+                print(f"    by hand: {item.by_hand}")
+            for s in item.sources:
+                known = f"sha256 {s.sha256}" if s.sha256 else f"md5 {s.md5}" if s.md5 else "sha256 recorded on download"
+                print(f"    {s.url}  [{known}]")
         return 0
     if args.name not in ITEMS:
         raise UsageError(f"command line: name {args.name!r}: choose one of {', '.join(ITEMS)} (or --list)")

@@ -166,13 +166,15 @@ def save_keypoints(path: str | os.PathLike, coords: np.ndarray, feature_wh: tupl
 
 def load_keypoints(path: str | os.PathLike) -> Keypoints:
     """Read a file written by :func:`save_keypoints`; errors name the file."""
+    if not os.path.isfile(path):
+        raise KeypointFileError(f"{path}: missing keypoint file")
     try:
         with np.load(path, allow_pickle=False) as data:
             coords, size = data["coords"], data["feature_wh"]
     except KeyError as exc:
         raise KeypointFileError(f"{path}: no {exc} array (expected 'coords' and 'feature_wh')") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise KeypointFileError(f"{path}: missing or unreadable keypoint file ({exc})") from None
+        raise KeypointFileError(f"{path}: corrupt or unreadable keypoint file ({exc})") from None
     if coords.ndim != 3 or coords.shape[0] != 2 or not np.issubdtype(coords.dtype, np.floating):
         raise KeypointFileError(f"{path}: 'coords' must be float [2, J, T], got {coords.dtype} {coords.shape}")
     if size.shape != (2,) or np.any(size <= 0):

@@ -227,7 +227,7 @@ def test_test_py_refuses_a_code_executing_pickle(tmp_path, capsys):
 
 
 YTVOS_CASES = [
-    case("no videos", {"videos": {}}, r"meta\.json: lists no videos"),
+    case("no videos", {"videos": {}}, r"meta\.json: lists no sequence"),
     case("not JSON", "{ videos", r"meta\.json: not a YouTube-VOS meta\.json \(invalid JSON"),
     case("videos is a list", {"videos": ["vid_a"]}, r"meta\.json: not a YouTube-VOS meta\.json \(no 'videos' mapping"),
     case("object without frames", {"videos": {"vid_a": {"objects": {"1": {"category": "box"}}}}},

@@ -119,8 +119,8 @@ def _read_meta(meta_path: Path) -> dict[str, list[str]]:
     ``{"videos": {video: {"objects": {id: {"frames": [name, ...]}}}}}``."""
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{meta_path}: not a readable YouTube-VOS meta.json ({exc})") from None
+    except ValueError as exc:  # UnicodeDecodeError among them
+        raise DatasetError(f"{meta_path}: not a YouTube-VOS meta.json (invalid JSON: {exc})") from None
     videos = meta.get("videos") if isinstance(meta, dict) else None
     if not isinstance(videos, dict):
         raise DatasetError(f"{meta_path}: not a YouTube-VOS meta.json (no 'videos' mapping at the top level)")

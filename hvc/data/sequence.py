@@ -120,13 +120,10 @@ def require(path: Path, root: Path, benchmark: str) -> Path:
     naming the benchmarks found beside ``root`` (or one level up, for YouTube-VOS's ``YTB/<year>``)."""
     if path.exists():
         return path
-    ask = f"{path}: not found (is data.root={root} a {benchmark} folder?"
-    for near in (root.parent, root.parent.parent):
-        found = found_datasets(near)
-        if found:
-            raise DatasetError(f"{ask} found under {near}: {', '.join(found)}; python -m hvc.data.check {near})")
-    raise DatasetError(f"{ask} no benchmark found under {root.parent}; python -m hvc.download davis17 fetches "
-                       f"DAVIS 2017, docs/download.md)")
+    near = next((d for d in (root.parent, root.parent.parent) if found_datasets(d)), None)
+    hint = (f"found under {near}: {', '.join(found_datasets(near))}; python -m hvc.data.check {near}" if near else
+            f"no benchmark found under {root.parent}; python -m hvc.download davis17 fetches DAVIS (docs/download.md)")
+    raise DatasetError(f"{path}: not found (is data.root={root} a {benchmark} folder? {hint})")
 
 
 def read_sequence_list(root: Path, year: int | str, split: str, error: type[Exception] = ValueError,

@@ -40,7 +40,7 @@ from _timing import load_line  # noqa: E402
 
 from hvc.data.pairs import StaticImagePairs, collate_pairs, item_rng, load_rgb  # noqa: E402
 from hvc.config.training import DataConfig  # noqa: E402
-from hvc.data.transforms import RandomResizedCropCoord, resized_crop, sample_crop_box, to_normalized_tensor  # noqa: E402
+from hvc.data.pairs import RandomResizedCropCoord, resized_crop, sample_crop_box, to_normalized_tensor  # noqa: E402
 
 TRAIN_MEAN, TRAIN_STD = DataConfig().mean, DataConfig().std  # the paper's training statistics
 

@@ -46,8 +46,7 @@ from _timing import alternate, load_line, median  # noqa: E402
 
 from hvc.cli import run_main  # noqa: E402
 from hvc.config.training import DataConfig, ModelConfig, OptimConfig, RuntimeConfig  # noqa: E402
-from hvc.data.pairs import StaticImagePairs, collate_pairs  # noqa: E402
-from hvc.data.transforms import RandomResizedCropCoord  # noqa: E402
+from hvc.data.pairs import RandomResizedCropCoord, StaticImagePairs, collate_pairs  # noqa: E402
 from hvc.distributed import resolve_device  # noqa: E402
 from hvc.engine import (autocast_dtype, build_model, build_optimizer, flush_denormal, make_scaler,  # noqa: E402
                         train_step, use_channels_last)

@@ -1,14 +1,9 @@
-"""Weights and datasets from their official sources, one command each.
-
-    python -m hvc.download NAME [--root DIR] [--mirror URL] [--delete-archive]
-    python -m hvc.download --list
-
-Items, resuming, checksums, what is never overwritten, safe unpacking and exit codes: docs/download.md.
-"""
+"""Weights and datasets from their official sources, one command each: ``python -m hvc.download NAME [--root DIR]
+[--mirror URL] [--delete-archive]``, or ``--list``. Items, resuming, checksums, what is never overwritten, safe
+unpacking and exit codes: docs/download.md."""
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -31,8 +26,8 @@ from tqdm import tqdm
 from hvc.cli import run_main
 from hvc.errors import ArgumentParser, InputError, UsageError, entry_point
 from hvc.fileio import atomic_path, atomic_write_text, file_digest, stream_digest
+from hvc.cli import project_folder
 
-REPO = Path(__file__).resolve().parents[1]
 CHUNK = 1 << 20
 CACHE = ".downloads"
 RECORD = "checksums.json"
@@ -74,18 +69,17 @@ class Item:
     sources: tuple[Source, ...] = ()
     place: Optional[Placement] = None  # None: the file itself is the result (no archive)
     expect: tuple[str, ...] = ()  # paths under the root that must exist afterwards
-    dataset: Optional[str] = None  # hvc.data.check name of the unpacked tree
     by_hand: str = ""  # for items without a direct public download: where to get them
 
 
-HVC_RELEASE = Source("https://github.com/PGSmall/HVC/releases/download/v0.1/releases_models.zip")
+HVC_RELEASE = ("https://github.com/PGSmall/HVC#model-zoo-and-results",
+               (Source("https://github.com/PGSmall/HVC/releases/download/v0.1/releases_models.zip"),),
+               _rules((r"(?:.*/)?(hvc_\w+\.pth)", "")))  # page, sources, placement of both HVC encoders
 ITEMS: dict[str, Item] = {item.name: item for item in (
     Item("hvc_coco", "HVC encoder trained on COCO (the paper's main model; the release zip holds all four)",
-         "weights", "https://github.com/PGSmall/HVC#model-zoo-and-results", (HVC_RELEASE,),
-         _rules((r"(?:.*/)?(hvc_\w+\.pth)", "")), expect=("hvc_coco.pth",)),
+         "weights", *HVC_RELEASE, expect=("hvc_coco.pth",)),
     Item("hvc_ytb", "HVC encoder trained on YouTube-VOS 2018 (from the same release zip)",
-         "weights", "https://github.com/PGSmall/HVC#model-zoo-and-results", (HVC_RELEASE,),
-         _rules((r"(?:.*/)?(hvc_\w+\.pth)", "")), expect=("hvc_ytb.pth",)),
+         "weights", *HVC_RELEASE, expect=("hvc_ytb.pth",)),
     Item("moco_v1", "MoCo v1 ResNet-50, 200 epochs (--model mocov1, --merge-model mocov1)",
          "weights", "https://github.com/facebookresearch/moco",
          (Source("https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v1_200ep/"
@@ -93,18 +87,18 @@ ITEMS: dict[str, Item] = {item.name: item for item in (
     Item("davis17", "DAVIS 2017 train+val, 480p (also holds the DAVIS 2016 lists)",
          "data", "https://davischallenge.org/davis2017/code.html",
          (Source("https://data.vision.ee.ethz.ch/csergi/share/davis/DAVIS-2017-trainval-480p.zip"),),
-         _rules((r"DAVIS/(.+)", "DAVIS/")), expect=("DAVIS/ImageSets/2017/val.txt",), dataset="davis17"),
+         _rules((r"DAVIS/(.+)", "DAVIS/")), expect=("DAVIS/ImageSets/2017/val.txt",)),
     Item("davis16", "DAVIS 2016, 480p", "data", "https://davischallenge.org/davis2016/code.html",
          (Source("https://graphics.ethz.ch/Downloads/Data/Davis/DAVIS-data.zip"),),
          _rules((r"DAVIS/((?:JPEGImages/480p|Annotations/480p|ImageSets)/.+)", "DAVIS/")),  # not the 1080p frames
-         expect=("DAVIS/ImageSets/2016/val.txt",), dataset="davis16"),
+         expect=("DAVIS/ImageSets/2016/val.txt",)),
     Item("jhmdb", "JHMDB frames, joint positions and splits (pose tracking)", "data", "http://jhmdb.is.tue.mpg.de/",
          (Source("http://files.is.tue.mpg.de/jhmdb/Rename_Images.tar.gz"),
           Source("http://files.is.tue.mpg.de/jhmdb/joint_positions.zip"),
           Source("http://files.is.tue.mpg.de/jhmdb/splits.zip")),
          _rules((r"((?:Rename_Images|joint_positions|splits)/.+)", "JHMDB/"),
                 (r"([^/]+_split[123]\.txt)", "JHMDB/splits/")),
-         expect=("JHMDB/Rename_Images", "JHMDB/joint_positions", "JHMDB/splits"), dataset="jhmdb"),
+         expect=("JHMDB/Rename_Images", "JHMDB/joint_positions", "JHMDB/splits")),
     Item("coco", "COCO 2017 train images (the paper's training set, about 118k images)", "data",
          "https://cocodataset.org/#download", (Source("http://images.cocodataset.org/zips/train2017.zip"),),
          _rules((r"train2017/([^/]+\.jpg)", "Static/JPEGImages/COCO/")), expect=("Static/JPEGImages/COCO",)),
@@ -114,13 +108,11 @@ ITEMS: dict[str, Item] = {item.name: item for item in (
          _rules((r"BSR/BSDS500/data/images/(?:train|val|test)/([^/]+\.jpg)", "Static/JPEGImages/BSDS500/")),
          expect=("Static/JPEGImages/BSDS500",)),
     Item("ytvos18", "YouTube-VOS 2018", "data", "https://youtube-vos.org/dataset/vos/",
-         by_hand="register at https://youtube-vos.org/dataset/vos/ and download from the Google Drive folder it "
-                 "links; unpack to <root>/YTB/2018/{train_all_frames,valid_all_frames,valid} (data/README.md), "
-                 "then run python -m hvc.data.check <root> --dataset ytvos"),
+         by_hand="register at https://youtube-vos.org/dataset/vos/, download from its Google Drive folder into "
+                 "<root>/YTB/2018/ (data/README.md), then run python -m hvc.data.check <root> --dataset ytvos"),
     Item("vip", "VIP (Video Instance-level Parsing)", "data", "https://sysu-hcp.net/lip/",
-         by_hand="download VIP from the LIP site (https://sysu-hcp.net/lip/, Google Drive or Baidu links); unpack "
-                 "to <root>/VIP/{Images,Annotations/Category_ids} (data/README.md), then run "
-                 "python -m hvc.data.check <root> --dataset vip"),
+         by_hand="download VIP from https://sysu-hcp.net/lip/ (Google Drive or Baidu) into <root>/VIP/ "
+                 "(data/README.md), then run python -m hvc.data.check <root> --dataset vip"),
 )}
 
 
@@ -151,8 +143,7 @@ def _records(cache: Path) -> dict[str, dict]:
 
 
 def _check(source: Source, path: Path, cache: Path) -> tuple[str, Optional[str], bool]:
-    """(sha256 of ``path``, how it differs from the published or recorded checksum or None, whether
-    any checksum is known)."""
+    """(sha256 of ``path``, how it differs from the published or recorded checksum or None, whether one is known)."""
     sha = file_digest(path)
     if source.md5 and file_digest(path, "md5") != source.md5:
         return sha, f"md5 is not the published {source.md5}", True
@@ -165,21 +156,12 @@ def _check(source: Source, path: Path, cache: Path) -> tuple[str, Optional[str],
 
 def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
     """(stream, total size or None, whether the stream starts at ``offset``)."""
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme == "file":
-        path = Path(urllib.request.url2pathname(parsed.path))
-        try:
-            stream = open(path, "rb")
-        except OSError as exc:
-            raise DownloadError(f"{url}: cannot read ({exc.strerror})") from None
-        total = path.stat().st_size
-        stream.seek(min(offset, total))
-        return stream, total, True
-    if parsed.scheme not in ("http", "https"):
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme not in ("http", "https", "file"):
         raise UsageError(f"{url}: only http, https and file URLs are supported")
     request = urllib.request.Request(url, headers={"User-Agent": "hvc.download"})
     if offset:
-        request.add_header("Range", f"bytes={offset}-")
+        request.add_header("Range", f"bytes={offset}-")  # a file URL ignores it: seeked below
     try:
         response = urllib.request.urlopen(request, timeout=60)
     except urllib.error.HTTPError as exc:
@@ -187,13 +169,15 @@ def _open(url: str, offset: int) -> tuple[BinaryIO, Optional[int], bool]:
             total = exc.headers.get("Content-Range", "").rpartition("/")[2]
             return io.BytesIO(), int(total) if total.isdigit() else offset, True
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise DownloadError(f"{url}: cannot connect ({getattr(exc, 'reason', exc)}); "
-                            f"offline? --mirror file:///DIR reads local copies") from None
-    resumed = response.status == 206
+    except OSError as exc:  # URLError among them
+        raise DownloadError(f"{url}: cannot open ({getattr(exc, 'reason', exc)}); offline? use --mirror") from None
     length = response.headers.get("Content-Length")
-    total = (offset if resumed else 0) + int(length) if length and length.isdigit() else None
-    return response, total, resumed
+    size = int(length) if length and length.isdigit() else None
+    if scheme == "file":
+        response.seek(min(offset, size))
+        return response, size, True
+    resumed = response.status == 206
+    return response, None if size is None else (offset if resumed else 0) + size, resumed
 
 
 def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: bool = True) -> Fetched:
@@ -204,31 +188,27 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
     if final.is_file():
         sha, differs, _ = _check(source, final, cache)
         if differs:
-            raise DownloadError(f"{final}: exists with other content than {source.url} (sha256 {sha}); "
-                                f"refusing to overwrite it: move it away to download again")
+            raise DownloadError(f"{final}: exists with other content (sha256 {sha}); move it away to download again")
         return Fetched(final, sha)
     part = final.with_name(final.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
     url = mirror.rstrip("/") + "/" + source.filename if mirror else source.url
     stream, total, resumed = _open(url, offset)
-    if not resumed:  # the server sent the whole file: start the partial file again
-        offset = 0
+    offset = offset if resumed else 0  # the server sent the whole file: start the partial file again
     try:
         with open(part, "ab" if offset else "wb") as out, \
                 tqdm.wrapattr(out, "write", total=total, bytes=False, initial=offset, unit="B", unit_scale=True,
                               desc=source.filename, disable=not progress, leave=False) as counted:
             shutil.copyfileobj(stream, counted, CHUNK)
-    except (urllib.error.URLError, OSError, ConnectionError) as exc:
-        if isinstance(exc, OSError) and exc.filename is not None:
+    except OSError as exc:  # URLError and ConnectionError among them
+        if exc.filename is not None:
             raise  # our own file (disk full, permission): reported as an I/O error
-        raise DownloadError(f"{url}: download interrupted at {part.stat().st_size} bytes ({exc}); "
-                            f"run the same command again to resume from {part}") from None
+        raise DownloadError(f"{url}: interrupted at {part.stat().st_size} bytes ({exc}); rerun to resume") from None
     finally:
         stream.close()
     done = part.stat().st_size  # the file is closed: every byte written is in it
     if total is not None and done != total:
-        raise DownloadError(f"{url}: download interrupted at {done} of {total} bytes; "
-                            f"run the same command again to resume from {part}")
+        raise DownloadError(f"{url}: interrupted at {done} of {total} bytes; rerun to resume from {part}")
     sha, differs, known = _check(source, part, cache)
     if differs:
         part.unlink()  # wrong bytes: a rerun must start from scratch, not resume them
@@ -238,7 +218,7 @@ def fetch(source: Source, cache: Path, mirror: Optional[str] = None, progress: b
         records[source.filename] = {"sha256": sha, "size": done, "url": source.url}
         atomic_write_text(cache / RECORD, json.dumps(records, indent=1, sort_keys=True) + "\n")
         warnings.warn(f"{source.filename}: the source publishes no checksum; recorded sha256 {sha} in "
-                      f"{cache / RECORD}; later downloads must match it", stacklevel=2)
+                      f"{cache / RECORD}", stacklevel=2)
     os.replace(part, final)
     return Fetched(final, sha, resumed_from=offset, transferred=done - offset)
 
@@ -270,11 +250,10 @@ def _entries(archive: Path) -> Iterator[tuple[str, Optional[Callable[[], BinaryI
 
 def unpack(archive: Path, root: Path, place: Placement, result: Optional[Installed] = None,
            progress: bool = True) -> Installed:
-    """Unpack the entries ``place`` maps into ``root``; existing identical files are kept. Refused before
-    anything is written (InputError): an entry with an absolute path, a ``..`` component or a link; an
-    existing file whose content differs from its entry."""
-    result = result or Installed()
-    wanted: dict[str, Path] = {}  # entry name -> its file under the root
+    """Unpack the entries ``place`` maps into ``root``, keeping identical files. Refused before anything is written
+    (InputError): an entry with an absolute path, a ``..`` component or a link; a file there with other content."""
+    result, matched = result or Installed(), False
+    new: dict[str, Path] = {}  # entry name -> its file under the root, absent so far
     for name, opener, link in _entries(archive):
         if not safe_member_name(name):
             raise InputError(f"{archive}: entry {name!r} would be written outside {root}; refusing this archive")
@@ -285,35 +264,32 @@ def unpack(archive: Path, root: Path, place: Placement, result: Optional[Install
             continue
         if not safe_member_name(target):
             raise InputError(f"{archive}: entry {name!r} maps outside {root}; refusing this archive")
-        path = wanted[name] = root / target
-        if path.exists():  # compared in this first pass, so that a conflict stops before any write
-            with opener() as stream:
-                if not path.is_file() or stream_digest(stream) != file_digest(path):
-                    raise InputError(f"{path}: exists with other content than {archive.name}:{name}; "
-                                     f"refusing to overwrite it (move it away, or choose another --root)")
-            result.unchanged.append(path)
-    if not wanted:
+        path, matched = root / target, True
+        if not path.exists():
+            new[name] = path
+            continue
+        with opener() as stream:  # compared in this first pass, so that a conflict stops before any write
+            if not path.is_file() or stream_digest(stream) != file_digest(path):
+                raise InputError(f"{path}: exists with other content than {archive.name}:{name}; refusing to "
+                                 f"overwrite it (move it away, or choose another --root)")
+        result.unchanged.append(path)
+    if not matched:
         raise InputError(f"{archive}: none of its entries belongs to the expected layout; is it the right file?")
-    bar = tqdm(total=len(wanted), unit="file", desc=f"unpack {archive.name}", disable=not progress, leave=False)
-    with bar:
+    with tqdm(total=len(new), unit="file", desc=f"unpack {archive.name}", disable=not progress, leave=False) as bar:
         for name, opener, _ in _entries(archive):
-            path = wanted.get(name)
-            if path is None:
-                continue
-            bar.update(1)
-            if path.exists():
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with opener() as stream, atomic_path(path) as tmp, open(tmp, "wb") as out:
-                shutil.copyfileobj(stream, out, CHUNK)
-            result.written.append(path)
+            path = new.get(name)
+            if path is not None and not path.exists():  # not there: not written by an earlier entry of that name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with opener() as stream, atomic_path(path) as tmp, open(tmp, "wb") as out:
+                    shutil.copyfileobj(stream, out, CHUNK)
+                result.written.append(path)
+                bar.update(1)
     return result
 
 
 def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: bool = True,
             progress: bool = True) -> Installed:
-    """Download every source of ``item`` into ``root/.downloads``, unpack it into ``root``,
-    and check that the expected paths exist."""
+    """Fetch every source of ``item`` into ``root/.downloads``, unpack it into ``root``, check the expected paths."""
     if item.by_hand:
         raise UsageError(f"{item.name}: no direct public download; {item.by_hand}")
     root.mkdir(parents=True, exist_ok=True)
@@ -336,8 +312,7 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
         _derive_davis16_lists(root)
     missing = [p for p in item.expect if not (root / p).exists()]
     if missing:
-        raise InputError(f"{root}: after unpacking {item.name}, missing {', '.join(missing)}; the archive's layout "
-                         f"is not the expected one (docs/download.md)")
+        raise InputError(f"{root}: missing {', '.join(missing)} after unpacking {item.name}: not the expected layout")
     if not keep_archive:
         for archive in archives:
             archive.unlink(missing_ok=True)
@@ -345,8 +320,8 @@ def install(item: Item, root: Path, mirror: Optional[str] = None, keep_archive: 
 
 
 def _derive_davis16_lists(root: Path) -> None:
-    """DAVIS 2016 lists frames (``ImageSets/480p/val.txt``: "/JPEGImages/480p/<seq>/<frame>.jpg ...");
-    the configs read sequence names from ``ImageSets/2016/val.txt``: written from it if absent."""
+    """``ImageSets/2016/<split>.txt`` (the sequence names the configs read), if absent, from DAVIS 2016's
+    ``ImageSets/480p/<split>.txt`` (lines "/JPEGImages/480p/<seq>/<frame>.jpg ...")."""
     for split in ("train", "val"):
         src, dst = root / "DAVIS/ImageSets/480p" / f"{split}.txt", root / "DAVIS/ImageSets/2016" / f"{split}.txt"
         if src.is_file() and not dst.exists():
@@ -356,44 +331,35 @@ def _derive_davis16_lists(root: Path) -> None:
             atomic_write_text(dst, "".join(f"{n}\n" for n in names))
 
 
-def listing() -> str:
-    lines = []
-    for item in ITEMS.values():
-        lines.append(f"{item.name}: {item.title} ({item.kind}; {item.page})")
-        if item.by_hand:
-            lines.append(f"    by hand: {item.by_hand}")
-        for s in item.sources:
-            check = (f"sha256 {s.sha256}" if s.sha256 else f"md5 {s.md5} (published)" if s.md5
-                     else "sha256 recorded on first download")
-            lines.append(f"    {s.url}  [size: the server's; {check}]")
-    return "\n".join(lines)
-
-
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m hvc.download", description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m hvc.download", description=__doc__.split(":")[0])
     parser.add_argument("name", nargs="?", help=" | ".join(ITEMS))
-    parser.add_argument("--root", type=Path, help="where it goes (default: checkpoints/ of this clone for weights, "
-                                                  "$DATA_ROOT or data for datasets)")
+    parser.add_argument("--root", type=Path, help="default: checkpoints/ (weights), $DATA_ROOT or data (datasets)")
     parser.add_argument("--mirror", help="a folder URL holding the same files (file:///DIR, https://host/dir)")
     parser.add_argument("--delete-archive", action="store_true", help="remove the downloaded archives after unpacking")
     parser.add_argument("--list", action="store_true", help="show every item, its sources and checksums")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    if args.list:
-        print(listing())
+    if args.list:  # every item, its sources and what checks them
+        for item in ITEMS.values():
+            print(f"{item.name}: {item.title} ({item.kind}; {item.page})")
+            if item.by_hand:
+                print(f"    by hand: {item.by_hand}")
+            for s in item.sources:
+                known = f"sha256 {s.sha256}" if s.sha256 else f"md5 {s.md5}" if s.md5 else "sha256 recorded on download"
+                print(f"    {s.url}  [{known}]")
         return 0
     if args.name not in ITEMS:
         raise UsageError(f"command line: name {args.name!r}: choose one of {', '.join(ITEMS)} (or --list)")
     item = ITEMS[args.name]
-    default = REPO / "checkpoints" if item.kind == "weights" else Path(os.environ.get("DATA_ROOT") or "data")
+    default = project_folder("checkpoints") if item.kind == "weights" else Path(os.environ.get("DATA_ROOT") or "data")
     root = args.root or default
     result = install(item, root, args.mirror, keep_archive=not args.delete_archive, progress=not args.no_progress)
     print(f"{item.name}: {len(result.written)} files written, {len(result.unchanged)} already there, under {root}")
-    if item.dataset:
-        from hvc.data.check import check_root
-        print(check_root(root, item.dataset).text())
+    from hvc.data.check import FOLDERS, check_root
+    if item.name in FOLDERS:  # a benchmark: is it complete?
+        print(check_root(root, item.name).text())
     return 0
 
 

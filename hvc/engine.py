@@ -24,8 +24,7 @@ from tqdm import tqdm
 from hvc import checkpoint as ckpt_io
 from hvc.config.core import ConfigError, dump_yaml, to_dict
 from hvc.config.training import DataConfig, ModelConfig, OptimConfig, RuntimeConfig, TrainConfig, validate
-from hvc.data.pairs import PairDataset, StaticImagePairs, VideoFramePairs, collate_pairs
-from hvc.data.transforms import RandomResizedCropCoord
+from hvc.data.pairs import PairDataset, RandomResizedCropCoord, StaticImagePairs, VideoFramePairs, collate_pairs
 from hvc.distributed import Job, all_reduce_sum, convert_sync_batchnorm, join_job, wrap_ddp
 from hvc.errors import InputError, NonFiniteError
 from hvc.fileio import OutputLock, atomic_write_text, writable_dir

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from hvc.config.core import load_config
 from hvc.config.inference import TestConfig
-from hvc.data.davis_layout import read_label_png
+from hvc.data.sequence import read_label_png
 from hvc.data.palette import save_indexed_png
 from hvc.data.vos import DatasetError, FrameDataset, VideoSequence, load_sequences, read_label_map
 from hvc.fileio import atomic_path, atomic_write_text

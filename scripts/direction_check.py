@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from hvc.data.davis_layout import object_ids  # noqa: E402
+from hvc.data.sequence import object_ids  # noqa: E402
 from hvc.errors import ArgumentParser, InputError, entry_point  # noqa: E402
 from hvc.metrics.davis import read_label_png  # noqa: E402
 from hvc.metrics.measures import jaccard  # noqa: E402

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from hvc.config.training import DataConfig
-from hvc.data.transforms import RandomResizedCropCoord, crop_coords, resized_crop, sample_crop_box, to_normalized_tensor
+from hvc.data.pairs import RandomResizedCropCoord, crop_coords, resized_crop, sample_crop_box, to_normalized_tensor
 
 TRAIN = DataConfig()  # the paper's crop ranges and training normalisation
 

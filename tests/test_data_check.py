@@ -71,7 +71,7 @@ def test_greyscale_masks_under_a_2017_list_are_a_palette_problem(tmp_path, davis
     (root / "DAVIS/ImageSets/2017/val.txt").write_text("dog\n")
     report = check.check_dataset(root, "davis17")
     assert report.present and report.problems
-    assert all("palette problem: mode L" in p for p in report.problems)
+    assert all("expected a palette ('P' mode) PNG, got a PNG image in mode L" in p for p in report.problems)
 
 
 def test_id_gap_in_a_first_frame(tmp_path):
@@ -134,7 +134,7 @@ def test_vip_class_id_out_of_range(tmp_path, synthetic_tasks):  # noqa: F811
     ids[0, 0] = 25
     Image.fromarray(ids).save(mask)
     report = check.check_dataset(tmp_path, "vip")
-    assert report.problems == [f"{mask}: class id 25 outside 0..19"]
+    assert report.problems == [f"{mask}: class ids [25] outside 0..19"]
 
 
 def test_cli_names_what_was_found_when_the_benchmark_is_missing(tmp_path, capsys, davis_root):

@@ -30,11 +30,10 @@ from PIL import Image
 
 from hvc.config.core import ConfigError, load_config
 from hvc.config.inference import TestConfig
-from hvc.data.jhmdb import read_joints
+from hvc.data.jhmdb import load_keypoints, read_joints
 from hvc.data.vos import DatasetError, FrameDataset, VideoSequence
 from hvc.demo.video import write_vip_clip
 from hvc import inference
-from hvc.data.keypoints import load_keypoints
 from hvc.tasks.clips import decode_keypoints, feature_coords, joint_label_maps
 from hvc.inference import run_inference
 from hvc.distributed import ShardSpec

@@ -175,8 +175,8 @@ TEST_PY_CASES = [
          r"^error: run\.device: cuda asked for, but no CUDA device", marks=NO_GPU),
     case("output path is a file", _output_file, 4, r"/res: run\.output_dir is a file"),
     case("data.root not a DAVIS folder", ARGS("data.root=/nonexistent"), 3,
-         r"^error: /nonexistent/ImageSets/2017/val\.txt: sequence list not found"),
-    case("empty sequence list", _empty_list, 3, r"val\.txt: the sequence list is empty"),
+         r"^error: /nonexistent/ImageSets/2017/val\.txt: not found"),
+    case("empty sequence list", _empty_list, 3, r"val\.txt: lists no sequence"),
     case("missing sequence", ARGS("--sequences", "nope"), 3, r"val\.txt: does not list sequence\(s\) nope"),
     case("duplicate frame names", _duplicate_frame, 3, r"alpha: two files for frame 00001: 00001\.jpg and 00001\.png"),
     case("frames too small for top-k", _small_frames((16, 16)), 3, r"alpha: frames of sequence alpha .* 2x2 feature cells"),
@@ -227,7 +227,7 @@ def test_test_py_refuses_a_code_executing_pickle(tmp_path, capsys):
 
 
 YTVOS_CASES = [
-    case("no videos", {"videos": {}}, r"meta\.json: lists no videos"),
+    case("no videos", {"videos": {}}, r"meta\.json: lists no sequence"),
     case("not JSON", "{ videos", r"meta\.json: not a YouTube-VOS meta\.json \(invalid JSON"),
     case("videos is a list", {"videos": ["vid_a"]}, r"meta\.json: not a YouTube-VOS meta\.json \(no 'videos' mapping"),
     case("object without frames", {"videos": {"vid_a": {"objects": {"1": {"category": "box"}}}}},

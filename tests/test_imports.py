@@ -127,7 +127,7 @@ def test_imports_point_down_the_layers():
 
 # Scoring needs no propagation: these must load without torch.
 TORCH_FREE = ["hvc.metrics", "hvc.metrics.pck", "hvc.metrics.vip", "hvc.metrics.vost", "hvc.metrics.report",
-              "hvc.data.jhmdb", "hvc.data.vip", "hvc.data.keypoints", "hvc.config.inference", "hvc.config.propagation",
+              "hvc.data.jhmdb", "hvc.data.vip", "hvc.config.inference", "hvc.config.propagation",
               "hvc.entry.eval_metrics"]
 
 

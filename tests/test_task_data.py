@@ -11,12 +11,11 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from hvc.data.jhmdb import check_frame_count, jhmdb_videos, read_joints, read_video_list
+from hvc.data.jhmdb import NUM_JOINTS, check_frame_count, jhmdb_videos, read_joints, read_video_list
 from hvc.data.vip import read_class_ids, vip_videos
 from hvc.data.vos import DatasetError, vost_sequences
 from hvc.demo.video import FACE, HAIR, UPPER_CLOTHES, figure_joints
 from hvc.metrics.vip import NUM_CLASSES
-from hvc.data.keypoints import NUM_JOINTS
 from hvc.tasks.clips import feature_coords, joint_label_maps
 from helpers.task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 
@@ -69,7 +68,7 @@ def test_jhmdb_bad_input(synthetic_tasks, tmp_path: Path):
     with pytest.raises(DatasetError, match="walk/nothing"):
         jhmdb_videos(root, wanted=["walk/nothing"])
     shutil.rmtree(root / "Rename_Images" / name)
-    with pytest.raises(DatasetError, match=f"frame folder not found: .*{name}"):
+    with pytest.raises(DatasetError, match=f"{name}: frame folder not found"):
         jhmdb_videos(root)
 
 

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hvc.data.jhmdb import read_joints
+from hvc.data.jhmdb import JOINT_NAMES, read_joints, save_keypoints
 from hvc.demo.video import FACE, HAIR
 from hvc.errors import EXIT_INPUT
-from hvc.data.keypoints import JOINT_NAMES, save_keypoints
 from hvc.tasks.clips import feature_coords
 from helpers.metrics_helpers import load_eval_metrics
 from helpers.task_fixtures import synthetic_tasks  # noqa: F401 (fixture)

@@ -20,8 +20,7 @@ import torch
 from PIL import Image
 
 from hvc.config.training import DataConfig
-from hvc.data.pairs import StaticImagePairs, VideoFramePairs, collate_pairs
-from hvc.data.transforms import RandomResizedCropCoord, sample_crop_box
+from hvc.data.pairs import RandomResizedCropCoord, StaticImagePairs, VideoFramePairs, collate_pairs, sample_crop_box
 
 SIZE = 32  # small views keep the tests fast
 MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)  # the paper's training statistics (docs/training.md)

@@ -10,8 +10,7 @@ import torch
 
 from helpers.engine_support import read_log, tiny_config, tiny_image_folder
 from hvc.config.training import DataConfig, ModelConfig, OptimConfig, RuntimeConfig
-from hvc.data.pairs import StaticImagePairs, collate_pairs
-from hvc.data.transforms import RandomResizedCropCoord
+from hvc.data.pairs import RandomResizedCropCoord, StaticImagePairs, collate_pairs
 from hvc.engine import autocast_dtype, build_model, build_optimizer, make_scaler, train, train_step, use_channels_last
 from hvc.models.encoders import load_encoder
 from hvc.models.hvc import HVC

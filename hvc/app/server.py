@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import cv2
 import numpy as np
 
-from hvc.data.davis_layout import read_label_png
+from hvc.data.sequence import read_label_png
 from hvc.data.frames import open_frames
 from hvc.data.palette import save_indexed_png
 from hvc.errors import EXIT_BUSY, EXIT_INPUT, EXIT_USAGE, InputError, UsageError, classify

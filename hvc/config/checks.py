@@ -42,7 +42,7 @@ def within(key: str, value: float, low: float, high: float) -> None:
 
 def crop(size: int, scale: Sequence[float], ratio: Sequence[float], mean: Sequence[float],
          std: Sequence[float], prefix: str = "") -> None:
-    """The one home of the crop-settings rule (TrainConfig.validate; hvc.data.transforms, importing no schema);
+    """The one home of the crop-settings rule (TrainConfig.validate; hvc.data.pairs, importing no schema);
     ``prefix`` is the keys' section (``data.``)."""
     at_least(f"{prefix}size", size, 1)
     # a scale above 1 is allowed: that area cannot fit, and the crop falls back to the central one, as officially

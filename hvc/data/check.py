@@ -1,10 +1,6 @@
-"""What a data folder holds, and which benchmarks will run on it.
-
-    python -m hvc.data.check ROOT [--dataset davis17]
-
-ROOT is ``DATA_ROOT`` of ``scripts/run_test.sh``, or a DAVIS folder. What it reports: docs/download.md.
-Exit code 0 when the requested benchmark (without ``--dataset``: any benchmark) will run, else 3.
-"""
+"""What a data folder holds, and which benchmarks will run on it: ``python -m hvc.data.check ROOT [--dataset NAME]``
+(ROOT: ``DATA_ROOT`` of ``scripts/run_test.sh``, or a DAVIS folder). What it reports: docs/download.md. Exit code 0
+when the requested benchmark (without ``--dataset``: any benchmark) will run, else 3."""
 
 from __future__ import annotations
 
@@ -16,10 +12,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-from PIL import Image
 
 from hvc.cli import run_main
-from hvc.data.sequence import FOLDERS, MARKERS, found_datasets
+from hvc.data.jhmdb import jhmdb_videos, listed_videos
+from hvc.data.sequence import (DAVIS_ANNOTATIONS, DAVIS_FRAMES, DAVIS_SPLITS, FOLDERS, MARKERS, VOID_ID, DatasetError,
+                               found_datasets, read_label_png)
+from hvc.data.vip import IMAGES_DIR, LABELS_DIR, read_class_ids, vip_videos
 from hvc.errors import ArgumentParser, InputError, entry_point
 from hvc.names import name_problem, short
 
@@ -47,9 +45,8 @@ class DatasetReport:
         lines += [f"  problem: {p}" for p in self.problems[:MAX_LISTED]]
         if len(self.problems) > MAX_LISTED:
             lines.append(f"  ... and {len(self.problems) - MAX_LISTED} more problems")
-        lines.append(f"  bash scripts/run_test.sh <model> {self.name}: "
-                     + ("will run" if self.runs else f"will NOT run ({self.reason})"))
-        return "\n".join(lines)
+        verdict = "will run" if self.runs else f"will NOT run ({self.reason})"
+        return "\n".join(lines + [f"  bash scripts/run_test.sh <model> {self.name}: {verdict}"])
 
 
 @dataclass
@@ -67,23 +64,9 @@ class RootReport:
         return "\n".join(head + [d.text() for d in self.datasets] + [f"runs on this root: {found}"])
 
 
-def _label_problems(path: Path, palette: bool) -> tuple[list[str], set[int]]:
-    """(problems, object ids) of one label PNG; palette: ids are expected (not 0/255 masks)."""
-    try:
-        with Image.open(path) as image:
-            mode, values = image.mode, np.array(image)
-    except (OSError, SyntaxError, ValueError) as exc:
-        return [f"{path}: unreadable ({exc})"], set()
-    if values.ndim != 2:
-        return [f"{path}: palette problem: a {mode} colour image, expected a palette PNG of ids"], set()
-    if palette and mode != "P":
-        return [f"{path}: palette problem: mode {mode}, expected a palette ('P') PNG of object ids"], set()
-    return [], {int(v) for v in np.unique(values)} - {0, 255}
-
-
 def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, every_frame: bool) -> list[str]:
-    """Problems of one DAVIS-like sequence: frames without masks (when every frame is annotated),
-    masks without frames, palette problems, an id gap in the first mask."""
+    """Problems of one DAVIS-like sequence: frames without masks (if ``every_frame`` is annotated), masks without
+    frames, palette problems, an id gap in the first mask."""
     frames, masks = sorted(frames_dir.glob("*.jpg")), sorted(masks_dir.glob("*.png"))  # [] for a missing folder
     if not frames:
         return [f"{name}: no frames in {frames_dir}"]
@@ -99,17 +82,20 @@ def _scan_sequence(name: str, frames_dir: Path, masks_dir: Path, palette: bool, 
         if unmasked:
             problems.append(f"{name}: {len(unmasked)} frames without a mask ({', '.join(unmasked[:3])})")
     for t, mask in enumerate(masks):
-        found, ids = _label_problems(mask, palette)
-        problems += found
+        try:  # read as the loaders read it; palette: a 'P' PNG of object ids expected
+            ids = {int(v) for v in np.unique(read_label_png(mask, InputError, palette))} - {0, VOID_ID}
+        except InputError as exc:
+            problems.append(str(exc))
+            if every_frame:
+                continue
+            break
         missing = sorted(set(range(1, max(ids) + 1)) - ids) if t == 0 and palette and ids else []
         if missing:
             problems.append(f"{mask}: id gap: ids {sorted(ids)} without {missing}")
-        if found and not every_frame:
-            break
     return problems
 
 
-def _scan_listed(report: DatasetReport, listing: str, frames: str, masks: str, palette: bool = True,
+def _scan_listed(report: DatasetReport, listing: str, frames: str | Path, masks: str | Path, palette: bool = True,
                  every_frame: bool = False) -> None:
     """The sequences of list file ``listing``, each scanned in ``frames/<seq>`` and ``masks/<seq>``."""
     report.sequences = [s.strip() for s in (report.folder / listing).read_text().splitlines() if s.strip()]
@@ -128,10 +114,8 @@ def _unsafe(report: DatasetReport, name: str, source: str) -> bool:
 
 
 def _davis(report: DatasetReport) -> None:
-    from hvc.data.vos import DAVIS_SPLITS
-    year, split, fmt = DAVIS_SPLITS[report.name]
-    _scan_listed(report, f"ImageSets/{year}/{split}.txt", "JPEGImages/480p", "Annotations/480p", fmt == "palette",
-                 every_frame=report.name != "davis17dev")
+    palette = DAVIS_SPLITS[report.name][2] == "palette"
+    _scan_listed(report, MARKERS[report.name], DAVIS_FRAMES, DAVIS_ANNOTATIONS, palette, report.name != "davis17dev")
 
 
 def _ytvos(report: DatasetReport) -> None:
@@ -142,20 +126,13 @@ def _ytvos(report: DatasetReport) -> None:
         return
     report.sequences = sorted(videos)
     for name in report.sequences:
-        if _unsafe(report, name, "valid/meta.json"):
-            continue
-        frames_dir = report.folder / "valid_all_frames/JPEGImages" / name
-        masks_dir = report.folder / "valid/Annotations" / name
-        report.problems += _scan_sequence(name, frames_dir, masks_dir, palette=True, every_frame=False)
-        listed = {f for obj in videos[name].get("objects", {}).values() for f in obj.get("frames", [])}
-        missing = sorted(f for f in listed if not (frames_dir / f"{f}.jpg").is_file())
-        if missing and frames_dir.is_dir():
-            report.problems.append(f"{name}: {len(missing)} frames listed in meta.json are missing ({missing[0]}.jpg)")
+        if not _unsafe(report, name, "valid/meta.json"):
+            report.problems += _scan_sequence(name, report.folder / "valid_all_frames/JPEGImages" / name,
+                                              report.folder / "valid/Annotations" / name, True, every_frame=False)
 
 
 def _jhmdb(report: DatasetReport) -> None:
-    joints = report.folder / "joint_positions"
-    report.sequences = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in joints.glob("*/*/joint_positions.mat"))
+    report.sequences = listed_videos(report.folder)
     for name in report.sequences:
         frames = report.folder / "Rename_Images" / name
         if not any(frames.glob("*.png")):
@@ -165,39 +142,31 @@ def _jhmdb(report: DatasetReport) -> None:
 
 
 def _vip(report: DatasetReport) -> None:
-    labels = report.folder / "Annotations/Category_ids"
+    labels, images = report.folder / LABELS_DIR, report.folder / IMAGES_DIR
     report.sequences = sorted(p.name for p in labels.iterdir() if p.is_dir())
     for name in report.sequences:
         for mask in sorted((labels / name).glob("*.png")):
-            if not (report.folder / "Images" / name / f"{mask.stem}.jpg").is_file():
-                report.problems.append(f"{name}: mask {mask.name} without a frame in {report.folder / 'Images' / name}")
+            if not (images / name / f"{mask.stem}.jpg").is_file():
+                report.problems.append(f"{name}: mask {mask.name} without a frame in {images / name}")
             try:
-                with Image.open(mask) as image:
-                    top = int(np.array(image).max())
-            except (OSError, SyntaxError, ValueError) as exc:
-                report.problems.append(f"{mask}: unreadable ({exc})")
-                continue
-            if top > 19:
-                report.problems.append(f"{mask}: class id {top} outside 0..19")
+                read_class_ids(mask)
+            except DatasetError as exc:
+                report.problems.append(str(exc))
 
 
 SCANS: dict[str, Callable[[DatasetReport], None]] = {
-    "davis16": _davis, "davis17": _davis, "davis17dev": _davis, "ytvos": _ytvos, "ytvos19": _ytvos,
-    "jhmdb": _jhmdb, "vip": _vip,
+    **dict.fromkeys(DAVIS_SPLITS, _davis), "ytvos": _ytvos, "ytvos19": _ytvos, "jhmdb": _jhmdb, "vip": _vip,
     "vost": partial(_scan_listed, listing="ImageSets/val.txt", frames="JPEGImages", masks="Annotations")}
 
 
 def _loader_verdict(name: str, folder: Path) -> Optional[str]:
     """None if test.py's loader accepts the folder for ``name``, else its error message."""
-    from hvc.data.vos import load_sequences
+    from hvc.data.vos import load_sequences  # torch: only when a benchmark is there
+    splits = folder / "splits"
     try:
         if name == "jhmdb":
-            from hvc.data.jhmdb import jhmdb_videos, read_split_folder
-            if (folder / "splits").is_dir():
-                read_split_folder(folder / "splits")
-            jhmdb_videos(folder)
+            jhmdb_videos(folder, splits if splits.is_dir() else None)  # test.py's default list (hvc.metrics.pck)
         elif name == "vip":
-            from hvc.data.vip import vip_videos
             vip_videos(folder)
         else:
             load_sequences(name, folder)
@@ -206,8 +175,9 @@ def _loader_verdict(name: str, folder: Path) -> Optional[str]:
     return None
 
 
-def check_dataset(data_root: Path, name: str) -> DatasetReport:
-    folder = Path(data_root) / FOLDERS[name]
+def check_dataset(data_root: Path, name: str, folder: Optional[Path] = None) -> DatasetReport:
+    """The report of benchmark ``name`` in ``folder`` (default: its folder under ``data_root``)."""
+    folder = folder or Path(data_root) / FOLDERS[name]
     report = DatasetReport(name, folder, (folder / MARKERS[name]).exists(), reason="not found")
     if report.present:
         SCANS[name](report)
@@ -217,29 +187,18 @@ def check_dataset(data_root: Path, name: str) -> DatasetReport:
 
 
 def check_root(root: Path, dataset: Optional[str] = None) -> RootReport:
-    """The report of ``root`` for ``dataset`` (every benchmark when None)."""
-    root, note = Path(root), ""
+    """The report of ``root``, a data root or a DAVIS folder, for ``dataset`` (every benchmark when None)."""
+    root, davis = Path(root), None
     if (root / "JPEGImages" / "480p").is_dir() and not (root / "DAVIS").exists():
-        note = f"{root} is a DAVIS folder; checked as such (as DATA_ROOT give its parent, {root.parent})"
-        root = root.parent if root.name == "DAVIS" else _davis_view(root)
+        root, davis = root.parent, root
+    note = f"{davis} is a DAVIS folder; checked as such (DATA_ROOT is the folder holding DAVIS/)" if davis else ""
     names = [dataset] if dataset else list(FOLDERS)
-    return RootReport(root, [check_dataset(root, n) for n in names], note)
-
-
-def _davis_view(folder: Path) -> Path:
-    """A DAVIS folder not named DAVIS: a temporary data root holding a link named DAVIS to it."""
-    import atexit
-    import shutil
-    import tempfile
-    view = Path(tempfile.mkdtemp(prefix="hvc-check-"))
-    atexit.register(shutil.rmtree, view, True)
-    (view / "DAVIS").symlink_to(folder.resolve(), target_is_directory=True)
-    return view
+    return RootReport(root, [check_dataset(root, n, davis if FOLDERS[n] == "DAVIS" else None) for n in names], note)
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m hvc.data.check", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m hvc.data.check", description=__doc__.split(":")[0])
     parser.add_argument("root", type=Path, help="data root (DATA_ROOT of scripts/run_test.sh) or a DAVIS folder")
     parser.add_argument("--dataset", choices=list(FOLDERS), help="check only this benchmark")
     args = parser.parse_args(argv)

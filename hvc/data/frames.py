@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Union
 
 import cv2
 import numpy as np
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from hvc.data.sequence import list_frames
 from hvc.errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -32,11 +33,10 @@ class VideoFile:
         self.path = path
         capture = cv2.VideoCapture(str(path))
         try:
-            ok, first = capture.read() if capture.isOpened() else (False, None)
+            ok, first = capture.read()  # False for a file OpenCV cannot open too
             if not ok:
                 raise VideoError(f"{path}: cannot decode a frame (not a video, or a codec OpenCV lacks)")
-            self.size = first.shape[:2]
-            self.fps = capture.get(cv2.CAP_PROP_FPS) or 24.0
+            self.size, self.fps = first.shape[:2], capture.get(cv2.CAP_PROP_FPS) or 24.0
             self.count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # from the header: may be off
             if not capture.read()[0]:
                 raise VideoError(f"{path}: the video has one frame; propagation needs at least two")
@@ -61,25 +61,12 @@ class VideoFile:
         return f"{t:05d}"
 
 
-def list_frames(folder: Path, suffixes: Sequence[str], error: type[Exception], advice: str = "") -> list[Path]:
-    """The files of ``folder`` with one of ``suffixes`` (any case), in name order; two files for one
-    frame (00005.jpg and 00005.png: which one is frame 00005?) are an ``error`` naming both."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
-    first: dict[str, Path] = {}
-    for path in files:
-        if first.setdefault(path.stem, path) is not path:
-            raise error(f"{folder}: two files for frame {path.stem}: {first[path.stem].name} and {path.name}{advice}")
-    return files
-
-
 class ImageFolder:
     """A folder of images, in file-name order; outputs keep the images' names."""
 
     def __init__(self, path: Path):
         self.path = path
         self.files = list_frames(path, IMAGE_SUFFIXES, VideoError, "; keep one")  # both would write masks/<stem>.png
-        if not self.files:
-            raise VideoError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
         if len(self.files) == 1:
             raise VideoError(f"{path}: the folder holds one frame; propagation needs at least two")
         self.size, self.fps, self.count = read_rgb(self.files[0]).shape[:2], 24.0, len(self.files)
@@ -113,10 +100,9 @@ def read_rgb(path: Path, error: type[Exception] = VideoError, what: str = "image
     RGB (32-bit floats, integers outside 0..65535): ``error`` naming the file (``what``: the word for it)."""
     try:
         with Image.open(path) as im:
-            mode = im.mode
-            if mode in _RGB_MODES:
+            if im.mode in _RGB_MODES:
                 return np.array(im.convert("RGB"))
-            values = np.array(im) if mode in _WIDE_GREY else None
+            mode, values = im.mode, np.array(im) if im.mode in _WIDE_GREY else None
     except (OSError, ValueError) as exc:
         raise error(f"{path}: unreadable {what} ({exc})") from None
     if values is None or values.ndim != 2 or (values.size and (values.min() < 0 or values.max() > 65535)):
@@ -127,8 +113,8 @@ def read_rgb(path: Path, error: type[Exception] = VideoError, what: str = "image
 
 
 def open_frames(path: str | os.PathLike) -> FrameSource:
-    """The frames of a video file or an image folder (24 frames per second); VideoError for a
-    missing or unreadable input or one of fewer than two frames."""
+    """The frames of a video file or an image folder (24 frames per second); VideoError for a missing or
+    unreadable input or one of fewer than two frames."""
     path = Path(path)
     if path.is_dir():
         return ImageFolder(path)
@@ -138,8 +124,8 @@ def open_frames(path: str | os.PathLike) -> FrameSource:
 
 
 def to_input(rgb: np.ndarray, size: tuple[int, int], mean: Tensor, std: Tensor, align_corners: bool = True) -> Tensor:
-    """uint8 [H, W, 3] RGB -> the encoder's input [3, h, w]: [0, 1], resized to ``size`` (bilinear;
-    align_corners=True is the test protocol's resize), normalised by ``mean``/``std`` ([3, 1, 1])."""
+    """uint8 [H, W, 3] RGB -> the encoder's input [3, h, w] float32: [0, 1], resized to ``size`` (bilinear;
+    align_corners=True: the test protocol's), normalised by ``mean``/``std`` ([3, 1, 1])."""
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
     if tuple(size) != tuple(rgb.shape[:2]):
         x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=align_corners)[0]

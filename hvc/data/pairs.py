@@ -1,16 +1,18 @@
-"""Training pairs: two cropped views of one image (:class:`StaticImagePairs`, the paper's setting) or of two
-nearby frames of one video (:class:`VideoFramePairs`). An item is ``(view1 [3, S, S] float32, view2, coord1 [4]
-float32, coord2 [4])``, or ``None`` (a warning names the file) when a source file cannot be decoded or is degenerate
-(under 2 pixels on a side, where crop coordinates divide by zero); ``collate_pairs`` drops and counts those.
-Randomness: one generator per (seed, epoch, item), docs/training.md."""
+"""Training pairs: two cropped views of one image (:class:`StaticImagePairs`, the paper's setting) or of two nearby
+frames of one video (:class:`VideoFramePairs`). A view is a random resized crop (no flip) with its coordinates:
+box ``(i, j, h, w)`` -> ``[x0, y0, x1, y1]``, drawn as officially on the item's ``random.Random``
+(docs/crop_coordinates.md). An item is ``(view1 [3, S, S] float32, view2, coord1 [4] float32, coord2 [4])``, or
+``None`` (a warning names the file) for an undecodable image or one under 2 pixels on a side; ``collate_pairs`` drops
+and counts those. Randomness: one generator per (seed, epoch, item), docs/training.md."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
@@ -18,12 +20,81 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from hvc.data.transforms import RandomResizedCropCoord
+from hvc.config import checks
+
+if TYPE_CHECKING:  # the transform needs the training schema's fields, not its module
+    from hvc.config.training import DataConfig
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-MIN_IMAGE_SIDE = 2  # crop coordinates are j / (W - 1) and i / (H - 1) (hvc.data.transforms): 1 pixel has none
+MIN_IMAGE_SIDE = 2
 
 Pair = tuple[Tensor, Tensor, Tensor, Tensor]
+Box = tuple[int, int, int, int]
+
+
+def sample_crop_box(width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float],
+                    rng: random.Random) -> Box:
+    """Draw ``(i, j, h, w)``: up to 10 tries of area ~ U(scale), log-aspect ~ U(log ratio), else the central crop
+    clipped to the ratio range; the official sequence of ``rng`` calls (docs/crop_coordinates.md)."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = rng.uniform(*scale) * area
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w  # i drawn before j
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        w, h = int(round(height * max(ratio))), height
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def crop_coords(box: Box, width: int, height: int) -> Tensor:
+    """box (i, j, h, w) in a ``width x height`` image -> coord [4] float32 = [x0, y0, x1, y1]."""
+    i, j, h, w = box
+    return torch.tensor([j / (width - 1), i / (height - 1), (j + w - 1) / (width - 1), (i + h - 1) / (height - 1)],
+                        dtype=torch.float32)
+
+
+def resized_crop(img: Image.Image, box: Box, size: int) -> Image.Image:
+    """Crop ``box`` (i, j, h, w) and resize to ``size x size`` with PIL bilinear (aspect not kept)."""
+    i, j, h, w = box
+    return img.crop((j, i, j + w, i + h)).resize((size, size), Image.BILINEAR)
+
+
+def to_normalized_tensor(img: Image.Image, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """RGB PIL image -> [3, H, W] float32, ``(x / 255 - mean) / std`` (ToTensor + Normalize)."""
+    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div(255)
+    m, s = (torch.tensor(v, dtype=torch.float32)[:, None, None] for v in (mean, std))
+    return x.sub(m).div(s)
+
+
+class RandomResizedCropCoord:
+    """One training view, ``__call__(img, rng) -> (view [3, S, S] float32, coord [4] float32)``: a random resized
+    crop to ``size`` x ``size`` (S), normalised, with its coordinates. ``scale``: range of the crop's area fraction,
+    ``ratio``: of its aspect w / h (defaults: :class:`hvc.config.training.DataConfig`, :meth:`from_config`)."""
+
+    def __init__(self, size: int, scale: tuple[float, float], ratio: tuple[float, float],
+                 mean: Sequence[float], std: Sequence[float]):
+        checks.crop(size, scale, ratio, mean, std)
+        self.size, self.scale, self.ratio = size, tuple(scale), tuple(ratio)
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    @classmethod
+    def from_config(cls, cfg: "DataConfig") -> "RandomResizedCropCoord":
+        return cls(cfg.size, cfg.scale, cfg.ratio, cfg.mean, cfg.std)
+
+    def __call__(self, img: Image.Image, rng: random.Random) -> tuple[Tensor, Tensor]:
+        width, height = img.size
+        box = sample_crop_box(width, height, self.scale, self.ratio, rng)
+        view = to_normalized_tensor(resized_crop(img, box, self.size), self.mean, self.std)
+        return view, crop_coords(box, width, height)
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[str]:
@@ -33,11 +104,10 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[str]:
 
 
 def load_rgb(path: str) -> Optional[Image.Image]:
-    """Decode an image as RGB; ``None`` (after a warning naming the file) if it is unreadable
-    or degenerate (a side under MIN_IMAGE_SIDE pixels)."""
+    """The image decoded as RGB (now: a truncated file fails here, not later in a worker); ``None``, after a
+    warning naming the file, if it is unreadable or under MIN_IMAGE_SIDE pixels on a side."""
     try:
         with Image.open(path) as img:
-            img.load()  # decode now: truncated files fail here, not later in a worker
             rgb = img.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         warnings.warn(f"skipping unreadable image {path}: {err}", RuntimeWarning, stacklevel=2)
@@ -56,18 +126,15 @@ def item_rng(seed: int, epoch: int, index: int) -> random.Random:
 
 
 class PairDataset(Dataset):
-    """Base class: two independently cropped views with their coordinates (see module doc);
-    ``crop`` is the view transform, ``seed`` (>= 0) the base seed of the per-item generators."""
+    """Base of the pair datasets (module doc): ``crop``, the view transform; ``seed`` (>= 0), the base seed."""
 
     def __init__(self, crop: RandomResizedCropCoord, seed: int):
-        if seed < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}")
+        checks.at_least("runtime.seed", seed, 0)
         self.crop, self.seed, self.epoch = crop, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the crops of ``epoch`` (call before building the epoch's DataLoader iterator)."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be non-negative, got {epoch}")
+        checks.at_least("epoch", epoch, 0)
         self.epoch = epoch
 
     def make_pair(self, img1: Image.Image, img2: Image.Image, rng: random.Random) -> Pair:
@@ -89,9 +156,8 @@ def collate_pairs(items: list[Optional[Pair]]) -> tuple[Tensor, Tensor, Tensor, 
 
 
 class StaticImagePairs(PairDataset):
-    """Two independent random resized crops of each image file under ``roots`` (image folders or one path,
-    searched recursively, e.g. ``data/Static/JPEGImages/COCO``; each must exist and hold an image, else ValueError
-    naming it). ``crop``, ``seed``: :class:`PairDataset`. ``dataset[i]``: a Pair or None."""
+    """Two independent crops of each image file under ``roots`` (folders searched recursively, or one; each must
+    exist and hold an image, else ValueError naming it)."""
 
     def __init__(self, roots: Sequence[str] | str | os.PathLike, crop: RandomResizedCropCoord, seed: int):
         super().__init__(crop, seed)
@@ -111,23 +177,19 @@ class StaticImagePairs(PairDataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> Optional[Pair]:
-        rng = item_rng(self.seed, self.epoch, index)
         img = load_rgb(self.files[index])
-        return None if img is None else self.make_pair(img, img, rng)
+        return None if img is None else self.make_pair(img, img, item_rng(self.seed, self.epoch, index))
 
 
 class VideoFramePairs(PairDataset):
-    """Two frames of one video, at most ``max_gap`` (>= 1) apart, each with its own random crop. ``root`` holds
-    one folder of frames per video, ordered by file name (``<root>/<video>/<frame>.jpg``: YouTube-VOS
-    ``train_all_frames/JPEGImages``, DAVIS ``JPEGImages/480p``, ...), at least one with frames, else ValueError
-    (folders without frames are ignored, one warning). Item i is video i (an epoch visits each video once):
-    t1 uniform among its frames, t2 != t1 uniform within ``max_gap`` of t1 (t1 if there is none).
-    ``crop``, ``seed``: :class:`PairDataset`. ``dataset[i]``: a Pair, or None if a frame is unreadable."""
+    """Two frames of one video, at most ``max_gap`` (>= 1) apart, each with its own crop. ``root`` holds a folder
+    of frames per video, in name order (``<root>/<video>/<frame>.jpg``: YouTube-VOS ``train_all_frames/JPEGImages``,
+    DAVIS ``JPEGImages/480p``), one at least, else ValueError (empty ones: ignored, one warning). Item i is video i:
+    t1 uniform among its frames, t2 != t1 uniform within ``max_gap`` of t1 (t1 if there is none)."""
 
     def __init__(self, root: str | os.PathLike, crop: RandomResizedCropCoord, max_gap: int, seed: int):
         super().__init__(crop, seed)
-        if max_gap < 1:
-            raise ValueError(f"max_gap must be at least 1, got {max_gap}")
+        checks.at_least("data.max_gap", max_gap, 1)
         if not os.path.isdir(root):
             raise ValueError(f"video frame folder {root} does not exist or is not a folder")
         self.max_gap = max_gap

@@ -1,6 +1,5 @@
-"""The DAVIS colour palette and indexed ('P' mode) PNG masks. The palette is the PASCAL VOC colour map: the bits
-of an id spread over the three channels, most significant bit first (1 -> dark red, 2 -> green, 255 -> the void
-colour (224, 224, 192))."""
+"""The DAVIS colour palette (the PASCAL VOC map: an id's bits spread over the three channels, most significant
+first; 1 -> dark red, 2 -> green, 255 -> the void colour (224, 224, 192)) and indexed ('P' mode) PNG masks."""
 
 from __future__ import annotations
 
@@ -14,12 +13,8 @@ from hvc.fileio import atomic_path
 
 def davis_palette() -> np.ndarray:
     """The 256-colour DAVIS palette: uint8 [256, 3]."""
-    ids = np.arange(256)
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for bit in range(8):
-        for channel in range(3):
-            palette[:, channel] |= (((ids >> (3 * bit + channel)) & 1) << (7 - bit)).astype(np.uint8)
-    return palette
+    bits = (np.arange(256)[:, None, None] >> (3 * np.arange(8)[:, None] + np.arange(3))) & 1  # [id, bit, channel]
+    return (bits << (7 - np.arange(8))[:, None]).sum(axis=1).astype(np.uint8)
 
 
 DAVIS_PALETTE = davis_palette()

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
-from hvc.data.sequence import DatasetError, list_lines, missing_dataset_hint, select
+from hvc.data.sequence import DatasetError, list_lines, read_label_png, require, select
 from hvc.names import check_name
 
 IMAGES_DIR = "Images"
@@ -32,32 +31,20 @@ class VIPVideo:
         return tuple(p.stem for p in self.frames)
 
 
-def read_class_ids(path: str | os.PathLike, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Class ids of a VIP annotation: [H, W] uint8 in 0..num_classes-1 (255 allowed as ignore); greyscale
-    ('L') and palette ('P') PNGs are read as pixel values / indices."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"annotation not found: {path}")
-    try:
-        with Image.open(path) as im:
-            mode, ids = im.mode, (np.array(im) if im.mode in ("L", "P") else None)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable annotation ({exc})") from None
-    if ids is None:
-        raise DatasetError(f"{path}: expected a greyscale or palette class-id PNG, got mode {mode}")
-    bad = np.unique(ids[(ids >= num_classes) & (ids != IGNORE_ID)])
+def read_class_ids(path: str | os.PathLike) -> np.ndarray:
+    """Class ids of a VIP annotation, a greyscale or palette PNG read as DAVIS labels are: [H, W] uint8 in
+    0..NUM_CLASSES-1 (IGNORE_ID allowed)."""
+    ids = read_label_png(Path(path), DatasetError)
+    bad = np.unique(ids[(ids >= NUM_CLASSES) & (ids != IGNORE_ID)])
     if bad.size:
-        raise DatasetError(f"{path}: class ids {bad.tolist()} outside 0..{num_classes - 1}")
+        raise DatasetError(f"{path}: class ids {bad.tolist()} outside 0..{NUM_CLASSES - 1}")
     return ids
 
 
 def read_frame_list(path: str | os.PathLike) -> list[tuple[str, str]]:
     """(video, frame) pairs of a VIP list file, in file order."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"frame list not found: {path}")
     pairs = []
-    for where, fields, text in list_lines(path):
+    for where, fields, text in list_lines(Path(path)):
         paths = [f for f in fields if "/" in f]
         parts = Path(paths[-1]).parts if paths else ()
         if len(parts) < 2:
@@ -70,27 +57,20 @@ def read_frame_list(path: str | os.PathLike) -> list[tuple[str, str]]:
 
 def vip_videos(root: str | os.PathLike, list_file: Optional[str | os.PathLike] = None,
                wanted: Sequence[str] = ()) -> list[VIPVideo]:
-    """The videos of ``list_file`` (default: every video with annotations under ``root``, its
-    annotated frames sorted), restricted to ``wanted`` if given; every frame must have its
-    JPEG and its annotation."""
+    """The videos of ``list_file`` (default: every annotated video under ``root``, its annotated frames sorted),
+    restricted to ``wanted`` if given; every frame must have its JPEG and its annotation."""
     root = Path(root)
-    labels = root / LABELS_DIR
-    if not labels.is_dir():
-        raise DatasetError(f"{labels} not found (is {root} a VIP root? {missing_dataset_hint(root)})")
+    labels = require(root / LABELS_DIR, root, "VIP")
     by_video: dict[str, list[str]] = {}
     if list_file is not None:
         for video, frame in read_frame_list(list_file):
             by_video.setdefault(video, []).append(frame)
     else:
         for folder in sorted(p for p in labels.iterdir() if p.is_dir()):
-            frames = sorted(p.stem for p in folder.glob("*.png"))
-            if frames:
-                by_video[folder.name] = frames
-    by_video = {v: by_video[v] for v in select(list(by_video), wanted, "video(s) ", f" not in {list_file or labels}")}
-    if not by_video:
-        raise DatasetError(f"no VIP video found ({list_file or labels})")
+            by_video[folder.name] = sorted(p.stem for p in folder.glob("*.png"))
     videos = []
-    for name, frames in by_video.items():
+    for name in select([v for v, frames in by_video.items() if frames], wanted, list_file or labels):
+        frames = by_video[name]
         if len(set(frames)) != len(frames):
             raise DatasetError(f"video {name!r}: frames listed more than once in {list_file}")
         images = tuple(root / IMAGES_DIR / name / f"{f}.jpg" for f in frames)

@@ -1,5 +1,5 @@
-"""Video object segmentation benchmarks (DAVIS 2016/2017, YouTube-VOS 2018/2019, VOST) read into
-:class:`VideoSequence` lists; :class:`FrameDataset` turns one into normalised tensors. Folder trees: data/README.md."""
+"""VOS benchmarks (DAVIS 2016/2017, YouTube-VOS 2018/2019, VOST; trees: data/README.md) read into
+:class:`VideoSequence` lists; :class:`FrameDataset` turns one into normalised tensors."""
 
 from __future__ import annotations
 
@@ -13,33 +13,28 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from hvc.data import davis_layout
-from hvc.data.frames import list_frames, read_rgb, to_input
-from hvc.data.sequence import (DatasetError, MaskFormat, VideoSequence, check_no_gaps, image_size, missing_dataset_hint,
-                               select)
+from hvc.data.frames import read_rgb, to_input
+from hvc.data.sequence import (DAVIS_ANNOTATIONS, DAVIS_FRAMES, DAVIS_SPLITS, DatasetError, MaskFormat, VideoSequence,
+                               check_no_gaps, image_size, list_frames, object_ids, read_label_png, require, select)
 from hvc.names import check_name, read_name_list, short
 
-# dataset name -> (DAVIS ImageSets year, split file, annotation format)
-DAVIS_SPLITS: dict[str, tuple[str, str, MaskFormat]] = {
-    "davis16": ("2016", "val", "binary"), "davis17": ("2017", "val", "palette"),
-    "davis17dev": ("2017", "test-dev", "palette")}
 YTVOS_DATASETS = ("ytvos", "ytvos19")
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def read_label_map(path: Path, mask_format: MaskFormat, size: tuple[int, int]) -> np.ndarray:
-    """Object ids int64 [H, W] of an annotation (:mod:`hvc.data.davis_layout`: binary 0/255 -> {0, 1},
-    palette: the index, void 255 -> 0); a size other than the frame's ``size`` (H, W) is an error."""
-    values = davis_layout.read_label_png(path, DatasetError, palette=mask_format == "palette")
+    """Object ids int64 [H, W] of an annotation (binary 0/255 -> {0, 1}, palette: the index, void 255 -> 0);
+    a size other than the frame's ``size`` (H, W) is an error."""
+    values = read_label_png(path, DatasetError, palette=mask_format == "palette")
     if values.shape != tuple(size):
-        raise DatasetError(f"{path}: mask size {values.shape[0]}x{values.shape[1]} differs from the frame "
-                           f"size {size[0]}x{size[1]}")
-    return davis_layout.object_ids(values, binary=mask_format == "binary").astype(np.int64)
+        (h, w), (fh, fw) = values.shape, size
+        raise DatasetError(f"{path}: mask size {h}x{w} differs from the frame size {fh}x{fw}")
+    return object_ids(values, binary=mask_format == "binary").astype(np.int64)
 
 
 def first_mask_problems(seq: VideoSequence, ids: np.ndarray) -> list[str]:
-    """Warnings naming the sequence about the first annotation's object ids ``ids`` [H, W] that the official
-    tools accept but a user most likely did not mean: no object at all, and, where one mask gives every object
-    (DAVIS), ids with gaps (1 and 3 but no 2: the evaluation then scores an empty object 2)."""
+    """Warnings about the first annotation's object ids ``ids`` [H, W] that the official tools accept but a user
+    hardly means: no object at all; where one mask gives every object (DAVIS), ids 1 and 3 without 2."""
     present = sorted(int(i) for i in np.unique(ids) if i != 0)
     if not present:
         return [f"sequence {seq.name}: the first-frame mask {seq.annotations[min(seq.annotations)]} holds no object "
@@ -51,29 +46,23 @@ def first_mask_problems(seq: VideoSequence, ids: np.ndarray) -> list[str]:
     return []
 
 
-def _frames_of(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: frame folder not found")
-    frames = list_frames(folder, (".jpg", ".jpeg", ".png"), DatasetError)
-    if not frames:
-        raise DatasetError(f"{folder}: no frames (.jpg/.png) in this folder")
-    return frames
+def _files(folder: Path, pattern: str) -> list[Path]:
+    found = sorted(folder.glob(pattern))
+    if not found:
+        raise DatasetError(f"{folder}: no {pattern} files")
+    return found
 
 
 def davis_sequences(root: str | os.PathLike, dataset: str, wanted: Sequence[str] = ()) -> list[VideoSequence]:
     """DAVIS 2016 / 2017 sequences of ``ImageSets/<year>/<split>.txt`` (480p); all frames written."""
     root = Path(root)
     year, split, mask_format = DAVIS_SPLITS[dataset]
-    listing = root / "ImageSets" / year / f"{split}.txt"
-    names = davis_layout.read_sequence_list(root, year, split, DatasetError,
-                                            f"is data.root={root} a DAVIS folder? {missing_dataset_hint(root)}")
-    if not names:
-        raise DatasetError(f"{listing}: the sequence list is empty")
+    listing = require(root / "ImageSets" / year / f"{split}.txt", root, "DAVIS")
     sequences = []
-    for name in select(names, wanted, f"{listing}: does not list sequence(s) "):
-        frames = _frames_of(root / davis_layout.FRAMES / name)
+    for name in select(read_name_list(listing, DatasetError), wanted, listing):
+        frames = list_frames(root / DAVIS_FRAMES / name, FRAME_SUFFIXES, DatasetError)
         check_no_gaps(frames, name)
-        first = root / davis_layout.ANNOTATIONS / name / f"{frames[0].stem}.png"
+        first = root / DAVIS_ANNOTATIONS / name / f"{frames[0].stem}.png"
         if not first.is_file():
             raise DatasetError(f"{first}: first-frame mask not found")
         sequences.append(VideoSequence(name, tuple(frames), {0: first}, tuple(range(len(frames))), mask_format))
@@ -85,56 +74,39 @@ def ytvos_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list
     from the first annotated one on; each file of ``valid/Annotations/<video>/`` introduces the objects
     first seen there; only the frames meta.json lists are written (the submission layout)."""
     root = Path(root)
-    meta_path = root / "valid" / "meta.json"
-    if not meta_path.is_file():
-        raise DatasetError(f"{meta_path}: YouTube-VOS meta file not found (is data.root={root} data/YTB/<year>? "
-                           f"{missing_dataset_hint(root)})")
+    meta_path = require(root / "valid" / "meta.json", root, "YouTube-VOS (YTB/<year>)")
     videos = _read_meta(meta_path)
     sequences = []
-    for name in select(sorted(videos), wanted, f"{meta_path}: does not list sequence(s) "):
-        listed = videos[name]
-        ann_dir = root / "valid" / "Annotations" / name
-        ann = sorted(ann_dir.glob("*.png"))
-        if not ann:
-            raise DatasetError(f"{ann_dir}: no annotation masks")
-        frames = _frames_of(root / "valid_all_frames" / "JPEGImages" / name)
+    for name in select(sorted(videos), wanted, meta_path):
+        ann = _files(root / "valid" / "Annotations" / name, "*.png")
+        frames = list_frames(root / "valid_all_frames/JPEGImages" / name, FRAME_SUFFIXES, DatasetError)
         stems = [p.stem for p in frames]
         if ann[0].stem not in stems:
             raise DatasetError(f"{ann[0]}: its frame is missing from {frames[0].parent}")
         frames = frames[stems.index(ann[0].stem):]
         index = {p.stem: t for t, p in enumerate(frames)}
-        for stem in [*(p.stem for p in ann), *listed]:
+        for stem in [*(p.stem for p in ann), *videos[name]]:
             if stem not in index:
                 raise DatasetError(f"{frames[0].parent}: frame {stem} of video {name} (listed in "
                                    f"{meta_path.name} or annotated) is missing")
-        outputs = tuple(index[f] for f in listed)
+        outputs = tuple(index[f] for f in videos[name])
         check_no_gaps(frames, name, max([*outputs, *(index[p.stem] for p in ann)]))
         sequences.append(VideoSequence(name, tuple(frames), {index[p.stem]: p for p in ann}, outputs, "palette"))
     return sequences
 
 
 def vost_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[VideoSequence]:
-    """VOST (Video Object Segmentation under Transformations) val, DAVIS-like with sparse annotations
-    (docs/tasks.md): the sequences of ``ImageSets/val.txt``, frames from the first annotated one on, the
-    first annotation as input, the annotated frames (the ground truth) as outputs."""
+    """VOST val (docs/tasks.md), DAVIS-like with sparse annotations: the sequences of ``ImageSets/val.txt``, frames
+    from the first annotated one on, which is the input; the annotated frames are the outputs."""
     root = Path(root)
-    listing = root / "ImageSets" / "val.txt"
-    if not listing.is_file():
-        raise DatasetError(f"sequence list not found: {listing} (is {root} a VOST root? {missing_dataset_hint(root)})")
-    names = read_name_list(listing, DatasetError)  # plain folder names (hvc.names)
+    listing = require(root / "ImageSets" / "val.txt", root, "VOST")
     sequences = []
-    for name in select(names, wanted, "sequence(s) ", f" not in {listing}"):
-        image_dir, label_dir = root / "JPEGImages" / name, root / "Annotations" / name
-        frames = sorted(image_dir.glob("*.jpg"))
-        if not frames:
-            raise DatasetError(f"no .jpg frames in {image_dir}")
-        labels = sorted(label_dir.glob("*.png"))
-        if not labels:
-            raise DatasetError(f"no annotations in {label_dir}")
+    for name in select(read_name_list(listing, DatasetError), wanted, listing):
+        frames, labels = _files(root / "JPEGImages" / name, "*.jpg"), _files(root / "Annotations" / name, "*.png")
         index = {p.stem: t for t, p in enumerate(frames)}
         orphans = [p for p in labels if p.stem not in index]
         if orphans:
-            raise DatasetError(f"{orphans[0]}: no frame {orphans[0].stem}.jpg in {image_dir}")
+            raise DatasetError(f"{orphans[0]}: no frame {orphans[0].stem}.jpg in {frames[0].parent}")
         start = index[labels[0].stem]
         frames, outputs = frames[start:], tuple(index[p.stem] - start for p in labels)
         check_no_gaps(frames, name, max(outputs))  # frames between the annotations are all there
@@ -143,17 +115,15 @@ def vost_sequences(root: str | os.PathLike, wanted: Sequence[str] = ()) -> list[
 
 
 def _read_meta(meta_path: Path) -> dict[str, list[str]]:
-    """``{video: sorted frame names to write}`` of a YouTube-VOS meta.json, its structure checked:
+    """``{video: sorted frame names to write}`` of a YouTube-VOS meta.json, checked to be of the form
     ``{"videos": {video: {"objects": {id: {"frames": [name, ...]}}}}}``."""
     try:
         meta = json.loads(meta_path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # UnicodeDecodeError among them
         raise DatasetError(f"{meta_path}: not a YouTube-VOS meta.json (invalid JSON: {exc})") from None
     videos = meta.get("videos") if isinstance(meta, dict) else None
     if not isinstance(videos, dict):
         raise DatasetError(f"{meta_path}: not a YouTube-VOS meta.json (no 'videos' mapping at the top level)")
-    if not videos:
-        raise DatasetError(f"{meta_path}: lists no videos")
     listed = {}
     for name, video in videos.items():
         objects = video.get("objects") if isinstance(video, dict) else None
@@ -173,7 +143,7 @@ def _read_meta(meta_path: Path) -> dict[str, list[str]]:
 
 
 def frame_stem(name: str) -> str:
-    """A frame name as meta.json may give it, ``00005`` or ``00005.jpg``: the stem ``00005``."""
+    """A frame name as meta.json may give it, ``00005`` or ``00005.jpg``: ``00005``."""
     stem, ext = os.path.splitext(name)
     return stem if ext.lower() in (".jpg", ".jpeg", ".png") else name
 
@@ -186,8 +156,7 @@ def load_sequences(dataset: str, root: str | os.PathLike, wanted: Sequence[str] 
         return ytvos_sequences(root, wanted)
     if dataset == "vost":  # VOST val: DAVIS-like, sparse annotations
         return vost_sequences(root, wanted)
-    raise DatasetError(f"data.dataset: unknown dataset {dataset!r}; choose one of "
-                       f"{[*DAVIS_SPLITS, *YTVOS_DATASETS, 'vost']}")
+    raise DatasetError(f"data.dataset: {dataset!r} is not one of {[*DAVIS_SPLITS, *YTVOS_DATASETS, 'vost']}")
 
 
 def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
@@ -199,11 +168,10 @@ def scaled_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
 
 
 class FrameDataset(Dataset):
-    """Frames of one sequence (anything with a ``frames`` tuple of image files: a :class:`VideoSequence`,
-    a JHMDB or VIP video) for the encoder: ``dataset[t] -> [3, h, w]`` float32, RGB in [0, 1], resized, then
-    normalised. ``"shorter"``: the shorter side becomes ``input_size`` (bilinear, align_corners=True, the official
-    HVC loader); ``"square"``: ``input_size`` x ``input_size`` with half-pixel centres (``cv2.resize`` in
-    videowalk's JHMDB / VIP loaders). ``input_size`` = -1 keeps the size."""
+    """Frames of one sequence (anything with a ``frames`` tuple of image files) for the encoder: ``dataset[t] ->
+    [3, h, w]`` float32, RGB in [0, 1], resized, normalised. ``"shorter"``: the shorter side becomes ``input_size``
+    (bilinear, align_corners=True, the official HVC loader); ``"square"``: ``input_size`` x ``input_size`` with
+    half-pixel centres (``cv2.resize`` in videowalk's JHMDB / VIP loaders). ``input_size`` = -1 keeps the size."""
 
     def __init__(self, sequence: VideoSequence, input_size: int, mean: Sequence[float], std: Sequence[float],
                  resize: Literal["shorter", "square"] = "shorter"):
@@ -221,6 +189,6 @@ class FrameDataset(Dataset):
         path = self.sequence.frames[t]
         rgb = read_rgb(path, DatasetError, "frame")  # a writable copy for torch.from_numpy; 16-bit grey scaled
         if rgb.shape[:2] != self.size:
-            raise DatasetError(f"{path}: frame size {rgb.shape[0]}x{rgb.shape[1]} differs from the "
-                               f"sequence's {self.size[0]}x{self.size[1]}")
+            (h, w), (sh, sw) = rgb.shape[:2], self.size
+            raise DatasetError(f"{path}: frame size {h}x{w} differs from the sequence's {sh}x{sw}")
         return to_input(rgb, self.out_size, self.mean, self.std, self.align_corners)

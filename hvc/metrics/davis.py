@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from hvc.data import davis_layout
+from hvc.data import sequence
 from hvc.errors import InputError
 from hvc.metrics.measures import Statistics, db_statistics, jf_scores
 
@@ -26,7 +26,7 @@ class MetricsError(InputError, ValueError):
 
 def read_label_png(path: Path) -> np.ndarray:
     """[H, W] uint8 pixel values (palette indices, not colours); MetricsError naming ``path`` on a bad file."""
-    return davis_layout.read_label_png(path, MetricsError)
+    return sequence.read_label_png(path, MetricsError)
 
 
 def map_sequences(fn: Callable[..., T], jobs: Sequence[tuple], workers: int, desc: str, progress: bool) -> list[T]:
@@ -87,7 +87,7 @@ class ObjectScores(ObjectJ):
 
 def read_sequence_list(davis_root: Path, year: int, split: str) -> list[str]:
     """Sequence names listed in ``ImageSets/<year>/<split>.txt``, in file order."""
-    return davis_layout.read_sequence_list(davis_root, year, split, MetricsError, "is --davis-root a DAVIS root?")
+    return sequence.read_sequence_list(davis_root, year, split, MetricsError, "is --davis-root a DAVIS root?")
 
 
 def count_objects(gt_dir: Path, frames: Sequence[str], binary: bool) -> int:
@@ -95,12 +95,12 @@ def count_objects(gt_dir: Path, frames: Sequence[str], binary: bool) -> int:
     if len(frames) < 3:
         raise MetricsError(f"sequence {gt_dir.name!r}: {len(frames)} annotated frame(s) in {gt_dir}; "
                            "the semi-supervised protocol needs at least 3 (first and last are not scored)")
-    return int(davis_layout.object_ids(read_label_png(gt_dir / f"{frames[0]}.png"), binary).max())
+    return int(sequence.object_ids(read_label_png(gt_dir / f"{frames[0]}.png"), binary).max())
 
 
 def read_frame(gt_dir: Path, pred_dir: Path, frame: str, binary: bool) -> tuple[np.ndarray, np.ndarray, Path]:
     """(ground-truth ids, prediction pixel values, prediction path) of one frame, [H, W] uint8 each."""
-    gt = davis_layout.object_ids(read_label_png(gt_dir / f"{frame}.png"), binary)
+    gt = sequence.object_ids(read_label_png(gt_dir / f"{frame}.png"), binary)
     pred_path = pred_dir / f"{frame}.png"
     if not pred_path.is_file():
         raise MetricsError(f"sequence {gt_dir.name!r}: missing prediction for frame {frame} ({pred_path})")
@@ -154,7 +154,7 @@ def evaluate(davis_root: str | Path, results: str | Path, year: int, split: str 
         raise MetricsError(f"year must be one of {YEARS}, got {year!r}")
     davis_root, results = Path(davis_root), Path(results)
     names = list(sequences) if sequences is not None else read_sequence_list(davis_root, year, split)
-    annotations = davis_root / davis_layout.ANNOTATIONS
+    annotations = davis_root / sequence.DAVIS_ANNOTATIONS
     check_sequence_folders(annotations, results, names)
     jobs = [(annotations / n, results / n, year == 2016) for n in names]
     per_sequence = map_sequences(evaluate_sequence, jobs, workers, f"J&F DAVIS {year} {split}", progress)

@@ -9,8 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from hvc.data.jhmdb import jhmdb_videos
-from hvc.data.keypoints import KeypointFileError, load_keypoints
+from hvc.data.jhmdb import KeypointFileError, jhmdb_videos, load_keypoints
 from hvc.data.sequence import DatasetError
 from hvc.metrics.davis import MetricsError
 
@@ -98,7 +97,7 @@ def default_list(root: str | Path, list_file: Optional[str | Path]) -> Optional[
 def evaluate(root: str | Path, results: str | Path, list_file: Optional[str | Path] = None,
              videos: Sequence[str] = ()) -> list[PoseDistances]:
     """Normalised distances of every listed JHMDB video (layout: hvc.data.jhmdb); results holds
-    ``<class>/<video>.npz`` keypoint files (hvc.data.keypoints). Raises MetricsError."""
+    ``<class>/<video>.npz`` keypoint files (hvc.data.jhmdb.save_keypoints). Raises MetricsError."""
     results = Path(results)
     try:
         clips = jhmdb_videos(root, list_file, videos)

@@ -12,7 +12,7 @@ from typing import Sequence, Union
 import numpy as np
 import pandas as pd
 
-from hvc.data.keypoints import JOINT_NAMES
+from hvc.data.jhmdb import JOINT_NAMES
 from hvc.fileio import atomic_write_bytes
 from hvc.metrics.davis import ObjectScores
 from hvc.metrics.measures import Statistics

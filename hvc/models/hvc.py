@@ -102,7 +102,7 @@ class HVC(nn.Module):
     def forward(self, view1: Tensor, view2: Tensor, coord1: Tensor, coord2: Tensor, momentum: float) -> Tensor:
         """Training loss of one step (scalar); updates the target network as a side effect, in the order that
         defines the step. view*: [N, 3, H, W] normalised crops; coord*: [N, 4] = [x0, y0, x1, y1] of each crop in
-        its source image (hvc.data.transforms.crop_coords); momentum: this step's (:func:`momentum_at`)."""
+        its source image (hvc.data.pairs.crop_coords); momentum: this step's (:func:`momentum_at`)."""
         q1, q2 = self._online(view1), self._online(view2)
         self.update_target(momentum)
         k1, k2 = self._target(view1), self._target(view2)

@@ -18,8 +18,7 @@ from torch import Tensor
 from hvc.completion import Outputs
 from hvc.config.core import ConfigError
 from hvc.config.inference import TestConfig
-from hvc.data.jhmdb import JHMDBVideo, check_frame_count, jhmdb_videos
-from hvc.data.keypoints import NUM_JOINTS, save_keypoints
+from hvc.data.jhmdb import NUM_JOINTS, JHMDBVideo, check_frame_count, jhmdb_videos, save_keypoints
 from hvc.data.palette import save_indexed_png
 from hvc.data.vip import NUM_CLASSES as VIP_CLASSES
 from hvc.data.vip import VIPVideo, read_class_ids, vip_videos
@@ -136,7 +135,7 @@ class LabelPngWriter:
 
 class KeypointWriter:
     """JHMDB: every propagated frame (frame 0 too, as videowalk's) decoded to joints at feature resolution; at
-    ``close``, the clip's [2, J, T] array and the label-map size saved as ``path`` (hvc/data/keypoints.py)."""
+    ``close``, the clip's [2, J, T] array and the label-map size saved as ``path`` (hvc/data/jhmdb.py)."""
 
     def __init__(self, path: Path, num_frames: int):
         self.path, self.num_frames = path, num_frames

@@ -113,7 +113,7 @@ def evaluate_dataset(root: str | Path, results: str | Path, list_file: Optional[
             frames = {}
             for video, frame in read_frame_list(list_file):
                 frames.setdefault(video, []).append(frame)
-        wanted = select(list(frames), videos, "video(s) ", f" not in {list_file or annotations}")
+        wanted = select(list(frames), videos, list_file or annotations)
     except DatasetError as exc:
         raise MetricsError(str(exc)) from None
     return evaluate(annotations, results, {v: frames[v] for v in wanted})

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +20,6 @@ from PIL import Image
 import hvc.app.server as server_module
 from hvc.app.__main__ import main as app_main, parse_args
 from hvc.app.server import Workspace, make_server
-from hvc.data.palette import save_indexed_png
 from hvc.demo.video import render_video
 from hvc.errors import EXIT_BUSY, EXIT_USAGE
 from hvc.exports import Mp4Writer

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA_TEST = "tests/test_vos.py::test_davis2016_real_sequences"  # takes davis_root

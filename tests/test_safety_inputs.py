@@ -18,7 +18,7 @@ from PIL import Image
 
 from helpers.fault_support import call, davis_tree, load_entry, scene
 from hvc.checkpoint import CheckpointError, tensor_mismatches
-from hvc.data.frames import VideoError, open_frames, read_rgb
+from hvc.data.frames import VideoError, read_rgb
 from hvc.data.jhmdb import _frames as jhmdb_frames
 from hvc.data.palette import save_indexed_png
 from hvc.data.vos import DatasetError, check_no_gaps

@@ -8,7 +8,6 @@ wrote, with or without --overwrite. Grouped by entry point; tiny synthetic trees
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 

@@ -23,10 +23,9 @@ from typing import BinaryIO, Callable, Iterator, Optional
 
 from tqdm import tqdm
 
-from hvc.cli import run_main
+from hvc.cli import project_folder, run_main
 from hvc.errors import ArgumentParser, InputError, UsageError, entry_point
 from hvc.fileio import atomic_path, atomic_write_text, file_digest, stream_digest
-from hvc.cli import project_folder
 
 CHUNK = 1 << 20
 CACHE = ".downloads"

@@ -34,10 +34,9 @@ from hvc.data.jhmdb import load_keypoints, read_joints
 from hvc.data.vos import DatasetError, FrameDataset, VideoSequence
 from hvc.demo.video import write_vip_clip
 from hvc import inference
-from hvc.tasks.clips import decode_keypoints, feature_coords, joint_label_maps
 from hvc.inference import run_inference
 from hvc.distributed import ShardSpec
-from hvc.tasks.clips import KeypointWriter, LabelPngWriter
+from hvc.tasks.clips import KeypointWriter, LabelPngWriter, decode_keypoints, feature_coords, joint_label_maps
 from helpers.task_fixtures import synthetic_tasks  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]

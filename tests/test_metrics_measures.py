@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from skimage.morphology import disk as skimage_disk
 
-from hvc.metrics.measures import boundary_map, boundary_radius, disk, jf_scores
-from hvc.metrics.measures import db_statistics, decay_bin_edges
+from hvc.metrics.measures import boundary_map, boundary_radius, db_statistics, decay_bin_edges, disk, jf_scores
 from helpers.metrics_helpers import reference_jf, seg2bmap
 
 
